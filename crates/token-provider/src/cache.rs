@@ -1,0 +1,574 @@
+//! [`CachedTokenProvider`]: any [`Fetch`] made into a [`TokenProvider`] worth calling before every
+//! request.
+//!
+//! # Semantics
+//!
+//! - **Soft expiry** is `expires_at - margin`. The default margin is the lesser of 5 minutes and a
+//!   fifth of the token's lifetime, less a random jitter of up to 10% of that margin (so a fleet
+//!   started together does not refresh together). A token with no expiry is refreshed after
+//!   [`default_lifetime`](CacheConfig::default_lifetime); an absurdly long one after
+//!   [`max_lifetime`](CacheConfig::max_lifetime).
+//! - **Fresh** (before soft expiry): the token is returned from an `arc-swap` load: no lock, no
+//!   allocation beyond the clone (one reference count).
+//! - **Soft window** (between soft and hard expiry): the still-valid token is returned at once and
+//!   exactly one background refresh starts.
+//! - **Empty or hard-expired**: every caller waits on exactly one fetch (single-flight), for at
+//!   most [`load_timeout`](CacheConfig::load_timeout).
+//! - **Transient failure** (network, 5xx, 429, garbled answer): the still-valid token keeps being
+//!   served; the next attempt waits an exponential backoff with jitter, or the provider's
+//!   `Retry-After`. Until then callers with no valid token get the same error at once rather than
+//!   stampeding a struggling server.
+//! - **Permanent failure** (rejected credentials, a user action needed, bad configuration): the
+//!   error is returned and held for [`negative_ttl`](CacheConfig::negative_ttl), so a thousand
+//!   callers with a bad password cause one request, not a thousand. It is never retried in a loop.
+//! - [`invalidate`](TokenProvider::invalidate) drops the cached token only if it is still the
+//!   rejected one, so a late 401 never throws away a newer token.
+//! - Fetches run on their own tokio task: a caller that drops its future cancels nothing, and a
+//!   fetch that panics wakes its waiters with an error rather than leaving them hanging.
+//! - With a [`TokenStore`], the fetch runs under the store's lock: the stored state is read (a
+//!   fresh token another process saved is adopted without a request), the fetch gets the stored
+//!   refresh token, and the new state is saved before the lock is released, so a rotating refresh
+//!   token is never spent twice nor lost.
+//!
+//! A tokio runtime is required (fetches are spawned on it).
+
+use std::fmt;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime};
+
+use arc_swap::ArcSwapOption;
+use async_trait::async_trait;
+use tokio::sync::watch;
+use tracing::{debug, info, trace, warn};
+
+use crate::store::{StoreKey, TokenStore};
+use crate::{AccessToken, Error, Fetch, SharedClock, TokenProvider, TokenState, system_clock};
+
+/// How a [`CachedTokenProvider`] behaves. The defaults suit tokens that live minutes to days.
+#[derive(Clone)]
+#[must_use]
+pub struct CacheConfig {
+    margin: Option<Duration>,
+    max_margin: Duration,
+    default_lifetime: Duration,
+    max_lifetime: Duration,
+    load_timeout: Duration,
+    negative_ttl: Duration,
+    backoff_initial: Duration,
+    backoff_max: Duration,
+    clock: SharedClock,
+    store: Option<(Arc<dyn TokenStore>, StoreKey)>,
+    name: &'static str,
+}
+
+impl fmt::Debug for CacheConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CacheConfig")
+            .field("name", &self.name)
+            .field("margin", &self.margin)
+            .field("max_margin", &self.max_margin)
+            .field("default_lifetime", &self.default_lifetime)
+            .field("max_lifetime", &self.max_lifetime)
+            .field("load_timeout", &self.load_timeout)
+            .field("negative_ttl", &self.negative_ttl)
+            .field("backoff_initial", &self.backoff_initial)
+            .field("backoff_max", &self.backoff_max)
+            .field("store", &self.store.as_ref().map(|(_, k)| k))
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        Self {
+            margin: None,
+            max_margin: Duration::from_secs(300),
+            default_lifetime: Duration::from_secs(3600),
+            max_lifetime: Duration::from_secs(7 * 24 * 3600),
+            load_timeout: Duration::from_secs(60),
+            negative_ttl: Duration::from_secs(5),
+            backoff_initial: Duration::from_secs(1),
+            backoff_max: Duration::from_secs(300),
+            clock: system_clock(),
+            store: None,
+            name: "token",
+        }
+    }
+}
+
+impl CacheConfig {
+    /// The default configuration.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A fixed refresh margin instead of `min(5 min, lifetime / 5)` (jitter still applies).
+    pub fn margin(mut self, margin: Duration) -> Self {
+        self.margin = Some(margin);
+        self
+    }
+
+    /// The largest default margin (default 5 minutes).
+    pub fn max_margin(mut self, max: Duration) -> Self {
+        self.max_margin = max;
+        self
+    }
+
+    /// How long a token with no expiry is used before it is refreshed (default 1 hour).
+    pub fn default_lifetime(mut self, lifetime: Duration) -> Self {
+        self.default_lifetime = lifetime;
+        self
+    }
+
+    /// The longest a token is used before it is refreshed, whatever its expiry says
+    /// (default 7 days).
+    pub fn max_lifetime(mut self, lifetime: Duration) -> Self {
+        self.max_lifetime = lifetime;
+        self
+    }
+
+    /// How long a caller waits for a fetch before giving up with [`Error::Timeout`] (default
+    /// 60 s). The fetch itself carries on for the callers after it.
+    pub fn load_timeout(mut self, timeout: Duration) -> Self {
+        self.load_timeout = timeout;
+        self
+    }
+
+    /// How long a permanent failure is returned without asking the provider again (default 5 s).
+    pub fn negative_ttl(mut self, ttl: Duration) -> Self {
+        self.negative_ttl = ttl;
+        self
+    }
+
+    /// The backoff after transient failures: `initial`, doubling to at most `max` (defaults
+    /// 1 s and 5 minutes), with jitter; a provider's `Retry-After` wins when longer.
+    pub fn backoff(mut self, initial: Duration, max: Duration) -> Self {
+        self.backoff_initial = initial;
+        self.backoff_max = max;
+        self
+    }
+
+    /// The clock (default: the system clock).
+    pub fn clock(mut self, clock: SharedClock) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// The clock in use.
+    pub fn clock_ref(&self) -> &SharedClock {
+        &self.clock
+    }
+
+    /// Persists the provider's state in `store` under `key`.
+    pub fn store(mut self, store: Arc<dyn TokenStore>, key: StoreKey) -> Self {
+        self.store = Some((store, key));
+        self
+    }
+
+    /// The name used in log events (default `token`).
+    pub fn name(mut self, name: &'static str) -> Self {
+        self.name = name;
+        self
+    }
+}
+
+/// A snapshot of a cache's counters, for users who export metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct CacheStats {
+    /// Calls answered from the cache (fresh or soft window).
+    pub hits: u64,
+    /// Calls that found no valid token and waited for a fetch.
+    pub misses: u64,
+    /// Fetches started (each is one trip to the provider, or one store read).
+    pub fetches: u64,
+    /// Fetches that failed.
+    pub failures: u64,
+    /// How long the last successful fetch took.
+    pub last_fetch_latency: Option<Duration>,
+}
+
+/// A [`Fetch`] behind a cache: the form every provider's constructor returns.
+pub struct CachedTokenProvider<F: Fetch> {
+    shared: Arc<Shared<F>>,
+}
+
+impl<F: Fetch> Clone for CachedTokenProvider<F> {
+    fn clone(&self) -> Self {
+        Self {
+            shared: Arc::clone(&self.shared),
+        }
+    }
+}
+
+impl<F: Fetch> fmt::Debug for CachedTokenProvider<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let entry = self.shared.current.load();
+        f.debug_struct("CachedTokenProvider")
+            .field("fetcher", &self.shared.fetcher)
+            .field("cached", &entry.as_ref().map(|e| &e.state.access_token))
+            .field("stats", &self.stats())
+            .finish_non_exhaustive()
+    }
+}
+
+struct Shared<F> {
+    fetcher: F,
+    config: CacheConfig,
+    current: ArcSwapOption<Entry>,
+    /// Set while a fetch task runs: lets soft-window callers skip the lock.
+    fetching: AtomicBool,
+    control: Mutex<Control>,
+    stats: Counters,
+}
+
+struct Entry {
+    state: TokenState,
+    soft: SystemTime,
+    hard: Option<SystemTime>,
+}
+
+type Outcome = Option<Result<AccessToken, Arc<Error>>>;
+
+#[derive(Default)]
+struct Control {
+    inflight: Option<watch::Receiver<Outcome>>,
+    /// The last failure and the time before which it is returned instead of a new fetch.
+    failure: Option<(Arc<Error>, SystemTime)>,
+    consecutive_failures: u32,
+    /// State kept after a token was invalidated, so the next fetch can still refresh with it.
+    retired: Option<TokenState>,
+    /// The last token a caller reported as rejected; never adopted again from a store.
+    rejected: Option<AccessToken>,
+    loaded_from_store: bool,
+}
+
+#[derive(Default)]
+struct Counters {
+    hits: AtomicU64,
+    misses: AtomicU64,
+    fetches: AtomicU64,
+    failures: AtomicU64,
+    last_latency_us: AtomicU64,
+}
+
+impl<F: Fetch> CachedTokenProvider<F> {
+    /// Caches `fetcher` with the default configuration.
+    pub fn new(fetcher: F) -> Self {
+        Self::with_config(fetcher, CacheConfig::default())
+    }
+
+    /// Caches `fetcher` with `config`.
+    pub fn with_config(fetcher: F, config: CacheConfig) -> Self {
+        Self {
+            shared: Arc::new(Shared {
+                fetcher,
+                config,
+                current: ArcSwapOption::empty(),
+                fetching: AtomicBool::new(false),
+                control: Mutex::new(Control::default()),
+                stats: Counters::default(),
+            }),
+        }
+    }
+
+    /// The wrapped fetcher.
+    pub fn fetcher(&self) -> &F {
+        &self.shared.fetcher
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &CacheConfig {
+        &self.shared.config
+    }
+
+    /// The cached token, if any, without fetching (it may be in the soft window or expired).
+    pub fn cached(&self) -> Option<AccessToken> {
+        self.shared
+            .current
+            .load()
+            .as_ref()
+            .map(|e| e.state.access_token.clone())
+    }
+
+    /// The cached state (token plus refresh token), if any.
+    pub fn cached_state(&self) -> Option<TokenState> {
+        self.shared.current.load().as_ref().map(|e| e.state.clone())
+    }
+
+    /// When the cached token becomes due for refresh, if one is cached.
+    pub fn soft_expiry(&self) -> Option<SystemTime> {
+        self.shared.current.load().as_ref().map(|e| e.soft)
+    }
+
+    /// A snapshot of the counters.
+    pub fn stats(&self) -> CacheStats {
+        let s = &self.shared.stats;
+        let latency = s.last_latency_us.load(Ordering::Relaxed);
+        CacheStats {
+            hits: s.hits.load(Ordering::Relaxed),
+            misses: s.misses.load(Ordering::Relaxed),
+            fetches: s.fetches.load(Ordering::Relaxed),
+            failures: s.failures.load(Ordering::Relaxed),
+            last_fetch_latency: (latency > 0).then(|| Duration::from_micros(latency)),
+        }
+    }
+
+    /// Forgets the cached token and any held failure, so the next call fetches.
+    pub fn clear(&self) {
+        let mut control = self.shared.lock();
+        if let Some(entry) = self.shared.current.swap(None) {
+            control.retired = Some(entry.state.clone());
+        }
+        control.failure = None;
+    }
+
+    /// A token, without waiting for a soft-window refresh (the fast path of
+    /// [`token`](TokenProvider::token)).
+    async fn get(&self) -> Result<AccessToken, Error> {
+        let shared = &self.shared;
+        let now = shared.config.clock.now();
+        if let Some(entry) = shared.current.load().as_ref() {
+            if now < entry.soft {
+                shared.stats.hits.fetch_add(1, Ordering::Relaxed);
+                trace!(cache = shared.config.name, "token cache hit");
+                return Ok(entry.state.access_token.clone());
+            }
+            if entry.hard.is_none_or(|hard| now < hard) {
+                shared.stats.hits.fetch_add(1, Ordering::Relaxed);
+                if !shared.fetching.load(Ordering::Acquire) {
+                    let _ = Shared::start(shared, now);
+                }
+                trace!(cache = shared.config.name, "token cache hit in the refresh window");
+                return Ok(entry.state.access_token.clone());
+            }
+        }
+        shared.stats.misses.fetch_add(1, Ordering::Relaxed);
+        debug!(cache = shared.config.name, "token cache miss");
+        let mut rx = Shared::start(shared, now)?;
+        let wait = rx.wait_for(Option::is_some);
+        match tokio::time::timeout(shared.config.load_timeout, wait).await {
+            Ok(Ok(outcome)) => match outcome.as_ref().expect("waited for Some") {
+                Ok(token) => Ok(token.clone()),
+                Err(e) => Err(e.duplicate()),
+            },
+            // The sender is gone without an answer: the fetch task panicked or was cancelled.
+            Ok(Err(_)) => Err(Error::transport("the token fetch task ended without a result")),
+            Err(_) => Err(Error::Timeout(shared.config.load_timeout)),
+        }
+    }
+}
+
+impl<F: Fetch> Shared<F> {
+    fn lock(&self) -> MutexGuard<'_, Control> {
+        // The lock is never held across an await or a call that can panic midway, so a poisoned
+        // state is still consistent.
+        self.control.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Joins the fetch in flight or starts one; returns the held failure when one is due.
+    fn start(this: &Arc<Self>, now: SystemTime) -> Result<watch::Receiver<Outcome>, Error> {
+        let mut control = this.lock();
+        if let Some(rx) = &control.inflight {
+            return Ok(rx.clone());
+        }
+        // Another caller may have finished a fetch between our load and the lock.
+        if let Some(entry) = this.current.load().as_ref() {
+            if now < entry.soft {
+                let (tx, rx) = watch::channel(Some(Ok(entry.state.access_token.clone())));
+                drop(tx);
+                return Ok(rx);
+            }
+        }
+        if let Some((error, until)) = &control.failure {
+            if now < *until {
+                return Err(error.duplicate());
+            }
+        }
+        let (tx, rx) = watch::channel(None);
+        control.inflight = Some(rx.clone());
+        this.fetching.store(true, Ordering::Release);
+        drop(control);
+        this.stats.fetches.fetch_add(1, Ordering::Relaxed);
+        tokio::spawn(Self::run(Arc::clone(this), tx));
+        Ok(rx)
+    }
+
+    async fn run(this: Arc<Self>, tx: watch::Sender<Outcome>) {
+        // Clears the in-flight marker however this task ends (a panicking fetcher included), so
+        // the next caller can start again.
+        struct Done<'a, F: Fetch>(&'a Shared<F>);
+        impl<F: Fetch> Drop for Done<'_, F> {
+            fn drop(&mut self) {
+                self.0.lock().inflight = None;
+                self.0.fetching.store(false, Ordering::Release);
+            }
+        }
+        let _done = Done(&this);
+
+        let started = tokio::time::Instant::now();
+        let result = this.fetch().await;
+        let elapsed = started.elapsed();
+        let now = this.config.clock.now();
+        let outcome = match result {
+            Ok(state) => {
+                let token = state.access_token.clone();
+                let entry = this.entry(state, now);
+                if entry.hard.is_some_and(|hard| hard <= now) {
+                    warn!(
+                        cache = this.config.name,
+                        "the provider issued a token that is already expired; it is not cached"
+                    );
+                } else {
+                    this.current.store(Some(Arc::new(entry)));
+                }
+                let mut control = this.lock();
+                control.failure = None;
+                control.consecutive_failures = 0;
+                control.retired = None;
+                drop(control);
+                this.stats
+                    .last_latency_us
+                    .store((elapsed.as_micros() as u64).max(1), Ordering::Relaxed);
+                info!(
+                    cache = this.config.name,
+                    elapsed_ms = elapsed.as_millis() as u64,
+                    expires_in_s = token.remaining(now).map(|d| d.as_secs()),
+                    "token fetched"
+                );
+                Ok(token)
+            }
+            Err(error) => {
+                this.stats.failures.fetch_add(1, Ordering::Relaxed);
+                let error = Arc::new(error);
+                let mut control = this.lock();
+                let hold = if error.is_transient() {
+                    control.consecutive_failures = control.consecutive_failures.saturating_add(1);
+                    this.backoff(control.consecutive_failures, error.retry_after())
+                } else {
+                    this.config.negative_ttl
+                };
+                control.failure = Some((Arc::clone(&error), now + hold));
+                drop(control);
+                warn!(
+                    cache = this.config.name,
+                    elapsed_ms = elapsed.as_millis() as u64,
+                    transient = error.is_transient(),
+                    hold_ms = hold.as_millis() as u64,
+                    error = %error,
+                    "token fetch failed"
+                );
+                Err(error)
+            }
+        };
+        // Publish after the cache is updated, so a woken waiter that calls again finds it.
+        tx.send_replace(Some(outcome));
+    }
+
+    /// One fetch, through the store when there is one.
+    async fn fetch(&self) -> Result<TokenState, Error> {
+        let previous = {
+            let current = self.current.load();
+            match current.as_ref() {
+                Some(entry) => Some(entry.state.clone()),
+                None => self.lock().retired.clone(),
+            }
+        };
+        let Some((store, key)) = &self.config.store else {
+            return self.fetcher.fetch(previous.as_ref()).await;
+        };
+        // Held across read-fetch-write, so no other holder of this store spends the same refresh
+        // token; released when dropped, however this ends.
+        let _lock = store.lock(key).await?;
+        let stored = store.load(key).await?;
+        let now = self.config.clock.now();
+        let (rejected, first_load) = {
+            let mut control = self.lock();
+            let first = !control.loaded_from_store;
+            control.loaded_from_store = true;
+            (control.rejected.clone(), first)
+        };
+        if let Some(stored) = &stored {
+            let usable = self.entry(stored.clone(), now);
+            let is_rejected = rejected.as_ref() == Some(&stored.access_token);
+            let ours = previous
+                .as_ref()
+                .is_some_and(|p| p.access_token == stored.access_token);
+            if now < usable.soft && !is_rejected && (first_load || !ours) {
+                debug!(cache = self.config.name, "token adopted from the store");
+                return Ok(stored.clone());
+            }
+        }
+        // The store's refresh token is the newest one anybody holds.
+        let base = match (stored, previous) {
+            (Some(stored), _) => Some(stored),
+            (None, previous) => previous,
+        };
+        let state = self.fetcher.fetch(base.as_ref()).await?;
+        if let Err(e) = store.save(key, &state).await {
+            // The new state is still returned and cached in memory: dropping a rotated refresh
+            // token because the disk is full would lock the user out.
+            warn!(cache = self.config.name, error = %e, "could not save the token state");
+        }
+        Ok(state)
+    }
+
+    fn entry(&self, state: TokenState, now: SystemTime) -> Entry {
+        let cfg = &self.config;
+        let expires_at = state.access_token.expires_at();
+        let (soft, hard) = match expires_at {
+            Some(hard) => {
+                let lifetime = hard.duration_since(now).unwrap_or(Duration::ZERO);
+                let margin = cfg
+                    .margin
+                    .unwrap_or_else(|| cfg.max_margin.min(lifetime / 5));
+                let margin = margin.saturating_sub(margin.mul_f64(0.1 * fastrand::f64()));
+                let soft = hard.checked_sub(margin).unwrap_or(hard);
+                (soft.min(now + cfg.max_lifetime), Some(hard))
+            }
+            None => (now + cfg.default_lifetime.min(cfg.max_lifetime), None),
+        };
+        Entry { state, soft, hard }
+    }
+
+    fn backoff(&self, failures: u32, retry_after: Option<Duration>) -> Duration {
+        let cfg = &self.config;
+        let exp = cfg
+            .backoff_initial
+            .saturating_mul(1u32 << failures.saturating_sub(1).min(20))
+            .min(cfg.backoff_max);
+        let half = exp / 2;
+        let jittered = half + half.mul_f64(fastrand::f64());
+        retry_after.map_or(jittered, |ra| ra.max(jittered))
+    }
+}
+
+#[async_trait]
+impl<F: Fetch> TokenProvider for CachedTokenProvider<F> {
+    async fn token(&self) -> Result<AccessToken, Error> {
+        self.get().await
+    }
+
+    fn invalidate(&self, rejected: &AccessToken) {
+        let shared = &self.shared;
+        let mut control = shared.lock();
+        control.rejected = Some(rejected.clone());
+        let current = shared.current.load();
+        if let Some(entry) = current.as_ref() {
+            if entry.state.access_token == *rejected {
+                control.retired = Some(entry.state.clone());
+                // A failure held from a soft-window refresh must not stand between the caller
+                // and the new token it now needs.
+                control.failure = None;
+                shared.current.compare_and_swap(&current, None);
+                info!(cache = shared.config.name, "cached token invalidated");
+                return;
+            }
+        }
+        debug!(
+            cache = shared.config.name,
+            "invalidate ignored: the rejected token is no longer cached"
+        );
+    }
+}

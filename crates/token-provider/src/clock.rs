@@ -1,0 +1,113 @@
+//! Time, injected: every expiry decision reads the clock through [`Clock`].
+
+use std::fmt;
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime};
+
+/// A source of wall-clock time.
+///
+/// Token expiry is absolute wall time (`expires_at`), so the clock is a [`SystemTime`] source.
+/// The default is [`SystemClock`]; tests use [`ManualClock`] or [`TokioClock`] (which follows
+/// tokio's pausable time, so a test with `start_paused = true` never really sleeps).
+pub trait Clock: Send + Sync + fmt::Debug {
+    /// The current time.
+    fn now(&self) -> SystemTime;
+}
+
+/// A shared clock, the form the builders take.
+pub type SharedClock = Arc<dyn Clock>;
+
+/// The operating system's wall clock.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    // The one place in the project that reads the system clock.
+    #[allow(clippy::disallowed_methods)]
+    fn now(&self) -> SystemTime {
+        SystemTime::now()
+    }
+}
+
+/// The default clock as a [`SharedClock`].
+pub fn system_clock() -> SharedClock {
+    Arc::new(SystemClock)
+}
+
+/// A clock that moves only when told to. For tests.
+#[derive(Debug, Clone)]
+pub struct ManualClock(Arc<Mutex<SystemTime>>);
+
+impl ManualClock {
+    /// A clock stopped at `start`.
+    pub fn new(start: SystemTime) -> Self {
+        Self(Arc::new(Mutex::new(start)))
+    }
+
+    /// Moves the clock forward.
+    pub fn advance(&self, by: Duration) {
+        let mut now = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        *now += by;
+    }
+
+    /// Sets the clock.
+    pub fn set(&self, to: SystemTime) {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = to;
+    }
+}
+
+impl Clock for ManualClock {
+    fn now(&self) -> SystemTime {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Wall time that advances with tokio's clock: `start + (tokio::time::Instant::now() - origin)`.
+///
+/// Under `#[tokio::test(start_paused = true)]` tokio's clock jumps forward whenever every task
+/// is waiting on a timer, so tests of hour-long token lifetimes finish at once and timers and
+/// expiry stay in step.
+#[derive(Debug, Clone)]
+pub struct TokioClock {
+    start: SystemTime,
+    origin: tokio::time::Instant,
+}
+
+impl TokioClock {
+    /// A clock reading `start` now, advancing with tokio's time.
+    pub fn new(start: SystemTime) -> Self {
+        Self {
+            start,
+            origin: tokio::time::Instant::now(),
+        }
+    }
+}
+
+impl Clock for TokioClock {
+    fn now(&self) -> SystemTime {
+        self.start + self.origin.elapsed()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn manual_clock_moves_only_when_told() {
+        let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000);
+        let c = ManualClock::new(t0);
+        assert_eq!(c.now(), t0);
+        c.advance(Duration::from_secs(5));
+        assert_eq!(c.now(), t0 + Duration::from_secs(5));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn tokio_clock_follows_paused_time() {
+        let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000);
+        let c = TokioClock::new(t0);
+        tokio::time::sleep(Duration::from_secs(3600)).await;
+        assert_eq!(c.now(), t0 + Duration::from_secs(3600));
+    }
+}

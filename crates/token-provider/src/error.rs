@@ -1,0 +1,360 @@
+//! [`Error`]: why a token could not be had.
+
+use std::time::Duration;
+
+/// A boxed error source.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// Why a token (or an authenticated call) could not be had.
+///
+/// Messages are short and lowercase and never contain a secret, a token or a raw response body:
+/// a provider's own `error` and `error_description` are kept (trimmed to a sane length, control
+/// characters removed) because they say what is wrong. Decide what to do with
+/// [`is_transient`](Error::is_transient) rather than by matching message text.
+#[non_exhaustive]
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A setting is missing or wrong. Nothing was sent.
+    #[error("invalid configuration: `{field}` {reason}")]
+    Config {
+        /// The field or environment variable at fault.
+        field: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+
+    /// The provider refused the credentials (or the grant, or the audience).
+    #[error("credentials rejected{}", rejected_suffix(*.status, .code.as_deref(), .description.as_deref()))]
+    Rejected {
+        /// The HTTP status, when the refusal came over HTTP.
+        status: Option<u16>,
+        /// The provider's error code (OAuth `error`, e.g. `invalid_grant`).
+        code: Option<String>,
+        /// The provider's explanation (OAuth `error_description`).
+        description: Option<String>,
+    },
+
+    /// The provider needs a person to act before a token can be had again: a single-use session
+    /// token was already spent, or a refresh token died and no password is configured.
+    #[error("user action needed: {action}")]
+    UserAction {
+        /// What the user has to do.
+        action: String,
+    },
+
+    /// The provider said to slow down (HTTP 429) and the retries ran out.
+    #[error("rate limited by the provider{}", retry_after_suffix(*.retry_after))]
+    RateLimited {
+        /// How long the provider asked us to wait, if it said.
+        retry_after: Option<Duration>,
+    },
+
+    /// The request did not complete: connection refused or reset, DNS, TLS.
+    #[error("transport error")]
+    Transport {
+        /// The underlying error (URLs stripped, so no query-string secret survives).
+        #[source]
+        source: BoxError,
+    },
+
+    /// The request or the whole load took longer than allowed.
+    #[error("timed out after {0:?}")]
+    Timeout(Duration),
+
+    /// An HTTP status the call cannot use: 5xx or 408 after the retries, a redirect, or another
+    /// status the provider does not document.
+    #[error("unexpected HTTP status {status}")]
+    Status {
+        /// The status code.
+        status: u16,
+    },
+
+    /// The response could not be understood (not JSON, a field missing, an unparseable date).
+    #[error("malformed response: {reason}")]
+    Malformed {
+        /// What was wrong, without the body.
+        reason: String,
+    },
+
+    /// The response was larger than the cap and was cut off while being read.
+    #[error("response larger than {limit} bytes")]
+    TooLarge {
+        /// The cap, in bytes.
+        limit: usize,
+    },
+
+    /// The token store could not be read or written.
+    #[error("token store: {reason}")]
+    Store {
+        /// What failed.
+        reason: String,
+        /// The underlying I/O error, if any.
+        #[source]
+        source: Option<std::io::Error>,
+    },
+}
+
+impl Error {
+    /// A configuration error naming `field`.
+    pub fn config(field: impl Into<String>, reason: impl Into<String>) -> Self {
+        Self::Config {
+            field: field.into(),
+            reason: reason.into(),
+        }
+    }
+
+    /// A rejection, with the provider's words cleaned for display.
+    pub fn rejected(status: Option<u16>, code: Option<&str>, description: Option<&str>) -> Self {
+        Self::Rejected {
+            status,
+            code: code.map(clean_provider_text).filter(|s| !s.is_empty()),
+            description: description.map(clean_provider_text).filter(|s| !s.is_empty()),
+        }
+    }
+
+    /// A "user action needed" error.
+    pub fn user_action(action: impl Into<String>) -> Self {
+        Self::UserAction {
+            action: action.into(),
+        }
+    }
+
+    /// A malformed-response error.
+    pub fn malformed(reason: impl Into<String>) -> Self {
+        Self::Malformed {
+            reason: reason.into(),
+        }
+    }
+
+    /// A transport error from any source.
+    pub fn transport(source: impl Into<BoxError>) -> Self {
+        Self::Transport {
+            source: source.into(),
+        }
+    }
+
+    /// A store error.
+    pub fn store(reason: impl Into<String>, source: impl Into<Option<std::io::Error>>) -> Self {
+        Self::Store {
+            reason: reason.into(),
+            source: source.into(),
+        }
+    }
+
+    /// Whether trying again later may succeed (network trouble, rate limits, 5xx, garbled
+    /// answers) as opposed to a problem that only a change of configuration or a person can fix.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Self::RateLimited { .. }
+            | Self::Transport { .. }
+            | Self::Timeout(_)
+            | Self::Malformed { .. }
+            | Self::TooLarge { .. } => true,
+            Self::Status { status } => *status == 408 || *status >= 500,
+            Self::Config { .. }
+            | Self::Rejected { .. }
+            | Self::UserAction { .. }
+            | Self::Store { .. } => false,
+        }
+    }
+
+    /// How long the provider asked us to wait, when it did.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Self::RateLimited { retry_after } => *retry_after,
+            _ => None,
+        }
+    }
+
+    /// The HTTP status behind the error, when there is one.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            Self::Rejected { status, .. } => *status,
+            Self::Status { status } => Some(*status),
+            Self::RateLimited { .. } => Some(429),
+            _ => None,
+        }
+    }
+
+    /// Whether the credentials themselves were refused.
+    pub fn is_rejected(&self) -> bool {
+        matches!(self, Self::Rejected { .. })
+    }
+
+    /// Whether a person must act (new session token, new login).
+    pub fn needs_user_action(&self) -> bool {
+        matches!(self, Self::UserAction { .. })
+    }
+
+    /// A copy for handing the same failure to several waiting callers.
+    ///
+    /// `Error` is not `Clone` because its sources are not; the copy keeps the variant and every
+    /// field, and replaces a source with its message.
+    pub fn duplicate(&self) -> Self {
+        match self {
+            Self::Config { field, reason } => Self::Config {
+                field: field.clone(),
+                reason: reason.clone(),
+            },
+            Self::Rejected {
+                status,
+                code,
+                description,
+            } => Self::Rejected {
+                status: *status,
+                code: code.clone(),
+                description: description.clone(),
+            },
+            Self::UserAction { action } => Self::UserAction {
+                action: action.clone(),
+            },
+            Self::RateLimited { retry_after } => Self::RateLimited {
+                retry_after: *retry_after,
+            },
+            Self::Transport { source } => Self::Transport {
+                source: Box::new(Duplicated(error_chain(source.as_ref()))),
+            },
+            Self::Timeout(d) => Self::Timeout(*d),
+            Self::Status { status } => Self::Status { status: *status },
+            Self::Malformed { reason } => Self::Malformed {
+                reason: reason.clone(),
+            },
+            Self::TooLarge { limit } => Self::TooLarge { limit: *limit },
+            Self::Store { reason, source } => Self::Store {
+                reason: reason.clone(),
+                source: source
+                    .as_ref()
+                    .map(|e| std::io::Error::new(e.kind(), e.to_string())),
+            },
+        }
+    }
+}
+
+/// The messages of an error and its sources, joined with `: `.
+pub fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = err.to_string();
+    let mut cur = err.source();
+    while let Some(e) = cur {
+        let msg = e.to_string();
+        if !out.ends_with(&msg) {
+            out.push_str(": ");
+            out.push_str(&msg);
+        }
+        cur = e.source();
+    }
+    out
+}
+
+#[derive(Debug)]
+struct Duplicated(String);
+
+impl std::fmt::Display for Duplicated {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Duplicated {}
+
+/// The longest piece of provider text an error keeps.
+const MAX_PROVIDER_TEXT: usize = 300;
+
+/// Provider text fit for an error message: control characters dropped, length capped.
+fn clean_provider_text(text: &str) -> String {
+    let mut out: String = text
+        .chars()
+        .filter(|c| !c.is_control())
+        .take(MAX_PROVIDER_TEXT)
+        .collect();
+    if text.chars().filter(|c| !c.is_control()).count() > MAX_PROVIDER_TEXT {
+        out.push('…');
+    }
+    out.trim().to_owned()
+}
+
+fn rejected_suffix(status: Option<u16>, code: Option<&str>, description: Option<&str>) -> String {
+    let mut s = String::new();
+    if let Some(status) = status {
+        s.push_str(&format!(" (HTTP {status})"));
+    }
+    match (code, description) {
+        (Some(c), Some(d)) => s.push_str(&format!(": {c}: {d}")),
+        (Some(c), None) => s.push_str(&format!(": {c}")),
+        (None, Some(d)) => s.push_str(&format!(": {d}")),
+        (None, None) => {}
+    }
+    s
+}
+
+fn retry_after_suffix(retry_after: Option<Duration>) -> String {
+    retry_after
+        .map(|d| format!(" (retry after {}s)", d.as_secs()))
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn assert_send_sync_static<T: Send + Sync + 'static>() {}
+
+    #[test]
+    fn error_is_send_sync_static() {
+        assert_send_sync_static::<Error>();
+    }
+
+    #[test]
+    fn messages_name_the_field_and_the_reason() {
+        let e = Error::config("AERION_COMPANY_URL", "is required");
+        assert_eq!(
+            e.to_string(),
+            "invalid configuration: `AERION_COMPANY_URL` is required"
+        );
+        let e = Error::rejected(Some(400), Some("invalid_grant"), Some("bad password"));
+        assert_eq!(
+            e.to_string(),
+            "credentials rejected (HTTP 400): invalid_grant: bad password"
+        );
+        let e = Error::RateLimited {
+            retry_after: Some(Duration::from_secs(7)),
+        };
+        assert_eq!(e.to_string(), "rate limited by the provider (retry after 7s)");
+    }
+
+    #[test]
+    fn provider_text_is_cleaned() {
+        let long = "x".repeat(5_000);
+        let e = Error::rejected(None, Some("bad\r\ncode"), Some(&long));
+        let Error::Rejected {
+            code, description, ..
+        } = &e
+        else {
+            unreachable!()
+        };
+        assert_eq!(code.as_deref(), Some("badcode"));
+        assert!(description.as_ref().unwrap().chars().count() <= MAX_PROVIDER_TEXT + 1);
+    }
+
+    #[test]
+    fn transient_classification() {
+        assert!(Error::Status { status: 503 }.is_transient());
+        assert!(Error::Status { status: 408 }.is_transient());
+        assert!(!Error::Status { status: 302 }.is_transient());
+        assert!(Error::Timeout(Duration::from_secs(1)).is_transient());
+        assert!(Error::RateLimited { retry_after: None }.is_transient());
+        assert!(!Error::rejected(Some(401), None, None).is_transient());
+        assert!(!Error::user_action("new session token").is_transient());
+        assert!(!Error::config("x", "y").is_transient());
+    }
+
+    #[test]
+    fn source_chain_is_intact_and_duplicates_keep_it() {
+        let io = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
+        let e = Error::transport(io);
+        let src = std::error::Error::source(&e).expect("source");
+        assert_eq!(src.to_string(), "refused");
+        let d = e.duplicate();
+        assert!(matches!(d, Error::Transport { .. }));
+        assert_eq!(std::error::Error::source(&d).unwrap().to_string(), "refused");
+    }
+}

@@ -1,0 +1,53 @@
+//! The core of partner-auth: one async [`TokenProvider`] trait, the [`AccessToken`] it returns,
+//! the [`Error`] it fails with, the [`CachedTokenProvider`] that makes any [`Fetch`] a provider
+//! worth calling before every request, and the [`HttpClient`] policy every provider shares.
+//!
+//! Provider crates (`aerion-auth`, `aurora-uk-auth`, `aurora-solar-auth`) build on this crate;
+//! applications usually depend on one of them, or on the `partner-auth` facade, and hold an
+//! `Arc<dyn TokenProvider>`.
+//!
+//! ```
+//! use std::sync::Arc;
+//! use token_provider::{provider_fn, AccessToken, CachedTokenProvider, TokenProvider};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), token_provider::Error> {
+//! let provider: Arc<dyn TokenProvider> = Arc::new(CachedTokenProvider::new(provider_fn(
+//!     "example",
+//!     || async { Ok(AccessToken::new("a-token")) },
+//! )));
+//! let token = provider.token().await?;
+//! // Debug never shows the secret.
+//! assert!(!format!("{token:?}").contains("a-token"));
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Security
+//!
+//! Secrets ([`Secret`], [`AccessToken`]) have no `Display` or `Serialize`, print as
+//! `[redacted]` in `Debug`, are zeroized on drop and compared in constant time. No [`Error`]
+//! message contains a secret, a token or a response body. Logs (`tracing`) carry hosts, paths,
+//! statuses and timings only.
+
+#![warn(missing_docs)]
+
+mod cache;
+mod clock;
+mod error;
+pub mod http;
+mod provider;
+mod secret;
+pub mod store;
+mod token;
+
+pub use async_trait::async_trait;
+
+pub use crate::cache::{CacheConfig, CacheStats, CachedTokenProvider};
+pub use crate::clock::{Clock, ManualClock, SharedClock, SystemClock, TokioClock, system_clock};
+pub use crate::error::{BoxError, Error, error_chain};
+pub use crate::http::{HttpClient, HttpClientBuilder, RetryPolicy};
+pub use crate::provider::{Fetch, FnFetch, TokenProvider, provider_fn};
+pub use crate::secret::Secret;
+pub use crate::store::{FileStore, MemoryStore, StoreKey, StoreLock, TokenStore};
+pub use crate::token::{AccessToken, AccessTokenBuilder, TokenState};

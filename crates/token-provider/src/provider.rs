@@ -1,0 +1,147 @@
+//! The [`TokenProvider`] trait and the [`Fetch`] seam the cache wraps.
+
+use std::fmt;
+use std::future::Future;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+use crate::{AccessToken, Error, TokenState};
+
+/// Something that hands out bearer tokens: the one trait callers depend on.
+///
+/// Share it as `Arc<dyn TokenProvider>`. Every provider in this workspace returns a cached
+/// implementation, so calling [`token`](TokenProvider::token) before every request is the
+/// intended use: it costs an atomic load while the token is fresh.
+///
+/// # Implementing it for a provider of your own
+///
+/// Write the fetch (one HTTP exchange) and let [`CachedTokenProvider`](crate::CachedTokenProvider)
+/// do expiry, single-flight, background refresh, backoff and invalidation:
+///
+/// ```
+/// use std::time::Duration;
+/// use token_provider::{
+///     async_trait, AccessToken, CachedTokenProvider, Clock, Error, Fetch, SystemClock,
+///     TokenProvider, TokenState,
+/// };
+///
+/// #[derive(Debug)]
+/// struct StaticIssuer;
+///
+/// #[async_trait]
+/// impl Fetch for StaticIssuer {
+///     async fn fetch(&self, _previous: Option<&TokenState>) -> Result<TokenState, Error> {
+///         // A real provider sends a request through `token_provider::HttpClient` here.
+///         let token = AccessToken::builder("issued-token")
+///             .expires_in(SystemClock.now(), Duration::from_secs(3600))
+///             .build();
+///         Ok(token.into())
+///     }
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Error> {
+/// let provider = CachedTokenProvider::new(StaticIssuer);
+/// let token = provider.token().await?;
+/// assert_eq!(token.token_type(), "Bearer");
+/// # Ok(())
+/// # }
+/// ```
+#[async_trait]
+pub trait TokenProvider: Send + Sync + fmt::Debug {
+    /// A token that is valid now: from the cache when fresh, fetched otherwise.
+    async fn token(&self) -> Result<AccessToken, Error>;
+
+    /// Tells the provider that a server refused `rejected` (HTTP 401). A cached provider drops
+    /// the token only if it is still the one cached, so a late report never discards a newer
+    /// token. The default does nothing.
+    fn invalidate(&self, rejected: &AccessToken) {
+        let _ = rejected;
+    }
+}
+
+#[async_trait]
+impl<P: TokenProvider + ?Sized> TokenProvider for Arc<P> {
+    async fn token(&self) -> Result<AccessToken, Error> {
+        (**self).token().await
+    }
+    fn invalidate(&self, rejected: &AccessToken) {
+        (**self).invalidate(rejected)
+    }
+}
+
+#[async_trait]
+impl<P: TokenProvider + ?Sized> TokenProvider for Box<P> {
+    async fn token(&self) -> Result<AccessToken, Error> {
+        (**self).token().await
+    }
+    fn invalidate(&self, rejected: &AccessToken) {
+        (**self).invalidate(rejected)
+    }
+}
+
+#[async_trait]
+impl<P: TokenProvider + ?Sized> TokenProvider for &P {
+    async fn token(&self) -> Result<AccessToken, Error> {
+        (**self).token().await
+    }
+    fn invalidate(&self, rejected: &AccessToken) {
+        (**self).invalidate(rejected)
+    }
+}
+
+/// One trip to the provider for a new token: what a provider implements and the cache calls.
+///
+/// `previous` is the last state the cache (or its store) held, so a provider with rotating
+/// refresh tokens can refresh instead of logging in again. Return the new state; a provider that
+/// got no new refresh token should carry the old one forward.
+#[async_trait]
+pub trait Fetch: Send + Sync + fmt::Debug + 'static {
+    /// Fetches a new token.
+    async fn fetch(&self, previous: Option<&TokenState>) -> Result<TokenState, Error>;
+}
+
+/// A [`Fetch`] from a closure, for tests and one-off providers.
+///
+/// ```
+/// use token_provider::{provider_fn, AccessToken, CachedTokenProvider, TokenProvider};
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), token_provider::Error> {
+/// let provider = CachedTokenProvider::new(provider_fn("static", || async {
+///     Ok(AccessToken::new("a-token"))
+/// }));
+/// assert_eq!(provider.token().await?.secret().expose_secret(), "a-token");
+/// # Ok(())
+/// # }
+/// ```
+pub fn provider_fn<F, Fut>(name: &'static str, f: F) -> FnFetch<F>
+where
+    F: Fn() -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<AccessToken, Error>> + Send + 'static,
+{
+    FnFetch { name, f }
+}
+
+/// The [`Fetch`] made by [`provider_fn`].
+pub struct FnFetch<F> {
+    name: &'static str,
+    f: F,
+}
+
+impl<F> fmt::Debug for FnFetch<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("FnFetch").field(&self.name).finish()
+    }
+}
+
+#[async_trait]
+impl<F, Fut> Fetch for FnFetch<F>
+where
+    F: Fn() -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<AccessToken, Error>> + Send + 'static,
+{
+    async fn fetch(&self, _previous: Option<&TokenState>) -> Result<TokenState, Error> {
+        (self.f)().await.map(TokenState::from)
+    }
+}

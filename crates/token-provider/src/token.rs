@@ -1,0 +1,231 @@
+//! [`AccessToken`] and [`TokenState`].
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use crate::Secret;
+
+/// A bearer token as a provider issued it.
+///
+/// Cheap to clone (one reference count), redacted in `Debug`, with no `Display` or
+/// `Serialize`; the secret is zeroized when the last clone is dropped. `==` compares the
+/// secret in constant time.
+#[derive(Clone)]
+pub struct AccessToken(Arc<Inner>);
+
+struct Inner {
+    secret: Secret,
+    token_type: String,
+    expires_at: Option<SystemTime>,
+    scope: Option<String>,
+}
+
+impl AccessToken {
+    /// A bearer token with no known expiry or scope.
+    pub fn new(secret: impl Into<Secret>) -> Self {
+        Self::builder(secret).build()
+    }
+
+    /// Starts a token with more than the secret.
+    pub fn builder(secret: impl Into<Secret>) -> AccessTokenBuilder {
+        AccessTokenBuilder {
+            secret: secret.into(),
+            token_type: "Bearer".to_owned(),
+            expires_at: None,
+            scope: None,
+        }
+    }
+
+    /// The token itself.
+    ///
+    /// # Security Warning
+    ///
+    /// This is the credential: put it in an `Authorization` header and nowhere else.
+    pub fn secret(&self) -> &Secret {
+        &self.0.secret
+    }
+
+    /// The token type as the provider spelled it (`Bearer`, `bearer`, ...).
+    pub fn token_type(&self) -> &str {
+        &self.0.token_type
+    }
+
+    /// When the provider says the token stops working, if it said.
+    pub fn expires_at(&self) -> Option<SystemTime> {
+        self.0.expires_at
+    }
+
+    /// The scope the provider granted, if it said.
+    pub fn scope(&self) -> Option<&str> {
+        self.0.scope.as_deref()
+    }
+
+    /// The time left before expiry at `now` (zero once expired; `None` when unknown).
+    pub fn remaining(&self, now: SystemTime) -> Option<Duration> {
+        self.0
+            .expires_at
+            .map(|at| at.duration_since(now).unwrap_or(Duration::ZERO))
+    }
+
+    /// Whether the token has expired at `now`. A token with no expiry never does.
+    pub fn is_expired(&self, now: SystemTime) -> bool {
+        self.0.expires_at.is_some_and(|at| at <= now)
+    }
+
+    /// The value for an `Authorization` header: always `Bearer <token>` (the scheme is
+    /// case-insensitive, but some servers are not, and `bearer` is what some providers report).
+    ///
+    /// # Security Warning
+    ///
+    /// The result contains the secret.
+    pub fn authorization_value(&self) -> String {
+        format!("Bearer {}", self.0.secret.expose_secret())
+    }
+
+    /// Whether two handles are the very same token (same allocation): the cheap check the cache
+    /// uses before comparing secrets.
+    pub fn ptr_eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl PartialEq for AccessToken {
+    fn eq(&self, other: &Self) -> bool {
+        self.ptr_eq(other) || self.0.secret == other.0.secret
+    }
+}
+
+impl Eq for AccessToken {}
+
+impl fmt::Debug for AccessToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AccessToken")
+            .field("secret", &self.0.secret)
+            .field("token_type", &self.0.token_type)
+            .field("expires_at", &self.0.expires_at)
+            .field("scope", &self.0.scope)
+            .finish()
+    }
+}
+
+/// Builds an [`AccessToken`].
+#[must_use]
+#[derive(Debug)]
+pub struct AccessTokenBuilder {
+    secret: Secret,
+    token_type: String,
+    expires_at: Option<SystemTime>,
+    scope: Option<String>,
+}
+
+impl AccessTokenBuilder {
+    /// The token type (default `Bearer`).
+    pub fn token_type(mut self, token_type: impl Into<String>) -> Self {
+        self.token_type = token_type.into();
+        self
+    }
+
+    /// The absolute expiry.
+    pub fn expires_at(mut self, at: impl Into<Option<SystemTime>>) -> Self {
+        self.expires_at = at.into();
+        self
+    }
+
+    /// Expiry as a lifetime counted from `now` (what OAuth's `expires_in` means).
+    pub fn expires_in(mut self, now: SystemTime, lifetime: Duration) -> Self {
+        self.expires_at = now.checked_add(lifetime);
+        self
+    }
+
+    /// The granted scope.
+    pub fn scope(mut self, scope: impl Into<Option<String>>) -> Self {
+        self.scope = scope.into();
+        self
+    }
+
+    /// The token.
+    pub fn build(self) -> AccessToken {
+        AccessToken(Arc::new(Inner {
+            secret: self.secret,
+            token_type: self.token_type,
+            expires_at: self.expires_at,
+            scope: self.scope,
+        }))
+    }
+}
+
+/// What a fetch produces and what a [`TokenStore`](crate::TokenStore) keeps: the access token
+/// plus the state a provider needs for its next fetch (a rotating refresh token, say).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TokenState {
+    /// The access token.
+    pub access_token: AccessToken,
+    /// The refresh token, for providers that issue one.
+    pub refresh_token: Option<Secret>,
+}
+
+impl TokenState {
+    /// State holding only an access token.
+    pub fn new(access_token: AccessToken) -> Self {
+        Self {
+            access_token,
+            refresh_token: None,
+        }
+    }
+
+    /// Adds a refresh token.
+    #[must_use]
+    pub fn with_refresh_token(mut self, refresh_token: impl Into<Option<Secret>>) -> Self {
+        self.refresh_token = refresh_token.into();
+        self
+    }
+}
+
+impl From<AccessToken> for TokenState {
+    fn from(access_token: AccessToken) -> Self {
+        Self::new(access_token)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_never_shows_the_secret() {
+        let t = AccessToken::builder("eyJ-super-secret")
+            .token_type("bearer")
+            .scope(Some("read".to_owned()))
+            .build();
+        let dbg = format!("{t:?} {t:#?}");
+        assert!(!dbg.contains("eyJ-super-secret"), "{dbg}");
+        assert!(dbg.contains("bearer") && dbg.contains("read"), "{dbg}");
+        let state = TokenState::new(t).with_refresh_token(Some(Secret::new("rt-secret-1")));
+        let dbg = format!("{state:?}");
+        assert!(!dbg.contains("rt-secret-1") && !dbg.contains("eyJ-super-secret"), "{dbg}");
+    }
+
+    #[test]
+    fn expiry_arithmetic() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(10_000);
+        let t = AccessToken::builder("x")
+            .expires_in(now, Duration::from_secs(60))
+            .build();
+        assert_eq!(t.remaining(now), Some(Duration::from_secs(60)));
+        assert!(!t.is_expired(now));
+        assert!(t.is_expired(now + Duration::from_secs(60)));
+        assert_eq!(t.remaining(now + Duration::from_secs(90)), Some(Duration::ZERO));
+        assert!(!AccessToken::new("y").is_expired(now));
+    }
+
+    #[test]
+    fn equality_is_by_secret_and_clone_is_shallow() {
+        let a = AccessToken::new("same");
+        let b = a.clone();
+        assert!(a.ptr_eq(&b));
+        assert_eq!(a, AccessToken::new("same"));
+        assert_ne!(a, AccessToken::new("other"));
+        assert_eq!(a.authorization_value(), "Bearer same");
+    }
+}

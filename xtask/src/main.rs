@@ -1,0 +1,228 @@
+//! Project automation. `cargo xtask ci` is exactly what CI runs; `cargo xtask bench` runs the
+//! criterion benchmarks and writes BENCHMARKS.md.
+
+use std::env;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+
+fn main() -> ExitCode {
+    let args: Vec<String> = env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("ci") => ci(),
+        Some("deps") => check_dependency_rules(),
+        Some("bench") => bench(&args[1..]),
+        _ => {
+            eprintln!(
+                "usage: cargo xtask <command>\n\n\
+                 commands:\n  \
+                 ci      fmt check, clippy -D warnings, tests, docs -D warnings, examples, dependency rules\n  \
+                 deps    only the dependency rules (cargo tree)\n  \
+                 bench   criterion benchmarks; results in BENCHMARKS.md"
+            );
+            Err("unknown command".into())
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+type Result<T = (), E = String> = std::result::Result<T, E>;
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives in the workspace")
+        .to_path_buf()
+}
+
+fn cargo() -> Command {
+    let mut cmd = Command::new(env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    cmd.current_dir(root());
+    cmd
+}
+
+fn run(step: &str, mut cmd: Command) -> Result {
+    eprintln!("\n==> {step}");
+    let status = cmd
+        .status()
+        .map_err(|e| format!("{step}: cannot start: {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("{step} failed ({status})"))
+    }
+}
+
+fn output(cmd: &mut Command) -> Result<String> {
+    let out = cmd.output().map_err(|e| format!("cannot start cargo: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "{:?} failed: {}",
+            cmd,
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+fn ci() -> Result {
+    let mut fmt = cargo();
+    fmt.args(["fmt", "--all", "--", "--check"]);
+    run("cargo fmt --check", fmt)?;
+
+    let mut clippy = cargo();
+    clippy.args([
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--all-features",
+        "--",
+        "-D",
+        "warnings",
+    ]);
+    run("cargo clippy -D warnings", clippy)?;
+
+    let mut test = cargo();
+    test.args(["test", "--workspace", "--all-features"]);
+    run("cargo test", test)?;
+
+    let mut doc = cargo();
+    doc.args(["doc", "--workspace", "--all-features", "--no-deps"])
+        .env("RUSTDOCFLAGS", "-Dwarnings");
+    run("cargo doc -Dwarnings", doc)?;
+
+    let mut examples = cargo();
+    examples.args(["build", "--workspace", "--all-features", "--examples"]);
+    run("cargo build --examples", examples)?;
+
+    check_dependency_rules()?;
+    eprintln!("\nxtask ci: all checks passed");
+    Ok(())
+}
+
+/// The package names of the workspace's members.
+fn members() -> Result<Vec<String>> {
+    let meta = output(cargo().args(["metadata", "--no-deps", "--format-version", "1"]))?;
+    // Every member's name appears as `"name":"..."` directly after `{"name":` in `packages`; a
+    // light scan keeps xtask free of a JSON dependency.
+    let mut names = Vec::new();
+    let mut rest = meta.as_str();
+    while let Some(i) = rest.find("{\"name\":\"") {
+        rest = &rest[i + 9..];
+        if let Some(end) = rest.find('"') {
+            names.push(rest[..end].to_owned());
+        }
+    }
+    Ok(names)
+}
+
+/// The distinct `name vX.Y.Z` packages in `cargo tree` for `args`.
+fn tree(args: &[&str]) -> Result<Vec<String>> {
+    let mut cmd = cargo();
+    cmd.args(["tree", "--prefix", "none", "--format", "{p}"]);
+    cmd.args(args);
+    let out = output(&mut cmd)?;
+    let mut pkgs: Vec<String> = out
+        .lines()
+        .filter_map(|l| {
+            let mut parts = l.split_whitespace();
+            Some(format!("{} {}", parts.next()?, parts.next()?))
+        })
+        .collect();
+    pkgs.sort();
+    pkgs.dedup();
+    Ok(pkgs)
+}
+
+fn has(pkgs: &[String], name: &str) -> bool {
+    pkgs.iter().any(|p| p.split(' ').next() == Some(name))
+}
+
+const PROVIDERS: [&str; 3] = ["aerion-auth", "aurora-uk-auth", "aurora-solar-auth"];
+
+/// SPEC section 1: provider crates are independent, Aurora Solar has no OAuth crates, Aerion has
+/// no OpenID Connect, one reqwest in the tree, no OpenSSL, and a facade built with only `aerion`
+/// holds neither `openidconnect` nor another provider.
+fn check_dependency_rules() -> Result {
+    eprintln!("\n==> dependency rules (cargo tree)");
+    let members = members()?;
+    let mut failures = Vec::new();
+    for provider in PROVIDERS.iter().filter(|p| members.iter().any(|m| m == *p)) {
+        let pkgs = tree(&["-p", provider, "-e", "normal"])?;
+        for other in PROVIDERS.iter().filter(|o| *o != provider) {
+            if has(&pkgs, other) {
+                failures.push(format!("{provider} depends on {other}"));
+            }
+        }
+        if !has(&pkgs, "token-provider") {
+            failures.push(format!("{provider} does not depend on token-provider"));
+        }
+        let banned: &[&str] = match *provider {
+            "aurora-solar-auth" => &["oauth2", "openidconnect"],
+            "aerion-auth" => &["openidconnect"],
+            _ => &[],
+        };
+        for b in banned {
+            if has(&pkgs, b) {
+                failures.push(format!("{provider} pulls in {b}"));
+            }
+        }
+        eprintln!("    {provider}: {} packages", pkgs.len());
+    }
+
+    let all = tree(&["--workspace", "--all-features", "-e", "all"])?;
+    let reqwests: Vec<&String> = all.iter().filter(|p| p.starts_with("reqwest ")).collect();
+    if reqwests.len() != 1 {
+        failures.push(format!("expected exactly one reqwest, found {reqwests:?}"));
+    }
+    for b in ["openssl-sys", "openssl", "native-tls"] {
+        if has(&all, b) {
+            failures.push(format!("the tree holds {b}: TLS must be rustls"));
+        }
+    }
+
+    if members.iter().any(|m| m == "aerion-auth") {
+        let pkgs = tree(&[
+            "-p",
+            "partner-auth",
+            "--no-default-features",
+            "--features",
+            "aerion",
+            "-e",
+            "normal",
+        ])?;
+        for b in ["openidconnect", "aurora-uk-auth", "aurora-solar-auth"] {
+            if has(&pkgs, b) {
+                failures.push(format!("partner-auth with only `aerion` pulls in {b}"));
+            }
+        }
+    }
+
+    if failures.is_empty() {
+        eprintln!("    all dependency rules hold ({} packages in the tree)", all.len());
+        Ok(())
+    } else {
+        Err(format!("dependency rules broken:\n  {}", failures.join("\n  ")))
+    }
+}
+
+fn bench(extra: &[String]) -> Result {
+    let mut cmd = cargo();
+    cmd.args(["bench", "-p", "token-provider", "--bench", "cache"]);
+    if !extra.is_empty() {
+        cmd.arg("--").args(extra);
+    }
+    run("cargo bench (token-provider cache)", cmd)?;
+    let report = root().join("target").join("bench-report.md");
+    let body = std::fs::read_to_string(&report)
+        .map_err(|e| format!("the benchmark did not write {}: {e}", report.display()))?;
+    let out = root().join("BENCHMARKS.md");
+    std::fs::write(&out, body).map_err(|e| format!("cannot write {}: {e}", out.display()))?;
+    eprintln!("wrote {}", out.display());
+    Ok(())
+}
