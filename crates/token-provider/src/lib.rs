@@ -39,6 +39,8 @@ pub mod http;
 mod provider;
 mod secret;
 pub mod store;
+#[cfg(feature = "testing")]
+pub mod testing;
 mod token;
 
 pub use async_trait::async_trait;
