@@ -59,7 +59,9 @@ fn run(step: &str, mut cmd: Command) -> Result {
 }
 
 fn output(cmd: &mut Command) -> Result<String> {
-    let out = cmd.output().map_err(|e| format!("cannot start cargo: {e}"))?;
+    let out = cmd
+        .output()
+        .map_err(|e| format!("cannot start cargo: {e}"))?;
     if !out.status.success() {
         return Err(format!(
             "{:?} failed: {}",
@@ -204,10 +206,16 @@ fn check_dependency_rules() -> Result {
     }
 
     if failures.is_empty() {
-        eprintln!("    all dependency rules hold ({} packages in the tree)", all.len());
+        eprintln!(
+            "    all dependency rules hold ({} packages in the tree)",
+            all.len()
+        );
         Ok(())
     } else {
-        Err(format!("dependency rules broken:\n  {}", failures.join("\n  ")))
+        Err(format!(
+            "dependency rules broken:\n  {}",
+            failures.join("\n  ")
+        ))
     }
 }
 

@@ -108,7 +108,9 @@ impl Error {
         Self::Rejected {
             status,
             code: code.map(clean_provider_text).filter(|s| !s.is_empty()),
-            description: description.map(clean_provider_text).filter(|s| !s.is_empty()),
+            description: description
+                .map(clean_provider_text)
+                .filter(|s| !s.is_empty()),
         }
     }
 
@@ -318,7 +320,10 @@ mod tests {
         let e = Error::RateLimited {
             retry_after: Some(Duration::from_secs(7)),
         };
-        assert_eq!(e.to_string(), "rate limited by the provider (retry after 7s)");
+        assert_eq!(
+            e.to_string(),
+            "rate limited by the provider (retry after 7s)"
+        );
     }
 
     #[test]
@@ -355,6 +360,9 @@ mod tests {
         assert_eq!(src.to_string(), "refused");
         let d = e.duplicate();
         assert!(matches!(d, Error::Transport { .. }));
-        assert_eq!(std::error::Error::source(&d).unwrap().to_string(), "refused");
+        assert_eq!(
+            std::error::Error::source(&d).unwrap().to_string(),
+            "refused"
+        );
     }
 }

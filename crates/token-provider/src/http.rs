@@ -197,7 +197,10 @@ impl HttpClient {
                     );
                     // A request that may have reached the server is repeated only when repeating
                     // it is harmless; one that never left (connection refused) always may be.
-                    if last || !error.is_transient() || (reached && !request.repeatable) {
+                    // Only the network failing is retried here; an oversized body would only
+                    // be oversized again.
+                    let retryable = matches!(error, Error::Transport { .. } | Error::Timeout(_));
+                    if last || !retryable || (reached && !request.repeatable) {
                         return Err(error);
                     }
                     policy.backoff(attempt)
@@ -226,14 +229,24 @@ impl HttpClient {
         let timeout = self.config.timeout;
         let max_body = self.config.max_body;
         let exchange = async {
-            let mut response = builder.send().await.map_err(Failure::from_reqwest)?;
+            let mut response = builder
+                .send()
+                .await
+                .map_err(|e| Failure::from_reqwest(e, timeout))?;
             let status = response.status();
             let headers = std::mem::take(response.headers_mut());
-            if response.content_length().is_some_and(|n| n > max_body as u64) {
+            if response
+                .content_length()
+                .is_some_and(|n| n > max_body as u64)
+            {
                 return Err(Failure::reached(Error::TooLarge { limit: max_body }));
             }
             let mut body = BytesMut::new();
-            while let Some(chunk) = response.chunk().await.map_err(Failure::from_reqwest)? {
+            while let Some(chunk) = response
+                .chunk()
+                .await
+                .map_err(|e| Failure::from_reqwest(e, timeout))?
+            {
                 if body.len() + chunk.len() > max_body {
                     return Err(Failure::reached(Error::TooLarge { limit: max_body }));
                 }
@@ -283,11 +296,11 @@ impl Failure {
         }
     }
 
-    fn from_reqwest(err: reqwest::Error) -> Self {
+    fn from_reqwest(err: reqwest::Error, timeout: Duration) -> Self {
         // A connect error means no byte of the request left this process.
         let reached = !err.is_connect();
         let error = if err.is_timeout() {
-            Error::Timeout(Duration::ZERO)
+            Error::Timeout(timeout)
         } else {
             // Strip the URL: a query string can carry a single-use session token.
             Error::transport(err.without_url())
@@ -593,9 +606,11 @@ pub fn parse_json<T: DeserializeOwned>(body: &[u8], what: &str) -> Result<T, Err
         use serde_json::error::Category;
         let msg = e.to_string();
         let detail = match e.classify() {
-            Category::Data if msg.starts_with("missing field") => {
-                msg.split(" at line").next().unwrap_or("missing field").to_owned()
-            }
+            Category::Data if msg.starts_with("missing field") => msg
+                .split(" at line")
+                .next()
+                .unwrap_or("missing field")
+                .to_owned(),
             Category::Data => "a field has an unexpected type or value".to_owned(),
             Category::Syntax => "not valid JSON".to_owned(),
             Category::Eof => "truncated JSON".to_owned(),
@@ -641,7 +656,8 @@ pub fn check_url(url: &Url) -> Result<(), Error> {
 /// Parses a base URL from configuration, naming `field` when it is not a usable URL (not
 /// absolute, not https for a non-loopback host, or carrying a query or fragment).
 pub fn parse_base_url(field: &str, value: &str) -> Result<Url, Error> {
-    let url = Url::parse(value.trim()).map_err(|e| Error::config(field, format!("is not a URL: {e}")))?;
+    let url =
+        Url::parse(value.trim()).map_err(|e| Error::config(field, format!("is not a URL: {e}")))?;
     if url.cannot_be_a_base() || url.host().is_none() {
         return Err(Error::config(field, "must be an absolute http(s) URL"));
     }
@@ -719,7 +735,10 @@ pub struct OAuthAdapter<'a> {
 impl OAuthAdapter<'_> {
     /// Sends one request under the client's policy. Non-success answers that the policy hands
     /// back (4xx) are returned as responses, so the OAuth crate can parse the error body.
-    pub async fn call(&self, request: http::Request<Vec<u8>>) -> Result<http::Response<Vec<u8>>, Error> {
+    pub async fn call(
+        &self,
+        request: http::Request<Vec<u8>>,
+    ) -> Result<http::Response<Vec<u8>>, Error> {
         let (parts, body) = request.into_parts();
         let url = Url::parse(&parts.uri.to_string())
             .map_err(|e| Error::config("url", format!("is not a URL: {e}")))?;
@@ -812,7 +831,10 @@ mod tests {
             "https://h/proxy/tenants/a%2Fb/users"
         );
         let base = Url::parse("https://h").unwrap();
-        assert_eq!(join_path(&base, &["oauth2", "token"]).as_str(), "https://h/oauth2/token");
+        assert_eq!(
+            join_path(&base, &["oauth2", "token"]).as_str(),
+            "https://h/oauth2/token"
+        );
     }
 
     #[test]
@@ -838,7 +860,10 @@ mod tests {
                 .min(p.max_backoff);
             for _ in 0..50 {
                 let b = p.backoff(retry);
-                assert!(b >= full / 2 && b <= full, "retry {retry}: {b:?} vs {full:?}");
+                assert!(
+                    b >= full / 2 && b <= full,
+                    "retry {retry}: {b:?} vs {full:?}"
+                );
             }
         }
     }
@@ -850,7 +875,8 @@ mod tests {
         struct T {
             expires_in: u64,
         }
-        let e = parse_json::<T>(br#"{"expires_in":"tok-SECRET-123"}"#, "token response").unwrap_err();
+        let e =
+            parse_json::<T>(br#"{"expires_in":"tok-SECRET-123"}"#, "token response").unwrap_err();
         assert!(!e.to_string().contains("tok-SECRET-123"), "{e}");
         let e = parse_json::<T>(br#"{"other":1}"#, "token response").unwrap_err();
         assert!(e.to_string().contains("missing field `expires_in`"), "{e}");

@@ -172,7 +172,10 @@ impl FileStore {
     /// A store at `path` (created on first save; its directory must exist).
     pub fn new(path: impl Into<PathBuf>) -> Self {
         let path = path.into();
-        let mut lock_name = path.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+        let mut lock_name = path
+            .file_name()
+            .map(|n| n.to_os_string())
+            .unwrap_or_default();
         lock_name.push(".lock");
         let lock_path = path.with_file_name(lock_name);
         Self {
@@ -293,7 +296,10 @@ impl StoredEntry {
 
     fn to_state(&self) -> Result<TokenState, Error> {
         if self.access_token.is_empty() {
-            return Err(Error::store("a stored entry has an empty access token", None));
+            return Err(Error::store(
+                "a stored entry has an empty access token",
+                None,
+            ));
         }
         let expires_at = self
             .expires_at

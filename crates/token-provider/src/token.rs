@@ -203,7 +203,10 @@ mod tests {
         assert!(dbg.contains("bearer") && dbg.contains("read"), "{dbg}");
         let state = TokenState::new(t).with_refresh_token(Some(Secret::new("rt-secret-1")));
         let dbg = format!("{state:?}");
-        assert!(!dbg.contains("rt-secret-1") && !dbg.contains("eyJ-super-secret"), "{dbg}");
+        assert!(
+            !dbg.contains("rt-secret-1") && !dbg.contains("eyJ-super-secret"),
+            "{dbg}"
+        );
     }
 
     #[test]
@@ -215,7 +218,10 @@ mod tests {
         assert_eq!(t.remaining(now), Some(Duration::from_secs(60)));
         assert!(!t.is_expired(now));
         assert!(t.is_expired(now + Duration::from_secs(60)));
-        assert_eq!(t.remaining(now + Duration::from_secs(90)), Some(Duration::ZERO));
+        assert_eq!(
+            t.remaining(now + Duration::from_secs(90)),
+            Some(Duration::ZERO)
+        );
         assert!(!AccessToken::new("y").is_expired(now));
     }
 

@@ -1,0 +1,525 @@
+//! The cache's rules, each proved with paused tokio time and a counting fetcher: no real sleeps.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use token_provider::{
+    AccessToken, CacheConfig, CachedTokenProvider, Error, Fetch, MemoryStore, Secret, StoreKey,
+    TokenProvider, TokenState, TokenStore, TokioClock, async_trait,
+};
+
+const HOUR: Duration = Duration::from_secs(3600);
+const MIN: Duration = Duration::from_secs(60);
+
+fn t0() -> SystemTime {
+    SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000)
+}
+
+type Script = dyn Fn(usize, Option<&TokenState>) -> Result<TokenState, Error> + Send + Sync;
+
+/// A fetcher that counts its calls, takes `delay` of (tokio) time, and answers from a script.
+struct Scripted {
+    calls: Arc<AtomicUsize>,
+    delay: Duration,
+    script: Box<Script>,
+    seen_previous: Arc<Mutex<Vec<Option<String>>>>,
+}
+
+impl std::fmt::Debug for Scripted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Scripted")
+    }
+}
+
+#[async_trait]
+impl Fetch for Scripted {
+    async fn fetch(&self, previous: Option<&TokenState>) -> Result<TokenState, Error> {
+        let n = self.calls.fetch_add(1, Ordering::SeqCst);
+        self.seen_previous.lock().unwrap().push(
+            previous
+                .and_then(|p| p.refresh_token.as_ref())
+                .map(|r| r.expose_secret().to_owned()),
+        );
+        tokio::time::sleep(self.delay).await;
+        (self.script)(n, previous)
+    }
+}
+
+struct Harness {
+    provider: CachedTokenProvider<Scripted>,
+    calls: Arc<AtomicUsize>,
+    seen_previous: Arc<Mutex<Vec<Option<String>>>>,
+    clock: TokioClock,
+}
+
+impl Harness {
+    fn calls(&self) -> usize {
+        self.calls.load(Ordering::SeqCst)
+    }
+    fn now(&self) -> SystemTime {
+        token_provider::Clock::now(&self.clock)
+    }
+}
+
+fn harness(
+    delay: Duration,
+    config: impl FnOnce(CacheConfig) -> CacheConfig,
+    script: impl Fn(usize, Option<&TokenState>) -> Result<TokenState, Error> + Send + Sync + 'static,
+) -> Harness {
+    let clock = TokioClock::new(t0());
+    let calls = Arc::new(AtomicUsize::new(0));
+    let seen_previous = Arc::new(Mutex::new(Vec::new()));
+    let fetcher = Scripted {
+        calls: Arc::clone(&calls),
+        delay,
+        script: Box::new(script),
+        seen_previous: Arc::clone(&seen_previous),
+    };
+    let config = config(CacheConfig::new().clock(Arc::new(clock.clone())));
+    Harness {
+        provider: CachedTokenProvider::with_config(fetcher, config),
+        calls,
+        seen_previous,
+        clock,
+    }
+}
+
+/// Token number `n`, valid for `lifetime` from the (tokio-driven) clock's now.
+fn token_n(clock: &TokioClock, n: usize, lifetime: Duration) -> TokenState {
+    let now = token_provider::Clock::now(clock);
+    AccessToken::builder(format!("token-{n}"))
+        .expires_in(now, lifetime)
+        .build()
+        .into()
+}
+
+fn hourly(clock: TokioClock) -> impl Fn(usize, Option<&TokenState>) -> Result<TokenState, Error> {
+    move |n, _| Ok(token_n(&clock, n, HOUR))
+}
+
+fn secret_of(t: &AccessToken) -> &str {
+    t.secret().expose_secret()
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_thousand_concurrent_callers_cause_one_fetch() {
+    let clock = TokioClock::new(t0());
+    let h = harness(Duration::from_millis(50), |c| c, hourly(clock));
+    let provider = Arc::new(h.provider.clone());
+    let tasks: Vec<_> = (0..1000)
+        .map(|_| {
+            let p = Arc::clone(&provider);
+            tokio::spawn(async move { p.token().await })
+        })
+        .collect();
+    for t in tasks {
+        assert_eq!(secret_of(&t.await.unwrap().unwrap()), "token-0");
+    }
+    assert_eq!(h.calls(), 1);
+    let stats = h.provider.stats();
+    assert_eq!(stats.fetches, 1);
+    assert_eq!(stats.misses, 1000);
+    // A fresh token afterwards costs nothing.
+    h.provider.token().await.unwrap();
+    assert_eq!(h.calls(), 1);
+    assert_eq!(h.provider.stats().hits, 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_soft_window_serves_at_once_and_refreshes_once_in_the_background() {
+    let clock = TokioClock::new(t0());
+    let h = harness(Duration::from_millis(200), |c| c, hourly(clock));
+    let first = h.provider.token().await.unwrap();
+    assert_eq!(secret_of(&first), "token-0");
+    let soft = h.provider.soft_expiry().unwrap();
+    let until_soft = soft.duration_since(h.now()).unwrap();
+    tokio::time::sleep(until_soft + Duration::from_secs(1)).await;
+
+    // Fifty callers in the soft window: each answered before a single millisecond passes (the
+    // refresh takes 200 ms), all with the still-valid token.
+    for _ in 0..50 {
+        let t = tokio::time::timeout(Duration::from_millis(1), h.provider.token())
+            .await
+            .expect("a soft-window caller waited for the refresh")
+            .unwrap();
+        assert_eq!(secret_of(&t), "token-0");
+    }
+    assert_eq!(
+        h.provider.stats().fetches,
+        2,
+        "exactly one background refresh started"
+    );
+    tokio::task::yield_now().await;
+    assert_eq!(h.calls(), 2, "exactly one background refresh ran");
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    assert_eq!(secret_of(&h.provider.token().await.unwrap()), "token-1");
+    assert_eq!(h.calls(), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_transient_refresh_failure_keeps_the_old_token_until_hard_expiry() {
+    let clock = TokioClock::new(t0());
+    let c2 = clock.clone();
+    let h = harness(
+        Duration::from_millis(10),
+        |c| c,
+        move |n, _| {
+            if n == 0 {
+                Ok(token_n(&c2, 0, HOUR))
+            } else {
+                Err(Error::Status { status: 503 })
+            }
+        },
+    );
+    let first = h.provider.token().await.unwrap();
+    let expires_at = first.expires_at().unwrap();
+    let soft = h.provider.soft_expiry().unwrap();
+    tokio::time::sleep(soft.duration_since(h.now()).unwrap() + Duration::from_secs(1)).await;
+
+    // Through the whole soft window (minutes), despite failing refreshes, the old token is served.
+    while h.now() + Duration::from_secs(5) < expires_at {
+        let t = h.provider.token().await.unwrap();
+        assert_eq!(secret_of(&t), "token-0");
+        tokio::time::sleep(Duration::from_secs(5)).await;
+    }
+    let refreshes = h.calls() - 1;
+    // Backed off exponentially (1 s, 2 s, 4 s, ... capped): far fewer tries than the ~60 calls.
+    assert!(
+        (2..=12).contains(&refreshes),
+        "{refreshes} refresh attempts"
+    );
+
+    // After hard expiry the failure reaches the caller.
+    tokio::time::sleep(expires_at.duration_since(h.now()).unwrap() + Duration::from_secs(600))
+        .await;
+    let err = h.provider.token().await.unwrap_err();
+    assert!(matches!(err, Error::Status { status: 503 }), "{err:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn transient_failures_back_off_and_honour_retry_after() {
+    let h = harness(
+        Duration::from_millis(10),
+        |c| c,
+        move |_, _| {
+            Err(Error::RateLimited {
+                retry_after: Some(Duration::from_secs(120)),
+            })
+        },
+    );
+    let err = h.provider.token().await.unwrap_err();
+    assert_eq!(err.retry_after(), Some(Duration::from_secs(120)));
+    // Within the provider's two minutes, callers get the same answer without a request.
+    for _ in 0..10 {
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        assert!(matches!(
+            h.provider.token().await,
+            Err(Error::RateLimited { .. })
+        ));
+    }
+    assert_eq!(h.calls(), 1);
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    let _ = h.provider.token().await;
+    assert_eq!(h.calls(), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_permanent_failure_is_held_not_retried_in_a_loop() {
+    let h = harness(
+        Duration::from_millis(20),
+        |c| c.negative_ttl(Duration::from_secs(5)),
+        |_, _| {
+            Err(Error::rejected(
+                Some(400),
+                Some("invalid_grant"),
+                Some("bad password"),
+            ))
+        },
+    );
+    let provider = Arc::new(h.provider.clone());
+    let tasks: Vec<_> = (0..1000)
+        .map(|_| {
+            let p = Arc::clone(&provider);
+            tokio::spawn(async move { p.token().await })
+        })
+        .collect();
+    for t in tasks {
+        let err = t.await.unwrap().unwrap_err();
+        assert!(err.is_rejected(), "{err:?}");
+    }
+    assert_eq!(
+        h.calls(),
+        1,
+        "a thousand callers with bad credentials: one request"
+    );
+    for _ in 0..100 {
+        assert!(h.provider.token().await.unwrap_err().is_rejected());
+    }
+    assert_eq!(h.calls(), 1);
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    assert!(h.provider.token().await.unwrap_err().is_rejected());
+    assert_eq!(h.calls(), 2, "tried again only after the hold");
+    assert_eq!(h.provider.stats().failures, 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_stale_invalidate_keeps_the_newer_token() {
+    let clock = TokioClock::new(t0());
+    let h = harness(Duration::from_millis(5), |c| c, hourly(clock));
+    let a = h.provider.token().await.unwrap();
+    h.provider.invalidate(&a);
+    let b = h.provider.token().await.unwrap();
+    assert_eq!(secret_of(&b), "token-1");
+    assert_eq!(h.calls(), 2);
+    // A late 401 for the old token: the new one stays.
+    h.provider.invalidate(&a);
+    let still = h.provider.token().await.unwrap();
+    assert!(still.ptr_eq(&b));
+    assert_eq!(h.calls(), 2);
+    // An equal token built elsewhere counts as the same token.
+    h.provider.invalidate(&AccessToken::new("token-1"));
+    assert_eq!(secret_of(&h.provider.token().await.unwrap()), "token-2");
+}
+
+#[tokio::test(start_paused = true)]
+async fn invalidate_keeps_the_refresh_token_for_the_next_fetch() {
+    let clock = TokioClock::new(t0());
+    let h = harness(
+        Duration::from_millis(5),
+        |c| c,
+        move |n, _| {
+            Ok(token_n(&clock, n, HOUR).with_refresh_token(Some(Secret::new(format!("rt-{n}")))))
+        },
+    );
+    let a = h.provider.token().await.unwrap();
+    h.provider.invalidate(&a);
+    h.provider.token().await.unwrap();
+    assert_eq!(
+        *h.seen_previous.lock().unwrap(),
+        vec![None, Some("rt-0".to_owned())]
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn dropping_the_leaders_future_neither_cancels_nor_poisons_the_fetch() {
+    let clock = TokioClock::new(t0());
+    let h = harness(Duration::from_millis(100), |c| c, hourly(clock));
+    let provider = Arc::new(h.provider.clone());
+    let p = Arc::clone(&provider);
+    let leader = tokio::spawn(async move { p.token().await });
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    let p = Arc::clone(&provider);
+    let follower = tokio::spawn(async move { p.token().await });
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    leader.abort();
+    assert!(leader.await.unwrap_err().is_cancelled());
+    let t = follower.await.unwrap().unwrap();
+    assert_eq!(secret_of(&t), "token-0");
+    assert_eq!(h.calls(), 1);
+
+    // A lone caller that gives up: the fetch still lands in the cache.
+    let clock = TokioClock::new(t0());
+    let h = harness(Duration::from_millis(100), |c| c, hourly(clock));
+    let r = tokio::time::timeout(Duration::from_millis(10), h.provider.token()).await;
+    assert!(r.is_err());
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(secret_of(&h.provider.token().await.unwrap()), "token-0");
+    assert_eq!(h.calls(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_panicking_fetch_wakes_its_waiters_and_the_next_call_tries_again() {
+    let clock = TokioClock::new(t0());
+    let h = harness(
+        Duration::from_millis(10),
+        |c| c,
+        move |n, _| {
+            if n == 0 {
+                panic!("fetcher bug");
+            }
+            Ok(token_n(&clock, n, HOUR))
+        },
+    );
+    let err = h.provider.token().await.unwrap_err();
+    assert!(matches!(err, Error::Transport { .. }), "{err:?}");
+    assert_eq!(secret_of(&h.provider.token().await.unwrap()), "token-1");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_slow_fetch_is_bounded_by_the_load_timeout() {
+    let clock = TokioClock::new(t0());
+    let h = harness(
+        Duration::from_secs(600),
+        |c| c.load_timeout(Duration::from_secs(2)),
+        hourly(clock),
+    );
+    let err = h.provider.token().await.unwrap_err();
+    assert!(
+        matches!(err, Error::Timeout(d) if d == Duration::from_secs(2)),
+        "{err:?}"
+    );
+    // The fetch carried on: once it lands, callers get its token.
+    tokio::time::sleep(Duration::from_secs(600)).await;
+    assert_eq!(secret_of(&h.provider.token().await.unwrap()), "token-0");
+    assert_eq!(h.calls(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn jitter_stays_in_bounds() {
+    for (lifetime, margin) in [
+        (HOUR, 5 * MIN),     // capped at 5 minutes
+        (10 * MIN, 2 * MIN), // a fifth of the lifetime
+        (Duration::from_secs(30), Duration::from_secs(6)),
+    ] {
+        let mut seen = Vec::new();
+        for _ in 0..200 {
+            let clock = TokioClock::new(t0());
+            let h = harness(
+                Duration::ZERO,
+                |c| c,
+                move |n, _| Ok(token_n(&clock, n, lifetime)),
+            );
+            let t = h.provider.token().await.unwrap();
+            let exp = t.expires_at().unwrap();
+            let before = exp
+                .duration_since(h.provider.soft_expiry().unwrap())
+                .unwrap();
+            assert!(
+                before <= margin && before >= margin.mul_f64(0.9),
+                "lifetime {lifetime:?}: soft expiry {before:?} before expiry, margin {margin:?}"
+            );
+            seen.push(before);
+        }
+        seen.sort();
+        seen.dedup();
+        assert!(
+            seen.len() > 100,
+            "jitter is not random: {} distinct values",
+            seen.len()
+        );
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_fixed_margin_and_tokens_without_expiry() {
+    let clock = TokioClock::new(t0());
+    let h = harness(
+        Duration::ZERO,
+        |c| c.margin(Duration::from_secs(100)),
+        hourly(clock),
+    );
+    let t = h.provider.token().await.unwrap();
+    let before = t
+        .expires_at()
+        .unwrap()
+        .duration_since(h.provider.soft_expiry().unwrap())
+        .unwrap();
+    assert!(before <= Duration::from_secs(100) && before >= Duration::from_secs(90));
+
+    let h = harness(
+        Duration::ZERO,
+        |c| c.default_lifetime(Duration::from_secs(600)),
+        |n, _| Ok(AccessToken::new(format!("forever-{n}")).into()),
+    );
+    h.provider.token().await.unwrap();
+    tokio::time::sleep(Duration::from_secs(599)).await;
+    h.provider.token().await.unwrap();
+    assert_eq!(h.calls(), 1);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    // Past the default lifetime, still served (no expiry is known) while one refresh runs.
+    assert_eq!(secret_of(&h.provider.token().await.unwrap()), "forever-0");
+    tokio::task::yield_now().await;
+    assert_eq!(h.calls(), 2);
+    assert_eq!(secret_of(&h.provider.token().await.unwrap()), "forever-1");
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_absurd_lifetime_is_capped() {
+    let clock = TokioClock::new(t0());
+    let h = harness(
+        Duration::ZERO,
+        |c| c.max_lifetime(Duration::from_secs(24 * 3600)),
+        move |n, _| {
+            Ok(token_n(
+                &clock,
+                n,
+                Duration::from_secs(100 * 365 * 24 * 3600),
+            ))
+        },
+    );
+    h.provider.token().await.unwrap();
+    let soft = h.provider.soft_expiry().unwrap();
+    assert!(soft <= h.now() + Duration::from_secs(24 * 3600));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_token_expired_on_arrival_is_handed_over_but_not_cached() {
+    let h = harness(
+        Duration::ZERO,
+        |c| c,
+        |n, _| {
+            Ok(AccessToken::builder(format!("dead-{n}"))
+                .expires_at(t0() - Duration::from_secs(10))
+                .build()
+                .into())
+        },
+    );
+    assert_eq!(secret_of(&h.provider.token().await.unwrap()), "dead-0");
+    assert!(h.provider.cached().is_none());
+    assert_eq!(secret_of(&h.provider.token().await.unwrap()), "dead-1");
+}
+
+#[tokio::test(start_paused = true)]
+async fn with_a_store_state_is_loaded_saved_and_refresh_tokens_carried() {
+    let store = MemoryStore::new();
+    let key = StoreKey::new("test", "env", "tenant", "me");
+    // Another process already saved a fresh token: adopted without a fetch.
+    let seeded =
+        token_n(&TokioClock::new(t0()), 99, HOUR).with_refresh_token(Some(Secret::new("rt-seed")));
+    store.save(&key, &seeded).await.unwrap();
+    let clock = TokioClock::new(t0());
+    let (s, k) = (store.clone(), key.clone());
+    let h = harness(
+        Duration::from_millis(5),
+        move |c| c.store(Arc::new(s), k),
+        move |n, prev| {
+            let rt = prev.and_then(|p| p.refresh_token.clone());
+            Ok(
+                token_n(&clock, n, HOUR).with_refresh_token(Some(Secret::new(format!(
+                    "rt-{n}-from-{}",
+                    rt.map(|r| r.expose_secret().to_owned()).unwrap_or_default()
+                )))),
+            )
+        },
+    );
+    assert_eq!(secret_of(&h.provider.token().await.unwrap()), "token-99");
+    assert_eq!(h.calls(), 0);
+
+    // Invalidated: the stored copy is the rejected token, so a fetch runs with the stored
+    // refresh token, and its rotated refresh token is saved.
+    let t = h.provider.token().await.unwrap();
+    h.provider.invalidate(&t);
+    assert_eq!(secret_of(&h.provider.token().await.unwrap()), "token-0");
+    assert_eq!(h.calls(), 1);
+    assert_eq!(
+        *h.seen_previous.lock().unwrap(),
+        vec![Some("rt-seed".to_owned())]
+    );
+    let saved = store.load(&key).await.unwrap().unwrap();
+    assert_eq!(secret_of(&saved.access_token), "token-0");
+    assert_eq!(
+        saved.refresh_token.unwrap().expose_secret(),
+        "rt-0-from-rt-seed"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn debug_of_the_cache_shows_no_token() {
+    let clock = TokioClock::new(t0());
+    let h = harness(Duration::ZERO, |c| c, hourly(clock));
+    h.provider.token().await.unwrap();
+    let dbg = format!("{:?} {:?}", h.provider, h.provider.config());
+    assert!(!dbg.contains("token-0"), "{dbg}");
+    assert!(dbg.contains("CachedTokenProvider"), "{dbg}");
+}

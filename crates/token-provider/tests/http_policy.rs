@@ -1,0 +1,437 @@
+//! The HTTP policy, proved by what a real loopback server saw.
+
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use mockito::Matcher;
+use token_provider::http::{Request, USER_AGENT};
+use token_provider::{Error, HttpClient, RetryPolicy, Secret};
+use url::Url;
+
+fn fast_retry(attempts: u32) -> RetryPolicy {
+    RetryPolicy {
+        max_attempts: attempts,
+        initial_backoff: Duration::from_millis(10),
+        max_backoff: Duration::from_millis(50),
+        max_retry_after: Duration::from_secs(5),
+    }
+}
+
+fn client(attempts: u32) -> HttpClient {
+    HttpClient::builder()
+        .timeout(Duration::from_secs(5))
+        .retry(fast_retry(attempts))
+        .build()
+        .unwrap()
+}
+
+fn url(server: &mockito::ServerGuard, path: &str) -> Url {
+    Url::parse(&format!("{}{path}", server.url())).unwrap()
+}
+
+#[tokio::test]
+async fn sends_user_agent_bearer_and_form() {
+    let mut server = mockito::Server::new_async().await;
+    let mock = server
+        .mock("POST", "/oauth2/token")
+        .match_header("user-agent", USER_AGENT)
+        .match_header("authorization", "Bearer app-key-1")
+        .match_header("content-type", "application/x-www-form-urlencoded")
+        .match_body(Matcher::AllOf(vec![
+            Matcher::UrlEncoded("grant_type".into(), "password".into()),
+            Matcher::UrlEncoded("username".into(), "a b&c".into()),
+        ]))
+        .with_status(200)
+        .with_body(r#"{"ok":true}"#)
+        .expect(1)
+        .create_async()
+        .await;
+    let req = Request::post(url(&server, "/oauth2/token"))
+        .bearer(&Secret::new("app-key-1"))
+        .unwrap()
+        .form(&[("grant_type", "password"), ("username", "a b&c")]);
+    let resp = client(3).execute(req).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.body(), br#"{"ok":true}"#);
+    mock.assert_async().await;
+}
+
+#[tokio::test]
+async fn basic_auth_encodes_per_rfc6749() {
+    let mut server = mockito::Server::new_async().await;
+    // "id:x" / "s&cret" form-encoded then base64: "id%3Ax:s%26cret"
+    let mock = server
+        .mock("POST", "/t")
+        .match_header("authorization", "Basic aWQlM0F4OnMlMjZjcmV0")
+        .with_status(200)
+        .expect(1)
+        .create_async()
+        .await;
+    let req = Request::post(url(&server, "/t"))
+        .basic_auth("id:x", &Secret::new("s&cret"))
+        .unwrap();
+    client(1).execute(req).await.unwrap();
+    mock.assert_async().await;
+}
+
+#[tokio::test]
+async fn retries_503_then_succeeds() {
+    let mut server = mockito::Server::new_async().await;
+    let fail = server
+        .mock("POST", "/t")
+        .with_status(503)
+        .expect(2)
+        .create_async()
+        .await;
+    let ok = server
+        .mock("POST", "/t")
+        .with_status(200)
+        .with_body("{}")
+        .expect(1)
+        .create_async()
+        .await;
+    let resp = client(3)
+        .execute(Request::post(url(&server, "/t")))
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    fail.assert_async().await;
+    ok.assert_async().await;
+}
+
+#[tokio::test]
+async fn exhausted_5xx_is_a_transient_status_error() {
+    let mut server = mockito::Server::new_async().await;
+    let fail = server
+        .mock("GET", "/t")
+        .with_status(502)
+        .expect(3)
+        .create_async()
+        .await;
+    let err = client(3)
+        .execute(Request::get(url(&server, "/t")))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Status { status: 502 }), "{err:?}");
+    assert!(err.is_transient());
+    fail.assert_async().await;
+}
+
+#[tokio::test]
+async fn retries_429_after_the_retry_after_it_was_given() {
+    let mut server = mockito::Server::new_async().await;
+    let limited = server
+        .mock("POST", "/t")
+        .with_status(429)
+        .with_header("retry-after", "1")
+        .expect(1)
+        .create_async()
+        .await;
+    let ok = server
+        .mock("POST", "/t")
+        .with_status(200)
+        .expect(1)
+        .create_async()
+        .await;
+    let started = tokio::time::Instant::now();
+    let resp = client(3)
+        .execute(Request::post(url(&server, "/t")))
+        .await
+        .unwrap();
+    let waited = started.elapsed();
+    assert_eq!(resp.status(), 200);
+    // The backoff alone would be 5-10 ms: the second try waited for the server's second.
+    assert!(waited >= Duration::from_secs(1), "retried after {waited:?}");
+    limited.assert_async().await;
+    ok.assert_async().await;
+}
+
+#[tokio::test]
+async fn retry_after_beyond_the_cap_ends_at_once_with_the_providers_figure() {
+    let mut server = mockito::Server::new_async().await;
+    let limited = server
+        .mock("POST", "/t")
+        .with_status(429)
+        .with_header("retry-after", "3600")
+        .expect(1)
+        .create_async()
+        .await;
+    let err = client(3)
+        .execute(Request::post(url(&server, "/t")))
+        .await
+        .unwrap_err();
+    assert_eq!(err.retry_after(), Some(Duration::from_secs(3600)));
+    assert!(matches!(err, Error::RateLimited { .. }));
+    limited.assert_async().await;
+}
+
+#[tokio::test]
+async fn rejections_are_not_retried_and_carry_the_oauth_error() {
+    for status in [400, 401, 403] {
+        let mut server = mockito::Server::new_async().await;
+        let mock = server
+            .mock("POST", "/t")
+            .with_status(status)
+            .with_body(r#"{"error":"invalid_client","error_description":"Unknown client"}"#)
+            .expect(1)
+            .create_async()
+            .await;
+        let resp = client(3)
+            .execute(Request::post(url(&server, "/t")))
+            .await
+            .unwrap();
+        assert_eq!(resp.status().as_u16(), status as u16);
+        let err = resp.error();
+        assert_eq!(
+            err.to_string(),
+            format!("credentials rejected (HTTP {status}): invalid_client: Unknown client")
+        );
+        assert!(!err.is_transient());
+        mock.assert_async().await;
+    }
+}
+
+#[tokio::test]
+async fn redirects_are_not_followed() {
+    let mut server = mockito::Server::new_async().await;
+    let target = server
+        .mock("POST", "/elsewhere")
+        .expect(0)
+        .create_async()
+        .await;
+    let redirect = server
+        .mock("POST", "/t")
+        .with_status(302)
+        .with_header("location", &format!("{}/elsewhere", server.url()))
+        .expect(1)
+        .create_async()
+        .await;
+    let err = client(3)
+        .execute(Request::post(url(&server, "/t")))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Status { status: 302 }), "{err:?}");
+    redirect.assert_async().await;
+    target.assert_async().await;
+}
+
+#[tokio::test]
+async fn plain_http_to_a_remote_host_is_refused_before_connecting() {
+    // `.invalid` never resolves: had the client tried, the error would be a transport error.
+    let req = Request::post(Url::parse("http://partner-auth.invalid/oauth/token").unwrap());
+    let err = client(3).execute(req).await.unwrap_err();
+    assert!(matches!(err, Error::Config { .. }), "{err:?}");
+    assert!(err.to_string().contains("https"), "{err}");
+}
+
+/// A loopback server that accepts connections, reads the request, and then does `then` with the
+/// socket; counts the connections.
+fn raw_server(
+    then: impl Fn(std::net::TcpStream) + Send + Sync + 'static,
+) -> (Url, Arc<AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let count = Arc::new(AtomicUsize::new(0));
+    let seen = Arc::clone(&count);
+    let then = Arc::new(then);
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            seen.fetch_add(1, Ordering::SeqCst);
+            let then = Arc::clone(&then);
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 4096];
+                let _ = stream.read(&mut buf);
+                then(stream);
+            });
+        }
+    });
+    (Url::parse(&format!("http://{addr}/t")).unwrap(), count)
+}
+
+#[tokio::test]
+async fn a_hung_server_hits_the_timeout() {
+    let (url, connections) = raw_server(|stream| {
+        std::thread::sleep(Duration::from_secs(10));
+        drop(stream);
+    });
+    let client = HttpClient::builder()
+        .timeout(Duration::from_millis(300))
+        .retry(fast_retry(2))
+        .build()
+        .unwrap();
+    let started = tokio::time::Instant::now();
+    let err = client.execute(Request::post(url)).await.unwrap_err();
+    assert!(matches!(err, Error::Timeout(_)), "{err:?}");
+    assert!(err.is_transient());
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    // A repeatable request is tried again after a timeout.
+    assert_eq!(connections.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test]
+async fn a_request_that_must_not_repeat_is_sent_once() {
+    // Timed out: it may have reached the server, so it is not sent again.
+    let (url, connections) = raw_server(|stream| {
+        std::thread::sleep(Duration::from_secs(10));
+        drop(stream);
+    });
+    let client = HttpClient::builder()
+        .timeout(Duration::from_millis(300))
+        .retry(fast_retry(3))
+        .build()
+        .unwrap();
+    let err = client
+        .execute(Request::post(url).not_repeatable())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Timeout(_)), "{err:?}");
+    assert_eq!(connections.load(Ordering::SeqCst), 1);
+
+    // A 503 answer: it reached the server, so it is not sent again either.
+    let mut server = mockito::Server::new_async().await;
+    let mock = server
+        .mock("POST", "/t")
+        .with_status(503)
+        .expect(1)
+        .create_async()
+        .await;
+    let err = client
+        .execute(Request::post(url_of(&server)).not_repeatable())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Status { status: 503 }), "{err:?}");
+    mock.assert_async().await;
+}
+
+fn url_of(server: &mockito::ServerGuard) -> Url {
+    url(server, "/t")
+}
+
+#[tokio::test]
+async fn connection_refused_is_retried_even_when_not_repeatable() {
+    // Nothing listens on the port: no byte can have reached a server.
+    let port = {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let url = Url::parse(&format!("http://127.0.0.1:{port}/t")).unwrap();
+    let err = client(2)
+        .execute(Request::post(url).not_repeatable())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Transport { .. }), "{err:?}");
+    assert!(err.is_transient());
+}
+
+#[tokio::test]
+async fn an_oversized_body_is_cut_off_while_reading() {
+    // Chunked, no Content-Length: the cap must be enforced while streaming. The server writes
+    // until the client hangs up and counts what it managed to write.
+    let written = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&written);
+    let (url, _) = raw_server(move |mut stream| {
+        let _ = stream.write_all(
+            b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n",
+        );
+        let chunk = vec![b'a'; 16 * 1024];
+        let framed = [
+            format!("{:x}\r\n", chunk.len()).into_bytes(),
+            chunk,
+            b"\r\n".to_vec(),
+        ]
+        .concat();
+        for _ in 0..(64 * 1024) {
+            // 64 Ki chunks of 16 KiB = 1 GiB if nobody stopped us.
+            if stream.write_all(&framed).is_err() {
+                return;
+            }
+            counter.fetch_add(16 * 1024, Ordering::SeqCst);
+        }
+    });
+    let client = HttpClient::builder()
+        .max_body(64 * 1024)
+        .retry(fast_retry(1))
+        .build()
+        .unwrap();
+    let err = client.execute(Request::get(url)).await.unwrap_err();
+    assert!(matches!(err, Error::TooLarge { limit: 65536 }), "{err:?}");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let sent = written.load(Ordering::SeqCst);
+    // Socket buffers let the server run ahead of the reader a little; never anywhere near 1 GiB.
+    assert!(sent < 32 * 1024 * 1024, "server wrote {sent} bytes");
+}
+
+#[tokio::test]
+async fn a_declared_oversized_body_is_refused_unread() {
+    let mut server = mockito::Server::new_async().await;
+    let mock = server
+        .mock("GET", "/t")
+        .with_status(200)
+        .with_body(vec![b'x'; 2 * 1024 * 1024])
+        .expect(1)
+        .create_async()
+        .await;
+    let err = client(3)
+        .execute(Request::get(url(&server, "/t")))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::TooLarge { limit } if limit == 1024 * 1024),
+        "{err:?}"
+    );
+    mock.assert_async().await;
+}
+
+#[tokio::test]
+async fn the_oauth_adapter_goes_through_the_policy_and_keeps_the_status() {
+    let mut server = mockito::Server::new_async().await;
+    let mock = server
+        .mock("POST", "/oauth/token")
+        .match_header("user-agent", USER_AGENT)
+        .with_status(403)
+        .with_body(r#"{"error":"access_denied"}"#)
+        .expect(1)
+        .create_async()
+        .await;
+    let client = client(3);
+    let adapter = client.oauth_adapter();
+    let req = http::Request::builder()
+        .method("POST")
+        .uri(format!("{}/oauth/token", server.url()))
+        .body(b"grant_type=client_credentials".to_vec())
+        .unwrap();
+    let resp = adapter.call(req).await.unwrap();
+    assert_eq!(resp.status(), 403);
+    assert_eq!(adapter.last_status(), Some(403));
+    mock.assert_async().await;
+
+    let insecure = http::Request::builder()
+        .method("POST")
+        .uri("http://partner-auth.invalid/oauth/token")
+        .body(Vec::new())
+        .unwrap();
+    assert!(matches!(
+        adapter.call(insecure).await,
+        Err(Error::Config { .. })
+    ));
+}
+
+#[test]
+fn debug_of_requests_and_clients_hides_secrets() {
+    let req = Request::post(Url::parse("https://h/t?session_token=sess-SECRET").unwrap())
+        .bearer(&Secret::new("key-SECRET"))
+        .unwrap()
+        .form(&[("password", "pw-SECRET")]);
+    let dbg = format!("{req:?} {:?}", client(1));
+    for s in ["sess-SECRET", "key-SECRET", "pw-SECRET"] {
+        assert!(!dbg.contains(s), "{dbg}");
+    }
+}

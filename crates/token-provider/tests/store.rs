@@ -1,0 +1,378 @@
+//! The file store: atomic, private, versioned, and safe for two processes sharing one refresh
+//! token.
+
+use std::collections::HashMap;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use token_provider::http::{Request, parse_base_url};
+use token_provider::{
+    AccessToken, CacheConfig, CachedTokenProvider, Error, Fetch, FileStore, HttpClient, Secret,
+    StoreKey, SystemClock, TokenProvider, TokenState, TokenStore, async_trait,
+};
+
+fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "partner-auth-store-{name}-{}-{}",
+        std::process::id(),
+        fastrand_suffix()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn fastrand_suffix() -> u64 {
+    use std::hash::{BuildHasher, RandomState};
+    RandomState::new().hash_one(0u8)
+}
+
+fn state(token: &str, refresh: &str) -> TokenState {
+    TokenState::new(
+        AccessToken::builder(token)
+            .token_type("bearer")
+            .expires_at(SystemTime::UNIX_EPOCH + Duration::from_secs(2_000_000_000))
+            .scope(Some("api".to_owned()))
+            .build(),
+    )
+    .with_refresh_token(Some(Secret::new(refresh)))
+}
+
+fn mode(path: &Path) -> u32 {
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+}
+
+#[tokio::test]
+async fn saves_and_loads_many_keys_in_one_private_file() {
+    let dir = temp_dir("roundtrip");
+    let path = dir.join("tokens.json");
+    let store = FileStore::new(&path);
+    let a = StoreKey::new("aerion", "api.aerion.app", "companyurl=acme", "me@acme");
+    let b = StoreKey::new("aurora-uk", "dev", "aud", "client");
+    assert!(store.load(&a).await.unwrap().is_none());
+    store.save(&a, &state("at-a", "rt-a")).await.unwrap();
+    store.save(&b, &state("at-b", "rt-b")).await.unwrap();
+    assert_eq!(mode(&path), 0o600);
+
+    let reopened = FileStore::new(&path);
+    let got = reopened.load(&a).await.unwrap().unwrap();
+    assert_eq!(got, state("at-a", "rt-a"));
+    assert_eq!(got.access_token.token_type(), "bearer");
+    assert_eq!(got.access_token.scope(), Some("api"));
+    assert_eq!(
+        got.access_token.expires_at(),
+        Some(SystemTime::UNIX_EPOCH + Duration::from_secs(2_000_000_000))
+    );
+    assert_eq!(
+        reopened.load(&b).await.unwrap().unwrap(),
+        state("at-b", "rt-b")
+    );
+
+    // The documented format, version 1.
+    let json: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    assert_eq!(json["version"], 1);
+    let entry = &json["entries"][a.as_str()];
+    assert_eq!(entry["access_token"], "at-a");
+    assert_eq!(entry["refresh_token"], "rt-a");
+    assert_eq!(entry["expires_at"], 2_000_000_000u64);
+    assert!(format!("{store:?}").contains("tokens.json"));
+}
+
+#[tokio::test]
+async fn an_interrupted_write_leaves_the_last_good_state() {
+    let dir = temp_dir("interrupted");
+    let path = dir.join("tokens.json");
+    let store = FileStore::new(&path);
+    let key = StoreKey::new("p", "e", "t", "u");
+    store.save(&key, &state("good", "rt-good")).await.unwrap();
+    // What a crash before the rename leaves behind: temp files, one truncated mid-JSON.
+    std::fs::write(
+        dir.join(".tokens.json.tmp.1.2"),
+        br#"{"version":1,"entries":{"p|e|t|u":{"acc"#,
+    )
+    .unwrap();
+    std::fs::write(dir.join(".tokens.json.tmp.3.4"), b"").unwrap();
+    let got = store.load(&key).await.unwrap().unwrap();
+    assert_eq!(got.access_token.secret().expose_secret(), "good");
+    // And the next save still works beside them.
+    store.save(&key, &state("next", "rt-next")).await.unwrap();
+    assert_eq!(
+        store
+            .load(&key)
+            .await
+            .unwrap()
+            .unwrap()
+            .access_token
+            .secret()
+            .expose_secret(),
+        "next"
+    );
+}
+
+#[tokio::test]
+async fn a_file_others_can_read_is_refused() {
+    let dir = temp_dir("mode");
+    let path = dir.join("tokens.json");
+    let store = FileStore::new(&path);
+    let key = StoreKey::new("p", "e", "t", "u");
+    store.save(&key, &state("at", "rt")).await.unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let err = store.load(&key).await.unwrap_err();
+    assert!(matches!(err, Error::Store { .. }), "{err:?}");
+    assert!(err.to_string().contains("chmod 600"), "{err}");
+    assert!(err.to_string().contains("644"), "{err}");
+    // Saving is refused too: it reads the file first.
+    assert!(store.save(&key, &state("x", "y")).await.is_err());
+}
+
+#[tokio::test]
+async fn newer_and_garbled_files_are_refused_not_misread() {
+    let dir = temp_dir("version");
+    let path = dir.join("tokens.json");
+    let key = StoreKey::new("p", "e", "t", "u");
+    let write = |bytes: &[u8]| {
+        std::fs::write(&path, bytes).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    };
+    write(br#"{"version":2,"entries":{}}"#);
+    let err = FileStore::new(&path).load(&key).await.unwrap_err();
+    assert!(err.to_string().contains("version 2"), "{err}");
+    write(b"\x00\xffnot json");
+    let err = FileStore::new(&path).load(&key).await.unwrap_err();
+    assert!(err.to_string().contains("not a token store file"), "{err}");
+    // Unknown fields from a later release are ignored.
+    write(
+        br#"{"version":1,"future":true,"entries":{"p|e|t|u":{"access_token":"a","new_field":1}}}"#,
+    );
+    let got = FileStore::new(&path).load(&key).await.unwrap().unwrap();
+    assert_eq!(got.access_token.secret().expose_secret(), "a");
+    assert!(got.refresh_token.is_none());
+}
+
+#[tokio::test]
+async fn the_lock_is_exclusive_across_handles() {
+    let dir = temp_dir("lock");
+    let path = dir.join("tokens.json");
+    let key = StoreKey::new("p", "e", "t", "u");
+    // Two handles on one file lock through the OS, as two processes would.
+    let one = FileStore::new(&path);
+    let two = FileStore::new(&path);
+    let held = one.lock(&key).await.unwrap();
+    let blocked = tokio::time::timeout(Duration::from_millis(300), two.lock(&key)).await;
+    assert!(blocked.is_err(), "a second holder got the lock");
+    drop(held);
+    let got = tokio::time::timeout(Duration::from_secs(5), two.lock(&key)).await;
+    assert!(got.is_ok(), "the lock was not released on drop");
+    assert_eq!(mode(&dir.join("tokens.json.lock")), 0o600);
+}
+
+// ---- Two OS processes, one store file, a server that rotates and revokes refresh tokens ----
+
+/// A refresh-grant fetcher, as a provider with rotating refresh tokens has.
+#[derive(Debug)]
+struct RefreshFetcher {
+    http: HttpClient,
+    url: url::Url,
+}
+
+#[async_trait]
+impl Fetch for RefreshFetcher {
+    async fn fetch(&self, previous: Option<&TokenState>) -> Result<TokenState, Error> {
+        let rt = previous
+            .and_then(|p| p.refresh_token.clone())
+            .ok_or_else(|| Error::user_action("no refresh token"))?;
+        let resp = self
+            .http
+            .execute(Request::post(self.url.clone()).form(&[
+                ("grant_type", "refresh_token"),
+                ("refresh_token", rt.expose_secret()),
+            ]))
+            .await?;
+        if !resp.status().is_success() {
+            return Err(resp.error());
+        }
+        #[derive(serde::Deserialize)]
+        struct T {
+            access_token: String,
+            refresh_token: String,
+            expires_in: u64,
+        }
+        let t: T = resp.json("token response")?;
+        let now = token_provider::Clock::now(&SystemClock);
+        Ok(TokenState::new(
+            AccessToken::builder(t.access_token)
+                .expires_in(now, Duration::from_secs(t.expires_in))
+                .build(),
+        )
+        .with_refresh_token(Some(Secret::new(t.refresh_token))))
+    }
+}
+
+const CHILD_URL: &str = "PARTNER_AUTH_TEST_CHILD_URL";
+const CHILD_STORE: &str = "PARTNER_AUTH_TEST_CHILD_STORE";
+const ROUNDS: usize = 6;
+
+/// The child's side: run only when the parent test spawns this binary.
+#[tokio::test]
+#[ignore = "run by two_processes_never_spend_the_same_refresh_token as a child process"]
+async fn store_child_process() {
+    let url = std::env::var(CHILD_URL).expect("spawned by the parent test");
+    let path = std::env::var(CHILD_STORE).expect("spawned by the parent test");
+    let key = StoreKey::new("test", "loopback", "tenant", "user");
+    let provider = CachedTokenProvider::with_config(
+        RefreshFetcher {
+            http: HttpClient::new().unwrap(),
+            url: parse_base_url("url", &url).unwrap(),
+        },
+        CacheConfig::new().store(Arc::new(FileStore::new(path)), key),
+    );
+    for _ in 0..ROUNDS {
+        let t = provider.token().await.expect("a token in every round");
+        // As after a 401: forces the next call through the store and, unless the other process
+        // refreshed meanwhile, a refresh.
+        provider.invalidate(&t);
+    }
+    let last = provider.token().await.expect("a final token");
+    println!("FINAL_TOKEN={}", last.secret().expose_secret());
+}
+
+#[derive(Default)]
+struct RotatingServer {
+    current: String,
+    issued: usize,
+    spends: HashMap<String, usize>,
+    decisions: HashMap<String, Option<usize>>,
+    access_tokens: Vec<String>,
+}
+
+fn refresh_token_of(req: &mockito::Request) -> String {
+    let body = req.body().cloned().unwrap_or_default();
+    url::form_urlencoded::parse(&body)
+        .find(|(k, _)| k == "refresh_token")
+        .map(|(_, v)| v.into_owned())
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_processes_never_spend_the_same_refresh_token() {
+    let server_state = Arc::new(Mutex::new(RotatingServer {
+        current: "rt-0".to_owned(),
+        ..Default::default()
+    }));
+    let mut server = mockito::Server::new_async().await;
+    let (s1, s2) = (Arc::clone(&server_state), Arc::clone(&server_state));
+    let mock = server
+        .mock("POST", "/token")
+        .match_body(mockito::Matcher::UrlEncoded(
+            "grant_type".into(),
+            "refresh_token".into(),
+        ))
+        // The status is decided first and counts the spend; the body reads the decision.
+        .with_status_code_from_request(move |req| {
+            let rt = refresh_token_of(req);
+            let mut s = s1.lock().unwrap();
+            *s.spends.entry(rt.clone()).or_default() += 1;
+            let decision = if rt == s.current {
+                s.issued += 1;
+                s.current = format!("rt-{}", s.issued);
+                Some(s.issued)
+            } else {
+                None // spent or unknown: revoked
+            };
+            s.decisions.insert(rt, decision);
+            if decision.is_some() { 200 } else { 400 }
+        })
+        .with_body_from_request(move |req| {
+            let rt = refresh_token_of(req);
+            let mut s = s2.lock().unwrap();
+            match s.decisions.get(&rt).copied().flatten() {
+                Some(n) => {
+                    let at = format!("at-{n}");
+                    s.access_tokens.push(at.clone());
+                    format!(
+                        r#"{{"access_token":"{at}","refresh_token":"rt-{n}","expires_in":3600,"token_type":"bearer"}}"#
+                    )
+                    .into_bytes()
+                }
+                None => br#"{"error":"invalid_grant","error_description":"refresh token revoked"}"#.to_vec(),
+            }
+        })
+        .expect_at_least(1)
+        .create_async()
+        .await;
+
+    let dir = temp_dir("two-processes");
+    let path = dir.join("tokens.json");
+    // Seeded as an SSO login would: an expired access token and the first refresh token.
+    let key = StoreKey::new("test", "loopback", "tenant", "user");
+    let seed = TokenState::new(
+        AccessToken::builder("at-seed")
+            .expires_at(SystemTime::UNIX_EPOCH + Duration::from_secs(1))
+            .build(),
+    )
+    .with_refresh_token(Some(Secret::new("rt-0")));
+    FileStore::new(&path).save(&key, &seed).await.unwrap();
+
+    let exe = std::env::current_exe().unwrap();
+    let spawn = || {
+        Command::new(&exe)
+            .args([
+                "--ignored",
+                "--exact",
+                "store_child_process",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env(CHILD_URL, format!("{}/token", server.url()))
+            .env(CHILD_STORE, &path)
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let children = [spawn(), spawn()];
+    let outputs: Vec<_> = tokio::task::spawn_blocking(move || {
+        children
+            .into_iter()
+            .map(|c| c.wait_with_output().unwrap())
+            .collect()
+    })
+    .await
+    .unwrap();
+    for out in &outputs {
+        assert!(out.status.success(), "a child failed: {out:?}");
+    }
+    {
+        let s = server_state.lock().unwrap();
+        for out in &outputs {
+            let stdout = String::from_utf8_lossy(&out.stdout);
+            let last = stdout
+                .lines()
+                .find_map(|l| l.split_once("FINAL_TOKEN=").map(|(_, t)| t.trim()))
+                .unwrap_or_else(|| panic!("a child printed no token: {stdout}"));
+            assert!(
+                s.access_tokens.iter().any(|t| t == last),
+                "{last} was never issued"
+            );
+        }
+        for (rt, n) in &s.spends {
+            assert_eq!(*n, 1, "{rt} was spent {n} times");
+        }
+        assert!(
+            s.issued >= ROUNDS,
+            "only {} refreshes for two processes",
+            s.issued
+        );
+        assert!(
+            s.spends.len() == s.issued,
+            "a refused refresh: {:?}",
+            s.spends
+        );
+    }
+    mock.assert_async().await;
+    // The file ends with the newest refresh token the server issued.
+    let stored = FileStore::new(&path).load(&key).await.unwrap().unwrap();
+    let current = server_state.lock().unwrap().current.clone();
+    assert_eq!(stored.refresh_token.unwrap().expose_secret(), current);
+}
