@@ -57,8 +57,8 @@ pub enum Error {
         source: BoxError,
     },
 
-    /// The request or the whole load took longer than allowed.
-    #[error("timed out after {0:?}")]
+    /// The request or the whole load took longer than allowed (the limit, when known).
+    #[error("timed out{}", timeout_suffix(*.0))]
     Timeout(Duration),
 
     /// An HTTP status the call cannot use: 5xx or 408 after the retries, a redirect, or another
@@ -286,6 +286,26 @@ fn rejected_suffix(status: Option<u16>, code: Option<&str>, description: Option<
         (None, None) => {}
     }
     s
+}
+
+fn timeout_suffix(limit: Duration) -> String {
+    if limit.is_zero() {
+        String::new()
+    } else {
+        format!(" after {limit:?}")
+    }
+}
+
+impl From<reqwest::Error> for Error {
+    /// A timeout becomes [`Error::Timeout`], anything else [`Error::Transport`]; the URL is
+    /// stripped first, because a query string can carry a secret (a session token).
+    fn from(err: reqwest::Error) -> Self {
+        if err.is_timeout() {
+            Self::Timeout(Duration::ZERO)
+        } else {
+            Self::transport(err.without_url())
+        }
+    }
 }
 
 fn retry_after_suffix(retry_after: Option<Duration>) -> String {

@@ -299,11 +299,9 @@ impl Failure {
     fn from_reqwest(err: reqwest::Error, timeout: Duration) -> Self {
         // A connect error means no byte of the request left this process.
         let reached = !err.is_connect();
-        let error = if err.is_timeout() {
-            Error::Timeout(timeout)
-        } else {
-            // Strip the URL: a query string can carry a single-use session token.
-            Error::transport(err.without_url())
+        let error = match Error::from(err) {
+            Error::Timeout(_) => Error::Timeout(timeout),
+            other => other,
         };
         Self { error, reached }
     }

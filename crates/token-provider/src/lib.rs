@@ -32,6 +32,7 @@
 
 #![warn(missing_docs)]
 
+pub mod auth;
 mod cache;
 mod clock;
 mod error;

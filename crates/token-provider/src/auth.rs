@@ -1,0 +1,191 @@
+//! Authenticated calls: attach the token, and when the server answers 401, invalidate exactly
+//! that token and try once more with a new one (never more than once).
+//!
+//! Providers can reject a token before its expiry (Aurora UK's page says so outright), so every
+//! caller needs this dance; here it is written once.
+//!
+//! - [`send_authorized`]: for bare `reqwest`; the request is rebuilt by a closure, so the retry
+//!   always has a body to send.
+//! - [`AuthMiddleware`] (feature `middleware`): the same as a `reqwest-middleware` middleware; a
+//!   request whose body cannot be cloned (a stream) is not retried and its 401 is returned.
+
+#[cfg(feature = "middleware")]
+use std::fmt;
+
+use http::header::{AUTHORIZATION, HeaderName, HeaderValue};
+
+use crate::{AccessToken, Error, TokenProvider};
+
+/// Which header carries the token, and how.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthHeader {
+    name: HeaderName,
+}
+
+impl Default for AuthHeader {
+    /// `Authorization: Bearer <token>`.
+    fn default() -> Self {
+        Self {
+            name: AUTHORIZATION,
+        }
+    }
+}
+
+impl AuthHeader {
+    /// `<name>: Bearer <token>`, for APIs that read another header (Aurora UK's page names an
+    /// `Authentication` header).
+    pub fn named(name: &str) -> Result<Self, Error> {
+        let name = HeaderName::from_bytes(name.as_bytes())
+            .map_err(|_| Error::config("auth header", "is not a valid HTTP header name"))?;
+        Ok(Self { name })
+    }
+
+    /// The header name.
+    pub fn name(&self) -> &HeaderName {
+        &self.name
+    }
+
+    /// The header value for `token`, marked sensitive so no HTTP layer prints it.
+    pub fn value(&self, token: &AccessToken) -> Result<HeaderValue, Error> {
+        let mut value = HeaderValue::from_str(&token.authorization_value()).map_err(|_| {
+            Error::malformed("the provider issued a token that cannot be sent in a header")
+        })?;
+        value.set_sensitive(true);
+        Ok(value)
+    }
+}
+
+/// Sends the request `build` makes with a token from `provider`; on a 401, invalidates that token
+/// and sends a rebuilt request once more with a new token. Returns the last response whatever its
+/// status (a second 401 included), or the error that kept a token or an answer from being had.
+///
+/// ```no_run
+/// # async fn demo(provider: &dyn token_provider::TokenProvider) -> Result<(), token_provider::Error> {
+/// let client = reqwest::Client::new();
+/// let response = token_provider::auth::send_authorized(provider, &Default::default(), || {
+///     client.get("https://api.example.com/v1/users/me")
+/// })
+/// .await?;
+/// # Ok(()) }
+/// ```
+pub async fn send_authorized<P, F>(
+    provider: &P,
+    header: &AuthHeader,
+    build: F,
+) -> Result<reqwest::Response, Error>
+where
+    P: TokenProvider + ?Sized,
+    F: Fn() -> reqwest::RequestBuilder,
+{
+    let token = provider.token().await?;
+    let response = send_once(header, &token, build()).await?;
+    if response.status() != reqwest::StatusCode::UNAUTHORIZED {
+        return Ok(response);
+    }
+    tracing::info!("the server refused the token (401); retrying once with a new one");
+    provider.invalidate(&token);
+    let token = provider.token().await?;
+    send_once(header, &token, build()).await
+}
+
+async fn send_once(
+    header: &AuthHeader,
+    token: &AccessToken,
+    request: reqwest::RequestBuilder,
+) -> Result<reqwest::Response, Error> {
+    request
+        .header(header.name.clone(), header.value(token)?)
+        .send()
+        .await
+        .map_err(Error::from)
+}
+
+/// A `reqwest-middleware` middleware that authenticates every request with a provider's token and
+/// answers a 401 by invalidating that token and retrying once (feature `middleware`).
+///
+/// ```no_run
+/// # fn demo(provider: std::sync::Arc<dyn token_provider::TokenProvider>) {
+/// let client = reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
+///     .with(token_provider::auth::AuthMiddleware::new(provider))
+///     .build();
+/// # }
+/// ```
+#[cfg(feature = "middleware")]
+#[derive(Clone)]
+pub struct AuthMiddleware {
+    provider: std::sync::Arc<dyn TokenProvider>,
+    header: AuthHeader,
+}
+
+#[cfg(feature = "middleware")]
+impl fmt::Debug for AuthMiddleware {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AuthMiddleware")
+            .field("provider", &self.provider)
+            .field("header", &self.header.name)
+            .finish()
+    }
+}
+
+#[cfg(feature = "middleware")]
+impl AuthMiddleware {
+    /// `Authorization: Bearer` with tokens from `provider`.
+    pub fn new(provider: std::sync::Arc<dyn TokenProvider>) -> Self {
+        Self {
+            provider,
+            header: AuthHeader::default(),
+        }
+    }
+
+    /// Another header instead of `Authorization`.
+    #[must_use]
+    pub fn header(mut self, header: AuthHeader) -> Self {
+        self.header = header;
+        self
+    }
+}
+
+#[cfg(feature = "middleware")]
+#[async_trait::async_trait]
+impl reqwest_middleware::Middleware for AuthMiddleware {
+    async fn handle(
+        &self,
+        req: reqwest::Request,
+        extensions: &mut http::Extensions,
+        next: reqwest_middleware::Next<'_>,
+    ) -> reqwest_middleware::Result<reqwest::Response> {
+        let token = self
+            .provider
+            .token()
+            .await
+            .map_err(reqwest_middleware::Error::middleware)?;
+        let retry = req.try_clone();
+        let mut req = req;
+        let value = self
+            .header
+            .value(&token)
+            .map_err(reqwest_middleware::Error::middleware)?;
+        req.headers_mut().insert(self.header.name.clone(), value);
+        let response = next.clone().run(req, extensions).await?;
+        if response.status() != reqwest::StatusCode::UNAUTHORIZED {
+            return Ok(response);
+        }
+        let Some(mut again) = retry else {
+            tracing::info!("401 for a request whose body cannot be replayed; not retried");
+            return Ok(response);
+        };
+        tracing::info!("the server refused the token (401); retrying once with a new one");
+        self.provider.invalidate(&token);
+        let token = self
+            .provider
+            .token()
+            .await
+            .map_err(reqwest_middleware::Error::middleware)?;
+        let value = self
+            .header
+            .value(&token)
+            .map_err(reqwest_middleware::Error::middleware)?;
+        again.headers_mut().insert(self.header.name.clone(), value);
+        next.run(again, extensions).await
+    }
+}

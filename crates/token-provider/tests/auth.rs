@@ -1,0 +1,174 @@
+//! Authenticated calls: the token the server saw, and exactly one retry after a 401.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use token_provider::auth::{AuthHeader, AuthMiddleware, send_authorized};
+use token_provider::{AccessToken, CachedTokenProvider, TokenProvider, provider_fn};
+
+/// A cached provider issuing `token-0`, `token-1`, ... and counting its fetches.
+fn numbered() -> (
+    Arc<CachedTokenProvider<impl token_provider::Fetch>>,
+    Arc<AtomicUsize>,
+) {
+    let count = Arc::new(AtomicUsize::new(0));
+    let c = Arc::clone(&count);
+    let provider = CachedTokenProvider::new(provider_fn("numbered", move || {
+        let n = c.fetch_add(1, Ordering::SeqCst);
+        async move { Ok(AccessToken::new(format!("token-{n}"))) }
+    }));
+    (Arc::new(provider), count)
+}
+
+#[tokio::test]
+async fn a_401_invalidates_that_token_and_retries_once() {
+    let mut server = mockito::Server::new_async().await;
+    let refused = server
+        .mock("GET", "/me")
+        .match_header("authorization", "Bearer token-0")
+        .with_status(401)
+        .expect(1)
+        .create_async()
+        .await;
+    let ok = server
+        .mock("GET", "/me")
+        .match_header("authorization", "Bearer token-1")
+        .with_status(200)
+        .with_body("me")
+        .expect(1)
+        .create_async()
+        .await;
+    let (provider, fetches) = numbered();
+    let client = reqwest::Client::new();
+    let url = format!("{}/me", server.url());
+    let resp = send_authorized(&*provider, &AuthHeader::default(), || client.get(&url))
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.text().await.unwrap(), "me");
+    assert_eq!(fetches.load(Ordering::SeqCst), 2);
+    refused.assert_async().await;
+    ok.assert_async().await;
+    // The new token stays cached.
+    assert_eq!(
+        provider.token().await.unwrap().secret().expose_secret(),
+        "token-1"
+    );
+}
+
+#[tokio::test]
+async fn a_second_401_is_returned_not_retried_again() {
+    let mut server = mockito::Server::new_async().await;
+    let refused = server
+        .mock("POST", "/x")
+        .match_body("payload")
+        .with_status(401)
+        .expect(2)
+        .create_async()
+        .await;
+    let (provider, fetches) = numbered();
+    let client = reqwest::Client::new();
+    let url = format!("{}/x", server.url());
+    let resp = send_authorized(&*provider, &AuthHeader::default(), || {
+        client.post(&url).body("payload")
+    })
+    .await
+    .unwrap();
+    assert_eq!(resp.status(), 401);
+    assert_eq!(fetches.load(Ordering::SeqCst), 2);
+    refused.assert_async().await;
+}
+
+#[tokio::test]
+async fn another_header_name_can_carry_the_token() {
+    let mut server = mockito::Server::new_async().await;
+    let mock = server
+        .mock("GET", "/Accounts")
+        .match_header("authentication", "Bearer token-0")
+        .match_header("authorization", mockito::Matcher::Missing)
+        .with_status(200)
+        .expect(1)
+        .create_async()
+        .await;
+    let (provider, _) = numbered();
+    let client = reqwest::Client::new();
+    let url = format!("{}/Accounts", server.url());
+    let header = AuthHeader::named("Authentication").unwrap();
+    let resp = send_authorized(&*provider, &header, || client.get(&url))
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    mock.assert_async().await;
+    assert!(AuthHeader::named("bad header").is_err());
+}
+
+#[tokio::test]
+async fn the_middleware_retries_once_with_a_new_token() {
+    let mut server = mockito::Server::new_async().await;
+    let refused = server
+        .mock("PUT", "/r")
+        .match_header("authorization", "Bearer token-0")
+        .match_body("body")
+        .with_status(401)
+        .expect(1)
+        .create_async()
+        .await;
+    let ok = server
+        .mock("PUT", "/r")
+        .match_header("authorization", "Bearer token-1")
+        .match_body("body")
+        .with_status(204)
+        .expect(1)
+        .create_async()
+        .await;
+    let (provider, fetches) = numbered();
+    let dynamic: Arc<dyn TokenProvider> = provider;
+    let client = reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
+        .with(AuthMiddleware::new(dynamic))
+        .build();
+    let resp = client
+        .put(format!("{}/r", server.url()))
+        .body("body")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 204);
+    assert_eq!(fetches.load(Ordering::SeqCst), 2);
+    refused.assert_async().await;
+    ok.assert_async().await;
+
+    // Never more than once.
+    let always = server
+        .mock("GET", "/always")
+        .with_status(401)
+        .expect(2)
+        .create_async()
+        .await;
+    let resp = client
+        .get(format!("{}/always", server.url()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 401);
+    always.assert_async().await;
+}
+
+#[tokio::test]
+async fn a_provider_failure_is_the_callers_error_and_nothing_is_sent() {
+    let mut server = mockito::Server::new_async().await;
+    let never = server.mock("GET", "/x").expect(0).create_async().await;
+    let provider = CachedTokenProvider::new(provider_fn("failing", || async {
+        Err(token_provider::Error::rejected(
+            Some(401),
+            Some("invalid_client"),
+            None,
+        ))
+    }));
+    let client = reqwest::Client::new();
+    let url = format!("{}/x", server.url());
+    let err = send_authorized(&provider, &AuthHeader::default(), || client.get(&url))
+        .await
+        .unwrap_err();
+    assert!(err.is_rejected());
+    never.assert_async().await;
+}
