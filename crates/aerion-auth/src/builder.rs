@@ -1,0 +1,419 @@
+//! [`Tenant`] and [`AerionBuilder`].
+
+use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
+use http::{HeaderName, HeaderValue};
+use token_provider::http::{join_path, parse_base_url};
+use token_provider::{
+    CacheConfig, CachedTokenProvider, Error, HttpClient, Secret, SharedClock, StoreKey, TokenStore,
+};
+use url::{Position, Url};
+
+use crate::Aerion;
+use crate::fetch::AerionFetcher;
+
+/// The default API base: Aerion's neutral address (the tenant header names the account).
+pub const DEFAULT_BASE_URL: &str = "https://api.aerion.app";
+
+/// The default `client_id`. Aerion does not check it but asks that it identify the app.
+pub const DEFAULT_CLIENT_ID: &str = "partner-auth";
+
+/// The default `client_secret`. Aerion requires the field and does not check it.
+pub const DEFAULT_CLIENT_SECRET: &str = "partner-auth";
+
+/// `AERION_BASE_URL`: the API base (default [`DEFAULT_BASE_URL`]).
+pub const ENV_BASE_URL: &str = "AERION_BASE_URL";
+/// `AERION_COMPANY_URL`: the tenant, sent as the `companyurl` header.
+pub const ENV_COMPANY_URL: &str = "AERION_COMPANY_URL";
+/// `AERION_ORIGIN`: the tenant, sent as the `origin` header.
+pub const ENV_ORIGIN: &str = "AERION_ORIGIN";
+/// `AERION_USERNAME`: the user's email address, for the password grant.
+pub const ENV_USERNAME: &str = "AERION_USERNAME";
+/// `AERION_PASSWORD`: the user's password, for the password grant.
+pub const ENV_PASSWORD: &str = "AERION_PASSWORD";
+/// `AERION_REFRESH_TOKEN`: a refresh token to start from (an SSO login's, say).
+pub const ENV_REFRESH_TOKEN: &str = "AERION_REFRESH_TOKEN";
+/// `AERION_CLIENT_ID`: overrides [`DEFAULT_CLIENT_ID`].
+pub const ENV_CLIENT_ID: &str = "AERION_CLIENT_ID";
+/// `AERION_CLIENT_SECRET`: overrides [`DEFAULT_CLIENT_SECRET`].
+pub const ENV_CLIENT_SECRET: &str = "AERION_CLIENT_SECRET";
+
+/// The field named when no tenant is configured.
+const TENANT_FIELD: &str = "AERION_COMPANY_URL or AERION_ORIGIN";
+
+/// Which Aerion account (tenant) a token is for, and the header that says so. Aerion requires
+/// one of these on every token request; the neutral `api.aerion.app` host serves every tenant.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Tenant {
+    /// `companyurl: <value>`, the company's Aerion address (`AERION_COMPANY_URL`).
+    CompanyUrl(String),
+    /// `origin: <value>` (`AERION_ORIGIN`).
+    Origin(String),
+    /// `referrer: <value>`, spelled as Aerion spells it (not HTTP's `Referer`).
+    Referrer(String),
+}
+
+impl Tenant {
+    /// The header name: `companyurl`, `origin` or `referrer`.
+    pub fn header_name(&self) -> &'static str {
+        match self {
+            Self::CompanyUrl(_) => "companyurl",
+            Self::Origin(_) => "origin",
+            Self::Referrer(_) => "referrer",
+        }
+    }
+
+    /// The header value.
+    pub fn value(&self) -> &str {
+        match self {
+            Self::CompanyUrl(v) | Self::Origin(v) | Self::Referrer(v) => v,
+        }
+    }
+
+    /// The setting an error about this tenant names.
+    fn field(&self) -> &'static str {
+        match self {
+            Self::CompanyUrl(_) => ENV_COMPANY_URL,
+            Self::Origin(_) => ENV_ORIGIN,
+            Self::Referrer(_) => "tenant (referrer)",
+        }
+    }
+
+    fn trimmed(self) -> Self {
+        match self {
+            Self::CompanyUrl(v) => Self::CompanyUrl(v.trim().to_owned()),
+            Self::Origin(v) => Self::Origin(v.trim().to_owned()),
+            Self::Referrer(v) => Self::Referrer(v.trim().to_owned()),
+        }
+    }
+
+    fn header(&self) -> Result<(HeaderName, HeaderValue), Error> {
+        let value = self.value();
+        if value.is_empty() {
+            return Err(Error::config(self.field(), "must not be empty"));
+        }
+        if value.chars().any(char::is_control) {
+            return Err(Error::config(
+                self.field(),
+                "must not contain control characters",
+            ));
+        }
+        let value = HeaderValue::from_str(value).map_err(|_| {
+            Error::config(
+                self.field(),
+                "contains characters not allowed in an HTTP header",
+            )
+        })?;
+        Ok((HeaderName::from_static(self.header_name()), value))
+    }
+}
+
+/// Builds an [`Aerion`] provider. Every setting is checked by [`build`](Self::build), which
+/// names the one at fault.
+#[must_use]
+#[derive(Clone, Default)]
+pub struct AerionBuilder {
+    base_url: Option<String>,
+    token_url: Option<String>,
+    tenant: Option<Tenant>,
+    /// Both `AERION_COMPANY_URL` and `AERION_ORIGIN` were set: ambiguous, refused at build.
+    tenant_conflict: bool,
+    username: Option<String>,
+    password: Option<Secret>,
+    refresh_token: Option<Secret>,
+    client_id: Option<String>,
+    client_secret: Option<Secret>,
+    http_client: Option<HttpClient>,
+    clock: Option<SharedClock>,
+    cache_config: Option<CacheConfig>,
+    store: Option<Arc<dyn TokenStore>>,
+}
+
+impl fmt::Debug for AerionBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AerionBuilder")
+            .field("base_url", &self.base_url.as_deref().map(display_url))
+            .field("token_url", &self.token_url.as_deref().map(display_url))
+            .field("tenant", &self.tenant)
+            .field("username", &self.username)
+            .field("password", &self.password)
+            .field("refresh_token", &self.refresh_token)
+            .field("client_id", &self.client_id)
+            .field("client_secret", &self.client_secret)
+            .field("store", &self.store)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A URL for `Debug`: no user info, query or fragment, which could carry credentials.
+fn display_url(s: &str) -> String {
+    match Url::parse(s) {
+        Ok(url) => format!(
+            "{}{}",
+            &url[..Position::BeforeUsername],
+            &url[Position::BeforeHost..Position::AfterPath]
+        ),
+        Err(_) => "<not a URL>".to_owned(),
+    }
+}
+
+impl AerionBuilder {
+    /// An empty builder (the same as [`Aerion::builder`]).
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A builder from the process environment; see [`from_env_with`](Self::from_env_with).
+    pub fn from_env() -> Self {
+        Self::from_env_with(|name| std::env::var(name).ok())
+    }
+
+    /// A builder from the variables `lookup` returns: `AERION_BASE_URL`, `AERION_COMPANY_URL`
+    /// or `AERION_ORIGIN`, `AERION_USERNAME`, `AERION_PASSWORD`, `AERION_REFRESH_TOKEN`,
+    /// `AERION_CLIENT_ID`, `AERION_CLIENT_SECRET`. Empty (or blank) values count as unset.
+    /// Nothing is checked until [`build`](Self::build), whose errors name the variable.
+    pub fn from_env_with(lookup: impl Fn(&str) -> Option<String>) -> Self {
+        let get = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
+        let (tenant, tenant_conflict) = match (get(ENV_COMPANY_URL), get(ENV_ORIGIN)) {
+            (Some(company_url), origin) => {
+                (Some(Tenant::CompanyUrl(company_url)), origin.is_some())
+            }
+            (None, origin) => (origin.map(Tenant::Origin), false),
+        };
+        Self {
+            base_url: get(ENV_BASE_URL),
+            tenant,
+            tenant_conflict,
+            username: get(ENV_USERNAME),
+            password: get(ENV_PASSWORD).map(Secret::from),
+            refresh_token: get(ENV_REFRESH_TOKEN).map(Secret::from),
+            client_id: get(ENV_CLIENT_ID),
+            client_secret: get(ENV_CLIENT_SECRET).map(Secret::from),
+            ..Self::default()
+        }
+    }
+
+    /// The API base (default [`DEFAULT_BASE_URL`]; `http` only for loopback hosts, for tests).
+    /// The token endpoint is `{base}/oauth2/token` and the user endpoint `{base}/v1/users/me`.
+    pub fn base_url(mut self, url: impl Into<String>) -> Self {
+        self.base_url = Some(url.into());
+        self
+    }
+
+    /// The token endpoint, when it is not `{base}/oauth2/token` (some deployments answer at
+    /// `{base}/v1/oauth2/token`).
+    pub fn token_url(mut self, url: impl Into<String>) -> Self {
+        self.token_url = Some(url.into());
+        self
+    }
+
+    /// The tenant and the header that names it. Required.
+    pub fn tenant(mut self, tenant: Tenant) -> Self {
+        self.tenant = Some(tenant);
+        self.tenant_conflict = false;
+        self
+    }
+
+    /// Shorthand for `tenant(Tenant::CompanyUrl(..))`.
+    pub fn company_url(self, company_url: impl Into<String>) -> Self {
+        self.tenant(Tenant::CompanyUrl(company_url.into()))
+    }
+
+    /// Shorthand for `tenant(Tenant::Origin(..))`.
+    pub fn origin(self, origin: impl Into<String>) -> Self {
+        self.tenant(Tenant::Origin(origin.into()))
+    }
+
+    /// Shorthand for `tenant(Tenant::Referrer(..))`.
+    pub fn referrer(self, referrer: impl Into<String>) -> Self {
+        self.tenant(Tenant::Referrer(referrer.into()))
+    }
+
+    /// The username (the user's email address) for the password grant.
+    pub fn username(mut self, username: impl Into<String>) -> Self {
+        self.username = Some(username.into());
+        self
+    }
+
+    /// The password for the password grant.
+    pub fn password(mut self, password: impl Into<Secret>) -> Self {
+        self.password = Some(password.into());
+        self
+    }
+
+    /// A refresh token to start from, such as one an SSO login issued. Used alone it is enough
+    /// to get tokens; with a username and password, they are the fallback when it is refused.
+    pub fn refresh_token(mut self, refresh_token: impl Into<Secret>) -> Self {
+        self.refresh_token = Some(refresh_token.into());
+        self
+    }
+
+    /// The `client_id` form field (default [`DEFAULT_CLIENT_ID`]).
+    pub fn client_id(mut self, client_id: impl Into<String>) -> Self {
+        self.client_id = Some(client_id.into());
+        self
+    }
+
+    /// The `client_secret` form field (default [`DEFAULT_CLIENT_SECRET`]).
+    pub fn client_secret(mut self, client_secret: impl Into<Secret>) -> Self {
+        self.client_secret = Some(client_secret.into());
+        self
+    }
+
+    /// The HTTP client (default: [`HttpClient::new`]).
+    pub fn http_client(mut self, client: HttpClient) -> Self {
+        self.http_client = Some(client);
+        self
+    }
+
+    /// The clock for expiry (default: the cache configuration's, else the system clock).
+    pub fn clock(mut self, clock: SharedClock) -> Self {
+        self.clock = Some(clock);
+        self
+    }
+
+    /// The cache behaviour (default: [`CacheConfig::default`]). A [`clock`](Self::clock) or
+    /// [`store`](Self::store) set on this builder replaces the one in `config`.
+    pub fn cache_config(mut self, config: CacheConfig) -> Self {
+        self.cache_config = Some(config);
+        self
+    }
+
+    /// Keeps the token and the (rotating) refresh token in `store`, under the key
+    /// `aerion|<base host[:port]>|<header>=<tenant>|<username, or "sso">`.
+    ///
+    /// A refresh token found in the store is used before the configured one, because the
+    /// configured one may have been spent (rotated) already.
+    pub fn store(mut self, store: Arc<dyn TokenStore>) -> Self {
+        self.store = Some(store);
+        self
+    }
+
+    /// Checks every setting and returns the cached provider.
+    pub fn build(self) -> Result<Aerion, Error> {
+        let base_url = parse_base_url(
+            ENV_BASE_URL,
+            self.base_url.as_deref().unwrap_or(DEFAULT_BASE_URL),
+        )?;
+        refuse_user_info(ENV_BASE_URL, &base_url)?;
+        let token_url = match &self.token_url {
+            Some(url) => {
+                let url = parse_base_url("token_url", url)?;
+                refuse_user_info("token_url", &url)?;
+                url
+            }
+            None => join_path(&base_url, &["oauth2", "token"]),
+        };
+
+        if self.tenant_conflict {
+            return Err(Error::config(
+                TENANT_FIELD,
+                "are both set: set only one of them",
+            ));
+        }
+        let tenant = self
+            .tenant
+            .ok_or_else(|| {
+                Error::config(
+                    TENANT_FIELD,
+                    "is required: it names the Aerion account (sent as the `companyurl` or \
+                     `origin` header)",
+                )
+            })?
+            .trimmed();
+        let tenant_header = tenant.header()?;
+
+        let username = self.username.map(|u| u.trim().to_owned());
+        if username.as_deref() == Some("") {
+            return Err(Error::config(ENV_USERNAME, "must not be empty"));
+        }
+        for (field, secret) in [
+            (ENV_PASSWORD, &self.password),
+            (ENV_REFRESH_TOKEN, &self.refresh_token),
+            (ENV_CLIENT_SECRET, &self.client_secret),
+        ] {
+            if secret.as_ref().is_some_and(Secret::is_empty) {
+                return Err(Error::config(field, "must not be empty"));
+            }
+        }
+        match (&username, &self.password, &self.refresh_token) {
+            (Some(_), None, _) => {
+                return Err(Error::config(
+                    ENV_PASSWORD,
+                    "is required with AERION_USERNAME",
+                ));
+            }
+            (None, Some(_), _) => {
+                return Err(Error::config(
+                    ENV_USERNAME,
+                    "is required with AERION_PASSWORD",
+                ));
+            }
+            (None, None, None) => {
+                return Err(Error::config(
+                    ENV_USERNAME,
+                    "and AERION_PASSWORD, or AERION_REFRESH_TOKEN, are required",
+                ));
+            }
+            _ => {}
+        }
+        let client_id = self
+            .client_id
+            .unwrap_or_else(|| DEFAULT_CLIENT_ID.to_owned());
+        if client_id.trim().is_empty() {
+            return Err(Error::config(ENV_CLIENT_ID, "must not be empty"));
+        }
+        let client_secret = self
+            .client_secret
+            .unwrap_or_else(|| Secret::new(DEFAULT_CLIENT_SECRET));
+
+        let http = match self.http_client {
+            Some(http) => http,
+            None => HttpClient::new()?,
+        };
+        let mut cache = self.cache_config.unwrap_or_default().name("aerion");
+        if let Some(clock) = self.clock {
+            cache = cache.clock(clock);
+        }
+        let clock = cache.clock_ref().clone();
+        if let Some(store) = self.store {
+            let key = StoreKey::new(
+                "aerion",
+                &base_url[Position::BeforeHost..Position::BeforePath],
+                &format!("{}={}", tenant.header_name(), tenant.value()),
+                username.as_deref().unwrap_or("sso"),
+            );
+            cache = cache.store(store, key);
+        }
+
+        let fetcher = AerionFetcher {
+            http,
+            base_url,
+            token_url,
+            tenant,
+            tenant_header,
+            client_id,
+            client_secret,
+            username,
+            password: self.password,
+            seed_refresh_token: self.refresh_token,
+            seed_spent: AtomicBool::new(false),
+            clock,
+        };
+        Ok(Aerion {
+            inner: CachedTokenProvider::with_config(fetcher, cache),
+        })
+    }
+}
+
+fn refuse_user_info(field: &str, url: &Url) -> Result<(), Error> {
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(Error::config(
+            field,
+            "must not carry a user name or password",
+        ));
+    }
+    Ok(())
+}

@@ -1,0 +1,98 @@
+//! Bearer tokens for the Aerion API: the OAuth 2.0 password grant and refresh grant against
+//! `{base}/oauth2/token`, with the tenant header on every token request, cached.
+//!
+//! [`Aerion`] implements [`TokenProvider`](token_provider::TokenProvider): call
+//! [`token`](token_provider::TokenProvider::token) before every request; it costs an atomic load
+//! while the token is fresh, and the cache refreshes it ahead of expiry with the refresh token.
+//!
+//! ```no_run
+//! use aerion_auth::{Aerion, Tenant};
+//! use token_provider::TokenProvider;
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), token_provider::Error> {
+//! let aerion = Aerion::builder()
+//!     .tenant(Tenant::CompanyUrl("acme.aerion.app".into()))
+//!     .username("me@acme.example")
+//!     .password(std::env::var("AERION_PASSWORD").unwrap_or_default())
+//!     .build()?;
+//! // Before every API call (served from the cache while fresh):
+//! let token = aerion.token().await?;
+//! let header_value = token.authorization_value(); // "Bearer …"
+//! # let _ = header_value;
+//! // Who is signed in (retries once with a new token after a 401):
+//! let me = aerion.me().await?;
+//! println!("signed in as user {}", me.id);
+//!
+//! // The same from the environment (the variables below):
+//! let aerion = Aerion::from_env()?;
+//! # let _ = aerion;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Environment variables
+//!
+//! [`AerionBuilder::from_env`] and [`Aerion::from_env`] read these; errors name the variable.
+//! Empty values count as unset.
+//!
+//! | variable | required | meaning |
+//! | --- | --- | --- |
+//! | `AERION_BASE_URL` | no | API base, default `https://api.aerion.app` |
+//! | `AERION_COMPANY_URL` | one of these two | the tenant, sent as the `companyurl` header |
+//! | `AERION_ORIGIN` | one of these two | the tenant, sent as the `origin` header |
+//! | `AERION_USERNAME` | with `AERION_PASSWORD`, unless `AERION_REFRESH_TOKEN` is set | the user's email address |
+//! | `AERION_PASSWORD` | with `AERION_USERNAME` | the user's password |
+//! | `AERION_REFRESH_TOKEN` | unless username and password are set | a refresh token to start from (an SSO login's) |
+//! | `AERION_CLIENT_ID` | no | the `client_id` field, default `partner-auth` |
+//! | `AERION_CLIENT_SECRET` | no | the `client_secret` field, default `partner-auth` |
+//!
+//! # How a token is fetched
+//!
+//! - With a refresh token (from the last response, from the store, or configured), the refresh
+//!   grant: `grant_type=refresh_token`, `refresh_token`, `client_id`, `client_secret`.
+//! - Otherwise the password grant: `grant_type=password`, `username`, `password`, `client_id`,
+//!   `client_secret`.
+//! - Both are `POST`ed form-encoded, with the client credentials in the form (not a Basic
+//!   header) and the tenant header (`companyurl`, `origin` or `referrer`).
+//! - A refresh refused (`invalid_grant`, or a 400/401) falls back to the password grant when a
+//!   password is configured; otherwise the error is
+//!   [`Error::UserAction`](token_provider::Error::UserAction), asking for a new sign-in.
+//! - A response with a new refresh token replaces the old one at once (and is saved before
+//!   anyone can use it again when a store is set); one without keeps the old one.
+//!
+//! # Assumptions where Aerion's documentation is silent
+//!
+//! - Refresh tokens rotate: the newest one always wins. With a store, the stored refresh token is
+//!   used before the configured `AERION_REFRESH_TOKEN` (which may have been spent already); the
+//!   configured one is still tried, once, if the stored one is refused.
+//! - `client_id` defaults to `partner-auth` (identifying this library) and `client_secret` to
+//!   `partner-auth`; Aerion requires both fields and checks neither.
+//! - `expires_in` may be a number or a numeric string; when absent, the cache's default
+//!   lifetime (one hour, Aerion's usual) applies. `token_type` is kept as sent (Aerion may say
+//!   `bearer`); requests always send `Authorization: Bearer`. Unknown response fields are
+//!   ignored.
+//! - Errors come as `{"error","error_description"}` or `{"error","status","summary","raw"}`;
+//!   both become [`Error::Rejected`](token_provider::Error::Rejected) with the `error` code and
+//!   the description (or `summary`). The `raw` field is never read.
+//! - `GET /v1/users/me` answers with an object holding at least `id` (number or string); `email`
+//!   is read when present.
+//! - The `referrer` tenant header is spelled as Aerion spells it, not as HTTP's `Referer`.
+//! - A store key's principal is the username, or `sso` for a refresh-token-only setup: two SSO
+//!   users of one tenant need separate stores.
+//! - Some deployments answer at `{base}/v1/oauth2/token`: set
+//!   [`token_url`](AerionBuilder::token_url) for those.
+
+#![warn(missing_docs)]
+
+mod builder;
+mod fetch;
+mod provider;
+mod wire;
+
+pub use crate::builder::{
+    AerionBuilder, DEFAULT_BASE_URL, DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, ENV_BASE_URL,
+    ENV_CLIENT_ID, ENV_CLIENT_SECRET, ENV_COMPANY_URL, ENV_ORIGIN, ENV_PASSWORD, ENV_REFRESH_TOKEN,
+    ENV_USERNAME, Tenant,
+};
+pub use crate::provider::{Aerion, AerionUser};

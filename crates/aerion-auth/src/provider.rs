@@ -1,0 +1,154 @@
+//! [`Aerion`], the cached provider, and its [`me`](Aerion::me) call.
+
+use http::StatusCode;
+use http::header::ACCEPT;
+use serde::{Deserialize, Deserializer};
+use token_provider::http::{Request, Response, join_path};
+use token_provider::{
+    AccessToken, CacheStats, CachedTokenProvider, Error, HttpClient, TokenProvider, async_trait,
+};
+use tracing::debug;
+use url::Url;
+
+use crate::fetch::AerionFetcher;
+use crate::wire::{AerionErrorResponse, error_for_status};
+use crate::{AerionBuilder, Tenant};
+
+/// Aerion bearer tokens, cached: call [`token`](TokenProvider::token) before every request.
+///
+/// Built by [`Aerion::builder`]; cheap to clone (clones share one cache).
+#[derive(Clone, Debug)]
+pub struct Aerion {
+    pub(crate) inner: CachedTokenProvider<AerionFetcher>,
+}
+
+impl Aerion {
+    /// Starts a builder.
+    pub fn builder() -> AerionBuilder {
+        AerionBuilder::new()
+    }
+
+    /// A provider configured from the process environment (see
+    /// [`AerionBuilder::from_env_with`] for the variables).
+    pub fn from_env() -> Result<Self, Error> {
+        AerionBuilder::from_env().build()
+    }
+
+    /// The tenant every token request names.
+    pub fn tenant(&self) -> &Tenant {
+        &self.inner.fetcher().tenant
+    }
+
+    /// The API base.
+    pub fn base_url(&self) -> &Url {
+        &self.inner.fetcher().base_url
+    }
+
+    /// The token endpoint.
+    pub fn token_url(&self) -> &Url {
+        &self.inner.fetcher().token_url
+    }
+
+    /// The cache's counters.
+    pub fn stats(&self) -> CacheStats {
+        self.inner.stats()
+    }
+
+    /// The signed-in user: `GET {base}/v1/users/me` with the current token.
+    ///
+    /// A 401 invalidates that token and the call is made once more with a new one; a second
+    /// 401 is returned as [`Error::Rejected`].
+    pub async fn me(&self) -> Result<AerionUser, Error> {
+        let fetcher = self.inner.fetcher();
+        let url = join_path(&fetcher.base_url, &["v1", "users", "me"]);
+        let request = Request::get(url).header(ACCEPT, "application/json")?;
+        let response = send_authorized(self, &fetcher.http, &request).await?;
+        if response.status().is_success() {
+            response.json("aerion user")
+        } else {
+            Err(error_for_status(
+                response.status().as_u16(),
+                AerionErrorResponse::parse(response.body()).as_ref(),
+            ))
+        }
+    }
+}
+
+#[async_trait]
+impl TokenProvider for Aerion {
+    async fn token(&self) -> Result<AccessToken, Error> {
+        self.inner.token().await
+    }
+
+    fn invalidate(&self, rejected: &AccessToken) {
+        self.inner.invalidate(rejected)
+    }
+}
+
+/// Sends `request` with a bearer token from `provider`; on a 401, invalidates that exact token
+/// and sends once more with a new one. Returns the last response whatever its status.
+async fn send_authorized<P: TokenProvider + ?Sized>(
+    provider: &P,
+    http: &HttpClient,
+    request: &Request,
+) -> Result<Response, Error> {
+    let token = provider.token().await?;
+    let response = http
+        .execute(request.clone().bearer(token.secret())?)
+        .await?;
+    if response.status() != StatusCode::UNAUTHORIZED {
+        return Ok(response);
+    }
+    debug!(
+        path = request.url().path(),
+        "bearer token refused with 401; retrying once with a new token"
+    );
+    provider.invalidate(&token);
+    let token = provider.token().await?;
+    http.execute(request.clone().bearer(token.secret())?).await
+}
+
+/// The user behind a token, as `GET /v1/users/me` describes them. Other fields of the answer
+/// are ignored.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[non_exhaustive]
+pub struct AerionUser {
+    /// The user's id. Aerion may send a number or a string; a number is kept as its decimal
+    /// text.
+    #[serde(deserialize_with = "id_text")]
+    pub id: String,
+    /// The user's email address, when the answer has one.
+    #[serde(default)]
+    pub email: Option<String>,
+}
+
+fn id_text<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Id {
+        Number(serde_json::Number),
+        Text(String),
+    }
+    Ok(match Id::deserialize(d)? {
+        Id::Number(n) => n.to_string(),
+        Id::Text(s) => s,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn user_ids_may_be_numbers_or_strings() {
+        let u: AerionUser =
+            serde_json::from_str(r#"{"id":42,"email":"a@b.example","name":"A"}"#).unwrap();
+        assert_eq!(
+            (u.id.as_str(), u.email.as_deref()),
+            ("42", Some("a@b.example"))
+        );
+        let u: AerionUser = serde_json::from_str(r#"{"id":"u-7"}"#).unwrap();
+        assert_eq!((u.id.as_str(), u.email), ("u-7", None));
+        assert!(serde_json::from_str::<AerionUser>(r#"{"id":null}"#).is_err());
+    }
+}

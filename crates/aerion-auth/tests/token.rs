@@ -1,0 +1,492 @@
+//! The token endpoint: what is sent for each grant and tenant header, and what comes back.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use aerion_auth::{Aerion, Tenant};
+use common::*;
+use mockito::Matcher;
+use serde_json::json;
+use token_provider::{
+    AccessToken, Error, MemoryStore, Secret, StoreKey, TokenProvider, TokenState, TokenStore,
+};
+
+const HOUR: Duration = Duration::from_secs(3600);
+
+#[tokio::test]
+async fn password_grant_sends_every_field_and_each_tenant_header() {
+    let tenants = [
+        Tenant::CompanyUrl(TENANT.to_owned()),
+        Tenant::Origin("https://acme.aerion.app".to_owned()),
+        Tenant::Referrer("https://acme.aerion.app/login".to_owned()),
+    ];
+    for tenant in tenants {
+        let mut server = mockito::Server::new_async().await;
+        let mut mock = server
+            .mock("POST", "/oauth2/token")
+            .match_header("content-type", "application/x-www-form-urlencoded")
+            .match_header("accept", "application/json")
+            .match_header("authorization", Matcher::Missing)
+            .match_body(password_form(USERNAME, PASSWORD));
+        for name in ["companyurl", "origin", "referrer"] {
+            mock = if name == tenant.header_name() {
+                mock.match_header(name, tenant.value())
+            } else {
+                mock.match_header(name, Matcher::Missing)
+            };
+        }
+        let mock = issue(mock.expect(1), "at-1", None).await;
+
+        let clock = clock();
+        let aerion = builder(&server, &clock)
+            .tenant(tenant.clone())
+            .username(USERNAME)
+            .password(PASSWORD)
+            .build()
+            .unwrap();
+        let token = aerion.token().await.unwrap();
+        assert_eq!(token.secret().expose_secret(), "at-1");
+        assert_eq!(token.token_type(), "bearer");
+        assert_eq!(token.expires_at(), Some(start() + HOUR));
+        // Served from the cache: still one request.
+        assert_eq!(aerion.token().await.unwrap(), token);
+        mock.assert_async().await;
+        assert_eq!(aerion.tenant(), &tenant);
+    }
+}
+
+#[tokio::test]
+async fn default_client_credentials_identify_the_library() {
+    let mut server = mockito::Server::new_async().await;
+    let mock = server
+        .mock("POST", "/oauth2/token")
+        .match_header("companyurl", TENANT)
+        .match_body(form(&[
+            ("grant_type", "password"),
+            ("username", USERNAME),
+            ("password", PASSWORD),
+            ("client_id", "partner-auth"),
+            ("client_secret", "partner-auth"),
+        ]))
+        .expect(1);
+    let mock = issue(mock, "at-1", None).await;
+    let aerion = Aerion::builder()
+        .base_url(server.url())
+        .http_client(http())
+        .company_url(TENANT)
+        .username(USERNAME)
+        .password(PASSWORD)
+        .build()
+        .unwrap();
+    aerion.token().await.unwrap();
+    mock.assert_async().await;
+}
+
+#[tokio::test]
+async fn token_url_can_be_overridden() {
+    let mut server = mockito::Server::new_async().await;
+    let mock = server
+        .mock("POST", "/v1/oauth2/token")
+        .match_header("companyurl", TENANT)
+        .match_body(password_form(USERNAME, PASSWORD))
+        .expect(1);
+    let mock = issue(mock, "at-1", None).await;
+    let aerion = builder(&server, &clock())
+        .token_url(format!("{}/v1/oauth2/token", server.url()))
+        .username(USERNAME)
+        .password(PASSWORD)
+        .build()
+        .unwrap();
+    assert_eq!(aerion.token_url().path(), "/v1/oauth2/token");
+    aerion.token().await.unwrap();
+    mock.assert_async().await;
+}
+
+#[tokio::test]
+async fn refresh_grant_is_chosen_when_a_refresh_token_is_configured() {
+    let mut server = mockito::Server::new_async().await;
+    let password = token_mock(&mut server, password_form(USERNAME, PASSWORD)).expect(0);
+    let password = issue(password, "at-password", None).await;
+    let refresh = token_mock(&mut server, refresh_form("rt-seed")).expect(1);
+    let refresh = issue(refresh, "at-refreshed", Some("rt-2")).await;
+
+    let aerion = builder(&server, &clock())
+        .username(USERNAME)
+        .password(PASSWORD)
+        .refresh_token("rt-seed")
+        .build()
+        .unwrap();
+    let token = aerion.token().await.unwrap();
+    assert_eq!(token.secret().expose_secret(), "at-refreshed");
+    refresh.assert_async().await;
+    password.assert_async().await;
+}
+
+#[tokio::test]
+async fn sso_refresh_token_alone_is_enough_and_its_state_is_stored() {
+    let mut server = mockito::Server::new_async().await;
+    let refresh = token_mock(&mut server, refresh_form("rt-sso")).expect(1);
+    let refresh = issue(refresh, "at-1", Some("rt-sso-2")).await;
+    let store = MemoryStore::new();
+    let aerion = builder(&server, &clock())
+        .refresh_token("rt-sso")
+        .store(Arc::new(store.clone()))
+        .build()
+        .unwrap();
+    let token = aerion.token().await.unwrap();
+    assert_eq!(token.secret().expose_secret(), "at-1");
+    refresh.assert_async().await;
+
+    let host = server.host_with_port();
+    let key = StoreKey::new("aerion", &host, &format!("companyurl={TENANT}"), "sso");
+    let saved = store
+        .load(&key)
+        .await
+        .unwrap()
+        .expect("state saved under the sso key");
+    assert_eq!(saved.access_token, token);
+    assert_eq!(saved.refresh_token, Some(Secret::new("rt-sso-2")));
+}
+
+#[tokio::test]
+async fn rotated_refresh_tokens_replace_the_old_one_and_are_persisted() {
+    let mut server = mockito::Server::new_async().await;
+    let password = token_mock(&mut server, password_form(USERNAME, PASSWORD)).expect(1);
+    let password = issue(password, "at-1", Some("rt-1")).await;
+    let first = token_mock(&mut server, refresh_form("rt-1")).expect(1);
+    let first = issue(first, "at-2", Some("rt-2")).await;
+    // Answers without a refresh token: rt-2 stays in force and is used again.
+    let second = token_mock(&mut server, refresh_form("rt-2")).expect(2);
+    let second = issue(second, "at-3", None).await;
+
+    let clock = clock();
+    let store = MemoryStore::new();
+    let aerion = builder(&server, &clock)
+        .username(USERNAME)
+        .password(PASSWORD)
+        .store(Arc::new(store.clone()))
+        .build()
+        .unwrap();
+    let key = StoreKey::new(
+        "aerion",
+        &server.host_with_port(),
+        &format!("companyurl={TENANT}"),
+        USERNAME,
+    );
+
+    let stored_refresh = |s: Option<TokenState>| s.and_then(|s| s.refresh_token);
+    assert_eq!(
+        aerion.token().await.unwrap().secret().expose_secret(),
+        "at-1"
+    );
+    assert_eq!(
+        stored_refresh(store.load(&key).await.unwrap()),
+        Some(Secret::new("rt-1"))
+    );
+
+    clock.advance(HOUR);
+    assert_eq!(
+        aerion.token().await.unwrap().secret().expose_secret(),
+        "at-2"
+    );
+    assert_eq!(
+        stored_refresh(store.load(&key).await.unwrap()),
+        Some(Secret::new("rt-2"))
+    );
+
+    clock.advance(HOUR);
+    assert_eq!(
+        aerion.token().await.unwrap().secret().expose_secret(),
+        "at-3"
+    );
+    assert_eq!(
+        stored_refresh(store.load(&key).await.unwrap()),
+        Some(Secret::new("rt-2"))
+    );
+
+    clock.advance(HOUR);
+    assert_eq!(
+        aerion.token().await.unwrap().secret().expose_secret(),
+        "at-3"
+    );
+
+    password.assert_async().await;
+    first.assert_async().await;
+    second.assert_async().await;
+}
+
+#[tokio::test]
+async fn a_stored_refresh_token_wins_over_the_configured_one() {
+    let mut server = mockito::Server::new_async().await;
+    let seed = token_mock(&mut server, refresh_form("rt-seed")).expect(0);
+    let seed = issue(seed, "at-seed", None).await;
+    let stored = token_mock(&mut server, refresh_form("rt-stored")).expect(1);
+    let stored = issue(stored, "at-1", Some("rt-next")).await;
+
+    let clock = clock();
+    let store = MemoryStore::new();
+    let key = StoreKey::new(
+        "aerion",
+        &server.host_with_port(),
+        &format!("companyurl={TENANT}"),
+        "sso",
+    );
+    // Another process rotated the configured token into rt-stored; its access token expired.
+    let expired = AccessToken::builder("at-old").expires_at(start()).build();
+    store
+        .save(
+            &key,
+            &TokenState::new(expired).with_refresh_token(Some(Secret::new("rt-stored"))),
+        )
+        .await
+        .unwrap();
+
+    let aerion = builder(&server, &clock)
+        .refresh_token("rt-seed")
+        .store(Arc::new(store.clone()))
+        .build()
+        .unwrap();
+    assert_eq!(
+        aerion.token().await.unwrap().secret().expose_secret(),
+        "at-1"
+    );
+    let saved = store.load(&key).await.unwrap().unwrap();
+    assert_eq!(saved.refresh_token, Some(Secret::new("rt-next")));
+    stored.assert_async().await;
+    seed.assert_async().await;
+}
+
+#[tokio::test]
+async fn a_refused_stored_refresh_token_gives_way_to_a_new_configured_one() {
+    let mut server = mockito::Server::new_async().await;
+    let stored = token_mock(&mut server, refresh_form("rt-dead")).expect(1);
+    let stored = refuse(stored, 400, json!({"error": "invalid_grant"})).await;
+    let seed = token_mock(&mut server, refresh_form("rt-new")).expect(1);
+    let seed = issue(seed, "at-1", Some("rt-new-2")).await;
+
+    let store = MemoryStore::new();
+    let key = StoreKey::new(
+        "aerion",
+        &server.host_with_port(),
+        &format!("companyurl={TENANT}"),
+        "sso",
+    );
+    let expired = AccessToken::builder("at-old").expires_at(start()).build();
+    store
+        .save(
+            &key,
+            &TokenState::new(expired).with_refresh_token(Some(Secret::new("rt-dead"))),
+        )
+        .await
+        .unwrap();
+    let aerion = builder(&server, &clock())
+        .refresh_token("rt-new")
+        .store(Arc::new(store.clone()))
+        .build()
+        .unwrap();
+    assert_eq!(
+        aerion.token().await.unwrap().secret().expose_secret(),
+        "at-1"
+    );
+    stored.assert_async().await;
+    seed.assert_async().await;
+}
+
+#[tokio::test]
+async fn invalid_grant_falls_back_to_the_password_grant() {
+    let mut server = mockito::Server::new_async().await;
+    let refresh = token_mock(&mut server, refresh_form("rt-seed")).expect(1);
+    let refresh = refuse(
+        refresh,
+        400,
+        json!({"error": "invalid_grant", "error_description": "Refresh token expired"}),
+    )
+    .await;
+    let password = token_mock(&mut server, password_form(USERNAME, PASSWORD)).expect(1);
+    let password = issue(password, "at-password", Some("rt-fresh")).await;
+    let next = token_mock(&mut server, refresh_form("rt-fresh")).expect(1);
+    let next = issue(next, "at-next", None).await;
+
+    let clock = clock();
+    let aerion = builder(&server, &clock)
+        .username(USERNAME)
+        .password(PASSWORD)
+        .refresh_token("rt-seed")
+        .build()
+        .unwrap();
+    assert_eq!(
+        aerion.token().await.unwrap().secret().expose_secret(),
+        "at-password"
+    );
+    // The password grant's refresh token is the one used next.
+    clock.advance(HOUR);
+    assert_eq!(
+        aerion.token().await.unwrap().secret().expose_secret(),
+        "at-next"
+    );
+    refresh.assert_async().await;
+    password.assert_async().await;
+    next.assert_async().await;
+}
+
+#[tokio::test]
+async fn a_refused_refresh_with_no_password_asks_the_user_to_sign_in_again() {
+    let mut server = mockito::Server::new_async().await;
+    let refresh = token_mock(&mut server, refresh_form("rt-sso")).expect(1);
+    let refresh = refuse(
+        refresh,
+        400,
+        json!({"error": "invalid_grant", "error_description": "Token revoked"}),
+    )
+    .await;
+    let password = server
+        .mock("POST", "/oauth2/token")
+        .expect(0)
+        .create_async()
+        .await;
+
+    let aerion = builder(&server, &clock())
+        .refresh_token("rt-sso")
+        .build()
+        .unwrap();
+    let err = aerion.token().await.unwrap_err();
+    assert!(err.needs_user_action(), "{err:?}");
+    let msg = err.to_string();
+    assert!(msg.contains("sign in"), "{msg}");
+    assert!(msg.contains("AERION_REFRESH_TOKEN"), "{msg}");
+    assert!(
+        msg.contains("AERION_USERNAME") && msg.contains("AERION_PASSWORD"),
+        "{msg}"
+    );
+    assert!(!format!("{err:?} {msg}").contains("rt-sso"));
+    assert!(!err.is_transient());
+    // The cache holds the failure briefly instead of asking again at once.
+    assert!(aerion.token().await.unwrap_err().needs_user_action());
+    refresh.assert_async().await;
+    password.assert_async().await;
+}
+
+#[tokio::test]
+async fn oauth_error_shape_becomes_a_rejection_with_the_providers_words() {
+    let mut server = mockito::Server::new_async().await;
+    let mock = token_mock(&mut server, password_form(USERNAME, "wrong")).expect(1);
+    let mock = refuse(
+        mock,
+        401,
+        json!({"error": "invalid_grant", "error_description": "Bad credentials"}),
+    )
+    .await;
+    let aerion = builder(&server, &clock())
+        .username(USERNAME)
+        .password("wrong")
+        .build()
+        .unwrap();
+    let err = aerion.token().await.unwrap_err();
+    match &err {
+        Error::Rejected {
+            status,
+            code,
+            description,
+        } => {
+            assert_eq!(*status, Some(401));
+            assert_eq!(code.as_deref(), Some("invalid_grant"));
+            assert_eq!(description.as_deref(), Some("Bad credentials"));
+        }
+        other => panic!("expected a rejection, got {other:?}"),
+    }
+    assert_eq!(
+        err.to_string(),
+        "credentials rejected (HTTP 401): invalid_grant: Bad credentials"
+    );
+    mock.assert_async().await;
+}
+
+#[tokio::test]
+async fn summary_error_shape_becomes_a_rejection_and_raw_is_never_shown() {
+    let mut server = mockito::Server::new_async().await;
+    let mock = token_mock(&mut server, password_form(USERNAME, "wrong")).expect(1);
+    let mock = refuse(
+        mock,
+        400,
+        json!({
+            "error": "invalid_request",
+            "status": 400,
+            "summary": "Invalid username or password",
+            "raw": "RAW-PROVIDER-TEXT password=wrong",
+        }),
+    )
+    .await;
+    let aerion = builder(&server, &clock())
+        .username(USERNAME)
+        .password("wrong")
+        .build()
+        .unwrap();
+    let err = aerion.token().await.unwrap_err();
+    match &err {
+        Error::Rejected {
+            status,
+            code,
+            description,
+        } => {
+            assert_eq!(*status, Some(400));
+            assert_eq!(code.as_deref(), Some("invalid_request"));
+            assert_eq!(description.as_deref(), Some("Invalid username or password"));
+        }
+        other => panic!("expected a rejection, got {other:?}"),
+    }
+    let shown = format!("{err} {err:?}");
+    assert!(!shown.contains("RAW-PROVIDER-TEXT"), "{shown}");
+    mock.assert_async().await;
+}
+
+#[tokio::test]
+async fn a_garbled_token_response_is_malformed_and_not_quoted() {
+    let mut server = mockito::Server::new_async().await;
+    let mock = token_mock(&mut server, password_form(USERNAME, PASSWORD))
+        .with_status(200)
+        .with_header("content-type", "application/json")
+        .with_body(r#"{"access_token":"at-LEAK","token_type":"bearer","expires_in":"soon"}"#)
+        .expect(1)
+        .create_async()
+        .await;
+    let aerion = builder(&server, &clock())
+        .username(USERNAME)
+        .password(PASSWORD)
+        .build()
+        .unwrap();
+    let err = aerion.token().await.unwrap_err();
+    assert!(matches!(err, Error::Malformed { .. }), "{err:?}");
+    let shown = format!("{err} {err:?}");
+    assert!(shown.contains("expires_in"), "{shown}");
+    assert!(
+        !shown.contains("at-LEAK") && !shown.contains("soon"),
+        "{shown}"
+    );
+    mock.assert_async().await;
+}
+
+#[tokio::test]
+async fn server_errors_are_retried_then_reported_as_transient() {
+    let mut server = mockito::Server::new_async().await;
+    let failing = token_mock(&mut server, password_form(USERNAME, PASSWORD))
+        .with_status(503)
+        .with_body("<html>down</html>")
+        .expect(1)
+        .create_async()
+        .await;
+    let ok = token_mock(&mut server, password_form(USERNAME, PASSWORD)).expect(1);
+    let ok = issue(ok, "at-1", None).await;
+    let aerion = builder(&server, &clock())
+        .username(USERNAME)
+        .password(PASSWORD)
+        .build()
+        .unwrap();
+    assert_eq!(
+        aerion.token().await.unwrap().secret().expose_secret(),
+        "at-1"
+    );
+    failing.assert_async().await;
+    ok.assert_async().await;
+}

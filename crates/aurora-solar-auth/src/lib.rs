@@ -1,0 +1,187 @@
+//! Aurora Solar credentials behind [`TokenProvider`]: temporary keys for partner apps (backend
+//! and embedded) and JWTs for the Client SDK.
+//!
+//! This API is not OAuth, and this crate uses no OAuth library: each flow is one or a few plain
+//! HTTPS requests sent through [`token_provider::HttpClient`] (timeouts, no redirects, a 1 MiB
+//! response cap, retries of 408/429/5xx honouring `Retry-After`), and every provider it hands
+//! out is a [`token_provider::CachedTokenProvider`]: a token is fetched once, shared by all
+//! callers, and renewed shortly before it expires.
+//!
+//! Hosts: [`Environment::Sandbox`] is `https://api-sandbox.aurorasolar.com`,
+//! [`Environment::Production`] is `https://api.aurorasolar.com`; a custom base URL (a proxy, an
+//! emulator) replaces either.
+//!
+//! # Backend apps
+//!
+//! The application key (sent as `Authorization: Bearer`) buys a temporary key for one tenant
+//! that authorized the app: `POST {base}/partner_applications/{application_id}/tenants/{tenant_id}/create_token`.
+//! Temporary keys live 13 hours; the `expires_at` Aurora returns (`2023-07-29 04:30:46 UTC`)
+//! decides when the cache renews them. One [`PartnerApp`] serves any number of tenants, with one
+//! cache per tenant.
+//!
+//! ```no_run
+//! use aurora_solar_auth::{Environment, PartnerApp, TokenProvider};
+//!
+//! # async fn run() -> Result<(), aurora_solar_auth::Error> {
+//! let app = PartnerApp::builder()
+//!     .environment(Environment::Sandbox)
+//!     .application_id("your-application-id")
+//!     .application_key(std::env::var("AURORA_SOLAR_APPLICATION_KEY").unwrap_or_default())
+//!     .build()?;
+//! let tenant = app.tenant("the-tenant-id")?;
+//! let key = tenant.token().await?; // fetched once, then served from the cache
+//! let header = key.authorization_value(); // "Bearer <temporary key>"
+//! # drop(header);
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Embedded apps
+//!
+//! Aurora passes the app's frontend a session token (`aurora_session_token`) with each request;
+//! the same exchange with `?session_token=…` yields the temporary key. A session token is good
+//! for one exchange within an hour: it is sent once and never retried once it may have reached
+//! Aurora (not even after a timeout), and a second exchange — the renewal 13 hours later, or a
+//! new attempt after a failure — is refused locally with [`Error::UserAction`] asking for a new
+//! session token. A 401 answer to the exchange is reported in the same words.
+//!
+//! ```no_run
+//! use aurora_solar_auth::{Environment, PartnerApp, TokenProvider};
+//!
+//! # async fn run(session_token_from_request: String) -> Result<(), aurora_solar_auth::Error> {
+//! let app = PartnerApp::builder()
+//!     .environment(Environment::Production)
+//!     .application_id("your-application-id")
+//!     .application_key(std::env::var("AURORA_SOLAR_APPLICATION_KEY").unwrap_or_default())
+//!     .build()?;
+//! let tenant = app.embedded("the-tenant-id", session_token_from_request)?;
+//! match tenant.token().await {
+//!     Ok(key) => { /* call the Sync or Design API with `key` */ }
+//!     Err(e) if e.needs_user_action() => { /* reload the app from Aurora for a new token */ }
+//!     Err(e) => return Err(e),
+//! }
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Client SDK
+//!
+//! The REST API key (Bearer) finds the user by email among the tenant's active accounts
+//! (`GET {base}/tenants/{tenant_id}/users`), invites them as an "SDK User" when missing
+//! (`POST …/users/invite`; first and last name are then required), and generates a JWT
+//! (`POST …/users/{user_id}/generate_token`). The JWT lives 12 hours; its expiry is read from
+//! its `exp` claim, decoded but not verified (it is HS256-signed with Aurora's key). One cached
+//! JWT per user.
+//!
+//! ```no_run
+//! use aurora_solar_auth::{ClientSdk, Environment, SdkUser, TokenProvider};
+//!
+//! # async fn run() -> Result<(), aurora_solar_auth::Error> {
+//! let sdk = ClientSdk::builder()
+//!     .environment(Environment::Sandbox)
+//!     .api_key(std::env::var("AURORA_SOLAR_API_KEY").unwrap_or_default())
+//!     .tenant_id("the-tenant-id")
+//!     .build()?;
+//! let user = sdk.user(SdkUser::new("jessica.smith@example.com").with_name("Jessica", "Smith"))?;
+//! let jwt = user.token().await?; // hand `jwt.secret()` to the Client SDK in the browser
+//! # drop(jwt);
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Environment variables
+//!
+//! [`PartnerAppBuilder::from_env`] (the CLI's `aurora-solar`) reads:
+//!
+//! | variable | |
+//! | --- | --- |
+//! | `AURORA_SOLAR_ENV` | `sandbox` or `production`; required unless `AURORA_SOLAR_BASE_URL` is set |
+//! | `AURORA_SOLAR_BASE_URL` | optional; replaces the environment's host (and skips the key-prefix check) |
+//! | `AURORA_SOLAR_APPLICATION_ID` | required |
+//! | `AURORA_SOLAR_APPLICATION_KEY` | required |
+//! | `AURORA_SOLAR_TENANT_ID` | required |
+//! | `AURORA_SOLAR_SESSION_TOKEN` | optional; when set, the tenant's key comes from the embedded exchange |
+//!
+//! [`ClientSdkBuilder::from_env`] (the CLI's `aurora-solar-sdk`) reads:
+//!
+//! | variable | |
+//! | --- | --- |
+//! | `AURORA_SOLAR_ENV` | `sandbox` or `production`; required unless `AURORA_SOLAR_BASE_URL` is set |
+//! | `AURORA_SOLAR_BASE_URL` | optional, as above |
+//! | `AURORA_SOLAR_API_KEY` | required: the REST API key |
+//! | `AURORA_SOLAR_TENANT_ID` | required |
+//! | `AURORA_SOLAR_USER_EMAIL` | required |
+//! | `AURORA_SOLAR_USER_FIRST_NAME`, `AURORA_SOLAR_USER_LAST_NAME` | needed only to invite a user who is missing; checked after the lookup, before any invitation |
+//!
+//! Blank values count as unset. Errors name the variable at fault, never its value. The tenant
+//! (or user) read from the environment becomes the builder's default, so the built
+//! [`PartnerApp`] (or [`ClientSdk`]) is itself a [`TokenProvider`]:
+//!
+//! ```no_run
+//! use aurora_solar_auth::{PartnerAppBuilder, TokenProvider};
+//!
+//! # async fn run() -> Result<(), aurora_solar_auth::Error> {
+//! let app = PartnerAppBuilder::from_env()?.build()?;
+//! let key = app.token().await?; // the temporary key of AURORA_SOLAR_TENANT_ID
+//! # drop(key);
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Keys and environments
+//!
+//! Aurora's keys carry their environment in their prefix (`sk_prod_…`, `rk_sand_…`). A key that
+//! looks like the other environment's — `sk_prod_`/`rk_prod_` against sandbox, one containing
+//! `_sand_` against production — is refused at build time with [`Error::Config`] naming the
+//! variable (`AURORA_SOLAR_APPLICATION_KEY` or `AURORA_SOLAR_API_KEY`). With a custom base URL
+//! the check is skipped. Temporary keys are treated as opaque.
+//!
+//! # Rate limits
+//!
+//! Aurora allows 90 requests per minute per key by default and answers `429` with
+//! `Retry-After` beyond that; the HTTP client waits and retries (up to its policy's cap). The
+//! cache makes one request per key lifetime, so only many tenants or users at once come near the
+//! limit. A session-token exchange is the exception: it is never repeated, so a 429 on it ends
+//! in [`Error::RateLimited`] and the session token is spent.
+//!
+//! # Assumptions where Aurora's pages are silent
+//!
+//! - **Error bodies** are not documented. 400, 401, 403, 409 and 422 are
+//!   [`Error::Rejected`], with the provider's code and message read leniently from
+//!   `{"error": …}`, `{"error": {"code", "message"}}`, `{"message": …}` or `{"errors": […]}`
+//!   shaped bodies (never the raw body; a key echoed back is cut out). A 404 is also
+//!   [`Error::Rejected`]: for `create_token` it means the application is not authorized for that
+//!   tenant (or an id is wrong). Other statuses are [`Error::Status`].
+//! - A **401 to an embedded exchange** means the session token was spent or expired:
+//!   [`Error::UserAction`].
+//! - **`expires_at`** is read in the documented `YYYY-MM-DD HH:MM:SS UTC` form, or RFC 3339.
+//! - **The user list** is one page (`{"users": [...]}`); a user matches when the email is equal
+//!   ignoring case and `account_status` is `active`. An account in another state does not
+//!   match, so the user is invited.
+//! - **The invitation's answer** is not documented: when it is `{"user": {"id": …}}` that id is
+//!   used, otherwise the user list is read again (where the new account may have any status,
+//!   since "SDK User" accounts need not accept the invitation). An invitation is never sent
+//!   twice by the HTTP client's retries.
+//! - **Store keys** are `aurora-solar|<environment or host>|<tenant id>|<application id>` (one
+//!   temporary key per application and tenant, whether from the backend or the embedded
+//!   exchange) and `aurora-solar-sdk|<environment or host>|<tenant id>|<lowercased email>`.
+//!
+//! # Security
+//!
+//! The application key, API key, session token, temporary key and JWT are
+//! [`token_provider::Secret`]s from the moment they enter a builder: redacted in `Debug`, never
+//! in an error or a log line (a session token travels in a query string, and the core's logs and
+//! errors carry no query).
+
+#![warn(missing_docs)]
+
+mod environment;
+mod partner;
+mod sdk;
+pub mod wire;
+
+pub use token_provider::{self, AccessToken, Error, Secret, TokenProvider};
+
+pub use crate::environment::Environment;
+pub use crate::partner::{PartnerApp, PartnerAppBuilder, TenantKey};
+pub use crate::sdk::{ClientSdk, ClientSdkBuilder, SDK_USER_LEVEL, SdkUser, UserJwt};

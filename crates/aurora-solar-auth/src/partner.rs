@@ -1,0 +1,507 @@
+//! Partner apps: the application key exchanged for a per-tenant temporary key, by a backend app
+//! at will or by an embedded app with a single-use session token.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::{Arc, Mutex};
+
+use http::header::CONTENT_LENGTH;
+use serde::Deserialize;
+use token_provider::http::{Request, join_path};
+use token_provider::{
+    AccessToken, CacheConfig, CacheStats, CachedTokenProvider, Error, Fetch, HttpClient, Secret,
+    SharedClock, StoreKey, TokenProvider, TokenState, TokenStore, async_trait,
+};
+use tracing::debug;
+use url::Url;
+
+use crate::environment::{
+    BASE_URL_VAR, Environment, TENANT_ID_VAR, Target, env_from, lookup_nonempty, required_id,
+};
+use crate::wire::{parse_expires_at, status_error};
+
+const APPLICATION_ID_VAR: &str = "AURORA_SOLAR_APPLICATION_ID";
+const APPLICATION_KEY_VAR: &str = "AURORA_SOLAR_APPLICATION_KEY";
+const SESSION_TOKEN_VAR: &str = "AURORA_SOLAR_SESSION_TOKEN";
+
+/// What an embedded app is told when its session token is spent or refused: the same words
+/// whether the refusal is local (a second exchange) or Aurora's (HTTP 401).
+pub(crate) const NEW_SESSION_TOKEN: &str = "the embedded app needs a new session token: each \
+    Aurora Solar session token is good for one key exchange within an hour (Aurora passes a \
+    fresh one as `aurora_session_token` with each request to the app)";
+
+/// Why a `create_token` answer can be 404, which Aurora does not document.
+const NOT_FOUND: &str = "no such application or tenant, or the application is not authorized \
+    for this tenant";
+
+/// An Aurora Solar partner application: its id and application key, able to get a temporary key
+/// for any tenant that authorized it.
+///
+/// Cheap to clone; clones share the per-tenant caches. [`tenant`](Self::tenant) hands out one
+/// cached provider per tenant; [`embedded`](Self::embedded) one per session token. With a default
+/// tenant ([`PartnerAppBuilder::tenant_id`]) the app is itself a [`TokenProvider`] for it.
+#[derive(Clone)]
+pub struct PartnerApp {
+    shared: Arc<AppShared>,
+    default: Option<TenantKey>,
+}
+
+struct AppShared {
+    conn: Arc<Conn>,
+    target: Target,
+    cache: CacheConfig,
+    store: Option<Arc<dyn TokenStore>>,
+    tenants: Mutex<HashMap<String, TenantKey>>,
+}
+
+/// What every fetcher of one app needs to send a request. Kept apart from the tenant map so a
+/// fetcher never holds the map that holds it.
+struct Conn {
+    base: Url,
+    application_id: String,
+    application_key: Secret,
+    http: HttpClient,
+}
+
+impl fmt::Debug for PartnerApp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let tenants = self
+            .shared
+            .tenants
+            .lock()
+            .map(|t| t.len())
+            .unwrap_or_default();
+        f.debug_struct("PartnerApp")
+            .field("environment", &self.shared.target.label)
+            .field("application_id", &self.shared.conn.application_id)
+            .field("default", &self.default)
+            .field("tenants", &tenants)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PartnerApp {
+    /// Starts a partner app.
+    pub fn builder() -> PartnerAppBuilder {
+        PartnerAppBuilder::default()
+    }
+
+    /// The application id.
+    pub fn application_id(&self) -> &str {
+        &self.shared.conn.application_id
+    }
+
+    /// The preset environment, or `None` when a custom base URL is in use.
+    pub fn environment(&self) -> Option<Environment> {
+        self.shared.target.preset
+    }
+
+    /// The base URL requests go to.
+    pub fn base_url(&self) -> &Url {
+        &self.shared.conn.base
+    }
+
+    /// The cached temporary-key provider of `tenant_id` (backend flow: the application key
+    /// alone). Asking again for the same tenant returns the same cache, so every handle shares
+    /// one temporary key; each tenant has its own.
+    ///
+    /// Fails only when `tenant_id` is blank (naming `AURORA_SOLAR_TENANT_ID`).
+    pub fn tenant(&self, tenant_id: impl AsRef<str>) -> Result<TenantKey, Error> {
+        let tenant_id = required_id(TENANT_ID_VAR, Some(tenant_id.as_ref()))?;
+        let mut tenants = self
+            .shared
+            .tenants
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let key = tenants
+            .entry(tenant_id)
+            .or_insert_with_key(|tenant_id| self.shared.key(tenant_id.clone(), None));
+        Ok(key.clone())
+    }
+
+    /// A provider for `tenant_id` whose first fetch exchanges `session_token` (embedded flow).
+    ///
+    /// The session token is spent by that one exchange: it is sent once, never retried once it
+    /// may have reached Aurora, and any later exchange (a renewal 13 hours on, or a new attempt
+    /// after a failure) is refused locally with [`Error::UserAction`] asking for a new session
+    /// token. Each call makes a new provider: a new session token comes with each request
+    /// Aurora makes to the app. With a store, a fresh temporary key another run saved for this
+    /// application and tenant is used without spending the session token.
+    pub fn embedded(
+        &self,
+        tenant_id: impl AsRef<str>,
+        session_token: impl Into<Secret>,
+    ) -> Result<TenantKey, Error> {
+        let tenant_id = required_id(TENANT_ID_VAR, Some(tenant_id.as_ref()))?;
+        let session_token = session_token.into();
+        if session_token.is_empty() {
+            return Err(Error::config(SESSION_TOKEN_VAR, "is empty"));
+        }
+        Ok(self.shared.key(tenant_id, Some(session_token)))
+    }
+
+    /// Drops the cached provider of `tenant_id` (handles already given out keep working on
+    /// their own). Returns whether there was one. For apps serving very many tenants.
+    pub fn forget_tenant(&self, tenant_id: &str) -> bool {
+        self.shared
+            .tenants
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(tenant_id.trim())
+            .is_some()
+    }
+
+    /// The provider of the default tenant, if the builder was given one.
+    pub fn default_tenant(&self) -> Option<&TenantKey> {
+        self.default.as_ref()
+    }
+}
+
+impl AppShared {
+    fn key(&self, tenant_id: String, session_token: Option<Secret>) -> TenantKey {
+        let mut cache = self.cache.clone().name("aurora-solar");
+        if let Some(store) = &self.store {
+            // One temporary key per application and tenant, however it was obtained.
+            let key = StoreKey::new(
+                "aurora-solar",
+                &self.target.label,
+                &tenant_id,
+                &self.conn.application_id,
+            );
+            cache = cache.store(Arc::clone(store), key);
+        }
+        let fetcher = PartnerFetcher {
+            conn: Arc::clone(&self.conn),
+            tenant_id,
+            session_token: session_token.map(|s| Mutex::new(Some(s))),
+        };
+        TenantKey {
+            cache: CachedTokenProvider::with_config(fetcher, cache),
+        }
+    }
+}
+
+#[async_trait]
+impl TokenProvider for PartnerApp {
+    /// The default tenant's temporary key; [`Error::Config`] naming `AURORA_SOLAR_TENANT_ID` when
+    /// the builder was given no tenant.
+    async fn token(&self) -> Result<AccessToken, Error> {
+        match &self.default {
+            Some(key) => key.token().await,
+            None => Err(Error::config(
+                TENANT_ID_VAR,
+                "is required to use the partner app as a token provider (or call `tenant(..)`)",
+            )),
+        }
+    }
+
+    fn invalidate(&self, rejected: &AccessToken) {
+        if let Some(key) = &self.default {
+            key.invalidate(rejected);
+        }
+    }
+}
+
+/// The cached temporary key of one tenant: a [`TokenProvider`]. Cheap to clone; clones share the
+/// cache.
+#[derive(Clone)]
+pub struct TenantKey {
+    cache: CachedTokenProvider<PartnerFetcher>,
+}
+
+impl fmt::Debug for TenantKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TenantKey")
+            .field("tenant_id", &self.tenant_id())
+            .field("embedded", &self.is_embedded())
+            .field("cached", &self.cache.cached())
+            .field("stats", &self.cache.stats())
+            .finish()
+    }
+}
+
+impl TenantKey {
+    /// The tenant.
+    pub fn tenant_id(&self) -> &str {
+        &self.cache.fetcher().tenant_id
+    }
+
+    /// Whether this provider exchanges a session token (embedded flow).
+    pub fn is_embedded(&self) -> bool {
+        self.cache.fetcher().session_token.is_some()
+    }
+
+    /// The cached temporary key, if any, without fetching.
+    pub fn cached(&self) -> Option<AccessToken> {
+        self.cache.cached()
+    }
+
+    /// The cache's counters.
+    pub fn stats(&self) -> CacheStats {
+        self.cache.stats()
+    }
+}
+
+#[async_trait]
+impl TokenProvider for TenantKey {
+    async fn token(&self) -> Result<AccessToken, Error> {
+        self.cache.token().await
+    }
+
+    fn invalidate(&self, rejected: &AccessToken) {
+        self.cache.invalidate(rejected);
+    }
+}
+
+/// One `create_token` exchange for one tenant.
+struct PartnerFetcher {
+    conn: Arc<Conn>,
+    tenant_id: String,
+    /// `Some` for the embedded flow; the inner `Option` empties on the first exchange.
+    session_token: Option<Mutex<Option<Secret>>>,
+}
+
+impl fmt::Debug for PartnerFetcher {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PartnerFetcher")
+            .field("application_id", &self.conn.application_id)
+            .field("tenant_id", &self.tenant_id)
+            .field("embedded", &self.session_token.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Deserialize)]
+struct CreateTokenResponse {
+    token: TemporaryKey,
+}
+
+// No Debug: it holds the key.
+#[derive(Deserialize)]
+struct TemporaryKey {
+    bearer_token: String,
+    expires_at: String,
+}
+
+#[async_trait]
+impl Fetch for PartnerFetcher {
+    async fn fetch(&self, _previous: Option<&TokenState>) -> Result<TokenState, Error> {
+        let conn = &self.conn;
+        let url = join_path(
+            &conn.base,
+            &[
+                "partner_applications",
+                &conn.application_id,
+                "tenants",
+                &self.tenant_id,
+                "create_token",
+            ],
+        );
+        // An explicit empty body, so the POST carries `Content-Length: 0`: some front ends
+        // refuse a POST without a length.
+        let mut request = Request::post(url)
+            .bearer(&conn.application_key)?
+            .header(CONTENT_LENGTH, "0")?;
+        let mut session_token = None;
+        if let Some(slot) = &self.session_token {
+            // Taken before sending, so nothing (a renewal, the cache's retry after a failure) can
+            // ever send it a second time.
+            let token = slot
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .take()
+                .ok_or_else(|| Error::user_action(NEW_SESSION_TOKEN))?;
+            request = request
+                .query("session_token", token.expose_secret())
+                .not_repeatable();
+            session_token = Some(token);
+        }
+        debug!(
+            tenant_id = %self.tenant_id,
+            embedded = session_token.is_some(),
+            "requesting an aurora solar temporary key"
+        );
+        let response = conn.http.execute(request).await?;
+        if !response.status().is_success() {
+            if session_token.is_some() && response.status().as_u16() == 401 {
+                return Err(Error::user_action(NEW_SESSION_TOKEN));
+            }
+            let mut secrets = vec![&conn.application_key];
+            secrets.extend(session_token.as_ref());
+            return Err(status_error(&response, NOT_FOUND, &secrets));
+        }
+        let body: CreateTokenResponse = response.json("create_token response")?;
+        if body.token.bearer_token.trim().is_empty() {
+            return Err(Error::malformed(
+                "create_token response: `bearer_token` is empty",
+            ));
+        }
+        let expires_at = parse_expires_at(&body.token.expires_at)?;
+        let key = AccessToken::builder(body.token.bearer_token)
+            .expires_at(expires_at)
+            .build();
+        Ok(TokenState::new(key))
+    }
+}
+
+/// Builds a [`PartnerApp`]. Every setting is checked by [`build`](Self::build), which names the
+/// one at fault (by its environment variable).
+#[must_use]
+#[derive(Debug, Default)]
+pub struct PartnerAppBuilder {
+    environment: Option<Environment>,
+    base_url: Option<String>,
+    application_id: Option<String>,
+    application_key: Option<Secret>,
+    tenant_id: Option<String>,
+    session_token: Option<Secret>,
+    require_tenant: bool,
+    http_client: Option<HttpClient>,
+    clock: Option<SharedClock>,
+    cache_config: Option<CacheConfig>,
+    store: Option<Arc<dyn TokenStore>>,
+}
+
+impl PartnerAppBuilder {
+    /// A builder from the process environment; see [`from_env_with`](Self::from_env_with).
+    pub fn from_env() -> Result<Self, Error> {
+        Self::from_env_with(|name| std::env::var(name).ok())
+    }
+
+    /// A builder from `AURORA_SOLAR_ENV`, `AURORA_SOLAR_BASE_URL`,
+    /// `AURORA_SOLAR_APPLICATION_ID`, `AURORA_SOLAR_APPLICATION_KEY`, `AURORA_SOLAR_TENANT_ID`
+    /// (required here: it becomes the default tenant) and `AURORA_SOLAR_SESSION_TOKEN` (optional:
+    /// when set, the default tenant uses the embedded exchange) as `lookup` reports them. Blank
+    /// values count as unset. A bad `AURORA_SOLAR_ENV` fails here; missing values fail in
+    /// [`build`](Self::build), naming the variable.
+    pub fn from_env_with(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, Error> {
+        let mut builder = Self {
+            environment: env_from(&lookup)?,
+            base_url: lookup_nonempty(&lookup, BASE_URL_VAR),
+            application_id: lookup_nonempty(&lookup, APPLICATION_ID_VAR),
+            application_key: lookup_nonempty(&lookup, APPLICATION_KEY_VAR).map(Secret::from),
+            tenant_id: lookup_nonempty(&lookup, TENANT_ID_VAR),
+            session_token: lookup_nonempty(&lookup, SESSION_TOKEN_VAR).map(Secret::from),
+            ..Self::default()
+        };
+        builder.require_tenant = true;
+        Ok(builder)
+    }
+
+    /// The environment (`AURORA_SOLAR_ENV`). Required unless a base URL is set.
+    pub fn environment(mut self, environment: Environment) -> Self {
+        self.environment = Some(environment);
+        self
+    }
+
+    /// A custom base URL (`AURORA_SOLAR_BASE_URL`), replacing the environment's host: a proxy,
+    /// an emulator, a test server. `https`, or `http` to a loopback host only.
+    pub fn base_url(mut self, base_url: impl Into<String>) -> Self {
+        self.base_url = Some(base_url.into());
+        self
+    }
+
+    /// The application id Aurora issued (`AURORA_SOLAR_APPLICATION_ID`). Required.
+    pub fn application_id(mut self, application_id: impl Into<String>) -> Self {
+        self.application_id = Some(application_id.into());
+        self
+    }
+
+    /// The application key (`AURORA_SOLAR_APPLICATION_KEY`). Required. A key that looks like
+    /// the other environment's is refused.
+    pub fn application_key(mut self, application_key: impl Into<Secret>) -> Self {
+        self.application_key = Some(application_key.into());
+        self
+    }
+
+    /// A default tenant (`AURORA_SOLAR_TENANT_ID`), which makes the [`PartnerApp`] itself a
+    /// [`TokenProvider`] for it.
+    pub fn tenant_id(mut self, tenant_id: impl Into<String>) -> Self {
+        self.tenant_id = Some(tenant_id.into());
+        self
+    }
+
+    /// A session token for the default tenant (`AURORA_SOLAR_SESSION_TOKEN`): the default
+    /// tenant then uses the embedded exchange (see [`PartnerApp::embedded`]). Needs
+    /// [`tenant_id`](Self::tenant_id).
+    pub fn session_token(mut self, session_token: impl Into<Secret>) -> Self {
+        self.session_token = Some(session_token.into());
+        self
+    }
+
+    /// The HTTP client (default: [`HttpClient::new`] with this builder's clock).
+    pub fn http_client(mut self, client: HttpClient) -> Self {
+        self.http_client = Some(client);
+        self
+    }
+
+    /// The clock for expiry decisions (default: the cache configuration's, the system clock).
+    pub fn clock(mut self, clock: SharedClock) -> Self {
+        self.clock = Some(clock);
+        self
+    }
+
+    /// The cache configuration applied to every tenant's cache. Set a store with
+    /// [`store`](Self::store), not here: each tenant needs its own key.
+    pub fn cache_config(mut self, config: CacheConfig) -> Self {
+        self.cache_config = Some(config);
+        self
+    }
+
+    /// Keeps temporary keys in `store`, under
+    /// `aurora-solar|<environment or host>|<tenant id>|<application id>`.
+    pub fn store(mut self, store: Arc<dyn TokenStore>) -> Self {
+        self.store = Some(store);
+        self
+    }
+
+    /// The partner app. Nothing is sent.
+    pub fn build(self) -> Result<PartnerApp, Error> {
+        let target = Target::resolve(self.environment, self.base_url.as_deref())?;
+        let application_id = required_id(APPLICATION_ID_VAR, self.application_id.as_deref())?;
+        let application_key =
+            target.check_key(APPLICATION_KEY_VAR, self.application_key.as_ref())?;
+        let tenant_id = match self.tenant_id.as_deref() {
+            Some(t) => Some(required_id(TENANT_ID_VAR, Some(t))?),
+            None if self.require_tenant || self.session_token.is_some() => {
+                return Err(Error::config(TENANT_ID_VAR, "is required"));
+            }
+            None => None,
+        };
+        if self.session_token.as_ref().is_some_and(Secret::is_empty) {
+            return Err(Error::config(SESSION_TOKEN_VAR, "is empty"));
+        }
+        let mut cache = self.cache_config.unwrap_or_default();
+        if let Some(clock) = &self.clock {
+            cache = cache.clock(Arc::clone(clock));
+        }
+        let http = match self.http_client {
+            Some(client) => client,
+            None => HttpClient::builder()
+                .clock(Arc::clone(cache.clock_ref()))
+                .build()?,
+        };
+        let shared = Arc::new(AppShared {
+            conn: Arc::new(Conn {
+                base: target.base.clone(),
+                application_id,
+                application_key,
+                http,
+            }),
+            target,
+            cache,
+            store: self.store,
+            tenants: Mutex::new(HashMap::new()),
+        });
+        let mut app = PartnerApp {
+            shared,
+            default: None,
+        };
+        app.default = match (tenant_id, self.session_token) {
+            (Some(tenant), Some(session)) => Some(app.embedded(tenant, session)?),
+            (Some(tenant), None) => Some(app.tenant(tenant)?),
+            (None, _) => None,
+        };
+        Ok(app)
+    }
+}

@@ -1,0 +1,617 @@
+//! The Client SDK: the REST API key turned into a short-lived JWT for one Aurora user.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::{Arc, Mutex};
+
+use http::header::CONTENT_LENGTH;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use token_provider::http::{Request, Response, join_path};
+use token_provider::{
+    AccessToken, CacheConfig, CacheStats, CachedTokenProvider, Error, Fetch, HttpClient, Secret,
+    SharedClock, StoreKey, TokenProvider, TokenState, TokenStore, async_trait,
+};
+use tracing::debug;
+use url::Url;
+
+use crate::environment::{
+    BASE_URL_VAR, Environment, TENANT_ID_VAR, Target, env_from, lookup_nonempty, required_id,
+};
+use crate::wire::{jwt_expiry, status_error};
+
+const API_KEY_VAR: &str = "AURORA_SOLAR_API_KEY";
+const USER_EMAIL_VAR: &str = "AURORA_SOLAR_USER_EMAIL";
+const USER_FIRST_NAME_VAR: &str = "AURORA_SOLAR_USER_FIRST_NAME";
+const USER_LAST_NAME_VAR: &str = "AURORA_SOLAR_USER_LAST_NAME";
+
+/// The access level given to users this crate invites: it cannot log in to the Aurora web app
+/// and needs no emailed invitation to use the Client SDK.
+pub const SDK_USER_LEVEL: &str = "SDK User";
+
+const NOT_FOUND: &str = "no such tenant or user, or the API key has no access to this tenant";
+
+/// An Aurora user for whom to generate Client SDK tokens.
+///
+/// Only `email` is needed to find an existing user; `first_name` and `last_name` are needed only
+/// if the user has to be invited (`phone` is optional then).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SdkUser {
+    /// The user's email, matched case-insensitively (`AURORA_SOLAR_USER_EMAIL`).
+    pub email: String,
+    /// First name, for an invitation (`AURORA_SOLAR_USER_FIRST_NAME`).
+    pub first_name: Option<String>,
+    /// Last name, for an invitation (`AURORA_SOLAR_USER_LAST_NAME`).
+    pub last_name: Option<String>,
+    /// Phone number, sent with an invitation when given.
+    pub phone: Option<String>,
+}
+
+impl SdkUser {
+    /// A user known by email only.
+    pub fn new(email: impl Into<String>) -> Self {
+        Self {
+            email: email.into(),
+            ..Self::default()
+        }
+    }
+
+    /// Adds the names used if the user has to be invited.
+    #[must_use]
+    pub fn with_name(
+        mut self,
+        first_name: impl Into<String>,
+        last_name: impl Into<String>,
+    ) -> Self {
+        self.first_name = Some(first_name.into());
+        self.last_name = Some(last_name.into());
+        self
+    }
+
+    /// Adds the phone number sent with an invitation.
+    #[must_use]
+    pub fn with_phone(mut self, phone: impl Into<String>) -> Self {
+        self.phone = Some(phone.into());
+        self
+    }
+
+    /// Trimmed, blank optional fields dropped; the email checked.
+    fn normalized(&self) -> Result<Self, Error> {
+        let email = self.email.trim();
+        if email.is_empty() {
+            return Err(Error::config(USER_EMAIL_VAR, "is required"));
+        }
+        if !email.contains('@') || email.chars().any(char::is_whitespace) {
+            return Err(Error::config(USER_EMAIL_VAR, "is not an email address"));
+        }
+        let clean = |v: &Option<String>| {
+            v.as_deref()
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+        };
+        Ok(Self {
+            email: email.to_owned(),
+            first_name: clean(&self.first_name),
+            last_name: clean(&self.last_name),
+            phone: clean(&self.phone),
+        })
+    }
+}
+
+/// Aurora Solar's Client SDK token source for one tenant: the REST API key, able to produce a
+/// JWT for any user of the tenant (inviting the user as an "SDK User" when missing).
+///
+/// Cheap to clone; clones share the per-user caches. [`user`](Self::user) hands out one cached
+/// provider per user (by case-insensitive email). With a default user
+/// ([`ClientSdkBuilder::user`]) the value is itself a [`TokenProvider`] for that user.
+#[derive(Clone)]
+pub struct ClientSdk {
+    shared: Arc<SdkShared>,
+    default: Option<UserJwt>,
+}
+
+struct SdkShared {
+    conn: Arc<SdkConn>,
+    target: Target,
+    cache: CacheConfig,
+    store: Option<Arc<dyn TokenStore>>,
+    users: Mutex<HashMap<String, UserJwt>>,
+}
+
+struct SdkConn {
+    base: Url,
+    tenant_id: String,
+    api_key: Secret,
+    http: HttpClient,
+}
+
+impl fmt::Debug for ClientSdk {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let users = self
+            .shared
+            .users
+            .lock()
+            .map(|u| u.len())
+            .unwrap_or_default();
+        f.debug_struct("ClientSdk")
+            .field("environment", &self.shared.target.label)
+            .field("tenant_id", &self.shared.conn.tenant_id)
+            .field("default", &self.default)
+            .field("users", &users)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ClientSdk {
+    /// Starts a Client SDK token source.
+    pub fn builder() -> ClientSdkBuilder {
+        ClientSdkBuilder::default()
+    }
+
+    /// The tenant.
+    pub fn tenant_id(&self) -> &str {
+        &self.shared.conn.tenant_id
+    }
+
+    /// The preset environment, or `None` when a custom base URL is in use.
+    pub fn environment(&self) -> Option<Environment> {
+        self.shared.target.preset
+    }
+
+    /// The base URL requests go to.
+    pub fn base_url(&self) -> &Url {
+        &self.shared.conn.base
+    }
+
+    /// The cached JWT provider of `user`: one per email (compared case-insensitively), so
+    /// asking again for the same user returns the same cache and JWT. The names and phone of
+    /// the first request for an email are the ones used for an invitation.
+    ///
+    /// Fails only when the email is blank or not an address (naming `AURORA_SOLAR_USER_EMAIL`).
+    pub fn user(&self, user: SdkUser) -> Result<UserJwt, Error> {
+        let user = user.normalized()?;
+        let key = user.email.to_lowercase();
+        let mut users = self.shared.users.lock().unwrap_or_else(|e| e.into_inner());
+        let jwt = users
+            .entry(key)
+            .or_insert_with_key(|key| self.shared.provider(key, user));
+        Ok(jwt.clone())
+    }
+
+    /// Drops the cached provider of `email` (handles already given out keep working on their
+    /// own). Returns whether there was one.
+    pub fn forget_user(&self, email: &str) -> bool {
+        self.shared
+            .users
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&email.trim().to_lowercase())
+            .is_some()
+    }
+
+    /// The provider of the default user, if the builder was given one.
+    pub fn default_user(&self) -> Option<&UserJwt> {
+        self.default.as_ref()
+    }
+}
+
+impl SdkShared {
+    fn provider(&self, email_key: &str, user: SdkUser) -> UserJwt {
+        let mut cache = self.cache.clone().name("aurora-solar-sdk");
+        if let Some(store) = &self.store {
+            let key = StoreKey::new(
+                "aurora-solar-sdk",
+                &self.target.label,
+                &self.conn.tenant_id,
+                email_key,
+            );
+            cache = cache.store(Arc::clone(store), key);
+        }
+        let fetcher = SdkFetcher {
+            conn: Arc::clone(&self.conn),
+            user,
+            email_key: email_key.to_owned(),
+        };
+        UserJwt {
+            cache: CachedTokenProvider::with_config(fetcher, cache),
+        }
+    }
+}
+
+#[async_trait]
+impl TokenProvider for ClientSdk {
+    /// The default user's JWT; [`Error::Config`] naming `AURORA_SOLAR_USER_EMAIL` when the
+    /// builder was given no user.
+    async fn token(&self) -> Result<AccessToken, Error> {
+        match &self.default {
+            Some(user) => user.token().await,
+            None => Err(Error::config(
+                USER_EMAIL_VAR,
+                "is required to use the client sdk as a token provider (or call `user(..)`)",
+            )),
+        }
+    }
+
+    fn invalidate(&self, rejected: &AccessToken) {
+        if let Some(user) = &self.default {
+            user.invalidate(rejected);
+        }
+    }
+}
+
+/// The cached Client SDK JWT of one user: a [`TokenProvider`]. Cheap to clone; clones share the
+/// cache.
+#[derive(Clone)]
+pub struct UserJwt {
+    cache: CachedTokenProvider<SdkFetcher>,
+}
+
+impl fmt::Debug for UserJwt {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("UserJwt")
+            .field("email", &self.email())
+            .field("cached", &self.cache.cached())
+            .field("stats", &self.cache.stats())
+            .finish()
+    }
+}
+
+impl UserJwt {
+    /// The user's email, as first given.
+    pub fn email(&self) -> &str {
+        &self.cache.fetcher().user.email
+    }
+
+    /// The cached JWT, if any, without fetching.
+    pub fn cached(&self) -> Option<AccessToken> {
+        self.cache.cached()
+    }
+
+    /// The cache's counters.
+    pub fn stats(&self) -> CacheStats {
+        self.cache.stats()
+    }
+}
+
+#[async_trait]
+impl TokenProvider for UserJwt {
+    async fn token(&self) -> Result<AccessToken, Error> {
+        self.cache.token().await
+    }
+
+    fn invalidate(&self, rejected: &AccessToken) {
+        self.cache.invalidate(rejected);
+    }
+}
+
+/// Look up (or invite) one user and generate a JWT for them.
+struct SdkFetcher {
+    conn: Arc<SdkConn>,
+    user: SdkUser,
+    /// The lowercased email, for matching.
+    email_key: String,
+}
+
+impl fmt::Debug for SdkFetcher {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SdkFetcher")
+            .field("tenant_id", &self.conn.tenant_id)
+            .field("email", &self.user.email)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Deserialize)]
+struct UserList {
+    users: Vec<UserEntry>,
+}
+
+#[derive(Deserialize)]
+struct UserEntry {
+    #[serde(default)]
+    id: Option<Value>,
+    #[serde(default)]
+    email: Option<String>,
+    #[serde(default)]
+    account_status: Option<String>,
+}
+
+#[derive(Serialize)]
+struct Invite<'a> {
+    user: InviteUser<'a>,
+}
+
+#[derive(Serialize)]
+struct InviteUser<'a> {
+    first_name: &'a str,
+    last_name: &'a str,
+    email: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    phone: Option<&'a str>,
+    user_level: &'static str,
+}
+
+#[derive(Deserialize)]
+struct GenerateTokenResponse {
+    token: Jwt,
+}
+
+// No Debug: it holds the token.
+#[derive(Deserialize)]
+struct Jwt {
+    jwt: String,
+}
+
+/// A user id as the API may spell it: a string (the documented UUID) or a number.
+fn id_text(id: Option<&Value>) -> Option<String> {
+    match id? {
+        Value::String(s) if !s.trim().is_empty() => Some(s.trim().to_owned()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+impl SdkFetcher {
+    fn url(&self, tail: &[&str]) -> Url {
+        let mut segments = vec!["tenants", self.conn.tenant_id.as_str(), "users"];
+        segments.extend_from_slice(tail);
+        join_path(&self.conn.base, &segments)
+    }
+
+    fn fail(&self, response: &Response) -> Error {
+        status_error(response, NOT_FOUND, &[&self.conn.api_key])
+    }
+
+    /// The id of the user with this email: active accounts only, unless `any_status` (right
+    /// after our own invitation, which "SDK User" accounts need not accept).
+    async fn find(&self, any_status: bool) -> Result<Option<String>, Error> {
+        debug!(tenant_id = %self.conn.tenant_id, "looking up the client sdk user");
+        let request = Request::get(self.url(&[])).bearer(&self.conn.api_key)?;
+        let response = self.conn.http.execute(request).await?;
+        if !response.status().is_success() {
+            return Err(self.fail(&response));
+        }
+        let list: UserList = response.json("users response")?;
+        let found = list.users.iter().find(|u| {
+            let email_matches = u
+                .email
+                .as_deref()
+                .is_some_and(|e| e.trim().to_lowercase() == self.email_key);
+            let active = u
+                .account_status
+                .as_deref()
+                .is_some_and(|s| s.trim().eq_ignore_ascii_case("active"));
+            email_matches && (active || any_status)
+        });
+        match found {
+            Some(user) => id_text(user.id.as_ref())
+                .map(Some)
+                .ok_or_else(|| Error::malformed("users response: the matching user has no `id`")),
+            None => Ok(None),
+        }
+    }
+
+    /// Invites the user as an "SDK User"; the new id when the answer carries one.
+    async fn invite(&self) -> Result<Option<String>, Error> {
+        // Checked after the lookup found nobody, before anything is created.
+        let first_name = self.user.first_name.as_deref().ok_or_else(|| {
+            Error::config(
+                USER_FIRST_NAME_VAR,
+                "is required to invite a user: no active user with this email in the tenant",
+            )
+        })?;
+        let last_name = self.user.last_name.as_deref().ok_or_else(|| {
+            Error::config(
+                USER_LAST_NAME_VAR,
+                "is required to invite a user: no active user with this email in the tenant",
+            )
+        })?;
+        let body = Invite {
+            user: InviteUser {
+                first_name,
+                last_name,
+                email: &self.user.email,
+                phone: self.user.phone.as_deref(),
+                user_level: SDK_USER_LEVEL,
+            },
+        };
+        debug!(tenant_id = %self.conn.tenant_id, "inviting the client sdk user");
+        // An invitation creates an account: not sent twice. A later fetch finds the account.
+        let request = Request::post(self.url(&["invite"]))
+            .bearer(&self.conn.api_key)?
+            .json(&body)?
+            .not_repeatable();
+        let response = self.conn.http.execute(request).await?;
+        if !response.status().is_success() {
+            return Err(self.fail(&response));
+        }
+        // The answer's shape is undocumented: use `{"user":{"id":…}}` when it is there.
+        let id = serde_json::from_slice::<Value>(response.body())
+            .ok()
+            .and_then(|v| id_text(v.get("user").and_then(|u| u.get("id"))));
+        Ok(id)
+    }
+
+    async fn generate(&self, user_id: &str) -> Result<TokenState, Error> {
+        debug!(tenant_id = %self.conn.tenant_id, "generating a client sdk jwt");
+        // `Content-Length: 0` rather than no length at all, as for `create_token`.
+        let request = Request::post(self.url(&[user_id, "generate_token"]))
+            .bearer(&self.conn.api_key)?
+            .header(CONTENT_LENGTH, "0")?;
+        let response = self.conn.http.execute(request).await?;
+        if !response.status().is_success() {
+            return Err(self.fail(&response));
+        }
+        let body: GenerateTokenResponse = response.json("generate_token response")?;
+        let expires_at = jwt_expiry(&body.token.jwt)?;
+        let jwt = AccessToken::builder(body.token.jwt.trim())
+            .expires_at(expires_at)
+            .build();
+        Ok(TokenState::new(jwt))
+    }
+}
+
+#[async_trait]
+impl Fetch for SdkFetcher {
+    async fn fetch(&self, _previous: Option<&TokenState>) -> Result<TokenState, Error> {
+        let user_id = match self.find(false).await? {
+            Some(id) => id,
+            None => match self.invite().await? {
+                Some(id) => id,
+                None => self.find(true).await?.ok_or_else(|| {
+                    Error::malformed("users response: the invited user is not in the user list")
+                })?,
+            },
+        };
+        self.generate(&user_id).await
+    }
+}
+
+/// Builds a [`ClientSdk`]. Every setting is checked by [`build`](Self::build), which names the
+/// one at fault (by its environment variable).
+#[must_use]
+#[derive(Debug, Default)]
+pub struct ClientSdkBuilder {
+    environment: Option<Environment>,
+    base_url: Option<String>,
+    api_key: Option<Secret>,
+    tenant_id: Option<String>,
+    user: Option<SdkUser>,
+    require_user: bool,
+    http_client: Option<HttpClient>,
+    clock: Option<SharedClock>,
+    cache_config: Option<CacheConfig>,
+    store: Option<Arc<dyn TokenStore>>,
+}
+
+impl ClientSdkBuilder {
+    /// A builder from the process environment; see [`from_env_with`](Self::from_env_with).
+    pub fn from_env() -> Result<Self, Error> {
+        Self::from_env_with(|name| std::env::var(name).ok())
+    }
+
+    /// A builder from `AURORA_SOLAR_ENV`, `AURORA_SOLAR_BASE_URL`, `AURORA_SOLAR_API_KEY`,
+    /// `AURORA_SOLAR_TENANT_ID`, `AURORA_SOLAR_USER_EMAIL` (required here: it becomes the
+    /// default user), `AURORA_SOLAR_USER_FIRST_NAME` and `AURORA_SOLAR_USER_LAST_NAME` (needed
+    /// only to invite a missing user) as `lookup` reports them. Blank values count as unset. A
+    /// bad `AURORA_SOLAR_ENV` fails here; missing values fail in [`build`](Self::build), naming
+    /// the variable.
+    pub fn from_env_with(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, Error> {
+        let user = lookup_nonempty(&lookup, USER_EMAIL_VAR).map(|email| SdkUser {
+            email,
+            first_name: lookup_nonempty(&lookup, USER_FIRST_NAME_VAR),
+            last_name: lookup_nonempty(&lookup, USER_LAST_NAME_VAR),
+            phone: None,
+        });
+        Ok(Self {
+            environment: env_from(&lookup)?,
+            base_url: lookup_nonempty(&lookup, BASE_URL_VAR),
+            api_key: lookup_nonempty(&lookup, API_KEY_VAR).map(Secret::from),
+            tenant_id: lookup_nonempty(&lookup, TENANT_ID_VAR),
+            user,
+            require_user: true,
+            ..Self::default()
+        })
+    }
+
+    /// The environment (`AURORA_SOLAR_ENV`). Required unless a base URL is set.
+    pub fn environment(mut self, environment: Environment) -> Self {
+        self.environment = Some(environment);
+        self
+    }
+
+    /// A custom base URL (`AURORA_SOLAR_BASE_URL`), replacing the environment's host.
+    /// `https`, or `http` to a loopback host only.
+    pub fn base_url(mut self, base_url: impl Into<String>) -> Self {
+        self.base_url = Some(base_url.into());
+        self
+    }
+
+    /// The REST API key (`AURORA_SOLAR_API_KEY`). Required. A key that looks like the other
+    /// environment's is refused.
+    pub fn api_key(mut self, api_key: impl Into<Secret>) -> Self {
+        self.api_key = Some(api_key.into());
+        self
+    }
+
+    /// The tenant (`AURORA_SOLAR_TENANT_ID`). Required.
+    pub fn tenant_id(mut self, tenant_id: impl Into<String>) -> Self {
+        self.tenant_id = Some(tenant_id.into());
+        self
+    }
+
+    /// A default user, which makes the [`ClientSdk`] itself a [`TokenProvider`] for them.
+    pub fn user(mut self, user: SdkUser) -> Self {
+        self.user = Some(user);
+        self
+    }
+
+    /// The HTTP client (default: [`HttpClient::new`] with this builder's clock).
+    pub fn http_client(mut self, client: HttpClient) -> Self {
+        self.http_client = Some(client);
+        self
+    }
+
+    /// The clock for expiry decisions (default: the cache configuration's, the system clock).
+    pub fn clock(mut self, clock: SharedClock) -> Self {
+        self.clock = Some(clock);
+        self
+    }
+
+    /// The cache configuration applied to every user's cache. Set a store with
+    /// [`store`](Self::store), not here: each user needs its own key.
+    pub fn cache_config(mut self, config: CacheConfig) -> Self {
+        self.cache_config = Some(config);
+        self
+    }
+
+    /// Keeps JWTs in `store`, under
+    /// `aurora-solar-sdk|<environment or host>|<tenant id>|<lowercased email>`.
+    pub fn store(mut self, store: Arc<dyn TokenStore>) -> Self {
+        self.store = Some(store);
+        self
+    }
+
+    /// The Client SDK token source. Nothing is sent.
+    pub fn build(self) -> Result<ClientSdk, Error> {
+        let target = Target::resolve(self.environment, self.base_url.as_deref())?;
+        let api_key = target.check_key(API_KEY_VAR, self.api_key.as_ref())?;
+        let tenant_id = required_id(TENANT_ID_VAR, self.tenant_id.as_deref())?;
+        let user = match self.user {
+            Some(user) => Some(user.normalized()?),
+            None if self.require_user => {
+                return Err(Error::config(USER_EMAIL_VAR, "is required"));
+            }
+            None => None,
+        };
+        let mut cache = self.cache_config.unwrap_or_default();
+        if let Some(clock) = &self.clock {
+            cache = cache.clock(Arc::clone(clock));
+        }
+        let http = match self.http_client {
+            Some(client) => client,
+            None => HttpClient::builder()
+                .clock(Arc::clone(cache.clock_ref()))
+                .build()?,
+        };
+        let shared = Arc::new(SdkShared {
+            conn: Arc::new(SdkConn {
+                base: target.base.clone(),
+                tenant_id,
+                api_key,
+                http,
+            }),
+            target,
+            cache,
+            store: self.store,
+            users: Mutex::new(HashMap::new()),
+        });
+        let mut sdk = ClientSdk {
+            shared,
+            default: None,
+        };
+        sdk.default = user.map(|u| sdk.user(u)).transpose()?;
+        Ok(sdk)
+    }
+}

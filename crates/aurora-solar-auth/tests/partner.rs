@@ -1,0 +1,797 @@
+//! Partner apps (backend and embedded) against a mockito server: what is sent, what comes back,
+//! what is cached.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::{Duration, UNIX_EPOCH};
+
+use aurora_solar_auth::{Environment, Error, PartnerApp, PartnerAppBuilder, TokenProvider};
+use common::{SEED_EXPIRES_AT, client, client_with_timeout, clock, key_body, silent_server};
+use mockito::{Matcher, Server, ServerGuard};
+use token_provider::{MemoryStore, StoreKey, TokenStore};
+
+const APP_KEY: &str = "sk_sand_appkey_0001";
+const SEED_AT: &str = "2023-07-29 04:30:46 UTC";
+const PATH_T1: &str = "/partner_applications/app-1/tenants/t1/create_token";
+
+fn builder(server: &ServerGuard, clock: &token_provider::ManualClock) -> PartnerAppBuilder {
+    PartnerApp::builder()
+        .base_url(server.url())
+        .application_id("app-1")
+        .application_key(APP_KEY)
+        .http_client(client())
+        .clock(Arc::new(clock.clone()))
+}
+
+fn app(server: &ServerGuard, clock: &token_provider::ManualClock) -> PartnerApp {
+    builder(server, clock).build().unwrap()
+}
+
+/// The backend exchange: POST, the path, the application key as bearer, no query at all.
+fn backend_mock(server: &mut ServerGuard, path: &str) -> mockito::Mock {
+    server
+        .mock("POST", path)
+        .match_header("authorization", format!("Bearer {APP_KEY}").as_str())
+        .match_header("content-length", "0")
+        .match_query(Matcher::Missing)
+}
+
+#[tokio::test]
+async fn backend_exchange_sends_the_key_and_no_session_token() {
+    let mut server = Server::new_async().await;
+    let mock = backend_mock(&mut server, PATH_T1)
+        .with_status(200)
+        .with_header("content-type", "application/json")
+        .with_body(key_body("tk_test_fd1cc8562360ff06b6e524aa", SEED_AT))
+        .expect(1)
+        .create_async()
+        .await;
+    let clock = clock();
+    let tenant = app(&server, &clock).tenant("t1").unwrap();
+    assert!(!tenant.is_embedded());
+    assert_eq!(tenant.tenant_id(), "t1");
+    let key = tenant.token().await.unwrap();
+    mock.assert_async().await;
+    assert_eq!(
+        key.secret().expose_secret(),
+        "tk_test_fd1cc8562360ff06b6e524aa"
+    );
+    assert_eq!(key.token_type(), "Bearer");
+    assert_eq!(
+        key.expires_at(),
+        Some(UNIX_EPOCH + Duration::from_secs(SEED_EXPIRES_AT))
+    );
+}
+
+#[tokio::test]
+async fn ids_are_path_encoded() {
+    let mut server = Server::new_async().await;
+    let mock = backend_mock(
+        &mut server,
+        "/partner_applications/app-1/tenants/a%2Fb%3Fc/create_token",
+    )
+    .with_body(key_body("tk-enc", SEED_AT))
+    .expect(1)
+    .create_async()
+    .await;
+    let clock = clock();
+    let key = app(&server, &clock)
+        .tenant("a/b?c")
+        .unwrap()
+        .token()
+        .await
+        .unwrap();
+    mock.assert_async().await;
+    assert_eq!(key.secret().expose_secret(), "tk-enc");
+}
+
+#[tokio::test]
+async fn a_cached_key_is_served_without_a_request() {
+    let mut server = Server::new_async().await;
+    let mock = backend_mock(&mut server, PATH_T1)
+        .with_body(key_body("tk-cached", SEED_AT))
+        .expect(1)
+        .create_async()
+        .await;
+    let clock = clock();
+    let app = app(&server, &clock);
+    let first = app.tenant("t1").unwrap().token().await.unwrap();
+    clock.advance(Duration::from_secs(3600));
+    // A second handle on the same tenant is the same cache.
+    let again = app.tenant("t1").unwrap();
+    let second = again.token().await.unwrap();
+    let third = app.clone().tenant(" t1 ").unwrap().token().await.unwrap();
+    mock.assert_async().await;
+    assert!(first.ptr_eq(&second) && first.ptr_eq(&third));
+    let stats = again.stats();
+    assert_eq!((stats.fetches, stats.hits), (1, 2), "{stats:?}");
+}
+
+#[tokio::test]
+async fn two_tenants_get_two_requests_and_two_caches() {
+    let mut server = Server::new_async().await;
+    let m1 = backend_mock(&mut server, PATH_T1)
+        .with_body(key_body("tk-one", SEED_AT))
+        .expect(1)
+        .create_async()
+        .await;
+    let m2 = backend_mock(
+        &mut server,
+        "/partner_applications/app-1/tenants/t2/create_token",
+    )
+    .with_body(key_body("tk-two", SEED_AT))
+    .expect(1)
+    .create_async()
+    .await;
+    let clock = clock();
+    let app = app(&server, &clock);
+    let (t1, t2) = (app.tenant("t1").unwrap(), app.tenant("t2").unwrap());
+    for _ in 0..3 {
+        assert_eq!(t1.token().await.unwrap().secret().expose_secret(), "tk-one");
+        assert_eq!(t2.token().await.unwrap().secret().expose_secret(), "tk-two");
+    }
+    m1.assert_async().await;
+    m2.assert_async().await;
+    assert_eq!(t1.stats().fetches, 1);
+    assert_eq!(t2.stats().fetches, 1);
+}
+
+#[tokio::test]
+async fn the_key_is_renewed_before_it_expires() {
+    let mut server = Server::new_async().await;
+    let first = backend_mock(&mut server, PATH_T1)
+        .with_body(key_body("tk-first", SEED_AT))
+        .expect(1)
+        .create_async()
+        .await;
+    let second = backend_mock(&mut server, PATH_T1)
+        .with_body(key_body("tk-second", "2023-07-29 17:30:46 UTC"))
+        .expect(1)
+        .create_async()
+        .await;
+    let clock = clock();
+    let tenant = app(&server, &clock).tenant("t1").unwrap();
+    assert_eq!(
+        tenant.token().await.unwrap().secret().expose_secret(),
+        "tk-first"
+    );
+    // Two minutes before expiry: still valid, so it is served, and one refresh starts.
+    clock.advance(Duration::from_secs(13 * 3600 - 120));
+    assert_eq!(
+        tenant.token().await.unwrap().secret().expose_secret(),
+        "tk-first"
+    );
+    let mut renewed = None;
+    for _ in 0..200 {
+        let cached = tenant.cached().unwrap();
+        if cached.secret().expose_secret() == "tk-second" {
+            renewed = Some(cached);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let renewed = renewed.expect("the key was not renewed in the background");
+    assert_eq!(
+        renewed.expires_at(),
+        Some(UNIX_EPOCH + Duration::from_secs(SEED_EXPIRES_AT + 13 * 3600))
+    );
+    first.assert_async().await;
+    second.assert_async().await;
+}
+
+#[tokio::test]
+async fn an_invalidated_key_is_fetched_again() {
+    let mut server = Server::new_async().await;
+    let first = backend_mock(&mut server, PATH_T1)
+        .with_body(key_body("tk-old", SEED_AT))
+        .expect(1)
+        .create_async()
+        .await;
+    let second = backend_mock(&mut server, PATH_T1)
+        .with_body(key_body("tk-new", SEED_AT))
+        .expect(1)
+        .create_async()
+        .await;
+    let clock = clock();
+    let tenant = app(&server, &clock).tenant("t1").unwrap();
+    let old = tenant.token().await.unwrap();
+    tenant.invalidate(&old);
+    assert_eq!(
+        tenant.token().await.unwrap().secret().expose_secret(),
+        "tk-new"
+    );
+    first.assert_async().await;
+    second.assert_async().await;
+}
+
+#[tokio::test]
+async fn rfc3339_expires_at_is_accepted() {
+    let mut server = Server::new_async().await;
+    let mock = backend_mock(&mut server, PATH_T1)
+        .with_body(key_body("tk-rfc", "2023-07-29T06:30:46+02:00"))
+        .expect(1)
+        .create_async()
+        .await;
+    let clock = clock();
+    let key = app(&server, &clock)
+        .tenant("t1")
+        .unwrap()
+        .token()
+        .await
+        .unwrap();
+    mock.assert_async().await;
+    assert_eq!(
+        key.expires_at(),
+        Some(UNIX_EPOCH + Duration::from_secs(SEED_EXPIRES_AT))
+    );
+}
+
+#[tokio::test]
+async fn unreadable_answers_are_malformed_and_not_quoted() {
+    let cases = [
+        key_body("tk-leak-1", "next tuesday"),
+        key_body("tk-leak-2", "2023-07-29 04:30:46"),
+        r#"{"token":{"bearer_token":"tk-leak-3"}}"#.to_owned(),
+        r#"{"token":{"expires_at":"2023-07-29 04:30:46 UTC"}}"#.to_owned(),
+        key_body("  ", SEED_AT),
+        r#"{"bearer_token":"tk-leak-4","expires_at":"2023-07-29 04:30:46 UTC"}"#.to_owned(),
+        "tk-leak-5 not json".to_owned(),
+    ];
+    for body in cases {
+        let mut server = Server::new_async().await;
+        let mock = backend_mock(&mut server, PATH_T1)
+            .with_body(&body)
+            .expect(1)
+            .create_async()
+            .await;
+        let clock = clock();
+        let err = app(&server, &clock)
+            .tenant("t1")
+            .unwrap()
+            .token()
+            .await
+            .unwrap_err();
+        mock.assert_async().await;
+        assert!(matches!(err, Error::Malformed { .. }), "{body}: {err:?}");
+        let shown = format!("{err} {err:?}");
+        assert!(!shown.contains("tk-leak"), "{shown}");
+    }
+}
+
+#[tokio::test]
+async fn refusals_are_rejections_and_not_retried() {
+    let cases: [(usize, &str, Option<&str>, Option<&str>); 4] = [
+        (
+            401,
+            r#"{"error":"unauthorized","message":"Invalid application key"}"#,
+            Some("unauthorized"),
+            Some("Invalid application key"),
+        ),
+        (403, r#"{"message":"Forbidden"}"#, None, Some("Forbidden")),
+        (403, "<html>no</html>", None, None),
+        (404, "", None, Some("not authorized for this tenant")),
+    ];
+    for (status, body, code, description) in cases {
+        let mut server = Server::new_async().await;
+        let mock = backend_mock(&mut server, PATH_T1)
+            .with_status(status)
+            .with_body(body)
+            .expect(1)
+            .create_async()
+            .await;
+        let clock = clock();
+        let err = app(&server, &clock)
+            .tenant("t1")
+            .unwrap()
+            .token()
+            .await
+            .unwrap_err();
+        mock.assert_async().await;
+        let Error::Rejected {
+            status: got,
+            code: got_code,
+            description: got_description,
+        } = &err
+        else {
+            panic!("{status}: {err:?}");
+        };
+        assert_eq!(*got, Some(status as u16));
+        assert_eq!(got_code.as_deref(), code);
+        match description {
+            Some(d) => assert!(got_description.as_deref().unwrap().contains(d), "{err}"),
+            None => assert_eq!(got_description.as_deref(), None),
+        }
+        assert!(!err.is_transient());
+        assert!(!err.to_string().contains("<html>"), "{err}");
+    }
+}
+
+#[tokio::test]
+async fn server_errors_are_retried() {
+    let mut server = Server::new_async().await;
+    let failing = backend_mock(&mut server, PATH_T1)
+        .with_status(503)
+        .expect(2)
+        .create_async()
+        .await;
+    let ok = backend_mock(&mut server, PATH_T1)
+        .with_body(key_body("tk-after-503", SEED_AT))
+        .expect(1)
+        .create_async()
+        .await;
+    let clock = clock();
+    let key = app(&server, &clock)
+        .tenant("t1")
+        .unwrap()
+        .token()
+        .await
+        .unwrap();
+    assert_eq!(key.secret().expose_secret(), "tk-after-503");
+    failing.assert_async().await;
+    ok.assert_async().await;
+}
+
+#[tokio::test]
+async fn a_429_waits_for_retry_after() {
+    let mut server = Server::new_async().await;
+    let limited = backend_mock(&mut server, PATH_T1)
+        .with_status(429)
+        .with_header("retry-after", "1")
+        .expect(1)
+        .create_async()
+        .await;
+    let ok = backend_mock(&mut server, PATH_T1)
+        .with_body(key_body("tk-after-429", SEED_AT))
+        .expect(1)
+        .create_async()
+        .await;
+    let clock = clock();
+    let started = tokio::time::Instant::now();
+    let key = app(&server, &clock)
+        .tenant("t1")
+        .unwrap()
+        .token()
+        .await
+        .unwrap();
+    assert!(
+        started.elapsed() >= Duration::from_millis(950),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(key.secret().expose_secret(), "tk-after-429");
+    limited.assert_async().await;
+    ok.assert_async().await;
+}
+
+#[tokio::test]
+async fn a_429_asking_too_long_a_wait_ends_as_rate_limited() {
+    let mut server = Server::new_async().await;
+    let limited = backend_mock(&mut server, PATH_T1)
+        .with_status(429)
+        .with_header("retry-after", "60")
+        .expect(1)
+        .create_async()
+        .await;
+    let clock = clock();
+    let err = app(&server, &clock)
+        .tenant("t1")
+        .unwrap()
+        .token()
+        .await
+        .unwrap_err();
+    limited.assert_async().await;
+    assert!(matches!(err, Error::RateLimited { .. }), "{err:?}");
+    assert_eq!(err.retry_after(), Some(Duration::from_secs(60)));
+}
+
+/// The embedded exchange: the same request plus `session_token` in the query, sent once.
+fn embedded_mock(server: &mut ServerGuard, session_token: &str) -> mockito::Mock {
+    server
+        .mock("POST", PATH_T1)
+        .match_header("authorization", format!("Bearer {APP_KEY}").as_str())
+        .match_query(Matcher::UrlEncoded(
+            "session_token".into(),
+            session_token.into(),
+        ))
+}
+
+#[tokio::test]
+async fn embedded_exchange_sends_the_session_token_in_the_query() {
+    let mut server = Server::new_async().await;
+    let mock = embedded_mock(&mut server, "sess+one/=")
+        .with_body(key_body("tk-embedded", SEED_AT))
+        .expect(1)
+        .create_async()
+        .await;
+    let clock = clock();
+    let tenant = app(&server, &clock).embedded("t1", "sess+one/=").unwrap();
+    assert!(tenant.is_embedded());
+    let key = tenant.token().await.unwrap();
+    assert_eq!(key.secret().expose_secret(), "tk-embedded");
+    assert_eq!(
+        key.expires_at(),
+        Some(UNIX_EPOCH + Duration::from_secs(SEED_EXPIRES_AT))
+    );
+    // Served from the cache while fresh: no second exchange.
+    assert!(tenant.token().await.unwrap().ptr_eq(&key));
+    mock.assert_async().await;
+}
+
+#[tokio::test]
+async fn a_spent_session_token_is_refused_locally() {
+    let mut server = Server::new_async().await;
+    let mock = embedded_mock(&mut server, "sess-once")
+        .with_body(key_body("tk-embedded", SEED_AT))
+        .expect(1)
+        .create_async()
+        .await;
+    // Anything else reaching the server would be a second exchange.
+    let stray = server
+        .mock("POST", Matcher::Any)
+        .expect(0)
+        .create_async()
+        .await;
+    let clock = clock();
+    let tenant = app(&server, &clock).embedded("t1", "sess-once").unwrap();
+    tenant.token().await.unwrap();
+    // After expiry the cache would renew; the session token is spent.
+    clock.advance(Duration::from_secs(13 * 3600 + 1));
+    let err = tenant.token().await.unwrap_err();
+    assert!(err.needs_user_action(), "{err:?}");
+    assert!(
+        err.to_string().contains("needs a new session token"),
+        "{err}"
+    );
+    assert!(!err.is_transient());
+    mock.assert_async().await;
+    stray.assert_async().await;
+}
+
+#[tokio::test]
+async fn a_401_to_the_exchange_asks_for_a_new_session_token_in_the_same_words() {
+    let mut server = Server::new_async().await;
+    let mock = embedded_mock(&mut server, "sess-expired")
+        .with_status(401)
+        .with_body(r#"{"error":"invalid session token"}"#)
+        .expect(1)
+        .create_async()
+        .await;
+    let clock = clock();
+    let tenant = app(&server, &clock).embedded("t1", "sess-expired").unwrap();
+    let remote = tenant.token().await.unwrap_err();
+    assert!(remote.needs_user_action(), "{remote:?}");
+    // Past the negative cache: a new attempt is refused locally, with the same message.
+    clock.advance(Duration::from_secs(60));
+    let local = tenant.token().await.unwrap_err();
+    assert!(local.needs_user_action(), "{local:?}");
+    assert_eq!(remote.to_string(), local.to_string());
+    mock.assert_async().await;
+}
+
+#[tokio::test]
+async fn a_timed_out_exchange_is_not_retried() {
+    let (base, seen) = silent_server();
+    let clock = clock();
+    let app = PartnerApp::builder()
+        .base_url(base)
+        .application_id("app-1")
+        .application_key(APP_KEY)
+        .http_client(client_with_timeout(Duration::from_millis(300)))
+        .clock(Arc::new(clock.clone()))
+        .build()
+        .unwrap();
+    let tenant = app.embedded("t1", "sess-slow").unwrap();
+    let err = tenant.token().await.unwrap_err();
+    assert!(matches!(err, Error::Timeout(_)), "{err:?}");
+    // Past the cache's backoff: a new attempt must not send the token again.
+    clock.advance(Duration::from_secs(600));
+    let again = tenant.token().await.unwrap_err();
+    assert!(again.needs_user_action(), "{again:?}");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    assert!(
+        seen[0].starts_with(
+            "POST /partner_applications/app-1/tenants/t1/create_token?session_token=sess-slow "
+        ),
+        "{}",
+        seen[0]
+    );
+}
+
+#[tokio::test]
+async fn a_5xx_to_the_exchange_is_not_retried() {
+    let mut server = Server::new_async().await;
+    let mock = embedded_mock(&mut server, "sess-5xx")
+        .with_status(503)
+        .expect(1)
+        .create_async()
+        .await;
+    let clock = clock();
+    let tenant = app(&server, &clock).embedded("t1", "sess-5xx").unwrap();
+    let err = tenant.token().await.unwrap_err();
+    assert!(matches!(err, Error::Status { status: 503 }), "{err:?}");
+    clock.advance(Duration::from_secs(600));
+    assert!(tenant.token().await.unwrap_err().needs_user_action());
+    mock.assert_async().await;
+}
+
+#[tokio::test]
+async fn each_session_token_gets_its_own_provider() {
+    let mut server = Server::new_async().await;
+    let m1 = embedded_mock(&mut server, "sess-a")
+        .with_body(key_body("tk-a", SEED_AT))
+        .expect(1)
+        .create_async()
+        .await;
+    let m2 = embedded_mock(&mut server, "sess-b")
+        .with_body(key_body("tk-b", SEED_AT))
+        .expect(1)
+        .create_async()
+        .await;
+    let clock = clock();
+    let app = app(&server, &clock);
+    let a = app.embedded("t1", "sess-a").unwrap().token().await.unwrap();
+    let b = app.embedded("t1", "sess-b").unwrap().token().await.unwrap();
+    assert_eq!(a.secret().expose_secret(), "tk-a");
+    assert_eq!(b.secret().expose_secret(), "tk-b");
+    m1.assert_async().await;
+    m2.assert_async().await;
+}
+
+#[test]
+fn keys_of_the_other_environment_are_refused_at_build_time() {
+    let build = |env: Environment, key: &str| {
+        PartnerApp::builder()
+            .environment(env)
+            .application_id("app-1")
+            .application_key(key)
+            .build()
+    };
+    for (env, key) in [
+        (Environment::Sandbox, "sk_prod_abc123"),
+        (Environment::Sandbox, "rk_prod_abc123"),
+        (Environment::Production, "sk_sand_abc123"),
+        (Environment::Production, "rk_sand_abc123"),
+    ] {
+        let err = build(env, key).unwrap_err();
+        let Error::Config { field, reason } = &err else {
+            panic!("{env} {key}: {err:?}");
+        };
+        assert_eq!(field, "AURORA_SOLAR_APPLICATION_KEY");
+        assert!(reason.contains(env.as_str()), "{reason}");
+        assert!(!err.to_string().contains("abc123"), "{err}");
+    }
+    for (env, key) in [
+        (Environment::Sandbox, "sk_sand_abc123"),
+        (Environment::Sandbox, "opaque-key"),
+        (Environment::Production, "sk_prod_abc123"),
+        (Environment::Production, "rk_prod_abc123"),
+    ] {
+        let app = build(env, key).unwrap();
+        assert_eq!(app.environment(), Some(env));
+        assert_eq!(app.base_url().as_str(), format!("{}/", env.base_url()));
+    }
+    // A custom base URL could be either environment: no check.
+    let app = PartnerApp::builder()
+        .environment(Environment::Sandbox)
+        .base_url("https://aurora-proxy.example/api")
+        .application_id("app-1")
+        .application_key("sk_prod_abc123")
+        .build()
+        .unwrap();
+    assert_eq!(app.environment(), None);
+    assert_eq!(app.base_url().as_str(), "https://aurora-proxy.example/api");
+}
+
+#[test]
+fn build_errors_name_the_field() {
+    let field_of = |r: Result<PartnerApp, Error>| match r.unwrap_err() {
+        Error::Config { field, .. } => field,
+        other => panic!("{other:?}"),
+    };
+    let full = || {
+        PartnerApp::builder()
+            .environment(Environment::Sandbox)
+            .application_id("app-1")
+            .application_key("key-1")
+    };
+    assert_eq!(
+        field_of(
+            PartnerApp::builder()
+                .application_id("a")
+                .application_key("k")
+                .build()
+        ),
+        "AURORA_SOLAR_ENV"
+    );
+    assert_eq!(
+        field_of(full().base_url("http://example.com").build()),
+        "AURORA_SOLAR_BASE_URL"
+    );
+    assert_eq!(
+        field_of(full().application_id("  ").build()),
+        "AURORA_SOLAR_APPLICATION_ID"
+    );
+    assert_eq!(
+        field_of(full().application_key("").build()),
+        "AURORA_SOLAR_APPLICATION_KEY"
+    );
+    assert_eq!(
+        field_of(full().application_key("key with space").build()),
+        "AURORA_SOLAR_APPLICATION_KEY"
+    );
+    assert_eq!(
+        field_of(full().session_token("sess").build()),
+        "AURORA_SOLAR_TENANT_ID"
+    );
+    assert_eq!(
+        field_of(full().tenant_id(" ").build()),
+        "AURORA_SOLAR_TENANT_ID"
+    );
+    let app = full().build().unwrap();
+    assert!(
+        matches!(app.tenant(""), Err(Error::Config { ref field, .. }) if field == "AURORA_SOLAR_TENANT_ID")
+    );
+    assert!(
+        matches!(app.embedded("t", ""), Err(Error::Config { ref field, .. }) if field == "AURORA_SOLAR_SESSION_TOKEN")
+    );
+}
+
+fn env<'a>(vars: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
+    move |name| {
+        vars.iter()
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| (*v).to_owned())
+    }
+}
+
+#[tokio::test]
+async fn from_env_with_reads_the_documented_variables() {
+    let mut server = Server::new_async().await;
+    let url = server.url();
+    let backend = backend_mock(&mut server, PATH_T1)
+        .with_body(key_body("tk-env", SEED_AT))
+        .expect(1)
+        .create_async()
+        .await;
+    let vars = [
+        ("AURORA_SOLAR_BASE_URL", url.as_str()),
+        ("AURORA_SOLAR_APPLICATION_ID", "app-1"),
+        ("AURORA_SOLAR_APPLICATION_KEY", APP_KEY),
+        ("AURORA_SOLAR_TENANT_ID", "t1"),
+        ("AURORA_SOLAR_SESSION_TOKEN", ""),
+    ];
+    let app = PartnerAppBuilder::from_env_with(env(&vars))
+        .unwrap()
+        .http_client(client())
+        .clock(Arc::new(clock()))
+        .build()
+        .unwrap();
+    let default = app.default_tenant().unwrap();
+    assert!(!default.is_embedded());
+    // The app is a provider for its default tenant, sharing the tenant's cache.
+    let key = app.token().await.unwrap();
+    assert_eq!(key.secret().expose_secret(), "tk-env");
+    assert!(
+        app.tenant("t1")
+            .unwrap()
+            .token()
+            .await
+            .unwrap()
+            .ptr_eq(&key)
+    );
+    backend.assert_async().await;
+
+    let embedded = embedded_mock(&mut server, "sess-env")
+        .with_body(key_body("tk-env-embedded", SEED_AT))
+        .expect(1)
+        .create_async()
+        .await;
+    let mut with_session = vars.to_vec();
+    with_session[4] = ("AURORA_SOLAR_SESSION_TOKEN", "sess-env");
+    let app = PartnerAppBuilder::from_env_with(env(&with_session))
+        .unwrap()
+        .http_client(client())
+        .clock(Arc::new(clock()))
+        .build()
+        .unwrap();
+    assert!(app.default_tenant().unwrap().is_embedded());
+    assert_eq!(
+        app.token().await.unwrap().secret().expose_secret(),
+        "tk-env-embedded"
+    );
+    embedded.assert_async().await;
+}
+
+#[test]
+fn from_env_with_names_the_missing_variable() {
+    let field_of = |vars: &[(&str, &str)]| {
+        let err = PartnerAppBuilder::from_env_with(env(vars))
+            .and_then(PartnerAppBuilder::build)
+            .unwrap_err();
+        match err {
+            Error::Config { field, .. } => field,
+            other => panic!("{other:?}"),
+        }
+    };
+    let all = [
+        ("AURORA_SOLAR_ENV", "sandbox"),
+        ("AURORA_SOLAR_APPLICATION_ID", "app-1"),
+        ("AURORA_SOLAR_APPLICATION_KEY", "key-1"),
+        ("AURORA_SOLAR_TENANT_ID", "t1"),
+    ];
+    PartnerAppBuilder::from_env_with(env(&all))
+        .unwrap()
+        .build()
+        .unwrap();
+    for (i, (name, _)) in all.iter().enumerate() {
+        let mut vars = all.to_vec();
+        vars.remove(i);
+        assert_eq!(field_of(&vars), *name);
+        let mut blank = all.to_vec();
+        blank[i].1 = " ";
+        assert_eq!(field_of(&blank), *name);
+    }
+    let mut bad_env = all.to_vec();
+    bad_env[0].1 = "staging";
+    assert_eq!(field_of(&bad_env), "AURORA_SOLAR_ENV");
+    let mut prod_key = all.to_vec();
+    prod_key[2].1 = "sk_prod_zzz";
+    assert_eq!(field_of(&prod_key), "AURORA_SOLAR_APPLICATION_KEY");
+}
+
+#[tokio::test]
+async fn without_a_default_tenant_the_app_is_not_a_provider() {
+    let app = PartnerApp::builder()
+        .environment(Environment::Sandbox)
+        .application_id("app-1")
+        .application_key("key-1")
+        .build()
+        .unwrap();
+    let err = app.token().await.unwrap_err();
+    assert!(
+        matches!(err, Error::Config { ref field, .. } if field == "AURORA_SOLAR_TENANT_ID"),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
+async fn the_store_keeps_one_key_per_application_and_tenant() {
+    let mut server = Server::new_async().await;
+    let mock = backend_mock(&mut server, PATH_T1)
+        .with_body(key_body("tk-stored", SEED_AT))
+        .expect(1)
+        .create_async()
+        .await;
+    let store = Arc::new(MemoryStore::new());
+    let clock = clock();
+    let first = builder(&server, &clock)
+        .store(store.clone())
+        .build()
+        .unwrap();
+    first.tenant("t1").unwrap().token().await.unwrap();
+    let host = server.host_with_port();
+    let key = StoreKey::new("aurora-solar", &host, "t1", "app-1");
+    let saved = store
+        .load(&key)
+        .await
+        .unwrap()
+        .unwrap_or_else(|| panic!("nothing saved under {key}"));
+    assert_eq!(saved.access_token.secret().expose_secret(), "tk-stored");
+    // Another app sharing the store adopts the key without a request, even an embedded one
+    // (its session token is left unspent).
+    let second = builder(&server, &clock)
+        .store(store.clone())
+        .build()
+        .unwrap();
+    let adopted = second
+        .embedded("t1", "sess-unspent")
+        .unwrap()
+        .token()
+        .await
+        .unwrap();
+    assert_eq!(adopted.secret().expose_secret(), "tk-stored");
+    mock.assert_async().await;
+}

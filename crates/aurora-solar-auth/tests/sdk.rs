@@ -1,0 +1,601 @@
+//! The Client SDK flow against a mockito server: lookup, invitation, JWT generation, caching.
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, UNIX_EPOCH};
+
+use aurora_solar_auth::{ClientSdk, ClientSdkBuilder, Environment, Error, SdkUser, TokenProvider};
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use common::{client, clock};
+use mockito::{Matcher, Server, ServerGuard};
+use serde_json::json;
+use token_provider::{ManualClock, MemoryStore, StoreKey, TokenStore};
+
+const API_KEY: &str = "sk_sand_restkey_0002";
+const USERS: &str = "/tenants/t1/users";
+/// An `exp` 12 hours after the test clock's start.
+const EXP: u64 = common::SEED_EXPIRES_AT - 3600;
+
+fn jwt(claims: serde_json::Value) -> String {
+    format!(
+        "eyJ0eXAiOiJKV1QiLCJhbGciOiJIUzI1NiJ9.{}.c2lnbmF0dXJl",
+        URL_SAFE_NO_PAD.encode(claims.to_string())
+    )
+}
+
+fn jwt_for(id: &str) -> String {
+    jwt(json!({"id": id, "email": "x@example.com", "exp": EXP, "jti": "j-1"}))
+}
+
+fn token_body(jwt: &str) -> String {
+    json!({"token": {"jwt": jwt}}).to_string()
+}
+
+fn users_body(users: &[(&str, &str, &str)]) -> String {
+    let users: Vec<_> = users
+        .iter()
+        .map(|(id, email, status)| {
+            json!({"id": id, "first_name": "F", "last_name": "L", "email": email, "account_status": status})
+        })
+        .collect();
+    json!({ "users": users }).to_string()
+}
+
+fn sdk(server: &ServerGuard, clock: &ManualClock) -> ClientSdk {
+    ClientSdk::builder()
+        .base_url(server.url())
+        .api_key(API_KEY)
+        .tenant_id("t1")
+        .http_client(client())
+        .clock(Arc::new(clock.clone()))
+        .build()
+        .unwrap()
+}
+
+fn bearer() -> String {
+    format!("Bearer {API_KEY}")
+}
+
+fn list_mock(server: &mut ServerGuard) -> mockito::Mock {
+    server
+        .mock("GET", USERS)
+        .match_header("authorization", bearer().as_str())
+        .match_query(Matcher::Missing)
+}
+
+fn generate_mock(server: &mut ServerGuard, user_id: &str) -> mockito::Mock {
+    server
+        .mock("POST", format!("{USERS}/{user_id}/generate_token").as_str())
+        .match_header("authorization", bearer().as_str())
+        .match_header("content-length", "0")
+        .match_query(Matcher::Missing)
+}
+
+fn invite_mock(server: &mut ServerGuard) -> mockito::Mock {
+    server
+        .mock("POST", format!("{USERS}/invite").as_str())
+        .match_header("authorization", bearer().as_str())
+        .match_header("content-type", "application/json")
+}
+
+#[tokio::test]
+async fn an_active_user_is_found_by_email_ignoring_case() {
+    let mut server = Server::new_async().await;
+    let list = list_mock(&mut server)
+        .with_body(users_body(&[
+            ("u-robert", "robert.johnson@example.com", "active"),
+            ("u-old", "jessica.smith@example.com", "inactive"),
+            ("u-jessica", "Jessica.Smith@Example.com", "active"),
+        ]))
+        .expect(1)
+        .create_async()
+        .await;
+    let token = jwt_for("u-jessica");
+    let generate = generate_mock(&mut server, "u-jessica")
+        .with_body(token_body(&token))
+        .expect(1)
+        .create_async()
+        .await;
+    let invite = invite_mock(&mut server).expect(0).create_async().await;
+    let clock = clock();
+    let user = sdk(&server, &clock)
+        .user(SdkUser::new("jessica.smith@EXAMPLE.com"))
+        .unwrap();
+    let got = user.token().await.unwrap();
+    assert_eq!(got.secret().expose_secret(), token);
+    assert_eq!(
+        got.expires_at(),
+        Some(UNIX_EPOCH + Duration::from_secs(EXP))
+    );
+    list.assert_async().await;
+    generate.assert_async().await;
+    invite.assert_async().await;
+}
+
+#[tokio::test]
+async fn a_missing_user_is_invited_as_an_sdk_user() {
+    let mut server = Server::new_async().await;
+    let list = list_mock(&mut server)
+        .with_body(users_body(&[(
+            "u-robert",
+            "robert.johnson@example.com",
+            "active",
+        )]))
+        .expect(1)
+        .create_async()
+        .await;
+    let invite = invite_mock(&mut server)
+        .match_body(Matcher::Json(json!({
+            "user": {
+                "first_name": "Jessica",
+                "last_name": "Smith",
+                "email": "jessica.smith@example.com",
+                "phone": "(415) 360-9291",
+                "user_level": "SDK User"
+            }
+        })))
+        .with_status(201)
+        .with_body(r#"{"user":{"id":"u-new","email":"jessica.smith@example.com"}}"#)
+        .expect(1)
+        .create_async()
+        .await;
+    let token = jwt_for("u-new");
+    let generate = generate_mock(&mut server, "u-new")
+        .with_body(token_body(&token))
+        .expect(1)
+        .create_async()
+        .await;
+    let clock = clock();
+    let user = sdk(&server, &clock)
+        .user(
+            SdkUser::new(" jessica.smith@example.com ")
+                .with_name("Jessica", "Smith")
+                .with_phone("(415) 360-9291"),
+        )
+        .unwrap();
+    assert_eq!(user.token().await.unwrap().secret().expose_secret(), token);
+    list.assert_async().await;
+    invite.assert_async().await;
+    generate.assert_async().await;
+}
+
+#[tokio::test]
+async fn without_an_id_in_the_invite_answer_the_list_is_read_again() {
+    let mut server = Server::new_async().await;
+    let calls = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&calls);
+    let list = list_mock(&mut server)
+        .with_body_from_request(move |_| {
+            let body = if counter.fetch_add(1, Ordering::SeqCst) == 0 {
+                users_body(&[])
+            } else {
+                // Freshly invited: not (yet) "active", which an SDK User need not be.
+                users_body(&[("u-fresh", "new.user@example.com", "invited")])
+            };
+            body.into_bytes()
+        })
+        .expect(2)
+        .create_async()
+        .await;
+    let invite = invite_mock(&mut server)
+        // No phone given: no `phone` key at all.
+        .match_body(Matcher::Json(json!({
+            "user": {
+                "first_name": "New",
+                "last_name": "User",
+                "email": "new.user@example.com",
+                "user_level": "SDK User"
+            }
+        })))
+        .with_status(200)
+        .with_body("")
+        .expect(1)
+        .create_async()
+        .await;
+    let token = jwt_for("u-fresh");
+    let generate = generate_mock(&mut server, "u-fresh")
+        .with_body(token_body(&token))
+        .expect(1)
+        .create_async()
+        .await;
+    let clock = clock();
+    let user = sdk(&server, &clock)
+        .user(SdkUser::new("new.user@example.com").with_name("New", "User"))
+        .unwrap();
+    assert_eq!(user.token().await.unwrap().secret().expose_secret(), token);
+    list.assert_async().await;
+    invite.assert_async().await;
+    generate.assert_async().await;
+}
+
+#[tokio::test]
+async fn missing_names_stop_after_the_lookup_and_before_any_invite() {
+    for (user, field) in [
+        (
+            SdkUser::new("nobody@example.com"),
+            "AURORA_SOLAR_USER_FIRST_NAME",
+        ),
+        (
+            SdkUser {
+                first_name: Some("Only".into()),
+                last_name: Some("  ".into()),
+                ..SdkUser::new("nobody@example.com")
+            },
+            "AURORA_SOLAR_USER_LAST_NAME",
+        ),
+    ] {
+        let mut server = Server::new_async().await;
+        let list = list_mock(&mut server)
+            .with_body(users_body(&[("u-1", "nobody@example.com", "deactivated")]))
+            .expect(1)
+            .create_async()
+            .await;
+        let invite = invite_mock(&mut server).expect(0).create_async().await;
+        let clock = clock();
+        let err = sdk(&server, &clock)
+            .user(user)
+            .unwrap()
+            .token()
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, Error::Config { field: ref f, .. } if f == field),
+            "{err:?}"
+        );
+        list.assert_async().await;
+        invite.assert_async().await;
+    }
+}
+
+#[tokio::test]
+async fn one_jwt_per_user_cached() {
+    let mut server = Server::new_async().await;
+    let list = list_mock(&mut server)
+        .with_body(users_body(&[
+            ("u-a", "a@example.com", "active"),
+            ("u-b", "b@example.com", "active"),
+        ]))
+        .expect(2)
+        .create_async()
+        .await;
+    let (ta, tb) = (jwt_for("u-a"), jwt_for("u-b"));
+    let ga = generate_mock(&mut server, "u-a")
+        .with_body(token_body(&ta))
+        .expect(1)
+        .create_async()
+        .await;
+    let gb = generate_mock(&mut server, "u-b")
+        .with_body(token_body(&tb))
+        .expect(1)
+        .create_async()
+        .await;
+    let clock = clock();
+    let sdk = sdk(&server, &clock);
+    let a = sdk.user(SdkUser::new("a@example.com")).unwrap();
+    let b = sdk.user(SdkUser::new("b@example.com")).unwrap();
+    assert_eq!(a.token().await.unwrap().secret().expose_secret(), ta);
+    assert_eq!(b.token().await.unwrap().secret().expose_secret(), tb);
+    clock.advance(Duration::from_secs(3600));
+    // The same user under another spelling of the email is the same cache.
+    let a_again = sdk.user(SdkUser::new("A@Example.COM")).unwrap();
+    assert_eq!(a_again.token().await.unwrap().secret().expose_secret(), ta);
+    assert_eq!(a_again.email(), "a@example.com");
+    assert_eq!(b.token().await.unwrap().secret().expose_secret(), tb);
+    list.assert_async().await;
+    ga.assert_async().await;
+    gb.assert_async().await;
+}
+
+#[tokio::test]
+async fn a_jwt_without_a_valid_exp_is_malformed() {
+    for bad in [
+        jwt(json!({"id": "u-1", "email": "a@example.com", "jti": "jwt-leak"})),
+        jwt(json!({"id": "u-1", "exp": "soon", "jti": "jwt-leak"})),
+        "jwt-leak-not-a-jwt".to_owned(),
+        "jwt-leak.%%%.sig".to_owned(),
+    ] {
+        let mut server = Server::new_async().await;
+        let list = list_mock(&mut server)
+            .with_body(users_body(&[("u-1", "a@example.com", "active")]))
+            .expect(1)
+            .create_async()
+            .await;
+        let generate = generate_mock(&mut server, "u-1")
+            .with_body(token_body(&bad))
+            .expect(1)
+            .create_async()
+            .await;
+        let clock = clock();
+        let err = sdk(&server, &clock)
+            .user(SdkUser::new("a@example.com"))
+            .unwrap()
+            .token()
+            .await
+            .unwrap_err();
+        assert!(matches!(err, Error::Malformed { .. }), "{err:?}");
+        let shown = format!("{err} {err:?}");
+        assert!(
+            !shown.contains("jwt-leak") && !shown.contains(&bad),
+            "{shown}"
+        );
+        list.assert_async().await;
+        generate.assert_async().await;
+    }
+}
+
+#[tokio::test]
+async fn refusals_are_rejections() {
+    // The key refused at the lookup.
+    let mut server = Server::new_async().await;
+    let list = list_mock(&mut server)
+        .with_status(401)
+        .with_body(format!(
+            r#"{{"error":"unauthorized","message":"bad key {API_KEY}"}}"#
+        ))
+        .expect(1)
+        .create_async()
+        .await;
+    let clock = clock();
+    let err = sdk(&server, &clock)
+        .user(SdkUser::new("a@example.com"))
+        .unwrap()
+        .token()
+        .await
+        .unwrap_err();
+    assert_eq!(err.status(), Some(401));
+    assert!(err.is_rejected(), "{err:?}");
+    // An echoed key is cut out of the provider's words.
+    assert!(!err.to_string().contains(API_KEY), "{err}");
+    assert!(err.to_string().contains("unauthorized"), "{err}");
+    list.assert_async().await;
+
+    // Unknown tenant, and a refused token generation.
+    for (list_status, generate_status) in [(404, None), (200, Some(403))] {
+        let mut server = Server::new_async().await;
+        let list = list_mock(&mut server)
+            .with_status(list_status)
+            .with_body(users_body(&[("u-1", "a@example.com", "active")]))
+            .expect(1)
+            .create_async()
+            .await;
+        let generate = generate_mock(&mut server, "u-1")
+            .with_status(generate_status.unwrap_or(200))
+            .with_body(r#"{"error":{"code":"forbidden","message":"Platform API not enabled"}}"#)
+            .expect(usize::from(generate_status.is_some()))
+            .create_async()
+            .await;
+        let err = sdk(&server, &clock)
+            .user(SdkUser::new("a@example.com"))
+            .unwrap()
+            .token()
+            .await
+            .unwrap_err();
+        assert!(err.is_rejected(), "{err:?}");
+        assert_eq!(
+            err.status(),
+            Some(generate_status.unwrap_or(list_status) as u16)
+        );
+        list.assert_async().await;
+        generate.assert_async().await;
+    }
+}
+
+#[tokio::test]
+async fn a_rate_limited_lookup_is_retried() {
+    let mut server = Server::new_async().await;
+    let limited = list_mock(&mut server)
+        .with_status(429)
+        .with_header("retry-after", "0")
+        .expect(1)
+        .create_async()
+        .await;
+    let list = list_mock(&mut server)
+        .with_body(users_body(&[("u-1", "a@example.com", "active")]))
+        .expect(1)
+        .create_async()
+        .await;
+    let token = jwt_for("u-1");
+    let generate = generate_mock(&mut server, "u-1")
+        .with_body(token_body(&token))
+        .expect(1)
+        .create_async()
+        .await;
+    let clock = clock();
+    let user = sdk(&server, &clock)
+        .user(SdkUser::new("a@example.com"))
+        .unwrap();
+    assert_eq!(user.token().await.unwrap().secret().expose_secret(), token);
+    limited.assert_async().await;
+    list.assert_async().await;
+    generate.assert_async().await;
+}
+
+#[test]
+fn api_keys_of_the_other_environment_are_refused() {
+    let build = |env: Environment, key: &str| {
+        ClientSdk::builder()
+            .environment(env)
+            .api_key(key)
+            .tenant_id("t1")
+            .build()
+    };
+    for (env, key) in [
+        (Environment::Sandbox, "sk_prod_secret9"),
+        (Environment::Sandbox, "rk_prod_secret9"),
+        (Environment::Production, "rk_sand_secret9"),
+    ] {
+        let err = build(env, key).unwrap_err();
+        assert!(
+            matches!(err, Error::Config { ref field, .. } if field == "AURORA_SOLAR_API_KEY"),
+            "{err:?}"
+        );
+        assert!(!err.to_string().contains("secret9"), "{err}");
+    }
+    build(Environment::Production, "sk_prod_secret9").unwrap();
+    build(Environment::Sandbox, "rk_sand_secret9").unwrap();
+    ClientSdk::builder()
+        .base_url("http://localhost:9")
+        .api_key("sk_prod_secret9")
+        .tenant_id("t1")
+        .build()
+        .unwrap();
+}
+
+fn env<'a>(vars: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
+    move |name| {
+        vars.iter()
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| (*v).to_owned())
+    }
+}
+
+#[tokio::test]
+async fn from_env_with_makes_the_sdk_a_provider_for_the_user() {
+    let mut server = Server::new_async().await;
+    let url = server.url();
+    let list = list_mock(&mut server)
+        .with_body(users_body(&[]))
+        .expect(1)
+        .create_async()
+        .await;
+    let invite = invite_mock(&mut server)
+        .match_body(Matcher::PartialJson(json!({
+            "user": {"first_name": "Env", "last_name": "User", "email": "env@example.com", "user_level": "SDK User"}
+        })))
+        .with_body(r#"{"user":{"id":42}}"#)
+        .expect(1)
+        .create_async()
+        .await;
+    let token = jwt_for("42");
+    let generate = generate_mock(&mut server, "42")
+        .with_body(token_body(&token))
+        .expect(1)
+        .create_async()
+        .await;
+    let vars = [
+        ("AURORA_SOLAR_ENV", "sandbox"),
+        ("AURORA_SOLAR_BASE_URL", url.as_str()),
+        ("AURORA_SOLAR_API_KEY", API_KEY),
+        ("AURORA_SOLAR_TENANT_ID", "t1"),
+        ("AURORA_SOLAR_USER_EMAIL", "env@example.com"),
+        ("AURORA_SOLAR_USER_FIRST_NAME", "Env"),
+        ("AURORA_SOLAR_USER_LAST_NAME", "User"),
+    ];
+    let sdk = ClientSdkBuilder::from_env_with(env(&vars))
+        .unwrap()
+        .http_client(client())
+        .clock(Arc::new(clock()))
+        .build()
+        .unwrap();
+    assert_eq!(sdk.tenant_id(), "t1");
+    assert_eq!(sdk.default_user().unwrap().email(), "env@example.com");
+    let got = sdk.token().await.unwrap();
+    assert_eq!(got.secret().expose_secret(), token);
+    // Cached: the same JWT again, no request.
+    assert!(sdk.token().await.unwrap().ptr_eq(&got));
+    list.assert_async().await;
+    invite.assert_async().await;
+    generate.assert_async().await;
+
+    // Each required variable, missing or blank, is named.
+    let required = [
+        "AURORA_SOLAR_API_KEY",
+        "AURORA_SOLAR_TENANT_ID",
+        "AURORA_SOLAR_USER_EMAIL",
+    ];
+    for name in required {
+        let vars: Vec<_> = vars.iter().copied().filter(|(k, _)| *k != name).collect();
+        let err = ClientSdkBuilder::from_env_with(env(&vars))
+            .and_then(ClientSdkBuilder::build)
+            .unwrap_err();
+        assert!(
+            matches!(err, Error::Config { ref field, .. } if field == name),
+            "{err:?}"
+        );
+    }
+    let no_place: Vec<_> = vars
+        .iter()
+        .copied()
+        .filter(|(k, _)| !k.starts_with("AURORA_SOLAR_ENV") && *k != "AURORA_SOLAR_BASE_URL")
+        .collect();
+    let err = ClientSdkBuilder::from_env_with(env(&no_place))
+        .and_then(ClientSdkBuilder::build)
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::Config { ref field, .. } if field == "AURORA_SOLAR_ENV"),
+        "{err:?}"
+    );
+    let mut bad_email = vars.to_vec();
+    bad_email[4].1 = "not-an-address";
+    let err = ClientSdkBuilder::from_env_with(env(&bad_email))
+        .and_then(ClientSdkBuilder::build)
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::Config { ref field, .. } if field == "AURORA_SOLAR_USER_EMAIL"),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
+async fn without_a_default_user_the_sdk_is_not_a_provider() {
+    let sdk = ClientSdk::builder()
+        .environment(Environment::Sandbox)
+        .api_key(API_KEY)
+        .tenant_id("t1")
+        .build()
+        .unwrap();
+    let err = sdk.token().await.unwrap_err();
+    assert!(
+        matches!(err, Error::Config { ref field, .. } if field == "AURORA_SOLAR_USER_EMAIL"),
+        "{err:?}"
+    );
+    assert!(sdk.user(SdkUser::new("")).is_err());
+}
+
+#[tokio::test]
+async fn the_store_key_names_tenant_and_lowercased_email() {
+    let mut server = Server::new_async().await;
+    let list = list_mock(&mut server)
+        .with_body(users_body(&[("u-1", "Mixed@Example.com", "active")]))
+        .expect(1)
+        .create_async()
+        .await;
+    let token = jwt_for("u-1");
+    let generate = generate_mock(&mut server, "u-1")
+        .with_body(token_body(&token))
+        .expect(1)
+        .create_async()
+        .await;
+    let store = Arc::new(MemoryStore::new());
+    let clock = clock();
+    let sdk = ClientSdk::builder()
+        .base_url(server.url())
+        .api_key(API_KEY)
+        .tenant_id("t1")
+        .http_client(client())
+        .clock(Arc::new(clock.clone()))
+        .store(store.clone())
+        .build()
+        .unwrap();
+    sdk.user(SdkUser::new("Mixed@Example.com"))
+        .unwrap()
+        .token()
+        .await
+        .unwrap();
+    let key = StoreKey::new(
+        "aurora-solar-sdk",
+        &server.host_with_port(),
+        "t1",
+        "mixed@example.com",
+    );
+    let saved = store.load(&key).await.unwrap();
+    assert_eq!(
+        saved.map(|s| s.access_token.secret().expose_secret().to_owned()),
+        Some(token)
+    );
+    list.assert_async().await;
+    generate.assert_async().await;
+}
