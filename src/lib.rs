@@ -1,1 +1,240 @@
-//! x
+//! Bearer tokens for Aurora Solar, Aurora UK and Aerion behind one async
+//! [`TokenProvider`] trait.
+//!
+//! This is the facade: it re-exports the core ([`token_provider`]) and each provider crate behind
+//! a feature, and builds an `Arc<dyn TokenProvider>` from run-time configuration (the SPEC's
+//! environment variables, or a TOML/JSON [`Config`]), so an application can pick its providers
+//! without naming their types.
+//!
+//! ```no_run
+//! use partner_auth::{ProviderKind, TokenProvider};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), partner_auth::Error> {
+//! // AERION_COMPANY_URL, AERION_USERNAME, AERION_PASSWORD, ... from the environment.
+//! let aerion = partner_auth::from_env(ProviderKind::Aerion)?;
+//! let token = aerion.token().await?; // fetched once, then served from the cache
+//! # Ok(()) }
+//! ```
+//!
+//! ## Optional features
+//!
+//! All on by default; turn off the ones you do not use to keep their dependencies out.
+//!
+//! - `aerion`: [`aerion`] (`aerion-auth`): password and refresh grants with the tenant header.
+//! - `aurora-uk`: [`aurora_uk`] (`aurora-uk-auth`): OIDC discovery and client credentials.
+//! - `aurora-solar`: [`aurora_solar`] (`aurora-solar-auth`): partner-app temporary keys and
+//!   Client SDK JWTs.
+//!
+//! Authenticated calls with a 401 retry: [`auth::send_authorized`] for bare reqwest and
+//! [`auth::AuthMiddleware`] for `reqwest-middleware`.
+
+#![warn(missing_docs)]
+
+mod config;
+
+use std::fmt;
+use std::str::FromStr;
+use std::sync::Arc;
+
+pub use token_provider;
+#[doc(inline)]
+pub use token_provider::{
+    AccessToken, CacheConfig, CacheStats, CachedTokenProvider, Clock, Error, Fetch, FileStore,
+    HttpClient, MemoryStore, RetryPolicy, Secret, SharedClock, StoreKey, TokenProvider, TokenState,
+    TokenStore, auth, provider_fn,
+};
+
+#[cfg(feature = "aerion")]
+#[doc(inline)]
+pub use aerion_auth as aerion;
+#[cfg(feature = "aurora-solar")]
+#[doc(inline)]
+pub use aurora_solar_auth as aurora_solar;
+#[cfg(feature = "aurora-uk")]
+#[doc(inline)]
+pub use aurora_uk_auth as aurora_uk;
+
+pub use crate::config::{Config, ProviderConfig};
+
+/// The providers this build can make (each behind its feature).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[non_exhaustive]
+pub enum ProviderKind {
+    /// Aerion (`aerion`).
+    #[cfg(feature = "aerion")]
+    Aerion,
+    /// Aurora UK (`aurora-uk`).
+    #[cfg(feature = "aurora-uk")]
+    AuroraUk,
+    /// Aurora Solar partner-app temporary keys (`aurora-solar`).
+    #[cfg(feature = "aurora-solar")]
+    AuroraSolar,
+    /// Aurora Solar Client SDK JWTs (`aurora-solar-sdk`).
+    #[cfg(feature = "aurora-solar")]
+    AuroraSolarSdk,
+}
+
+impl ProviderKind {
+    /// Every kind this build has.
+    pub const ALL: &'static [ProviderKind] = &[
+        #[cfg(feature = "aerion")]
+        ProviderKind::Aerion,
+        #[cfg(feature = "aurora-uk")]
+        ProviderKind::AuroraUk,
+        #[cfg(feature = "aurora-solar")]
+        ProviderKind::AuroraSolar,
+        #[cfg(feature = "aurora-solar")]
+        ProviderKind::AuroraSolarSdk,
+    ];
+
+    /// The name used on the command line and in configuration files.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            #[cfg(feature = "aerion")]
+            Self::Aerion => "aerion",
+            #[cfg(feature = "aurora-uk")]
+            Self::AuroraUk => "aurora-uk",
+            #[cfg(feature = "aurora-solar")]
+            Self::AuroraSolar => "aurora-solar",
+            #[cfg(feature = "aurora-solar")]
+            Self::AuroraSolarSdk => "aurora-solar-sdk",
+        }
+    }
+
+    /// The configuration settings of this kind and the environment variable each stands for
+    /// (SPEC section 5).
+    pub fn settings(self) -> &'static [(&'static str, &'static str)] {
+        match self {
+            #[cfg(feature = "aerion")]
+            Self::Aerion => &[
+                ("base_url", "AERION_BASE_URL"),
+                ("company_url", "AERION_COMPANY_URL"),
+                ("origin", "AERION_ORIGIN"),
+                ("username", "AERION_USERNAME"),
+                ("password", "AERION_PASSWORD"),
+                ("refresh_token", "AERION_REFRESH_TOKEN"),
+                ("client_id", "AERION_CLIENT_ID"),
+                ("client_secret", "AERION_CLIENT_SECRET"),
+            ],
+            #[cfg(feature = "aurora-uk")]
+            Self::AuroraUk => &[
+                ("environment", "AURORA_UK_ENV"),
+                ("issuer", "AURORA_UK_ISSUER"),
+                ("audience", "AURORA_UK_AUDIENCE"),
+                ("client_id", "AURORA_UK_CLIENT_ID"),
+                ("client_secret", "AURORA_UK_CLIENT_SECRET"),
+            ],
+            #[cfg(feature = "aurora-solar")]
+            Self::AuroraSolar => &[
+                ("environment", "AURORA_SOLAR_ENV"),
+                ("base_url", "AURORA_SOLAR_BASE_URL"),
+                ("application_id", "AURORA_SOLAR_APPLICATION_ID"),
+                ("application_key", "AURORA_SOLAR_APPLICATION_KEY"),
+                ("tenant_id", "AURORA_SOLAR_TENANT_ID"),
+                ("session_token", "AURORA_SOLAR_SESSION_TOKEN"),
+            ],
+            #[cfg(feature = "aurora-solar")]
+            Self::AuroraSolarSdk => &[
+                ("environment", "AURORA_SOLAR_ENV"),
+                ("base_url", "AURORA_SOLAR_BASE_URL"),
+                ("api_key", "AURORA_SOLAR_API_KEY"),
+                ("tenant_id", "AURORA_SOLAR_TENANT_ID"),
+                ("user_email", "AURORA_SOLAR_USER_EMAIL"),
+                ("user_first_name", "AURORA_SOLAR_USER_FIRST_NAME"),
+                ("user_last_name", "AURORA_SOLAR_USER_LAST_NAME"),
+            ],
+        }
+    }
+}
+
+impl fmt::Display for ProviderKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for ProviderKind {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self, Error> {
+        Self::ALL
+            .iter()
+            .copied()
+            .find(|k| k.as_str() == s)
+            .ok_or_else(|| {
+                let known: Vec<_> = Self::ALL.iter().map(|k| k.as_str()).collect();
+                Error::config(
+                    "provider",
+                    format!("must be one of {} (this build)", known.join(", ")),
+                )
+            })
+    }
+}
+
+/// What every provider built here shares: the HTTP client, a store, a clock, the cache settings.
+#[derive(Debug, Clone, Default)]
+#[must_use]
+pub struct Options {
+    /// The HTTP client (default: [`HttpClient::new`]).
+    pub http: Option<HttpClient>,
+    /// Where provider state survives the process (default: nowhere).
+    pub store: Option<Arc<dyn TokenStore>>,
+    /// The clock (default: the system clock).
+    pub clock: Option<SharedClock>,
+    /// The cache settings (default: [`CacheConfig::default`]).
+    pub cache: Option<CacheConfig>,
+}
+
+/// Builds the provider of `kind` from the SPEC section 5 environment variables.
+pub fn from_env(kind: ProviderKind) -> Result<Arc<dyn TokenProvider>, Error> {
+    from_lookup(kind, |name| std::env::var(name).ok(), &Options::default())
+}
+
+/// Builds the provider of `kind` from variables read through `lookup` (environment variable names
+/// of SPEC section 5; empty values count as unset), with shared `options`.
+pub fn from_lookup(
+    kind: ProviderKind,
+    lookup: impl Fn(&str) -> Option<String>,
+    options: &Options,
+) -> Result<Arc<dyn TokenProvider>, Error> {
+    let lookup = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
+    // Every builder takes the same shared settings.
+    macro_rules! with_options {
+        ($builder:expr) => {{
+            let mut b = $builder;
+            if let Some(http) = &options.http {
+                b = b.http_client(http.clone());
+            }
+            if let Some(cache) = &options.cache {
+                b = b.cache_config(cache.clone());
+            }
+            if let Some(clock) = &options.clock {
+                b = b.clock(Arc::clone(clock));
+            }
+            if let Some(store) = &options.store {
+                b = b.store(Arc::clone(store));
+            }
+            b
+        }};
+    }
+    let provider: Arc<dyn TokenProvider> = match kind {
+        #[cfg(feature = "aerion")]
+        ProviderKind::Aerion => {
+            Arc::new(with_options!(aerion::AerionBuilder::from_env_with(lookup)).build()?)
+        }
+        #[cfg(feature = "aurora-uk")]
+        ProviderKind::AuroraUk => {
+            Arc::new(with_options!(aurora_uk::AuroraUkBuilder::from_env_with(lookup)?).build()?)
+        }
+        #[cfg(feature = "aurora-solar")]
+        ProviderKind::AuroraSolar => Arc::new(
+            with_options!(aurora_solar::PartnerAppBuilder::from_env_with(lookup)?).build()?,
+        ),
+        #[cfg(feature = "aurora-solar")]
+        ProviderKind::AuroraSolarSdk => {
+            Arc::new(with_options!(aurora_solar::ClientSdkBuilder::from_env_with(lookup)?).build()?)
+        }
+    };
+    Ok(provider)
+}
