@@ -171,22 +171,49 @@ fn hit_latency(c: &mut Criterion, rt: &Runtime) {
     g.finish();
 }
 
+/// The call each benchmark makes, so tasks hold their cache once and call it by reference.
+trait Call: Send + Sync + 'static {
+    fn call(&self) -> impl Future<Output = ()> + Send + '_;
+}
+
+impl Call for CachedTokenProvider<Upstream> {
+    async fn call(&self) {
+        self.get().await.unwrap();
+    }
+}
+
+/// Through the trait object, as most applications hold a provider.
+struct Dynamic(Arc<dyn TokenProvider>);
+
+impl Call for Dynamic {
+    async fn call(&self) {
+        self.0.token().await.unwrap();
+    }
+}
+
+impl Call for MutexCache {
+    async fn call(&self) {
+        self.get().await;
+    }
+}
+
+impl Call for RwLockCache {
+    async fn call(&self) {
+        self.get().await;
+    }
+}
+
 /// `TASKS` tasks on a 2-worker runtime share `iters` calls; returns the wall time.
-fn hammer<C, F, Fut>(rt: &Runtime, cache: Arc<C>, iters: u64, call: F) -> Duration
-where
-    C: Send + Sync + 'static,
-    F: Fn(Arc<C>) -> Fut + Send + Sync + Copy + 'static,
-    Fut: Future<Output = ()> + Send,
-{
+fn hammer<C: Call>(rt: &Runtime, cache: &Arc<C>, iters: u64) -> Duration {
     let per_task = iters.div_ceil(TASKS as u64);
     rt.block_on(async move {
         let start = Instant::now();
         let tasks: Vec<_> = (0..TASKS)
             .map(|_| {
-                let cache = Arc::clone(&cache);
+                let cache = Arc::clone(cache);
                 tokio::spawn(async move {
                     for _ in 0..per_task {
-                        call(Arc::clone(&cache)).await;
+                        cache.call().await;
                     }
                 })
             })
@@ -203,6 +230,7 @@ where
 fn contention(c: &mut Criterion, rt: &Runtime) {
     let p = Arc::new(ours(system(), Duration::ZERO));
     rt.block_on(p.get()).unwrap();
+    let d = Arc::new(Dynamic(p.clone()));
     let m = Arc::new(mutex(system(), Duration::ZERO));
     rt.block_on(m.get());
     let r = Arc::new(rwlock(system(), Duration::ZERO));
@@ -211,34 +239,16 @@ fn contention(c: &mut Criterion, rt: &Runtime) {
     let mut g = c.benchmark_group("contention");
     g.throughput(Throughput::Elements(1));
     g.bench_function("partner-auth_get", |b| {
-        b.iter_custom(|iters| {
-            hammer(rt, Arc::clone(&p), iters, |p| async move {
-                p.get().await.unwrap();
-            })
-        })
+        b.iter_custom(|iters| hammer(rt, &p, iters))
     });
     g.bench_function("partner-auth_dyn_token", |b| {
-        let d: Arc<dyn TokenProvider> = p.clone();
-        let d = Arc::new(d);
-        b.iter_custom(|iters| {
-            hammer(rt, Arc::clone(&d), iters, |d| async move {
-                d.token().await.unwrap();
-            })
-        })
+        b.iter_custom(|iters| hammer(rt, &d, iters))
     });
     g.bench_function("mutex_baseline", |b| {
-        b.iter_custom(|iters| {
-            hammer(rt, Arc::clone(&m), iters, |m| async move {
-                m.get().await;
-            })
-        })
+        b.iter_custom(|iters| hammer(rt, &m, iters))
     });
     g.bench_function("rwlock_baseline", |b| {
-        b.iter_custom(|iters| {
-            hammer(rt, Arc::clone(&r), iters, |r| async move {
-                r.get().await;
-            })
-        })
+        b.iter_custom(|iters| hammer(rt, &r, iters))
     });
     g.finish();
 }
@@ -352,29 +362,19 @@ fn herd(c: &mut Criterion, rt: &Runtime, counts: &HerdCounts) {
 
 /// Caller latencies while a 200 ms refresh runs: `TASKS` tasks call for 400 ms of real time after
 /// the clock is moved into the refresh window. Returns every latency in nanoseconds, sorted.
-fn soft_window_latencies<C, F, Fut>(
-    rt: &Runtime,
-    cache: Arc<C>,
-    clock: &ManualClock,
-    call: F,
-) -> Vec<u64>
-where
-    C: Send + Sync + 'static,
-    F: Fn(Arc<C>) -> Fut + Send + Sync + Copy + 'static,
-    Fut: Future<Output = ()> + Send,
-{
+fn soft_window_latencies<C: Call>(rt: &Runtime, cache: &Arc<C>, clock: &ManualClock) -> Vec<u64> {
     // Token issued at t0 for an hour; 58 minutes later it is inside the 5-minute margin.
     clock.advance(Duration::from_secs(58 * 60));
     let mut all = rt.block_on(async move {
         let stop = Instant::now() + Duration::from_millis(400);
         let tasks: Vec<_> = (0..TASKS)
             .map(|_| {
-                let cache = Arc::clone(&cache);
+                let cache = Arc::clone(cache);
                 tokio::spawn(async move {
                     let mut lat = Vec::new();
                     while Instant::now() < stop {
                         let s = Instant::now();
-                        call(Arc::clone(&cache)).await;
+                        cache.call().await;
                         lat.push(s.elapsed().as_nanos() as u64);
                         tokio::task::yield_now().await;
                     }
@@ -441,16 +441,12 @@ fn main() {
     let clock = ManualClock::new(t0);
     let p = Arc::new(ours(Arc::new(clock.clone()), refresh));
     rt.block_on(p.get()).unwrap();
-    let ours_lat = soft_window_latencies(&rt, Arc::clone(&p), &clock, |p| async move {
-        p.get().await.unwrap();
-    });
+    let ours_lat = soft_window_latencies(&rt, &p, &clock);
     let ours_refreshes = p.fetcher().fetches.load(Ordering::SeqCst) - 1;
     let clock = ManualClock::new(t0);
     let m = Arc::new(mutex(Arc::new(clock.clone()), refresh));
     rt.block_on(m.get());
-    let mutex_lat = soft_window_latencies(&rt, Arc::clone(&m), &clock, |m| async move {
-        m.get().await;
-    });
+    let mutex_lat = soft_window_latencies(&rt, &m, &clock);
 
     c.final_summary();
 
