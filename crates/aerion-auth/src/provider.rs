@@ -1,13 +1,12 @@
 //! [`Aerion`], the cached provider, and its [`me`](Aerion::me) call.
 
-use http::StatusCode;
 use http::header::ACCEPT;
 use serde::{Deserialize, Deserializer};
-use token_provider::http::{Request, Response, join_path};
+use token_provider::auth::{AuthHeader, execute_authorized};
+use token_provider::http::{Request, join_path};
 use token_provider::{
-    AccessToken, CacheStats, CachedTokenProvider, Error, HttpClient, TokenProvider, async_trait,
+    AccessToken, CacheStats, CachedTokenProvider, Error, TokenProvider, async_trait,
 };
-use tracing::debug;
 use url::Url;
 
 use crate::fetch::AerionFetcher;
@@ -62,7 +61,8 @@ impl Aerion {
         let fetcher = self.inner.fetcher();
         let url = join_path(&fetcher.base_url, &["v1", "users", "me"]);
         let request = Request::get(url).header(ACCEPT, "application/json")?;
-        let response = send_authorized(self, &fetcher.http, &request).await?;
+        let response =
+            execute_authorized(self, &fetcher.http, &AuthHeader::default(), &request).await?;
         if response.status().is_success() {
             response.json("aerion user")
         } else {
@@ -83,29 +83,6 @@ impl TokenProvider for Aerion {
     fn invalidate(&self, rejected: &AccessToken) {
         self.inner.invalidate(rejected)
     }
-}
-
-/// Sends `request` with a bearer token from `provider`; on a 401, invalidates that exact token
-/// and sends once more with a new one. Returns the last response whatever its status.
-async fn send_authorized<P: TokenProvider + ?Sized>(
-    provider: &P,
-    http: &HttpClient,
-    request: &Request,
-) -> Result<Response, Error> {
-    let token = provider.token().await?;
-    let response = http
-        .execute(request.clone().bearer(token.secret())?)
-        .await?;
-    if response.status() != StatusCode::UNAUTHORIZED {
-        return Ok(response);
-    }
-    debug!(
-        path = request.url().path(),
-        "bearer token refused with 401; retrying once with a new token"
-    );
-    provider.invalidate(&token);
-    let token = provider.token().await?;
-    http.execute(request.clone().bearer(token.secret())?).await
 }
 
 /// The user behind a token, as `GET /v1/users/me` describes them. Other fields of the answer

@@ -6,6 +6,7 @@
 //!
 //! - [`send_authorized`]: for bare `reqwest`; the request is rebuilt by a closure, so the retry
 //!   always has a body to send.
+//! - [`execute_authorized`]: for a [`Request`] sent through the shared [`HttpClient`].
 //! - [`AuthMiddleware`] (feature `middleware`): the same as a `reqwest-middleware` middleware; a
 //!   request whose body cannot be cloned (a stream) is not retried and its 401 is returned.
 
@@ -14,7 +15,10 @@ use std::fmt;
 
 use http::header::{AUTHORIZATION, HeaderName, HeaderValue};
 
-use crate::{AccessToken, Error, TokenProvider};
+use std::future::Future;
+
+use crate::http::{Request, Response};
+use crate::{AccessToken, Error, HttpClient, Secret, TokenProvider};
 
 /// Which header carries the token, and how.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -77,27 +81,63 @@ where
     P: TokenProvider + ?Sized,
     F: Fn() -> reqwest::RequestBuilder,
 {
+    let build = &build;
+    retry_once_on_401(
+        provider,
+        |token| async move {
+            build()
+                .header(header.name.clone(), header.value(&token)?)
+                .send()
+                .await
+                .map_err(Error::from)
+        },
+        |response| response.status().as_u16(),
+    )
+    .await
+}
+
+/// [`send_authorized`] for a [`Request`] sent through an [`HttpClient`] (its timeouts, size cap
+/// and retry policy apply to each of the two tries).
+pub async fn execute_authorized<P>(
+    provider: &P,
+    http: &HttpClient,
+    header: &AuthHeader,
+    request: &Request,
+) -> Result<Response, Error>
+where
+    P: TokenProvider + ?Sized,
+{
+    retry_once_on_401(
+        provider,
+        |token| async move {
+            let value = Secret::new(token.authorization_value());
+            http.execute(request.clone().secret_header(header.name.clone(), &value)?)
+                .await
+        },
+        |response| response.status().as_u16(),
+    )
+    .await
+}
+
+/// The dance itself: a token, a try, and after a 401 that token invalidated and one more try.
+async fn retry_once_on_401<P, R, F, Fut>(
+    provider: &P,
+    send: F,
+    status: impl Fn(&R) -> u16,
+) -> Result<R, Error>
+where
+    P: TokenProvider + ?Sized,
+    F: Fn(AccessToken) -> Fut,
+    Fut: Future<Output = Result<R, Error>>,
+{
     let token = provider.token().await?;
-    let response = send_once(header, &token, build()).await?;
-    if response.status() != reqwest::StatusCode::UNAUTHORIZED {
+    let response = send(token.clone()).await?;
+    if status(&response) != 401 {
         return Ok(response);
     }
     tracing::info!("the server refused the token (401); retrying once with a new one");
     provider.invalidate(&token);
-    let token = provider.token().await?;
-    send_once(header, &token, build()).await
-}
-
-async fn send_once(
-    header: &AuthHeader,
-    token: &AccessToken,
-    request: reqwest::RequestBuilder,
-) -> Result<reqwest::Response, Error> {
-    request
-        .header(header.name.clone(), header.value(token)?)
-        .send()
-        .await
-        .map_err(Error::from)
+    send(provider.token().await?).await
 }
 
 /// A `reqwest-middleware` middleware that authenticates every request with a provider's token and
