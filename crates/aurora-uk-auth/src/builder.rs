@@ -1,0 +1,304 @@
+//! [`AuroraUkBuilder`]: every setting of an [`AuroraUk`], checked in one place.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use openidconnect::IssuerUrl;
+use token_provider::auth::AuthHeader;
+use token_provider::http::parse_base_url;
+use token_provider::{
+    CacheConfig, CachedTokenProvider, Error, HttpClient, Secret, SharedClock, StoreKey, TokenStore,
+};
+
+use crate::fetch::Fetcher;
+use crate::{AuroraUk, ClientAuth, Environment};
+
+/// The shortest wait between two discovery fetches by default.
+pub const DEFAULT_REDISCOVERY_INTERVAL: Duration = Duration::from_secs(300);
+
+/// Builds an [`AuroraUk`]. Start with [`AuroraUk::builder`] or
+/// [`from_env`](AuroraUkBuilder::from_env).
+///
+/// Required: the [`environment`](Self::environment), the [`client_id`](Self::client_id) and the
+/// [`client_secret`](Self::client_secret). Errors from [`build`](Self::build) name the setting by
+/// its environment variable (`AURORA_UK_ENV`, `AURORA_UK_ISSUER`, `AURORA_UK_AUDIENCE`,
+/// `AURORA_UK_CLIENT_ID`, `AURORA_UK_CLIENT_SECRET`) or by the method name for the others.
+#[must_use]
+#[derive(Default)]
+pub struct AuroraUkBuilder {
+    environment: Option<Environment>,
+    issuer: Option<String>,
+    audience: Option<String>,
+    client_id: Option<String>,
+    client_secret: Option<Secret>,
+    client_auth: ClientAuth,
+    auth_header_name: Option<String>,
+    api_base: Option<String>,
+    rediscovery_interval: Option<Duration>,
+    http_client: Option<HttpClient>,
+    clock: Option<SharedClock>,
+    cache_config: Option<CacheConfig>,
+    store: Option<Arc<dyn TokenStore>>,
+}
+
+impl fmt::Debug for AuroraUkBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AuroraUkBuilder")
+            .field("environment", &self.environment)
+            .field("issuer", &self.issuer)
+            .field("audience", &self.audience)
+            .field("client_id", &self.client_id)
+            .field("client_secret", &self.client_secret)
+            .field("client_auth", &self.client_auth)
+            .field("auth_header_name", &self.auth_header_name)
+            .field("api_base", &self.api_base)
+            .field("rediscovery_interval", &self.rediscovery_interval)
+            .field("http_client", &self.http_client)
+            .field("cache_config", &self.cache_config)
+            .field("store", &self.store)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AuroraUkBuilder {
+    /// A builder with nothing set.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A builder from the process environment; see
+    /// [`from_env_with`](Self::from_env_with).
+    pub fn from_env() -> Result<Self, Error> {
+        Self::from_env_with(|name| std::env::var(name).ok())
+    }
+
+    /// A builder from the variables `lookup` returns (empty values count as unset):
+    ///
+    /// - `AURORA_UK_ENV` (required): `dev` or `live`;
+    /// - `AURORA_UK_ISSUER`, `AURORA_UK_AUDIENCE` (optional): override the environment's presets;
+    /// - `AURORA_UK_CLIENT_ID`, `AURORA_UK_CLIENT_SECRET` (required).
+    ///
+    /// The error names the variable that is missing or wrong. Other settings (HTTP client,
+    /// cache, store) can be added to the builder afterwards.
+    pub fn from_env_with(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, Error> {
+        let get = |name: &str| lookup(name).filter(|v| !v.is_empty());
+        let environment = get("AURORA_UK_ENV")
+            .ok_or_else(|| Error::config("AURORA_UK_ENV", "is required (`dev` or `live`)"))?
+            .parse::<Environment>()?;
+        let client_id = get("AURORA_UK_CLIENT_ID")
+            .ok_or_else(|| Error::config("AURORA_UK_CLIENT_ID", "is required"))?;
+        let client_secret = get("AURORA_UK_CLIENT_SECRET")
+            .map(Secret::from)
+            .ok_or_else(|| Error::config("AURORA_UK_CLIENT_SECRET", "is required"))?;
+        let mut builder = Self::new()
+            .environment(environment)
+            .client_id(client_id)
+            .client_secret(client_secret);
+        if let Some(issuer) = get("AURORA_UK_ISSUER") {
+            builder = builder.issuer(issuer);
+        }
+        if let Some(audience) = get("AURORA_UK_AUDIENCE") {
+            builder = builder.audience(audience);
+        }
+        Ok(builder)
+    }
+
+    /// The environment: [`Environment::Dev`] or [`Environment::Live`] (required). It picks the
+    /// issuer, audience and API base unless they are overridden.
+    pub fn environment(mut self, environment: Environment) -> Self {
+        self.environment = Some(environment);
+        self
+    }
+
+    /// Overrides the environment's issuer (a proxy, a test server, a future tenant). Compared
+    /// exactly with the `issuer` of the discovery document, trailing `/` included.
+    pub fn issuer(mut self, issuer: impl Into<String>) -> Self {
+        self.issuer = Some(issuer.into());
+        self
+    }
+
+    /// Overrides the environment's audience. Sent byte for byte as the `audience` form field.
+    pub fn audience(mut self, audience: impl Into<String>) -> Self {
+        self.audience = Some(audience.into());
+        self
+    }
+
+    /// The Auth0 application's client id (required).
+    pub fn client_id(mut self, client_id: impl Into<String>) -> Self {
+        self.client_id = Some(client_id.into());
+        self
+    }
+
+    /// The Auth0 application's client secret (required).
+    pub fn client_secret(mut self, client_secret: impl Into<Secret>) -> Self {
+        self.client_secret = Some(client_secret.into());
+        self
+    }
+
+    /// How the client id and secret are sent (default [`ClientAuth::BasicHeader`]).
+    pub fn client_auth(mut self, client_auth: ClientAuth) -> Self {
+        self.client_auth = client_auth;
+        self
+    }
+
+    /// The header [`AuroraUk::send`] puts the token in (default `Authorization`). The value is
+    /// always `Bearer <token>`. The API's page names an `Authentication` header; set that here if
+    /// the API insists on it.
+    pub fn auth_header_name(mut self, name: impl Into<String>) -> Self {
+        self.auth_header_name = Some(name.into());
+        self
+    }
+
+    /// Overrides the API base URL (default: the environment's API host).
+    pub fn api_base(mut self, url: impl Into<String>) -> Self {
+        self.api_base = Some(url.into());
+        self
+    }
+
+    /// The shortest wait between two discovery fetches (default 5 minutes). Discovery is fetched
+    /// once and again only when the token endpoint fails as if it moved (404, a redirect, a
+    /// connection error), never more often than this.
+    pub fn rediscovery_interval(mut self, interval: Duration) -> Self {
+        self.rediscovery_interval = Some(interval);
+        self
+    }
+
+    /// The HTTP client (default: [`HttpClient::new`]'s policy).
+    pub fn http_client(mut self, client: HttpClient) -> Self {
+        self.http_client = Some(client);
+        self
+    }
+
+    /// The clock (default: the cache configuration's, the system clock unless set).
+    pub fn clock(mut self, clock: SharedClock) -> Self {
+        self.clock = Some(clock);
+        self
+    }
+
+    /// The token cache's configuration.
+    pub fn cache_config(mut self, config: CacheConfig) -> Self {
+        self.cache_config = Some(config);
+        self
+    }
+
+    /// Keeps tokens in `store` under
+    /// `StoreKey::new("aurora-uk", <issuer>, <audience>, <client_id>)`, so a dev token is never
+    /// read back for live.
+    pub fn store(mut self, store: Arc<dyn TokenStore>) -> Self {
+        self.store = Some(store);
+        self
+    }
+
+    /// Checks every setting and builds the provider. Nothing is sent: discovery happens on the
+    /// first [`token`](token_provider::TokenProvider::token) call.
+    pub fn build(self) -> Result<AuroraUk, Error> {
+        let environment = self
+            .environment
+            .ok_or_else(|| Error::config("AURORA_UK_ENV", "is required (`dev` or `live`)"))?;
+        let other = environment.other();
+
+        let issuer_text = self
+            .issuer
+            .unwrap_or_else(|| environment.issuer().to_owned());
+        check_exact("AURORA_UK_ISSUER", &issuer_text)?;
+        parse_base_url("AURORA_UK_ISSUER", &issuer_text)?;
+        if issuer_text == other.issuer() {
+            return Err(Error::config(
+                "AURORA_UK_ISSUER",
+                format!(
+                    "is the {other} issuer but the environment is {environment}: dev and live \
+                     tokens are not interchangeable"
+                ),
+            ));
+        }
+        let issuer = IssuerUrl::new(issuer_text)
+            .map_err(|e| Error::config("AURORA_UK_ISSUER", format!("is not a URL: {e}")))?;
+
+        let audience = self
+            .audience
+            .unwrap_or_else(|| environment.audience().to_owned());
+        check_exact("AURORA_UK_AUDIENCE", &audience)?;
+        if audience == other.audience() {
+            return Err(Error::config(
+                "AURORA_UK_AUDIENCE",
+                format!(
+                    "is the {other} audience but the environment is {environment}: dev and live \
+                     tokens are not interchangeable"
+                ),
+            ));
+        }
+
+        let client_id = self
+            .client_id
+            .ok_or_else(|| Error::config("AURORA_UK_CLIENT_ID", "is required"))?;
+        check_exact("AURORA_UK_CLIENT_ID", &client_id)?;
+        let client_secret = self
+            .client_secret
+            .ok_or_else(|| Error::config("AURORA_UK_CLIENT_SECRET", "is required"))?;
+        if client_secret.is_empty() {
+            return Err(Error::config("AURORA_UK_CLIENT_SECRET", "is empty"));
+        }
+
+        let auth_header = match self.auth_header_name {
+            None => AuthHeader::default(),
+            Some(name) => AuthHeader::named(&name).map_err(|_| {
+                Error::config("auth_header_name", "is not a valid HTTP header name")
+            })?,
+        };
+        let api_base = match &self.api_base {
+            Some(url) => parse_base_url("api_base", url)?,
+            None => parse_base_url("api_base", environment.api_base())?,
+        };
+        let rediscovery_interval = self
+            .rediscovery_interval
+            .unwrap_or(DEFAULT_REDISCOVERY_INTERVAL);
+
+        let cache_config = self.cache_config.unwrap_or_default();
+        let clock = self
+            .clock
+            .unwrap_or_else(|| cache_config.clock_ref().clone());
+        let http = match self.http_client {
+            Some(client) => client,
+            None => HttpClient::builder().clock(clock.clone()).build()?,
+        };
+        let mut cache_config = cache_config.clock(clock.clone()).name("aurora-uk");
+        if let Some(store) = self.store {
+            // Issuer and audience name the environment: a dev token is never read back for live.
+            let key = StoreKey::new("aurora-uk", issuer.as_str(), &audience, &client_id);
+            cache_config = cache_config.store(store, key);
+        }
+
+        let fetcher = Fetcher::new(
+            environment,
+            issuer,
+            audience,
+            client_id,
+            client_secret,
+            self.client_auth,
+            http,
+            clock,
+            rediscovery_interval,
+            auth_header,
+            api_base,
+        );
+        Ok(AuroraUk {
+            inner: CachedTokenProvider::with_config(fetcher, cache_config),
+        })
+    }
+}
+
+/// Refuses empty values and values with surrounding whitespace: they are sent byte for byte, so a
+/// stray space or newline from a config file would be a silent mismatch.
+fn check_exact(field: &str, value: &str) -> Result<(), Error> {
+    if value.is_empty() {
+        return Err(Error::config(field, "is empty"));
+    }
+    if value.trim() != value {
+        return Err(Error::config(
+            field,
+            "has leading or trailing whitespace (it is sent byte for byte)",
+        ));
+    }
+    Ok(())
+}

@@ -1,0 +1,420 @@
+//! One trip to Aurora UK's Auth0 tenant: discovery (cached) and the client credentials grant.
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime};
+
+use oauth2::basic::{BasicClient, BasicErrorResponse, BasicTokenType};
+use oauth2::{
+    AsyncHttpClient, AuthType, ClientId, ClientSecret, RequestTokenError, TokenResponse, TokenUrl,
+};
+use openidconnect::core::CoreProviderMetadata;
+use openidconnect::{DiscoveryError, IssuerUrl};
+use token_provider::auth::AuthHeader;
+use token_provider::http::OAuthAdapter;
+use token_provider::{
+    AccessToken, Error, Fetch, HttpClient, Secret, SharedClock, TokenState, async_trait,
+};
+use tracing::{debug, info, warn};
+use url::Url;
+
+use crate::{ClientAuth, Environment};
+
+/// What discovery told us, and when.
+#[derive(Debug)]
+pub(crate) struct Discovered {
+    pub(crate) token_endpoint: Url,
+    pub(crate) fetched_at: SystemTime,
+}
+
+#[derive(Debug, Default)]
+struct DiscoveryState {
+    current: Option<Arc<Discovered>>,
+    /// The last time discovery was attempted, successful or not: re-discovery waits the
+    /// minimum interval after it.
+    last_attempt: Option<SystemTime>,
+}
+
+/// The [`Fetch`] behind [`AuroraUk`](crate::AuroraUk).
+pub(crate) struct Fetcher {
+    pub(crate) environment: Environment,
+    pub(crate) issuer: IssuerUrl,
+    pub(crate) audience: String,
+    pub(crate) client_id: String,
+    pub(crate) client_secret: Secret,
+    pub(crate) client_auth: ClientAuth,
+    pub(crate) http: HttpClient,
+    pub(crate) clock: SharedClock,
+    pub(crate) rediscovery_interval: Duration,
+    pub(crate) auth_header: AuthHeader,
+    pub(crate) api_base: Url,
+    discovery: Mutex<DiscoveryState>,
+}
+
+impl fmt::Debug for Fetcher {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AuroraUkFetcher")
+            .field("environment", &self.environment)
+            .field("issuer", &self.issuer.as_str())
+            .field("audience", &self.audience)
+            .field("client_id", &self.client_id)
+            .field("client_secret", &self.client_secret)
+            .field("client_auth", &self.client_auth)
+            .field("auth_header", self.auth_header.name())
+            .field("api_base", &self.api_base.as_str())
+            .field("rediscovery_interval", &self.rediscovery_interval)
+            .field(
+                "token_endpoint",
+                &self.token_endpoint().map(|u| u.to_string()),
+            )
+            .finish_non_exhaustive()
+    }
+}
+
+/// The adapter as oauth2's async client, with a boxed `Send` future: a closure returning the
+/// adapter's future borrows it for a lifetime the compiler cannot prove `Send` for all of, which
+/// an `async_trait` fetch needs.
+struct Sender<'a>(&'a OAuthAdapter<'a>);
+
+impl<'c> AsyncHttpClient<'c> for Sender<'_> {
+    type Error = Error;
+    type Future = Pin<Box<dyn Future<Output = Result<oauth2::HttpResponse, Error>> + Send + 'c>>;
+
+    fn call(&'c self, request: oauth2::HttpRequest) -> Self::Future {
+        Box::pin(self.0.call(request))
+    }
+}
+
+/// A failed token request, and whether the failure suggests the endpoint moved.
+struct TokenFailure {
+    error: Error,
+    moved: bool,
+}
+
+impl Fetcher {
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn new(
+        environment: Environment,
+        issuer: IssuerUrl,
+        audience: String,
+        client_id: String,
+        client_secret: Secret,
+        client_auth: ClientAuth,
+        http: HttpClient,
+        clock: SharedClock,
+        rediscovery_interval: Duration,
+        auth_header: AuthHeader,
+        api_base: Url,
+    ) -> Self {
+        Self {
+            environment,
+            issuer,
+            audience,
+            client_id,
+            client_secret,
+            client_auth,
+            http,
+            clock,
+            rediscovery_interval,
+            auth_header,
+            api_base,
+            discovery: Mutex::new(DiscoveryState::default()),
+        }
+    }
+
+    fn state(&self) -> MutexGuard<'_, DiscoveryState> {
+        // Never held across an await; a poisoned state is still consistent.
+        self.discovery.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The token endpoint discovery last found, if discovery has run.
+    pub(crate) fn token_endpoint(&self) -> Option<Url> {
+        self.state()
+            .current
+            .as_ref()
+            .map(|d| d.token_endpoint.clone())
+    }
+
+    /// When discovery last succeeded.
+    pub(crate) fn discovered_at(&self) -> Option<SystemTime> {
+        self.state().current.as_ref().map(|d| d.fetched_at)
+    }
+
+    /// Fetches the discovery document (and, as openidconnect does, the JWKS) and keeps the token
+    /// endpoint. The cache runs one fetch at a time, so two discoveries never race.
+    async fn discover(&self) -> Result<Arc<Discovered>, Error> {
+        let now = self.clock.now();
+        self.state().last_attempt = Some(now);
+        let adapter = self.http.oauth_adapter();
+        let send = Sender(&adapter);
+        let metadata = CoreProviderMetadata::discover_async(self.issuer.clone(), &send)
+            .await
+            .map_err(|e| discovery_error(&self.issuer, e))?;
+        let token_endpoint = metadata
+            .token_endpoint()
+            .ok_or_else(|| Error::malformed("discovery document: it names no `token_endpoint`"))?
+            .url()
+            .clone();
+        token_provider::http::check_url(&token_endpoint).map_err(|_| {
+            Error::malformed(format!(
+                "discovery document: the token endpoint on {} is not https",
+                token_endpoint.host_str().unwrap_or("an empty host")
+            ))
+        })?;
+        info!(
+            issuer = self.issuer.as_str(),
+            token_endpoint_host = token_endpoint.host_str().unwrap_or(""),
+            token_endpoint_path = token_endpoint.path(),
+            "aurora-uk discovery fetched"
+        );
+        let discovered = Arc::new(Discovered {
+            token_endpoint,
+            fetched_at: now,
+        });
+        self.state().current = Some(Arc::clone(&discovered));
+        Ok(discovered)
+    }
+
+    /// The cached discovery, or a fresh one when there is none yet.
+    async fn discovered(&self) -> Result<Arc<Discovered>, Error> {
+        let current = self.state().current.clone();
+        match current {
+            Some(d) => Ok(d),
+            None => self.discover().await,
+        }
+    }
+
+    /// Whether a re-discovery is allowed now (at most one per interval).
+    fn may_rediscover(&self) -> bool {
+        let now = self.clock.now();
+        self.state().last_attempt.is_none_or(|last| {
+            now.duration_since(last)
+                .is_ok_and(|since| since >= self.rediscovery_interval)
+        })
+    }
+
+    async fn request_token(&self, endpoint: &Url) -> Result<TokenState, TokenFailure> {
+        let auth_type = match self.client_auth {
+            ClientAuth::BasicHeader => AuthType::BasicAuth,
+            ClientAuth::RequestBody => AuthType::RequestBody,
+        };
+        let client = BasicClient::new(ClientId::new(self.client_id.clone()))
+            .set_client_secret(ClientSecret::new(
+                self.client_secret.expose_secret().to_owned(),
+            ))
+            .set_auth_type(auth_type)
+            .set_token_uri(TokenUrl::from_url(endpoint.clone()));
+        // The token's lifetime counts from before the request left, so expiry errs early.
+        let now = self.clock.now();
+        let adapter = self.http.oauth_adapter();
+        let send = Sender(&adapter);
+        debug!(
+            host = endpoint.host_str().unwrap_or(""),
+            path = endpoint.path(),
+            audience = self.audience.as_str(),
+            "aurora-uk token request"
+        );
+        let result = client
+            .exchange_client_credentials()
+            .add_extra_param("audience", self.audience.as_str())
+            .request_async(&send)
+            .await;
+        match result {
+            Ok(response) => token_state(&response, now).map_err(|error| TokenFailure {
+                error,
+                moved: false,
+            }),
+            Err(e) => Err(token_error(e, &adapter)),
+        }
+    }
+}
+
+#[async_trait]
+impl Fetch for Fetcher {
+    async fn fetch(&self, _previous: Option<&TokenState>) -> Result<TokenState, Error> {
+        let discovered = self.discovered().await?;
+        let failure = match self.request_token(&discovered.token_endpoint).await {
+            Ok(state) => return Ok(state),
+            Err(failure) => failure,
+        };
+        if !failure.moved || !self.may_rediscover() {
+            return Err(failure.error);
+        }
+        warn!(
+            issuer = self.issuer.as_str(),
+            error = %failure.error,
+            "the aurora-uk token endpoint failed as if it moved; fetching discovery again"
+        );
+        match self.discover().await {
+            Ok(fresh) if fresh.token_endpoint != discovered.token_endpoint => {
+                info!(
+                    token_endpoint_host = fresh.token_endpoint.host_str().unwrap_or(""),
+                    token_endpoint_path = fresh.token_endpoint.path(),
+                    "the aurora-uk token endpoint moved"
+                );
+                self.request_token(&fresh.token_endpoint)
+                    .await
+                    .map_err(|f| f.error)
+            }
+            // Same endpoint: it has not moved, so the first failure is the answer.
+            Ok(_) => Err(failure.error),
+            Err(e) => {
+                warn!(error = %e, "aurora-uk re-discovery failed");
+                Err(failure.error)
+            }
+        }
+    }
+}
+
+fn token_state(
+    response: &oauth2::basic::BasicTokenResponse,
+    now: SystemTime,
+) -> Result<TokenState, Error> {
+    let token_type = match response.token_type() {
+        BasicTokenType::Bearer => "Bearer",
+        other => {
+            return Err(Error::malformed(format!(
+                "token response: token_type `{}` is not Bearer",
+                other.as_ref().chars().take(40).collect::<String>()
+            )));
+        }
+    };
+    let secret = response.access_token().secret();
+    if secret.is_empty() {
+        return Err(Error::malformed("token response: empty access_token"));
+    }
+    let scope = response.scopes().map(|scopes| {
+        scopes
+            .iter()
+            .map(|s| s.as_str())
+            .collect::<Vec<_>>()
+            .join(" ")
+    });
+    let mut builder = AccessToken::builder(secret.as_str())
+        .token_type(token_type)
+        .scope(scope);
+    if let Some(lifetime) = response.expires_in() {
+        builder = builder.expires_in(now, lifetime);
+    }
+    Ok(TokenState::new(builder.build()))
+}
+
+/// What Auth0 means by 401 at the token endpoint, when it does not say.
+const BAD_CREDENTIALS: &str = "the client id or client secret was refused (check \
+     AURORA_UK_CLIENT_ID and AURORA_UK_CLIENT_SECRET)";
+/// What Auth0 means by 403 at the token endpoint, when it does not say.
+const NOT_ALLOWED: &str = "this client may not get tokens for this audience (the Auth0 \
+     application needs a client grant for AURORA_UK_AUDIENCE)";
+
+/// Maps oauth2's failure to an [`Error`], using the status oauth2 does not keep. Never quotes a
+/// response body.
+fn token_error(
+    e: RequestTokenError<Error, BasicErrorResponse>,
+    adapter: &OAuthAdapter<'_>,
+) -> TokenFailure {
+    let status = adapter.last_status();
+    let error = match e {
+        // The exchange itself failed. A connection error or a redirect from the token endpoint
+        // suggests it moved.
+        RequestTokenError::Request(error) => {
+            let moved = matches!(error, Error::Transport { .. })
+                || matches!(error.status(), Some(301 | 302 | 303 | 307 | 308));
+            return TokenFailure { error, moved };
+        }
+        RequestTokenError::ServerResponse(body) => {
+            let code = body.error().as_ref().to_owned();
+            let description = body.error_description().cloned();
+            status_error(status, Some(&code), description.as_deref())
+        }
+        RequestTokenError::Parse(parse, _body) => match status {
+            Some(200..=299) | None => Error::malformed(format!(
+                "token response: {}",
+                parse_detail(parse.path(), parse.inner())
+            )),
+            _ => status_error(status, None, None),
+        },
+        RequestTokenError::Other(reason) => match status {
+            Some(200..=299) | None => Error::malformed(format!("token response: {reason}")),
+            _ => status_error(status, None, None),
+        },
+    };
+    TokenFailure {
+        moved: matches!(status, Some(404 | 410)),
+        error,
+    }
+}
+
+fn status_error(status: Option<u16>, code: Option<&str>, description: Option<&str>) -> Error {
+    match status {
+        Some(401) => Error::rejected(status, code, Some(description.unwrap_or(BAD_CREDENTIALS))),
+        Some(403) => Error::rejected(status, code, Some(description.unwrap_or(NOT_ALLOWED))),
+        Some(400) => Error::rejected(status, code, description),
+        Some(status) => Error::Status { status },
+        None => Error::malformed("token response: no HTTP status was recorded"),
+    }
+}
+
+/// A serde error fit for a message: the path and, for a missing field, its name; never a value.
+fn parse_detail(path: &impl fmt::Display, inner: &serde_json::Error) -> String {
+    let msg = inner.to_string();
+    let what = if msg.starts_with("missing field") {
+        msg.split(" at line")
+            .next()
+            .unwrap_or("missing field")
+            .to_owned()
+    } else {
+        match inner.classify() {
+            serde_json::error::Category::Data => {
+                "a field has an unexpected type or value".to_owned()
+            }
+            _ => "not valid JSON".to_owned(),
+        }
+    };
+    format!("{what} (at `{path}`)")
+}
+
+/// Maps openidconnect's discovery failure to an [`Error`] naming the issuer.
+fn discovery_error(issuer: &IssuerUrl, e: DiscoveryError<Error>) -> Error {
+    match e {
+        DiscoveryError::Request(error) => error,
+        DiscoveryError::Validation(reason) => Error::config(
+            "AURORA_UK_ISSUER",
+            format!(
+                "`{}` is not the issuer the discovery document names ({reason}); issuers are \
+                 compared exactly, trailing `/` included",
+                issuer.as_str()
+            ),
+        ),
+        DiscoveryError::Response(status, _body, reason) if status.as_u16() == 404 => Error::config(
+            "AURORA_UK_ISSUER",
+            format!("discovery from `{}` failed: {reason}", issuer.as_str()),
+        ),
+        DiscoveryError::Response(status, _body, reason) => {
+            if status.is_success() {
+                Error::malformed(format!("discovery from `{}`: {reason}", issuer.as_str()))
+            } else {
+                Error::Status {
+                    status: status.as_u16(),
+                }
+            }
+        }
+        DiscoveryError::Parse(parse) => Error::malformed(format!(
+            "discovery from `{}`: {}",
+            issuer.as_str(),
+            parse_detail(parse.path(), parse.inner())
+        )),
+        DiscoveryError::UrlParse(_) => Error::config(
+            "AURORA_UK_ISSUER",
+            format!(
+                "`{}` cannot be joined with the discovery path",
+                issuer.as_str()
+            ),
+        ),
+        DiscoveryError::Other(reason) => {
+            Error::malformed(format!("discovery from `{}`: {reason}", issuer.as_str()))
+        }
+        _ => Error::malformed(format!("discovery from `{}` failed", issuer.as_str())),
+    }
+}

@@ -1,0 +1,186 @@
+//! Shared test fixtures: an Auth0-shaped tenant on a mockito server.
+
+#![allow(dead_code, unreachable_pub)]
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use aurora_uk_auth::{AuroraUk, AuroraUkBuilder, Environment};
+use mockito::{Matcher, Mock, ServerGuard};
+use token_provider::{CacheConfig, HttpClient, ManualClock, RetryPolicy};
+
+pub const CLIENT_ID: &str = "client-id-dev";
+/// Characters that form-encoding changes, so the Basic header's encoding is checked too.
+pub const CLIENT_SECRET: &str = "s3cr3t/with+chars&=";
+/// base64("client-id-dev:" + form-urlencoded secret), per RFC 6749 section 2.3.1.
+pub const BASIC: &str = "Basic Y2xpZW50LWlkLWRldjpzM2NyM3QlMkZ3aXRoJTJCY2hhcnMlMjYlM0Q=";
+pub const AUDIENCE: &str = "https://dev.client.integration.aurora.co.uk";
+
+pub fn t0() -> SystemTime {
+    SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000)
+}
+
+/// An HTTP client that gives up fast and retries at once.
+pub fn fast_http() -> HttpClient {
+    HttpClient::builder()
+        .timeout(Duration::from_secs(5))
+        .retry(RetryPolicy {
+            max_attempts: 3,
+            initial_backoff: Duration::from_millis(5),
+            max_backoff: Duration::from_millis(20),
+            max_retry_after: Duration::from_secs(2),
+        })
+        .build()
+        .expect("http client")
+}
+
+/// The issuer the mock server stands for: its URL with Auth0's trailing `/`.
+pub fn issuer(server: &ServerGuard) -> String {
+    format!("{}/", server.url())
+}
+
+/// An Auth0-shaped discovery document naming `issuer` and endpoints under `base`.
+pub fn discovery_document(issuer: &str, base: &str, token_path: &str) -> String {
+    serde_json::json!({
+        "issuer": issuer,
+        "authorization_endpoint": format!("{base}/authorize"),
+        "token_endpoint": format!("{base}{token_path}"),
+        "device_authorization_endpoint": format!("{base}/oauth/device/code"),
+        "userinfo_endpoint": format!("{base}/userinfo"),
+        "mfa_challenge_endpoint": format!("{base}/mfa/challenge"),
+        "jwks_uri": format!("{base}/.well-known/jwks.json"),
+        "registration_endpoint": format!("{base}/oidc/register"),
+        "revocation_endpoint": format!("{base}/oauth/revoke"),
+        "scopes_supported": ["openid", "profile", "offline_access", "name", "email"],
+        "response_types_supported": [
+            "code", "token", "id_token", "code token", "code id_token", "token id_token",
+            "code token id_token"
+        ],
+        "code_challenge_methods_supported": ["S256", "plain"],
+        "response_modes_supported": ["query", "fragment", "form_post"],
+        "subject_types_supported": ["public"],
+        "id_token_signing_alg_values_supported": ["HS256", "RS256", "PS256"],
+        "token_endpoint_auth_methods_supported": [
+            "client_secret_basic", "client_secret_post", "private_key_jwt"
+        ],
+        "claims_supported": ["aud", "auth_time", "created_at", "email", "exp", "iat", "iss", "sub"],
+        "request_uri_parameter_supported": false,
+        "request_parameter_supported": false,
+        "end_session_endpoint": format!("{base}/oidc/logout")
+    })
+    .to_string()
+}
+
+pub const JWKS: &str = r#"{"keys":[{"kty":"RSA","use":"sig","alg":"RS256","kid":"test-key-1","n":"wJyz0-6MhPl6cKWHLDh7rcDRDI2k9HNWl5cLQDjHtAHt3NrH5AsImBR0DgJsNAN0XJ2iZGGNzzqlnSUrwGaTB2wxEpSuJ3ZQAZvIRq0dPu2EVGT1cfR_6fuJu2DbMG1s7nPvPnvZsYW8JORn6M5Jc0EDHLH9D-9tnBfpYx19yNQP2QawK6xvaVmUZIHtFw0CIOAPB84PmMgE56vVm8F8-BZtq6C3Hv2bo8nA1uRW-j4D2wnRxWVrDt5QKXy-VPB8CVWGyRa64RXLF9fHaILTEkT5xvPwcv6i-dXvCShsVc2Fc-Yc6HbH5r4WfJXomqsJPuzugeLazvm9FDAZd4KUNw","e":"AQAB"}]}"#;
+
+/// Mocks discovery and the JWKS, each expected `times` times.
+pub async fn mock_discovery(server: &mut ServerGuard, times: usize) -> (Mock, Mock) {
+    mock_discovery_with(server, times, &issuer(server), "/oauth/token").await
+}
+
+pub async fn mock_discovery_with(
+    server: &mut ServerGuard,
+    times: usize,
+    doc_issuer: &str,
+    token_path: &str,
+) -> (Mock, Mock) {
+    let doc = discovery_document(doc_issuer, &server.url(), token_path);
+    let discovery = server
+        .mock("GET", "/.well-known/openid-configuration")
+        .match_header("accept", "application/json")
+        .match_header("authorization", Matcher::Missing)
+        .match_body(Matcher::Exact(String::new()))
+        .with_status(200)
+        .with_header("content-type", "application/json; charset=utf-8")
+        .with_body(doc)
+        .expect(times)
+        .create_async()
+        .await;
+    let jwks = server
+        .mock("GET", "/.well-known/jwks.json")
+        .match_header("accept", "application/json")
+        .match_header("authorization", Matcher::Missing)
+        .with_status(200)
+        .with_header("content-type", "application/json; charset=utf-8")
+        .with_body(JWKS)
+        .expect(times)
+        .create_async()
+        .await;
+    (discovery, jwks)
+}
+
+/// An Auth0 token response.
+pub fn token_body(token: &str, expires_in: u64) -> String {
+    serde_json::json!({
+        "access_token": token,
+        "expires_in": expires_in,
+        "token_type": "Bearer"
+    })
+    .to_string()
+}
+
+/// The form fields of a request body, sorted.
+pub fn form_fields(body: &[u8]) -> Vec<(String, String)> {
+    let mut fields: Vec<(String, String)> = url::form_urlencoded::parse(body)
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
+    fields.sort();
+    fields
+}
+
+/// Whether the body holds exactly `expected` (no other field: no scope, no stray credential).
+pub fn exact_form(expected: &[(&str, &str)]) -> impl Fn(&mockito::Request) -> bool + use<> {
+    let mut want: Vec<(String, String)> = expected
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+    want.sort();
+    move |request: &mockito::Request| request.body().is_ok_and(|body| form_fields(body) == want)
+}
+
+/// A mock of the token endpoint for Basic client authentication, answering `status` with
+/// `body`, expected `times` times. It matches only the exact request Aurora UK expects.
+pub async fn mock_token_basic(
+    server: &mut ServerGuard,
+    path: &str,
+    status: usize,
+    body: &str,
+    times: usize,
+) -> Mock {
+    server
+        .mock("POST", path)
+        .match_header("authorization", BASIC)
+        .match_header("content-type", "application/x-www-form-urlencoded")
+        .match_header("accept", "application/json")
+        .match_body(Matcher::AllOf(vec![
+            Matcher::UrlEncoded("grant_type".into(), "client_credentials".into()),
+            Matcher::UrlEncoded("audience".into(), AUDIENCE.into()),
+        ]))
+        .match_request(exact_form(&[
+            ("grant_type", "client_credentials"),
+            ("audience", AUDIENCE),
+        ]))
+        .with_status(status)
+        .with_header("content-type", "application/json")
+        .with_body(body)
+        .expect(times)
+        .create_async()
+        .await
+}
+
+/// A builder pointed at the mock server as the Dev environment's issuer.
+pub fn builder(server: &ServerGuard) -> AuroraUkBuilder {
+    AuroraUk::builder()
+        .environment(Environment::Dev)
+        .issuer(issuer(server))
+        .client_id(CLIENT_ID)
+        .client_secret(CLIENT_SECRET)
+        .http_client(fast_http())
+}
+
+/// A builder on a manual clock, with the cache's waits short.
+pub fn builder_with_clock(server: &ServerGuard, clock: &ManualClock) -> AuroraUkBuilder {
+    builder(server)
+        .clock(Arc::new(clock.clone()))
+        .cache_config(CacheConfig::new().negative_ttl(Duration::from_millis(1)))
+}

@@ -1,0 +1,201 @@
+//! `AuroraUk::send`: the token attached to API calls, and one retry after a 401.
+
+mod common;
+
+use aurora_uk_auth::AuroraUk;
+use common::*;
+use mockito::{Matcher, ServerGuard};
+use token_provider::Error;
+
+/// A provider whose API base is the mock server too.
+async fn provider(server: &mut ServerGuard) -> AuroraUk {
+    let _ = mock_discovery(server, 1).await;
+    builder(server).api_base(server.url()).build().unwrap()
+}
+
+fn accounts(aurora: &AuroraUk) -> url::Url {
+    aurora.api_base().join("Accounts").unwrap()
+}
+
+#[tokio::test]
+async fn send_attaches_the_cached_token_as_a_bearer() {
+    let mut server = mockito::Server::new_async().await;
+    let (discovery, _jwks) = mock_discovery(&mut server, 1).await;
+    let token = mock_token_basic(
+        &mut server,
+        "/oauth/token",
+        200,
+        &token_body("at-api-1", 86400),
+        1,
+    )
+    .await;
+    let api = server
+        .mock("GET", "/Accounts")
+        .match_query(Matcher::UrlEncoded("orderBy".into(), "id asc".into()))
+        .match_header("authorization", "Bearer at-api-1")
+        .with_status(200)
+        .with_body("[]")
+        .expect(2)
+        .create_async()
+        .await;
+    let aurora = builder(&server).api_base(server.url()).build().unwrap();
+    let mut url = accounts(&aurora);
+    url.query_pairs_mut().append_pair("orderBy", "id asc");
+    for _ in 0..2 {
+        let response = aurora.send(|client| client.get(url.clone())).await.unwrap();
+        assert_eq!(response.status(), 200);
+        assert_eq!(response.text().await.unwrap(), "[]");
+    }
+    api.assert_async().await;
+    token.assert_async().await;
+    discovery.assert_async().await;
+}
+
+#[tokio::test]
+async fn a_401_invalidates_that_token_and_retries_once_with_a_new_one() {
+    let mut server = mockito::Server::new_async().await;
+    let aurora = provider(&mut server).await;
+    let first = mock_token_basic(
+        &mut server,
+        "/oauth/token",
+        200,
+        &token_body("at-stale", 86400),
+        1,
+    )
+    .await;
+    let second = mock_token_basic(
+        &mut server,
+        "/oauth/token",
+        200,
+        &token_body("at-fresh", 86400),
+        1,
+    )
+    .await;
+    let refused = server
+        .mock("GET", "/Accounts")
+        .match_header("authorization", "Bearer at-stale")
+        .with_status(401)
+        .expect(1)
+        .create_async()
+        .await;
+    let accepted = server
+        .mock("GET", "/Accounts")
+        .match_header("authorization", "Bearer at-fresh")
+        .with_status(200)
+        .with_body("[]")
+        .expect(1)
+        .create_async()
+        .await;
+
+    let url = accounts(&aurora);
+    let response = aurora.send(|c| c.get(url.clone())).await.unwrap();
+    assert_eq!(response.status(), 200);
+    refused.assert_async().await;
+    accepted.assert_async().await;
+    first.assert_async().await;
+    second.assert_async().await;
+    // The new token is the cached one now.
+    assert_eq!(aurora.stats().fetches, 2);
+}
+
+#[tokio::test]
+async fn a_second_401_is_returned_not_retried_again() {
+    let mut server = mockito::Server::new_async().await;
+    let aurora = provider(&mut server).await;
+    let token = mock_token_basic(
+        &mut server,
+        "/oauth/token",
+        200,
+        &token_body("at-never-ok", 86400),
+        2,
+    )
+    .await;
+    let refused = server
+        .mock("GET", "/Accounts")
+        .match_header("authorization", "Bearer at-never-ok")
+        .with_status(401)
+        .expect(2)
+        .create_async()
+        .await;
+    let url = accounts(&aurora);
+    let response = aurora.send(|c| c.get(url.clone())).await.unwrap();
+    assert_eq!(response.status(), 401);
+    refused.assert_async().await;
+    token.assert_async().await;
+}
+
+#[tokio::test]
+async fn other_failures_are_not_retried() {
+    let mut server = mockito::Server::new_async().await;
+    let aurora = provider(&mut server).await;
+    let token = mock_token_basic(
+        &mut server,
+        "/oauth/token",
+        200,
+        &token_body("at-403", 86400),
+        1,
+    )
+    .await;
+    let forbidden = server
+        .mock("GET", "/Accounts")
+        .with_status(403)
+        .expect(1)
+        .create_async()
+        .await;
+    let url = accounts(&aurora);
+    let response = aurora.send(|c| c.get(url.clone())).await.unwrap();
+    assert_eq!(response.status(), 403);
+    forbidden.assert_async().await;
+    token.assert_async().await;
+}
+
+#[tokio::test]
+async fn the_header_name_can_be_authentication() {
+    let mut server = mockito::Server::new_async().await;
+    let _ = mock_discovery(&mut server, 1).await;
+    let _token = mock_token_basic(
+        &mut server,
+        "/oauth/token",
+        200,
+        &token_body("at-hdr", 86400),
+        1,
+    )
+    .await;
+    let api = server
+        .mock("GET", "/Accounts")
+        .match_header("authentication", "Bearer at-hdr")
+        .match_header("authorization", Matcher::Missing)
+        .with_status(200)
+        .expect(1)
+        .create_async()
+        .await;
+    let aurora = builder(&server)
+        .api_base(server.url())
+        .auth_header_name("Authentication")
+        .build()
+        .unwrap();
+    let url = accounts(&aurora);
+    let response = aurora.send(|c| c.get(url.clone())).await.unwrap();
+    assert_eq!(response.status(), 200);
+    api.assert_async().await;
+}
+
+#[tokio::test]
+async fn a_plain_http_api_url_is_refused_before_sending() {
+    let mut server = mockito::Server::new_async().await;
+    let aurora = provider(&mut server).await;
+    let _token = mock_token_basic(
+        &mut server,
+        "/oauth/token",
+        200,
+        &token_body("at-http", 86400),
+        1,
+    )
+    .await;
+    let err = aurora
+        .send(|c| c.get("http://api.example/Accounts"))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Config { .. }), "{err:?}");
+    assert!(err.to_string().contains("https"), "{err}");
+}

@@ -1,0 +1,874 @@
+//! Discovery and the client credentials grant against an Auth0-shaped mock tenant.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use aurora_uk_auth::{AuroraUk, ClientAuth, Environment, Refusal};
+use common::*;
+use mockito::Matcher;
+use token_provider::{Error, ManualClock, MemoryStore, StoreKey, TokenProvider, TokenStore};
+
+#[tokio::test]
+async fn basic_header_client_credentials_with_audience_and_no_scope() {
+    let mut server = mockito::Server::new_async().await;
+    let (discovery, jwks) = mock_discovery(&mut server, 1).await;
+    let token = mock_token_basic(
+        &mut server,
+        "/oauth/token",
+        200,
+        &token_body("at-basic-1", 86400),
+        1,
+    )
+    .await;
+
+    let clock = ManualClock::new(t0());
+    let aurora = builder_with_clock(&server, &clock).build().unwrap();
+    assert_eq!(aurora.client_auth(), ClientAuth::BasicHeader);
+    let t = aurora.token().await.unwrap();
+
+    assert_eq!(t.secret().expose_secret(), "at-basic-1");
+    assert_eq!(t.token_type(), "Bearer");
+    assert_eq!(t.expires_at(), Some(t0() + Duration::from_secs(86400)));
+    assert_eq!(
+        aurora.token_endpoint().unwrap().as_str(),
+        format!("{}/oauth/token", server.url())
+    );
+    assert_eq!(aurora.discovered_at(), Some(t0()));
+    discovery.assert_async().await;
+    jwks.assert_async().await;
+    token.assert_async().await;
+}
+
+#[tokio::test]
+async fn request_body_client_credentials_sends_id_and_secret_as_form_fields() {
+    let mut server = mockito::Server::new_async().await;
+    let (_discovery, _jwks) = mock_discovery(&mut server, 1).await;
+    let token = server
+        .mock("POST", "/oauth/token")
+        .match_header("authorization", Matcher::Missing)
+        .match_header("content-type", "application/x-www-form-urlencoded")
+        .match_body(Matcher::AllOf(vec![
+            Matcher::UrlEncoded("grant_type".into(), "client_credentials".into()),
+            Matcher::UrlEncoded("audience".into(), AUDIENCE.into()),
+            Matcher::UrlEncoded("client_id".into(), CLIENT_ID.into()),
+            Matcher::UrlEncoded("client_secret".into(), CLIENT_SECRET.into()),
+        ]))
+        .match_request(exact_form(&[
+            ("grant_type", "client_credentials"),
+            ("audience", AUDIENCE),
+            ("client_id", CLIENT_ID),
+            ("client_secret", CLIENT_SECRET),
+        ]))
+        .with_status(200)
+        .with_header("content-type", "application/json")
+        .with_body(token_body("at-body-1", 86400))
+        .expect(1)
+        .create_async()
+        .await;
+
+    let aurora = builder(&server)
+        .client_auth(ClientAuth::RequestBody)
+        .build()
+        .unwrap();
+    let t = aurora.token().await.unwrap();
+    assert_eq!(t.secret().expose_secret(), "at-body-1");
+    token.assert_async().await;
+}
+
+#[tokio::test]
+async fn audience_override_is_sent_byte_for_byte() {
+    // Characters a careless encoder would change or drop.
+    let audience = "https://proxy.example/aurora api?x=1&y=é+z/";
+    let mut server = mockito::Server::new_async().await;
+    let (_d, _j) = mock_discovery(&mut server, 1).await;
+    let token = server
+        .mock("POST", "/oauth/token")
+        .match_header("authorization", BASIC)
+        .match_body(Matcher::UrlEncoded("audience".into(), audience.into()))
+        .match_request(exact_form(&[
+            ("grant_type", "client_credentials"),
+            ("audience", audience),
+        ]))
+        .with_status(200)
+        .with_header("content-type", "application/json")
+        .with_body(token_body("at-aud", 600))
+        .expect(1)
+        .create_async()
+        .await;
+    let aurora = builder(&server).audience(audience).build().unwrap();
+    assert_eq!(aurora.audience(), audience);
+    aurora.token().await.unwrap();
+    token.assert_async().await;
+}
+
+#[tokio::test]
+async fn issuer_mismatch_is_refused_before_any_token_request() {
+    let mut server = mockito::Server::new_async().await;
+    // The document names the issuer without Auth0's trailing slash: not the same issuer.
+    let doc_issuer = server.url();
+    let (discovery, _jwks) = mock_discovery_with(&mut server, 1, &doc_issuer, "/oauth/token").await;
+    let token = server
+        .mock("POST", Matcher::Any)
+        .with_status(200)
+        .expect(0)
+        .create_async()
+        .await;
+
+    let aurora = builder(&server).build().unwrap();
+    let err = aurora.token().await.unwrap_err();
+    assert!(
+        matches!(&err, Error::Config { field, .. } if field == "AURORA_UK_ISSUER"),
+        "{err:?}"
+    );
+    let msg = err.to_string();
+    assert!(msg.contains(&issuer(&server)), "{msg}");
+    assert!(msg.contains("trailing `/`"), "{msg}");
+    assert!(!err.is_transient());
+    assert_eq!(aurora.token_endpoint(), None);
+    discovery.assert_async().await;
+    token.assert_async().await;
+}
+
+#[tokio::test]
+async fn http_401_is_a_bad_credentials_rejection() {
+    let mut server = mockito::Server::new_async().await;
+    let (_d, _j) = mock_discovery(&mut server, 1).await;
+    let body = r#"{"error":"access_denied","error_description":"Unauthorized"}"#;
+    let token = mock_token_basic(&mut server, "/oauth/token", 401, body, 1).await;
+
+    let aurora = builder(&server).build().unwrap();
+    let err = aurora.token().await.unwrap_err();
+    match &err {
+        Error::Rejected {
+            status,
+            code,
+            description,
+        } => {
+            assert_eq!(*status, Some(401));
+            assert_eq!(code.as_deref(), Some("access_denied"));
+            assert_eq!(description.as_deref(), Some("Unauthorized"));
+        }
+        other => panic!("expected a rejection, got {other:?}"),
+    }
+    assert_eq!(Refusal::of(&err), Some(Refusal::BadCredentials));
+    assert_eq!(
+        err.to_string(),
+        "credentials rejected (HTTP 401): access_denied: Unauthorized"
+    );
+    assert!(!err.is_transient());
+    // A permanent failure is held briefly: a second caller does not hit Auth0 again.
+    let again = aurora.token().await.unwrap_err();
+    assert_eq!(again.status(), Some(401));
+    token.assert_async().await;
+}
+
+#[tokio::test]
+async fn http_403_is_a_distinct_not_allowed_rejection() {
+    let mut server = mockito::Server::new_async().await;
+    let (_d, _j) = mock_discovery(&mut server, 1).await;
+    let body = r#"{"error":"access_denied","error_description":"Client is not authorized to access \"https://dev.client.integration.aurora.co.uk\". You need to create a \"client-grant\" associated to this API."}"#;
+    let token = mock_token_basic(&mut server, "/oauth/token", 403, body, 1).await;
+
+    let aurora = builder(&server).build().unwrap();
+    let err = aurora.token().await.unwrap_err();
+    assert_eq!(err.status(), Some(403));
+    assert_eq!(Refusal::of(&err), Some(Refusal::NotAllowed));
+    let msg = err.to_string();
+    assert!(
+        msg.starts_with("credentials rejected (HTTP 403): access_denied: "),
+        "{msg}"
+    );
+    assert!(msg.contains("client-grant"), "{msg}");
+    token.assert_async().await;
+}
+
+#[tokio::test]
+async fn refusals_without_a_description_say_what_each_status_means() {
+    for (status, want) in [(401, "client secret was refused"), (403, "client grant")] {
+        let mut server = mockito::Server::new_async().await;
+        let (_d, _j) = mock_discovery(&mut server, 1).await;
+        let token = mock_token_basic(&mut server, "/oauth/token", status, "", 1).await;
+        let aurora = builder(&server).build().unwrap();
+        let err = aurora.token().await.unwrap_err();
+        assert_eq!(err.status(), Some(status as u16));
+        assert!(err.to_string().contains(want), "{status}: {err}");
+        token.assert_async().await;
+    }
+}
+
+#[tokio::test]
+async fn http_429_is_retried_honouring_retry_after() {
+    let mut server = mockito::Server::new_async().await;
+    let (_d, _j) = mock_discovery(&mut server, 1).await;
+    let limited = server
+        .mock("POST", "/oauth/token")
+        .match_header("authorization", BASIC)
+        .match_request(exact_form(&[
+            ("grant_type", "client_credentials"),
+            ("audience", AUDIENCE),
+        ]))
+        .with_status(429)
+        .with_header("retry-after", "1")
+        .with_header("content-type", "application/json")
+        .with_body(
+            r#"{"error":"too_many_requests","error_description":"Global limit has been reached"}"#,
+        )
+        .expect(1)
+        .create_async()
+        .await;
+    let ok = mock_token_basic(
+        &mut server,
+        "/oauth/token",
+        200,
+        &token_body("at-after-429", 86400),
+        1,
+    )
+    .await;
+
+    let aurora = builder(&server).build().unwrap();
+    let started = tokio::time::Instant::now();
+    let t = aurora.token().await.unwrap();
+    // Retry-After: 1 was waited out, not the policy's few-millisecond backoff.
+    assert!(
+        started.elapsed() >= Duration::from_millis(950),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(t.secret().expose_secret(), "at-after-429");
+    limited.assert_async().await;
+    ok.assert_async().await;
+}
+
+#[tokio::test]
+async fn http_429_past_the_retries_is_rate_limited() {
+    let mut server = mockito::Server::new_async().await;
+    let (_d, _j) = mock_discovery(&mut server, 1).await;
+    let limited = server
+        .mock("POST", "/oauth/token")
+        .match_header("authorization", BASIC)
+        .match_request(exact_form(&[
+            ("grant_type", "client_credentials"),
+            ("audience", AUDIENCE),
+        ]))
+        .with_status(429)
+        .with_header("retry-after", "0")
+        .expect(3)
+        .create_async()
+        .await;
+
+    let aurora = builder(&server).build().unwrap();
+    let err = aurora.token().await.unwrap_err();
+    assert!(
+        matches!(err, Error::RateLimited { retry_after: Some(d) } if d == Duration::ZERO),
+        "{err:?}"
+    );
+    assert!(err.is_transient());
+    limited.assert_async().await;
+}
+
+#[tokio::test]
+async fn http_429_with_a_long_retry_after_ends_at_once() {
+    let mut server = mockito::Server::new_async().await;
+    let (_d, _j) = mock_discovery(&mut server, 1).await;
+    let limited = server
+        .mock("POST", "/oauth/token")
+        .with_status(429)
+        .with_header("retry-after", "120")
+        .expect(1)
+        .create_async()
+        .await;
+    let aurora = builder(&server).build().unwrap();
+    let err = aurora.token().await.unwrap_err();
+    assert_eq!(err.retry_after(), Some(Duration::from_secs(120)));
+    limited.assert_async().await;
+}
+
+#[tokio::test]
+async fn discovery_is_fetched_once_for_many_tokens() {
+    let mut server = mockito::Server::new_async().await;
+    let (discovery, jwks) = mock_discovery(&mut server, 1).await;
+    let token = mock_token_basic(
+        &mut server,
+        "/oauth/token",
+        200,
+        &token_body("at-short", 60),
+        5,
+    )
+    .await;
+
+    let clock = ManualClock::new(t0());
+    let aurora = builder_with_clock(&server, &clock).build().unwrap();
+    for _ in 0..5 {
+        // Many callers, one token each round.
+        for _ in 0..20 {
+            aurora.token().await.unwrap();
+        }
+        // Past the token's expiry: the next round fetches a new token.
+        clock.advance(Duration::from_secs(61));
+    }
+    assert_eq!(aurora.stats().fetches, 5);
+    discovery.assert_async().await;
+    jwks.assert_async().await;
+    token.assert_async().await;
+}
+
+#[tokio::test]
+async fn a_moved_token_endpoint_is_rediscovered_at_most_once_per_interval() {
+    let mut server = mockito::Server::new_async().await;
+    let iss = issuer(&server);
+    let base = server.url();
+    // First discovery: the old endpoint. Second: the new one.
+    let first = server
+        .mock("GET", "/.well-known/openid-configuration")
+        .with_status(200)
+        .with_header("content-type", "application/json")
+        .with_body(discovery_document(&iss, &base, "/oauth/token"))
+        .expect(1)
+        .create_async()
+        .await;
+    let second = server
+        .mock("GET", "/.well-known/openid-configuration")
+        .with_status(200)
+        .with_header("content-type", "application/json")
+        .with_body(discovery_document(&iss, &base, "/v2/oauth/token"))
+        .expect(1)
+        .create_async()
+        .await;
+    let jwks = server
+        .mock("GET", "/.well-known/jwks.json")
+        .with_status(200)
+        .with_header("content-type", "application/json")
+        .with_body(JWKS)
+        .expect(2)
+        .create_async()
+        .await;
+    let old_ok = mock_token_basic(
+        &mut server,
+        "/oauth/token",
+        200,
+        &token_body("at-old", 60),
+        1,
+    )
+    .await;
+    let old_gone = mock_token_basic(
+        &mut server,
+        "/oauth/token",
+        404,
+        r#"{"error":"not_found"}"#,
+        2,
+    )
+    .await;
+    let new_ok = mock_token_basic(
+        &mut server,
+        "/v2/oauth/token",
+        200,
+        &token_body("at-new", 60),
+        1,
+    )
+    .await;
+
+    let clock = ManualClock::new(t0());
+    let aurora = builder_with_clock(&server, &clock)
+        .rediscovery_interval(Duration::from_secs(600))
+        .build()
+        .unwrap();
+    assert_eq!(
+        aurora.token().await.unwrap().secret().expose_secret(),
+        "at-old"
+    );
+
+    // Within the interval of the first discovery: a 404 is returned, no re-discovery.
+    clock.advance(Duration::from_secs(61));
+    let err = aurora.token().await.unwrap_err();
+    assert_eq!(err.status(), Some(404), "{err:?}");
+
+    // After the interval: the 404 triggers one re-discovery and the new endpoint serves.
+    clock.advance(Duration::from_secs(600));
+    assert_eq!(
+        aurora.token().await.unwrap().secret().expose_secret(),
+        "at-new"
+    );
+    assert_eq!(
+        aurora.token_endpoint().unwrap().as_str(),
+        format!("{base}/v2/oauth/token")
+    );
+    first.assert_async().await;
+    second.assert_async().await;
+    jwks.assert_async().await;
+    old_ok.assert_async().await;
+    old_gone.assert_async().await;
+    new_ok.assert_async().await;
+}
+
+#[tokio::test]
+async fn a_rejection_never_triggers_rediscovery() {
+    let mut server = mockito::Server::new_async().await;
+    let (discovery, _j) = mock_discovery(&mut server, 1).await;
+    let token = mock_token_basic(
+        &mut server,
+        "/oauth/token",
+        401,
+        r#"{"error":"access_denied"}"#,
+        2,
+    )
+    .await;
+    let clock = ManualClock::new(t0());
+    let aurora = builder_with_clock(&server, &clock)
+        .rediscovery_interval(Duration::ZERO)
+        .build()
+        .unwrap();
+    aurora.token().await.unwrap_err();
+    clock.advance(Duration::from_secs(3600));
+    aurora.token().await.unwrap_err();
+    discovery.assert_async().await;
+    token.assert_async().await;
+}
+
+#[tokio::test]
+async fn a_token_endpoint_that_refuses_connections_triggers_rediscovery() {
+    // A port that was free a moment ago: connecting to it is refused.
+    let dead = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap()
+    };
+    let mut server = mockito::Server::new_async().await;
+    let iss = issuer(&server);
+    let stale = serde_json::json!({
+        "issuer": iss,
+        "authorization_endpoint": format!("http://{dead}/authorize"),
+        "token_endpoint": format!("http://{dead}/oauth/token"),
+        "jwks_uri": format!("{}/.well-known/jwks.json", server.url()),
+        "response_types_supported": ["code"],
+        "subject_types_supported": ["public"],
+        "id_token_signing_alg_values_supported": ["RS256"]
+    })
+    .to_string();
+    let first = server
+        .mock("GET", "/.well-known/openid-configuration")
+        .with_status(200)
+        .with_header("content-type", "application/json")
+        .with_body(stale)
+        .expect(1)
+        .create_async()
+        .await;
+    let second = server
+        .mock("GET", "/.well-known/openid-configuration")
+        .with_status(200)
+        .with_header("content-type", "application/json")
+        .with_body(discovery_document(&iss, &server.url(), "/oauth/token"))
+        .expect(1)
+        .create_async()
+        .await;
+    let _jwks = server
+        .mock("GET", "/.well-known/jwks.json")
+        .with_status(200)
+        .with_header("content-type", "application/json")
+        .with_body(JWKS)
+        .expect(2)
+        .create_async()
+        .await;
+    let token = mock_token_basic(
+        &mut server,
+        "/oauth/token",
+        200,
+        &token_body("at-moved", 60),
+        1,
+    )
+    .await;
+
+    let aurora = builder(&server)
+        .rediscovery_interval(Duration::ZERO)
+        .build()
+        .unwrap();
+    let t = aurora.token().await.unwrap();
+    assert_eq!(t.secret().expose_secret(), "at-moved");
+    first.assert_async().await;
+    second.assert_async().await;
+    token.assert_async().await;
+}
+
+#[tokio::test]
+async fn discovery_failures_are_clear_errors() {
+    // No discovery document: a config error naming the issuer.
+    let mut server = mockito::Server::new_async().await;
+    let missing = server
+        .mock("GET", "/.well-known/openid-configuration")
+        .with_status(404)
+        .expect(1)
+        .create_async()
+        .await;
+    let aurora = builder(&server).build().unwrap();
+    let err = aurora.token().await.unwrap_err();
+    assert!(
+        matches!(&err, Error::Config { field, .. } if field == "AURORA_UK_ISSUER"),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains(&issuer(&server)), "{err}");
+    missing.assert_async().await;
+
+    // A garbled document: malformed, the body not quoted.
+    let mut server = mockito::Server::new_async().await;
+    let _garbled = server
+        .mock("GET", "/.well-known/openid-configuration")
+        .with_status(200)
+        .with_header("content-type", "application/json")
+        .with_body(r#"{"issuer": "secret-looking-value-123", "#)
+        .create_async()
+        .await;
+    let aurora = builder(&server).build().unwrap();
+    let err = aurora.token().await.unwrap_err();
+    assert!(matches!(err, Error::Malformed { .. }), "{err:?}");
+    assert!(
+        !err.to_string().contains("secret-looking-value-123"),
+        "{err}"
+    );
+
+    // A document without a token endpoint.
+    let mut server = mockito::Server::new_async().await;
+    let iss = issuer(&server);
+    let doc = serde_json::json!({
+        "issuer": iss,
+        "authorization_endpoint": format!("{}/authorize", server.url()),
+        "jwks_uri": format!("{}/.well-known/jwks.json", server.url()),
+        "response_types_supported": ["code"],
+        "subject_types_supported": ["public"],
+        "id_token_signing_alg_values_supported": ["RS256"]
+    });
+    let _doc = server
+        .mock("GET", "/.well-known/openid-configuration")
+        .with_status(200)
+        .with_header("content-type", "application/json")
+        .with_body(doc.to_string())
+        .create_async()
+        .await;
+    let _jwks = server
+        .mock("GET", "/.well-known/jwks.json")
+        .with_status(200)
+        .with_header("content-type", "application/json")
+        .with_body(JWKS)
+        .create_async()
+        .await;
+    let aurora = builder(&server).build().unwrap();
+    let err = aurora.token().await.unwrap_err();
+    assert!(err.to_string().contains("token_endpoint"), "{err}");
+}
+
+#[tokio::test]
+async fn a_garbled_token_response_is_malformed_and_not_quoted() {
+    let mut server = mockito::Server::new_async().await;
+    let (_d, _j) = mock_discovery(&mut server, 1).await;
+    let token = mock_token_basic(
+        &mut server,
+        "/oauth/token",
+        200,
+        r#"{"access_token":"at-leaky-123","token_type":"Bearer","expires_in":"soon"}"#,
+        1,
+    )
+    .await;
+    let aurora = builder(&server).build().unwrap();
+    let err = aurora.token().await.unwrap_err();
+    assert!(matches!(err, Error::Malformed { .. }), "{err:?}");
+    let text = format!("{err} {err:?}");
+    assert!(
+        !text.contains("at-leaky-123") && !text.contains("soon"),
+        "{text}"
+    );
+    token.assert_async().await;
+}
+
+#[tokio::test]
+async fn a_non_bearer_token_type_is_refused() {
+    let mut server = mockito::Server::new_async().await;
+    let (_d, _j) = mock_discovery(&mut server, 1).await;
+    let body = r#"{"access_token":"at-mac","token_type":"mac","expires_in":60}"#;
+    let _t = mock_token_basic(&mut server, "/oauth/token", 200, body, 1).await;
+    let aurora = builder(&server).build().unwrap();
+    let err = aurora.token().await.unwrap_err();
+    assert!(err.to_string().contains("not Bearer"), "{err}");
+}
+
+#[test]
+fn dev_and_live_presets() {
+    assert_eq!(
+        Environment::Dev.issuer(),
+        "https://aurora-dev.uk.auth0.com/"
+    );
+    assert_eq!(Environment::Live.issuer(), "https://auth.aurora.co.uk/");
+    assert_eq!(
+        Environment::Dev.audience(),
+        "https://dev.client.integration.aurora.co.uk"
+    );
+    assert_eq!(
+        Environment::Live.audience(),
+        "https://api.client.integration.aurora.co.uk"
+    );
+    for (env, api) in [
+        (
+            Environment::Dev,
+            "https://dev.client.integration.aurora.co.uk/",
+        ),
+        (
+            Environment::Live,
+            "https://api.client.integration.aurora.co.uk/",
+        ),
+    ] {
+        let aurora = AuroraUk::builder()
+            .environment(env)
+            .client_id("id")
+            .client_secret("secret")
+            .build()
+            .unwrap();
+        assert_eq!(aurora.environment(), env);
+        assert_eq!(aurora.issuer(), env.issuer());
+        assert_eq!(aurora.audience(), env.audience());
+        assert_eq!(aurora.api_base().as_str(), api);
+    }
+    assert_eq!("live".parse::<Environment>().unwrap(), Environment::Live);
+    assert_eq!(" DEV ".parse::<Environment>().unwrap(), Environment::Dev);
+}
+
+#[test]
+fn mixing_dev_and_live_presets_is_refused() {
+    let err = AuroraUk::builder()
+        .environment(Environment::Live)
+        .issuer(Environment::Dev.issuer())
+        .client_id("id")
+        .client_secret("secret")
+        .build()
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::Config { field, .. } if field == "AURORA_UK_ISSUER"),
+        "{err}"
+    );
+    let err = AuroraUk::builder()
+        .environment(Environment::Dev)
+        .audience(Environment::Live.audience())
+        .client_id("id")
+        .client_secret("secret")
+        .build()
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::Config { field, .. } if field == "AURORA_UK_AUDIENCE"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn dev_and_live_never_share_a_stored_token() {
+    let store = Arc::new(MemoryStore::new());
+    let mut dev_server = mockito::Server::new_async().await;
+    let (_d, _j) = mock_discovery(&mut dev_server, 1).await;
+    let dev_token = mock_token_basic(
+        &mut dev_server,
+        "/oauth/token",
+        200,
+        &token_body("at-dev", 86400),
+        1,
+    )
+    .await;
+    let dev = builder(&dev_server).store(store.clone()).build().unwrap();
+    assert_eq!(
+        dev.token().await.unwrap().secret().expose_secret(),
+        "at-dev"
+    );
+    dev_token.assert_async().await;
+
+    let dev_key = StoreKey::new("aurora-uk", &issuer(&dev_server), AUDIENCE, CLIENT_ID);
+    let stored = store
+        .load(&dev_key)
+        .await
+        .unwrap()
+        .expect("the dev token is stored");
+    assert_eq!(stored.access_token.secret().expose_secret(), "at-dev");
+
+    // A live provider sharing the store and the client id asks its own tenant.
+    let mut live_server = mockito::Server::new_async().await;
+    let (_d2, _j2) = mock_discovery(&mut live_server, 1).await;
+    let live_audience = Environment::Live.audience();
+    let live_token = live_server
+        .mock("POST", "/oauth/token")
+        .match_header("authorization", BASIC)
+        .match_request(exact_form(&[
+            ("grant_type", "client_credentials"),
+            ("audience", live_audience),
+        ]))
+        .with_status(200)
+        .with_header("content-type", "application/json")
+        .with_body(token_body("at-live", 86400))
+        .expect(1)
+        .create_async()
+        .await;
+    let live = AuroraUk::builder()
+        .environment(Environment::Live)
+        .issuer(issuer(&live_server))
+        .client_id(CLIENT_ID)
+        .client_secret(CLIENT_SECRET)
+        .http_client(fast_http())
+        .store(store.clone())
+        .build()
+        .unwrap();
+    assert_eq!(
+        live.token().await.unwrap().secret().expose_secret(),
+        "at-live"
+    );
+    live_token.assert_async().await;
+    assert_eq!(
+        dev.token().await.unwrap().secret().expose_secret(),
+        "at-dev"
+    );
+}
+
+#[test]
+fn build_names_the_wrong_field() {
+    let base = || {
+        AuroraUk::builder()
+            .environment(Environment::Dev)
+            .client_id("id")
+            .client_secret("secret")
+    };
+    let field = |r: Result<AuroraUk, Error>| match r.unwrap_err() {
+        Error::Config { field, .. } => field,
+        other => panic!("expected a config error, got {other:?}"),
+    };
+    assert_eq!(
+        field(
+            AuroraUk::builder()
+                .client_id("id")
+                .client_secret("s")
+                .build()
+        ),
+        "AURORA_UK_ENV"
+    );
+    assert_eq!(
+        field(
+            AuroraUk::builder()
+                .environment(Environment::Dev)
+                .client_secret("s")
+                .build()
+        ),
+        "AURORA_UK_CLIENT_ID"
+    );
+    assert_eq!(
+        field(
+            AuroraUk::builder()
+                .environment(Environment::Dev)
+                .client_id("id")
+                .build()
+        ),
+        "AURORA_UK_CLIENT_SECRET"
+    );
+    assert_eq!(
+        field(base().client_secret("").build()),
+        "AURORA_UK_CLIENT_SECRET"
+    );
+    assert_eq!(
+        field(base().issuer("http://aurora.example/").build()),
+        "AURORA_UK_ISSUER"
+    );
+    assert_eq!(
+        field(base().issuer("not a url").build()),
+        "AURORA_UK_ISSUER"
+    );
+    assert_eq!(field(base().audience("").build()), "AURORA_UK_AUDIENCE");
+    assert_eq!(
+        field(base().audience(" https://a ").build()),
+        "AURORA_UK_AUDIENCE"
+    );
+    assert_eq!(
+        field(base().auth_header_name("bad header").build()),
+        "auth_header_name"
+    );
+    assert_eq!(field(base().api_base("ftp://x").build()), "api_base");
+}
+
+#[test]
+fn from_env_reads_exactly_the_documented_variables() {
+    let vars = |pairs: &'static [(&'static str, &'static str)]| {
+        move |name: &str| {
+            pairs
+                .iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| (*v).to_owned())
+        }
+    };
+    let aurora = aurora_uk_auth::AuroraUkBuilder::from_env_with(vars(&[
+        ("AURORA_UK_ENV", "live"),
+        ("AURORA_UK_CLIENT_ID", "env-id"),
+        ("AURORA_UK_CLIENT_SECRET", "env-secret"),
+    ]))
+    .unwrap()
+    .build()
+    .unwrap();
+    assert_eq!(aurora.environment(), Environment::Live);
+    assert_eq!(aurora.issuer(), Environment::Live.issuer());
+    assert_eq!(aurora.audience(), Environment::Live.audience());
+    assert_eq!(aurora.client_id(), "env-id");
+
+    let aurora = aurora_uk_auth::AuroraUkBuilder::from_env_with(vars(&[
+        ("AURORA_UK_ENV", "dev"),
+        ("AURORA_UK_ISSUER", "https://proxy.example/"),
+        ("AURORA_UK_AUDIENCE", "https://aud.example"),
+        ("AURORA_UK_CLIENT_ID", "env-id"),
+        ("AURORA_UK_CLIENT_SECRET", "env-secret"),
+    ]))
+    .unwrap()
+    .build()
+    .unwrap();
+    assert_eq!(aurora.issuer(), "https://proxy.example/");
+    assert_eq!(aurora.audience(), "https://aud.example");
+
+    let err_field = |pairs: &'static [(&'static str, &'static str)]| {
+        match aurora_uk_auth::AuroraUkBuilder::from_env_with(vars(pairs)).unwrap_err() {
+            Error::Config { field, reason } => (field, reason),
+            other => panic!("{other:?}"),
+        }
+    };
+    let (field, _) = err_field(&[
+        ("AURORA_UK_CLIENT_ID", "i"),
+        ("AURORA_UK_CLIENT_SECRET", "s"),
+    ]);
+    assert_eq!(field, "AURORA_UK_ENV");
+    let (field, reason) = err_field(&[
+        ("AURORA_UK_ENV", "staging"),
+        ("AURORA_UK_CLIENT_ID", "i"),
+        ("AURORA_UK_CLIENT_SECRET", "s"),
+    ]);
+    assert_eq!(field, "AURORA_UK_ENV");
+    assert!(reason.contains("staging"), "{reason}");
+    let (field, _) = err_field(&[
+        ("AURORA_UK_ENV", "dev"),
+        ("AURORA_UK_CLIENT_ID", ""),
+        ("AURORA_UK_CLIENT_SECRET", "s"),
+    ]);
+    assert_eq!(field, "AURORA_UK_CLIENT_ID");
+    let (field, _) = err_field(&[("AURORA_UK_ENV", "dev"), ("AURORA_UK_CLIENT_ID", "i")]);
+    assert_eq!(field, "AURORA_UK_CLIENT_SECRET");
+}
+
+#[tokio::test]
+async fn debug_output_never_shows_the_secret_or_the_token() {
+    let mut server = mockito::Server::new_async().await;
+    let (_d, _j) = mock_discovery(&mut server, 1).await;
+    let _t = mock_token_basic(
+        &mut server,
+        "/oauth/token",
+        200,
+        &token_body("at-debug-secret", 86400),
+        1,
+    )
+    .await;
+    let b = builder(&server);
+    let text = format!("{b:?}");
+    assert!(!text.contains(CLIENT_SECRET), "{text}");
+    let aurora = b.build().unwrap();
+    aurora.token().await.unwrap();
+    let text = format!("{aurora:?} {aurora:#?}");
+    assert!(!text.contains(CLIENT_SECRET), "{text}");
+    assert!(!text.contains("at-debug-secret"), "{text}");
+    assert!(
+        text.contains(CLIENT_ID) && text.contains("/oauth/token"),
+        "{text}"
+    );
+}
