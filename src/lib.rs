@@ -42,7 +42,7 @@ pub use token_provider;
 pub use token_provider::{
     AccessToken, CacheConfig, CacheStats, CachedTokenProvider, Clock, Error, Fetch, FileStore,
     HttpClient, MemoryStore, RetryPolicy, Secret, SharedClock, StoreKey, TokenProvider, TokenState,
-    TokenStore, auth, provider_fn,
+    TokenStore, async_trait, auth, provider_fn,
 };
 
 #[cfg(feature = "aerion")]
@@ -150,7 +150,7 @@ impl ProviderKind {
 
 impl fmt::Display for ProviderKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+        f.pad(self.as_str())
     }
 }
 
