@@ -1,0 +1,758 @@
+//! The server: one axum fallback handler that records, routes, injects faults and dispatches.
+
+use std::collections::HashMap;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime};
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::State as AxumState;
+use axum::response::Response;
+use http::{HeaderMap, Method, StatusCode};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::config::{AerionErrorShape, AuroraSolarUser, ClockOffset, EmulatorConfig};
+use crate::fault::{Endpoint, Fault, FaultQueue, fault_response, json_response};
+use crate::record::{RecordedRequest, basic_of, bearer_of, percent_decode};
+use crate::{aerion, aurora_solar, aurora_uk};
+
+/// The largest request body the emulator reads.
+const MAX_REQUEST_BODY: usize = 4 * 1024 * 1024;
+
+/// A running emulator. Shut down by [`shutdown`](Self::shutdown) or on drop.
+pub struct RunningEmulator {
+    shared: Arc<Shared>,
+    addr: SocketAddr,
+    stop: watch::Sender<bool>,
+    task: Option<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for RunningEmulator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunningEmulator")
+            .field("url", &self.shared.url)
+            .finish_non_exhaustive()
+    }
+}
+
+pub(crate) struct Shared {
+    pub(crate) config: EmulatorConfig,
+    pub(crate) url: String,
+    state: Mutex<State>,
+    stop: watch::Receiver<bool>,
+}
+
+/// What a token grants, for the protected resources to check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Grant {
+    /// An Aerion access token for this username.
+    Aerion(String),
+    /// An Aurora UK access token for this client id.
+    AuroraUk(String),
+    /// An Aurora Solar temporary key for this tenant.
+    AuroraSolar(String),
+}
+
+#[derive(Debug)]
+pub(crate) struct Issued {
+    pub(crate) grant: Grant,
+    pub(crate) expires_at: SystemTime,
+}
+
+#[derive(Debug)]
+pub(crate) struct Session {
+    pub(crate) tenant: String,
+    pub(crate) expires_at: SystemTime,
+    pub(crate) spent: bool,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct State {
+    pub(crate) offset: ClockOffset,
+    faults: FaultQueue,
+    requests: Vec<RecordedRequest>,
+    pub(crate) access_tokens: HashMap<String, Issued>,
+    /// The one live refresh token of each Aerion user (by username).
+    pub(crate) aerion_refresh: HashMap<String, String>,
+    pub(crate) sessions: HashMap<String, Session>,
+    pub(crate) solar_users: HashMap<String, Vec<AuroraSolarUser>>,
+}
+
+impl State {
+    /// The grant behind a live token.
+    pub(crate) fn live(&self, token: &str, now: SystemTime) -> Option<&Grant> {
+        self.access_tokens
+            .get(token)
+            .filter(|t| t.expires_at > now)
+            .map(|t| &t.grant)
+    }
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The emulator's time: the clock plus the offset.
+    pub(crate) fn now(&self, state: &State) -> SystemTime {
+        state.offset.apply(self.config.clock.now())
+    }
+
+    pub(crate) fn issuer(&self) -> String {
+        format!("{}/aurora-uk/", self.url)
+    }
+
+    async fn stopped(&self) {
+        let mut stop = self.stop.clone();
+        // An error means the emulator was dropped: stop waiting as well.
+        let _ = stop.wait_for(|s| *s).await;
+    }
+}
+
+/// One request, as the endpoint handlers see it.
+pub(crate) struct Ctx {
+    pub(crate) headers: HeaderMap,
+    pub(crate) query: Option<String>,
+    pub(crate) body: bytes::Bytes,
+    /// From [`Fault::ExpiresIn`]: the lifetime of the token to issue.
+    pub(crate) expires_in: Option<i64>,
+}
+
+impl Ctx {
+    pub(crate) fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    pub(crate) fn bearer(&self) -> Option<&str> {
+        bearer_of(self.header("authorization")?)
+    }
+
+    pub(crate) fn basic(&self) -> Option<(String, String)> {
+        basic_of(self.header("authorization")?)
+    }
+
+    /// The first value of each form field.
+    pub(crate) fn form(&self) -> HashMap<String, String> {
+        let mut fields = HashMap::new();
+        for (k, v) in url::form_urlencoded::parse(&self.body) {
+            fields
+                .entry(k.into_owned())
+                .or_insert_with(|| v.into_owned());
+        }
+        fields
+    }
+
+    pub(crate) fn query_param(&self, name: &str) -> Option<String> {
+        url::form_urlencoded::parse(self.query.as_deref()?.as_bytes())
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.into_owned())
+    }
+
+    pub(crate) fn is_json(&self) -> bool {
+        self.header("content-type")
+            .is_some_and(|c| c.trim_start().starts_with("application/json"))
+    }
+}
+
+/// `now + seconds`, seconds possibly negative.
+pub(crate) fn shift(now: SystemTime, seconds: i64) -> SystemTime {
+    let magnitude = Duration::from_secs(seconds.unsigned_abs());
+    if seconds >= 0 {
+        now.checked_add(magnitude)
+            .unwrap_or(SystemTime::UNIX_EPOCH + Duration::from_secs(253_402_300_799))
+    } else {
+        now.checked_sub(magnitude).unwrap_or(SystemTime::UNIX_EPOCH)
+    }
+}
+
+/// A random string of ASCII letters and digits.
+pub(crate) fn random_token(len: usize) -> String {
+    std::iter::repeat_with(fastrand::alphanumeric)
+        .take(len)
+        .collect()
+}
+
+/// A random version-4 UUID.
+pub(crate) fn random_uuid() -> String {
+    let b: [u8; 16] = std::array::from_fn(|_| fastrand::u8(..));
+    let b6 = (b[6] & 0x0f) | 0x40;
+    let b8 = (b[8] & 0x3f) | 0x80;
+    format!(
+        "{:02x}{:02x}{:02x}{:02x}-{:02x}{:02x}-{:02x}{:02x}-{:02x}{:02x}-{:02x}{:02x}{:02x}{:02x}{:02x}{:02x}",
+        b[0],
+        b[1],
+        b[2],
+        b[3],
+        b[4],
+        b[5],
+        b6,
+        b[7],
+        b8,
+        b[9],
+        b[10],
+        b[11],
+        b[12],
+        b[13],
+        b[14],
+        b[15]
+    )
+}
+
+enum Route {
+    AerionToken,
+    AerionMe,
+    UkDiscovery,
+    UkJwks,
+    UkToken,
+    UkApi,
+    SolarCreateToken {
+        application_id: String,
+        tenant: String,
+    },
+    SolarUsers {
+        tenant: String,
+    },
+    SolarInvite {
+        tenant: String,
+    },
+    SolarGenerateToken {
+        tenant: String,
+        user: String,
+    },
+    SolarProjects {
+        tenant: String,
+    },
+}
+
+impl Route {
+    /// The route for a path, or the status for a path with no route (404) or a route without
+    /// that method (405).
+    fn parse(method: &Method, path: &str) -> Result<Route, StatusCode> {
+        let segments: Vec<String> = path
+            .trim_start_matches('/')
+            .trim_end_matches('/')
+            .split('/')
+            .map(|s| percent_decode(s, false))
+            .collect();
+        let s: Vec<&str> = segments.iter().map(String::as_str).collect();
+        let (route, expected) = match s.as_slice() {
+            ["aerion", "oauth2", "token"] | ["aerion", "v1", "oauth2", "token"] => {
+                (Route::AerionToken, Method::POST)
+            }
+            ["aerion", "v1", "users", "me"] => (Route::AerionMe, Method::GET),
+            ["aurora-uk", ".well-known", "openid-configuration"] => {
+                (Route::UkDiscovery, Method::GET)
+            }
+            ["aurora-uk", ".well-known", "jwks.json"] => (Route::UkJwks, Method::GET),
+            ["aurora-uk", "oauth", "token"] => (Route::UkToken, Method::POST),
+            ["aurora-uk", "api", "Accounts"] => (Route::UkApi, Method::GET),
+            [
+                "aurora-solar",
+                "partner_applications",
+                app,
+                "tenants",
+                tenant,
+                "create_token",
+            ] => (
+                Route::SolarCreateToken {
+                    application_id: (*app).to_owned(),
+                    tenant: (*tenant).to_owned(),
+                },
+                Method::POST,
+            ),
+            ["aurora-solar", "tenants", tenant, "users"] => (
+                Route::SolarUsers {
+                    tenant: (*tenant).to_owned(),
+                },
+                Method::GET,
+            ),
+            ["aurora-solar", "tenants", tenant, "users", "invite"] => (
+                Route::SolarInvite {
+                    tenant: (*tenant).to_owned(),
+                },
+                Method::POST,
+            ),
+            [
+                "aurora-solar",
+                "tenants",
+                tenant,
+                "users",
+                user,
+                "generate_token",
+            ] => (
+                Route::SolarGenerateToken {
+                    tenant: (*tenant).to_owned(),
+                    user: (*user).to_owned(),
+                },
+                Method::POST,
+            ),
+            ["aurora-solar", "tenants", tenant, "projects"] => (
+                Route::SolarProjects {
+                    tenant: (*tenant).to_owned(),
+                },
+                Method::GET,
+            ),
+            _ => return Err(StatusCode::NOT_FOUND),
+        };
+        if *method == expected {
+            Ok(route)
+        } else {
+            Err(StatusCode::METHOD_NOT_ALLOWED)
+        }
+    }
+
+    fn endpoint(&self) -> Endpoint {
+        match self {
+            Route::AerionToken => Endpoint::AerionToken,
+            Route::AerionMe => Endpoint::AerionMe,
+            Route::UkDiscovery => Endpoint::AuroraUkDiscovery,
+            Route::UkJwks => Endpoint::AuroraUkJwks,
+            Route::UkToken => Endpoint::AuroraUkToken,
+            Route::UkApi => Endpoint::AuroraUkApi,
+            Route::SolarCreateToken { .. } => Endpoint::AuroraSolarCreateToken,
+            Route::SolarUsers { .. } => Endpoint::AuroraSolarUsers,
+            Route::SolarInvite { .. } => Endpoint::AuroraSolarInvite,
+            Route::SolarGenerateToken { .. } => Endpoint::AuroraSolarGenerateToken,
+            Route::SolarProjects { .. } => Endpoint::AuroraSolarProjects,
+        }
+    }
+}
+
+async fn handle(
+    AxumState(shared): AxumState<Arc<Shared>>,
+    request: http::Request<Body>,
+) -> Response {
+    let (parts, body) = request.into_parts();
+    let body = match axum::body::to_bytes(body, MAX_REQUEST_BODY).await {
+        Ok(body) => body,
+        Err(_) => {
+            return json_response(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                &serde_json::json!({"error": "request body too large or unreadable"}),
+            );
+        }
+    };
+    let route = Route::parse(&parts.method, parts.uri.path());
+    let endpoint = route.as_ref().ok().map(Route::endpoint);
+    let fault = {
+        let mut state = shared.lock();
+        let fault = endpoint.and_then(|e| state.faults.take(e));
+        state.requests.push(RecordedRequest {
+            method: parts.method.to_string(),
+            path: parts.uri.path().to_owned(),
+            query: parts.uri.query().map(str::to_owned),
+            headers: parts
+                .headers
+                .iter()
+                .map(|(n, v)| {
+                    (
+                        n.as_str().to_owned(),
+                        String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                    )
+                })
+                .collect(),
+            body: body.to_vec(),
+            endpoint,
+            fault: fault.clone(),
+        });
+        fault
+    };
+    let mut ctx = Ctx {
+        headers: parts.headers,
+        query: parts.uri.query().map(str::to_owned),
+        body,
+        expires_in: None,
+    };
+    if let (Some(fault), Some(endpoint)) = (fault, endpoint) {
+        match fault {
+            Fault::Delay(wait) => {
+                tokio::select! {
+                    () = tokio::time::sleep(wait) => {}
+                    () = shared.stopped() => return stopping(),
+                }
+            }
+            Fault::Hang => {
+                shared.stopped().await;
+                return stopping();
+            }
+            Fault::ExpiresIn(seconds) => ctx.expires_in = Some(seconds),
+            fault => {
+                let summary = matches!(endpoint, Endpoint::AerionToken | Endpoint::AerionMe)
+                    && shared.config.aerion_error_shape == AerionErrorShape::Summary;
+                return fault_response(endpoint, &fault, summary);
+            }
+        }
+    }
+    let route = match route {
+        Ok(route) => route,
+        Err(status) => {
+            let error = if status == StatusCode::NOT_FOUND {
+                "not_found"
+            } else {
+                "method_not_allowed"
+            };
+            return json_response(status, &serde_json::json!({ "error": error }));
+        }
+    };
+    let mut state = shared.lock();
+    let now = shared.now(&state);
+    let state = &mut *state;
+    match route {
+        Route::AerionToken => aerion::token(&shared, state, &ctx, now),
+        Route::AerionMe => aerion::me(&shared, state, &ctx, now),
+        Route::UkDiscovery => aurora_uk::discovery(&shared),
+        Route::UkJwks => aurora_uk::jwks(),
+        Route::UkToken => aurora_uk::token(&shared, state, &ctx, now),
+        Route::UkApi => aurora_uk::accounts(state, &ctx, now),
+        Route::SolarCreateToken {
+            application_id,
+            tenant,
+        } => aurora_solar::create_token(&shared, state, &ctx, now, &application_id, &tenant),
+        Route::SolarUsers { tenant } => aurora_solar::users(&shared, state, &ctx, &tenant),
+        Route::SolarInvite { tenant } => aurora_solar::invite(&shared, state, &ctx, &tenant),
+        Route::SolarGenerateToken { tenant, user } => {
+            aurora_solar::generate_token(&shared, state, &ctx, now, &tenant, &user)
+        }
+        Route::SolarProjects { tenant } => aurora_solar::projects(state, &ctx, now, &tenant),
+    }
+}
+
+fn stopping() -> Response {
+    json_response(
+        StatusCode::SERVICE_UNAVAILABLE,
+        &serde_json::json!({"error": "emulator shutting down"}),
+    )
+}
+
+pub(crate) async fn start(config: EmulatorConfig) -> std::io::Result<RunningEmulator> {
+    let listener = tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, config.port)).await?;
+    let addr = listener.local_addr()?;
+    let (stop, stop_rx) = watch::channel(false);
+    let mut state = State {
+        offset: config.clock_offset,
+        ..State::default()
+    };
+    for tenant in &config.aurora_solar_tenants {
+        state
+            .solar_users
+            .insert(tenant.clone(), config.aurora_solar_users.clone());
+    }
+    let shared = Arc::new(Shared {
+        url: format!("http://{addr}"),
+        config,
+        state: Mutex::new(state),
+        stop: stop_rx.clone(),
+    });
+    let app = Router::new()
+        .fallback(handle)
+        .with_state(Arc::clone(&shared));
+    let mut signal = stop_rx;
+    let task = tokio::spawn(async move {
+        let _ = axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = signal.wait_for(|s| *s).await;
+            })
+            .await;
+    });
+    Ok(RunningEmulator {
+        shared,
+        addr,
+        stop,
+        task: Some(task),
+    })
+}
+
+impl RunningEmulator {
+    /// `http://127.0.0.1:<port>`, without a trailing slash.
+    pub fn url(&self) -> &str {
+        &self.shared.url
+    }
+
+    /// The bound address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The configuration it started with.
+    pub fn config(&self) -> &EmulatorConfig {
+        &self.shared.config
+    }
+
+    /// Aerion's base URL, `{url}/aerion` (`AERION_BASE_URL`).
+    pub fn aerion_base(&self) -> String {
+        format!("{}/aerion", self.url())
+    }
+
+    /// Aerion's token endpoint, `{url}/aerion/oauth2/token`.
+    pub fn aerion_token_url(&self) -> String {
+        format!("{}/aerion/oauth2/token", self.url())
+    }
+
+    /// The Aerion tenant of the first configured user (for `AERION_COMPANY_URL`).
+    pub fn aerion_tenant(&self) -> &str {
+        self.config()
+            .aerion_users
+            .first()
+            .map(|u| u.tenant.as_str())
+            .or_else(|| self.config().aerion_tenants.first().map(String::as_str))
+            .unwrap_or_default()
+    }
+
+    /// The Aurora UK issuer, `{url}/aurora-uk/` (trailing slash included; `AURORA_UK_ISSUER`).
+    pub fn aurora_uk_issuer(&self) -> String {
+        self.shared.issuer()
+    }
+
+    /// The Aurora UK token endpoint, `{url}/aurora-uk/oauth/token`.
+    pub fn aurora_uk_token_url(&self) -> String {
+        format!("{}/aurora-uk/oauth/token", self.url())
+    }
+
+    /// The Aurora UK API base, `{url}/aurora-uk/api` (the protected `Accounts` lives under it).
+    pub fn aurora_uk_api_base(&self) -> String {
+        format!("{}/aurora-uk/api", self.url())
+    }
+
+    /// The audience Aurora UK token requests must name (`AURORA_UK_AUDIENCE`).
+    pub fn aurora_uk_audience(&self) -> &str {
+        &self.config().aurora_uk_audience
+    }
+
+    /// Aurora Solar's base URL, `{url}/aurora-solar` (`AURORA_SOLAR_BASE_URL`).
+    pub fn aurora_solar_base(&self) -> String {
+        format!("{}/aurora-solar", self.url())
+    }
+
+    /// The first configured Aurora Solar tenant (`AURORA_SOLAR_TENANT_ID`).
+    pub fn aurora_solar_tenant(&self) -> &str {
+        self.config()
+            .aurora_solar_tenants
+            .first()
+            .map(String::as_str)
+            .unwrap_or_default()
+    }
+
+    /// The SPEC section 5 environment variables that point the `partner-auth` CLI and the
+    /// examples at this emulator, with its credentials. `AURORA_SOLAR_SESSION_TOKEN` is not
+    /// among them (it is single use: see [`issue_session_token`](Self::issue_session_token)).
+    pub fn env_vars(&self) -> Vec<(&'static str, String)> {
+        let c = self.config();
+        let mut vars = vec![("AERION_BASE_URL", self.aerion_base())];
+        vars.push(("AERION_COMPANY_URL", self.aerion_tenant().to_owned()));
+        if let Some(user) = c.aerion_users.first() {
+            vars.push(("AERION_USERNAME", user.username.clone()));
+            vars.push(("AERION_PASSWORD", user.password.clone()));
+        }
+        vars.extend([
+            (
+                "AERION_CLIENT_ID",
+                crate::config::DEFAULT_AERION_CLIENT_ID.to_owned(),
+            ),
+            (
+                "AERION_CLIENT_SECRET",
+                crate::config::DEFAULT_AERION_CLIENT_SECRET.to_owned(),
+            ),
+            ("AURORA_UK_ENV", "dev".to_owned()),
+            ("AURORA_UK_ISSUER", self.aurora_uk_issuer()),
+            ("AURORA_UK_AUDIENCE", c.aurora_uk_audience.clone()),
+            ("AURORA_UK_CLIENT_ID", c.aurora_uk_client_id.clone()),
+            ("AURORA_UK_CLIENT_SECRET", c.aurora_uk_client_secret.clone()),
+            ("AURORA_SOLAR_ENV", "sandbox".to_owned()),
+            ("AURORA_SOLAR_BASE_URL", self.aurora_solar_base()),
+            (
+                "AURORA_SOLAR_APPLICATION_ID",
+                c.aurora_solar_application_id.clone(),
+            ),
+            (
+                "AURORA_SOLAR_APPLICATION_KEY",
+                c.aurora_solar_application_key.clone(),
+            ),
+            (
+                "AURORA_SOLAR_TENANT_ID",
+                self.aurora_solar_tenant().to_owned(),
+            ),
+            ("AURORA_SOLAR_API_KEY", c.aurora_solar_api_key.clone()),
+        ]);
+        if let Some(user) = c.aurora_solar_users.first() {
+            vars.push(("AURORA_SOLAR_USER_EMAIL", user.email.clone()));
+            vars.push(("AURORA_SOLAR_USER_FIRST_NAME", user.first_name.clone()));
+            vars.push(("AURORA_SOLAR_USER_LAST_NAME", user.last_name.clone()));
+        }
+        vars
+    }
+
+    /// [`env_vars`](Self::env_vars) as `export VAR='value'` lines for a POSIX shell.
+    pub fn export_lines(&self) -> String {
+        self.env_vars()
+            .iter()
+            .map(|(name, value)| format!("export {name}={}\n", shell_quote(value)))
+            .collect()
+    }
+
+    /// The emulator's current time (its clock plus the offset).
+    pub fn now(&self) -> SystemTime {
+        let state = self.shared.lock();
+        self.shared.now(&state)
+    }
+
+    /// Moves the emulator's clock: later `expires_at`/`exp` values and every expiry check follow.
+    pub fn set_clock_offset(&self, offset: impl Into<ClockOffset>) {
+        self.shared.lock().offset = offset.into();
+    }
+
+    /// The current clock offset.
+    pub fn clock_offset(&self) -> ClockOffset {
+        self.shared.lock().offset
+    }
+
+    /// Makes the next `times` requests to `endpoint` fail with `fault`. Faults queued for one
+    /// endpoint are consumed in the order injected, one per request.
+    pub fn inject(&self, endpoint: Endpoint, fault: Fault, times: u32) {
+        self.shared.lock().faults.push(endpoint, fault, times);
+    }
+
+    /// How many injected faults are still waiting for requests to `endpoint`.
+    pub fn pending_faults(&self, endpoint: Endpoint) -> u32 {
+        self.shared.lock().faults.pending(endpoint)
+    }
+
+    /// Drops every fault not yet consumed.
+    pub fn clear_faults(&self) {
+        self.shared.lock().faults.clear();
+    }
+
+    /// Every request received, in order of arrival.
+    pub fn requests(&self) -> Vec<RecordedRequest> {
+        self.shared.lock().requests.clone()
+    }
+
+    /// The requests whose path starts with `path_prefix` (e.g. `/aerion/`).
+    pub fn requests_to(&self, path_prefix: &str) -> Vec<RecordedRequest> {
+        self.shared
+            .lock()
+            .requests
+            .iter()
+            .filter(|r| r.path.starts_with(path_prefix))
+            .cloned()
+            .collect()
+    }
+
+    /// The requests that addressed `endpoint`.
+    pub fn requests_for(&self, endpoint: Endpoint) -> Vec<RecordedRequest> {
+        self.shared
+            .lock()
+            .requests
+            .iter()
+            .filter(|r| r.endpoint == Some(endpoint))
+            .cloned()
+            .collect()
+    }
+
+    /// How many requests addressed `endpoint`.
+    pub fn request_count(&self, endpoint: Endpoint) -> usize {
+        self.shared
+            .lock()
+            .requests
+            .iter()
+            .filter(|r| r.endpoint == Some(endpoint))
+            .count()
+    }
+
+    /// Forgets the recorded requests.
+    pub fn clear_requests(&self) {
+        self.shared.lock().requests.clear();
+    }
+
+    /// Revokes every Aerion refresh token behind the clients' backs.
+    pub fn revoke_refresh_tokens(&self) {
+        self.shared.lock().aerion_refresh.clear();
+    }
+
+    /// The one refresh token Aerion accepts now for `username`, if any.
+    pub fn current_refresh_token(&self, username: &str) -> Option<String> {
+        self.shared.lock().aerion_refresh.get(username).cloned()
+    }
+
+    /// Issues a refresh token for an Aerion user as an SSO login would (for
+    /// `AERION_REFRESH_TOKEN`), replacing the user's current one. `None` for an unknown user.
+    pub fn issue_refresh_token(&self, username: &str) -> Option<String> {
+        self.config()
+            .aerion_users
+            .iter()
+            .any(|u| u.username == username)
+            .then(|| {
+                let token = random_token(40);
+                self.shared
+                    .lock()
+                    .aerion_refresh
+                    .insert(username.to_owned(), token.clone());
+                token
+            })
+    }
+
+    /// Revokes every access token and temporary key issued so far (the protected resources
+    /// answer 401 to them).
+    pub fn revoke_access_tokens(&self) {
+        self.shared.lock().access_tokens.clear();
+    }
+
+    /// Issues a single-use Aurora Solar session token for `tenant`, valid for the configured
+    /// session lifetime (1 h) on the emulator's clock.
+    pub fn issue_session_token(&self, tenant: &str) -> String {
+        let token = random_token(32);
+        let mut state = self.shared.lock();
+        let expires_at =
+            self.shared.now(&state) + self.config().aurora_solar_session_token_lifetime;
+        state.sessions.insert(
+            token.clone(),
+            crate::server::Session {
+                tenant: tenant.to_owned(),
+                expires_at,
+                spent: false,
+            },
+        );
+        token
+    }
+
+    /// The users of an Aurora Solar tenant, as the users endpoint would list them.
+    pub fn aurora_solar_users(&self, tenant: &str) -> Vec<AuroraSolarUser> {
+        self.shared
+            .lock()
+            .solar_users
+            .get(tenant)
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// Stops the server: no new connections; answers in flight (a hang or a delay included)
+    /// end. Waits up to five seconds for the connections to close.
+    pub async fn shutdown(mut self) {
+        let _ = self.stop.send(true);
+        if let Some(mut task) = self.task.take()
+            && tokio::time::timeout(Duration::from_secs(5), &mut task)
+                .await
+                .is_err()
+        {
+            task.abort();
+        }
+    }
+}
+
+impl Drop for RunningEmulator {
+    fn drop(&mut self) {
+        let _ = self.stop.send(true);
+    }
+}
+
+fn shell_quote(value: &str) -> String {
+    let plain = value.bytes().all(|b| {
+        b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'/' | b':' | b'@' | b'+')
+    });
+    if plain && !value.is_empty() {
+        value.to_owned()
+    } else {
+        format!("'{}'", value.replace('\'', r"'\''"))
+    }
+}

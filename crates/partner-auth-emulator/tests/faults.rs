@@ -1,0 +1,407 @@
+//! Every fault kind, observed through token-provider's HttpClient.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{client, client_with, json, retrying_client, send, url};
+use http::HeaderName;
+use partner_auth_emulator::{
+    AerionErrorShape, DEFAULT_AERION_PASSWORD, DEFAULT_AERION_TENANT, DEFAULT_AERION_USERNAME,
+    DEFAULT_AURORA_SOLAR_APPLICATION_KEY, DEFAULT_AURORA_UK_AUDIENCE, DEFAULT_AURORA_UK_CLIENT_ID,
+    DEFAULT_AURORA_UK_CLIENT_SECRET, Emulator, Endpoint, Fault, RunningEmulator,
+};
+use token_provider::http::Request;
+use token_provider::{Error, RetryPolicy, Secret};
+
+fn aerion_password(emu: &RunningEmulator) -> Request {
+    Request::post(url(&emu.aerion_token_url()))
+        .header(HeaderName::from_static("companyurl"), DEFAULT_AERION_TENANT)
+        .unwrap()
+        .form(&[
+            ("grant_type", "password"),
+            ("username", DEFAULT_AERION_USERNAME),
+            ("password", DEFAULT_AERION_PASSWORD),
+            ("client_id", "x"),
+            ("client_secret", "y"),
+        ])
+}
+
+fn aerion_refresh(emu: &RunningEmulator, refresh: &str) -> Request {
+    Request::post(url(&emu.aerion_token_url()))
+        .header(HeaderName::from_static("companyurl"), DEFAULT_AERION_TENANT)
+        .unwrap()
+        .form(&[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", refresh),
+            ("client_id", "x"),
+            ("client_secret", "y"),
+        ])
+}
+
+fn uk_token(emu: &RunningEmulator) -> Request {
+    Request::post(url(&emu.aurora_uk_token_url())).form(&[
+        ("grant_type", "client_credentials"),
+        ("client_id", DEFAULT_AURORA_UK_CLIENT_ID),
+        ("client_secret", DEFAULT_AURORA_UK_CLIENT_SECRET),
+        ("audience", DEFAULT_AURORA_UK_AUDIENCE),
+    ])
+}
+
+fn solar_create(emu: &RunningEmulator) -> Request {
+    Request::post(url(&format!(
+        "{}/partner_applications/{}/tenants/{}/create_token",
+        emu.aurora_solar_base(),
+        emu.config().aurora_solar_application_id,
+        emu.aurora_solar_tenant()
+    )))
+    .bearer(&Secret::new(DEFAULT_AURORA_SOLAR_APPLICATION_KEY))
+    .unwrap()
+}
+
+#[tokio::test]
+async fn status_faults_are_consumed_n_times_then_the_answer_is_normal() {
+    let emu = Emulator::start().await.unwrap();
+    emu.inject(Endpoint::AuroraUkToken, Fault::Status(503), 2);
+    assert_eq!(emu.pending_faults(Endpoint::AuroraUkToken), 2);
+    assert!(matches!(
+        send(uk_token(&emu)).await,
+        Err(Error::Status { status: 503 })
+    ));
+    assert_eq!(emu.pending_faults(Endpoint::AuroraUkToken), 1);
+    // A retrying client gets through on its second attempt.
+    let response = retrying_client(3).execute(uk_token(&emu)).await.unwrap();
+    assert_eq!(response.status(), 200);
+    let recorded = emu.requests_for(Endpoint::AuroraUkToken);
+    assert_eq!(recorded.len(), 3);
+    assert_eq!(recorded[0].fault, Some(Fault::Status(503)));
+    assert_eq!(recorded[1].fault, Some(Fault::Status(503)));
+    assert_eq!(recorded[2].fault, None);
+    assert_eq!(emu.pending_faults(Endpoint::AuroraUkToken), 0);
+    // Other endpoints were never affected.
+    emu.inject(Endpoint::AerionToken, Fault::Status(500), 1);
+    assert_eq!(send(uk_token(&emu)).await.unwrap().status(), 200);
+    assert!(matches!(
+        send(aerion_password(&emu)).await,
+        Err(Error::Status { status: 500 })
+    ));
+}
+
+#[tokio::test]
+async fn faults_queue_in_order_and_can_be_cleared() {
+    let emu = Emulator::start().await.unwrap();
+    emu.inject(Endpoint::AerionToken, Fault::Status(502), 1);
+    emu.inject(Endpoint::AerionToken, Fault::InvalidGrant, 1);
+    assert!(matches!(
+        send(aerion_password(&emu)).await,
+        Err(Error::Status { status: 502 })
+    ));
+    let invalid = send(aerion_password(&emu)).await.unwrap();
+    assert_eq!(invalid.status(), 400);
+    assert_eq!(json(&invalid)["error"], "invalid_grant");
+    emu.inject(Endpoint::AerionToken, Fault::Status(500), 5);
+    emu.clear_faults();
+    assert_eq!(send(aerion_password(&emu)).await.unwrap().status(), 200);
+}
+
+#[tokio::test]
+async fn rate_limited_with_and_without_retry_after() {
+    let emu = Emulator::start().await.unwrap();
+    emu.inject(
+        Endpoint::AuroraSolarCreateToken,
+        Fault::RateLimited {
+            retry_after: Some(7),
+        },
+        1,
+    );
+    match send(solar_create(&emu)).await {
+        Err(Error::RateLimited { retry_after }) => {
+            assert_eq!(retry_after, Some(Duration::from_secs(7)))
+        }
+        other => panic!("expected RateLimited, got {other:?}"),
+    }
+    emu.inject(
+        Endpoint::AuroraSolarCreateToken,
+        Fault::RateLimited { retry_after: None },
+        1,
+    );
+    match send(solar_create(&emu)).await {
+        Err(Error::RateLimited { retry_after }) => assert_eq!(retry_after, None),
+        other => panic!("expected RateLimited, got {other:?}"),
+    }
+    // Retry-After: 0 is honoured by a retrying client, which then gets its key.
+    emu.inject(
+        Endpoint::AuroraSolarCreateToken,
+        Fault::RateLimited {
+            retry_after: Some(0),
+        },
+        1,
+    );
+    let ok = retrying_client(2)
+        .execute(solar_create(&emu))
+        .await
+        .unwrap();
+    assert_eq!(ok.status(), 200);
+    assert_eq!(emu.request_count(Endpoint::AuroraSolarCreateToken), 4);
+}
+
+#[tokio::test]
+async fn delay_then_a_normal_answer() {
+    let emu = Emulator::start().await.unwrap();
+    emu.inject(
+        Endpoint::AuroraUkDiscovery,
+        Fault::Delay(Duration::from_millis(300)),
+        1,
+    );
+    let started = tokio::time::Instant::now();
+    let response = send(Request::get(url(&format!(
+        "{}.well-known/openid-configuration",
+        emu.aurora_uk_issuer()
+    ))))
+    .await
+    .unwrap();
+    assert!(started.elapsed() >= Duration::from_millis(300));
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        json(&response)["issuer"].as_str(),
+        Some(emu.aurora_uk_issuer().as_str())
+    );
+}
+
+#[tokio::test]
+async fn hang_until_the_client_times_out_and_ends_at_shutdown() {
+    let emu = Emulator::start().await.unwrap();
+    emu.inject(Endpoint::AerionToken, Fault::Hang, 1);
+    let impatient = client_with(Duration::from_millis(300), RetryPolicy::none());
+    assert!(matches!(
+        impatient.execute(aerion_password(&emu)).await,
+        Err(Error::Timeout(_))
+    ));
+
+    // A hung answer in flight ends when the emulator shuts down.
+    emu.inject(Endpoint::AerionToken, Fault::Hang, 1);
+    let request = aerion_password(&emu);
+    let pending = tokio::spawn(async move { client().execute(request).await });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(emu.request_count(Endpoint::AerionToken), 2);
+    emu.shutdown().await;
+    let outcome = tokio::time::timeout(Duration::from_secs(3), pending)
+        .await
+        .expect("the hung request ends at shutdown")
+        .unwrap();
+    assert!(
+        matches!(
+            outcome,
+            Err(Error::Status { status: 503 }) | Err(Error::Transport { .. })
+        ),
+        "{outcome:?}"
+    );
+}
+
+#[tokio::test]
+async fn malformed_and_truncated_bodies() {
+    let emu = Emulator::start().await.unwrap();
+    emu.inject(Endpoint::AerionToken, Fault::MalformedBody, 1);
+    let malformed = send(aerion_password(&emu)).await.unwrap();
+    assert_eq!(malformed.status(), 200);
+    assert!(serde_json::from_slice::<serde_json::Value>(malformed.body()).is_err());
+    assert!(matches!(
+        malformed.json::<serde_json::Value>("token"),
+        Err(Error::Malformed { .. })
+    ));
+
+    emu.inject(Endpoint::AerionToken, Fault::TruncatedJson, 1);
+    let truncated = send(aerion_password(&emu)).await.unwrap();
+    assert_eq!(truncated.status(), 200);
+    assert!(truncated.body().starts_with(b"{\"access_token\""));
+    match truncated.json::<serde_json::Value>("token") {
+        Err(Error::Malformed { reason }) => assert!(reason.contains("truncated"), "{reason}"),
+        other => panic!("expected a truncated-JSON error, got {other:?}"),
+    }
+    // Faulted requests were not processed: no refresh token was issued.
+    assert_eq!(emu.current_refresh_token(DEFAULT_AERION_USERNAME), None);
+}
+
+#[tokio::test]
+async fn oversized_bodies_with_and_without_content_length() {
+    let emu = Emulator::start().await.unwrap();
+    let size = 2 * 1024 * 1024;
+    emu.inject(Endpoint::AuroraUkJwks, Fault::OversizedBody(size), 1);
+    let jwks = url(&format!("{}.well-known/jwks.json", emu.aurora_uk_issuer()));
+    assert!(matches!(
+        send(Request::get(jwks.clone())).await,
+        Err(Error::TooLarge { .. })
+    ));
+
+    emu.inject(Endpoint::AuroraUkJwks, Fault::OversizedChunked(size), 1);
+    assert!(matches!(
+        send(Request::get(jwks.clone())).await,
+        Err(Error::TooLarge { .. })
+    ));
+
+    // Under the client's cap the exact size arrives.
+    emu.inject(Endpoint::AuroraUkJwks, Fault::OversizedBody(1000), 1);
+    assert_eq!(
+        send(Request::get(jwks.clone())).await.unwrap().body().len(),
+        1000
+    );
+    emu.inject(Endpoint::AuroraUkJwks, Fault::OversizedChunked(200_000), 1);
+    assert_eq!(
+        send(Request::get(jwks)).await.unwrap().body().len(),
+        200_000
+    );
+}
+
+#[tokio::test]
+async fn an_error_body_in_a_200() {
+    let emu = Emulator::start().await.unwrap();
+    emu.inject(Endpoint::AuroraUkToken, Fault::ErrorBody200, 1);
+    let response = send(uk_token(&emu)).await.unwrap();
+    assert_eq!(response.status(), 200);
+    let error = response.oauth_error().expect("an OAuth error body");
+    assert_eq!(error.error, "server_error");
+}
+
+#[tokio::test]
+async fn unauthorized_for_a_valid_token() {
+    let emu = Emulator::start().await.unwrap();
+    let token = json(&send(aerion_password(&emu)).await.unwrap())["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let me = || {
+        Request::get(url(&format!("{}/v1/users/me", emu.aerion_base())))
+            .bearer(&Secret::new(&token))
+            .unwrap()
+    };
+    emu.inject(Endpoint::AerionMe, Fault::Unauthorized, 1);
+    let refused = send(me()).await.unwrap();
+    assert_eq!(refused.status(), 401);
+    assert!(refused.headers().contains_key("www-authenticate"));
+    assert_eq!(
+        send(me()).await.unwrap().status(),
+        200,
+        "the token itself is still valid"
+    );
+}
+
+#[tokio::test]
+async fn invalid_grant_leaves_the_refresh_token_alive() {
+    let emu = Emulator::builder()
+        .aerion_error_shape(AerionErrorShape::Summary)
+        .start()
+        .await
+        .unwrap();
+    let refresh = json(&send(aerion_password(&emu)).await.unwrap())["refresh_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    emu.inject(Endpoint::AerionToken, Fault::InvalidGrant, 1);
+    let refused = send(aerion_refresh(&emu, &refresh)).await.unwrap();
+    assert_eq!(refused.status(), 400);
+    let body = json(&refused);
+    assert_eq!(body["error"], "invalid_grant");
+    assert_eq!(
+        body["status"], 400,
+        "Aerion's configured error shape is kept"
+    );
+    assert_eq!(
+        emu.current_refresh_token(DEFAULT_AERION_USERNAME),
+        Some(refresh.clone())
+    );
+    assert_eq!(
+        send(aerion_refresh(&emu, &refresh)).await.unwrap().status(),
+        200
+    );
+}
+
+#[tokio::test]
+async fn expires_in_overrides_on_every_token_endpoint() {
+    let emu = Emulator::start().await.unwrap();
+    for lifetime in [0_i64, -30, 10_000_000_000] {
+        emu.inject(Endpoint::AerionToken, Fault::ExpiresIn(lifetime), 1);
+        let body = json(&send(aerion_password(&emu)).await.unwrap());
+        assert_eq!(body["expires_in"], lifetime);
+        emu.inject(Endpoint::AuroraUkToken, Fault::ExpiresIn(lifetime), 1);
+        let body = json(&send(uk_token(&emu)).await.unwrap());
+        assert_eq!(body["expires_in"], lifetime);
+    }
+    // A token issued with expires_in 0 is already dead at the protected resource.
+    emu.inject(Endpoint::AuroraUkToken, Fault::ExpiresIn(0), 1);
+    let token = json(&send(uk_token(&emu)).await.unwrap())["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let api = Request::get(url(&format!("{}/Accounts", emu.aurora_uk_api_base())))
+        .bearer(&Secret::new(&token))
+        .unwrap();
+    assert_eq!(send(api).await.unwrap().status(), 401);
+
+    // Aurora Solar: expires_at moves with the override.
+    emu.inject(Endpoint::AuroraSolarCreateToken, Fault::ExpiresIn(-60), 1);
+    let body = json(&send(solar_create(&emu)).await.unwrap());
+    let expires_at = body["token"]["expires_at"].as_str().unwrap();
+    let parsed =
+        chrono::NaiveDateTime::parse_from_str(expires_at, "%Y-%m-%d %H:%M:%S UTC").unwrap();
+    let now = chrono::DateTime::<chrono::Utc>::from(emu.now()).naive_utc();
+    assert!(parsed < now, "{expires_at} should be in the past");
+}
+
+#[tokio::test]
+async fn reset_connection_mid_body() {
+    let emu = Emulator::start().await.unwrap();
+    emu.inject(Endpoint::AuroraSolarCreateToken, Fault::ResetConnection, 1);
+    let outcome = send(solar_create(&emu)).await;
+    assert!(
+        matches!(outcome, Err(Error::Transport { .. })),
+        "{outcome:?}"
+    );
+    // The next request is served normally.
+    assert_eq!(send(solar_create(&emu)).await.unwrap().status(), 200);
+    assert_eq!(
+        emu.requests_for(Endpoint::AuroraSolarCreateToken)[0].fault,
+        Some(Fault::ResetConnection)
+    );
+}
+
+#[tokio::test]
+async fn every_endpoint_can_be_faulted() {
+    let emu = Emulator::start().await.unwrap();
+    for endpoint in Endpoint::ALL {
+        emu.inject(endpoint, Fault::Status(502), 1);
+    }
+    let tenant = emu.aurora_solar_tenant().to_owned();
+    let solar = emu.aurora_solar_base();
+    let requests = [
+        aerion_password(&emu),
+        Request::get(url(&format!("{}/v1/users/me", emu.aerion_base()))),
+        Request::get(url(&format!(
+            "{}.well-known/openid-configuration",
+            emu.aurora_uk_issuer()
+        ))),
+        Request::get(url(&format!(
+            "{}.well-known/jwks.json",
+            emu.aurora_uk_issuer()
+        ))),
+        uk_token(&emu),
+        Request::get(url(&format!("{}/Accounts", emu.aurora_uk_api_base()))),
+        solar_create(&emu),
+        Request::get(url(&format!("{solar}/tenants/{tenant}/users"))),
+        Request::post(url(&format!("{solar}/tenants/{tenant}/users/invite"))),
+        Request::post(url(&format!(
+            "{solar}/tenants/{tenant}/users/u1/generate_token"
+        ))),
+        Request::get(url(&format!("{solar}/tenants/{tenant}/projects"))),
+    ];
+    for request in requests {
+        assert!(matches!(
+            send(request).await,
+            Err(Error::Status { status: 502 })
+        ));
+    }
+    let seen: Vec<Endpoint> = emu.requests().iter().filter_map(|r| r.endpoint).collect();
+    assert_eq!(seen, Endpoint::ALL.to_vec());
+    for endpoint in Endpoint::ALL {
+        assert_eq!(emu.pending_faults(endpoint), 0, "{}", endpoint.describe());
+    }
+}
