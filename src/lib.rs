@@ -172,19 +172,9 @@ impl FromStr for ProviderKind {
     }
 }
 
-/// What every provider built here shares: the HTTP client, a store, a clock, the cache settings.
-#[derive(Debug, Clone, Default)]
-#[must_use]
-pub struct Options {
-    /// The HTTP client (default: [`HttpClient::new`]).
-    pub http: Option<HttpClient>,
-    /// Where provider state survives the process (default: nowhere).
-    pub store: Option<Arc<dyn TokenStore>>,
-    /// The clock (default: the system clock).
-    pub clock: Option<SharedClock>,
-    /// The cache settings (default: [`CacheConfig::default`]).
-    pub cache: Option<CacheConfig>,
-}
+/// What every provider built here shares: the HTTP client, a store, a clock, the cache settings
+/// (the core's [`ProviderOptions`](token_provider::ProviderOptions)).
+pub use token_provider::ProviderOptions as Options;
 
 /// Builds the provider of `kind` from the SPEC section 5 environment variables.
 pub fn from_env(kind: ProviderKind) -> Result<Arc<dyn TokenProvider>, Error> {
@@ -199,42 +189,31 @@ pub fn from_lookup(
     options: &Options,
 ) -> Result<Arc<dyn TokenProvider>, Error> {
     let lookup = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
-    // Every builder takes the same shared settings.
-    macro_rules! with_options {
-        ($builder:expr) => {{
-            let mut b = $builder;
-            if let Some(http) = &options.http {
-                b = b.http_client(http.clone());
-            }
-            if let Some(cache) = &options.cache {
-                b = b.cache_config(cache.clone());
-            }
-            if let Some(clock) = &options.clock {
-                b = b.clock(Arc::clone(clock));
-            }
-            if let Some(store) = &options.store {
-                b = b.store(Arc::clone(store));
-            }
-            b
-        }};
-    }
     let provider: Arc<dyn TokenProvider> = match kind {
         #[cfg(feature = "aerion")]
-        ProviderKind::Aerion => {
-            Arc::new(with_options!(aerion::AerionBuilder::from_env_with(lookup)).build()?)
-        }
+        ProviderKind::Aerion => Arc::new(
+            aerion::AerionBuilder::from_env_with(lookup)
+                .options(options.clone())
+                .build()?,
+        ),
         #[cfg(feature = "aurora-uk")]
-        ProviderKind::AuroraUk => {
-            Arc::new(with_options!(aurora_uk::AuroraUkBuilder::from_env_with(lookup)?).build()?)
-        }
-        #[cfg(feature = "aurora-solar")]
-        ProviderKind::AuroraSolar => Arc::new(
-            with_options!(aurora_solar::PartnerAppBuilder::from_env_with(lookup)?).build()?,
+        ProviderKind::AuroraUk => Arc::new(
+            aurora_uk::AuroraUkBuilder::from_env_with(lookup)?
+                .options(options.clone())
+                .build()?,
         ),
         #[cfg(feature = "aurora-solar")]
-        ProviderKind::AuroraSolarSdk => {
-            Arc::new(with_options!(aurora_solar::ClientSdkBuilder::from_env_with(lookup)?).build()?)
-        }
+        ProviderKind::AuroraSolar => Arc::new(
+            aurora_solar::PartnerAppBuilder::from_env_with(lookup)?
+                .options(options.clone())
+                .build()?,
+        ),
+        #[cfg(feature = "aurora-solar")]
+        ProviderKind::AuroraSolarSdk => Arc::new(
+            aurora_solar::ClientSdkBuilder::from_env_with(lookup)?
+                .options(options.clone())
+                .build()?,
+        ),
     };
     Ok(provider)
 }

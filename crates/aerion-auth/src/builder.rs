@@ -7,7 +7,8 @@ use std::sync::atomic::AtomicBool;
 use http::{HeaderName, HeaderValue};
 use token_provider::http::{join_path, parse_base_url};
 use token_provider::{
-    CacheConfig, CachedTokenProvider, Error, HttpClient, Secret, SharedClock, StoreKey, TokenStore,
+    CacheConfig, CachedTokenProvider, Error, HttpClient, ProviderOptions, Secret, SharedClock,
+    StoreKey, TokenStore,
 };
 use url::{Position, Url};
 
@@ -125,10 +126,7 @@ pub struct AerionBuilder {
     refresh_token: Option<Secret>,
     client_id: Option<String>,
     client_secret: Option<Secret>,
-    http_client: Option<HttpClient>,
-    clock: Option<SharedClock>,
-    cache_config: Option<CacheConfig>,
-    store: Option<Arc<dyn TokenStore>>,
+    options: ProviderOptions,
 }
 
 impl fmt::Debug for AerionBuilder {
@@ -142,7 +140,7 @@ impl fmt::Debug for AerionBuilder {
             .field("refresh_token", &self.refresh_token)
             .field("client_id", &self.client_id)
             .field("client_secret", &self.client_secret)
-            .field("store", &self.store)
+            .field("options", &self.options)
             .finish_non_exhaustive()
     }
 }
@@ -262,22 +260,22 @@ impl AerionBuilder {
         self
     }
 
-    /// The HTTP client (default: [`HttpClient::new`]).
+    /// The HTTP client (default: the core's policy on the builder's clock).
     pub fn http_client(mut self, client: HttpClient) -> Self {
-        self.http_client = Some(client);
+        self.options.http = Some(client);
         self
     }
 
     /// The clock for expiry (default: the cache configuration's, else the system clock).
     pub fn clock(mut self, clock: SharedClock) -> Self {
-        self.clock = Some(clock);
+        self.options.clock = Some(clock);
         self
     }
 
     /// The cache behaviour (default: [`CacheConfig::default`]). A [`clock`](Self::clock) or
     /// [`store`](Self::store) set on this builder replaces the one in `config`.
     pub fn cache_config(mut self, config: CacheConfig) -> Self {
-        self.cache_config = Some(config);
+        self.options.cache = Some(config);
         self
     }
 
@@ -287,7 +285,13 @@ impl AerionBuilder {
     /// A refresh token found in the store is used before the configured one, because the
     /// configured one may have been spent (rotated) already.
     pub fn store(mut self, store: Arc<dyn TokenStore>) -> Self {
-        self.store = Some(store);
+        self.options.store = Some(store);
+        self
+    }
+
+    /// The HTTP client, clock, cache behaviour and store at once (replacing any set before).
+    pub fn options(mut self, options: ProviderOptions) -> Self {
+        self.options = options;
         self
     }
 
@@ -369,24 +373,16 @@ impl AerionBuilder {
             .client_secret
             .unwrap_or_else(|| Secret::new(DEFAULT_CLIENT_SECRET));
 
-        let http = match self.http_client {
-            Some(http) => http,
-            None => HttpClient::new()?,
-        };
-        let mut cache = self.cache_config.unwrap_or_default().name("aerion");
-        if let Some(clock) = self.clock {
-            cache = cache.clock(clock);
-        }
-        let clock = cache.clock_ref().clone();
-        if let Some(store) = self.store {
-            let key = StoreKey::new(
+        let http = self.options.resolved_http()?;
+        let clock = self.options.resolved_clock();
+        let cache = self.options.resolved_cache("aerion", || {
+            StoreKey::new(
                 "aerion",
                 &base_url[Position::BeforeHost..Position::BeforePath],
                 &format!("{}={}", tenant.header_name(), tenant.value()),
                 username.as_deref().unwrap_or("sso"),
-            );
-            cache = cache.store(store, key);
-        }
+            )
+        });
 
         let fetcher = AerionFetcher {
             http,

@@ -9,8 +9,9 @@ use http::header::CONTENT_LENGTH;
 use serde::Deserialize;
 use token_provider::http::{Request, join_path};
 use token_provider::{
-    AccessToken, CacheConfig, CacheStats, CachedTokenProvider, Error, Fetch, HttpClient, Secret,
-    SharedClock, StoreKey, TokenProvider, TokenState, TokenStore, async_trait,
+    AccessToken, CacheConfig, CacheStats, CachedTokenProvider, Error, Fetch, HttpClient,
+    ProviderOptions, Secret, SharedClock, StoreKey, TokenProvider, TokenState, TokenStore,
+    async_trait,
 };
 use tracing::debug;
 use url::Url;
@@ -49,8 +50,7 @@ pub struct PartnerApp {
 struct AppShared {
     conn: Arc<Conn>,
     target: Target,
-    cache: CacheConfig,
-    store: Option<Arc<dyn TokenStore>>,
+    options: ProviderOptions,
     tenants: Mutex<HashMap<String, TenantKey>>,
 }
 
@@ -159,17 +159,15 @@ impl PartnerApp {
 
 impl AppShared {
     fn key(&self, tenant_id: String, session_token: Option<Secret>) -> TenantKey {
-        let mut cache = self.cache.clone().name("aurora-solar");
-        if let Some(store) = &self.store {
-            // One temporary key per application and tenant, however it was obtained.
-            let key = StoreKey::new(
+        // One temporary key per application and tenant, however it was obtained.
+        let cache = self.options.resolved_cache("aurora-solar", || {
+            StoreKey::new(
                 "aurora-solar",
                 &self.target.label,
                 &tenant_id,
                 &self.conn.application_id,
-            );
-            cache = cache.store(Arc::clone(store), key);
-        }
+            )
+        });
         let fetcher = PartnerFetcher {
             conn: Arc::clone(&self.conn),
             tenant_id,
@@ -356,10 +354,7 @@ pub struct PartnerAppBuilder {
     tenant_id: Option<String>,
     session_token: Option<Secret>,
     require_tenant: bool,
-    http_client: Option<HttpClient>,
-    clock: Option<SharedClock>,
-    cache_config: Option<CacheConfig>,
-    store: Option<Arc<dyn TokenStore>>,
+    options: ProviderOptions,
 }
 
 impl PartnerAppBuilder {
@@ -431,27 +426,33 @@ impl PartnerAppBuilder {
 
     /// The HTTP client (default: [`HttpClient::new`] with this builder's clock).
     pub fn http_client(mut self, client: HttpClient) -> Self {
-        self.http_client = Some(client);
+        self.options.http = Some(client);
         self
     }
 
     /// The clock for expiry decisions (default: the cache configuration's, the system clock).
     pub fn clock(mut self, clock: SharedClock) -> Self {
-        self.clock = Some(clock);
+        self.options.clock = Some(clock);
         self
     }
 
     /// The cache configuration applied to every tenant's cache. Set a store with
     /// [`store`](Self::store), not here: each tenant needs its own key.
     pub fn cache_config(mut self, config: CacheConfig) -> Self {
-        self.cache_config = Some(config);
+        self.options.cache = Some(config);
         self
     }
 
     /// Keeps temporary keys in `store`, under
     /// `aurora-solar|<environment or host>|<tenant id>|<application id>`.
     pub fn store(mut self, store: Arc<dyn TokenStore>) -> Self {
-        self.store = Some(store);
+        self.options.store = Some(store);
+        self
+    }
+
+    /// The HTTP client, clock, cache behaviour and store at once (replacing any set before).
+    pub fn options(mut self, options: ProviderOptions) -> Self {
+        self.options = options;
         self
     }
 
@@ -471,16 +472,7 @@ impl PartnerAppBuilder {
         if self.session_token.as_ref().is_some_and(Secret::is_empty) {
             return Err(Error::config(SESSION_TOKEN_VAR, "is empty"));
         }
-        let mut cache = self.cache_config.unwrap_or_default();
-        if let Some(clock) = &self.clock {
-            cache = cache.clock(Arc::clone(clock));
-        }
-        let http = match self.http_client {
-            Some(client) => client,
-            None => HttpClient::builder()
-                .clock(Arc::clone(cache.clock_ref()))
-                .build()?,
-        };
+        let http = self.options.resolved_http()?;
         let shared = Arc::new(AppShared {
             conn: Arc::new(Conn {
                 base: target.base.clone(),
@@ -489,8 +481,7 @@ impl PartnerAppBuilder {
                 http,
             }),
             target,
-            cache,
-            store: self.store,
+            options: self.options,
             tenants: Mutex::new(HashMap::new()),
         });
         let mut app = PartnerApp {

@@ -9,8 +9,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use token_provider::http::{Request, Response, join_path};
 use token_provider::{
-    AccessToken, CacheConfig, CacheStats, CachedTokenProvider, Error, Fetch, HttpClient, Secret,
-    SharedClock, StoreKey, TokenProvider, TokenState, TokenStore, async_trait,
+    AccessToken, CacheConfig, CacheStats, CachedTokenProvider, Error, Fetch, HttpClient,
+    ProviderOptions, Secret, SharedClock, StoreKey, TokenProvider, TokenState, TokenStore,
+    async_trait,
 };
 use tracing::debug;
 use url::Url;
@@ -114,8 +115,7 @@ pub struct ClientSdk {
 struct SdkShared {
     conn: Arc<SdkConn>,
     target: Target,
-    cache: CacheConfig,
-    store: Option<Arc<dyn TokenStore>>,
+    options: ProviderOptions,
     users: Mutex<HashMap<String, UserJwt>>,
 }
 
@@ -198,16 +198,14 @@ impl ClientSdk {
 
 impl SdkShared {
     fn provider(&self, email_key: &str, user: SdkUser) -> UserJwt {
-        let mut cache = self.cache.clone().name("aurora-solar-sdk");
-        if let Some(store) = &self.store {
-            let key = StoreKey::new(
+        let cache = self.options.resolved_cache("aurora-solar-sdk", || {
+            StoreKey::new(
                 "aurora-solar-sdk",
                 &self.target.label,
                 &self.conn.tenant_id,
                 email_key,
-            );
-            cache = cache.store(Arc::clone(store), key);
-        }
+            )
+        });
         let fetcher = SdkFetcher {
             conn: Arc::clone(&self.conn),
             user,
@@ -479,10 +477,7 @@ pub struct ClientSdkBuilder {
     tenant_id: Option<String>,
     user: Option<SdkUser>,
     require_user: bool,
-    http_client: Option<HttpClient>,
-    clock: Option<SharedClock>,
-    cache_config: Option<CacheConfig>,
-    store: Option<Arc<dyn TokenStore>>,
+    options: ProviderOptions,
 }
 
 impl ClientSdkBuilder {
@@ -549,27 +544,33 @@ impl ClientSdkBuilder {
 
     /// The HTTP client (default: [`HttpClient::new`] with this builder's clock).
     pub fn http_client(mut self, client: HttpClient) -> Self {
-        self.http_client = Some(client);
+        self.options.http = Some(client);
         self
     }
 
     /// The clock for expiry decisions (default: the cache configuration's, the system clock).
     pub fn clock(mut self, clock: SharedClock) -> Self {
-        self.clock = Some(clock);
+        self.options.clock = Some(clock);
         self
     }
 
     /// The cache configuration applied to every user's cache. Set a store with
     /// [`store`](Self::store), not here: each user needs its own key.
     pub fn cache_config(mut self, config: CacheConfig) -> Self {
-        self.cache_config = Some(config);
+        self.options.cache = Some(config);
         self
     }
 
     /// Keeps JWTs in `store`, under
     /// `aurora-solar-sdk|<environment or host>|<tenant id>|<lowercased email>`.
     pub fn store(mut self, store: Arc<dyn TokenStore>) -> Self {
-        self.store = Some(store);
+        self.options.store = Some(store);
+        self
+    }
+
+    /// The HTTP client, clock, cache behaviour and store at once (replacing any set before).
+    pub fn options(mut self, options: ProviderOptions) -> Self {
+        self.options = options;
         self
     }
 
@@ -585,16 +586,7 @@ impl ClientSdkBuilder {
             }
             None => None,
         };
-        let mut cache = self.cache_config.unwrap_or_default();
-        if let Some(clock) = &self.clock {
-            cache = cache.clock(Arc::clone(clock));
-        }
-        let http = match self.http_client {
-            Some(client) => client,
-            None => HttpClient::builder()
-                .clock(Arc::clone(cache.clock_ref()))
-                .build()?,
-        };
+        let http = self.options.resolved_http()?;
         let shared = Arc::new(SdkShared {
             conn: Arc::new(SdkConn {
                 base: target.base.clone(),
@@ -603,8 +595,7 @@ impl ClientSdkBuilder {
                 http,
             }),
             target,
-            cache,
-            store: self.store,
+            options: self.options,
             users: Mutex::new(HashMap::new()),
         });
         let mut sdk = ClientSdk {

@@ -8,7 +8,8 @@ use openidconnect::IssuerUrl;
 use token_provider::auth::AuthHeader;
 use token_provider::http::parse_base_url;
 use token_provider::{
-    CacheConfig, CachedTokenProvider, Error, HttpClient, Secret, SharedClock, StoreKey, TokenStore,
+    CacheConfig, CachedTokenProvider, Error, HttpClient, ProviderOptions, Secret, SharedClock,
+    StoreKey, TokenStore,
 };
 
 use crate::fetch::Fetcher;
@@ -36,10 +37,7 @@ pub struct AuroraUkBuilder {
     auth_header_name: Option<String>,
     api_base: Option<String>,
     rediscovery_interval: Option<Duration>,
-    http_client: Option<HttpClient>,
-    clock: Option<SharedClock>,
-    cache_config: Option<CacheConfig>,
-    store: Option<Arc<dyn TokenStore>>,
+    options: ProviderOptions,
 }
 
 impl fmt::Debug for AuroraUkBuilder {
@@ -54,9 +52,7 @@ impl fmt::Debug for AuroraUkBuilder {
             .field("auth_header_name", &self.auth_header_name)
             .field("api_base", &self.api_base)
             .field("rediscovery_interval", &self.rediscovery_interval)
-            .field("http_client", &self.http_client)
-            .field("cache_config", &self.cache_config)
-            .field("store", &self.store)
+            .field("options", &self.options)
             .finish_non_exhaustive()
     }
 }
@@ -166,19 +162,19 @@ impl AuroraUkBuilder {
 
     /// The HTTP client (default: [`HttpClient::new`]'s policy).
     pub fn http_client(mut self, client: HttpClient) -> Self {
-        self.http_client = Some(client);
+        self.options.http = Some(client);
         self
     }
 
     /// The clock (default: the cache configuration's, the system clock unless set).
     pub fn clock(mut self, clock: SharedClock) -> Self {
-        self.clock = Some(clock);
+        self.options.clock = Some(clock);
         self
     }
 
     /// The token cache's configuration.
     pub fn cache_config(mut self, config: CacheConfig) -> Self {
-        self.cache_config = Some(config);
+        self.options.cache = Some(config);
         self
     }
 
@@ -186,7 +182,13 @@ impl AuroraUkBuilder {
     /// `StoreKey::new("aurora-uk", <issuer>, <audience>, <client_id>)`, so a dev token is never
     /// read back for live.
     pub fn store(mut self, store: Arc<dyn TokenStore>) -> Self {
-        self.store = Some(store);
+        self.options.store = Some(store);
+        self
+    }
+
+    /// The HTTP client, clock, cache behaviour and store at once (replacing any set before).
+    pub fn options(mut self, options: ProviderOptions) -> Self {
+        self.options = options;
         self
     }
 
@@ -254,20 +256,12 @@ impl AuroraUkBuilder {
             .rediscovery_interval
             .unwrap_or(DEFAULT_REDISCOVERY_INTERVAL);
 
-        let cache_config = self.cache_config.unwrap_or_default();
-        let clock = self
-            .clock
-            .unwrap_or_else(|| cache_config.clock_ref().clone());
-        let http = match self.http_client {
-            Some(client) => client,
-            None => HttpClient::builder().clock(clock.clone()).build()?,
-        };
-        let mut cache_config = cache_config.clock(clock.clone()).name("aurora-uk");
-        if let Some(store) = self.store {
-            // Issuer and audience name the environment: a dev token is never read back for live.
-            let key = StoreKey::new("aurora-uk", issuer.as_str(), &audience, &client_id);
-            cache_config = cache_config.store(store, key);
-        }
+        let clock = self.options.resolved_clock();
+        let http = self.options.resolved_http()?;
+        // Issuer and audience name the environment: a dev token is never read back for live.
+        let cache_config = self.options.resolved_cache("aurora-uk", || {
+            StoreKey::new("aurora-uk", issuer.as_str(), &audience, &client_id)
+        });
 
         let fetcher = Fetcher::new(
             environment,

@@ -1,0 +1,99 @@
+//! [`ProviderOptions`]: the settings every provider builder shares, resolved in one place.
+
+use std::sync::Arc;
+
+use crate::{CacheConfig, Error, HttpClient, SharedClock, StoreKey, TokenStore};
+
+/// The settings every provider builder shares: the HTTP client, the clock, the cache behaviour
+/// and a store. Provider builders take them one by one (`.http_client(..)`, `.clock(..)`,
+/// `.cache_config(..)`, `.store(..)`) or all at once (`.options(..)`), and resolve them with the
+/// methods below, so every provider applies them the same way.
+#[derive(Clone, Debug, Default)]
+#[must_use]
+pub struct ProviderOptions {
+    /// The HTTP client (default: [`HttpClient::builder`] with the clock below).
+    pub http: Option<HttpClient>,
+    /// The clock (default: the cache configuration's, which defaults to the system clock).
+    pub clock: Option<SharedClock>,
+    /// The cache behaviour (default: [`CacheConfig::default`]).
+    pub cache: Option<CacheConfig>,
+    /// Where provider state survives the process (default: nowhere).
+    pub store: Option<Arc<dyn TokenStore>>,
+}
+
+impl ProviderOptions {
+    /// No options set: every default applies.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The clock in force: the one set here, else the cache configuration's.
+    pub fn resolved_clock(&self) -> SharedClock {
+        match (&self.clock, &self.cache) {
+            (Some(clock), _) => Arc::clone(clock),
+            (None, Some(cache)) => Arc::clone(cache.clock_ref()),
+            (None, None) => crate::system_clock(),
+        }
+    }
+
+    /// The HTTP client in force: the one set here, else a default client on the same clock.
+    pub fn resolved_http(&self) -> Result<HttpClient, Error> {
+        match &self.http {
+            Some(http) => Ok(http.clone()),
+            None => HttpClient::builder().clock(self.resolved_clock()).build(),
+        }
+    }
+
+    /// The cache configuration for one provider state: named `name` in logs, on the clock in
+    /// force, and persisted under `key()` when a store is set (`key` is called only then).
+    pub fn resolved_cache(
+        &self,
+        name: &'static str,
+        key: impl FnOnce() -> StoreKey,
+    ) -> CacheConfig {
+        let mut cache = self
+            .cache
+            .clone()
+            .unwrap_or_default()
+            .name(name)
+            .clock(self.resolved_clock());
+        if let Some(store) = &self.store {
+            cache = cache.store(Arc::clone(store), key());
+        }
+        cache
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, SystemTime};
+
+    use super::*;
+    use crate::{ManualClock, MemoryStore};
+
+    #[test]
+    fn the_explicit_clock_wins_over_the_cache_configs() {
+        let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000);
+        let t1 = t0 + Duration::from_secs(1_000);
+        let mut o = ProviderOptions::new();
+        assert!(o.resolved_clock().now() > t1, "the system clock by default");
+        o.cache = Some(CacheConfig::new().clock(Arc::new(ManualClock::new(t0))));
+        assert_eq!(o.resolved_clock().now(), t0);
+        o.clock = Some(Arc::new(ManualClock::new(t1)));
+        assert_eq!(o.resolved_clock().now(), t1);
+        assert_eq!(
+            o.resolved_cache("x", || unreachable!()).clock_ref().now(),
+            t1
+        );
+    }
+
+    #[test]
+    fn the_store_key_is_made_only_with_a_store() {
+        let mut o = ProviderOptions::new();
+        let cache = o.resolved_cache("p", || panic!("no store, no key"));
+        assert!(!format!("{cache:?}").contains("StoreKey"));
+        o.store = Some(Arc::new(MemoryStore::new()));
+        let cache = o.resolved_cache("p", || StoreKey::new("p", "e", "t", "u"));
+        assert!(format!("{cache:?}").contains("p|e|t|u"), "{cache:?}");
+    }
+}
