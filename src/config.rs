@@ -161,27 +161,18 @@ impl ProviderConfig {
     }
 }
 
-/// A parse error that says where and what, without quoting the value (it may be a secret).
+/// A parse error that says where and what, without quoting the value (it may be a secret):
+/// everything from the first quote on is cut (an escaped quote inside a value must not end the
+/// cut early).
 fn config_error(line: Option<usize>, message: &str) -> Error {
-    let mut out = String::new();
-    let mut in_quotes = false;
-    for c in message.chars() {
-        if c == '"' {
-            if !in_quotes {
-                out.push_str("\"…");
-            }
-            in_quotes = !in_quotes;
-            if !in_quotes {
-                out.push('"');
-            }
-        } else if !in_quotes {
-            out.push(c);
-        }
-    }
-    let first = out.lines().next().unwrap_or("").trim().to_owned();
+    let first = message.lines().next().unwrap_or("");
+    let shown = match first.find('"') {
+        Some(i) => format!("{}…", first[..i].trim_end()),
+        None => first.trim().to_owned(),
+    };
     match line {
-        Some(line) => Error::config(format!("configuration line {line}"), first),
-        None => Error::config("configuration", first),
+        Some(line) => Error::config(format!("configuration line {line}"), shown),
+        None => Error::config("configuration", shown),
     }
 }
 
@@ -295,6 +286,8 @@ user_email = "jessica@example.com"
         assert!(!msg.contains("pw-SECRET"), "{msg}");
         assert!(msg.contains("line"), "{msg}");
         let err = Config::from_json_str(r#"{"timeout_secs":"pw-SECRET"}"#).unwrap_err();
+        assert!(!err.to_string().contains("pw-SECRET"), "{err}");
+        let err = Config::from_json_str(r#"{"timeout_secs":"ab\"pw-SECRET"}"#).unwrap_err();
         assert!(!err.to_string().contains("pw-SECRET"), "{err}");
         let err = Config::from_toml_str("timeout_secs = 0\n")
             .unwrap()

@@ -301,13 +301,8 @@ impl AerionBuilder {
             ENV_BASE_URL,
             self.base_url.as_deref().unwrap_or(DEFAULT_BASE_URL),
         )?;
-        refuse_user_info(ENV_BASE_URL, &base_url)?;
         let token_url = match &self.token_url {
-            Some(url) => {
-                let url = parse_base_url("token_url", url)?;
-                refuse_user_info("token_url", &url)?;
-                url
-            }
+            Some(url) => parse_base_url("token_url", url)?,
             None => join_path(&base_url, &["oauth2", "token"]),
         };
 
@@ -402,14 +397,4 @@ impl AerionBuilder {
             inner: CachedTokenProvider::with_config(fetcher, cache),
         })
     }
-}
-
-fn refuse_user_info(field: &str, url: &Url) -> Result<(), Error> {
-    if !url.username().is_empty() || url.password().is_some() {
-        return Err(Error::config(
-            field,
-            "must not carry a user name or password",
-        ));
-    }
-    Ok(())
 }

@@ -17,7 +17,7 @@ use http::header::{AUTHORIZATION, HeaderName, HeaderValue};
 
 use std::future::Future;
 
-use crate::http::{Request, Response};
+use crate::http::{Request, Response, check_url};
 use crate::{AccessToken, Error, HttpClient, Secret, TokenProvider};
 
 /// Which header carries the token, and how.
@@ -60,7 +60,8 @@ impl AuthHeader {
 }
 
 /// Sends the request `build` makes with a token from `provider`; on a 401, invalidates that token
-/// and sends a rebuilt request once more with a new token. Returns the last response whatever its
+/// and sends a rebuilt request once more with a new token. A URL that is neither https nor
+/// loopback is refused before a token is attached. Returns the last response whatever its
 /// status (a second 401 included), or the error that kept a token or an answer from being had.
 ///
 /// ```no_run
@@ -85,11 +86,14 @@ where
     retry_once_on_401(
         provider,
         |token| async move {
-            build()
-                .header(header.name.clone(), header.value(&token)?)
-                .send()
-                .await
-                .map_err(Error::from)
+            let (client, request) = build().build_split();
+            let mut request = request?;
+            // The bearer must not cross the network in clear text.
+            check_url(request.url())?;
+            request
+                .headers_mut()
+                .insert(header.name.clone(), header.value(&token)?);
+            client.execute(request).await.map_err(Error::from)
         },
         |response| response.status().as_u16(),
     )
@@ -199,6 +203,8 @@ impl reqwest_middleware::Middleware for AuthMiddleware {
             .token()
             .await
             .map_err(reqwest_middleware::Error::middleware)?;
+        // The bearer must not cross the network in clear text.
+        check_url(req.url()).map_err(reqwest_middleware::Error::middleware)?;
         let retry = req.try_clone();
         let mut req = req;
         let value = self

@@ -652,7 +652,7 @@ pub fn check_url(url: &Url) -> Result<(), Error> {
 }
 
 /// Parses a base URL from configuration, naming `field` when it is not a usable URL (not
-/// absolute, not https for a non-loopback host, or carrying a query or fragment).
+/// absolute, not https for a non-loopback host, or carrying a query, a fragment or credentials).
 pub fn parse_base_url(field: &str, value: &str) -> Result<Url, Error> {
     let url =
         Url::parse(value.trim()).map_err(|e| Error::config(field, format!("is not a URL: {e}")))?;
@@ -661,6 +661,13 @@ pub fn parse_base_url(field: &str, value: &str) -> Result<Url, Error> {
     }
     if url.query().is_some() || url.fragment().is_some() {
         return Err(Error::config(field, "must not carry a query or fragment"));
+    }
+    // Credentials in a URL end up in logs, errors and Debug output wherever the URL is shown.
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(Error::config(
+            field,
+            "must not carry a user name or password",
+        ));
     }
     check_url(&url).map_err(|e| match e {
         Error::Config { reason, .. } => Error::config(field, reason),
@@ -819,6 +826,9 @@ mod tests {
         assert!(e.to_string().contains("AERION_BASE_URL"), "{e}");
         let e = parse_base_url("X", "https://h/?a=b").unwrap_err();
         assert!(e.to_string().contains("query"), "{e}");
+        let e = parse_base_url("X", "https://user:pw-SECRET@h/").unwrap_err();
+        assert!(e.to_string().contains("user name or password"), "{e}");
+        assert!(!e.to_string().contains("pw-SECRET"), "{e}");
     }
 
     #[test]

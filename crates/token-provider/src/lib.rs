@@ -26,7 +26,9 @@
 //! # Security
 //!
 //! Secrets ([`Secret`], [`AccessToken`]) have no `Display` or `Serialize`, print as
-//! `[redacted]` in `Debug`, are zeroized on drop and compared in constant time. No [`Error`]
+//! `[redacted]` in `Debug`, are zeroized on drop and compared in constant time. (The buffers a
+//! request is encoded into on its way out, such as a form body or a header value, are ordinary
+//! memory: zeroizing them would need a zeroizing HTTP stack.) No [`Error`]
 //! message contains a secret, a token or a response body. Logs (`tracing`) carry hosts, paths,
 //! statuses and timings only.
 

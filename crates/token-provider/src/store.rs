@@ -152,6 +152,9 @@ impl TokenStore for MemoryStore {
 /// The current file format version.
 pub const FILE_FORMAT_VERSION: u32 = 1;
 
+const DEFAULT_LOCK_TIMEOUT: Duration = Duration::from_secs(30);
+const LOCK_POLL: Duration = Duration::from_millis(20);
+
 /// A store in one JSON file (format above), safe to share between processes.
 ///
 /// - Writes are atomic: a temporary file in the same directory, `fsync`, `rename` over the old
@@ -164,6 +167,7 @@ pub const FILE_FORMAT_VERSION: u32 = 1;
 pub struct FileStore {
     path: PathBuf,
     lock_path: PathBuf,
+    lock_timeout: Duration,
     // Threads of one process queue here first; the OS lock then orders processes.
     in_process: Arc<tokio::sync::Mutex<()>>,
 }
@@ -181,8 +185,17 @@ impl FileStore {
         Self {
             path,
             lock_path,
+            lock_timeout: DEFAULT_LOCK_TIMEOUT,
             in_process: Arc::new(tokio::sync::Mutex::new(())),
         }
+    }
+
+    /// How long [`lock`](TokenStore::lock) waits for another holder (say a stopped process)
+    /// before giving up with [`Error::Store`] (default 30 s).
+    #[must_use]
+    pub fn lock_timeout(mut self, timeout: Duration) -> Self {
+        self.lock_timeout = timeout;
+        self
     }
 
     /// The file's path.
@@ -229,12 +242,34 @@ impl TokenStore for FileStore {
     async fn lock(&self, _key: &StoreKey) -> Result<StoreLock, Error> {
         let in_process = Arc::clone(&self.in_process).lock_owned().await;
         let lock_path = self.lock_path.clone();
+        let timeout = self.lock_timeout;
         let file = tokio::task::spawn_blocking(move || -> Result<File, Error> {
             let file = open_private(&lock_path, false)
                 .map_err(|e| io_error("cannot open the lock file", &lock_path, e))?;
-            file.lock()
-                .map_err(|e| io_error("cannot lock", &lock_path, e))?;
-            Ok(file)
+            // Polled rather than blocking, so a holder that never lets go (a stopped process)
+            // ends in an error instead of a fetch that never finishes.
+            let mut waited = Duration::ZERO;
+            loop {
+                match file.try_lock() {
+                    Ok(()) => return Ok(file),
+                    Err(std::fs::TryLockError::WouldBlock) if waited < timeout => {
+                        std::thread::sleep(LOCK_POLL);
+                        waited += LOCK_POLL;
+                    }
+                    Err(std::fs::TryLockError::WouldBlock) => {
+                        return Err(Error::store(
+                            format!(
+                                "another process has held {} for over {timeout:?}",
+                                lock_path.display()
+                            ),
+                            None,
+                        ));
+                    }
+                    Err(std::fs::TryLockError::Error(e)) => {
+                        return Err(io_error("cannot lock", &lock_path, e));
+                    }
+                }
+            }
         })
         .await
         .map_err(|e| Error::store(format!("store task failed: {e}"), None))??;

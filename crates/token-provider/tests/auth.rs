@@ -172,3 +172,31 @@ async fn a_provider_failure_is_the_callers_error_and_nothing_is_sent() {
     assert!(err.is_rejected());
     never.assert_async().await;
 }
+
+#[tokio::test]
+async fn no_token_is_attached_to_plain_http_for_a_remote_host() {
+    let (provider, fetches) = numbered();
+    let client = reqwest::Client::new();
+    let err = send_authorized(&*provider, &AuthHeader::default(), || {
+        client.get("http://partner-auth.invalid/me")
+    })
+    .await
+    .unwrap_err();
+    assert!(
+        matches!(err, token_provider::Error::Config { .. }),
+        "{err:?}"
+    );
+
+    let dynamic: Arc<dyn TokenProvider> = provider;
+    let client = reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
+        .with(AuthMiddleware::new(dynamic))
+        .build();
+    let err = client
+        .get("http://partner-auth.invalid/me")
+        .send()
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("https"), "{err}");
+    // One token was fetched for the first refusal; nothing was ever sent.
+    assert!(fetches.load(Ordering::SeqCst) <= 1);
+}

@@ -165,6 +165,14 @@ async fn the_lock_is_exclusive_across_handles() {
     drop(held);
     let got = tokio::time::timeout(Duration::from_secs(5), two.lock(&key)).await;
     assert!(got.is_ok(), "the lock was not released on drop");
+    drop(got);
+
+    // A holder that never lets go: the wait ends in an error, not a hang.
+    let impatient = FileStore::new(&path).lock_timeout(Duration::from_millis(200));
+    let _held = one.lock(&key).await.unwrap();
+    let err = impatient.lock(&key).await.unwrap_err();
+    assert!(matches!(err, Error::Store { .. }), "{err:?}");
+    assert!(err.to_string().contains("another process"), "{err}");
     assert_eq!(mode(&dir.join("tokens.json.lock")), 0o600);
 }
 
