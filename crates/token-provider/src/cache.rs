@@ -430,18 +430,35 @@ impl<F: Fetch> Shared<F> {
             Ok(state) => {
                 let token = state.access_token.clone();
                 let entry = this.entry(state, now);
+                let mut control = this.lock();
+                control.failure = None;
+                control.consecutive_failures = 0;
+                control.retired = None;
                 if entry.hard.is_some_and(|hard| hard <= now) {
                     warn!(
                         cache = this.config.name,
                         "the provider issued a token that is already expired; it is not cached"
                     );
+                    // The access token is useless, but a refresh token that came with it may
+                    // have replaced (rotated away) the one the cached state holds: keep it for
+                    // the next fetch, or the next refresh spends a dead one.
+                    if entry.state.refresh_token.is_some() {
+                        match this.current.load_full() {
+                            Some(current) => {
+                                let mut kept = current.state.clone();
+                                kept.refresh_token = entry.state.refresh_token.clone();
+                                this.current.store(Some(Arc::new(Entry {
+                                    state: kept,
+                                    soft: current.soft,
+                                    hard: current.hard,
+                                })));
+                            }
+                            None => control.retired = Some(entry.state),
+                        }
+                    }
                 } else {
                     this.current.store(Some(Arc::new(entry)));
                 }
-                let mut control = this.lock();
-                control.failure = None;
-                control.consecutive_failures = 0;
-                control.retired = None;
                 drop(control);
                 this.stats
                     .last_latency_us
