@@ -16,8 +16,9 @@
 //!   most [`load_timeout`](CacheConfig::load_timeout).
 //! - **Transient failure** (network, 5xx, 429, garbled answer): the still-valid token keeps being
 //!   served; the next attempt waits an exponential backoff with jitter, or the provider's
-//!   `Retry-After`. Until then callers with no valid token get the same error at once rather than
-//!   stampeding a struggling server.
+//!   `Retry-After` (capped at the longest backoff). Until then callers with no valid token get
+//!   the same error at once rather than stampeding a struggling server. A token that arrives
+//!   already expired counts as such a failure (its rotated refresh token is kept).
 //! - **Permanent failure** (rejected credentials, a user action needed, bad configuration): the
 //!   error is returned and held for [`negative_ttl`](CacheConfig::negative_ttl), so a thousand
 //!   callers with a bad password cause one request, not a thousand. It is never retried in a loop.
@@ -28,7 +29,8 @@
 //! - With a [`TokenStore`], the fetch runs under the store's lock: the stored state is read (a
 //!   fresh token another process saved is adopted without a request), the fetch gets the stored
 //!   refresh token, and the new state is saved before the lock is released, so a rotating refresh
-//!   token is never spent twice nor lost.
+//!   token is never spent twice nor lost. A stored token is adopted only with the full margin
+//!   (5 minutes by default) still ahead of it, since its original lifetime is unknown.
 //!
 //! A tokio runtime is required (fetches are spawned on it).
 
@@ -426,39 +428,26 @@ impl<F: Fetch> Shared<F> {
         let result = this.fetch().await;
         let elapsed = started.elapsed();
         let now = this.config.clock.now();
+        let result = result.and_then(|(state, adopted)| {
+            let entry = this.entry(state, now, adopted);
+            if entry.hard.is_some_and(|hard| hard <= now) {
+                // Handing it out would only earn a 401; a transient failure keeps serving the
+                // still-valid token (if any) and backs off instead of asking again per call.
+                this.keep_refresh_token(entry.state);
+                return Err(Error::malformed(
+                    "the provider issued an access token that had already expired",
+                ));
+            }
+            Ok(entry)
+        });
         let outcome = match result {
-            Ok(state) => {
-                let token = state.access_token.clone();
-                let entry = this.entry(state, now);
+            Ok(entry) => {
+                let token = entry.state.access_token.clone();
                 let mut control = this.lock();
                 control.failure = None;
                 control.consecutive_failures = 0;
                 control.retired = None;
-                if entry.hard.is_some_and(|hard| hard <= now) {
-                    warn!(
-                        cache = this.config.name,
-                        "the provider issued a token that is already expired; it is not cached"
-                    );
-                    // The access token is useless, but a refresh token that came with it may
-                    // have replaced (rotated away) the one the cached state holds: keep it for
-                    // the next fetch, or the next refresh spends a dead one.
-                    if entry.state.refresh_token.is_some() {
-                        match this.current.load_full() {
-                            Some(current) => {
-                                let mut kept = current.state.clone();
-                                kept.refresh_token = entry.state.refresh_token.clone();
-                                this.current.store(Some(Arc::new(Entry {
-                                    state: kept,
-                                    soft: current.soft,
-                                    hard: current.hard,
-                                })));
-                            }
-                            None => control.retired = Some(entry.state),
-                        }
-                    }
-                } else {
-                    this.current.store(Some(Arc::new(entry)));
-                }
+                this.current.store(Some(Arc::new(entry)));
                 drop(control);
                 this.stats
                     .last_latency_us
@@ -498,8 +487,9 @@ impl<F: Fetch> Shared<F> {
         tx.send_replace(Some(outcome));
     }
 
-    /// One fetch, through the store when there is one.
-    async fn fetch(&self) -> Result<TokenState, Error> {
+    /// One fetch, through the store when there is one; `true` when the state was adopted from
+    /// the store rather than fetched.
+    async fn fetch(&self) -> Result<(TokenState, bool), Error> {
         let previous = {
             let current = self.current.load();
             match current.as_ref() {
@@ -508,7 +498,7 @@ impl<F: Fetch> Shared<F> {
             }
         };
         let Some((store, key)) = &self.config.store else {
-            return self.fetcher.fetch(previous.as_ref()).await;
+            return Ok((self.fetcher.fetch(previous.as_ref()).await?, false));
         };
         // Held across read-fetch-write, so no other holder of this store spends the same refresh
         // token; released when dropped, however this ends.
@@ -522,14 +512,14 @@ impl<F: Fetch> Shared<F> {
             (control.rejected.clone(), first)
         };
         if let Some(stored) = &stored {
-            let usable = self.entry(stored.clone(), now);
+            let usable = self.entry(stored.clone(), now, true);
             let is_rejected = rejected.as_ref() == Some(&stored.access_token);
             let ours = previous
                 .as_ref()
                 .is_some_and(|p| p.access_token == stored.access_token);
             if now < usable.soft && !is_rejected && (first_load || !ours) {
                 debug!(cache = self.config.name, "token adopted from the store");
-                return Ok(stored.clone());
+                return Ok((stored.clone(), true));
             }
         }
         // The store's refresh token is the newest one anybody holds.
@@ -543,18 +533,47 @@ impl<F: Fetch> Shared<F> {
             // token because the disk is full would lock the user out.
             warn!(cache = self.config.name, error = %e, "could not save the token state");
         }
-        Ok(state)
+        Ok((state, false))
     }
 
-    fn entry(&self, state: TokenState, now: SystemTime) -> Entry {
+    /// Keeps the refresh token of a state whose access token is unusable: it may have replaced
+    /// (rotated away) the one the cached state holds, and the next refresh must not spend a dead
+    /// one.
+    fn keep_refresh_token(&self, state: TokenState) {
+        if state.refresh_token.is_none() {
+            return;
+        }
+        let mut control = self.lock();
+        match self.current.load_full() {
+            Some(current) => {
+                let mut kept = current.state.clone();
+                kept.refresh_token = state.refresh_token;
+                self.current.store(Some(Arc::new(Entry {
+                    state: kept,
+                    soft: current.soft,
+                    hard: current.hard,
+                })));
+            }
+            None => control.retired = Some(state),
+        }
+    }
+
+    /// The cache entry for `state` at `now`. A token just issued has its whole lifetime ahead,
+    /// so the margin can be a fifth of it; for one `adopted` from a store nobody knows how long
+    /// it lived, so it gets the full margin (it is not used into its last minutes).
+    fn entry(&self, state: TokenState, now: SystemTime, adopted: bool) -> Entry {
         let cfg = &self.config;
         let expires_at = state.access_token.expires_at();
         let (soft, hard) = match expires_at {
             Some(hard) => {
                 let lifetime = hard.duration_since(now).unwrap_or(Duration::ZERO);
-                let margin = cfg
-                    .margin
-                    .unwrap_or_else(|| cfg.max_margin.min(lifetime / 5));
+                let margin = cfg.margin.unwrap_or_else(|| {
+                    if adopted {
+                        cfg.max_margin
+                    } else {
+                        cfg.max_margin.min(lifetime / 5)
+                    }
+                });
                 let margin = margin.saturating_sub(margin.mul_f64(0.1 * fastrand::f64()));
                 let soft = hard.checked_sub(margin).unwrap_or(hard);
                 (soft.min(now + cfg.max_lifetime), Some(hard))
@@ -572,7 +591,9 @@ impl<F: Fetch> Shared<F> {
             .min(cfg.backoff_max);
         let half = exp / 2;
         let jittered = half + half.mul_f64(fastrand::f64());
-        retry_after.map_or(jittered, |ra| ra.max(jittered))
+        // The provider's wait is honoured up to the longest backoff: a `Retry-After` of a day
+        // must not shut every caller out for a day.
+        retry_after.map_or(jittered, |ra| ra.min(cfg.backoff_max).max(jittered))
     }
 }
 

@@ -454,7 +454,7 @@ async fn an_absurd_lifetime_is_capped() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn a_token_expired_on_arrival_is_handed_over_but_not_cached() {
+async fn a_token_expired_on_arrival_is_a_transient_failure_with_backoff() {
     let h = harness(
         Duration::ZERO,
         |c| c,
@@ -465,9 +465,77 @@ async fn a_token_expired_on_arrival_is_handed_over_but_not_cached() {
                 .into())
         },
     );
-    assert_eq!(secret_of(&h.provider.token().await.unwrap()), "dead-0");
+    let err = h.provider.token().await.unwrap_err();
+    assert!(
+        matches!(err, Error::Malformed { .. }) && err.is_transient(),
+        "{err:?}"
+    );
     assert!(h.provider.cached().is_none());
-    assert_eq!(secret_of(&h.provider.token().await.unwrap()), "dead-1");
+    // Held: callers get the same error at once, not a request each.
+    for _ in 0..10 {
+        assert!(h.provider.token().await.is_err());
+    }
+    assert_eq!(h.calls(), 1);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(h.provider.token().await.is_err());
+    assert_eq!(h.calls(), 2, "asked again only after the backoff");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_stored_token_near_its_end_is_not_adopted() {
+    let store = MemoryStore::new();
+    let key = StoreKey::new("test", "env", "tenant", "me");
+    // Saved by another process; 30 s left: less than the 5-minute margin.
+    let nearly_dead = token_n(&TokioClock::new(t0()), 99, Duration::from_secs(30))
+        .with_refresh_token(Some(Secret::new("rt-stored")));
+    store.save(&key, &nearly_dead).await.unwrap();
+    let clock = TokioClock::new(t0());
+    let (s, k) = (store.clone(), key.clone());
+    let h = harness(
+        Duration::from_millis(5),
+        move |c| c.store(Arc::new(s), k),
+        move |n, _| Ok(token_n(&clock, n, HOUR)),
+    );
+    assert_eq!(secret_of(&h.provider.token().await.unwrap()), "token-0");
+    assert_eq!(h.calls(), 1);
+    // The refresh was made with the stored refresh token.
+    assert_eq!(
+        *h.seen_previous.lock().unwrap(),
+        vec![Some("rt-stored".to_owned())]
+    );
+
+    // With ten minutes left it is adopted as is.
+    let fresh_enough = token_n(&TokioClock::new(t0()), 98, 10 * MIN);
+    store.save(&key, &fresh_enough).await.unwrap();
+    let clock = TokioClock::new(t0());
+    let (s, k) = (store.clone(), key.clone());
+    let h = harness(
+        Duration::from_millis(5),
+        move |c| c.store(Arc::new(s), k),
+        move |n, _| Ok(token_n(&clock, n, HOUR)),
+    );
+    assert_eq!(secret_of(&h.provider.token().await.unwrap()), "token-98");
+    assert_eq!(h.calls(), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_retry_after_of_a_day_is_capped_by_the_longest_backoff() {
+    let h = harness(
+        Duration::ZERO,
+        |c| c.backoff(Duration::from_secs(1), Duration::from_secs(60)),
+        |_, _| {
+            Err(Error::RateLimited {
+                retry_after: Some(Duration::from_secs(86_400)),
+            })
+        },
+    );
+    assert!(h.provider.token().await.is_err());
+    tokio::time::sleep(Duration::from_secs(59)).await;
+    assert!(h.provider.token().await.is_err());
+    assert_eq!(h.calls(), 1, "held for the capped wait");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(h.provider.token().await.is_err());
+    assert_eq!(h.calls(), 2, "asked again after 60 s, not a day");
 }
 
 #[tokio::test(start_paused = true)]

@@ -108,9 +108,15 @@ async fn a_rotated_refresh_token_survives_a_dead_access_token_after_expiry() {
     let (p, clock, log) = provider(1);
     p.token().await.unwrap();
     clock.advance(Duration::from_secs(3601));
-    // Hard-expired: the caller waits for the fetch, which brings a dead token and rt-1.
-    let dead = p.token().await.unwrap();
-    assert_eq!(dead.secret().expose_secret(), "at-1");
+    // Hard-expired: the caller waits for the fetch, which brings a dead token and rt-1. The
+    // caller gets a transient error, never the dead token.
+    let err = p.token().await.unwrap_err();
+    assert!(
+        matches!(err, Error::Malformed { .. }) && err.is_transient(),
+        "{err:?}"
+    );
+    // Past the (1 ms) backoff, the next fetch presents rt-1.
+    clock.advance(Duration::from_secs(1));
     let t = p.token().await.unwrap();
     assert_eq!(t.secret().expose_secret(), "at-2");
     assert_eq!(
