@@ -339,26 +339,44 @@ impl<F: Fetch> CachedTokenProvider<F> {
     /// boxed future that `#[async_trait]` allocates for every call through the trait. Call this
     /// on a concrete provider in the hottest loops; use the trait everywhere else.
     pub async fn get(&self) -> Result<AccessToken, Error> {
-        let shared = &self.shared;
-        let now = shared.config.clock.now();
-        if let Some(entry) = shared.current.load().as_ref() {
-            if now < entry.soft {
-                shared.stats.hits.increment();
-                trace!(cache = shared.config.name, "token cache hit");
-                return Ok(entry.state.access_token.clone());
-            }
-            if entry.hard.is_none_or(|hard| now < hard) {
-                shared.stats.hits.increment();
-                if !shared.fetching.load(Ordering::Acquire) {
-                    let _ = Shared::start(shared, now);
-                }
-                trace!(
-                    cache = shared.config.name,
-                    "token cache hit in the refresh window"
-                );
-                return Ok(entry.state.access_token.clone());
-            }
+        let now = self.shared.config.clock.now();
+        match self.hit(now) {
+            Some(token) => Ok(token),
+            // Boxed: the waiting path's state (a timer, a channel wait) is hundreds of bytes, and
+            // every hit would otherwise carry, and move, a future that large.
+            None => Box::pin(self.miss(now)).await,
         }
+    }
+
+    /// The hit path: the token when one is valid at `now` (starting the one background refresh
+    /// in the soft window). Kept out of the waiting path so a hit never touches its state.
+    #[inline]
+    fn hit(&self, now: SystemTime) -> Option<AccessToken> {
+        let shared = &self.shared;
+        let entry = shared.current.load();
+        let entry = entry.as_ref()?;
+        if now < entry.soft {
+            shared.stats.hits.increment();
+            trace!(cache = shared.config.name, "token cache hit");
+            return Some(entry.state.access_token.clone());
+        }
+        if entry.hard.is_none_or(|hard| now < hard) {
+            shared.stats.hits.increment();
+            if !shared.fetching.load(Ordering::Acquire) {
+                let _ = Shared::start(shared, now);
+            }
+            trace!(
+                cache = shared.config.name,
+                "token cache hit in the refresh window"
+            );
+            return Some(entry.state.access_token.clone());
+        }
+        None
+    }
+
+    /// No valid token: wait for the one fetch (joined or started), bounded by the load timeout.
+    async fn miss(&self, now: SystemTime) -> Result<AccessToken, Error> {
+        let shared = &self.shared;
         shared.stats.misses.fetch_add(1, Ordering::Relaxed);
         debug!(cache = shared.config.name, "token cache miss");
         let mut rx = Shared::start(shared, now)?;
