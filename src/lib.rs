@@ -188,7 +188,8 @@ pub fn from_lookup(
     lookup: impl Fn(&str) -> Option<String>,
     options: &Options,
 ) -> Result<Arc<dyn TokenProvider>, Error> {
-    let lookup = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
+    // Blank counts as unset, by the same rule every provider's `from_env_with` follows.
+    let lookup = |name: &str| token_provider::env_value(&lookup, name);
     let provider: Arc<dyn TokenProvider> = match kind {
         #[cfg(feature = "aerion")]
         ProviderKind::Aerion => Arc::new(

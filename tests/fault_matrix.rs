@@ -613,7 +613,11 @@ async fn run_cell(row: &Row, kind: ProviderKind, state: usize, http: HttpClient)
             next = Some(provider.token().await);
             handle.settle(before).await;
         }
-        classify(&next.expect("called at least once"), old.as_ref(), clock.now())
+        classify(
+            &next.expect("called at least once"),
+            old.as_ref(),
+            clock.now(),
+        )
     } else {
         outcome
     };

@@ -173,7 +173,7 @@ impl AerionBuilder {
     /// `AERION_CLIENT_ID`, `AERION_CLIENT_SECRET`. Empty (or blank) values count as unset.
     /// Nothing is checked until [`build`](Self::build), whose errors name the variable.
     pub fn from_env_with(lookup: impl Fn(&str) -> Option<String>) -> Self {
-        let get = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
+        let get = |name: &str| token_provider::env_value(&lookup, name);
         let (tenant, tenant_conflict) = match (get(ENV_COMPANY_URL), get(ENV_ORIGIN)) {
             (Some(company_url), origin) => {
                 (Some(Tenant::CompanyUrl(company_url)), origin.is_some())

@@ -14,13 +14,14 @@ use oauth2::{
     HttpResponse, RefreshToken, RequestTokenError, ResourceOwnerPassword, ResourceOwnerUsername,
     StandardRevocableToken, TokenResponse, TokenUrl,
 };
-use token_provider::http::OAuthAdapter;
+use token_provider::http::{OAuthAdapter, ProviderWords, status_error};
 use token_provider::{AccessToken, Error, Fetch, HttpClient, Secret, SharedClock, TokenState};
 use tracing::{debug, info};
 use url::Url;
 
 use crate::Tenant;
-use crate::wire::{AerionErrorResponse, AerionTokenResponse, error_for_status, malformed};
+use crate::builder::DEFAULT_CLIENT_SECRET;
+use crate::wire::{AerionErrorResponse, AerionTokenResponse, malformed};
 
 type OAuthClient = oauth2::Client<
     AerionErrorResponse,
@@ -158,6 +159,20 @@ fn is_refused_refresh(error: &Error) -> bool {
 }
 
 impl AerionFetcher {
+    /// Every secret this fetcher holds, and `in_play` (the refresh token just sent): what an
+    /// error must never repeat when Aerion echoes it. The default client secret is public, so
+    /// it is left alone (it is also the default client id, which an error may rightly name).
+    pub(crate) fn secrets<'a>(&'a self, in_play: Option<&'a Secret>) -> Vec<&'a Secret> {
+        let mut secrets: Vec<&Secret> = Vec::with_capacity(4);
+        secrets.extend(self.password.as_ref());
+        secrets.extend(self.seed_refresh_token.as_ref());
+        secrets.extend(in_play);
+        if self.client_secret.expose_secret() != DEFAULT_CLIENT_SECRET {
+            secrets.push(&self.client_secret);
+        }
+        secrets
+    }
+
     fn oauth_client(&self) -> OAuthClient {
         oauth2::Client::new(ClientId::new(self.client_id.clone()))
             .set_client_secret(ClientSecret::new(
@@ -186,7 +201,11 @@ impl AerionFetcher {
             .exchange_refresh_token(&rt)
             .request_async(&http)
             .await;
-        let response = check(result, http.http.last_status())?;
+        let response = check(
+            result,
+            http.http.last_status(),
+            &self.secrets(Some(refresh_token)),
+        )?;
         let rotated = response.refresh_token().is_some();
         debug!(rotated, "aerion refresh grant succeeded");
         // A response without a refresh token leaves the one just used in force.
@@ -203,7 +222,7 @@ impl AerionFetcher {
             .exchange_password(&username, &password)
             .request_async(&http)
             .await;
-        let response = check(result, http.http.last_status())?;
+        let response = check(result, http.http.last_status(), &self.secrets(None))?;
         debug!(
             refresh_token = response.refresh_token().is_some(),
             "aerion password grant succeeded"
@@ -250,24 +269,33 @@ impl<'c> AsyncHttpClient<'c> for TenantClient<'_> {
 }
 
 /// oauth2's outcome as the core's [`Error`]. Neither a body nor oauth2's own messages (which can
-/// quote the body) get into the error.
-fn check(result: TokenResult, status: Option<u16>) -> Result<AerionTokenResponse, Error> {
+/// quote the body) get into the error, and any of `secrets` Aerion echoes is cut out of its words.
+fn check(
+    result: TokenResult,
+    status: Option<u16>,
+    secrets: &[&Secret],
+) -> Result<AerionTokenResponse, Error> {
     result.map_err(|err| match err {
         RequestTokenError::Request(error) => error,
         RequestTokenError::ServerResponse(body) => match status {
-            Some(status) => error_for_status(status, Some(&body)),
-            None => Error::rejected(None, body.code(), body.description()),
+            Some(status) => status_error(status, body.words(), secrets),
+            None => Error::rejected_scrubbed(
+                None,
+                body.words().code(),
+                body.words().description(),
+                secrets,
+            ),
         },
-        RequestTokenError::Parse(error, _body) => match status {
+        RequestTokenError::Parse(error, body) => match status {
             Some(200) | None => malformed("aerion token response", error.inner()),
-            Some(status) => error_for_status(status, None),
+            Some(status) => status_error(status, &ProviderWords::from_body(&body), secrets),
         },
         RequestTokenError::Other(message) => match status {
             Some(200) if message.contains("Content-Type") => {
                 Error::malformed("aerion token response: not JSON (unexpected Content-Type)")
             }
             Some(200) => Error::malformed("aerion token response: empty body"),
-            Some(status) => error_for_status(status, None),
+            Some(status) => status_error(status, &ProviderWords::default(), secrets),
             None => Error::config("token_url", "cannot be used to build a token request"),
         },
     })

@@ -74,7 +74,10 @@
 //!   ignored.
 //! - Errors come as `{"error","error_description"}` or `{"error","status","summary","raw"}`;
 //!   both become [`Error::Rejected`](token_provider::Error::Rejected) with the `error` code and
-//!   the description (or `summary`). The `raw` field is never read.
+//!   the description (or `summary`), read by the core's lenient reader
+//!   ([`ProviderWords`](token_provider::http::ProviderWords)). The `raw` field is never read, and
+//!   the password, the refresh token and a configured client secret are cut out (`[redacted]`)
+//!   of whatever Aerion echoes back.
 //! - `GET /v1/users/me` answers with an object holding at least `id` (number or string); `email`
 //!   is read when present.
 //! - The `referrer` tenant header is spelled as Aerion spells it, not as HTTP's `Referer`.

@@ -10,7 +10,6 @@ use token_provider::{
 use url::Url;
 
 use crate::fetch::AerionFetcher;
-use crate::wire::{AerionErrorResponse, error_for_status};
 use crate::{AerionBuilder, Tenant};
 
 /// Aerion bearer tokens, cached: call [`token`](TokenProvider::token) before every request.
@@ -66,10 +65,7 @@ impl Aerion {
         if response.status().is_success() {
             response.json("aerion user")
         } else {
-            Err(error_for_status(
-                response.status().as_u16(),
-                AerionErrorResponse::parse(response.body()).as_ref(),
-            ))
+            Err(response.error_scrubbed(&fetcher.secrets(None)))
         }
     }
 }

@@ -12,6 +12,7 @@ use std::time::Duration;
 use oauth2::{AccessToken, ErrorResponse, RefreshToken, Scope, TokenResponse, TokenType};
 use serde::{Deserialize, Deserializer, Serialize};
 use token_provider::Error;
+use token_provider::http::{ProviderWords, json_error_detail};
 
 /// The token type as Aerion spells it (`bearer`, `Bearer`, ...).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -139,80 +140,54 @@ impl TryFrom<RawTokenResponse> for AerionTokenResponse {
     }
 }
 
-/// An error body in either of Aerion's shapes. Every field is optional and of any JSON type, so
-/// any JSON object parses; `raw` is not a field here on purpose.
+/// An error body in either of Aerion's shapes, read by the core's lenient reader
+/// ([`ProviderWords`]): any JSON object parses, and `raw` is never read.
+///
+/// `Serialize` (which oauth2 requires) writes `{}`: the provider's words are not ours to send on.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(try_from = "serde_json::Value")]
 pub(crate) struct AerionErrorResponse {
-    #[serde(default, deserialize_with = "lenient_string")]
-    error: Option<String>,
-    #[serde(default, deserialize_with = "lenient_string")]
-    error_description: Option<String>,
-    #[serde(default, deserialize_with = "lenient_string")]
-    summary: Option<String>,
+    #[serde(skip)]
+    words: ProviderWords,
 }
 
 impl AerionErrorResponse {
-    /// The error code (`invalid_grant`, ...).
-    pub(crate) fn code(&self) -> Option<&str> {
-        self.error.as_deref().filter(|s| !s.trim().is_empty())
+    /// What Aerion said: the code and the explanation (`error_description`, else `summary`).
+    pub(crate) fn words(&self) -> &ProviderWords {
+        &self.words
     }
+}
 
-    /// The provider's explanation: `error_description`, else `summary`.
-    pub(crate) fn description(&self) -> Option<&str> {
-        self.error_description
-            .as_deref()
-            .filter(|s| !s.trim().is_empty())
-            .or_else(|| self.summary.as_deref().filter(|s| !s.trim().is_empty()))
-    }
+impl TryFrom<serde_json::Value> for AerionErrorResponse {
+    type Error = FieldError;
 
-    /// The body of an error response, if it is a JSON object.
-    pub(crate) fn parse(body: &[u8]) -> Option<Self> {
-        serde_json::from_slice(body).ok()
+    fn try_from(value: serde_json::Value) -> Result<Self, FieldError> {
+        if !value.is_object() {
+            return Err(FieldError("an error body is a JSON object"));
+        }
+        Ok(Self {
+            words: ProviderWords::from_json(&value),
+        })
     }
 }
 
 impl fmt::Display for AerionErrorResponse {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match (self.code(), self.description()) {
-            (Some(c), Some(d)) => write!(f, "{c}: {d}"),
-            (Some(c), None) => f.write_str(c),
-            (None, Some(d)) => f.write_str(d),
+        // oauth2 shows this in its own messages, which never reach an `Error`; the provider's
+        // text is not repeated here in any case, since it may echo a secret.
+        match (self.words.code(), self.words.description()) {
             (None, None) => f.write_str("unspecified error"),
+            _ => f.write_str("an error response"),
         }
     }
 }
 
 impl ErrorResponse for AerionErrorResponse {}
 
-/// The error for a non-success answer with HTTP `status` and, when it parsed, its `body`.
-///
-/// 400, 401 and 403 are rejections; so is another 4xx that carries an error code or text (the
-/// provider said what is wrong). Anything else is [`Error::Status`].
-pub(crate) fn error_for_status(status: u16, body: Option<&AerionErrorResponse>) -> Error {
-    let code = body.and_then(AerionErrorResponse::code);
-    let description = body.and_then(AerionErrorResponse::description);
-    let worded = code.is_some() || description.is_some();
-    match status {
-        400 | 401 | 403 => Error::rejected(Some(status), code, description),
-        402..=499 if worded => Error::rejected(Some(status), code, description),
-        _ => Error::Status { status },
-    }
-}
-
-/// A JSON parse failure, described without quoting the body: only serde's "missing field"
-/// messages and this module's own field messages (they name a field, not a value) are kept.
+/// A JSON parse failure, described by the core's [`json_error_detail`] (it keeps this module's
+/// own `field `…`` messages and never quotes the body).
 pub(crate) fn malformed(what: &str, err: &serde_json::Error) -> Error {
-    use serde_json::error::Category;
-    let msg = err.to_string();
-    let own = msg.starts_with("missing field") || msg.starts_with("field `");
-    let detail = match err.classify() {
-        Category::Data if own => msg.split(" at line").next().unwrap_or("a field is wrong"),
-        Category::Data => "a field has an unexpected type or value",
-        Category::Syntax => "not valid JSON",
-        Category::Eof => "truncated JSON",
-        Category::Io => "unreadable body",
-    };
-    Error::malformed(format!("{what}: {detail}"))
+    Error::malformed(format!("{what}: {}", json_error_detail(err)))
 }
 
 /// A string field that tolerates any JSON type: a string is kept, anything else (a number, an
@@ -273,35 +248,25 @@ mod tests {
 
     #[test]
     fn both_error_shapes_and_no_raw() {
-        let e = AerionErrorResponse::parse(
-            br#"{"error":"invalid_grant","error_description":"Bad credentials"}"#,
+        let parse = |body: &str| serde_json::from_str::<AerionErrorResponse>(body);
+        let e =
+            parse(r#"{"error":"invalid_grant","error_description":"Bad credentials"}"#).unwrap();
+        assert_eq!(e.words().code(), Some("invalid_grant"));
+        assert_eq!(e.words().description(), Some("Bad credentials"));
+        let e = parse(
+            r#"{"error":"unauthorized","status":401,"summary":"Invalid login","raw":"RAW-XYZ"}"#,
         )
         .unwrap();
-        assert_eq!(e.code(), Some("invalid_grant"));
-        assert_eq!(e.description(), Some("Bad credentials"));
-        let e = AerionErrorResponse::parse(
-            br#"{"error":"unauthorized","status":401,"summary":"Invalid login","raw":"RAW-XYZ"}"#,
-        )
-        .unwrap();
-        assert_eq!(e.to_string(), "unauthorized: Invalid login");
-        assert!(!format!("{e:?} {}", serde_json::to_string(&e).unwrap()).contains("RAW-XYZ"));
-        let e = AerionErrorResponse::parse(br#"{"error":true,"status":"500"}"#).unwrap();
-        assert_eq!(e.code(), None);
-        assert!(AerionErrorResponse::parse(b"<html>").is_none());
-    }
-
-    #[test]
-    fn statuses_map_to_variants() {
-        let body = AerionErrorResponse::parse(br#"{"error":"not_found"}"#).unwrap();
-        assert!(error_for_status(401, None).is_rejected());
-        assert!(error_for_status(404, Some(&body)).is_rejected());
-        assert!(matches!(
-            error_for_status(404, None),
-            Error::Status { status: 404 }
-        ));
-        assert!(matches!(
-            error_for_status(201, Some(&body)),
-            Error::Status { status: 201 }
-        ));
+        assert_eq!(e.words().code(), Some("unauthorized"));
+        assert_eq!(e.words().description(), Some("Invalid login"));
+        let shown = format!("{e} {e:?} {}", serde_json::to_string(&e).unwrap());
+        assert!(
+            !shown.contains("RAW-XYZ") && !shown.contains("Invalid login"),
+            "{shown}"
+        );
+        let e = parse(r#"{"error":true,"status":"500"}"#).unwrap();
+        assert_eq!(e.words().code(), None);
+        assert!(parse("<html>").is_err());
+        assert!(parse(r#"["x"]"#).is_err());
     }
 }

@@ -155,19 +155,11 @@ pub(crate) fn required_id(field: &str, value: Option<&str>) -> Result<String, Er
     }
 }
 
-/// An environment lookup in which blank values count as unset.
-pub(crate) fn lookup_nonempty(
-    lookup: &impl Fn(&str) -> Option<String>,
-    name: &str,
-) -> Option<String> {
-    lookup(name).filter(|v| !v.trim().is_empty())
-}
-
 /// `AURORA_SOLAR_ENV` parsed, when set.
 pub(crate) fn env_from(
     lookup: &impl Fn(&str) -> Option<String>,
 ) -> Result<Option<Environment>, Error> {
-    lookup_nonempty(lookup, ENV_VAR)
+    token_provider::env_value(lookup, ENV_VAR)
         .map(|v| v.parse())
         .transpose()
 }

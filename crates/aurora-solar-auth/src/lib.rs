@@ -149,15 +149,20 @@
 //! - **Error bodies** are not documented. 400, 401, 403, 409 and 422 are
 //!   [`Error::Rejected`], with the provider's code and message read leniently from
 //!   `{"error": …}`, `{"error": {"code", "message"}}`, `{"message": …}` or `{"errors": […]}`
-//!   shaped bodies (never the raw body; a key echoed back is cut out). A 404 is also
+//!   shaped bodies (never the raw body; a key or session token echoed back is cut out), by the
+//!   core's [`status_error`](token_provider::http::status_error). A 404 is also
 //!   [`Error::Rejected`]: for `create_token` it means the application is not authorized for that
-//!   tenant (or an id is wrong). Other statuses are [`Error::Status`].
+//!   tenant (or an id is wrong). Another 4xx is [`Error::Rejected`] when the body says what is
+//!   wrong; other statuses are [`Error::Status`].
 //! - A **401 to an embedded exchange** means the session token was spent or expired:
 //!   [`Error::UserAction`].
 //! - **`expires_at`** is read in the documented `YYYY-MM-DD HH:MM:SS UTC` form, or RFC 3339.
 //! - **The user list** is one page (`{"users": [...]}`); a user matches when the email is equal
 //!   ignoring case and `account_status` is `active`. An account in another state does not
-//!   match, so the user is invited.
+//!   match, so the user is invited; when that invitation is refused with 409 or 422 (the email
+//!   is taken: an "SDK User" invited earlier who never logged in, a pending account), the list is
+//!   read again accepting any status and the token is generated for that account. Only when no
+//!   account has the email is the refusal returned.
 //! - **The invitation's answer** is not documented: when it is `{"user": {"id": …}}` that id is
 //!   used, otherwise the user list is read again (where the new account may have any status,
 //!   since "SDK User" accounts need not accept the invitation). An invitation is never sent

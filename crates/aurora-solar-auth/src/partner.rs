@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 
 use http::header::CONTENT_LENGTH;
 use serde::Deserialize;
+use token_provider::env_value;
 use token_provider::http::{Request, join_path};
 use token_provider::{
     AccessToken, CacheConfig, CacheStats, CachedTokenProvider, Error, Fetch, HttpClient,
@@ -16,9 +17,7 @@ use token_provider::{
 use tracing::debug;
 use url::Url;
 
-use crate::environment::{
-    BASE_URL_VAR, Environment, TENANT_ID_VAR, Target, env_from, lookup_nonempty, required_id,
-};
+use crate::environment::{BASE_URL_VAR, Environment, TENANT_ID_VAR, Target, env_from, required_id};
 use crate::wire::{parse_expires_at, status_error};
 
 const APPLICATION_ID_VAR: &str = "AURORA_SOLAR_APPLICATION_ID";
@@ -372,11 +371,11 @@ impl PartnerAppBuilder {
     pub fn from_env_with(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, Error> {
         let mut builder = Self {
             environment: env_from(&lookup)?,
-            base_url: lookup_nonempty(&lookup, BASE_URL_VAR),
-            application_id: lookup_nonempty(&lookup, APPLICATION_ID_VAR),
-            application_key: lookup_nonempty(&lookup, APPLICATION_KEY_VAR).map(Secret::from),
-            tenant_id: lookup_nonempty(&lookup, TENANT_ID_VAR),
-            session_token: lookup_nonempty(&lookup, SESSION_TOKEN_VAR).map(Secret::from),
+            base_url: env_value(&lookup, BASE_URL_VAR),
+            application_id: env_value(&lookup, APPLICATION_ID_VAR),
+            application_key: env_value(&lookup, APPLICATION_KEY_VAR).map(Secret::from),
+            tenant_id: env_value(&lookup, TENANT_ID_VAR),
+            session_token: env_value(&lookup, SESSION_TOKEN_VAR).map(Secret::from),
             ..Self::default()
         };
         builder.require_tenant = true;

@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 use http::header::CONTENT_LENGTH;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use token_provider::env_value;
 use token_provider::http::{Request, Response, join_path};
 use token_provider::{
     AccessToken, CacheConfig, CacheStats, CachedTokenProvider, Error, Fetch, HttpClient,
@@ -16,9 +17,7 @@ use token_provider::{
 use tracing::debug;
 use url::Url;
 
-use crate::environment::{
-    BASE_URL_VAR, Environment, TENANT_ID_VAR, Target, env_from, lookup_nonempty, required_id,
-};
+use crate::environment::{BASE_URL_VAR, Environment, TENANT_ID_VAR, Target, env_from, required_id};
 use crate::wire::{jwt_expiry, status_error};
 
 const API_KEY_VAR: &str = "AURORA_SOLAR_API_KEY";
@@ -362,7 +361,8 @@ impl SdkFetcher {
     }
 
     /// The id of the user with this email: active accounts only, unless `any_status` (right
-    /// after our own invitation, which "SDK User" accounts need not accept).
+    /// after our own invitation, which "SDK User" accounts need not accept, or after an
+    /// invitation refused because the email is taken by an account in another state).
     async fn find(&self, any_status: bool) -> Result<Option<String>, Error> {
         debug!(tenant_id = %self.conn.tenant_id, "looking up the client sdk user");
         let request = Request::get(self.url(&[])).bearer(&self.conn.api_key)?;
@@ -390,8 +390,8 @@ impl SdkFetcher {
         }
     }
 
-    /// Invites the user as an "SDK User"; the new id when the answer carries one.
-    async fn invite(&self) -> Result<Option<String>, Error> {
+    /// Invites the user as an "SDK User": the new id when the answer carries one.
+    async fn invite(&self) -> Result<Invited, Error> {
         // Checked after the lookup found nobody, before anything is created.
         let first_name = self.user.first_name.as_deref().ok_or_else(|| {
             Error::config(
@@ -421,6 +421,10 @@ impl SdkFetcher {
             .json(&body)?
             .not_repeatable();
         let response = self.conn.http.execute(request).await?;
+        let status = response.status().as_u16();
+        if matches!(status, 409 | 422) {
+            return Ok(Invited::Refused(self.fail(&response)));
+        }
         if !response.status().is_success() {
             return Err(self.fail(&response));
         }
@@ -428,7 +432,7 @@ impl SdkFetcher {
         let id = serde_json::from_slice::<Value>(response.body())
             .ok()
             .and_then(|v| id_text(v.get("user").and_then(|u| u.get("id"))));
-        Ok(id)
+        Ok(Invited::Created(id))
     }
 
     async fn generate(&self, user_id: &str) -> Result<TokenState, Error> {
@@ -450,16 +454,39 @@ impl SdkFetcher {
     }
 }
 
+/// How an invitation went.
+enum Invited {
+    /// The user was created; the id when the answer carried one.
+    Created(Option<String>),
+    /// 409 or 422: most often the email is taken by an account that is not `active` (an SDK
+    /// User invited earlier who never logged in, a pending account). The error is the answer to
+    /// give if no such account turns up.
+    Refused(Error),
+}
+
 #[async_trait]
 impl Fetch for SdkFetcher {
     async fn fetch(&self, _previous: Option<&TokenState>) -> Result<TokenState, Error> {
         let user_id = match self.find(false).await? {
             Some(id) => id,
             None => match self.invite().await? {
-                Some(id) => id,
-                None => self.find(true).await?.ok_or_else(|| {
+                Invited::Created(Some(id)) => id,
+                Invited::Created(None) => self.find(true).await?.ok_or_else(|| {
                     Error::malformed("users response: the invited user is not in the user list")
                 })?,
+                // The account exists in another state: an "SDK User" need not accept its
+                // invitation, so it gets a token as it is. Inviting again on every fetch would
+                // only be refused again, locking the user out.
+                Invited::Refused(error) => match self.find(true).await? {
+                    Some(id) => {
+                        debug!(
+                            tenant_id = %self.conn.tenant_id,
+                            "the client sdk user exists but is not active; using the account"
+                        );
+                        id
+                    }
+                    None => return Err(error),
+                },
             },
         };
         self.generate(&user_id).await
@@ -493,17 +520,17 @@ impl ClientSdkBuilder {
     /// bad `AURORA_SOLAR_ENV` fails here; missing values fail in [`build`](Self::build), naming
     /// the variable.
     pub fn from_env_with(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, Error> {
-        let user = lookup_nonempty(&lookup, USER_EMAIL_VAR).map(|email| SdkUser {
+        let user = env_value(&lookup, USER_EMAIL_VAR).map(|email| SdkUser {
             email,
-            first_name: lookup_nonempty(&lookup, USER_FIRST_NAME_VAR),
-            last_name: lookup_nonempty(&lookup, USER_LAST_NAME_VAR),
+            first_name: env_value(&lookup, USER_FIRST_NAME_VAR),
+            last_name: env_value(&lookup, USER_LAST_NAME_VAR),
             phone: None,
         });
         Ok(Self {
             environment: env_from(&lookup)?,
-            base_url: lookup_nonempty(&lookup, BASE_URL_VAR),
-            api_key: lookup_nonempty(&lookup, API_KEY_VAR).map(Secret::from),
-            tenant_id: lookup_nonempty(&lookup, TENANT_ID_VAR),
+            base_url: env_value(&lookup, BASE_URL_VAR),
+            api_key: env_value(&lookup, API_KEY_VAR).map(Secret::from),
+            tenant_id: env_value(&lookup, TENANT_ID_VAR),
             user,
             require_user: true,
             ..Self::default()

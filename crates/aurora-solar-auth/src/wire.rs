@@ -10,7 +10,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, NaiveDateTime};
 use serde_json::Value;
-use token_provider::http::Response;
+use token_provider::http::{ProviderWords, Response};
 use token_provider::{Error, Secret};
 
 /// The format of `expires_at` in a `create_token` answer: `2023-07-29 04:30:46 UTC`.
@@ -90,73 +90,18 @@ fn exp_seconds(value: &Value) -> Option<u64> {
     (0.0..1.8e19).contains(&f).then(|| f.floor() as u64)
 }
 
-/// The error a non-success answer stands for.
-///
-/// Aurora Solar does not document its error bodies, so the provider's words are read leniently
-/// from the usual shapes (`{"error": "..."}`, `{"error": {"code", "message"}}`, `{"message"}`,
-/// `{"errors": [...]}`, `{"error_description"}`) and never from the raw body; any of `secrets`
-/// echoed in them is cut out. 400, 401, 403, 404, 409 and 422 are rejections (`not_found` explains
-/// a 404 the provider did not explain); anything else is [`Error::Status`].
+/// The error a non-success answer stands for: the core's
+/// [`status_error`](token_provider::http::status_error), which reads the provider's words
+/// leniently (Aurora Solar does not document its error bodies), never quotes the body and cuts
+/// out any of `secrets` echoed in them. The one thing that is Aurora Solar's own: a 404 the
+/// provider did not explain is explained by `not_found`, and so is a rejection.
 pub(crate) fn status_error(response: &Response, not_found: &str, secrets: &[&Secret]) -> Error {
     let status = response.status().as_u16();
-    let (code, description) = provider_words(response.body());
-    let code = code.map(|c| scrub(c, secrets));
-    let description = description.map(|d| scrub(d, secrets));
-    match status {
-        400 | 401 | 403 | 409 | 422 => {
-            Error::rejected(Some(status), code.as_deref(), description.as_deref())
-        }
-        404 => Error::rejected(
-            Some(404),
-            code.as_deref(),
-            Some(description.as_deref().unwrap_or(not_found)),
-        ),
-        _ => Error::Status { status },
+    let mut words = ProviderWords::from_body(response.body());
+    if status == 404 {
+        words = words.or_description(not_found);
     }
-}
-
-/// The error code and description a body carries, if it is JSON of a familiar shape.
-fn provider_words(body: &[u8]) -> (Option<String>, Option<String>) {
-    let Ok(Value::Object(map)) = serde_json::from_slice::<Value>(body) else {
-        return (None, None);
-    };
-    let text = |v: Option<&Value>| v.and_then(Value::as_str).map(str::to_owned);
-    let mut code = None;
-    let mut description = text(map.get("error_description"));
-    match map.get("error") {
-        Some(Value::String(s)) => code = Some(s.clone()),
-        Some(Value::Object(inner)) => {
-            code = text(inner.get("code")).or_else(|| text(inner.get("type")));
-            description = description.or_else(|| text(inner.get("message")));
-        }
-        _ => {}
-    }
-    code = code.or_else(|| text(map.get("code")));
-    description = description
-        .or_else(|| text(map.get("message")))
-        .or_else(|| text(map.get("detail")))
-        .or_else(|| match map.get("errors") {
-            Some(Value::String(s)) => Some(s.clone()),
-            Some(Value::Array(items)) => items.iter().find_map(|item| match item {
-                Value::String(s) => Some(s.clone()),
-                Value::Object(o) => text(o.get("message")).or_else(|| text(o.get("detail"))),
-                _ => None,
-            }),
-            _ => None,
-        });
-    (code, description)
-}
-
-/// `text` with every non-empty secret in `secrets` replaced by `[redacted]`: a server that
-/// echoes the key it refused must not get it into an error message.
-fn scrub(mut text: String, secrets: &[&Secret]) -> String {
-    for secret in secrets {
-        let s = secret.expose_secret();
-        if !s.is_empty() && text.contains(s) {
-            text = text.replace(s, "[redacted]");
-        }
-    }
-    text
+    token_provider::http::status_error(status, &words, secrets)
 }
 
 #[cfg(test)]
@@ -247,41 +192,5 @@ mod tests {
                 "{shown}"
             );
         }
-    }
-
-    #[test]
-    fn provider_words_from_common_shapes() {
-        let w = |s: &str| provider_words(s.as_bytes());
-        assert_eq!(
-            w(r#"{"error":"unauthorized","error_description":"bad key"}"#),
-            (Some("unauthorized".into()), Some("bad key".into()))
-        );
-        assert_eq!(
-            w(r#"{"error":{"code":"forbidden","message":"no access"}}"#),
-            (Some("forbidden".into()), Some("no access".into()))
-        );
-        assert_eq!(
-            w(r#"{"message":"Invalid token"}"#),
-            (None, Some("Invalid token".into()))
-        );
-        assert_eq!(
-            w(r#"{"errors":[{"detail":"tenant not authorized"}]}"#),
-            (None, Some("tenant not authorized".into()))
-        );
-        assert_eq!(
-            w(r#"{"errors":["Email taken"]}"#),
-            (None, Some("Email taken".into()))
-        );
-        assert_eq!(w("<html>Unauthorized</html>"), (None, None));
-        assert_eq!(w(r#"["x"]"#), (None, None));
-    }
-
-    #[test]
-    fn echoed_secrets_are_scrubbed() {
-        let key = Secret::new("sk_sand_echoed");
-        assert_eq!(
-            scrub("key sk_sand_echoed is invalid".into(), &[&key]),
-            "key [redacted] is invalid"
-        );
     }
 }

@@ -21,8 +21,11 @@ const API_KEY: &str = "sk_sand_LEAK_rest_api_key";
 const JWT_SIGNATURE: &str = "LEAK_jwt_signature";
 
 fn jwt() -> String {
+    // A day past the seed's expiry: the test clock has moved 14 hours on by the time the SDK is
+    // asked, and a JWT that arrives already expired is refused by the cache.
+    let exp = SEED_EXPIRES_AT + 24 * 3600;
     let payload = URL_SAFE_NO_PAD.encode(format!(
-        r#"{{"id":"u-1","email":"a@example.com","exp":{SEED_EXPIRES_AT}}}"#
+        r#"{{"id":"u-1","email":"a@example.com","exp":{exp}}}"#
     ));
     format!("eyJhbGciOiJIUzI1NiJ9.{payload}.{JWT_SIGNATURE}")
 }

@@ -599,3 +599,117 @@ async fn the_store_key_names_tenant_and_lowercased_email() {
     list.assert_async().await;
     generate.assert_async().await;
 }
+
+/// A user list that answers `first` to the first request and `later` to every other one.
+async fn list_in_turn(
+    server: &mut ServerGuard,
+    first: String,
+    later: String,
+    times: usize,
+) -> mockito::Mock {
+    let calls = Arc::new(AtomicUsize::new(0));
+    list_mock(server)
+        .with_body_from_request(move |_| {
+            if calls.fetch_add(1, Ordering::SeqCst) == 0 {
+                first.clone().into_bytes()
+            } else {
+                later.clone().into_bytes()
+            }
+        })
+        .expect(times)
+        .create_async()
+        .await
+}
+
+#[tokio::test]
+async fn an_invited_user_who_never_logged_in_is_not_locked_out() {
+    for (status, body) in [
+        (422, r#"{"errors":["Email has already been taken"]}"#),
+        (409, r#"{"error":"conflict","message":"user exists"}"#),
+    ] {
+        let mut server = Server::new_async().await;
+        // The account exists but is not active: the first lookup passes it over, the one after
+        // the refused invitation takes it.
+        let pending = users_body(&[
+            ("u-robert", "robert.johnson@example.com", "active"),
+            ("u-pending", "Pending.User@example.com", "invited"),
+        ]);
+        let list = list_in_turn(&mut server, pending.clone(), pending, 2).await;
+        let invite = invite_mock(&mut server)
+            .match_body(Matcher::Json(json!({
+                "user": {
+                    "first_name": "Pending",
+                    "last_name": "User",
+                    "email": "pending.user@example.com",
+                    "user_level": "SDK User"
+                }
+            })))
+            .with_status(status)
+            .with_header("content-type", "application/json")
+            .with_body(body)
+            .expect(1)
+            .create_async()
+            .await;
+        let token = jwt_for("u-pending");
+        let generate = generate_mock(&mut server, "u-pending")
+            .with_body(token_body(&token))
+            .expect(1)
+            .create_async()
+            .await;
+        let clock = clock();
+        let user = sdk(&server, &clock)
+            .user(SdkUser::new("pending.user@example.com").with_name("Pending", "User"))
+            .unwrap();
+        let got = user
+            .token()
+            .await
+            .unwrap_or_else(|e| panic!("{status}: {e}"));
+        assert_eq!(got.secret().expose_secret(), token);
+        assert_eq!(
+            got.expires_at(),
+            Some(UNIX_EPOCH + Duration::from_secs(EXP))
+        );
+        list.assert_async().await;
+        invite.assert_async().await;
+        generate.assert_async().await;
+    }
+}
+
+#[tokio::test]
+async fn a_refused_invitation_with_no_such_account_is_returned() {
+    // 422 for another reason (a bad email, say): nobody has the email, so the refusal stands and
+    // no token is generated.
+    let mut server = Server::new_async().await;
+    let list = list_in_turn(&mut server, users_body(&[]), users_body(&[]), 2).await;
+    let invite = invite_mock(&mut server)
+        .with_status(422)
+        .with_header("content-type", "application/json")
+        .with_body(format!(
+            r#"{{"error":"Email is invalid for key {API_KEY}"}}"#
+        ))
+        .expect(1)
+        .create_async()
+        .await;
+    let generate = server
+        .mock("POST", Matcher::Regex("generate_token".into()))
+        .expect(0)
+        .create_async()
+        .await;
+    let clock = clock();
+    let err = sdk(&server, &clock)
+        .user(SdkUser::new("odd@example.com").with_name("Odd", "One"))
+        .unwrap()
+        .token()
+        .await
+        .unwrap_err();
+    let Error::Rejected { status, code, .. } = &err else {
+        panic!("{err:?}");
+    };
+    assert_eq!(*status, Some(422));
+    // The API key the server echoed is cut out of the provider's words.
+    assert_eq!(code.as_deref(), Some("Email is invalid for key [redacted]"));
+    assert!(!format!("{err} {err:?}").contains(API_KEY));
+    list.assert_async().await;
+    invite.assert_async().await;
+    generate.assert_async().await;
+}

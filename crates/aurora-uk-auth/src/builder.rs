@@ -69,7 +69,7 @@ impl AuroraUkBuilder {
         Self::from_env_with(|name| std::env::var(name).ok())
     }
 
-    /// A builder from the variables `lookup` returns (empty values count as unset):
+    /// A builder from the variables `lookup` returns (empty or blank values count as unset):
     ///
     /// - `AURORA_UK_ENV` (required): `dev` or `live`;
     /// - `AURORA_UK_ISSUER`, `AURORA_UK_AUDIENCE` (optional): override the environment's presets;
@@ -78,7 +78,7 @@ impl AuroraUkBuilder {
     /// The error names the variable that is missing or wrong. Other settings (HTTP client,
     /// cache, store) can be added to the builder afterwards.
     pub fn from_env_with(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, Error> {
-        let get = |name: &str| lookup(name).filter(|v| !v.is_empty());
+        let get = |name: &str| token_provider::env_value(&lookup, name);
         let environment = get("AURORA_UK_ENV")
             .ok_or_else(|| Error::config("AURORA_UK_ENV", "is required (`dev` or `live`)"))?
             .parse::<Environment>()?;
@@ -154,7 +154,8 @@ impl AuroraUkBuilder {
 
     /// The shortest wait between two discovery fetches (default 5 minutes). Discovery is fetched
     /// once and again only when the token endpoint fails as if it moved (404, a redirect, a
-    /// connection error), never more often than this.
+    /// connection error), never more often than this, or when
+    /// [`AuroraUk::refresh_discovery`] asks for it.
     pub fn rediscovery_interval(mut self, interval: Duration) -> Self {
         self.rediscovery_interval = Some(interval);
         self

@@ -13,7 +13,7 @@ use oauth2::{
 use openidconnect::core::CoreProviderMetadata;
 use openidconnect::{DiscoveryError, IssuerUrl};
 use token_provider::auth::AuthHeader;
-use token_provider::http::OAuthAdapter;
+use token_provider::http::{OAuthAdapter, ProviderWords, json_error_detail};
 use token_provider::{
     AccessToken, Error, Fetch, HttpClient, Secret, SharedClock, TokenState, async_trait,
 };
@@ -143,8 +143,10 @@ impl Fetcher {
     }
 
     /// Fetches the discovery document (and, as openidconnect does, the JWKS) and keeps the token
-    /// endpoint. The cache runs one fetch at a time, so two discoveries never race.
-    async fn discover(&self) -> Result<Arc<Discovered>, Error> {
+    /// endpoint. The cache runs one fetch at a time; a discovery asked for by
+    /// [`AuroraUk::refresh_discovery`](crate::AuroraUk::refresh_discovery) may overlap one, and
+    /// then the later answer is kept (both are the same document).
+    pub(crate) async fn discover(&self) -> Result<Arc<Discovered>, Error> {
         let now = self.clock.now();
         self.state().last_attempt = Some(now);
         let adapter = self.http.oauth_adapter();
@@ -226,7 +228,7 @@ impl Fetcher {
                 error,
                 moved: false,
             }),
-            Err(e) => Err(token_error(e, &adapter)),
+            Err(e) => Err(token_error(e, &adapter, &[&self.client_secret])),
         }
     }
 }
@@ -309,10 +311,11 @@ const NOT_ALLOWED: &str = "this client may not get tokens for this audience (the
      application needs a client grant for AURORA_UK_AUDIENCE)";
 
 /// Maps oauth2's failure to an [`Error`], using the status oauth2 does not keep. Never quotes a
-/// response body.
+/// response body, and cuts any of `secrets` Auth0 echoes out of its words.
 fn token_error(
     e: RequestTokenError<Error, BasicErrorResponse>,
     adapter: &OAuthAdapter<'_>,
+    secrets: &[&Secret],
 ) -> TokenFailure {
     let status = adapter.last_status();
     let error = match e {
@@ -324,20 +327,23 @@ fn token_error(
             return TokenFailure { error, moved };
         }
         RequestTokenError::ServerResponse(body) => {
-            let code = body.error().as_ref().to_owned();
-            let description = body.error_description().cloned();
-            status_error(status, Some(&code), description.as_deref())
+            let words = ProviderWords::new(
+                Some(body.error().as_ref()),
+                body.error_description().map(String::as_str),
+            );
+            status_error(status, words, secrets)
         }
-        RequestTokenError::Parse(parse, _body) => match status {
+        RequestTokenError::Parse(parse, body) => match status {
             Some(200..=299) | None => Error::malformed(format!(
                 "token response: {}",
                 parse_detail(parse.path(), parse.inner())
             )),
-            _ => status_error(status, None, None),
+            // Not the standard error body: the core reads what it can of it.
+            _ => status_error(status, ProviderWords::from_body(&body), secrets),
         },
         RequestTokenError::Other(reason) => match status {
             Some(200..=299) | None => Error::malformed(format!("token response: {reason}")),
-            _ => status_error(status, None, None),
+            _ => status_error(status, ProviderWords::default(), secrets),
         },
     };
     TokenFailure {
@@ -346,51 +352,43 @@ fn token_error(
     }
 }
 
-fn status_error(status: Option<u16>, code: Option<&str>, description: Option<&str>) -> Error {
+/// The core's [`status_error`](token_provider::http::status_error) with what Auth0's token
+/// endpoint means by a bare 401 or 403, and 404 and 410 kept as [`Error::Status`]: an endpoint
+/// that is not there has moved (which re-discovery handles); it did not refuse anything.
+fn status_error(status: Option<u16>, words: ProviderWords, secrets: &[&Secret]) -> Error {
+    use token_provider::http::status_error as core_status_error;
     match status {
-        Some(401) => Error::rejected(status, code, Some(description.unwrap_or(BAD_CREDENTIALS))),
-        Some(403) => Error::rejected(status, code, Some(description.unwrap_or(NOT_ALLOWED))),
-        Some(400) => Error::rejected(status, code, description),
-        Some(status) => Error::Status { status },
+        Some(401) => core_status_error(401, &words.or_description(BAD_CREDENTIALS), secrets),
+        Some(403) => core_status_error(403, &words.or_description(NOT_ALLOWED), secrets),
+        Some(status @ (404 | 410)) => Error::Status { status },
+        Some(status) => core_status_error(status, &words, secrets),
         None => Error::malformed("token response: no HTTP status was recorded"),
     }
 }
 
-/// A serde error fit for a message: the path and, for a missing field, its name; never a value.
+/// A serde error fit for a message: the core's [`json_error_detail`] and the path; never a value.
 fn parse_detail(path: &impl fmt::Display, inner: &serde_json::Error) -> String {
-    let msg = inner.to_string();
-    let what = if msg.starts_with("missing field") {
-        msg.split(" at line")
-            .next()
-            .unwrap_or("missing field")
-            .to_owned()
-    } else {
-        match inner.classify() {
-            serde_json::error::Category::Data => {
-                "a field has an unexpected type or value".to_owned()
-            }
-            _ => "not valid JSON".to_owned(),
-        }
-    };
-    format!("{what} (at `{path}`)")
+    format!("{} (at `{path}`)", json_error_detail(inner))
 }
 
 /// Maps openidconnect's discovery failure to an [`Error`] naming the issuer.
 fn discovery_error(issuer: &IssuerUrl, e: DiscoveryError<Error>) -> Error {
     match e {
         DiscoveryError::Request(error) => error,
-        DiscoveryError::Validation(reason) => Error::config(
-            "AURORA_UK_ISSUER",
-            format!(
-                "`{}` is not the issuer the discovery document names ({reason}); issuers are \
-                 compared exactly, trailing `/` included",
+        // A request was sent, so these are not configuration errors (which promise that nothing
+        // was sent) even though the fix is usually AURORA_UK_ISSUER: the answer did not fit.
+        DiscoveryError::Validation(reason) => Error::malformed(format!(
+            "discovery from `{}`: the document names another issuer than AURORA_UK_ISSUER \
+             ({reason}); issuers are compared exactly, trailing `/` included",
+            issuer.as_str()
+        )),
+        DiscoveryError::Response(status, _body, reason) if status.as_u16() == 404 => {
+            Error::malformed(format!(
+                "discovery from `{}` failed: {reason} (no discovery document there: check \
+                 AURORA_UK_ISSUER)",
                 issuer.as_str()
-            ),
-        ),
-        DiscoveryError::Response(status, _body, reason) if status.as_u16() == 404 => Error::config(
-            "AURORA_UK_ISSUER",
-            format!("discovery from `{}` failed: {reason}", issuer.as_str()),
-        ),
+            ))
+        }
         DiscoveryError::Response(status, _body, reason) => {
             if status.is_success() {
                 Error::malformed(format!("discovery from `{}`: {reason}", issuer.as_str()))

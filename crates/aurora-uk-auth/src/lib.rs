@@ -42,7 +42,7 @@
 //!
 //! # Environment variables
 //!
-//! Read by [`AuroraUkBuilder::from_env`] (empty values count as unset):
+//! Read by [`AuroraUkBuilder::from_env`] (empty or blank values count as unset):
 //!
 //! | variable | required | meaning |
 //! | --- | --- | --- |
@@ -69,7 +69,9 @@
 //! # Errors
 //!
 //! - An issuer that is not the one the discovery document names (compared exactly, trailing `/`
-//!   included) is [`Error::Config`] naming `AURORA_UK_ISSUER`, before any token request.
+//!   included), or one with no discovery document (HTTP 404), is [`Error::Malformed`] naming
+//!   `AURORA_UK_ISSUER` and both issuers, before any token request. It is not [`Error::Config`]
+//!   because a request (discovery) was sent: the CLI exits 4, not 2.
 //! - HTTP 401 from the token endpoint is [`Error::Rejected`] with `status: Some(401)`: the client
 //!   id or secret is wrong. HTTP 403 is [`Error::Rejected`] with `status: Some(403)`: the
 //!   credentials are fine but this client may not get tokens for this audience (the Auth0
@@ -83,7 +85,8 @@
 //! - Discovery is fetched on the first token request and kept. It is fetched again only when the
 //!   token endpoint fails as if it had moved (HTTP 404 or 410, a redirect, a connection error),
 //!   at most once per [`rediscovery_interval`](AuroraUkBuilder::rediscovery_interval) (default
-//!   5 minutes), and never per token. Auth0 rate-limits its token endpoint, so tokens are cached
+//!   5 minutes), and never per token; or at once when [`AuroraUk::refresh_discovery`] is
+//!   called. Auth0 rate-limits its token endpoint, so tokens are cached
 //!   until shortly before `expires_in` runs out.
 //! - openidconnect fetches the JWKS as part of discovery. This crate does not verify access
 //!   tokens (they are for the API, not for us).
@@ -94,6 +97,7 @@
 //! - The API base URL is the audience's host for each environment.
 //!
 //! [`Error::Config`]: token_provider::Error::Config
+//! [`Error::Malformed`]: token_provider::Error::Malformed
 //! [`Error::Rejected`]: token_provider::Error::Rejected
 //! [`Error::RateLimited`]: token_provider::Error::RateLimited
 
@@ -293,6 +297,25 @@ impl AuroraUk {
     /// When discovery last succeeded.
     pub fn discovered_at(&self) -> Option<SystemTime> {
         self.fetcher().discovered_at()
+    }
+
+    /// Fetches the discovery document again now and keeps the token endpoint it names, for the
+    /// next token request (the cached token, if any, stays in use until it expires).
+    ///
+    /// Only the HTTP client's policy applies (timeouts, retries): the
+    /// [`rediscovery_interval`](AuroraUkBuilder::rediscovery_interval) does not, since this is
+    /// asked for. On failure the discovery found before is kept, and the error is the one a
+    /// token request would have given (an issuer mismatch is [`Error::Malformed`]).
+    ///
+    /// ```no_run
+    /// # async fn run(aurora: aurora_uk_auth::AuroraUk) -> Result<(), token_provider::Error> {
+    /// aurora.refresh_discovery().await?;
+    /// println!("{:?}", aurora.token_endpoint());
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn refresh_discovery(&self) -> Result<(), Error> {
+        self.fetcher().discover().await.map(|_| ())
     }
 
     /// The HTTP client tokens are fetched with (and [`send`](Self::send) sends with).

@@ -118,14 +118,14 @@ async fn issuer_mismatch_is_refused_before_any_token_request() {
 
     let aurora = builder(&server).build().unwrap();
     let err = aurora.token().await.unwrap_err();
-    assert!(
-        matches!(&err, Error::Config { field, .. } if field == "AURORA_UK_ISSUER"),
-        "{err:?}"
-    );
+    // Discovery was sent, so this is not a configuration error (which promises nothing was
+    // sent): the answer did not fit, and the message says which setting to look at.
+    assert!(matches!(&err, Error::Malformed { .. }), "{err:?}");
     let msg = err.to_string();
-    assert!(msg.contains(&issuer(&server)), "{msg}");
+    assert!(msg.contains("AURORA_UK_ISSUER"), "{msg}");
+    assert!(msg.contains(&format!("`{}`", issuer(&server))), "{msg}");
+    assert!(msg.contains(&format!("`{doc_issuer}`")), "{msg}");
     assert!(msg.contains("trailing `/`"), "{msg}");
-    assert!(!err.is_transient());
     assert_eq!(aurora.token_endpoint(), None);
     discovery.assert_async().await;
     token.assert_async().await;
@@ -491,7 +491,7 @@ async fn a_token_endpoint_that_refuses_connections_triggers_rediscovery() {
 
 #[tokio::test]
 async fn discovery_failures_are_clear_errors() {
-    // No discovery document: a config error naming the issuer.
+    // No discovery document: malformed (a request was sent), naming the issuer and its variable.
     let mut server = mockito::Server::new_async().await;
     let missing = server
         .mock("GET", "/.well-known/openid-configuration")
@@ -501,11 +501,9 @@ async fn discovery_failures_are_clear_errors() {
         .await;
     let aurora = builder(&server).build().unwrap();
     let err = aurora.token().await.unwrap_err();
-    assert!(
-        matches!(&err, Error::Config { field, .. } if field == "AURORA_UK_ISSUER"),
-        "{err:?}"
-    );
+    assert!(matches!(&err, Error::Malformed { .. }), "{err:?}");
     assert!(err.to_string().contains(&issuer(&server)), "{err}");
+    assert!(err.to_string().contains("AURORA_UK_ISSUER"), "{err}");
     missing.assert_async().await;
 
     // A garbled document: malformed, the body not quoted.
@@ -845,6 +843,47 @@ fn from_env_reads_exactly_the_documented_variables() {
     assert_eq!(field, "AURORA_UK_CLIENT_ID");
     let (field, _) = err_field(&[("AURORA_UK_ENV", "dev"), ("AURORA_UK_CLIENT_ID", "i")]);
     assert_eq!(field, "AURORA_UK_CLIENT_SECRET");
+    // Blank counts as unset, as for every other provider: "is required", not "has whitespace".
+    let (field, reason) = err_field(&[
+        ("AURORA_UK_ENV", " \t"),
+        ("AURORA_UK_CLIENT_ID", "i"),
+        ("AURORA_UK_CLIENT_SECRET", "s"),
+    ]);
+    assert_eq!(
+        (field.as_str(), reason.as_str()),
+        ("AURORA_UK_ENV", "is required (`dev` or `live`)")
+    );
+    let (field, reason) = err_field(&[
+        ("AURORA_UK_ENV", "dev"),
+        ("AURORA_UK_CLIENT_ID", "   "),
+        ("AURORA_UK_CLIENT_SECRET", "s"),
+    ]);
+    assert_eq!(
+        (field.as_str(), reason.as_str()),
+        ("AURORA_UK_CLIENT_ID", "is required")
+    );
+    let (field, reason) = err_field(&[
+        ("AURORA_UK_ENV", "dev"),
+        ("AURORA_UK_CLIENT_ID", "i"),
+        ("AURORA_UK_CLIENT_SECRET", "\n"),
+    ]);
+    assert_eq!(
+        (field.as_str(), reason.as_str()),
+        ("AURORA_UK_CLIENT_SECRET", "is required")
+    );
+    // A blank optional override is no override.
+    let aurora = aurora_uk_auth::AuroraUkBuilder::from_env_with(vars(&[
+        ("AURORA_UK_ENV", "dev"),
+        ("AURORA_UK_ISSUER", " "),
+        ("AURORA_UK_AUDIENCE", " "),
+        ("AURORA_UK_CLIENT_ID", "env-id"),
+        ("AURORA_UK_CLIENT_SECRET", "env-secret"),
+    ]))
+    .unwrap()
+    .build()
+    .unwrap();
+    assert_eq!(aurora.issuer(), Environment::Dev.issuer());
+    assert_eq!(aurora.audience(), Environment::Dev.audience());
 }
 
 #[tokio::test]
@@ -870,5 +909,105 @@ async fn debug_output_never_shows_the_secret_or_the_token() {
     assert!(
         text.contains(CLIENT_ID) && text.contains("/oauth/token"),
         "{text}"
+    );
+}
+
+#[tokio::test]
+async fn an_echoed_client_secret_is_redacted() {
+    for body in [
+        // The standard shape, parsed by oauth2.
+        serde_json::json!({
+            "error": "access_denied",
+            "error_description": format!("Unauthorized: secret {CLIENT_SECRET} is wrong"),
+        }),
+        // Another shape, read leniently by the core.
+        serde_json::json!({"message": format!("Unauthorized: secret {CLIENT_SECRET} is wrong")}),
+    ] {
+        let mut server = mockito::Server::new_async().await;
+        let (_d, _j) = mock_discovery(&mut server, 1).await;
+        let token = mock_token_basic(&mut server, "/oauth/token", 401, &body.to_string(), 1).await;
+        let aurora = builder(&server).build().unwrap();
+        let err = aurora.token().await.unwrap_err();
+        token.assert_async().await;
+        assert_eq!(Refusal::of(&err), Some(Refusal::BadCredentials));
+        let shown = format!("{err} {err:?}");
+        assert!(!shown.contains(CLIENT_SECRET), "{shown}");
+        assert!(
+            err.to_string()
+                .ends_with("Unauthorized: secret [redacted] is wrong"),
+            "{err}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn refresh_discovery_fetches_the_document_again_now() {
+    let mut server = mockito::Server::new_async().await;
+    // Once for the first token, once for the refresh: the rediscovery interval does not apply.
+    let (discovery, jwks) = mock_discovery(&mut server, 2).await;
+    let token = mock_token_basic(
+        &mut server,
+        "/oauth/token",
+        200,
+        &token_body("at-1", 86400),
+        1,
+    )
+    .await;
+    let clock = ManualClock::new(t0());
+    let aurora = builder_with_clock(&server, &clock)
+        .rediscovery_interval(Duration::from_secs(3600))
+        .build()
+        .unwrap();
+    assert_eq!(
+        aurora.token().await.unwrap().secret().expose_secret(),
+        "at-1"
+    );
+    assert_eq!(aurora.discovered_at(), Some(t0()));
+    clock.advance(Duration::from_secs(60));
+    aurora.refresh_discovery().await.unwrap();
+    assert_eq!(aurora.discovered_at(), Some(t0() + Duration::from_secs(60)));
+    assert_eq!(
+        aurora.token_endpoint().unwrap().as_str(),
+        format!("{}/oauth/token", server.url())
+    );
+    // The cached token is still served: refreshing discovery sends no token request.
+    assert_eq!(
+        aurora.token().await.unwrap().secret().expose_secret(),
+        "at-1"
+    );
+    discovery.assert_async().await;
+    jwks.assert_async().await;
+    token.assert_async().await;
+}
+
+#[tokio::test]
+async fn refresh_discovery_picks_up_a_moved_token_endpoint_and_keeps_the_old_one_on_failure() {
+    let mut server = mockito::Server::new_async().await;
+    let doc_issuer = issuer(&server);
+    let (first, _j1) = mock_discovery_with(&mut server, 1, &doc_issuer, "/oauth/token").await;
+    let aurora = builder(&server).build().unwrap();
+    aurora.refresh_discovery().await.unwrap();
+    first.assert_async().await;
+    first.remove_async().await;
+    let (second, _j2) = mock_discovery_with(&mut server, 1, &doc_issuer, "/v2/token").await;
+    aurora.refresh_discovery().await.unwrap();
+    second.assert_async().await;
+    assert_eq!(
+        aurora.token_endpoint().unwrap().as_str(),
+        format!("{}/v2/token", server.url())
+    );
+    second.remove_async().await;
+    let gone = server
+        .mock("GET", "/.well-known/openid-configuration")
+        .with_status(404)
+        .expect(1)
+        .create_async()
+        .await;
+    let err = aurora.refresh_discovery().await.unwrap_err();
+    assert!(matches!(err, Error::Malformed { .. }), "{err:?}");
+    gone.assert_async().await;
+    assert_eq!(
+        aurora.token_endpoint().unwrap().as_str(),
+        format!("{}/v2/token", server.url())
     );
 }

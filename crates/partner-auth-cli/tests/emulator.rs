@@ -280,6 +280,74 @@ async fn a_missing_sdk_user_without_names_exits_2_after_the_lookup_and_invites_n
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_sdk_user_invited_earlier_who_never_logged_in_is_not_locked_out() {
+    // Invited users stay `invited`: the second run's lookup of active users passes the account
+    // over, the invitation is refused (422, the email is taken), and the account is used anyway.
+    let emu = Emulator::builder()
+        .aurora_solar_invitee_status("invited")
+        .start()
+        .await
+        .expect("the emulator starts");
+    let mut vars = vars(&emu, "aurora-solar-sdk");
+    set(
+        &mut vars,
+        "AURORA_SOLAR_USER_EMAIL",
+        "invitee@emulator.test",
+    );
+    set(&mut vars, "AURORA_SOLAR_USER_FIRST_NAME", "In");
+    set(&mut vars, "AURORA_SOLAR_USER_LAST_NAME", "Vitee");
+    let first = token_of(&partner_auth("aurora-solar-sdk", &vars, &[]).await);
+    assert_eq!(jwt_claims(&first)["email"], "invitee@emulator.test");
+    assert_eq!(emu.request_count(Endpoint::AuroraSolarInvite), 1);
+    let invitee = emu
+        .aurora_solar_users(emu.aurora_solar_tenant())
+        .into_iter()
+        .find(|u| u.email == "invitee@emulator.test")
+        .expect("the invited user");
+    assert_eq!(invitee.account_status, "invited");
+
+    let second = token_of(&partner_auth("aurora-solar-sdk", &vars, &[]).await);
+    let claims = jwt_claims(&second);
+    assert_eq!(claims["email"], "invitee@emulator.test");
+    assert_eq!(claims["id"], invitee.id.as_str());
+    // Lookup, refused invite, lookup of any status, generate.
+    assert_eq!(emu.request_count(Endpoint::AuroraSolarUsers), 3);
+    assert_eq!(emu.request_count(Endpoint::AuroraSolarInvite), 2);
+    assert_eq!(emu.request_count(Endpoint::AuroraSolarGenerateToken), 2);
+    // Still one account with that email.
+    let accounts = emu
+        .aurora_solar_users(emu.aurora_solar_tenant())
+        .into_iter()
+        .filter(|u| u.email == "invitee@emulator.test")
+        .count();
+    assert_eq!(accounts, 1);
+    emu.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_issuer_mismatch_exits_4_after_discovery() {
+    // The emulator's issuer without Auth0's trailing `/`: discovery is sent (so not exit 2, which
+    // promises nothing was sent) and its document names another issuer.
+    let emu = emulator().await;
+    let secrets = secrets(&emu);
+    let mut vars = vars(&emu, "aurora-uk");
+    let issuer = emu.aurora_uk_issuer().to_owned();
+    let without_slash = issuer.trim_end_matches('/').to_owned();
+    set(&mut vars, "AURORA_UK_ISSUER", &without_slash);
+    let out = partner_auth("aurora-uk", &vars, &[]).await;
+    assert_failed(
+        &out,
+        4,
+        "aurora-uk",
+        &["AURORA_UK_ISSUER", &issuer, &without_slash],
+        &secrets,
+    );
+    assert_eq!(emu.request_count(Endpoint::AuroraUkDiscovery), 1);
+    assert_eq!(emu.request_count(Endpoint::AuroraUkToken), 0);
+    emu.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_credentials_exit_3() {
     let emu = emulator().await;
     let wrong = "wrong-secret-for-the-cli-test";

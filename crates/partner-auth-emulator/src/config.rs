@@ -100,7 +100,8 @@ pub struct AuroraSolarUser {
     pub last_name: String,
     /// Email address (looked up case-insensitively).
     pub email: String,
-    /// `active` (only active users get a JWT).
+    /// `active`, or another state such as `invited` or `pending`. Only active users, and "SDK
+    /// User" accounts in any state (they need not accept their invitation), get a JWT.
     pub account_status: String,
     /// The phone number given at invitation, if any.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -195,6 +196,9 @@ pub struct EmulatorConfig {
     pub aurora_solar_session_token_lifetime: Duration,
     /// What the invite endpoint answers.
     pub aurora_solar_invite_answer: InviteAnswer,
+    /// The `account_status` an invited user gets (default `active`). `invited` or `pending`
+    /// stands for an SDK User who never logged in: later lookups of active users pass them over.
+    pub aurora_solar_invitee_status: String,
 }
 
 impl fmt::Debug for EmulatorConfig {
@@ -258,6 +262,7 @@ impl Default for EmulatorConfig {
             aurora_solar_jwt_lifetime: Duration::from_secs(12 * 3600),
             aurora_solar_session_token_lifetime: Duration::from_secs(3600),
             aurora_solar_invite_answer: InviteAnswer::User,
+            aurora_solar_invitee_status: "active".to_owned(),
         }
     }
 }
@@ -431,6 +436,14 @@ impl EmulatorBuilder {
     /// What the invite endpoint answers.
     pub fn aurora_solar_invite_answer(mut self, answer: InviteAnswer) -> Self {
         self.config.aurora_solar_invite_answer = answer;
+        self
+    }
+
+    /// The `account_status` invited users get (default `active`): `invited` or `pending` makes
+    /// them SDK Users who never logged in, listed in that state from then on (they still get a
+    /// JWT, as "SDK User" accounts need not accept the invitation).
+    pub fn aurora_solar_invitee_status(mut self, status: impl Into<String>) -> Self {
+        self.config.aurora_solar_invitee_status = status.into();
         self
     }
 

@@ -67,8 +67,10 @@
 //! - Aurora Solar: a wrong application id or key is 401, a tenant that has not authorized the
 //!   application 403. A session token is valid for one exchange, for its tenant, for an hour on
 //!   the emulator's clock; unknown, expired, another tenant's or spent is 401. Invited users are
-//!   active at once ("SDK User" accounts need not accept the invitation); an email already taken
-//!   is 422. Errors are `{"error": "<message>"}`.
+//!   active at once, or in the state
+//!   [`aurora_solar_invitee_status`](EmulatorBuilder::aurora_solar_invitee_status) names (an SDK
+//!   User who never logged in); "SDK User" accounts get a JWT in any state, other users only when
+//!   active; an email already taken is 422. Errors are `{"error": "<message>"}`.
 //! - Access tokens and temporary keys expire on the emulator's clock (the given clock plus the
 //!   offset); the protected resources refuse expired and revoked ones with 401.
 //! - The server logs nothing. It records every request whole (secrets included) for tests.

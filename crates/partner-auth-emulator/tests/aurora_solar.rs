@@ -9,8 +9,9 @@ use std::time::{Duration, UNIX_EPOCH};
 use base64::Engine;
 use common::{json, send, url};
 use partner_auth_emulator::{
-    ClockOffset, DEFAULT_AURORA_SOLAR_API_KEY, DEFAULT_AURORA_SOLAR_APPLICATION_ID,
-    DEFAULT_AURORA_SOLAR_APPLICATION_KEY, Emulator, Endpoint, InviteAnswer, RunningEmulator,
+    AuroraSolarUser, ClockOffset, DEFAULT_AURORA_SOLAR_API_KEY,
+    DEFAULT_AURORA_SOLAR_APPLICATION_ID, DEFAULT_AURORA_SOLAR_APPLICATION_KEY, Emulator, Endpoint,
+    InviteAnswer, RunningEmulator,
 };
 use token_provider::http::{Request, Response};
 use token_provider::{ManualClock, Secret};
@@ -309,6 +310,57 @@ async fn the_invite_answer_may_be_empty() {
             .iter()
             .any(|u| u["email"] == "ada@emulator.test")
     );
+}
+
+#[tokio::test]
+async fn invitees_can_stay_invited_and_still_get_a_jwt() {
+    let mut pending = AuroraSolarUser::new("p-1", "Pat", "Pending", "pat@emulator.test");
+    pending.account_status = "pending".to_owned();
+    let emu = Emulator::builder()
+        .aurora_solar_invitee_status("invited")
+        .aurora_solar_users(vec![pending])
+        .start()
+        .await
+        .unwrap();
+    let invite = sdk(&emu, "POST", "users/invite")
+        .json(&serde_json::json!({"user": {
+            "first_name": "Ada", "last_name": "Lovelace", "email": "ada@emulator.test", "user_level": "SDK User"
+        }}))
+        .unwrap();
+    let invited = send(invite).await.unwrap();
+    assert_eq!(invited.status(), 200);
+    let invited = json(&invited);
+    assert_eq!(invited["user"]["account_status"], "invited");
+    let id = invited["user"]["id"].as_str().unwrap().to_owned();
+
+    // Listed as invited from then on, and a second invitation is refused.
+    let listed = json(&send(sdk(&emu, "GET", "users")).await.unwrap());
+    let ada = listed["users"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|u| u["email"] == "ada@emulator.test")
+        .unwrap()
+        .clone();
+    assert_eq!(ada["account_status"], "invited");
+    let again = sdk(&emu, "POST", "users/invite")
+        .json(&serde_json::json!({"user": {
+            "first_name": "Ada", "last_name": "Lovelace", "email": "ada@emulator.test", "user_level": "SDK User"
+        }}))
+        .unwrap();
+    assert_eq!(send(again).await.unwrap().status(), 422);
+
+    // An SDK User needs no acceptance: a JWT in any state.
+    let generated = send(sdk(&emu, "POST", &format!("users/{id}/generate_token")))
+        .await
+        .unwrap();
+    assert_eq!(generated.status(), 200);
+    assert!(json(&generated)["token"]["jwt"].is_string());
+    // Anyone else must be active.
+    let refused = send(sdk(&emu, "POST", "users/p-1/generate_token"))
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 404);
 }
 
 #[tokio::test]

@@ -7,7 +7,7 @@
 //! - [`send_authorized`]: for bare `reqwest`; the request is rebuilt by a closure, so the retry
 //!   always has a body to send.
 //! - [`execute_authorized`]: for a [`Request`] sent through the shared [`HttpClient`].
-//! - [`AuthMiddleware`] (feature `middleware`): the same as a `reqwest-middleware` middleware; a
+//! - `AuthMiddleware` (feature `middleware`): the same as a `reqwest-middleware` middleware; a
 //!   request whose body cannot be cloned (a stream) is not retried and its 401 is returned.
 
 #[cfg(feature = "middleware")]

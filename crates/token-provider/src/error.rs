@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use crate::Secret;
+
 /// A boxed error source.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
@@ -104,13 +106,29 @@ impl Error {
     }
 
     /// A rejection, with the provider's words cleaned for display.
+    ///
+    /// When the request carried a secret the provider might echo back (a password, a key, a
+    /// refresh token), use [`rejected_scrubbed`](Self::rejected_scrubbed) instead.
     pub fn rejected(status: Option<u16>, code: Option<&str>, description: Option<&str>) -> Self {
+        Self::rejected_scrubbed(status, code, description, &[])
+    }
+
+    /// A rejection, with the provider's words cleaned for display and every occurrence of the
+    /// value of any of `secrets` replaced by `[redacted]` (see [`scrub_secrets`]): a server that
+    /// echoes the password or key it refused must not get it into an error message.
+    pub fn rejected_scrubbed(
+        status: Option<u16>,
+        code: Option<&str>,
+        description: Option<&str>,
+        secrets: &[&Secret],
+    ) -> Self {
+        let clean = |text: &str| {
+            Some(clean_provider_text(text, secrets)).filter(|s: &String| !s.is_empty())
+        };
         Self::Rejected {
             status,
-            code: code.map(clean_provider_text).filter(|s| !s.is_empty()),
-            description: description
-                .map(clean_provider_text)
-                .filter(|s| !s.is_empty()),
+            code: code.and_then(clean),
+            description: description.and_then(clean),
         }
     }
 
@@ -261,14 +279,40 @@ impl std::error::Error for Duplicated {}
 /// The longest piece of provider text an error keeps.
 const MAX_PROVIDER_TEXT: usize = 300;
 
-/// Provider text fit for an error message: control characters dropped, length capped.
-fn clean_provider_text(text: &str) -> String {
-    let mut out: String = text
+/// What replaces a secret found in provider text.
+const REDACTED: &str = "[redacted]";
+
+/// `text` with every occurrence of the value of any of `secrets` replaced by `[redacted]`.
+/// Empty secrets are skipped (an empty string occurs everywhere).
+///
+/// Use it on any text a provider wrote (an error code, an explanation) before it goes into an
+/// error or a log line: a server that echoes the credential it refused would otherwise put it
+/// there. [`Error::rejected_scrubbed`] does this for rejections.
+pub fn scrub_secrets(text: &str, secrets: &[&Secret]) -> String {
+    let mut out = text.to_owned();
+    for secret in secrets {
+        let value = secret.expose_secret();
+        if !value.is_empty() && out.contains(value) {
+            out = out.replace(value, REDACTED);
+        }
+    }
+    out
+}
+
+/// Provider text fit for an error message: secrets scrubbed, control characters dropped, length
+/// capped.
+///
+/// Secrets are scrubbed both before the control characters go (a secret that contains one) and
+/// after (a secret split by one), and before the length cap, so the cap never leaves half a
+/// secret behind.
+fn clean_provider_text(text: &str, secrets: &[&Secret]) -> String {
+    let visible: String = scrub_secrets(text, secrets)
         .chars()
         .filter(|c| !c.is_control())
-        .take(MAX_PROVIDER_TEXT)
         .collect();
-    if text.chars().filter(|c| !c.is_control()).count() > MAX_PROVIDER_TEXT {
+    let visible = scrub_secrets(&visible, secrets);
+    let mut out: String = visible.chars().take(MAX_PROVIDER_TEXT).collect();
+    if visible.chars().count() > MAX_PROVIDER_TEXT {
         out.push('…');
     }
     out.trim().to_owned()
@@ -358,6 +402,33 @@ mod tests {
         };
         assert_eq!(code.as_deref(), Some("badcode"));
         assert!(description.as_ref().unwrap().chars().count() <= MAX_PROVIDER_TEXT + 1);
+    }
+
+    #[test]
+    fn echoed_secrets_are_scrubbed_from_rejections() {
+        let password = Secret::new("hunter2-pw");
+        let key = Secret::new("sk_key");
+        let empty = Secret::new("");
+        let e = Error::rejected_scrubbed(
+            Some(400),
+            Some("bad sk_key"),
+            Some("password hunter2-pw is wrong; hunter2-pw again; hunter\n2-pw split"),
+            &[&password, &key, &empty],
+        );
+        let shown = format!("{e} {e:?}");
+        assert!(!shown.contains("hunter2-pw"), "{shown}");
+        assert!(!shown.contains("sk_key"), "{shown}");
+        assert_eq!(
+            e.to_string(),
+            "credentials rejected (HTTP 400): bad [redacted]: password [redacted] is wrong; \
+             [redacted] again; [redacted] split"
+        );
+        // A secret straddling the length cap is scrubbed before the cap, not cut in half.
+        let long = format!("{}hunter2-pw", "x".repeat(MAX_PROVIDER_TEXT - 4));
+        let e = Error::rejected_scrubbed(None, None, Some(&long), &[&password]);
+        assert!(!format!("{e:?}").contains("hunt"), "{e:?}");
+        assert_eq!(scrub_secrets("a sk_key b", &[&key]), "a [redacted] b");
+        assert_eq!(scrub_secrets("nothing here", &[&empty]), "nothing here");
     }
 
     #[test]

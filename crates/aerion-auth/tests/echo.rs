@@ -1,0 +1,150 @@
+//! A server that echoes the credential it refused: the password, the refresh token and the client
+//! secret are cut out of the error's words (`[redacted]`), in both of Aerion's error shapes, in
+//! the oauth2 path and in `me`.
+
+mod common;
+
+use common::*;
+use serde_json::json;
+use token_provider::{Error, TokenProvider};
+
+/// The error's `Display` and `Debug`, checked for every secret, and the description returned.
+fn shown_without(err: &Error, secrets: &[&str]) -> String {
+    let shown = format!("{err} {err:?}");
+    for secret in secrets {
+        assert!(!shown.contains(secret), "{secret} in {shown}");
+    }
+    assert!(shown.contains("[redacted]"), "{shown}");
+    shown
+}
+
+#[tokio::test]
+async fn an_echoed_password_and_client_secret_are_redacted() {
+    let mut server = mockito::Server::new_async().await;
+    let mock = token_mock(&mut server, password_form(USERNAME, PASSWORD)).expect(1);
+    let mock = refuse(
+        mock,
+        401,
+        json!({
+            "error": "invalid_grant",
+            "error_description": format!(
+                "password {PASSWORD} is wrong for {USERNAME} (client secret {CLIENT_SECRET})"
+            ),
+        }),
+    )
+    .await;
+    let aerion = builder(&server, &clock())
+        .username(USERNAME)
+        .password(PASSWORD)
+        .build()
+        .unwrap();
+    let err = aerion.token().await.unwrap_err();
+    mock.assert_async().await;
+    shown_without(&err, &[PASSWORD, CLIENT_SECRET]);
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "credentials rejected (HTTP 401): invalid_grant: password [redacted] is wrong for \
+             {USERNAME} (client secret [redacted])"
+        )
+    );
+}
+
+#[tokio::test]
+async fn an_echoed_refresh_token_is_redacted_in_the_summary_shape() {
+    let mut server = mockito::Server::new_async().await;
+    // A 403 is a refusal but not of the refresh token itself: no password fallback, the error
+    // is returned as it is.
+    let mock = token_mock(&mut server, refresh_form("rt-ECHOED-123")).expect(1);
+    let mock = refuse(
+        mock,
+        403,
+        json!({
+            "error": "access_denied rt-ECHOED-123",
+            "status": 403,
+            "summary": "refresh token rt-ECHOED-123 belongs to another tenant",
+            "raw": "RAW rt-ECHOED-123",
+        }),
+    )
+    .await;
+    let aerion = builder(&server, &clock())
+        .refresh_token("rt-ECHOED-123")
+        .build()
+        .unwrap();
+    let err = aerion.token().await.unwrap_err();
+    mock.assert_async().await;
+    let shown = shown_without(&err, &["rt-ECHOED-123", "RAW"]);
+    match &err {
+        Error::Rejected {
+            status,
+            code,
+            description,
+        } => {
+            assert_eq!(*status, Some(403));
+            assert_eq!(code.as_deref(), Some("access_denied [redacted]"));
+            assert_eq!(
+                description.as_deref(),
+                Some("refresh token [redacted] belongs to another tenant"),
+                "{shown}"
+            );
+        }
+        other => panic!("expected a rejection, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn an_echo_in_an_error_that_oauth2_cannot_parse_is_redacted() {
+    // A `{"message"}` body on a 4xx: read leniently by the core, still scrubbed.
+    let mut server = mockito::Server::new_async().await;
+    let mock = token_mock(&mut server, password_form(USERNAME, PASSWORD))
+        .with_status(400)
+        .with_header("content-type", "application/json")
+        .with_body(json!({"message": format!("bad password {PASSWORD}")}).to_string())
+        .expect(1)
+        .create_async()
+        .await;
+    let aerion = builder(&server, &clock())
+        .username(USERNAME)
+        .password(PASSWORD)
+        .build()
+        .unwrap();
+    let err = aerion.token().await.unwrap_err();
+    mock.assert_async().await;
+    shown_without(&err, &[PASSWORD]);
+    assert_eq!(
+        err.to_string(),
+        "credentials rejected (HTTP 400): bad password [redacted]"
+    );
+}
+
+#[tokio::test]
+async fn an_echo_from_me_is_redacted() {
+    let mut server = mockito::Server::new_async().await;
+    let token = token_mock(&mut server, password_form(USERNAME, PASSWORD)).expect(1);
+    let token = issue(token, "at-1", None).await;
+    let me = server
+        .mock("GET", "/v1/users/me")
+        .match_header("authorization", "Bearer at-1")
+        .with_status(403)
+        .with_header("content-type", "application/json")
+        .with_body(
+            json!({"error": "forbidden", "error_description": format!("{PASSWORD} is not allowed")})
+                .to_string(),
+        )
+        .expect(1)
+        .create_async()
+        .await;
+    let aerion = builder(&server, &clock())
+        .username(USERNAME)
+        .password(PASSWORD)
+        .build()
+        .unwrap();
+    let err = aerion.me().await.unwrap_err();
+    token.assert_async().await;
+    me.assert_async().await;
+    shown_without(&err, &[PASSWORD]);
+    assert_eq!(
+        err.to_string(),
+        "credentials rejected (HTTP 403): forbidden: [redacted] is not allowed"
+    );
+}
