@@ -9,7 +9,9 @@
 //!   [`default_lifetime`](CacheConfig::default_lifetime); an absurdly long one after
 //!   [`max_lifetime`](CacheConfig::max_lifetime).
 //! - **Fresh** (before soft expiry): the token is returned from an `arc-swap` load: no lock, no
-//!   allocation beyond the clone (one reference count).
+//!   allocation beyond the clone (one reference count). Each thread clones its own copy of the
+//!   current token (made on its first hit after a refresh), so threads hitting at once never
+//!   contend for one reference count; hits are counted without a locked instruction.
 //! - **Soft window** (between soft and hard expiry): the still-valid token is returned at once and
 //!   exactly one background refresh starts.
 //! - **Empty or hard-expired**: every caller waits on exactly one fetch (single-flight), for at
@@ -229,6 +231,71 @@ struct Entry {
     state: TokenState,
     soft: SystemTime,
     hard: Option<SystemTime>,
+    /// Unique across every cache of the process: names this entry in the per-thread copies.
+    generation: u64,
+}
+
+impl Entry {
+    fn new(state: TokenState, soft: SystemTime, hard: Option<SystemTime>) -> Self {
+        static GENERATION: AtomicU64 = AtomicU64::new(1);
+        Self {
+            state,
+            soft,
+            hard,
+            generation: GENERATION.fetch_add(1, Ordering::Relaxed),
+        }
+    }
+
+    /// The token for a caller on this thread.
+    ///
+    /// Every hit hands out a clone, and a clone touches the token's reference count; were all
+    /// threads to clone one allocation, that count's cache line would bounce between cores on
+    /// every call (it dominated the hit path under contention). So each thread keeps its own copy
+    /// of the current token, made on its first hit after a refresh, and clones that. Copies are
+    /// few (one per thread and cache, at most `LOCAL_COPIES` per thread) and zeroized when
+    /// replaced.
+    #[inline]
+    fn token_for_this_thread(&self) -> AccessToken {
+        thread_local! {
+            static COPIES: std::cell::RefCell<LocalCopies> = const {
+                std::cell::RefCell::new(LocalCopies { slots: Vec::new(), next: 0 })
+            };
+        }
+        COPIES
+            .try_with(|copies| {
+                let mut copies = copies.try_borrow_mut().ok()?;
+                Some(copies.get(self))
+            })
+            .ok()
+            .flatten()
+            .unwrap_or_else(|| self.state.access_token.clone())
+    }
+}
+
+const LOCAL_COPIES: usize = 8;
+
+/// One thread's copies of current tokens: `(generation, token)`.
+struct LocalCopies {
+    slots: Vec<(u64, AccessToken)>,
+    next: usize,
+}
+
+impl LocalCopies {
+    fn get(&mut self, entry: &Entry) -> AccessToken {
+        if let Some((_, token)) = self.slots.iter().find(|(g, _)| *g == entry.generation) {
+            return token.clone();
+        }
+        let copy = entry.state.access_token.deep_copy();
+        // A slot holding a superseded token of the same cache would do as well, but entries do
+        // not know their cache; round-robin replacement bounds the copies all the same.
+        if self.slots.len() < LOCAL_COPIES {
+            self.slots.push((entry.generation, copy.clone()));
+        } else {
+            self.slots[self.next] = (entry.generation, copy.clone());
+            self.next = (self.next + 1) % LOCAL_COPIES;
+        }
+        copy
+    }
 }
 
 type Outcome = Option<Result<AccessToken, Arc<Error>>>;
@@ -327,12 +394,13 @@ impl<F: Fetch> CachedTokenProvider<F> {
     }
 
     /// The token if it is fresh (before soft expiry), without starting anything: one atomic
-    /// load, one clock read, one reference-count increment. No lock, no allocation.
+    /// load, one clock read, one reference-count increment on this thread's copy. No lock, and
+    /// no allocation except a thread's first hit after each refresh (the copy).
     pub fn fresh(&self) -> Option<AccessToken> {
         let now = self.shared.config.clock.now();
         let entry = self.shared.current.load();
         let entry = entry.as_ref()?;
-        (now < entry.soft).then(|| entry.state.access_token.clone())
+        (now < entry.soft).then(|| entry.token_for_this_thread())
     }
 
     /// What [`TokenProvider::token`] does, as an inherent method: the same semantics without the
@@ -358,7 +426,7 @@ impl<F: Fetch> CachedTokenProvider<F> {
         if now < entry.soft {
             shared.stats.hits.increment();
             trace!(cache = shared.config.name, "token cache hit");
-            return Some(entry.state.access_token.clone());
+            return Some(entry.token_for_this_thread());
         }
         if entry.hard.is_none_or(|hard| now < hard) {
             shared.stats.hits.increment();
@@ -369,7 +437,7 @@ impl<F: Fetch> CachedTokenProvider<F> {
                 cache = shared.config.name,
                 "token cache hit in the refresh window"
             );
-            return Some(entry.state.access_token.clone());
+            return Some(entry.token_for_this_thread());
         }
         None
     }
@@ -566,11 +634,8 @@ impl<F: Fetch> Shared<F> {
             Some(current) => {
                 let mut kept = current.state.clone();
                 kept.refresh_token = state.refresh_token;
-                self.current.store(Some(Arc::new(Entry {
-                    state: kept,
-                    soft: current.soft,
-                    hard: current.hard,
-                })));
+                self.current
+                    .store(Some(Arc::new(Entry::new(kept, current.soft, current.hard))));
             }
             None => control.retired = Some(state),
         }
@@ -598,7 +663,7 @@ impl<F: Fetch> Shared<F> {
             }
             None => (now + cfg.default_lifetime.min(cfg.max_lifetime), None),
         };
-        Entry { state, soft, hard }
+        Entry::new(state, soft, hard)
     }
 
     fn backoff(&self, failures: u32, retry_after: Option<Duration>) -> Duration {
@@ -615,9 +680,16 @@ impl<F: Fetch> Shared<F> {
     }
 }
 
-/// A counter split over cache-line-sized stripes, so threads counting hits at once do not fight
-/// over one cache line (on the hit path that fight costs more than the rest of the call).
-struct StripedCounter([Stripe; STRIPES]);
+/// A hit counter that costs no locked instruction on the threads that hit most.
+///
+/// The first `STRIPES` threads of the process to count a hit each own a stripe (a cache line of
+/// its own) and are its only writer, so a plain load and store counts exactly; threads after them
+/// share one stripe with an atomic add. A single shared counter would make every hit fight over
+/// one cache line, which under contention cost more than the rest of the call.
+struct StripedCounter {
+    owned: [Stripe; STRIPES],
+    shared: Stripe,
+}
 
 const STRIPES: usize = 8;
 
@@ -627,24 +699,40 @@ struct Stripe(AtomicU64);
 
 impl Default for StripedCounter {
     fn default() -> Self {
-        Self(std::array::from_fn(|_| Stripe::default()))
+        Self {
+            owned: std::array::from_fn(|_| Stripe::default()),
+            shared: Stripe::default(),
+        }
     }
 }
 
 impl StripedCounter {
+    #[inline]
     fn increment(&self) {
         thread_local! {
-            static STRIPE: usize = {
+            static INDEX: usize = {
                 static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-                NEXT.fetch_add(1, Ordering::Relaxed) % STRIPES
+                NEXT.fetch_add(1, Ordering::Relaxed)
             };
         }
-        let i = STRIPE.with(|s| *s);
-        self.0[i].0.fetch_add(1, Ordering::Relaxed);
+        let index = INDEX.try_with(|i| *i).unwrap_or(usize::MAX);
+        match self.owned.get(index) {
+            // This thread is the stripe's only writer.
+            Some(stripe) => stripe
+                .0
+                .store(stripe.0.load(Ordering::Relaxed) + 1, Ordering::Relaxed),
+            None => {
+                self.shared.0.fetch_add(1, Ordering::Relaxed);
+            }
+        }
     }
 
     fn sum(&self) -> u64 {
-        self.0.iter().map(|s| s.0.load(Ordering::Relaxed)).sum()
+        self.owned
+            .iter()
+            .chain(std::iter::once(&self.shared))
+            .map(|s| s.0.load(Ordering::Relaxed))
+            .sum()
     }
 }
 
@@ -674,5 +762,29 @@ impl<F: Fetch> TokenProvider for CachedTokenProvider<F> {
             cache = shared.config.name,
             "invalidate ignored: the rejected token is no longer cached"
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_hit_counter_is_exact_with_more_threads_than_stripes() {
+        let counter = Arc::new(StripedCounter::default());
+        let threads: Vec<_> = (0..3 * STRIPES)
+            .map(|_| {
+                let c = Arc::clone(&counter);
+                std::thread::spawn(move || {
+                    for _ in 0..10_000 {
+                        c.increment();
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        assert_eq!(counter.sum(), 3 * STRIPES as u64 * 10_000);
     }
 }

@@ -83,6 +83,17 @@ impl AccessToken {
         format!("Bearer {}", self.0.secret.expose_secret())
     }
 
+    /// A copy in a new allocation (the secret included), for a cache that keeps one copy per
+    /// thread so that clones on different cores never contend for one reference count.
+    pub(crate) fn deep_copy(&self) -> Self {
+        Self(Arc::new(Inner {
+            secret: Secret::new(self.0.secret.expose_secret()),
+            token_type: self.0.token_type.clone(),
+            expires_at: self.0.expires_at,
+            scope: self.0.scope.clone(),
+        }))
+    }
+
     /// Whether two handles are the very same token (same allocation): the cheap check the cache
     /// uses before comparing secrets.
     pub fn ptr_eq(&self, other: &Self) -> bool {

@@ -275,7 +275,7 @@ async fn a_stale_invalidate_keeps_the_newer_token() {
     // A late 401 for the old token: the new one stays.
     h.provider.invalidate(&a);
     let still = h.provider.token().await.unwrap();
-    assert!(still.ptr_eq(&b));
+    assert_eq!(still, b);
     assert_eq!(h.calls(), 2);
     // An equal token built elsewhere counts as the same token.
     h.provider.invalidate(&AccessToken::new("token-1"));
@@ -590,4 +590,43 @@ async fn debug_of_the_cache_shows_no_token() {
     let dbg = format!("{:?} {:?}", h.provider, h.provider.config());
     assert!(!dbg.contains("token-0"), "{dbg}");
     assert!(dbg.contains("CachedTokenProvider"), "{dbg}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn no_thread_serves_a_superseded_copy_after_a_refresh() {
+    let clock = TokioClock::new(t0());
+    let h = Arc::new(harness(Duration::ZERO, |c| c, hourly(clock)));
+    let all_threads_get = |want: &'static str| {
+        let h = Arc::clone(&h);
+        async move {
+            let tasks: Vec<_> = (0..64)
+                .map(|_| {
+                    let h = Arc::clone(&h);
+                    tokio::spawn(async move {
+                        let mut seen = Vec::new();
+                        for _ in 0..50 {
+                            seen.push(secret_of(&h.provider.token().await.unwrap()).to_owned());
+                            tokio::task::yield_now().await;
+                        }
+                        seen
+                    })
+                })
+                .collect();
+            for t in tasks {
+                for s in t.await.unwrap() {
+                    assert_eq!(s, want);
+                }
+            }
+        }
+    };
+    all_threads_get("token-0").await;
+    let t = h.provider.token().await.unwrap();
+    h.provider.invalidate(&t);
+    assert_eq!(secret_of(&h.provider.token().await.unwrap()), "token-1");
+    // Every worker thread had a copy of token-0; none may hand it out now.
+    all_threads_get("token-1").await;
+    assert_eq!(h.calls(), 2);
+    // Every call counted once, as a hit or a miss, whichever thread made it.
+    let stats = h.provider.stats();
+    assert_eq!(stats.hits + stats.misses, 64 * 50 * 2 + 2);
 }
