@@ -6,9 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use partner_auth::auth::AuthMiddleware;
-use partner_auth::{
-    Config, Error, HttpClient, Options, ProviderKind, RetryPolicy, TokenProvider, from_lookup,
-};
+use partner_auth::{Config, Error, HttpClient, Options, ProviderKind, TokenProvider, from_lookup};
 use partner_auth_emulator::{Emulator, Endpoint, Fault, RunningEmulator};
 
 fn vars(emulator: &RunningEmulator) -> HashMap<String, String> {
@@ -21,16 +19,7 @@ fn vars(emulator: &RunningEmulator) -> HashMap<String, String> {
 
 fn fast_http() -> HttpClient {
     // Short: the hang faults wait for it, three times each.
-    HttpClient::builder()
-        .timeout(Duration::from_secs(1))
-        .retry(RetryPolicy {
-            max_attempts: 3,
-            initial_backoff: Duration::from_millis(10),
-            max_backoff: Duration::from_millis(50),
-            max_retry_after: Duration::from_secs(2),
-        })
-        .build()
-        .unwrap()
+    token_provider::testing::fast_http(Duration::from_secs(1))
 }
 
 fn provider(emulator: &RunningEmulator, kind: ProviderKind) -> Arc<dyn TokenProvider> {

@@ -22,8 +22,7 @@ use partner_auth::aurora_solar::{ClientSdkBuilder, PartnerAppBuilder};
 use partner_auth::aurora_uk::AuroraUkBuilder;
 use partner_auth::auth::AuthMiddleware;
 use partner_auth::{
-    AccessToken, CacheConfig, CacheStats, Clock, Error, HttpClient, ProviderKind, RetryPolicy,
-    TokenProvider,
+    AccessToken, CacheConfig, CacheStats, Clock, Error, HttpClient, ProviderKind, TokenProvider,
 };
 use partner_auth_emulator::{ClockOffset, Emulator, Endpoint, Fault, RunningEmulator};
 use token_provider::ManualClock;
@@ -408,16 +407,7 @@ fn cache_config() -> CacheConfig {
 }
 
 fn fast_http() -> HttpClient {
-    HttpClient::builder()
-        .timeout(TIMEOUT)
-        .retry(RetryPolicy {
-            max_attempts: 3,
-            initial_backoff: Duration::from_millis(5),
-            max_backoff: Duration::from_millis(20),
-            max_retry_after: Duration::from_secs(2),
-        })
-        .build()
-        .unwrap()
+    token_provider::testing::fast_http(TIMEOUT)
 }
 
 fn token_endpoint(kind: ProviderKind) -> Endpoint {

@@ -22,7 +22,7 @@ use partner_auth::aerion::{Aerion, Tenant};
 use partner_auth::aurora_solar::wire::{jwt_expiry, parse_expires_at};
 use partner_auth::aurora_solar::{ClientSdk, PartnerApp, SdkUser};
 use partner_auth::aurora_uk::{AuroraUk, Environment};
-use partner_auth::{CacheConfig, Error, HttpClient, RetryPolicy, TokenProvider};
+use partner_auth::{CacheConfig, Error, HttpClient, TokenProvider};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
 use serde_json::{Map, Value, json};
@@ -247,12 +247,7 @@ fn check_error(e: &Error, allowed: &[&str]) -> Result<(), TestCaseError> {
 fn fast_http() -> HttpClient {
     HttpClient::builder()
         .timeout(Duration::from_secs(5))
-        .retry(RetryPolicy {
-            max_attempts: 2,
-            initial_backoff: Duration::from_millis(1),
-            max_backoff: Duration::from_millis(2),
-            max_retry_after: Duration::from_secs(1),
-        })
+        .retry(token_provider::testing::fast_retry(2))
         .build()
         .unwrap()
 }

@@ -15,20 +15,15 @@ use partner_auth::aurora_solar::{ClientSdkBuilder, PartnerAppBuilder, SdkUser};
 use partner_auth::aurora_uk::AuroraUkBuilder;
 use partner_auth::auth::AuthMiddleware;
 use partner_auth::{
-    CacheConfig, Config, HttpClient, MemoryStore, Options, ProviderKind, RetryPolicy, Secret,
-    StoreKey, TokenProvider, TokenStore, from_lookup,
+    CacheConfig, Config, HttpClient, MemoryStore, Options, ProviderKind, Secret, StoreKey,
+    TokenProvider, TokenStore, from_lookup,
 };
 use partner_auth_emulator::{Emulator, Endpoint, Fault, RunningEmulator};
 
 fn fast_http() -> HttpClient {
     HttpClient::builder()
         .timeout(Duration::from_secs(2))
-        .retry(RetryPolicy {
-            max_attempts: 2,
-            initial_backoff: Duration::from_millis(5),
-            max_backoff: Duration::from_millis(10),
-            max_retry_after: Duration::from_secs(1),
-        })
+        .retry(token_provider::testing::fast_retry(2))
         .build()
         .unwrap()
 }

@@ -23,7 +23,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime};
 
 use partner_auth::{
-    CacheConfig, Clock, HttpClient, Options, ProviderKind, RetryPolicy, TokenProvider, from_lookup,
+    CacheConfig, Clock, HttpClient, Options, ProviderKind, TokenProvider, from_lookup,
 };
 use partner_auth_emulator::{Emulator, Endpoint, Fault};
 use token_provider::ManualClock;
@@ -95,16 +95,7 @@ fn cycles(n: usize) -> Vec<Cycle> {
 }
 
 fn http() -> HttpClient {
-    HttpClient::builder()
-        .timeout(Duration::from_millis(500))
-        .retry(RetryPolicy {
-            max_attempts: 3,
-            initial_backoff: Duration::from_millis(10),
-            max_backoff: Duration::from_millis(40),
-            max_retry_after: Duration::from_secs(2),
-        })
-        .build()
-        .unwrap()
+    token_provider::testing::fast_http(Duration::from_millis(500))
 }
 
 fn token_endpoint(kind: ProviderKind) -> Endpoint {

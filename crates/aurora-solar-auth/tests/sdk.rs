@@ -495,7 +495,7 @@ async fn from_env_with_makes_the_sdk_a_provider_for_the_user() {
     let got = sdk.token().await.unwrap();
     assert_eq!(got.secret().expose_secret(), token);
     // Cached: the same JWT again, no request.
-    assert!(sdk.token().await.unwrap().ptr_eq(&got));
+    assert_eq!(sdk.token().await.unwrap(), got);
     list.assert_async().await;
     invite.assert_async().await;
     generate.assert_async().await;

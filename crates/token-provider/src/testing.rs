@@ -43,7 +43,8 @@ impl LogCapture {
 }
 
 /// Installs (once per process) a global subscriber at TRACE that records every event with its
-/// fields and spans, and returns a handle on what it recorded.
+/// fields and spans, `log` records included, and returns a handle on what it recorded. Records of
+/// the `mockito` test servers are left out: they play the provider and print what they receive.
 ///
 /// The subscriber is global, so events from spawned tasks and other threads are captured too;
 /// tests running in parallel in the same binary share the buffer, which only makes the check
@@ -55,12 +56,21 @@ pub fn capture_logs() -> LogCapture {
             let capture = LogCapture {
                 buffer: Arc::new(Mutex::new(Vec::new())),
             };
-            let subscriber = tracing_subscriber::fmt()
-                .with_max_level(tracing::Level::TRACE)
+            use tracing_subscriber::Layer as _;
+            use tracing_subscriber::layer::SubscriberExt as _;
+            let layer = tracing_subscriber::fmt::layer()
                 .with_ansi(false)
                 .with_writer(Writer(Arc::clone(&capture.buffer)))
-                .finish();
-            tracing::subscriber::set_global_default(subscriber)
+                .with_filter(tracing_subscriber::filter::filter_fn(|meta| {
+                    // The mock servers are the provider's side: they print the requests they
+                    // receive, credentials and all, which is theirs to do.
+                    !meta.target().starts_with("mockito")
+                }))
+                .with_filter(tracing::level_filters::LevelFilter::TRACE);
+            let subscriber = tracing_subscriber::registry().with(layer);
+            // `try_init` also routes the `log` crate's records (reqwest logs through it) into the
+            // subscriber, so they are checked too.
+            tracing_subscriber::util::SubscriberInitExt::try_init(subscriber)
                 .expect("capture_logs must be the only global subscriber of the test binary");
             capture
         })
@@ -91,4 +101,25 @@ impl<'a> MakeWriter<'a> for Writer {
     fn make_writer(&'a self) -> Self::Writer {
         Guard(Arc::clone(&self.0))
     }
+}
+
+/// A retry policy for tests: `attempts` tries with millisecond backoffs; a `Retry-After` of up to
+/// two seconds is waited for, a longer one ends the retries at once.
+pub fn fast_retry(attempts: u32) -> crate::RetryPolicy {
+    crate::RetryPolicy {
+        max_attempts: attempts,
+        initial_backoff: std::time::Duration::from_millis(5),
+        max_backoff: std::time::Duration::from_millis(20),
+        max_retry_after: std::time::Duration::from_secs(2),
+    }
+}
+
+/// An HTTP client for tests: `timeout` per request and [`fast_retry`]`(3)`, so retries are
+/// exercised without slowing the suite.
+pub fn fast_http(timeout: std::time::Duration) -> crate::HttpClient {
+    crate::HttpClient::builder()
+        .timeout(timeout)
+        .retry(fast_retry(3))
+        .build()
+        .expect("a test HTTP client")
 }

@@ -8,17 +8,9 @@ use std::time::Duration;
 
 use mockito::Matcher;
 use token_provider::http::{Request, USER_AGENT};
-use token_provider::{Error, HttpClient, RetryPolicy, Secret};
+use token_provider::testing::fast_retry;
+use token_provider::{Error, HttpClient, Secret};
 use url::Url;
-
-fn fast_retry(attempts: u32) -> RetryPolicy {
-    RetryPolicy {
-        max_attempts: attempts,
-        initial_backoff: Duration::from_millis(10),
-        max_backoff: Duration::from_millis(50),
-        max_retry_after: Duration::from_secs(5),
-    }
-}
 
 fn client(attempts: u32) -> HttpClient {
     HttpClient::builder()

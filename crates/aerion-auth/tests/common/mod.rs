@@ -6,7 +6,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use aerion_auth::{Aerion, AerionBuilder};
 use mockito::{Matcher, Mock, ServerGuard};
-use token_provider::{HttpClient, ManualClock, RetryPolicy};
+use token_provider::{HttpClient, ManualClock};
 
 pub const TENANT: &str = "acme.aerion.app";
 pub const USERNAME: &str = "me@acme.example";
@@ -24,16 +24,7 @@ pub fn clock() -> ManualClock {
 
 /// A client with a short timeout and millisecond backoffs, so tests stay fast.
 pub fn http() -> HttpClient {
-    HttpClient::builder()
-        .timeout(Duration::from_secs(5))
-        .retry(RetryPolicy {
-            max_attempts: 3,
-            initial_backoff: Duration::from_millis(5),
-            max_backoff: Duration::from_millis(20),
-            max_retry_after: Duration::from_secs(1),
-        })
-        .build()
-        .unwrap()
+    token_provider::testing::fast_http(Duration::from_secs(5))
 }
 
 /// A builder pointed at `server`, with the `companyurl` tenant and explicit client credentials.

@@ -6,7 +6,7 @@ use std::net::TcpListener;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use token_provider::{HttpClient, ManualClock, RetryPolicy};
+use token_provider::{HttpClient, ManualClock};
 
 /// `2023-07-29 04:30:46 UTC`, the seed's `expires_at`.
 pub const SEED_EXPIRES_AT: u64 = 1_690_605_046;
@@ -26,16 +26,7 @@ pub fn client() -> HttpClient {
 }
 
 pub fn client_with_timeout(timeout: Duration) -> HttpClient {
-    HttpClient::builder()
-        .timeout(timeout)
-        .retry(RetryPolicy {
-            max_attempts: 3,
-            initial_backoff: Duration::from_millis(10),
-            max_backoff: Duration::from_millis(40),
-            max_retry_after: Duration::from_secs(5),
-        })
-        .build()
-        .unwrap()
+    token_provider::testing::fast_http(timeout)
 }
 
 /// A `create_token` answer.

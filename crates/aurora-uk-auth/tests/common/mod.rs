@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime};
 
 use aurora_uk_auth::{AuroraUk, AuroraUkBuilder, Environment};
 use mockito::{Matcher, Mock, ServerGuard};
-use token_provider::{CacheConfig, HttpClient, ManualClock, RetryPolicy};
+use token_provider::{CacheConfig, HttpClient, ManualClock};
 
 pub const CLIENT_ID: &str = "client-id-dev";
 /// Characters that form-encoding changes, so the Basic header's encoding is checked too.
@@ -22,16 +22,7 @@ pub fn t0() -> SystemTime {
 
 /// An HTTP client that gives up fast and retries at once.
 pub fn fast_http() -> HttpClient {
-    HttpClient::builder()
-        .timeout(Duration::from_secs(5))
-        .retry(RetryPolicy {
-            max_attempts: 3,
-            initial_backoff: Duration::from_millis(5),
-            max_backoff: Duration::from_millis(20),
-            max_retry_after: Duration::from_secs(2),
-        })
-        .build()
-        .expect("http client")
+    token_provider::testing::fast_http(Duration::from_secs(5))
 }
 
 /// The issuer the mock server stands for: its URL with Auth0's trailing `/`.

@@ -17,12 +17,7 @@ pub fn client() -> HttpClient {
 pub fn retrying_client(attempts: u32) -> HttpClient {
     client_with(
         Duration::from_secs(5),
-        RetryPolicy {
-            max_attempts: attempts,
-            initial_backoff: Duration::from_millis(5),
-            max_backoff: Duration::from_millis(20),
-            max_retry_after: Duration::from_secs(2),
-        },
+        token_provider::testing::fast_retry(attempts),
     )
 }
 
