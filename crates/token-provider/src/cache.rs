@@ -11,7 +11,8 @@
 //! - **Fresh** (before soft expiry): the token is returned from an `arc-swap` load: no lock, no
 //!   allocation beyond the clone (one reference count). Each thread clones its own copy of the
 //!   current token (made on its first hit after a refresh), so threads hitting at once never
-//!   contend for one reference count; hits are counted without a locked instruction.
+//!   contend for one reference count; hits are counted without a locked instruction (on up to
+//!   eight live threads).
 //! - **Soft window** (between soft and hard expiry): the still-valid token is returned at once and
 //!   exactly one background refresh starts.
 //! - **Empty or hard-expired**: every caller waits on exactly one fetch (single-flight), for at
@@ -218,6 +219,8 @@ impl<F: Fetch> fmt::Debug for CachedTokenProvider<F> {
 }
 
 struct Shared<F> {
+    /// Unique in the process: keys this cache's per-thread token copies.
+    id: u64,
     fetcher: F,
     config: CacheConfig,
     current: ArcSwapOption<Entry>,
@@ -231,17 +234,20 @@ struct Entry {
     state: TokenState,
     soft: SystemTime,
     hard: Option<SystemTime>,
+    /// Which cache the entry belongs to (unique in the process).
+    cache_id: u64,
     /// Unique across every cache of the process: names this entry in the per-thread copies.
     generation: u64,
 }
 
 impl Entry {
-    fn new(state: TokenState, soft: SystemTime, hard: Option<SystemTime>) -> Self {
+    fn new(cache_id: u64, state: TokenState, soft: SystemTime, hard: Option<SystemTime>) -> Self {
         static GENERATION: AtomicU64 = AtomicU64::new(1);
         Self {
             state,
             soft,
             hard,
+            cache_id,
             generation: GENERATION.fetch_add(1, Ordering::Relaxed),
         }
     }
@@ -250,21 +256,36 @@ impl Entry {
     ///
     /// Every hit hands out a clone, and a clone touches the token's reference count; were all
     /// threads to clone one allocation, that count's cache line would bounce between cores on
-    /// every call (it dominated the hit path under contention). So each thread keeps its own copy
-    /// of the current token, made on its first hit after a refresh, and clones that. Copies are
-    /// few (one per thread and cache, at most `LOCAL_COPIES` per thread) and zeroized when
-    /// replaced.
+    /// every call (it dominated the hit path under contention). So each thread keeps one copy of
+    /// each cache's current token, made on its first hit after a refresh and replacing that
+    /// cache's previous copy, and clones it. A thread keeps at most `LOCAL_COPIES` such copies;
+    /// past that, hits clone the shared token instead of evicting (no allocation, some
+    /// contention). A copy is zeroized when it is replaced or when its thread exits; until then
+    /// it can outlive its cache.
     #[inline]
     fn token_for_this_thread(&self) -> AccessToken {
         thread_local! {
-            static COPIES: std::cell::RefCell<LocalCopies> = const {
-                std::cell::RefCell::new(LocalCopies { slots: Vec::new(), next: 0 })
+            static COPIES: std::cell::RefCell<Vec<LocalCopy>> = const {
+                std::cell::RefCell::new(Vec::new())
             };
         }
         COPIES
             .try_with(|copies| {
                 let mut copies = copies.try_borrow_mut().ok()?;
-                Some(copies.get(self))
+                match copies.iter().position(|c| c.cache_id == self.cache_id) {
+                    Some(i) => {
+                        let copy = &mut copies[i];
+                        if copy.generation != self.generation {
+                            *copy = LocalCopy::of(self);
+                        }
+                        Some(copy.token.clone())
+                    }
+                    None if copies.len() < LOCAL_COPIES => {
+                        copies.push(LocalCopy::of(self));
+                        copies.last().map(|c| c.token.clone())
+                    }
+                    None => None,
+                }
             })
             .ok()
             .flatten()
@@ -274,31 +295,32 @@ impl Entry {
 
 const LOCAL_COPIES: usize = 8;
 
-/// One thread's copies of current tokens: `(generation, token)`.
-struct LocalCopies {
-    slots: Vec<(u64, AccessToken)>,
-    next: usize,
+/// One thread's copy of one cache's current token.
+struct LocalCopy {
+    cache_id: u64,
+    generation: u64,
+    token: AccessToken,
 }
 
-impl LocalCopies {
-    fn get(&mut self, entry: &Entry) -> AccessToken {
-        if let Some((_, token)) = self.slots.iter().find(|(g, _)| *g == entry.generation) {
-            return token.clone();
+impl LocalCopy {
+    fn of(entry: &Entry) -> Self {
+        Self {
+            cache_id: entry.cache_id,
+            generation: entry.generation,
+            token: entry.state.access_token.deep_copy(),
         }
-        let copy = entry.state.access_token.deep_copy();
-        // A slot holding a superseded token of the same cache would do as well, but entries do
-        // not know their cache; round-robin replacement bounds the copies all the same.
-        if self.slots.len() < LOCAL_COPIES {
-            self.slots.push((entry.generation, copy.clone()));
-        } else {
-            self.slots[self.next] = (entry.generation, copy.clone());
-            self.next = (self.next + 1) % LOCAL_COPIES;
-        }
-        copy
     }
 }
 
 type Outcome = Option<Result<AccessToken, Arc<Error>>>;
+
+/// What one fetch produced.
+enum Fetched {
+    /// A state from the provider.
+    New(TokenState),
+    /// An entry made from a fresh state another holder of the store saved.
+    Adopted(Entry),
+}
 
 #[derive(Default)]
 struct Control {
@@ -332,6 +354,10 @@ impl<F: Fetch> CachedTokenProvider<F> {
     pub fn with_config(fetcher: F, config: CacheConfig) -> Self {
         Self {
             shared: Arc::new(Shared {
+                id: {
+                    static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+                    NEXT_ID.fetch_add(1, Ordering::Relaxed)
+                },
                 fetcher,
                 config,
                 current: ArcSwapOption::empty(),
@@ -514,8 +540,11 @@ impl<F: Fetch> Shared<F> {
         let result = this.fetch().await;
         let elapsed = started.elapsed();
         let now = this.config.clock.now();
-        let result = result.and_then(|(state, adopted)| {
-            let entry = this.entry(state, now, adopted);
+        let result = result.and_then(|fetched| {
+            let entry = match fetched {
+                Fetched::New(state) => this.entry(state, now, false),
+                Fetched::Adopted(entry) => entry,
+            };
             if entry.hard.is_some_and(|hard| hard <= now) {
                 // Handing it out would only earn a 401; a transient failure keeps serving the
                 // still-valid token (if any) and backs off instead of asking again per call.
@@ -573,9 +602,9 @@ impl<F: Fetch> Shared<F> {
         tx.send_replace(Some(outcome));
     }
 
-    /// One fetch, through the store when there is one; `true` when the state was adopted from
-    /// the store rather than fetched.
-    async fn fetch(&self) -> Result<(TokenState, bool), Error> {
+    /// One fetch, through the store when there is one: the new state, or the entry adopted from
+    /// the store (its refresh time already drawn, so it is used as checked).
+    async fn fetch(&self) -> Result<Fetched, Error> {
         let previous = {
             let current = self.current.load();
             match current.as_ref() {
@@ -584,7 +613,7 @@ impl<F: Fetch> Shared<F> {
             }
         };
         let Some((store, key)) = &self.config.store else {
-            return Ok((self.fetcher.fetch(previous.as_ref()).await?, false));
+            return Ok(Fetched::New(self.fetcher.fetch(previous.as_ref()).await?));
         };
         // Held across read-fetch-write, so no other holder of this store spends the same refresh
         // token; released when dropped, however this ends.
@@ -605,7 +634,7 @@ impl<F: Fetch> Shared<F> {
                 .is_some_and(|p| p.access_token == stored.access_token);
             if now < usable.soft && !is_rejected && (first_load || !ours) {
                 debug!(cache = self.config.name, "token adopted from the store");
-                return Ok((stored.clone(), true));
+                return Ok(Fetched::Adopted(usable));
             }
         }
         // The store's refresh token is the newest one anybody holds.
@@ -619,7 +648,7 @@ impl<F: Fetch> Shared<F> {
             // token because the disk is full would lock the user out.
             warn!(cache = self.config.name, error = %e, "could not save the token state");
         }
-        Ok((state, false))
+        Ok(Fetched::New(state))
     }
 
     /// Keeps the refresh token of a state whose access token is unusable: it may have replaced
@@ -634,8 +663,12 @@ impl<F: Fetch> Shared<F> {
             Some(current) => {
                 let mut kept = current.state.clone();
                 kept.refresh_token = state.refresh_token;
-                self.current
-                    .store(Some(Arc::new(Entry::new(kept, current.soft, current.hard))));
+                self.current.store(Some(Arc::new(Entry::new(
+                    self.id,
+                    kept,
+                    current.soft,
+                    current.hard,
+                ))));
             }
             None => control.retired = Some(state),
         }
@@ -663,7 +696,7 @@ impl<F: Fetch> Shared<F> {
             }
             None => (now + cfg.default_lifetime.min(cfg.max_lifetime), None),
         };
-        Entry::new(state, soft, hard)
+        Entry::new(self.id, state, soft, hard)
     }
 
     fn backoff(&self, failures: u32, retry_after: Option<Duration>) -> Duration {
@@ -680,12 +713,13 @@ impl<F: Fetch> Shared<F> {
     }
 }
 
-/// A hit counter that costs no locked instruction on the threads that hit most.
+/// A hit counter that costs no locked instruction on most threads.
 ///
-/// The first `STRIPES` threads of the process to count a hit each own a stripe (a cache line of
-/// its own) and are its only writer, so a plain load and store counts exactly; threads after them
-/// share one stripe with an atomic add. A single shared counter would make every hit fight over
-/// one cache line, which under contention cost more than the rest of the call.
+/// Up to `STRIPES` live threads each own a stripe (a cache line of its own) and are its only
+/// writer, so a plain load and store counts exactly; a thread hands its stripe back when it exits,
+/// for the next thread to own. Threads beyond that share one stripe with an atomic add. A single
+/// shared counter would make every hit fight over one cache line, which under contention cost
+/// more than the rest of the call.
 struct StripedCounter {
     owned: [Stripe; STRIPES],
     shared: Stripe,
@@ -706,18 +740,43 @@ impl Default for StripedCounter {
     }
 }
 
+/// Which stripe this thread owns (`None`: all were taken when it first counted).
+struct StripeLease(Option<usize>);
+
+/// Stripes no live thread owns.
+static FREE_STRIPES: Mutex<Vec<usize>> = Mutex::new(Vec::new());
+static NEXT_STRIPE: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+impl StripeLease {
+    fn take() -> Self {
+        let reused = FREE_STRIPES.lock().unwrap_or_else(|e| e.into_inner()).pop();
+        Self(reused.or_else(|| {
+            let next = NEXT_STRIPE.fetch_add(1, Ordering::Relaxed);
+            (next < STRIPES).then_some(next)
+        }))
+    }
+}
+
+impl Drop for StripeLease {
+    fn drop(&mut self) {
+        if let Some(i) = self.0 {
+            FREE_STRIPES
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(i);
+        }
+    }
+}
+
 impl StripedCounter {
     #[inline]
     fn increment(&self) {
         thread_local! {
-            static INDEX: usize = {
-                static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-                NEXT.fetch_add(1, Ordering::Relaxed)
-            };
+            static LEASE: StripeLease = StripeLease::take();
         }
-        let index = INDEX.try_with(|i| *i).unwrap_or(usize::MAX);
-        match self.owned.get(index) {
-            // This thread is the stripe's only writer.
+        let owned = LEASE.try_with(|l| l.0).ok().flatten();
+        match owned.and_then(|i| self.owned.get(i)) {
+            // This thread is the stripe's only writer while it lives.
             Some(stripe) => stripe
                 .0
                 .store(stripe.0.load(Ordering::Relaxed) + 1, Ordering::Relaxed),

@@ -94,8 +94,9 @@ impl AccessToken {
         }))
     }
 
-    /// Whether two handles are the very same token (same allocation): the cheap check the cache
-    /// uses before comparing secrets.
+    /// Whether two handles are the very same allocation: the cheap check `==` makes before
+    /// comparing secrets. Tokens a cache hands to different threads are equal (`==`) but are
+    /// separate copies, so compare tokens with `==`.
     pub fn ptr_eq(&self, other: &Self) -> bool {
         Arc::ptr_eq(&self.0, &other.0)
     }

@@ -630,3 +630,35 @@ async fn no_thread_serves_a_superseded_copy_after_a_refresh() {
     let stats = h.provider.stats();
     assert_eq!(stats.hits + stats.misses, 64 * 50 * 2 + 2);
 }
+
+#[tokio::test(start_paused = true)]
+async fn more_caches_than_copy_slots_each_serve_their_own_token() {
+    // Twelve caches hit from one thread: more than the eight per-thread copies.
+    let harnesses: Vec<_> = (0..12)
+        .map(|i| {
+            let clock = TokioClock::new(t0());
+            harness(
+                Duration::ZERO,
+                |c| c,
+                move |n, _| {
+                    Ok(AccessToken::builder(format!("cache-{i}-token-{n}"))
+                        .expires_in(token_provider::Clock::now(&clock), HOUR)
+                        .build()
+                        .into())
+                },
+            )
+        })
+        .collect();
+    for round in 0..3 {
+        for (i, h) in harnesses.iter().enumerate() {
+            let want = format!("cache-{i}-token-{round}");
+            assert_eq!(secret_of(&h.provider.token().await.unwrap()), want);
+            assert_eq!(secret_of(&h.provider.token().await.unwrap()), want);
+        }
+        // A refresh of every cache: no thread may keep serving the old copies.
+        for h in &harnesses {
+            let t = h.provider.token().await.unwrap();
+            h.provider.invalidate(&t);
+        }
+    }
+}
