@@ -65,7 +65,11 @@ impl Aerion {
         if response.status().is_success() {
             response.json("aerion user")
         } else {
-            Err(response.error_scrubbed(&fetcher.secrets(None)))
+            // The bearer just sent is a secret the server may echo too.
+            let sent = self.inner.cached().map(|t| t.secret().clone());
+            let mut secrets = fetcher.secrets(None);
+            secrets.extend(sent.as_ref());
+            Err(response.error_scrubbed(&secrets))
         }
     }
 }

@@ -376,11 +376,14 @@ impl SdkFetcher {
                 .email
                 .as_deref()
                 .is_some_and(|e| e.trim().to_lowercase() == self.email_key);
-            let active = u
-                .account_status
-                .as_deref()
-                .is_some_and(|s| s.trim().eq_ignore_ascii_case("active"));
-            email_matches && (active || any_status)
+            let status = u.account_status.as_deref().map(str::trim).unwrap_or("");
+            let active = status.eq_ignore_ascii_case("active");
+            // After a refused invitation: an account that exists but has not been taken up yet.
+            // A deactivated, disabled or locked account is never issued a token.
+            let not_yet_taken_up = ["invited", "pending", "unconfirmed", ""]
+                .iter()
+                .any(|s| status.eq_ignore_ascii_case(s));
+            email_matches && (active || (any_status && not_yet_taken_up))
         });
         match found {
             Some(user) => id_text(user.id.as_ref())

@@ -713,3 +713,44 @@ async fn a_refused_invitation_with_no_such_account_is_returned() {
     invite.assert_async().await;
     generate.assert_async().await;
 }
+
+#[tokio::test]
+async fn a_deactivated_account_is_never_issued_a_token() {
+    // The invitation is refused because the email belongs to a deactivated account: that account
+    // must not be handed a JWT.
+    let mut server = Server::new_async().await;
+    let users = users_body(&[("u-9", "gone@example.com", "deactivated")]);
+    let list = list_in_turn(&mut server, users.clone(), users, 2).await;
+    let invite = invite_mock(&mut server)
+        .with_status(409)
+        .with_header("content-type", "application/json")
+        .with_body(r#"{"error":"Email has already been taken"}"#)
+        .expect(1)
+        .create_async()
+        .await;
+    let generate = server
+        .mock("POST", Matcher::Regex("generate_token".into()))
+        .expect(0)
+        .create_async()
+        .await;
+    let clock = clock();
+    let err = sdk(&server, &clock)
+        .user(SdkUser::new("gone@example.com").with_name("Gone", "Away"))
+        .unwrap()
+        .token()
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::Rejected {
+                status: Some(409),
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    list.assert_async().await;
+    invite.assert_async().await;
+    generate.assert_async().await;
+}

@@ -4,6 +4,10 @@
 //! Providers can reject a token before its expiry (Aurora UK's page says so outright), so every
 //! caller needs this dance; here it is written once.
 //!
+//! Build the `reqwest::Client` with redirects off, as [`HttpClient::reqwest`] is: reqwest drops
+//! `Authorization` when a redirect leaves the host, but not a header of another name
+//! ([`AuthHeader::named`]), which would follow the redirect wherever it points.
+//!
 //! - [`send_authorized`]: for bare `reqwest`; the request is rebuilt by a closure, so the retry
 //!   always has a body to send.
 //! - [`execute_authorized`]: for a [`Request`] sent through the shared [`HttpClient`].
@@ -198,13 +202,14 @@ impl reqwest_middleware::Middleware for AuthMiddleware {
         extensions: &mut http::Extensions,
         next: reqwest_middleware::Next<'_>,
     ) -> reqwest_middleware::Result<reqwest::Response> {
+        // The bearer must not cross the network in clear text (checked before a token is even
+        // fetched).
+        check_url(req.url()).map_err(reqwest_middleware::Error::middleware)?;
         let token = self
             .provider
             .token()
             .await
             .map_err(reqwest_middleware::Error::middleware)?;
-        // The bearer must not cross the network in clear text.
-        check_url(req.url()).map_err(reqwest_middleware::Error::middleware)?;
         let retry = req.try_clone();
         let mut req = req;
         let value = self

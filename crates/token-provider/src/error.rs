@@ -289,11 +289,25 @@ const REDACTED: &str = "[redacted]";
 /// error or a log line: a server that echoes the credential it refused would otherwise put it
 /// there. [`Error::rejected_scrubbed`] does this for rejections.
 pub fn scrub_secrets(text: &str, secrets: &[&Secret]) -> String {
-    let mut out = text.to_owned();
+    // Each secret also as it travels in a form body or a query (percent-encoded), since a server
+    // may echo the encoded form; longest first, so a secret inside another is not replaced
+    // first, leaving the rest of the longer one readable.
+    let mut forms: Vec<String> = Vec::new();
     for secret in secrets {
-        let value = secret.expose_secret();
-        if !value.is_empty() && out.contains(value) {
-            out = out.replace(value, REDACTED);
+        let raw = secret.expose_secret();
+        if raw.is_empty() {
+            continue;
+        }
+        let form: String = url::form_urlencoded::byte_serialize(raw.as_bytes()).collect();
+        let percent = form.replace('+', "%20");
+        forms.extend([raw.to_owned(), form, percent]);
+    }
+    forms.sort_by_key(|f| std::cmp::Reverse(f.len()));
+    forms.dedup();
+    let mut out = text.to_owned();
+    for form in &forms {
+        if out.contains(form.as_str()) {
+            out = out.replace(form.as_str(), REDACTED);
         }
     }
     out
@@ -306,9 +320,11 @@ pub fn scrub_secrets(text: &str, secrets: &[&Secret]) -> String {
 /// after (a secret split by one), and before the length cap, so the cap never leaves half a
 /// secret behind.
 fn clean_provider_text(text: &str, secrets: &[&Secret]) -> String {
+    // Control characters, and the invisible format characters (zero-width space and its kind)
+    // that could split a secret and still render it whole.
     let visible: String = scrub_secrets(text, secrets)
         .chars()
-        .filter(|c| !c.is_control())
+        .filter(|c| !c.is_control() && !is_invisible_format(*c))
         .collect();
     let visible = scrub_secrets(&visible, secrets);
     let mut out: String = visible.chars().take(MAX_PROVIDER_TEXT).collect();
@@ -316,6 +332,21 @@ fn clean_provider_text(text: &str, secrets: &[&Secret]) -> String {
         out.push('…');
     }
     out.trim().to_owned()
+}
+
+/// Unicode format characters (category Cf) that render as nothing.
+fn is_invisible_format(c: char) -> bool {
+    matches!(
+        c,
+        '\u{00AD}'
+            | '\u{061C}'
+            | '\u{180E}'
+            | '\u{200B}'..='\u{200F}'
+            | '\u{202A}'..='\u{202E}'
+            | '\u{2060}'..='\u{2064}'
+            | '\u{2066}'..='\u{206F}'
+            | '\u{FEFF}'
+    )
 }
 
 fn rejected_suffix(status: Option<u16>, code: Option<&str>, description: Option<&str>) -> String {
@@ -429,6 +460,23 @@ mod tests {
         assert!(!format!("{e:?}").contains("hunt"), "{e:?}");
         assert_eq!(scrub_secrets("a sk_key b", &[&key]), "a [redacted] b");
         assert_eq!(scrub_secrets("nothing here", &[&empty]), "nothing here");
+    }
+
+    #[test]
+    fn encoded_overlapping_and_split_secrets_are_scrubbed() {
+        let password = Secret::new("p@ss word+1");
+        let inner = Secret::new("word");
+        let e = Error::rejected_scrubbed(
+            Some(400),
+            Some("invalid_grant"),
+            Some("bad password=p%40ss+word%2B1, or p%40ss%20word%2B1, or p@ss wo\u{200B}rd+1"),
+            &[&inner, &password],
+        );
+        let msg = e.to_string();
+        for leak in ["p%40ss", "p@ss", "ss wo", "word"] {
+            assert!(!msg.contains(leak), "{msg}");
+        }
+        assert!(msg.contains("[redacted]"), "{msg}");
     }
 
     #[test]

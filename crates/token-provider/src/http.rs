@@ -727,6 +727,9 @@ pub fn status_error(status: u16, words: &ProviderWords, secrets: &[&Secret]) -> 
         400 | 401 | 403 | 409 | 422 => rejected(),
         429 => Error::RateLimited { retry_after: None },
         408 => Error::Status { status },
+        // Statuses about the request's shape or timing, not its credentials, stay statuses even
+        // when explained: a gateway's 405 or a 425 must not be held as a bad password.
+        405 | 413 | 414 | 415 | 425 | 431 => Error::Status { status },
         402..=499 if !words.is_empty() => rejected(),
         _ => Error::Status { status },
     }
