@@ -15,7 +15,7 @@
 
 use std::fmt;
 use std::net::IpAddr;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::sync::atomic::{AtomicU16, Ordering};
 use std::time::{Duration, SystemTime};
 
@@ -83,13 +83,15 @@ impl RetryPolicy {
 /// The shared HTTP client: a `reqwest::Client` with the policy above. Cheap to clone.
 #[derive(Clone)]
 pub struct HttpClient {
-    client: reqwest::Client,
+    /// Built at once, or on the first request for a [`lazy`](HttpClientBuilder::lazy) client.
+    client: Arc<OnceLock<reqwest::Client>>,
     config: Arc<Config>,
 }
 
 #[derive(Debug)]
 struct Config {
     timeout: Duration,
+    connect_timeout: Duration,
     max_body: usize,
     retry: RetryPolicy,
     clock: SharedClock,
@@ -118,8 +120,26 @@ impl HttpClient {
 
     /// The underlying `reqwest::Client` (the same policy: timeouts, no redirects, user agent),
     /// for API calls made outside [`execute`](Self::execute).
+    ///
+    /// # Panics
+    ///
+    /// Only for a [`lazy`](HttpClientBuilder::lazy) client whose TLS set-up fails (no CA roots
+    /// could be loaded); [`try_reqwest`](Self::try_reqwest) reports that as an error instead.
     pub fn reqwest(&self) -> &reqwest::Client {
-        &self.client
+        match self.try_reqwest() {
+            Ok(client) => client,
+            Err(e) => panic!("the HTTP client cannot be built: {e}"),
+        }
+    }
+
+    /// The underlying `reqwest::Client`, built now if this is a [`lazy`](HttpClientBuilder::lazy)
+    /// client that has not been used yet.
+    pub fn try_reqwest(&self) -> Result<&reqwest::Client, Error> {
+        if let Some(client) = self.client.get() {
+            return Ok(client);
+        }
+        let client = build_reqwest(self.config.timeout, self.config.connect_timeout)?;
+        Ok(self.client.get_or_init(|| client))
     }
 
     /// The per-request timeout.
@@ -219,8 +239,12 @@ impl HttpClient {
     }
 
     async fn attempt(&self, request: &Request) -> Result<Response, Failure> {
-        let mut builder = self
-            .client
+        // A client that cannot be built sent nothing.
+        let client = self.try_reqwest().map_err(|error| Failure {
+            error,
+            reached: false,
+        })?;
+        let mut builder = client
             .request(request.method.clone(), request.url.clone())
             .headers(request.headers.clone());
         if let Some(body) = &request.body {
@@ -316,6 +340,7 @@ pub struct HttpClientBuilder {
     max_body: usize,
     retry: RetryPolicy,
     clock: SharedClock,
+    lazy: bool,
 }
 
 impl Default for HttpClientBuilder {
@@ -326,6 +351,7 @@ impl Default for HttpClientBuilder {
             max_body: DEFAULT_MAX_BODY,
             retry: RetryPolicy::default(),
             clock: system_clock(),
+            lazy: false,
         }
     }
 }
@@ -361,28 +387,45 @@ impl HttpClientBuilder {
         self
     }
 
+    /// Defers the TLS set-up (reading the system's CA roots) to the first request, so a
+    /// process that ends up sending nothing (a token served from a store) does none of it. A
+    /// set-up failure is then reported by that request instead of by [`build`](Self::build).
+    pub fn lazy(mut self) -> Self {
+        self.lazy = true;
+        self
+    }
+
     /// The client.
     pub fn build(self) -> Result<HttpClient, Error> {
         if self.timeout.is_zero() {
             return Err(Error::config("timeout", "must be greater than zero"));
         }
-        let client = reqwest::Client::builder()
-            .user_agent(USER_AGENT)
-            .redirect(reqwest::redirect::Policy::none())
-            .connect_timeout(self.connect_timeout.min(self.timeout))
-            .timeout(self.timeout)
-            .build()
-            .map_err(|e| Error::config("http client", crate::error::error_chain(&e)))?;
+        let client = OnceLock::new();
+        if !self.lazy {
+            let _ = client.set(build_reqwest(self.timeout, self.connect_timeout)?);
+        }
         Ok(HttpClient {
-            client,
+            client: Arc::new(client),
             config: Arc::new(Config {
                 timeout: self.timeout,
+                connect_timeout: self.connect_timeout,
                 max_body: self.max_body,
                 retry: self.retry,
                 clock: self.clock,
             }),
         })
     }
+}
+
+/// The `reqwest::Client` with the policy: no redirects, the timeouts, the user agent.
+fn build_reqwest(timeout: Duration, connect_timeout: Duration) -> Result<reqwest::Client, Error> {
+    reqwest::Client::builder()
+        .user_agent(USER_AGENT)
+        .redirect(reqwest::redirect::Policy::none())
+        .connect_timeout(connect_timeout.min(timeout))
+        .timeout(timeout)
+        .build()
+        .map_err(|e| Error::config("http client", crate::error::error_chain(&e)))
 }
 
 /// A request for [`HttpClient::execute`]: kept whole so it can be sent again on a retry.
@@ -929,6 +972,17 @@ impl OAuthAdapter<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_lazy_client_sets_up_tls_on_first_use_only() {
+        let lazy = HttpClient::builder().lazy().build().unwrap();
+        assert!(lazy.client.get().is_none(), "nothing built yet");
+        let clone = lazy.clone();
+        clone.try_reqwest().unwrap();
+        assert!(lazy.client.get().is_some(), "clones share the one client");
+        let eager = HttpClient::new().unwrap();
+        assert!(eager.client.get().is_some());
+    }
 
     #[test]
     fn base64_matches_rfc4648_vectors() {
