@@ -297,11 +297,16 @@ fn status_text(status: StatusCode) -> String {
 /// What stdout gets: with `include` the status line and headers, then the body (pretty JSON
 /// when `pretty` and the body is JSON, else as received).
 fn render(response: &Response, include: bool, pretty: bool) -> Vec<u8> {
+    let head = include.then(|| head(response.status(), response.headers()));
+    render_parts(head.as_deref(), response.body(), pretty)
+}
+
+/// [`render`] from the parts: the head (if shown) and the body.
+fn render_parts(head: Option<&str>, body: &[u8], pretty: bool) -> Vec<u8> {
     let mut out = Vec::new();
-    if include {
-        out.extend_from_slice(head(response.status(), response.headers()).as_bytes());
+    if let Some(head) = head {
+        out.extend_from_slice(head.as_bytes());
     }
-    let body = response.body();
     match serde_json::from_slice::<serde_json::Value>(body) {
         Ok(value) if pretty => {
             let text = serde_json::to_string_pretty(&value).expect("a JSON value serializes");
@@ -401,6 +406,28 @@ mod tests {
         assert_eq!(
             target_url(&root, "https://api.aerion.app.evil.test/v1"),
             Err(Target::OffApi)
+        );
+    }
+
+    #[test]
+    fn bodies_are_pretty_only_for_a_terminal_and_json() {
+        let body = br#"{"a":[1,2]}"#;
+        assert_eq!(render_parts(None, body, false), body);
+        assert_eq!(
+            String::from_utf8(render_parts(None, body, true)).unwrap(),
+            "{\n  \"a\": [\n    1,\n    2\n  ]\n}\n"
+        );
+        assert_eq!(render_parts(None, b"not json", true), b"not json");
+        let mut headers = HeaderMap::new();
+        headers.insert(CONTENT_TYPE, "application/json".parse().unwrap());
+        let head = head(StatusCode::NOT_FOUND, &headers);
+        assert_eq!(
+            head,
+            "HTTP 404 Not Found\ncontent-type: application/json\n\n"
+        );
+        assert_eq!(
+            render_parts(Some(&head), b"{}", false),
+            format!("{head}{{}}").into_bytes()
         );
     }
 
