@@ -174,6 +174,55 @@ mod tests {
     }
 
     #[test]
+    fn generated_values_in_every_position_are_never_echoed() {
+        // A small LCG: deterministic, no dependency.
+        let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = move || {
+            seed = seed
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            seed >> 33
+        };
+        let alphabet: Vec<char> = ('a'..='z').chain('A'..='Z').chain('0'..='9').collect();
+        let templates: [&[&str]; 10] = [
+            &["token", "{}"],
+            &["{}"],
+            &["token", "aerion", "--json={}"],
+            &["token", "aerion", "--{}"],
+            &["token", "aerion", "-{}"],
+            &["token", "aerion", "--store", "f", "{}"],
+            &["api", "{}", "/x"],
+            &["api", "aerion", "/x", "{}"],
+            &["completions", "{}"],
+            &["emulator", "--port", "{}"],
+        ];
+        for _ in 0..50 {
+            let len = 10 + (next() % 20) as usize;
+            let secret: String = (0..len)
+                .map(|_| alphabet[(next() % alphabet.len() as u64) as usize])
+                .collect();
+            for template in templates {
+                let args: Vec<String> = template.iter().map(|a| a.replace("{}", &secret)).collect();
+                let args: Vec<&str> = args.iter().map(String::as_str).collect();
+                let argv: Vec<OsString> = std::iter::once("partner-auth")
+                    .chain(args.iter().copied())
+                    .map(OsString::from)
+                    .collect();
+                let Err(err) = Cli::try_parse_from(&argv) else {
+                    continue; // a generated value that happens to be valid
+                };
+                let line = message(&err, &argv);
+                // Not the value, nor any 8-character piece of it.
+                let chars: Vec<char> = secret.chars().collect();
+                for piece in chars.windows(8) {
+                    let piece: String = piece.iter().collect();
+                    assert!(!line.contains(&piece), "{args:?}: {line}");
+                }
+            }
+        }
+    }
+
+    #[test]
     fn the_line_names_the_position_and_never_the_text() {
         let secret = "s3cr3t-Value";
         let cases: [(&[&str], &str); 7] = [
