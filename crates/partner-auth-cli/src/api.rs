@@ -27,7 +27,8 @@ const AURORA_UK_AUTH_HEADER: &str = "AURORA_UK_AUTH_HEADER";
 pub(crate) struct Answer {
     /// The bytes for stdout (the body, after the head with `-i`).
     pub(crate) stdout: Vec<u8>,
-    /// Why the run fails although the API answered (an HTTP error status).
+    /// Why the run fails although the API answered (an HTTP error status, or a state that
+    /// could not be saved).
     pub(crate) failure: Option<Failure>,
 }
 
@@ -79,13 +80,18 @@ pub(crate) async fn run(args: &ApiArgs, lookup: Lookup<'_>) -> Result<Answer, Fa
     match execute_authorized(&provider, &http, &header, &request).await {
         Ok(response) => {
             let status = response.status();
-            let failure = (!status.is_success()).then(|| {
-                Failure::new(
+            let failure = if status.is_success() {
+                provider
+                    .inner
+                    .store_error()
+                    .map(|e| Failure::not_saved(kind, "the API answered", &e))
+            } else {
+                Some(Failure::new(
                     EXIT_HTTP_ERROR,
                     Some(kind),
                     format!("the API answered HTTP {}", status_text(status)),
-                )
-            });
+                ))
+            };
             let pretty = std::io::stdout().is_terminal();
             Ok(Answer {
                 stdout: render(&response, args.include, pretty),

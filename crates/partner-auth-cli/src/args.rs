@@ -60,7 +60,10 @@ Exit status:
   2  usage or configuration error (the message names the variable; nothing was sent, except
      for an aurora-solar-sdk user found missing with no names to invite them)
   3  the provider rejected the credentials or the single-use session token
-  4  unreachable, timed out, rate limited past the retries, or a malformed or oversized answer";
+  4  unreachable, timed out, rate limited past the retries, or a malformed or oversized answer
+     (or the store's lock held by another process for too long)
+  5  the token was printed, but the new state could not be saved to the store (the next run may
+     need to sign in again): the line names the store";
 
 /// What `partner-auth api --help` says after the options.
 pub(crate) const API_HELP: &str = "\
@@ -86,6 +89,7 @@ Exit status:
   2  usage or configuration error, or a URL off the provider's API (nothing was sent)
   3  the provider rejected the credentials while getting a token
   4  unreachable, timed out, or a malformed or oversized answer
+  5  the answer was printed, but the new state could not be saved to the store
   6  the API answered with an HTTP error status (after the one 401 retry and the transient
      retries); the body, if any, is still printed";
 
@@ -106,6 +110,10 @@ pub(crate) enum Command {
     /// Sends one authenticated request to PROVIDER's API and prints the response body.
     #[command(after_help = API_HELP)]
     Api(ApiArgs),
+    /// Lists the entries of the token store, one line each (never a secret).
+    Status(StatusArgs),
+    /// Removes the configured principal's stored state (its refresh token too), or every entry.
+    Forget(ForgetArgs),
     /// Serves the built-in emulator on 127.0.0.1 until Ctrl-C and prints the `export` lines for it.
     #[cfg(feature = "emulator")]
     Emulator(EmulatorArgs),
@@ -171,6 +179,33 @@ pub(crate) struct ApiArgs {
     /// Print the status line and the response headers before the body.
     #[arg(short = 'i', long)]
     pub(crate) include: bool,
+
+    #[command(flatten)]
+    pub(crate) store: StoreArg,
+}
+
+/// `partner-auth status`.
+#[derive(Debug, Args)]
+pub(crate) struct StatusArgs {
+    /// One JSON array of objects (provider, environment, tenant, principal, expires_at,
+    /// expires_in_secs, refresh_token, obtained_at).
+    #[arg(long)]
+    pub(crate) json: bool,
+
+    #[command(flatten)]
+    pub(crate) store: StoreArg,
+}
+
+/// `partner-auth forget`.
+#[derive(Debug, Args)]
+pub(crate) struct ForgetArgs {
+    /// The provider whose configured principal is forgotten.
+    #[arg(value_enum, required_unless_present = "all", conflicts_with = "all")]
+    pub(crate) provider: Option<Provider>,
+
+    /// Forget every entry of the store.
+    #[arg(long)]
+    pub(crate) all: bool,
 
     #[command(flatten)]
     pub(crate) store: StoreArg,

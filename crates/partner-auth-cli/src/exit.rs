@@ -13,6 +13,9 @@ pub(crate) const EXIT_CONFIG: u8 = 2;
 pub(crate) const EXIT_REJECTED: u8 = 3;
 /// Unreachable, timed out, rate limited, malformed or oversized; anything else.
 pub(crate) const EXIT_UNAVAILABLE: u8 = 4;
+/// The token was printed (or the API answered), but the new state (a rotated refresh token)
+/// could not be saved to the store.
+pub(crate) const EXIT_NOT_SAVED: u8 = 5;
 /// `api`: the API answered with an HTTP error status after the retries.
 pub(crate) const EXIT_HTTP_ERROR: u8 = 6;
 
@@ -36,6 +39,18 @@ impl Failure {
             provider,
             message: message.into(),
         }
+    }
+
+    /// Exit 5: what was asked for was done, but `err` kept the new state out of the store.
+    pub(crate) fn not_saved(provider: ProviderKind, what: &str, err: &Error) -> Self {
+        Self::new(
+            EXIT_NOT_SAVED,
+            Some(provider),
+            format!(
+                "{what}, but the new state could not be saved: {}",
+                error_chain(err)
+            ),
+        )
     }
 
     /// The library's `err` while working for `provider` (or for no provider in particular).

@@ -4,6 +4,8 @@
 //! ```text
 //! partner-auth token <PROVIDER> [--json | --header] [--store FILE]
 //! partner-auth api <PROVIDER> <PATH|URL> [-X METHOD] [-H 'Name: value']... [-d BODY | --input FILE] [-i] [--store FILE]
+//! partner-auth status [--json] [--store FILE]
+//! partner-auth forget <PROVIDER> | --all [--store FILE]
 //! partner-auth emulator [--port N]
 //! partner-auth completions <bash|elvish|fish|powershell|zsh>
 //! ```
@@ -36,6 +38,12 @@
 //!   anything else is refused before a token is fetched. The body goes to stdout, pretty JSON when
 //!   stdout is a terminal and as received otherwise; `-i` puts `HTTP <status>` and the headers
 //!   first.
+//! - `status`: one line per entry of the store (provider, environment, tenant, principal, time
+//!   to expiry, whether a refresh token is held, when the token was obtained); `--json` prints
+//!   one array. Never a secret, not even a prefix.
+//! - `forget <provider>`: removes the configured principal's entry (under the store's lock for
+//!   it, the file rewritten atomically), its refresh token with it; `--all` removes every entry.
+//!   The provider's variables say which principal it is, as for `token`.
 //! - `emulator`: the built-in emulator on 127.0.0.1 (`--port`, default a free port) until Ctrl-C
 //!   or SIGTERM, after printing `export` lines (emulator-only credentials) for every command.
 //! - `completions`: the completion script for a shell, on stdout.
@@ -51,9 +59,10 @@
 //! | status | meaning | commands |
 //! | --- | --- | --- |
 //! | 0 | success: the token, the body of a 2xx answer, the script printed; the emulator stopped by a signal | all |
-//! | 2 | usage or configuration error, the store included; a URL off the provider's API. Nothing was sent, except for an `aurora-solar-sdk` user found missing with no names to invite them | all |
+//! | 2 | usage or configuration error, the store included (`status` and `forget` need one); a URL off the provider's API. Nothing was sent, except for an `aurora-solar-sdk` user found missing with no names to invite them | all |
 //! | 3 | the provider rejected the credentials or the single-use session token | `token`, `api` |
-//! | 4 | unreachable, timed out, rate limited past the retries, a malformed or oversized answer; stdout closed; the emulator's port taken | `token`, `api`, `emulator` |
+//! | 4 | unreachable, timed out, rate limited past the retries, a malformed or oversized answer; the store's lock held by another process for too long; stdout closed; the emulator's port taken | `token`, `api`, `emulator` |
+//! | 5 | the token was printed (`api`: the answer was), but the new state (a rotated refresh token) could not be saved to the store; the line names the store | `token`, `api` |
 //! | 6 | the API answered with an HTTP error status (after the one 401 retry and the transient retries); its body is still printed | `api` |
 //!
 //! # Assumptions where the SPEC is silent
@@ -74,7 +83,9 @@ mod args;
 #[cfg(feature = "emulator")]
 mod emulator;
 mod exit;
+mod forget;
 mod setup;
+mod status;
 mod token;
 mod usage;
 
@@ -99,7 +110,13 @@ fn main() -> ExitCode {
         Command::Token(args) => {
             let kind = args.provider.kind();
             match block_on(token::run(&args, &lookup)) {
-                Ok(line) => print(format!("{line}\n").as_bytes(), Some(kind)),
+                Ok(printed) => {
+                    let status = print(format!("{}\n", printed.line).as_bytes(), Some(kind));
+                    match printed.unsaved {
+                        Some(failure) if status == ExitCode::from(EXIT_OK) => failure.report(),
+                        _ => status,
+                    }
+                }
                 Err(failure) => failure.report(),
             }
         }
@@ -116,6 +133,17 @@ fn main() -> ExitCode {
                 Err(failure) => failure.report(),
             }
         }
+        Command::Status(args) => {
+            let now = partner_auth::token_provider::system_clock().now();
+            match block_on(status::run(&args, &lookup, now)) {
+                Ok(text) => print(text.as_bytes(), None),
+                Err(failure) => failure.report(),
+            }
+        }
+        Command::Forget(args) => match block_on(forget::run(&args, &lookup)) {
+            Ok(text) => print(text.as_bytes(), args.provider.map(|p| p.kind())),
+            Err(failure) => failure.report(),
+        },
         #[cfg(feature = "emulator")]
         Command::Emulator(args) => match block_on(emulator::run(&args)) {
             Ok(()) => ExitCode::from(EXIT_OK),

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::exit::{EXIT_CONFIG, Failure};
 use partner_auth::{
     CacheConfig, Error, FileStore, HttpClient, Options, ProviderKind, TokenProvider, TokenStore,
 };
@@ -48,6 +49,23 @@ pub(crate) fn store_path(
         ));
     }
     Ok(Some(path))
+}
+
+/// The store `status` and `forget` work on: one is required.
+pub(crate) fn required_store(
+    flag: Option<&Path>,
+    lookup: Lookup<'_>,
+    command: &str,
+) -> Result<Arc<dyn TokenStore>, Failure> {
+    match store_path(flag, lookup) {
+        Ok(Some(path)) => Ok(open_store(&path)),
+        Ok(None) => Err(Failure::new(
+            EXIT_CONFIG,
+            None,
+            format!("{command} needs a store: give --store FILE or set {STORE_VAR}"),
+        )),
+        Err(e) => Err(Failure::from_error(None, &e)),
+    }
 }
 
 /// The file store at `path`.

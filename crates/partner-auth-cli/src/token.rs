@@ -9,8 +9,17 @@ use crate::args::TokenArgs;
 use crate::exit::Failure;
 use crate::setup::{self, Lookup};
 
-/// Gets the token and returns the line to print (without its newline).
-pub(crate) async fn run(args: &TokenArgs, lookup: Lookup<'_>) -> Result<String, Failure> {
+/// What a run printed and what it could not keep.
+#[derive(Debug)]
+pub(crate) struct Printed {
+    /// The line to print (without its newline).
+    pub(crate) line: String,
+    /// Exit 5 after the line: the new state could not be saved to the store.
+    pub(crate) unsaved: Option<Failure>,
+}
+
+/// Gets the token and returns the line to print.
+pub(crate) async fn run(args: &TokenArgs, lookup: Lookup<'_>) -> Result<Printed, Failure> {
     let kind = args.provider.kind();
     let fail = |e: Error| Failure::from_error(Some(kind), &e);
     // Read before anything is sent, so a bad header name costs no token.
@@ -25,13 +34,18 @@ pub(crate) async fn run(args: &TokenArgs, lookup: Lookup<'_>) -> Result<String, 
     let options = setup::options(lookup, store).map_err(fail)?;
     let provider = setup::provider(kind, lookup, &options).map_err(fail)?;
     let token = provider.token().await.map_err(fail)?;
-    Ok(if let Some((name, _)) = header {
+    // The token is good; a rotated refresh token that could not be stored is what is at risk.
+    let unsaved = provider
+        .store_error()
+        .map(|e| Failure::not_saved(kind, "the token was printed", &e));
+    let line = if let Some((name, _)) = header {
         format!("{name}: {}", token.authorization_value().as_str())
     } else if args.json {
         json_line(&token)
     } else {
         token.secret().expose_secret().to_owned()
-    })
+    };
+    Ok(Printed { line, unsaved })
 }
 
 /// The `--json` line: fields in the documented order.

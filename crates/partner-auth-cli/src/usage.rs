@@ -269,7 +269,9 @@ mod tests {
         );
         let line = usage(&[]);
         assert!(
-            line.starts_with("a command is required: token, api, "),
+            line.starts_with(
+                "a command is required: token, api, status, forget, emulator, completions"
+            ),
             "{line}"
         );
         let line = usage(&["token", "aerion", "--json", "--header"]);
