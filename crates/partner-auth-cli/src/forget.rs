@@ -1,7 +1,9 @@
 //! `partner-auth forget`: the configured principal's stored state, or every entry, removed under
 //! the store's lock (the file rewritten atomically), refresh tokens included.
 
-use partner_auth::{Error, TokenProvider};
+use std::sync::Arc;
+
+use partner_auth::{Error, StoreKey, TokenProvider};
 
 use crate::args::ForgetArgs;
 use crate::exit::Failure;
@@ -13,26 +15,50 @@ pub(crate) async fn run(args: &ForgetArgs, lookup: Lookup<'_>) -> Result<String,
     let Some(provider) = args.provider else {
         // --all
         let fail = |e: Error| Failure::from_error(None, &e);
-        let mut removed = 0;
-        for (key, _) in store.entries().await.map_err(fail)? {
+        let (mut removed, mut refresh_tokens) = (0, 0);
+        for (key, state) in store.entries().await.map_err(fail)? {
             let lock = store.lock(&key).await.map_err(fail)?;
             if store.remove(&key, &lock).await.map_err(fail)? {
                 removed += 1;
+                refresh_tokens += usize::from(state.refresh_token.is_some());
             }
         }
-        return Ok(match removed {
-            0 => "the store held no entries\n".to_owned(),
-            1 => "forgot 1 entry and any refresh token it held\n".to_owned(),
-            n => format!("forgot {n} entries and any refresh tokens they held\n"),
+        let entries = if removed == 1 { "entry" } else { "entries" };
+        return Ok(match (removed, refresh_tokens) {
+            (0, _) => "the store held no entries\n".to_owned(),
+            (_, 0) => format!("forgot {removed} {entries} (no refresh token was held)\n"),
+            (_, 1) => format!("forgot {removed} {entries} and 1 refresh token\n"),
+            (_, r) => format!("forgot {removed} {entries} and {r} refresh tokens\n"),
         });
     };
     let kind = provider.kind();
     let fail = |e: Error| Failure::from_error(Some(kind), &e);
-    let options = setup::options(lookup, Some(store)).map_err(fail)?;
+    let options = setup::options(lookup, Some(Arc::clone(&store))).map_err(fail)?;
     let provider = setup::provider(kind, lookup, &options).map_err(fail)?;
-    Ok(if provider.forget().await.map_err(fail)? {
-        format!("{kind}: forgot the stored token and any refresh token held with it\n")
+    // The entries on either side of the removal say whether a refresh token went with it (the
+    // provider alone knows which key is its principal's).
+    let before = store.entries().await.map_err(fail)?;
+    if !provider.forget().await.map_err(fail)? {
+        return Ok(format!(
+            "{kind}: nothing was stored for the configured principal\n"
+        ));
+    }
+    let after: Vec<StoreKey> = store
+        .entries()
+        .await
+        .map_err(fail)?
+        .into_iter()
+        .map(|(key, _)| key)
+        .collect();
+    let had_refresh_token = before
+        .iter()
+        .filter(|(key, _)| !after.contains(key))
+        .any(|(_, state)| state.refresh_token.is_some());
+    Ok(if had_refresh_token {
+        format!(
+            "{kind}: forgot the stored token and its refresh token (the next run signs in again)\n"
+        )
     } else {
-        format!("{kind}: nothing was stored for the configured principal\n")
+        format!("{kind}: forgot the stored token (no refresh token was held)\n")
     })
 }

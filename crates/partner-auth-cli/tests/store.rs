@@ -127,7 +127,11 @@ async fn forget_then_token_fetches_again() {
     out.assert_code(0);
     assert_eq!(out.stderr, "");
     assert!(out.stdout.starts_with("aerion: forgot"), "{}", out.stdout);
-    assert!(out.stdout.contains("refresh token"), "{}", out.stdout);
+    assert!(
+        out.stdout.contains("and its refresh token"),
+        "{}",
+        out.stdout
+    );
     assert_no_secret(&out, &secrets(&emu), &[first.clone(), refresh.clone()]);
     let stored = std::fs::read_to_string(&store).unwrap();
     assert!(
@@ -160,9 +164,28 @@ async fn forget_then_token_fetches_again() {
     for provider in ["aurora-uk", "aurora-solar"] {
         token_of(&partner_auth(provider, &vars(&emu, provider), &["--store", store_arg]).await);
     }
+    let out = cli(
+        &["forget", "aurora-uk", "--store", store_arg],
+        &vars(&emu, "aurora-uk"),
+    )
+    .await;
+    out.assert_code(0);
+    assert!(
+        out.stdout.contains("no refresh token was held"),
+        "{}",
+        out.stdout
+    );
+    token_of(
+        &partner_auth(
+            "aurora-uk",
+            &vars(&emu, "aurora-uk"),
+            &["--store", store_arg],
+        )
+        .await,
+    );
     let out = cli(&["forget", "--all", "--store", store_arg], &[]).await;
     out.assert_code(0);
-    assert!(out.stdout.starts_with("forgot 3 entries"), "{}", out.stdout);
+    assert_eq!(out.stdout, "forgot 3 entries and 1 refresh token\n");
     let out = cli(&["status", "--store", store_arg], &[]).await;
     out.assert_code(0);
     assert_eq!(out.stdout, "");
