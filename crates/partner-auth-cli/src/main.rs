@@ -58,10 +58,10 @@
 //!
 //! | status | meaning | commands |
 //! | --- | --- | --- |
-//! | 0 | success: the token, the body of a 2xx answer, the script printed; the emulator stopped by a signal | all |
+//! | 0 | success: the token, the body of a 2xx answer, the entries, the script printed; the entry (or nothing) forgotten; the emulator stopped by a signal | all |
 //! | 2 | usage or configuration error, the store included (`status` and `forget` need one); a URL off the provider's API. Nothing was sent, except for an `aurora-solar-sdk` user found missing with no names to invite them | all |
 //! | 3 | the provider rejected the credentials or the single-use session token | `token`, `api` |
-//! | 4 | unreachable, timed out, rate limited past the retries, a malformed or oversized answer; the store's lock held by another process for too long; stdout closed; the emulator's port taken | `token`, `api`, `emulator` |
+//! | 4 | unreachable, timed out, rate limited past the retries, a malformed or oversized answer; the store's lock held by another process for too long; stdout closed; the emulator's port taken | `token`, `api`, `forget`, `emulator`; stdout closed: all |
 //! | 5 | the token was printed (`api`: the answer was), but the new state (a rotated refresh token) could not be saved to the store; the line names the store | `token`, `api` |
 //! | 6 | the API answered with an HTTP error status (after the one 401 retry and the transient retries); its body is still printed | `api` |
 //!
