@@ -108,6 +108,18 @@ async fn status_lists_every_entry_and_no_secret() {
     emu.shutdown().await;
 }
 
+/// An Aurora UK token through the store at `store_arg`.
+async fn uk_token(emu: &partner_auth_emulator::RunningEmulator, store_arg: &str) -> String {
+    token_of(
+        &partner_auth(
+            "aurora-uk",
+            &vars(emu, "aurora-uk"),
+            &["--store", store_arg],
+        )
+        .await,
+    )
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forget_then_token_fetches_again() {
     let emu = emulator().await;
@@ -175,14 +187,7 @@ async fn forget_then_token_fetches_again() {
         "{}",
         out.stdout
     );
-    token_of(
-        &partner_auth(
-            "aurora-uk",
-            &vars(&emu, "aurora-uk"),
-            &["--store", store_arg],
-        )
-        .await,
-    );
+    uk_token(&emu, store_arg).await;
     let out = cli(&["forget", "--all", "--store", store_arg], &[]).await;
     out.assert_code(0);
     assert_eq!(out.stdout, "forgot 3 entries and 1 refresh token\n");
@@ -190,14 +195,7 @@ async fn forget_then_token_fetches_again() {
     out.assert_code(0);
     assert_eq!(out.stdout, "");
     emu.clear_requests();
-    token_of(
-        &partner_auth(
-            "aurora-uk",
-            &vars(&emu, "aurora-uk"),
-            &["--store", store_arg],
-        )
-        .await,
-    );
+    uk_token(&emu, store_arg).await;
     assert_eq!(emu.request_count(token_endpoint("aurora-uk")), 1);
     emu.shutdown().await;
 }
