@@ -37,10 +37,12 @@
 pub mod auth;
 mod cache;
 mod clock;
+mod env;
 mod error;
 pub mod http;
 mod options;
 mod provider;
+mod scrub;
 mod secret;
 pub mod store;
 #[cfg(feature = "testing")]
@@ -51,34 +53,12 @@ pub use async_trait::async_trait;
 
 pub use crate::cache::{CacheConfig, CacheStats, CachedTokenProvider};
 pub use crate::clock::{Clock, ManualClock, SharedClock, SystemClock, TokioClock, system_clock};
-pub use crate::error::{BoxError, Error, error_chain, scrub_secrets};
+pub use crate::env::{ProcessEnv, env_value};
+pub use crate::error::{BoxError, Error, error_chain};
 pub use crate::http::{HttpClient, HttpClientBuilder, RetryPolicy};
 pub use crate::options::ProviderOptions;
 pub use crate::provider::{Fetch, FnFetch, TokenProvider, provider_fn};
+pub use crate::scrub::scrub_secrets;
 pub use crate::secret::Secret;
 pub use crate::store::{FileStore, MemoryStore, StoreKey, StoreLock, TokenStore};
 pub use crate::token::{AccessToken, AccessTokenBuilder, TokenState};
-
-/// The value of the configuration variable `name` as `lookup` reports it, with an empty or
-/// all-blank value counting as unset.
-///
-/// Every provider's `from_env_with` and the facade read their variables through this, so they
-/// agree on what "unset" means. A value that is set is returned as it is (not trimmed): a
-/// builder that wants to refuse stray whitespace, or a password that has some, sees it.
-///
-/// ```
-/// let lookup = |name: &str| match name {
-///     "SET" => Some(" value ".to_owned()),
-///     "BLANK" => Some(" \t\n".to_owned()),
-///     _ => None,
-/// };
-/// assert_eq!(token_provider::env_value(&lookup, "SET").as_deref(), Some(" value "));
-/// assert_eq!(token_provider::env_value(&lookup, "BLANK"), None);
-/// assert_eq!(token_provider::env_value(&lookup, "MISSING"), None);
-/// ```
-pub fn env_value<F>(lookup: &F, name: &str) -> Option<String>
-where
-    F: Fn(&str) -> Option<String> + ?Sized,
-{
-    lookup(name).filter(|value| !value.trim().is_empty())
-}
