@@ -8,7 +8,7 @@ use http::header::CONTENT_LENGTH;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use token_provider::env_value;
-use token_provider::http::{Request, Response, join_path};
+use token_provider::http::{Repeat, Request, Response, join_path};
 use token_provider::{
     AccessToken, CacheConfig, CacheStats, CachedTokenProvider, Error, Fetch, HttpClient,
     ProviderOptions, Secret, SharedClock, StoreKey, TokenProvider, TokenState, TokenStore,
@@ -350,7 +350,7 @@ fn id_text(id: Option<&Value>) -> Option<String> {
 }
 
 impl SdkFetcher {
-    fn url(&self, tail: &[&str]) -> Url {
+    fn url(&self, tail: &[&str]) -> Result<Url, Error> {
         let mut segments = vec!["tenants", self.conn.tenant_id.as_str(), "users"];
         segments.extend_from_slice(tail);
         join_path(&self.conn.base, &segments)
@@ -365,7 +365,7 @@ impl SdkFetcher {
     /// invitation refused because the email is taken by an account in another state).
     async fn find(&self, any_status: bool) -> Result<Option<String>, Error> {
         debug!(tenant_id = %self.conn.tenant_id, "looking up the client sdk user");
-        let request = Request::get(self.url(&[])).bearer(&self.conn.api_key)?;
+        let request = Request::get(self.url(&[])?).bearer(&self.conn.api_key)?;
         let response = self.conn.http.execute(request).await?;
         if !response.status().is_success() {
             return Err(self.fail(&response));
@@ -419,10 +419,9 @@ impl SdkFetcher {
         };
         debug!(tenant_id = %self.conn.tenant_id, "inviting the client sdk user");
         // An invitation creates an account: not sent twice. A later fetch finds the account.
-        let request = Request::post(self.url(&["invite"]))
+        let request = Request::post(self.url(&["invite"])?, Repeat::Once)
             .bearer(&self.conn.api_key)?
-            .json(&body)?
-            .not_repeatable();
+            .json(&body)?;
         let response = self.conn.http.execute(request).await?;
         let status = response.status().as_u16();
         if matches!(status, 409 | 422) {
@@ -440,8 +439,10 @@ impl SdkFetcher {
 
     async fn generate(&self, user_id: &str) -> Result<TokenState, Error> {
         debug!(tenant_id = %self.conn.tenant_id, "generating a client sdk jwt");
-        // `Content-Length: 0` rather than no length at all, as for `create_token`.
-        let request = Request::post(self.url(&[user_id, "generate_token"]))
+        // `Content-Length: 0` rather than no length at all, as for `create_token`. A new JWT can
+        // end the browser session holding the previous one (an SDK User has one Client SDK
+        // session at a time), so a generation that may have reached Aurora is never repeated.
+        let request = Request::post(self.url(&[user_id, "generate_token"])?, Repeat::Once)
             .bearer(&self.conn.api_key)?
             .header(CONTENT_LENGTH, "0")?;
         let response = self.conn.http.execute(request).await?;
@@ -511,9 +512,13 @@ pub struct ClientSdkBuilder {
 }
 
 impl ClientSdkBuilder {
-    /// A builder from the process environment; see [`from_env_with`](Self::from_env_with).
+    /// A builder from the process environment; see [`from_env_with`](Self::from_env_with). A
+    /// variable that is set but not UTF-8 is refused by name.
     pub fn from_env() -> Result<Self, Error> {
-        Self::from_env_with(|name| std::env::var(name).ok())
+        let env = token_provider::ProcessEnv::new();
+        let builder = Self::from_env_with(|name| env.get(name));
+        env.check()?;
+        builder
     }
 
     /// A builder from `AURORA_SOLAR_ENV`, `AURORA_SOLAR_BASE_URL`, `AURORA_SOLAR_API_KEY`,
