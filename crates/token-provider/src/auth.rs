@@ -94,6 +94,13 @@ impl AuthScope {
         .and(url)
     }
 
+    /// [`new`](Self::new) for a URL given as text (`https://api.example.com`).
+    pub fn parse(url: &str) -> Result<Self, Error> {
+        let url = Url::parse(url.trim())
+            .map_err(|e| Error::config("auth scope", format!("is not a URL: {e}")))?;
+        Self::new(&url)
+    }
+
     /// This scope and the origin of `url` (an API served from a second host).
     pub fn and(mut self, url: &Url) -> Result<Self, Error> {
         check_url(url)?;

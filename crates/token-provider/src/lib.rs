@@ -23,6 +23,30 @@
 //! # }
 //! ```
 //!
+//! # Which requests each provider sends, and which may be repeated
+//!
+//! Every request states what sending it means ([`http::Repeat`]). A *safe* request is repeated
+//! under the client's [`RetryPolicy`] and [`http::RetryBudget`] (timeouts, 408, 429, 5xx). A
+//! request that *spends* something is repeated only when no attempt can have reached the server
+//! (connection refused, a name that did not resolve, a refused TLS handshake), and
+//! [`http::SendError::reached_server`] tells its caller whether it was spent.
+//!
+//! | provider | request | repeated? | why |
+//! | --- | --- | --- | --- |
+//! | Aerion | `POST /oauth2/token`, password grant | safe | the password is not used up |
+//! | Aerion | `POST /oauth2/token`, refresh grant | only if never sent | Aerion rotates refresh tokens: a lost answer leaves the sent one dead; the configured one counts as spent once sent |
+//! | Aerion | `GET /v1/users/me` | safe | reads |
+//! | Aurora UK | `GET {issuer}.well-known/openid-configuration`, JWKS | safe | reads |
+//! | Aurora UK | `POST /oauth/token`, client credentials | safe | a second grant only mints another token |
+//! | Aurora Solar | `POST …/tenants/{t}/create_token`, backend | safe | the application key stays good |
+//! | Aurora Solar | `POST …/tenants/{t}/create_token?session_token=…`, embedded | only if never sent | the session token is single-use; an unsent one is kept for a later attempt |
+//! | Aurora Solar SDK | `GET /tenants/{t}/users` | safe | reads |
+//! | Aurora Solar SDK | `POST /tenants/{t}/users/invite` | only if never sent | it creates an account |
+//! | Aurora Solar SDK | `POST /tenants/{t}/users/{id}/generate_token` | only if never sent | an SDK User has one Client SDK session at a time: a second JWT can end the browser session holding the first |
+//!
+//! A 401 from an API call made through [`auth`] invalidates the token and is retried once with a
+//! new one; tokens go only to the provider's API origins ([`auth::AuthScope`]).
+//!
 //! # Security
 //!
 //! Secrets ([`Secret`], [`AccessToken`]) have no `Display` or `Serialize`, print as
@@ -31,6 +55,12 @@
 //! memory: zeroizing them would need a zeroizing HTTP stack.) No [`Error`]
 //! message contains a secret, a token or a response body. Logs (`tracing`) carry hosts, paths,
 //! statuses and timings only.
+//!
+//! A provider's own words (an error code, an explanation, a `token_type`) are quoted only from
+//! known fields, cut short, stripped of control and invisible characters, and any run of 8 or
+//! more characters that also occurs in a secret (or its percent- or base64-encoded form),
+//! compared case-, space- and invisible-character-insensitively, is redacted
+//! ([`scrub_secrets`]).
 
 #![warn(missing_docs)]
 
