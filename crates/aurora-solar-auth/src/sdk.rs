@@ -115,6 +115,8 @@ struct SdkShared {
     conn: Arc<SdkConn>,
     target: Target,
     options: ProviderOptions,
+    /// Whether a JWT is renewed in the background before it expires.
+    background_refresh: bool,
     users: Mutex<HashMap<String, UserJwt>>,
 }
 
@@ -205,6 +207,13 @@ impl SdkShared {
                 email_key,
             )
         });
+        // Without background refresh there is no soft window: a JWT is replaced only once it
+        // has expired or was invalidated.
+        let cache = if self.background_refresh {
+            cache
+        } else {
+            cache.margin(std::time::Duration::ZERO)
+        };
         let fetcher = SdkFetcher {
             conn: Arc::clone(&self.conn),
             user,
@@ -508,6 +517,7 @@ pub struct ClientSdkBuilder {
     tenant_id: Option<String>,
     user: Option<SdkUser>,
     require_user: bool,
+    no_background_refresh: bool,
     options: ProviderOptions,
 }
 
@@ -577,6 +587,15 @@ impl ClientSdkBuilder {
         self
     }
 
+    /// Whether a user's JWT is renewed in the background in the last minutes of its life
+    /// (default `true`). A new JWT can end the browser session holding the previous one (an
+    /// "SDK User" has one Client SDK session at a time): with `false`, a JWT is generated only
+    /// when none is cached, the cached one has expired, or it was invalidated.
+    pub fn background_refresh(mut self, enabled: bool) -> Self {
+        self.no_background_refresh = !enabled;
+        self
+    }
+
     /// The HTTP client (default: [`HttpClient::new`] with this builder's clock).
     pub fn http_client(mut self, client: HttpClient) -> Self {
         self.options.http = Some(client);
@@ -631,6 +650,7 @@ impl ClientSdkBuilder {
             }),
             target,
             options: self.options,
+            background_refresh: !self.no_background_refresh,
             users: Mutex::new(HashMap::new()),
         });
         let mut sdk = ClientSdk {

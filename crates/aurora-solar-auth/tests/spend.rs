@@ -130,3 +130,58 @@ async fn dot_ids_are_refused_before_anything_is_sent() {
     }
     stray.assert_async().await;
 }
+
+#[tokio::test]
+async fn without_background_refresh_a_jwt_is_replaced_only_once_expired() {
+    use base64::Engine as _;
+    let exp = common::SEED_EXPIRES_AT - 3600;
+    let jwt = |n: u32| {
+        let claims = json!({"id": "u-1", "exp": exp + u64::from(n) * 43_200});
+        format!(
+            "eyJhbGciOiJIUzI1NiJ9.{}.c2ln",
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(claims.to_string())
+        )
+    };
+    let mut server = Server::new_async().await;
+    let _list = server
+        .mock("GET", "/tenants/t1/users")
+        .with_body(
+            json!({"users": [{"id": "u-1", "email": "a@example.com", "account_status": "active"}]})
+                .to_string(),
+        )
+        .create_async()
+        .await;
+    let first = server
+        .mock("POST", "/tenants/t1/users/u-1/generate_token")
+        .with_body(json!({"token": {"jwt": jwt(0)}}).to_string())
+        .expect(1)
+        .create_async()
+        .await;
+    let clock = clock();
+    let sdk = ClientSdk::builder()
+        .base_url(server.url())
+        .api_key(API_KEY)
+        .tenant_id("t1")
+        .http_client(client())
+        .clock(Arc::new(clock.clone()))
+        .background_refresh(false)
+        .build()
+        .unwrap();
+    let user = sdk.user(SdkUser::new("a@example.com")).unwrap();
+    assert_eq!(user.token().await.unwrap().secret().expose_secret(), jwt(0));
+    // A minute before expiry: still the same JWT, and no background generation.
+    clock.set(std::time::UNIX_EPOCH + Duration::from_secs(exp - 60));
+    assert_eq!(user.token().await.unwrap().secret().expose_secret(), jwt(0));
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    first.assert_async().await;
+    // Expired: now a new one.
+    let second = server
+        .mock("POST", "/tenants/t1/users/u-1/generate_token")
+        .with_body(json!({"token": {"jwt": jwt(1)}}).to_string())
+        .expect(1)
+        .create_async()
+        .await;
+    clock.set(std::time::UNIX_EPOCH + Duration::from_secs(exp + 1));
+    assert_eq!(user.token().await.unwrap().secret().expose_secret(), jwt(1));
+    second.assert_async().await;
+}
