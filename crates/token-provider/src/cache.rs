@@ -520,21 +520,50 @@ impl<F: Fetch> Shared<F> {
         this.fetching.store(true, Ordering::Release);
         drop(control);
         this.stats.fetches.fetch_add(1, Ordering::Relaxed);
-        tokio::spawn(Self::run(Arc::clone(this), tx));
+        tokio::spawn(Self::run(Arc::clone(this), tx, rx.clone()));
         Ok(rx)
     }
 
-    async fn run(this: Arc<Self>, tx: watch::Sender<Outcome>) {
-        // Clears the in-flight marker however this task ends (a panicking fetcher included), so
-        // the next caller can start again.
-        struct Done<'a, F: Fetch>(&'a Shared<F>);
+    /// Ends this fetch: clears the in-flight marker and publishes `outcome` in one step under the
+    /// control lock. A caller that takes the lock afterwards finds no fetch to join (so it never
+    /// gets this outcome once the clock or an `invalidate` has moved past it); one that took it
+    /// before has joined and gets the outcome.
+    fn publish(
+        control: &mut Control,
+        fetching: &AtomicBool,
+        tx: &watch::Sender<Outcome>,
+        outcome: Outcome,
+    ) {
+        control.inflight = None;
+        fetching.store(false, Ordering::Release);
+        tx.send_replace(outcome);
+    }
+
+    async fn run(this: Arc<Self>, tx: watch::Sender<Outcome>, channel: watch::Receiver<Outcome>) {
+        // Clears the in-flight marker if this task ends without publishing (a panicking fetcher,
+        // a runtime shutting down), so the next caller can start again. After a publish the
+        // marker is already clear, or belongs to a newer fetch, and is left alone.
+        struct Done<'a, F: Fetch> {
+            shared: &'a Shared<F>,
+            channel: watch::Receiver<Outcome>,
+        }
         impl<F: Fetch> Drop for Done<'_, F> {
             fn drop(&mut self) {
-                self.0.lock().inflight = None;
-                self.0.fetching.store(false, Ordering::Release);
+                let mut control = self.shared.lock();
+                if control
+                    .inflight
+                    .as_ref()
+                    .is_some_and(|rx| rx.same_channel(&self.channel))
+                {
+                    control.inflight = None;
+                    self.shared.fetching.store(false, Ordering::Release);
+                }
             }
         }
-        let _done = Done(&this);
+        let _done = Done {
+            shared: &this,
+            channel,
+        };
 
         let started = tokio::time::Instant::now();
         let result = this.fetch().await;
@@ -555,7 +584,7 @@ impl<F: Fetch> Shared<F> {
             }
             Ok(entry)
         });
-        let outcome = match result {
+        match result {
             Ok(entry) => {
                 let token = entry.state.access_token.clone();
                 let mut control = this.lock();
@@ -563,6 +592,7 @@ impl<F: Fetch> Shared<F> {
                 control.consecutive_failures = 0;
                 control.retired = None;
                 this.current.store(Some(Arc::new(entry)));
+                Self::publish(&mut control, &this.fetching, &tx, Some(Ok(token.clone())));
                 drop(control);
                 this.stats
                     .last_latency_us
@@ -573,7 +603,6 @@ impl<F: Fetch> Shared<F> {
                     expires_in_s = token.remaining(now).map(|d| d.as_secs()),
                     "token fetched"
                 );
-                Ok(token)
             }
             Err(error) => {
                 this.stats.failures.fetch_add(1, Ordering::Relaxed);
@@ -586,6 +615,12 @@ impl<F: Fetch> Shared<F> {
                     this.config.negative_ttl
                 };
                 control.failure = Some((Arc::clone(&error), now + hold));
+                Self::publish(
+                    &mut control,
+                    &this.fetching,
+                    &tx,
+                    Some(Err(Arc::clone(&error))),
+                );
                 drop(control);
                 warn!(
                     cache = this.config.name,
@@ -595,11 +630,8 @@ impl<F: Fetch> Shared<F> {
                     error = %error,
                     "token fetch failed"
                 );
-                Err(error)
             }
-        };
-        // Publish after the cache is updated, so a woken waiter that calls again finds it.
-        tx.send_replace(Some(outcome));
+        }
     }
 
     /// One fetch, through the store when there is one: the new state, or the entry adopted from

@@ -662,3 +662,38 @@ async fn more_caches_than_copy_slots_each_serve_their_own_token() {
         }
     }
 }
+
+/// A caller that arrives just after a fetch published its outcome must start a new fetch, not
+/// join the finished one: after `invalidate`, the retry of a 401 must never get the rejected
+/// token back. Real threads, so the fetch task and the caller race for real.
+#[test]
+fn a_finished_fetch_is_never_joined_after_its_publish() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(4)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let mut tasks = Vec::new();
+        for cache in 0..8 {
+            tasks.push(tokio::spawn(async move {
+                let n = Arc::new(AtomicUsize::new(0));
+                let counter = Arc::clone(&n);
+                let provider =
+                    CachedTokenProvider::new(token_provider::provider_fn("race", move || {
+                        let i = counter.fetch_add(1, Ordering::SeqCst);
+                        async move { Ok(AccessToken::new(format!("t-{cache}-{i}"))) }
+                    }));
+                for _ in 0..20_000 {
+                    let rejected = provider.get().await.unwrap();
+                    provider.invalidate(&rejected);
+                    let next = provider.get().await.unwrap();
+                    assert_ne!(next, rejected, "the rejected token was handed out again");
+                }
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+    });
+}
