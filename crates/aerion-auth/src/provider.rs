@@ -53,7 +53,7 @@ impl Aerion {
     }
 
     /// Where this provider's tokens may be sent: the origin of the API base (the default base,
-    /// or the one configured). Give it to [`AuthMiddleware`](token_provider::auth) or
+    /// or the one configured), for `token_provider::auth::AuthMiddleware::new` and
     /// [`send_authorized`](token_provider::auth::send_authorized).
     pub fn auth_scope(&self) -> AuthScope {
         AuthScope::new(self.base_url()).expect("the base URL was checked by the builder")

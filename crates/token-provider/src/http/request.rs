@@ -25,7 +25,7 @@ pub enum Repeat {
     Once,
 }
 
-/// A request for [`HttpClient::execute`]: kept whole so it can be sent again on a retry.
+/// A request for [`HttpClient::execute`](super::HttpClient::execute): kept whole so it can be sent again on a retry.
 #[derive(Clone)]
 pub struct Request {
     pub(super) method: Method,
