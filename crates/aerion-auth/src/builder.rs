@@ -95,10 +95,12 @@ impl Tenant {
         if value.is_empty() {
             return Err(Error::config(self.field(), "must not be empty"));
         }
-        if value.chars().any(char::is_control) {
+        // Visible ASCII only: anything else would go out as raw header bytes that every
+        // server reads its own way.
+        if !value.bytes().all(|b| b.is_ascii_graphic()) {
             return Err(Error::config(
                 self.field(),
-                "must not contain control characters",
+                "must be visible ASCII (no spaces, accents or control characters):                  write a non-ASCII host name in its `xn--` form",
             ));
         }
         let value = HeaderValue::from_str(value).map_err(|_| {
@@ -127,6 +129,8 @@ pub struct AerionBuilder {
     client_id: Option<String>,
     client_secret: Option<Secret>,
     options: ProviderOptions,
+    /// A variable `from_env` found set but not UTF-8: refused at build, by name.
+    not_utf8: Option<String>,
 }
 
 impl fmt::Debug for AerionBuilder {
@@ -163,9 +167,13 @@ impl AerionBuilder {
         Self::default()
     }
 
-    /// A builder from the process environment; see [`from_env_with`](Self::from_env_with).
+    /// A builder from the process environment; see [`from_env_with`](Self::from_env_with). A
+    /// variable that is set but not UTF-8 fails [`build`](Self::build), naming it.
     pub fn from_env() -> Self {
-        Self::from_env_with(|name| std::env::var(name).ok())
+        let env = token_provider::ProcessEnv::new();
+        let mut builder = Self::from_env_with(|name| env.get(name));
+        builder.not_utf8 = env.not_utf8();
+        builder
     }
 
     /// A builder from the variables `lookup` returns: `AERION_BASE_URL`, `AERION_COMPANY_URL`
@@ -298,13 +306,16 @@ impl AerionBuilder {
 
     /// Checks every setting and returns the cached provider.
     pub fn build(self) -> Result<Aerion, Error> {
+        if let Some(name) = self.not_utf8 {
+            return Err(token_provider::ProcessEnv::not_utf8_error(&name));
+        }
         let base_url = parse_base_url(
             ENV_BASE_URL,
             self.base_url.as_deref().unwrap_or(DEFAULT_BASE_URL),
         )?;
         let token_url = match &self.token_url {
             Some(url) => parse_base_url("token_url", url)?,
-            None => join_path(&base_url, &["oauth2", "token"]),
+            None => join_path(&base_url, &["oauth2", "token"])?,
         };
 
         if self.tenant_conflict {

@@ -8,8 +8,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use http::header::{CONTENT_TYPE, HeaderName};
 use http::{HeaderMap, Method, StatusCode};
-use partner_auth::auth::{AuthHeader, execute_authorized};
-use partner_auth::token_provider::http::{Request, Response, parse_base_url};
+use partner_auth::auth::{AuthHeader, AuthScope, execute_authorized};
+use partner_auth::token_provider::http::{Repeat, Request, Response, parse_base_url};
 use partner_auth::{AccessToken, Error, TokenProvider, async_trait};
 use url::Url;
 
@@ -63,6 +63,8 @@ pub(crate) async fn run(args: &ApiArgs, lookup: Lookup<'_>) -> Result<Answer, Fa
         ),
     })?;
     let (_, header) = auth_header(args.provider, lookup).map_err(fail)?;
+    // The library's own scoping agrees: the token goes to the API's origin only.
+    let scope = AuthScope::new(&base).map_err(fail)?;
     let request = request(args, url, &header).map_err(fail)?;
 
     let store = setup::store_path(args.store.store.as_deref(), lookup)
@@ -77,7 +79,7 @@ pub(crate) async fn run(args: &ApiArgs, lookup: Lookup<'_>) -> Result<Answer, Fa
         inner: setup::provider(kind, lookup, &options).map_err(fail)?,
         token_failed: AtomicBool::new(false),
     };
-    match execute_authorized(&provider, &http, &header, &request).await {
+    match execute_authorized(&provider, &http, &header, &scope, &request).await {
         Ok(response) => {
             let status = response.status();
             let failure = if status.is_success() {
@@ -247,7 +249,23 @@ fn request(args: &ApiArgs, url: Url, auth: &AuthHeader) -> Result<Request, Error
         None if body.is_some() => Method::POST,
         None => Method::GET,
     };
-    let mut request = Request::new(method.clone(), url);
+    // A request that is not idempotent is repeated (on a 5xx or a timeout) only when it never
+    // reached the server. The one 401 replay still happens: the API refused it unread.
+    let idempotent = [
+        Method::GET,
+        Method::HEAD,
+        Method::OPTIONS,
+        Method::PUT,
+        Method::DELETE,
+        Method::TRACE,
+    ]
+    .contains(&method);
+    let repeat = if idempotent {
+        Repeat::Safe
+    } else {
+        Repeat::Once
+    };
+    let mut request = Request::new(method, url, repeat);
     let mut has_content_type = false;
     for (n, header) in args.headers.iter().enumerate() {
         let field = format!("-H (header {})", n + 1);
@@ -274,22 +292,7 @@ fn request(args: &ApiArgs, url: Url, auth: &AuthHeader) -> Result<Request, Error
         }
         request = request.body(body);
     }
-    // A request that is not idempotent is repeated (on a 5xx or a timeout) only when it never
-    // reached the server. The one 401 replay still happens: the API refused it unread.
-    let idempotent = [
-        Method::GET,
-        Method::HEAD,
-        Method::OPTIONS,
-        Method::PUT,
-        Method::DELETE,
-        Method::TRACE,
-    ]
-    .contains(&method);
-    Ok(if idempotent {
-        request
-    } else {
-        request.not_repeatable()
-    })
+    Ok(request)
 }
 
 /// `200 OK`, or the bare code when the status has no reason phrase.

@@ -26,6 +26,7 @@ aurora-uk:
   AURORA_UK_AUDIENCE       optional; overrides the environment's audience
   AURORA_UK_CLIENT_ID      required
   AURORA_UK_CLIENT_SECRET  required
+  AURORA_UK_CLIENT_AUTH    optional; basic (the default: an HTTP Basic header) or post (in the body)
   AURORA_UK_API_URL        optional (api, --header); overrides the environment's API base
   AURORA_UK_AUTH_HEADER    optional (api, --header); the header the API reads; default Authorization
 

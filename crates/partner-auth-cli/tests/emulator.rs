@@ -307,10 +307,18 @@ async fn malformed_and_oversized_answers_exit_4() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_503_and_a_429_with_retry_after_are_retried() {
     let emu = emulator().await;
+    let secrets = secrets(&emu);
     for provider in PROVIDERS {
         let endpoint = token_endpoint(provider);
         emu.clear_requests();
         emu.inject(endpoint, Fault::Status(503), 2);
+        if sent_once(provider) {
+            let out = partner_auth(provider, &vars(&emu, provider), &[]).await;
+            assert_failed(&out, 4, provider, &["HTTP status 503"], &secrets);
+            assert_eq!(emu.request_count(endpoint), 1, "{provider}: sent once");
+            emu.clear_faults();
+            continue;
+        }
         let token = token_of(&partner_auth(provider, &vars(&emu, provider), &[]).await);
         assert!(emulator_issued(&emu, provider, &token).await, "{provider}");
         assert_eq!(
@@ -330,6 +338,11 @@ async fn a_503_and_a_429_with_retry_after_are_retried() {
             1,
         );
         let out = partner_auth(provider, &vars(&emu, provider), &[]).await;
+        if sent_once(provider) {
+            assert_failed(&out, 4, provider, &["rate limited"], &secrets);
+            assert_eq!(emu.request_count(endpoint), 1, "{provider}: sent once");
+            continue;
+        }
         let token = token_of(&out);
         assert!(emulator_issued(&emu, provider, &token).await, "{provider}");
         assert_eq!(emu.request_count(endpoint), 2, "{provider}");
@@ -354,7 +367,9 @@ async fn rate_limits_and_5xx_past_the_retries_exit_4() {
         emu.inject(endpoint, Fault::RateLimited { retry_after: None }, 3);
         let out = partner_auth(provider, &vars(&emu, provider), &[]).await;
         assert_failed(&out, 4, provider, &["rate limited"], &secrets);
-        assert_eq!(emu.request_count(endpoint), 3, "{provider}");
+        let tries = if sent_once(provider) { 1 } else { 3 };
+        assert_eq!(emu.request_count(endpoint), tries, "{provider}");
+        emu.clear_faults();
 
         // Retry-After beyond the client's cap ends the retries at once.
         emu.clear_requests();
@@ -372,8 +387,15 @@ async fn rate_limits_and_5xx_past_the_retries_exit_4() {
         emu.inject(endpoint, Fault::Status(502), 3);
         let out = partner_auth(provider, &vars(&emu, provider), &[]).await;
         assert_failed(&out, 4, provider, &["HTTP status 502"], &secrets);
+        emu.clear_faults();
     }
     emu.shutdown().await;
+}
+
+/// Whether the provider's token request is sent once, never repeated once it may have reached
+/// the server: a Client SDK `generate_token` repeated can end the session holding the first JWT.
+fn sent_once(provider: &str) -> bool {
+    provider == "aurora-solar-sdk"
 }
 
 async fn hang_is_cut_off(provider: &str, endpoint: Endpoint) {
