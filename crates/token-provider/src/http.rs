@@ -268,11 +268,19 @@ impl HttpClient {
     /// this client and its policy. Both crates accept any `Fn(http::Request<Vec<u8>>) -> Future`
     /// as their async HTTP client:
     ///
-    /// ```ignore
+    /// ```no_run
+    /// # async fn demo(client: &token_provider::HttpClient) -> Result<(), token_provider::Error> {
     /// let http = client.oauth_adapter();
     /// let send = |request| http.call(request);
-    /// let token = oauth_client.exchange_client_credentials().request_async(&send).await;
+    /// // With oauth2: `oauth_client.exchange_client_credentials().request_async(&send).await`;
+    /// // any `http::Request<Vec<u8>>` goes the same way:
+    /// let request = http::Request::post("https://auth.example.com/oauth/token")
+    ///     .body(b"grant_type=client_credentials".to_vec())
+    ///     .expect("a valid request");
+    /// let response = send(request).await?;
     /// let status = http.last_status(); // oauth2 keeps the error body but not the status
+    /// # let _ = (response, status);
+    /// # Ok(()) }
     /// ```
     pub fn oauth_adapter(&self) -> OAuthAdapter<'_> {
         OAuthAdapter {
@@ -1097,7 +1105,7 @@ mod tests {
         let explained = none.clone().or_description("no such tenant");
         assert_eq!(
             status_error(404, &explained, &[]).to_string(),
-            "credentials rejected (HTTP 404): no such tenant"
+            "not found (HTTP 404): no such tenant"
         );
         let key = Secret::new("sk_echoed_key");
         let echo = ProviderWords::from_body(
