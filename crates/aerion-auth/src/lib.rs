@@ -41,7 +41,7 @@
 //!   header) and the tenant header (`companyurl`, `origin` or `referrer`).
 //! - A refresh refused (`invalid_grant`, or a 400/401) falls back to the password grant when a
 //!   password is configured; otherwise the error is
-//!   [`Error::UserAction`](token_provider::Error::UserAction), asking for a new sign-in.
+//!   [`Error::UserAction`], asking for a new sign-in.
 //! - A response with a new refresh token replaces the old one at once (and is saved before
 //!   anyone can use it again when a store is set); one without keeps the old one.
 //!
@@ -57,7 +57,7 @@
 //!   `bearer`); requests always send `Authorization: Bearer`. Unknown response fields are
 //!   ignored.
 //! - Errors come as `{"error","error_description"}` or `{"error","status","summary","raw"}`;
-//!   both become [`Error::Rejected`](token_provider::Error::Rejected) with the `error` code and
+//!   both become [`Error::Rejected`] with the `error` code and
 //!   the description (or `summary`), read by the core's lenient reader
 //!   ([`ProviderWords`](token_provider::http::ProviderWords)). The `raw` field is never read, and
 //!   the password, the refresh token and a configured client secret are cut out (`[redacted]`)
