@@ -15,7 +15,9 @@ use oauth2::{
     StandardRevocableToken, TokenResponse, TokenUrl,
 };
 use token_provider::http::{OAuthAdapter, ProviderWords, status_error};
-use token_provider::{AccessToken, Error, Fetch, HttpClient, Secret, SharedClock, TokenState};
+use token_provider::{
+    AccessToken, Error, Fetch, HttpClient, Secret, SharedClock, StoreKey, TokenState,
+};
 use tracing::{debug, info};
 use url::Url;
 
@@ -58,6 +60,8 @@ pub(crate) struct AerionFetcher {
     /// Set once Aerion refused the configured refresh token, so it is not offered again.
     pub(crate) seed_spent: AtomicBool,
     pub(crate) clock: SharedClock,
+    /// This principal's key in a store.
+    pub(crate) store_key: StoreKey,
 }
 
 impl fmt::Debug for AerionFetcher {
@@ -94,6 +98,10 @@ impl Source {
 
 #[async_trait]
 impl Fetch for AerionFetcher {
+    fn store_key(&self) -> Option<StoreKey> {
+        Some(self.store_key.clone())
+    }
+
     async fn fetch(&self, previous: Option<&TokenState>) -> Result<TokenState, Error> {
         // The newest refresh token first (the cache hands over the stored one when a store is
         // set), then the configured one if it is different and has not been refused: the user

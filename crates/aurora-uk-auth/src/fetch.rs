@@ -15,7 +15,7 @@ use openidconnect::{DiscoveryError, IssuerUrl};
 use token_provider::auth::AuthHeader;
 use token_provider::http::{OAuthAdapter, ProviderWords, json_error_detail};
 use token_provider::{
-    AccessToken, Error, Fetch, HttpClient, Secret, SharedClock, TokenState, async_trait,
+    AccessToken, Error, Fetch, HttpClient, Secret, SharedClock, StoreKey, TokenState, async_trait,
 };
 use tracing::{debug, info, warn};
 use url::Url;
@@ -235,6 +235,16 @@ impl Fetcher {
 
 #[async_trait]
 impl Fetch for Fetcher {
+    /// Issuer and audience name the environment: a dev token is never read back for live.
+    fn store_key(&self) -> Option<StoreKey> {
+        Some(StoreKey::new(
+            "aurora-uk",
+            self.issuer.as_str(),
+            &self.audience,
+            &self.client_id,
+        ))
+    }
+
     async fn fetch(&self, _previous: Option<&TokenState>) -> Result<TokenState, Error> {
         let discovered = self.discovered().await?;
         let failure = match self.request_token(&discovered.token_endpoint).await {

@@ -44,7 +44,9 @@ pub use crate::options::ProviderOptions;
 pub use crate::provider::{Fetch, FnFetch, TokenProvider, provider_fn};
 pub use crate::secret::Secret;
 pub use crate::store::{FileStore, MemoryStore, StoreKey, StoreLock, TokenStore};
-pub use crate::token::{AccessToken, AccessTokenBuilder, TokenState};
+pub use crate::token::{
+    AccessToken, AccessTokenBuilder, MAX_EXPIRY_UNIX_SECS, TokenState, is_b64token, max_expiry,
+};
 
 /// The value of the configuration variable `name` as `lookup` reports it, with an empty or
 /// all-blank value counting as unset.
