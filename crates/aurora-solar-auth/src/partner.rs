@@ -86,6 +86,12 @@ impl PartnerApp {
         PartnerAppBuilder::default()
     }
 
+    /// A provider configured from the process environment (see
+    /// [`PartnerAppBuilder::from_env_with`] for the variables).
+    pub fn from_env() -> Result<Self, Error> {
+        PartnerAppBuilder::from_env()?.build()
+    }
+
     /// The application id.
     pub fn application_id(&self) -> &str {
         &self.shared.conn.application_id

@@ -39,7 +39,7 @@ pub(crate) async fn run(args: &TokenArgs, lookup: Lookup<'_>) -> Result<Printed,
         .store_error()
         .map(|e| Failure::not_saved(kind, "the token was printed", &e));
     let line = if let Some((name, _)) = header {
-        format!("{name}: {}", token.authorization_value().as_str())
+        format!("{name}: {}", token.authorization_value().expose_secret())
     } else if args.json {
         json_line(&token)
     } else {
