@@ -92,6 +92,7 @@ aurora-uk:
   AURORA_UK_AUDIENCE       optional; overrides the environment's audience
   AURORA_UK_CLIENT_ID      required
   AURORA_UK_CLIENT_SECRET  required
+  AURORA_UK_CLIENT_AUTH    optional: basic (the default, a Basic header) or post (form fields)
 
 aurora-solar (partner app temporary key):
   AURORA_SOLAR_ENV              required unless AURORA_SOLAR_BASE_URL is set: sandbox or production
