@@ -51,6 +51,7 @@
 //! | `AURORA_UK_AUDIENCE` | no | overrides the environment's audience |
 //! | `AURORA_UK_CLIENT_ID` | yes | the Auth0 application's client id |
 //! | `AURORA_UK_CLIENT_SECRET` | yes | the Auth0 application's client secret |
+//! | `AURORA_UK_CLIENT_AUTH` | no | `basic` (default: an `Authorization: Basic` header) or `post` (form fields) |
 //!
 //! # Environments
 //!
