@@ -288,7 +288,8 @@ impl AerionBuilder {
     }
 
     /// Keeps the token and the (rotating) refresh token in `store`, under the key
-    /// `aerion|<base host[:port]>|<header>=<tenant>|<username, or "sso">`.
+    /// `aerion|<base host[:port]>|<header>=<tenant>|<username>`, or for a refresh-token-only
+    /// setup `...|sso:<SHA-256 of the configured refresh token, 32 hex digits>`.
     ///
     /// A refresh token found in the store is used before the configured one, because the
     /// configured one may have been spent (rotated) already.
@@ -381,14 +382,13 @@ impl AerionBuilder {
 
         let http = self.options.resolved_http()?;
         let clock = self.options.resolved_clock();
-        let cache = self.options.resolved_cache("aerion", || {
-            StoreKey::new(
-                "aerion",
-                &base_url[Position::BeforeHost..Position::BeforePath],
-                &format!("{}={}", tenant.header_name(), tenant.value()),
-                username.as_deref().unwrap_or("sso"),
-            )
-        });
+        let cache = self.options.resolved_cache("aerion");
+        let store_key = StoreKey::new(
+            "aerion",
+            &base_url[Position::BeforeHost..Position::BeforePath],
+            &format!("{}={}", tenant.header_name(), tenant.value()),
+            &principal(username.as_deref(), self.refresh_token.as_ref()),
+        );
 
         let fetcher = AerionFetcher {
             http,
@@ -403,9 +403,27 @@ impl AerionBuilder {
             seed_refresh_token: self.refresh_token,
             seed_spent: AtomicBool::new(false),
             clock,
+            store_key,
         };
         Ok(Aerion {
             inner: CachedTokenProvider::with_config(fetcher, cache),
         })
+    }
+}
+
+/// The store principal: the username, or for a refresh-token-only (SSO) setup a digest of the
+/// configured refresh token (`sso:` and 32 hex digits of its SHA-256). Two people seeded with
+/// different refresh tokens on one tenant and one store so never share a state, while one
+/// person's rotations all stay under the key of the seed they configured.
+fn principal(username: Option<&str>, seed: Option<&Secret>) -> String {
+    use sha2::{Digest, Sha256};
+    match (username, seed) {
+        (Some(username), _) => username.to_owned(),
+        (None, Some(seed)) => {
+            let digest = Sha256::digest(seed.expose_secret().as_bytes());
+            let hex: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
+            format!("sso:{hex}")
+        }
+        (None, None) => "sso".to_owned(),
     }
 }

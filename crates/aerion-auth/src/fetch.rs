@@ -16,7 +16,9 @@ use oauth2::{
 use token_provider::http::{
     OAuthAdapter, Repeat, Response, SendError, bearer_token_type, token_error,
 };
-use token_provider::{AccessToken, Error, Fetch, HttpClient, Secret, SharedClock, TokenState};
+use token_provider::{
+    AccessToken, Error, Fetch, HttpClient, Secret, SharedClock, StoreKey, TokenState,
+};
 use tracing::{debug, info};
 use url::Url;
 
@@ -63,6 +65,8 @@ pub(crate) struct AerionFetcher {
     /// one that was sent may be dead whatever came back.
     pub(crate) seed_spent: AtomicBool,
     pub(crate) clock: SharedClock,
+    /// This principal's key in a store.
+    pub(crate) store_key: StoreKey,
 }
 
 impl fmt::Debug for AerionFetcher {
@@ -99,6 +103,10 @@ impl Source {
 
 #[async_trait]
 impl Fetch for AerionFetcher {
+    fn store_key(&self) -> Option<StoreKey> {
+        Some(self.store_key.clone())
+    }
+
     async fn fetch(&self, previous: Option<&TokenState>) -> Result<TokenState, Error> {
         // The newest refresh token first (the cache hands over the stored one when a store is
         // set), then the configured one if it is different and has not been refused: the user

@@ -81,8 +81,10 @@
 //! - `GET /v1/users/me` answers with an object holding at least `id` (number or string); `email`
 //!   is read when present.
 //! - The `referrer` tenant header is spelled as Aerion spells it, not as HTTP's `Referer`.
-//! - A store key's principal is the username, or `sso` for a refresh-token-only setup: two SSO
-//!   users of one tenant need separate stores.
+//! - A store key's principal is the username, or for a refresh-token-only (SSO) setup `sso:` and
+//!   32 hex digits of the SHA-256 of the configured refresh token: two SSO users of one tenant
+//!   share a store safely, and one user's rotations all stay under the key of the refresh token
+//!   they configured (configuring a new one starts a new entry).
 //! - Some deployments answer at `{base}/v1/oauth2/token`: set
 //!   [`token_url`](AerionBuilder::token_url) for those.
 

@@ -5,7 +5,7 @@ use serde::{Deserialize, Deserializer};
 use token_provider::auth::{AuthHeader, AuthScope, execute_authorized};
 use token_provider::http::{Request, join_path};
 use token_provider::{
-    AccessToken, CacheStats, CachedTokenProvider, Error, TokenProvider, async_trait,
+    AccessToken, CacheStats, CachedTokenProvider, Error, StoreKey, TokenProvider, async_trait,
 };
 use url::Url;
 
@@ -30,6 +30,12 @@ impl Aerion {
     /// [`AerionBuilder::from_env_with`] for the variables).
     pub fn from_env() -> Result<Self, Error> {
         AerionBuilder::from_env().build()
+    }
+
+    /// The key this principal's state is kept under in a store (see
+    /// [`AerionBuilder::store`](crate::AerionBuilder::store)).
+    pub fn store_key(&self) -> StoreKey {
+        self.inner.fetcher().store_key.clone()
     }
 
     /// The tenant every token request names.
@@ -95,6 +101,14 @@ impl TokenProvider for Aerion {
 
     fn invalidate(&self, rejected: &AccessToken) {
         self.inner.invalidate(rejected)
+    }
+
+    fn store_error(&self) -> Option<Error> {
+        self.inner.store_error()
+    }
+
+    async fn forget(&self) -> Result<bool, Error> {
+        self.inner.forget().await
     }
 }
 

@@ -139,13 +139,24 @@ async fn sso_refresh_token_alone_is_enough_and_its_state_is_stored() {
     assert_eq!(token.secret().expose_secret(), "at-1");
     refresh.assert_async().await;
 
-    let host = server.host_with_port();
-    let key = StoreKey::new("aerion", &host, &format!("companyurl={TENANT}"), "sso");
-    let saved = store
-        .load(&key)
-        .await
-        .unwrap()
-        .expect("state saved under the sso key");
+    // Saved under the tenant and a digest of the configured refresh token (never the token).
+    let entries = store.entries().await.unwrap();
+    assert_eq!(entries.len(), 1);
+    let (key, saved) = entries.into_iter().next().unwrap();
+    let [provider, host, tenant, principal] = key.parts();
+    assert_eq!(
+        (provider.as_str(), host, tenant.as_str()),
+        (
+            "aerion",
+            server.host_with_port(),
+            format!("companyurl={TENANT}").as_str()
+        )
+    );
+    assert!(
+        principal.starts_with("sso:") && principal.len() == 36,
+        "{principal}"
+    );
+    assert!(!key.as_str().contains("rt-sso"));
     assert_eq!(saved.access_token, token);
     assert_eq!(saved.refresh_token, Some(Secret::new("rt-sso-2")));
 }
@@ -227,26 +238,21 @@ async fn a_stored_refresh_token_wins_over_the_configured_one() {
 
     let clock = clock();
     let store = MemoryStore::new();
-    let key = StoreKey::new(
-        "aerion",
-        &server.host_with_port(),
-        &format!("companyurl={TENANT}"),
-        "sso",
-    );
+    let aerion = builder(&server, &clock)
+        .refresh_token("rt-seed")
+        .store(Arc::new(store.clone()))
+        .build()
+        .unwrap();
+    let key = aerion.store_key();
     // Another process rotated the configured token into rt-stored; its access token expired.
     let expired = AccessToken::builder("at-old").expires_at(start()).build();
     store
         .save(
             &key,
             &TokenState::new(expired).with_refresh_token(Some(Secret::new("rt-stored"))),
+            &token_provider::StoreLock::none(),
         )
         .await
-        .unwrap();
-
-    let aerion = builder(&server, &clock)
-        .refresh_token("rt-seed")
-        .store(Arc::new(store.clone()))
-        .build()
         .unwrap();
     assert_eq!(
         aerion.token().await.unwrap().secret().expose_secret(),
@@ -259,25 +265,27 @@ async fn a_stored_refresh_token_wins_over_the_configured_one() {
 }
 
 #[tokio::test]
-async fn a_refused_stored_refresh_token_gives_way_to_a_new_configured_one() {
+async fn a_newly_configured_sso_refresh_token_starts_its_own_entry() {
+    // A person signed in again and configured the new refresh token; the entry of the old one
+    // (whose refresh token died) is another principal's key now, and is not sent.
     let mut server = mockito::Server::new_async().await;
-    let stored = token_mock(&mut server, refresh_form("rt-dead")).expect(1);
+    let stored = token_mock(&mut server, refresh_form("rt-dead")).expect(0);
     let stored = refuse(stored, 400, json!({"error": "invalid_grant"})).await;
     let seed = token_mock(&mut server, refresh_form("rt-new")).expect(1);
     let seed = issue(seed, "at-1", Some("rt-new-2")).await;
 
     let store = MemoryStore::new();
-    let key = StoreKey::new(
-        "aerion",
-        &server.host_with_port(),
-        &format!("companyurl={TENANT}"),
-        "sso",
-    );
+    let old = builder(&server, &clock())
+        .refresh_token("rt-old")
+        .store(Arc::new(store.clone()))
+        .build()
+        .unwrap();
     let expired = AccessToken::builder("at-old").expires_at(start()).build();
     store
         .save(
-            &key,
+            &old.store_key(),
             &TokenState::new(expired).with_refresh_token(Some(Secret::new("rt-dead"))),
+            &token_provider::StoreLock::none(),
         )
         .await
         .unwrap();
@@ -286,6 +294,7 @@ async fn a_refused_stored_refresh_token_gives_way_to_a_new_configured_one() {
         .store(Arc::new(store.clone()))
         .build()
         .unwrap();
+    assert_ne!(aerion.store_key(), old.store_key());
     assert_eq!(
         aerion.token().await.unwrap().secret().expose_secret(),
         "at-1"

@@ -131,9 +131,11 @@ impl PartnerApp {
     /// may have reached Aurora, and any later exchange (a renewal 13 hours on, or a new attempt
     /// after a failure) is refused locally with [`Error::UserAction`] asking for a new session
     /// token. An exchange that provably never reached Aurora (the connection was refused, the
-    /// host name did not resolve) spends nothing, and a later attempt sends the token. Each call makes a new provider: a new session token comes with each request
-    /// Aurora makes to the app. With a store, a fresh temporary key another run saved for this
-    /// application and tenant is used without spending the session token.
+    /// host name did not resolve) spends nothing, and a later attempt sends the token. Each
+    /// call makes a new provider: a new session token comes with each request Aurora makes to
+    /// the app. The session token is the proof that a user of this tenant acted, so the
+    /// provider exchanges it before it hands out any key: it never uses a key cached or stored
+    /// for the tenant, and does not save the key it gets (a store is not used).
     pub fn embedded(
         &self,
         tenant_id: impl AsRef<str>,
@@ -166,19 +168,27 @@ impl PartnerApp {
 
 impl AppShared {
     fn key(&self, tenant_id: String, session_token: Option<Secret>) -> TenantKey {
-        // One temporary key per application and tenant, however it was obtained.
-        let cache = self.options.resolved_cache("aurora-solar", || {
-            StoreKey::new(
+        let mut cache = self.options.resolved_cache("aurora-solar");
+        // The session token is the proof that a user of this tenant acted: an embedded provider
+        // exchanges it before it hands out any key, so it neither adopts a stored key nor shares
+        // one (a garbage session token must never yield the tenant's key).
+        let store_key = match session_token {
+            Some(_) => {
+                cache = cache.without_store();
+                None
+            }
+            None => Some(StoreKey::new(
                 "aurora-solar",
                 &self.target.label,
                 &tenant_id,
                 &self.conn.application_id,
-            )
-        });
+            )),
+        };
         let fetcher = PartnerFetcher {
             conn: Arc::clone(&self.conn),
             tenant_id,
             session_token: session_token.map(|s| Mutex::new(Some(s))),
+            store_key,
         };
         TenantKey {
             cache: CachedTokenProvider::with_config(fetcher, cache),
@@ -203,6 +213,18 @@ impl TokenProvider for PartnerApp {
     fn invalidate(&self, rejected: &AccessToken) {
         if let Some(key) = &self.default {
             key.invalidate(rejected);
+        }
+    }
+
+    fn store_error(&self) -> Option<Error> {
+        self.default.as_ref().and_then(|p| p.store_error())
+    }
+
+    /// Forgets the default principal (nothing without one).
+    async fn forget(&self) -> Result<bool, Error> {
+        match &self.default {
+            Some(p) => p.forget().await,
+            None => Ok(false),
         }
     }
 }
@@ -256,6 +278,14 @@ impl TokenProvider for TenantKey {
     fn invalidate(&self, rejected: &AccessToken) {
         self.cache.invalidate(rejected);
     }
+
+    fn store_error(&self) -> Option<Error> {
+        self.cache.store_error()
+    }
+
+    async fn forget(&self) -> Result<bool, Error> {
+        self.cache.forget().await
+    }
 }
 
 /// One `create_token` exchange for one tenant.
@@ -264,6 +294,8 @@ struct PartnerFetcher {
     tenant_id: String,
     /// `Some` for the embedded flow; the inner `Option` empties on the first exchange.
     session_token: Option<Mutex<Option<Secret>>>,
+    /// The tenant's key in a store (backend flow only).
+    store_key: Option<StoreKey>,
 }
 
 impl fmt::Debug for PartnerFetcher {
@@ -290,6 +322,10 @@ struct TemporaryKey {
 
 #[async_trait]
 impl Fetch for PartnerFetcher {
+    fn store_key(&self) -> Option<StoreKey> {
+        self.store_key.clone()
+    }
+
     async fn fetch(&self, _previous: Option<&TokenState>) -> Result<TokenState, Error> {
         let conn = &self.conn;
         let url = join_path(

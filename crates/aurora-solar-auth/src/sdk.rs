@@ -199,14 +199,7 @@ impl ClientSdk {
 
 impl SdkShared {
     fn provider(&self, email_key: &str, user: SdkUser) -> UserJwt {
-        let cache = self.options.resolved_cache("aurora-solar-sdk", || {
-            StoreKey::new(
-                "aurora-solar-sdk",
-                &self.target.label,
-                &self.conn.tenant_id,
-                email_key,
-            )
-        });
+        let cache = self.options.resolved_cache("aurora-solar-sdk");
         // Without background refresh there is no soft window: a JWT is replaced only once it
         // has expired or was invalidated.
         let cache = if self.background_refresh {
@@ -218,6 +211,12 @@ impl SdkShared {
             conn: Arc::clone(&self.conn),
             user,
             email_key: email_key.to_owned(),
+            store_key: StoreKey::new(
+                "aurora-solar-sdk",
+                &self.target.label,
+                &self.conn.tenant_id,
+                email_key,
+            ),
         };
         UserJwt {
             cache: CachedTokenProvider::with_config(fetcher, cache),
@@ -242,6 +241,18 @@ impl TokenProvider for ClientSdk {
     fn invalidate(&self, rejected: &AccessToken) {
         if let Some(user) = &self.default {
             user.invalidate(rejected);
+        }
+    }
+
+    fn store_error(&self) -> Option<Error> {
+        self.default.as_ref().and_then(|p| p.store_error())
+    }
+
+    /// Forgets the default principal (nothing without one).
+    async fn forget(&self) -> Result<bool, Error> {
+        match &self.default {
+            Some(p) => p.forget().await,
+            None => Ok(false),
         }
     }
 }
@@ -289,6 +300,14 @@ impl TokenProvider for UserJwt {
     fn invalidate(&self, rejected: &AccessToken) {
         self.cache.invalidate(rejected);
     }
+
+    fn store_error(&self) -> Option<Error> {
+        self.cache.store_error()
+    }
+
+    async fn forget(&self) -> Result<bool, Error> {
+        self.cache.forget().await
+    }
 }
 
 /// Look up (or invite) one user and generate a JWT for them.
@@ -297,6 +316,8 @@ struct SdkFetcher {
     user: SdkUser,
     /// The lowercased email, for matching.
     email_key: String,
+    /// This user's key in a store.
+    store_key: StoreKey,
 }
 
 impl fmt::Debug for SdkFetcher {
@@ -479,6 +500,10 @@ enum Invited {
 
 #[async_trait]
 impl Fetch for SdkFetcher {
+    fn store_key(&self) -> Option<StoreKey> {
+        Some(self.store_key.clone())
+    }
+
     async fn fetch(&self, _previous: Option<&TokenState>) -> Result<TokenState, Error> {
         let user_id = match self.find(false).await? {
             Some(id) => id,

@@ -774,18 +774,96 @@ async fn the_store_keeps_one_key_per_application_and_tenant() {
         .unwrap()
         .unwrap_or_else(|| panic!("nothing saved under {key}"));
     assert_eq!(saved.access_token.secret().expose_secret(), "tk-stored");
-    // Another app sharing the store adopts the key without a request, even an embedded one
-    // (its session token is left unspent).
+    // Another app sharing the store adopts the key without a request.
     let second = builder(&server, &clock)
         .store(store.clone())
         .build()
         .unwrap();
-    let adopted = second
-        .embedded("t1", "sess-unspent")
-        .unwrap()
-        .token()
-        .await
-        .unwrap();
+    let adopted = second.tenant("t1").unwrap().token().await.unwrap();
     assert_eq!(adopted.secret().expose_secret(), "tk-stored");
     mock.assert_async().await;
+}
+
+#[tokio::test]
+async fn an_embedded_provider_exchanges_its_session_token_whatever_the_store_holds() {
+    let mut server = Server::new_async().await;
+    let backend = backend_mock(&mut server, PATH_T1)
+        .with_body(key_body("tk-stored", SEED_AT))
+        .expect(1)
+        .create_async()
+        .await;
+    // Aurora refuses the garbage session token.
+    let refused = embedded_mock(&mut server, "garbage-session")
+        .with_status(401)
+        .with_body(r#"{"message":"invalid session token"}"#)
+        .expect(2)
+        .create_async()
+        .await;
+    let store = Arc::new(MemoryStore::new());
+    let clock = clock();
+    let app = builder(&server, &clock)
+        .store(store.clone())
+        .build()
+        .unwrap();
+    // The tenant's key is cached in this app and stored for every other.
+    app.tenant("t1").unwrap().token().await.unwrap();
+    for app in [
+        app.clone(),
+        builder(&server, &clock)
+            .store(store.clone())
+            .build()
+            .unwrap(),
+    ] {
+        let embedded = app.embedded("t1", "garbage-session").unwrap();
+        let err = embedded.token().await.unwrap_err();
+        assert!(matches!(err, Error::UserAction { .. }), "{err:?}");
+        assert!(embedded.cached().is_none());
+    }
+    backend.assert_async().await;
+    refused.assert_async().await;
+    let stored = store.entries().await.unwrap();
+    assert_eq!(stored.len(), 1, "the embedded exchange stored nothing");
+}
+
+#[tokio::test]
+async fn a_store_set_through_the_cache_config_keeps_every_tenant_apart() {
+    let mut server = Server::new_async().await;
+    let t1 = backend_mock(&mut server, PATH_T1)
+        .with_body(key_body("tk-t1", SEED_AT))
+        .expect(1)
+        .create_async()
+        .await;
+    let t2 = backend_mock(
+        &mut server,
+        "/partner_applications/app-1/tenants/t2/create_token",
+    )
+    .with_body(key_body("tk-t2", SEED_AT))
+    .expect(1)
+    .create_async()
+    .await;
+    let store = Arc::new(MemoryStore::new());
+    let clock = clock();
+    // The cache configuration takes a store but no key: the provider derives one per tenant.
+    let app = builder(&server, &clock)
+        .cache_config(token_provider::CacheConfig::new().store(store.clone()))
+        .build()
+        .unwrap();
+    let k1 = app.tenant("t1").unwrap().token().await.unwrap();
+    let k2 = app.tenant("t2").unwrap().token().await.unwrap();
+    assert_eq!(k1.secret().expose_secret(), "tk-t1");
+    assert_eq!(
+        k2.secret().expose_secret(),
+        "tk-t2",
+        "tenant t2 was served t1's key"
+    );
+    t1.assert_async().await;
+    t2.assert_async().await;
+    let tenants: Vec<_> = store
+        .entries()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(k, _)| k.parts()[2].clone())
+        .collect();
+    assert_eq!(tenants, ["t1", "t2"]);
 }

@@ -9,7 +9,7 @@ use token_provider::auth::AuthHeader;
 use token_provider::http::parse_base_url;
 use token_provider::{
     CacheConfig, CachedTokenProvider, Error, HttpClient, ProviderOptions, Secret, SharedClock,
-    StoreKey, TokenStore,
+    TokenStore,
 };
 
 use crate::fetch::Fetcher;
@@ -279,9 +279,7 @@ impl AuroraUkBuilder {
         let clock = self.options.resolved_clock();
         let http = self.options.resolved_http()?;
         // Issuer and audience name the environment: a dev token is never read back for live.
-        let cache_config = self.options.resolved_cache("aurora-uk", || {
-            StoreKey::new("aurora-uk", issuer.as_str(), &audience, &client_id)
-        });
+        let cache_config = self.options.resolved_cache("aurora-uk");
 
         let fetcher = Fetcher::new(
             environment,

@@ -13,7 +13,7 @@ use token_provider::http::{
     ProviderWords, Repeat, Response, SendError, bearer_token_type, json_error_detail, token_error,
 };
 use token_provider::{
-    AccessToken, Error, Fetch, HttpClient, Secret, SharedClock, TokenState, async_trait,
+    AccessToken, Error, Fetch, HttpClient, Secret, SharedClock, StoreKey, TokenState, async_trait,
 };
 use tracing::{debug, info, warn};
 use url::Url;
@@ -221,6 +221,16 @@ impl Fetcher {
 
 #[async_trait]
 impl Fetch for Fetcher {
+    /// Issuer and audience name the environment: a dev token is never read back for live.
+    fn store_key(&self) -> Option<StoreKey> {
+        Some(StoreKey::new(
+            "aurora-uk",
+            self.issuer.as_str(),
+            &self.audience,
+            &self.client_id,
+        ))
+    }
+
     async fn fetch(&self, _previous: Option<&TokenState>) -> Result<TokenState, Error> {
         let discovered = self.discovered().await?;
         let failure = match self.request_token(&discovered.token_endpoint).await {

@@ -393,4 +393,12 @@ impl TokenProvider for AuroraUk {
     fn invalidate(&self, rejected: &AccessToken) {
         self.inner.invalidate(rejected)
     }
+
+    fn store_error(&self) -> Option<Error> {
+        self.inner.store_error()
+    }
+
+    async fn forget(&self) -> Result<bool, Error> {
+        self.inner.forget().await
+    }
 }

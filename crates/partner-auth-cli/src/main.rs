@@ -60,6 +60,8 @@ const EXIT_CONFIG: u8 = 2;
 const EXIT_REJECTED: u8 = 3;
 /// Unreachable, timed out, rate limited, malformed or oversized; anything else.
 const EXIT_UNAVAILABLE: u8 = 4;
+/// The token was printed, but the new state (a rotated refresh token) could not be saved.
+const EXIT_NOT_SAVED: u8 = 5;
 
 /// The variable that bounds each request, in whole seconds.
 const TIMEOUT_VAR: &str = "PARTNER_AUTH_TIMEOUT";
@@ -123,7 +125,10 @@ Exit status:
   2  usage or configuration error (the message names the variable; nothing was sent, except
      for an aurora-solar-sdk user found missing with no names to invite them)
   3  the provider rejected the credentials or the single-use session token
-  4  unreachable, timed out, rate limited past the retries, or a malformed or oversized answer";
+  4  unreachable, timed out, rate limited past the retries, or a malformed or oversized answer
+     (or the store's lock held by another process for too long)
+  5  the token was printed, but the new state could not be saved to the store (the next run may
+     need to sign in again): the line names the store";
 
 /// Bearer tokens for Aurora Solar, Aurora UK and Aerion, from the shell.
 #[derive(Debug, Parser)]
@@ -202,8 +207,8 @@ fn main() -> ExitCode {
     // the process alive once the answer is known.
     runtime.shutdown_background();
 
-    let token = match result {
-        Ok(token) => token,
+    let (token, unsaved) = match result {
+        Ok(fetched) => fetched,
         Err(err) => {
             eprintln!("partner-auth: {kind}: {}", one_line(&error_chain(&err)));
             return ExitCode::from(exit_code(&err));
@@ -219,15 +224,24 @@ fn main() -> ExitCode {
         eprintln!("partner-auth: {kind}: cannot write the token to stdout: {e}");
         return ExitCode::from(EXIT_UNAVAILABLE);
     }
+    if let Some(err) = unsaved {
+        // The token is good, but the next run would present a rotated-away refresh token.
+        eprintln!(
+            "partner-auth: {kind}: the token was printed, but the new state could not be saved: {}",
+            one_line(&error_chain(&err))
+        );
+        return ExitCode::from(EXIT_NOT_SAVED);
+    }
     ExitCode::from(EXIT_OK)
 }
 
-/// Builds the provider of `kind` from the variables `lookup` reads and gets one token.
+/// Builds the provider of `kind` from the variables `lookup` reads and gets one token, with the
+/// reason its new state could not be saved, if it could not.
 async fn fetch(
     kind: ProviderKind,
     args: &TokenArgs,
     lookup: impl Fn(&str) -> Option<String>,
-) -> Result<AccessToken, Error> {
+) -> Result<(AccessToken, Option<Error>), Error> {
     let mut options = Options::default();
     if let Some(timeout) = request_timeout(lookup(TIMEOUT_VAR).as_deref())? {
         options.http = Some(HttpClient::builder().timeout(timeout).build()?);
@@ -241,7 +255,8 @@ async fn fetch(
         options.store = Some(Arc::new(FileStore::new(path.clone())));
     }
     let provider = partner_auth::from_lookup(kind, lookup, &options)?;
-    provider.token().await
+    let token = provider.token().await?;
+    Ok((token, provider.store_error()))
 }
 
 /// `PARTNER_AUTH_TIMEOUT` read: unset (or blank) is `None`, a whole number of seconds from 1 to

@@ -29,11 +29,24 @@
 //!   rejected one, so a late 401 never throws away a newer token.
 //! - Fetches run on their own tokio task: a caller that drops its future cancels nothing, and a
 //!   fetch that panics wakes its waiters with an error rather than leaving them hanging.
-//! - With a [`TokenStore`], the fetch runs under the store's lock: the stored state is read (a
-//!   fresh token another process saved is adopted without a request), the fetch gets the stored
-//!   refresh token, and the new state is saved before the lock is released, so a rotating refresh
-//!   token is never spent twice nor lost. A stored token is adopted only with the full margin
-//!   (5 minutes by default) still ahead of it, since its original lifetime is unknown.
+//! - With a [`TokenStore`], the fetch runs under the store's lock for this principal's key (the
+//!   key the fetcher names: [`Fetch::store_key`]; a fetcher that names none cannot use a store):
+//!   the stored state is read (a fresh token another process saved is adopted without a
+//!   request), the fetch gets the stored refresh token, and the new state is saved before the
+//!   lock is released, so a rotating refresh token is never spent twice nor lost. A stored state
+//!   records when it was obtained, so an adopted token gets the same margin and lifetime limits
+//!   as a fetched one (one stored before that was recorded gets the full margin, and is not
+//!   reused when it has no expiry).
+//! - A state that could not be saved is not lost silently: the token is still served (and the
+//!   state kept in memory), the failure is logged at `ERROR`, and
+//!   [`store_error`](CachedTokenProvider::store_error) (also on the trait) reports it until a
+//!   later save succeeds.
+//! - An access token that cannot be sent as a header value as it is (RFC 6750 `b64token`: no
+//!   spaces, CR/LF, control or non-ASCII characters) is refused as [`Error::Malformed`], never
+//!   cached, printed or adopted.
+//! - A fetch's outcome is published, and its in-flight marker cleared, in one step under the
+//!   control lock: a caller that comes after the publish starts a new fetch and never receives
+//!   a finished one's result (which the clock or an `invalidate` may have overtaken).
 //!
 //! A tokio runtime is required (fetches are spawned on it).
 
@@ -45,9 +58,10 @@ use std::time::{Duration, SystemTime};
 use arc_swap::ArcSwapOption;
 use async_trait::async_trait;
 use tokio::sync::watch;
-use tracing::{debug, info, trace, warn};
+use tracing::{debug, error, info, trace, warn};
 
 use crate::store::{StoreKey, TokenStore};
+use crate::token::is_b64token;
 use crate::{AccessToken, Error, Fetch, SharedClock, TokenProvider, TokenState, system_clock};
 
 /// How a [`CachedTokenProvider`] behaves. The defaults suit tokens that live minutes to days.
@@ -63,7 +77,7 @@ pub struct CacheConfig {
     backoff_initial: Duration,
     backoff_max: Duration,
     clock: SharedClock,
-    store: Option<(Arc<dyn TokenStore>, StoreKey)>,
+    store: Option<Arc<dyn TokenStore>>,
     name: &'static str,
 }
 
@@ -79,7 +93,7 @@ impl fmt::Debug for CacheConfig {
             .field("negative_ttl", &self.negative_ttl)
             .field("backoff_initial", &self.backoff_initial)
             .field("backoff_max", &self.backoff_max)
-            .field("store", &self.store.as_ref().map(|(_, k)| k))
+            .field("store", &self.store)
             .finish_non_exhaustive()
     }
 }
@@ -165,10 +179,23 @@ impl CacheConfig {
         &self.clock
     }
 
-    /// Persists the provider's state in `store` under `key`.
-    pub fn store(mut self, store: Arc<dyn TokenStore>, key: StoreKey) -> Self {
-        self.store = Some((store, key));
+    /// Persists the provider's state in `store`, under the key its fetcher names
+    /// ([`Fetch::store_key`]): one key per principal, derived by the provider, so no
+    /// configuration can make two tenants or users share one state.
+    pub fn store(mut self, store: Arc<dyn TokenStore>) -> Self {
+        self.store = Some(store);
         self
+    }
+
+    /// No store: the state lives in memory only.
+    pub fn without_store(mut self) -> Self {
+        self.store = None;
+        self
+    }
+
+    /// The store, if one is set.
+    pub fn store_ref(&self) -> Option<&Arc<dyn TokenStore>> {
+        self.store.as_ref()
     }
 
     /// The name used in log events (default `token`).
@@ -223,6 +250,8 @@ struct Shared<F> {
     id: u64,
     fetcher: F,
     config: CacheConfig,
+    /// The store and the fetcher's key in it (`None` when the fetcher names no key).
+    store: Option<(Arc<dyn TokenStore>, Option<StoreKey>)>,
     current: ArcSwapOption<Entry>,
     /// Set while a fetch task runs: lets soft-window callers skip the lock.
     fetching: AtomicBool,
@@ -333,6 +362,8 @@ struct Control {
     /// The last token a caller reported as rejected; never adopted again from a store.
     rejected: Option<AccessToken>,
     loaded_from_store: bool,
+    /// Why the state behind the current token could not be saved (cleared by the next save).
+    unsaved: Option<Arc<Error>>,
 }
 
 #[derive(Default)]
@@ -352,6 +383,10 @@ impl<F: Fetch> CachedTokenProvider<F> {
 
     /// Caches `fetcher` with `config`.
     pub fn with_config(fetcher: F, config: CacheConfig) -> Self {
+        let store = config
+            .store
+            .as_ref()
+            .map(|store| (Arc::clone(store), fetcher.store_key()));
         Self {
             shared: Arc::new(Shared {
                 id: {
@@ -360,6 +395,7 @@ impl<F: Fetch> CachedTokenProvider<F> {
                 },
                 fetcher,
                 config,
+                store,
                 current: ArcSwapOption::empty(),
                 fetching: AtomicBool::new(false),
                 control: Mutex::new(Control::default()),
@@ -390,6 +426,36 @@ impl<F: Fetch> CachedTokenProvider<F> {
     /// The cached state (token plus refresh token), if any.
     pub fn cached_state(&self) -> Option<TokenState> {
         self.shared.current.load().as_ref().map(|e| e.state.clone())
+    }
+
+    /// Why the state behind the current token could not be saved to the store, if it could not
+    /// (a full disk, a store gone read-only). The token itself is valid and keeps being served;
+    /// what is at risk is the state a restart needs (a rotated refresh token), so tell the
+    /// operator. Cleared when a later save succeeds. Also logged at `ERROR`.
+    pub fn store_error(&self) -> Option<Error> {
+        self.shared.lock().unsaved.as_ref().map(|e| e.duplicate())
+    }
+
+    /// Forgets this principal: drops the cached token and any state kept for the next fetch,
+    /// and removes the stored state (refresh token included) under the store's lock for its key.
+    /// Returns whether the store held an entry. The next call fetches from scratch.
+    pub async fn forget(&self) -> Result<bool, Error> {
+        let shared = &self.shared;
+        let removed = match &shared.store {
+            Some((store, Some(key))) => {
+                let lock = store.lock(key).await?;
+                let removed = store.remove(key, &lock).await?;
+                shared.clear();
+                removed
+            }
+            Some((_, None)) => return Err(no_store_key()),
+            None => {
+                shared.clear();
+                false
+            }
+        };
+        info!(cache = shared.config.name, removed, "token state forgotten");
+        Ok(removed)
     }
 
     /// When the cached token becomes due for refresh, if one is cached.
@@ -489,7 +555,25 @@ impl<F: Fetch> CachedTokenProvider<F> {
     }
 }
 
+fn no_store_key() -> Error {
+    Error::config(
+        "store",
+        "is set, but this provider names no store key (implement `Fetch::store_key`)",
+    )
+}
+
 impl<F: Fetch> Shared<F> {
+    /// Drops everything held for this principal.
+    fn clear(&self) {
+        let mut control = self.lock();
+        control.retired = None;
+        control.rejected = None;
+        control.failure = None;
+        control.consecutive_failures = 0;
+        control.unsaved = None;
+        self.current.store(None);
+    }
+
     fn lock(&self) -> MutexGuard<'_, Control> {
         // The lock is never held across an await or a call that can panic midway, so a poisoned
         // state is still consistent.
@@ -571,9 +655,17 @@ impl<F: Fetch> Shared<F> {
         let now = this.config.clock.now();
         let result = result.and_then(|fetched| {
             let entry = match fetched {
-                Fetched::New(state) => this.entry(state, now, false),
+                Fetched::New(state) => this.entry(state, now),
                 Fetched::Adopted(entry) => entry,
             };
+            if !is_b64token(entry.state.access_token.secret().expose_secret()) {
+                // Printed or put in a header, it would break the line or inject another.
+                this.keep_refresh_token(entry.state);
+                return Err(Error::malformed(
+                    "the provider issued an access token with characters a bearer token may not \
+                     hold (RFC 6750 b64token: letters, digits, -._~+/ and = padding)",
+                ));
+            }
             if entry.hard.is_some_and(|hard| hard <= now) {
                 // Handing it out would only earn a 401; a transient failure keeps serving the
                 // still-valid token (if any) and backs off instead of asking again per call.
@@ -644,12 +736,17 @@ impl<F: Fetch> Shared<F> {
                 None => self.lock().retired.clone(),
             }
         };
-        let Some((store, key)) = &self.config.store else {
-            return Ok(Fetched::New(self.fetcher.fetch(previous.as_ref()).await?));
+        let (store, key) = match &self.store {
+            None => {
+                let state = self.fetcher.fetch(previous.as_ref()).await?;
+                return Ok(Fetched::New(self.stamp(state)));
+            }
+            Some((_, None)) => return Err(no_store_key()),
+            Some((store, Some(key))) => (store, key),
         };
         // Held across read-fetch-write, so no other holder of this store spends the same refresh
         // token; released when dropped, however this ends.
-        let _lock = store.lock(key).await?;
+        let lock = store.lock(key).await?;
         let stored = store.load(key).await?;
         let now = self.config.clock.now();
         let (rejected, first_load) = {
@@ -659,12 +756,13 @@ impl<F: Fetch> Shared<F> {
             (control.rejected.clone(), first)
         };
         if let Some(stored) = &stored {
-            let usable = self.entry(stored.clone(), now, true);
+            let usable = self.entry(stored.clone(), now);
             let is_rejected = rejected.as_ref() == Some(&stored.access_token);
             let ours = previous
                 .as_ref()
                 .is_some_and(|p| p.access_token == stored.access_token);
-            if now < usable.soft && !is_rejected && (first_load || !ours) {
+            let sendable = is_b64token(stored.access_token.secret().expose_secret());
+            if now < usable.soft && sendable && !is_rejected && (first_load || !ours) {
                 debug!(cache = self.config.name, "token adopted from the store");
                 return Ok(Fetched::Adopted(usable));
             }
@@ -674,13 +772,32 @@ impl<F: Fetch> Shared<F> {
             (Some(stored), _) => Some(stored),
             (None, previous) => previous,
         };
-        let state = self.fetcher.fetch(base.as_ref()).await?;
-        if let Err(e) = store.save(key, &state).await {
-            // The new state is still returned and cached in memory: dropping a rotated refresh
-            // token because the disk is full would lock the user out.
-            warn!(cache = self.config.name, error = %e, "could not save the token state");
+        let state = self.stamp(self.fetcher.fetch(base.as_ref()).await?);
+        match store.save(key, &state, &lock).await {
+            Ok(()) => self.lock().unsaved = None,
+            Err(e) => {
+                // The new state is still returned and cached in memory (dropping a rotated
+                // refresh token because the disk is full would lock the user out), and the
+                // failure is kept for `store_error`, so the caller learns that a restart would
+                // lose it.
+                error!(
+                    cache = self.config.name,
+                    key = %key,
+                    error = %e,
+                    "could not save the new token state: a restart will not have it"
+                );
+                self.lock().unsaved = Some(Arc::new(e));
+            }
         }
         Ok(Fetched::New(state))
+    }
+
+    /// A state just fetched, with the time it was obtained (unless the fetcher set it).
+    fn stamp(&self, mut state: TokenState) -> TokenState {
+        if state.obtained_at.is_none() {
+            state.obtained_at = Some(self.config.clock.now());
+        }
+        state
     }
 
     /// Keeps the refresh token of a state whose access token is unusable: it may have replaced
@@ -706,27 +823,33 @@ impl<F: Fetch> Shared<F> {
         }
     }
 
-    /// The cache entry for `state` at `now`. A token just issued has its whole lifetime ahead,
-    /// so the margin can be a fifth of it; for one `adopted` from a store nobody knows how long
-    /// it lived, so it gets the full margin (it is not used into its last minutes).
-    fn entry(&self, state: TokenState, now: SystemTime, adopted: bool) -> Entry {
+    /// The cache entry for `state` at `now`, with the same rules whether the state was just
+    /// fetched or adopted from a store: the margin is a fifth of the lifetime the token had when
+    /// it was obtained (at most `max_margin`), the token is used no longer than `max_lifetime`
+    /// after it was obtained, and one with no expiry no longer than `default_lifetime`. A stored
+    /// state of unknown age (written before `obtained_at` was recorded) gets the full margin, and
+    /// is not reused at all when it has no expiry.
+    fn entry(&self, state: TokenState, now: SystemTime) -> Entry {
         let cfg = &self.config;
-        let expires_at = state.access_token.expires_at();
-        let (soft, hard) = match expires_at {
+        let obtained = state.obtained_at;
+        let limit = obtained.unwrap_or(now) + cfg.max_lifetime;
+        let (soft, hard) = match state.access_token.expires_at() {
             Some(hard) => {
-                let lifetime = hard.duration_since(now).unwrap_or(Duration::ZERO);
-                let margin = cfg.margin.unwrap_or_else(|| {
-                    if adopted {
-                        cfg.max_margin
-                    } else {
+                let margin = cfg.margin.unwrap_or_else(|| match obtained {
+                    Some(obtained) => {
+                        let lifetime = hard.duration_since(obtained).unwrap_or(Duration::ZERO);
                         cfg.max_margin.min(lifetime / 5)
                     }
+                    None => cfg.max_margin,
                 });
                 let margin = margin.saturating_sub(margin.mul_f64(0.1 * fastrand::f64()));
                 let soft = hard.checked_sub(margin).unwrap_or(hard);
-                (soft.min(now + cfg.max_lifetime), Some(hard))
+                (soft.min(limit), Some(hard))
             }
-            None => (now + cfg.default_lifetime.min(cfg.max_lifetime), None),
+            None => match obtained {
+                Some(obtained) => ((obtained + cfg.default_lifetime).min(limit), None),
+                None => (now, None),
+            },
         };
         Entry::new(self.id, state, soft, hard)
     }
@@ -831,6 +954,14 @@ impl StripedCounter {
 impl<F: Fetch> TokenProvider for CachedTokenProvider<F> {
     async fn token(&self) -> Result<AccessToken, Error> {
         self.get().await
+    }
+
+    fn store_error(&self) -> Option<Error> {
+        CachedTokenProvider::store_error(self)
+    }
+
+    async fn forget(&self) -> Result<bool, Error> {
+        CachedTokenProvider::forget(self).await
     }
 
     fn invalidate(&self, rejected: &AccessToken) {

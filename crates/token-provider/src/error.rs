@@ -105,6 +105,14 @@ pub enum Error {
         #[source]
         source: Option<std::io::Error>,
     },
+
+    /// Another holder kept the store's lock for this state longer than the lock timeout (another
+    /// process fetching, or a stopped one). Transient: trying again later may succeed.
+    #[error("store busy: {reason}")]
+    StoreBusy {
+        /// What was held, and for how long.
+        reason: String,
+    },
 }
 
 impl Error {
@@ -172,6 +180,13 @@ impl Error {
         }
     }
 
+    /// [`Error::StoreBusy`]: the store's lock was held by another for too long.
+    pub fn store_busy(reason: impl Into<String>) -> Self {
+        Self::StoreBusy {
+            reason: reason.into(),
+        }
+    }
+
     /// Whether trying again later may succeed (network trouble, rate limits, 5xx, garbled
     /// answers) as opposed to a problem that only a change of configuration or a person can fix.
     pub fn is_transient(&self) -> bool {
@@ -180,7 +195,8 @@ impl Error {
             | Self::Transport { .. }
             | Self::Timeout(_)
             | Self::Malformed { .. }
-            | Self::TooLarge { .. } => true,
+            | Self::TooLarge { .. }
+            | Self::StoreBusy { .. } => true,
             Self::Status { status } => *status == 408 || *status >= 500,
             Self::Unavailable { .. } => true,
             Self::Config { .. }
@@ -265,6 +281,9 @@ impl Error {
                 source: source
                     .as_ref()
                     .map(|e| std::io::Error::new(e.kind(), e.to_string())),
+            },
+            Self::StoreBusy { reason } => Self::StoreBusy {
+                reason: reason.clone(),
             },
         }
     }

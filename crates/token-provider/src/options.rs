@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use crate::{CacheConfig, Error, HttpClient, SharedClock, StoreKey, TokenStore};
+use crate::{CacheConfig, Error, HttpClient, SharedClock, TokenStore};
 
 /// The settings every provider builder shares: the HTTP client, the clock, the cache behaviour
 /// and a store. Provider builders take them one by one (`.http_client(..)`, `.clock(..)`,
@@ -45,12 +45,9 @@ impl ProviderOptions {
     }
 
     /// The cache configuration for one provider state: named `name` in logs, on the clock in
-    /// force, and persisted under `key()` when a store is set (`key` is called only then).
-    pub fn resolved_cache(
-        &self,
-        name: &'static str,
-        key: impl FnOnce() -> StoreKey,
-    ) -> CacheConfig {
+    /// force, and persisted in the store when one is set (under the key the fetcher names:
+    /// [`Fetch::store_key`](crate::Fetch::store_key)).
+    pub fn resolved_cache(&self, name: &'static str) -> CacheConfig {
         let mut cache = self
             .cache
             .clone()
@@ -58,7 +55,7 @@ impl ProviderOptions {
             .name(name)
             .clock(self.resolved_clock());
         if let Some(store) = &self.store {
-            cache = cache.store(Arc::clone(store), key());
+            cache = cache.store(Arc::clone(store));
         }
         cache
     }
@@ -81,19 +78,14 @@ mod tests {
         assert_eq!(o.resolved_clock().now(), t0);
         o.clock = Some(Arc::new(ManualClock::new(t1)));
         assert_eq!(o.resolved_clock().now(), t1);
-        assert_eq!(
-            o.resolved_cache("x", || unreachable!()).clock_ref().now(),
-            t1
-        );
+        assert_eq!(o.resolved_cache("x").clock_ref().now(), t1);
     }
 
     #[test]
-    fn the_store_key_is_made_only_with_a_store() {
+    fn the_store_is_passed_on() {
         let mut o = ProviderOptions::new();
-        let cache = o.resolved_cache("p", || panic!("no store, no key"));
-        assert!(!format!("{cache:?}").contains("StoreKey"));
+        assert!(o.resolved_cache("p").store_ref().is_none());
         o.store = Some(Arc::new(MemoryStore::new()));
-        let cache = o.resolved_cache("p", || StoreKey::new("p", "e", "t", "u"));
-        assert!(format!("{cache:?}").contains("p|e|t|u"), "{cache:?}");
+        assert!(o.resolved_cache("p").store_ref().is_some());
     }
 }

@@ -59,6 +59,20 @@ pub trait TokenProvider: Send + Sync + fmt::Debug {
     fn invalidate(&self, rejected: &AccessToken) {
         let _ = rejected;
     }
+
+    /// Why the state behind the last token could not be saved to the provider's store, if it
+    /// could not. The token is good; what a restart would lose (a rotated refresh token) is at
+    /// risk, so a caller that is about to exit (a CLI) or that reports health should ask. The
+    /// default (a provider with no store) is `None`.
+    fn store_error(&self) -> Option<Error> {
+        None
+    }
+
+    /// Forgets this principal's cached and stored state (its refresh token with it); whether the
+    /// store held an entry. The default (a provider with no state) does nothing.
+    async fn forget(&self) -> Result<bool, Error> {
+        Ok(false)
+    }
 }
 
 #[async_trait]
@@ -68,6 +82,12 @@ impl<P: TokenProvider + ?Sized> TokenProvider for Arc<P> {
     }
     fn invalidate(&self, rejected: &AccessToken) {
         (**self).invalidate(rejected)
+    }
+    fn store_error(&self) -> Option<Error> {
+        (**self).store_error()
+    }
+    async fn forget(&self) -> Result<bool, Error> {
+        (**self).forget().await
     }
 }
 
@@ -79,6 +99,12 @@ impl<P: TokenProvider + ?Sized> TokenProvider for Box<P> {
     fn invalidate(&self, rejected: &AccessToken) {
         (**self).invalidate(rejected)
     }
+    fn store_error(&self) -> Option<Error> {
+        (**self).store_error()
+    }
+    async fn forget(&self) -> Result<bool, Error> {
+        (**self).forget().await
+    }
 }
 
 #[async_trait]
@@ -88,6 +114,12 @@ impl<P: TokenProvider + ?Sized> TokenProvider for &P {
     }
     fn invalidate(&self, rejected: &AccessToken) {
         (**self).invalidate(rejected)
+    }
+    fn store_error(&self) -> Option<Error> {
+        (**self).store_error()
+    }
+    async fn forget(&self) -> Result<bool, Error> {
+        (**self).forget().await
     }
 }
 
@@ -100,6 +132,14 @@ impl<P: TokenProvider + ?Sized> TokenProvider for &P {
 pub trait Fetch: Send + Sync + fmt::Debug + 'static {
     /// Fetches a new token.
     async fn fetch(&self, previous: Option<&TokenState>) -> Result<TokenState, Error>;
+
+    /// The key this fetcher's state is kept under in a [`TokenStore`](crate::TokenStore): one
+    /// per principal (provider, environment, tenant, user or client id). The cache asks once,
+    /// when it is built; a cache given a store whose fetcher names no key (the default `None`)
+    /// fails its fetches with [`Error::Config`] rather than share one entry among principals.
+    fn store_key(&self) -> Option<crate::StoreKey> {
+        None
+    }
 }
 
 /// A [`Fetch`] from a closure, for tests and one-off providers.

@@ -2,10 +2,16 @@
 //! process.
 //!
 //! The [`CachedTokenProvider`](crate::CachedTokenProvider) uses a store like this: take
-//! [`lock`](TokenStore::lock), [`load`](TokenStore::load) (adopting a fresh token another process
-//! saved), fetch with the stored refresh token, [`save`](TokenStore::save), release. So a rotating
-//! refresh token is written before anyone can use it again, and two holders of the same store
-//! never spend the same one.
+//! [`lock`](TokenStore::lock) for the one state it needs, [`load`](TokenStore::load) (adopting a
+//! fresh token another process saved), fetch with the stored refresh token,
+//! [`save`](TokenStore::save), release. So a rotating refresh token is written before anyone can
+//! use it again, and two holders of the same store never spend the same one. Locks are per key:
+//! one principal's slow fetch never holds up another's.
+//!
+//! Keys are derived by the providers, one per principal ([`Fetch::store_key`]): no configuration
+//! can make two tenants, users or identities share one.
+//!
+//! [`Fetch::store_key`]: crate::Fetch::store_key
 //!
 //! # The file format (version 1)
 //!
@@ -17,8 +23,9 @@
 //!   "entries": {
 //!     "aerion|live|companyurl=acme.example|me@acme.example": {
 //!       "access_token": "…",
-//!       "token_type": "bearer",
+//!       "token_type": "Bearer",
 //!       "expires_at": 1767225600,
+//!       "obtained_at": 1767222000,
 //!       "scope": null,
 //!       "refresh_token": "…"
 //!     }
@@ -26,38 +33,70 @@
 //! }
 //! ```
 //!
-//! `expires_at` is Unix seconds (or null when unknown). Readers ignore fields they do not know, so
-//! later versions may add fields without bumping `version`; a file with a higher `version` is
-//! refused rather than misread. The file holds tokens, never a password or a client secret.
+//! `expires_at` and `obtained_at` are Unix seconds (or null when unknown; files written before
+//! `obtained_at` was recorded lack it and still load: such a token is adopted only with the full
+//! refresh margin ahead, and one with no expiry is not adopted at all). Fields this release does
+//! not know, at the top or in an entry, are kept when the file is rewritten, so later versions
+//! may add fields without bumping `version`; a file with a higher `version` is refused rather
+//! than misread. The file holds tokens, never a password or a client secret.
+//!
+//! The key's four parts are joined with `|`; a `|` or `%` inside a part is written `%7C` or `%25`,
+//! so no two principals' keys can ever collide.
 
+use std::any::Any;
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
+use crate::token::MAX_EXPIRY_UNIX_SECS;
 use crate::{AccessToken, Error, Secret, TokenState};
 
-/// Names one provider state in a store: provider, environment, tenant and principal.
+/// Names one principal's state in a store: provider, environment, tenant and principal.
+///
+/// Providers derive it ([`Fetch::store_key`](crate::Fetch::store_key)); none of its parts may be
+/// secret (use a username, a client id or a digest, never a password or key).
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct StoreKey(String);
 
 impl StoreKey {
-    /// A key from its four parts. None of them may be secret (use a username or client id as
-    /// the principal, never a password or key).
+    /// A key from its four parts (`|` and `%` inside a part are escaped, so distinct parts always
+    /// make distinct keys).
     pub fn new(provider: &str, environment: &str, tenant: &str, principal: &str) -> Self {
-        Self(format!("{provider}|{environment}|{tenant}|{principal}"))
+        let parts = [provider, environment, tenant, principal].map(escape_part);
+        Self(parts.join("|"))
+    }
+
+    /// A key as a store wrote it ([`as_str`](Self::as_str)).
+    pub fn from_stored(key: impl Into<String>) -> Self {
+        Self(key.into())
     }
 
     /// The key as stored.
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// The four parts (provider, environment, tenant, principal), unescaped. A key not made by
+    /// [`new`](Self::new) gives whatever its `|`-separated fields are, missing ones empty.
+    pub fn parts(&self) -> [String; 4] {
+        let mut fields = self.0.splitn(4, '|').map(unescape_part);
+        std::array::from_fn(|_| fields.next().unwrap_or_default())
+    }
+}
+
+fn escape_part(part: &str) -> String {
+    part.replace('%', "%25").replace('|', "%7C")
+}
+
+fn unescape_part(part: &str) -> String {
+    part.replace("%7C", "|").replace("%25", "%")
 }
 
 impl fmt::Display for StoreKey {
@@ -66,23 +105,31 @@ impl fmt::Display for StoreKey {
     }
 }
 
-/// Held while a caller reads, refreshes and writes a state; released on drop.
+/// Held while a caller reads, refreshes and writes one key's state; released on drop.
+///
+/// A store may keep what it needs in it (an OS lock, a lease and its fencing token) and find it
+/// again in [`save`](TokenStore::save) with [`held`](Self::held).
 #[must_use = "the lock is released when this is dropped"]
 pub struct StoreLock {
-    _held: Option<Box<dyn Send + Sync>>,
+    held: Option<Box<dyn Any + Send + Sync>>,
 }
 
 impl StoreLock {
     /// A lock that holds nothing (for stores with no concurrent writers).
     pub fn none() -> Self {
-        Self { _held: None }
+        Self { held: None }
     }
 
     /// A lock that releases whatever `held` holds when dropped.
-    pub fn new(held: impl Send + Sync + 'static) -> Self {
+    pub fn new(held: impl Any + Send + Sync) -> Self {
         Self {
-            _held: Some(Box::new(held)),
+            held: Some(Box::new(held)),
         }
+    }
+
+    /// What the store put in this lock, if it is a `T`.
+    pub fn held<T: Any>(&self) -> Option<&T> {
+        self.held.as_ref()?.downcast_ref()
     }
 }
 
@@ -92,21 +139,56 @@ impl fmt::Debug for StoreLock {
     }
 }
 
-/// Persistent provider state. Object safe; share it as `Arc<dyn TokenStore>`.
+/// Persistent provider state, one entry per [`StoreKey`]. Object safe; share it as
+/// `Arc<dyn TokenStore>`.
 ///
-/// `load` and `save` are called with [`lock`](TokenStore::lock) held.
+/// `save` and `remove` are called with the key's [`lock`](TokenStore::lock) held (and given it);
+/// `load` may be called with or without it.
 #[async_trait]
 pub trait TokenStore: Send + Sync + fmt::Debug {
     /// The state saved under `key`, if any.
     async fn load(&self, key: &StoreKey) -> Result<Option<TokenState>, Error>;
 
-    /// Saves `state` under `key`, replacing what was there.
-    async fn save(&self, key: &StoreKey, state: &TokenState) -> Result<(), Error>;
+    /// Saves `state` under `key`, replacing what was there. `lock` is the key's lock, held by the
+    /// caller (a store with leases can refuse a save whose lease was lost).
+    async fn save(&self, key: &StoreKey, state: &TokenState, lock: &StoreLock)
+    -> Result<(), Error>;
 
-    /// Takes the lock that makes load-refresh-save atomic among everyone sharing this store.
+    /// Takes the lock that makes load-refresh-save of `key` atomic among everyone sharing this
+    /// store. Other keys are not held up.
     async fn lock(&self, key: &StoreKey) -> Result<StoreLock, Error> {
         let _ = key;
         Ok(StoreLock::none())
+    }
+
+    /// Removes `key`'s state (its refresh token with it); whether there was one.
+    async fn remove(&self, key: &StoreKey, lock: &StoreLock) -> Result<bool, Error> {
+        let _ = (key, lock);
+        Err(Error::store("this store cannot remove entries", None))
+    }
+
+    /// Every stored state with its key, for listing (`partner-auth status`).
+    async fn entries(&self) -> Result<Vec<(StoreKey, TokenState)>, Error> {
+        Err(Error::store("this store cannot list its entries", None))
+    }
+}
+
+/// One async mutex per key: the in-process half of a per-key lock.
+#[derive(Debug, Default)]
+struct KeyLocks(Mutex<HashMap<StoreKey, Arc<tokio::sync::Mutex<()>>>>);
+
+impl KeyLocks {
+    async fn lock(&self, key: &StoreKey) -> tokio::sync::OwnedMutexGuard<()> {
+        let mutex = {
+            let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+            // Drop the mutexes nobody holds or waits for, so the map stays as small as the set
+            // of keys in use.
+            if map.len() > 64 {
+                map.retain(|_, m| Arc::strong_count(m) > 1);
+            }
+            Arc::clone(map.entry(key.clone()).or_default())
+        };
+        mutex.lock_owned().await
     }
 }
 
@@ -115,7 +197,7 @@ pub trait TokenStore: Send + Sync + fmt::Debug {
 #[derive(Debug, Default, Clone)]
 pub struct MemoryStore {
     entries: Arc<Mutex<HashMap<StoreKey, TokenState>>>,
-    lock: Arc<tokio::sync::Mutex<()>>,
+    locks: Arc<KeyLocks>,
 }
 
 impl MemoryStore {
@@ -123,34 +205,52 @@ impl MemoryStore {
     pub fn new() -> Self {
         Self::default()
     }
+
+    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<StoreKey, TokenState>> {
+        self.entries.lock().unwrap_or_else(|e| e.into_inner())
+    }
 }
 
 #[async_trait]
 impl TokenStore for MemoryStore {
     async fn load(&self, key: &StoreKey) -> Result<Option<TokenState>, Error> {
-        Ok(self
-            .entries
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(key)
-            .cloned())
+        Ok(self.map().get(key).cloned())
     }
 
-    async fn save(&self, key: &StoreKey, state: &TokenState) -> Result<(), Error> {
-        self.entries
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(key.clone(), state.clone());
+    async fn save(
+        &self,
+        key: &StoreKey,
+        state: &TokenState,
+        _lock: &StoreLock,
+    ) -> Result<(), Error> {
+        self.map().insert(key.clone(), state.clone());
         Ok(())
     }
 
-    async fn lock(&self, _key: &StoreKey) -> Result<StoreLock, Error> {
-        Ok(StoreLock::new(Arc::clone(&self.lock).lock_owned().await))
+    async fn lock(&self, key: &StoreKey) -> Result<StoreLock, Error> {
+        Ok(StoreLock::new(self.locks.lock(key).await))
+    }
+
+    async fn remove(&self, key: &StoreKey, _lock: &StoreLock) -> Result<bool, Error> {
+        Ok(self.map().remove(key).is_some())
+    }
+
+    async fn entries(&self) -> Result<Vec<(StoreKey, TokenState)>, Error> {
+        let mut all: Vec<_> = self
+            .map()
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        all.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(all)
     }
 }
 
 /// The current file format version.
 pub const FILE_FORMAT_VERSION: u32 = 1;
+
+/// The largest store file read (a store of ten thousand principals is a few MiB).
+pub const MAX_FILE_SIZE: u64 = 64 * 1024 * 1024;
 
 const DEFAULT_LOCK_TIMEOUT: Duration = Duration::from_secs(30);
 const LOCK_POLL: Duration = Duration::from_millis(20);
@@ -158,40 +258,51 @@ const LOCK_POLL: Duration = Duration::from_millis(20);
 /// A store in one JSON file (format above), safe to share between processes.
 ///
 /// - Writes are atomic: a temporary file in the same directory, `fsync`, `rename` over the old
-///   file, `fsync` of the directory. A crash leaves the old state or the new, never half of one.
-/// - The file and its lock file are created with mode 0600; a file that others can read or
-///   write is refused with an error saying to `chmod 600` it.
-/// - [`lock`](TokenStore::lock) takes an exclusive OS lock on `<file>.lock` (held across
-///   read-refresh-write by the cache), so two processes never spend the same refresh token.
+///   file, `fsync` of the directory. A crash leaves the old state or the new, never half of one;
+///   temporary files a killed process left behind are removed by the next save.
+/// - Locks are per key: [`lock`](TokenStore::lock) takes an exclusive OS lock on one file in the
+///   directory `<file>.locks/` (held across read-refresh-write by the cache), so two processes
+///   never spend the same refresh token while other principals go on. Each save holds
+///   `<file>.lock` for the moment it rewrites the file. A lock held longer than the lock timeout
+///   is [`Error::StoreBusy`] (transient).
+/// - The file, its lock files and directory are created with mode 0600/0700 and must belong to
+///   the user running the process; a file that others can read or write is refused with an error
+///   saying to `chmod 600` it. Symbolic links (the store, its lock file or lock directory) and
+///   anything that is not a regular file (a directory, a FIFO) are refused at once, before
+///   anything is created. Files over [`MAX_FILE_SIZE`] are refused unread.
 #[derive(Debug, Clone)]
 pub struct FileStore {
     path: PathBuf,
     lock_path: PathBuf,
+    locks_dir: PathBuf,
     lock_timeout: Duration,
-    // Threads of one process queue here first; the OS lock then orders processes.
-    in_process: Arc<tokio::sync::Mutex<()>>,
+    // Tasks of one process queue here first, per key; the OS lock then orders processes.
+    in_process: Arc<KeyLocks>,
 }
 
 impl FileStore {
     /// A store at `path` (created on first save; its directory must exist).
     pub fn new(path: impl Into<PathBuf>) -> Self {
         let path = path.into();
-        let mut lock_name = path
-            .file_name()
-            .map(|n| n.to_os_string())
-            .unwrap_or_default();
-        lock_name.push(".lock");
-        let lock_path = path.with_file_name(lock_name);
+        let sibling = |suffix: &str| {
+            let mut name = path
+                .file_name()
+                .map(|n| n.to_os_string())
+                .unwrap_or_default();
+            name.push(suffix);
+            path.with_file_name(name)
+        };
         Self {
+            lock_path: sibling(".lock"),
+            locks_dir: sibling(".locks"),
             path,
-            lock_path,
             lock_timeout: DEFAULT_LOCK_TIMEOUT,
-            in_process: Arc::new(tokio::sync::Mutex::new(())),
+            in_process: Arc::new(KeyLocks::default()),
         }
     }
 
     /// How long [`lock`](TokenStore::lock) waits for another holder (say a stopped process)
-    /// before giving up with [`Error::Store`] (default 30 s).
+    /// before giving up with [`Error::StoreBusy`] (default 30 s).
     #[must_use]
     pub fn lock_timeout(mut self, timeout: Duration) -> Self {
         self.lock_timeout = timeout;
@@ -205,12 +316,26 @@ impl FileStore {
 
     async fn blocking<T: Send + 'static>(
         &self,
-        f: impl FnOnce(&Path) -> Result<T, Error> + Send + 'static,
+        f: impl FnOnce(&FileStore) -> Result<T, Error> + Send + 'static,
     ) -> Result<T, Error> {
-        let path = self.path.clone();
-        tokio::task::spawn_blocking(move || f(&path))
+        let this = self.clone();
+        tokio::task::spawn_blocking(move || f(&this))
             .await
             .map_err(|e| Error::store(format!("store task failed: {e}"), None))?
+    }
+
+    /// Rewrites the file under its write lock: `edit` changes the parsed file.
+    fn rewrite<T>(&self, edit: impl FnOnce(&mut StoreFile) -> T) -> Result<T, Error> {
+        check_store_path(&self.path)?;
+        let lock = open_private(&self.lock_path)?;
+        poll_lock(&lock, &self.lock_path, self.lock_timeout)?;
+        // Holding the write lock, nobody else is between creating a temporary file and renaming
+        // it: any temporary file there is a killed writer's, holding tokens. Remove them.
+        remove_stale_temporaries(&self.path);
+        let mut file = read_file(&self.path)?;
+        let out = edit(&mut file);
+        write_atomically(&self.path, &file)?;
+        Ok(out)
     }
 }
 
@@ -218,8 +343,8 @@ impl FileStore {
 impl TokenStore for FileStore {
     async fn load(&self, key: &StoreKey) -> Result<Option<TokenState>, Error> {
         let key = key.clone();
-        self.blocking(move |path| {
-            let file = read_file(path)?;
+        self.blocking(move |store| {
+            let file = read_file(&store.path)?;
             file.entries
                 .get(key.as_str())
                 .map(StoredEntry::to_state)
@@ -228,53 +353,93 @@ impl TokenStore for FileStore {
         .await
     }
 
-    async fn save(&self, key: &StoreKey, state: &TokenState) -> Result<(), Error> {
+    async fn save(
+        &self,
+        key: &StoreKey,
+        state: &TokenState,
+        _lock: &StoreLock,
+    ) -> Result<(), Error> {
         let key = key.clone();
-        let entry = StoredEntry::from_state(state);
-        self.blocking(move |path| {
-            let mut file = read_file(path)?;
-            file.entries.insert(key.0, entry);
-            write_atomically(path, &file)
+        let state = state.clone();
+        self.blocking(move |store| {
+            store.rewrite(|file| {
+                let extra = file
+                    .entries
+                    .remove(key.as_str())
+                    .map(|old| old.extra)
+                    .unwrap_or_default();
+                file.entries
+                    .insert(key.0, StoredEntry::from_state(&state, extra));
+            })
         })
         .await
     }
 
-    async fn lock(&self, _key: &StoreKey) -> Result<StoreLock, Error> {
-        let in_process = Arc::clone(&self.in_process).lock_owned().await;
-        let lock_path = self.lock_path.clone();
-        let timeout = self.lock_timeout;
-        let file = tokio::task::spawn_blocking(move || -> Result<File, Error> {
-            let file = open_private(&lock_path, false)
-                .map_err(|e| io_error("cannot open the lock file", &lock_path, e))?;
-            // Polled rather than blocking, so a holder that never lets go (a stopped process)
-            // ends in an error instead of a fetch that never finishes.
-            let mut waited = Duration::ZERO;
-            loop {
-                match file.try_lock() {
-                    Ok(()) => return Ok(file),
-                    Err(std::fs::TryLockError::WouldBlock) if waited < timeout => {
-                        std::thread::sleep(LOCK_POLL);
-                        waited += LOCK_POLL;
-                    }
-                    Err(std::fs::TryLockError::WouldBlock) => {
-                        return Err(Error::store(
-                            format!(
-                                "another process has held {} for over {timeout:?}",
-                                lock_path.display()
-                            ),
-                            None,
-                        ));
-                    }
-                    Err(std::fs::TryLockError::Error(e)) => {
-                        return Err(io_error("cannot lock", &lock_path, e));
-                    }
-                }
-            }
-        })
-        .await
-        .map_err(|e| Error::store(format!("store task failed: {e}"), None))??;
+    async fn lock(&self, key: &StoreKey) -> Result<StoreLock, Error> {
+        // Refused before anything is created beside it (`--store DIR` must not make `DIR.lock`).
+        let path = self.path.clone();
+        self.blocking(move |_| check_store_path(&path)).await?;
+        let in_process = self.in_process.lock(key).await;
+        let name = format!("{:016x}.lock", fnv1a(key.as_str()));
+        let file = self
+            .blocking(move |store| {
+                ensure_private_dir(&store.locks_dir)?;
+                let path = store.locks_dir.join(name);
+                let file = open_private(&path)?;
+                poll_lock(&file, &path, store.lock_timeout)?;
+                Ok(file)
+            })
+            .await?;
         // Closing the file releases the OS lock; the in-process guard goes with it.
         Ok(StoreLock::new((file, in_process)))
+    }
+
+    async fn remove(&self, key: &StoreKey, _lock: &StoreLock) -> Result<bool, Error> {
+        let key = key.clone();
+        self.blocking(move |store| {
+            store.rewrite(|file| file.entries.remove(key.as_str()).is_some())
+        })
+        .await
+    }
+
+    async fn entries(&self) -> Result<Vec<(StoreKey, TokenState)>, Error> {
+        self.blocking(|store| {
+            read_file(&store.path)?
+                .entries
+                .iter()
+                .map(|(k, e)| Ok((StoreKey::from_stored(k.clone()), e.to_state()?)))
+                .collect()
+        })
+        .await
+    }
+}
+
+/// FNV-1a: a stable name for a key's lock file that does not spell out the key.
+fn fnv1a(s: &str) -> u64 {
+    s.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+/// Takes `file`'s exclusive OS lock, polling (so a holder that never lets go, a stopped
+/// process, ends in an error instead of a wait that never ends).
+fn poll_lock(file: &File, path: &Path, timeout: Duration) -> Result<(), Error> {
+    let mut waited = Duration::ZERO;
+    loop {
+        match file.try_lock() {
+            Ok(()) => return Ok(()),
+            Err(fs::TryLockError::WouldBlock) if waited < timeout => {
+                std::thread::sleep(LOCK_POLL);
+                waited += LOCK_POLL;
+            }
+            Err(fs::TryLockError::WouldBlock) => {
+                return Err(Error::store_busy(format!(
+                    "another process has held {} for over {timeout:?}",
+                    path.display()
+                )));
+            }
+            Err(fs::TryLockError::Error(e)) => return Err(io_error("cannot lock", path, e)),
+        }
     }
 }
 
@@ -283,6 +448,9 @@ struct StoreFile {
     version: u32,
     #[serde(default)]
     entries: BTreeMap<String, StoredEntry>,
+    /// Fields a later release added: kept as they were.
+    #[serde(flatten)]
+    extra: serde_json::Map<String, serde_json::Value>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -292,10 +460,15 @@ struct StoredEntry {
     token_type: String,
     #[serde(default)]
     expires_at: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    obtained_at: Option<u64>,
     #[serde(default)]
     scope: Option<String>,
     #[serde(default)]
     refresh_token: Option<String>,
+    /// Fields a later release added: kept as they were.
+    #[serde(flatten)]
+    extra: serde_json::Map<String, serde_json::Value>,
 }
 
 impl fmt::Debug for StoredEntry {
@@ -303,6 +476,7 @@ impl fmt::Debug for StoredEntry {
         f.debug_struct("StoredEntry")
             .field("token_type", &self.token_type)
             .field("expires_at", &self.expires_at)
+            .field("obtained_at", &self.obtained_at)
             .finish_non_exhaustive()
     }
 }
@@ -311,21 +485,30 @@ fn bearer() -> String {
     "Bearer".to_owned()
 }
 
+fn unix_secs(at: SystemTime) -> Option<u64> {
+    at.duration_since(UNIX_EPOCH).ok().map(|d| d.as_secs())
+}
+
+/// Unix seconds as a time, clamped to what a token can carry (a file written before expiries
+/// were capped may hold 9e12).
+fn from_unix_secs(secs: u64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_secs(secs.min(MAX_EXPIRY_UNIX_SECS))
+}
+
 impl StoredEntry {
-    fn from_state(state: &TokenState) -> Self {
+    fn from_state(state: &TokenState, extra: serde_json::Map<String, serde_json::Value>) -> Self {
         let t = &state.access_token;
         Self {
             access_token: t.secret().expose_secret().to_owned(),
             token_type: t.token_type().to_owned(),
-            expires_at: t
-                .expires_at()
-                .and_then(|at| at.duration_since(UNIX_EPOCH).ok())
-                .map(|d| d.as_secs()),
+            expires_at: t.expires_at().and_then(unix_secs),
+            obtained_at: state.obtained_at.and_then(unix_secs),
             scope: t.scope().map(str::to_owned),
             refresh_token: state
                 .refresh_token
                 .as_ref()
                 .map(|r| r.expose_secret().to_owned()),
+            extra,
         }
     }
 
@@ -336,38 +519,176 @@ impl StoredEntry {
                 None,
             ));
         }
-        let expires_at = self
-            .expires_at
-            .map(|s| UNIX_EPOCH.checked_add(Duration::from_secs(s)))
-            .map(|t| t.ok_or_else(|| Error::store("a stored expiry is out of range", None)))
-            .transpose()?;
         let token = AccessToken::builder(self.access_token.as_str())
             .token_type(self.token_type.as_str())
-            .expires_at(expires_at)
+            .expires_at(self.expires_at.map(from_unix_secs))
             .scope(self.scope.clone())
             .build();
         Ok(TokenState::new(token)
-            .with_refresh_token(self.refresh_token.as_deref().map(Secret::from)))
+            .with_refresh_token(self.refresh_token.as_deref().map(Secret::from))
+            .with_obtained_at(self.obtained_at.map(from_unix_secs)))
     }
 }
 
 fn io_error(what: &str, path: &Path, e: io::Error) -> Error {
+    #[cfg(unix)]
+    if e.raw_os_error() == Some(rustix::io::Errno::LOOP.raw_os_error()) {
+        return Error::store(
+            format!(
+                "{} is a symbolic link; give the store's real path",
+                path.display()
+            ),
+            None,
+        );
+    }
     Error::store(format!("{what} {}", path.display()), e)
+}
+
+/// Refuses a store path that is a symbolic link or not a regular file (a directory, a FIFO), or
+/// that belongs to another user. A missing file is fine (it is created on first save).
+fn check_store_path(path: &Path) -> Result<(), Error> {
+    match fs::symlink_metadata(path) {
+        Ok(meta) => check_metadata(path, &meta, false),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(io_error("cannot stat", path, e)),
+    }
+}
+
+fn check_metadata(path: &Path, meta: &fs::Metadata, dir: bool) -> Result<(), Error> {
+    let kind = meta.file_type();
+    if kind.is_symlink() {
+        return Err(Error::store(
+            format!(
+                "{} is a symbolic link; give the store's real path",
+                path.display()
+            ),
+            None,
+        ));
+    }
+    if (dir && !kind.is_dir()) || (!dir && !kind.is_file()) {
+        return Err(Error::store(
+            format!(
+                "{} is not a {}",
+                path.display(),
+                if dir { "directory" } else { "regular file" }
+            ),
+            None,
+        ));
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        if meta.uid() != rustix::process::geteuid().as_raw() {
+            return Err(Error::store(
+                format!(
+                    "{} belongs to another user (uid {}); a token store is used only by its owner",
+                    path.display(),
+                    meta.uid()
+                ),
+                None,
+            ));
+        }
+        if meta.mode() & 0o077 != 0 {
+            return Err(Error::store(
+                format!(
+                    "{} is accessible to other users (mode {:o}); run `chmod {}` on it",
+                    path.display(),
+                    meta.mode() & 0o777,
+                    if dir { 700 } else { 600 }
+                ),
+                None,
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Opens (creating with mode 0600) a lock file, refusing a symbolic link, a non-regular file or
+/// another user's file.
+fn open_private(path: &Path) -> Result<File, Error> {
+    let mut options = OpenOptions::new();
+    options.read(true).write(true).create(true).truncate(false);
+    no_follow(&mut options);
+    let file = options
+        .open(path)
+        .map_err(|e| io_error("cannot open", path, e))?;
+    let meta = file
+        .metadata()
+        .map_err(|e| io_error("cannot stat", path, e))?;
+    check_metadata(path, &meta, false)?;
+    Ok(file)
+}
+
+/// Creates `dir` (mode 0700) when missing; refuses it when it is a link, not a directory or
+/// another user's.
+fn ensure_private_dir(dir: &Path) -> Result<(), Error> {
+    let mut builder = fs::DirBuilder::new();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        builder.mode(0o700);
+    }
+    match builder.create(dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(io_error("cannot create", dir, e)),
+    }
+    let meta = fs::symlink_metadata(dir).map_err(|e| io_error("cannot stat", dir, e))?;
+    check_metadata(dir, &meta, true)
+}
+
+fn no_follow(options: &mut OpenOptions) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        // O_NONBLOCK: a FIFO in the file's place must not block the open; regular files ignore it.
+        options.mode(0o600).custom_flags(no_follow_flags());
+    }
+    #[cfg(not(unix))]
+    let _ = options;
+}
+
+#[cfg(unix)]
+fn no_follow_flags() -> i32 {
+    use rustix::fs::OFlags;
+    let flags = OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC;
+    flags.bits() as i32
 }
 
 /// Reads the store file; a missing file is an empty store.
 fn read_file(path: &Path) -> Result<StoreFile, Error> {
-    let bytes = match fs::read(path) {
-        Ok(b) => b,
+    let mut options = OpenOptions::new();
+    options.read(true);
+    no_follow(&mut options);
+    let file = match options.open(path) {
+        Ok(f) => f,
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
             return Ok(StoreFile {
                 version: FILE_FORMAT_VERSION,
                 entries: BTreeMap::new(),
+                extra: serde_json::Map::new(),
             });
         }
         Err(e) => return Err(io_error("cannot read", path, e)),
     };
-    check_private(path)?;
+    let meta = file
+        .metadata()
+        .map_err(|e| io_error("cannot stat", path, e))?;
+    check_metadata(path, &meta, false)?;
+    let mut bytes = Vec::new();
+    file.take(MAX_FILE_SIZE + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| io_error("cannot read", path, e))?;
+    if bytes.len() as u64 > MAX_FILE_SIZE {
+        return Err(Error::store(
+            format!(
+                "{} is larger than {} MiB: not a token store file",
+                path.display(),
+                MAX_FILE_SIZE / (1024 * 1024)
+            ),
+            None,
+        ));
+    }
     let file: StoreFile = serde_json::from_slice(&bytes).map_err(|e| {
         Error::store(
             format!(
@@ -392,63 +713,54 @@ fn read_file(path: &Path) -> Result<StoreFile, Error> {
     Ok(file)
 }
 
-#[cfg(unix)]
-fn check_private(path: &Path) -> Result<(), Error> {
-    use std::os::unix::fs::PermissionsExt;
-    let mode = fs::metadata(path)
-        .map_err(|e| io_error("cannot stat", path, e))?
-        .permissions()
-        .mode();
-    if mode & 0o077 != 0 {
-        return Err(Error::store(
-            format!(
-                "{} is accessible to other users (mode {:o}); run `chmod 600` on it",
-                path.display(),
-                mode & 0o777
-            ),
-            None,
-        ));
-    }
-    Ok(())
+/// The prefix of the temporary files a save of `path` writes.
+fn temporary_prefix(path: &Path) -> Option<String> {
+    Some(format!(".{}.tmp.", path.file_name()?.to_str()?))
 }
 
-#[cfg(not(unix))]
-fn check_private(_path: &Path) -> Result<(), Error> {
-    Ok(())
+fn remove_stale_temporaries(path: &Path) {
+    let (Some(prefix), Some(dir)) = (temporary_prefix(path), parent_dir(path)) else {
+        return;
+    };
+    let Ok(entries) = fs::read_dir(&dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        if entry
+            .file_name()
+            .to_str()
+            .is_some_and(|n| n.starts_with(&prefix))
+            && entry.file_type().is_ok_and(|t| t.is_file())
+        {
+            let _ = fs::remove_file(entry.path());
+        }
+    }
 }
 
-fn open_private(path: &Path, truncate_new: bool) -> io::Result<File> {
-    let mut options = OpenOptions::new();
-    options.read(true).write(true);
-    if truncate_new {
-        options.create_new(true);
-    } else {
-        options.create(true).truncate(false);
+fn parent_dir(path: &Path) -> Option<PathBuf> {
+    match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => Some(d.to_path_buf()),
+        Some(_) => Some(PathBuf::from(".")),
+        None => None,
     }
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
-    options.open(path)
 }
 
 fn write_atomically(path: &Path, file: &StoreFile) -> Result<(), Error> {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let name = path
-        .file_name()
+    let dir = parent_dir(path).unwrap_or_else(|| PathBuf::from("."));
+    let prefix = temporary_prefix(path)
         .ok_or_else(|| Error::store(format!("{} is not a file path", path.display()), None))?;
-    let mut tmp_name = std::ffi::OsString::from(".");
-    tmp_name.push(name);
-    tmp_name.push(format!(".tmp.{}.{}", std::process::id(), fastrand::u64(..)));
-    let tmp = dir.join(tmp_name);
+    let tmp = dir.join(format!(
+        "{prefix}{}.{}",
+        std::process::id(),
+        fastrand::u64(..)
+    ));
     let bytes = serde_json::to_vec_pretty(file)
         .map_err(|e| Error::store(format!("cannot encode the store: {e}"), None))?;
     let result = (|| -> io::Result<()> {
-        let mut f = open_private(&tmp, true)?;
+        let mut options = OpenOptions::new();
+        options.write(true).create_new(true);
+        no_follow(&mut options);
+        let mut f = options.open(&tmp)?;
         f.write_all(&bytes)?;
         f.sync_all()?;
         drop(f);
@@ -479,18 +791,35 @@ mod tests {
 
     #[test]
     fn keys_join_their_parts() {
+        let key = StoreKey::new("aerion", "live", "acme", "me@x");
+        assert_eq!(key.as_str(), "aerion|live|acme|me@x");
         assert_eq!(
-            StoreKey::new("aerion", "live", "acme", "me@x").as_str(),
-            "aerion|live|acme|me@x"
+            key.parts(),
+            ["aerion", "live", "acme", "me@x"].map(String::from)
         );
+    }
+
+    #[test]
+    fn parts_holding_the_separator_never_make_one_key() {
+        let a = StoreKey::new("p", "e", "t|x", "u");
+        let b = StoreKey::new("p", "e", "t", "x|u");
+        assert_ne!(a, b);
+        assert_eq!(b.parts()[3], "x|u");
+        let c = StoreKey::new("p", "e", "100%7C", "u");
+        assert_eq!(c.parts()[2], "100%7C");
+        assert_ne!(c, StoreKey::new("p", "e", "100|", "u"));
     }
 
     #[test]
     fn entries_round_trip() {
         let s = state("at-1", Some("rt-1"));
-        let back = StoredEntry::from_state(&s).to_state().unwrap();
+        let s = s.with_obtained_at(UNIX_EPOCH + Duration::from_secs(1_999_000_000));
+        let back = StoredEntry::from_state(&s, Default::default())
+            .to_state()
+            .unwrap();
         assert_eq!(back, s);
         assert_eq!(back.access_token.expires_at(), s.access_token.expires_at());
-        assert!(!format!("{:?}", StoredEntry::from_state(&s)).contains("rt-1"));
+        assert_eq!(back.obtained_at, s.obtained_at);
+        assert!(!format!("{:?}", StoredEntry::from_state(&s, Default::default())).contains("rt-1"));
     }
 }

@@ -121,6 +121,27 @@ impl fmt::Debug for AccessToken {
     }
 }
 
+/// The latest expiry a token can carry: 9999-12-31T23:59:59Z, the last instant RFC 3339 can
+/// write. A provider's `expires_in` of 9e12 seconds is taken as this (and the cache's
+/// [`max_lifetime`](crate::CacheConfig::max_lifetime) decides when it is refreshed).
+pub fn max_expiry() -> SystemTime {
+    SystemTime::UNIX_EPOCH + Duration::from_secs(MAX_EXPIRY_UNIX_SECS)
+}
+
+/// [`max_expiry`] in Unix seconds.
+pub const MAX_EXPIRY_UNIX_SECS: u64 = 253_402_300_799;
+
+/// Whether `token` can be sent as `Authorization: Bearer <token>` as it is: RFC 6750's
+/// `b64token` (letters, digits, `-._~+/`, then `=` padding). Anything else (spaces, CR/LF,
+/// control or non-ASCII characters) would break or inject a header line wherever it is pasted.
+pub fn is_b64token(token: &str) -> bool {
+    let body = token.trim_end_matches('=');
+    !body.is_empty()
+        && body.bytes().all(|b| {
+            b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/')
+        })
+}
+
 /// Builds an [`AccessToken`].
 #[must_use]
 #[derive(Debug)]
@@ -138,15 +159,21 @@ impl AccessTokenBuilder {
         self
     }
 
-    /// The absolute expiry.
+    /// The absolute expiry, capped at [`max_expiry`] (an absurd one would otherwise overflow
+    /// whatever formats it).
     pub fn expires_at(mut self, at: impl Into<Option<SystemTime>>) -> Self {
-        self.expires_at = at.into();
+        self.expires_at = at.into().map(|at| at.min(max_expiry()));
         self
     }
 
-    /// Expiry as a lifetime counted from `now` (what OAuth's `expires_in` means).
+    /// Expiry as a lifetime counted from `now` (what OAuth's `expires_in` means), capped at
+    /// [`max_expiry`].
     pub fn expires_in(mut self, now: SystemTime, lifetime: Duration) -> Self {
-        self.expires_at = now.checked_add(lifetime);
+        self.expires_at = Some(
+            now.checked_add(lifetime)
+                .unwrap_or_else(max_expiry)
+                .min(max_expiry()),
+        );
         self
     }
 
@@ -168,13 +195,22 @@ impl AccessTokenBuilder {
 }
 
 /// What a fetch produces and what a [`TokenStore`](crate::TokenStore) keeps: the access token
-/// plus the state a provider needs for its next fetch (a rotating refresh token, say).
+/// plus the state a provider needs for its next fetch (a rotating refresh token, say), and when
+/// it was obtained.
+///
+/// Build it with [`new`](Self::new) and the `with_*` methods; more fields may come.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct TokenState {
     /// The access token.
     pub access_token: AccessToken,
     /// The refresh token, for providers that issue one.
     pub refresh_token: Option<Secret>,
+    /// When the access token was obtained from the provider. The cache sets it when a fetch
+    /// returns (a fetcher may set it itself); a store keeps it, so a token adopted from a store
+    /// gets the same refresh margin and lifetime limits as one just fetched. `None` for states
+    /// stored before this was recorded.
+    pub obtained_at: Option<SystemTime>,
 }
 
 impl TokenState {
@@ -183,7 +219,15 @@ impl TokenState {
         Self {
             access_token,
             refresh_token: None,
+            obtained_at: None,
         }
+    }
+
+    /// Records when the access token was obtained.
+    #[must_use]
+    pub fn with_obtained_at(mut self, obtained_at: impl Into<Option<SystemTime>>) -> Self {
+        self.obtained_at = obtained_at.into();
+        self
     }
 
     /// Adds a refresh token.
@@ -235,6 +279,44 @@ mod tests {
             Some(Duration::ZERO)
         );
         assert!(!AccessToken::new("y").is_expired(now));
+    }
+
+    #[test]
+    fn absurd_expiries_are_capped_at_the_last_rfc3339_instant() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let t = AccessToken::builder("x")
+            .expires_in(now, Duration::from_secs(9_000_000_000_000))
+            .build();
+        assert_eq!(t.expires_at(), Some(max_expiry()));
+        let t = AccessToken::builder("x")
+            .expires_in(now, Duration::MAX)
+            .build();
+        assert_eq!(t.expires_at(), Some(max_expiry()));
+        let t = AccessToken::builder("x")
+            .expires_at(max_expiry() + Duration::from_secs(1))
+            .build();
+        assert_eq!(t.expires_at(), Some(max_expiry()));
+    }
+
+    #[test]
+    fn only_b64token_characters_make_a_bearer() {
+        for good in ["abc", "eyJ.a-b_c~d+e/f==", "tk_test_0123", "A="] {
+            assert!(is_b64token(good), "{good}");
+        }
+        for bad in [
+            "",
+            "=",
+            "a b",
+            "a\r\nX-Evil: 1",
+            "a\tb",
+            "tök",
+            "a\u{7f}",
+            "a=b",
+            "a,b",
+            "\"a\"",
+        ] {
+            assert!(!is_b64token(bad), "{bad:?}");
+        }
     }
 
     #[test]

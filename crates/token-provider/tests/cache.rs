@@ -6,7 +6,7 @@ use std::time::{Duration, SystemTime};
 
 use token_provider::{
     AccessToken, CacheConfig, CachedTokenProvider, Error, Fetch, MemoryStore, Secret, StoreKey,
-    TokenProvider, TokenState, TokenStore, TokioClock, async_trait,
+    StoreLock, TokenProvider, TokenState, TokenStore, TokioClock, async_trait,
 };
 
 const HOUR: Duration = Duration::from_secs(3600);
@@ -32,8 +32,17 @@ impl std::fmt::Debug for Scripted {
     }
 }
 
+/// The key every scripted fetcher names in a store.
+fn test_key() -> StoreKey {
+    StoreKey::new("test", "env", "tenant", "me")
+}
+
 #[async_trait]
 impl Fetch for Scripted {
+    fn store_key(&self) -> Option<StoreKey> {
+        Some(test_key())
+    }
+
     async fn fetch(&self, previous: Option<&TokenState>) -> Result<TokenState, Error> {
         let n = self.calls.fetch_add(1, Ordering::SeqCst);
         self.seen_previous.lock().unwrap().push(
@@ -488,12 +497,15 @@ async fn a_stored_token_near_its_end_is_not_adopted() {
     // Saved by another process; 30 s left: less than the 5-minute margin.
     let nearly_dead = token_n(&TokioClock::new(t0()), 99, Duration::from_secs(30))
         .with_refresh_token(Some(Secret::new("rt-stored")));
-    store.save(&key, &nearly_dead).await.unwrap();
+    store
+        .save(&key, &nearly_dead, &StoreLock::none())
+        .await
+        .unwrap();
     let clock = TokioClock::new(t0());
-    let (s, k) = (store.clone(), key.clone());
+    let s = store.clone();
     let h = harness(
         Duration::from_millis(5),
-        move |c| c.store(Arc::new(s), k),
+        move |c| c.store(Arc::new(s)),
         move |n, _| Ok(token_n(&clock, n, HOUR)),
     );
     assert_eq!(secret_of(&h.provider.token().await.unwrap()), "token-0");
@@ -506,12 +518,15 @@ async fn a_stored_token_near_its_end_is_not_adopted() {
 
     // With ten minutes left it is adopted as is.
     let fresh_enough = token_n(&TokioClock::new(t0()), 98, 10 * MIN);
-    store.save(&key, &fresh_enough).await.unwrap();
+    store
+        .save(&key, &fresh_enough, &StoreLock::none())
+        .await
+        .unwrap();
     let clock = TokioClock::new(t0());
-    let (s, k) = (store.clone(), key.clone());
+    let s = store.clone();
     let h = harness(
         Duration::from_millis(5),
-        move |c| c.store(Arc::new(s), k),
+        move |c| c.store(Arc::new(s)),
         move |n, _| Ok(token_n(&clock, n, HOUR)),
     );
     assert_eq!(secret_of(&h.provider.token().await.unwrap()), "token-98");
@@ -545,12 +560,12 @@ async fn with_a_store_state_is_loaded_saved_and_refresh_tokens_carried() {
     // Another process already saved a fresh token: adopted without a fetch.
     let seeded =
         token_n(&TokioClock::new(t0()), 99, HOUR).with_refresh_token(Some(Secret::new("rt-seed")));
-    store.save(&key, &seeded).await.unwrap();
+    store.save(&key, &seeded, &StoreLock::none()).await.unwrap();
     let clock = TokioClock::new(t0());
-    let (s, k) = (store.clone(), key.clone());
+    let s = store.clone();
     let h = harness(
         Duration::from_millis(5),
-        move |c| c.store(Arc::new(s), k),
+        move |c| c.store(Arc::new(s)),
         move |n, prev| {
             let rt = prev.and_then(|p| p.refresh_token.clone());
             Ok(

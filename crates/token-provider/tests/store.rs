@@ -11,7 +11,7 @@ use std::time::{Duration, SystemTime};
 use token_provider::http::{Repeat, Request, parse_base_url};
 use token_provider::{
     AccessToken, CacheConfig, CachedTokenProvider, Error, Fetch, FileStore, HttpClient, Secret,
-    StoreKey, SystemClock, TokenProvider, TokenState, TokenStore, async_trait,
+    StoreKey, StoreLock, SystemClock, TokenProvider, TokenState, TokenStore, async_trait,
 };
 
 fn temp_dir(name: &str) -> PathBuf {
@@ -52,8 +52,14 @@ async fn saves_and_loads_many_keys_in_one_private_file() {
     let a = StoreKey::new("aerion", "api.aerion.app", "companyurl=acme", "me@acme");
     let b = StoreKey::new("aurora-uk", "dev", "aud", "client");
     assert!(store.load(&a).await.unwrap().is_none());
-    store.save(&a, &state("at-a", "rt-a")).await.unwrap();
-    store.save(&b, &state("at-b", "rt-b")).await.unwrap();
+    store
+        .save(&a, &state("at-a", "rt-a"), &StoreLock::none())
+        .await
+        .unwrap();
+    store
+        .save(&b, &state("at-b", "rt-b"), &StoreLock::none())
+        .await
+        .unwrap();
     assert_eq!(mode(&path), 0o600);
 
     let reopened = FileStore::new(&path);
@@ -86,7 +92,10 @@ async fn an_interrupted_write_leaves_the_last_good_state() {
     let path = dir.join("tokens.json");
     let store = FileStore::new(&path);
     let key = StoreKey::new("p", "e", "t", "u");
-    store.save(&key, &state("good", "rt-good")).await.unwrap();
+    store
+        .save(&key, &state("good", "rt-good"), &StoreLock::none())
+        .await
+        .unwrap();
     // What a crash before the rename leaves behind: temp files, one truncated mid-JSON.
     std::fs::write(
         dir.join(".tokens.json.tmp.1.2"),
@@ -97,7 +106,10 @@ async fn an_interrupted_write_leaves_the_last_good_state() {
     let got = store.load(&key).await.unwrap().unwrap();
     assert_eq!(got.access_token.secret().expose_secret(), "good");
     // And the next save still works beside them.
-    store.save(&key, &state("next", "rt-next")).await.unwrap();
+    store
+        .save(&key, &state("next", "rt-next"), &StoreLock::none())
+        .await
+        .unwrap();
     assert_eq!(
         store
             .load(&key)
@@ -117,14 +129,22 @@ async fn a_file_others_can_read_is_refused() {
     let path = dir.join("tokens.json");
     let store = FileStore::new(&path);
     let key = StoreKey::new("p", "e", "t", "u");
-    store.save(&key, &state("at", "rt")).await.unwrap();
+    store
+        .save(&key, &state("at", "rt"), &StoreLock::none())
+        .await
+        .unwrap();
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
     let err = store.load(&key).await.unwrap_err();
     assert!(matches!(err, Error::Store { .. }), "{err:?}");
     assert!(err.to_string().contains("chmod 600"), "{err}");
     assert!(err.to_string().contains("644"), "{err}");
     // Saving is refused too: it reads the file first.
-    assert!(store.save(&key, &state("x", "y")).await.is_err());
+    assert!(
+        store
+            .save(&key, &state("x", "y"), &StoreLock::none())
+            .await
+            .is_err()
+    );
 }
 
 #[tokio::test]
@@ -171,9 +191,14 @@ async fn the_lock_is_exclusive_across_handles() {
     let impatient = FileStore::new(&path).lock_timeout(Duration::from_millis(200));
     let _held = one.lock(&key).await.unwrap();
     let err = impatient.lock(&key).await.unwrap_err();
-    assert!(matches!(err, Error::Store { .. }), "{err:?}");
+    // Contention, not a broken configuration: transient.
+    assert!(matches!(err, Error::StoreBusy { .. }), "{err:?}");
+    assert!(err.is_transient());
     assert!(err.to_string().contains("another process"), "{err}");
-    assert_eq!(mode(&dir.join("tokens.json.lock")), 0o600);
+    assert_eq!(mode(&dir.join("tokens.json.locks")), 0o700);
+    for lock in std::fs::read_dir(dir.join("tokens.json.locks")).unwrap() {
+        assert_eq!(mode(&lock.unwrap().path()), 0o600);
+    }
 }
 
 // ---- Two OS processes, one store file, a server that rotates and revokes refresh tokens ----
@@ -187,6 +212,10 @@ struct RefreshFetcher {
 
 #[async_trait]
 impl Fetch for RefreshFetcher {
+    fn store_key(&self) -> Option<StoreKey> {
+        Some(StoreKey::new("test", "loopback", "tenant", "user"))
+    }
+
     async fn fetch(&self, previous: Option<&TokenState>) -> Result<TokenState, Error> {
         let rt = previous
             .and_then(|p| p.refresh_token.clone())
@@ -228,13 +257,12 @@ const ROUNDS: usize = 6;
 async fn store_child_process() {
     let url = std::env::var(CHILD_URL).expect("spawned by the parent test");
     let path = std::env::var(CHILD_STORE).expect("spawned by the parent test");
-    let key = StoreKey::new("test", "loopback", "tenant", "user");
     let provider = CachedTokenProvider::with_config(
         RefreshFetcher {
             http: HttpClient::new().unwrap(),
             url: parse_base_url("url", &url).unwrap(),
         },
-        CacheConfig::new().store(Arc::new(FileStore::new(path)), key),
+        CacheConfig::new().store(Arc::new(FileStore::new(path))),
     );
     for _ in 0..ROUNDS {
         let t = provider.token().await.expect("a token in every round");
@@ -321,7 +349,10 @@ async fn two_processes_never_spend_the_same_refresh_token() {
             .build(),
     )
     .with_refresh_token(Some(Secret::new("rt-0")));
-    FileStore::new(&path).save(&key, &seed).await.unwrap();
+    FileStore::new(&path)
+        .save(&key, &seed, &StoreLock::none())
+        .await
+        .unwrap();
 
     let exe = std::env::current_exe().unwrap();
     let spawn = || {

@@ -1,0 +1,83 @@
+//! Two people signed in by SSO on one tenant and one store: each is served their own token.
+
+mod common;
+
+use std::sync::Arc;
+
+use common::*;
+use token_provider::{FileStore, TokenProvider, TokenStore};
+
+#[tokio::test]
+async fn two_sso_refresh_tokens_on_one_tenant_and_store_never_share_a_token() {
+    let mut server = mockito::Server::new_async().await;
+    let alice = issue(
+        token_mock(&mut server, refresh_form("rt-alice")).expect(1),
+        "at-alice",
+        Some("rt-alice-2"),
+    )
+    .await;
+    let bob = issue(
+        token_mock(&mut server, refresh_form("rt-bob")).expect(1),
+        "at-bob",
+        Some("rt-bob-2"),
+    )
+    .await;
+    let dir = std::env::temp_dir().join(format!("aerion-sso-store-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("tokens.json");
+    let _ = std::fs::remove_file(&path);
+    let store: Arc<dyn TokenStore> = Arc::new(FileStore::new(&path));
+
+    let clock = clock();
+    let as_alice = builder(&server, &clock)
+        .refresh_token("rt-alice")
+        .store(Arc::clone(&store))
+        .build()
+        .unwrap();
+    assert_eq!(
+        as_alice.token().await.unwrap().secret().expose_secret(),
+        "at-alice"
+    );
+
+    // A second person, a second process: same tenant, same store file, another refresh token.
+    let as_bob = builder(&server, &clock)
+        .refresh_token("rt-bob")
+        .store(Arc::clone(&store))
+        .build()
+        .unwrap();
+    let token = as_bob.token().await.unwrap();
+    assert_eq!(
+        token.secret().expose_secret(),
+        "at-bob",
+        "bob was served alice's token"
+    );
+    alice.assert_async().await;
+    bob.assert_async().await;
+
+    // Alice's next run adopts her own rotated state, with no request.
+    let again = builder(&server, &clock)
+        .refresh_token("rt-alice")
+        .store(Arc::clone(&store))
+        .build()
+        .unwrap();
+    assert_eq!(
+        again.token().await.unwrap().secret().expose_secret(),
+        "at-alice"
+    );
+    alice.assert_async().await;
+    let stored = std::fs::read_to_string(&path).unwrap();
+    assert!(stored.contains("rt-alice-2") && stored.contains("rt-bob-2"));
+    // The keys name a digest, never the refresh tokens themselves.
+    let keys: Vec<_> = store
+        .entries()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(k, _)| k)
+        .collect();
+    assert_eq!(keys.len(), 2);
+    for key in keys {
+        assert!(!key.as_str().contains("rt-"), "{key}");
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -1,0 +1,115 @@
+//! What the CLI does with the state it keeps: a state it could not save is reported (exit 5)
+//! after the token is printed, and whatever a store holds never makes it panic.
+
+mod common;
+
+use common::{TempDir, run_async};
+use partner_auth::ProviderKind;
+use partner_auth_emulator::{Emulator, Endpoint, RunningEmulator};
+
+fn aerion_vars(emu: &RunningEmulator) -> Vec<(&'static str, String)> {
+    let names: Vec<&str> = ProviderKind::Aerion
+        .settings()
+        .iter()
+        .map(|(_, var)| *var)
+        .collect();
+    emu.env_vars()
+        .into_iter()
+        .filter(|(name, _)| names.contains(name))
+        .collect()
+}
+
+/// `partner-auth token aerion <args>` under a file-size limit of 0 blocks (a full disk, as
+/// the store's writes see it; SIGXFSZ ignored so the write fails instead of killing).
+fn with_full_disk(vars: &[(&'static str, String)], args: &[&str]) -> std::process::Command {
+    let mut cmd = std::process::Command::new("sh");
+    cmd.env_clear();
+    cmd.arg("-c")
+        .arg("trap '' XFSZ; ulimit -f 0; exec \"$0\" \"$@\"")
+        .arg(env!("CARGO_BIN_EXE_partner-auth"))
+        .args(["token", "aerion"])
+        .args(args);
+    for (name, value) in vars {
+        cmd.env(name, value);
+    }
+    cmd
+}
+
+fn expire_store(path: &std::path::Path, expires_at: u64) {
+    let mut file: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    for entry in file["entries"].as_object_mut().unwrap().values_mut() {
+        entry["expires_at"] = expires_at.into();
+    }
+    std::fs::write(path, serde_json::to_vec_pretty(&file).unwrap()).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rotated_state_that_could_not_be_saved_exits_5_after_printing_the_token() {
+    let emu = Emulator::builder().start().await.unwrap();
+    let dir = TempDir::new("unsaved");
+    let store = dir.join("tokens.json");
+    let store_arg = store.to_str().unwrap();
+    let vars = aerion_vars(&emu);
+    let plain: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let first = run_async(common::command(
+        &["token", "aerion", "--store", store_arg],
+        &plain,
+    ))
+    .await;
+    first.assert_code(0);
+    let username = emu.config().aerion_users[0].username.clone();
+    let spent = emu.current_refresh_token(&username).unwrap();
+    expire_store(&store, 1);
+
+    // The refresh rotates the refresh token; the disk refuses the new state.
+    emu.clear_requests();
+    let out = run_async(with_full_disk(&vars, &["--store", store_arg])).await;
+    out.assert_code(5);
+    let token = out.stdout.trim_end();
+    assert!(
+        !token.is_empty() && !token.contains(char::is_whitespace),
+        "{out:?}"
+    );
+    assert_ne!(token, first.stdout.trim_end(), "a new token was printed");
+    assert_eq!(emu.request_count(Endpoint::AerionToken), 1);
+    let line = out.stderr.trim_end();
+    assert_eq!(out.stderr.lines().count(), 1, "{out:?}");
+    assert!(line.contains("could not be saved"), "{line}");
+    assert!(line.contains(store_arg), "the line names the store: {line}");
+    let rotated = emu.current_refresh_token(&username).unwrap();
+    assert_ne!(rotated, spent);
+    for secret in [token, &rotated, &spent] {
+        assert!(!out.stderr.contains(secret), "{line}");
+    }
+    emu.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_absurd_stored_expiry_prints_as_the_last_rfc3339_instant() {
+    let emu = Emulator::builder().start().await.unwrap();
+    let dir = TempDir::new("absurd-expiry");
+    let store = dir.join("tokens.json");
+    let store_arg = store.to_str().unwrap();
+    let vars = aerion_vars(&emu);
+    let plain: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    run_async(common::command(
+        &["token", "aerion", "--store", store_arg],
+        &plain,
+    ))
+    .await
+    .assert_code(0);
+    // What an `expires_in` of 9e12 seconds left in a store before expiries were capped.
+    expire_store(&store, 9_000_000_000_000);
+    for _ in 0..2 {
+        let out = run_async(common::command(
+            &["token", "aerion", "--store", store_arg, "--json"],
+            &plain,
+        ))
+        .await;
+        out.assert_code(0);
+        let v: serde_json::Value = serde_json::from_str(out.stdout.trim_end()).unwrap();
+        assert_eq!(v["expires_at"], "9999-12-31T23:59:59Z");
+    }
+    emu.shutdown().await;
+}

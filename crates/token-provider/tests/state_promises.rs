@@ -1,0 +1,534 @@
+//! The state promises at their edges: a state that could not be saved is reported, a stored
+//! token is adopted with the margin it had when it was obtained, a token that cannot be a header
+//! is refused, one principal's state is never another's, and the file store keeps what it
+//! stores (and nothing it should not) whatever sits at its path.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, SystemTime};
+
+use token_provider::{
+    AccessToken, CacheConfig, CachedTokenProvider, Clock, Error, Fetch, FileStore, MemoryStore,
+    Secret, StoreKey, StoreLock, TokenProvider, TokenState, TokenStore, TokioClock, async_trait,
+};
+
+const MIN: Duration = Duration::from_secs(60);
+const DAY: Duration = Duration::from_secs(86_400);
+
+fn t0() -> SystemTime {
+    SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000)
+}
+
+fn temp_dir(name: &str) -> PathBuf {
+    use std::hash::{BuildHasher, RandomState};
+    let dir = std::env::temp_dir().join(format!(
+        "partner-auth-promises-{name}-{}-{}",
+        std::process::id(),
+        RandomState::new().hash_one(0u8)
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// A fetcher that issues `token-N` living `lifetime` from the clock's now, with refresh token
+/// `rt-N`, and names `key` in a store.
+#[derive(Debug)]
+struct Issuer {
+    calls: Arc<AtomicUsize>,
+    clock: TokioClock,
+    lifetime: Option<Duration>,
+    key: Option<StoreKey>,
+    secret: fn(usize) -> String,
+}
+
+impl Issuer {
+    fn new(clock: &TokioClock, lifetime: Option<Duration>) -> Self {
+        Self {
+            calls: Arc::new(AtomicUsize::new(0)),
+            clock: clock.clone(),
+            lifetime,
+            key: Some(StoreKey::new("test", "env", "tenant", "me")),
+            secret: |n| format!("token-{n}"),
+        }
+    }
+}
+
+#[async_trait]
+impl Fetch for Issuer {
+    fn store_key(&self) -> Option<StoreKey> {
+        self.key.clone()
+    }
+
+    async fn fetch(&self, _previous: Option<&TokenState>) -> Result<TokenState, Error> {
+        let n = self.calls.fetch_add(1, Ordering::SeqCst);
+        let mut token = AccessToken::builder((self.secret)(n));
+        if let Some(lifetime) = self.lifetime {
+            token = token.expires_in(self.clock.now(), lifetime);
+        }
+        Ok(TokenState::new(token.build()).with_refresh_token(Some(Secret::new(format!("rt-{n}")))))
+    }
+}
+
+/// A store whose saves fail, as on a full disk.
+#[derive(Debug, Default)]
+struct FullDisk(MemoryStore);
+
+#[async_trait]
+impl TokenStore for FullDisk {
+    async fn load(&self, key: &StoreKey) -> Result<Option<TokenState>, Error> {
+        self.0.load(key).await
+    }
+    async fn save(&self, _: &StoreKey, _: &TokenState, _: &StoreLock) -> Result<(), Error> {
+        Err(Error::store(
+            "cannot write /var/lib/app/tokens.json",
+            std::io::Error::from(std::io::ErrorKind::StorageFull),
+        ))
+    }
+    async fn lock(&self, key: &StoreKey) -> Result<StoreLock, Error> {
+        self.0.lock(key).await
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_state_that_could_not_be_saved_is_reported_to_the_caller() {
+    let clock = TokioClock::new(t0());
+    let provider = CachedTokenProvider::with_config(
+        Issuer::new(&clock, Some(MIN * 60)),
+        CacheConfig::new()
+            .clock(Arc::new(clock.clone()))
+            .store(Arc::new(FullDisk::default())),
+    );
+    let dynamic: Arc<dyn TokenProvider> = Arc::new(provider.clone());
+    assert!(dynamic.store_error().is_none(), "nothing to report yet");
+    // The token is good and is served...
+    let token = dynamic.token().await.unwrap();
+    assert_eq!(token.secret().expose_secret(), "token-0");
+    // ...and the caller can learn, through the trait object, that a restart would lose the state.
+    let err = dynamic.store_error().expect("the failed save is reported");
+    assert!(matches!(err, Error::Store { .. }), "{err:?}");
+    assert!(err.to_string().contains("tokens.json"), "{err}");
+    assert_eq!(
+        provider
+            .cached_state()
+            .unwrap()
+            .refresh_token
+            .unwrap()
+            .expose_secret(),
+        "rt-0",
+        "the rotated refresh token is kept in memory"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_short_lived_stored_token_is_adopted_with_its_own_margin() {
+    // 60-second tokens: each run (a new provider on the same store) adopts the stored token while
+    // it has more than a fifth of its life ahead, as a fetched one would be used.
+    let store = Arc::new(MemoryStore::new());
+    let clock = TokioClock::new(t0());
+    let first = Issuer::new(&clock, Some(MIN));
+    let calls = Arc::clone(&first.calls);
+    let cfg = || {
+        CacheConfig::new()
+            .clock(Arc::new(clock.clone()))
+            .store(Arc::clone(&store) as Arc<dyn TokenStore>)
+    };
+    let p = CachedTokenProvider::with_config(first, cfg());
+    assert_eq!(p.token().await.unwrap().secret().expose_secret(), "token-0");
+    let stored = store
+        .load(&StoreKey::new("test", "env", "tenant", "me"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        stored.obtained_at,
+        Some(t0()),
+        "the store records when it was obtained"
+    );
+    for run in 1..10 {
+        tokio::time::sleep(Duration::from_secs(4)).await; // 36 s in at the last run
+        let mut again = Issuer::new(&clock, Some(MIN));
+        again.calls = Arc::clone(&calls);
+        let p = CachedTokenProvider::with_config(again, cfg());
+        assert_eq!(
+            p.token().await.unwrap().secret().expose_secret(),
+            "token-0",
+            "run {run} adopted the fresh stored token"
+        );
+    }
+    assert_eq!(calls.load(Ordering::SeqCst), 1, "one fetch for ten runs");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_stored_token_with_no_expiry_is_not_reused_past_the_default_lifetime() {
+    let store = Arc::new(MemoryStore::new());
+    let key = StoreKey::new("test", "env", "tenant", "me");
+    let clock = TokioClock::new(t0());
+    // Obtained 30 days ago, no expiry: past the 1-hour default lifetime and the 7-day maximum.
+    let old = TokenState::new(AccessToken::new("ancient"))
+        .with_obtained_at(t0() - 30 * DAY)
+        .with_refresh_token(Some(Secret::new("rt-old")));
+    store.save(&key, &old, &StoreLock::none()).await.unwrap();
+    let issuer = Issuer::new(&clock, None);
+    let calls = Arc::clone(&issuer.calls);
+    let p = CachedTokenProvider::with_config(
+        issuer,
+        CacheConfig::new()
+            .clock(Arc::new(clock.clone()))
+            .store(Arc::clone(&store) as Arc<dyn TokenStore>),
+    );
+    assert_eq!(p.token().await.unwrap().secret().expose_secret(), "token-0");
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+
+    // One obtained ten minutes ago is still within the default hour: adopted.
+    let recent = TokenState::new(AccessToken::new("recent")).with_obtained_at(t0() - 10 * MIN);
+    store.save(&key, &recent, &StoreLock::none()).await.unwrap();
+    let p = CachedTokenProvider::with_config(
+        Issuer::new(&clock, None),
+        CacheConfig::new()
+            .clock(Arc::new(clock.clone()))
+            .store(Arc::clone(&store) as Arc<dyn TokenStore>),
+    );
+    assert_eq!(p.token().await.unwrap().secret().expose_secret(), "recent");
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_access_token_that_cannot_be_a_header_value_is_refused() {
+    let clock = TokioClock::new(t0());
+    for bad in [
+        "abc\r\nX-Injected: 1",
+        "two words",
+        "tab\there",
+        "caf\u{e9}",
+        "bell\u{7}",
+    ] {
+        let mut issuer = Issuer::new(&clock, Some(MIN * 60));
+        issuer.key = None;
+        issuer.secret = match bad {
+            "two words" => |_| "two words".to_owned(),
+            "tab\there" => |_| "tab\there".to_owned(),
+            "caf\u{e9}" => |_| "caf\u{e9}".to_owned(),
+            "bell\u{7}" => |_| "bell\u{7}".to_owned(),
+            _ => |_| "abc\r\nX-Injected: 1".to_owned(),
+        };
+        let p = CachedTokenProvider::with_config(
+            issuer,
+            CacheConfig::new().clock(Arc::new(clock.clone())),
+        );
+        let err = p.token().await.unwrap_err();
+        assert!(matches!(err, Error::Malformed { .. }), "{bad:?}: {err:?}");
+        assert!(err.to_string().contains("RFC 6750"), "{err}");
+        assert!(p.cached().is_none(), "{bad:?} was cached");
+    }
+    // A stored one is not adopted either: a new one is fetched.
+    let store = Arc::new(MemoryStore::new());
+    let key = StoreKey::new("test", "env", "tenant", "me");
+    let injected = TokenState::new(
+        AccessToken::builder("stored\r\nX-Injected: 1")
+            .expires_in(t0(), MIN * 60)
+            .build(),
+    )
+    .with_obtained_at(t0());
+    store
+        .save(&key, &injected, &StoreLock::none())
+        .await
+        .unwrap();
+    let p = CachedTokenProvider::with_config(
+        Issuer::new(&clock, Some(MIN * 60)),
+        CacheConfig::new()
+            .clock(Arc::new(clock.clone()))
+            .store(Arc::clone(&store) as Arc<dyn TokenStore>),
+    );
+    assert_eq!(p.token().await.unwrap().secret().expose_secret(), "token-0");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_fetcher_that_names_no_key_never_shares_a_stored_state() {
+    let store = Arc::new(MemoryStore::new());
+    let clock = TokioClock::new(t0());
+    let mut issuer = Issuer::new(&clock, Some(MIN * 60));
+    issuer.key = None;
+    let calls = Arc::clone(&issuer.calls);
+    let p = CachedTokenProvider::with_config(
+        issuer,
+        CacheConfig::new()
+            .clock(Arc::new(clock.clone()))
+            .store(Arc::clone(&store) as Arc<dyn TokenStore>),
+    );
+    let err = p.token().await.unwrap_err();
+    assert!(
+        matches!(&err, Error::Config { field, .. } if field == "store"),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("Fetch::store_key"), "{err}");
+    assert_eq!(calls.load(Ordering::SeqCst), 0, "nothing fetched");
+    assert!(store.entries().await.unwrap().is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn forget_drops_the_cached_and_stored_state() {
+    let store = Arc::new(MemoryStore::new());
+    let clock = TokioClock::new(t0());
+    let issuer = Issuer::new(&clock, Some(MIN * 60));
+    let calls = Arc::clone(&issuer.calls);
+    let p: Arc<dyn TokenProvider> = Arc::new(CachedTokenProvider::with_config(
+        issuer,
+        CacheConfig::new()
+            .clock(Arc::new(clock.clone()))
+            .store(Arc::clone(&store) as Arc<dyn TokenStore>),
+    ));
+    assert_eq!(p.token().await.unwrap().secret().expose_secret(), "token-0");
+    assert_eq!(store.entries().await.unwrap().len(), 1);
+    assert!(p.forget().await.unwrap(), "the store held an entry");
+    assert!(store.entries().await.unwrap().is_empty());
+    assert!(!p.forget().await.unwrap(), "nothing left");
+    assert_eq!(p.token().await.unwrap().secret().expose_secret(), "token-1");
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+}
+
+// ---- The file store at its edges ----
+
+fn state(token: &str) -> TokenState {
+    TokenState::new(
+        AccessToken::builder(token)
+            .expires_at(SystemTime::UNIX_EPOCH + Duration::from_secs(2_000_000_000))
+            .build(),
+    )
+    .with_refresh_token(Some(Secret::new(format!("rt-of-{token}"))))
+    .with_obtained_at(SystemTime::UNIX_EPOCH + Duration::from_secs(1_999_990_000))
+}
+
+fn key(principal: &str) -> StoreKey {
+    StoreKey::new("test", "env", "tenant", principal)
+}
+
+async fn save(store: &FileStore, principal: &str, token: &str) -> Result<(), Error> {
+    let k = key(principal);
+    let lock = store.lock(&k).await?;
+    store.save(&k, &state(token), &lock).await
+}
+
+fn write_private(path: &Path, text: &str) {
+    std::fs::write(path, text).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
+}
+
+#[tokio::test]
+async fn fields_a_later_release_wrote_are_kept_on_rewrite() {
+    let dir = temp_dir("forward");
+    let path = dir.join("tokens.json");
+    write_private(
+        &path,
+        r#"{"version":1,"written_by":"partner-auth 9.0","entries":{
+            "test|env|tenant|other":{"access_token":"at-other","expires_at":2000000000,
+              "refresh_token":"rt-other","device_bound":{"kid":"k1"}}}}"#,
+    );
+    let store = FileStore::new(&path);
+    save(&store, "me", "at-me").await.unwrap();
+    let json: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    assert_eq!(json["written_by"], "partner-auth 9.0");
+    assert_eq!(
+        json["entries"]["test|env|tenant|other"]["device_bound"]["kid"],
+        "k1"
+    );
+    assert_eq!(
+        json["entries"]["test|env|tenant|me"]["obtained_at"],
+        1_999_990_000
+    );
+    // A file written before `obtained_at` existed still loads.
+    let other = store.load(&key("other")).await.unwrap().unwrap();
+    assert_eq!(other.refresh_token.unwrap().expose_secret(), "rt-other");
+    assert_eq!(other.obtained_at, None);
+}
+
+#[tokio::test]
+async fn an_absurd_stored_expiry_loads_capped() {
+    let dir = temp_dir("absurd");
+    let path = dir.join("tokens.json");
+    write_private(
+        &path,
+        r#"{"version":1,"entries":{"test|env|tenant|me":{"access_token":"at","expires_at":9000000000000}}}"#,
+    );
+    let state = FileStore::new(&path)
+        .load(&key("me"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        state.access_token.expires_at(),
+        Some(token_provider::max_expiry())
+    );
+}
+
+#[tokio::test]
+async fn a_file_of_any_size_is_not_read_whole() {
+    let dir = temp_dir("huge");
+    let path = dir.join("tokens.json");
+    let f = std::fs::File::create(&path).unwrap();
+    f.set_len(token_provider::store::MAX_FILE_SIZE + 1).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let err = FileStore::new(&path).load(&key("me")).await.unwrap_err();
+    assert!(err.to_string().contains("larger than"), "{err}");
+}
+
+#[tokio::test]
+async fn temporary_files_a_killed_save_left_are_removed() {
+    let dir = temp_dir("stale");
+    let path = dir.join("tokens.json");
+    // What a process killed between writing and renaming leaves: tokens in clear.
+    let stale = dir.join(".tokens.json.tmp.4242.17");
+    write_private(&stale, r#"{"version":1,"entries":{}}"#);
+    let unrelated = dir.join(".other.json.tmp.4242.17");
+    write_private(&unrelated, "{}");
+    save(&FileStore::new(&path), "me", "at-me").await.unwrap();
+    assert!(!stale.exists(), "the stale temporary file is gone");
+    assert!(unrelated.exists(), "another store's file is left alone");
+    let names: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n.contains(".tmp."))
+        .collect();
+    assert_eq!(names, vec![".other.json.tmp.4242.17".to_owned()]);
+}
+
+#[tokio::test]
+async fn a_symlinked_store_is_refused_for_reading_and_writing_alike() {
+    let dir = temp_dir("symlink");
+    let real = dir.join("real.json");
+    let path = dir.join("tokens.json");
+    let store = FileStore::new(&path);
+    save(&FileStore::new(&real), "me", "at-real").await.unwrap();
+    std::os::unix::fs::symlink(&real, &path).unwrap();
+    let load = store.load(&key("me")).await.unwrap_err();
+    assert!(load.to_string().contains("symbolic link"), "{load}");
+    let write = save(&store, "me", "at-new").await.unwrap_err();
+    assert!(write.to_string().contains("symbolic link"), "{write}");
+    assert!(
+        std::fs::symlink_metadata(&path)
+            .unwrap()
+            .file_type()
+            .is_symlink(),
+        "the link was not replaced by a plain file"
+    );
+    let still = FileStore::new(&real)
+        .load(&key("me"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(still.access_token.secret().expose_secret(), "at-real");
+}
+
+#[tokio::test]
+async fn lock_files_are_never_created_through_a_symlink() {
+    let dir = temp_dir("locklink");
+    let path = dir.join("tokens.json");
+    let target = dir.join("elsewhere");
+    // The per-key lock directory and the write lock, each planted as a link.
+    std::os::unix::fs::symlink(&target, dir.join("tokens.json.locks")).unwrap();
+    let err = save(&FileStore::new(&path), "me", "at").await.unwrap_err();
+    assert!(err.to_string().contains("symbolic link"), "{err}");
+    assert!(!target.exists(), "nothing created through the link");
+
+    std::fs::remove_file(dir.join("tokens.json.locks")).unwrap();
+    std::os::unix::fs::symlink(&target, dir.join("tokens.json.lock")).unwrap();
+    let err = save(&FileStore::new(&path), "me", "at").await.unwrap_err();
+    assert!(err.to_string().contains("symbolic link"), "{err}");
+    assert!(!target.exists(), "nothing created through the link");
+}
+
+#[tokio::test]
+async fn another_users_store_is_refused() {
+    let dir = temp_dir("owner");
+    let path = dir.join("tokens.json");
+    save(&FileStore::new(&path), "me", "at-mine").await.unwrap();
+    let me = std::os::unix::fs::MetadataExt::uid(&std::fs::metadata(&path).unwrap());
+    let other = if me == 0 { 65_534 } else { 0 };
+    if std::os::unix::fs::chown(&path, Some(other), None).is_err() {
+        // Only root can give a file away; as anyone else the case cannot arise by our hand.
+        assert_ne!(me, 0, "root can chown");
+        return;
+    }
+    let store = FileStore::new(&path);
+    let err = store.load(&key("me")).await.unwrap_err();
+    assert!(err.to_string().contains("belongs to another user"), "{err}");
+    let err = save(&store, "me", "at-taken").await.unwrap_err();
+    assert!(err.to_string().contains("belongs to another user"), "{err}");
+    assert_eq!(
+        std::os::unix::fs::MetadataExt::uid(&std::fs::metadata(&path).unwrap()),
+        other,
+        "the owner is kept"
+    );
+}
+
+#[tokio::test]
+async fn a_fifo_or_a_directory_is_refused_at_once() {
+    let dir = temp_dir("fifo");
+    let fifo = dir.join("tokens.json");
+    assert!(
+        std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let started = tokio::time::Instant::now();
+    let store = FileStore::new(&fifo);
+    let err = store.load(&key("me")).await.unwrap_err();
+    assert!(err.to_string().contains("not a regular file"), "{err}");
+    let err = store.lock(&key("me")).await.unwrap_err();
+    assert!(err.to_string().contains("not a regular file"), "{err}");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "prompt, not a timeout"
+    );
+
+    // `--store DIR`: refused before `DIR.lock` or `DIR.locks` is made beside it.
+    let as_dir = dir.join("state");
+    std::fs::create_dir(&as_dir).unwrap();
+    let err = save(&FileStore::new(&as_dir), "me", "at")
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("not a regular file"), "{err}");
+    assert!(!dir.join("state.lock").exists());
+    assert!(!dir.join("state.locks").exists());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_principal_held_never_stalls_another() {
+    let dir = temp_dir("perkey");
+    let path = dir.join("tokens.json");
+    let store = FileStore::new(&path).lock_timeout(Duration::from_millis(300));
+    // A stalled fetch holds `slow`'s lock.
+    let _held = store.lock(&key("slow")).await.unwrap();
+    // `fast` (in this process or another) locks, saves and loads without waiting for it.
+    let other = FileStore::new(&path).lock_timeout(Duration::from_millis(300));
+    let started = tokio::time::Instant::now();
+    save(&other, "fast", "at-fast").await.unwrap();
+    assert!(started.elapsed() < Duration::from_millis(250));
+    // The held key itself is busy, and busy is transient (not a configuration error).
+    let err = other.lock(&key("slow")).await.unwrap_err();
+    assert!(
+        matches!(err, Error::StoreBusy { .. }) && err.is_transient(),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
+async fn entries_list_and_remove_takes_one_out() {
+    let dir = temp_dir("entries");
+    let path = dir.join("tokens.json");
+    let store = FileStore::new(&path);
+    save(&store, "a", "at-a").await.unwrap();
+    save(&store, "b|c", "at-b").await.unwrap();
+    let entries = store.entries().await.unwrap();
+    let principals: Vec<_> = entries.iter().map(|(k, _)| k.parts()[3].clone()).collect();
+    assert_eq!(principals, ["a", "b|c"]);
+    let k = key("a");
+    let lock = store.lock(&k).await.unwrap();
+    assert!(store.remove(&k, &lock).await.unwrap());
+    assert!(!store.remove(&k, &lock).await.unwrap());
+    drop(lock);
+    assert!(store.load(&k).await.unwrap().is_none());
+    assert!(store.load(&key("b|c")).await.unwrap().is_some());
+}
