@@ -30,6 +30,7 @@
 //! [`auth::AuthMiddleware`] for `reqwest-middleware`.
 
 #![warn(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod config;
 
@@ -46,12 +47,15 @@ pub use token_provider::{
 };
 
 #[cfg(feature = "aerion")]
+#[cfg_attr(docsrs, doc(cfg(feature = "aerion")))]
 #[doc(inline)]
 pub use aerion_auth as aerion;
 #[cfg(feature = "aurora-solar")]
+#[cfg_attr(docsrs, doc(cfg(feature = "aurora-solar")))]
 #[doc(inline)]
 pub use aurora_solar_auth as aurora_solar;
 #[cfg(feature = "aurora-uk")]
+#[cfg_attr(docsrs, doc(cfg(feature = "aurora-uk")))]
 #[doc(inline)]
 pub use aurora_uk_auth as aurora_uk;
 
@@ -63,15 +67,19 @@ pub use crate::config::{Config, ProviderConfig};
 pub enum ProviderKind {
     /// Aerion (`aerion`).
     #[cfg(feature = "aerion")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "aerion")))]
     Aerion,
     /// Aurora UK (`aurora-uk`).
     #[cfg(feature = "aurora-uk")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "aurora-uk")))]
     AuroraUk,
     /// Aurora Solar partner-app temporary keys (`aurora-solar`).
     #[cfg(feature = "aurora-solar")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "aurora-solar")))]
     AuroraSolar,
     /// Aurora Solar Client SDK JWTs (`aurora-solar-sdk`).
     #[cfg(feature = "aurora-solar")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "aurora-solar")))]
     AuroraSolarSdk,
 }
 
@@ -198,7 +206,7 @@ pub fn from_lookup(
     let provider: Arc<dyn TokenProvider> = match kind {
         #[cfg(feature = "aerion")]
         ProviderKind::Aerion => Arc::new(
-            aerion::AerionBuilder::from_env_with(lookup)
+            aerion::AerionBuilder::from_env_with(lookup)?
                 .options(options.clone())
                 .build()?,
         ),

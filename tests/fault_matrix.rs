@@ -429,6 +429,7 @@ impl Handle {
         match kind {
             ProviderKind::Aerion => Self::Aerion(Arc::new(
                 AerionBuilder::from_env_with(lookup)
+                    .unwrap()
                     .http_client(http.clone())
                     .cache_config(cache)
                     .clock(clock)

@@ -109,6 +109,7 @@ async fn no_secret_in_any_log_line_debug_or_error() {
         seen.secret(t.secret().expose_secret());
         seen.shown.push(
             t.authorization_value()
+                .expose_secret()
                 .replace(t.secret().expose_secret(), "<t>"),
         );
         // Invalidate and fetch again: Aerion's refresh grant, everyone's second fetch.
@@ -153,6 +154,7 @@ async fn no_secret_in_any_log_line_debug_or_error() {
     }
     // Aerion's own API helper, and its refresh after a rotation.
     let aerion = AerionBuilder::from_env_with(lookup(&v))
+        .unwrap()
         .http_client(fast_http())
         .build()
         .unwrap();
@@ -243,7 +245,7 @@ async fn no_secret_in_any_log_line_debug_or_error() {
     let r = p.token().await;
     assert!(r.as_ref().is_err_and(|e| e.needs_user_action()), "{r:?}");
     seen.result(&r);
-    seen.show(AerionBuilder::from_env_with(lookup(&sso)));
+    seen.show(AerionBuilder::from_env_with(lookup(&sso)).unwrap());
     // 5xx and malformed answers on every token endpoint.
     for kind in ProviderKind::ALL {
         let endpoint = match kind {
@@ -270,7 +272,7 @@ async fn no_secret_in_any_log_line_debug_or_error() {
     emulator.clear_faults();
 
     // --- Every other public type with a Debug or Display.
-    seen.show(AerionBuilder::from_env_with(lookup(&v)));
+    seen.show(AerionBuilder::from_env_with(lookup(&v)).unwrap());
     seen.show(AuroraUkBuilder::from_env_with(lookup(&v)).unwrap());
     seen.show(PartnerAppBuilder::from_env_with(lookup(&v)).unwrap());
     seen.show(ClientSdkBuilder::from_env_with(lookup(&v)).unwrap());

@@ -10,13 +10,15 @@ fn main() -> ExitCode {
     let result = match args.first().map(String::as_str) {
         Some("ci") => ci(),
         Some("deps") => check_dependency_rules(),
+        Some("package") => package(),
         Some("bench") => bench(&args[1..]),
         _ => {
             eprintln!(
                 "usage: cargo xtask <command>\n\n\
                  commands:\n  \
-                 ci      fmt check, clippy -D warnings, tests, docs -D warnings, examples, dependency rules\n  \
+                 ci      fmt check, clippy -D warnings, tests, docs -D warnings, examples, packaging, dependency rules\n  \
                  deps    only the dependency rules (cargo tree)\n  \
+                 package only `cargo package --workspace` (packs and builds every published crate)\n  \
                  bench   criterion benchmarks; results in BENCHMARKS.md"
             );
             Err("unknown command".into())
@@ -102,9 +104,21 @@ fn ci() -> Result {
     examples.args(["build", "--workspace", "--all-features", "--examples"]);
     run("cargo build --examples", examples)?;
 
+    package()?;
+
     check_dependency_rules()?;
     eprintln!("\nxtask ci: all checks passed");
     Ok(())
+}
+
+/// `cargo package --workspace`: every published crate packs (manifest, README and licence
+/// files included) and its packed sources build against the others' packed sources. Reaches
+/// crates.io's index, nothing else. No `--allow-dirty`: CI runs on a clean clone, and a dirty
+/// tree locally should be committed before it is called clean.
+fn package() -> Result {
+    let mut package = cargo();
+    package.args(["package", "--workspace", "--exclude", "xtask", "--locked"]);
+    run("cargo package --workspace", package)
 }
 
 /// The package names of the workspace's members.

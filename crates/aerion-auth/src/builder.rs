@@ -121,8 +121,6 @@ pub struct AerionBuilder {
     base_url: Option<String>,
     token_url: Option<String>,
     tenant: Option<Tenant>,
-    /// Both `AERION_COMPANY_URL` and `AERION_ORIGIN` were set: ambiguous, refused at build.
-    tenant_conflict: bool,
     username: Option<String>,
     password: Option<Secret>,
     refresh_token: Option<Secret>,
@@ -169,36 +167,41 @@ impl AerionBuilder {
 
     /// A builder from the process environment; see [`from_env_with`](Self::from_env_with). A
     /// variable that is set but not UTF-8 fails [`build`](Self::build), naming it.
-    pub fn from_env() -> Self {
+    pub fn from_env() -> Result<Self, Error> {
         let env = token_provider::ProcessEnv::new();
-        let mut builder = Self::from_env_with(|name| env.get(name));
+        let mut builder = Self::from_env_with(|name| env.get(name))?;
         builder.not_utf8 = env.not_utf8();
-        builder
+        Ok(builder)
     }
 
     /// A builder from the variables `lookup` returns: `AERION_BASE_URL`, `AERION_COMPANY_URL`
     /// or `AERION_ORIGIN`, `AERION_USERNAME`, `AERION_PASSWORD`, `AERION_REFRESH_TOKEN`,
     /// `AERION_CLIENT_ID`, `AERION_CLIENT_SECRET`. Empty (or blank) values count as unset.
-    /// Nothing is checked until [`build`](Self::build), whose errors name the variable.
-    pub fn from_env_with(lookup: impl Fn(&str) -> Option<String>) -> Self {
+    ///
+    /// Both `AERION_COMPANY_URL` and `AERION_ORIGIN` set is ambiguous and fails here; every
+    /// other setting is checked by [`build`](Self::build). Errors name the variable.
+    pub fn from_env_with(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, Error> {
         let get = |name: &str| token_provider::env_value(&lookup, name);
-        let (tenant, tenant_conflict) = match (get(ENV_COMPANY_URL), get(ENV_ORIGIN)) {
-            (Some(company_url), origin) => {
-                (Some(Tenant::CompanyUrl(company_url)), origin.is_some())
+        let tenant = match (get(ENV_COMPANY_URL), get(ENV_ORIGIN)) {
+            (Some(_), Some(_)) => {
+                return Err(Error::config(
+                    TENANT_FIELD,
+                    "are both set: set only one of them",
+                ));
             }
-            (None, origin) => (origin.map(Tenant::Origin), false),
+            (Some(company_url), None) => Some(Tenant::CompanyUrl(company_url)),
+            (None, origin) => origin.map(Tenant::Origin),
         };
-        Self {
+        Ok(Self {
             base_url: get(ENV_BASE_URL),
             tenant,
-            tenant_conflict,
             username: get(ENV_USERNAME),
             password: get(ENV_PASSWORD).map(Secret::from),
             refresh_token: get(ENV_REFRESH_TOKEN).map(Secret::from),
             client_id: get(ENV_CLIENT_ID),
             client_secret: get(ENV_CLIENT_SECRET).map(Secret::from),
             ..Self::default()
-        }
+        })
     }
 
     /// The API base (default [`DEFAULT_BASE_URL`]; `http` only for loopback hosts, for tests).
@@ -218,7 +221,6 @@ impl AerionBuilder {
     /// The tenant and the header that names it. Required.
     pub fn tenant(mut self, tenant: Tenant) -> Self {
         self.tenant = Some(tenant);
-        self.tenant_conflict = false;
         self
     }
 
@@ -318,12 +320,6 @@ impl AerionBuilder {
             None => join_path(&base_url, &["oauth2", "token"])?,
         };
 
-        if self.tenant_conflict {
-            return Err(Error::config(
-                TENANT_FIELD,
-                "are both set: set only one of them",
-            ));
-        }
         let tenant = self
             .tenant
             .ok_or_else(|| {

@@ -1,16 +1,12 @@
-//! Bearer tokens for the Aerion API: the OAuth 2.0 password grant and refresh grant against
-//! `{base}/oauth2/token`, with the tenant header on every token request, cached.
+#![doc = include_str!("../README.md")]
 //!
-//! [`Aerion`] implements [`TokenProvider`](token_provider::TokenProvider): call
-//! [`token`](token_provider::TokenProvider::token) before every request; it costs an atomic load
-//! while the token is fresh, and the cache refreshes it ahead of expiry with the refresh token.
+//! # The builder
 //!
 //! ```no_run
-//! use aerion_auth::{Aerion, Tenant};
-//! use token_provider::TokenProvider;
+//! use aerion_auth::{Aerion, AerionBuilder, Tenant, TokenProvider};
 //!
 //! # #[tokio::main(flavor = "current_thread")]
-//! # async fn main() -> Result<(), token_provider::Error> {
+//! # async fn main() -> Result<(), aerion_auth::Error> {
 //! let aerion = Aerion::builder()
 //!     .tenant(Tenant::CompanyUrl("acme.aerion.app".into()))
 //!     .username("me@acme.example")
@@ -24,28 +20,16 @@
 //! let me = aerion.me().await?;
 //! println!("signed in as user {}", me.id);
 //!
-//! // The same from the environment (the variables below):
-//! let aerion = Aerion::from_env()?;
+//! // The environment's settings, then more of your own:
+//! let aerion = AerionBuilder::from_env()?
+//!     .token_url("https://api.aerion.app/v1/oauth2/token")
+//!     .build()?;
 //! # let _ = aerion;
 //! # Ok(())
 //! # }
 //! ```
 //!
-//! # Environment variables
-//!
-//! [`AerionBuilder::from_env`] and [`Aerion::from_env`] read these; errors name the variable.
-//! Empty values count as unset.
-//!
-//! | variable | required | meaning |
-//! | --- | --- | --- |
-//! | `AERION_BASE_URL` | no | API base, default `https://api.aerion.app` |
-//! | `AERION_COMPANY_URL` | one of these two | the tenant, sent as the `companyurl` header |
-//! | `AERION_ORIGIN` | one of these two | the tenant, sent as the `origin` header |
-//! | `AERION_USERNAME` | with `AERION_PASSWORD`, unless `AERION_REFRESH_TOKEN` is set | the user's email address |
-//! | `AERION_PASSWORD` | with `AERION_USERNAME` | the user's password |
-//! | `AERION_REFRESH_TOKEN` | unless username and password are set | a refresh token to start from (an SSO login's) |
-//! | `AERION_CLIENT_ID` | no | the `client_id` field, default `partner-auth` |
-//! | `AERION_CLIENT_SECRET` | no | the `client_secret` field, default `partner-auth` |
+//! [`Aerion::from_env`] and [`AerionBuilder::from_env`] read the variables in the table above.
 //!
 //! # How a token is fetched
 //!
@@ -57,7 +41,7 @@
 //!   header) and the tenant header (`companyurl`, `origin` or `referrer`).
 //! - A refresh refused (`invalid_grant`, or a 400/401) falls back to the password grant when a
 //!   password is configured; otherwise the error is
-//!   [`Error::UserAction`](token_provider::Error::UserAction), asking for a new sign-in.
+//!   [`Error::UserAction`], asking for a new sign-in.
 //! - A response with a new refresh token replaces the old one at once (and is saved before
 //!   anyone can use it again when a store is set); one without keeps the old one.
 //!
@@ -73,7 +57,7 @@
 //!   `bearer`); requests always send `Authorization: Bearer`. Unknown response fields are
 //!   ignored.
 //! - Errors come as `{"error","error_description"}` or `{"error","status","summary","raw"}`;
-//!   both become [`Error::Rejected`](token_provider::Error::Rejected) with the `error` code and
+//!   both become [`Error::Rejected`] with the `error` code and
 //!   the description (or `summary`), read by the core's lenient reader
 //!   ([`ProviderWords`](token_provider::http::ProviderWords)). The `raw` field is never read, and
 //!   the password, the refresh token and a configured client secret are cut out (`[redacted]`)
@@ -100,4 +84,6 @@ pub use crate::builder::{
     ENV_CLIENT_ID, ENV_CLIENT_SECRET, ENV_COMPANY_URL, ENV_ORIGIN, ENV_PASSWORD, ENV_REFRESH_TOKEN,
     ENV_USERNAME, Tenant,
 };
+pub use token_provider::{self, AccessToken, Error, Secret, TokenProvider};
+
 pub use crate::provider::{Aerion, AerionUser};

@@ -29,7 +29,7 @@ impl Aerion {
     /// A provider configured from the process environment (see
     /// [`AerionBuilder::from_env_with`] for the variables).
     pub fn from_env() -> Result<Self, Error> {
-        AerionBuilder::from_env().build()
+        AerionBuilder::from_env()?.build()
     }
 
     /// The key this principal's state is kept under in a store (see

@@ -39,7 +39,7 @@ fn a_build_without_a_tenant_fails_naming_it() {
             ("AERION_PASSWORD", PASSWORD),
             ("AERION_COMPANY_URL", ""),
         ]))
-        .build(),
+        .and_then(AerionBuilder::build),
     );
     assert!(field.contains("AERION_COMPANY_URL"), "{field}");
 }
@@ -92,16 +92,44 @@ fn every_setting_is_checked_and_named() {
         let field = config_field(builder.build());
         assert_eq!(field, want, "{shown}");
     }
-    // Both tenant variables set is ambiguous.
-    let field = config_field(
-        AerionBuilder::from_env_with(env(&[
-            ("AERION_COMPANY_URL", TENANT),
-            ("AERION_ORIGIN", "https://acme.aerion.app"),
-            ("AERION_REFRESH_TOKEN", "rt"),
-        ]))
-        .build(),
-    );
+    // Both tenant variables set is ambiguous: refused as the environment is read.
+    let err = AerionBuilder::from_env_with(env(&[
+        ("AERION_COMPANY_URL", TENANT),
+        ("AERION_ORIGIN", "https://acme.aerion.app"),
+        ("AERION_REFRESH_TOKEN", "rt"),
+    ]))
+    .unwrap_err();
+    let Error::Config { field, .. } = err else {
+        panic!("expected a configuration error, got {err:?}");
+    };
     assert!(field.contains("AERION_ORIGIN"), "{field}");
+}
+
+#[test]
+fn from_env_has_the_shape_of_every_other_builder() {
+    // `from_env`/`from_env_with` return `Result<Builder, Error>` on every provider's builder.
+    type Lookup = fn(&str) -> Option<String>;
+    let read: fn(Lookup) -> Result<AerionBuilder, Error> = AerionBuilder::from_env_with;
+    let builder = read(|name| (name == "AERION_COMPANY_URL").then(|| TENANT.to_owned())).unwrap();
+    let err = builder.build().unwrap_err();
+    assert!(err.to_string().contains("AERION_USERNAME"), "{err}");
+    let _: fn() -> Result<AerionBuilder, Error> = AerionBuilder::from_env;
+}
+
+#[test]
+fn the_crate_alone_is_enough_to_use_the_provider() {
+    // The core's types come re-exported, as from every provider crate.
+    fn takes(_: &dyn aerion_auth::TokenProvider, _: Option<aerion_auth::AccessToken>) {}
+    let secret = aerion_auth::Secret::new("pw");
+    let aerion = Aerion::builder()
+        .company_url(TENANT)
+        .username(USERNAME)
+        .password(secret)
+        .build()
+        .unwrap();
+    takes(&aerion, None);
+    let _: Option<aerion_auth::Error> = None;
+    let _: Option<aerion_auth::token_provider::CacheConfig> = None;
 }
 
 #[test]
@@ -144,6 +172,7 @@ async fn from_env_reads_every_variable() {
         ("AERION_CLIENT_ID", "env-client"),
         ("AERION_CLIENT_SECRET", "env-secret"),
     ]))
+    .unwrap()
     .http_client(http())
     .build()
     .unwrap();

@@ -1,11 +1,4 @@
-//! Aurora Solar credentials behind [`TokenProvider`]: temporary keys for partner apps (backend
-//! and embedded) and JWTs for the Client SDK.
-//!
-//! This API is not OAuth, and this crate uses no OAuth library: each flow is one or a few plain
-//! HTTPS requests sent through [`token_provider::HttpClient`] (timeouts, no redirects, a 1 MiB
-//! response cap, retries of 408/429/5xx honouring `Retry-After`), and every provider it hands
-//! out is a [`token_provider::CachedTokenProvider`]: a token is fetched once, shared by all
-//! callers, and renewed shortly before it expires.
+#![doc = include_str!("../README.md")]
 //!
 //! Hosts: [`Environment::Sandbox`] is `https://api-sandbox.aurorasolar.com`,
 //! [`Environment::Production`] is `https://api.aurorasolar.com`; a custom base URL (a proxy, an
@@ -97,32 +90,12 @@
 //! # }
 //! ```
 //!
-//! # Environment variables
+//! # From the environment
 //!
-//! [`PartnerAppBuilder::from_env`] (the CLI's `aurora-solar`) reads:
+//! [`PartnerApp::from_env`], [`PartnerAppBuilder::from_env`], [`ClientSdk::from_env`] and
+//! [`ClientSdkBuilder::from_env`] read the variables in the tables above.
 //!
-//! | variable | |
-//! | --- | --- |
-//! | `AURORA_SOLAR_ENV` | `sandbox` or `production`; required unless `AURORA_SOLAR_BASE_URL` is set |
-//! | `AURORA_SOLAR_BASE_URL` | optional; replaces the environment's host (and skips the key-prefix check) |
-//! | `AURORA_SOLAR_APPLICATION_ID` | required |
-//! | `AURORA_SOLAR_APPLICATION_KEY` | required |
-//! | `AURORA_SOLAR_TENANT_ID` | required |
-//! | `AURORA_SOLAR_SESSION_TOKEN` | optional; when set, the tenant's key comes from the embedded exchange |
-//!
-//! [`ClientSdkBuilder::from_env`] (the CLI's `aurora-solar-sdk`) reads:
-//!
-//! | variable | |
-//! | --- | --- |
-//! | `AURORA_SOLAR_ENV` | `sandbox` or `production`; required unless `AURORA_SOLAR_BASE_URL` is set |
-//! | `AURORA_SOLAR_BASE_URL` | optional, as above |
-//! | `AURORA_SOLAR_API_KEY` | required: the REST API key |
-//! | `AURORA_SOLAR_TENANT_ID` | required |
-//! | `AURORA_SOLAR_USER_EMAIL` | required |
-//! | `AURORA_SOLAR_USER_FIRST_NAME`, `AURORA_SOLAR_USER_LAST_NAME` | needed only to invite a user who is missing; checked after the lookup, before any invitation |
-//!
-//! Blank values count as unset. Errors name the variable at fault, never its value. The tenant
-//! (or user) read from the environment becomes the builder's default, so the built
+//! The tenant (or user) read from the environment becomes the builder's default, so the built
 //! [`PartnerApp`] (or [`ClientSdk`]) is itself a [`TokenProvider`]:
 //!
 //! ```no_run

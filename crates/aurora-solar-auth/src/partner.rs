@@ -86,6 +86,12 @@ impl PartnerApp {
         PartnerAppBuilder::default()
     }
 
+    /// A provider configured from the process environment (see
+    /// [`PartnerAppBuilder::from_env_with`] for the variables).
+    pub fn from_env() -> Result<Self, Error> {
+        PartnerAppBuilder::from_env()?.build()
+    }
+
     /// The application id.
     pub fn application_id(&self) -> &str {
         &self.shared.conn.application_id
@@ -131,11 +137,11 @@ impl PartnerApp {
     /// may have reached Aurora, and any later exchange (a renewal 13 hours on, or a new attempt
     /// after a failure) is refused locally with [`Error::UserAction`] asking for a new session
     /// token. An exchange that provably never reached Aurora (the connection was refused, the
-    /// host name did not resolve) spends nothing, and a later attempt sends the token. Each
-    /// call makes a new provider: a new session token comes with each request Aurora makes to
-    /// the app. The session token is the proof that a user of this tenant acted, so the
-    /// provider exchanges it before it hands out any key: it never uses a key cached or stored
-    /// for the tenant, and does not save the key it gets (a store is not used).
+    /// host name did not resolve) spends nothing, and a later attempt sends the token. Each call
+    /// makes a new provider: a new session token comes with each request Aurora makes to the
+    /// app. The session token is the proof that a user of this tenant acted, so the provider
+    /// exchanges it before it hands out any key: it never uses a key cached or stored for the
+    /// tenant, and does not save the key it gets (a store is not used).
     pub fn embedded(
         &self,
         tenant_id: impl AsRef<str>,

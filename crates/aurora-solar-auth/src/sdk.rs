@@ -150,6 +150,12 @@ impl ClientSdk {
         ClientSdkBuilder::default()
     }
 
+    /// A provider configured from the process environment (see
+    /// [`ClientSdkBuilder::from_env_with`] for the variables).
+    pub fn from_env() -> Result<Self, Error> {
+        ClientSdkBuilder::from_env()?.build()
+    }
+
     /// The tenant.
     pub fn tenant_id(&self) -> &str {
         &self.shared.conn.tenant_id

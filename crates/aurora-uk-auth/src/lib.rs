@@ -1,16 +1,12 @@
-//! Bearer tokens for the Aurora UK client integration API: OpenID Connect discovery on Aurora
-//! UK's Auth0 tenant, then the OAuth 2.0 client credentials grant with the API's `audience`.
+#![doc = include_str!("../README.md")]
 //!
-//! [`AuroraUk`] is a cached [`TokenProvider`]: call [`token`](TokenProvider::token) before every
-//! request (it is an atomic load while the token is fresh), or let [`AuroraUk::send`] attach the
-//! token and retry once with a new one when the API answers 401.
+//! # The builder, and an API call
 //!
 //! ```no_run
-//! use aurora_uk_auth::{AuroraUk, Environment};
-//! use token_provider::TokenProvider;
+//! use aurora_uk_auth::{AuroraUk, Environment, TokenProvider};
 //!
 //! # #[tokio::main(flavor = "current_thread")]
-//! # async fn main() -> Result<(), token_provider::Error> {
+//! # async fn main() -> Result<(), aurora_uk_auth::Error> {
 //! let aurora = AuroraUk::builder()
 //!     .environment(Environment::Dev)
 //!     .client_id("my-client-id")
@@ -27,31 +23,18 @@
 //! accounts.query_pairs_mut().append_pair("orderBy", "id asc");
 //! let response = aurora.send(|client| client.get(accounts.clone())).await?;
 //! println!("{}", response.status());
+//!
+//! // The environment's settings, then more of your own:
+//! let aurora = aurora_uk_auth::AuroraUkBuilder::from_env()?
+//!     .rediscovery_interval(std::time::Duration::from_secs(600))
+//!     .build()?;
+//! # let _ = aurora;
 //! # Ok(())
 //! # }
 //! ```
 //!
-//! Or from the environment (what the `partner-auth` CLI does):
-//!
-//! ```no_run
-//! # fn main() -> Result<(), token_provider::Error> {
-//! let aurora = aurora_uk_auth::AuroraUkBuilder::from_env()?.build()?;
-//! # Ok(())
-//! # }
-//! ```
-//!
-//! # Environment variables
-//!
-//! Read by [`AuroraUkBuilder::from_env`] (empty or blank values count as unset):
-//!
-//! | variable | required | meaning |
-//! | --- | --- | --- |
-//! | `AURORA_UK_ENV` | yes | `dev` or `live` |
-//! | `AURORA_UK_ISSUER` | no | overrides the environment's issuer |
-//! | `AURORA_UK_AUDIENCE` | no | overrides the environment's audience |
-//! | `AURORA_UK_CLIENT_ID` | yes | the Auth0 application's client id |
-//! | `AURORA_UK_CLIENT_SECRET` | yes | the Auth0 application's client secret |
-//! | `AURORA_UK_CLIENT_AUTH` | no | `basic` (default: an `Authorization: Basic` header) or `post` (form fields) |
+//! [`AuroraUk::from_env`] and [`AuroraUkBuilder::from_env`] read the variables in the table
+//! above.
 //!
 //! # Environments
 //!
@@ -112,10 +95,10 @@ use std::str::FromStr;
 use std::time::SystemTime;
 
 use token_provider::auth::send_authorized;
-use token_provider::{
-    AccessToken, CacheStats, CachedTokenProvider, Error, HttpClient, TokenProvider, async_trait,
-};
+use token_provider::{CacheStats, CachedTokenProvider, HttpClient, async_trait};
 use url::Url;
+
+pub use token_provider::{self, AccessToken, Error, Secret, TokenProvider};
 
 pub use crate::builder::{AuroraUkBuilder, DEFAULT_REDISCOVERY_INTERVAL};
 use crate::fetch::Fetcher;
@@ -254,6 +237,12 @@ impl AuroraUk {
     /// Starts a builder.
     pub fn builder() -> AuroraUkBuilder {
         AuroraUkBuilder::new()
+    }
+
+    /// A provider configured from the process environment (see
+    /// [`AuroraUkBuilder::from_env_with`] for the variables).
+    pub fn from_env() -> Result<Self, Error> {
+        AuroraUkBuilder::from_env()?.build()
     }
 
     fn fetcher(&self) -> &Fetcher {

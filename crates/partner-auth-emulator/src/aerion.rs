@@ -8,7 +8,7 @@ use http::StatusCode;
 
 use crate::config::AerionErrorShape;
 use crate::fault::json_response;
-use crate::server::{Ctx, Grant, Issued, Shared, State, random_token, shift};
+use crate::state::{Ctx, Grant, Issued, Shared, State, random_token, shift};
 
 /// The tenant headers, in the order they are looked at.
 const TENANT_HEADERS: [&str; 3] = ["companyurl", "origin", "referrer"];

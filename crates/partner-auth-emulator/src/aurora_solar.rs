@@ -10,7 +10,7 @@ use http::StatusCode;
 
 use crate::config::{AuroraSolarUser, InviteAnswer};
 use crate::fault::json_response;
-use crate::server::{Ctx, Grant, Issued, Shared, State, random_uuid, shift};
+use crate::state::{Ctx, Grant, Issued, Shared, State, random_uuid, shift};
 
 /// The access level of Client SDK users, who need not accept their invitation.
 const SDK_USER_LEVEL: &str = "SDK User";

@@ -12,7 +12,7 @@ use sha2::Digest;
 
 use crate::fault::json_response;
 use crate::record::bearer_of;
-use crate::server::{Ctx, Grant, Issued, Shared, State, random_token, shift};
+use crate::state::{Ctx, Grant, Issued, Shared, State, random_token, shift};
 
 fn error(status: StatusCode, code: &str, description: &str) -> Response {
     json_response(

@@ -1,33 +1,4 @@
-//! A real HTTP server that speaks the Aerion, Aurora UK and Aurora Solar auth endpoints, for
-//! tests and offline examples: it issues tokens with configurable lifetimes, rotates refresh
-//! tokens, spends single-use session tokens, records every request and injects faults on demand.
-//!
-//! Tests start it in-process on a free loopback port; `cargo run -p partner-auth-emulator`
-//! starts it as a program that prints the `export` lines pointing the `partner-auth` CLI and the
-//! examples at it.
-//!
-//! ```
-//! use partner_auth_emulator::{Emulator, Endpoint, Fault};
-//!
-//! # #[tokio::main(flavor = "current_thread")]
-//! # async fn main() -> std::io::Result<()> {
-//! let emulator = Emulator::builder().start().await?;
-//! assert!(emulator.aerion_base().starts_with("http://127.0.0.1:"));
-//! assert!(emulator.aurora_uk_issuer().ends_with("/aurora-uk/"));
-//!
-//! // The next two token requests to Aurora UK get a 503, the third a token.
-//! emulator.inject(Endpoint::AuroraUkToken, Fault::Status(503), 2);
-//! assert_eq!(emulator.pending_faults(Endpoint::AuroraUkToken), 2);
-//!
-//! // Point a provider at it: base URLs, issuer, audience and credentials come from here.
-//! for (name, value) in emulator.env_vars() {
-//!     assert!(!name.is_empty() && !value.is_empty());
-//! }
-//! assert!(emulator.requests().is_empty());
-//! emulator.shutdown().await;
-//! # Ok(())
-//! # }
-//! ```
+#![doc = include_str!("../README.md")]
 //!
 //! # URL layout
 //!
@@ -84,6 +55,7 @@ mod config;
 mod fault;
 mod record;
 mod server;
+mod state;
 
 pub use crate::config::{
     AerionErrorShape, AerionUser, AuroraSolarUser, ClockOffset, DEFAULT_AERION_CLIENT_ID,

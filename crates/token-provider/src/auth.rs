@@ -28,7 +28,7 @@ use http::header::{AUTHORIZATION, HeaderName, HeaderValue};
 use url::{Origin, Url};
 
 use crate::http::{Request, Response, check_url};
-use crate::{AccessToken, Error, HttpClient, Secret, TokenProvider};
+use crate::{AccessToken, Error, HttpClient, TokenProvider};
 
 /// Which header carries the token, and how.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -61,9 +61,10 @@ impl AuthHeader {
 
     /// The header value for `token`, marked sensitive so no HTTP layer prints it.
     pub fn value(&self, token: &AccessToken) -> Result<HeaderValue, Error> {
-        let mut value = HeaderValue::from_str(&token.authorization_value()).map_err(|_| {
-            Error::malformed("the provider issued a token that cannot be sent in a header")
-        })?;
+        let mut value = HeaderValue::from_str(token.authorization_value().expose_secret())
+            .map_err(|_| {
+                Error::malformed("the provider issued a token that cannot be sent in a header")
+            })?;
         value.set_sensitive(true);
         Ok(value)
     }
@@ -195,7 +196,7 @@ where
     retry_once_on_401(
         provider,
         |token| async move {
-            let value = Secret::new(token.authorization_value());
+            let value = token.authorization_value();
             http.execute(request.clone().secret_header(header.name.clone(), &value)?)
                 .await
         },
@@ -239,6 +240,7 @@ where
 /// # Ok(()) }
 /// ```
 #[cfg(feature = "middleware")]
+#[cfg_attr(docsrs, doc(cfg(feature = "middleware")))]
 #[derive(Clone)]
 pub struct AuthMiddleware {
     provider: std::sync::Arc<dyn TokenProvider>,

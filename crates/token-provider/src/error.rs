@@ -26,8 +26,12 @@ pub enum Error {
         reason: String,
     },
 
-    /// The provider refused the credentials (or the grant, or the audience).
-    #[error("credentials rejected{}", rejected_suffix(*.status, .code.as_deref(), .description.as_deref()))]
+    /// The provider refused the request for a reason only a change of input fixes: the
+    /// credentials, the grant or the audience (HTTP 400, 401, 403), or what the request named or
+    /// asked for (404, 409, 422, another 4xx). The message says which: "credentials rejected
+    /// (HTTP 401): …", "not found (HTTP 404): …", "conflict (HTTP 409): …", "invalid request
+    /// (HTTP 422): …", "request rejected (HTTP 418): …".
+    #[error("{}{}", rejected_subject(*.status), rejected_suffix(*.status, .code.as_deref(), .description.as_deref()))]
     Rejected {
         /// The HTTP status, when the refusal came over HTTP.
         status: Option<u16>,
@@ -315,6 +319,17 @@ impl std::fmt::Display for Duplicated {
 
 impl std::error::Error for Duplicated {}
 
+/// What a rejection with `status` refused, as its message opens.
+fn rejected_subject(status: Option<u16>) -> &'static str {
+    match status {
+        None | Some(400 | 401 | 403) => "credentials rejected",
+        Some(404) => "not found",
+        Some(409) => "conflict",
+        Some(422) => "invalid request",
+        Some(_) => "request rejected",
+    }
+}
+
 fn rejected_suffix(status: Option<u16>, code: Option<&str>, description: Option<&str>) -> String {
     let mut s = String::new();
     if let Some(status) = status {
@@ -386,6 +401,26 @@ mod tests {
             e.to_string(),
             "rate limited by the provider (retry after 7s)"
         );
+    }
+
+    #[test]
+    fn a_rejection_says_what_was_rejected() {
+        let said = |status| Error::rejected(status, None, Some("Email taken")).to_string();
+        assert_eq!(said(None), "credentials rejected: Email taken");
+        for status in [400, 401, 403] {
+            assert_eq!(
+                said(Some(status)),
+                format!("credentials rejected (HTTP {status}): Email taken")
+            );
+        }
+        assert_eq!(said(Some(404)), "not found (HTTP 404): Email taken");
+        assert_eq!(said(Some(409)), "conflict (HTTP 409): Email taken");
+        assert_eq!(said(Some(422)), "invalid request (HTTP 422): Email taken");
+        assert_eq!(said(Some(418)), "request rejected (HTTP 418): Email taken");
+        // Only credential refusals blame the credentials.
+        for status in [404, 409, 410, 422] {
+            assert!(!said(Some(status)).contains("credentials"), "{status}");
+        }
     }
 
     #[test]

@@ -1,27 +1,12 @@
-//! The core of partner-auth: one async [`TokenProvider`] trait, the [`AccessToken`] it returns,
-//! the [`Error`] it fails with, the [`CachedTokenProvider`] that makes any [`Fetch`] a provider
-//! worth calling before every request, and the [`HttpClient`] policy every provider shares.
+#![doc = include_str!("../README.md")]
 //!
-//! Provider crates (`aerion-auth`, `aurora-uk-auth`, `aurora-solar-auth`) build on this crate;
-//! applications usually depend on one of them, or on the `partner-auth` facade, and hold an
-//! `Arc<dyn TokenProvider>`.
+//! # Where to start
 //!
-//! ```
-//! use std::sync::Arc;
-//! use token_provider::{provider_fn, AccessToken, CachedTokenProvider, TokenProvider};
-//!
-//! # #[tokio::main(flavor = "current_thread")]
-//! # async fn main() -> Result<(), token_provider::Error> {
-//! let provider: Arc<dyn TokenProvider> = Arc::new(CachedTokenProvider::new(provider_fn(
-//!     "example",
-//!     || async { Ok(AccessToken::new("a-token")) },
-//! )));
-//! let token = provider.token().await?;
-//! // Debug never shows the secret.
-//! assert!(!format!("{token:?}").contains("a-token"));
-//! # Ok(())
-//! # }
-//! ```
+//! - [`TokenProvider`]: the trait every provider implements; [`AccessToken`] and [`Error`].
+//! - [`CachedTokenProvider`] over a [`Fetch`] (or [`provider_fn`]): the cache, configured by
+//!   [`CacheConfig`]; [`ProviderOptions`] carries it with the [`HttpClient`], a [`Clock`] and a
+//!   [`TokenStore`] into every provider's builder.
+//! - [`auth`]: authenticated calls that retry once after a 401.
 //!
 //! # Which requests each provider sends, and which may be repeated
 //!
@@ -63,6 +48,7 @@
 //! ([`scrub_secrets`]).
 
 #![warn(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod auth;
 mod cache;
@@ -76,6 +62,7 @@ mod scrub;
 mod secret;
 pub mod store;
 #[cfg(feature = "testing")]
+#[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
 pub mod testing;
 mod token;
 

@@ -76,11 +76,19 @@ impl AccessToken {
     /// The value for an `Authorization` header: always `Bearer <token>` (the scheme is
     /// case-insensitive, but some servers are not, and `bearer` is what some providers report).
     ///
+    /// The value is a [`Secret`]: redacted in `Debug`, zeroized when dropped; read it with
+    /// [`expose_secret`](Secret::expose_secret) where the header is written.
+    ///
     /// # Security Warning
     ///
-    /// The result contains the secret.
-    pub fn authorization_value(&self) -> String {
-        format!("Bearer {}", self.0.secret.expose_secret())
+    /// The exposed value contains the token.
+    pub fn authorization_value(&self) -> Secret {
+        let token = self.0.secret.expose_secret();
+        // Built at its final size, so no reallocation leaves a copy behind in freed memory.
+        let mut value = String::with_capacity("Bearer ".len() + token.len());
+        value.push_str("Bearer ");
+        value.push_str(token);
+        Secret::new(value)
     }
 
     /// A copy in a new allocation (the secret included), for a cache that keeps one copy per
@@ -326,6 +334,10 @@ mod tests {
         assert!(a.ptr_eq(&b));
         assert_eq!(a, AccessToken::new("same"));
         assert_ne!(a, AccessToken::new("other"));
-        assert_eq!(a.authorization_value(), "Bearer same");
+        assert_eq!(a.authorization_value().expose_secret(), "Bearer same");
+        assert_eq!(
+            format!("{:?}", a.authorization_value()),
+            "Secret([redacted])"
+        );
     }
 }

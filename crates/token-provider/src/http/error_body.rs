@@ -313,7 +313,7 @@ mod tests {
         let explained = none.clone().or_description("no such tenant");
         assert_eq!(
             status_error(404, &explained, &[]).to_string(),
-            "credentials rejected (HTTP 404): no such tenant"
+            "not found (HTTP 404): no such tenant"
         );
         let key = Secret::new("sk_echoed_key");
         let echo = ProviderWords::from_body(

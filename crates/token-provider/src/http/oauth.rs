@@ -48,14 +48,19 @@ impl HttpClient {
     /// An adapter through which the `oauth2` and `openidconnect` crates send their requests with
     /// this client and its policy, each request repeated as `repeat` allows:
     ///
-    /// ```ignore
+    /// ```no_run
+    /// # fn demo(client: &token_provider::HttpClient) {
+    /// use token_provider::Secret;
+    /// use token_provider::http::{Repeat, Response};
+    ///
+    /// let secret = Secret::new("client-secret");
+    /// // Errors read from the provider's answer, with the secret scrubbed from its words.
     /// let map = |response: &Response| response.error_scrubbed(&[&secret]);
     /// let http = client.oauth_adapter(Repeat::Safe).errors(&map);
-    /// let token = oauth_client
-    ///     .exchange_client_credentials()
-    ///     .request_async(&http)
-    ///     .await
-    ///     .map_err(|e| token_error(e, "token response"))?;
+    /// // `&http` is an `oauth2::AsyncHttpClient`:
+    /// // `oauth_client.exchange_client_credentials().request_async(&http).await`.
+    /// # let _ = http;
+    /// # }
     /// ```
     pub fn oauth_adapter(&self, repeat: Repeat) -> OAuthAdapter<'_> {
         OAuthAdapter {
