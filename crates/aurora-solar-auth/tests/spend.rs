@@ -47,17 +47,22 @@ async fn a_session_token_that_never_reached_aurora_is_not_spent() {
     );
 }
 
-#[tokio::test]
-async fn generate_token_is_not_repeated_after_a_5xx() {
-    let mut server = Server::new_async().await;
-    let _list = server
+/// The tenant's user list: one active user, `u-1`.
+async fn users_mock(server: &mut mockito::ServerGuard) -> mockito::Mock {
+    server
         .mock("GET", "/tenants/t1/users")
         .with_body(
             json!({"users": [{"id": "u-1", "email": "a@example.com", "account_status": "active"}]})
                 .to_string(),
         )
         .create_async()
-        .await;
+        .await
+}
+
+#[tokio::test]
+async fn generate_token_is_not_repeated_after_a_5xx() {
+    let mut server = Server::new_async().await;
+    let _list = users_mock(&mut server).await;
     let generate = server
         .mock("POST", "/tenants/t1/users/u-1/generate_token")
         .match_header("authorization", format!("Bearer {API_KEY}").as_str())
@@ -143,14 +148,7 @@ async fn without_background_refresh_a_jwt_is_replaced_only_once_expired() {
         )
     };
     let mut server = Server::new_async().await;
-    let _list = server
-        .mock("GET", "/tenants/t1/users")
-        .with_body(
-            json!({"users": [{"id": "u-1", "email": "a@example.com", "account_status": "active"}]})
-                .to_string(),
-        )
-        .create_async()
-        .await;
+    let _list = users_mock(&mut server).await;
     let first = server
         .mock("POST", "/tenants/t1/users/u-1/generate_token")
         .with_body(json!({"token": {"jwt": jwt(0)}}).to_string())
