@@ -12,7 +12,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use partner_auth::token_provider::http::{Request, parse_base_url};
+use partner_auth::token_provider::http::{Repeat, Request, parse_base_url};
 use partner_auth::{
     AccessToken, CachedTokenProvider, Error, Fetch, HttpClient, Secret, SharedClock, TokenProvider,
     TokenState, async_trait,
@@ -33,7 +33,7 @@ struct ClientCredentials {
 #[async_trait]
 impl Fetch for ClientCredentials {
     async fn fetch(&self, _previous: Option<&TokenState>) -> Result<TokenState, Error> {
-        let request = Request::post(self.token_url.clone())
+        let request = Request::post(self.token_url.clone(), Repeat::Safe)
             .basic_auth(&self.client_id, &self.client_secret)?
             .form(&[
                 ("grant_type", "client_credentials"),

@@ -14,7 +14,7 @@ use std::collections::HashMap;
 use std::error::Error as StdError;
 use std::sync::Arc;
 
-use partner_auth::auth::AuthMiddleware;
+use partner_auth::auth::{AuthMiddleware, AuthScope};
 use partner_auth::{AccessToken, HttpClient, Options, ProviderKind, TokenProvider, from_lookup};
 use partner_auth_emulator::{Emulator, RunningEmulator};
 
@@ -69,7 +69,10 @@ async fn main() -> Result<(), Box<dyn StdError>> {
 
         if let Some(url) = protected_resource(kind, &vars, emulator.as_ref()) {
             let client = reqwest_middleware::ClientBuilder::new(http.reqwest().clone())
-                .with(AuthMiddleware::new(Arc::clone(&provider)))
+                .with(AuthMiddleware::new(
+                    Arc::clone(&provider),
+                    AuthScope::parse(&url)?,
+                ))
                 .build();
             let status = client.get(url.as_str()).send().await?.status();
             println!("{:<17} GET {} -> {status}", "", path_of(&url));

@@ -132,6 +132,7 @@ impl ProviderKind {
                 ("audience", "AURORA_UK_AUDIENCE"),
                 ("client_id", "AURORA_UK_CLIENT_ID"),
                 ("client_secret", "AURORA_UK_CLIENT_SECRET"),
+                ("client_auth", "AURORA_UK_CLIENT_AUTH"),
             ],
             #[cfg(feature = "aurora-solar")]
             Self::AuroraSolar => &[
@@ -184,9 +185,13 @@ impl FromStr for ProviderKind {
 /// (the core's [`ProviderOptions`](token_provider::ProviderOptions)).
 pub use token_provider::ProviderOptions as Options;
 
-/// Builds the provider of `kind` from the SPEC section 5 environment variables.
+/// Builds the provider of `kind` from the SPEC section 5 environment variables. A variable that
+/// is set but not UTF-8 is refused by name (not read as unset).
 pub fn from_env(kind: ProviderKind) -> Result<Arc<dyn TokenProvider>, Error> {
-    from_lookup(kind, |name| std::env::var(name).ok(), &Options::default())
+    let env = token_provider::ProcessEnv::new();
+    let provider = from_lookup(kind, |name| env.get(name), &Options::default());
+    env.check()?;
+    provider
 }
 
 /// Builds the provider of `kind` from variables read through `lookup` (environment variable names

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use partner_auth::auth::AuthMiddleware;
+use partner_auth::auth::{AuthMiddleware, AuthScope};
 use partner_auth::{Config, Error, HttpClient, Options, ProviderKind, TokenProvider, from_lookup};
 use partner_auth_emulator::{Emulator, Endpoint, Fault, RunningEmulator};
 
@@ -159,7 +159,10 @@ async fn the_middleware_retries_a_401_exactly_once() {
     let aerion = provider(&emulator, ProviderKind::Aerion);
     let http = fast_http();
     let client = reqwest_middleware::ClientBuilder::new(http.reqwest().clone())
-        .with(AuthMiddleware::new(Arc::clone(&aerion)))
+        .with(AuthMiddleware::new(
+            Arc::clone(&aerion),
+            AuthScope::parse(&emulator.aerion_base()).unwrap(),
+        ))
         .build();
     let me = format!("{}/v1/users/me", emulator.aerion_base());
 
@@ -206,7 +209,10 @@ async fn the_middleware_retries_a_401_exactly_once() {
         ),
     ] {
         let client = reqwest_middleware::ClientBuilder::new(http.reqwest().clone())
-            .with(AuthMiddleware::new(provider(&emulator, kind)))
+            .with(AuthMiddleware::new(
+                provider(&emulator, kind),
+                AuthScope::parse(&url).unwrap(),
+            ))
             .build();
         assert_eq!(
             client.get(&url).send().await.unwrap().status(),

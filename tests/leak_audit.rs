@@ -13,7 +13,7 @@ use std::time::Duration;
 use partner_auth::aerion::AerionBuilder;
 use partner_auth::aurora_solar::{ClientSdkBuilder, PartnerAppBuilder, SdkUser};
 use partner_auth::aurora_uk::AuroraUkBuilder;
-use partner_auth::auth::AuthMiddleware;
+use partner_auth::auth::{AuthMiddleware, AuthScope};
 use partner_auth::{
     CacheConfig, Config, HttpClient, MemoryStore, Options, ProviderKind, Secret, StoreKey,
     TokenProvider, TokenStore, from_lookup,
@@ -144,7 +144,7 @@ async fn no_secret_in_any_log_line_debug_or_error() {
     ] {
         let p = from_lookup(kind, lookup(&v), &opts).unwrap();
         emulator.inject(endpoint, Fault::Unauthorized, 1);
-        let mw = AuthMiddleware::new(Arc::clone(&p));
+        let mw = AuthMiddleware::new(Arc::clone(&p), AuthScope::parse(&url).unwrap());
         seen.show(&mw);
         let client = reqwest_middleware::ClientBuilder::new(http.reqwest().clone())
             .with(mw)

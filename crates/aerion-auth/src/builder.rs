@@ -95,10 +95,12 @@ impl Tenant {
         if value.is_empty() {
             return Err(Error::config(self.field(), "must not be empty"));
         }
-        if value.chars().any(char::is_control) {
+        // Visible ASCII only: anything else would go out as raw header bytes that every
+        // server reads its own way.
+        if !value.bytes().all(|b| b.is_ascii_graphic()) {
             return Err(Error::config(
                 self.field(),
-                "must not contain control characters",
+                "must be visible ASCII (no spaces, accents or control characters):                  write a non-ASCII host name in its `xn--` form",
             ));
         }
         let value = HeaderValue::from_str(value).map_err(|_| {
@@ -161,9 +163,13 @@ impl AerionBuilder {
         Self::default()
     }
 
-    /// A builder from the process environment; see [`from_env_with`](Self::from_env_with).
+    /// A builder from the process environment; see [`from_env_with`](Self::from_env_with). A
+    /// variable that is set but not UTF-8 is refused by name.
     pub fn from_env() -> Result<Self, Error> {
-        Self::from_env_with(|name| std::env::var(name).ok())
+        let env = token_provider::ProcessEnv::new();
+        let builder = Self::from_env_with(|name| env.get(name));
+        env.check()?;
+        builder
     }
 
     /// A builder from the variables `lookup` returns: `AERION_BASE_URL`, `AERION_COMPANY_URL`
@@ -306,7 +312,7 @@ impl AerionBuilder {
         )?;
         let token_url = match &self.token_url {
             Some(url) => parse_base_url("token_url", url)?,
-            None => join_path(&base_url, &["oauth2", "token"]),
+            None => join_path(&base_url, &["oauth2", "token"])?,
         };
 
         let tenant = self

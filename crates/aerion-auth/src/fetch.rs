@@ -2,19 +2,20 @@
 //! password grant otherwise or when the refresh token is refused.
 
 use std::fmt;
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use async_trait::async_trait;
 use http::{HeaderName, HeaderValue};
-use oauth2::basic::{BasicRevocationErrorResponse, BasicTokenIntrospectionResponse};
-use oauth2::{
-    AsyncHttpClient, AuthType, ClientId, ClientSecret, EndpointNotSet, EndpointSet, HttpRequest,
-    HttpResponse, RefreshToken, RequestTokenError, ResourceOwnerPassword, ResourceOwnerUsername,
-    StandardRevocableToken, TokenResponse, TokenUrl,
+use oauth2::basic::{
+    BasicErrorResponse, BasicRevocationErrorResponse, BasicTokenIntrospectionResponse,
 };
-use token_provider::http::{OAuthAdapter, ProviderWords, status_error};
+use oauth2::{
+    AuthType, ClientId, ClientSecret, EndpointNotSet, EndpointSet, RefreshToken,
+    ResourceOwnerPassword, ResourceOwnerUsername, StandardRevocableToken, TokenResponse, TokenUrl,
+};
+use token_provider::http::{
+    OAuthAdapter, Repeat, Response, SendError, bearer_token_type, token_error,
+};
 use token_provider::{
     AccessToken, Error, Fetch, HttpClient, Secret, SharedClock, StoreKey, TokenState,
 };
@@ -23,10 +24,11 @@ use url::Url;
 
 use crate::Tenant;
 use crate::builder::DEFAULT_CLIENT_SECRET;
-use crate::wire::{AerionErrorResponse, AerionTokenResponse, malformed};
+use crate::wire::AerionTokenResponse;
 
 type OAuthClient = oauth2::Client<
-    AerionErrorResponse,
+    // Never parsed: the core's adapter turns every error answer into an `Error` first.
+    BasicErrorResponse,
     AerionTokenResponse,
     BasicTokenIntrospectionResponse,
     StandardRevocableToken,
@@ -38,7 +40,8 @@ type OAuthClient = oauth2::Client<
     EndpointSet,
 >;
 
-type TokenResult = Result<AerionTokenResponse, RequestTokenError<Error, AerionErrorResponse>>;
+/// What a failed grant is called in errors.
+const WHAT: &str = "aerion token response";
 
 /// What the user must do once no credential works any more.
 const SIGN_IN_AGAIN: &str = "Aerion refused the refresh token and no password is configured: \
@@ -57,7 +60,9 @@ pub(crate) struct AerionFetcher {
     pub(crate) username: Option<String>,
     pub(crate) password: Option<Secret>,
     pub(crate) seed_refresh_token: Option<Secret>,
-    /// Set once Aerion refused the configured refresh token, so it is not offered again.
+    /// Set once the configured refresh token may have reached Aerion (refused, rotated, or sent
+    /// with its answer lost), so it is never offered again: Aerion rotates refresh tokens, and
+    /// one that was sent may be dead whatever came back.
     pub(crate) seed_spent: AtomicBool,
     pub(crate) clock: SharedClock,
     /// This principal's key in a store.
@@ -124,12 +129,14 @@ impl Fetch for AerionFetcher {
                 source = source.as_str(),
                 "requesting an aerion token"
             );
-            match self.refresh_grant(&refresh_token).await {
+            let result = self.refresh_grant(&refresh_token).await;
+            let sent = result.as_ref().err().is_none_or(SendError::reached_server);
+            if sent && self.seed_refresh_token.as_ref() == Some(&refresh_token) {
+                self.seed_spent.store(true, Ordering::Relaxed);
+            }
+            match result.map_err(SendError::into_error) {
                 Ok(state) => return Ok(state),
                 Err(error) if is_refused_refresh(&error) => {
-                    if self.seed_refresh_token.as_ref() == Some(&refresh_token) {
-                        self.seed_spent.store(true, Ordering::Relaxed);
-                    }
                     info!(
                         source = source.as_str(),
                         status = error.status(),
@@ -148,7 +155,9 @@ impl Fetch for AerionFetcher {
                     info!("falling back to the aerion password grant");
                 }
                 debug!(grant = "password", "requesting an aerion token");
-                self.password_grant(username, password).await
+                self.password_grant(username, password)
+                    .await
+                    .map_err(SendError::into_error)
             }
             _ => Err(Error::user_action(SIGN_IN_AGAIN)),
         }
@@ -191,51 +200,66 @@ impl AerionFetcher {
             .set_token_uri(TokenUrl::from_url(self.token_url.clone()))
     }
 
-    /// An oauth2 HTTP client that adds the tenant header: oauth2's request builders add form
-    /// fields but no headers, and Aerion needs the header on every token request.
-    fn tenant_client(&self) -> TenantClient<'_> {
-        TenantClient {
-            http: self.http.oauth_adapter(),
-            header: &self.tenant_header,
-        }
+    /// The core's oauth2 adapter with the tenant header (oauth2's request builders add form
+    /// fields but no headers, and Aerion needs the header on every token request) and Aerion's
+    /// errors read with the status in hand.
+    fn adapter<'a>(
+        &'a self,
+        repeat: Repeat,
+        errors: &'a (dyn Fn(&Response) -> Error + Send + Sync),
+    ) -> OAuthAdapter<'a> {
+        let (name, value) = &self.tenant_header;
+        self.http
+            .oauth_adapter(repeat)
+            .header(name.clone(), value.clone())
+            .errors(errors)
     }
 
-    async fn refresh_grant(&self, refresh_token: &Secret) -> Result<TokenState, Error> {
+    /// The refresh grant. Aerion rotates refresh tokens, so the grant spends the one it sends:
+    /// it is sent once, and repeated only when it provably never reached Aerion.
+    async fn refresh_grant(&self, refresh_token: &Secret) -> Result<TokenState, SendError> {
         let now = self.clock.now();
         let client = self.oauth_client();
         let rt = RefreshToken::new(refresh_token.expose_secret().to_owned());
-        let http = self.tenant_client();
-        let result = client
+        let secrets = self.secrets(Some(refresh_token));
+        let errors = |response: &Response| response.error_scrubbed(&secrets);
+        let http = self.adapter(Repeat::Once, &errors);
+        let response = client
             .exchange_refresh_token(&rt)
             .request_async(&http)
-            .await;
-        let response = check(
-            result,
-            http.http.last_status(),
-            &self.secrets(Some(refresh_token)),
-        )?;
+            .await
+            .map_err(|e| token_error(e, WHAT))?;
         let rotated = response.refresh_token().is_some();
         debug!(rotated, "aerion refresh grant succeeded");
         // A response without a refresh token leaves the one just used in force.
-        Ok(self.state(now, response, Some(refresh_token.clone())))
+        self.state(now, response, Some(refresh_token.clone()))
+            .map_err(SendError::reached)
     }
 
-    async fn password_grant(&self, username: &str, password: &Secret) -> Result<TokenState, Error> {
+    /// The password grant: nothing is spent by sending it, so it is repeated as the policy
+    /// allows.
+    async fn password_grant(
+        &self,
+        username: &str,
+        password: &Secret,
+    ) -> Result<TokenState, SendError> {
         let now = self.clock.now();
         let client = self.oauth_client();
         let username = ResourceOwnerUsername::new(username.to_owned());
         let password = ResourceOwnerPassword::new(password.expose_secret().to_owned());
-        let http = self.tenant_client();
-        let result = client
+        let secrets = self.secrets(None);
+        let errors = |response: &Response| response.error_scrubbed(&secrets);
+        let http = self.adapter(Repeat::Safe, &errors);
+        let response = client
             .exchange_password(&username, &password)
             .request_async(&http)
-            .await;
-        let response = check(result, http.http.last_status(), &self.secrets(None))?;
+            .await
+            .map_err(|e| token_error(e, WHAT))?;
         debug!(
             refresh_token = response.refresh_token().is_some(),
             "aerion password grant succeeded"
         );
-        Ok(self.state(now, response, None))
+        self.state(now, response, None).map_err(SendError::reached)
     }
 
     /// The new state. `now` is read before the request was sent, so the expiry errs early.
@@ -244,9 +268,10 @@ impl AerionFetcher {
         now: std::time::SystemTime,
         response: AerionTokenResponse,
         kept_refresh_token: Option<Secret>,
-    ) -> TokenState {
+    ) -> Result<TokenState, Error> {
+        let token_type = bearer_token_type(Some(response.token_type().0.as_str()), WHAT)?;
         let mut token = AccessToken::builder(response.access_token().secret().as_str())
-            .token_type(response.token_type().0.as_str())
+            .token_type(token_type)
             .scope(response.scope().map(str::to_owned));
         if let Some(lifetime) = response.expires_in() {
             token = token.expires_in(now, lifetime);
@@ -255,56 +280,6 @@ impl AerionFetcher {
             .refresh_token()
             .map(|r| Secret::new(r.secret().as_str()))
             .or(kept_refresh_token);
-        TokenState::new(token.build()).with_refresh_token(refresh_token)
+        Ok(TokenState::new(token.build()).with_refresh_token(refresh_token))
     }
-}
-
-/// Sends oauth2's requests through the core's [`OAuthAdapter`] with the tenant header added.
-struct TenantClient<'a> {
-    http: OAuthAdapter<'a>,
-    header: &'a (HeaderName, HeaderValue),
-}
-
-impl<'c> AsyncHttpClient<'c> for TenantClient<'_> {
-    type Error = Error;
-    type Future = Pin<Box<dyn Future<Output = Result<HttpResponse, Error>> + Send + 'c>>;
-
-    fn call(&'c self, mut request: HttpRequest) -> Self::Future {
-        let (name, value) = self.header;
-        request.headers_mut().insert(name.clone(), value.clone());
-        Box::pin(self.http.call(request))
-    }
-}
-
-/// oauth2's outcome as the core's [`Error`]. Neither a body nor oauth2's own messages (which can
-/// quote the body) get into the error, and any of `secrets` Aerion echoes is cut out of its words.
-fn check(
-    result: TokenResult,
-    status: Option<u16>,
-    secrets: &[&Secret],
-) -> Result<AerionTokenResponse, Error> {
-    result.map_err(|err| match err {
-        RequestTokenError::Request(error) => error,
-        RequestTokenError::ServerResponse(body) => match status {
-            Some(status) => status_error(status, body.words(), secrets),
-            None => Error::rejected_scrubbed(
-                None,
-                body.words().code(),
-                body.words().description(),
-                secrets,
-            ),
-        },
-        RequestTokenError::Parse(error, body) => match status {
-            Some(200) | None => malformed("aerion token response", error.inner()),
-            Some(status) => status_error(status, &ProviderWords::from_body(&body), secrets),
-        },
-        RequestTokenError::Other(message) => match status {
-            Some(200) if message.contains("Content-Type") => {
-                Error::malformed("aerion token response: not JSON (unexpected Content-Type)")
-            }
-            Some(200) => Error::malformed("aerion token response: empty body"),
-            Some(status) => status_error(status, &ProviderWords::default(), secrets),
-            None => Error::config("token_url", "cannot be used to build a token request"),
-        },
-    })
 }

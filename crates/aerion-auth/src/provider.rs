@@ -2,7 +2,7 @@
 
 use http::header::ACCEPT;
 use serde::{Deserialize, Deserializer};
-use token_provider::auth::{AuthHeader, execute_authorized};
+use token_provider::auth::{AuthHeader, AuthScope, execute_authorized};
 use token_provider::http::{Request, join_path};
 use token_provider::{
     AccessToken, CacheStats, CachedTokenProvider, Error, StoreKey, TokenProvider, async_trait,
@@ -58,16 +58,29 @@ impl Aerion {
         self.inner.stats()
     }
 
+    /// Where this provider's tokens may be sent: the origin of the API base (the default base,
+    /// or the one configured), for `token_provider::auth::AuthMiddleware::new` and
+    /// [`send_authorized`](token_provider::auth::send_authorized).
+    pub fn auth_scope(&self) -> AuthScope {
+        AuthScope::new(self.base_url()).expect("the base URL was checked by the builder")
+    }
+
     /// The signed-in user: `GET {base}/v1/users/me` with the current token.
     ///
     /// A 401 invalidates that token and the call is made once more with a new one; a second
     /// 401 is returned as [`Error::Rejected`].
     pub async fn me(&self) -> Result<AerionUser, Error> {
         let fetcher = self.inner.fetcher();
-        let url = join_path(&fetcher.base_url, &["v1", "users", "me"]);
+        let url = join_path(&fetcher.base_url, &["v1", "users", "me"])?;
         let request = Request::get(url).header(ACCEPT, "application/json")?;
-        let response =
-            execute_authorized(self, &fetcher.http, &AuthHeader::default(), &request).await?;
+        let response = execute_authorized(
+            self,
+            &fetcher.http,
+            &AuthHeader::default(),
+            &self.auth_scope(),
+            &request,
+        )
+        .await?;
         if response.status().is_success() {
             response.json("aerion user")
         } else {

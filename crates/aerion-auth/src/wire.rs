@@ -1,18 +1,16 @@
-//! Aerion's token and error bodies, as the `oauth2` crate sees them, and their translation into
-//! the core's [`Error`].
+//! Aerion's token body, as the `oauth2` crate sees it.
 //!
 //! Aerion answers in "standard OAuth 2.0" form with two liberties the stock `oauth2` types refuse:
-//! `expires_in` may be a string, and `token_type` may be lowercase `bearer`. Its errors come
-//! either as `{"error","error_description"}` or as `{"error","status","summary","raw"}`; the
-//! `raw` field is the provider's raw text and is never even read.
+//! `expires_in` may be a string, and `token_type` may be lowercase `bearer` (the core's one
+//! token-type rule decides what it means). Its errors come either as
+//! `{"error","error_description"}` or as `{"error","status","summary","raw"}`; the core's
+//! lenient reader (`ProviderWords`) reads both, and never the `raw` field.
 
 use std::fmt;
 use std::time::Duration;
 
-use oauth2::{AccessToken, ErrorResponse, RefreshToken, Scope, TokenResponse, TokenType};
+use oauth2::{AccessToken, RefreshToken, Scope, TokenResponse, TokenType};
 use serde::{Deserialize, Deserializer, Serialize};
-use token_provider::Error;
-use token_provider::http::{ProviderWords, json_error_detail};
 
 /// The token type as Aerion spells it (`bearer`, `Bearer`, ...).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -140,56 +138,6 @@ impl TryFrom<RawTokenResponse> for AerionTokenResponse {
     }
 }
 
-/// An error body in either of Aerion's shapes, read by the core's lenient reader
-/// ([`ProviderWords`]): any JSON object parses, and `raw` is never read.
-///
-/// `Serialize` (which oauth2 requires) writes `{}`: the provider's words are not ours to send on.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(try_from = "serde_json::Value")]
-pub(crate) struct AerionErrorResponse {
-    #[serde(skip)]
-    words: ProviderWords,
-}
-
-impl AerionErrorResponse {
-    /// What Aerion said: the code and the explanation (`error_description`, else `summary`).
-    pub(crate) fn words(&self) -> &ProviderWords {
-        &self.words
-    }
-}
-
-impl TryFrom<serde_json::Value> for AerionErrorResponse {
-    type Error = FieldError;
-
-    fn try_from(value: serde_json::Value) -> Result<Self, FieldError> {
-        if !value.is_object() {
-            return Err(FieldError("an error body is a JSON object"));
-        }
-        Ok(Self {
-            words: ProviderWords::from_json(&value),
-        })
-    }
-}
-
-impl fmt::Display for AerionErrorResponse {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // oauth2 shows this in its own messages, which never reach an `Error`; the provider's
-        // text is not repeated here in any case, since it may echo a secret.
-        match (self.words.code(), self.words.description()) {
-            (None, None) => f.write_str("unspecified error"),
-            _ => f.write_str("an error response"),
-        }
-    }
-}
-
-impl ErrorResponse for AerionErrorResponse {}
-
-/// A JSON parse failure, described by the core's [`json_error_detail`] (it keeps this module's
-/// own `field `…`` messages and never quotes the body).
-pub(crate) fn malformed(what: &str, err: &serde_json::Error) -> Error {
-    Error::malformed(format!("{what}: {}", json_error_detail(err)))
-}
-
 /// A string field that tolerates any JSON type: a string is kept, anything else (a number, an
 /// object, null) reads as absent rather than failing the whole body.
 fn lenient_string<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
@@ -201,7 +149,13 @@ fn lenient_string<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::
 
 #[cfg(test)]
 mod tests {
+    use token_provider::http::json_error_detail;
+
     use super::*;
+
+    fn malformed(what: &str, err: &serde_json::Error) -> String {
+        format!("{what}: {}", json_error_detail(err))
+    }
 
     fn token(body: &str) -> Result<AerionTokenResponse, serde_json::Error> {
         serde_json::from_str(body)
@@ -238,35 +192,11 @@ mod tests {
             (r#"{"token_type":"bearer"}"#, "missing field `access_token`"),
         ] {
             let e = token(body).unwrap_err();
-            let e = malformed("aerion token response", &e).to_string();
+            let e = malformed("aerion token response", &e);
             assert!(e.contains(want), "{e}");
             assert!(!e.contains("SECRET"), "{e}");
         }
-        let e = malformed("x", &token(r#"{"access_token":7}"#).unwrap_err()).to_string();
+        let e = malformed("x", &token(r#"{"access_token":7}"#).unwrap_err());
         assert!(e.contains("unexpected type"), "{e}");
-    }
-
-    #[test]
-    fn both_error_shapes_and_no_raw() {
-        let parse = |body: &str| serde_json::from_str::<AerionErrorResponse>(body);
-        let e =
-            parse(r#"{"error":"invalid_grant","error_description":"Bad credentials"}"#).unwrap();
-        assert_eq!(e.words().code(), Some("invalid_grant"));
-        assert_eq!(e.words().description(), Some("Bad credentials"));
-        let e = parse(
-            r#"{"error":"unauthorized","status":401,"summary":"Invalid login","raw":"RAW-XYZ"}"#,
-        )
-        .unwrap();
-        assert_eq!(e.words().code(), Some("unauthorized"));
-        assert_eq!(e.words().description(), Some("Invalid login"));
-        let shown = format!("{e} {e:?} {}", serde_json::to_string(&e).unwrap());
-        assert!(
-            !shown.contains("RAW-XYZ") && !shown.contains("Invalid login"),
-            "{shown}"
-        );
-        let e = parse(r#"{"error":true,"status":"500"}"#).unwrap();
-        assert_eq!(e.words().code(), None);
-        assert!(parse("<html>").is_err());
-        assert!(parse(r#"["x"]"#).is_err());
     }
 }

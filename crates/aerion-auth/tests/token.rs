@@ -48,7 +48,7 @@ async fn password_grant_sends_every_field_and_each_tenant_header() {
             .unwrap();
         let token = aerion.token().await.unwrap();
         assert_eq!(token.secret().expose_secret(), "at-1");
-        assert_eq!(token.token_type(), "bearer");
+        assert_eq!(token.token_type(), "Bearer");
         assert_eq!(token.expires_at(), Some(start() + HOUR));
         // Served from the cache: still one request.
         assert_eq!(aerion.token().await.unwrap(), token);

@@ -147,10 +147,21 @@ impl Target {
     }
 }
 
-/// A required identifier, trimmed; `field` names it when it is missing or blank.
+/// A required identifier, trimmed; `field` names it when it is missing or blank, or when it is
+/// `.` or `..` (in any spelling): ids are path segments, and the URL library drops a dot
+/// segment, so `tenants/../create_token` would go out as another request than the one meant.
 pub(crate) fn required_id(field: &str, value: Option<&str>) -> Result<String, Error> {
     match value.map(str::trim) {
-        Some(v) if !v.is_empty() => Ok(v.to_owned()),
+        Some(v) if !v.is_empty() => {
+            let decoded = v.to_ascii_lowercase().replace("%2e", ".");
+            if decoded == "." || decoded == ".." {
+                return Err(Error::config(
+                    field,
+                    "must not be `.` or `..`: it would vanish from the request path",
+                ));
+            }
+            Ok(v.to_owned())
+        }
         _ => Err(Error::config(field, "is required")),
     }
 }

@@ -66,6 +66,14 @@
 //! its `exp` claim, decoded but not verified (it is HS256-signed with Aurora's key). One cached
 //! JWT per user.
 //!
+//! An "SDK User" has one Client SDK session at a time: a new JWT can end the browser session
+//! that holds the previous one. So `generate_token` is never repeated once it may have reached
+//! Aurora (a timeout or a 5xx ends the fetch instead), and a background refresh of a user's JWT,
+//! which the cache starts in the last minutes of its life, may end that user's open session.
+//! An application that hands the JWT to a browser for the whole session turns it off with
+//! [`ClientSdkBuilder::background_refresh`]`(false)`: a JWT is then generated only when none is
+//! cached, the cached one has expired, or it was [invalidated](TokenProvider::invalidate).
+//!
 //! ```no_run
 //! use aurora_solar_auth::{ClientSdk, Environment, SdkUser, TokenProvider};
 //!
@@ -114,8 +122,9 @@
 //! Aurora allows 90 requests per minute per key by default and answers `429` with
 //! `Retry-After` beyond that; the HTTP client waits and retries (up to its policy's cap). The
 //! cache makes one request per key lifetime, so only many tenants or users at once come near the
-//! limit. A session-token exchange is the exception: it is never repeated, so a 429 on it ends
-//! in [`Error::RateLimited`] and the session token is spent.
+//! limit. A session-token exchange and a Client SDK `generate_token` are the exceptions: they
+//! are never repeated once they may have reached Aurora, so a 429 on them ends in
+//! [`Error::RateLimited`] (and the session token is spent).
 //!
 //! # Assumptions where Aurora's pages are silent
 //!

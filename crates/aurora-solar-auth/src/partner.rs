@@ -7,8 +7,9 @@ use std::sync::{Arc, Mutex};
 
 use http::header::CONTENT_LENGTH;
 use serde::Deserialize;
+use token_provider::auth::AuthScope;
 use token_provider::env_value;
-use token_provider::http::{Request, join_path};
+use token_provider::http::{Repeat, Request, join_path};
 use token_provider::{
     AccessToken, CacheConfig, CacheStats, CachedTokenProvider, Error, Fetch, HttpClient,
     ProviderOptions, Secret, SharedClock, StoreKey, TokenProvider, TokenState, TokenStore,
@@ -106,6 +107,12 @@ impl PartnerApp {
         &self.shared.conn.base
     }
 
+    /// Where temporary keys may be sent: the origin of the base URL (the environment's host,
+    /// or the custom base URL). For `token_provider::auth`'s middleware and `send_authorized`.
+    pub fn auth_scope(&self) -> AuthScope {
+        AuthScope::new(self.base_url()).expect("the base URL was checked by the builder")
+    }
+
     /// The cached temporary-key provider of `tenant_id` (backend flow: the application key
     /// alone). Asking again for the same tenant returns the same cache, so every handle shares
     /// one temporary key; each tenant has its own.
@@ -129,10 +136,12 @@ impl PartnerApp {
     /// The session token is spent by that one exchange: it is sent once, never retried once it
     /// may have reached Aurora, and any later exchange (a renewal 13 hours on, or a new attempt
     /// after a failure) is refused locally with [`Error::UserAction`] asking for a new session
-    /// token. Each call makes a new provider: a new session token comes with each request
-    /// Aurora makes to the app. The session token is the proof that a user of this tenant acted,
-    /// so the provider exchanges it before it hands out any key: it never uses a key cached or
-    /// stored for the tenant, and does not save the key it gets (a store is not used).
+    /// token. An exchange that provably never reached Aurora (the connection was refused, the
+    /// host name did not resolve) spends nothing, and a later attempt sends the token. Each call
+    /// makes a new provider: a new session token comes with each request Aurora makes to the
+    /// app. The session token is the proof that a user of this tenant acted, so the provider
+    /// exchanges it before it hands out any key: it never uses a key cached or stored for the
+    /// tenant, and does not save the key it gets (a store is not used).
     pub fn embedded(
         &self,
         tenant_id: impl AsRef<str>,
@@ -334,24 +343,27 @@ impl Fetch for PartnerFetcher {
                 &self.tenant_id,
                 "create_token",
             ],
-        );
+        )?;
         // An explicit empty body, so the POST carries `Content-Length: 0`: some front ends
-        // refuse a POST without a length.
-        let mut request = Request::post(url)
+        // refuse a POST without a length. The backend exchange spends nothing (the application
+        // key stays good), so it may be repeated; the embedded one spends its session token.
+        let repeat = match self.session_token {
+            Some(_) => Repeat::Once,
+            None => Repeat::Safe,
+        };
+        let mut request = Request::post(url, repeat)
             .bearer(&conn.application_key)?
             .header(CONTENT_LENGTH, "0")?;
         let mut session_token = None;
         if let Some(slot) = &self.session_token {
             // Taken before sending, so nothing (a renewal, the cache's retry after a failure) can
-            // ever send it a second time.
+            // send it a second time while it may be in flight.
             let token = slot
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .take()
                 .ok_or_else(|| Error::user_action(NEW_SESSION_TOKEN))?;
-            request = request
-                .query("session_token", token.expose_secret())
-                .not_repeatable();
+            request = request.query("session_token", token.expose_secret());
             session_token = Some(token);
         }
         debug!(
@@ -359,7 +371,19 @@ impl Fetch for PartnerFetcher {
             embedded = session_token.is_some(),
             "requesting an aurora solar temporary key"
         );
-        let response = conn.http.execute(request).await?;
+        let response = match conn.http.send(request).await {
+            Ok(response) => response,
+            Err(failure) => {
+                // Provably never reached Aurora (refused, no such host): nothing was spent, so
+                // the session token goes back for a later attempt.
+                if !failure.reached_server()
+                    && let (Some(slot), Some(token)) = (&self.session_token, session_token)
+                {
+                    *slot.lock().unwrap_or_else(|e| e.into_inner()) = Some(token);
+                }
+                return Err(failure.into_error());
+            }
+        };
         if !response.status().is_success() {
             if session_token.is_some() && response.status().as_u16() == 401 {
                 return Err(Error::user_action(NEW_SESSION_TOKEN));
@@ -398,9 +422,13 @@ pub struct PartnerAppBuilder {
 }
 
 impl PartnerAppBuilder {
-    /// A builder from the process environment; see [`from_env_with`](Self::from_env_with).
+    /// A builder from the process environment; see [`from_env_with`](Self::from_env_with). A
+    /// variable that is set but not UTF-8 is refused by name.
     pub fn from_env() -> Result<Self, Error> {
-        Self::from_env_with(|name| std::env::var(name).ok())
+        let env = token_provider::ProcessEnv::new();
+        let builder = Self::from_env_with(|name| env.get(name));
+        env.check()?;
+        builder
     }
 
     /// A builder from `AURORA_SOLAR_ENV`, `AURORA_SOLAR_BASE_URL`,

@@ -8,7 +8,7 @@ use http::header::CONTENT_LENGTH;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use token_provider::env_value;
-use token_provider::http::{Request, Response, join_path};
+use token_provider::http::{Repeat, Request, Response, join_path};
 use token_provider::{
     AccessToken, CacheConfig, CacheStats, CachedTokenProvider, Error, Fetch, HttpClient,
     ProviderOptions, Secret, SharedClock, StoreKey, TokenProvider, TokenState, TokenStore,
@@ -115,6 +115,8 @@ struct SdkShared {
     conn: Arc<SdkConn>,
     target: Target,
     options: ProviderOptions,
+    /// Whether a JWT is renewed in the background before it expires.
+    background_refresh: bool,
     users: Mutex<HashMap<String, UserJwt>>,
 }
 
@@ -204,6 +206,13 @@ impl ClientSdk {
 impl SdkShared {
     fn provider(&self, email_key: &str, user: SdkUser) -> UserJwt {
         let cache = self.options.resolved_cache("aurora-solar-sdk");
+        // Without background refresh there is no soft window: a JWT is replaced only once it
+        // has expired or was invalidated.
+        let cache = if self.background_refresh {
+            cache
+        } else {
+            cache.margin(std::time::Duration::ZERO)
+        };
         let fetcher = SdkFetcher {
             conn: Arc::clone(&self.conn),
             user,
@@ -377,7 +386,7 @@ fn id_text(id: Option<&Value>) -> Option<String> {
 }
 
 impl SdkFetcher {
-    fn url(&self, tail: &[&str]) -> Url {
+    fn url(&self, tail: &[&str]) -> Result<Url, Error> {
         let mut segments = vec!["tenants", self.conn.tenant_id.as_str(), "users"];
         segments.extend_from_slice(tail);
         join_path(&self.conn.base, &segments)
@@ -392,7 +401,7 @@ impl SdkFetcher {
     /// invitation refused because the email is taken by an account in another state).
     async fn find(&self, any_status: bool) -> Result<Option<String>, Error> {
         debug!(tenant_id = %self.conn.tenant_id, "looking up the client sdk user");
-        let request = Request::get(self.url(&[])).bearer(&self.conn.api_key)?;
+        let request = Request::get(self.url(&[])?).bearer(&self.conn.api_key)?;
         let response = self.conn.http.execute(request).await?;
         if !response.status().is_success() {
             return Err(self.fail(&response));
@@ -446,10 +455,9 @@ impl SdkFetcher {
         };
         debug!(tenant_id = %self.conn.tenant_id, "inviting the client sdk user");
         // An invitation creates an account: not sent twice. A later fetch finds the account.
-        let request = Request::post(self.url(&["invite"]))
+        let request = Request::post(self.url(&["invite"])?, Repeat::Once)
             .bearer(&self.conn.api_key)?
-            .json(&body)?
-            .not_repeatable();
+            .json(&body)?;
         let response = self.conn.http.execute(request).await?;
         let status = response.status().as_u16();
         if matches!(status, 409 | 422) {
@@ -467,8 +475,10 @@ impl SdkFetcher {
 
     async fn generate(&self, user_id: &str) -> Result<TokenState, Error> {
         debug!(tenant_id = %self.conn.tenant_id, "generating a client sdk jwt");
-        // `Content-Length: 0` rather than no length at all, as for `create_token`.
-        let request = Request::post(self.url(&[user_id, "generate_token"]))
+        // `Content-Length: 0` rather than no length at all, as for `create_token`. A new JWT can
+        // end the browser session holding the previous one (an SDK User has one Client SDK
+        // session at a time), so a generation that may have reached Aurora is never repeated.
+        let request = Request::post(self.url(&[user_id, "generate_token"])?, Repeat::Once)
             .bearer(&self.conn.api_key)?
             .header(CONTENT_LENGTH, "0")?;
         let response = self.conn.http.execute(request).await?;
@@ -538,13 +548,18 @@ pub struct ClientSdkBuilder {
     tenant_id: Option<String>,
     user: Option<SdkUser>,
     require_user: bool,
+    no_background_refresh: bool,
     options: ProviderOptions,
 }
 
 impl ClientSdkBuilder {
-    /// A builder from the process environment; see [`from_env_with`](Self::from_env_with).
+    /// A builder from the process environment; see [`from_env_with`](Self::from_env_with). A
+    /// variable that is set but not UTF-8 is refused by name.
     pub fn from_env() -> Result<Self, Error> {
-        Self::from_env_with(|name| std::env::var(name).ok())
+        let env = token_provider::ProcessEnv::new();
+        let builder = Self::from_env_with(|name| env.get(name));
+        env.check()?;
+        builder
     }
 
     /// A builder from `AURORA_SOLAR_ENV`, `AURORA_SOLAR_BASE_URL`, `AURORA_SOLAR_API_KEY`,
@@ -603,6 +618,15 @@ impl ClientSdkBuilder {
         self
     }
 
+    /// Whether a user's JWT is renewed in the background in the last minutes of its life
+    /// (default `true`). A new JWT can end the browser session holding the previous one (an
+    /// "SDK User" has one Client SDK session at a time): with `false`, a JWT is generated only
+    /// when none is cached, the cached one has expired, or it was invalidated.
+    pub fn background_refresh(mut self, enabled: bool) -> Self {
+        self.no_background_refresh = !enabled;
+        self
+    }
+
     /// The HTTP client (default: [`HttpClient::new`] with this builder's clock).
     pub fn http_client(mut self, client: HttpClient) -> Self {
         self.options.http = Some(client);
@@ -657,6 +681,7 @@ impl ClientSdkBuilder {
             }),
             target,
             options: self.options,
+            background_refresh: !self.no_background_refresh,
             users: Mutex::new(HashMap::new()),
         });
         let mut sdk = ClientSdk {

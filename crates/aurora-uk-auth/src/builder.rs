@@ -65,15 +65,21 @@ impl AuroraUkBuilder {
 
     /// A builder from the process environment; see
     /// [`from_env_with`](Self::from_env_with).
+    /// A variable that is set but not UTF-8 is refused by name.
     pub fn from_env() -> Result<Self, Error> {
-        Self::from_env_with(|name| std::env::var(name).ok())
+        let env = token_provider::ProcessEnv::new();
+        let builder = Self::from_env_with(|name| env.get(name));
+        env.check()?;
+        builder
     }
 
     /// A builder from the variables `lookup` returns (empty or blank values count as unset):
     ///
     /// - `AURORA_UK_ENV` (required): `dev` or `live`;
     /// - `AURORA_UK_ISSUER`, `AURORA_UK_AUDIENCE` (optional): override the environment's presets;
-    /// - `AURORA_UK_CLIENT_ID`, `AURORA_UK_CLIENT_SECRET` (required).
+    /// - `AURORA_UK_CLIENT_ID`, `AURORA_UK_CLIENT_SECRET` (required);
+    /// - `AURORA_UK_CLIENT_AUTH` (optional): `basic` (the default: an `Authorization: Basic`
+    ///   header) or `post` (form fields), see [`ClientAuth`].
     ///
     /// The error names the variable that is missing or wrong. Other settings (HTTP client,
     /// cache, store) can be added to the builder afterwards.
@@ -96,6 +102,19 @@ impl AuroraUkBuilder {
         }
         if let Some(audience) = get("AURORA_UK_AUDIENCE") {
             builder = builder.audience(audience);
+        }
+        if let Some(auth) = get("AURORA_UK_CLIENT_AUTH") {
+            let auth = auth.trim();
+            builder = builder.client_auth(if auth.eq_ignore_ascii_case("basic") {
+                ClientAuth::BasicHeader
+            } else if auth.eq_ignore_ascii_case("post") {
+                ClientAuth::RequestBody
+            } else {
+                return Err(Error::config(
+                    "AURORA_UK_CLIENT_AUTH",
+                    "must be `basic` or `post`",
+                ));
+            });
         }
         Ok(builder)
     }

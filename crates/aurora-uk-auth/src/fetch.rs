@@ -1,19 +1,17 @@
 //! One trip to Aurora UK's Auth0 tenant: discovery (cached) and the client credentials grant.
 
 use std::fmt;
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
-use oauth2::basic::{BasicClient, BasicErrorResponse, BasicTokenType};
-use oauth2::{
-    AsyncHttpClient, AuthType, ClientId, ClientSecret, RequestTokenError, TokenResponse, TokenUrl,
-};
+use oauth2::basic::BasicClient;
+use oauth2::{AuthType, ClientId, ClientSecret, TokenResponse, TokenUrl};
 use openidconnect::core::CoreProviderMetadata;
 use openidconnect::{DiscoveryError, IssuerUrl};
 use token_provider::auth::AuthHeader;
-use token_provider::http::{OAuthAdapter, ProviderWords, json_error_detail};
+use token_provider::http::{
+    ProviderWords, Repeat, Response, SendError, bearer_token_type, json_error_detail, token_error,
+};
 use token_provider::{
     AccessToken, Error, Fetch, HttpClient, Secret, SharedClock, StoreKey, TokenState, async_trait,
 };
@@ -70,20 +68,6 @@ impl fmt::Debug for Fetcher {
                 &self.token_endpoint().map(|u| u.to_string()),
             )
             .finish_non_exhaustive()
-    }
-}
-
-/// The adapter as oauth2's async client, with a boxed `Send` future: a closure returning the
-/// adapter's future borrows it for a lifetime the compiler cannot prove `Send` for all of, which
-/// an `async_trait` fetch needs.
-struct Sender<'a>(&'a OAuthAdapter<'a>);
-
-impl<'c> AsyncHttpClient<'c> for Sender<'_> {
-    type Error = Error;
-    type Future = Pin<Box<dyn Future<Output = Result<oauth2::HttpResponse, Error>> + Send + 'c>>;
-
-    fn call(&'c self, request: oauth2::HttpRequest) -> Self::Future {
-        Box::pin(self.0.call(request))
     }
 }
 
@@ -149,9 +133,9 @@ impl Fetcher {
     pub(crate) async fn discover(&self) -> Result<Arc<Discovered>, Error> {
         let now = self.clock.now();
         self.state().last_attempt = Some(now);
-        let adapter = self.http.oauth_adapter();
-        let send = Sender(&adapter);
-        let metadata = CoreProviderMetadata::discover_async(self.issuer.clone(), &send)
+        // Discovery reads; the adapter hands its answers over as they are, status included.
+        let adapter = self.http.oauth_adapter(Repeat::Safe);
+        let metadata = CoreProviderMetadata::discover_async(self.issuer.clone(), &adapter)
             .await
             .map_err(|e| discovery_error(&self.issuer, e))?;
         let token_endpoint = metadata
@@ -210,8 +194,10 @@ impl Fetcher {
             .set_token_uri(TokenUrl::from_url(endpoint.clone()));
         // The token's lifetime counts from before the request left, so expiry errs early.
         let now = self.clock.now();
-        let adapter = self.http.oauth_adapter();
-        let send = Sender(&adapter);
+        let secrets = [&self.client_secret];
+        let errors = |response: &Response| answer_error(response, &secrets);
+        // Client credentials spend nothing: a repeated grant only mints another token.
+        let adapter = self.http.oauth_adapter(Repeat::Safe).errors(&errors);
         debug!(
             host = endpoint.host_str().unwrap_or(""),
             path = endpoint.path(),
@@ -221,14 +207,14 @@ impl Fetcher {
         let result = client
             .exchange_client_credentials()
             .add_extra_param("audience", self.audience.as_str())
-            .request_async(&send)
+            .request_async(&adapter)
             .await;
         match result {
             Ok(response) => token_state(&response, now).map_err(|error| TokenFailure {
                 error,
                 moved: false,
             }),
-            Err(e) => Err(token_error(e, &adapter, &[&self.client_secret])),
+            Err(e) => Err(TokenFailure::from(token_error(e, "token response"))),
         }
     }
 }
@@ -284,15 +270,7 @@ fn token_state(
     response: &oauth2::basic::BasicTokenResponse,
     now: SystemTime,
 ) -> Result<TokenState, Error> {
-    let token_type = match response.token_type() {
-        BasicTokenType::Bearer => "Bearer",
-        other => {
-            return Err(Error::malformed(format!(
-                "token response: token_type `{}` is not Bearer",
-                other.as_ref().chars().take(40).collect::<String>()
-            )));
-        }
-    };
+    let token_type = bearer_token_type(Some(response.token_type().as_ref()), "token response")?;
     let secret = response.access_token().secret();
     if secret.is_empty() {
         return Err(Error::malformed("token response: empty access_token"));
@@ -320,46 +298,28 @@ const BAD_CREDENTIALS: &str = "the client id or client secret was refused (check
 const NOT_ALLOWED: &str = "this client may not get tokens for this audience (the Auth0 \
      application needs a client grant for AURORA_UK_AUDIENCE)";
 
-/// Maps oauth2's failure to an [`Error`], using the status oauth2 does not keep. Never quotes a
-/// response body, and cuts any of `secrets` Auth0 echoes out of its words.
-fn token_error(
-    e: RequestTokenError<Error, BasicErrorResponse>,
-    adapter: &OAuthAdapter<'_>,
-    secrets: &[&Secret],
-) -> TokenFailure {
-    let status = adapter.last_status();
-    let error = match e {
-        // The exchange itself failed. A connection error or a redirect from the token endpoint
-        // suggests it moved.
-        RequestTokenError::Request(error) => {
-            let moved = matches!(error, Error::Transport { .. })
-                || matches!(error.status(), Some(301 | 302 | 303 | 307 | 308));
-            return TokenFailure { error, moved };
-        }
-        RequestTokenError::ServerResponse(body) => {
-            let words = ProviderWords::new(
-                Some(body.error().as_ref()),
-                body.error_description().map(String::as_str),
+impl From<SendError> for TokenFailure {
+    /// A connection error, a redirect, or a 404 or 410 from the token endpoint suggests it
+    /// moved.
+    fn from(e: SendError) -> Self {
+        let error = e.into_error();
+        let moved = matches!(error, Error::Transport { .. })
+            || matches!(
+                error.status(),
+                Some(301 | 302 | 303 | 307 | 308 | 404 | 410)
             );
-            status_error(status, words, secrets)
-        }
-        RequestTokenError::Parse(parse, body) => match status {
-            Some(200..=299) | None => Error::malformed(format!(
-                "token response: {}",
-                parse_detail(parse.path(), parse.inner())
-            )),
-            // Not the standard error body: the core reads what it can of it.
-            _ => status_error(status, ProviderWords::from_body(&body), secrets),
-        },
-        RequestTokenError::Other(reason) => match status {
-            Some(200..=299) | None => Error::malformed(format!("token response: {reason}")),
-            _ => status_error(status, ProviderWords::default(), secrets),
-        },
-    };
-    TokenFailure {
-        moved: matches!(status, Some(404 | 410)),
-        error,
+        Self { error, moved }
     }
+}
+
+/// The error an answer that is not a success stands for, by [`status_error`]; never quotes the
+/// body, and cuts any of `secrets` Auth0 echoes out of its words.
+fn answer_error(response: &Response, secrets: &[&Secret]) -> Error {
+    status_error(
+        Some(response.status().as_u16()),
+        ProviderWords::from_body(response.body()),
+        secrets,
+    )
 }
 
 /// The core's [`status_error`](token_provider::http::status_error) with what Auth0's token
@@ -382,9 +342,9 @@ fn parse_detail(path: &impl fmt::Display, inner: &serde_json::Error) -> String {
 }
 
 /// Maps openidconnect's discovery failure to an [`Error`] naming the issuer.
-fn discovery_error(issuer: &IssuerUrl, e: DiscoveryError<Error>) -> Error {
+fn discovery_error(issuer: &IssuerUrl, e: DiscoveryError<SendError>) -> Error {
     match e {
-        DiscoveryError::Request(error) => error,
+        DiscoveryError::Request(error) => error.into_error(),
         // A request was sent, so these are not configuration errors (which promise that nothing
         // was sent) even though the fix is usually AURORA_UK_ISSUER: the answer did not fit.
         DiscoveryError::Validation(reason) => Error::malformed(format!(

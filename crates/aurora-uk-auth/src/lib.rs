@@ -279,6 +279,14 @@ impl AuroraUk {
         &self.fetcher().api_base
     }
 
+    /// Where this provider's tokens may be sent: the origin of the API base (the
+    /// environment's, or the one configured). [`send`](Self::send) attaches a token only to
+    /// requests for it; give it to `token_provider::auth::AuthMiddleware` for the same rule.
+    pub fn auth_scope(&self) -> token_provider::auth::AuthScope {
+        token_provider::auth::AuthScope::new(self.api_base())
+            .expect("the API base was checked by the builder")
+    }
+
     /// The token endpoint discovery found, once discovery has run.
     pub fn token_endpoint(&self) -> Option<Url> {
         self.fetcher().token_endpoint()
@@ -325,9 +333,10 @@ impl AuroraUk {
     /// timeouts, no redirects, the user agent); it is called once to check the URL and once per
     /// send, so it must make the same request each time. The token goes in the
     /// [configured header](AuroraUkBuilder::auth_header_name) (default `Authorization`) as
-    /// `Bearer <token>`, marked sensitive. The URL must be `https` (or loopback), since it
-    /// carries a credential. This is [`token_provider::auth::send_authorized`] with this API's
-    /// header and client.
+    /// `Bearer <token>`, marked sensitive, and only for a URL on the API's origin
+    /// ([`auth_scope`](Self::auth_scope)): a request for another origin (a presigned download
+    /// link, say) is sent untouched, with no token. This is
+    /// [`token_provider::auth::send_authorized`] with this API's header, scope and client.
     ///
     /// Any response is returned, the second 401 included: the retry happens at most once, because
     /// a new token refused again means the API will not take this client's tokens, and asking
@@ -354,7 +363,13 @@ impl AuroraUk {
             .map_err(|e| Error::config("request", token_provider::error_chain(&e.without_url())))?;
         token_provider::http::check_url(probe.url())?;
         drop(probe);
-        send_authorized(self, &self.fetcher().auth_header, || build(client)).await
+        send_authorized(
+            self,
+            &self.fetcher().auth_header,
+            &self.auth_scope(),
+            || build(client),
+        )
+        .await
     }
 }
 

@@ -9,7 +9,7 @@ use partner_auth_emulator::{
     Emulator, Endpoint, RunningEmulator,
 };
 use token_provider::Secret;
-use token_provider::http::{Request, Response};
+use token_provider::http::{Repeat, Request, Response};
 
 fn companyurl() -> HeaderName {
     HeaderName::from_static("companyurl")
@@ -21,7 +21,7 @@ async fn password_grant(
     tenant: &str,
     password: &str,
 ) -> Response {
-    let request = Request::post(url(&emu.aerion_token_url()))
+    let request = Request::post(url(&emu.aerion_token_url()), Repeat::Safe)
         .header(HeaderName::from_bytes(header.as_bytes()).unwrap(), tenant)
         .unwrap()
         .form(&[
@@ -35,7 +35,7 @@ async fn password_grant(
 }
 
 async fn refresh_grant(emu: &RunningEmulator, refresh_token: &str) -> Response {
-    let request = Request::post(url(&emu.aerion_token_url()))
+    let request = Request::post(url(&emu.aerion_token_url()), Repeat::Safe)
         .header(companyurl(), DEFAULT_AERION_TENANT)
         .unwrap()
         .form(&[
@@ -111,16 +111,19 @@ async fn password_grant_issues_a_working_token_and_records_the_request() {
 #[tokio::test]
 async fn the_v1_token_path_answers_too() {
     let emu = Emulator::start().await.unwrap();
-    let request = Request::post(url(&format!("{}/v1/oauth2/token", emu.aerion_base())))
-        .header(companyurl(), DEFAULT_AERION_TENANT)
-        .unwrap()
-        .form(&[
-            ("grant_type", "password"),
-            ("username", DEFAULT_AERION_USERNAME),
-            ("password", DEFAULT_AERION_PASSWORD),
-            ("client_id", "x"),
-            ("client_secret", "y"),
-        ]);
+    let request = Request::post(
+        url(&format!("{}/v1/oauth2/token", emu.aerion_base())),
+        Repeat::Safe,
+    )
+    .header(companyurl(), DEFAULT_AERION_TENANT)
+    .unwrap()
+    .form(&[
+        ("grant_type", "password"),
+        ("username", DEFAULT_AERION_USERNAME),
+        ("password", DEFAULT_AERION_PASSWORD),
+        ("client_id", "x"),
+        ("client_secret", "y"),
+    ]);
     let response = send(request).await.unwrap();
     assert_eq!(response.status(), 200);
     assert_eq!(
@@ -227,7 +230,7 @@ async fn without_rotation_the_refresh_answer_has_no_refresh_token() {
 async fn the_tenant_header_is_required_and_must_name_a_known_tenant() {
     let emu = Emulator::start().await.unwrap();
     // No tenant header at all.
-    let request = Request::post(url(&emu.aerion_token_url())).form(&[
+    let request = Request::post(url(&emu.aerion_token_url()), Repeat::Safe).form(&[
         ("grant_type", "password"),
         ("username", DEFAULT_AERION_USERNAME),
         ("password", DEFAULT_AERION_PASSWORD),
@@ -279,7 +282,7 @@ async fn client_id_and_client_secret_must_be_present() {
         .into_iter()
         .filter(|(k, _)| *k != missing)
         .collect();
-        let request = Request::post(url(&emu.aerion_token_url()))
+        let request = Request::post(url(&emu.aerion_token_url()), Repeat::Safe)
             .header(companyurl(), DEFAULT_AERION_TENANT)
             .unwrap()
             .form(&fields);
@@ -292,7 +295,7 @@ async fn client_id_and_client_secret_must_be_present() {
 #[tokio::test]
 async fn unknown_grant_types_are_refused() {
     let emu = Emulator::start().await.unwrap();
-    let request = Request::post(url(&emu.aerion_token_url()))
+    let request = Request::post(url(&emu.aerion_token_url()), Repeat::Safe)
         .header(companyurl(), DEFAULT_AERION_TENANT)
         .unwrap()
         .form(&[

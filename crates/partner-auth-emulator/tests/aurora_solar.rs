@@ -13,7 +13,7 @@ use partner_auth_emulator::{
     DEFAULT_AURORA_SOLAR_APPLICATION_ID, DEFAULT_AURORA_SOLAR_APPLICATION_KEY, Emulator, Endpoint,
     InviteAnswer, RunningEmulator,
 };
-use token_provider::http::{Request, Response};
+use token_provider::http::{Repeat, Request, Response};
 use token_provider::{ManualClock, Secret};
 
 const T0: u64 = 1_690_000_000; // 2023-07-22 04:26:40 UTC
@@ -25,7 +25,9 @@ fn create_token_request(emu: &RunningEmulator, key: &str, tenant: &str) -> Reque
         DEFAULT_AURORA_SOLAR_APPLICATION_ID,
         tenant
     ));
-    Request::post(url).bearer(&Secret::new(key)).unwrap()
+    Request::post(url, Repeat::Safe)
+        .bearer(&Secret::new(key))
+        .unwrap()
 }
 
 async fn create_token(emu: &RunningEmulator, session: Option<&str>) -> Response {
@@ -35,7 +37,7 @@ async fn create_token(emu: &RunningEmulator, session: Option<&str>) -> Response 
         emu.aurora_solar_tenant(),
     );
     if let Some(session) = session {
-        request = request.query("session_token", session).not_repeatable();
+        request = request.query("session_token", session);
     }
     send(request).await.unwrap()
 }
@@ -59,7 +61,7 @@ fn sdk(emu: &RunningEmulator, method: &str, path: &str) -> Request {
     let request = if method == "GET" {
         Request::get(u)
     } else {
-        Request::post(u)
+        Request::post(u, Repeat::Safe)
     };
     request
         .bearer(&Secret::new(DEFAULT_AURORA_SOLAR_API_KEY))
@@ -201,11 +203,14 @@ async fn wrong_application_key_or_tenant_is_refused() {
     .await
     .unwrap();
     assert_eq!(wrong_key.status(), 401);
-    let no_key = send(Request::post(url(&format!(
-        "{}/partner_applications/{DEFAULT_AURORA_SOLAR_APPLICATION_ID}/tenants/{}/create_token",
-        emu.aurora_solar_base(),
-        emu.aurora_solar_tenant()
-    ))))
+    let no_key = send(Request::post(
+        url(&format!(
+            "{}/partner_applications/{DEFAULT_AURORA_SOLAR_APPLICATION_ID}/tenants/{}/create_token",
+            emu.aurora_solar_base(),
+            emu.aurora_solar_tenant()
+        )),
+        Repeat::Safe,
+    ))
     .await
     .unwrap();
     assert_eq!(no_key.status(), 401);

@@ -11,7 +11,7 @@ use partner_auth_emulator::{
     DEFAULT_AURORA_UK_AUDIENCE, DEFAULT_AURORA_UK_CLIENT_ID, DEFAULT_AURORA_UK_CLIENT_SECRET,
     Emulator, Endpoint, RunningEmulator,
 };
-use token_provider::http::{Request, Response};
+use token_provider::http::{Repeat, Request, Response};
 use token_provider::{ManualClock, Secret};
 
 async fn body_grant(
@@ -28,7 +28,7 @@ async fn body_grant(
     if let Some(audience) = audience {
         fields.push(("audience", audience));
     }
-    send(Request::post(url(&emu.aurora_uk_token_url())).form(&fields))
+    send(Request::post(url(&emu.aurora_uk_token_url()), Repeat::Safe).form(&fields))
         .await
         .unwrap()
 }
@@ -153,7 +153,7 @@ async fn client_credentials_by_basic_auth_form_urlencoded_first() {
         .start()
         .await
         .unwrap();
-    let request = Request::post(url(&emu.aurora_uk_token_url()))
+    let request = Request::post(url(&emu.aurora_uk_token_url()), Repeat::Safe)
         .basic_auth(id, &Secret::new(secret))
         .unwrap()
         .form(&[
@@ -167,7 +167,7 @@ async fn client_credentials_by_basic_auth_form_urlencoded_first() {
     assert_eq!(r.form_param("client_secret"), None);
 
     // A wrong secret through Basic is refused like one in the body.
-    let request = Request::post(url(&emu.aurora_uk_token_url()))
+    let request = Request::post(url(&emu.aurora_uk_token_url()), Repeat::Safe)
         .basic_auth(id, &Secret::new("wrong"))
         .unwrap()
         .form(&[
@@ -180,7 +180,7 @@ async fn client_credentials_by_basic_auth_form_urlencoded_first() {
 #[tokio::test]
 async fn the_token_endpoint_takes_a_json_body_too() {
     let emu = Emulator::start().await.unwrap();
-    let request = Request::post(url(&emu.aurora_uk_token_url()))
+    let request = Request::post(url(&emu.aurora_uk_token_url()), Repeat::Safe)
         .json(&serde_json::json!({
             "grant_type": "client_credentials",
             "client_id": DEFAULT_AURORA_UK_CLIENT_ID,
@@ -229,12 +229,14 @@ async fn a_bad_client_is_401() {
         );
     }
     // Another grant type is not allowed for the client.
-    let response = send(Request::post(url(&emu.aurora_uk_token_url())).form(&[
-        ("grant_type", "password"),
-        ("client_id", DEFAULT_AURORA_UK_CLIENT_ID),
-        ("client_secret", DEFAULT_AURORA_UK_CLIENT_SECRET),
-        ("audience", DEFAULT_AURORA_UK_AUDIENCE),
-    ]))
+    let response = send(
+        Request::post(url(&emu.aurora_uk_token_url()), Repeat::Safe).form(&[
+            ("grant_type", "password"),
+            ("client_id", DEFAULT_AURORA_UK_CLIENT_ID),
+            ("client_secret", DEFAULT_AURORA_UK_CLIENT_SECRET),
+            ("audience", DEFAULT_AURORA_UK_AUDIENCE),
+        ]),
+    )
     .await
     .unwrap();
     assert_eq!(response.status(), 403);

@@ -10,7 +10,7 @@ use partner_auth_emulator::{
     DEFAULT_AURORA_UK_CLIENT_SECRET, Emulator, EmulatorConfig,
 };
 use token_provider::Error;
-use token_provider::http::Request;
+use token_provider::http::{Repeat, Request};
 
 #[tokio::test]
 async fn addresses_follow_the_url_layout() {
@@ -80,19 +80,22 @@ async fn env_vars_name_every_spec_variable_and_work() {
     assert!(lines.contains(&format!("export AERION_BASE_URL={}\n", emu.aerion_base())));
 
     // The credentials the variables carry get a token.
-    let request = Request::post(url(&format!("{}/oauth2/token", get("AERION_BASE_URL"))))
-        .header(
-            HeaderName::from_static("companyurl"),
-            &get("AERION_COMPANY_URL"),
-        )
-        .unwrap()
-        .form(&[
-            ("grant_type", "password"),
-            ("username", &get("AERION_USERNAME")),
-            ("password", &get("AERION_PASSWORD")),
-            ("client_id", &get("AERION_CLIENT_ID")),
-            ("client_secret", &get("AERION_CLIENT_SECRET")),
-        ]);
+    let request = Request::post(
+        url(&format!("{}/oauth2/token", get("AERION_BASE_URL"))),
+        Repeat::Safe,
+    )
+    .header(
+        HeaderName::from_static("companyurl"),
+        &get("AERION_COMPANY_URL"),
+    )
+    .unwrap()
+    .form(&[
+        ("grant_type", "password"),
+        ("username", &get("AERION_USERNAME")),
+        ("password", &get("AERION_PASSWORD")),
+        ("client_id", &get("AERION_CLIENT_ID")),
+        ("client_secret", &get("AERION_CLIENT_SECRET")),
+    ]);
     assert_eq!(send(request).await.unwrap().status(), 200);
 }
 

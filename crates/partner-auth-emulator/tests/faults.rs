@@ -11,11 +11,11 @@ use partner_auth_emulator::{
     DEFAULT_AURORA_SOLAR_APPLICATION_KEY, DEFAULT_AURORA_UK_AUDIENCE, DEFAULT_AURORA_UK_CLIENT_ID,
     DEFAULT_AURORA_UK_CLIENT_SECRET, Emulator, Endpoint, Fault, RunningEmulator,
 };
-use token_provider::http::Request;
+use token_provider::http::{Repeat, Request};
 use token_provider::{Error, RetryPolicy, Secret};
 
 fn aerion_password(emu: &RunningEmulator) -> Request {
-    Request::post(url(&emu.aerion_token_url()))
+    Request::post(url(&emu.aerion_token_url()), Repeat::Safe)
         .header(HeaderName::from_static("companyurl"), DEFAULT_AERION_TENANT)
         .unwrap()
         .form(&[
@@ -28,7 +28,7 @@ fn aerion_password(emu: &RunningEmulator) -> Request {
 }
 
 fn aerion_refresh(emu: &RunningEmulator, refresh: &str) -> Request {
-    Request::post(url(&emu.aerion_token_url()))
+    Request::post(url(&emu.aerion_token_url()), Repeat::Safe)
         .header(HeaderName::from_static("companyurl"), DEFAULT_AERION_TENANT)
         .unwrap()
         .form(&[
@@ -40,7 +40,7 @@ fn aerion_refresh(emu: &RunningEmulator, refresh: &str) -> Request {
 }
 
 fn uk_token(emu: &RunningEmulator) -> Request {
-    Request::post(url(&emu.aurora_uk_token_url())).form(&[
+    Request::post(url(&emu.aurora_uk_token_url()), Repeat::Safe).form(&[
         ("grant_type", "client_credentials"),
         ("client_id", DEFAULT_AURORA_UK_CLIENT_ID),
         ("client_secret", DEFAULT_AURORA_UK_CLIENT_SECRET),
@@ -49,12 +49,15 @@ fn uk_token(emu: &RunningEmulator) -> Request {
 }
 
 fn solar_create(emu: &RunningEmulator) -> Request {
-    Request::post(url(&format!(
-        "{}/partner_applications/{}/tenants/{}/create_token",
-        emu.aurora_solar_base(),
-        emu.config().aurora_solar_application_id,
-        emu.aurora_solar_tenant()
-    )))
+    Request::post(
+        url(&format!(
+            "{}/partner_applications/{}/tenants/{}/create_token",
+            emu.aurora_solar_base(),
+            emu.config().aurora_solar_application_id,
+            emu.aurora_solar_tenant()
+        )),
+        Repeat::Safe,
+    )
     .bearer(&Secret::new(DEFAULT_AURORA_SOLAR_APPLICATION_KEY))
     .unwrap()
 }
@@ -387,10 +390,14 @@ async fn every_endpoint_can_be_faulted() {
         Request::get(url(&format!("{}/Accounts", emu.aurora_uk_api_base()))),
         solar_create(&emu),
         Request::get(url(&format!("{solar}/tenants/{tenant}/users"))),
-        Request::post(url(&format!("{solar}/tenants/{tenant}/users/invite"))),
-        Request::post(url(&format!(
-            "{solar}/tenants/{tenant}/users/u1/generate_token"
-        ))),
+        Request::post(
+            url(&format!("{solar}/tenants/{tenant}/users/invite")),
+            Repeat::Safe,
+        ),
+        Request::post(
+            url(&format!("{solar}/tenants/{tenant}/users/u1/generate_token")),
+            Repeat::Safe,
+        ),
         Request::get(url(&format!("{solar}/tenants/{tenant}/projects"))),
     ];
     for request in requests {

@@ -11,14 +11,14 @@ use partner_auth_emulator::{
     DEFAULT_AURORA_UK_CLIENT_SECRET, Emulator, Endpoint, Fault,
 };
 use token_provider::Secret;
-use token_provider::http::Request;
+use token_provider::http::{Repeat, Request};
 
 #[tokio::test]
 async fn nothing_secret_is_logged() {
     let logs = token_provider::testing::capture_logs();
     let emu = Emulator::start().await.unwrap();
     let password = |p: &str| {
-        Request::post(url(&emu.aerion_token_url()))
+        Request::post(url(&emu.aerion_token_url()), Repeat::Safe)
             .header(HeaderName::from_static("companyurl"), DEFAULT_AERION_TENANT)
             .unwrap()
             .form(&[
@@ -42,12 +42,15 @@ async fn nothing_secret_is_logged() {
     emu.inject(Endpoint::AerionToken, Fault::Status(503), 1);
     assert!(send(password(DEFAULT_AERION_PASSWORD)).await.is_err());
     let session = emu.issue_session_token(emu.aurora_solar_tenant());
-    let create = Request::post(url(&format!(
-        "{}/partner_applications/{}/tenants/{}/create_token",
-        emu.aurora_solar_base(),
-        emu.config().aurora_solar_application_id,
-        emu.aurora_solar_tenant()
-    )))
+    let create = Request::post(
+        url(&format!(
+            "{}/partner_applications/{}/tenants/{}/create_token",
+            emu.aurora_solar_base(),
+            emu.config().aurora_solar_application_id,
+            emu.aurora_solar_tenant()
+        )),
+        Repeat::Safe,
+    )
     .bearer(&Secret::new(DEFAULT_AURORA_SOLAR_APPLICATION_KEY))
     .unwrap()
     .query("session_token", &session);

@@ -1,8 +1,14 @@
-//! Authenticated calls: attach the token, and when the server answers 401, invalidate exactly
-//! that token and try once more with a new one (never more than once).
+//! Authenticated calls: attach the token to requests for the provider's API, and when the server
+//! answers 401, invalidate exactly that token and try once more with a new one (never more than
+//! once).
 //!
 //! Providers can reject a token before its expiry (Aurora UK's page says so outright), so every
 //! caller needs this dance; here it is written once.
+//!
+//! A token goes only to the origins (scheme, host and port) of an [`AuthScope`]: a request for
+//! any other origin (a presigned storage link in an API answer, a web hook) is sent untouched,
+//! with no token and no retry. Each provider offers the scope of its own API, from its
+//! configured base URL (the preset's host by default).
 //!
 //! Build the `reqwest::Client` with redirects off, as [`HttpClient::reqwest`] is: reqwest drops
 //! `Authorization` when a redirect leaves the host, but not a header of another name
@@ -12,14 +18,14 @@
 //!   always has a body to send.
 //! - [`execute_authorized`]: for a [`Request`] sent through the shared [`HttpClient`].
 //! - `AuthMiddleware` (feature `middleware`): the same as a `reqwest-middleware` middleware; a
-//!   request whose body cannot be cloned (a stream) is not retried and its 401 is returned.
+//!   request whose body cannot be cloned (a stream) is not retried, but its refused token is
+//!   still invalidated, and its 401 is returned.
 
-#[cfg(feature = "middleware")]
 use std::fmt;
+use std::future::Future;
 
 use http::header::{AUTHORIZATION, HeaderName, HeaderValue};
-
-use std::future::Future;
+use url::{Origin, Url};
 
 use crate::http::{Request, Response, check_url};
 use crate::{AccessToken, Error, HttpClient, TokenProvider};
@@ -64,15 +70,70 @@ impl AuthHeader {
     }
 }
 
-/// Sends the request `build` makes with a token from `provider`; on a 401, invalidates that token
-/// and sends a rebuilt request once more with a new token. A URL that is neither https nor
-/// loopback is refused before a token is attached. Returns the last response whatever its
-/// status (a second 401 included), or the error that kept a token or an answer from being had.
+/// The origins (scheme, host, port) a token may be sent to: the provider's API, and nothing
+/// else.
+#[derive(Clone, PartialEq, Eq)]
+pub struct AuthScope {
+    origins: Vec<Origin>,
+}
+
+impl fmt::Debug for AuthScope {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list()
+            .entries(self.origins.iter().map(Origin::ascii_serialization))
+            .finish()
+    }
+}
+
+impl AuthScope {
+    /// The origin of `url` (its path is ignored). Refused unless it may carry a credential:
+    /// `https`, or `http` to a loopback host.
+    pub fn new(url: &Url) -> Result<Self, Error> {
+        Self {
+            origins: Vec::new(),
+        }
+        .and(url)
+    }
+
+    /// [`new`](Self::new) for a URL given as text (`https://api.example.com`).
+    pub fn parse(url: &str) -> Result<Self, Error> {
+        let url = Url::parse(url.trim())
+            .map_err(|e| Error::config("auth scope", format!("is not a URL: {e}")))?;
+        Self::new(&url)
+    }
+
+    /// This scope and the origin of `url` (an API served from a second host).
+    pub fn and(mut self, url: &Url) -> Result<Self, Error> {
+        check_url(url)?;
+        let origin = url.origin();
+        if !origin.is_tuple() {
+            return Err(Error::config("auth scope", "the URL has no origin"));
+        }
+        if !self.origins.contains(&origin) {
+            self.origins.push(origin);
+        }
+        Ok(self)
+    }
+
+    /// Whether a token may be sent to `url`.
+    pub fn allows(&self, url: &Url) -> bool {
+        self.origins.contains(&url.origin())
+    }
+}
+
+/// Sends the request `build` makes; when its URL is in `scope`, with a token from `provider`,
+/// and on a 401 invalidates that token and sends a rebuilt request once more with a new token.
+/// A request outside `scope` is sent as built, with no token and no retry. Returns the last
+/// response whatever its status (a second 401 included), or the error that kept a token or an
+/// answer from being had.
 ///
 /// ```no_run
 /// # async fn demo(provider: &dyn token_provider::TokenProvider) -> Result<(), token_provider::Error> {
+/// use token_provider::auth::{AuthScope, send_authorized};
+/// let api = url::Url::parse("https://api.example.com").expect("a URL");
+/// let scope = AuthScope::new(&api)?;
 /// let client = reqwest::Client::new();
-/// let response = token_provider::auth::send_authorized(provider, &Default::default(), || {
+/// let response = send_authorized(provider, &Default::default(), &scope, || {
 ///     client.get("https://api.example.com/v1/users/me")
 /// })
 /// .await?;
@@ -81,20 +142,32 @@ impl AuthHeader {
 pub async fn send_authorized<P, F>(
     provider: &P,
     header: &AuthHeader,
+    scope: &AuthScope,
     build: F,
 ) -> Result<reqwest::Response, Error>
 where
     P: TokenProvider + ?Sized,
     F: Fn() -> reqwest::RequestBuilder,
 {
+    let (client, request) = build().build_split();
+    let request = request?;
+    if !scope.allows(request.url()) {
+        return client.execute(request).await.map_err(Error::from);
+    }
     let build = &build;
     retry_once_on_401(
         provider,
         |token| async move {
             let (client, request) = build().build_split();
             let mut request = request?;
-            // The bearer must not cross the network in clear text.
-            check_url(request.url())?;
+            // The closure must make the same request each time; a token never follows one that
+            // changed its mind about where to go.
+            if !scope.allows(request.url()) {
+                return Err(Error::config(
+                    "request",
+                    "was rebuilt for another origin than the first time",
+                ));
+            }
             request
                 .headers_mut()
                 .insert(header.name.clone(), header.value(&token)?);
@@ -111,11 +184,15 @@ pub async fn execute_authorized<P>(
     provider: &P,
     http: &HttpClient,
     header: &AuthHeader,
+    scope: &AuthScope,
     request: &Request,
 ) -> Result<Response, Error>
 where
     P: TokenProvider + ?Sized,
 {
+    if !scope.allows(request.url()) {
+        return http.execute(request.clone()).await;
+    }
     retry_once_on_401(
         provider,
         |token| async move {
@@ -149,15 +226,18 @@ where
     send(provider.token().await?).await
 }
 
-/// A `reqwest-middleware` middleware that authenticates every request with a provider's token and
-/// answers a 401 by invalidating that token and retrying once (feature `middleware`).
+/// A `reqwest-middleware` middleware that authenticates every request for its scope's origins
+/// with a provider's token and answers a 401 by invalidating that token and retrying once
+/// (feature `middleware`). Requests for other origins pass through untouched.
 ///
 /// ```no_run
-/// # fn demo(provider: std::sync::Arc<dyn token_provider::TokenProvider>) {
+/// # fn demo(provider: std::sync::Arc<dyn token_provider::TokenProvider>) -> Result<(), token_provider::Error> {
+/// use token_provider::auth::{AuthMiddleware, AuthScope};
+/// let api = url::Url::parse("https://api.example.com").expect("a URL");
 /// let client = reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
-///     .with(token_provider::auth::AuthMiddleware::new(provider))
+///     .with(AuthMiddleware::new(provider, AuthScope::new(&api)?))
 ///     .build();
-/// # }
+/// # Ok(()) }
 /// ```
 #[cfg(feature = "middleware")]
 #[cfg_attr(docsrs, doc(cfg(feature = "middleware")))]
@@ -165,6 +245,7 @@ where
 pub struct AuthMiddleware {
     provider: std::sync::Arc<dyn TokenProvider>,
     header: AuthHeader,
+    scope: AuthScope,
 }
 
 #[cfg(feature = "middleware")]
@@ -173,17 +254,19 @@ impl fmt::Debug for AuthMiddleware {
         f.debug_struct("AuthMiddleware")
             .field("provider", &self.provider)
             .field("header", &self.header.name)
+            .field("scope", &self.scope)
             .finish()
     }
 }
 
 #[cfg(feature = "middleware")]
 impl AuthMiddleware {
-    /// `Authorization: Bearer` with tokens from `provider`.
-    pub fn new(provider: std::sync::Arc<dyn TokenProvider>) -> Self {
+    /// `Authorization: Bearer` with tokens from `provider`, for requests to `scope`'s origins.
+    pub fn new(provider: std::sync::Arc<dyn TokenProvider>, scope: AuthScope) -> Self {
         Self {
             provider,
             header: AuthHeader::default(),
+            scope,
         }
     }
 
@@ -204,9 +287,11 @@ impl reqwest_middleware::Middleware for AuthMiddleware {
         extensions: &mut http::Extensions,
         next: reqwest_middleware::Next<'_>,
     ) -> reqwest_middleware::Result<reqwest::Response> {
-        // The bearer must not cross the network in clear text (checked before a token is even
-        // fetched).
-        check_url(req.url()).map_err(reqwest_middleware::Error::middleware)?;
+        // Only the API's origins get a token (checked before a token is even fetched); the
+        // scope's origins are https or loopback, so the bearer never crosses in clear text.
+        if !self.scope.allows(req.url()) {
+            return next.run(req, extensions).await;
+        }
         let token = self
             .provider
             .token()
@@ -223,12 +308,16 @@ impl reqwest_middleware::Middleware for AuthMiddleware {
         if response.status() != reqwest::StatusCode::UNAUTHORIZED {
             return Ok(response);
         }
+        // The token is refused whether or not the request can be replayed: forget it first.
+        self.provider.invalidate(&token);
         let Some(mut again) = retry else {
-            tracing::info!("401 for a request whose body cannot be replayed; not retried");
+            tracing::info!(
+                "the server refused the token (401) for a request whose body cannot be \
+                 replayed; the token is dropped and the 401 returned"
+            );
             return Ok(response);
         };
         tracing::info!("the server refused the token (401); retrying once with a new one");
-        self.provider.invalidate(&token);
         let token = self
             .provider
             .token()

@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use crate::Secret;
+use crate::scrub::clean_provider_text;
 
 /// A boxed error source.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
@@ -75,6 +76,16 @@ pub enum Error {
         status: u16,
     },
 
+    /// A 5xx (or 408) that ended the retries, from a server that said when to come back
+    /// (`Retry-After`): the cache waits that long before asking again.
+    #[error("unexpected HTTP status {status} (retry after {}s)", .retry_after.as_secs())]
+    Unavailable {
+        /// The status code.
+        status: u16,
+        /// How long the server asked us to wait.
+        retry_after: Duration,
+    },
+
     /// The response could not be understood (not JSON, a field missing, an unparseable date).
     #[error("malformed response: {reason}")]
     Malformed {
@@ -126,7 +137,7 @@ impl Error {
     }
 
     /// A rejection, with the provider's words cleaned for display and every occurrence of the
-    /// value of any of `secrets` replaced by `[redacted]` (see [`scrub_secrets`]): a server that
+    /// value of any of `secrets` replaced by `[redacted]` (see [`scrub_secrets`](crate::scrub_secrets)): a server that
     /// echoes the password or key it refused must not get it into an error message.
     pub fn rejected_scrubbed(
         status: Option<u16>,
@@ -191,6 +202,7 @@ impl Error {
             | Self::TooLarge { .. }
             | Self::StoreBusy { .. } => true,
             Self::Status { status } => *status == 408 || *status >= 500,
+            Self::Unavailable { .. } => true,
             Self::Config { .. }
             | Self::Rejected { .. }
             | Self::UserAction { .. }
@@ -202,6 +214,7 @@ impl Error {
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
             Self::RateLimited { retry_after } => *retry_after,
+            Self::Unavailable { retry_after, .. } => Some(*retry_after),
             _ => None,
         }
     }
@@ -210,7 +223,7 @@ impl Error {
     pub fn status(&self) -> Option<u16> {
         match self {
             Self::Rejected { status, .. } => *status,
-            Self::Status { status } => Some(*status),
+            Self::Status { status } | Self::Unavailable { status, .. } => Some(*status),
             Self::RateLimited { .. } => Some(429),
             _ => None,
         }
@@ -256,6 +269,13 @@ impl Error {
             },
             Self::Timeout(d) => Self::Timeout(*d),
             Self::Status { status } => Self::Status { status: *status },
+            Self::Unavailable {
+                status,
+                retry_after,
+            } => Self::Unavailable {
+                status: *status,
+                retry_after: *retry_after,
+            },
             Self::Malformed { reason } => Self::Malformed {
                 reason: reason.clone(),
             },
@@ -298,79 +318,6 @@ impl std::fmt::Display for Duplicated {
 }
 
 impl std::error::Error for Duplicated {}
-
-/// The longest piece of provider text an error keeps.
-const MAX_PROVIDER_TEXT: usize = 300;
-
-/// What replaces a secret found in provider text.
-const REDACTED: &str = "[redacted]";
-
-/// `text` with every occurrence of the value of any of `secrets` replaced by `[redacted]`.
-/// Empty secrets are skipped (an empty string occurs everywhere).
-///
-/// Use it on any text a provider wrote (an error code, an explanation) before it goes into an
-/// error or a log line: a server that echoes the credential it refused would otherwise put it
-/// there. [`Error::rejected_scrubbed`] does this for rejections.
-pub fn scrub_secrets(text: &str, secrets: &[&Secret]) -> String {
-    // Each secret also as it travels in a form body or a query (percent-encoded), since a server
-    // may echo the encoded form; longest first, so a secret inside another is not replaced
-    // first, leaving the rest of the longer one readable.
-    let mut forms: Vec<String> = Vec::new();
-    for secret in secrets {
-        let raw = secret.expose_secret();
-        if raw.is_empty() {
-            continue;
-        }
-        let form: String = url::form_urlencoded::byte_serialize(raw.as_bytes()).collect();
-        let percent = form.replace('+', "%20");
-        forms.extend([raw.to_owned(), form, percent]);
-    }
-    forms.sort_by_key(|f| std::cmp::Reverse(f.len()));
-    forms.dedup();
-    let mut out = text.to_owned();
-    for form in &forms {
-        if out.contains(form.as_str()) {
-            out = out.replace(form.as_str(), REDACTED);
-        }
-    }
-    out
-}
-
-/// Provider text fit for an error message: secrets scrubbed, control characters dropped, length
-/// capped.
-///
-/// Secrets are scrubbed both before the control characters go (a secret that contains one) and
-/// after (a secret split by one), and before the length cap, so the cap never leaves half a
-/// secret behind.
-fn clean_provider_text(text: &str, secrets: &[&Secret]) -> String {
-    // Control characters, and the invisible format characters (zero-width space and its kind)
-    // that could split a secret and still render it whole.
-    let visible: String = scrub_secrets(text, secrets)
-        .chars()
-        .filter(|c| !c.is_control() && !is_invisible_format(*c))
-        .collect();
-    let visible = scrub_secrets(&visible, secrets);
-    let mut out: String = visible.chars().take(MAX_PROVIDER_TEXT).collect();
-    if visible.chars().count() > MAX_PROVIDER_TEXT {
-        out.push('…');
-    }
-    out.trim().to_owned()
-}
-
-/// Unicode format characters (category Cf) that render as nothing.
-fn is_invisible_format(c: char) -> bool {
-    matches!(
-        c,
-        '\u{00AD}'
-            | '\u{061C}'
-            | '\u{180E}'
-            | '\u{200B}'..='\u{200F}'
-            | '\u{202A}'..='\u{202E}'
-            | '\u{2060}'..='\u{2064}'
-            | '\u{2066}'..='\u{206F}'
-            | '\u{FEFF}'
-    )
-}
 
 /// What a rejection with `status` refused, as its message opens.
 fn rejected_subject(status: Option<u16>) -> &'static str {
@@ -426,6 +373,7 @@ fn retry_after_suffix(retry_after: Option<Duration>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::scrub::{MAX_PROVIDER_TEXT, scrub_secrets};
 
     fn assert_send_sync_static<T: Send + Sync + 'static>() {}
 

@@ -8,6 +8,30 @@
 //!   [`TokenStore`] into every provider's builder.
 //! - [`auth`]: authenticated calls that retry once after a 401.
 //!
+//! # Which requests each provider sends, and which may be repeated
+//!
+//! Every request states what sending it means ([`http::Repeat`]). A *safe* request is repeated
+//! under the client's [`RetryPolicy`] and [`http::RetryBudget`] (timeouts, 408, 429, 5xx). A
+//! request that *spends* something is repeated only when no attempt can have reached the server
+//! (connection refused, a name that did not resolve, a refused TLS handshake), and
+//! [`http::SendError::reached_server`] tells its caller whether it was spent.
+//!
+//! | provider | request | repeated? | why |
+//! | --- | --- | --- | --- |
+//! | Aerion | `POST /oauth2/token`, password grant | safe | the password is not used up |
+//! | Aerion | `POST /oauth2/token`, refresh grant | only if never sent | Aerion rotates refresh tokens: a lost answer leaves the sent one dead; the configured one counts as spent once sent |
+//! | Aerion | `GET /v1/users/me` | safe | reads |
+//! | Aurora UK | `GET {issuer}.well-known/openid-configuration`, JWKS | safe | reads |
+//! | Aurora UK | `POST /oauth/token`, client credentials | safe | a second grant only mints another token |
+//! | Aurora Solar | `POST …/tenants/{t}/create_token`, backend | safe | the application key stays good |
+//! | Aurora Solar | `POST …/tenants/{t}/create_token?session_token=…`, embedded | only if never sent | the session token is single-use; an unsent one is kept for a later attempt |
+//! | Aurora Solar SDK | `GET /tenants/{t}/users` | safe | reads |
+//! | Aurora Solar SDK | `POST /tenants/{t}/users/invite` | only if never sent | it creates an account |
+//! | Aurora Solar SDK | `POST /tenants/{t}/users/{id}/generate_token` | only if never sent | an SDK User has one Client SDK session at a time: a second JWT can end the browser session holding the first |
+//!
+//! A 401 from an API call made through [`auth`] invalidates the token and is retried once with a
+//! new one; tokens go only to the provider's API origins ([`auth::AuthScope`]).
+//!
 //! # Security
 //!
 //! Secrets ([`Secret`], [`AccessToken`]) have no `Display` or `Serialize`, print as
@@ -16,6 +40,12 @@
 //! memory: zeroizing them would need a zeroizing HTTP stack.) No [`Error`]
 //! message contains a secret, a token or a response body. Logs (`tracing`) carry hosts, paths,
 //! statuses and timings only.
+//!
+//! A provider's own words (an error code, an explanation, a `token_type`) are quoted only from
+//! known fields, cut short, stripped of control and invisible characters, and any run of 8 or
+//! more characters that also occurs in a secret (or its percent- or base64-encoded form),
+//! compared case-, space- and invisible-character-insensitively, is redacted
+//! ([`scrub_secrets`]).
 
 #![warn(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
@@ -23,10 +53,12 @@
 pub mod auth;
 mod cache;
 mod clock;
+mod env;
 mod error;
 pub mod http;
 mod options;
 mod provider;
+mod scrub;
 mod secret;
 pub mod store;
 #[cfg(feature = "testing")]
@@ -38,36 +70,14 @@ pub use async_trait::async_trait;
 
 pub use crate::cache::{CacheConfig, CacheStats, CachedTokenProvider};
 pub use crate::clock::{Clock, ManualClock, SharedClock, SystemClock, TokioClock, system_clock};
-pub use crate::error::{BoxError, Error, error_chain, scrub_secrets};
+pub use crate::env::{ProcessEnv, env_value};
+pub use crate::error::{BoxError, Error, error_chain};
 pub use crate::http::{HttpClient, HttpClientBuilder, RetryPolicy};
 pub use crate::options::ProviderOptions;
 pub use crate::provider::{Fetch, FnFetch, TokenProvider, provider_fn};
+pub use crate::scrub::scrub_secrets;
 pub use crate::secret::Secret;
 pub use crate::store::{FileStore, MemoryStore, StoreKey, StoreLock, TokenStore};
 pub use crate::token::{
     AccessToken, AccessTokenBuilder, MAX_EXPIRY_UNIX_SECS, TokenState, is_b64token, max_expiry,
 };
-
-/// The value of the configuration variable `name` as `lookup` reports it, with an empty or
-/// all-blank value counting as unset.
-///
-/// Every provider's `from_env_with` and the facade read their variables through this, so they
-/// agree on what "unset" means. A value that is set is returned as it is (not trimmed): a
-/// builder that wants to refuse stray whitespace, or a password that has some, sees it.
-///
-/// ```
-/// let lookup = |name: &str| match name {
-///     "SET" => Some(" value ".to_owned()),
-///     "BLANK" => Some(" \t\n".to_owned()),
-///     _ => None,
-/// };
-/// assert_eq!(token_provider::env_value(&lookup, "SET").as_deref(), Some(" value "));
-/// assert_eq!(token_provider::env_value(&lookup, "BLANK"), None);
-/// assert_eq!(token_provider::env_value(&lookup, "MISSING"), None);
-/// ```
-pub fn env_value<F>(lookup: &F, name: &str) -> Option<String>
-where
-    F: Fn(&str) -> Option<String> + ?Sized,
-{
-    lookup(name).filter(|value| !value.trim().is_empty())
-}

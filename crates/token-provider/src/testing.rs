@@ -115,11 +115,13 @@ pub fn fast_retry(attempts: u32) -> crate::RetryPolicy {
 }
 
 /// An HTTP client for tests: `timeout` per request and [`fast_retry`]`(3)`, so retries are
-/// exercised without slowing the suite.
+/// exercised without slowing the suite. Its retry budget is unlimited, so each request's
+/// retries depend on that request alone, whatever the test sent before.
 pub fn fast_http(timeout: std::time::Duration) -> crate::HttpClient {
     crate::HttpClient::builder()
         .timeout(timeout)
         .retry(fast_retry(3))
+        .retry_budget(crate::http::RetryBudget::unlimited())
         .build()
         .expect("a test HTTP client")
 }

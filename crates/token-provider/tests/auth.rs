@@ -3,8 +3,13 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use token_provider::auth::{AuthHeader, AuthMiddleware, send_authorized};
+use token_provider::auth::{AuthHeader, AuthMiddleware, AuthScope, send_authorized};
 use token_provider::{AccessToken, CachedTokenProvider, TokenProvider, provider_fn};
+
+/// The scope of a mock server's origin.
+fn scope(server: &mockito::ServerGuard) -> AuthScope {
+    AuthScope::new(&url::Url::parse(&server.url()).unwrap()).unwrap()
+}
 
 /// A cached provider issuing `token-0`, `token-1`, ... and counting its fetches.
 fn numbered() -> (
@@ -41,9 +46,11 @@ async fn a_401_invalidates_that_token_and_retries_once() {
     let (provider, fetches) = numbered();
     let client = reqwest::Client::new();
     let url = format!("{}/me", server.url());
-    let resp = send_authorized(&*provider, &AuthHeader::default(), || client.get(&url))
-        .await
-        .unwrap();
+    let resp = send_authorized(&*provider, &AuthHeader::default(), &scope(&server), || {
+        client.get(&url)
+    })
+    .await
+    .unwrap();
     assert_eq!(resp.status(), 200);
     assert_eq!(resp.text().await.unwrap(), "me");
     assert_eq!(fetches.load(Ordering::SeqCst), 2);
@@ -69,7 +76,7 @@ async fn a_second_401_is_returned_not_retried_again() {
     let (provider, fetches) = numbered();
     let client = reqwest::Client::new();
     let url = format!("{}/x", server.url());
-    let resp = send_authorized(&*provider, &AuthHeader::default(), || {
+    let resp = send_authorized(&*provider, &AuthHeader::default(), &scope(&server), || {
         client.post(&url).body("payload")
     })
     .await
@@ -94,7 +101,7 @@ async fn another_header_name_can_carry_the_token() {
     let client = reqwest::Client::new();
     let url = format!("{}/Accounts", server.url());
     let header = AuthHeader::named("Authentication").unwrap();
-    let resp = send_authorized(&*provider, &header, || client.get(&url))
+    let resp = send_authorized(&*provider, &header, &scope(&server), || client.get(&url))
         .await
         .unwrap();
     assert_eq!(resp.status(), 200);
@@ -124,7 +131,7 @@ async fn the_middleware_retries_once_with_a_new_token() {
     let (provider, fetches) = numbered();
     let dynamic: Arc<dyn TokenProvider> = provider;
     let client = reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
-        .with(AuthMiddleware::new(dynamic))
+        .with(AuthMiddleware::new(dynamic, scope(&server)))
         .build();
     let resp = client
         .put(format!("{}/r", server.url()))
@@ -166,37 +173,160 @@ async fn a_provider_failure_is_the_callers_error_and_nothing_is_sent() {
     }));
     let client = reqwest::Client::new();
     let url = format!("{}/x", server.url());
-    let err = send_authorized(&provider, &AuthHeader::default(), || client.get(&url))
-        .await
-        .unwrap_err();
+    let err = send_authorized(&provider, &AuthHeader::default(), &scope(&server), || {
+        client.get(&url)
+    })
+    .await
+    .unwrap_err();
     assert!(err.is_rejected());
     never.assert_async().await;
 }
 
 #[tokio::test]
 async fn no_token_is_attached_to_plain_http_for_a_remote_host() {
+    // A scope cannot hold a plain-http remote origin at all.
+    let err = AuthScope::new(&url::Url::parse("http://partner-auth.invalid").unwrap()).unwrap_err();
+    assert!(
+        matches!(err, token_provider::Error::Config { .. }),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("https"), "{err}");
+
+    // The https API's scope does not reach its plain-http twin: sent untouched, no token.
     let (provider, fetches) = numbered();
+    let https = AuthScope::new(&url::Url::parse("https://partner-auth.invalid").unwrap()).unwrap();
     let client = reqwest::Client::new();
-    let err = send_authorized(&*provider, &AuthHeader::default(), || {
+    let err = send_authorized(&*provider, &AuthHeader::default(), &https, || {
         client.get("http://partner-auth.invalid/me")
     })
     .await
     .unwrap_err();
     assert!(
-        matches!(err, token_provider::Error::Config { .. }),
+        matches!(err, token_provider::Error::Transport { .. }),
         "{err:?}"
     );
 
     let dynamic: Arc<dyn TokenProvider> = provider;
     let client = reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
-        .with(AuthMiddleware::new(dynamic))
+        .with(AuthMiddleware::new(dynamic, https))
         .build();
-    let err = client
-        .get("http://partner-auth.invalid/me")
+    assert!(
+        client
+            .get("http://partner-auth.invalid/me")
+            .send()
+            .await
+            .is_err()
+    );
+    assert_eq!(
+        fetches.load(Ordering::SeqCst),
+        0,
+        "no token was even fetched"
+    );
+}
+
+#[tokio::test]
+async fn the_middleware_sends_no_token_to_another_origin() {
+    let mut api = mockito::Server::new_async().await;
+    let mut storage = mockito::Server::new_async().await;
+    let key = api
+        .mock("GET", "/v1/design")
+        .match_header("authorization", "Bearer token-0")
+        .with_status(200)
+        .expect(1)
+        .create_async()
+        .await;
+    let presigned = storage
+        .mock("GET", "/bucket/file.pdf")
+        .match_header("authorization", mockito::Matcher::Missing)
+        .with_status(200)
+        .expect(1)
+        .create_async()
+        .await;
+    let (provider, _) = numbered();
+    let dynamic: Arc<dyn TokenProvider> = provider;
+    let client = reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
+        .with(AuthMiddleware::new(dynamic, scope(&api)))
+        .build();
+    let resp = client
+        .get(format!("{}/v1/design", api.url()))
         .send()
         .await
-        .unwrap_err();
-    assert!(err.to_string().contains("https"), "{err}");
-    // One token was fetched for the first refusal; nothing was ever sent.
-    assert!(fetches.load(Ordering::SeqCst) <= 1);
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let resp = client
+        .get(format!("{}/bucket/file.pdf", storage.url()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    key.assert_async().await;
+    presigned.assert_async().await;
+}
+
+#[tokio::test]
+async fn send_authorized_sends_no_token_to_another_origin() {
+    let mut storage = mockito::Server::new_async().await;
+    let presigned = storage
+        .mock("GET", "/bucket/file.pdf")
+        .match_header("authorization", mockito::Matcher::Missing)
+        .with_status(200)
+        .expect(1)
+        .create_async()
+        .await;
+    let (provider, fetches) = numbered();
+    let client = reqwest::Client::new();
+    let url = format!("{}/bucket/file.pdf", storage.url());
+    let resp = send_authorized(
+        &*provider,
+        &AuthHeader::default(),
+        &AuthScope::new(&url::Url::parse("https://api.example.com").unwrap()).unwrap(),
+        || client.get(&url),
+    )
+    .await
+    .unwrap();
+    assert_eq!(resp.status(), 200);
+    presigned.assert_async().await;
+    assert_eq!(
+        fetches.load(Ordering::SeqCst),
+        0,
+        "no token was even fetched"
+    );
+}
+
+#[tokio::test]
+async fn a_401_on_an_unreplayable_body_still_invalidates_the_token() {
+    let mut server = mockito::Server::new_async().await;
+    let refused = server
+        .mock("POST", "/upload")
+        .with_status(401)
+        .expect(1)
+        .create_async()
+        .await;
+    let (provider, fetches) = numbered();
+    let dynamic: Arc<dyn TokenProvider> = provider.clone();
+    let client = reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
+        .with(AuthMiddleware::new(dynamic, scope(&server)))
+        .build();
+    let stream = futures_stream_once(b"chunk".to_vec());
+    let resp = client
+        .post(format!("{}/upload", server.url()))
+        .body(reqwest::Body::wrap_stream(stream))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 401);
+    refused.assert_async().await;
+    // The refused token is gone: the next caller gets a new one.
+    assert_eq!(
+        provider.token().await.unwrap().secret().expose_secret(),
+        "token-1"
+    );
+    assert_eq!(fetches.load(Ordering::SeqCst), 2);
+}
+
+/// A one-chunk body stream, which reqwest cannot clone for a replay.
+fn futures_stream_once(
+    chunk: Vec<u8>,
+) -> impl futures_util::Stream<Item = Result<Vec<u8>, std::io::Error>> + Send + Sync + 'static {
+    futures_util::stream::once(async move { Ok(chunk) })
 }

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use mockito::Matcher;
-use token_provider::http::{Request, USER_AGENT};
+use token_provider::http::{Repeat, Request, Response, USER_AGENT};
 use token_provider::testing::fast_retry;
 use token_provider::{Error, HttpClient, Secret};
 use url::Url;
@@ -41,7 +41,7 @@ async fn sends_user_agent_bearer_and_form() {
         .expect(1)
         .create_async()
         .await;
-    let req = Request::post(url(&server, "/oauth2/token"))
+    let req = Request::post(url(&server, "/oauth2/token"), Repeat::Safe)
         .bearer(&Secret::new("app-key-1"))
         .unwrap()
         .form(&[("grant_type", "password"), ("username", "a b&c")]);
@@ -62,7 +62,7 @@ async fn basic_auth_encodes_per_rfc6749() {
         .expect(1)
         .create_async()
         .await;
-    let req = Request::post(url(&server, "/t"))
+    let req = Request::post(url(&server, "/t"), Repeat::Safe)
         .basic_auth("id:x", &Secret::new("s&cret"))
         .unwrap();
     client(1).execute(req).await.unwrap();
@@ -86,7 +86,7 @@ async fn retries_503_then_succeeds() {
         .create_async()
         .await;
     let resp = client(3)
-        .execute(Request::post(url(&server, "/t")))
+        .execute(Request::post(url(&server, "/t"), Repeat::Safe))
         .await
         .unwrap();
     assert_eq!(resp.status(), 200);
@@ -130,7 +130,7 @@ async fn retries_429_after_the_retry_after_it_was_given() {
         .await;
     let started = tokio::time::Instant::now();
     let resp = client(3)
-        .execute(Request::post(url(&server, "/t")))
+        .execute(Request::post(url(&server, "/t"), Repeat::Safe))
         .await
         .unwrap();
     let waited = started.elapsed();
@@ -152,7 +152,7 @@ async fn retry_after_beyond_the_cap_ends_at_once_with_the_providers_figure() {
         .create_async()
         .await;
     let err = client(3)
-        .execute(Request::post(url(&server, "/t")))
+        .execute(Request::post(url(&server, "/t"), Repeat::Safe))
         .await
         .unwrap_err();
     assert_eq!(err.retry_after(), Some(Duration::from_secs(3600)));
@@ -172,7 +172,7 @@ async fn rejections_are_not_retried_and_carry_the_oauth_error() {
             .create_async()
             .await;
         let resp = client(3)
-            .execute(Request::post(url(&server, "/t")))
+            .execute(Request::post(url(&server, "/t"), Repeat::Safe))
             .await
             .unwrap();
         assert_eq!(resp.status().as_u16(), status as u16);
@@ -202,7 +202,7 @@ async fn redirects_are_not_followed() {
         .create_async()
         .await;
     let err = client(3)
-        .execute(Request::post(url(&server, "/t")))
+        .execute(Request::post(url(&server, "/t"), Repeat::Safe))
         .await
         .unwrap_err();
     assert!(matches!(err, Error::Status { status: 302 }), "{err:?}");
@@ -213,7 +213,10 @@ async fn redirects_are_not_followed() {
 #[tokio::test]
 async fn plain_http_to_a_remote_host_is_refused_before_connecting() {
     // `.invalid` never resolves: had the client tried, the error would be a transport error.
-    let req = Request::post(Url::parse("http://partner-auth.invalid/oauth/token").unwrap());
+    let req = Request::post(
+        Url::parse("http://partner-auth.invalid/oauth/token").unwrap(),
+        Repeat::Safe,
+    );
     let err = client(3).execute(req).await.unwrap_err();
     assert!(matches!(err, Error::Config { .. }), "{err:?}");
     assert!(err.to_string().contains("https"), "{err}");
@@ -256,7 +259,10 @@ async fn a_hung_server_hits_the_timeout() {
         .build()
         .unwrap();
     let started = tokio::time::Instant::now();
-    let err = client.execute(Request::post(url)).await.unwrap_err();
+    let err = client
+        .execute(Request::post(url, Repeat::Safe))
+        .await
+        .unwrap_err();
     assert!(matches!(err, Error::Timeout(_)), "{err:?}");
     assert!(err.is_transient());
     assert!(
@@ -281,7 +287,7 @@ async fn a_request_that_must_not_repeat_is_sent_once() {
         .build()
         .unwrap();
     let err = client
-        .execute(Request::post(url).not_repeatable())
+        .execute(Request::post(url, Repeat::Once))
         .await
         .unwrap_err();
     assert!(matches!(err, Error::Timeout(_)), "{err:?}");
@@ -296,7 +302,7 @@ async fn a_request_that_must_not_repeat_is_sent_once() {
         .create_async()
         .await;
     let err = client
-        .execute(Request::post(url_of(&server)).not_repeatable())
+        .execute(Request::post(url_of(&server), Repeat::Once))
         .await
         .unwrap_err();
     assert!(matches!(err, Error::Status { status: 503 }), "{err:?}");
@@ -316,7 +322,7 @@ async fn connection_refused_is_retried_even_when_not_repeatable() {
     };
     let url = Url::parse(&format!("http://127.0.0.1:{port}/t")).unwrap();
     let err = client(2)
-        .execute(Request::post(url).not_repeatable())
+        .execute(Request::post(url, Repeat::Once))
         .await
         .unwrap_err();
     assert!(matches!(err, Error::Transport { .. }), "{err:?}");
@@ -383,26 +389,45 @@ async fn a_declared_oversized_body_is_refused_unread() {
 }
 
 #[tokio::test]
-async fn the_oauth_adapter_goes_through_the_policy_and_keeps_the_status() {
+async fn the_oauth_adapter_goes_through_the_policy_and_maps_errors_with_their_status() {
     let mut server = mockito::Server::new_async().await;
     let mock = server
         .mock("POST", "/oauth/token")
         .match_header("user-agent", USER_AGENT)
+        .match_header("companyurl", "acme.example")
         .with_status(403)
         .with_body(r#"{"error":"access_denied"}"#)
-        .expect(1)
+        .expect(2)
         .create_async()
         .await;
     let client = client(3);
-    let adapter = client.oauth_adapter();
-    let req = http::Request::builder()
-        .method("POST")
-        .uri(format!("{}/oauth/token", server.url()))
-        .body(b"grant_type=client_credentials".to_vec())
-        .unwrap();
-    let resp = adapter.call(req).await.unwrap();
+    let request = || {
+        http::Request::builder()
+            .method("POST")
+            .uri(format!("{}/oauth/token", server.url()))
+            .body(b"grant_type=client_credentials".to_vec())
+            .unwrap()
+    };
+    let header = (
+        http::HeaderName::from_static("companyurl"),
+        http::HeaderValue::from_static("acme.example"),
+    );
+    // Without a mapping the answer is handed over as it is, status and all (discovery).
+    let plain = client
+        .oauth_adapter(Repeat::Safe)
+        .header(header.0.clone(), header.1.clone());
+    let resp = plain.call(request()).await.unwrap();
     assert_eq!(resp.status(), 403);
-    assert_eq!(adapter.last_status(), Some(403));
+    // With one, the error is made with the status in hand.
+    let map = |response: &Response| response.error();
+    let mapped = client
+        .oauth_adapter(Repeat::Safe)
+        .header(header.0, header.1)
+        .errors(&map);
+    let err = mapped.call(request()).await.unwrap_err();
+    assert!(err.reached_server());
+    assert_eq!(err.error().status(), Some(403));
+    assert!(err.error().is_rejected(), "{err:?}");
     mock.assert_async().await;
 
     let insecure = http::Request::builder()
@@ -410,20 +435,114 @@ async fn the_oauth_adapter_goes_through_the_policy_and_keeps_the_status() {
         .uri("http://partner-auth.invalid/oauth/token")
         .body(Vec::new())
         .unwrap();
-    assert!(matches!(
-        adapter.call(insecure).await,
-        Err(Error::Config { .. })
-    ));
+    let err = plain.call(insecure).await.unwrap_err();
+    assert!(!err.reached_server());
+    assert!(matches!(err.into_error(), Error::Config { .. }));
+}
+
+#[tokio::test]
+async fn send_says_whether_a_request_may_have_reached_the_server() {
+    let port = {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let refused = Url::parse(&format!("http://127.0.0.1:{port}/t")).unwrap();
+    let err = client(2)
+        .send(Request::post(refused, Repeat::Once))
+        .await
+        .unwrap_err();
+    assert!(!err.reached_server(), "{err:?}");
+
+    let mut server = mockito::Server::new_async().await;
+    let _m = server
+        .mock("POST", "/t")
+        .with_status(502)
+        .create_async()
+        .await;
+    let err = client(2)
+        .send(Request::post(url(&server, "/t"), Repeat::Once))
+        .await
+        .unwrap_err();
+    assert!(err.reached_server(), "{err:?}");
 }
 
 #[test]
 fn debug_of_requests_and_clients_hides_secrets() {
-    let req = Request::post(Url::parse("https://h/t?session_token=sess-SECRET").unwrap())
-        .bearer(&Secret::new("key-SECRET"))
-        .unwrap()
-        .form(&[("password", "pw-SECRET")]);
+    let req = Request::post(
+        Url::parse("https://h/t?session_token=sess-SECRET").unwrap(),
+        Repeat::Safe,
+    )
+    .bearer(&Secret::new("key-SECRET"))
+    .unwrap()
+    .form(&[("password", "pw-SECRET")]);
     let dbg = format!("{req:?} {:?}", client(1));
     for s in ["sess-SECRET", "key-SECRET", "pw-SECRET"] {
         assert!(!dbg.contains(s), "{dbg}");
     }
+}
+
+#[tokio::test]
+async fn a_request_that_spends_is_not_repeated_after_a_5xx() {
+    let mut server = mockito::Server::new_async().await;
+    let mock = server
+        .mock("POST", "/spend")
+        .with_status(502)
+        .expect(1)
+        .create_async()
+        .await;
+    let err = client(3)
+        .execute(Request::post(url(&server, "/spend"), Repeat::Once))
+        .await
+        .unwrap_err();
+    assert_eq!(err.status(), Some(502), "{err:?}");
+    mock.assert_async().await;
+}
+
+#[tokio::test]
+async fn a_5xx_retry_after_beyond_the_cap_ends_at_once_and_is_carried() {
+    let mut server = mockito::Server::new_async().await;
+    let mock = server
+        .mock("GET", "/t")
+        .with_status(503)
+        .with_header("retry-after", "600")
+        .expect(1)
+        .create_async()
+        .await;
+    let err = client(3)
+        .execute(Request::get(url(&server, "/t")))
+        .await
+        .unwrap_err();
+    assert_eq!(err.status(), Some(503), "{err:?}");
+    assert_eq!(err.retry_after(), Some(Duration::from_secs(600)), "{err:?}");
+    mock.assert_async().await;
+}
+
+#[tokio::test]
+async fn a_provider_failing_every_request_gets_a_bounded_number_of_retries() {
+    let mut server = mockito::Server::new_async().await;
+    let seen = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&seen);
+    let _mock = server
+        .mock("GET", "/down")
+        .with_status(503)
+        .with_body_from_request(move |_| {
+            counter.fetch_add(1, Ordering::SeqCst);
+            Vec::new()
+        })
+        .create_async()
+        .await;
+    let client = client(3);
+    let callers = 40;
+    for _ in 0..callers {
+        let err = client
+            .execute(Request::get(url(&server, "/down")))
+            .await
+            .unwrap_err();
+        assert_eq!(err.status(), Some(503));
+    }
+    let hits = seen.load(Ordering::SeqCst);
+    // Without a budget every caller makes three attempts (120); the budget lets the first
+    // callers retry and then only a fraction of them.
+    assert!(hits < callers * 2, "{hits} requests for {callers} callers");
+    assert!(hits > callers, "some retries are still allowed: {hits}");
 }

@@ -8,7 +8,7 @@ use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-use token_provider::http::{Request, parse_base_url};
+use token_provider::http::{Repeat, Request, parse_base_url};
 use token_provider::{
     AccessToken, CacheConfig, CachedTokenProvider, Error, Fetch, FileStore, HttpClient, Secret,
     StoreKey, StoreLock, SystemClock, TokenProvider, TokenState, TokenStore, async_trait,
@@ -222,7 +222,7 @@ impl Fetch for RefreshFetcher {
             .ok_or_else(|| Error::user_action("no refresh token"))?;
         let resp = self
             .http
-            .execute(Request::post(self.url.clone()).form(&[
+            .execute(Request::post(self.url.clone(), Repeat::Once).form(&[
                 ("grant_type", "refresh_token"),
                 ("refresh_token", rt.expose_secret()),
             ]))

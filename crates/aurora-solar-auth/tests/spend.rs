@@ -1,0 +1,187 @@
+//! What each request spends: a session token is spent only once it may have reached Aurora, a
+//! Client SDK `generate_token` is never repeated once it may have been sent, and ids that would
+//! vanish from a path are refused.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use aurora_solar_auth::{ClientSdk, Error, PartnerApp, SdkUser, TokenProvider};
+use common::{client, clock};
+use mockito::Server;
+use serde_json::json;
+
+const APP_KEY: &str = "sk_sand_appkey_0001";
+const API_KEY: &str = "sk_sand_restkey_0002";
+
+/// A loopback port nothing listens on: a connection to it is refused before a byte leaves.
+fn closed_port_url() -> String {
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    format!("http://127.0.0.1:{port}")
+}
+
+#[tokio::test]
+async fn a_session_token_that_never_reached_aurora_is_not_spent() {
+    let clock = clock();
+    let app = PartnerApp::builder()
+        .base_url(closed_port_url())
+        .application_id("app-1")
+        .application_key(APP_KEY)
+        .http_client(client())
+        .clock(Arc::new(clock.clone()))
+        .build()
+        .unwrap();
+    let tenant = app.embedded("t1", "sess-unsent").unwrap();
+    let err = tenant.token().await.unwrap_err();
+    assert!(matches!(err, Error::Transport { .. }), "{err:?}");
+    // A later attempt may send it: the exchange provably never reached Aurora.
+    clock.advance(Duration::from_secs(600));
+    let err = tenant.token().await.unwrap_err();
+    assert!(
+        matches!(err, Error::Transport { .. }),
+        "the session token was counted as spent: {err:?}"
+    );
+}
+
+#[tokio::test]
+async fn generate_token_is_not_repeated_after_a_5xx() {
+    let mut server = Server::new_async().await;
+    let _list = server
+        .mock("GET", "/tenants/t1/users")
+        .with_body(
+            json!({"users": [{"id": "u-1", "email": "a@example.com", "account_status": "active"}]})
+                .to_string(),
+        )
+        .create_async()
+        .await;
+    let generate = server
+        .mock("POST", "/tenants/t1/users/u-1/generate_token")
+        .match_header("authorization", format!("Bearer {API_KEY}").as_str())
+        .with_status(503)
+        .expect(1)
+        .create_async()
+        .await;
+    let sdk = ClientSdk::builder()
+        .base_url(server.url())
+        .api_key(API_KEY)
+        .tenant_id("t1")
+        .http_client(client())
+        .clock(Arc::new(clock()))
+        .build()
+        .unwrap();
+    let err = sdk
+        .user(SdkUser::new("a@example.com"))
+        .unwrap()
+        .token()
+        .await
+        .unwrap_err();
+    assert_eq!(err.status(), Some(503), "{err:?}");
+    generate.assert_async().await;
+}
+
+#[tokio::test]
+async fn dot_ids_are_refused_before_anything_is_sent() {
+    let mut server = Server::new_async().await;
+    let stray = server
+        .mock("POST", mockito::Matcher::Any)
+        .expect(0)
+        .create_async()
+        .await;
+    let base = || {
+        PartnerApp::builder()
+            .base_url(server.url())
+            .application_key(APP_KEY)
+            .http_client(client())
+    };
+    for id in [".", "..", " .. "] {
+        let err = base().application_id(id).build().unwrap_err();
+        assert!(
+            err.to_string().contains("AURORA_SOLAR_APPLICATION_ID"),
+            "{id:?}: {err}"
+        );
+        let err = base()
+            .application_id("app_42")
+            .tenant_id(id)
+            .build()
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("AURORA_SOLAR_TENANT_ID"),
+            "{id:?}: {err}"
+        );
+        let app = base().application_id("app_42").build().unwrap();
+        let err = app.tenant(id).unwrap_err();
+        assert!(matches!(err, Error::Config { .. }), "{id:?}: {err:?}");
+        let err = app.embedded(id, "sess").unwrap_err();
+        assert!(matches!(err, Error::Config { .. }), "{id:?}: {err:?}");
+        let err = ClientSdk::builder()
+            .base_url(server.url())
+            .api_key(API_KEY)
+            .tenant_id(id)
+            .build()
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("AURORA_SOLAR_TENANT_ID"),
+            "{id:?}: {err}"
+        );
+    }
+    stray.assert_async().await;
+}
+
+#[tokio::test]
+async fn without_background_refresh_a_jwt_is_replaced_only_once_expired() {
+    use base64::Engine as _;
+    let exp = common::SEED_EXPIRES_AT - 3600;
+    let jwt = |n: u32| {
+        let claims = json!({"id": "u-1", "exp": exp + u64::from(n) * 43_200});
+        format!(
+            "eyJhbGciOiJIUzI1NiJ9.{}.c2ln",
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(claims.to_string())
+        )
+    };
+    let mut server = Server::new_async().await;
+    let _list = server
+        .mock("GET", "/tenants/t1/users")
+        .with_body(
+            json!({"users": [{"id": "u-1", "email": "a@example.com", "account_status": "active"}]})
+                .to_string(),
+        )
+        .create_async()
+        .await;
+    let first = server
+        .mock("POST", "/tenants/t1/users/u-1/generate_token")
+        .with_body(json!({"token": {"jwt": jwt(0)}}).to_string())
+        .expect(1)
+        .create_async()
+        .await;
+    let clock = clock();
+    let sdk = ClientSdk::builder()
+        .base_url(server.url())
+        .api_key(API_KEY)
+        .tenant_id("t1")
+        .http_client(client())
+        .clock(Arc::new(clock.clone()))
+        .background_refresh(false)
+        .build()
+        .unwrap();
+    let user = sdk.user(SdkUser::new("a@example.com")).unwrap();
+    assert_eq!(user.token().await.unwrap().secret().expose_secret(), jwt(0));
+    // A minute before expiry: still the same JWT, and no background generation.
+    clock.set(std::time::UNIX_EPOCH + Duration::from_secs(exp - 60));
+    assert_eq!(user.token().await.unwrap().secret().expose_secret(), jwt(0));
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    first.assert_async().await;
+    // Expired: now a new one.
+    let second = server
+        .mock("POST", "/tenants/t1/users/u-1/generate_token")
+        .with_body(json!({"token": {"jwt": jwt(1)}}).to_string())
+        .expect(1)
+        .create_async()
+        .await;
+    clock.set(std::time::UNIX_EPOCH + Duration::from_secs(exp + 1));
+    assert_eq!(user.token().await.unwrap().secret().expose_secret(), jwt(1));
+    second.assert_async().await;
+}

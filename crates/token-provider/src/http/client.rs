@@ -1,0 +1,475 @@
+//! [`HttpClient`]: the shared client and the loop that sends a request under the policy.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use http::StatusCode;
+use tracing::{debug, warn};
+
+use super::request::{Repeat, Request, Response};
+use super::retry::{Budget, RetryBudget, RetryPolicy, retry_after};
+use super::urls::check_url;
+use super::{DEFAULT_MAX_BODY, USER_AGENT};
+use crate::{Error, SharedClock, system_clock};
+
+/// The shared HTTP client: a `reqwest::Client` with the policy of [`crate::http`]. Cheap to
+/// clone; clones share the [`RetryBudget`].
+#[derive(Clone)]
+pub struct HttpClient {
+    client: reqwest::Client,
+    config: Arc<Config>,
+}
+
+#[derive(Debug)]
+struct Config {
+    timeout: Duration,
+    max_body: usize,
+    retry: RetryPolicy,
+    budget: Budget,
+    clock: SharedClock,
+}
+
+impl fmt::Debug for HttpClient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HttpClient")
+            .field("timeout", &self.config.timeout)
+            .field("max_body", &self.config.max_body)
+            .field("retry", &self.config.retry)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why [`HttpClient::send`] failed, and whether the request may have reached the server.
+///
+/// A caller that sent something single-use reads [`reached_server`](Self::reached_server): when
+/// it is `false` nothing was spent (the connection was refused, the name did not resolve, the
+/// TLS handshake failed, or the URL was refused before any attempt), and the same credential
+/// may be sent later.
+#[derive(Debug)]
+pub struct SendError {
+    error: Error,
+    reached: bool,
+}
+
+impl SendError {
+    /// A failure after which the request may have reached the server.
+    pub fn reached(error: Error) -> Self {
+        Self {
+            error,
+            reached: true,
+        }
+    }
+
+    /// A failure that provably happened before any byte of the request left this process.
+    pub fn not_sent(error: Error) -> Self {
+        Self {
+            error,
+            reached: false,
+        }
+    }
+
+    /// Whether any attempt may have reached the server (`false` only when none can have).
+    pub fn reached_server(&self) -> bool {
+        self.reached
+    }
+
+    /// The error.
+    pub fn error(&self) -> &Error {
+        &self.error
+    }
+
+    /// The error, for a caller with nothing to do about what was spent.
+    pub fn into_error(self) -> Error {
+        self.error
+    }
+}
+
+impl fmt::Display for SendError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.error, f)
+    }
+}
+
+impl std::error::Error for SendError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        std::error::Error::source(&self.error)
+    }
+}
+
+impl From<SendError> for Error {
+    fn from(e: SendError) -> Self {
+        e.error
+    }
+}
+
+impl HttpClient {
+    /// A client with the default policy.
+    pub fn new() -> Result<Self, Error> {
+        Self::builder().build()
+    }
+
+    /// Starts a client with a policy of your own.
+    pub fn builder() -> HttpClientBuilder {
+        HttpClientBuilder::default()
+    }
+
+    /// The underlying `reqwest::Client` (the same policy: timeouts, no redirects, user agent,
+    /// roots and proxy), for API calls made outside [`execute`](Self::execute).
+    pub fn reqwest(&self) -> &reqwest::Client {
+        &self.client
+    }
+
+    /// The per-request timeout.
+    pub fn timeout(&self) -> Duration {
+        self.config.timeout
+    }
+
+    /// The retry policy.
+    pub fn retry_policy(&self) -> &RetryPolicy {
+        &self.config.retry
+    }
+
+    /// Sends `request` under the policy and returns the response with its whole body.
+    ///
+    /// Returns `Ok` for 2xx and for 4xx other than 408 and 429, so a provider can read its own
+    /// error format from the body ([`Response::oauth_error`] reads the standard one). A 3xx is
+    /// [`Error::Status`] (redirects are not followed). 408, 429 and 5xx are retried per the
+    /// policy and the request's [`Repeat`], and end as [`Error::Status`] (or
+    /// [`Error::Unavailable`] when the server said when to come back) or
+    /// [`Error::RateLimited`] when the retries run out.
+    pub async fn execute(&self, request: Request) -> Result<Response, Error> {
+        self.send(request).await.map_err(Error::from)
+    }
+
+    /// [`execute`](Self::execute), saying on failure whether the request may have reached the
+    /// server ([`SendError::reached_server`]).
+    pub async fn send(&self, request: Request) -> Result<Response, SendError> {
+        check_url(&request.url).map_err(SendError::not_sent)?;
+        let policy = &self.config.retry;
+        let max_attempts = policy.max_attempts.max(1);
+        self.config.budget.deposit();
+        let mut reached = false;
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let started = tokio::time::Instant::now();
+            let outcome = self.attempt(&request).await;
+            let last = attempt >= max_attempts;
+            let elapsed_ms = started.elapsed().as_millis() as u64;
+            let once = request.repeat == Repeat::Once;
+            let wait = match outcome {
+                Ok(response) => {
+                    reached = true;
+                    let status = response.status;
+                    debug!(
+                        method = %request.method,
+                        host = request.url.host_str().unwrap_or(""),
+                        path = request.url.path(),
+                        status = status.as_u16(),
+                        attempt,
+                        elapsed_ms,
+                        "http response"
+                    );
+                    let asked = retry_after(&response.headers, self.config.clock.now());
+                    let too_long = asked.is_some_and(|d| d > policy.max_retry_after);
+                    if status == StatusCode::TOO_MANY_REQUESTS {
+                        if last || too_long || once || !self.config.budget.withdraw() {
+                            return Err(SendError::reached(Error::RateLimited {
+                                retry_after: asked,
+                            }));
+                        }
+                        asked.unwrap_or_else(|| policy.backoff(attempt))
+                    } else if status.is_server_error() || status == StatusCode::REQUEST_TIMEOUT {
+                        if last || too_long || once || !self.config.budget.withdraw() {
+                            return Err(SendError::reached(unavailable(status, asked)));
+                        }
+                        asked.unwrap_or_else(|| policy.backoff(attempt))
+                    } else if status.is_redirection() || status.is_informational() {
+                        return Err(SendError::reached(Error::Status {
+                            status: status.as_u16(),
+                        }));
+                    } else {
+                        return Ok(response);
+                    }
+                }
+                Err(failure) => {
+                    reached |= failure.reached;
+                    debug!(
+                        method = %request.method,
+                        host = request.url.host_str().unwrap_or(""),
+                        path = request.url.path(),
+                        attempt,
+                        elapsed_ms,
+                        error = %failure.error,
+                        "http request failed"
+                    );
+                    // Only the network failing is retried; an oversized body would only be
+                    // oversized again, and a certificate the client does not trust will not be
+                    // trusted on the next try. A request that spends something is repeated
+                    // only when no attempt can have reached the server.
+                    let retryable =
+                        matches!(failure.error, Error::Transport { .. } | Error::Timeout(_));
+                    let wrap = |error| {
+                        if reached {
+                            SendError::reached(error)
+                        } else {
+                            SendError::not_sent(error)
+                        }
+                    };
+                    if last || !retryable || (once && reached) || !self.config.budget.withdraw() {
+                        return Err(wrap(failure.error));
+                    }
+                    policy.backoff(attempt)
+                }
+            };
+            warn!(
+                method = %request.method,
+                host = request.url.host_str().unwrap_or(""),
+                path = request.url.path(),
+                attempt,
+                wait_ms = wait.as_millis() as u64,
+                "retrying http request"
+            );
+            tokio::time::sleep(wait).await;
+        }
+    }
+
+    async fn attempt(&self, request: &Request) -> Result<Response, Failure> {
+        let mut builder = self
+            .client
+            .request(request.method.clone(), request.url.clone())
+            .headers(request.headers.clone());
+        if let Some(body) = &request.body {
+            builder = builder.body(body.clone());
+        }
+        let timeout = self.config.timeout;
+        let max_body = self.config.max_body;
+        let exchange = async {
+            let mut response = builder
+                .send()
+                .await
+                .map_err(|e| Failure::from_reqwest(e, timeout))?;
+            let status = response.status();
+            let headers = std::mem::take(response.headers_mut());
+            if response
+                .content_length()
+                .is_some_and(|n| n > max_body as u64)
+            {
+                return Err(Failure::reached(Error::TooLarge { limit: max_body }));
+            }
+            let mut body = BytesMut::new();
+            while let Some(chunk) = response
+                .chunk()
+                .await
+                .map_err(|e| Failure::from_reqwest(e, timeout))?
+            {
+                if body.len() + chunk.len() > max_body {
+                    return Err(Failure::reached(Error::TooLarge { limit: max_body }));
+                }
+                body.extend_from_slice(&chunk);
+            }
+            Ok(Response {
+                status,
+                headers,
+                body: body.freeze(),
+            })
+        };
+        match tokio::time::timeout(timeout, exchange).await {
+            Ok(result) => result,
+            Err(_) => Err(Failure::reached(Error::Timeout(timeout))),
+        }
+    }
+}
+
+/// A 5xx or 408 that ended the retries: [`Error::Unavailable`] when the server said when to
+/// come back, so the cache waits that long too; [`Error::Status`] otherwise.
+fn unavailable(status: StatusCode, retry_after: Option<Duration>) -> Error {
+    match retry_after {
+        Some(retry_after) => Error::Unavailable {
+            status: status.as_u16(),
+            retry_after,
+        },
+        None => Error::Status {
+            status: status.as_u16(),
+        },
+    }
+}
+
+/// How one attempt failed, and whether the request may have reached the server.
+struct Failure {
+    error: Error,
+    reached: bool,
+}
+
+/// What a certificate failure says, naming where the roots come from.
+const CERTIFICATE_ADVICE: &str = "the server's TLS certificate is not trusted. The client trusts \
+    the system's CA roots: when none load (a slim container), install the `ca-certificates` \
+    package or point SSL_CERT_FILE or SSL_CERT_DIR at the roots; a private CA is added with \
+    HttpClientBuilder::add_root_certificate";
+
+impl Failure {
+    fn reached(error: Error) -> Self {
+        Self {
+            error,
+            reached: true,
+        }
+    }
+
+    fn from_reqwest(err: reqwest::Error, timeout: Duration) -> Self {
+        // A connect error (refused, DNS, a failed TLS handshake) means no byte of the request
+        // left this process.
+        let reached = !err.is_connect();
+        if is_certificate_failure(&err) {
+            // Permanent: retrying will not make the certificate trusted.
+            return Self {
+                error: Error::config("tls", CERTIFICATE_ADVICE),
+                reached,
+            };
+        }
+        let error = match Error::from(err) {
+            Error::Timeout(_) => Error::Timeout(timeout),
+            other => other,
+        };
+        Self { error, reached }
+    }
+}
+
+/// Whether a request failed because the server's certificate was not trusted (rustls says
+/// "invalid peer certificate", with the reason: unknown issuer, expired, wrong name...).
+fn is_certificate_failure(err: &reqwest::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(e) = source {
+        let text = e.to_string().to_ascii_lowercase();
+        if text.contains("invalid peer certificate") || text.contains("certificate verify failed") {
+            return true;
+        }
+        source = e.source();
+    }
+    false
+}
+
+/// Builds an [`HttpClient`].
+#[must_use]
+#[derive(Debug)]
+pub struct HttpClientBuilder {
+    timeout: Duration,
+    connect_timeout: Duration,
+    max_body: usize,
+    retry: RetryPolicy,
+    budget: RetryBudget,
+    clock: SharedClock,
+    roots: Vec<reqwest::Certificate>,
+    proxy: Option<reqwest::Proxy>,
+}
+
+impl Default for HttpClientBuilder {
+    fn default() -> Self {
+        Self {
+            timeout: Duration::from_secs(30),
+            connect_timeout: Duration::from_secs(10),
+            max_body: DEFAULT_MAX_BODY,
+            retry: RetryPolicy::default(),
+            budget: RetryBudget::default(),
+            clock: system_clock(),
+            roots: Vec::new(),
+            proxy: None,
+        }
+    }
+}
+
+impl HttpClientBuilder {
+    /// The whole-request timeout, body included (default 30 s).
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// The connect timeout (default 10 s; never longer than the request timeout).
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// The response-size cap in bytes (default 1 MiB).
+    pub fn max_body(mut self, bytes: usize) -> Self {
+        self.max_body = bytes;
+        self
+    }
+
+    /// The retry policy of each request.
+    pub fn retry(mut self, retry: RetryPolicy) -> Self {
+        self.retry = retry;
+        self
+    }
+
+    /// The retry budget shared by every request of the client (default
+    /// [`RetryBudget::default`]).
+    pub fn retry_budget(mut self, budget: RetryBudget) -> Self {
+        self.budget = budget;
+        self
+    }
+
+    /// The clock used to read `Retry-After` dates.
+    pub fn clock(mut self, clock: SharedClock) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Trusts `certificate` as a root besides the system's (a private or corporate CA).
+    /// `reqwest::Certificate::from_pem` reads one from PEM.
+    pub fn add_root_certificate(mut self, certificate: reqwest::Certificate) -> Self {
+        self.roots.push(certificate);
+        self
+    }
+
+    /// Sends every request through `proxy` (`reqwest::Proxy::https("http://proxy:3128")`, say),
+    /// instead of the one the `HTTPS_PROXY`/`ALL_PROXY` variables name.
+    pub fn proxy(mut self, proxy: reqwest::Proxy) -> Self {
+        self.proxy = Some(proxy);
+        self
+    }
+
+    /// The client.
+    pub fn build(self) -> Result<HttpClient, Error> {
+        if self.timeout.is_zero() {
+            return Err(Error::config("timeout", "must be greater than zero"));
+        }
+        let mut builder = reqwest::Client::builder()
+            .user_agent(USER_AGENT)
+            .redirect(reqwest::redirect::Policy::none())
+            .connect_timeout(self.connect_timeout.min(self.timeout))
+            .timeout(self.timeout);
+        for root in self.roots {
+            builder = builder.add_root_certificate(root);
+        }
+        if let Some(proxy) = self.proxy {
+            builder = builder.proxy(proxy);
+        }
+        let client = builder.build().map_err(|e| {
+            let chain = crate::error::error_chain(&e);
+            if chain.to_ascii_lowercase().contains("certificate") {
+                Error::config(
+                    "http client",
+                    format!(
+                        "{chain}: no usable CA roots (install the `ca-certificates` package or \
+                         set SSL_CERT_FILE or SSL_CERT_DIR)"
+                    ),
+                )
+            } else {
+                Error::config("http client", chain)
+            }
+        })?;
+        Ok(HttpClient {
+            client,
+            config: Arc::new(Config {
+                timeout: self.timeout,
+                max_body: self.max_body,
+                retry: self.retry,
+                budget: Budget::new(self.budget),
+                clock: self.clock,
+            }),
+        })
+    }
+}

@@ -1,0 +1,282 @@
+//! [`Request`] and [`Response`]: a request kept whole so it can be sent again, stating whether it
+//! may be; a response with its whole body.
+
+use std::fmt;
+
+use bytes::Bytes;
+use http::header::{AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
+use http::{Method, StatusCode};
+use serde::de::DeserializeOwned;
+use url::Url;
+
+use super::error_body::{OAuthError, ProviderWords, parse_json, status_error};
+use crate::{Error, Secret};
+
+/// What sending a request means, which decides whether it may be sent again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Repeat {
+    /// Sending it again does no harm: it reads something (discovery, a user lookup), or what it
+    /// presents is not used up by being presented (a client-credentials or password grant, an
+    /// application key). Repeated under the [`RetryPolicy`](super::RetryPolicy).
+    Safe,
+    /// It spends something (a rotating refresh token, a single-use session token, a Client SDK
+    /// session, an invitation): repeated only when the previous attempt provably never reached
+    /// the server (connection refused, a name that did not resolve, a refused TLS handshake).
+    Once,
+}
+
+/// A request for [`HttpClient::execute`](super::HttpClient::execute): kept whole so it can be sent again on a retry.
+#[derive(Clone)]
+pub struct Request {
+    pub(super) method: Method,
+    pub(super) url: Url,
+    pub(super) headers: HeaderMap,
+    pub(super) body: Option<Bytes>,
+    pub(super) repeat: Repeat,
+}
+
+impl fmt::Debug for Request {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Neither the query (it can hold a session token) nor header values nor the body.
+        f.debug_struct("Request")
+            .field("method", &self.method)
+            .field("host", &self.url.host_str())
+            .field("path", &self.url.path())
+            .field("headers", &self.headers.keys().collect::<Vec<_>>())
+            .field("repeat", &self.repeat)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Request {
+    /// A request with no body, stating whether it may be repeated.
+    pub fn new(method: Method, url: Url, repeat: Repeat) -> Self {
+        Self {
+            method,
+            url,
+            headers: HeaderMap::new(),
+            body: None,
+            repeat,
+        }
+    }
+
+    /// A `GET`: safe to repeat, as HTTP defines it.
+    pub fn get(url: Url) -> Self {
+        Self::new(Method::GET, url, Repeat::Safe)
+    }
+
+    /// A `POST`, stating whether it may be repeated: HTTP makes no promise for a `POST`, so the
+    /// caller says what this one spends.
+    pub fn post(url: Url, repeat: Repeat) -> Self {
+        Self::new(Method::POST, url, repeat)
+    }
+
+    /// Whether the request may be repeated.
+    pub fn repeat(&self) -> Repeat {
+        self.repeat
+    }
+
+    /// The URL.
+    pub fn url(&self) -> &Url {
+        &self.url
+    }
+
+    /// Adds a header. Values that fail to parse are refused with an error naming the header.
+    pub fn header(mut self, name: HeaderName, value: &str) -> Result<Self, Error> {
+        let value = HeaderValue::from_str(value).map_err(|_| {
+            Error::config(
+                name.as_str().to_owned(),
+                "contains characters not allowed in an HTTP header",
+            )
+        })?;
+        self.headers.append(name, value);
+        Ok(self)
+    }
+
+    /// Adds a header whose value is a secret: marked sensitive so no HTTP layer prints it.
+    pub fn secret_header(mut self, name: HeaderName, value: &Secret) -> Result<Self, Error> {
+        let mut value = HeaderValue::from_str(value.expose_secret()).map_err(|_| {
+            Error::config(
+                name.as_str().to_owned(),
+                "contains characters not allowed in an HTTP header",
+            )
+        })?;
+        value.set_sensitive(true);
+        self.headers.insert(name, value);
+        Ok(self)
+    }
+
+    /// `Authorization: Bearer <secret>`.
+    pub fn bearer(self, secret: &Secret) -> Result<Self, Error> {
+        let value = Secret::new(format!("Bearer {}", secret.expose_secret()));
+        self.secret_header(AUTHORIZATION, &value)
+    }
+
+    /// `Authorization: Basic <base64(id:secret)>` with both parts form-urlencoded first, as
+    /// RFC 6749 section 2.3.1 asks.
+    pub fn basic_auth(self, id: &str, secret: &Secret) -> Result<Self, Error> {
+        let raw = format!(
+            "{}:{}",
+            form_urlencode(id),
+            form_urlencode(secret.expose_secret())
+        );
+        let value = Secret::new(format!("Basic {}", base64_encode(raw.as_bytes())));
+        self.secret_header(AUTHORIZATION, &value)
+    }
+
+    /// A form-encoded body (`application/x-www-form-urlencoded`).
+    pub fn form(mut self, fields: &[(&str, &str)]) -> Self {
+        let body = url::form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(fields)
+            .finish();
+        self.headers.insert(
+            CONTENT_TYPE,
+            HeaderValue::from_static("application/x-www-form-urlencoded"),
+        );
+        self.body = Some(Bytes::from(body));
+        self
+    }
+
+    /// A JSON body.
+    pub fn json(mut self, value: &impl serde::Serialize) -> Result<Self, Error> {
+        let body = serde_json::to_vec(value)
+            .map_err(|e| Error::config("request body", format!("cannot be encoded: {e}")))?;
+        self.headers
+            .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        self.body = Some(Bytes::from(body));
+        Ok(self)
+    }
+
+    /// A raw body.
+    pub fn body(mut self, body: impl Into<Bytes>) -> Self {
+        self.body = Some(body.into());
+        self
+    }
+
+    /// Appends a query parameter.
+    pub fn query(mut self, key: &str, value: &str) -> Self {
+        self.url.query_pairs_mut().append_pair(key, value);
+        self
+    }
+}
+
+/// A response with its whole body (at most the size cap).
+#[derive(Clone)]
+pub struct Response {
+    pub(super) status: StatusCode,
+    pub(super) headers: HeaderMap,
+    pub(super) body: Bytes,
+}
+
+impl fmt::Debug for Response {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The body can hold a token: its length only.
+        f.debug_struct("Response")
+            .field("status", &self.status)
+            .field("body_len", &self.body.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Response {
+    /// The status.
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    /// The headers.
+    pub fn headers(&self) -> &HeaderMap {
+        &self.headers
+    }
+
+    /// The body.
+    pub fn body(&self) -> &[u8] {
+        &self.body
+    }
+
+    /// The body parsed as JSON into `T`; see [`parse_json`].
+    pub fn json<T: DeserializeOwned>(&self, what: &str) -> Result<T, Error> {
+        parse_json(&self.body, what)
+    }
+
+    /// The standard OAuth error (`{"error": "...", "error_description": "..."}`), if the body is
+    /// one.
+    pub fn oauth_error(&self) -> Option<OAuthError> {
+        serde_json::from_slice::<OAuthError>(&self.body).ok()
+    }
+
+    /// The error this non-success response stands for, by [`status_error`]: the provider's
+    /// words are read from the body by [`ProviderWords::from_body`] (never the body itself).
+    ///
+    /// When the request carried a secret the provider might echo back, use
+    /// [`error_scrubbed`](Self::error_scrubbed).
+    pub fn error(&self) -> Error {
+        self.error_scrubbed(&[])
+    }
+
+    /// [`error`](Self::error), with every occurrence of the value of any of `secrets` in the
+    /// provider's words replaced by `[redacted]`.
+    pub fn error_scrubbed(&self, secrets: &[&Secret]) -> Error {
+        status_error(
+            self.status.as_u16(),
+            &ProviderWords::from_body(&self.body),
+            secrets,
+        )
+    }
+}
+
+fn form_urlencode(s: &str) -> String {
+    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}
+
+pub(crate) fn base64_encode(input: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(input.len().div_ceil(3) * 4);
+    for chunk in input.chunks(3) {
+        let b = [
+            chunk[0],
+            chunk.get(1).copied().unwrap_or(0),
+            chunk.get(2).copied().unwrap_or(0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(ALPHABET[(n >> (18 - 6 * i)) as usize & 63] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base64_matches_rfc4648_vectors() {
+        for (input, want) in [
+            ("", ""),
+            ("f", "Zg=="),
+            ("fo", "Zm8="),
+            ("foo", "Zm9v"),
+            ("foob", "Zm9vYg=="),
+            ("fooba", "Zm9vYmE="),
+            ("foobar", "Zm9vYmFy"),
+        ] {
+            assert_eq!(base64_encode(input.as_bytes()), want);
+        }
+    }
+
+    #[test]
+    fn posts_state_their_repeat_and_gets_are_safe() {
+        let url = Url::parse("https://h/x").unwrap();
+        assert_eq!(Request::get(url.clone()).repeat(), Repeat::Safe);
+        assert_eq!(
+            Request::post(url.clone(), Repeat::Once).repeat(),
+            Repeat::Once
+        );
+        assert!(format!("{:?}", Request::post(url, Repeat::Once)).contains("Once"));
+    }
+}
