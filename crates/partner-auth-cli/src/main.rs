@@ -50,7 +50,9 @@ use std::time::{Duration, SystemTime};
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use partner_auth::token_provider::error_chain;
-use partner_auth::{AccessToken, CacheConfig, Error, FileStore, HttpClient, Options, ProviderKind};
+use partner_auth::{
+    AccessToken, CacheConfig, Error, FileStore, HttpClient, ProviderKind, ProviderOptions,
+};
 
 /// Success: the token was printed.
 const EXIT_OK: u8 = 0;
@@ -241,7 +243,7 @@ async fn fetch(
     args: &TokenArgs,
     lookup: impl Fn(&str) -> Option<String>,
 ) -> Result<(AccessToken, Option<Error>), Error> {
-    let mut options = Options::default();
+    let mut options = ProviderOptions::default();
     if let Some(timeout) = request_timeout(lookup(TIMEOUT_VAR).as_deref())? {
         options.http = Some(HttpClient::builder().timeout(timeout).build()?);
         // The cache's 60 s load limit must not cut a run short of what the variable allows.
