@@ -1,14 +1,10 @@
 //! [`AerionBuilder`].
 
 use std::fmt;
-use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
 use token_provider::http::{join_path, parse_base_url};
-use token_provider::{
-    CacheConfig, CachedTokenProvider, Error, HttpClient, ProviderOptions, Secret, SharedClock,
-    StoreKey, TokenStore,
-};
+use token_provider::{CachedTokenProvider, Error, ProviderOptions, Secret, StoreKey};
 use url::{Position, Url};
 
 use crate::Aerion;
@@ -174,41 +170,13 @@ impl AerionBuilder {
         self
     }
 
-    /// The HTTP client (default: the core's policy on the builder's clock).
-    pub fn http_client(mut self, client: HttpClient) -> Self {
-        self.options.http = Some(client);
-        self
-    }
-
-    /// The clock for expiry (default: the cache configuration's, else the system clock).
-    pub fn clock(mut self, clock: SharedClock) -> Self {
-        self.options.clock = Some(clock);
-        self
-    }
-
-    /// The cache behaviour (default: [`CacheConfig::default`]). A [`clock`](Self::clock) or
-    /// [`store`](Self::store) set on this builder replaces the one in `config`.
-    pub fn cache_config(mut self, config: CacheConfig) -> Self {
-        self.options.cache = Some(config);
-        self
-    }
-
-    /// Keeps the token and the (rotating) refresh token in `store`, under the key
-    /// `aerion|<base host[:port]>|<header>=<tenant>|<username>`, or for a refresh-token-only
-    /// setup `...|sso:<SHA-256 of the configured refresh token, 32 hex digits>`.
-    ///
-    /// A refresh token found in the store is used before the configured one, because the
-    /// configured one may have been spent (rotated) already.
-    pub fn store(mut self, store: Arc<dyn TokenStore>) -> Self {
-        self.options.store = Some(store);
-        self
-    }
-
-    /// The HTTP client, clock, cache behaviour and store at once (replacing any set before).
-    pub fn options(mut self, options: ProviderOptions) -> Self {
-        self.options = options;
-        self
-    }
+    token_provider::provider_options_setters!(
+        store_key: "`aerion|<base host[:port]>|<header>=<tenant>|<username>`, or for a \
+                    refresh-token-only setup `...|sso:<SHA-256 of the configured refresh token, \
+                    32 hex digits>`. A refresh token found in the store is used before the \
+                    configured one, because the configured one may have been spent (rotated) \
+                    already"
+    );
 
     /// Checks every setting and returns the cached provider.
     pub fn build(self) -> Result<Aerion, Error> {
