@@ -114,9 +114,13 @@ impl Fetch for AerionFetcher {
         if let Some(rt) = previous.and_then(|p| p.refresh_token.clone()) {
             candidates.push((rt, Source::Previous));
         }
+        // Without a username the store key is derived from the configured refresh token, so a
+        // previous refresh token (stored or in memory) descends from it: the configured one was
+        // rotated away already, by this process or another, and is never sent again.
+        let seed_superseded = self.username.is_none() && !candidates.is_empty();
         if let Some(seed) = &self.seed_refresh_token {
             let offered = candidates.iter().any(|(c, _)| c == seed);
-            if !offered && !self.seed_spent.load(Ordering::Relaxed) {
+            if !offered && !seed_superseded && !self.seed_spent.load(Ordering::Relaxed) {
                 candidates.push((seed.clone(), Source::Configured));
             }
         }

@@ -147,7 +147,9 @@ fn child_not_utf8() {
     if std::env::var_os(CHILD).is_none() {
         return;
     }
-    let err = AerionBuilder::from_env().unwrap_err();
+    let err = AerionBuilder::from_env()
+        .and_then(|b| b.build())
+        .unwrap_err();
     let shown = err.to_string();
     assert!(shown.contains("AERION_COMPANY_URL"), "{shown}");
     assert!(shown.contains("not UTF-8"), "{shown}");

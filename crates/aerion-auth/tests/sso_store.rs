@@ -81,3 +81,49 @@ async fn two_sso_refresh_tokens_on_one_tenant_and_store_never_share_a_token() {
     }
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[tokio::test]
+async fn a_refused_stored_refresh_token_never_brings_back_the_rotated_away_seed() {
+    // Another process rotated the configured rt-seed into rt-5 and saved it; Aerion now refuses
+    // rt-5. The seed is of the same lineage (its digest names the entry): sending it would be a
+    // replay, which servers that detect reuse punish by revoking the whole family.
+    let mut server = mockito::Server::new_async().await;
+    let stored = token_mock(&mut server, refresh_form("rt-5")).expect(1);
+    let stored = stored
+        .with_status(400)
+        .with_header("content-type", "application/json")
+        .with_body(r#"{"error":"invalid_grant"}"#)
+        .create_async()
+        .await;
+    let seed = issue(
+        token_mock(&mut server, refresh_form("rt-seed")).expect(0),
+        "at-x",
+        None,
+    )
+    .await;
+    let store = token_provider::MemoryStore::new();
+    let aerion = builder(&server, &clock())
+        .refresh_token("rt-seed")
+        .store(Arc::new(store.clone()))
+        .build()
+        .unwrap();
+    let dead = token_provider::AccessToken::builder("at-old")
+        .expires_at(start())
+        .build();
+    store
+        .save(
+            &aerion.store_key(),
+            &token_provider::TokenState::new(dead)
+                .with_refresh_token(Some(token_provider::Secret::new("rt-5"))),
+            &token_provider::StoreLock::none(),
+        )
+        .await
+        .unwrap();
+    let err = aerion.token().await.unwrap_err();
+    assert!(
+        matches!(err, token_provider::Error::UserAction { .. }),
+        "{err:?}"
+    );
+    stored.assert_async().await;
+    seed.assert_async().await;
+}

@@ -175,6 +175,49 @@ fn secrets_are_not_accepted_as_flags_nor_echoed() {
 }
 
 #[test]
+fn usage_errors_never_echo_an_argument() {
+    // A secret pasted in the wrong place: as the provider, as a flag's value, as a subcommand,
+    // as a flag name, after a flag that takes no value, and as a stray extra argument.
+    let secret = "Pasted-Secret-9f3a7c";
+    let flag = format!("--{secret}");
+    let json_value = format!("--json={secret}");
+    let short = format!("-X{secret}");
+    let cases: Vec<Vec<&str>> = vec![
+        vec!["token", secret],
+        vec!["token", "aerion", &json_value],
+        vec![secret],
+        vec![secret, "aerion"],
+        vec!["token", "aerion", &flag],
+        vec!["token", &flag],
+        vec!["token", "aerion", &short],
+        vec!["token", "aerion", "--store", "f", secret],
+        vec!["api", secret, "/v1/users/me"],
+        vec!["forget", secret],
+        vec!["completions", secret],
+        vec!["emulator", "--port", secret],
+    ];
+    for args in cases {
+        let out = run(command(&args, &[]));
+        out.assert_code(2);
+        assert_eq!(out.stdout, "", "{args:?}");
+        assert_one_line(&out.stderr);
+        assert!(out.stderr.starts_with("partner-auth: "), "{}", out.stderr);
+        let lower = out.stderr.to_lowercase();
+        assert!(
+            !lower.contains(&secret.to_lowercase()) && !lower.contains("9f3a7c"),
+            "{args:?} echoed: {}",
+            out.stderr
+        );
+    }
+    // What it does say: which argument, by position, and what would fit there.
+    let out = run(command(&["token", secret], &[]));
+    assert!(out.stderr.contains("argument 2"), "{}", out.stderr);
+    for provider in PROVIDERS {
+        assert!(out.stderr.contains(provider), "{}", out.stderr);
+    }
+}
+
+#[test]
 fn a_missing_variable_exits_2_and_names_it() {
     let base = format!("http://127.0.0.1:{}", closed_port());
     let cases = [

@@ -57,15 +57,7 @@ async fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    println!(
-        "# partner-auth emulator on {} (emulator-only test credentials)",
-        emulator.url()
-    );
-    println!("unset AERION_ORIGIN AERION_REFRESH_TOKEN AURORA_SOLAR_SESSION_TOKEN");
-    print!("{}", emulator.export_lines());
-    let session = emulator.issue_session_token(emulator.aurora_solar_tenant());
-    println!("# one single-use session token for an embedded Aurora Solar exchange:");
-    println!("# export AURORA_SOLAR_SESSION_TOKEN={session}");
+    print!("{}", emulator.banner());
     eprintln!("serving until Ctrl-C");
     if let Err(e) = tokio::signal::ctrl_c().await {
         eprintln!("partner-auth-emulator: cannot wait for Ctrl-C: {e}");

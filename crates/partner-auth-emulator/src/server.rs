@@ -396,6 +396,7 @@ impl RunningEmulator {
             ("AURORA_UK_AUDIENCE", c.aurora_uk_audience.clone()),
             ("AURORA_UK_CLIENT_ID", c.aurora_uk_client_id.clone()),
             ("AURORA_UK_CLIENT_SECRET", c.aurora_uk_client_secret.clone()),
+            ("AURORA_UK_API_URL", self.aurora_uk_api_base()),
             ("AURORA_SOLAR_ENV", "sandbox".to_owned()),
             ("AURORA_SOLAR_BASE_URL", self.aurora_solar_base()),
             (
@@ -426,6 +427,22 @@ impl RunningEmulator {
             .iter()
             .map(|(name, value)| format!("export {name}={}\n", shell_quote(value)))
             .collect()
+    }
+
+    /// What a program serving the emulator prints on start: a comment naming it, an `unset` of
+    /// the variables that would change which flow runs, the [`export_lines`](Self::export_lines),
+    /// and one fresh single-use session token as a comment.
+    pub fn banner(&self) -> String {
+        let session = self.issue_session_token(self.aurora_solar_tenant());
+        format!(
+            "# partner-auth emulator on {} (emulator-only test credentials)\n\
+             unset AERION_ORIGIN AERION_REFRESH_TOKEN AURORA_SOLAR_SESSION_TOKEN\n\
+             {}\
+             # one single-use session token for an embedded Aurora Solar exchange:\n\
+             # export AURORA_SOLAR_SESSION_TOKEN={session}\n",
+            self.url(),
+            self.export_lines(),
+        )
     }
 
     /// The emulator's current time (its clock plus the offset).

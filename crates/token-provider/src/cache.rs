@@ -364,6 +364,8 @@ struct Control {
     loaded_from_store: bool,
     /// Why the state behind the current token could not be saved (cleared by the next save).
     unsaved: Option<Arc<Error>>,
+    /// Bumped by `forget`: a fetch that began before it neither saves nor caches its result.
+    epoch: u64,
 }
 
 #[derive(Default)]
@@ -566,6 +568,7 @@ impl<F: Fetch> Shared<F> {
     /// Drops everything held for this principal.
     fn clear(&self) {
         let mut control = self.lock();
+        control.epoch = control.epoch.wrapping_add(1);
         control.retired = None;
         control.rejected = None;
         control.failure = None;
@@ -648,6 +651,7 @@ impl<F: Fetch> Shared<F> {
             shared: &this,
             channel,
         };
+        let epoch = this.lock().epoch;
 
         let started = tokio::time::Instant::now();
         let result = this.fetch().await;
@@ -683,7 +687,11 @@ impl<F: Fetch> Shared<F> {
                 control.failure = None;
                 control.consecutive_failures = 0;
                 control.retired = None;
-                this.current.store(Some(Arc::new(entry)));
+                // A `forget` since this fetch began: its callers get the token they waited for,
+                // but the forgotten principal's cache stays empty.
+                if control.epoch == epoch {
+                    this.current.store(Some(Arc::new(entry)));
+                }
                 Self::publish(&mut control, &this.fetching, &tx, Some(Ok(token.clone())));
                 drop(control);
                 this.stats
@@ -729,7 +737,7 @@ impl<F: Fetch> Shared<F> {
     /// One fetch, through the store when there is one: the new state, or the entry adopted from
     /// the store (its refresh time already drawn, so it is used as checked).
     async fn fetch(&self) -> Result<Fetched, Error> {
-        let previous = {
+        let previous = || {
             let current = self.current.load();
             match current.as_ref() {
                 Some(entry) => Some(entry.state.clone()),
@@ -738,7 +746,7 @@ impl<F: Fetch> Shared<F> {
         };
         let (store, key) = match &self.store {
             None => {
-                let state = self.fetcher.fetch(previous.as_ref()).await?;
+                let state = self.fetcher.fetch(previous().as_ref()).await?;
                 return Ok(Fetched::New(self.stamp(state)));
             }
             Some((_, None)) => return Err(no_store_key()),
@@ -747,13 +755,16 @@ impl<F: Fetch> Shared<F> {
         // Held across read-fetch-write, so no other holder of this store spends the same refresh
         // token; released when dropped, however this ends.
         let lock = store.lock(key).await?;
+        // Read under the lock: a `forget` that took it first has cleared what it forgot.
+        let epoch = self.lock().epoch;
+        let previous = previous();
         let stored = store.load(key).await?;
         let now = self.config.clock.now();
-        let (rejected, first_load) = {
+        let (rejected, first_load, unsaved) = {
             let mut control = self.lock();
             let first = !control.loaded_from_store;
             control.loaded_from_store = true;
-            (control.rejected.clone(), first)
+            (control.rejected.clone(), first, control.unsaved.is_some())
         };
         if let Some(stored) = &stored {
             let usable = self.entry(stored.clone(), now);
@@ -764,22 +775,31 @@ impl<F: Fetch> Shared<F> {
             let sendable = is_b64token(stored.access_token.secret().expose_secret());
             if now < usable.soft && sendable && !is_rejected && (first_load || !ours) {
                 debug!(cache = self.config.name, "token adopted from the store");
+                // What the store holds now is newer than the state that could not be saved.
+                self.lock().unsaved = None;
                 return Ok(Fetched::Adopted(usable));
             }
         }
-        // The store's refresh token is the newest one anybody holds.
+        // The store's refresh token is the newest one anybody holds, unless our last save
+        // failed: then the store still holds the one that state rotated away, and ours is newer.
         let base = match (stored, previous) {
+            (_, Some(previous)) if unsaved => Some(previous),
             (Some(stored), _) => Some(stored),
             (None, previous) => previous,
         };
         let state = self.stamp(self.fetcher.fetch(base.as_ref()).await?);
+        if self.lock().epoch != epoch {
+            // Forgotten while the request was out (only possible without the lock, i.e. never
+            // with a store that locks); nothing of it is kept.
+            return Ok(Fetched::New(state));
+        }
         match store.save(key, &state, &lock).await {
             Ok(()) => self.lock().unsaved = None,
             Err(e) => {
                 // The new state is still returned and cached in memory (dropping a rotated
-                // refresh token because the disk is full would lock the user out), and the
-                // failure is kept for `store_error`, so the caller learns that a restart would
-                // lose it.
+                // refresh token because the disk is full would lock the user out), the next
+                // refresh starts from it rather than from the store, and the failure is kept for
+                // `store_error`, so the caller learns that a restart would lose it.
                 error!(
                     cache = self.config.name,
                     key = %key,
@@ -831,7 +851,15 @@ impl<F: Fetch> Shared<F> {
     /// is not reused at all when it has no expiry.
     fn entry(&self, state: TokenState, now: SystemTime) -> Entry {
         let cfg = &self.config;
-        let obtained = state.obtained_at;
+        // An issue time in the future (a writer whose clock ran ahead) or at or after the expiry
+        // says nothing trustworthy about the token's age: treated as unknown.
+        let obtained = state.obtained_at.filter(|obtained| {
+            *obtained <= now
+                && state
+                    .access_token
+                    .expires_at()
+                    .is_none_or(|hard| *obtained < hard)
+        });
         let limit = obtained.unwrap_or(now) + cfg.max_lifetime;
         let (soft, hard) = match state.access_token.expires_at() {
             Some(hard) => {

@@ -261,10 +261,12 @@ const LOCK_POLL: Duration = Duration::from_millis(20);
 ///   file, `fsync` of the directory. A crash leaves the old state or the new, never half of one;
 ///   temporary files a killed process left behind are removed by the next save.
 /// - Locks are per key: [`lock`](TokenStore::lock) takes an exclusive OS lock on one file in the
-///   directory `<file>.locks/` (held across read-refresh-write by the cache), so two processes
-///   never spend the same refresh token while other principals go on. Each save holds
-///   `<file>.lock` for the moment it rewrites the file. A lock held longer than the lock timeout
-///   is [`Error::StoreBusy`] (transient).
+///   directory `<file>.locks/` (named by a digest of the key; held across read-refresh-write by
+///   the cache), so two processes never spend the same refresh token while other principals go
+///   on. Each save holds `<file>.locks/write.lock` for the moment it rewrites the file. Every key
+///   lock also holds `<file>.lock` shared, so a 0.1.0 process (which holds it exclusively
+///   across its fetch) and this release never refresh at once. A lock held longer than the lock
+///   timeout is [`Error::StoreBusy`] (transient).
 /// - The file, its lock files and directory are created with mode 0600/0700 and must belong to
 ///   the user running the process; a file that others can read or write is refused with an error
 ///   saying to `chmod 600` it. Symbolic links (the store, its lock file or lock directory) and
@@ -325,10 +327,13 @@ impl FileStore {
     }
 
     /// Rewrites the file under its write lock: `edit` changes the parsed file.
+    /// Called with a key's lock held (so with `<file>.lock` held shared).
     fn rewrite<T>(&self, edit: impl FnOnce(&mut StoreFile) -> T) -> Result<T, Error> {
         check_store_path(&self.path)?;
-        let lock = open_private(&self.lock_path)?;
-        poll_lock(&lock, &self.lock_path, self.lock_timeout)?;
+        ensure_private_dir(&self.locks_dir)?;
+        let write_lock = self.locks_dir.join("write.lock");
+        let lock = open_private(&write_lock)?;
+        poll_lock(&lock, &write_lock, self.lock_timeout, Held::Exclusive)?;
         // Holding the write lock, nobody else is between creating a temporary file and renaming
         // it: any temporary file there is a killed writer's, holding tokens. Remove them.
         remove_stale_temporaries(&self.path);
@@ -362,14 +367,11 @@ impl TokenStore for FileStore {
         let key = key.clone();
         let state = state.clone();
         self.blocking(move |store| {
+            // Fields a later release wrote about the replaced token do not describe this one:
+            // they go with it. Those of other entries and of the file are kept.
             store.rewrite(|file| {
-                let extra = file
-                    .entries
-                    .remove(key.as_str())
-                    .map(|old| old.extra)
-                    .unwrap_or_default();
                 file.entries
-                    .insert(key.0, StoredEntry::from_state(&state, extra));
+                    .insert(key.0, StoredEntry::from_state(&state, Default::default()));
             })
         })
         .await
@@ -380,18 +382,23 @@ impl TokenStore for FileStore {
         let path = self.path.clone();
         self.blocking(move |_| check_store_path(&path)).await?;
         let in_process = self.in_process.lock(key).await;
-        let name = format!("{:016x}.lock", fnv1a(key.as_str()));
-        let file = self
+        let name = lock_file_name(key);
+        let files = self
             .blocking(move |store| {
+                // `<file>.lock` shared: holders of different keys go on together, while a
+                // release that locks the whole file (exclusively, across its fetch) excludes
+                // them all and is excluded by them.
+                let whole = open_private(&store.lock_path)?;
+                poll_lock(&whole, &store.lock_path, store.lock_timeout, Held::Shared)?;
                 ensure_private_dir(&store.locks_dir)?;
                 let path = store.locks_dir.join(name);
                 let file = open_private(&path)?;
-                poll_lock(&file, &path, store.lock_timeout)?;
-                Ok(file)
+                poll_lock(&file, &path, store.lock_timeout, Held::Exclusive)?;
+                Ok((file, whole))
             })
             .await?;
-        // Closing the file releases the OS lock; the in-process guard goes with it.
-        Ok(StoreLock::new((file, in_process)))
+        // Closing the files releases the OS locks; the in-process guard goes with them.
+        Ok(StoreLock::new((files, in_process)))
     }
 
     async fn remove(&self, key: &StoreKey, _lock: &StoreLock) -> Result<bool, Error> {
@@ -414,19 +421,32 @@ impl TokenStore for FileStore {
     }
 }
 
-/// FNV-1a: a stable name for a key's lock file that does not spell out the key.
-fn fnv1a(s: &str) -> u64 {
-    s.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-    })
+/// A key's lock file name: 32 hex digits of the SHA-256 of the key. Stable across processes,
+/// does not spell out the key, and cannot be made to collide with another principal's (a tenant
+/// id chosen by an attacker must not stall a victim's lock).
+fn lock_file_name(key: &StoreKey) -> String {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(key.as_str().as_bytes());
+    let hex: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
+    format!("{hex}.lock")
 }
 
-/// Takes `file`'s exclusive OS lock, polling (so a holder that never lets go, a stopped
-/// process, ends in an error instead of a wait that never ends).
-fn poll_lock(file: &File, path: &Path, timeout: Duration) -> Result<(), Error> {
+#[derive(Clone, Copy)]
+enum Held {
+    Shared,
+    Exclusive,
+}
+
+/// Takes `file`'s OS lock, polling (so a holder that never lets go, a stopped process, ends in
+/// an error instead of a wait that never ends).
+fn poll_lock(file: &File, path: &Path, timeout: Duration, held: Held) -> Result<(), Error> {
     let mut waited = Duration::ZERO;
     loop {
-        match file.try_lock() {
+        let attempt = match held {
+            Held::Shared => file.try_lock_shared(),
+            Held::Exclusive => file.try_lock(),
+        };
+        match attempt {
             Ok(()) => return Ok(()),
             Err(fs::TryLockError::WouldBlock) if waited < timeout => {
                 std::thread::sleep(LOCK_POLL);
@@ -725,11 +745,19 @@ fn remove_stale_temporaries(path: &Path) {
     let Ok(entries) = fs::read_dir(&dir) else {
         return;
     };
+    // `<prefix><pid>.<random>` exactly: `.a.tmp.x.tmp.1.2`, a temporary file of the store
+    // `a.tmp.x` beside this one, is not ours.
+    let ours = |name: &str| {
+        name.strip_prefix(&prefix)
+            .and_then(|rest| rest.split_once('.'))
+            .is_some_and(|(pid, n)| {
+                [pid, n]
+                    .iter()
+                    .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+            })
+    };
     for entry in entries.flatten() {
-        if entry
-            .file_name()
-            .to_str()
-            .is_some_and(|n| n.starts_with(&prefix))
+        if entry.file_name().to_str().is_some_and(ours)
             && entry.file_type().is_ok_and(|t| t.is_file())
         {
             let _ = fs::remove_file(entry.path());

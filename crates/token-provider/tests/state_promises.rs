@@ -41,6 +41,9 @@ struct Issuer {
     lifetime: Option<Duration>,
     key: Option<StoreKey>,
     secret: fn(usize) -> String,
+    /// The refresh token each fetch was given.
+    seen: Arc<std::sync::Mutex<Vec<Option<String>>>>,
+    delay: Duration,
 }
 
 impl Issuer {
@@ -51,6 +54,8 @@ impl Issuer {
             lifetime,
             key: Some(StoreKey::new("test", "env", "tenant", "me")),
             secret: |n| format!("token-{n}"),
+            seen: Arc::default(),
+            delay: Duration::ZERO,
         }
     }
 }
@@ -63,6 +68,12 @@ impl Fetch for Issuer {
 
     async fn fetch(&self, _previous: Option<&TokenState>) -> Result<TokenState, Error> {
         let n = self.calls.fetch_add(1, Ordering::SeqCst);
+        self.seen.lock().unwrap().push(
+            _previous
+                .and_then(|p| p.refresh_token.as_ref())
+                .map(|r| r.expose_secret().to_owned()),
+        );
+        tokio::time::sleep(self.delay).await;
         let mut token = AccessToken::builder((self.secret)(n));
         if let Some(lifetime) = self.lifetime {
             token = token.expires_in(self.clock.now(), lifetime);
@@ -381,9 +392,14 @@ async fn temporary_files_a_killed_save_left_are_removed() {
     write_private(&stale, r#"{"version":1,"entries":{}}"#);
     let unrelated = dir.join(".other.json.tmp.4242.17");
     write_private(&unrelated, "{}");
+    // A live temporary file of the store `tokens.json.tmp.x` beside this one.
+    let neighbour = dir.join(".tokens.json.tmp.x.tmp.4242.17");
+    write_private(&neighbour, "{}");
     save(&FileStore::new(&path), "me", "at-me").await.unwrap();
     assert!(!stale.exists(), "the stale temporary file is gone");
     assert!(unrelated.exists(), "another store's file is left alone");
+    assert!(neighbour.exists(), "a store with a longer name is not ours");
+    std::fs::remove_file(&neighbour).unwrap();
     let names: Vec<_> = std::fs::read_dir(&dir)
         .unwrap()
         .map(|e| e.unwrap().file_name().into_string().unwrap())
@@ -431,6 +447,7 @@ async fn lock_files_are_never_created_through_a_symlink() {
     assert!(!target.exists(), "nothing created through the link");
 
     std::fs::remove_file(dir.join("tokens.json.locks")).unwrap();
+    std::fs::remove_file(dir.join("tokens.json.lock")).unwrap();
     std::os::unix::fs::symlink(&target, dir.join("tokens.json.lock")).unwrap();
     let err = save(&FileStore::new(&path), "me", "at").await.unwrap_err();
     assert!(err.to_string().contains("symbolic link"), "{err}");
@@ -531,4 +548,106 @@ async fn entries_list_and_remove_takes_one_out() {
     drop(lock);
     assert!(store.load(&k).await.unwrap().is_none());
     assert!(store.load(&key("b|c")).await.unwrap().is_some());
+}
+
+#[tokio::test(start_paused = true)]
+async fn after_a_failed_save_the_next_refresh_spends_the_newer_refresh_token() {
+    let clock = TokioClock::new(t0());
+    let disk = Arc::new(FullDisk::default());
+    // The store holds an older state (its access token dead): the failed save leaves it there.
+    let older = TokenState::new(AccessToken::builder("old").expires_at(t0()).build())
+        .with_refresh_token(Some(Secret::new("rt-old")))
+        .with_obtained_at(t0() - MIN);
+    let key = StoreKey::new("test", "env", "tenant", "me");
+    disk.0.save(&key, &older, &StoreLock::none()).await.unwrap();
+    let issuer = Issuer::new(&clock, Some(MIN * 60));
+    let seen = Arc::clone(&issuer.seen);
+    let p = CachedTokenProvider::with_config(
+        issuer,
+        CacheConfig::new()
+            .clock(Arc::new(clock.clone()))
+            .store(Arc::clone(&disk) as Arc<dyn TokenStore>),
+    );
+    assert_eq!(p.token().await.unwrap().secret().expose_secret(), "token-0");
+    assert!(p.store_error().is_some());
+    // Past the hard expiry: the refresh must present rt-0 (ours, newer), not the store's rt-old,
+    // which the provider rotated away.
+    tokio::time::sleep(MIN * 61).await;
+    assert_eq!(p.token().await.unwrap().secret().expose_secret(), "token-1");
+    assert_eq!(
+        *seen.lock().unwrap(),
+        vec![Some("rt-old".to_owned()), Some("rt-0".to_owned())]
+    );
+
+    // Another holder then saves a fresh state: adopted, and the warning no longer applies.
+    let fresh = TokenState::new(
+        AccessToken::builder("theirs")
+            .expires_in(clock.now(), MIN * 60)
+            .build(),
+    )
+    .with_obtained_at(clock.now());
+    disk.0.save(&key, &fresh, &StoreLock::none()).await.unwrap();
+    p.invalidate(&p.cached().unwrap());
+    assert_eq!(p.token().await.unwrap().secret().expose_secret(), "theirs");
+    assert!(
+        p.store_error().is_none(),
+        "cleared by adopting a newer saved state"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_fetch_in_flight_during_forget_leaves_nothing_cached() {
+    let clock = TokioClock::new(t0());
+    let mut issuer = Issuer::new(&clock, Some(MIN * 60));
+    issuer.key = None;
+    issuer.delay = Duration::from_secs(1);
+    let p =
+        CachedTokenProvider::with_config(issuer, CacheConfig::new().clock(Arc::new(clock.clone())));
+    let waiting = tokio::spawn({
+        let p = p.clone();
+        async move { p.get().await }
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(!p.forget().await.unwrap(), "no store");
+    // The caller that asked before gets its token; the forgotten cache stays empty.
+    assert_eq!(
+        waiting.await.unwrap().unwrap().secret().expose_secret(),
+        "token-0"
+    );
+    assert!(
+        p.cached().is_none(),
+        "the forgotten principal's token was cached again"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_issue_time_in_the_future_counts_as_unknown_age() {
+    let store = Arc::new(MemoryStore::new());
+    let key = StoreKey::new("test", "env", "tenant", "me");
+    let clock = TokioClock::new(t0());
+    let cfg = || {
+        CacheConfig::new()
+            .clock(Arc::new(clock.clone()))
+            .store(Arc::clone(&store) as Arc<dyn TokenStore>)
+    };
+    // Four minutes left, "obtained" next year (a writer whose clock ran ahead): the lifetime
+    // would read as zero and the margin with it; as of unknown age it gets the full margin.
+    let ahead = TokenState::new(
+        AccessToken::builder("ahead")
+            .expires_in(t0(), 4 * MIN)
+            .build(),
+    )
+    .with_obtained_at(t0() + 365 * DAY);
+    store.save(&key, &ahead, &StoreLock::none()).await.unwrap();
+    let p = CachedTokenProvider::with_config(Issuer::new(&clock, Some(MIN * 60)), cfg());
+    assert_eq!(p.token().await.unwrap().secret().expose_secret(), "token-0");
+
+    // No expiry, obtained "next year": not reused for a year.
+    let no_expiry = TokenState::new(AccessToken::new("forever")).with_obtained_at(t0() + 365 * DAY);
+    store
+        .save(&key, &no_expiry, &StoreLock::none())
+        .await
+        .unwrap();
+    let p = CachedTokenProvider::with_config(Issuer::new(&clock, None), cfg());
+    assert_eq!(p.token().await.unwrap().secret().expose_secret(), "token-0");
 }

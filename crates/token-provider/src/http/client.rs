@@ -1,7 +1,7 @@
 //! [`HttpClient`]: the shared client and the loop that sends a request under the policy.
 
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use bytes::BytesMut;
@@ -18,13 +18,16 @@ use crate::{Error, SharedClock, system_clock};
 /// clone; clones share the [`RetryBudget`].
 #[derive(Clone)]
 pub struct HttpClient {
-    client: reqwest::Client,
+    /// Built at once, or on the first request for a [`lazy`](HttpClientBuilder::lazy) client.
+    client: Arc<OnceLock<reqwest::Client>>,
     config: Arc<Config>,
 }
 
 #[derive(Debug)]
 struct Config {
     timeout: Duration,
+    /// What the `reqwest::Client` is built from.
+    setup: Setup,
     max_body: usize,
     retry: RetryPolicy,
     budget: Budget,
@@ -117,8 +120,26 @@ impl HttpClient {
 
     /// The underlying `reqwest::Client` (the same policy: timeouts, no redirects, user agent,
     /// roots and proxy), for API calls made outside [`execute`](Self::execute).
+    ///
+    /// # Panics
+    ///
+    /// Only for a [`lazy`](HttpClientBuilder::lazy) client whose TLS set-up fails (no CA roots
+    /// could be loaded); [`try_reqwest`](Self::try_reqwest) reports that as an error instead.
     pub fn reqwest(&self) -> &reqwest::Client {
-        &self.client
+        match self.try_reqwest() {
+            Ok(client) => client,
+            Err(e) => panic!("the HTTP client cannot be built: {e}"),
+        }
+    }
+
+    /// The underlying `reqwest::Client`, built now if this is a [`lazy`](HttpClientBuilder::lazy)
+    /// client that has not been used yet.
+    pub fn try_reqwest(&self) -> Result<&reqwest::Client, Error> {
+        if let Some(client) = self.client.get() {
+            return Ok(client);
+        }
+        let client = self.config.setup.build()?;
+        Ok(self.client.get_or_init(|| client))
     }
 
     /// The per-request timeout.
@@ -237,8 +258,12 @@ impl HttpClient {
     }
 
     async fn attempt(&self, request: &Request) -> Result<Response, Failure> {
-        let mut builder = self
-            .client
+        // A client that cannot be built sent nothing.
+        let client = self.try_reqwest().map_err(|error| Failure {
+            error,
+            reached: false,
+        })?;
+        let mut builder = client
             .request(request.method.clone(), request.url.clone())
             .headers(request.headers.clone());
         if let Some(body) = &request.body {
@@ -362,6 +387,7 @@ pub struct HttpClientBuilder {
     clock: SharedClock,
     roots: Vec<reqwest::Certificate>,
     proxy: Option<reqwest::Proxy>,
+    lazy: bool,
 }
 
 impl Default for HttpClientBuilder {
@@ -375,6 +401,7 @@ impl Default for HttpClientBuilder {
             clock: system_clock(),
             roots: Vec::new(),
             proxy: None,
+            lazy: false,
         }
     }
 }
@@ -431,23 +458,68 @@ impl HttpClientBuilder {
         self
     }
 
+    /// Defers the TLS set-up (reading the system's CA roots) to the first request, so a
+    /// process that ends up sending nothing (a token served from a store) does none of it. A
+    /// set-up failure is then reported by that request instead of by [`build`](Self::build).
+    pub fn lazy(mut self) -> Self {
+        self.lazy = true;
+        self
+    }
+
     /// The client.
     pub fn build(self) -> Result<HttpClient, Error> {
         if self.timeout.is_zero() {
             return Err(Error::config("timeout", "must be greater than zero"));
         }
+        let setup = Setup {
+            timeout: self.timeout,
+            connect_timeout: self.connect_timeout,
+            roots: self.roots,
+            proxy: self.proxy,
+        };
+        let client = OnceLock::new();
+        if !self.lazy {
+            let _ = client.set(setup.build()?);
+        }
+        Ok(HttpClient {
+            client: Arc::new(client),
+            config: Arc::new(Config {
+                timeout: self.timeout,
+                setup,
+                max_body: self.max_body,
+                retry: self.retry,
+                budget: Budget::new(self.budget),
+                clock: self.clock,
+            }),
+        })
+    }
+}
+
+/// What the `reqwest::Client` is built from: the policy (no redirects, the timeouts, the user
+/// agent), the extra roots and the proxy.
+#[derive(Debug)]
+struct Setup {
+    timeout: Duration,
+    connect_timeout: Duration,
+    roots: Vec<reqwest::Certificate>,
+    proxy: Option<reqwest::Proxy>,
+}
+
+impl Setup {
+    /// The `reqwest::Client`: this is where the system's CA roots are read.
+    fn build(&self) -> Result<reqwest::Client, Error> {
         let mut builder = reqwest::Client::builder()
             .user_agent(USER_AGENT)
             .redirect(reqwest::redirect::Policy::none())
             .connect_timeout(self.connect_timeout.min(self.timeout))
             .timeout(self.timeout);
-        for root in self.roots {
+        for root in self.roots.iter().cloned() {
             builder = builder.add_root_certificate(root);
         }
-        if let Some(proxy) = self.proxy {
+        if let Some(proxy) = self.proxy.clone() {
             builder = builder.proxy(proxy);
         }
-        let client = builder.build().map_err(|e| {
+        builder.build().map_err(|e| {
             let chain = crate::error::error_chain(&e);
             if chain.to_ascii_lowercase().contains("certificate") {
                 Error::config(
@@ -460,16 +532,22 @@ impl HttpClientBuilder {
             } else {
                 Error::config("http client", chain)
             }
-        })?;
-        Ok(HttpClient {
-            client,
-            config: Arc::new(Config {
-                timeout: self.timeout,
-                max_body: self.max_body,
-                retry: self.retry,
-                budget: Budget::new(self.budget),
-                clock: self.clock,
-            }),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_lazy_client_sets_up_tls_on_first_use_only() {
+        let lazy = HttpClient::builder().lazy().build().unwrap();
+        assert!(lazy.client.get().is_none(), "nothing built yet");
+        let clone = lazy.clone();
+        clone.try_reqwest().unwrap();
+        assert!(lazy.client.get().is_some(), "clones share the one client");
+        let eager = HttpClient::new().unwrap();
+        assert!(eager.client.get().is_some());
     }
 }

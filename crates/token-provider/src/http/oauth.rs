@@ -49,21 +49,17 @@ impl HttpClient {
     /// this client and its policy, each request repeated as `repeat` allows:
     ///
     /// ```no_run
-    /// # use token_provider::http::{HttpClient, Repeat, Response};
-    /// # async fn demo(
-    /// #     client: &HttpClient,
-    /// #     secret: &token_provider::Secret,
-    /// # ) -> Result<(), Box<dyn std::error::Error>> {
-    /// let map = |response: &Response| response.error_scrubbed(&[secret]);
+    /// # fn demo(client: &token_provider::HttpClient) {
+    /// use token_provider::Secret;
+    /// use token_provider::http::{Repeat, Response};
+    ///
+    /// let secret = Secret::new("client-secret");
+    /// // Errors read from the provider's answer, with the secret scrubbed from its words.
+    /// let map = |response: &Response| response.error_scrubbed(&[&secret]);
     /// let http = client.oauth_adapter(Repeat::Safe).errors(&map);
-    /// // `oauth_client.exchange_client_credentials().request_async(&http).await`, with
-    /// // `.map_err(|e| token_error(e, "token response"))`, sends through it; so does any
-    /// // `http::Request<Vec<u8>>`:
-    /// let request = http::Request::post("https://auth.example.com/oauth/token")
-    ///     .body(b"grant_type=client_credentials".to_vec())?;
-    /// let response = http.call(request).await?;
-    /// # let _ = response;
-    /// # Ok(())
+    /// // `&http` is an `oauth2::AsyncHttpClient`:
+    /// // `oauth_client.exchange_client_credentials().request_async(&http).await`.
+    /// # let _ = http;
     /// # }
     /// ```
     pub fn oauth_adapter(&self, repeat: Repeat) -> OAuthAdapter<'_> {

@@ -1,0 +1,186 @@
+//! What every command that talks to a provider shares: the request timeout, the store, the
+//! lazily built HTTP client, and the provider itself.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::exit::{EXIT_CONFIG, Failure};
+use partner_auth::{
+    CacheConfig, Error, FileStore, HttpClient, ProviderKind, ProviderOptions, TokenProvider,
+    TokenStore,
+};
+
+/// The variable that bounds each request, in whole seconds.
+pub(crate) const TIMEOUT_VAR: &str = "PARTNER_AUTH_TIMEOUT";
+/// The variable naming the store when `--store` is not given.
+pub(crate) const STORE_VAR: &str = "PARTNER_AUTH_STORE";
+/// The largest `PARTNER_AUTH_TIMEOUT` accepted: one day.
+const MAX_TIMEOUT_SECS: u64 = 86_400;
+/// Requests one load may make (the Client SDK's lookup, invite, lookup again, generate) times
+/// the attempts the HTTP client makes for each.
+const REQUEST_TIMEOUTS_PER_LOAD: u32 = 4 * 3;
+/// The cache's own default load timeout, kept as the floor.
+const MIN_LOAD_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// How the commands read configuration: the process environment in `main`, a table in tests.
+pub(crate) type Lookup<'a> = &'a dyn Fn(&str) -> Option<String>;
+
+/// The value of `name`, blank counting as unset.
+pub(crate) fn var(lookup: Lookup<'_>, name: &str) -> Option<String> {
+    partner_auth::token_provider::env_value(&lookup, name)
+}
+
+/// The store to use: `--store`, else `PARTNER_AUTH_STORE`, else none. A `redis://` or
+/// `rediss://` URL is refused as a configuration error (this build has the file store only).
+pub(crate) fn store_path(
+    flag: Option<&Path>,
+    lookup: Lookup<'_>,
+) -> Result<Option<PathBuf>, Error> {
+    let (field, path) = match (flag, var(lookup, STORE_VAR)) {
+        (Some(path), _) => ("--store", path.to_path_buf()),
+        (None, Some(value)) => (STORE_VAR, PathBuf::from(value)),
+        (None, None) => return Ok(None),
+    };
+    let text = path.to_string_lossy().to_ascii_lowercase();
+    if text.starts_with("redis://") || text.starts_with("rediss://") {
+        return Err(Error::config(
+            field,
+            "names a Redis store, which this build of partner-auth cannot open; give a file path",
+        ));
+    }
+    Ok(Some(path))
+}
+
+/// The store `status` and `forget` work on: one is required.
+pub(crate) fn required_store(
+    flag: Option<&Path>,
+    lookup: Lookup<'_>,
+    command: &str,
+) -> Result<Arc<dyn TokenStore>, Failure> {
+    match store_path(flag, lookup) {
+        Ok(Some(path)) => Ok(open_store(&path)),
+        Ok(None) => Err(Failure::new(
+            EXIT_CONFIG,
+            None,
+            format!("{command} needs a store: give --store FILE or set {STORE_VAR}"),
+        )),
+        Err(e) => Err(Failure::from_error(None, &e)),
+    }
+}
+
+/// The file store at `path`.
+pub(crate) fn open_store(path: &Path) -> Arc<dyn TokenStore> {
+    Arc::new(FileStore::new(path.to_path_buf()))
+}
+
+/// The options every provider is built with: a lazily built HTTP client (a run served from the
+/// store sets up no TLS at all), the request timeout, and the store.
+pub(crate) fn options(
+    lookup: Lookup<'_>,
+    store: Option<Arc<dyn TokenStore>>,
+) -> Result<ProviderOptions, Error> {
+    let mut options = ProviderOptions::default();
+    let mut http = HttpClient::builder().lazy();
+    if let Some(timeout) = request_timeout(lookup(TIMEOUT_VAR).as_deref())? {
+        http = http.timeout(timeout);
+        // The cache's 60 s load limit must not cut a run short of what the variable allows.
+        let load = timeout
+            .saturating_mul(REQUEST_TIMEOUTS_PER_LOAD)
+            .max(MIN_LOAD_TIMEOUT);
+        options.cache = Some(CacheConfig::default().load_timeout(load));
+    }
+    options.http = Some(http.build()?);
+    options.store = store;
+    Ok(options)
+}
+
+/// The provider of `kind` as the environment configures it, with `options`.
+pub(crate) fn provider(
+    kind: ProviderKind,
+    lookup: Lookup<'_>,
+    options: &ProviderOptions,
+) -> Result<Arc<dyn TokenProvider>, Error> {
+    partner_auth::from_lookup(kind, lookup, options)
+}
+
+/// `PARTNER_AUTH_TIMEOUT` read: unset (or blank) is `None`, a whole number of seconds from 1 to
+/// [`MAX_TIMEOUT_SECS`] is that timeout, anything else a configuration error naming the variable
+/// (never quoting the value).
+pub(crate) fn request_timeout(value: Option<&str>) -> Result<Option<Duration>, Error> {
+    let Some(value) = value.map(str::trim).filter(|v| !v.is_empty()) else {
+        return Ok(None);
+    };
+    let invalid = || {
+        Error::config(
+            TIMEOUT_VAR,
+            format!("must be a whole number of seconds from 1 to {MAX_TIMEOUT_SECS}"),
+        )
+    };
+    if !value.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(invalid());
+    }
+    match value.parse::<u64>() {
+        Ok(secs) if (1..=MAX_TIMEOUT_SECS).contains(&secs) => Ok(Some(Duration::from_secs(secs))),
+        _ => Err(invalid()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timeouts_are_whole_positive_seconds() {
+        assert_eq!(request_timeout(None).unwrap(), None);
+        assert_eq!(request_timeout(Some("  ")).unwrap(), None);
+        assert_eq!(
+            request_timeout(Some("5")).unwrap(),
+            Some(Duration::from_secs(5))
+        );
+        assert_eq!(
+            request_timeout(Some("86400")).unwrap(),
+            Some(Duration::from_secs(86_400))
+        );
+        for bad in [
+            "0",
+            "-1",
+            "+1",
+            "1.5",
+            "1s",
+            "abc",
+            "86401",
+            "99999999999999999999999",
+        ] {
+            let err = request_timeout(Some(bad)).unwrap_err();
+            assert!(
+                matches!(&err, Error::Config { field, .. } if field == TIMEOUT_VAR),
+                "{bad}: {err}"
+            );
+            // The message never quotes the value.
+            assert_eq!(
+                err.to_string(),
+                "invalid configuration: `PARTNER_AUTH_TIMEOUT` must be a whole number of seconds from 1 to 86400"
+            );
+        }
+    }
+
+    #[test]
+    fn the_store_comes_from_the_flag_then_the_variable() {
+        let env = |name: &str| (name == STORE_VAR).then(|| "/from/env.json".to_owned());
+        let none = |_: &str| None;
+        let flag = Path::new("/from/flag.json");
+        assert_eq!(store_path(Some(flag), &env).unwrap().as_deref(), Some(flag));
+        assert_eq!(
+            store_path(None, &env).unwrap().as_deref(),
+            Some(Path::new("/from/env.json"))
+        );
+        assert_eq!(store_path(None, &none).unwrap(), None);
+        let blank = |name: &str| (name == STORE_VAR).then(|| " ".to_owned());
+        assert_eq!(store_path(None, &blank).unwrap(), None);
+        let redis = |name: &str| (name == STORE_VAR).then(|| "rediss://h:6380/0".to_owned());
+        let err = store_path(None, &redis).unwrap_err();
+        assert!(err.to_string().contains(STORE_VAR), "{err}");
+        assert!(!err.to_string().contains("h:6380"), "{err}");
+    }
+}

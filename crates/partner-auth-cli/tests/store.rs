@@ -1,0 +1,220 @@
+//! `status` and `forget` against stores the binary filled from the emulator.
+
+mod common;
+
+use common::emu::{PROVIDERS, emulator, partner_auth, secrets, token_endpoint, token_of, vars};
+use common::{Run, TempDir, command, run_async};
+use partner_auth_emulator::Endpoint;
+
+async fn cli(args: &[&str], vars: &[(&'static str, String)]) -> Run {
+    let vars: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    run_async(command(args, &vars)).await
+}
+
+/// Asserts neither stream of `out` holds any of `secrets`, nor the first 8 characters of an
+/// issued one (the emulator's configured credentials share their start with public ids, as
+/// `emulator-aurora-uk-client` and its secret do, so those are checked whole).
+#[track_caller]
+fn assert_no_secret(out: &Run, configured: &[String], issued: &[String]) {
+    let shown = |s: &str| out.stdout.contains(s) || out.stderr.contains(s);
+    for secret in configured {
+        assert!(!shown(secret), "a credential is shown: {out:?}");
+    }
+    for secret in issued {
+        assert!(secret.len() >= 16, "an issued token or refresh token");
+        assert!(
+            !shown(&secret[..8]),
+            "a token (or its prefix) is shown: {out:?}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_lists_every_entry_and_no_secret() {
+    let emu = emulator().await;
+    let dir = TempDir::new("status");
+    let store = dir.join("tokens.json");
+    let store_var = ("PARTNER_AUTH_STORE", store.to_str().unwrap().to_owned());
+    let configured = secrets(&emu);
+    let mut issued = Vec::new();
+    for provider in PROVIDERS {
+        let mut env = vars(&emu, provider);
+        env.push(store_var.clone());
+        issued.push(token_of(&partner_auth(provider, &env, &[]).await));
+    }
+    let username = emu.config().aerion_users[0].username.clone();
+    issued.push(
+        emu.current_refresh_token(&username)
+            .expect("a refresh token"),
+    );
+
+    let out = cli(&["status"], std::slice::from_ref(&store_var)).await;
+    out.assert_code(0);
+    assert_eq!(out.stderr, "");
+    assert_no_secret(&out, &configured, &issued);
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert_eq!(lines.len(), 4, "{}", out.stdout);
+    for provider in PROVIDERS {
+        let line = lines
+            .iter()
+            .find(|l| l.starts_with(&format!("{provider} ")))
+            .unwrap_or_else(|| panic!("no line for {provider}: {}", out.stdout));
+        assert!(line.contains("expires in "), "{line}");
+        assert!(line.contains("obtained 20"), "{line}");
+        let refresh = if provider == "aerion" {
+            "refresh token held"
+        } else {
+            "no refresh token"
+        };
+        assert!(line.contains(refresh), "{line}");
+    }
+    let aerion = lines.iter().find(|l| l.starts_with("aerion ")).unwrap();
+    assert!(
+        aerion.contains(&format!("principal={username}")),
+        "{aerion}"
+    );
+
+    let out = cli(&["status", "--json"], &[store_var]).await;
+    out.assert_code(0);
+    assert_no_secret(&out, &configured, &issued);
+    let rows: serde_json::Value = serde_json::from_str(&out.stdout).expect("JSON");
+    let rows = rows.as_array().expect("an array");
+    assert_eq!(rows.len(), 4);
+    for row in rows {
+        let mut keys: Vec<&str> = row
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        keys.sort_unstable();
+        assert_eq!(
+            keys,
+            [
+                "environment",
+                "expires_at",
+                "expires_in_secs",
+                "obtained_at",
+                "principal",
+                "provider",
+                "refresh_token",
+                "tenant"
+            ]
+        );
+        assert!(row["expires_in_secs"].as_i64().unwrap() > 0, "{row}");
+        assert_eq!(row["refresh_token"], row["provider"] == "aerion");
+    }
+    assert!(emu.requests().len() >= 4);
+    emu.shutdown().await;
+}
+
+/// An Aurora UK token through the store at `store_arg`.
+async fn uk_token(emu: &partner_auth_emulator::RunningEmulator, store_arg: &str) -> String {
+    token_of(
+        &partner_auth(
+            "aurora-uk",
+            &vars(emu, "aurora-uk"),
+            &["--store", store_arg],
+        )
+        .await,
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forget_then_token_fetches_again() {
+    let emu = emulator().await;
+    let dir = TempDir::new("forget");
+    let store = dir.join("tokens.json");
+    let store_arg = store.to_str().unwrap();
+    let username = emu.config().aerion_users[0].username.clone();
+    let env = vars(&emu, "aerion");
+
+    let first = token_of(&partner_auth("aerion", &env, &["--store", store_arg]).await);
+    let refresh = emu
+        .current_refresh_token(&username)
+        .expect("a refresh token");
+    assert!(std::fs::read_to_string(&store).unwrap().contains(&refresh));
+
+    let out = cli(&["forget", "aerion", "--store", store_arg], &env).await;
+    out.assert_code(0);
+    assert_eq!(out.stderr, "");
+    assert!(out.stdout.starts_with("aerion: forgot"), "{}", out.stdout);
+    assert!(
+        out.stdout.contains("and its refresh token"),
+        "{}",
+        out.stdout
+    );
+    assert_no_secret(&out, &secrets(&emu), &[first.clone(), refresh.clone()]);
+    let stored = std::fs::read_to_string(&store).unwrap();
+    assert!(
+        !stored.contains(&first) && !stored.contains(&refresh),
+        "{stored}"
+    );
+    #[cfg(unix)]
+    assert_eq!(common::mode(&store), 0o600);
+
+    emu.clear_requests();
+    let second = token_of(&partner_auth("aerion", &env, &["--store", store_arg]).await);
+    assert_ne!(second, first);
+    let sent = emu.requests_for(Endpoint::AerionToken);
+    assert_eq!(sent.len(), 1, "a new fetch");
+    assert_eq!(
+        sent[0].form_param("grant_type").as_deref(),
+        Some("password")
+    );
+
+    // Nothing left to forget for another principal of the same provider.
+    let mut other = env.clone();
+    other.retain(|(k, _)| *k != "AERION_USERNAME");
+    other.push(("AERION_USERNAME", "someone-else@emulator.test".to_owned()));
+    let out = cli(&["forget", "aerion", "--store", store_arg], &other).await;
+    out.assert_code(0);
+    assert!(out.stdout.contains("nothing was stored"), "{}", out.stdout);
+    assert!(std::fs::read_to_string(&store).unwrap().contains(&second));
+
+    // --all: every provider's entry goes.
+    for provider in ["aurora-uk", "aurora-solar"] {
+        token_of(&partner_auth(provider, &vars(&emu, provider), &["--store", store_arg]).await);
+    }
+    let out = cli(
+        &["forget", "aurora-uk", "--store", store_arg],
+        &vars(&emu, "aurora-uk"),
+    )
+    .await;
+    out.assert_code(0);
+    assert!(
+        out.stdout.contains("no refresh token was held"),
+        "{}",
+        out.stdout
+    );
+    uk_token(&emu, store_arg).await;
+    let out = cli(&["forget", "--all", "--store", store_arg], &[]).await;
+    out.assert_code(0);
+    assert_eq!(out.stdout, "forgot 3 entries and 1 refresh token\n");
+    let out = cli(&["status", "--store", store_arg], &[]).await;
+    out.assert_code(0);
+    assert_eq!(out.stdout, "");
+    emu.clear_requests();
+    uk_token(&emu, store_arg).await;
+    assert_eq!(emu.request_count(token_endpoint("aurora-uk")), 1);
+    emu.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_and_forget_need_a_store() {
+    for args in [
+        &["status"][..],
+        &["forget", "--all"][..],
+        &["forget", "aerion"][..],
+    ] {
+        let out = cli(args, &[]).await;
+        out.assert_code(2);
+        common::assert_one_line(&out.stderr);
+        assert!(out.stderr.contains("PARTNER_AUTH_STORE"), "{}", out.stderr);
+    }
+    for args in [&["forget"][..], &["forget", "aerion", "--all"][..]] {
+        let out = cli(args, &[]).await;
+        out.assert_code(2);
+        common::assert_one_line(&out.stderr);
+    }
+}
