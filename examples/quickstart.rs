@@ -15,7 +15,9 @@ use std::error::Error as StdError;
 use std::sync::Arc;
 
 use partner_auth::auth::{AuthMiddleware, AuthScope};
-use partner_auth::{AccessToken, HttpClient, Options, ProviderKind, TokenProvider, from_lookup};
+use partner_auth::{
+    AccessToken, HttpClient, ProviderKind, ProviderOptions, TokenProvider, from_lookup,
+};
 use partner_auth_emulator::{Emulator, RunningEmulator};
 
 #[tokio::main(flavor = "current_thread")]
@@ -48,9 +50,9 @@ async fn main() -> Result<(), Box<dyn StdError>> {
     }
 
     let http = HttpClient::new()?;
-    let options = Options {
+    let options = ProviderOptions {
         http: Some(http.clone()),
-        ..Options::default()
+        ..ProviderOptions::default()
     };
     for &kind in ProviderKind::ALL {
         if real && !configured_in_env(kind) {

@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::{Error, FileStore, HttpClient, Options, ProviderKind, TokenProvider, from_lookup};
+use crate::{
+    Error, FileStore, HttpClient, ProviderKind, ProviderOptions, TokenProvider, from_lookup,
+};
 
 /// Providers and shared settings, as an application's configuration file holds them.
 ///
@@ -100,7 +102,7 @@ impl Config {
 
     /// Builds every provider, by name.
     pub fn build(&self) -> Result<BTreeMap<String, Arc<dyn TokenProvider>>, Error> {
-        let mut options = Options::default();
+        let mut options = ProviderOptions::default();
         if let Some(secs) = self.timeout_secs {
             if secs == 0 {
                 return Err(Error::config("timeout_secs", "must be at least 1"));
@@ -123,7 +125,11 @@ impl Config {
 
 impl ProviderConfig {
     /// Builds this provider with shared `options`; `name` is used in error messages.
-    pub fn build(&self, name: &str, options: &Options) -> Result<Arc<dyn TokenProvider>, Error> {
+    pub fn build(
+        &self,
+        name: &str,
+        options: &ProviderOptions,
+    ) -> Result<Arc<dyn TokenProvider>, Error> {
         let kind: ProviderKind = self.provider.parse().map_err(|e| match e {
             Error::Config { reason, .. } => {
                 Error::config(format!("providers.{name}.provider"), reason)

@@ -42,8 +42,8 @@ pub use token_provider;
 #[doc(inline)]
 pub use token_provider::{
     AccessToken, CacheConfig, CacheStats, CachedTokenProvider, Clock, Error, Fetch, FileStore,
-    HttpClient, MemoryStore, RetryPolicy, Secret, SharedClock, StoreKey, TokenProvider, TokenState,
-    TokenStore, async_trait, auth, provider_fn,
+    HttpClient, MemoryStore, ProviderOptions, RetryPolicy, Secret, SharedClock, StoreKey,
+    TokenProvider, TokenState, TokenStore, async_trait, auth, provider_fn,
 };
 
 #[cfg(feature = "aerion")]
@@ -181,15 +181,11 @@ impl FromStr for ProviderKind {
     }
 }
 
-/// What every provider built here shares: the HTTP client, a store, a clock, the cache settings
-/// (the core's [`ProviderOptions`](token_provider::ProviderOptions)).
-pub use token_provider::ProviderOptions as Options;
-
 /// Builds the provider of `kind` from the SPEC section 5 environment variables. A variable that
 /// is set but not UTF-8 is refused by name (not read as unset).
 pub fn from_env(kind: ProviderKind) -> Result<Arc<dyn TokenProvider>, Error> {
     let env = token_provider::ProcessEnv::new();
-    let provider = from_lookup(kind, |name| env.get(name), &Options::default());
+    let provider = from_lookup(kind, |name| env.get(name), &ProviderOptions::default());
     env.check()?;
     provider
 }
@@ -199,7 +195,7 @@ pub fn from_env(kind: ProviderKind) -> Result<Arc<dyn TokenProvider>, Error> {
 pub fn from_lookup(
     kind: ProviderKind,
     lookup: impl Fn(&str) -> Option<String>,
-    options: &Options,
+    options: &ProviderOptions,
 ) -> Result<Arc<dyn TokenProvider>, Error> {
     // Blank counts as unset, by the same rule every provider's `from_env_with` follows.
     let lookup = |name: &str| token_provider::env_value(&lookup, name);

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use partner_auth::{Config, Options, ProviderKind, from_lookup};
+use partner_auth::{Config, ProviderKind, ProviderOptions, from_lookup};
 use partner_auth_emulator::{Emulator, Endpoint};
 
 #[tokio::test]
@@ -21,7 +21,7 @@ async fn aurora_uk_client_auth_post_sends_form_fields_and_basic_a_header() {
         let provider = from_lookup(
             ProviderKind::AuroraUk,
             |n| vars.get(n).cloned(),
-            &Options::default(),
+            &ProviderOptions::default(),
         )
         .unwrap();
         provider.token().await.unwrap();
@@ -45,7 +45,7 @@ async fn aurora_uk_client_auth_post_sends_form_fields_and_basic_a_header() {
     let err = from_lookup(
         ProviderKind::AuroraUk,
         |n| vars.get(n).cloned(),
-        &Options::default(),
+        &ProviderOptions::default(),
     )
     .unwrap_err();
     assert!(err.to_string().contains("AURORA_UK_CLIENT_AUTH"), "{err}");

@@ -6,7 +6,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use partner_auth::auth::{AuthMiddleware, AuthScope};
-use partner_auth::{Config, Error, HttpClient, Options, ProviderKind, TokenProvider, from_lookup};
+use partner_auth::{
+    Config, Error, HttpClient, ProviderKind, ProviderOptions, TokenProvider, from_lookup,
+};
 use partner_auth_emulator::{Emulator, Endpoint, Fault, RunningEmulator};
 
 fn vars(emulator: &RunningEmulator) -> HashMap<String, String> {
@@ -24,9 +26,9 @@ fn fast_http() -> HttpClient {
 
 fn provider(emulator: &RunningEmulator, kind: ProviderKind) -> Arc<dyn TokenProvider> {
     let vars = vars(emulator);
-    let options = Options {
+    let options = ProviderOptions {
         http: Some(fast_http()),
-        ..Options::default()
+        ..ProviderOptions::default()
     };
     from_lookup(kind, |n| vars.get(n).cloned(), &options).unwrap()
 }
@@ -362,9 +364,9 @@ async fn an_embedded_session_token_is_spent_once() {
     let mut v = vars(&emulator);
     let session = emulator.issue_session_token(emulator.aurora_solar_tenant());
     v.insert("AURORA_SOLAR_SESSION_TOKEN".into(), session.clone());
-    let options = Options {
+    let options = ProviderOptions {
         http: Some(fast_http()),
-        ..Options::default()
+        ..ProviderOptions::default()
     };
     let first = from_lookup(ProviderKind::AuroraSolar, |n| v.get(n).cloned(), &options).unwrap();
     first.token().await.unwrap();

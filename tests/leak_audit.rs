@@ -15,7 +15,7 @@ use partner_auth::aurora_solar::{ClientSdkBuilder, PartnerAppBuilder, SdkUser};
 use partner_auth::aurora_uk::AuroraUkBuilder;
 use partner_auth::auth::{AuthMiddleware, AuthScope};
 use partner_auth::{
-    CacheConfig, Config, HttpClient, MemoryStore, Options, ProviderKind, Secret, StoreKey,
+    CacheConfig, Config, HttpClient, MemoryStore, ProviderKind, ProviderOptions, Secret, StoreKey,
     TokenProvider, TokenStore, from_lookup,
 };
 use partner_auth_emulator::{Emulator, Endpoint, Fault, RunningEmulator};
@@ -28,11 +28,11 @@ fn fast_http() -> HttpClient {
         .unwrap()
 }
 
-fn options() -> Options {
-    Options {
+fn options() -> ProviderOptions {
+    ProviderOptions {
         http: Some(fast_http()),
         cache: Some(CacheConfig::new().negative_ttl(Duration::from_millis(1))),
-        ..Options::default()
+        ..ProviderOptions::default()
     }
 }
 
@@ -97,7 +97,7 @@ async fn no_secret_in_any_log_line_debug_or_error() {
 
     // --- Successes, through the facade, with a store so the stored state is audited too.
     let store = Arc::new(MemoryStore::new());
-    let with_store = Options {
+    let with_store = ProviderOptions {
         store: Some(store.clone() as Arc<dyn TokenStore>),
         ..opts.clone()
     };

@@ -23,7 +23,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime};
 
 use partner_auth::{
-    CacheConfig, Clock, HttpClient, Options, ProviderKind, TokenProvider, from_lookup,
+    CacheConfig, Clock, HttpClient, ProviderKind, ProviderOptions, TokenProvider, from_lookup,
 };
 use partner_auth_emulator::{Emulator, Endpoint, Fault};
 use token_provider::ManualClock;
@@ -144,7 +144,7 @@ async fn run(kind: ProviderKind, tasks: usize, n_cycles: usize, calls_per_phase:
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v))
         .collect();
-    let options = Options {
+    let options = ProviderOptions {
         http: Some(http()),
         clock: Some(Arc::new(clock.clone())),
         cache: Some(
@@ -152,7 +152,7 @@ async fn run(kind: ProviderKind, tasks: usize, n_cycles: usize, calls_per_phase:
                 .backoff(Duration::from_secs(1), Duration::from_secs(2))
                 .load_timeout(Duration::from_secs(20)),
         ),
-        ..Options::default()
+        ..ProviderOptions::default()
     };
     let provider: Arc<dyn TokenProvider> =
         from_lookup(kind, |n| vars.get(n).cloned(), &options).unwrap();

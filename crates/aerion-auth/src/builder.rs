@@ -1,117 +1,19 @@
-//! [`Tenant`] and [`AerionBuilder`].
+//! [`AerionBuilder`].
 
 use std::fmt;
-use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
-use http::{HeaderName, HeaderValue};
 use token_provider::http::{join_path, parse_base_url};
-use token_provider::{
-    CacheConfig, CachedTokenProvider, Error, HttpClient, ProviderOptions, Secret, SharedClock,
-    StoreKey, TokenStore,
-};
+use token_provider::{CachedTokenProvider, Error, ProviderOptions, Secret, StoreKey};
 use url::{Position, Url};
 
 use crate::Aerion;
 use crate::fetch::AerionFetcher;
-
-/// The default API base: Aerion's neutral address (the tenant header names the account).
-pub const DEFAULT_BASE_URL: &str = "https://api.aerion.app";
-
-/// The default `client_id`. Aerion does not check it but asks that it identify the app.
-pub const DEFAULT_CLIENT_ID: &str = "partner-auth";
-
-/// The default `client_secret`. Aerion requires the field and does not check it.
-pub const DEFAULT_CLIENT_SECRET: &str = "partner-auth";
-
-/// `AERION_BASE_URL`: the API base (default [`DEFAULT_BASE_URL`]).
-pub const ENV_BASE_URL: &str = "AERION_BASE_URL";
-/// `AERION_COMPANY_URL`: the tenant, sent as the `companyurl` header.
-pub const ENV_COMPANY_URL: &str = "AERION_COMPANY_URL";
-/// `AERION_ORIGIN`: the tenant, sent as the `origin` header.
-pub const ENV_ORIGIN: &str = "AERION_ORIGIN";
-/// `AERION_USERNAME`: the user's email address, for the password grant.
-pub const ENV_USERNAME: &str = "AERION_USERNAME";
-/// `AERION_PASSWORD`: the user's password, for the password grant.
-pub const ENV_PASSWORD: &str = "AERION_PASSWORD";
-/// `AERION_REFRESH_TOKEN`: a refresh token to start from (an SSO login's, say).
-pub const ENV_REFRESH_TOKEN: &str = "AERION_REFRESH_TOKEN";
-/// `AERION_CLIENT_ID`: overrides [`DEFAULT_CLIENT_ID`].
-pub const ENV_CLIENT_ID: &str = "AERION_CLIENT_ID";
-/// `AERION_CLIENT_SECRET`: overrides [`DEFAULT_CLIENT_SECRET`].
-pub const ENV_CLIENT_SECRET: &str = "AERION_CLIENT_SECRET";
-
-/// The field named when no tenant is configured.
-const TENANT_FIELD: &str = "AERION_COMPANY_URL or AERION_ORIGIN";
-
-/// Which Aerion account (tenant) a token is for, and the header that says so. Aerion requires
-/// one of these on every token request; the neutral `api.aerion.app` host serves every tenant.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub enum Tenant {
-    /// `companyurl: <value>`, the company's Aerion address (`AERION_COMPANY_URL`).
-    CompanyUrl(String),
-    /// `origin: <value>` (`AERION_ORIGIN`).
-    Origin(String),
-    /// `referrer: <value>`, spelled as Aerion spells it (not HTTP's `Referer`).
-    Referrer(String),
-}
-
-impl Tenant {
-    /// The header name: `companyurl`, `origin` or `referrer`.
-    pub fn header_name(&self) -> &'static str {
-        match self {
-            Self::CompanyUrl(_) => "companyurl",
-            Self::Origin(_) => "origin",
-            Self::Referrer(_) => "referrer",
-        }
-    }
-
-    /// The header value.
-    pub fn value(&self) -> &str {
-        match self {
-            Self::CompanyUrl(v) | Self::Origin(v) | Self::Referrer(v) => v,
-        }
-    }
-
-    /// The setting an error about this tenant names.
-    fn field(&self) -> &'static str {
-        match self {
-            Self::CompanyUrl(_) => ENV_COMPANY_URL,
-            Self::Origin(_) => ENV_ORIGIN,
-            Self::Referrer(_) => "tenant (referrer)",
-        }
-    }
-
-    fn trimmed(self) -> Self {
-        match self {
-            Self::CompanyUrl(v) => Self::CompanyUrl(v.trim().to_owned()),
-            Self::Origin(v) => Self::Origin(v.trim().to_owned()),
-            Self::Referrer(v) => Self::Referrer(v.trim().to_owned()),
-        }
-    }
-
-    fn header(&self) -> Result<(HeaderName, HeaderValue), Error> {
-        let value = self.value();
-        if value.is_empty() {
-            return Err(Error::config(self.field(), "must not be empty"));
-        }
-        // Visible ASCII only: anything else would go out as raw header bytes that every
-        // server reads its own way.
-        if !value.bytes().all(|b| b.is_ascii_graphic()) {
-            return Err(Error::config(
-                self.field(),
-                "must be visible ASCII (no spaces, accents or control characters):                  write a non-ASCII host name in its `xn--` form",
-            ));
-        }
-        let value = HeaderValue::from_str(value).map_err(|_| {
-            Error::config(
-                self.field(),
-                "contains characters not allowed in an HTTP header",
-            )
-        })?;
-        Ok((HeaderName::from_static(self.header_name()), value))
-    }
-}
+use crate::settings::{
+    DEFAULT_BASE_URL, DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, ENV_BASE_URL, ENV_CLIENT_ID,
+    ENV_CLIENT_SECRET, ENV_COMPANY_URL, ENV_ORIGIN, ENV_PASSWORD, ENV_REFRESH_TOKEN, ENV_USERNAME,
+    TENANT_FIELD, Tenant,
+};
 
 /// Builds an [`Aerion`] provider. Every setting is checked by [`build`](Self::build), which
 /// names the one at fault.
@@ -127,8 +29,6 @@ pub struct AerionBuilder {
     client_id: Option<String>,
     client_secret: Option<Secret>,
     options: ProviderOptions,
-    /// A variable `from_env` found set but not UTF-8: refused at build, by name.
-    not_utf8: Option<String>,
 }
 
 impl fmt::Debug for AerionBuilder {
@@ -166,12 +66,12 @@ impl AerionBuilder {
     }
 
     /// A builder from the process environment; see [`from_env_with`](Self::from_env_with). A
-    /// variable that is set but not UTF-8 fails [`build`](Self::build), naming it.
+    /// variable that is set but not UTF-8 is refused by name.
     pub fn from_env() -> Result<Self, Error> {
         let env = token_provider::ProcessEnv::new();
-        let mut builder = Self::from_env_with(|name| env.get(name))?;
-        builder.not_utf8 = env.not_utf8();
-        Ok(builder)
+        let builder = Self::from_env_with(|name| env.get(name));
+        env.check()?;
+        builder
     }
 
     /// A builder from the variables `lookup` returns: `AERION_BASE_URL`, `AERION_COMPANY_URL`
@@ -270,47 +170,16 @@ impl AerionBuilder {
         self
     }
 
-    /// The HTTP client (default: the core's policy on the builder's clock).
-    pub fn http_client(mut self, client: HttpClient) -> Self {
-        self.options.http = Some(client);
-        self
-    }
-
-    /// The clock for expiry (default: the cache configuration's, else the system clock).
-    pub fn clock(mut self, clock: SharedClock) -> Self {
-        self.options.clock = Some(clock);
-        self
-    }
-
-    /// The cache behaviour (default: [`CacheConfig::default`]). A [`clock`](Self::clock) or
-    /// [`store`](Self::store) set on this builder replaces the one in `config`.
-    pub fn cache_config(mut self, config: CacheConfig) -> Self {
-        self.options.cache = Some(config);
-        self
-    }
-
-    /// Keeps the token and the (rotating) refresh token in `store`, under the key
-    /// `aerion|<base host[:port]>|<header>=<tenant>|<username>`, or for a refresh-token-only
-    /// setup `...|sso:<SHA-256 of the configured refresh token, 32 hex digits>`.
-    ///
-    /// A refresh token found in the store is used before the configured one, because the
-    /// configured one may have been spent (rotated) already.
-    pub fn store(mut self, store: Arc<dyn TokenStore>) -> Self {
-        self.options.store = Some(store);
-        self
-    }
-
-    /// The HTTP client, clock, cache behaviour and store at once (replacing any set before).
-    pub fn options(mut self, options: ProviderOptions) -> Self {
-        self.options = options;
-        self
-    }
+    token_provider::provider_options_setters!(
+        store_key: "`aerion|<base host[:port]>|<header>=<tenant>|<username>`, or for a \
+                    refresh-token-only setup `...|sso:<SHA-256 of the configured refresh token, \
+                    32 hex digits>`. A refresh token found in the store is used before the \
+                    configured one, because the configured one may have been spent (rotated) \
+                    already"
+    );
 
     /// Checks every setting and returns the cached provider.
     pub fn build(self) -> Result<Aerion, Error> {
-        if let Some(name) = self.not_utf8 {
-            return Err(token_provider::ProcessEnv::not_utf8_error(&name));
-        }
         let base_url = parse_base_url(
             ENV_BASE_URL,
             self.base_url.as_deref().unwrap_or(DEFAULT_BASE_URL),

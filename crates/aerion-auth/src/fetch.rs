@@ -22,8 +22,7 @@ use token_provider::{
 use tracing::{debug, info};
 use url::Url;
 
-use crate::Tenant;
-use crate::builder::DEFAULT_CLIENT_SECRET;
+use crate::settings::{DEFAULT_CLIENT_SECRET, Tenant};
 use crate::wire::AerionTokenResponse;
 
 type OAuthClient = oauth2::Client<

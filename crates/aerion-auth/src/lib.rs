@@ -77,12 +77,14 @@
 mod builder;
 mod fetch;
 mod provider;
+mod settings;
 mod wire;
 
-pub use crate::builder::{
-    AerionBuilder, DEFAULT_BASE_URL, DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, ENV_BASE_URL,
-    ENV_CLIENT_ID, ENV_CLIENT_SECRET, ENV_COMPANY_URL, ENV_ORIGIN, ENV_PASSWORD, ENV_REFRESH_TOKEN,
-    ENV_USERNAME, Tenant,
+pub use crate::builder::AerionBuilder;
+pub use crate::settings::{
+    DEFAULT_BASE_URL, DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, ENV_BASE_URL, ENV_CLIENT_ID,
+    ENV_CLIENT_SECRET, ENV_COMPANY_URL, ENV_ORIGIN, ENV_PASSWORD, ENV_REFRESH_TOKEN, ENV_USERNAME,
+    Tenant,
 };
 pub use token_provider::{self, AccessToken, Error, Secret, TokenProvider};
 

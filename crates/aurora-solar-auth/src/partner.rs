@@ -11,9 +11,8 @@ use token_provider::auth::AuthScope;
 use token_provider::env_value;
 use token_provider::http::{Repeat, Request, join_path};
 use token_provider::{
-    AccessToken, CacheConfig, CacheStats, CachedTokenProvider, Error, Fetch, HttpClient,
-    ProviderOptions, Secret, SharedClock, StoreKey, TokenProvider, TokenState, TokenStore,
-    async_trait,
+    AccessToken, CacheStats, CachedTokenProvider, Error, Fetch, HttpClient, ProviderOptions,
+    Secret, StoreKey, TokenProvider, TokenState, async_trait,
 };
 use tracing::debug;
 use url::Url;
@@ -492,37 +491,7 @@ impl PartnerAppBuilder {
         self
     }
 
-    /// The HTTP client (default: [`HttpClient::new`] with this builder's clock).
-    pub fn http_client(mut self, client: HttpClient) -> Self {
-        self.options.http = Some(client);
-        self
-    }
-
-    /// The clock for expiry decisions (default: the cache configuration's, the system clock).
-    pub fn clock(mut self, clock: SharedClock) -> Self {
-        self.options.clock = Some(clock);
-        self
-    }
-
-    /// The cache configuration applied to every tenant's cache. Set a store with
-    /// [`store`](Self::store), not here: each tenant needs its own key.
-    pub fn cache_config(mut self, config: CacheConfig) -> Self {
-        self.options.cache = Some(config);
-        self
-    }
-
-    /// Keeps temporary keys in `store`, under
-    /// `aurora-solar|<environment or host>|<tenant id>|<application id>`.
-    pub fn store(mut self, store: Arc<dyn TokenStore>) -> Self {
-        self.options.store = Some(store);
-        self
-    }
-
-    /// The HTTP client, clock, cache behaviour and store at once (replacing any set before).
-    pub fn options(mut self, options: ProviderOptions) -> Self {
-        self.options = options;
-        self
-    }
+    token_provider::provider_options_setters!(store_key: "`aurora-solar|<environment or host>|<tenant id>|<application id>`");
 
     /// The partner app. Nothing is sent.
     pub fn build(self) -> Result<PartnerApp, Error> {

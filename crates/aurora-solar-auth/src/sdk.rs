@@ -10,9 +10,8 @@ use serde_json::Value;
 use token_provider::env_value;
 use token_provider::http::{Repeat, Request, Response, join_path};
 use token_provider::{
-    AccessToken, CacheConfig, CacheStats, CachedTokenProvider, Error, Fetch, HttpClient,
-    ProviderOptions, Secret, SharedClock, StoreKey, TokenProvider, TokenState, TokenStore,
-    async_trait,
+    AccessToken, CacheStats, CachedTokenProvider, Error, Fetch, HttpClient, ProviderOptions,
+    Secret, StoreKey, TokenProvider, TokenState, async_trait,
 };
 use tracing::debug;
 use url::Url;
@@ -627,37 +626,7 @@ impl ClientSdkBuilder {
         self
     }
 
-    /// The HTTP client (default: [`HttpClient::new`] with this builder's clock).
-    pub fn http_client(mut self, client: HttpClient) -> Self {
-        self.options.http = Some(client);
-        self
-    }
-
-    /// The clock for expiry decisions (default: the cache configuration's, the system clock).
-    pub fn clock(mut self, clock: SharedClock) -> Self {
-        self.options.clock = Some(clock);
-        self
-    }
-
-    /// The cache configuration applied to every user's cache. Set a store with
-    /// [`store`](Self::store), not here: each user needs its own key.
-    pub fn cache_config(mut self, config: CacheConfig) -> Self {
-        self.options.cache = Some(config);
-        self
-    }
-
-    /// Keeps JWTs in `store`, under
-    /// `aurora-solar-sdk|<environment or host>|<tenant id>|<lowercased email>`.
-    pub fn store(mut self, store: Arc<dyn TokenStore>) -> Self {
-        self.options.store = Some(store);
-        self
-    }
-
-    /// The HTTP client, clock, cache behaviour and store at once (replacing any set before).
-    pub fn options(mut self, options: ProviderOptions) -> Self {
-        self.options = options;
-        self
-    }
+    token_provider::provider_options_setters!(store_key: "`aurora-solar-sdk|<environment or host>|<tenant id>|<lowercased email>`");
 
     /// The Client SDK token source. Nothing is sent.
     pub fn build(self) -> Result<ClientSdk, Error> {

@@ -1,16 +1,12 @@
 //! [`AuroraUkBuilder`]: every setting of an [`AuroraUk`], checked in one place.
 
 use std::fmt;
-use std::sync::Arc;
 use std::time::Duration;
 
 use openidconnect::IssuerUrl;
 use token_provider::auth::AuthHeader;
 use token_provider::http::parse_base_url;
-use token_provider::{
-    CacheConfig, CachedTokenProvider, Error, HttpClient, ProviderOptions, Secret, SharedClock,
-    TokenStore,
-};
+use token_provider::{CachedTokenProvider, Error, ProviderOptions, Secret};
 
 use crate::fetch::Fetcher;
 use crate::{AuroraUk, ClientAuth, Environment};
@@ -180,37 +176,7 @@ impl AuroraUkBuilder {
         self
     }
 
-    /// The HTTP client (default: [`HttpClient::new`]'s policy).
-    pub fn http_client(mut self, client: HttpClient) -> Self {
-        self.options.http = Some(client);
-        self
-    }
-
-    /// The clock (default: the cache configuration's, the system clock unless set).
-    pub fn clock(mut self, clock: SharedClock) -> Self {
-        self.options.clock = Some(clock);
-        self
-    }
-
-    /// The token cache's configuration.
-    pub fn cache_config(mut self, config: CacheConfig) -> Self {
-        self.options.cache = Some(config);
-        self
-    }
-
-    /// Keeps tokens in `store` under
-    /// `StoreKey::new("aurora-uk", <issuer>, <audience>, <client_id>)`, so a dev token is never
-    /// read back for live.
-    pub fn store(mut self, store: Arc<dyn TokenStore>) -> Self {
-        self.options.store = Some(store);
-        self
-    }
-
-    /// The HTTP client, clock, cache behaviour and store at once (replacing any set before).
-    pub fn options(mut self, options: ProviderOptions) -> Self {
-        self.options = options;
-        self
-    }
+    token_provider::provider_options_setters!(store_key: "`StoreKey::new(\"aurora-uk\", <issuer>, <audience>, <client_id>)`, so a dev token is never read back for live");
 
     /// Checks every setting and builds the provider. Nothing is sent: discovery happens on the
     /// first [`token`](token_provider::TokenProvider::token) call.

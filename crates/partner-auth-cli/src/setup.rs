@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use crate::exit::{EXIT_CONFIG, Failure};
 use partner_auth::{
-    CacheConfig, Error, FileStore, HttpClient, Options, ProviderKind, TokenProvider, TokenStore,
+    CacheConfig, Error, FileStore, HttpClient, ProviderKind, ProviderOptions, TokenProvider,
+    TokenStore,
 };
 
 /// The variable that bounds each request, in whole seconds.
@@ -78,8 +79,8 @@ pub(crate) fn open_store(path: &Path) -> Arc<dyn TokenStore> {
 pub(crate) fn options(
     lookup: Lookup<'_>,
     store: Option<Arc<dyn TokenStore>>,
-) -> Result<Options, Error> {
-    let mut options = Options::default();
+) -> Result<ProviderOptions, Error> {
+    let mut options = ProviderOptions::default();
     let mut http = HttpClient::builder().lazy();
     if let Some(timeout) = request_timeout(lookup(TIMEOUT_VAR).as_deref())? {
         http = http.timeout(timeout);
@@ -98,7 +99,7 @@ pub(crate) fn options(
 pub(crate) fn provider(
     kind: ProviderKind,
     lookup: Lookup<'_>,
-    options: &Options,
+    options: &ProviderOptions,
 ) -> Result<Arc<dyn TokenProvider>, Error> {
     partner_auth::from_lookup(kind, lookup, options)
 }

@@ -60,6 +60,7 @@ mod options;
 mod provider;
 mod scrub;
 mod secret;
+mod setters;
 pub mod store;
 #[cfg(feature = "testing")]
 #[cfg_attr(docsrs, doc(cfg(feature = "testing")))]

@@ -1,0 +1,65 @@
+//! [`provider_options_setters!`](crate::provider_options_setters): the five setters every
+//! provider builder shares, written once.
+
+/// Writes the setters every provider builder shares into the builder's `impl` block:
+/// `http_client`, `clock`, `cache_config`, `store` and `options`, each filling the builder's
+/// `options: ProviderOptions` field, so all providers take them the same way and
+/// [`ProviderOptions`](crate::ProviderOptions) resolves them in one place.
+///
+/// `store_key` finishes the `store` setter's documentation: the key this provider's state is kept
+/// under.
+///
+/// ```
+/// use token_provider::{ProviderOptions, provider_options_setters};
+///
+/// /// A builder of a provider of one's own.
+/// #[derive(Default)]
+/// pub struct MyBuilder {
+///     options: ProviderOptions,
+/// }
+///
+/// impl MyBuilder {
+///     provider_options_setters!(store_key: "`my-provider|<user>`");
+/// }
+///
+/// let builder = MyBuilder::default().options(ProviderOptions::new());
+/// # let _ = builder;
+/// ```
+#[macro_export]
+macro_rules! provider_options_setters {
+    (store_key: $store_key:literal) => {
+        /// The HTTP client (default: the core's policy on this builder's clock).
+        pub fn http_client(mut self, client: $crate::HttpClient) -> Self {
+            self.options.http = ::core::option::Option::Some(client);
+            self
+        }
+
+        /// The clock for expiry decisions (default: the cache configuration's, else the system
+        /// clock).
+        pub fn clock(mut self, clock: $crate::SharedClock) -> Self {
+            self.options.clock = ::core::option::Option::Some(clock);
+            self
+        }
+
+        /// The cache behaviour (default: `CacheConfig::default()`). A clock or a store set on
+        /// this builder replaces the one in `config`; set a store with `store`, since this
+        /// provider picks the key each cache is kept under.
+        pub fn cache_config(mut self, config: $crate::CacheConfig) -> Self {
+            self.options.cache = ::core::option::Option::Some(config);
+            self
+        }
+
+        #[doc = concat!("Keeps this provider's state in `store`, under ", $store_key, ".")]
+        pub fn store(mut self, store: ::std::sync::Arc<dyn $crate::TokenStore>) -> Self {
+            self.options.store = ::core::option::Option::Some(store);
+            self
+        }
+
+        /// The HTTP client, clock, cache behaviour and store at once (replacing any set
+        /// before).
+        pub fn options(mut self, options: $crate::ProviderOptions) -> Self {
+            self.options = options;
+            self
+        }
+    };
+}
