@@ -106,6 +106,15 @@ fn main() -> ExitCode {
         Err(err) => return usage::report(&err, &argv),
     };
     let lookup = |name: &str| std::env::var(name).ok();
+    let provider = match &cli.command {
+        Command::Token(args) => Some(args.provider.kind()),
+        Command::Api(args) => Some(args.provider.kind()),
+        Command::Forget(args) => args.provider.map(|p| p.kind()),
+        _ => None,
+    };
+    if let Err(failure) = check_utf8(provider) {
+        return failure.report();
+    }
     match cli.command {
         Command::Token(args) => {
             let kind = args.provider.kind();
@@ -155,6 +164,28 @@ fn main() -> ExitCode {
             print(&script, None)
         }
     }
+}
+
+/// Refuses, by name and before anything is sent, a variable the command reads that is set but
+/// not UTF-8: read as unset it would be reported as missing, or slip past a check (only one of
+/// `AERION_COMPANY_URL` and `AERION_ORIGIN`).
+fn check_utf8(provider: Option<partner_auth::ProviderKind>) -> Result<(), Failure> {
+    let env = partner_auth::token_provider::ProcessEnv::new();
+    for name in [
+        setup::TIMEOUT_VAR,
+        setup::STORE_VAR,
+        "AURORA_UK_API_URL",
+        "AURORA_UK_AUTH_HEADER",
+    ] {
+        env.get(name);
+    }
+    if let Some(kind) = provider {
+        for (_, name) in kind.settings() {
+            env.get(name);
+        }
+    }
+    env.check()
+        .map_err(|err| Failure::from_error(provider, &err))
 }
 
 /// Runs `future` on a current-thread runtime and returns its output; a runtime that cannot

@@ -113,3 +113,26 @@ async fn an_absurd_stored_expiry_prints_as_the_last_rfc3339_instant() {
     }
     emu.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_variable_that_is_not_utf8_is_named_and_nothing_is_sent() {
+    use std::os::unix::ffi::OsStrExt;
+    let emu = Emulator::builder().start().await.unwrap();
+    // With AERION_COMPANY_URL set, an unreadable AERION_ORIGIN must not slip past the "only one
+    // of them" rule as if it were unset.
+    let mut cmd = common::command(&["token", "aerion"], &[]);
+    for (name, value) in aerion_vars(&emu) {
+        cmd.env(name, value);
+    }
+    cmd.env(
+        "AERION_ORIGIN",
+        std::ffi::OsStr::from_bytes(b"https://acme\xff.example"),
+    );
+    let out = run_async(cmd).await;
+    out.assert_code(2);
+    assert!(out.stderr.contains("AERION_ORIGIN"), "{out:?}");
+    assert!(out.stderr.contains("not UTF-8"), "{out:?}");
+    assert_eq!(out.stderr.lines().count(), 1);
+    assert!(emu.requests().is_empty(), "{:?}", emu.requests());
+    emu.shutdown().await;
+}
