@@ -116,9 +116,59 @@ fn ci() -> Result {
 /// crates.io's index, nothing else. No `--allow-dirty`: CI runs on a clean clone, and a dirty
 /// tree locally should be committed before it is called clean.
 fn package() -> Result {
+    forget_packed_sources()?;
+    // Its own target directory, emptied first: cargo takes a registry crate's build as final,
+    // so a build of an earlier packing (same name and version) would be reused.
+    let target = root().join("target").join("package-check");
+    if target.exists() {
+        std::fs::remove_dir_all(&target)
+            .map_err(|e| format!("cannot remove {}: {e}", target.display()))?;
+    }
     let mut package = cargo();
     package.args(["package", "--workspace", "--exclude", "xtask", "--locked"]);
+    package.arg("--target-dir").arg(&target);
     run("cargo package --workspace", package)
+}
+
+/// Removes the sources cargo unpacked from an earlier `cargo package` of this workspace.
+///
+/// The verify step builds each crate against the others' packed sources, which cargo unpacks
+/// under `$CARGO_HOME/registry/src/-<hash>/<name>-<version>/` and never unpacks again while that
+/// directory exists: a change since that run (same version) would be verified against the old
+/// sources. Only those local-registry directories (named `-…`) and only this workspace's crates
+/// are removed; they are caches.
+fn forget_packed_sources() -> Result {
+    let home = env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .or_else(|| env::var_os("HOME").map(|h| Path::new(&h).join(".cargo")));
+    let Some(src) = home.map(|h| h.join("registry").join("src")) else {
+        return Ok(());
+    };
+    let Ok(registries) = std::fs::read_dir(&src) else {
+        return Ok(());
+    };
+    let names = members()?;
+    for registry in registries.flatten() {
+        if !registry.file_name().to_string_lossy().starts_with('-') {
+            continue;
+        }
+        let Ok(crates) = std::fs::read_dir(registry.path()) else {
+            continue;
+        };
+        for unpacked in crates.flatten() {
+            let dir = unpacked.file_name().to_string_lossy().into_owned();
+            let ours = names.iter().any(|name| {
+                dir.strip_prefix(name.as_str())
+                    .and_then(|rest| rest.strip_prefix('-'))
+                    .is_some_and(|version| version.starts_with(|c: char| c.is_ascii_digit()))
+            });
+            if ours {
+                std::fs::remove_dir_all(unpacked.path())
+                    .map_err(|e| format!("cannot remove {}: {e}", unpacked.path().display()))?;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The package names of the workspace's members.
