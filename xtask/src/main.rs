@@ -127,7 +127,14 @@ fn package() -> Result {
     let mut package = cargo();
     package.args(["package", "--workspace", "--exclude", "xtask", "--locked"]);
     package.arg("--target-dir").arg(&target);
-    run("cargo package --workspace", package)
+    // Packed crates build with cargo's default profile, not this workspace's: keep their debug
+    // information out too, so the verification needs little disk beside the main build.
+    package
+        .env("CARGO_PROFILE_DEV_DEBUG", "false")
+        .env("CARGO_INCREMENTAL", "0");
+    run("cargo package --workspace", package)?;
+    std::fs::remove_dir_all(&target)
+        .map_err(|e| format!("cannot remove {}: {e}", target.display()))
 }
 
 /// Removes the sources cargo unpacked from an earlier `cargo package` of this workspace.
