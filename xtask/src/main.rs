@@ -133,8 +133,7 @@ fn package() -> Result {
         .env("CARGO_PROFILE_DEV_DEBUG", "false")
         .env("CARGO_INCREMENTAL", "0");
     run("cargo package --workspace", package)?;
-    std::fs::remove_dir_all(&target)
-        .map_err(|e| format!("cannot remove {}: {e}", target.display()))
+    std::fs::remove_dir_all(&target).map_err(|e| format!("cannot remove {}: {e}", target.display()))
 }
 
 /// Removes the sources cargo unpacked from an earlier `cargo package` of this workspace.

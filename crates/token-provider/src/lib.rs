@@ -75,7 +75,7 @@ pub use crate::env::{ProcessEnv, env_value};
 pub use crate::error::{BoxError, Error, error_chain};
 pub use crate::http::{HttpClient, HttpClientBuilder, RetryPolicy};
 pub use crate::options::ProviderOptions;
-pub use crate::provider::{Fetch, FnFetch, TokenProvider, provider_fn};
+pub use crate::provider::{Fetch, FnFetch, KeyedFetch, TokenProvider, provider_fn};
 pub use crate::scrub::scrub_secrets;
 pub use crate::secret::Secret;
 pub use crate::store::{FileStore, MemoryStore, StoreKey, StoreLock, TokenStore};
