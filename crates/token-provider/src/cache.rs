@@ -83,7 +83,7 @@ pub struct CacheConfig {
     backoff_max: Duration,
     clock: SharedClock,
     store: Option<Arc<dyn TokenStore>>,
-    name: &'static str,
+    pub(crate) name: &'static str,
 }
 
 impl fmt::Debug for CacheConfig {
@@ -593,11 +593,11 @@ impl<F: KeyedFetch> Slot<F> {
     }
 
     /// The store and this principal's key in it: `Ok(None)` without a store.
-    fn store(&self) -> Result<Option<(&Arc<dyn TokenStore>, StoreKey)>, Error> {
+    fn store(&self) -> Result<Option<(&dyn TokenStore, StoreKey)>, Error> {
         match &self.config().store {
             None => Ok(None),
             Some(store) => match self.common.fetcher.store_key(&self.principal) {
-                Some(key) => Ok(Some((store, key))),
+                Some(key) => Ok(Some((store.as_ref(), key))),
                 None => Err(no_store_key()),
             },
         }

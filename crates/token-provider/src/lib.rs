@@ -56,6 +56,7 @@ mod clock;
 mod env;
 mod error;
 pub mod http;
+mod keyed;
 mod options;
 mod provider;
 mod scrub;
@@ -74,6 +75,7 @@ pub use crate::clock::{Clock, ManualClock, SharedClock, SystemClock, TokioClock,
 pub use crate::env::{ProcessEnv, env_value};
 pub use crate::error::{BoxError, Error, error_chain};
 pub use crate::http::{HttpClient, HttpClientBuilder, RetryPolicy};
+pub use crate::keyed::{CachedPrincipal, KeyedCache, KeyedConfig};
 pub use crate::options::ProviderOptions;
 pub use crate::provider::{Fetch, FnFetch, KeyedFetch, TokenProvider, provider_fn};
 pub use crate::scrub::scrub_secrets;
