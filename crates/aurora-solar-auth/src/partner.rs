@@ -534,7 +534,9 @@ impl PartnerAppBuilder {
         if self.session_token.as_ref().is_some_and(Secret::is_empty) {
             return Err(Error::config(SESSION_TOKEN_VAR, "is empty"));
         }
-        let http = self.options.resolved_http()?;
+        let http = self
+            .options
+            .resolved_http_paced(Some(crate::environment::default_rate_limit()))?;
         let conn = Arc::new(Conn {
             base: target.base.clone(),
             application_id,

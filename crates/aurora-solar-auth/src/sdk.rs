@@ -667,7 +667,9 @@ impl ClientSdkBuilder {
             }
             None => None,
         };
-        let http = self.options.resolved_http()?;
+        let http = self
+            .options
+            .resolved_http_paced(Some(crate::environment::default_rate_limit()))?;
         let conn = Arc::new(SdkConn {
             base: target.base.clone(),
             tenant_id,

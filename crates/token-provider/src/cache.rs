@@ -63,6 +63,7 @@ use async_trait::async_trait;
 use tokio::sync::watch;
 use tracing::{debug, error, info, trace, warn};
 
+use crate::pace::Background;
 use crate::store::{StoreKey, TokenStore};
 use crate::token::is_b64token;
 use crate::{
@@ -399,6 +400,8 @@ enum Fetched {
 #[derive(Default)]
 struct Control {
     inflight: Option<watch::Receiver<Outcome>>,
+    /// Set while the fetch in flight is a background refresh (of a still-valid token).
+    background: Option<Arc<Background>>,
     consecutive_failures: u32,
     /// Bumped by `forget`: a fetch that began before it neither saves nor caches its result.
     epoch: u32,
@@ -675,7 +678,7 @@ impl<F: KeyedFetch> Slot<F> {
         if entry.hard().is_none_or(|hard| now < hard) {
             self.common.hits.increment();
             if !self.fetching.load(Ordering::Acquire) {
-                let _ = self.start(now);
+                let _ = self.start(now, true);
             }
             trace!(
                 cache = self.config().name,
@@ -690,7 +693,7 @@ impl<F: KeyedFetch> Slot<F> {
     async fn miss(self: &Arc<Self>, now: SystemTime) -> Result<AccessToken, Error> {
         self.counters.misses.fetch_add(1, Ordering::Relaxed);
         debug!(cache = self.config().name, "token cache miss");
-        let mut rx = self.start(now)?;
+        let mut rx = self.start(now, false)?;
         let wait = rx.wait_for(Option::is_some);
         let load_timeout = self.config().load_timeout;
         match tokio::time::timeout(load_timeout, wait).await {
@@ -748,9 +751,18 @@ impl<F: KeyedFetch> Slot<F> {
     }
 
     /// Joins the fetch in flight or starts one; returns the held failure when one is due.
-    fn start(self: &Arc<Self>, now: SystemTime) -> Result<watch::Receiver<Outcome>, Error> {
+    /// `background`: the caller still has a valid token (a soft-window refresh), so the fetch's
+    /// paced requests yield to those of callers who have none.
+    fn start(
+        self: &Arc<Self>,
+        now: SystemTime,
+        background: bool,
+    ) -> Result<watch::Receiver<Outcome>, Error> {
         let mut control = self.lock();
         if let Some(rx) = &control.inflight {
+            if !background && let Some(refresh) = &control.background {
+                refresh.make_urgent();
+            }
             return Ok(rx.clone());
         }
         // Another caller may have finished a fetch between our load and the lock.
@@ -768,10 +780,12 @@ impl<F: KeyedFetch> Slot<F> {
         }
         let (tx, rx) = watch::channel(None);
         control.inflight = Some(rx.clone());
+        let refresh = background.then(|| Arc::new(Background::default()));
+        control.background.clone_from(&refresh);
         self.fetching.store(true, Ordering::Release);
         drop(control);
         self.counters.fetches.fetch_add(1, Ordering::Relaxed);
-        tokio::spawn(Self::run(Arc::clone(self), tx, rx.clone()));
+        tokio::spawn(Self::run(Arc::clone(self), tx, rx.clone(), refresh));
         Ok(rx)
     }
 
@@ -786,11 +800,17 @@ impl<F: KeyedFetch> Slot<F> {
         outcome: Outcome,
     ) {
         control.inflight = None;
+        control.background = None;
         fetching.store(false, Ordering::Release);
         tx.send_replace(outcome);
     }
 
-    async fn run(this: Arc<Self>, tx: watch::Sender<Outcome>, channel: watch::Receiver<Outcome>) {
+    async fn run(
+        this: Arc<Self>,
+        tx: watch::Sender<Outcome>,
+        channel: watch::Receiver<Outcome>,
+        background: Option<Arc<Background>>,
+    ) {
         // Clears the in-flight marker if this task ends without publishing (a panicking fetcher,
         // a runtime shutting down), so the next caller can start again. After a publish the
         // marker is already clear, or belongs to a newer fetch, and is left alone.
@@ -807,6 +827,7 @@ impl<F: KeyedFetch> Slot<F> {
                     .is_some_and(|rx| rx.same_channel(&self.channel))
                 {
                     control.inflight = None;
+                    control.background = None;
                     self.slot.fetching.store(false, Ordering::Release);
                 }
             }
@@ -818,7 +839,10 @@ impl<F: KeyedFetch> Slot<F> {
         let epoch = this.lock().epoch;
 
         let started = tokio::time::Instant::now();
-        let result = this.fetch().await;
+        let result = match background {
+            Some(refresh) => refresh.scope(this.fetch()).await,
+            None => this.fetch().await,
+        };
         let elapsed = started.elapsed();
         let now = this.config().clock.now();
         let result = result.and_then(|fetched| {
