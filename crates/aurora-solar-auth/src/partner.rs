@@ -331,6 +331,12 @@ impl Fetch for PartnerFetcher {
         self.store_key.clone()
     }
 
+    /// The backend flow's application key stays good however often it is used; the embedded
+    /// flow spends its single-use session token.
+    fn repeatable_without_store(&self) -> bool {
+        self.session_token.is_none()
+    }
+
     async fn fetch(&self, _previous: Option<&TokenState>) -> Result<TokenState, Error> {
         let conn = &self.conn;
         let url = join_path(
