@@ -514,6 +514,22 @@ impl RunningEmulator {
             .count()
     }
 
+    /// The refresh tokens that were presented to Aerion's token endpoint more than once (a
+    /// rotated one spent twice), each once, in the order of their second presentation.
+    pub fn aerion_refresh_tokens_presented_twice(&self) -> Vec<String> {
+        let mut seen = std::collections::HashSet::new();
+        let mut twice = Vec::new();
+        for request in self.requests_for(Endpoint::AerionToken) {
+            if let Some(rt) = request.form_param("refresh_token")
+                && !seen.insert(rt.clone())
+                && !twice.contains(&rt)
+            {
+                twice.push(rt);
+            }
+        }
+        twice
+    }
+
     /// Forgets the recorded requests.
     pub fn clear_requests(&self) {
         self.shared.lock().requests.clear();
