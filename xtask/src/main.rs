@@ -16,10 +16,10 @@ fn main() -> ExitCode {
             eprintln!(
                 "usage: cargo xtask <command>\n\n\
                  commands:\n  \
-                 ci      fmt check, clippy -D warnings, tests, docs -D warnings, examples, packaging, dependency rules\n  \
+                 ci      fmt check, clippy -D warnings, redis-server (installed if missing), tests, docs -D warnings, examples, packaging, dependency rules\n  \
                  deps    only the dependency rules (cargo tree)\n  \
                  package only `cargo package --workspace` (packs and builds every published crate)\n  \
-                 bench   criterion benchmarks; results in BENCHMARKS.md"
+                 bench   criterion benchmarks (the cache, the Redis store); results in BENCHMARKS.md"
             );
             Err("unknown command".into())
         }
@@ -91,6 +91,8 @@ fn ci() -> Result {
     ]);
     run("cargo clippy -D warnings", clippy)?;
 
+    // The Redis store's tests start a real redis-server: never skipped.
+    ensure_redis_server()?;
     let mut test = cargo();
     test.args(["test", "--workspace", "--all-features"]);
     run("cargo test", test)?;
@@ -133,8 +135,7 @@ fn package() -> Result {
         .env("CARGO_PROFILE_DEV_DEBUG", "false")
         .env("CARGO_INCREMENTAL", "0");
     run("cargo package --workspace", package)?;
-    std::fs::remove_dir_all(&target)
-        .map_err(|e| format!("cannot remove {}: {e}", target.display()))
+    std::fs::remove_dir_all(&target).map_err(|e| format!("cannot remove {}: {e}", target.display()))
 }
 
 /// Removes the sources cargo unpacked from an earlier `cargo package` of this workspace.
@@ -293,6 +294,62 @@ fn check_dependency_rules() -> Result {
     }
 }
 
+/// Makes sure `redis-server` (and `redis-cli`) are on the PATH: installs Debian's
+/// `redis-server` package when missing and running as root with apt-get, and otherwise fails
+/// with one line saying how.
+fn ensure_redis_server() -> Result {
+    let found = |bin: &str| {
+        Command::new(bin)
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    if found("redis-server") && found("redis-cli") {
+        return Ok(());
+    }
+    let root = Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
+    let how = "redis-server is missing: install it (Debian/Ubuntu: `sudo apt-get install -y \
+               redis-server`; macOS: `brew install redis`) and run again";
+    if !(root && found_apt()) {
+        return Err(how.into());
+    }
+    eprintln!("\n==> installing redis-server (apt-get)");
+    for args in [
+        &["update", "-q"][..],
+        &[
+            "install",
+            "-y",
+            "-q",
+            "--no-install-recommends",
+            "redis-server",
+        ][..],
+    ] {
+        let status = Command::new("apt-get")
+            .args(args)
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .status()
+            .map_err(|e| format!("apt-get: {e}; {how}"))?;
+        if !status.success() {
+            return Err(format!("apt-get {} failed ({status}); {how}", args[0]));
+        }
+    }
+    if found("redis-server") && found("redis-cli") {
+        Ok(())
+    } else {
+        Err(how.into())
+    }
+}
+
+fn found_apt() -> bool {
+    Command::new("apt-get")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
 fn bench(extra: &[String]) -> Result {
     let mut cmd = cargo();
     cmd.args(["bench", "-p", "token-provider", "--bench", "cache"]);
@@ -303,6 +360,20 @@ fn bench(extra: &[String]) -> Result {
     let report = root().join("target").join("bench-report.md");
     let body = std::fs::read_to_string(&report)
         .map_err(|e| format!("the benchmark did not write {}: {e}", report.display()))?;
+    ensure_redis_server()?;
+    let mut redis = cargo();
+    redis.args(["bench", "-p", "partner-auth-redis", "--bench", "fleet"]);
+    if !extra.is_empty() {
+        redis.arg("--").args(extra);
+    }
+    run("cargo bench (partner-auth-redis fleet)", redis)?;
+    let target = env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("target"));
+    let report = target.join("bench-report-redis.md");
+    let redis_body = std::fs::read_to_string(&report)
+        .map_err(|e| format!("the benchmark did not write {}: {e}", report.display()))?;
+    let body = format!("{}\n{redis_body}", body.trim_end());
     let out = root().join("BENCHMARKS.md");
     std::fs::write(&out, body).map_err(|e| format!("cannot write {}: {e}", out.display()))?;
     eprintln!("wrote {}", out.display());
