@@ -424,7 +424,9 @@ impl Drop for Lease {
         let inner = Arc::clone(&self.inner);
         let lock = inner.lock_key(&self.key);
         let token = std::mem::take(&mut self.token);
+        let pending = Pending::start();
         runtime.spawn(async move {
+            let _pending = pending;
             let result = inner
                 .call(|mut conn, inner| async move {
                     inner
@@ -440,6 +442,39 @@ impl Drop for Lease {
                 debug!(error = %e, "releasing a Redis lock failed: its lease runs out instead");
             }
         });
+    }
+}
+
+/// Releases under way in this process (see [`settle`]).
+static PENDING_RELEASES: AtomicU64 = AtomicU64::new(0);
+
+/// Counts one release under way until dropped.
+struct Pending;
+
+impl Pending {
+    fn start() -> Self {
+        PENDING_RELEASES.fetch_add(1, Ordering::AcqRel);
+        Self
+    }
+}
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        PENDING_RELEASES.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Waits (at most `limit`) for the lock releases this process has started to reach Redis.
+///
+/// A lock dropped without a save is released on a task of its own; a short-lived program (a
+/// CLI) that is about to stop its runtime calls this first, so the next run does not wait out
+/// the lease of a lock nobody holds.
+pub async fn settle(limit: Duration) {
+    let mut waited = Duration::ZERO;
+    let step = Duration::from_millis(2);
+    while PENDING_RELEASES.load(Ordering::Acquire) > 0 && waited < limit {
+        tokio::time::sleep(step).await;
+        waited += step;
     }
 }
 
