@@ -30,7 +30,7 @@
 //!
 //! | Redis key | holds | lifetime |
 //! | --- | --- | --- |
-//! | `P` `e:` `K` | `<version>:<entry>`: the fence of the save that wrote it, then the [`FileStore`](token_provider::FileStore) format's entry ([`encode_entry`](token_provider::encode_entry)), or, with a key, `xc1:` and that entry sealed | the token's expiry plus a slack (default 60 s); with a refresh token, at least [`refresh_token_ttl`](RedisStoreBuilder::refresh_token_ttl) (default 30 days) |
+//! | `P` `e:` `K` | `<version>:<entry>`: the fence of the save that wrote it, then the [`FileStore`](token_provider::FileStore) format's entry (`token_provider::encode_entry`), or, with a key, `xc1:` and that entry sealed | the token's expiry plus a slack (default 60 s); with a refresh token, at least [`refresh_token_ttl`](RedisStoreBuilder::refresh_token_ttl) (default 30 days) |
 //! | `P` `l:` `K` | the lock: a random token of its holder | the lease (default 15 s), extended while held |
 //! | `P` `f:` `K` | the fence: a counter bumped by every lock taken | renewed to the refresh-token lifetime at every lock |
 //!
