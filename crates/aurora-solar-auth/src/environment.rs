@@ -166,6 +166,16 @@ pub(crate) fn required_id(field: &str, value: Option<&str>) -> Result<String, Er
     }
 }
 
+/// Aurora Solar's documented limit: 90 requests per minute per key (then 429 with
+/// `Retry-After`). Each [`PartnerApp`](crate::PartnerApp) and [`ClientSdk`](crate::ClientSdk)
+/// paces its key's requests to it unless told otherwise (`rate_limit`).
+pub(crate) const REQUESTS_PER_MINUTE: u32 = 90;
+
+/// A new limit at Aurora Solar's documented rate, for one key.
+pub(crate) fn default_rate_limit() -> token_provider::RateLimit {
+    token_provider::RateLimit::per_minute(REQUESTS_PER_MINUTE).expect("a rate above zero")
+}
+
 /// `AURORA_SOLAR_ENV` parsed, when set.
 pub(crate) fn env_from(
     lookup: &impl Fn(&str) -> Option<String>,

@@ -167,7 +167,7 @@ mod partner;
 mod sdk;
 pub mod wire;
 
-pub use token_provider::{self, AccessToken, Error, Secret, TokenProvider};
+pub use token_provider::{self, AccessToken, Error, KeyedConfig, RateLimit, Secret, TokenProvider};
 
 pub use crate::environment::Environment;
 pub use crate::partner::{PartnerApp, PartnerAppBuilder, TenantKey};

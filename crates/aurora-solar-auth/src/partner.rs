@@ -1,7 +1,6 @@
 //! Partner apps: the application key exchanged for a per-tenant temporary key, by a backend app
 //! at will or by an embedded app with a single-use session token.
 
-use std::collections::HashMap;
 use std::fmt;
 use std::sync::{Arc, Mutex};
 
@@ -11,8 +10,8 @@ use token_provider::auth::AuthScope;
 use token_provider::env_value;
 use token_provider::http::{Repeat, Request, join_path};
 use token_provider::{
-    AccessToken, CacheStats, CachedTokenProvider, Error, Fetch, HttpClient, ProviderOptions,
-    Secret, StoreKey, TokenProvider, TokenState, async_trait,
+    AccessToken, CacheStats, CachedPrincipal, Error, HttpClient, KeyedCache, KeyedConfig,
+    KeyedFetch, ProviderOptions, Secret, StoreKey, TokenProvider, TokenState, async_trait,
 };
 use tracing::debug;
 use url::Url;
@@ -30,6 +29,9 @@ pub(crate) const NEW_SESSION_TOKEN: &str = "the embedded app needs a new session
     Aurora Solar session token is good for one key exchange within an hour (Aurora passes a \
     fresh one as `aurora_session_token` with each request to the app)";
 
+/// How long a temporary key lives: a tenant unused this long is evicted from the map.
+const TEMPORARY_KEY_LIFETIME: std::time::Duration = std::time::Duration::from_secs(13 * 3600);
+
 /// Why a `create_token` answer can be 404, which Aurora does not document.
 const NOT_FOUND: &str = "no such application or tenant, or the application is not authorized \
     for this tenant";
@@ -40,6 +42,12 @@ const NOT_FOUND: &str = "no such application or tenant, or the application is no
 /// Cheap to clone; clones share the per-tenant caches. [`tenant`](Self::tenant) hands out one
 /// cached provider per tenant; [`embedded`](Self::embedded) one per session token. With a default
 /// tenant ([`PartnerAppBuilder::tenant_id`]) the app is itself a [`TokenProvider`] for it.
+///
+/// The tenants' keys live in a bounded map ([`token_provider::KeyedCache`]): at most 10,000
+/// tenants by default, a tenant unused for 13 hours (a temporary key's lifetime) evicted, a
+/// tenant whose [`TenantKey`] someone holds or whose fetch is in flight never evicted; both
+/// limits are set with [`PartnerAppBuilder::keyed`]. An evicted tenant's key is zeroized, and
+/// the next call for it fetches (or adopts the stored key, with a store).
 #[derive(Clone)]
 pub struct PartnerApp {
     shared: Arc<AppShared>,
@@ -49,8 +57,10 @@ pub struct PartnerApp {
 struct AppShared {
     conn: Arc<Conn>,
     target: Target,
-    options: ProviderOptions,
-    tenants: Mutex<HashMap<String, TenantKey>>,
+    /// The backend flow's tenants, each with its temporary key.
+    tenants: KeyedCache<PartnerFetcher>,
+    /// The embedded flow's providers, each on its own (never in the map, never stored).
+    embedded: KeyedCache<PartnerFetcher>,
 }
 
 /// What every fetcher of one app needs to send a request. Kept apart from the tenant map so a
@@ -64,12 +74,7 @@ struct Conn {
 
 impl fmt::Debug for PartnerApp {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let tenants = self
-            .shared
-            .tenants
-            .lock()
-            .map(|t| t.len())
-            .unwrap_or_default();
+        let tenants = self.shared.tenants.len();
         f.debug_struct("PartnerApp")
             .field("environment", &self.shared.target.label)
             .field("application_id", &self.shared.conn.application_id)
@@ -116,18 +121,23 @@ impl PartnerApp {
     /// alone). Asking again for the same tenant returns the same cache, so every handle shares
     /// one temporary key; each tenant has its own.
     ///
-    /// Fails only when `tenant_id` is blank (naming `AURORA_SOLAR_TENANT_ID`).
+    /// Fails only when `tenant_id` is blank (naming `AURORA_SOLAR_TENANT_ID`). A cached tenant
+    /// is found without a lock over the map and without allocating.
     pub fn tenant(&self, tenant_id: impl AsRef<str>) -> Result<TenantKey, Error> {
-        let tenant_id = required_id(TENANT_ID_VAR, Some(tenant_id.as_ref()))?;
-        let mut tenants = self
+        let tenant_id = tenant_id.as_ref();
+        // Only a checked id is ever inserted, so a hit needs no check.
+        if let Some(cached) = self.shared.tenants.get(tenant_id.trim()) {
+            return Ok(TenantKey { cache: cached });
+        }
+        let tenant_id = required_id(TENANT_ID_VAR, Some(tenant_id))?;
+        let cache = self
             .shared
             .tenants
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        let key = tenants
-            .entry(tenant_id)
-            .or_insert_with_key(|tenant_id| self.shared.key(tenant_id.clone(), None));
-        Ok(key.clone())
+            .get_or_insert_with(&tenant_id, |id| Tenant {
+                id,
+                session_token: None,
+            });
+        Ok(TenantKey { cache })
     }
 
     /// A provider for `tenant_id` whose first fetch exchanges `session_token` (embedded flow).
@@ -151,53 +161,27 @@ impl PartnerApp {
         if session_token.is_empty() {
             return Err(Error::config(SESSION_TOKEN_VAR, "is empty"));
         }
-        Ok(self.shared.key(tenant_id, Some(session_token)))
+        let cache = self.shared.embedded.detached(Tenant {
+            id: Arc::from(tenant_id),
+            session_token: Some(Box::new(Mutex::new(Some(session_token)))),
+        });
+        Ok(TenantKey { cache })
     }
 
     /// Drops the cached provider of `tenant_id` (handles already given out keep working on
     /// their own). Returns whether there was one. For apps serving very many tenants.
     pub fn forget_tenant(&self, tenant_id: &str) -> bool {
-        self.shared
-            .tenants
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(tenant_id.trim())
-            .is_some()
+        self.shared.tenants.remove(tenant_id.trim())
+    }
+
+    /// How many tenants the map holds now.
+    pub fn cached_tenants(&self) -> usize {
+        self.shared.tenants.len()
     }
 
     /// The provider of the default tenant, if the builder was given one.
     pub fn default_tenant(&self) -> Option<&TenantKey> {
         self.default.as_ref()
-    }
-}
-
-impl AppShared {
-    fn key(&self, tenant_id: String, session_token: Option<Secret>) -> TenantKey {
-        let mut cache = self.options.resolved_cache("aurora-solar");
-        // The session token is the proof that a user of this tenant acted: an embedded provider
-        // exchanges it before it hands out any key, so it neither adopts a stored key nor shares
-        // one (a garbage session token must never yield the tenant's key).
-        let store_key = match session_token {
-            Some(_) => {
-                cache = cache.without_store();
-                None
-            }
-            None => Some(StoreKey::new(
-                "aurora-solar",
-                &self.target.label,
-                &tenant_id,
-                &self.conn.application_id,
-            )),
-        };
-        let fetcher = PartnerFetcher {
-            conn: Arc::clone(&self.conn),
-            tenant_id,
-            session_token: session_token.map(|s| Mutex::new(Some(s))),
-            store_key,
-        };
-        TenantKey {
-            cache: CachedTokenProvider::with_config(fetcher, cache),
-        }
     }
 }
 
@@ -238,7 +222,7 @@ impl TokenProvider for PartnerApp {
 /// cache.
 #[derive(Clone)]
 pub struct TenantKey {
-    cache: CachedTokenProvider<PartnerFetcher>,
+    cache: CachedPrincipal<PartnerFetcher>,
 }
 
 impl fmt::Debug for TenantKey {
@@ -255,12 +239,18 @@ impl fmt::Debug for TenantKey {
 impl TenantKey {
     /// The tenant.
     pub fn tenant_id(&self) -> &str {
-        &self.cache.fetcher().tenant_id
+        &self.cache.principal().id
     }
 
     /// Whether this provider exchanges a session token (embedded flow).
     pub fn is_embedded(&self) -> bool {
-        self.cache.fetcher().session_token.is_some()
+        self.cache.principal().session_token.is_some()
+    }
+
+    /// What [`TokenProvider::token`] does, without the boxed future of a call through the
+    /// trait: for the hottest loops.
+    pub async fn get(&self) -> Result<AccessToken, Error> {
+        self.cache.get().await
     }
 
     /// The cached temporary key, if any, without fetching.
@@ -268,7 +258,8 @@ impl TenantKey {
         self.cache.cached()
     }
 
-    /// The cache's counters.
+    /// The tenant's counters (`hits` counts every tenant's hits: see
+    /// [`CachedPrincipal::stats`]).
     pub fn stats(&self) -> CacheStats {
         self.cache.stats()
     }
@@ -293,23 +284,35 @@ impl TokenProvider for TenantKey {
     }
 }
 
-/// One `create_token` exchange for one tenant.
+/// `create_token` exchanges for any tenant of one app.
 struct PartnerFetcher {
     conn: Arc<Conn>,
-    tenant_id: String,
-    /// `Some` for the embedded flow; the inner `Option` empties on the first exchange.
-    session_token: Option<Mutex<Option<Secret>>>,
-    /// The tenant's key in a store (backend flow only).
-    store_key: Option<StoreKey>,
+    /// The environment's label, for store keys.
+    environment: String,
 }
 
 impl fmt::Debug for PartnerFetcher {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("PartnerFetcher")
             .field("application_id", &self.conn.application_id)
-            .field("tenant_id", &self.tenant_id)
-            .field("embedded", &self.session_token.is_some())
+            .field("environment", &self.environment)
             .finish_non_exhaustive()
+    }
+}
+
+/// One tenant of the map, or one embedded exchange.
+struct Tenant {
+    id: Arc<str>,
+    /// `Some` for the embedded flow; the inner `Option` empties on the first exchange.
+    session_token: Option<Box<Mutex<Option<Secret>>>>,
+}
+
+impl fmt::Debug for Tenant {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Tenant")
+            .field("tenant_id", &self.id)
+            .field("embedded", &self.session_token.is_some())
+            .finish()
     }
 }
 
@@ -326,18 +329,32 @@ struct TemporaryKey {
 }
 
 #[async_trait]
-impl Fetch for PartnerFetcher {
-    fn store_key(&self) -> Option<StoreKey> {
-        self.store_key.clone()
+impl KeyedFetch for PartnerFetcher {
+    type Principal = Tenant;
+
+    /// The backend flow's key; none for an embedded exchange (its cache has no store).
+    fn store_key(&self, tenant: &Tenant) -> Option<StoreKey> {
+        tenant.session_token.is_none().then(|| {
+            StoreKey::new(
+                "aurora-solar",
+                &self.environment,
+                &tenant.id,
+                &self.conn.application_id,
+            )
+        })
     }
 
     /// The backend flow's application key stays good however often it is used; the embedded
     /// flow spends its single-use session token.
-    fn repeatable_without_store(&self) -> bool {
-        self.session_token.is_none()
+    fn repeatable_without_store(&self, tenant: &Tenant) -> bool {
+        tenant.session_token.is_none()
     }
 
-    async fn fetch(&self, _previous: Option<&TokenState>) -> Result<TokenState, Error> {
+    async fn fetch(
+        &self,
+        tenant: &Tenant,
+        _previous: Option<&TokenState>,
+    ) -> Result<TokenState, Error> {
         let conn = &self.conn;
         let url = join_path(
             &conn.base,
@@ -345,14 +362,14 @@ impl Fetch for PartnerFetcher {
                 "partner_applications",
                 &conn.application_id,
                 "tenants",
-                &self.tenant_id,
+                &tenant.id,
                 "create_token",
             ],
         )?;
         // An explicit empty body, so the POST carries `Content-Length: 0`: some front ends
         // refuse a POST without a length. The backend exchange spends nothing (the application
         // key stays good), so it may be repeated; the embedded one spends its session token.
-        let repeat = match self.session_token {
+        let repeat = match tenant.session_token {
             Some(_) => Repeat::Once,
             None => Repeat::Safe,
         };
@@ -360,7 +377,7 @@ impl Fetch for PartnerFetcher {
             .bearer(&conn.application_key)?
             .header(CONTENT_LENGTH, "0")?;
         let mut session_token = None;
-        if let Some(slot) = &self.session_token {
+        if let Some(slot) = &tenant.session_token {
             // Taken before sending, so nothing (a renewal, the cache's retry after a failure) can
             // send it a second time while it may be in flight.
             let token = slot
@@ -372,7 +389,7 @@ impl Fetch for PartnerFetcher {
             session_token = Some(token);
         }
         debug!(
-            tenant_id = %self.tenant_id,
+            tenant_id = %tenant.id,
             embedded = session_token.is_some(),
             "requesting an aurora solar temporary key"
         );
@@ -382,7 +399,7 @@ impl Fetch for PartnerFetcher {
                 // Provably never reached Aurora (refused, no such host): nothing was spent, so
                 // the session token goes back for a later attempt.
                 if !failure.reached_server()
-                    && let (Some(slot), Some(token)) = (&self.session_token, session_token)
+                    && let (Some(slot), Some(token)) = (&tenant.session_token, session_token)
                 {
                     *slot.lock().unwrap_or_else(|e| e.into_inner()) = Some(token);
                 }
@@ -424,6 +441,7 @@ pub struct PartnerAppBuilder {
     session_token: Option<Secret>,
     require_tenant: bool,
     options: ProviderOptions,
+    keyed: Option<KeyedConfig>,
 }
 
 impl PartnerAppBuilder {
@@ -499,6 +517,13 @@ impl PartnerAppBuilder {
 
     token_provider::provider_options_setters!(store_key: "`aurora-solar|<environment or host>|<tenant id>|<application id>`");
 
+    /// How many tenants' keys are kept, and for how long unused (default: 10,000 tenants, 13
+    /// hours).
+    pub fn keyed(mut self, keyed: KeyedConfig) -> Self {
+        self.keyed = Some(keyed);
+        self
+    }
+
     /// The partner app. Nothing is sent.
     pub fn build(self) -> Result<PartnerApp, Error> {
         let target = Target::resolve(self.environment, self.base_url.as_deref())?;
@@ -515,17 +540,33 @@ impl PartnerAppBuilder {
         if self.session_token.as_ref().is_some_and(Secret::is_empty) {
             return Err(Error::config(SESSION_TOKEN_VAR, "is empty"));
         }
-        let http = self.options.resolved_http()?;
+        let http = self
+            .options
+            .resolved_http_paced(Some(crate::environment::default_rate_limit()))?;
+        let conn = Arc::new(Conn {
+            base: target.base.clone(),
+            application_id,
+            application_key,
+            http,
+        });
+        let fetcher = || PartnerFetcher {
+            conn: Arc::clone(&conn),
+            environment: target.label.clone(),
+        };
+        let cache = self.options.resolved_cache("aurora-solar");
+        let keyed = self
+            .keyed
+            .unwrap_or_else(|| KeyedConfig::new().idle_expiry(TEMPORARY_KEY_LIFETIME));
+        // The session token is the proof that a user of this tenant acted: an embedded provider
+        // exchanges it before it hands out any key, so it neither adopts a stored key nor
+        // shares one (a garbage session token must never yield the tenant's key).
+        let embedded = KeyedCache::new(fetcher(), cache.clone().without_store(), keyed.clone());
+        let tenants = KeyedCache::new(fetcher(), cache, keyed);
         let shared = Arc::new(AppShared {
-            conn: Arc::new(Conn {
-                base: target.base.clone(),
-                application_id,
-                application_key,
-                http,
-            }),
+            conn,
             target,
-            options: self.options,
-            tenants: Mutex::new(HashMap::new()),
+            tenants,
+            embedded,
         });
         let mut app = PartnerApp {
             shared,

@@ -1,8 +1,7 @@
 //! The Client SDK: the REST API key turned into a short-lived JWT for one Aurora user.
 
-use std::collections::HashMap;
 use std::fmt;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use http::header::CONTENT_LENGTH;
 use serde::{Deserialize, Serialize};
@@ -10,8 +9,8 @@ use serde_json::Value;
 use token_provider::env_value;
 use token_provider::http::{Repeat, Request, Response, join_path};
 use token_provider::{
-    AccessToken, CacheStats, CachedTokenProvider, Error, Fetch, HttpClient, ProviderOptions,
-    Secret, StoreKey, TokenProvider, TokenState, async_trait,
+    AccessToken, CacheStats, CachedPrincipal, Error, HttpClient, KeyedCache, KeyedConfig,
+    KeyedFetch, ProviderOptions, Secret, StoreKey, TokenProvider, TokenState, async_trait,
 };
 use tracing::debug;
 use url::Url;
@@ -104,6 +103,11 @@ impl SdkUser {
 /// Cheap to clone; clones share the per-user caches. [`user`](Self::user) hands out one cached
 /// provider per user (by case-insensitive email). With a default user
 /// ([`ClientSdkBuilder::user`]) the value is itself a [`TokenProvider`] for that user.
+///
+/// The users' JWTs live in a bounded map ([`token_provider::KeyedCache`]): at most 10,000 users
+/// by default, a user unused for 12 hours (a JWT's lifetime) evicted, a user whose [`UserJwt`]
+/// someone holds or whose fetch is in flight never evicted (so no second JWT is minted for a
+/// user while the first is in use); both limits are set with [`ClientSdkBuilder::keyed`].
 #[derive(Clone)]
 pub struct ClientSdk {
     shared: Arc<SdkShared>,
@@ -113,10 +117,7 @@ pub struct ClientSdk {
 struct SdkShared {
     conn: Arc<SdkConn>,
     target: Target,
-    options: ProviderOptions,
-    /// Whether a JWT is renewed in the background before it expires.
-    background_refresh: bool,
-    users: Mutex<HashMap<String, UserJwt>>,
+    users: KeyedCache<SdkFetcher>,
 }
 
 struct SdkConn {
@@ -128,12 +129,7 @@ struct SdkConn {
 
 impl fmt::Debug for ClientSdk {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let users = self
-            .shared
-            .users
-            .lock()
-            .map(|u| u.len())
-            .unwrap_or_default();
+        let users = self.shared.users.len();
         f.debug_struct("ClientSdk")
             .field("environment", &self.shared.target.label)
             .field("tenant_id", &self.shared.conn.tenant_id)
@@ -175,57 +171,39 @@ impl ClientSdk {
     /// the first request for an email are the ones used for an invitation.
     ///
     /// Fails only when the email is blank or not an address (naming `AURORA_SOLAR_USER_EMAIL`).
+    /// A cached user given by a trimmed, lowercase email is found without a lock over the map
+    /// and without allocating.
     pub fn user(&self, user: SdkUser) -> Result<UserJwt, Error> {
+        let email = user.email.trim();
+        // Only checked, lowercased emails are ever inserted, so a hit needs no check.
+        if !email.chars().any(char::is_uppercase)
+            && let Some(cache) = self.shared.users.get(email)
+        {
+            return Ok(UserJwt { cache });
+        }
         let user = user.normalized()?;
         let key = user.email.to_lowercase();
-        let mut users = self.shared.users.lock().unwrap_or_else(|e| e.into_inner());
-        let jwt = users
-            .entry(key)
-            .or_insert_with_key(|key| self.shared.provider(key, user));
-        Ok(jwt.clone())
+        let cache = self
+            .shared
+            .users
+            .get_or_insert_with(&key, |email_key| SdkPrincipal { user, email_key });
+        Ok(UserJwt { cache })
     }
 
     /// Drops the cached provider of `email` (handles already given out keep working on their
     /// own). Returns whether there was one.
     pub fn forget_user(&self, email: &str) -> bool {
-        self.shared
-            .users
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&email.trim().to_lowercase())
-            .is_some()
+        self.shared.users.remove(&email.trim().to_lowercase())
+    }
+
+    /// How many users the map holds now.
+    pub fn cached_users(&self) -> usize {
+        self.shared.users.len()
     }
 
     /// The provider of the default user, if the builder was given one.
     pub fn default_user(&self) -> Option<&UserJwt> {
         self.default.as_ref()
-    }
-}
-
-impl SdkShared {
-    fn provider(&self, email_key: &str, user: SdkUser) -> UserJwt {
-        let cache = self.options.resolved_cache("aurora-solar-sdk");
-        // Without background refresh there is no soft window: a JWT is replaced only once it
-        // has expired or was invalidated.
-        let cache = if self.background_refresh {
-            cache
-        } else {
-            cache.margin(std::time::Duration::ZERO)
-        };
-        let fetcher = SdkFetcher {
-            conn: Arc::clone(&self.conn),
-            user,
-            email_key: email_key.to_owned(),
-            store_key: StoreKey::new(
-                "aurora-solar-sdk",
-                &self.target.label,
-                &self.conn.tenant_id,
-                email_key,
-            ),
-        };
-        UserJwt {
-            cache: CachedTokenProvider::with_config(fetcher, cache),
-        }
     }
 }
 
@@ -266,7 +244,7 @@ impl TokenProvider for ClientSdk {
 /// cache.
 #[derive(Clone)]
 pub struct UserJwt {
-    cache: CachedTokenProvider<SdkFetcher>,
+    cache: CachedPrincipal<SdkFetcher>,
 }
 
 impl fmt::Debug for UserJwt {
@@ -282,7 +260,13 @@ impl fmt::Debug for UserJwt {
 impl UserJwt {
     /// The user's email, as first given.
     pub fn email(&self) -> &str {
-        &self.cache.fetcher().user.email
+        &self.cache.principal().user.email
+    }
+
+    /// What [`TokenProvider::token`] does, without the boxed future of a call through the
+    /// trait: for the hottest loops.
+    pub async fn get(&self) -> Result<AccessToken, Error> {
+        self.cache.get().await
     }
 
     /// The cached JWT, if any, without fetching.
@@ -290,7 +274,7 @@ impl UserJwt {
         self.cache.cached()
     }
 
-    /// The cache's counters.
+    /// The user's counters (`hits` counts every user's hits: see [`CachedPrincipal::stats`]).
     pub fn stats(&self) -> CacheStats {
         self.cache.stats()
     }
@@ -315,23 +299,35 @@ impl TokenProvider for UserJwt {
     }
 }
 
-/// Look up (or invite) one user and generate a JWT for them.
+/// Looks up (or invites) any user of one tenant and generates a JWT for them.
 struct SdkFetcher {
     conn: Arc<SdkConn>,
-    user: SdkUser,
-    /// The lowercased email, for matching.
-    email_key: String,
-    /// This user's key in a store.
-    store_key: StoreKey,
+    /// The environment's label, for store keys.
+    environment: String,
 }
 
 impl fmt::Debug for SdkFetcher {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SdkFetcher")
             .field("tenant_id", &self.conn.tenant_id)
-            .field("email", &self.user.email)
+            .field("environment", &self.environment)
             .finish_non_exhaustive()
     }
+}
+
+/// One user of the map.
+#[derive(Debug)]
+struct SdkPrincipal {
+    user: SdkUser,
+    /// The lowercased email: the map's key, for matching.
+    email_key: Arc<str>,
+}
+
+/// One user's fetch: the fetcher's connection and the user.
+struct UserFetch<'a> {
+    conn: &'a SdkConn,
+    user: &'a SdkUser,
+    email_key: &'a str,
 }
 
 #[derive(Deserialize)]
@@ -384,7 +380,7 @@ fn id_text(id: Option<&Value>) -> Option<String> {
     }
 }
 
-impl SdkFetcher {
+impl UserFetch<'_> {
     fn url(&self, tail: &[&str]) -> Result<Url, Error> {
         let mut segments = vec!["tenants", self.conn.tenant_id.as_str(), "users"];
         segments.extend_from_slice(tail);
@@ -504,12 +500,35 @@ enum Invited {
 }
 
 #[async_trait]
-impl Fetch for SdkFetcher {
-    fn store_key(&self) -> Option<StoreKey> {
-        Some(self.store_key.clone())
+impl KeyedFetch for SdkFetcher {
+    type Principal = SdkPrincipal;
+
+    fn store_key(&self, principal: &SdkPrincipal) -> Option<StoreKey> {
+        Some(StoreKey::new(
+            "aurora-solar-sdk",
+            &self.environment,
+            &self.conn.tenant_id,
+            &principal.email_key,
+        ))
     }
 
-    async fn fetch(&self, _previous: Option<&TokenState>) -> Result<TokenState, Error> {
+    async fn fetch(
+        &self,
+        principal: &SdkPrincipal,
+        _previous: Option<&TokenState>,
+    ) -> Result<TokenState, Error> {
+        UserFetch {
+            conn: &self.conn,
+            user: &principal.user,
+            email_key: &principal.email_key,
+        }
+        .fetch()
+        .await
+    }
+}
+
+impl UserFetch<'_> {
+    async fn fetch(&self) -> Result<TokenState, Error> {
         let user_id = match self.find(false).await? {
             Some(id) => id,
             None => match self.invite().await? {
@@ -548,6 +567,7 @@ pub struct ClientSdkBuilder {
     user: Option<SdkUser>,
     require_user: bool,
     no_background_refresh: bool,
+    keyed: Option<KeyedConfig>,
     options: ProviderOptions,
 }
 
@@ -626,6 +646,13 @@ impl ClientSdkBuilder {
         self
     }
 
+    /// How many users' JWTs are kept, and for how long unused (default: 10,000 users, 12
+    /// hours).
+    pub fn keyed(mut self, keyed: KeyedConfig) -> Self {
+        self.keyed = Some(keyed);
+        self
+    }
+
     token_provider::provider_options_setters!(store_key: "`aurora-solar-sdk|<environment or host>|<tenant id>|<lowercased email>`");
 
     /// The Client SDK token source. Nothing is sent.
@@ -640,18 +667,32 @@ impl ClientSdkBuilder {
             }
             None => None,
         };
-        let http = self.options.resolved_http()?;
+        let http = self
+            .options
+            .resolved_http_paced(Some(crate::environment::default_rate_limit()))?;
+        let conn = Arc::new(SdkConn {
+            base: target.base.clone(),
+            tenant_id,
+            api_key,
+            http,
+        });
+        let cache = self.options.resolved_cache("aurora-solar-sdk");
+        // Without background refresh there is no soft window: a JWT is replaced only once it
+        // has expired or was invalidated.
+        let cache = if self.no_background_refresh {
+            cache.margin(std::time::Duration::ZERO)
+        } else {
+            cache
+        };
+        let fetcher = SdkFetcher {
+            conn: Arc::clone(&conn),
+            environment: target.label.clone(),
+        };
+        let users = KeyedCache::new(fetcher, cache, self.keyed.unwrap_or_default());
         let shared = Arc::new(SdkShared {
-            conn: Arc::new(SdkConn {
-                base: target.base.clone(),
-                tenant_id,
-                api_key,
-                http,
-            }),
+            conn,
             target,
-            options: self.options,
-            background_refresh: !self.no_background_refresh,
-            users: Mutex::new(HashMap::new()),
+            users,
         });
         let mut sdk = ClientSdk {
             shared,

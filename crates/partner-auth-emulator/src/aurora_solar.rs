@@ -10,6 +10,7 @@ use http::StatusCode;
 
 use crate::config::{AuroraSolarUser, InviteAnswer};
 use crate::fault::json_response;
+use crate::server::Route;
 use crate::state::{Ctx, Grant, Issued, Shared, State, random_uuid, shift};
 
 /// The access level of Client SDK users, who need not accept their invitation.
@@ -27,6 +28,43 @@ pub(crate) fn format_expires_at(at: SystemTime) -> String {
     chrono::DateTime::<chrono::Utc>::from(at)
         .format("%Y-%m-%d %H:%M:%S UTC")
         .to_string()
+}
+
+/// The per-key limit: `Some(429)` when this Aurora Solar request is one too many in its key's
+/// window (counted only when accepted, like the real API's limit).
+pub(crate) fn rate_limit(
+    shared: &Shared,
+    state: &mut State,
+    ctx: &Ctx,
+    route: &Route,
+    now: SystemTime,
+) -> Option<Response> {
+    let (requests, window) = shared.config.aurora_solar_rate_limit?;
+    if !route.is_aurora_solar() {
+        return None;
+    }
+    let key = ctx.bearer().unwrap_or_default().to_owned();
+    let accepted = state.solar_windows.entry(key).or_default();
+    while accepted
+        .front()
+        .is_some_and(|at| now.duration_since(*at).is_ok_and(|age| age >= window))
+    {
+        accepted.pop_front();
+    }
+    if accepted.len() < requests as usize {
+        accepted.push_back(now);
+        return None;
+    }
+    state.rate_limited += 1;
+    let oldest = *accepted.front()?;
+    let free_at = oldest + window;
+    let wait = free_at.duration_since(now).unwrap_or_default();
+    let mut response = error(StatusCode::TOO_MANY_REQUESTS, "Rate limit exceeded");
+    let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+    response
+        .headers_mut()
+        .insert(http::header::RETRY_AFTER, http::HeaderValue::from(seconds));
+    Some(response)
 }
 
 pub(crate) fn create_token(

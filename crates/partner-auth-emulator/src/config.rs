@@ -199,6 +199,10 @@ pub struct EmulatorConfig {
     /// The `account_status` an invited user gets (default `active`). `invited` or `pending`
     /// stands for an SDK User who never logged in: later lookups of active users pass them over.
     pub aurora_solar_invitee_status: String,
+    /// Aurora Solar's per-key limit: at most this many requests per key (the bearer sent) in
+    /// any window of this length, answered beyond with 429 and `Retry-After`. Default off (the
+    /// real API allows 90 per minute).
+    pub aurora_solar_rate_limit: Option<(u32, Duration)>,
 }
 
 impl fmt::Debug for EmulatorConfig {
@@ -263,6 +267,7 @@ impl Default for EmulatorConfig {
             aurora_solar_session_token_lifetime: Duration::from_secs(3600),
             aurora_solar_invite_answer: InviteAnswer::User,
             aurora_solar_invitee_status: "active".to_owned(),
+            aurora_solar_rate_limit: None,
         }
     }
 }
@@ -412,6 +417,14 @@ impl EmulatorBuilder {
     /// The users every Aurora Solar tenant starts with.
     pub fn aurora_solar_users(mut self, users: Vec<AuroraSolarUser>) -> Self {
         self.config.aurora_solar_users = users;
+        self
+    }
+
+    /// Limits each Aurora Solar key (application key or API key) to `requests` in any window
+    /// of `window`; beyond, a 429 with `Retry-After` (the seconds until the window has room).
+    /// The real API allows 90 per minute.
+    pub fn aurora_solar_rate_limit(mut self, requests: u32, window: Duration) -> Self {
+        self.config.aurora_solar_rate_limit = Some((requests, window));
         self
     }
 

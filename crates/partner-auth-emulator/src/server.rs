@@ -37,7 +37,7 @@ impl std::fmt::Debug for RunningEmulator {
     }
 }
 
-enum Route {
+pub(crate) enum Route {
     AerionToken,
     AerionMe,
     UkDiscovery,
@@ -64,6 +64,18 @@ enum Route {
 }
 
 impl Route {
+    /// Whether this is one of Aurora Solar's endpoints (the ones its rate limit counts).
+    pub(crate) fn is_aurora_solar(&self) -> bool {
+        matches!(
+            self,
+            Route::SolarCreateToken { .. }
+                | Route::SolarUsers { .. }
+                | Route::SolarInvite { .. }
+                | Route::SolarGenerateToken { .. }
+                | Route::SolarProjects { .. }
+        )
+    }
+
     /// The route for a path, or the status for a path with no route (404) or a route without
     /// that method (405).
     fn parse(method: &Method, path: &str) -> Result<Route, StatusCode> {
@@ -236,6 +248,9 @@ async fn handle(
     let mut state = shared.lock();
     let now = shared.now(&state);
     let state = &mut *state;
+    if let Some(limited) = aurora_solar::rate_limit(&shared, state, &ctx, &route, now) {
+        return limited;
+    }
     match route {
         Route::AerionToken => aerion::token(&shared, state, &ctx, now),
         Route::AerionMe => aerion::me(&shared, state, &ctx, now),
@@ -528,6 +543,12 @@ impl RunningEmulator {
             }
         }
         twice
+    }
+
+    /// How many requests the Aurora Solar rate limit refused with 429 (see
+    /// [`EmulatorBuilder::aurora_solar_rate_limit`](crate::EmulatorBuilder::aurora_solar_rate_limit)).
+    pub fn rate_limited(&self) -> usize {
+        self.shared.lock().rate_limited
     }
 
     /// Forgets the recorded requests.

@@ -54,6 +54,10 @@ pub(crate) struct State {
     pub(crate) aerion_refresh: HashMap<String, String>,
     pub(crate) sessions: HashMap<String, Session>,
     pub(crate) solar_users: HashMap<String, Vec<AuroraSolarUser>>,
+    /// When each Aurora Solar key's recent requests were accepted (the limit's window).
+    pub(crate) solar_windows: HashMap<String, std::collections::VecDeque<SystemTime>>,
+    /// How many requests the rate limit refused.
+    pub(crate) rate_limited: usize,
 }
 
 impl State {

@@ -4,8 +4,11 @@
 //! # Semantics
 //!
 //! - **Soft expiry** is `expires_at - margin`. The default margin is the lesser of 5 minutes and a
-//!   fifth of the token's lifetime, less a random jitter of up to 10% of that margin (so a fleet
-//!   started together does not refresh together). A token with no expiry is refreshed after
+//!   fifth of the token's lifetime, plus a random spread of up to a tenth of the lifetime, so
+//!   principals fetched together (a fleet started together, a cold start over thousands of
+//!   tenants) come due spread over that tenth rather than all at once: 13-hour keys fetched in one
+//!   minute are refreshed over 78 minutes. A fixed [`margin`](CacheConfig::margin) is kept to,
+//!   less a jitter of up to a tenth of it. A token with no expiry is refreshed after
 //!   [`default_lifetime`](CacheConfig::default_lifetime); an absurdly long one after
 //!   [`max_lifetime`](CacheConfig::max_lifetime).
 //! - **Fresh** (before soft expiry): the token is returned from an `arc-swap` load: no lock, no
@@ -65,9 +68,12 @@ use async_trait::async_trait;
 use tokio::sync::watch;
 use tracing::{debug, error, info, trace, warn};
 
+use crate::pace::Background;
 use crate::store::{StoreKey, TokenStore};
 use crate::token::is_b64token;
-use crate::{AccessToken, Error, Fetch, SharedClock, TokenProvider, TokenState, system_clock};
+use crate::{
+    AccessToken, Error, Fetch, KeyedFetch, SharedClock, TokenProvider, TokenState, system_clock,
+};
 
 /// How a [`CachedTokenProvider`] behaves. The defaults suit tokens that live minutes to days.
 #[derive(Clone)]
@@ -83,7 +89,7 @@ pub struct CacheConfig {
     backoff_max: Duration,
     clock: SharedClock,
     store: Option<Arc<dyn TokenStore>>,
-    name: &'static str,
+    pub(crate) name: &'static str,
 }
 
 impl fmt::Debug for CacheConfig {
@@ -228,62 +234,104 @@ pub struct CacheStats {
 
 /// A [`Fetch`] behind a cache: the form every provider's constructor returns.
 pub struct CachedTokenProvider<F: Fetch> {
-    shared: Arc<Shared<F>>,
+    slot: Arc<Slot<Single<F>>>,
 }
 
 impl<F: Fetch> Clone for CachedTokenProvider<F> {
     fn clone(&self) -> Self {
         Self {
-            shared: Arc::clone(&self.shared),
+            slot: Arc::clone(&self.slot),
         }
     }
 }
 
 impl<F: Fetch> fmt::Debug for CachedTokenProvider<F> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let entry = self.shared.current.load();
         f.debug_struct("CachedTokenProvider")
-            .field("fetcher", &self.shared.fetcher)
-            .field("cached", &entry.as_ref().map(|e| &e.state.access_token))
+            .field("fetcher", self.fetcher())
+            .field("cached", &self.slot.cached())
             .field("stats", &self.stats())
             .finish_non_exhaustive()
     }
 }
 
-struct Shared<F> {
-    /// Unique in the process: keys this cache's per-thread token copies.
-    id: u64,
-    fetcher: F,
-    config: CacheConfig,
-    /// The store and the fetcher's key in it (`None` when the fetcher names no key).
-    store: Option<(Arc<dyn TokenStore>, Option<StoreKey>)>,
+/// A [`Fetch`] as the fetch of a cache with one principal.
+#[derive(Debug)]
+pub(crate) struct Single<F>(F);
+
+#[async_trait]
+impl<F: Fetch> KeyedFetch for Single<F> {
+    type Principal = ();
+
+    async fn fetch(&self, _: &(), previous: Option<&TokenState>) -> Result<TokenState, Error> {
+        self.0.fetch(previous).await
+    }
+
+    fn store_key(&self, _: &()) -> Option<StoreKey> {
+        self.0.store_key()
+    }
+
+    fn repeatable_without_store(&self, _: &()) -> bool {
+        self.0.repeatable_without_store()
+    }
+}
+
+/// What every principal of one cache shares, paid once however many principals there are: the
+/// fetcher, the configuration and the hit counter (the bulk of an empty cache's size).
+pub(crate) struct Common<F> {
+    pub(crate) fetcher: F,
+    pub(crate) config: CacheConfig,
+    hits: StripedCounter,
+}
+
+impl<F> Common<F> {
+    pub(crate) fn new(fetcher: F, config: CacheConfig) -> Self {
+        Self {
+            fetcher,
+            config,
+            hits: StripedCounter::default(),
+        }
+    }
+}
+
+/// One principal's cache: its token, the one fetch in flight for it, its failures.
+pub(crate) struct Slot<F: KeyedFetch> {
+    pub(crate) common: Arc<Common<F>>,
+    pub(crate) principal: F::Principal,
     current: ArcSwapOption<Entry>,
     /// Set while a fetch task runs: lets soft-window callers skip the lock.
     fetching: AtomicBool,
+    /// Set by each lookup through a keyed cache, cleared by its idle sweep.
+    pub(crate) used: AtomicBool,
+    /// Unique in the process: keys this slot's per-thread token copies.
+    id: u64,
     control: Mutex<Control>,
-    stats: Counters,
+    counters: Counters,
 }
 
 struct Entry {
     state: TokenState,
     soft: SystemTime,
-    hard: Option<SystemTime>,
-    /// Which cache the entry belongs to (unique in the process).
+    /// Which slot the entry belongs to (unique in the process).
     cache_id: u64,
     /// Unique across every cache of the process: names this entry in the per-thread copies.
     generation: u64,
 }
 
 impl Entry {
-    fn new(cache_id: u64, state: TokenState, soft: SystemTime, hard: Option<SystemTime>) -> Self {
+    fn new(cache_id: u64, state: TokenState, soft: SystemTime) -> Self {
         static GENERATION: AtomicU64 = AtomicU64::new(1);
         Self {
             state,
             soft,
-            hard,
             cache_id,
             generation: GENERATION.fetch_add(1, Ordering::Relaxed),
         }
+    }
+
+    /// When the token stops being valid (`None`: no expiry known).
+    fn hard(&self) -> Option<SystemTime> {
+        self.state.access_token.expires_at()
     }
 
     /// The token for a caller on this thread.
@@ -345,7 +393,6 @@ impl LocalCopy {
         }
     }
 }
-
 type Outcome = Option<Result<AccessToken, Arc<Error>>>;
 
 /// What one fetch produced.
@@ -356,26 +403,71 @@ enum Fetched {
     Adopted(Entry),
 }
 
+/// A slot's coordination state. What a healthy principal never needs (a held failure, a
+/// retired or rejected token, a failed save) lives in `rare`, allocated only while it holds
+/// something, so a warm principal costs a few words here.
 #[derive(Default)]
 struct Control {
     inflight: Option<watch::Receiver<Outcome>>,
+    /// Set while the fetch in flight is a background refresh (of a still-valid token).
+    background: Option<Arc<Background>>,
+    consecutive_failures: u32,
+    /// Bumped by `forget`: a fetch that began before it neither saves nor caches its result.
+    epoch: u32,
+    loaded_from_store: bool,
+    rare: Option<Box<Rare>>,
+}
+
+#[derive(Default)]
+struct Rare {
     /// The last failure and the time before which it is returned instead of a new fetch.
     failure: Option<(Arc<Error>, SystemTime)>,
-    consecutive_failures: u32,
     /// State kept after a token was invalidated, so the next fetch can still refresh with it.
     retired: Option<TokenState>,
     /// The last token a caller reported as rejected; never adopted again from a store.
     rejected: Option<AccessToken>,
-    loaded_from_store: bool,
     /// Why the state behind the current token could not be saved (cleared by the next save).
     unsaved: Option<Arc<Error>>,
-    /// Bumped by `forget`: a fetch that began before it neither saves nor caches its result.
-    epoch: u64,
 }
 
+impl Control {
+    fn rare(&mut self) -> &mut Rare {
+        self.rare.get_or_insert_default()
+    }
+
+    fn failure(&self) -> Option<&(Arc<Error>, SystemTime)> {
+        self.rare.as_ref()?.failure.as_ref()
+    }
+
+    fn retired(&self) -> Option<&TokenState> {
+        self.rare.as_ref()?.retired.as_ref()
+    }
+
+    fn rejected(&self) -> Option<&AccessToken> {
+        self.rare.as_ref()?.rejected.as_ref()
+    }
+
+    fn unsaved(&self) -> Option<&Arc<Error>> {
+        self.rare.as_ref()?.unsaved.as_ref()
+    }
+
+    /// Sets what `f` changes in the rare part, and frees it once it holds nothing.
+    fn update(&mut self, f: impl FnOnce(&mut Rare)) {
+        f(self.rare());
+        if let Some(rare) = &self.rare
+            && rare.failure.is_none()
+            && rare.retired.is_none()
+            && rare.rejected.is_none()
+            && rare.unsaved.is_none()
+        {
+            self.rare = None;
+        }
+    }
+}
+
+/// A slot's own counters (hits are counted once per cache: [`Common`]).
 #[derive(Default)]
 struct Counters {
-    hits: StripedCounter,
     misses: AtomicU64,
     fetches: AtomicU64,
     failures: AtomicU64,
@@ -390,49 +482,30 @@ impl<F: Fetch> CachedTokenProvider<F> {
 
     /// Caches `fetcher` with `config`.
     pub fn with_config(fetcher: F, config: CacheConfig) -> Self {
-        let store = config
-            .store
-            .as_ref()
-            .map(|store| (Arc::clone(store), fetcher.store_key()));
+        let common = Arc::new(Common::new(Single(fetcher), config));
         Self {
-            shared: Arc::new(Shared {
-                id: {
-                    static NEXT_ID: AtomicU64 = AtomicU64::new(1);
-                    NEXT_ID.fetch_add(1, Ordering::Relaxed)
-                },
-                fetcher,
-                config,
-                store,
-                current: ArcSwapOption::empty(),
-                fetching: AtomicBool::new(false),
-                control: Mutex::new(Control::default()),
-                stats: Counters::default(),
-            }),
+            slot: Arc::new(Slot::new(common, ())),
         }
     }
 
     /// The wrapped fetcher.
     pub fn fetcher(&self) -> &F {
-        &self.shared.fetcher
+        &self.slot.common.fetcher.0
     }
 
     /// The configuration.
     pub fn config(&self) -> &CacheConfig {
-        &self.shared.config
+        &self.slot.common.config
     }
 
     /// The cached token, if any, without fetching (it may be in the soft window or expired).
     pub fn cached(&self) -> Option<AccessToken> {
-        self.shared
-            .current
-            .load()
-            .as_ref()
-            .map(|e| e.state.access_token.clone())
+        self.slot.cached()
     }
 
     /// The cached state (token plus refresh token), if any.
     pub fn cached_state(&self) -> Option<TokenState> {
-        self.shared.current.load().as_ref().map(|e| e.state.clone())
+        self.slot.cached_state()
     }
 
     /// Why the state behind the current token could not be saved to the store, if it could not
@@ -440,42 +513,130 @@ impl<F: Fetch> CachedTokenProvider<F> {
     /// what is at risk is the state a restart needs (a rotated refresh token), so tell the
     /// operator. Cleared when a later save succeeds. Also logged at `ERROR`.
     pub fn store_error(&self) -> Option<Error> {
-        self.shared.lock().unsaved.as_ref().map(|e| e.duplicate())
+        self.slot.store_error()
     }
 
     /// Forgets this principal: drops the cached token and any state kept for the next fetch,
     /// and removes the stored state (refresh token included) under the store's lock for its key.
     /// Returns whether the store held an entry. The next call fetches from scratch.
     pub async fn forget(&self) -> Result<bool, Error> {
-        let shared = &self.shared;
-        let removed = match &shared.store {
-            Some((store, Some(key))) => {
-                let lock = store.lock(key).await?;
-                let removed = store.remove(key, &lock).await?;
-                shared.clear();
-                removed
-            }
-            Some((_, None)) => return Err(no_store_key()),
-            None => {
-                shared.clear();
-                false
-            }
-        };
-        info!(cache = shared.config.name, removed, "token state forgotten");
-        Ok(removed)
+        self.slot.forget().await
     }
 
     /// When the cached token becomes due for refresh, if one is cached.
     pub fn soft_expiry(&self) -> Option<SystemTime> {
-        self.shared.current.load().as_ref().map(|e| e.soft)
+        self.slot.soft_expiry()
     }
 
     /// A snapshot of the counters.
     pub fn stats(&self) -> CacheStats {
-        let s = &self.shared.stats;
+        self.slot.stats()
+    }
+
+    /// Forgets the cached token and any held failure, so the next call fetches.
+    pub fn clear(&self) {
+        self.slot.clear();
+    }
+
+    /// The token if it is fresh (before soft expiry), without starting anything: one atomic
+    /// load, one clock read, one reference-count increment on this thread's copy. No lock, and
+    /// no allocation except a thread's first hit after each refresh (the copy).
+    pub fn fresh(&self) -> Option<AccessToken> {
+        self.slot.fresh()
+    }
+
+    /// What [`TokenProvider::token`] does, as an inherent method: the same semantics without the
+    /// boxed future that `#[async_trait]` allocates for every call through the trait. Call this
+    /// on a concrete provider in the hottest loops; use the trait everywhere else.
+    pub async fn get(&self) -> Result<AccessToken, Error> {
+        self.slot.get().await
+    }
+}
+
+fn no_store_key() -> Error {
+    Error::config(
+        "store",
+        "is set, but this provider names no store key (implement `Fetch::store_key`)",
+    )
+}
+
+impl<F: KeyedFetch> Slot<F> {
+    pub(crate) fn new(common: Arc<Common<F>>, principal: F::Principal) -> Self {
+        static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+        Self {
+            common,
+            principal,
+            current: ArcSwapOption::empty(),
+            fetching: AtomicBool::new(false),
+            used: AtomicBool::new(true),
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+            control: Mutex::new(Control::default()),
+            counters: Counters::default(),
+        }
+    }
+
+    fn config(&self) -> &CacheConfig {
+        &self.common.config
+    }
+
+    pub(crate) fn cached(&self) -> Option<AccessToken> {
+        self.current
+            .load()
+            .as_ref()
+            .map(|e| e.state.access_token.clone())
+    }
+
+    pub(crate) fn cached_state(&self) -> Option<TokenState> {
+        self.current.load().as_ref().map(|e| e.state.clone())
+    }
+
+    pub(crate) fn soft_expiry(&self) -> Option<SystemTime> {
+        self.current.load().as_ref().map(|e| e.soft)
+    }
+
+    pub(crate) fn store_error(&self) -> Option<Error> {
+        self.lock().unsaved().map(|e| e.duplicate())
+    }
+
+    /// Whether a fetch is in flight or anyone but the caller holds this slot (a handle given
+    /// out, a caller waiting, the fetch task): a keyed cache never evicts such a slot.
+    pub(crate) fn busy(self: &Arc<Self>) -> bool {
+        Arc::strong_count(self) > 1 || self.fetching.load(Ordering::Acquire)
+    }
+
+    /// The store and this principal's key in it: `Ok(None)` without a store.
+    fn store(&self) -> Result<Option<(&dyn TokenStore, StoreKey)>, Error> {
+        match &self.config().store {
+            None => Ok(None),
+            Some(store) => match self.common.fetcher.store_key(&self.principal) {
+                Some(key) => Ok(Some((store.as_ref(), key))),
+                None => Err(no_store_key()),
+            },
+        }
+    }
+
+    pub(crate) async fn forget(&self) -> Result<bool, Error> {
+        let removed = match self.store()? {
+            Some((store, key)) => {
+                let lock = store.lock(&key).await?;
+                let removed = store.remove(&key, &lock).await?;
+                self.forget_state();
+                removed
+            }
+            None => {
+                self.forget_state();
+                false
+            }
+        };
+        info!(cache = self.config().name, removed, "token state forgotten");
+        Ok(removed)
+    }
+
+    pub(crate) fn stats(&self) -> CacheStats {
+        let s = &self.counters;
         let latency = s.last_latency_us.load(Ordering::Relaxed);
         CacheStats {
-            hits: s.hits.sum(),
+            hits: self.common.hits.sum(),
             misses: s.misses.load(Ordering::Relaxed),
             fetches: s.fetches.load(Ordering::Relaxed),
             failures: s.failures.load(Ordering::Relaxed),
@@ -483,30 +644,27 @@ impl<F: Fetch> CachedTokenProvider<F> {
         }
     }
 
-    /// Forgets the cached token and any held failure, so the next call fetches.
-    pub fn clear(&self) {
-        let mut control = self.shared.lock();
-        if let Some(entry) = self.shared.current.swap(None) {
-            control.retired = Some(entry.state.clone());
+    pub(crate) fn clear(&self) {
+        let mut control = self.lock();
+        if let Some(entry) = self.current.swap(None) {
+            control.update(|rare| {
+                rare.retired = Some(entry.state.clone());
+                rare.failure = None;
+            });
+        } else {
+            control.update(|rare| rare.failure = None);
         }
-        control.failure = None;
     }
 
-    /// The token if it is fresh (before soft expiry), without starting anything: one atomic
-    /// load, one clock read, one reference-count increment on this thread's copy. No lock, and
-    /// no allocation except a thread's first hit after each refresh (the copy).
-    pub fn fresh(&self) -> Option<AccessToken> {
-        let now = self.shared.config.clock.now();
-        let entry = self.shared.current.load();
+    pub(crate) fn fresh(&self) -> Option<AccessToken> {
+        let now = self.config().clock.now();
+        let entry = self.current.load();
         let entry = entry.as_ref()?;
         (now < entry.soft).then(|| entry.token_for_this_thread())
     }
 
-    /// What [`TokenProvider::token`] does, as an inherent method: the same semantics without the
-    /// boxed future that `#[async_trait]` allocates for every call through the trait. Call this
-    /// on a concrete provider in the hottest loops; use the trait everywhere else.
-    pub async fn get(&self) -> Result<AccessToken, Error> {
-        let now = self.shared.config.clock.now();
+    pub(crate) async fn get(self: &Arc<Self>) -> Result<AccessToken, Error> {
+        let now = self.config().clock.now();
         match self.hit(now) {
             Some(token) => Ok(token),
             // Boxed: the waiting path's state (a timer, a channel wait) is hundreds of bytes, and
@@ -518,22 +676,21 @@ impl<F: Fetch> CachedTokenProvider<F> {
     /// The hit path: the token when one is valid at `now` (starting the one background refresh
     /// in the soft window). Kept out of the waiting path so a hit never touches its state.
     #[inline]
-    fn hit(&self, now: SystemTime) -> Option<AccessToken> {
-        let shared = &self.shared;
-        let entry = shared.current.load();
+    fn hit(self: &Arc<Self>, now: SystemTime) -> Option<AccessToken> {
+        let entry = self.current.load();
         let entry = entry.as_ref()?;
         if now < entry.soft {
-            shared.stats.hits.increment();
-            trace!(cache = shared.config.name, "token cache hit");
+            self.common.hits.increment();
+            trace!(cache = self.config().name, "token cache hit");
             return Some(entry.token_for_this_thread());
         }
-        if entry.hard.is_none_or(|hard| now < hard) {
-            shared.stats.hits.increment();
-            if !shared.fetching.load(Ordering::Acquire) {
-                let _ = Shared::start(shared, now);
+        if entry.hard().is_none_or(|hard| now < hard) {
+            self.common.hits.increment();
+            if !self.fetching.load(Ordering::Acquire) {
+                let _ = self.start(now, true);
             }
             trace!(
-                cache = shared.config.name,
+                cache = self.config().name,
                 "token cache hit in the refresh window"
             );
             return Some(entry.token_for_this_thread());
@@ -542,13 +699,13 @@ impl<F: Fetch> CachedTokenProvider<F> {
     }
 
     /// No valid token: wait for the one fetch (joined or started), bounded by the load timeout.
-    async fn miss(&self, now: SystemTime) -> Result<AccessToken, Error> {
-        let shared = &self.shared;
-        shared.stats.misses.fetch_add(1, Ordering::Relaxed);
-        debug!(cache = shared.config.name, "token cache miss");
-        let mut rx = Shared::start(shared, now)?;
+    async fn miss(self: &Arc<Self>, now: SystemTime) -> Result<AccessToken, Error> {
+        self.counters.misses.fetch_add(1, Ordering::Relaxed);
+        debug!(cache = self.config().name, "token cache miss");
+        let mut rx = self.start(now, false)?;
         let wait = rx.wait_for(Option::is_some);
-        match tokio::time::timeout(shared.config.load_timeout, wait).await {
+        let load_timeout = self.config().load_timeout;
+        match tokio::time::timeout(load_timeout, wait).await {
             Ok(Ok(outcome)) => match outcome.as_ref().expect("waited for Some") {
                 Ok(token) => Ok(token.clone()),
                 Err(e) => Err(e.duplicate()),
@@ -557,28 +714,42 @@ impl<F: Fetch> CachedTokenProvider<F> {
             Ok(Err(_)) => Err(Error::transport(
                 "the token fetch task ended without a result",
             )),
-            Err(_) => Err(Error::Timeout(shared.config.load_timeout)),
+            Err(_) => Err(Error::Timeout(load_timeout)),
         }
     }
-}
 
-fn no_store_key() -> Error {
-    Error::config(
-        "store",
-        "is set, but this provider names no store key (implement `Fetch::store_key`)",
-    )
-}
+    pub(crate) fn invalidate(&self, rejected: &AccessToken) {
+        let mut control = self.lock();
+        let current = self.current.load();
+        let is_current = current
+            .as_ref()
+            .is_some_and(|entry| entry.state.access_token == *rejected);
+        control.update(|rare| {
+            rare.rejected = Some(rejected.clone());
+            if let Some(entry) = current.as_ref().filter(|_| is_current) {
+                rare.retired = Some(entry.state.clone());
+                // A failure held from a soft-window refresh must not stand between the caller
+                // and the new token it now needs.
+                rare.failure = None;
+            }
+        });
+        if is_current {
+            self.current.compare_and_swap(&current, None);
+            info!(cache = self.config().name, "cached token invalidated");
+            return;
+        }
+        debug!(
+            cache = self.config().name,
+            "invalidate ignored: the rejected token is no longer cached"
+        );
+    }
 
-impl<F: Fetch> Shared<F> {
     /// Drops everything held for this principal.
-    fn clear(&self) {
+    fn forget_state(&self) {
         let mut control = self.lock();
         control.epoch = control.epoch.wrapping_add(1);
-        control.retired = None;
-        control.rejected = None;
-        control.failure = None;
         control.consecutive_failures = 0;
-        control.unsaved = None;
+        control.rare = None;
         self.current.store(None);
     }
 
@@ -589,30 +760,41 @@ impl<F: Fetch> Shared<F> {
     }
 
     /// Joins the fetch in flight or starts one; returns the held failure when one is due.
-    fn start(this: &Arc<Self>, now: SystemTime) -> Result<watch::Receiver<Outcome>, Error> {
-        let mut control = this.lock();
+    /// `background`: the caller still has a valid token (a soft-window refresh), so the fetch's
+    /// paced requests yield to those of callers who have none.
+    fn start(
+        self: &Arc<Self>,
+        now: SystemTime,
+        background: bool,
+    ) -> Result<watch::Receiver<Outcome>, Error> {
+        let mut control = self.lock();
         if let Some(rx) = &control.inflight {
+            if !background && let Some(refresh) = &control.background {
+                refresh.make_urgent();
+            }
             return Ok(rx.clone());
         }
         // Another caller may have finished a fetch between our load and the lock.
-        if let Some(entry) = this.current.load().as_ref()
+        if let Some(entry) = self.current.load().as_ref()
             && now < entry.soft
         {
             let (tx, rx) = watch::channel(Some(Ok(entry.state.access_token.clone())));
             drop(tx);
             return Ok(rx);
         }
-        if let Some((error, until)) = &control.failure
+        if let Some((error, until)) = control.failure()
             && now < *until
         {
             return Err(error.duplicate());
         }
         let (tx, rx) = watch::channel(None);
         control.inflight = Some(rx.clone());
-        this.fetching.store(true, Ordering::Release);
+        let refresh = background.then(|| Arc::new(Background::default()));
+        control.background.clone_from(&refresh);
+        self.fetching.store(true, Ordering::Release);
         drop(control);
-        this.stats.fetches.fetch_add(1, Ordering::Relaxed);
-        tokio::spawn(Self::run(Arc::clone(this), tx, rx.clone()));
+        self.counters.fetches.fetch_add(1, Ordering::Relaxed);
+        tokio::spawn(Self::run(Arc::clone(self), tx, rx.clone(), refresh));
         Ok(rx)
     }
 
@@ -627,41 +809,51 @@ impl<F: Fetch> Shared<F> {
         outcome: Outcome,
     ) {
         control.inflight = None;
+        control.background = None;
         fetching.store(false, Ordering::Release);
         tx.send_replace(outcome);
     }
 
-    async fn run(this: Arc<Self>, tx: watch::Sender<Outcome>, channel: watch::Receiver<Outcome>) {
+    async fn run(
+        this: Arc<Self>,
+        tx: watch::Sender<Outcome>,
+        channel: watch::Receiver<Outcome>,
+        background: Option<Arc<Background>>,
+    ) {
         // Clears the in-flight marker if this task ends without publishing (a panicking fetcher,
         // a runtime shutting down), so the next caller can start again. After a publish the
         // marker is already clear, or belongs to a newer fetch, and is left alone.
-        struct Done<'a, F: Fetch> {
-            shared: &'a Shared<F>,
+        struct Done<'a, F: KeyedFetch> {
+            slot: &'a Slot<F>,
             channel: watch::Receiver<Outcome>,
         }
-        impl<F: Fetch> Drop for Done<'_, F> {
+        impl<F: KeyedFetch> Drop for Done<'_, F> {
             fn drop(&mut self) {
-                let mut control = self.shared.lock();
+                let mut control = self.slot.lock();
                 if control
                     .inflight
                     .as_ref()
                     .is_some_and(|rx| rx.same_channel(&self.channel))
                 {
                     control.inflight = None;
-                    self.shared.fetching.store(false, Ordering::Release);
+                    control.background = None;
+                    self.slot.fetching.store(false, Ordering::Release);
                 }
             }
         }
         let _done = Done {
-            shared: &this,
+            slot: &this,
             channel,
         };
         let epoch = this.lock().epoch;
 
         let started = tokio::time::Instant::now();
-        let result = this.fetch().await;
+        let result = match background {
+            Some(refresh) => refresh.scope(this.fetch()).await,
+            None => this.fetch().await,
+        };
         let elapsed = started.elapsed();
-        let now = this.config.clock.now();
+        let now = this.config().clock.now();
         let result = result.and_then(|fetched| {
             let entry = match fetched {
                 Fetched::New(state) => this.entry(state, now),
@@ -675,7 +867,7 @@ impl<F: Fetch> Shared<F> {
                      hold (RFC 6750 b64token: letters, digits, -._~+/ and = padding)",
                 ));
             }
-            if entry.hard.is_some_and(|hard| hard <= now) {
+            if entry.hard().is_some_and(|hard| hard <= now) {
                 // Handing it out would only earn a 401; a transient failure keeps serving the
                 // still-valid token (if any) and backs off instead of asking again per call.
                 this.keep_refresh_token(entry.state);
@@ -689,9 +881,11 @@ impl<F: Fetch> Shared<F> {
             Ok(entry) => {
                 let token = entry.state.access_token.clone();
                 let mut control = this.lock();
-                control.failure = None;
                 control.consecutive_failures = 0;
-                control.retired = None;
+                control.update(|rare| {
+                    rare.failure = None;
+                    rare.retired = None;
+                });
                 // A `forget` since this fetch began: its callers get the token they waited for,
                 // but the forgotten principal's cache stays empty.
                 if control.epoch == epoch {
@@ -699,27 +893,28 @@ impl<F: Fetch> Shared<F> {
                 }
                 Self::publish(&mut control, &this.fetching, &tx, Some(Ok(token.clone())));
                 drop(control);
-                this.stats
+                this.counters
                     .last_latency_us
                     .store((elapsed.as_micros() as u64).max(1), Ordering::Relaxed);
                 info!(
-                    cache = this.config.name,
+                    cache = this.config().name,
                     elapsed_ms = elapsed.as_millis() as u64,
                     expires_in_s = token.remaining(now).map(|d| d.as_secs()),
                     "token fetched"
                 );
             }
             Err(error) => {
-                this.stats.failures.fetch_add(1, Ordering::Relaxed);
+                this.counters.failures.fetch_add(1, Ordering::Relaxed);
                 let error = Arc::new(error);
                 let mut control = this.lock();
                 let hold = if error.is_transient() {
                     control.consecutive_failures = control.consecutive_failures.saturating_add(1);
                     this.backoff(control.consecutive_failures, error.retry_after())
                 } else {
-                    this.config.negative_ttl
+                    this.config().negative_ttl
                 };
-                control.failure = Some((Arc::clone(&error), now + hold));
+                let held = Arc::clone(&error);
+                control.update(|rare| rare.failure = Some((held, now + hold)));
                 Self::publish(
                     &mut control,
                     &this.fetching,
@@ -728,7 +923,7 @@ impl<F: Fetch> Shared<F> {
                 );
                 drop(control);
                 warn!(
-                    cache = this.config.name,
+                    cache = this.config().name,
                     elapsed_ms = elapsed.as_millis() as u64,
                     transient = error.is_transient(),
                     hold_ms = hold.as_millis() as u64,
@@ -746,17 +941,15 @@ impl<F: Fetch> Shared<F> {
             let current = self.current.load();
             match current.as_ref() {
                 Some(entry) => Some(entry.state.clone()),
-                None => self.lock().retired.clone(),
+                None => self.lock().retired().cloned(),
             }
         };
-        let (store, key) = match &self.store {
-            None => {
-                let state = self.fetcher.fetch(previous().as_ref()).await?;
-                return Ok(Fetched::New(self.stamp(state)));
-            }
-            Some((_, None)) => return Err(no_store_key()),
-            Some((store, Some(key))) => (store, key),
+        let fetcher = &self.common.fetcher;
+        let Some((store, key)) = self.store()? else {
+            let state = fetcher.fetch(&self.principal, previous().as_ref()).await?;
+            return Ok(Fetched::New(self.stamp(state)));
         };
+        let key = &key;
         // Held across read-fetch-write, so no other holder of this store spends the same refresh
         // token; released when dropped, however this ends.
         let lock = match store.lock(key).await {
@@ -764,13 +957,15 @@ impl<F: Fetch> Shared<F> {
             // The store cannot be reached: a grant that spends nothing is fetched here, once
             // per process, and not saved; any other waits for the store (a refresh token spent
             // outside the fleet's lock could be spent twice).
-            Err(Error::StoreUnavailable { reason }) if self.fetcher.repeatable_without_store() => {
+            Err(Error::StoreUnavailable { reason })
+                if fetcher.repeatable_without_store(&self.principal) =>
+            {
                 warn!(
-                    cache = self.config.name,
+                    cache = self.config().name,
                     error = %reason,
                     "the token store is unavailable: fetching without it (the grant is safe to repeat)"
                 );
-                let state = self.fetcher.fetch(None).await?;
+                let state = fetcher.fetch(&self.principal, None).await?;
                 return Ok(Fetched::New(self.stamp(state)));
             }
             Err(e) => return Err(e),
@@ -779,12 +974,16 @@ impl<F: Fetch> Shared<F> {
         let epoch = self.lock().epoch;
         let previous = previous();
         let stored = store.load(key).await?;
-        let now = self.config.clock.now();
+        let now = self.config().clock.now();
         let (rejected, first_load, unsaved) = {
             let mut control = self.lock();
             let first = !control.loaded_from_store;
             control.loaded_from_store = true;
-            (control.rejected.clone(), first, control.unsaved.is_some())
+            (
+                control.rejected().cloned(),
+                first,
+                control.unsaved().is_some(),
+            )
         };
         if let Some(stored) = &stored {
             let usable = self.entry(stored.clone(), now);
@@ -794,9 +993,9 @@ impl<F: Fetch> Shared<F> {
                 .is_some_and(|p| p.access_token == stored.access_token);
             let sendable = is_b64token(stored.access_token.secret().expose_secret());
             if now < usable.soft && sendable && !is_rejected && (first_load || !ours) {
-                debug!(cache = self.config.name, "token adopted from the store");
+                debug!(cache = self.config().name, "token adopted from the store");
                 // What the store holds now is newer than the state that could not be saved.
-                self.lock().unsaved = None;
+                self.lock().update(|rare| rare.unsaved = None);
                 return Ok(Fetched::Adopted(usable));
             }
         }
@@ -807,32 +1006,32 @@ impl<F: Fetch> Shared<F> {
             (Some(stored), _) => Some(stored),
             (None, previous) => previous,
         };
-        let state = self.stamp(self.fetcher.fetch(base.as_ref()).await?);
+        let state = self.stamp(fetcher.fetch(&self.principal, base.as_ref()).await?);
         if self.lock().epoch != epoch {
             // Forgotten while the request was out (only possible without the lock, i.e. never
             // with a store that locks); nothing of it is kept.
             return Ok(Fetched::New(state));
         }
         match store.save(key, &state, &lock).await {
-            Ok(()) => self.lock().unsaved = None,
+            Ok(()) => self.lock().update(|rare| rare.unsaved = None),
             Err(Error::StoreFenced { reason }) => {
                 // Our lease ran out during the fetch and another holder took the lock: what it
                 // saved is what the rest of the store's users hold (its refresh token is the one
                 // the provider will accept next), so it wins over ours, which is dropped.
                 drop(lock);
                 warn!(
-                    cache = self.config.name,
+                    cache = self.config().name,
                     key = %key,
                     error = %reason,
                     "the store refused our save: adopting the newer stored state"
                 );
-                let now = self.config.clock.now();
+                let now = self.config().clock.now();
                 if let Some(stored) = store.load(key).await? {
                     let usable = self.entry(stored, now);
-                    let valid = now < usable.soft || usable.hard.is_some_and(|hard| now < hard);
+                    let valid = now < usable.soft || usable.hard().is_some_and(|hard| now < hard);
                     let sendable = is_b64token(usable.state.access_token.secret().expose_secret());
                     if valid && sendable {
-                        self.lock().unsaved = None;
+                        self.lock().update(|rare| rare.unsaved = None);
                         return Ok(Fetched::Adopted(usable));
                     }
                 }
@@ -844,12 +1043,12 @@ impl<F: Fetch> Shared<F> {
                 // refresh starts from it rather than from the store, and the failure is kept for
                 // `store_error`, so the caller learns that a restart would lose it.
                 error!(
-                    cache = self.config.name,
+                    cache = self.config().name,
                     key = %key,
                     error = %e,
                     "could not save the new token state: a restart will not have it"
                 );
-                self.lock().unsaved = Some(Arc::new(e));
+                self.lock().update(|rare| rare.unsaved = Some(Arc::new(e)));
             }
         }
         Ok(Fetched::New(state))
@@ -858,7 +1057,7 @@ impl<F: Fetch> Shared<F> {
     /// A state just fetched, with the time it was obtained (unless the fetcher set it).
     fn stamp(&self, mut state: TokenState) -> TokenState {
         if state.obtained_at.is_none() {
-            state.obtained_at = Some(self.config.clock.now());
+            state.obtained_at = Some(self.config().clock.now());
         }
         state
     }
@@ -875,14 +1074,10 @@ impl<F: Fetch> Shared<F> {
             Some(current) => {
                 let mut kept = current.state.clone();
                 kept.refresh_token = state.refresh_token;
-                self.current.store(Some(Arc::new(Entry::new(
-                    self.id,
-                    kept,
-                    current.soft,
-                    current.hard,
-                ))));
+                self.current
+                    .store(Some(Arc::new(Entry::new(self.id, kept, current.soft))));
             }
-            None => control.retired = Some(state),
+            None => control.update(|rare| rare.retired = Some(state)),
         }
     }
 
@@ -893,7 +1088,7 @@ impl<F: Fetch> Shared<F> {
     /// state of unknown age (written before `obtained_at` was recorded) gets the full margin, and
     /// is not reused at all when it has no expiry.
     fn entry(&self, state: TokenState, now: SystemTime) -> Entry {
-        let cfg = &self.config;
+        let cfg = self.config();
         // An issue time in the future (a writer whose clock ran ahead) or at or after the expiry
         // says nothing trustworthy about the token's age: treated as unknown.
         let obtained = state.obtained_at.filter(|obtained| {
@@ -904,29 +1099,36 @@ impl<F: Fetch> Shared<F> {
                     .is_none_or(|hard| *obtained < hard)
         });
         let limit = obtained.unwrap_or(now) + cfg.max_lifetime;
-        let (soft, hard) = match state.access_token.expires_at() {
+        let soft = match state.access_token.expires_at() {
             Some(hard) => {
-                let margin = cfg.margin.unwrap_or_else(|| match obtained {
-                    Some(obtained) => {
-                        let lifetime = hard.duration_since(obtained).unwrap_or(Duration::ZERO);
-                        cfg.max_margin.min(lifetime / 5)
+                // The refresh comes `margin` before expiry, and up to `spread` earlier still,
+                // drawn at random: principals fetched together (a cold start over thousands of
+                // tenants) come due spread over a tenth of their lifetime, not all at once.
+                // A fixed margin is kept to, less a jitter of up to a tenth of it.
+                let early = match (cfg.margin, obtained) {
+                    (Some(margin), _) => {
+                        margin.saturating_sub(margin.mul_f64(0.1 * fastrand::f64()))
                     }
-                    None => cfg.max_margin,
-                });
-                let margin = margin.saturating_sub(margin.mul_f64(0.1 * fastrand::f64()));
-                let soft = hard.checked_sub(margin).unwrap_or(hard);
-                (soft.min(limit), Some(hard))
+                    (None, Some(obtained)) => {
+                        let lifetime = hard.duration_since(obtained).unwrap_or(Duration::ZERO);
+                        let margin = cfg.max_margin.min(lifetime / 5);
+                        margin.saturating_add((lifetime / 10).mul_f64(fastrand::f64()))
+                    }
+                    (None, None) => cfg.max_margin,
+                };
+                let soft = hard.checked_sub(early).unwrap_or(hard);
+                soft.min(limit)
             }
             None => match obtained {
-                Some(obtained) => ((obtained + cfg.default_lifetime).min(limit), None),
-                None => (now, None),
+                Some(obtained) => (obtained + cfg.default_lifetime).min(limit),
+                None => now,
             },
         };
-        Entry::new(self.id, state, soft, hard)
+        Entry::new(self.id, state, soft)
     }
 
     fn backoff(&self, failures: u32, retry_after: Option<Duration>) -> Duration {
-        let cfg = &self.config;
+        let cfg = self.config();
         let exp = cfg
             .backoff_initial
             .saturating_mul(1u32 << failures.saturating_sub(1).min(20))
@@ -1027,34 +1229,16 @@ impl<F: Fetch> TokenProvider for CachedTokenProvider<F> {
         self.get().await
     }
 
+    fn invalidate(&self, rejected: &AccessToken) {
+        self.slot.invalidate(rejected);
+    }
+
     fn store_error(&self) -> Option<Error> {
         CachedTokenProvider::store_error(self)
     }
 
     async fn forget(&self) -> Result<bool, Error> {
         CachedTokenProvider::forget(self).await
-    }
-
-    fn invalidate(&self, rejected: &AccessToken) {
-        let shared = &self.shared;
-        let mut control = shared.lock();
-        control.rejected = Some(rejected.clone());
-        let current = shared.current.load();
-        if let Some(entry) = current.as_ref()
-            && entry.state.access_token == *rejected
-        {
-            control.retired = Some(entry.state.clone());
-            // A failure held from a soft-window refresh must not stand between the caller
-            // and the new token it now needs.
-            control.failure = None;
-            shared.current.compare_and_swap(&current, None);
-            info!(cache = shared.config.name, "cached token invalidated");
-            return;
-        }
-        debug!(
-            cache = shared.config.name,
-            "invalidate ignored: the rejected token is no longer cached"
-        );
     }
 }
 

@@ -56,7 +56,9 @@ mod clock;
 mod env;
 mod error;
 pub mod http;
+mod keyed;
 mod options;
+mod pace;
 mod provider;
 mod scrub;
 mod secret;
@@ -74,8 +76,10 @@ pub use crate::clock::{Clock, ManualClock, SharedClock, SystemClock, TokioClock,
 pub use crate::env::{ProcessEnv, env_value};
 pub use crate::error::{BoxError, Error, error_chain};
 pub use crate::http::{HttpClient, HttpClientBuilder, RetryPolicy};
+pub use crate::keyed::{CachedPrincipal, KeyedCache, KeyedConfig};
 pub use crate::options::ProviderOptions;
-pub use crate::provider::{Fetch, FnFetch, TokenProvider, provider_fn};
+pub use crate::pace::RateLimit;
+pub use crate::provider::{Fetch, FnFetch, KeyedFetch, TokenProvider, provider_fn};
 pub use crate::scrub::scrub_secrets;
 pub use crate::secret::Secret;
 pub use crate::store::{

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use crate::{CacheConfig, Error, HttpClient, SharedClock, TokenStore};
+use crate::{CacheConfig, Error, HttpClient, RateLimit, SharedClock, TokenStore};
 
 /// The settings every provider builder shares: the HTTP client, the clock, the cache behaviour
 /// and a store. Provider builders take them one by one (`.http_client(..)`, `.clock(..)`,
@@ -19,6 +19,9 @@ pub struct ProviderOptions {
     pub cache: Option<CacheConfig>,
     /// Where provider state survives the process (default: nowhere).
     pub store: Option<Arc<dyn TokenStore>>,
+    /// The pace of the provider's requests: `Some(None)` for none, `None` for the provider's
+    /// default (Aurora Solar: 90 requests per minute per key; the others: none).
+    pub rate_limit: Option<Option<RateLimit>>,
 }
 
 impl ProviderOptions {
@@ -36,12 +39,26 @@ impl ProviderOptions {
         }
     }
 
-    /// The HTTP client in force: the one set here, else a default client on the same clock.
+    /// The HTTP client in force: the one set here, else a default client on the same clock;
+    /// paced by the rate limit set here, if any.
     pub fn resolved_http(&self) -> Result<HttpClient, Error> {
-        match &self.http {
-            Some(http) => Ok(http.clone()),
-            None => HttpClient::builder().clock(self.resolved_clock()).build(),
-        }
+        self.resolved_http_paced(None)
+    }
+
+    /// [`resolved_http`](Self::resolved_http) for a provider whose API limits each credential:
+    /// paced by the rate limit set here, else by the client's own (one given with
+    /// [`HttpClient::with_rate_limit`]), else by `default`.
+    pub fn resolved_http_paced(&self, default: Option<RateLimit>) -> Result<HttpClient, Error> {
+        let http = match &self.http {
+            Some(http) => http.clone(),
+            None => HttpClient::builder().clock(self.resolved_clock()).build()?,
+        };
+        Ok(match &self.rate_limit {
+            Some(Some(limit)) => http.with_rate_limit(Some(limit.clone())),
+            Some(None) => http.with_rate_limit(None),
+            None if http.rate_limit().is_some() => http,
+            None => http.with_rate_limit(default),
+        })
     }
 
     /// The cache configuration for one provider state: named `name` in logs, on the clock in

@@ -134,8 +134,8 @@ pub trait Fetch: Send + Sync + fmt::Debug + 'static {
     async fn fetch(&self, previous: Option<&TokenState>) -> Result<TokenState, Error>;
 
     /// The key this fetcher's state is kept under in a [`TokenStore`](crate::TokenStore): one
-    /// per principal (provider, environment, tenant, user or client id). The cache asks once,
-    /// when it is built; a cache given a store whose fetcher names no key (the default `None`)
+    /// per principal (provider, environment, tenant, user or client id). The cache asks when it
+    /// goes to the store; a cache given a store whose fetcher names no key (the default `None`)
     /// fails its fetches with [`Error::Config`] rather than share one entry among principals.
     fn store_key(&self) -> Option<crate::StoreKey> {
         None
@@ -148,6 +148,38 @@ pub trait Fetch: Send + Sync + fmt::Debug + 'static {
     /// spend a single-use or rotating credential (a session token, a refresh token): such a
     /// cache reports the store error instead of fetching outside the fleet's lock.
     fn repeatable_without_store(&self) -> bool {
+        false
+    }
+}
+
+/// The fetch of a [`KeyedCache`](crate::KeyedCache): one fetcher for many principals (the
+/// tenants of one partner app, the users of one Client SDK key), each cached on its own.
+///
+/// What is the same for every principal (the credential, the HTTP client) lives in the fetcher,
+/// once; what differs (a tenant id, a user) is the [`Principal`](Self::Principal), kept with
+/// that principal's cache entry.
+#[async_trait]
+pub trait KeyedFetch: Send + Sync + fmt::Debug + 'static {
+    /// What one principal's fetch needs besides the fetcher.
+    type Principal: Send + Sync + fmt::Debug + 'static;
+
+    /// Fetches a new token for `principal` (see [`Fetch::fetch`] for `previous`).
+    async fn fetch(
+        &self,
+        principal: &Self::Principal,
+        previous: Option<&TokenState>,
+    ) -> Result<TokenState, Error>;
+
+    /// The key `principal`'s state is kept under in a store (see [`Fetch::store_key`]).
+    fn store_key(&self, principal: &Self::Principal) -> Option<crate::StoreKey> {
+        let _ = principal;
+        None
+    }
+
+    /// Whether `principal`'s fetch from scratch may run without the store's lock when the store
+    /// cannot be reached (see [`Fetch::repeatable_without_store`]; default `false`).
+    fn repeatable_without_store(&self, principal: &Self::Principal) -> bool {
+        let _ = principal;
         false
     }
 }

@@ -1,8 +1,8 @@
-//! [`provider_options_setters!`](crate::provider_options_setters): the five setters every
+//! [`provider_options_setters!`](crate::provider_options_setters): the six setters every
 //! provider builder shares, written once.
 
 /// Writes the setters every provider builder shares into the builder's `impl` block:
-/// `http_client`, `clock`, `cache_config`, `store` and `options`, each filling the builder's
+/// `http_client`, `clock`, `cache_config`, `store`, `rate_limit` and `options`, each filling the builder's
 /// `options: ProviderOptions` field, so all providers take them the same way and
 /// [`ProviderOptions`](crate::ProviderOptions) resolves them in one place.
 ///
@@ -55,8 +55,20 @@ macro_rules! provider_options_setters {
             self
         }
 
-        /// The HTTP client, clock, cache behaviour and store at once (replacing any set
-        /// before).
+        /// The pace of this provider's requests: `Some(limit)`, or `None` for no pacing. Share
+        /// one [`RateLimit`]($crate::RateLimit) among the providers that use one credential.
+        /// Default: 90 requests per minute per key for Aurora Solar (its documented limit),
+        /// none for the others.
+        pub fn rate_limit(
+            mut self,
+            limit: impl ::core::convert::Into<::core::option::Option<$crate::RateLimit>>,
+        ) -> Self {
+            self.options.rate_limit = ::core::option::Option::Some(limit.into());
+            self
+        }
+
+        /// The HTTP client, clock, cache behaviour, store and rate limit at once (replacing any
+        /// set before).
         pub fn options(mut self, options: $crate::ProviderOptions) -> Self {
             self.options = options;
             self

@@ -12,7 +12,7 @@ use super::request::{Repeat, Request, Response};
 use super::retry::{Budget, RetryBudget, RetryPolicy, retry_after};
 use super::urls::check_url;
 use super::{DEFAULT_MAX_BODY, USER_AGENT};
-use crate::{Error, SharedClock, system_clock};
+use crate::{Error, RateLimit, SharedClock, system_clock};
 
 /// The shared HTTP client: a `reqwest::Client` with the policy of [`crate::http`]. Cheap to
 /// clone; clones share the [`RetryBudget`].
@@ -21,6 +21,8 @@ pub struct HttpClient {
     /// Built at once, or on the first request for a [`lazy`](HttpClientBuilder::lazy) client.
     client: Arc<OnceLock<reqwest::Client>>,
     config: Arc<Config>,
+    /// The pace of this credential's requests, if any.
+    rate_limit: Option<RateLimit>,
 }
 
 #[derive(Debug)]
@@ -40,6 +42,7 @@ impl fmt::Debug for HttpClient {
             .field("timeout", &self.config.timeout)
             .field("max_body", &self.config.max_body)
             .field("retry", &self.config.retry)
+            .field("rate_limit", &self.rate_limit)
             .finish_non_exhaustive()
     }
 }
@@ -152,6 +155,22 @@ impl HttpClient {
         &self.config.retry
     }
 
+    /// This client paced by `limit` (or not paced, for `None`): every attempt of every request
+    /// waits its turn ([`RateLimit`]). The result shares everything else with this client;
+    /// give each credential's client its own limit.
+    #[must_use]
+    pub fn with_rate_limit(&self, limit: Option<RateLimit>) -> Self {
+        Self {
+            rate_limit: limit,
+            ..self.clone()
+        }
+    }
+
+    /// The pace of this client's requests, if any.
+    pub fn rate_limit(&self) -> Option<&RateLimit> {
+        self.rate_limit.as_ref()
+    }
+
     /// Sends `request` under the policy and returns the response with its whole body.
     ///
     /// Returns `Ok` for 2xx and for 4xx other than 408 and 429, so a provider can read its own
@@ -175,6 +194,9 @@ impl HttpClient {
         let mut attempt = 0;
         loop {
             attempt += 1;
+            if let Some(limit) = &self.rate_limit {
+                limit.ready().await;
+            }
             let started = tokio::time::Instant::now();
             let outcome = self.attempt(&request).await;
             let last = attempt >= max_attempts;
@@ -491,6 +513,7 @@ impl HttpClientBuilder {
                 budget: Budget::new(self.budget),
                 clock: self.clock,
             }),
+            rate_limit: None,
         })
     }
 }

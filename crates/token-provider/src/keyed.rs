@@ -1,0 +1,347 @@
+//! [`KeyedCache`]: one cached token per principal (the tenants of a partner app, the users of a
+//! Client SDK key), in a bounded map that forgets principals nobody uses.
+//!
+//! # Semantics
+//!
+//! - Each principal has the full behaviour of a [`CachedTokenProvider`](crate::CachedTokenProvider)
+//!   (single-flight, soft and hard expiry, backoff, invalidation, the store under the key its
+//!   fetcher names), in a slot of its own. What every principal shares (the fetcher, the
+//!   configuration, the hit counter) is kept once per keyed cache, so a warm principal costs its
+//!   token and a few hundred bytes (`BENCHMARKS.md` has the figures).
+//! - A lookup takes a read lock on one of the map's shards, never a lock over the whole map, and
+//!   allocates nothing when the principal is cached (`&str` lookups of the stored keys).
+//! - **Bound**: at most [`max_entries`](KeyedConfig::max_entries) principals (default 10,000);
+//!   past it, the least useful entry is evicted (S3-FIFO: an entry used once goes before one used
+//!   often). **Idle expiry**: an entry unused for [`idle_expiry`](KeyedConfig::idle_expiry) is
+//!   evicted by the next sweep, which runs as new principals arrive (so at most twice the idle
+//!   time after its last use), or when [`sweep`](KeyedCache::sweep) is called.
+//! - An entry is never evicted while anyone holds it: a handle given out
+//!   ([`CachedPrincipal`]), a caller waiting for its fetch, or the fetch task itself. Eviction of
+//!   such an entry would let the next lookup make a second one for the same principal, and so a
+//!   second fetch (for a Client SDK user, a second JWT that can end the first one's session).
+//!   When every entry is held, the map grows past its bound rather than drop one.
+//! - An evicted entry's token and refresh token are zeroized as they are dropped (every secret
+//!   is, on drop). Its stored state, if a store is set, stays in the store.
+//!
+//! The map is [`quick_cache`]'s: measured against `moka` and a sharded `DashMap`, it has the
+//! smallest per-entry overhead of the bounded maps, a lookup within a few nanoseconds of the
+//! unbounded `DashMap`, and pinning (what keeps held entries), which the others lack.
+
+use std::collections::hash_map::RandomState;
+use std::fmt;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use async_trait::async_trait;
+use quick_cache::sync::Cache;
+use quick_cache::{Lifecycle, UnitWeighter};
+
+use crate::cache::{Common, Slot};
+use crate::{AccessToken, CacheConfig, CacheStats, Error, KeyedFetch, TokenProvider, TokenState};
+
+/// How many principals a [`KeyedCache`] keeps, and for how long unused.
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct KeyedConfig {
+    max_entries: usize,
+    idle_expiry: Duration,
+}
+
+impl Default for KeyedConfig {
+    fn default() -> Self {
+        Self {
+            max_entries: 10_000,
+            idle_expiry: Duration::from_secs(12 * 3600),
+        }
+    }
+}
+
+impl KeyedConfig {
+    /// The defaults: 10,000 principals, evicted after 12 hours unused.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The most principals kept (default 10,000; at least 1).
+    pub fn max_entries(mut self, max: usize) -> Self {
+        self.max_entries = max.max(1);
+        self
+    }
+
+    /// How long an unused principal is kept (default 12 hours, about a token's lifetime).
+    pub fn idle_expiry(mut self, idle: Duration) -> Self {
+        self.idle_expiry = idle;
+        self
+    }
+}
+
+/// One cached token per principal: a bounded, idle-expiring map from a key (a tenant id, a
+/// user's email) to that principal's cache. Cheap to clone; clones share the map.
+pub struct KeyedCache<F: KeyedFetch> {
+    inner: Arc<Inner<F>>,
+}
+
+struct Inner<F: KeyedFetch> {
+    common: Arc<Common<F>>,
+    map: Cache<Arc<str>, Arc<Slot<F>>, UnitWeighter, RandomState, Held>,
+    /// Serialize the insertion of a new key (never a lookup), a few shards of keys per mutex,
+    /// so two callers asking for one new principal at once share one entry.
+    inserting: [Mutex<()>; INSERT_LOCKS],
+    keyed: KeyedConfig,
+    last_sweep: Mutex<SystemTime>,
+}
+
+const INSERT_LOCKS: usize = 16;
+
+impl<F: KeyedFetch> Clone for KeyedCache<F> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: Arc::clone(&self.inner),
+        }
+    }
+}
+
+impl<F: KeyedFetch> fmt::Debug for KeyedCache<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KeyedCache")
+            .field("fetcher", &self.inner.common.fetcher)
+            .field("principals", &self.len())
+            .field("keyed", &self.inner.keyed)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Keeps an entry that anyone holds (see the module docs).
+#[derive(Clone, Copy)]
+struct Held;
+
+impl<F: KeyedFetch> Lifecycle<Arc<str>, Arc<Slot<F>>> for Held {
+    type RequestState = ();
+
+    fn is_pinned(&self, _: &Arc<str>, slot: &Arc<Slot<F>>) -> bool {
+        slot.busy()
+    }
+}
+
+impl<F: KeyedFetch> KeyedCache<F> {
+    /// A keyed cache of `fetcher`'s principals, each cached with `cache`.
+    pub fn new(fetcher: F, cache: CacheConfig, keyed: KeyedConfig) -> Self {
+        let now = cache.clock_ref().now();
+        let max = keyed.max_entries;
+        Self {
+            inner: Arc::new(Inner {
+                common: Arc::new(Common::new(fetcher, cache)),
+                map: Cache::with(max, max as u64, UnitWeighter, RandomState::new(), Held),
+                inserting: std::array::from_fn(|_| Mutex::new(())),
+                keyed,
+                last_sweep: Mutex::new(now),
+            }),
+        }
+    }
+
+    /// The fetcher.
+    pub fn fetcher(&self) -> &F {
+        &self.inner.common.fetcher
+    }
+
+    /// The cache configuration every principal shares.
+    pub fn config(&self) -> &CacheConfig {
+        &self.inner.common.config
+    }
+
+    /// The bound and idle expiry.
+    pub fn keyed_config(&self) -> &KeyedConfig {
+        &self.inner.keyed
+    }
+
+    /// The cached principal of `key`, if the map holds it. Marks it used.
+    #[inline]
+    pub fn get(&self, key: &str) -> Option<CachedPrincipal<F>> {
+        let slot = self.inner.map.get(key)?;
+        // Written only when it changes: a hot principal's flag stays a shared, read-only line.
+        if !slot.used.load(Ordering::Relaxed) {
+            slot.used.store(true, Ordering::Relaxed);
+        }
+        Some(CachedPrincipal { slot })
+    }
+
+    /// The cached principal of `key`, made with `principal(key)` when the map does not hold it.
+    /// Two callers asking for the same new key at once get the same entry.
+    pub fn get_or_insert_with(
+        &self,
+        key: &str,
+        principal: impl FnOnce(Arc<str>) -> F::Principal,
+    ) -> CachedPrincipal<F> {
+        if let Some(found) = self.get(key) {
+            return found;
+        }
+        self.sweep_if_due();
+        let inner = &self.inner;
+        let lock = &inner.inserting[inner.map.shard_index(key) % INSERT_LOCKS];
+        let _inserting = lock.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(found) = self.get(key) {
+            return found;
+        }
+        let key: Arc<str> = Arc::from(key);
+        let slot = Arc::new(Slot::new(
+            Arc::clone(&inner.common),
+            principal(Arc::clone(&key)),
+        ));
+        inner.map.insert(key, Arc::clone(&slot));
+        CachedPrincipal { slot }
+    }
+
+    /// A principal cached on its own, outside the map (never shared by a lookup, never evicted):
+    /// for a principal that must not share a token with anyone, such as one proving itself
+    /// with a single-use credential.
+    pub fn detached(&self, principal: F::Principal) -> CachedPrincipal<F> {
+        CachedPrincipal {
+            slot: Arc::new(Slot::new(Arc::clone(&self.inner.common), principal)),
+        }
+    }
+
+    /// Drops `key`'s entry from the map (handles already given out keep working on their own);
+    /// whether there was one.
+    pub fn remove(&self, key: &str) -> bool {
+        self.inner.map.remove(key).is_some()
+    }
+
+    /// How many principals the map holds.
+    pub fn len(&self) -> usize {
+        self.inner.map.len()
+    }
+
+    /// Whether the map holds no principal.
+    pub fn is_empty(&self) -> bool {
+        self.inner.map.is_empty()
+    }
+
+    /// Evicts every entry unused since the previous sweep and not held; returns how many.
+    pub fn sweep(&self) -> usize {
+        let before = self.len();
+        self.inner.map.retain(|_, slot| {
+            // Not used since the last sweep, and nobody holds it: evicted.
+            slot.busy() || slot.used.swap(false, Ordering::Relaxed)
+        });
+        *self
+            .inner
+            .last_sweep
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = self.config().clock_ref().now();
+        before.saturating_sub(self.len())
+    }
+
+    /// Sweeps when the idle expiry has passed since the last sweep.
+    fn sweep_if_due(&self) {
+        let now = self.config().clock_ref().now();
+        let due = {
+            let last = self
+                .inner
+                .last_sweep
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            now.duration_since(*last)
+                .is_ok_and(|since| since >= self.inner.keyed.idle_expiry)
+        };
+        if due {
+            let evicted = self.sweep();
+            tracing::debug!(
+                cache = self.config().name,
+                evicted,
+                "idle principals evicted"
+            );
+        }
+    }
+}
+
+/// One principal of a [`KeyedCache`]: a [`TokenProvider`]. Cheap to clone; clones share the
+/// principal's cache. While any handle lives, the entry stays in the map.
+pub struct CachedPrincipal<F: KeyedFetch> {
+    slot: Arc<Slot<F>>,
+}
+
+impl<F: KeyedFetch> Clone for CachedPrincipal<F> {
+    fn clone(&self) -> Self {
+        Self {
+            slot: Arc::clone(&self.slot),
+        }
+    }
+}
+
+impl<F: KeyedFetch> fmt::Debug for CachedPrincipal<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CachedPrincipal")
+            .field("principal", &self.slot.principal)
+            .field("cached", &self.slot.cached())
+            .field("stats", &self.stats())
+            .finish()
+    }
+}
+
+impl<F: KeyedFetch> CachedPrincipal<F> {
+    /// The principal.
+    pub fn principal(&self) -> &F::Principal {
+        &self.slot.principal
+    }
+
+    /// The fetcher (shared with every principal of the map).
+    pub fn fetcher(&self) -> &F {
+        &self.slot.common.fetcher
+    }
+
+    /// The cached token, if any, without fetching.
+    pub fn cached(&self) -> Option<AccessToken> {
+        self.slot.cached()
+    }
+
+    /// The cached state (token plus refresh token), if any.
+    pub fn cached_state(&self) -> Option<TokenState> {
+        self.slot.cached_state()
+    }
+
+    /// When the cached token becomes due for refresh, if one is cached.
+    pub fn soft_expiry(&self) -> Option<SystemTime> {
+        self.slot.soft_expiry()
+    }
+
+    /// This principal's counters; `hits` counts the hits of every principal of the map (one
+    /// counter per map keeps a principal small).
+    pub fn stats(&self) -> CacheStats {
+        self.slot.stats()
+    }
+
+    /// The token if it is fresh, without starting anything.
+    pub fn fresh(&self) -> Option<AccessToken> {
+        self.slot.fresh()
+    }
+
+    /// What [`TokenProvider::token`] does, without the boxed future of a call through the trait.
+    pub async fn get(&self) -> Result<AccessToken, Error> {
+        self.slot.get().await
+    }
+
+    /// Forgets the cached token and any held failure, so the next call fetches.
+    pub fn clear(&self) {
+        self.slot.clear();
+    }
+}
+
+#[async_trait]
+impl<F: KeyedFetch> TokenProvider for CachedPrincipal<F> {
+    async fn token(&self) -> Result<AccessToken, Error> {
+        self.slot.get().await
+    }
+
+    fn invalidate(&self, rejected: &AccessToken) {
+        self.slot.invalidate(rejected);
+    }
+
+    fn store_error(&self) -> Option<Error> {
+        self.slot.store_error()
+    }
+
+    async fn forget(&self) -> Result<bool, Error> {
+        self.slot.forget().await
+    }
+}
