@@ -24,7 +24,7 @@ const PASSWORD: &str = "fleet-password-8d1e";
 
 /// One replica: `FLEET_TASKS` tasks calling `token()` every 10 ms for `FLEET_MILLIS`, each
 /// checking the token it got has not expired; prints `TOKEN <t>` for every distinct token and
-/// `DONE <calls> <errors>` at the end.
+/// `DONE <calls> <errors> <Redis round trips>` at the end.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replica() {
     let Ok(redis_url) = std::env::var("FLEET_REPLICA") else {
@@ -34,13 +34,12 @@ async fn replica() {
     let tasks: usize = var("FLEET_TASKS").parse().unwrap();
     let millis: u64 = var("FLEET_MILLIS").parse().unwrap();
     let lease = Duration::from_millis(var("FLEET_LEASE_MS").parse().unwrap());
-    let store: Arc<dyn TokenStore> = Arc::new(
-        RedisStore::builder(redis_url)
-            .lease(lease)
-            .lock_timeout(Duration::from_secs(20))
-            .build()
-            .unwrap(),
-    );
+    let redis = RedisStore::builder(redis_url)
+        .lease(lease)
+        .lock_timeout(Duration::from_secs(20))
+        .build()
+        .unwrap();
+    let store: Arc<dyn TokenStore> = Arc::new(redis.clone());
     let provider = Arc::new(
         AerionBuilder::from_env()
             .unwrap()
@@ -88,10 +87,13 @@ async fn replica() {
     for h in handles {
         h.await.unwrap();
     }
+    // Let the last lock release reach Redis before counting.
+    partner_auth_redis::settle(Duration::from_secs(1)).await;
     println!(
-        "DONE {} {}",
+        "DONE {} {} {}",
         calls.load(Ordering::Relaxed),
-        errors.load(Ordering::Relaxed)
+        errors.load(Ordering::Relaxed),
+        redis.round_trips()
     );
 }
 
@@ -157,13 +159,20 @@ impl Replica {
     }
 
     /// The distinct tokens it printed, its calls and errors.
-    async fn finish(mut self) -> (BTreeSet<String>, u64, u64, Vec<String>) {
+    async fn finish(self) -> (BTreeSet<String>, u64, u64, Vec<String>) {
+        let (tokens, calls, errors, _, notes) = self.finish_counted().await;
+        (tokens, calls, errors, notes)
+    }
+
+    /// [`finish`](Self::finish), with the Redis round trips it made.
+    async fn finish_counted(mut self) -> (BTreeSet<String>, u64, u64, u64, Vec<String>) {
         let status = tokio::time::timeout(Duration::from_secs(60), self.child.wait())
             .await
             .expect("the replica ended")
             .unwrap();
         assert!(status.success(), "replica failed: {status}");
-        let (mut tokens, mut calls, mut errors, mut notes) = (BTreeSet::new(), 0, 0, Vec::new());
+        let (mut tokens, mut calls, mut errors, mut trips, mut notes) =
+            (BTreeSet::new(), 0, 0, 0, Vec::new());
         while let Some(line) = self.lines.recv().await {
             // The harness may print `test replica ... ` before the first line.
             let line = match ["TOKEN ", "DONE ", "ERROR ", "EXPIRED"]
@@ -179,11 +188,12 @@ impl Replica {
                 let mut parts = rest.split(' ').map(|n| n.parse::<u64>().unwrap());
                 calls = parts.next().unwrap();
                 errors = parts.next().unwrap();
+                trips = parts.next().unwrap();
             } else if line.starts_with("ERROR") || line.starts_with("EXPIRED") {
                 notes.push(line);
             }
         }
-        (tokens, calls, errors, notes)
+        (tokens, calls, errors, trips, notes)
     }
 }
 
@@ -233,9 +243,10 @@ async fn a_fleet_fetches_once_per_expiry_and_never_presents_a_refresh_token_twic
             )
         })
         .collect();
-    let mut per_replica = Vec::new();
+    let (mut per_replica, mut trips) = (Vec::new(), 0);
     for replica in replicas {
-        let (tokens, calls, errors, notes) = replica.finish().await;
+        let (tokens, calls, errors, made, notes) = replica.finish_counted().await;
+        trips += made;
         assert_eq!(errors, 0, "a replica's caller got an error: {notes:?}");
         assert!(calls >= tasks as u64, "{calls}");
         per_replica.push(tokens);
@@ -275,7 +286,11 @@ async fn a_fleet_fetches_once_per_expiry_and_never_presents_a_refresh_token_twic
             tokens.len()
         );
     }
-    println!("fleet: {processes} processes x {tasks} tasks, {cycles} upstream fetches over 9 s");
+    println!(
+        "fleet: {processes} processes x {tasks} tasks, {cycles} upstream fetches over 9 s, \
+         {:.2} Redis round trips per process per expiry",
+        trips as f64 / (processes * cycles) as f64
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
