@@ -215,6 +215,7 @@ async fn entries_expire_with_their_token_but_refresh_tokens_are_kept_longer() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sealed_entries_leak_nothing_and_open_only_where_they_were_sealed() {
+    let logs = token_provider::testing::capture_logs();
     let server = RedisServer::start();
     let seal = SealKey::generate().unwrap();
     let s = RedisStore::builder(server.url())
@@ -294,6 +295,8 @@ async fn sealed_entries_leak_nothing_and_open_only_where_they_were_sealed() {
     assert!(matches!(err, Error::Store { .. }), "{err:?}");
     assert_eq!(cache.fetcher().calls(), 0);
     assert!(!format!("{s:?} {seal:?}").contains(seal.to_base64().as_str()));
+    // Nor in any log line (the failed load above logged its error).
+    logs.assert_absent(&[secret_at, secret_rt, seal.to_base64().as_str(), "planted"]);
 }
 
 /// A fetcher that counts its calls and mints `token-<n>`.
