@@ -543,6 +543,8 @@ fn aurora_solar_create_token_and_error_bodies() {
                 .application_key("LEAKapplicationkey")
                 .tenant_id(TENANT)
                 .http_client(http)
+                // Thousands of bodies, each a fresh app: the per-key pace is tested elsewhere.
+                .rate_limit(None)
                 .cache_config(quiet_cache())
                 .build()
                 .unwrap();
@@ -566,6 +568,7 @@ fn sdk(server: &mockito::ServerGuard, http: HttpClient) -> Arc<ClientSdk> {
             .tenant_id(TENANT)
             .user(SdkUser::new("user@example.test").with_name("Ada", "Lovelace"))
             .http_client(http)
+            .rate_limit(None)
             .cache_config(quiet_cache())
             .build()
             .unwrap(),

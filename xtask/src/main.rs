@@ -127,7 +127,15 @@ fn package() -> Result {
             .map_err(|e| format!("cannot remove {}: {e}", target.display()))?;
     }
     let mut package = cargo();
-    package.args(["package", "--workspace", "--exclude", "xtask", "--locked"]);
+    package.args([
+        "package",
+        "--workspace",
+        "--exclude",
+        "xtask",
+        "--exclude",
+        "partner-auth-benches",
+        "--locked",
+    ]);
     package.arg("--target-dir").arg(&target);
     // Packed crates build with cargo's default profile, not this workspace's: keep their debug
     // information out too, so the verification needs little disk beside the main build.
@@ -351,29 +359,32 @@ fn found_apt() -> bool {
 }
 
 fn bench(extra: &[String]) -> Result {
-    let mut cmd = cargo();
-    cmd.args(["bench", "-p", "token-provider", "--bench", "cache"]);
-    if !extra.is_empty() {
-        cmd.arg("--").args(extra);
-    }
-    run("cargo bench (token-provider cache)", cmd)?;
-    let report = root().join("target").join("bench-report.md");
-    let body = std::fs::read_to_string(&report)
-        .map_err(|e| format!("the benchmark did not write {}: {e}", report.display()))?;
+    // Each benchmark writes its section of the report; BENCHMARKS.md is their concatenation,
+    // in this order.
+    let benches = [
+        ("token-provider", "cache", "bench-report.md"),
+        ("partner-auth-benches", "keyed", "bench-keyed.md"),
+        ("partner-auth-benches", "cold_start", "bench-cold-start.md"),
+        ("partner-auth-redis", "fleet", "bench-report-redis.md"),
+    ];
+    // The Redis store's benchmark starts a real redis-server.
     ensure_redis_server()?;
-    let mut redis = cargo();
-    redis.args(["bench", "-p", "partner-auth-redis", "--bench", "fleet"]);
-    if !extra.is_empty() {
-        redis.arg("--").args(extra);
+    let mut body = String::new();
+    for (package, bench, report) in benches {
+        let mut cmd = cargo();
+        cmd.args(["bench", "-p", package, "--bench", bench]);
+        if !extra.is_empty() {
+            cmd.arg("--").args(extra);
+        }
+        run(&format!("cargo bench ({package} {bench})"), cmd)?;
+        let report = root().join("target").join(report);
+        let section = std::fs::read_to_string(&report)
+            .map_err(|e| format!("the benchmark did not write {}: {e}", report.display()))?;
+        if !body.is_empty() {
+            body.push('\n');
+        }
+        body.push_str(&section);
     }
-    run("cargo bench (partner-auth-redis fleet)", redis)?;
-    let target = env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root().join("target"));
-    let report = target.join("bench-report-redis.md");
-    let redis_body = std::fs::read_to_string(&report)
-        .map_err(|e| format!("the benchmark did not write {}: {e}", report.display()))?;
-    let body = format!("{}\n{redis_body}", body.trim_end());
     let out = root().join("BENCHMARKS.md");
     std::fs::write(&out, body).map_err(|e| format!("cannot write {}: {e}", out.display()))?;
     eprintln!("wrote {}", out.display());

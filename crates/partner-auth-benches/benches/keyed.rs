@@ -1,0 +1,427 @@
+//! Many principals: the keyed cache against `DashMap<String, AccessToken>` (unbounded) and a
+//! bounded `moka::sync::Cache<String, AccessToken>`, measured in one run.
+//!
+//! - heap per warm principal at 10,000 principals (the `cap` allocator counts live bytes);
+//! - per-request cost of "look up the principal, get its fresh token" from 2 threads x 64 tasks
+//!   (criterion), and the same through `PartnerApp::tenant(id)?.get()` against the emulator;
+//! - 1,000,000 distinct principals through the default bound: the peak heap, the entries kept,
+//!   and an entry with a fetch in flight throughout (it must survive).
+//!
+//! Writes `target/bench-keyed.md`; `cargo xtask bench` puts it into BENCHMARKS.md.
+
+use std::fmt::Write as _;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use aurora_solar_auth::PartnerApp;
+use cap::Cap;
+use criterion::Criterion;
+use dashmap::DashMap;
+use partner_auth_emulator::{
+    DEFAULT_AURORA_SOLAR_APPLICATION_ID, DEFAULT_AURORA_SOLAR_APPLICATION_KEY, Emulator,
+};
+use token_provider::{
+    AccessToken, CacheConfig, Error, KeyedCache, KeyedConfig, KeyedFetch, SharedClock, TokenState,
+    async_trait, system_clock,
+};
+use tokio::runtime::Runtime;
+use tokio::sync::Notify;
+use tokio::time::Instant;
+
+#[global_allocator]
+static ALLOCATOR: Cap<std::alloc::System> = Cap::new(std::alloc::System, usize::MAX);
+
+const PRINCIPALS: usize = 10_000;
+const TASKS: usize = 64;
+const CHURN: usize = 1_000_000;
+const LIFETIME: Duration = Duration::from_secs(13 * 3600);
+
+/// A tenant id shaped like Aurora's (a UUID, 36 characters).
+fn tenant(i: usize) -> String {
+    format!("{i:08x}-5717-4562-b3fc-2c963f66afa6")
+}
+
+/// A token shaped like an Aurora temporary key.
+fn key_text(n: usize) -> String {
+    format!("tk_test_{n:048x}")
+}
+
+/// Mints Aurora-shaped keys for any tenant at once; the tenant `slow` waits for `gate`.
+#[derive(Debug)]
+struct Mint {
+    clock: SharedClock,
+    minted: AtomicUsize,
+    gate: Notify,
+}
+
+#[async_trait]
+impl KeyedFetch for Mint {
+    type Principal = Arc<str>;
+
+    async fn fetch(
+        &self,
+        tenant: &Arc<str>,
+        _previous: Option<&TokenState>,
+    ) -> Result<TokenState, Error> {
+        if tenant.as_ref() == "slow" {
+            self.gate.notified().await;
+        }
+        let n = self.minted.fetch_add(1, Ordering::Relaxed);
+        Ok(AccessToken::builder(key_text(n))
+            .expires_in(self.clock.now(), LIFETIME)
+            .build()
+            .into())
+    }
+}
+
+fn keyed(config: KeyedConfig) -> KeyedCache<Mint> {
+    let mint = Mint {
+        clock: system_clock(),
+        minted: AtomicUsize::new(0),
+        gate: Notify::new(),
+    };
+    KeyedCache::new(mint, CacheConfig::default(), config)
+}
+
+fn token(n: usize) -> AccessToken {
+    AccessToken::builder(key_text(n))
+        .expires_in(system_clock().now(), LIFETIME)
+        .build()
+}
+
+fn runtime() -> Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// Heap bytes `build` leaves allocated, per principal.
+fn heap_per_principal<T>(build: impl FnOnce() -> T) -> (f64, T) {
+    let before = ALLOCATOR.allocated();
+    let kept = build();
+    let after = ALLOCATOR.allocated();
+    (
+        (after.saturating_sub(before)) as f64 / PRINCIPALS as f64,
+        kept,
+    )
+}
+
+struct Memory {
+    ours: f64,
+    empty: usize,
+    dashmap: f64,
+    moka: f64,
+}
+
+fn memory(rt: &Runtime, keys: &[String]) -> Memory {
+    let before = ALLOCATOR.allocated();
+    let empty_cache = keyed(KeyedConfig::new());
+    let empty = ALLOCATOR.allocated() - before;
+    drop(empty_cache);
+
+    let (ours, cache) = heap_per_principal(|| {
+        let cache = keyed(KeyedConfig::new());
+        rt.block_on(async {
+            for k in keys {
+                cache.get_or_insert_with(k, |k| k).get().await.unwrap();
+            }
+        });
+        cache
+    });
+    assert_eq!(cache.len(), PRINCIPALS);
+    drop(cache);
+
+    let (dashmap, map) = heap_per_principal(|| {
+        let map = DashMap::new();
+        for (n, k) in keys.iter().enumerate() {
+            map.insert(k.clone(), token(n));
+        }
+        map
+    });
+    drop(map);
+
+    let (moka, cache) = heap_per_principal(|| {
+        let cache = moka::sync::Cache::new(PRINCIPALS as u64);
+        for (n, k) in keys.iter().enumerate() {
+            cache.insert(k.clone(), token(n));
+        }
+        cache.run_pending_tasks();
+        cache
+    });
+    drop(cache);
+    Memory {
+        ours,
+        empty,
+        dashmap,
+        moka,
+    }
+}
+
+/// Each of 64 tasks looks up principals in its own order and takes their tokens.
+fn hammer<F, Fut>(rt: &Runtime, iters: u64, call: F) -> Duration
+where
+    F: Fn(usize) -> Fut + Send + Sync + Clone + 'static,
+    Fut: Future<Output = ()> + Send,
+{
+    let per_task = iters.div_ceil(TASKS as u64);
+    rt.block_on(async move {
+        let start = Instant::now();
+        let tasks: Vec<_> = (0..TASKS)
+            .map(|task| {
+                let call = call.clone();
+                tokio::spawn(async move {
+                    let mut i = task * 7919;
+                    for _ in 0..per_task {
+                        i = (i + 7919) % PRINCIPALS;
+                        call(i).await;
+                    }
+                })
+            })
+            .collect();
+        for t in tasks {
+            t.await.unwrap();
+        }
+        start
+            .elapsed()
+            .mul_f64(iters as f64 / (per_task * TASKS as u64) as f64)
+    })
+}
+
+fn per_request(c: &mut Criterion, rt: &Runtime, keys: &Arc<Vec<String>>) {
+    let cache = keyed(KeyedConfig::new());
+    rt.block_on(async {
+        for k in keys.iter() {
+            cache.get_or_insert_with(k, |k| k).get().await.unwrap();
+        }
+    });
+    let map = Arc::new(DashMap::new());
+    let moka = moka::sync::Cache::new(PRINCIPALS as u64);
+    for (n, k) in keys.iter().enumerate() {
+        map.insert(k.clone(), token(n));
+        moka.insert(k.clone(), token(n));
+    }
+    moka.run_pending_tasks();
+
+    // PartnerApp against the emulator, every tenant warm (unpaced, to warm 10,000 at once).
+    let (app, _emulator) = rt.block_on(async {
+        let emulator = Emulator::builder()
+            .aurora_solar_tenants(keys.iter().cloned())
+            .start()
+            .await
+            .unwrap();
+        let app = PartnerApp::builder()
+            .base_url(emulator.aurora_solar_base())
+            .application_id(DEFAULT_AURORA_SOLAR_APPLICATION_ID)
+            .application_key(DEFAULT_AURORA_SOLAR_APPLICATION_KEY)
+            .rate_limit(None)
+            .build()
+            .unwrap();
+        for k in keys.iter() {
+            app.tenant(k).unwrap().get().await.unwrap();
+        }
+        (app, emulator)
+    });
+
+    let mut g = c.benchmark_group("principals");
+    g.bench_function("partner-auth_keyed", |b| {
+        b.iter_custom(|iters| {
+            let (cache, keys) = (cache.clone(), Arc::clone(keys));
+            hammer(rt, iters, move |i| {
+                let found = cache.get(&keys[i]).unwrap();
+                async move {
+                    found.get().await.unwrap();
+                }
+            })
+        })
+    });
+    g.bench_function("partner-auth_partner_app", |b| {
+        b.iter_custom(|iters| {
+            let (app, keys) = (app.clone(), Arc::clone(keys));
+            hammer(rt, iters, move |i| {
+                let tenant = app.tenant(&keys[i]).unwrap();
+                async move {
+                    tenant.get().await.unwrap();
+                }
+            })
+        })
+    });
+    g.bench_function("dashmap_baseline", |b| {
+        b.iter_custom(|iters| {
+            let (map, keys) = (Arc::clone(&map), Arc::clone(keys));
+            hammer(rt, iters, move |i| {
+                let token = map.get(&keys[i]).unwrap().clone();
+                async move {
+                    drop(token);
+                }
+            })
+        })
+    });
+    g.bench_function("moka_baseline", |b| {
+        b.iter_custom(|iters| {
+            let (moka, keys) = (moka.clone(), Arc::clone(keys));
+            hammer(rt, iters, move |i| {
+                let token = moka.get(&keys[i]).unwrap();
+                async move {
+                    drop(token);
+                }
+            })
+        })
+    });
+    g.finish();
+}
+
+struct Churn {
+    peak: usize,
+    baseline: usize,
+    kept: usize,
+    slow_kept: bool,
+    slow_fetches: usize,
+    elapsed: Duration,
+}
+
+/// A million distinct principals through the default bound, with one principal's fetch in
+/// flight (and its callers waiting) the whole time.
+fn churn(rt: &Runtime) -> Churn {
+    let cache = keyed(KeyedConfig::new());
+    let baseline = ALLOCATOR.allocated();
+    rt.block_on(async {
+        let waiting: Vec<_> = (0..4)
+            .map(|_| {
+                let slow = cache.get_or_insert_with("slow", |k| k);
+                tokio::spawn(async move { slow.get().await.unwrap() })
+            })
+            .collect();
+        let started = Instant::now();
+        let mut peak = 0;
+        for i in 0..CHURN {
+            let k = format!("churn-{i:07}");
+            cache.get_or_insert_with(&k, |k| k).get().await.unwrap();
+            if i % 1024 == 0 {
+                peak = peak.max(ALLOCATOR.allocated());
+            }
+        }
+        let elapsed = started.elapsed();
+        let slow_kept = cache.get("slow").is_some();
+        let before = cache.fetcher().minted.load(Ordering::Relaxed);
+        cache.fetcher().gate.notify_one();
+        for w in waiting {
+            w.await.unwrap();
+        }
+        let slow = cache.get("slow").expect("the slow principal's entry");
+        slow.get().await.unwrap();
+        let slow_fetches = cache.fetcher().minted.load(Ordering::Relaxed) - before;
+        Churn {
+            peak: peak.saturating_sub(baseline),
+            baseline,
+            kept: cache.len(),
+            slow_kept,
+            slow_fetches,
+            elapsed,
+        }
+    })
+}
+
+fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target"))
+}
+
+fn median(group: &str, id: &str) -> Option<f64> {
+    let path = target_dir()
+        .join("criterion")
+        .join(group)
+        .join(id)
+        .join("new/estimates.json");
+    let text = std::fs::read_to_string(path).ok()?;
+    // `"median":{"confidence_interval":{...},"point_estimate":N,...}`
+    let median = &text[text.find("\"median\"")?..];
+    let at = median.find("\"point_estimate\":")? + "\"point_estimate\":".len();
+    let end = median[at..].find([',', '}'])?;
+    median[at..at + end].trim().parse().ok()
+}
+
+fn main() {
+    let mut c = Criterion::default()
+        .output_directory(&target_dir().join("criterion"))
+        .configure_from_args();
+    let rt = runtime();
+    let keys: Arc<Vec<String>> = Arc::new((0..PRINCIPALS).map(tenant).collect());
+
+    let mem = memory(&rt, &keys);
+    per_request(&mut c, &rt, &keys);
+    let churn = churn(&rt);
+
+    let ns = |id| median("principals", id).unwrap_or(f64::NAN);
+    let (ours, app, dash, moka) = (
+        ns("partner-auth_keyed"),
+        ns("partner-auth_partner_app"),
+        ns("dashmap_baseline"),
+        ns("moka_baseline"),
+    );
+    let mut r = String::new();
+    let _ = writeln!(
+        r,
+        "## Many principals (`cargo xtask bench`: `crates/partner-auth-benches/benches/keyed.rs`)\n\n\
+         {PRINCIPALS} warm principals (Aurora-shaped: a 36-character tenant id, a 56-character \
+         key); heap counted by the `cap` allocator; per-request cost from 2 worker threads x \
+         {TASKS} tasks, each looking up principals in its own order, criterion medians.\n"
+    );
+    let _ = writeln!(
+        r,
+        "| | heap per warm principal (token included) | per request | vs DashMap |\n| --- | --- | --- | --- |"
+    );
+    let _ = writeln!(
+        r,
+        "| partner-auth `KeyedCache::get(id)` + `get()` | {:.0} B | {ours:.1} ns | {:.2}x |",
+        mem.ours,
+        ours / dash
+    );
+    let _ = writeln!(
+        r,
+        "| partner-auth `PartnerApp::tenant(id)?.get()` | (as above: same map and entry) | {app:.1} ns | {:.2}x |",
+        app / dash
+    );
+    let _ = writeln!(
+        r,
+        "| `moka::sync::Cache<String, AccessToken>` (bounded) | {:.0} B | {moka:.1} ns | {:.2}x |",
+        mem.moka,
+        moka / dash
+    );
+    let _ = writeln!(
+        r,
+        "| `DashMap<String, AccessToken>` (unbounded) | {:.0} B | {dash:.1} ns | 1x |",
+        mem.dashmap
+    );
+    let _ = writeln!(
+        r,
+        "\nTargets: at most 512 B per principal; per request at most 1.5x the DashMap lookup and \
+         ahead of moka. An empty keyed cache (what every principal shares: fetcher, \
+         configuration, hit counter, map) is {} B, paid once.\n",
+        mem.empty
+    );
+    let _ = writeln!(
+        r,
+        "{CHURN} distinct principals through the default bound (10,000) in {:.1} s, with one \
+         principal's fetch in flight and 4 callers waiting on it throughout: peak heap {:.1} MiB \
+         above the start ({:.1} MiB), {} entries kept at the end; the waited-on entry {}, and the \
+         fetches made for it from its release on: {} (1: the one in flight, none again).\n",
+        churn.elapsed.as_secs_f64(),
+        churn.peak as f64 / 1_048_576.0,
+        churn.baseline as f64 / 1_048_576.0,
+        churn.kept,
+        if churn.slow_kept {
+            "was kept"
+        } else {
+            "WAS EVICTED"
+        },
+        churn.slow_fetches,
+    );
+    let out = target_dir().join("bench-keyed.md");
+    std::fs::write(&out, r).expect("write the report");
+    eprintln!("report written to {}", out.display());
+}
