@@ -298,17 +298,7 @@ async fn a_holder_killed_mid_fetch_is_taken_over_after_its_lease() {
     if std::env::var("FLEET_REPLICA").is_ok() {
         return;
     }
-    let redis = RedisServer::start();
-    let emulator = emulator(Duration::from_secs(600)).await;
-    emulator.inject(
-        Endpoint::AerionToken,
-        Fault::Delay(Duration::from_secs(30)),
-        1,
-    );
-    let login = [
-        ("AERION_USERNAME", USERNAME.to_owned()),
-        ("AERION_PASSWORD", PASSWORD.to_owned()),
-    ];
+    let (redis, emulator, login) = one_slow_login(Duration::from_secs(30)).await;
     let holder = Replica::start(&redis, &emulator, &login, 1, 0, 1_000);
     wait_for_requests(&emulator, 1).await;
     holder.signal("KILL");
@@ -346,17 +336,7 @@ async fn a_holder_stopped_past_its_lease_is_refused_its_save_and_adopts_the_newe
     if std::env::var("FLEET_REPLICA").is_ok() {
         return;
     }
-    let redis = RedisServer::start();
-    let emulator = emulator(Duration::from_secs(600)).await;
-    emulator.inject(
-        Endpoint::AerionToken,
-        Fault::Delay(Duration::from_millis(1_500)),
-        1,
-    );
-    let login = [
-        ("AERION_USERNAME", USERNAME.to_owned()),
-        ("AERION_PASSWORD", PASSWORD.to_owned()),
-    ];
+    let (redis, emulator, login) = one_slow_login(Duration::from_millis(1_500)).await;
     let stalled = Replica::start(&redis, &emulator, &login, 1, 0, 1_000);
     wait_for_requests(&emulator, 1).await;
     stalled.signal("STOP");
@@ -379,6 +359,22 @@ async fn a_holder_stopped_past_its_lease_is_refused_its_save_and_adopts_the_newe
         stored[0].1.access_token.secret().expose_secret(),
         newer.first().unwrap()
     );
+}
+
+/// Redis, and an emulator whose first Aerion token request answers after `delay`; the
+/// variables of a password login (a grant safe to repeat: the kill and stop cases spend no
+/// refresh token in flight).
+async fn one_slow_login(
+    delay: Duration,
+) -> (RedisServer, RunningEmulator, [(&'static str, String); 2]) {
+    let redis = RedisServer::start();
+    let emulator = emulator(Duration::from_secs(600)).await;
+    emulator.inject(Endpoint::AerionToken, Fault::Delay(delay), 1);
+    let login = [
+        ("AERION_USERNAME", USERNAME.to_owned()),
+        ("AERION_PASSWORD", PASSWORD.to_owned()),
+    ];
+    (redis, emulator, login)
 }
 
 async fn wait_for_requests(emulator: &RunningEmulator, n: usize) {
