@@ -40,6 +40,11 @@
 //!   records when it was obtained, so an adopted token gets the same margin and lifetime limits
 //!   as a fetched one (one stored before that was recorded gets the full margin, and is not
 //!   reused when it has no expiry).
+//! - A save the store refuses because this holder's lock was superseded
+//!   ([`Error::StoreFenced`]: its lease ran out and another holder took over) ends with the
+//!   stored state read again and adopted; the state this fetch produced is dropped. A store that
+//!   cannot be reached ([`Error::StoreUnavailable`]) is fetched around only for a fetcher whose
+//!   grant is safe to repeat ([`Fetch::repeatable_without_store`]); the result is not saved.
 //! - A state that could not be saved is not lost silently: the token is still served (and the
 //!   state kept in memory), the failure is logged at `ERROR`, and
 //!   [`store_error`](CachedTokenProvider::store_error) (also on the trait) reports it until a
@@ -264,6 +269,10 @@ impl<F: Fetch> KeyedFetch for Single<F> {
 
     fn store_key(&self, _: &()) -> Option<StoreKey> {
         self.0.store_key()
+    }
+
+    fn repeatable_without_store(&self, _: &()) -> bool {
+        self.0.repeatable_without_store()
     }
 }
 
@@ -966,7 +975,24 @@ impl<F: KeyedFetch> Slot<F> {
         let key = &key;
         // Held across read-fetch-write, so no other holder of this store spends the same refresh
         // token; released when dropped, however this ends.
-        let lock = store.lock(key).await?;
+        let lock = match store.lock(key).await {
+            Ok(lock) => lock,
+            // The store cannot be reached: a grant that spends nothing is fetched here, once
+            // per process, and not saved; any other waits for the store (a refresh token spent
+            // outside the fleet's lock could be spent twice).
+            Err(Error::StoreUnavailable { reason })
+                if fetcher.repeatable_without_store(&self.principal) =>
+            {
+                warn!(
+                    cache = self.config().name,
+                    error = %reason,
+                    "the token store is unavailable: fetching without it (the grant is safe to repeat)"
+                );
+                let state = fetcher.fetch(&self.principal, None).await?;
+                return Ok(Fetched::New(self.stamp(state)));
+            }
+            Err(e) => return Err(e),
+        };
         // Read under the lock: a `forget` that took it first has cleared what it forgot.
         let epoch = self.lock().epoch;
         let previous = previous();
@@ -1011,6 +1037,29 @@ impl<F: KeyedFetch> Slot<F> {
         }
         match store.save(key, &state, &lock).await {
             Ok(()) => self.lock().update(|rare| rare.unsaved = None),
+            Err(Error::StoreFenced { reason }) => {
+                // Our lease ran out during the fetch and another holder took the lock: what it
+                // saved is what the rest of the store's users hold (its refresh token is the one
+                // the provider will accept next), so it wins over ours, which is dropped.
+                drop(lock);
+                warn!(
+                    cache = self.config().name,
+                    key = %key,
+                    error = %reason,
+                    "the store refused our save: adopting the newer stored state"
+                );
+                let now = self.config().clock.now();
+                if let Some(stored) = store.load(key).await? {
+                    let usable = self.entry(stored, now);
+                    let valid = now < usable.soft || usable.hard().is_some_and(|hard| now < hard);
+                    let sendable = is_b64token(usable.state.access_token.secret().expose_secret());
+                    if valid && sendable {
+                        self.lock().update(|rare| rare.unsaved = None);
+                        return Ok(Fetched::Adopted(usable));
+                    }
+                }
+                return Err(Error::store_fenced(reason));
+            }
             Err(e) => {
                 // The new state is still returned and cached in memory (dropping a rotated
                 // refresh token because the disk is full would lock the user out), the next
