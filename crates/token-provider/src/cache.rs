@@ -664,7 +664,7 @@ impl<F: KeyedFetch> Slot<F> {
                 rare.failure = None;
             });
         } else {
-            control.update(|rare| rare.failure = None);
+            control.clear_rare(|rare| rare.failure = None);
         }
     }
 
@@ -1018,7 +1018,7 @@ impl<F: KeyedFetch> Slot<F> {
             if now < usable.soft && sendable && !is_rejected && (first_load || !ours) {
                 debug!(cache = self.config().name, "token adopted from the store");
                 // What the store holds now is newer than the state that could not be saved.
-                self.lock().update(|rare| rare.unsaved = None);
+                self.lock().clear_rare(|rare| rare.unsaved = None);
                 return Ok(Fetched::Adopted(usable));
             }
         }
@@ -1036,7 +1036,7 @@ impl<F: KeyedFetch> Slot<F> {
             return Ok(Fetched::New(state));
         }
         match store.save(key, &state, &lock).await {
-            Ok(()) => self.lock().update(|rare| rare.unsaved = None),
+            Ok(()) => self.lock().clear_rare(|rare| rare.unsaved = None),
             Err(Error::StoreFenced { reason }) => {
                 // Our lease ran out during the fetch and another holder took the lock: what it
                 // saved is what the rest of the store's users hold (its refresh token is the one
@@ -1054,7 +1054,7 @@ impl<F: KeyedFetch> Slot<F> {
                     let valid = now < usable.soft || usable.hard().is_some_and(|hard| now < hard);
                     let sendable = is_b64token(usable.state.access_token.secret().expose_secret());
                     if valid && sendable {
-                        self.lock().update(|rare| rare.unsaved = None);
+                        self.lock().clear_rare(|rare| rare.unsaved = None);
                         return Ok(Fetched::Adopted(usable));
                     }
                 }
