@@ -362,10 +362,10 @@ fn bench(extra: &[String]) -> Result {
     // Each benchmark writes its section of the report; BENCHMARKS.md is their concatenation,
     // in this order.
     let benches = [
-        ("token-provider", "cache", "bench-report.md"),
+        ("partner-auth-benches", "cache", "bench-report.md"),
         ("partner-auth-benches", "keyed", "bench-keyed.md"),
         ("partner-auth-benches", "cold_start", "bench-cold-start.md"),
-        ("partner-auth-redis", "fleet", "bench-report-redis.md"),
+        ("partner-auth-benches", "fleet", "bench-report-redis.md"),
     ];
     // The Redis store's benchmark starts a real redis-server.
     ensure_redis_server()?;

@@ -6,42 +6,29 @@
 //! Writes `target/bench-cold-start.md`; `cargo xtask bench` puts it into BENCHMARKS.md.
 
 use std::fmt::Write as _;
-use std::path::PathBuf;
+
+use partner_auth_benches::{emulated_partner_app, write_report};
 use std::time::Duration;
 
-use aurora_solar_auth::{PartnerApp, RateLimit};
-use partner_auth_emulator::{
-    DEFAULT_AURORA_SOLAR_APPLICATION_ID, DEFAULT_AURORA_SOLAR_APPLICATION_KEY, Emulator, Endpoint,
-};
+use aurora_solar_auth::{KeyedConfig, RateLimit};
+use partner_auth_emulator::Endpoint;
 use tokio::time::Instant;
 
 const TENANTS: usize = 2_000;
 const REQUESTS: u32 = 90;
 const WINDOW: Duration = Duration::from_secs(1);
 
-fn target_dir() -> PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target"))
-}
-
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     // Criterion's harness flags (`--bench`) are accepted and ignored: this runs once.
     let ids: Vec<String> = (0..TENANTS).map(|i| format!("tenant-{i:05}")).collect();
-    let emulator = Emulator::builder()
-        .aurora_solar_tenants(ids.iter().cloned())
-        .aurora_solar_rate_limit(REQUESTS, WINDOW)
-        .start()
-        .await
-        .unwrap();
-    let app = PartnerApp::builder()
-        .base_url(emulator.aurora_solar_base())
-        .application_id(DEFAULT_AURORA_SOLAR_APPLICATION_ID)
-        .application_key(DEFAULT_AURORA_SOLAR_APPLICATION_KEY)
-        .rate_limit(RateLimit::new(REQUESTS, WINDOW).unwrap())
-        .build()
-        .unwrap();
+    let (app, emulator) = emulated_partner_app(
+        &ids,
+        Some((REQUESTS, WINDOW)),
+        Some(RateLimit::new(REQUESTS, WINDOW).unwrap()),
+        KeyedConfig::new(),
+    )
+    .await;
     let started = Instant::now();
     let tasks: Vec<_> = ids
         .iter()
@@ -84,7 +71,5 @@ async fn main() {
         r,
         "\nTargets: zero 429s, wall time within 10% of the least possible.\n"
     );
-    let out = target_dir().join("bench-cold-start.md");
-    std::fs::write(&out, r).expect("write the report");
-    eprintln!("report written to {}", out.display());
+    write_report("bench-cold-start.md", &r);
 }

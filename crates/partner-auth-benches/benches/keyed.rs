@@ -10,18 +10,15 @@
 //! Writes `target/bench-keyed.md`; `cargo xtask bench` puts it into BENCHMARKS.md.
 
 use std::fmt::Write as _;
-use std::path::PathBuf;
+
+use partner_auth_benches::{emulated_partner_app, median, target_dir, write_report};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use aurora_solar_auth::PartnerApp;
 use cap::Cap;
 use criterion::Criterion;
 use dashmap::DashMap;
-use partner_auth_emulator::{
-    DEFAULT_AURORA_SOLAR_APPLICATION_ID, DEFAULT_AURORA_SOLAR_APPLICATION_KEY, Emulator,
-};
 use token_provider::{
     AccessToken, CacheConfig, Error, KeyedCache, KeyedConfig, KeyedFetch, SharedClock, TokenState,
     async_trait, system_clock,
@@ -212,19 +209,8 @@ fn per_request(c: &mut Criterion, rt: &Runtime, keys: &Arc<Vec<String>>) {
 
     // PartnerApp against the emulator, every tenant warm (unpaced, to warm 10,000 at once).
     let (app, _emulator) = rt.block_on(async {
-        let emulator = Emulator::builder()
-            .aurora_solar_tenants(keys.iter().cloned())
-            .start()
-            .await
-            .unwrap();
-        let app = PartnerApp::builder()
-            .base_url(emulator.aurora_solar_base())
-            .application_id(DEFAULT_AURORA_SOLAR_APPLICATION_ID)
-            .application_key(DEFAULT_AURORA_SOLAR_APPLICATION_KEY)
-            .rate_limit(None)
-            .keyed(KeyedConfig::new().max_entries(BOUND))
-            .build()
-            .unwrap();
+        let keyed = KeyedConfig::new().max_entries(BOUND);
+        let (app, emulator) = emulated_partner_app(keys, None, None, keyed).await;
         for k in keys.iter() {
             app.tenant(k).unwrap().get().await.unwrap();
         }
@@ -330,26 +316,6 @@ fn churn(rt: &Runtime) -> Churn {
     })
 }
 
-fn target_dir() -> PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target"))
-}
-
-fn median(group: &str, id: &str) -> Option<f64> {
-    let path = target_dir()
-        .join("criterion")
-        .join(group)
-        .join(id)
-        .join("new/estimates.json");
-    let text = std::fs::read_to_string(path).ok()?;
-    // `"median":{"confidence_interval":{...},"point_estimate":N,...}`
-    let median = &text[text.find("\"median\"")?..];
-    let at = median.find("\"point_estimate\":")? + "\"point_estimate\":".len();
-    let end = median[at..].find([',', '}'])?;
-    median[at..at + end].trim().parse().ok()
-}
-
 fn main() {
     let mut c = Criterion::default()
         .output_directory(&target_dir().join("criterion"))
@@ -426,7 +392,5 @@ fn main() {
         },
         churn.slow_fetches,
     );
-    let out = target_dir().join("bench-keyed.md");
-    std::fs::write(&out, r).expect("write the report");
-    eprintln!("report written to {}", out.display());
+    write_report("bench-keyed.md", &r);
 }

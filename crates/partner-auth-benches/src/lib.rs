@@ -1,3 +1,67 @@
-//! Benchmarks only: `benches/keyed.rs` (many principals: memory, per-request cost, churn) and
-//! `benches/cold_start.rs` (a cold start over many tenants against the emulator's rate limit).
-//! Run them with `cargo xtask bench`, which writes their figures into `BENCHMARKS.md`.
+//! The workspace's benchmarks, in one crate so they share their helpers and their baselines
+//! (moka, dashmap) stay out of the published crates:
+//!
+//! - `benches/cache.rs`: one token's cache against the caches users hand-roll;
+//! - `benches/keyed.rs`: many principals (memory, per-request cost, churn) against `DashMap` and
+//!   `moka`;
+//! - `benches/cold_start.rs`: a cold start over many tenants against the emulator's rate limit;
+//! - `benches/fleet.rs`: the Redis store's round trips and fetches per expiry, and its hit.
+//!
+//! Run them with `cargo xtask bench`, which writes their sections into `BENCHMARKS.md`.
+
+use std::path::PathBuf;
+
+use aurora_solar_auth::{KeyedConfig, PartnerApp, RateLimit};
+use partner_auth_emulator::{
+    DEFAULT_AURORA_SOLAR_APPLICATION_ID, DEFAULT_AURORA_SOLAR_APPLICATION_KEY, Emulator,
+    RunningEmulator,
+};
+
+/// The workspace's target directory, where criterion and the reports write.
+pub fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target"))
+}
+
+/// The median criterion measured for `group/id`, in ns.
+pub fn median(group: &str, id: &str) -> Option<f64> {
+    let path = target_dir()
+        .join("criterion")
+        .join(group)
+        .join(id)
+        .join("new/estimates.json");
+    let json: serde_json::Value = serde_json::from_slice(&std::fs::read(path).ok()?).ok()?;
+    json["median"]["point_estimate"].as_f64()
+}
+
+/// Writes a benchmark's section of the report to `target/<name>`.
+pub fn write_report(name: &str, report: &str) {
+    let out = target_dir().join(name);
+    std::fs::write(&out, report).expect("write the report");
+    eprintln!("report written to {}", out.display());
+}
+
+/// An emulator serving `tenants` (each Aurora Solar key limited to `limit` = (requests,
+/// window) when given), and a partner app on it paced by `pace`, its map bounded by `keyed`.
+pub async fn emulated_partner_app(
+    tenants: &[String],
+    limit: Option<(u32, std::time::Duration)>,
+    pace: Option<RateLimit>,
+    keyed: KeyedConfig,
+) -> (PartnerApp, RunningEmulator) {
+    let mut emulator = Emulator::builder().aurora_solar_tenants(tenants.iter().cloned());
+    if let Some((requests, window)) = limit {
+        emulator = emulator.aurora_solar_rate_limit(requests, window);
+    }
+    let emulator = emulator.start().await.expect("the emulator starts");
+    let app = PartnerApp::builder()
+        .base_url(emulator.aurora_solar_base())
+        .application_id(DEFAULT_AURORA_SOLAR_APPLICATION_ID)
+        .application_key(DEFAULT_AURORA_SOLAR_APPLICATION_KEY)
+        .rate_limit(pace)
+        .keyed(keyed)
+        .build()
+        .expect("a partner app on the emulator");
+    (app, emulator)
+}

@@ -4,8 +4,9 @@
 //! Run with `cargo xtask bench`, which writes BENCHMARKS.md from `target/bench-report.md`.
 
 use std::fmt::Write as _;
+
+use partner_auth_benches::{median, target_dir, write_report};
 use std::future::Future;
-use std::path::PathBuf;
 use std::pin::pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -406,23 +407,6 @@ fn fmt_ns(ns: f64) -> String {
     }
 }
 
-fn target_dir() -> PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target"))
-}
-
-/// The median criterion measured for `group/id`, in ns.
-fn median(group: &str, id: &str) -> Option<f64> {
-    let path = target_dir()
-        .join("criterion")
-        .join(group)
-        .join(id)
-        .join("new/estimates.json");
-    let json: serde_json::Value = serde_json::from_slice(&std::fs::read(path).ok()?).ok()?;
-    json["median"]["point_estimate"].as_f64()
-}
-
 fn main() {
     let mut c = Criterion::default()
         .output_directory(&target_dir().join("criterion"))
@@ -600,7 +584,5 @@ fn main() {
         "\nTarget: p99 under 1 ms (no caller waits for the refresh). Background refreshes started: \
          {ours_refreshes}."
     );
-    let out = target_dir().join("bench-report.md");
-    std::fs::write(&out, r).expect("write the report");
-    eprintln!("report written to {}", out.display());
+    write_report("bench-report.md", &r);
 }

@@ -10,7 +10,8 @@
 //! Run with `cargo xtask bench`, which appends `target/bench-report-redis.md` to BENCHMARKS.md.
 
 use std::fmt::Write as _;
-use std::path::PathBuf;
+
+use partner_auth_benches::{median, target_dir, write_report};
 use std::pin::pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -151,22 +152,6 @@ async fn measure(server: &RedisServer, n: usize, together: bool) -> (f64, f64) {
     )
 }
 
-fn target_dir() -> PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target"))
-}
-
-fn median(group: &str, id: &str) -> Option<f64> {
-    let path = target_dir()
-        .join("criterion")
-        .join(group)
-        .join(id)
-        .join("new/estimates.json");
-    let json: serde_json::Value = serde_json::from_slice(&std::fs::read(path).ok()?).ok()?;
-    json["median"]["point_estimate"].as_f64()
-}
-
 /// Polls a future once; the hit paths complete without waiting.
 fn ready<F: Future>(f: F) -> F::Output {
     let mut f = pin!(f);
@@ -276,7 +261,5 @@ fn main() {
         fmt(median("redis_hit", "no_store")),
         fmt(median("redis_hit", "redis_store"))
     );
-    let out = target_dir().join("bench-report-redis.md");
-    std::fs::write(&out, r).unwrap();
-    eprintln!("wrote {}", out.display());
+    write_report("bench-report-redis.md", &r);
 }
