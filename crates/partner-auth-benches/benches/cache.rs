@@ -438,7 +438,7 @@ fn main() {
     let _ = writeln!(r, "# Benchmarks\n");
     let _ = writeln!(
         r,
-        "Made by `cargo xtask bench` (criterion; `crates/token-provider/benches/cache.rs`) on a \
+        "Made by `cargo xtask bench` (criterion; `crates/partner-auth-benches/benches/cache.rs`) on a \
          {}-core machine; every figure below comes from the same run. Criterion figures are \
          medians.\n",
         std::thread::available_parallelism().map_or(0, |n| n.get())

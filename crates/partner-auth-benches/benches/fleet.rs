@@ -223,7 +223,7 @@ fn main() {
     let mut r = String::new();
     let _ = writeln!(
         r,
-        "## Redis fleet store (`crates/partner-auth-redis/benches/fleet.rs`)\n"
+        "## Redis fleet store (`crates/partner-auth-benches/benches/fleet.rs`)\n"
     );
     let _ = writeln!(
         r,
