@@ -144,16 +144,14 @@ async fn run(kind: ProviderKind, tasks: usize, n_cycles: usize, calls_per_phase:
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v))
         .collect();
-    let options = ProviderOptions {
-        http: Some(http()),
-        clock: Some(Arc::new(clock.clone())),
-        cache: Some(
+    let options = ProviderOptions::new()
+        .http(http())
+        .clock(Arc::new(clock.clone()))
+        .cache(
             CacheConfig::new()
                 .backoff(Duration::from_secs(1), Duration::from_secs(2))
                 .load_timeout(Duration::from_secs(20)),
-        ),
-        ..ProviderOptions::default()
-    };
+        );
     let provider: Arc<dyn TokenProvider> =
         from_lookup(kind, |n| vars.get(n).cloned(), &options).unwrap();
     let endpoint = token_endpoint(kind);

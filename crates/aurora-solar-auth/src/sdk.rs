@@ -33,7 +33,28 @@ const NOT_FOUND: &str = "no such tenant or user, or the API key has no access to
 ///
 /// Only `email` is needed to find an existing user; `first_name` and `last_name` are needed only
 /// if the user has to be invited (`phone` is optional then).
+///
+/// The struct is `#[non_exhaustive]` (it may gain a field in a minor release): make one with
+/// [`new`](Self::new) and the `with_` methods, read its fields directly.
+///
+/// ```
+/// use aurora_solar_auth::SdkUser;
+///
+/// let user = SdkUser::new("ada@example.com")
+///     .with_name("Ada", "Lovelace")
+///     .with_phone("+44 20 7946 0000");
+/// assert_eq!(user.first_name.as_deref(), Some("Ada"));
+/// ```
+///
+/// A struct literal does not compile outside this crate:
+///
+/// ```compile_fail
+/// let user = aurora_solar_auth::SdkUser {
+///     email: "ada@example.com".into(), first_name: None, last_name: None, phone: None,
+/// };
+/// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct SdkUser {
     /// The user's email, matched case-insensitively (`AURORA_SOLAR_USER_EMAIL`).
     pub email: String,

@@ -293,6 +293,7 @@ async fn refusals_are_rejections_and_not_retried() {
             status: got,
             code: got_code,
             description: got_description,
+            ..
         } = &err
         else {
             panic!("{status}: {err:?}");
@@ -512,7 +513,7 @@ async fn a_5xx_to_the_exchange_is_not_retried() {
     let clock = clock();
     let tenant = app(&server, &clock).embedded("t1", "sess-5xx").unwrap();
     let err = tenant.token().await.unwrap_err();
-    assert!(matches!(err, Error::Status { status: 503 }), "{err:?}");
+    assert!(matches!(err, Error::Status { status: 503, .. }), "{err:?}");
     clock.advance(Duration::from_secs(600));
     assert!(tenant.token().await.unwrap_err().needs_user_action());
     mock.assert_async().await;
@@ -557,7 +558,7 @@ fn keys_of_the_other_environment_are_refused_at_build_time() {
         (Environment::Production, "rk_sand_abc123"),
     ] {
         let err = build(env, key).unwrap_err();
-        let Error::Config { field, reason } = &err else {
+        let Error::Config { field, reason, .. } = &err else {
             panic!("{env} {key}: {err:?}");
         };
         assert_eq!(field, "AURORA_SOLAR_APPLICATION_KEY");

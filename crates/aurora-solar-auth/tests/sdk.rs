@@ -219,11 +219,7 @@ async fn missing_names_stop_after_the_lookup_and_before_any_invite() {
             "AURORA_SOLAR_USER_FIRST_NAME",
         ),
         (
-            SdkUser {
-                first_name: Some("Only".into()),
-                last_name: Some("  ".into()),
-                ..SdkUser::new("nobody@example.com")
-            },
+            SdkUser::new("nobody@example.com").with_name("Only", "  "),
             "AURORA_SOLAR_USER_LAST_NAME",
         ),
     ] {

@@ -145,6 +145,7 @@ async fn http_401_is_a_bad_credentials_rejection() {
             status,
             code,
             description,
+            ..
         } => {
             assert_eq!(*status, Some(401));
             assert_eq!(code.as_deref(), Some("access_denied"));
@@ -261,7 +262,7 @@ async fn http_429_past_the_retries_is_rate_limited() {
     let aurora = builder(&server).build().unwrap();
     let err = aurora.token().await.unwrap_err();
     assert!(
-        matches!(err, Error::RateLimited { retry_after: Some(d) } if d == Duration::ZERO),
+        matches!(err, Error::RateLimited { retry_after: Some(d), .. } if d == Duration::ZERO),
         "{err:?}"
     );
     assert!(err.is_transient());
@@ -819,7 +820,7 @@ fn from_env_reads_exactly_the_documented_variables() {
 
     let err_field = |pairs: &'static [(&'static str, &'static str)]| {
         match aurora_uk_auth::AuroraUkBuilder::from_env_with(vars(pairs)).unwrap_err() {
-            Error::Config { field, reason } => (field, reason),
+            Error::Config { field, reason, .. } => (field, reason),
             other => panic!("{other:?}"),
         }
     };

@@ -177,7 +177,7 @@ async fn a_transient_refresh_failure_keeps_the_old_token_until_hard_expiry() {
             if n == 0 {
                 Ok(token_n(&c2, 0, HOUR))
             } else {
-                Err(Error::Status { status: 503 })
+                Err(Error::http_status(503))
             }
         },
     );
@@ -203,7 +203,7 @@ async fn a_transient_refresh_failure_keeps_the_old_token_until_hard_expiry() {
     tokio::time::sleep(expires_at.duration_since(h.now()).unwrap() + Duration::from_secs(600))
         .await;
     let err = h.provider.token().await.unwrap_err();
-    assert!(matches!(err, Error::Status { status: 503 }), "{err:?}");
+    assert!(matches!(err, Error::Status { status: 503, .. }), "{err:?}");
 }
 
 #[tokio::test(start_paused = true)]
@@ -212,9 +212,7 @@ async fn transient_failures_back_off_and_honour_retry_after() {
         Duration::from_millis(10),
         |c| c,
         move |_, _| {
-            Err(Error::RateLimited {
-                retry_after: Some(Duration::from_secs(120)),
-            })
+            Err(Error::rate_limited(Some(Duration::from_secs(120))))
         },
     );
     let err = h.provider.token().await.unwrap_err();
@@ -572,9 +570,7 @@ async fn a_retry_after_of_a_day_is_capped_by_the_longest_backoff() {
         Duration::ZERO,
         |c| c.backoff(Duration::from_secs(1), Duration::from_secs(60)),
         |_, _| {
-            Err(Error::RateLimited {
-                retry_after: Some(Duration::from_secs(86_400)),
-            })
+            Err(Error::rate_limited(Some(Duration::from_secs(86_400))))
         },
     );
     assert!(h.provider.token().await.is_err());
