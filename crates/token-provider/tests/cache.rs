@@ -12,9 +12,7 @@ use token_provider::{
 const HOUR: Duration = Duration::from_secs(3600);
 const MIN: Duration = Duration::from_secs(60);
 
-fn t0() -> SystemTime {
-    SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000)
-}
+use token_provider::testing::epoch as t0;
 
 type Script = dyn Fn(usize, Option<&TokenState>) -> Result<TokenState, Error> + Send + Sync;
 
