@@ -133,7 +133,7 @@ struct Report {
 
 async fn run(kind: ProviderKind, tasks: usize, n_cycles: usize, calls_per_phase: usize) -> Report {
     let started = tokio::time::Instant::now();
-    let clock = ManualClock::new(SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000));
+    let clock = token_provider::testing::fixed_clock();
     let emulator = Emulator::builder()
         .clock(Arc::new(clock.clone()))
         .start()
