@@ -20,13 +20,12 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use partner_auth::{
     CacheConfig, Clock, HttpClient, ProviderKind, ProviderOptions, TokenProvider, from_lookup,
 };
 use partner_auth_emulator::{Emulator, Endpoint, Fault};
-use token_provider::ManualClock;
 use tokio::sync::Barrier;
 
 /// One expiry cycle: where the clock goes, and the fault the token endpoint meets.
