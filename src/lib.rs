@@ -184,10 +184,9 @@ impl FromStr for ProviderKind {
 /// Builds the provider of `kind` from the SPEC section 5 environment variables. A variable that
 /// is set but not UTF-8 is refused by name (not read as unset).
 pub fn from_env(kind: ProviderKind) -> Result<Arc<dyn TokenProvider>, Error> {
-    let env = token_provider::ProcessEnv::new();
-    let provider = from_lookup(kind, |name| env.get(name), &ProviderOptions::default());
-    env.check()?;
-    provider
+    token_provider::ProcessEnv::read(|lookup| {
+        from_lookup(kind, lookup, &ProviderOptions::default())
+    })
 }
 
 /// Builds the provider of `kind` from variables read through `lookup` (environment variable names

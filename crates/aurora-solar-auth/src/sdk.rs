@@ -301,24 +301,7 @@ impl UserJwt {
     }
 }
 
-#[async_trait]
-impl TokenProvider for UserJwt {
-    async fn token(&self) -> Result<AccessToken, Error> {
-        self.cache.token().await
-    }
-
-    fn invalidate(&self, rejected: &AccessToken) {
-        self.cache.invalidate(rejected);
-    }
-
-    fn store_error(&self) -> Option<Error> {
-        self.cache.store_error()
-    }
-
-    async fn forget(&self) -> Result<bool, Error> {
-        self.cache.forget().await
-    }
-}
+token_provider::forward_token_provider!(UserJwt => |this| &this.cache);
 
 /// Looks up (or invites) any user of one tenant and generates a JWT for them.
 struct SdkFetcher {
@@ -596,10 +579,7 @@ impl ClientSdkBuilder {
     /// A builder from the process environment; see [`from_env_with`](Self::from_env_with). A
     /// variable that is set but not UTF-8 is refused by name.
     pub fn from_env() -> Result<Self, Error> {
-        let env = token_provider::ProcessEnv::new();
-        let builder = Self::from_env_with(|name| env.get(name));
-        env.check()?;
-        builder
+        token_provider::ProcessEnv::read(|lookup| Self::from_env_with(lookup))
     }
 
     /// A builder from `AURORA_SOLAR_ENV`, `AURORA_SOLAR_BASE_URL`, `AURORA_SOLAR_API_KEY`,

@@ -966,7 +966,10 @@ async fn refresh_discovery_fetches_the_document_again_now() {
     assert_eq!(aurora.discovered_at(), Some(epoch()));
     clock.advance(Duration::from_secs(60));
     aurora.refresh_discovery().await.unwrap();
-    assert_eq!(aurora.discovered_at(), Some(epoch() + Duration::from_secs(60)));
+    assert_eq!(
+        aurora.discovered_at(),
+        Some(epoch() + Duration::from_secs(60))
+    );
     assert_eq!(
         aurora.token_endpoint().unwrap().as_str(),
         format!("{}/oauth/token", server.url())

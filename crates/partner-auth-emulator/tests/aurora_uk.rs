@@ -11,8 +11,8 @@ use partner_auth_emulator::{
     DEFAULT_AURORA_UK_AUDIENCE, DEFAULT_AURORA_UK_CLIENT_ID, DEFAULT_AURORA_UK_CLIENT_SECRET,
     Emulator, Endpoint, RunningEmulator,
 };
-use token_provider::http::{Repeat, Request, Response};
 use token_provider::Secret;
+use token_provider::http::{Repeat, Request, Response};
 
 async fn body_grant(
     emu: &RunningEmulator,

@@ -209,9 +209,7 @@ async fn transient_failures_back_off_and_honour_retry_after() {
     let h = harness(
         Duration::from_millis(10),
         |c| c,
-        move |_, _| {
-            Err(Error::rate_limited(Some(Duration::from_secs(120))))
-        },
+        move |_, _| Err(Error::rate_limited(Some(Duration::from_secs(120)))),
     );
     let err = h.provider.token().await.unwrap_err();
     assert_eq!(err.retry_after(), Some(Duration::from_secs(120)));
@@ -567,9 +565,7 @@ async fn a_retry_after_of_a_day_is_capped_by_the_longest_backoff() {
     let h = harness(
         Duration::ZERO,
         |c| c.backoff(Duration::from_secs(1), Duration::from_secs(60)),
-        |_, _| {
-            Err(Error::rate_limited(Some(Duration::from_secs(86_400))))
-        },
+        |_, _| Err(Error::rate_limited(Some(Duration::from_secs(86_400)))),
     );
     assert!(h.provider.token().await.is_err());
     tokio::time::sleep(Duration::from_secs(59)).await;

@@ -363,7 +363,10 @@ async fn an_oversized_body_is_cut_off_while_reading() {
         .build()
         .unwrap();
     let err = client.execute(Request::get(url)).await.unwrap_err();
-    assert!(matches!(err, Error::TooLarge { limit: 65536, .. }), "{err:?}");
+    assert!(
+        matches!(err, Error::TooLarge { limit: 65536, .. }),
+        "{err:?}"
+    );
     tokio::time::sleep(Duration::from_millis(200)).await;
     let sent = written.load(Ordering::SeqCst);
     // Socket buffers let the server run ahead of the reader a little; never anywhere near 1 GiB.

@@ -8,8 +8,8 @@ use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-use token_provider::testing::TempDir;
 use token_provider::http::{Repeat, Request, parse_base_url};
+use token_provider::testing::TempDir;
 use token_provider::{
     AccessToken, CacheConfig, CachedTokenProvider, Error, Fetch, FileStore, HttpClient, Secret,
     StoreKey, StoreLock, SystemClock, TokenProvider, TokenState, TokenStore, async_trait,

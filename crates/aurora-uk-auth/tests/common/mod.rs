@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use aurora_uk_auth::{AuroraUk, AuroraUkBuilder, Environment};
 use mockito::{Matcher, Mock, ServerGuard};
-use token_provider::{CacheConfig, ManualClock};
 pub use token_provider::testing::{epoch, fixed_clock, http_client};
+use token_provider::{CacheConfig, ManualClock};
 
 pub const CLIENT_ID: &str = "client-id-dev";
 /// Characters that form-encoding changes, so the Basic header's encoding is checked too.
