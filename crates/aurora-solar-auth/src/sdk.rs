@@ -6,11 +6,13 @@ use std::sync::Arc;
 use http::header::CONTENT_LENGTH;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+#[cfg(doc)]
+use token_provider::TokenProvider;
 use token_provider::env_value;
 use token_provider::http::{Repeat, Request, Response, join_path};
 use token_provider::{
     AccessToken, CacheStats, CachedPrincipal, Error, HttpClient, KeyedCache, KeyedConfig,
-    KeyedFetch, ProviderOptions, Secret, StoreKey, TokenProvider, TokenState, async_trait,
+    KeyedFetch, ProviderOptions, Secret, StoreKey, TokenState, async_trait,
 };
 use tracing::debug;
 use url::Url;
@@ -228,38 +230,12 @@ impl ClientSdk {
     }
 }
 
-#[async_trait]
-impl TokenProvider for ClientSdk {
-    /// The default user's JWT; [`Error::Config`] naming `AURORA_SOLAR_USER_EMAIL` when the
-    /// builder was given no user.
-    async fn token(&self) -> Result<AccessToken, Error> {
-        match &self.default {
-            Some(user) => user.token().await,
-            None => Err(Error::config(
-                USER_EMAIL_VAR,
-                "is required to use the client sdk as a token provider (or call `user(..)`)",
-            )),
-        }
-    }
-
-    fn invalidate(&self, rejected: &AccessToken) {
-        if let Some(user) = &self.default {
-            user.invalidate(rejected);
-        }
-    }
-
-    fn store_error(&self) -> Option<Error> {
-        self.default.as_ref().and_then(|p| p.store_error())
-    }
-
-    /// Forgets the default principal (nothing without one).
-    async fn forget(&self) -> Result<bool, Error> {
-        match &self.default {
-            Some(p) => p.forget().await,
-            None => Ok(false),
-        }
-    }
-}
+// The default user's JWT; `Error::Config` naming `AURORA_SOLAR_USER_EMAIL` when the builder
+// was given no user.
+token_provider::forward_token_provider!(ClientSdk => |this| this.default.as_ref(), or Error::config(
+    USER_EMAIL_VAR,
+    "is required to use the client sdk as a token provider (or call `user(..)`)",
+));
 
 /// The cached Client SDK JWT of one user: a [`TokenProvider`]. Cheap to clone; clones share the
 /// cache.

@@ -80,6 +80,11 @@ pub trait TokenProvider: Send + Sync + fmt::Debug {
 /// `forward_token_provider!(MyProvider => |this| &this.inner);`, or with generics,
 /// `forward_token_provider!([P: TokenProvider + ?Sized] Wrapper<P> => |this| &this.0);`.
 ///
+/// A provider that may hold none (a map of principals with an optional default one) names the
+/// error to answer `token` with when it holds none, after `, or`:
+/// `forward_token_provider!(Map => |this| this.default.as_ref(), or Error::config("DEFAULT", "is required"));`
+/// (then `invalidate` does nothing, `store_error` is `None` and `forget` is `Ok(false)`).
+///
 /// The one definition of a forwarding provider: a method the trait gains later is forwarded by
 /// every wrapper at once, rather than left at its default by one that was forgotten.
 ///
@@ -133,6 +138,43 @@ macro_rules! forward_token_provider {
                 $crate::TokenProvider::forget($target).await
             }
         }
+    };
+    ([$($generics:tt)*] $ty:ty => |$this:ident| $target:expr, or $missing:expr) => {
+        #[$crate::async_trait]
+        impl<$($generics)*> $crate::TokenProvider for $ty {
+            async fn token(
+                &self,
+            ) -> ::core::result::Result<$crate::AccessToken, $crate::Error> {
+                let $this = self;
+                match $target {
+                    ::core::option::Option::Some(p) => $crate::TokenProvider::token(p).await,
+                    ::core::option::Option::None => ::core::result::Result::Err($missing),
+                }
+            }
+
+            fn invalidate(&self, rejected: &$crate::AccessToken) {
+                let $this = self;
+                if let ::core::option::Option::Some(p) = $target {
+                    $crate::TokenProvider::invalidate(p, rejected);
+                }
+            }
+
+            fn store_error(&self) -> ::core::option::Option<$crate::Error> {
+                let $this = self;
+                $target.and_then(|p| $crate::TokenProvider::store_error(p))
+            }
+
+            async fn forget(&self) -> ::core::result::Result<bool, $crate::Error> {
+                let $this = self;
+                match $target {
+                    ::core::option::Option::Some(p) => $crate::TokenProvider::forget(p).await,
+                    ::core::option::Option::None => ::core::result::Result::Ok(false),
+                }
+            }
+        }
+    };
+    ($ty:ty => |$this:ident| $target:expr, or $missing:expr) => {
+        $crate::forward_token_provider!([] $ty => |$this| $target, or $missing);
     };
     ($ty:ty => |$this:ident| $target:expr) => {
         $crate::forward_token_provider!([] $ty => |$this| $target);

@@ -76,3 +76,29 @@ async fn every_method_reaches_the_inner_provider() {
     exercise(&Box::new(&generic)).await;
     assert_eq!(*inner.calls.lock().unwrap(), [ALL, ALL].concat());
 }
+
+#[derive(Debug)]
+struct Map {
+    default: Option<Recorder>,
+}
+
+forward_token_provider!(Map => |this| this.default.as_ref(), or Error::config("DEFAULT", "is required"));
+
+#[tokio::test]
+async fn a_provider_with_no_default_answers_the_missing_error_and_no_more() {
+    let empty = Map { default: None };
+    let err = empty.token().await.unwrap_err();
+    assert!(
+        matches!(&err, Error::Config { field, .. } if field == "DEFAULT"),
+        "{err}"
+    );
+    empty.invalidate(&AccessToken::new("stale"));
+    assert!(empty.store_error().is_none());
+    assert!(!empty.forget().await.unwrap());
+
+    let with = Map {
+        default: Some(Recorder::default()),
+    };
+    exercise(&with).await;
+    assert_eq!(*with.default.as_ref().unwrap().calls.lock().unwrap(), ALL);
+}
