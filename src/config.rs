@@ -6,15 +6,15 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::{
-    Error, FileStore, HttpClient, ProviderKind, ProviderOptions, TokenProvider, from_lookup,
-};
+use crate::{Error, HttpClient, ProviderKind, ProviderOptions, TokenProvider, from_lookup};
 
 /// Providers and shared settings, as an application's configuration file holds them.
 ///
 /// ```toml
 /// timeout_secs = 20               # each HTTP request (default 30)
-/// store = "/var/lib/app/tokens.json"  # optional: a file store shared by all providers
+/// store = "/var/lib/app/tokens.json"  # optional: a store shared by all providers
+/// # store = "rediss://:PASSWORD@cache.internal:6380/0"  # or Redis, shared by a fleet
+/// #   (feature `redis`; sealed when PARTNER_AUTH_STORE_KEY is set in the environment)
 ///
 /// [providers.billing]
 /// provider = "aerion"
@@ -39,7 +39,9 @@ pub struct Config {
     /// Seconds each HTTP request may take.
     #[serde(default)]
     pub timeout_secs: Option<u64>,
-    /// A file store path shared by every provider.
+    /// The store shared by every provider: a file path, or a `redis://` / `rediss://` URL
+    /// (feature `redis`; its entries sealed under `PARTNER_AUTH_STORE_KEY` from the process
+    /// environment when that is set, never from this file). See [`open_store`](crate::open_store).
     #[serde(default)]
     pub store: Option<std::path::PathBuf>,
     /// The providers, by the application's own names.
@@ -113,8 +115,14 @@ impl Config {
                     .build()?,
             );
         }
-        if let Some(path) = &self.store {
-            options.store = Some(Arc::new(FileStore::new(path)));
+        if let Some(spec) = &self.store {
+            let env = token_provider::ProcessEnv::new();
+            options.store = Some(crate::open_store(
+                &spec.to_string_lossy(),
+                "store",
+                |name| env.get(name),
+            )?);
+            env.check()?;
         }
         self.providers
             .iter()

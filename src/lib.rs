@@ -26,6 +26,13 @@
 //! - `aurora-solar`: [`aurora_solar`] (`aurora-solar-auth`): partner-app temporary keys and
 //!   Client SDK JWTs.
 //!
+//! Off by default:
+//!
+//! - `redis`: [`redis`] (`partner-auth-redis`): a token store on Redis that a fleet of
+//!   replicas shares, so each principal's token is fetched once per expiry for the whole fleet.
+//!   `store = "redis://…"` in a [`Config`], or `PARTNER_AUTH_STORE=redis://…` for
+//!   [`from_env`] ([`open_store`]).
+//!
 //! Authenticated calls with a 401 retry: [`auth::send_authorized`] for bare reqwest and
 //! [`auth::AuthMiddleware`] for `reqwest-middleware`.
 
@@ -33,6 +40,7 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod config;
+mod store;
 
 use std::fmt;
 use std::str::FromStr;
@@ -60,6 +68,11 @@ pub use aurora_solar_auth as aurora_solar;
 pub use aurora_uk_auth as aurora_uk;
 
 pub use crate::config::{Config, ProviderConfig};
+pub use crate::store::{STORE_KEY_VAR, STORE_VAR, is_redis_url, open_store};
+
+#[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+pub use partner_auth_redis as redis;
 
 /// The providers this build can make (each behind its feature).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -182,7 +195,8 @@ impl FromStr for ProviderKind {
 }
 
 /// Builds the provider of `kind` from the SPEC section 5 environment variables. A variable that
-/// is set but not UTF-8 is refused by name (not read as unset).
+/// is set but not UTF-8 is refused by name (not read as unset). With `PARTNER_AUTH_STORE` set,
+/// the provider keeps its state in that store ([`open_store`]: a file path, or a Redis URL).
 pub fn from_env(kind: ProviderKind) -> Result<Arc<dyn TokenProvider>, Error> {
     token_provider::ProcessEnv::read(|lookup| {
         from_lookup(kind, lookup, &ProviderOptions::default())
@@ -190,7 +204,8 @@ pub fn from_env(kind: ProviderKind) -> Result<Arc<dyn TokenProvider>, Error> {
 }
 
 /// Builds the provider of `kind` from variables read through `lookup` (environment variable names
-/// of SPEC section 5; empty values count as unset), with shared `options`.
+/// of SPEC section 5; empty values count as unset), with shared `options`. When `options` has no
+/// store and `PARTNER_AUTH_STORE` is set, that store is opened ([`open_store`]).
 pub fn from_lookup(
     kind: ProviderKind,
     lookup: impl Fn(&str) -> Option<String>,
@@ -198,6 +213,17 @@ pub fn from_lookup(
 ) -> Result<Arc<dyn TokenProvider>, Error> {
     // Blank counts as unset, by the same rule every provider's `from_env_with` follows.
     let lookup = |name: &str| token_provider::env_value(&lookup, name);
+    // A store named by the environment, unless the options already carry one.
+    let with_store;
+    let options = match (&options.store, lookup(STORE_VAR)) {
+        (None, Some(spec)) => {
+            let mut o = options.clone();
+            o.store = Some(open_store(&spec, STORE_VAR, lookup)?);
+            with_store = o;
+            &with_store
+        }
+        _ => options,
+    };
     let provider: Arc<dyn TokenProvider> = match kind {
         #[cfg(feature = "aerion")]
         ProviderKind::Aerion => Arc::new(

@@ -16,10 +16,10 @@ fn main() -> ExitCode {
             eprintln!(
                 "usage: cargo xtask <command>\n\n\
                  commands:\n  \
-                 ci      fmt check, clippy -D warnings, tests, docs -D warnings, examples, packaging, dependency rules\n  \
+                 ci      fmt check, clippy -D warnings, redis-server (installed if missing), tests, docs -D warnings, examples, packaging, dependency rules\n  \
                  deps    only the dependency rules (cargo tree)\n  \
                  package only `cargo package --workspace` (packs and builds every published crate)\n  \
-                 bench   criterion benchmarks; results in BENCHMARKS.md"
+                 bench   criterion benchmarks (the cache, the Redis store); results in BENCHMARKS.md"
             );
             Err("unknown command".into())
         }
@@ -91,6 +91,8 @@ fn ci() -> Result {
     ]);
     run("cargo clippy -D warnings", clippy)?;
 
+    // The Redis store's tests start a real redis-server: never skipped.
+    ensure_redis_server()?;
     let mut test = cargo();
     test.args(["test", "--workspace", "--all-features"]);
     run("cargo test", test)?;
@@ -300,6 +302,62 @@ fn check_dependency_rules() -> Result {
     }
 }
 
+/// Makes sure `redis-server` (and `redis-cli`) are on the PATH: installs Debian's
+/// `redis-server` package when missing and running as root with apt-get, and otherwise fails
+/// with one line saying how.
+fn ensure_redis_server() -> Result {
+    let found = |bin: &str| {
+        Command::new(bin)
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    if found("redis-server") && found("redis-cli") {
+        return Ok(());
+    }
+    let root = Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
+    let how = "redis-server is missing: install it (Debian/Ubuntu: `sudo apt-get install -y \
+               redis-server`; macOS: `brew install redis`) and run again";
+    if !(root && found_apt()) {
+        return Err(how.into());
+    }
+    eprintln!("\n==> installing redis-server (apt-get)");
+    for args in [
+        &["update", "-q"][..],
+        &[
+            "install",
+            "-y",
+            "-q",
+            "--no-install-recommends",
+            "redis-server",
+        ][..],
+    ] {
+        let status = Command::new("apt-get")
+            .args(args)
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .status()
+            .map_err(|e| format!("apt-get: {e}; {how}"))?;
+        if !status.success() {
+            return Err(format!("apt-get {} failed ({status}); {how}", args[0]));
+        }
+    }
+    if found("redis-server") && found("redis-cli") {
+        Ok(())
+    } else {
+        Err(how.into())
+    }
+}
+
+fn found_apt() -> bool {
+    Command::new("apt-get")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
 fn bench(extra: &[String]) -> Result {
     // Each benchmark writes its section of the report; BENCHMARKS.md is their concatenation,
     // in this order.
@@ -307,7 +365,10 @@ fn bench(extra: &[String]) -> Result {
         ("token-provider", "cache", "bench-report.md"),
         ("partner-auth-benches", "keyed", "bench-keyed.md"),
         ("partner-auth-benches", "cold_start", "bench-cold-start.md"),
+        ("partner-auth-redis", "fleet", "bench-report-redis.md"),
     ];
+    // The Redis store's benchmark starts a real redis-server.
+    ensure_redis_server()?;
     let mut body = String::new();
     for (package, bench, report) in benches {
         let mut cmd = cargo();

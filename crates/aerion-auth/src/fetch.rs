@@ -106,6 +106,12 @@ impl Fetch for AerionFetcher {
         Some(self.store_key.clone())
     }
 
+    /// A fetch from scratch is a password grant, safe to repeat, when a password and no refresh
+    /// token are configured; a configured refresh token would be sent first, and spent.
+    fn repeatable_without_store(&self) -> bool {
+        self.password.is_some() && self.seed_refresh_token.is_none()
+    }
+
     async fn fetch(&self, previous: Option<&TokenState>) -> Result<TokenState, Error> {
         // The newest refresh token first (the cache hands over the stored one when a store is
         // set), then the configured one if it is different and has not been refused: the user

@@ -303,6 +303,12 @@ impl KeyedFetch for PartnerFetcher {
         })
     }
 
+    /// The backend flow's application key stays good however often it is used; the embedded
+    /// flow spends its single-use session token.
+    fn repeatable_without_store(&self, tenant: &Tenant) -> bool {
+        tenant.session_token.is_none()
+    }
+
     async fn fetch(
         &self,
         tenant: &Tenant,

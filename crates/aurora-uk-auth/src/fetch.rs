@@ -231,6 +231,11 @@ impl Fetch for Fetcher {
         ))
     }
 
+    /// Client credentials: a second grant only mints another token.
+    fn repeatable_without_store(&self) -> bool {
+        true
+    }
+
     async fn fetch(&self, _previous: Option<&TokenState>) -> Result<TokenState, Error> {
         let discovered = self.discovered().await?;
         let failure = match self.request_token(&discovered.token_endpoint).await {

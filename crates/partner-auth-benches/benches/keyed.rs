@@ -34,6 +34,9 @@ use tokio::time::Instant;
 static ALLOCATOR: Cap<std::alloc::System> = Cap::new(std::alloc::System, usize::MAX);
 
 const PRINCIPALS: usize = 10_000;
+/// The bound of the bounded maps: a quarter above the working set (each map divides its bound
+/// among shards, so a map bounded at exactly the working set keeps slightly less of it).
+const BOUND: usize = PRINCIPALS + PRINCIPALS / 4;
 const TASKS: usize = 64;
 const CHURN: usize = 1_000_000;
 const LIFETIME: Duration = Duration::from_secs(13 * 3600);
@@ -119,12 +122,12 @@ struct Memory {
 
 fn memory(rt: &Runtime, keys: &[String]) -> Memory {
     let before = ALLOCATOR.allocated();
-    let empty_cache = keyed(KeyedConfig::new());
+    let empty_cache = keyed(KeyedConfig::new().max_entries(BOUND));
     let empty = ALLOCATOR.allocated() - before;
     drop(empty_cache);
 
     let (ours, cache) = heap_per_principal(|| {
-        let cache = keyed(KeyedConfig::new());
+        let cache = keyed(KeyedConfig::new().max_entries(BOUND));
         rt.block_on(async {
             for k in keys {
                 cache.get_or_insert_with(k, |k| k).get().await.unwrap();
@@ -145,11 +148,12 @@ fn memory(rt: &Runtime, keys: &[String]) -> Memory {
     drop(map);
 
     let (moka, cache) = heap_per_principal(|| {
-        let cache = moka::sync::Cache::new(PRINCIPALS as u64);
+        let cache = moka::sync::Cache::new(BOUND as u64);
         for (n, k) in keys.iter().enumerate() {
             cache.insert(k.clone(), token(n));
         }
         cache.run_pending_tasks();
+        assert_eq!(cache.entry_count(), PRINCIPALS as u64);
         cache
     });
     drop(cache);
@@ -192,14 +196,14 @@ where
 }
 
 fn per_request(c: &mut Criterion, rt: &Runtime, keys: &Arc<Vec<String>>) {
-    let cache = keyed(KeyedConfig::new());
+    let cache = keyed(KeyedConfig::new().max_entries(BOUND));
     rt.block_on(async {
         for k in keys.iter() {
             cache.get_or_insert_with(k, |k| k).get().await.unwrap();
         }
     });
     let map = Arc::new(DashMap::new());
-    let moka = moka::sync::Cache::new(PRINCIPALS as u64);
+    let moka = moka::sync::Cache::new(BOUND as u64);
     for (n, k) in keys.iter().enumerate() {
         map.insert(k.clone(), token(n));
         moka.insert(k.clone(), token(n));
@@ -218,6 +222,7 @@ fn per_request(c: &mut Criterion, rt: &Runtime, keys: &Arc<Vec<String>>) {
             .application_id(DEFAULT_AURORA_SOLAR_APPLICATION_ID)
             .application_key(DEFAULT_AURORA_SOLAR_APPLICATION_KEY)
             .rate_limit(None)
+            .keyed(KeyedConfig::new().max_entries(BOUND))
             .build()
             .unwrap();
         for k in keys.iter() {
@@ -368,7 +373,7 @@ fn main() {
         r,
         "## Many principals (`cargo xtask bench`: `crates/partner-auth-benches/benches/keyed.rs`)\n\n\
          {PRINCIPALS} warm principals (Aurora-shaped: a 36-character tenant id, a 56-character \
-         key); heap counted by the `cap` allocator; per-request cost from 2 worker threads x \
+         key) in maps bounded at {BOUND} (moka and ours); heap counted by the `cap` allocator; per-request cost from 2 worker threads x \
          {TASKS} tasks, each looking up principals in its own order, criterion medians.\n"
     );
     let _ = writeln!(

@@ -67,9 +67,7 @@ pub(crate) async fn run(args: &ApiArgs, lookup: Lookup<'_>) -> Result<Answer, Fa
     let scope = AuthScope::new(&base).map_err(fail)?;
     let request = request(args, url, &header).map_err(fail)?;
 
-    let store = setup::store_path(args.store.store.as_deref(), lookup)
-        .map_err(fail)?
-        .map(|path| setup::open_store(&path));
+    let store = setup::store(args.store.store.as_deref(), lookup).map_err(fail)?;
     let options = setup::options(lookup, store).map_err(fail)?;
     let http = options
         .http

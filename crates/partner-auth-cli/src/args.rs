@@ -49,7 +49,9 @@ aurora-solar-sdk (Client SDK JWT):
 
 every provider:
   PARTNER_AUTH_TIMEOUT     optional; seconds each request may take (1 to 86400; default 30)
-  PARTNER_AUTH_STORE       optional; the store used when --store is not given
+  PARTNER_AUTH_STORE       optional; the store used when --store is not given (a file, or
+                           redis://[:PASSWORD@]HOST:PORT/DB)
+  PARTNER_AUTH_STORE_KEY   optional; 32 bytes in base64 that seal a Redis store's entries
 
 Output: the access token alone on stdout; with --json one line
 {\"access_token\":...,\"token_type\":...,\"expires_at\":\"2026-11-22T10:00:00Z\" or null};
@@ -125,9 +127,10 @@ pub(crate) enum Command {
 /// Where state is kept between runs.
 #[derive(Debug, Args)]
 pub(crate) struct StoreArg {
-    /// Keep tokens (and refresh tokens) in FILE between runs (created with mode 0600);
+    /// Keep tokens (and refresh tokens) in FILE between runs (created with mode 0600), or in
+    /// Redis for a redis://HOST:PORT/DB or rediss:// URL (shared by a fleet);
     /// default: PARTNER_AUTH_STORE, else no store.
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE|URL")]
     pub(crate) store: Option<PathBuf>,
 }
 

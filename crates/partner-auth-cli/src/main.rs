@@ -2,10 +2,10 @@
 //! scripts and CI pipelines need them, and one authenticated call to their APIs.
 //!
 //! ```text
-//! partner-auth token <PROVIDER> [--json | --header] [--store FILE]
-//! partner-auth api <PROVIDER> <PATH|URL> [-X METHOD] [-H 'Name: value']... [-d BODY | --input FILE] [-i] [--store FILE]
-//! partner-auth status [--json] [--store FILE]
-//! partner-auth forget <PROVIDER> | --all [--store FILE]
+//! partner-auth token <PROVIDER> [--json | --header] [--store FILE|URL]
+//! partner-auth api <PROVIDER> <PATH|URL> [-X METHOD] [-H 'Name: value']... [-d BODY | --input FILE] [-i] [--store FILE|URL]
+//! partner-auth status [--json] [--store FILE|URL]
+//! partner-auth forget <PROVIDER> | --all [--store FILE|URL]
 //! partner-auth emulator [--port N]
 //! partner-auth completions <bash|elvish|fish|powershell|zsh>
 //! ```
@@ -51,6 +51,11 @@
 //! - `--store FILE` (default `PARTNER_AUTH_STORE`): the file store (mode 0600, atomic writes, a
 //!   cross-process lock): a fresh token is served with no request and no TLS set-up at all; an
 //!   expired one is renewed with the stored refresh token where the provider has one.
+//!   `--store redis://[:PASSWORD@]HOST:PORT/DB` (or `rediss://` for TLS) keeps the state in Redis
+//!   instead, shared by every host that names it, under a per-principal lock; its entries are
+//!   sealed under `PARTNER_AUTH_STORE_KEY` (32 bytes, base64) when that is set. Redis unreachable:
+//!   a password or client-credentials grant is fetched without it; a refresh-token-only or
+//!   session-token principal exits 4 naming Redis.
 //! - stderr: one line, `partner-auth: <provider>: <reason>` (or `partner-auth: <reason>`), never
 //!   a secret, never an argument.
 //!
@@ -76,7 +81,6 @@
 //! - `api` with a body and no `-X` is a `POST`; a body that parses as JSON is sent as
 //!   `application/json` unless `-H` sets a `Content-Type`. A method that is not idempotent
 //!   (`POST`, `PATCH`) is repeated after a 5xx or a timeout only when it never reached the server.
-//! - A `redis://` or `rediss://` store is refused (exit 2): this build has the file store only.
 
 mod api;
 mod args;
@@ -202,6 +206,11 @@ fn block_on<T>(future: impl Future<Output = Result<T, Failure>>) -> Result<T, Fa
             )
         })?;
     let result = runtime.block_on(future);
+    // A Redis lock dropped without a save is released on a task of its own: let it reach Redis
+    // (briefly), or the next run waits out a lease nobody holds.
+    runtime.block_on(partner_auth::redis::settle(
+        std::time::Duration::from_millis(500),
+    ));
     // The cache may have left tasks behind (a store write, a refresh); none of them may keep
     // the process alive once the answer is known.
     runtime.shutdown_background();

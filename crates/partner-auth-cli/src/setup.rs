@@ -31,25 +31,27 @@ pub(crate) fn var(lookup: Lookup<'_>, name: &str) -> Option<String> {
     partner_auth::token_provider::env_value(&lookup, name)
 }
 
-/// The store to use: `--store`, else `PARTNER_AUTH_STORE`, else none. A `redis://` or
-/// `rediss://` URL is refused as a configuration error (this build has the file store only).
+/// The store to use: `--store`, else `PARTNER_AUTH_STORE`, else none; with the setting it came
+/// from. A `redis://` or `rediss://` URL names a Redis store, anything else a file.
 pub(crate) fn store_path(
     flag: Option<&Path>,
     lookup: Lookup<'_>,
-) -> Result<Option<PathBuf>, Error> {
-    let (field, path) = match (flag, var(lookup, STORE_VAR)) {
-        (Some(path), _) => ("--store", path.to_path_buf()),
-        (None, Some(value)) => (STORE_VAR, PathBuf::from(value)),
-        (None, None) => return Ok(None),
-    };
-    let text = path.to_string_lossy().to_ascii_lowercase();
-    if text.starts_with("redis://") || text.starts_with("rediss://") {
-        return Err(Error::config(
-            field,
-            "names a Redis store, which this build of partner-auth cannot open; give a file path",
-        ));
-    }
-    Ok(Some(path))
+) -> Result<Option<(&'static str, PathBuf)>, Error> {
+    Ok(match (flag, var(lookup, STORE_VAR)) {
+        (Some(path), _) => Some(("--store", path.to_path_buf())),
+        (None, Some(value)) => Some((STORE_VAR, PathBuf::from(value))),
+        (None, None) => None,
+    })
+}
+
+/// The store `--store`/`PARTNER_AUTH_STORE` name, opened; none when neither is set.
+pub(crate) fn store(
+    flag: Option<&Path>,
+    lookup: Lookup<'_>,
+) -> Result<Option<Arc<dyn TokenStore>>, Error> {
+    store_path(flag, lookup)?
+        .map(|(field, path)| open_store(field, &path, lookup))
+        .transpose()
 }
 
 /// The store `status` and `forget` work on: one is required.
@@ -58,20 +60,32 @@ pub(crate) fn required_store(
     lookup: Lookup<'_>,
     command: &str,
 ) -> Result<Arc<dyn TokenStore>, Failure> {
-    match store_path(flag, lookup) {
-        Ok(Some(path)) => Ok(open_store(&path)),
+    match store(flag, lookup) {
+        Ok(Some(store)) => Ok(store),
         Ok(None) => Err(Failure::new(
             EXIT_CONFIG,
             None,
-            format!("{command} needs a store: give --store FILE or set {STORE_VAR}"),
+            format!(
+                "{command} needs a store: give --store FILE|redis://HOST:PORT/DB or set {STORE_VAR}"
+            ),
         )),
         Err(e) => Err(Failure::from_error(None, &e)),
     }
 }
 
-/// The file store at `path`.
-pub(crate) fn open_store(path: &Path) -> Arc<dyn TokenStore> {
-    Arc::new(FileStore::new(path.to_path_buf()))
+/// The store at `path`: a file, or Redis for a `redis://` / `rediss://` URL (sealed under
+/// `PARTNER_AUTH_STORE_KEY` when that is set). `field` names the setting in errors.
+pub(crate) fn open_store(
+    field: &str,
+    path: &Path,
+    lookup: Lookup<'_>,
+) -> Result<Arc<dyn TokenStore>, Error> {
+    match path.to_str() {
+        Some(text) if partner_auth::is_redis_url(text) => {
+            partner_auth::open_store(text, field, lookup)
+        }
+        _ => Ok(Arc::new(FileStore::new(path.to_path_buf()))),
+    }
 }
 
 /// The options every provider is built with: a lazily built HTTP client (a run served from the
@@ -170,17 +184,26 @@ mod tests {
         let env = |name: &str| (name == STORE_VAR).then(|| "/from/env.json".to_owned());
         let none = |_: &str| None;
         let flag = Path::new("/from/flag.json");
-        assert_eq!(store_path(Some(flag), &env).unwrap().as_deref(), Some(flag));
+        let path = |flag, lookup| store_path(flag, lookup).unwrap().map(|(_, p)| p);
+        assert_eq!(path(Some(flag), &env).as_deref(), Some(flag));
         assert_eq!(
-            store_path(None, &env).unwrap().as_deref(),
+            path(None, &env).as_deref(),
             Some(Path::new("/from/env.json"))
         );
-        assert_eq!(store_path(None, &none).unwrap(), None);
+        assert_eq!(path(None, &none), None);
         let blank = |name: &str| (name == STORE_VAR).then(|| " ".to_owned());
-        assert_eq!(store_path(None, &blank).unwrap(), None);
-        let redis = |name: &str| (name == STORE_VAR).then(|| "rediss://h:6380/0".to_owned());
-        let err = store_path(None, &redis).unwrap_err();
+        assert_eq!(path(None, &blank), None);
+        // A Redis URL opens a Redis store (nothing is sent until it is used).
+        let redis = |name: &str| (name == STORE_VAR).then(|| "rediss://:pw-5c@h:6380/0".to_owned());
+        let opened = store(None, &redis).unwrap().unwrap();
+        let shown = format!("{opened:?}");
+        assert!(
+            shown.contains("RedisStore") && shown.contains("rediss://h:6380/0"),
+            "{shown}"
+        );
+        assert!(!shown.contains("pw-5c"), "{shown}");
+        let bad = |name: &str| (name == STORE_VAR).then(|| "redis://h:notaport/0".to_owned());
+        let err = store(None, &bad).unwrap_err();
         assert!(err.to_string().contains(STORE_VAR), "{err}");
-        assert!(!err.to_string().contains("h:6380"), "{err}");
     }
 }

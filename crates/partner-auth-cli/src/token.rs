@@ -28,9 +28,7 @@ pub(crate) async fn run(args: &TokenArgs, lookup: Lookup<'_>) -> Result<Printed,
     } else {
         None
     };
-    let store = setup::store_path(args.store.store.as_deref(), lookup)
-        .map_err(fail)?
-        .map(|path| setup::open_store(&path));
+    let store = setup::store(args.store.store.as_deref(), lookup).map_err(fail)?;
     let options = setup::options(lookup, store).map_err(fail)?;
     let provider = setup::provider(kind, lookup, &options).map_err(fail)?;
     let token = provider.token().await.map_err(fail)?;

@@ -277,7 +277,10 @@ mod tests {
         let line = usage(&["token", "aerion", "--json", "--header"]);
         assert!(line.contains("cannot be used with"), "{line}");
         let line = usage(&["token", "aerion", "--store"]);
-        assert!(line.starts_with("'--store <FILE>' needs a value"), "{line}");
+        assert!(
+            line.starts_with("'--store <FILE|URL>' needs a value"),
+            "{line}"
+        );
         let line = usage(&["api", "aerion"]);
         assert!(line.starts_with("missing"), "{line}");
     }

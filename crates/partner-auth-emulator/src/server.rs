@@ -529,6 +529,22 @@ impl RunningEmulator {
             .count()
     }
 
+    /// The refresh tokens that were presented to Aerion's token endpoint more than once (a
+    /// rotated one spent twice), each once, in the order of their second presentation.
+    pub fn aerion_refresh_tokens_presented_twice(&self) -> Vec<String> {
+        let mut seen = std::collections::HashSet::new();
+        let mut twice = Vec::new();
+        for request in self.requests_for(Endpoint::AerionToken) {
+            if let Some(rt) = request.form_param("refresh_token")
+                && !seen.insert(rt.clone())
+                && !twice.contains(&rt)
+            {
+                twice.push(rt);
+            }
+        }
+        twice
+    }
+
     /// How many requests the Aurora Solar rate limit refused with 429 (see
     /// [`EmulatorBuilder::aurora_solar_rate_limit`](crate::EmulatorBuilder::aurora_solar_rate_limit)).
     pub fn rate_limited(&self) -> usize {

@@ -170,13 +170,19 @@ async fn refresh_rotates_and_the_old_token_is_refused() {
         Some(r1.clone())
     );
 
+    assert!(emu.aerion_refresh_tokens_presented_twice().is_empty());
     let reuse = refresh_grant(&emu, &r1).await;
     assert_eq!(reuse.status(), 400);
     assert_eq!(json(&reuse)["error"], "invalid_grant");
+    assert_eq!(
+        emu.aerion_refresh_tokens_presented_twice(),
+        vec![r1.clone()]
+    );
 
     // The newest one still works, once.
     assert_eq!(refresh_grant(&emu, &r2).await.status(), 200);
     assert_eq!(refresh_grant(&emu, &r2).await.status(), 400);
+    assert_eq!(emu.aerion_refresh_tokens_presented_twice(), vec![r1, r2]);
 }
 
 #[tokio::test]

@@ -40,6 +40,11 @@
 //!   records when it was obtained, so an adopted token gets the same margin and lifetime limits
 //!   as a fetched one (one stored before that was recorded gets the full margin, and is not
 //!   reused when it has no expiry).
+//! - A save the store refuses because this holder's lock was superseded
+//!   ([`Error::StoreFenced`]: its lease ran out and another holder took over) ends with the
+//!   stored state read again and adopted; the state this fetch produced is dropped. A store that
+//!   cannot be reached ([`Error::StoreUnavailable`]) is fetched around only for a fetcher whose
+//!   grant is safe to repeat ([`Fetch::repeatable_without_store`]); the result is not saved.
 //! - A state that could not be saved is not lost silently: the token is still served (and the
 //!   state kept in memory), the failure is logged at `ERROR`, and
 //!   [`store_error`](CachedTokenProvider::store_error) (also on the trait) reports it until a
@@ -54,7 +59,7 @@
 //! A tokio runtime is required (fetches are spawned on it).
 
 use std::fmt;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
@@ -265,6 +270,10 @@ impl<F: Fetch> KeyedFetch for Single<F> {
     fn store_key(&self, _: &()) -> Option<StoreKey> {
         self.0.store_key()
     }
+
+    fn repeatable_without_store(&self, _: &()) -> bool {
+        self.0.repeatable_without_store()
+    }
 }
 
 /// What every principal of one cache shares, paid once however many principals there are: the
@@ -294,8 +303,6 @@ pub(crate) struct Slot<F: KeyedFetch> {
     fetching: AtomicBool,
     /// Set by each lookup through a keyed cache, cleared by its idle sweep.
     pub(crate) used: AtomicBool,
-    /// Unique in the process: keys this slot's per-thread token copies.
-    id: u64,
     control: Mutex<Control>,
     counters: Counters,
 }
@@ -303,19 +310,16 @@ pub(crate) struct Slot<F: KeyedFetch> {
 struct Entry {
     state: TokenState,
     soft: SystemTime,
-    /// Which slot the entry belongs to (unique in the process).
-    cache_id: u64,
     /// Unique across every cache of the process: names this entry in the per-thread copies.
     generation: u64,
 }
 
 impl Entry {
-    fn new(cache_id: u64, state: TokenState, soft: SystemTime) -> Self {
+    fn new(state: TokenState, soft: SystemTime) -> Self {
         static GENERATION: AtomicU64 = AtomicU64::new(1);
         Self {
             state,
             soft,
-            cache_id,
             generation: GENERATION.fetch_add(1, Ordering::Relaxed),
         }
     }
@@ -334,9 +338,11 @@ impl Entry {
     /// cache's previous copy, and clones it. A thread keeps at most `LOCAL_COPIES` such copies;
     /// past that, hits clone the shared token instead of evicting (no allocation, some
     /// contention). A copy is zeroized when it is replaced or when its thread exits; until then
-    /// it can outlive its cache.
+    /// it can outlive its cache. `cache_id` names the cache (its slot's address, unique among
+    /// live slots; a copy left by a dead slot at the same address has another generation and is
+    /// replaced).
     #[inline]
-    fn token_for_this_thread(&self) -> AccessToken {
+    fn token_for_this_thread(&self, cache_id: usize) -> AccessToken {
         thread_local! {
             static COPIES: std::cell::RefCell<Vec<LocalCopy>> = const {
                 std::cell::RefCell::new(Vec::new())
@@ -345,16 +351,16 @@ impl Entry {
         COPIES
             .try_with(|copies| {
                 let mut copies = copies.try_borrow_mut().ok()?;
-                match copies.iter().position(|c| c.cache_id == self.cache_id) {
+                match copies.iter().position(|c| c.cache_id == cache_id) {
                     Some(i) => {
                         let copy = &mut copies[i];
                         if copy.generation != self.generation {
-                            *copy = LocalCopy::of(self);
+                            *copy = LocalCopy::of(cache_id, self);
                         }
                         Some(copy.token.clone())
                     }
                     None if copies.len() < LOCAL_COPIES => {
-                        copies.push(LocalCopy::of(self));
+                        copies.push(LocalCopy::of(cache_id, self));
                         copies.last().map(|c| c.token.clone())
                     }
                     None => None,
@@ -370,15 +376,15 @@ const LOCAL_COPIES: usize = 8;
 
 /// One thread's copy of one cache's current token.
 struct LocalCopy {
-    cache_id: u64,
+    cache_id: usize,
     generation: u64,
     token: AccessToken,
 }
 
 impl LocalCopy {
-    fn of(entry: &Entry) -> Self {
+    fn of(cache_id: usize, entry: &Entry) -> Self {
         Self {
-            cache_id: entry.cache_id,
+            cache_id,
             generation: entry.generation,
             token: entry.state.access_token.deep_copy(),
         }
@@ -400,9 +406,6 @@ enum Fetched {
 #[derive(Default)]
 struct Control {
     inflight: Option<watch::Receiver<Outcome>>,
-    /// Set while the fetch in flight is a background refresh (of a still-valid token).
-    background: Option<Arc<Background>>,
-    consecutive_failures: u32,
     /// Bumped by `forget`: a fetch that began before it neither saves nor caches its result.
     epoch: u32,
     loaded_from_store: bool,
@@ -419,6 +422,9 @@ struct Rare {
     rejected: Option<AccessToken>,
     /// Why the state behind the current token could not be saved (cleared by the next save).
     unsaved: Option<Arc<Error>>,
+    /// Set while the fetch in flight is a background refresh (of a still-valid token).
+    background: Option<Arc<Background>>,
+    consecutive_failures: u32,
 }
 
 impl Control {
@@ -450,8 +456,18 @@ impl Control {
             && rare.retired.is_none()
             && rare.rejected.is_none()
             && rare.unsaved.is_none()
+            && rare.background.is_none()
+            && rare.consecutive_failures == 0
         {
             self.rare = None;
+        }
+    }
+
+    /// Like [`update`](Self::update), but allocates nothing when there is no rare part (for
+    /// changes that only clear).
+    fn clear_rare(&mut self, f: impl FnOnce(&mut Rare)) {
+        if self.rare.is_some() {
+            self.update(f);
         }
     }
 }
@@ -461,8 +477,9 @@ impl Control {
 struct Counters {
     misses: AtomicU64,
     fetches: AtomicU64,
-    failures: AtomicU64,
-    last_latency_us: AtomicU64,
+    failures: AtomicU32,
+    /// Microseconds (at most about 71 minutes, which a fetch bounded by timeouts never takes).
+    last_latency_us: AtomicU32,
 }
 
 impl<F: Fetch> CachedTokenProvider<F> {
@@ -553,14 +570,12 @@ fn no_store_key() -> Error {
 
 impl<F: KeyedFetch> Slot<F> {
     pub(crate) fn new(common: Arc<Common<F>>, principal: F::Principal) -> Self {
-        static NEXT_ID: AtomicU64 = AtomicU64::new(1);
         Self {
             common,
             principal,
             current: ArcSwapOption::empty(),
             fetching: AtomicBool::new(false),
             used: AtomicBool::new(true),
-            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             control: Mutex::new(Control::default()),
             counters: Counters::default(),
         }
@@ -568,6 +583,12 @@ impl<F: KeyedFetch> Slot<F> {
 
     fn config(&self) -> &CacheConfig {
         &self.common.config
+    }
+
+    /// Names this slot in the per-thread token copies: its address, unique among live slots.
+    #[inline]
+    fn cache_id(&self) -> usize {
+        std::ptr::from_ref(self).addr()
     }
 
     pub(crate) fn cached(&self) -> Option<AccessToken> {
@@ -630,8 +651,8 @@ impl<F: KeyedFetch> Slot<F> {
             hits: self.common.hits.sum(),
             misses: s.misses.load(Ordering::Relaxed),
             fetches: s.fetches.load(Ordering::Relaxed),
-            failures: s.failures.load(Ordering::Relaxed),
-            last_fetch_latency: (latency > 0).then(|| Duration::from_micros(latency)),
+            failures: u64::from(s.failures.load(Ordering::Relaxed)),
+            last_fetch_latency: (latency > 0).then(|| Duration::from_micros(latency.into())),
         }
     }
 
@@ -643,7 +664,7 @@ impl<F: KeyedFetch> Slot<F> {
                 rare.failure = None;
             });
         } else {
-            control.update(|rare| rare.failure = None);
+            control.clear_rare(|rare| rare.failure = None);
         }
     }
 
@@ -651,7 +672,7 @@ impl<F: KeyedFetch> Slot<F> {
         let now = self.config().clock.now();
         let entry = self.current.load();
         let entry = entry.as_ref()?;
-        (now < entry.soft).then(|| entry.token_for_this_thread())
+        (now < entry.soft).then(|| entry.token_for_this_thread(self.cache_id()))
     }
 
     pub(crate) async fn get(self: &Arc<Self>) -> Result<AccessToken, Error> {
@@ -673,7 +694,7 @@ impl<F: KeyedFetch> Slot<F> {
         if now < entry.soft {
             self.common.hits.increment();
             trace!(cache = self.config().name, "token cache hit");
-            return Some(entry.token_for_this_thread());
+            return Some(entry.token_for_this_thread(self.cache_id()));
         }
         if entry.hard().is_none_or(|hard| now < hard) {
             self.common.hits.increment();
@@ -684,7 +705,7 @@ impl<F: KeyedFetch> Slot<F> {
                 cache = self.config().name,
                 "token cache hit in the refresh window"
             );
-            return Some(entry.token_for_this_thread());
+            return Some(entry.token_for_this_thread(self.cache_id()));
         }
         None
     }
@@ -739,7 +760,6 @@ impl<F: KeyedFetch> Slot<F> {
     fn forget_state(&self) {
         let mut control = self.lock();
         control.epoch = control.epoch.wrapping_add(1);
-        control.consecutive_failures = 0;
         control.rare = None;
         self.current.store(None);
     }
@@ -760,7 +780,9 @@ impl<F: KeyedFetch> Slot<F> {
     ) -> Result<watch::Receiver<Outcome>, Error> {
         let mut control = self.lock();
         if let Some(rx) = &control.inflight {
-            if !background && let Some(refresh) = &control.background {
+            if !background
+                && let Some(refresh) = control.rare.as_ref().and_then(|r| r.background.as_ref())
+            {
                 refresh.make_urgent();
             }
             return Ok(rx.clone());
@@ -781,7 +803,10 @@ impl<F: KeyedFetch> Slot<F> {
         let (tx, rx) = watch::channel(None);
         control.inflight = Some(rx.clone());
         let refresh = background.then(|| Arc::new(Background::default()));
-        control.background.clone_from(&refresh);
+        if let Some(refresh) = &refresh {
+            let refresh = Arc::clone(refresh);
+            control.update(|rare| rare.background = Some(refresh));
+        }
         self.fetching.store(true, Ordering::Release);
         drop(control);
         self.counters.fetches.fetch_add(1, Ordering::Relaxed);
@@ -800,7 +825,7 @@ impl<F: KeyedFetch> Slot<F> {
         outcome: Outcome,
     ) {
         control.inflight = None;
-        control.background = None;
+        control.clear_rare(|rare| rare.background = None);
         fetching.store(false, Ordering::Release);
         tx.send_replace(outcome);
     }
@@ -827,7 +852,7 @@ impl<F: KeyedFetch> Slot<F> {
                     .is_some_and(|rx| rx.same_channel(&self.channel))
                 {
                     control.inflight = None;
-                    control.background = None;
+                    control.clear_rare(|rare| rare.background = None);
                     self.slot.fetching.store(false, Ordering::Release);
                 }
             }
@@ -872,10 +897,10 @@ impl<F: KeyedFetch> Slot<F> {
             Ok(entry) => {
                 let token = entry.state.access_token.clone();
                 let mut control = this.lock();
-                control.consecutive_failures = 0;
-                control.update(|rare| {
+                control.clear_rare(|rare| {
                     rare.failure = None;
                     rare.retired = None;
+                    rare.consecutive_failures = 0;
                 });
                 // A `forget` since this fetch began: its callers get the token they waited for,
                 // but the forgotten principal's cache stays empty.
@@ -884,9 +909,12 @@ impl<F: KeyedFetch> Slot<F> {
                 }
                 Self::publish(&mut control, &this.fetching, &tx, Some(Ok(token.clone())));
                 drop(control);
-                this.counters
-                    .last_latency_us
-                    .store((elapsed.as_micros() as u64).max(1), Ordering::Relaxed);
+                this.counters.last_latency_us.store(
+                    u32::try_from(elapsed.as_micros())
+                        .unwrap_or(u32::MAX)
+                        .max(1),
+                    Ordering::Relaxed,
+                );
                 info!(
                     cache = this.config().name,
                     elapsed_ms = elapsed.as_millis() as u64,
@@ -899,8 +927,12 @@ impl<F: KeyedFetch> Slot<F> {
                 let error = Arc::new(error);
                 let mut control = this.lock();
                 let hold = if error.is_transient() {
-                    control.consecutive_failures = control.consecutive_failures.saturating_add(1);
-                    this.backoff(control.consecutive_failures, error.retry_after())
+                    let mut failures = 0;
+                    control.update(|rare| {
+                        rare.consecutive_failures = rare.consecutive_failures.saturating_add(1);
+                        failures = rare.consecutive_failures;
+                    });
+                    this.backoff(failures, error.retry_after())
                 } else {
                     this.config().negative_ttl
                 };
@@ -943,7 +975,24 @@ impl<F: KeyedFetch> Slot<F> {
         let key = &key;
         // Held across read-fetch-write, so no other holder of this store spends the same refresh
         // token; released when dropped, however this ends.
-        let lock = store.lock(key).await?;
+        let lock = match store.lock(key).await {
+            Ok(lock) => lock,
+            // The store cannot be reached: a grant that spends nothing is fetched here, once
+            // per process, and not saved; any other waits for the store (a refresh token spent
+            // outside the fleet's lock could be spent twice).
+            Err(Error::StoreUnavailable { reason })
+                if fetcher.repeatable_without_store(&self.principal) =>
+            {
+                warn!(
+                    cache = self.config().name,
+                    error = %reason,
+                    "the token store is unavailable: fetching without it (the grant is safe to repeat)"
+                );
+                let state = fetcher.fetch(&self.principal, None).await?;
+                return Ok(Fetched::New(self.stamp(state)));
+            }
+            Err(e) => return Err(e),
+        };
         // Read under the lock: a `forget` that took it first has cleared what it forgot.
         let epoch = self.lock().epoch;
         let previous = previous();
@@ -969,7 +1018,7 @@ impl<F: KeyedFetch> Slot<F> {
             if now < usable.soft && sendable && !is_rejected && (first_load || !ours) {
                 debug!(cache = self.config().name, "token adopted from the store");
                 // What the store holds now is newer than the state that could not be saved.
-                self.lock().update(|rare| rare.unsaved = None);
+                self.lock().clear_rare(|rare| rare.unsaved = None);
                 return Ok(Fetched::Adopted(usable));
             }
         }
@@ -987,7 +1036,30 @@ impl<F: KeyedFetch> Slot<F> {
             return Ok(Fetched::New(state));
         }
         match store.save(key, &state, &lock).await {
-            Ok(()) => self.lock().update(|rare| rare.unsaved = None),
+            Ok(()) => self.lock().clear_rare(|rare| rare.unsaved = None),
+            Err(Error::StoreFenced { reason }) => {
+                // Our lease ran out during the fetch and another holder took the lock: what it
+                // saved is what the rest of the store's users hold (its refresh token is the one
+                // the provider will accept next), so it wins over ours, which is dropped.
+                drop(lock);
+                warn!(
+                    cache = self.config().name,
+                    key = %key,
+                    error = %reason,
+                    "the store refused our save: adopting the newer stored state"
+                );
+                let now = self.config().clock.now();
+                if let Some(stored) = store.load(key).await? {
+                    let usable = self.entry(stored, now);
+                    let valid = now < usable.soft || usable.hard().is_some_and(|hard| now < hard);
+                    let sendable = is_b64token(usable.state.access_token.secret().expose_secret());
+                    if valid && sendable {
+                        self.lock().clear_rare(|rare| rare.unsaved = None);
+                        return Ok(Fetched::Adopted(usable));
+                    }
+                }
+                return Err(Error::store_fenced(reason));
+            }
             Err(e) => {
                 // The new state is still returned and cached in memory (dropping a rotated
                 // refresh token because the disk is full would lock the user out), the next
@@ -1026,7 +1098,7 @@ impl<F: KeyedFetch> Slot<F> {
                 let mut kept = current.state.clone();
                 kept.refresh_token = state.refresh_token;
                 self.current
-                    .store(Some(Arc::new(Entry::new(self.id, kept, current.soft))));
+                    .store(Some(Arc::new(Entry::new(kept, current.soft))));
             }
             None => control.update(|rare| rare.retired = Some(state)),
         }
@@ -1075,7 +1147,7 @@ impl<F: KeyedFetch> Slot<F> {
                 None => now,
             },
         };
-        Entry::new(self.id, state, soft)
+        Entry::new(state, soft)
     }
 
     fn backoff(&self, failures: u32, retry_after: Option<Duration>) -> Duration {
@@ -1191,6 +1263,12 @@ impl<F: Fetch> TokenProvider for CachedTokenProvider<F> {
     async fn forget(&self) -> Result<bool, Error> {
         CachedTokenProvider::forget(self).await
     }
+}
+
+/// The size of a cache entry (for the keyed cache's size test).
+#[cfg(test)]
+pub(crate) fn entry_size() -> usize {
+    std::mem::size_of::<Entry>()
 }
 
 #[cfg(test)]

@@ -158,6 +158,25 @@ pub enum Error {
         /// What was held, and for how long.
         reason: String,
     },
+
+    /// The store could not be reached in time (a Redis server down, restarting or slow).
+    /// Transient. Nothing was read or written; a cache then serves the token it holds, and
+    /// fetches without the store only for a fetcher whose grant is safe to repeat
+    /// ([`Fetch::repeatable_without_store`](crate::Fetch::repeatable_without_store)).
+    #[error("token store unavailable: {reason}")]
+    StoreUnavailable {
+        /// Which store, and what failed.
+        reason: String,
+    },
+
+    /// The store refused a save because this holder's lock was superseded: its lease ran out and
+    /// another holder took the lock (and may have saved a newer state) since. The cache answers
+    /// it by reading the store again and adopting what is there. Transient.
+    #[error("store lock superseded: {reason}")]
+    StoreFenced {
+        /// What was refused.
+        reason: String,
+    },
 }
 
 impl Error {
@@ -260,6 +279,20 @@ impl Error {
         }
     }
 
+    /// [`Error::StoreUnavailable`]: the store could not be reached in time.
+    pub fn store_unavailable(reason: impl Into<String>) -> Self {
+        Self::StoreUnavailable {
+            reason: reason.into(),
+        }
+    }
+
+    /// [`Error::StoreFenced`]: a save refused because the holder's lock was superseded.
+    pub fn store_fenced(reason: impl Into<String>) -> Self {
+        Self::StoreFenced {
+            reason: reason.into(),
+        }
+    }
+
     /// Whether trying again later may succeed (network trouble, rate limits, 5xx, garbled
     /// answers) as opposed to a problem that only a change of configuration or a person can fix.
     pub fn is_transient(&self) -> bool {
@@ -269,7 +302,9 @@ impl Error {
             | Self::Timeout(_)
             | Self::Malformed { .. }
             | Self::TooLarge { .. }
-            | Self::StoreBusy { .. } => true,
+            | Self::StoreBusy { .. }
+            | Self::StoreUnavailable { .. }
+            | Self::StoreFenced { .. } => true,
             Self::Status { status } => *status == 408 || *status >= 500,
             Self::Unavailable { .. } => true,
             Self::Config { .. }
@@ -356,6 +391,12 @@ impl Error {
                     .map(|e| std::io::Error::new(e.kind(), e.to_string())),
             },
             Self::StoreBusy { reason } => Self::StoreBusy {
+                reason: reason.clone(),
+            },
+            Self::StoreUnavailable { reason } => Self::StoreUnavailable {
+                reason: reason.clone(),
+            },
+            Self::StoreFenced { reason } => Self::StoreFenced {
                 reason: reason.clone(),
             },
         }

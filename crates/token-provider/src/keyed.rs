@@ -345,3 +345,34 @@ impl<F: KeyedFetch> TokenProvider for CachedPrincipal<F> {
         self.slot.forget().await
     }
 }
+
+#[cfg(all(test, target_pointer_width = "64"))]
+mod tests {
+    use std::sync::Arc;
+
+    use crate::cache::Slot;
+
+    #[derive(Debug)]
+    struct Tenants;
+
+    #[async_trait::async_trait]
+    impl crate::KeyedFetch for Tenants {
+        type Principal = Arc<str>;
+
+        async fn fetch(
+            &self,
+            _: &Arc<str>,
+            _: Option<&crate::TokenState>,
+        ) -> Result<crate::TokenState, crate::Error> {
+            Err(crate::Error::config("tenant", "not used"))
+        }
+    }
+
+    /// What one principal costs besides its token and key: the slot and the entry. A field
+    /// added to either is paid once per principal, thousands of times.
+    #[test]
+    fn a_principal_stays_small() {
+        assert!(std::mem::size_of::<Slot<Tenants>>() <= 104);
+        assert!(crate::cache::entry_size() <= 56);
+    }
+}

@@ -82,7 +82,9 @@ pub use crate::pace::RateLimit;
 pub use crate::provider::{Fetch, FnFetch, KeyedFetch, TokenProvider, provider_fn};
 pub use crate::scrub::scrub_secrets;
 pub use crate::secret::Secret;
-pub use crate::store::{FileStore, MemoryStore, StoreKey, StoreLock, TokenStore};
+pub use crate::store::{
+    FileStore, MemoryStore, StoreKey, StoreLock, TokenStore, decode_entry, encode_entry,
+};
 pub use crate::token::{
     AccessToken, AccessTokenBuilder, MAX_EXPIRY_UNIX_SECS, TokenState, is_b64token, max_expiry,
 };

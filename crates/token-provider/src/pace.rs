@@ -4,12 +4,13 @@
 //! asked no faster than that: a cold start over thousands of tenants makes its requests one
 //! after another at the allowed rate instead of a burst answered with 429s and backoffs.
 //!
-//! - The limit is a GCRA (the [`governor`] crate) with no burst: requests go out evenly
-//!   spaced, which no window-based limit on the server (any window of the period) can refuse.
-//!   The spacing is 5% wider than `period / requests`: the server counts requests as they
-//!   arrive, and a request can reach it sooner after the one before than it was sent (the
-//!   earlier one was slowed by a new connection, a busy core); at 90 a minute that leaves
-//!   each pair 33 ms of such jitter. Each attempt of a request counts, retries included.
+//! - The limit is a GCRA (the [`governor`] crate): requests go out evenly spaced, which no
+//!   window-based limit on the server (any window of the period) can refuse. The spacing is 5%
+//!   wider than `period / requests`: the server counts requests as they arrive, and a request
+//!   can reach it sooner after the one before than it was sent (the earlier one was slowed by a
+//!   new connection, a busy core); at 90 a minute that leaves each pair 33 ms of such jitter.
+//!   That margin's worth of requests (4 of 90) may go out together, so any window still holds
+//!   at most the limit. Each attempt of a request counts, retries included.
 //! - Waiting requests go in arrival order (a fair queue), except that a request made for a
 //!   caller who has no token at all goes ahead of one made by a background refresh of a
 //!   still-valid token: a background refresh waits while any such request waits, and gives up
@@ -75,9 +76,13 @@ impl RateLimit {
         let count = NonZeroU32::new(requests)
             .ok_or_else(|| Error::config("rate_limit", "must allow at least one request"))?;
         let spacing = (period / count.get()).mul_f64(1.0 + MARGIN);
+        // The margin's worth of requests may go together, so in any window of `period` at most
+        // `burst + requests / (1 + MARGIN) <= requests` go out; a burst of two or more also
+        // lets a request that went out late (a timer's tick) not delay all that follow.
+        let burst = ((f64::from(requests) * MARGIN / (1.0 + MARGIN)) as u32).max(1);
         let quota = Quota::with_period(spacing)
             .ok_or_else(|| Error::config("rate_limit", "needs a period longer than zero"))?
-            .allow_burst(NonZeroU32::MIN);
+            .allow_burst(NonZeroU32::new(burst).unwrap_or(NonZeroU32::MIN));
         Ok(Self {
             inner: Arc::new(Pacer {
                 limiter: RateLimiter::direct_with_clock(quota, TokioTime),
@@ -237,6 +242,22 @@ mod tests {
         let e = RateLimit::per_minute(0).unwrap_err().to_string();
         assert!(e.contains("rate_limit"), "{e}");
         assert!(RateLimit::new(1, Duration::ZERO).is_err());
+    }
+
+    #[test]
+    fn no_window_of_the_period_holds_more_than_the_limit() {
+        for requests in [1, 10, 20, 90, 1000] {
+            let limit = RateLimit::per_minute(requests).unwrap();
+            let spacing = 60.0 / f64::from(requests) * (1.0 + MARGIN);
+            let more = NonZeroU32::new(requests + 1).unwrap();
+            let burst = limit.inner.limiter.check_n(more).unwrap_err();
+            let burst = burst.0;
+            let most = f64::from(burst) + (60.0 / spacing).floor();
+            assert!(
+                most <= f64::from(requests),
+                "{requests}/min: {most} in a minute"
+            );
+        }
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

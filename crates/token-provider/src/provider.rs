@@ -202,6 +202,16 @@ pub trait Fetch: Send + Sync + fmt::Debug + 'static {
     fn store_key(&self) -> Option<crate::StoreKey> {
         None
     }
+
+    /// Whether a fetch from scratch (`previous` = `None`) may run without the store's lock when
+    /// the store cannot be reached ([`Error::StoreUnavailable`]): true only when sending the
+    /// grant again spends nothing (client credentials, a password grant, an application key),
+    /// so replicas that each fetch once do no harm. The default, `false`, suits grants that
+    /// spend a single-use or rotating credential (a session token, a refresh token): such a
+    /// cache reports the store error instead of fetching outside the fleet's lock.
+    fn repeatable_without_store(&self) -> bool {
+        false
+    }
 }
 
 /// The fetch of a [`KeyedCache`](crate::KeyedCache): one fetcher for many principals (the
@@ -226,6 +236,13 @@ pub trait KeyedFetch: Send + Sync + fmt::Debug + 'static {
     fn store_key(&self, principal: &Self::Principal) -> Option<crate::StoreKey> {
         let _ = principal;
         None
+    }
+
+    /// Whether `principal`'s fetch from scratch may run without the store's lock when the store
+    /// cannot be reached (see [`Fetch::repeatable_without_store`]; default `false`).
+    fn repeatable_without_store(&self, principal: &Self::Principal) -> bool {
+        let _ = principal;
+        false
     }
 }
 

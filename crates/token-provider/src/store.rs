@@ -550,6 +550,30 @@ impl StoredEntry {
     }
 }
 
+/// One state in the file format's entry encoding (the JSON object under `entries` above), for a
+/// store that keeps each entry apart (one Redis value per key): the same fields, the same rules,
+/// readable by [`decode_entry`]. The bytes hold the tokens in clear.
+pub fn encode_entry(state: &TokenState) -> Result<Vec<u8>, Error> {
+    serde_json::to_vec(&StoredEntry::from_state(state, Default::default()))
+        .map_err(|e| Error::store(format!("cannot encode a stored entry: {e}"), None))
+}
+
+/// A state from [`encode_entry`]'s bytes (or one entry of a store file). The error never quotes
+/// the bytes.
+pub fn decode_entry(bytes: &[u8]) -> Result<TokenState, Error> {
+    let entry: StoredEntry = serde_json::from_slice(bytes).map_err(|e| {
+        Error::store(
+            format!(
+                "a stored entry is not in the token store format (line {}, column {})",
+                e.line(),
+                e.column()
+            ),
+            None,
+        )
+    })?;
+    entry.to_state()
+}
+
 fn io_error(what: &str, path: &Path, e: io::Error) -> Error {
     #[cfg(unix)]
     if e.raw_os_error() == Some(rustix::io::Errno::LOOP.raw_os_error()) {
@@ -849,5 +873,8 @@ mod tests {
         assert_eq!(back.access_token.expires_at(), s.access_token.expires_at());
         assert_eq!(back.obtained_at, s.obtained_at);
         assert!(!format!("{:?}", StoredEntry::from_state(&s, Default::default())).contains("rt-1"));
+        assert_eq!(decode_entry(&encode_entry(&s).unwrap()).unwrap(), s);
+        let err = decode_entry(b"{\"access_token\": 7, \"x\": \"rt-1\"}").unwrap_err();
+        assert!(!err.to_string().contains("rt-1"), "{err}");
     }
 }

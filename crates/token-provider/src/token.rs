@@ -18,7 +18,8 @@ struct Inner {
     secret: Secret,
     token_type: String,
     expires_at: Option<SystemTime>,
-    scope: Option<String>,
+    /// Boxed: most tokens have none, and a cache holds one per principal.
+    scope: Option<Box<str>>,
 }
 
 impl AccessToken {
@@ -197,7 +198,7 @@ impl AccessTokenBuilder {
             secret: self.secret,
             token_type: self.token_type,
             expires_at: self.expires_at,
-            scope: self.scope,
+            scope: self.scope.map(String::into_boxed_str),
         }))
     }
 }
