@@ -164,6 +164,7 @@ pub enum Error {
     /// fetches without the store only for a fetcher whose grant is safe to repeat
     /// ([`Fetch::repeatable_without_store`](crate::Fetch::repeatable_without_store)).
     #[error("token store unavailable: {reason}")]
+    #[non_exhaustive]
     StoreUnavailable {
         /// Which store, and what failed.
         reason: String,
@@ -173,6 +174,7 @@ pub enum Error {
     /// another holder took the lock (and may have saved a newer state) since. The cache answers
     /// it by reading the store again and adopting what is there. Transient.
     #[error("store lock superseded: {reason}")]
+    #[non_exhaustive]
     StoreFenced {
         /// What was refused.
         reason: String,

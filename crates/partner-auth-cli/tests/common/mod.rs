@@ -1,6 +1,6 @@
 //! Runs the built `partner-auth` binary with a clean environment and checks what it printed.
 
-#![allow(dead_code, unreachable_pub)]
+#![allow(dead_code, unreachable_pub, unused_imports)]
 
 pub mod emu;
 
