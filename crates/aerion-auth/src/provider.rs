@@ -10,7 +10,7 @@ use url::Url;
 use crate::fetch::AerionFetcher;
 use crate::{AerionBuilder, Tenant};
 
-/// Aerion bearer tokens, cached: call [`token`](TokenProvider::token) before every request.
+/// Aerion bearer tokens, cached: call [`token`](crate::TokenProvider::token) before every request.
 ///
 /// Built by [`Aerion::builder`]; cheap to clone (clones share one cache).
 #[derive(Clone, Debug)]
