@@ -50,10 +50,7 @@ async fn main() -> Result<(), Box<dyn StdError>> {
     }
 
     let http = HttpClient::new()?;
-    let options = ProviderOptions {
-        http: Some(http.clone()),
-        ..ProviderOptions::default()
-    };
+    let options = ProviderOptions::new().http(http.clone());
     for &kind in ProviderKind::ALL {
         if real && !configured_in_env(kind) {
             println!("{kind:<17} skipped (none of its variables are set)\n");

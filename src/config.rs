@@ -160,7 +160,7 @@ impl ProviderConfig {
         };
         from_lookup(kind, lookup, options).map_err(|e| match e {
             // The builders name environment variables; here the user wrote settings.
-            Error::Config { field, reason } => {
+            Error::Config { field, reason, .. } => {
                 let mut field = field;
                 let mut reason = reason;
                 for (setting, var) in table {
@@ -168,7 +168,7 @@ impl ProviderConfig {
                     field = field.replace(var, &qualified);
                     reason = reason.replace(var, &qualified);
                 }
-                Error::Config { field, reason }
+                Error::config(field, reason)
             }
             other => other,
         })

@@ -198,10 +198,9 @@ impl FromStr for ProviderKind {
 /// is set but not UTF-8 is refused by name (not read as unset). With `PARTNER_AUTH_STORE` set,
 /// the provider keeps its state in that store ([`open_store`]: a file path, or a Redis URL).
 pub fn from_env(kind: ProviderKind) -> Result<Arc<dyn TokenProvider>, Error> {
-    let env = token_provider::ProcessEnv::new();
-    let provider = from_lookup(kind, |name| env.get(name), &ProviderOptions::default());
-    env.check()?;
-    provider
+    token_provider::ProcessEnv::read(|lookup| {
+        from_lookup(kind, lookup, &ProviderOptions::default())
+    })
 }
 
 /// Builds the provider of `kind` from variables read through `lookup` (environment variable names

@@ -26,10 +26,7 @@ fn fast_http() -> HttpClient {
 
 fn provider(emulator: &RunningEmulator, kind: ProviderKind) -> Arc<dyn TokenProvider> {
     let vars = vars(emulator);
-    let options = ProviderOptions {
-        http: Some(fast_http()),
-        ..ProviderOptions::default()
-    };
+    let options = ProviderOptions::new().http(fast_http());
     from_lookup(kind, |n| vars.get(n).cloned(), &options).unwrap()
 }
 
@@ -260,7 +257,7 @@ async fn every_fault_kind_on_the_token_endpoints() {
         // Exhausted retries.
         let (r, n) = fault_outcome(kind, Fault::Status(502), 5).await;
         assert!(
-            matches!(r, Err(Error::Status { status: 502 })) && n == 3,
+            matches!(r, Err(Error::Status { status: 502, .. })) && n == 3,
             "{kind}: {r:?} {n}"
         );
         let (r, _) = fault_outcome(
@@ -272,7 +269,7 @@ async fn every_fault_kind_on_the_token_endpoints() {
         )
         .await;
         assert!(
-            matches!(r, Err(Error::RateLimited { retry_after: Some(d) }) if d == Duration::from_secs(60)),
+            matches!(r, Err(Error::RateLimited { retry_after: Some(d), .. }) if d == Duration::from_secs(60)),
             "{kind}: {r:?}"
         );
 
@@ -364,10 +361,7 @@ async fn an_embedded_session_token_is_spent_once() {
     let mut v = vars(&emulator);
     let session = emulator.issue_session_token(emulator.aurora_solar_tenant());
     v.insert("AURORA_SOLAR_SESSION_TOKEN".into(), session.clone());
-    let options = ProviderOptions {
-        http: Some(fast_http()),
-        ..ProviderOptions::default()
-    };
+    let options = ProviderOptions::new().http(fast_http());
     let first = from_lookup(ProviderKind::AuroraSolar, |n| v.get(n).cloned(), &options).unwrap();
     first.token().await.unwrap();
     let sent = emulator.requests_for(Endpoint::AuroraSolarCreateToken);

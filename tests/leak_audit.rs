@@ -29,11 +29,9 @@ fn fast_http() -> HttpClient {
 }
 
 fn options() -> ProviderOptions {
-    ProviderOptions {
-        http: Some(fast_http()),
-        cache: Some(CacheConfig::new().negative_ttl(Duration::from_millis(1))),
-        ..ProviderOptions::default()
-    }
+    ProviderOptions::new()
+        .http(fast_http())
+        .cache(CacheConfig::new().negative_ttl(Duration::from_millis(1)))
 }
 
 fn vars(emulator: &RunningEmulator) -> HashMap<String, String> {
@@ -97,10 +95,7 @@ async fn no_secret_in_any_log_line_debug_or_error() {
 
     // --- Successes, through the facade, with a store so the stored state is audited too.
     let store = Arc::new(MemoryStore::new());
-    let with_store = ProviderOptions {
-        store: Some(store.clone() as Arc<dyn TokenStore>),
-        ..opts.clone()
-    };
+    let with_store = opts.clone().store(store.clone() as Arc<dyn TokenStore>);
     for kind in ProviderKind::ALL {
         let p = from_lookup(*kind, lookup(&v), &with_store).unwrap();
         let t = p.token().await;

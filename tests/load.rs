@@ -20,13 +20,12 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use partner_auth::{
     CacheConfig, Clock, HttpClient, ProviderKind, ProviderOptions, TokenProvider, from_lookup,
 };
 use partner_auth_emulator::{Emulator, Endpoint, Fault};
-use token_provider::ManualClock;
 use tokio::sync::Barrier;
 
 /// One expiry cycle: where the clock goes, and the fault the token endpoint meets.
@@ -133,7 +132,7 @@ struct Report {
 
 async fn run(kind: ProviderKind, tasks: usize, n_cycles: usize, calls_per_phase: usize) -> Report {
     let started = tokio::time::Instant::now();
-    let clock = ManualClock::new(SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000));
+    let clock = token_provider::testing::fixed_clock();
     let emulator = Emulator::builder()
         .clock(Arc::new(clock.clone()))
         .start()
@@ -144,16 +143,14 @@ async fn run(kind: ProviderKind, tasks: usize, n_cycles: usize, calls_per_phase:
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v))
         .collect();
-    let options = ProviderOptions {
-        http: Some(http()),
-        clock: Some(Arc::new(clock.clone())),
-        cache: Some(
+    let options = ProviderOptions::new()
+        .http(http())
+        .clock(Arc::new(clock.clone()))
+        .cache(
             CacheConfig::new()
                 .backoff(Duration::from_secs(1), Duration::from_secs(2))
                 .load_timeout(Duration::from_secs(20)),
-        ),
-        ..ProviderOptions::default()
-    };
+        );
     let provider: Arc<dyn TokenProvider> =
         from_lookup(kind, |n| vars.get(n).cloned(), &options).unwrap();
     let endpoint = token_endpoint(kind);

@@ -68,10 +68,7 @@ impl AerionBuilder {
     /// A builder from the process environment; see [`from_env_with`](Self::from_env_with). A
     /// variable that is set but not UTF-8 is refused by name.
     pub fn from_env() -> Result<Self, Error> {
-        let env = token_provider::ProcessEnv::new();
-        let builder = Self::from_env_with(|name| env.get(name));
-        env.check()?;
-        builder
+        token_provider::ProcessEnv::read(|lookup| Self::from_env_with(lookup))
     }
 
     /// A builder from the variables `lookup` returns: `AERION_BASE_URL`, `AERION_COMPANY_URL`

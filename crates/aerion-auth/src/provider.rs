@@ -4,15 +4,13 @@ use http::header::ACCEPT;
 use serde::{Deserialize, Deserializer};
 use token_provider::auth::{AuthHeader, AuthScope, execute_authorized};
 use token_provider::http::{Request, join_path};
-use token_provider::{
-    AccessToken, CacheStats, CachedTokenProvider, Error, StoreKey, TokenProvider, async_trait,
-};
+use token_provider::{CacheStats, CachedTokenProvider, Error, StoreKey};
 use url::Url;
 
 use crate::fetch::AerionFetcher;
 use crate::{AerionBuilder, Tenant};
 
-/// Aerion bearer tokens, cached: call [`token`](TokenProvider::token) before every request.
+/// Aerion bearer tokens, cached: call [`token`](crate::TokenProvider::token) before every request.
 ///
 /// Built by [`Aerion::builder`]; cheap to clone (clones share one cache).
 #[derive(Clone, Debug)]
@@ -93,24 +91,7 @@ impl Aerion {
     }
 }
 
-#[async_trait]
-impl TokenProvider for Aerion {
-    async fn token(&self) -> Result<AccessToken, Error> {
-        self.inner.token().await
-    }
-
-    fn invalidate(&self, rejected: &AccessToken) {
-        self.inner.invalidate(rejected)
-    }
-
-    fn store_error(&self) -> Option<Error> {
-        self.inner.store_error()
-    }
-
-    async fn forget(&self) -> Result<bool, Error> {
-        self.inner.forget().await
-    }
-}
+token_provider::forward_token_provider!(Aerion => |this| &this.inner);
 
 /// The user behind a token, as `GET /v1/users/me` describes them. Other fields of the answer
 /// are ignored.

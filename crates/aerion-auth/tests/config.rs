@@ -154,7 +154,7 @@ async fn from_env_reads_every_variable() {
         .mock("POST", "/oauth2/token")
         .match_header("origin", "https://acme.aerion.app")
         .match_header("companyurl", Matcher::Missing)
-        .match_body(form(&[
+        .match_request(form(&[
             ("grant_type", "refresh_token"),
             ("refresh_token", "rt-env"),
             ("client_id", "env-client"),
@@ -173,7 +173,7 @@ async fn from_env_reads_every_variable() {
         ("AERION_CLIENT_SECRET", "env-secret"),
     ]))
     .unwrap()
-    .http_client(http())
+    .http_client(http_client())
     .build()
     .unwrap();
     assert_eq!(

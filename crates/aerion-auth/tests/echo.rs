@@ -33,7 +33,7 @@ async fn an_echoed_password_and_client_secret_are_redacted() {
         }),
     )
     .await;
-    let aerion = builder(&server, &clock())
+    let aerion = builder(&server, &fixed_clock())
         .username(USERNAME)
         .password(PASSWORD)
         .build()
@@ -67,7 +67,7 @@ async fn an_echoed_refresh_token_is_redacted_in_the_summary_shape() {
         }),
     )
     .await;
-    let aerion = builder(&server, &clock())
+    let aerion = builder(&server, &fixed_clock())
         .refresh_token("rt-ECHOED-123")
         .build()
         .unwrap();
@@ -79,6 +79,7 @@ async fn an_echoed_refresh_token_is_redacted_in_the_summary_shape() {
             status,
             code,
             description,
+            ..
         } => {
             assert_eq!(*status, Some(403));
             assert_eq!(code.as_deref(), Some("access_denied [redacted]"));
@@ -103,7 +104,7 @@ async fn an_echo_in_an_error_that_oauth2_cannot_parse_is_redacted() {
         .expect(1)
         .create_async()
         .await;
-    let aerion = builder(&server, &clock())
+    let aerion = builder(&server, &fixed_clock())
         .username(USERNAME)
         .password(PASSWORD)
         .build()
@@ -134,7 +135,7 @@ async fn an_echo_from_me_is_redacted() {
         .expect(1)
         .create_async()
         .await;
-    let aerion = builder(&server, &clock())
+    let aerion = builder(&server, &fixed_clock())
         .username(USERNAME)
         .password(PASSWORD)
         .build()

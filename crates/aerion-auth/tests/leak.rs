@@ -39,7 +39,7 @@ async fn nothing_secret_is_logged_or_shown() {
         .create_async()
         .await;
 
-    let clock = clock();
+    let clock = fixed_clock();
     let aerion = builder(&server, &clock)
         .username(USERNAME)
         .password(PASSWORD)

@@ -23,7 +23,7 @@ async fn me_sends_the_bearer_and_returns_the_user() {
         .create_async()
         .await;
 
-    let aerion = builder(&server, &clock())
+    let aerion = builder(&server, &fixed_clock())
         .username(USERNAME)
         .password(PASSWORD)
         .build()
@@ -62,7 +62,7 @@ async fn me_retries_once_with_a_new_token_after_a_401() {
         .create_async()
         .await;
 
-    let aerion = builder(&server, &clock())
+    let aerion = builder(&server, &fixed_clock())
         .username(USERNAME)
         .password(PASSWORD)
         .build()
@@ -98,7 +98,7 @@ async fn a_second_401_is_a_rejection_after_exactly_one_retry() {
         .create_async()
         .await;
 
-    let aerion = builder(&server, &clock())
+    let aerion = builder(&server, &fixed_clock())
         .username(USERNAME)
         .password(PASSWORD)
         .build()
@@ -109,6 +109,7 @@ async fn a_second_401_is_a_rejection_after_exactly_one_retry() {
             status,
             code,
             description,
+            ..
         } => {
             assert_eq!(*status, Some(401));
             assert_eq!(code.as_deref(), Some("unauthorized"));

@@ -20,7 +20,7 @@ async fn a_refresh_grant_is_not_repeated_after_a_gateway_error() {
         .expect(1)
         .create_async()
         .await;
-    let aerion = builder(&server, &clock())
+    let aerion = builder(&server, &fixed_clock())
         .refresh_token("rt-1")
         .build()
         .unwrap();
@@ -39,7 +39,7 @@ async fn the_configured_refresh_token_is_spent_once_sent_even_without_an_answer(
         .await;
     let password = token_mock(&mut server, password_form(USERNAME, PASSWORD)).expect(1);
     let password = issue(password, "at-password", None).await;
-    let clock = clock();
+    let clock = fixed_clock();
     let aerion = builder(&server, &clock)
         .refresh_token("rt-1")
         .username(USERNAME)
@@ -69,7 +69,7 @@ async fn a_token_type_other_than_bearer_is_malformed_and_bearer_is_printed_as_be
         .expect(1)
         .create_async()
         .await;
-    let aerion = builder(&server, &clock())
+    let aerion = builder(&server, &fixed_clock())
         .username(USERNAME)
         .password(PASSWORD)
         .build()
@@ -91,7 +91,7 @@ async fn a_token_type_other_than_bearer_is_malformed_and_bearer_is_printed_as_be
             .expect(1)
             .create_async()
             .await;
-        let aerion = builder(&server, &clock())
+        let aerion = builder(&server, &fixed_clock())
             .username(USERNAME)
             .password(PASSWORD)
             .build()

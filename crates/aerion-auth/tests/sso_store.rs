@@ -22,13 +22,11 @@ async fn two_sso_refresh_tokens_on_one_tenant_and_store_never_share_a_token() {
         Some("rt-bob-2"),
     )
     .await;
-    let dir = std::env::temp_dir().join(format!("aerion-sso-store-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = token_provider::testing::TempDir::new("aerion-sso-store");
     let path = dir.join("tokens.json");
-    let _ = std::fs::remove_file(&path);
     let store: Arc<dyn TokenStore> = Arc::new(FileStore::new(&path));
 
-    let clock = clock();
+    let clock = fixed_clock();
     let as_alice = builder(&server, &clock)
         .refresh_token("rt-alice")
         .store(Arc::clone(&store))
@@ -79,7 +77,7 @@ async fn two_sso_refresh_tokens_on_one_tenant_and_store_never_share_a_token() {
     for key in keys {
         assert!(!key.as_str().contains("rt-"), "{key}");
     }
-    std::fs::remove_dir_all(&dir).unwrap();
+    drop(dir);
 }
 
 #[tokio::test]
@@ -102,13 +100,13 @@ async fn a_refused_stored_refresh_token_never_brings_back_the_rotated_away_seed(
     )
     .await;
     let store = token_provider::MemoryStore::new();
-    let aerion = builder(&server, &clock())
+    let aerion = builder(&server, &fixed_clock())
         .refresh_token("rt-seed")
         .store(Arc::new(store.clone()))
         .build()
         .unwrap();
     let dead = token_provider::AccessToken::builder("at-old")
-        .expires_at(start())
+        .expires_at(epoch())
         .build();
     store
         .save(

@@ -29,7 +29,7 @@ async fn password_grant_sends_every_field_and_each_tenant_header() {
             .match_header("content-type", "application/x-www-form-urlencoded")
             .match_header("accept", "application/json")
             .match_header("authorization", Matcher::Missing)
-            .match_body(password_form(USERNAME, PASSWORD));
+            .match_request(password_form(USERNAME, PASSWORD));
         for name in ["companyurl", "origin", "referrer"] {
             mock = if name == tenant.header_name() {
                 mock.match_header(name, tenant.value())
@@ -39,7 +39,7 @@ async fn password_grant_sends_every_field_and_each_tenant_header() {
         }
         let mock = issue(mock.expect(1), "at-1", None).await;
 
-        let clock = clock();
+        let clock = fixed_clock();
         let aerion = builder(&server, &clock)
             .tenant(tenant.clone())
             .username(USERNAME)
@@ -49,7 +49,7 @@ async fn password_grant_sends_every_field_and_each_tenant_header() {
         let token = aerion.token().await.unwrap();
         assert_eq!(token.secret().expose_secret(), "at-1");
         assert_eq!(token.token_type(), "Bearer");
-        assert_eq!(token.expires_at(), Some(start() + HOUR));
+        assert_eq!(token.expires_at(), Some(epoch() + HOUR));
         // Served from the cache: still one request.
         assert_eq!(aerion.token().await.unwrap(), token);
         mock.assert_async().await;
@@ -63,7 +63,7 @@ async fn default_client_credentials_identify_the_library() {
     let mock = server
         .mock("POST", "/oauth2/token")
         .match_header("companyurl", TENANT)
-        .match_body(form(&[
+        .match_request(form(&[
             ("grant_type", "password"),
             ("username", USERNAME),
             ("password", PASSWORD),
@@ -74,7 +74,7 @@ async fn default_client_credentials_identify_the_library() {
     let mock = issue(mock, "at-1", None).await;
     let aerion = Aerion::builder()
         .base_url(server.url())
-        .http_client(http())
+        .http_client(http_client())
         .company_url(TENANT)
         .username(USERNAME)
         .password(PASSWORD)
@@ -90,10 +90,10 @@ async fn token_url_can_be_overridden() {
     let mock = server
         .mock("POST", "/v1/oauth2/token")
         .match_header("companyurl", TENANT)
-        .match_body(password_form(USERNAME, PASSWORD))
+        .match_request(password_form(USERNAME, PASSWORD))
         .expect(1);
     let mock = issue(mock, "at-1", None).await;
-    let aerion = builder(&server, &clock())
+    let aerion = builder(&server, &fixed_clock())
         .token_url(format!("{}/v1/oauth2/token", server.url()))
         .username(USERNAME)
         .password(PASSWORD)
@@ -112,7 +112,7 @@ async fn refresh_grant_is_chosen_when_a_refresh_token_is_configured() {
     let refresh = token_mock(&mut server, refresh_form("rt-seed")).expect(1);
     let refresh = issue(refresh, "at-refreshed", Some("rt-2")).await;
 
-    let aerion = builder(&server, &clock())
+    let aerion = builder(&server, &fixed_clock())
         .username(USERNAME)
         .password(PASSWORD)
         .refresh_token("rt-seed")
@@ -130,7 +130,7 @@ async fn sso_refresh_token_alone_is_enough_and_its_state_is_stored() {
     let refresh = token_mock(&mut server, refresh_form("rt-sso")).expect(1);
     let refresh = issue(refresh, "at-1", Some("rt-sso-2")).await;
     let store = MemoryStore::new();
-    let aerion = builder(&server, &clock())
+    let aerion = builder(&server, &fixed_clock())
         .refresh_token("rt-sso")
         .store(Arc::new(store.clone()))
         .build()
@@ -172,7 +172,7 @@ async fn rotated_refresh_tokens_replace_the_old_one_and_are_persisted() {
     let second = token_mock(&mut server, refresh_form("rt-2")).expect(2);
     let second = issue(second, "at-3", None).await;
 
-    let clock = clock();
+    let clock = fixed_clock();
     let store = MemoryStore::new();
     let aerion = builder(&server, &clock)
         .username(USERNAME)
@@ -236,7 +236,7 @@ async fn a_stored_refresh_token_wins_over_the_configured_one() {
     let stored = token_mock(&mut server, refresh_form("rt-stored")).expect(1);
     let stored = issue(stored, "at-1", Some("rt-next")).await;
 
-    let clock = clock();
+    let clock = fixed_clock();
     let store = MemoryStore::new();
     let aerion = builder(&server, &clock)
         .refresh_token("rt-seed")
@@ -245,7 +245,7 @@ async fn a_stored_refresh_token_wins_over_the_configured_one() {
         .unwrap();
     let key = aerion.store_key();
     // Another process rotated the configured token into rt-stored; its access token expired.
-    let expired = AccessToken::builder("at-old").expires_at(start()).build();
+    let expired = AccessToken::builder("at-old").expires_at(epoch()).build();
     store
         .save(
             &key,
@@ -275,12 +275,12 @@ async fn a_newly_configured_sso_refresh_token_starts_its_own_entry() {
     let seed = issue(seed, "at-1", Some("rt-new-2")).await;
 
     let store = MemoryStore::new();
-    let old = builder(&server, &clock())
+    let old = builder(&server, &fixed_clock())
         .refresh_token("rt-old")
         .store(Arc::new(store.clone()))
         .build()
         .unwrap();
-    let expired = AccessToken::builder("at-old").expires_at(start()).build();
+    let expired = AccessToken::builder("at-old").expires_at(epoch()).build();
     store
         .save(
             &old.store_key(),
@@ -289,7 +289,7 @@ async fn a_newly_configured_sso_refresh_token_starts_its_own_entry() {
         )
         .await
         .unwrap();
-    let aerion = builder(&server, &clock())
+    let aerion = builder(&server, &fixed_clock())
         .refresh_token("rt-new")
         .store(Arc::new(store.clone()))
         .build()
@@ -318,7 +318,7 @@ async fn invalid_grant_falls_back_to_the_password_grant() {
     let next = token_mock(&mut server, refresh_form("rt-fresh")).expect(1);
     let next = issue(next, "at-next", None).await;
 
-    let clock = clock();
+    let clock = fixed_clock();
     let aerion = builder(&server, &clock)
         .username(USERNAME)
         .password(PASSWORD)
@@ -356,7 +356,7 @@ async fn a_refused_refresh_with_no_password_asks_the_user_to_sign_in_again() {
         .create_async()
         .await;
 
-    let aerion = builder(&server, &clock())
+    let aerion = builder(&server, &fixed_clock())
         .refresh_token("rt-sso")
         .build()
         .unwrap();
@@ -387,7 +387,7 @@ async fn oauth_error_shape_becomes_a_rejection_with_the_providers_words() {
         json!({"error": "invalid_grant", "error_description": "Bad credentials"}),
     )
     .await;
-    let aerion = builder(&server, &clock())
+    let aerion = builder(&server, &fixed_clock())
         .username(USERNAME)
         .password("wrong")
         .build()
@@ -398,6 +398,7 @@ async fn oauth_error_shape_becomes_a_rejection_with_the_providers_words() {
             status,
             code,
             description,
+            ..
         } => {
             assert_eq!(*status, Some(401));
             assert_eq!(code.as_deref(), Some("invalid_grant"));
@@ -427,7 +428,7 @@ async fn summary_error_shape_becomes_a_rejection_and_raw_is_never_shown() {
         }),
     )
     .await;
-    let aerion = builder(&server, &clock())
+    let aerion = builder(&server, &fixed_clock())
         .username(USERNAME)
         .password("wrong")
         .build()
@@ -438,6 +439,7 @@ async fn summary_error_shape_becomes_a_rejection_and_raw_is_never_shown() {
             status,
             code,
             description,
+            ..
         } => {
             assert_eq!(*status, Some(400));
             assert_eq!(code.as_deref(), Some("invalid_request"));
@@ -460,7 +462,7 @@ async fn a_garbled_token_response_is_malformed_and_not_quoted() {
         .expect(1)
         .create_async()
         .await;
-    let aerion = builder(&server, &clock())
+    let aerion = builder(&server, &fixed_clock())
         .username(USERNAME)
         .password(PASSWORD)
         .build()
@@ -487,7 +489,7 @@ async fn server_errors_are_retried_then_reported_as_transient() {
         .await;
     let ok = token_mock(&mut server, password_form(USERNAME, PASSWORD)).expect(1);
     let ok = issue(ok, "at-1", None).await;
-    let aerion = builder(&server, &clock())
+    let aerion = builder(&server, &fixed_clock())
         .username(USERNAME)
         .password(PASSWORD)
         .build()

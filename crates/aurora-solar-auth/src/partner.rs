@@ -6,12 +6,14 @@ use std::sync::{Arc, Mutex};
 
 use http::header::CONTENT_LENGTH;
 use serde::Deserialize;
+#[cfg(doc)]
+use token_provider::TokenProvider;
 use token_provider::auth::AuthScope;
 use token_provider::env_value;
 use token_provider::http::{Repeat, Request, join_path};
 use token_provider::{
     AccessToken, CacheStats, CachedPrincipal, Error, HttpClient, KeyedCache, KeyedConfig,
-    KeyedFetch, ProviderOptions, Secret, StoreKey, TokenProvider, TokenState, async_trait,
+    KeyedFetch, ProviderOptions, Secret, StoreKey, TokenState, async_trait,
 };
 use tracing::debug;
 use url::Url;
@@ -185,38 +187,12 @@ impl PartnerApp {
     }
 }
 
-#[async_trait]
-impl TokenProvider for PartnerApp {
-    /// The default tenant's temporary key; [`Error::Config`] naming `AURORA_SOLAR_TENANT_ID` when
-    /// the builder was given no tenant.
-    async fn token(&self) -> Result<AccessToken, Error> {
-        match &self.default {
-            Some(key) => key.token().await,
-            None => Err(Error::config(
-                TENANT_ID_VAR,
-                "is required to use the partner app as a token provider (or call `tenant(..)`)",
-            )),
-        }
-    }
-
-    fn invalidate(&self, rejected: &AccessToken) {
-        if let Some(key) = &self.default {
-            key.invalidate(rejected);
-        }
-    }
-
-    fn store_error(&self) -> Option<Error> {
-        self.default.as_ref().and_then(|p| p.store_error())
-    }
-
-    /// Forgets the default principal (nothing without one).
-    async fn forget(&self) -> Result<bool, Error> {
-        match &self.default {
-            Some(p) => p.forget().await,
-            None => Ok(false),
-        }
-    }
-}
+// The default tenant's temporary key; `Error::Config` naming `AURORA_SOLAR_TENANT_ID` when the
+// builder was given no tenant.
+token_provider::forward_token_provider!(PartnerApp => |this| this.default.as_ref(), or Error::config(
+    TENANT_ID_VAR,
+    "is required to use the partner app as a token provider (or call `tenant(..)`)",
+));
 
 /// The cached temporary key of one tenant: a [`TokenProvider`]. Cheap to clone; clones share the
 /// cache.
@@ -265,24 +241,7 @@ impl TenantKey {
     }
 }
 
-#[async_trait]
-impl TokenProvider for TenantKey {
-    async fn token(&self) -> Result<AccessToken, Error> {
-        self.cache.token().await
-    }
-
-    fn invalidate(&self, rejected: &AccessToken) {
-        self.cache.invalidate(rejected);
-    }
-
-    fn store_error(&self) -> Option<Error> {
-        self.cache.store_error()
-    }
-
-    async fn forget(&self) -> Result<bool, Error> {
-        self.cache.forget().await
-    }
-}
+token_provider::forward_token_provider!(TenantKey => |this| &this.cache);
 
 /// `create_token` exchanges for any tenant of one app.
 struct PartnerFetcher {
@@ -448,10 +407,7 @@ impl PartnerAppBuilder {
     /// A builder from the process environment; see [`from_env_with`](Self::from_env_with). A
     /// variable that is set but not UTF-8 is refused by name.
     pub fn from_env() -> Result<Self, Error> {
-        let env = token_provider::ProcessEnv::new();
-        let builder = Self::from_env_with(|name| env.get(name));
-        env.check()?;
-        builder
+        token_provider::ProcessEnv::read(|lookup| Self::from_env_with(lookup))
     }
 
     /// A builder from `AURORA_SOLAR_ENV`, `AURORA_SOLAR_BASE_URL`,

@@ -6,11 +6,13 @@ use std::sync::Arc;
 use http::header::CONTENT_LENGTH;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+#[cfg(doc)]
+use token_provider::TokenProvider;
 use token_provider::env_value;
 use token_provider::http::{Repeat, Request, Response, join_path};
 use token_provider::{
     AccessToken, CacheStats, CachedPrincipal, Error, HttpClient, KeyedCache, KeyedConfig,
-    KeyedFetch, ProviderOptions, Secret, StoreKey, TokenProvider, TokenState, async_trait,
+    KeyedFetch, ProviderOptions, Secret, StoreKey, TokenState, async_trait,
 };
 use tracing::debug;
 use url::Url;
@@ -33,7 +35,28 @@ const NOT_FOUND: &str = "no such tenant or user, or the API key has no access to
 ///
 /// Only `email` is needed to find an existing user; `first_name` and `last_name` are needed only
 /// if the user has to be invited (`phone` is optional then).
+///
+/// The struct is `#[non_exhaustive]` (it may gain a field in a minor release): make one with
+/// [`new`](Self::new) and the `with_` methods, read its fields directly.
+///
+/// ```
+/// use aurora_solar_auth::SdkUser;
+///
+/// let user = SdkUser::new("ada@example.com")
+///     .with_name("Ada", "Lovelace")
+///     .with_phone("+44 20 7946 0000");
+/// assert_eq!(user.first_name.as_deref(), Some("Ada"));
+/// ```
+///
+/// A struct literal does not compile outside this crate:
+///
+/// ```compile_fail
+/// let user = aurora_solar_auth::SdkUser {
+///     email: "ada@example.com".into(), first_name: None, last_name: None, phone: None,
+/// };
+/// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct SdkUser {
     /// The user's email, matched case-insensitively (`AURORA_SOLAR_USER_EMAIL`).
     pub email: String,
@@ -207,38 +230,12 @@ impl ClientSdk {
     }
 }
 
-#[async_trait]
-impl TokenProvider for ClientSdk {
-    /// The default user's JWT; [`Error::Config`] naming `AURORA_SOLAR_USER_EMAIL` when the
-    /// builder was given no user.
-    async fn token(&self) -> Result<AccessToken, Error> {
-        match &self.default {
-            Some(user) => user.token().await,
-            None => Err(Error::config(
-                USER_EMAIL_VAR,
-                "is required to use the client sdk as a token provider (or call `user(..)`)",
-            )),
-        }
-    }
-
-    fn invalidate(&self, rejected: &AccessToken) {
-        if let Some(user) = &self.default {
-            user.invalidate(rejected);
-        }
-    }
-
-    fn store_error(&self) -> Option<Error> {
-        self.default.as_ref().and_then(|p| p.store_error())
-    }
-
-    /// Forgets the default principal (nothing without one).
-    async fn forget(&self) -> Result<bool, Error> {
-        match &self.default {
-            Some(p) => p.forget().await,
-            None => Ok(false),
-        }
-    }
-}
+// The default user's JWT; `Error::Config` naming `AURORA_SOLAR_USER_EMAIL` when the builder
+// was given no user.
+token_provider::forward_token_provider!(ClientSdk => |this| this.default.as_ref(), or Error::config(
+    USER_EMAIL_VAR,
+    "is required to use the client sdk as a token provider (or call `user(..)`)",
+));
 
 /// The cached Client SDK JWT of one user: a [`TokenProvider`]. Cheap to clone; clones share the
 /// cache.
@@ -280,24 +277,7 @@ impl UserJwt {
     }
 }
 
-#[async_trait]
-impl TokenProvider for UserJwt {
-    async fn token(&self) -> Result<AccessToken, Error> {
-        self.cache.token().await
-    }
-
-    fn invalidate(&self, rejected: &AccessToken) {
-        self.cache.invalidate(rejected);
-    }
-
-    fn store_error(&self) -> Option<Error> {
-        self.cache.store_error()
-    }
-
-    async fn forget(&self) -> Result<bool, Error> {
-        self.cache.forget().await
-    }
-}
+token_provider::forward_token_provider!(UserJwt => |this| &this.cache);
 
 /// Looks up (or invites) any user of one tenant and generates a JWT for them.
 struct SdkFetcher {
@@ -575,10 +555,7 @@ impl ClientSdkBuilder {
     /// A builder from the process environment; see [`from_env_with`](Self::from_env_with). A
     /// variable that is set but not UTF-8 is refused by name.
     pub fn from_env() -> Result<Self, Error> {
-        let env = token_provider::ProcessEnv::new();
-        let builder = Self::from_env_with(|name| env.get(name));
-        env.check()?;
-        builder
+        token_provider::ProcessEnv::read(|lookup| Self::from_env_with(lookup))
     }
 
     /// A builder from `AURORA_SOLAR_ENV`, `AURORA_SOLAR_BASE_URL`, `AURORA_SOLAR_API_KEY`,

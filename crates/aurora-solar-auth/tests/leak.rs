@@ -9,7 +9,7 @@ use std::time::Duration;
 use aurora_solar_auth::{ClientSdk, Error, PartnerApp, SdkUser, TokenProvider};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use common::{SEED_EXPIRES_AT, client, client_with_timeout, clock, key_body, silent_server};
+use common::{SEED_EXPIRES_AT, clock, fast_http, http_client, key_body, silent_server};
 use mockito::{Matcher, Server};
 
 const APP_KEY: &str = "sk_sand_LEAK_application_key";
@@ -85,7 +85,7 @@ async fn no_secret_in_logs_debug_or_errors() {
         .application_id("app-1")
         .application_key(APP_KEY)
         .tenant_id("t1")
-        .http_client(client())
+        .http_client(http_client())
         .clock(Arc::new(clock.clone()));
     assert_clean("the builder", &format!("{builder:?}"));
     let app = builder.build().unwrap();
@@ -130,7 +130,7 @@ async fn no_secret_in_logs_debug_or_errors() {
         .application_key(APP_KEY)
         .tenant_id("t4")
         .session_token(SESSION_BUILDER)
-        .http_client(client_with_timeout(Duration::from_millis(200)))
+        .http_client(fast_http(Duration::from_millis(200)))
         .build()
         .unwrap();
     assert_clean("an embedded app", &format!("{slow_app:?}"));
@@ -173,7 +173,7 @@ async fn no_secret_in_logs_debug_or_errors() {
         .api_key(API_KEY)
         .tenant_id("t1")
         .user(SdkUser::new("a@example.com").with_name("A", "B"))
-        .http_client(client())
+        .http_client(http_client())
         .clock(Arc::new(clock.clone()));
     assert_clean("the sdk builder", &format!("{sdk_builder:?}"));
     let sdk = sdk_builder.build().unwrap();
@@ -195,7 +195,7 @@ async fn no_secret_in_logs_debug_or_errors() {
         .base_url(server.url())
         .api_key(API_KEY)
         .tenant_id("t2")
-        .http_client(client())
+        .http_client(http_client())
         .build()
         .unwrap();
     let err = other_tenant

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
 
 use aurora_solar_auth::{Environment, Error, PartnerApp, PartnerAppBuilder, TokenProvider};
-use common::{SEED_EXPIRES_AT, client, client_with_timeout, clock, key_body, silent_server};
+use common::{SEED_EXPIRES_AT, clock, fast_http, http_client, key_body, silent_server};
 use mockito::{Matcher, Server, ServerGuard};
 use token_provider::{MemoryStore, StoreKey, TokenStore};
 
@@ -20,7 +20,7 @@ fn builder(server: &ServerGuard, clock: &token_provider::ManualClock) -> Partner
         .base_url(server.url())
         .application_id("app-1")
         .application_key(APP_KEY)
-        .http_client(client())
+        .http_client(http_client())
         .clock(Arc::new(clock.clone()))
 }
 
@@ -293,6 +293,7 @@ async fn refusals_are_rejections_and_not_retried() {
             status: got,
             code: got_code,
             description: got_description,
+            ..
         } = &err
         else {
             panic!("{status}: {err:?}");
@@ -478,7 +479,7 @@ async fn a_timed_out_exchange_is_not_retried() {
         .base_url(base)
         .application_id("app-1")
         .application_key(APP_KEY)
-        .http_client(client_with_timeout(Duration::from_millis(300)))
+        .http_client(fast_http(Duration::from_millis(300)))
         .clock(Arc::new(clock.clone()))
         .build()
         .unwrap();
@@ -512,7 +513,7 @@ async fn a_5xx_to_the_exchange_is_not_retried() {
     let clock = clock();
     let tenant = app(&server, &clock).embedded("t1", "sess-5xx").unwrap();
     let err = tenant.token().await.unwrap_err();
-    assert!(matches!(err, Error::Status { status: 503 }), "{err:?}");
+    assert!(matches!(err, Error::Status { status: 503, .. }), "{err:?}");
     clock.advance(Duration::from_secs(600));
     assert!(tenant.token().await.unwrap_err().needs_user_action());
     mock.assert_async().await;
@@ -557,7 +558,7 @@ fn keys_of_the_other_environment_are_refused_at_build_time() {
         (Environment::Production, "rk_sand_abc123"),
     ] {
         let err = build(env, key).unwrap_err();
-        let Error::Config { field, reason } = &err else {
+        let Error::Config { field, reason, .. } = &err else {
             panic!("{env} {key}: {err:?}");
         };
         assert_eq!(field, "AURORA_SOLAR_APPLICATION_KEY");
@@ -666,7 +667,7 @@ async fn from_env_with_reads_the_documented_variables() {
     ];
     let app = PartnerAppBuilder::from_env_with(env(&vars))
         .unwrap()
-        .http_client(client())
+        .http_client(http_client())
         .clock(Arc::new(clock()))
         .build()
         .unwrap();
@@ -687,7 +688,7 @@ async fn from_env_with_reads_the_documented_variables() {
     with_session[4] = ("AURORA_SOLAR_SESSION_TOKEN", "sess-env");
     let app = PartnerAppBuilder::from_env_with(env(&with_session))
         .unwrap()
-        .http_client(client())
+        .http_client(http_client())
         .clock(Arc::new(clock()))
         .build()
         .unwrap();

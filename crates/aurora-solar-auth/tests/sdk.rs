@@ -9,7 +9,7 @@ use std::time::{Duration, UNIX_EPOCH};
 use aurora_solar_auth::{ClientSdk, ClientSdkBuilder, Environment, Error, SdkUser, TokenProvider};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use common::{client, clock};
+use common::{clock, http_client};
 use mockito::{Matcher, Server, ServerGuard};
 use serde_json::json;
 use token_provider::{ManualClock, MemoryStore, StoreKey, TokenStore};
@@ -49,7 +49,7 @@ fn sdk(server: &ServerGuard, clock: &ManualClock) -> ClientSdk {
         .base_url(server.url())
         .api_key(API_KEY)
         .tenant_id("t1")
-        .http_client(client())
+        .http_client(http_client())
         .clock(Arc::new(clock.clone()))
         .build()
         .unwrap()
@@ -219,11 +219,7 @@ async fn missing_names_stop_after_the_lookup_and_before_any_invite() {
             "AURORA_SOLAR_USER_FIRST_NAME",
         ),
         (
-            SdkUser {
-                first_name: Some("Only".into()),
-                last_name: Some("  ".into()),
-                ..SdkUser::new("nobody@example.com")
-            },
+            SdkUser::new("nobody@example.com").with_name("Only", "  "),
             "AURORA_SOLAR_USER_LAST_NAME",
         ),
     ] {
@@ -486,7 +482,7 @@ async fn from_env_with_makes_the_sdk_a_provider_for_the_user() {
     ];
     let sdk = ClientSdkBuilder::from_env_with(env(&vars))
         .unwrap()
-        .http_client(client())
+        .http_client(http_client())
         .clock(Arc::new(clock()))
         .build()
         .unwrap();
@@ -575,7 +571,7 @@ async fn the_store_key_names_tenant_and_lowercased_email() {
         .base_url(server.url())
         .api_key(API_KEY)
         .tenant_id("t1")
-        .http_client(client())
+        .http_client(http_client())
         .clock(Arc::new(clock.clone()))
         .store(store.clone())
         .build()

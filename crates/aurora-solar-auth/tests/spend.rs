@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use aurora_solar_auth::{ClientSdk, Error, PartnerApp, SdkUser, TokenProvider};
-use common::{client, clock};
+use common::{clock, http_client};
 use mockito::Server;
 use serde_json::json;
 
@@ -31,7 +31,7 @@ async fn a_session_token_that_never_reached_aurora_is_not_spent() {
         .base_url(closed_port_url())
         .application_id("app-1")
         .application_key(APP_KEY)
-        .http_client(client())
+        .http_client(http_client())
         .clock(Arc::new(clock.clone()))
         .build()
         .unwrap();
@@ -74,7 +74,7 @@ async fn generate_token_is_not_repeated_after_a_5xx() {
         .base_url(server.url())
         .api_key(API_KEY)
         .tenant_id("t1")
-        .http_client(client())
+        .http_client(http_client())
         .clock(Arc::new(clock()))
         .build()
         .unwrap();
@@ -100,7 +100,7 @@ async fn dot_ids_are_refused_before_anything_is_sent() {
         PartnerApp::builder()
             .base_url(server.url())
             .application_key(APP_KEY)
-            .http_client(client())
+            .http_client(http_client())
     };
     for id in [".", "..", " .. "] {
         let err = base().application_id(id).build().unwrap_err();
@@ -160,7 +160,7 @@ async fn without_background_refresh_a_jwt_is_replaced_only_once_expired() {
         .base_url(server.url())
         .api_key(API_KEY)
         .tenant_id("t1")
-        .http_client(client())
+        .http_client(http_client())
         .clock(Arc::new(clock.clone()))
         .background_refresh(false)
         .build()

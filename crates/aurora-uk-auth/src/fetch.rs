@@ -335,7 +335,7 @@ fn status_error(status: Option<u16>, words: ProviderWords, secrets: &[&Secret]) 
     match status {
         Some(401) => core_status_error(401, &words.or_description(BAD_CREDENTIALS), secrets),
         Some(403) => core_status_error(403, &words.or_description(NOT_ALLOWED), secrets),
-        Some(status @ (404 | 410)) => Error::Status { status },
+        Some(status @ (404 | 410)) => Error::http_status(status),
         Some(status) => core_status_error(status, &words, secrets),
         None => Error::malformed("token response: no HTTP status was recorded"),
     }
@@ -368,9 +368,7 @@ fn discovery_error(issuer: &IssuerUrl, e: DiscoveryError<SendError>) -> Error {
             if status.is_success() {
                 Error::malformed(format!("discovery from `{}`: {reason}", issuer.as_str()))
             } else {
-                Error::Status {
-                    status: status.as_u16(),
-                }
+                Error::http_status(status.as_u16())
             }
         }
         DiscoveryError::Parse(parse) => Error::malformed(format!(

@@ -95,7 +95,7 @@ use std::str::FromStr;
 use std::time::SystemTime;
 
 use token_provider::auth::send_authorized;
-use token_provider::{CacheStats, CachedTokenProvider, HttpClient, async_trait};
+use token_provider::{CacheStats, CachedTokenProvider, HttpClient};
 use url::Url;
 
 pub use token_provider::{self, AccessToken, Error, Secret, TokenProvider};
@@ -373,21 +373,4 @@ impl AuroraUk {
     }
 }
 
-#[async_trait]
-impl TokenProvider for AuroraUk {
-    async fn token(&self) -> Result<AccessToken, Error> {
-        self.inner.token().await
-    }
-
-    fn invalidate(&self, rejected: &AccessToken) {
-        self.inner.invalidate(rejected)
-    }
-
-    fn store_error(&self) -> Option<Error> {
-        self.inner.store_error()
-    }
-
-    async fn forget(&self) -> Result<bool, Error> {
-        self.inner.forget().await
-    }
-}
+token_provider::forward_token_provider!(AuroraUk => |this| &this.inner);

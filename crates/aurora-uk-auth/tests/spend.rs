@@ -76,7 +76,7 @@ async fn aurora_uk_client_auth_post_sends_the_credentials_as_form_fields() {
     };
     let aurora = aurora_uk_auth::AuroraUkBuilder::from_env_with(vars)
         .unwrap()
-        .http_client(fast_http())
+        .http_client(http_client())
         .build()
         .unwrap();
     assert_eq!(

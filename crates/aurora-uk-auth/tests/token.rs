@@ -8,7 +8,7 @@ use std::time::Duration;
 use aurora_uk_auth::{AuroraUk, ClientAuth, Environment, Refusal};
 use common::*;
 use mockito::Matcher;
-use token_provider::{Error, ManualClock, MemoryStore, StoreKey, TokenProvider, TokenStore};
+use token_provider::{Error, MemoryStore, StoreKey, TokenProvider, TokenStore};
 
 #[tokio::test]
 async fn basic_header_client_credentials_with_audience_and_no_scope() {
@@ -23,19 +23,19 @@ async fn basic_header_client_credentials_with_audience_and_no_scope() {
     )
     .await;
 
-    let clock = ManualClock::new(t0());
+    let clock = fixed_clock();
     let aurora = builder_with_clock(&server, &clock).build().unwrap();
     assert_eq!(aurora.client_auth(), ClientAuth::BasicHeader);
     let t = aurora.token().await.unwrap();
 
     assert_eq!(t.secret().expose_secret(), "at-basic-1");
     assert_eq!(t.token_type(), "Bearer");
-    assert_eq!(t.expires_at(), Some(t0() + Duration::from_secs(86400)));
+    assert_eq!(t.expires_at(), Some(epoch() + Duration::from_secs(86400)));
     assert_eq!(
         aurora.token_endpoint().unwrap().as_str(),
         format!("{}/oauth/token", server.url())
     );
-    assert_eq!(aurora.discovered_at(), Some(t0()));
+    assert_eq!(aurora.discovered_at(), Some(epoch()));
     discovery.assert_async().await;
     jwks.assert_async().await;
     token.assert_async().await;
@@ -145,6 +145,7 @@ async fn http_401_is_a_bad_credentials_rejection() {
             status,
             code,
             description,
+            ..
         } => {
             assert_eq!(*status, Some(401));
             assert_eq!(code.as_deref(), Some("access_denied"));
@@ -261,7 +262,7 @@ async fn http_429_past_the_retries_is_rate_limited() {
     let aurora = builder(&server).build().unwrap();
     let err = aurora.token().await.unwrap_err();
     assert!(
-        matches!(err, Error::RateLimited { retry_after: Some(d) } if d == Duration::ZERO),
+        matches!(err, Error::RateLimited { retry_after: Some(d), .. } if d == Duration::ZERO),
         "{err:?}"
     );
     assert!(err.is_transient());
@@ -298,7 +299,7 @@ async fn discovery_is_fetched_once_for_many_tokens() {
     )
     .await;
 
-    let clock = ManualClock::new(t0());
+    let clock = fixed_clock();
     let aurora = builder_with_clock(&server, &clock).build().unwrap();
     for _ in 0..5 {
         // Many callers, one token each round.
@@ -369,7 +370,7 @@ async fn a_moved_token_endpoint_is_rediscovered_at_most_once_per_interval() {
     )
     .await;
 
-    let clock = ManualClock::new(t0());
+    let clock = fixed_clock();
     let aurora = builder_with_clock(&server, &clock)
         .rediscovery_interval(Duration::from_secs(600))
         .build()
@@ -414,7 +415,7 @@ async fn a_rejection_never_triggers_rediscovery() {
         2,
     )
     .await;
-    let clock = ManualClock::new(t0());
+    let clock = fixed_clock();
     let aurora = builder_with_clock(&server, &clock)
         .rediscovery_interval(Duration::ZERO)
         .build()
@@ -703,7 +704,7 @@ async fn dev_and_live_never_share_a_stored_token() {
         .issuer(issuer(&live_server))
         .client_id(CLIENT_ID)
         .client_secret(CLIENT_SECRET)
-        .http_client(fast_http())
+        .http_client(http_client())
         .store(store.clone())
         .build()
         .unwrap();
@@ -819,7 +820,7 @@ fn from_env_reads_exactly_the_documented_variables() {
 
     let err_field = |pairs: &'static [(&'static str, &'static str)]| {
         match aurora_uk_auth::AuroraUkBuilder::from_env_with(vars(pairs)).unwrap_err() {
-            Error::Config { field, reason } => (field, reason),
+            Error::Config { field, reason, .. } => (field, reason),
             other => panic!("{other:?}"),
         }
     };
@@ -953,7 +954,7 @@ async fn refresh_discovery_fetches_the_document_again_now() {
         1,
     )
     .await;
-    let clock = ManualClock::new(t0());
+    let clock = fixed_clock();
     let aurora = builder_with_clock(&server, &clock)
         .rediscovery_interval(Duration::from_secs(3600))
         .build()
@@ -962,10 +963,13 @@ async fn refresh_discovery_fetches_the_document_again_now() {
         aurora.token().await.unwrap().secret().expose_secret(),
         "at-1"
     );
-    assert_eq!(aurora.discovered_at(), Some(t0()));
+    assert_eq!(aurora.discovered_at(), Some(epoch()));
     clock.advance(Duration::from_secs(60));
     aurora.refresh_discovery().await.unwrap();
-    assert_eq!(aurora.discovered_at(), Some(t0() + Duration::from_secs(60)));
+    assert_eq!(
+        aurora.discovered_at(),
+        Some(epoch() + Duration::from_secs(60))
+    );
     assert_eq!(
         aurora.token_endpoint().unwrap().as_str(),
         format!("{}/oauth/token", server.url())

@@ -102,12 +102,12 @@ pub(crate) async fn run(args: &ApiArgs, lookup: Lookup<'_>) -> Result<Answer, Fa
         Err(e) if provider.token_failed.load(Ordering::Relaxed) => Err(fail(e)),
         // The API answered with an error status the HTTP client does not hand back (3xx, and
         // 5xx, 408 and 429 once the retries ran out).
-        Err(Error::Status { status }) => Err(Failure::new(
+        Err(Error::Status { status, .. }) => Err(Failure::new(
             EXIT_HTTP_ERROR,
             Some(kind),
             format!("the API answered HTTP {status} (after the retries)"),
         )),
-        Err(Error::RateLimited { retry_after }) => Err(Failure::new(
+        Err(Error::RateLimited { retry_after, .. }) => Err(Failure::new(
             EXIT_HTTP_ERROR,
             Some(kind),
             match retry_after {

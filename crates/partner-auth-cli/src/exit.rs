@@ -97,12 +97,12 @@ mod tests {
         assert_eq!(exit_code(&Error::store("cannot read", None)), 2);
         assert_eq!(exit_code(&Error::rejected(Some(401), None, None)), 3);
         assert_eq!(exit_code(&Error::user_action("get a new session token")), 3);
-        assert_eq!(exit_code(&Error::RateLimited { retry_after: None }), 4);
+        assert_eq!(exit_code(&Error::rate_limited(None)), 4);
         assert_eq!(exit_code(&Error::transport("refused")), 4);
         assert_eq!(exit_code(&Error::Timeout(Duration::from_secs(1))), 4);
-        assert_eq!(exit_code(&Error::Status { status: 503 }), 4);
+        assert_eq!(exit_code(&Error::http_status(503)), 4);
         assert_eq!(exit_code(&Error::malformed("not JSON")), 4);
-        assert_eq!(exit_code(&Error::TooLarge { limit: 1 }), 4);
+        assert_eq!(exit_code(&Error::too_large(1)), 4);
     }
 
     #[test]

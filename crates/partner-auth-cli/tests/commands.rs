@@ -79,7 +79,7 @@ async fn a_fresh_stored_token_is_served_without_any_tls_set_up() {
         ("SSL_CERT_DIR", dir.join("no-such-ca-dir")),
     ];
     for provider in ["aerion", "aurora-uk", "aurora-solar", "aurora-solar-sdk"] {
-        let store = dir.join(&format!("{provider}.json"));
+        let store = dir.join(format!("{provider}.json"));
         let mut env = vars(&emu, provider);
         env.push(("PARTNER_AUTH_STORE", store.to_str().unwrap().to_owned()));
         let first = token_of(&partner_auth(provider, &env, &[]).await);

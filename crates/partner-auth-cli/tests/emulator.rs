@@ -438,7 +438,7 @@ async fn the_store_serves_a_fresh_token_with_no_request() {
     let emu = emulator().await;
     let dir = TempDir::new("store-reuse");
     for provider in PROVIDERS {
-        let store = dir.join(&format!("{provider}.json"));
+        let store = dir.join(format!("{provider}.json"));
         let store_arg = store.to_str().unwrap();
         emu.clear_requests();
         let first =

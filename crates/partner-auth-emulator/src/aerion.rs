@@ -8,7 +8,7 @@ use http::StatusCode;
 
 use crate::config::AerionErrorShape;
 use crate::fault::json_response;
-use crate::state::{Ctx, Grant, Issued, Shared, State, random_token, shift};
+use crate::state::{Ctx, Grant, Shared, State, random_token, shift};
 
 /// The tenant headers, in the order they are looked at.
 const TENANT_HEADERS: [&str; 3] = ["companyurl", "origin", "referrer"];
@@ -127,13 +127,10 @@ pub(crate) fn token(shared: &Shared, state: &mut State, ctx: &Ctx, now: SystemTi
     let expires_in = ctx
         .expires_in
         .unwrap_or(config.aerion_token_lifetime.as_secs() as i64);
-    let access_token = random_token(40);
-    state.access_tokens.insert(
-        access_token.clone(),
-        Issued {
-            grant: Grant::Aerion(user.username.clone()),
-            expires_at: shift(now, expires_in),
-        },
+    let access_token = state.issue(
+        random_token(40),
+        Grant::Aerion(user.username.clone()),
+        shift(now, expires_in),
     );
     let mut body = serde_json::json!({
         "access_token": access_token,

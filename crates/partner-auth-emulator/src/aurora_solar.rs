@@ -11,7 +11,7 @@ use http::StatusCode;
 use crate::config::{AuroraSolarUser, InviteAnswer};
 use crate::fault::json_response;
 use crate::server::Route;
-use crate::state::{Ctx, Grant, Issued, Shared, State, random_uuid, shift};
+use crate::state::{Ctx, Grant, Shared, State, random_uuid, shift};
 
 /// The access level of Client SDK users, who need not accept their invitation.
 const SDK_USER_LEVEL: &str = "SDK User";
@@ -107,13 +107,10 @@ pub(crate) fn create_token(
         .expires_in
         .unwrap_or(config.aurora_solar_temporary_key_lifetime.as_secs() as i64);
     let expires_at = shift(now, lifetime);
-    let key = format!("tk_test_{}", random_hex(24));
-    state.access_tokens.insert(
-        key.clone(),
-        Issued {
-            grant: Grant::AuroraSolar(tenant.to_owned()),
-            expires_at,
-        },
+    let key = state.issue(
+        format!("tk_test_{}", random_hex(24)),
+        Grant::AuroraSolar(tenant.to_owned()),
+        expires_at,
     );
     json_response(
         StatusCode::OK,

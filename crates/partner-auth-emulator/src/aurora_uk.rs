@@ -12,7 +12,7 @@ use sha2::Digest;
 
 use crate::fault::json_response;
 use crate::record::bearer_of;
-use crate::state::{Ctx, Grant, Issued, Shared, State, random_token, shift};
+use crate::state::{Ctx, Grant, Shared, State, random_token, shift};
 
 fn error(status: StatusCode, code: &str, description: &str) -> Response {
     json_response(
@@ -168,13 +168,10 @@ pub(crate) fn token(shared: &Shared, state: &mut State, ctx: &Ctx, now: SystemTi
     let expires_in = ctx
         .expires_in
         .unwrap_or(config.aurora_uk_token_lifetime.as_secs() as i64);
-    let access_token = random_token(48);
-    state.access_tokens.insert(
-        access_token.clone(),
-        Issued {
-            grant: Grant::AuroraUk(config.aurora_uk_client_id.clone()),
-            expires_at: shift(now, expires_in),
-        },
+    let access_token = state.issue(
+        random_token(48),
+        Grant::AuroraUk(config.aurora_uk_client_id.clone()),
+        shift(now, expires_in),
     );
     json_response(
         StatusCode::OK,

@@ -61,6 +61,13 @@ pub(crate) struct State {
 }
 
 impl State {
+    /// Issues `token` for `grant`, live until `expires_at`, and returns it.
+    pub(crate) fn issue(&mut self, token: String, grant: Grant, expires_at: SystemTime) -> String {
+        self.access_tokens
+            .insert(token.clone(), Issued { grant, expires_at });
+        token
+    }
+
     /// The grant behind a live token.
     pub(crate) fn live(&self, token: &str, now: SystemTime) -> Option<&Grant> {
         self.access_tokens

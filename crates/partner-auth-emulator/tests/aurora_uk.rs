@@ -3,7 +3,7 @@
 mod common;
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use common::{json, send, url};
 use http::HeaderName;
@@ -11,8 +11,8 @@ use partner_auth_emulator::{
     DEFAULT_AURORA_UK_AUDIENCE, DEFAULT_AURORA_UK_CLIENT_ID, DEFAULT_AURORA_UK_CLIENT_SECRET,
     Emulator, Endpoint, RunningEmulator,
 };
+use token_provider::Secret;
 use token_provider::http::{Repeat, Request, Response};
-use token_provider::{ManualClock, Secret};
 
 async fn body_grant(
     emu: &RunningEmulator,
@@ -276,7 +276,7 @@ async fn the_api_checks_the_bearer_in_either_header() {
 
 #[tokio::test]
 async fn tokens_expire_on_the_given_clock() {
-    let clock = ManualClock::new(SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000));
+    let clock = token_provider::testing::fixed_clock();
     let emu = Emulator::builder()
         .clock(Arc::new(clock.clone()))
         .aurora_uk_token_lifetime(Duration::from_secs(600))

@@ -69,7 +69,7 @@ async fn status_faults_are_consumed_n_times_then_the_answer_is_normal() {
     assert_eq!(emu.pending_faults(Endpoint::AuroraUkToken), 2);
     assert!(matches!(
         send(uk_token(&emu)).await,
-        Err(Error::Status { status: 503 })
+        Err(Error::Status { status: 503, .. })
     ));
     assert_eq!(emu.pending_faults(Endpoint::AuroraUkToken), 1);
     // A retrying client gets through on its second attempt.
@@ -86,7 +86,7 @@ async fn status_faults_are_consumed_n_times_then_the_answer_is_normal() {
     assert_eq!(send(uk_token(&emu)).await.unwrap().status(), 200);
     assert!(matches!(
         send(aerion_password(&emu)).await,
-        Err(Error::Status { status: 500 })
+        Err(Error::Status { status: 500, .. })
     ));
 }
 
@@ -97,7 +97,7 @@ async fn faults_queue_in_order_and_can_be_cleared() {
     emu.inject(Endpoint::AerionToken, Fault::InvalidGrant, 1);
     assert!(matches!(
         send(aerion_password(&emu)).await,
-        Err(Error::Status { status: 502 })
+        Err(Error::Status { status: 502, .. })
     ));
     let invalid = send(aerion_password(&emu)).await.unwrap();
     assert_eq!(invalid.status(), 400);
@@ -118,7 +118,7 @@ async fn rate_limited_with_and_without_retry_after() {
         1,
     );
     match send(solar_create(&emu)).await {
-        Err(Error::RateLimited { retry_after }) => {
+        Err(Error::RateLimited { retry_after, .. }) => {
             assert_eq!(retry_after, Some(Duration::from_secs(7)))
         }
         other => panic!("expected RateLimited, got {other:?}"),
@@ -129,7 +129,7 @@ async fn rate_limited_with_and_without_retry_after() {
         1,
     );
     match send(solar_create(&emu)).await {
-        Err(Error::RateLimited { retry_after }) => assert_eq!(retry_after, None),
+        Err(Error::RateLimited { retry_after, .. }) => assert_eq!(retry_after, None),
         other => panic!("expected RateLimited, got {other:?}"),
     }
     // Retry-After: 0 is honoured by a retrying client, which then gets its key.
@@ -195,7 +195,7 @@ async fn hang_until_the_client_times_out_and_ends_at_shutdown() {
     assert!(
         matches!(
             outcome,
-            Err(Error::Status { status: 503 }) | Err(Error::Transport { .. })
+            Err(Error::Status { status: 503, .. }) | Err(Error::Transport { .. })
         ),
         "{outcome:?}"
     );
@@ -218,7 +218,7 @@ async fn malformed_and_truncated_bodies() {
     assert_eq!(truncated.status(), 200);
     assert!(truncated.body().starts_with(b"{\"access_token\""));
     match truncated.json::<serde_json::Value>("token") {
-        Err(Error::Malformed { reason }) => assert!(reason.contains("truncated"), "{reason}"),
+        Err(Error::Malformed { reason, .. }) => assert!(reason.contains("truncated"), "{reason}"),
         other => panic!("expected a truncated-JSON error, got {other:?}"),
     }
     // Faulted requests were not processed: no refresh token was issued.
@@ -403,7 +403,7 @@ async fn every_endpoint_can_be_faulted() {
     for request in requests {
         assert!(matches!(
             send(request).await,
-            Err(Error::Status { status: 502 })
+            Err(Error::Status { status: 502, .. })
         ));
     }
     let seen: Vec<Endpoint> = emu.requests().iter().filter_map(|r| r.endpoint).collect();

@@ -54,6 +54,25 @@ impl ProcessEnv {
         Self::default()
     }
 
+    /// `from_env_with` run over the process environment, then [`check`](Self::check)ed: what
+    /// every provider's `from_env` does. A variable that is set but not UTF-8 is refused by
+    /// name, even when `from_env_with` failed first for another reason.
+    ///
+    /// ```
+    /// use token_provider::{Error, ProcessEnv};
+    ///
+    /// let value = ProcessEnv::read(|lookup| Ok::<_, Error>(lookup("PARTNER_AUTH_SURELY_UNSET")));
+    /// assert_eq!(value.unwrap(), None);
+    /// ```
+    pub fn read<T>(
+        from_env_with: impl FnOnce(&dyn Fn(&str) -> Option<String>) -> Result<T, Error>,
+    ) -> Result<T, Error> {
+        let env = Self::new();
+        let read = from_env_with(&|name| env.get(name));
+        env.check()?;
+        read
+    }
+
     /// The variable's value; `None` when it is unset, and also when it is not UTF-8 (which is
     /// remembered).
     pub fn get(&self, name: &str) -> Option<String> {

@@ -14,11 +14,42 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 /// a provider's own `error` and `error_description` are kept (trimmed to a sane length, control
 /// characters removed) because they say what is wrong. Decide what to do with
 /// [`is_transient`](Error::is_transient) rather than by matching message text.
+///
+/// The enum and each of its struct variants are `#[non_exhaustive]`: a minor release may add a
+/// variant or a field. Match with `..` (`Error::Status { status, .. }`) and a wildcard arm, and
+/// make errors with the constructors ([`config`](Self::config), [`rejected`](Self::rejected),
+/// [`http_status`](Self::http_status), …).
+///
+/// ```
+/// use std::time::Duration;
+/// use token_provider::Error;
+///
+/// let err = Error::unavailable(503, Duration::from_secs(30));
+/// assert!(err.is_transient());
+/// match err {
+///     Error::Unavailable { status, retry_after, .. } => {
+///         assert_eq!((status, retry_after), (503, Duration::from_secs(30)));
+///     }
+///     other => panic!("{other}"),
+/// }
+/// ```
+///
+/// Neither a variant's literal nor a pattern without `..` compiles outside this crate:
+///
+/// ```compile_fail
+/// let err = token_provider::Error::Status { status: 503 };
+/// ```
+///
+/// ```compile_fail
+/// # let err = token_provider::Error::http_status(503);
+/// if let token_provider::Error::Status { status } = err {}
+/// ```
 #[non_exhaustive]
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// A setting is missing or wrong. Nothing was sent.
     #[error("invalid configuration: `{field}` {reason}")]
+    #[non_exhaustive]
     Config {
         /// The field or environment variable at fault.
         field: String,
@@ -32,6 +63,7 @@ pub enum Error {
     /// (HTTP 401): …", "not found (HTTP 404): …", "conflict (HTTP 409): …", "invalid request
     /// (HTTP 422): …", "request rejected (HTTP 418): …".
     #[error("{}{}", rejected_subject(*.status), rejected_suffix(*.status, .code.as_deref(), .description.as_deref()))]
+    #[non_exhaustive]
     Rejected {
         /// The HTTP status, when the refusal came over HTTP.
         status: Option<u16>,
@@ -44,6 +76,7 @@ pub enum Error {
     /// The provider needs a person to act before a token can be had again: a single-use session
     /// token was already spent, or a refresh token died and no password is configured.
     #[error("user action needed: {action}")]
+    #[non_exhaustive]
     UserAction {
         /// What the user has to do.
         action: String,
@@ -51,6 +84,7 @@ pub enum Error {
 
     /// The provider said to slow down (HTTP 429) and the retries ran out.
     #[error("rate limited by the provider{}", retry_after_suffix(*.retry_after))]
+    #[non_exhaustive]
     RateLimited {
         /// How long the provider asked us to wait, if it said.
         retry_after: Option<Duration>,
@@ -58,6 +92,7 @@ pub enum Error {
 
     /// The request did not complete: connection refused or reset, DNS, TLS.
     #[error("transport error")]
+    #[non_exhaustive]
     Transport {
         /// The underlying error (URLs stripped, so no query-string secret survives).
         #[source]
@@ -71,6 +106,7 @@ pub enum Error {
     /// An HTTP status the call cannot use: 5xx or 408 after the retries, a redirect, or another
     /// status the provider does not document.
     #[error("unexpected HTTP status {status}")]
+    #[non_exhaustive]
     Status {
         /// The status code.
         status: u16,
@@ -79,6 +115,7 @@ pub enum Error {
     /// A 5xx (or 408) that ended the retries, from a server that said when to come back
     /// (`Retry-After`): the cache waits that long before asking again.
     #[error("unexpected HTTP status {status} (retry after {}s)", .retry_after.as_secs())]
+    #[non_exhaustive]
     Unavailable {
         /// The status code.
         status: u16,
@@ -88,6 +125,7 @@ pub enum Error {
 
     /// The response could not be understood (not JSON, a field missing, an unparseable date).
     #[error("malformed response: {reason}")]
+    #[non_exhaustive]
     Malformed {
         /// What was wrong, without the body.
         reason: String,
@@ -95,6 +133,7 @@ pub enum Error {
 
     /// The response was larger than the cap and was cut off while being read.
     #[error("response larger than {limit} bytes")]
+    #[non_exhaustive]
     TooLarge {
         /// The cap, in bytes.
         limit: usize,
@@ -102,6 +141,7 @@ pub enum Error {
 
     /// The token store could not be read or written.
     #[error("token store: {reason}")]
+    #[non_exhaustive]
     Store {
         /// What failed.
         reason: String,
@@ -113,6 +153,7 @@ pub enum Error {
     /// Another holder kept the store's lock for this state longer than the lock timeout (another
     /// process fetching, or a stopped one). Transient: trying again later may succeed.
     #[error("store busy: {reason}")]
+    #[non_exhaustive]
     StoreBusy {
         /// What was held, and for how long.
         reason: String,
@@ -123,6 +164,7 @@ pub enum Error {
     /// fetches without the store only for a fetcher whose grant is safe to repeat
     /// ([`Fetch::repeatable_without_store`](crate::Fetch::repeatable_without_store)).
     #[error("token store unavailable: {reason}")]
+    #[non_exhaustive]
     StoreUnavailable {
         /// Which store, and what failed.
         reason: String,
@@ -132,6 +174,7 @@ pub enum Error {
     /// another holder took the lock (and may have saved a newer state) since. The cache answers
     /// it by reading the store again and adopting what is there. Transient.
     #[error("store lock superseded: {reason}")]
+    #[non_exhaustive]
     StoreFenced {
         /// What was refused.
         reason: String,
@@ -172,6 +215,34 @@ impl Error {
             code: code.and_then(clean),
             description: description.and_then(clean),
         }
+    }
+
+    /// [`Error::RateLimited`]: the provider said to slow down, and how long to wait if it said.
+    pub fn rate_limited(retry_after: Option<Duration>) -> Self {
+        Self::RateLimited { retry_after }
+    }
+
+    /// [`Error::Timeout`]: the request or the load took longer than `limit` (zero when unknown).
+    pub fn timeout(limit: Duration) -> Self {
+        Self::Timeout(limit)
+    }
+
+    /// [`Error::Status`]: an HTTP status the call cannot use.
+    pub fn http_status(status: u16) -> Self {
+        Self::Status { status }
+    }
+
+    /// [`Error::Unavailable`]: a 5xx (or 408) from a server that said when to come back.
+    pub fn unavailable(status: u16, retry_after: Duration) -> Self {
+        Self::Unavailable {
+            status,
+            retry_after,
+        }
+    }
+
+    /// [`Error::TooLarge`]: the response was larger than `limit` bytes.
+    pub fn too_large(limit: usize) -> Self {
+        Self::TooLarge { limit }
     }
 
     /// A "user action needed" error.

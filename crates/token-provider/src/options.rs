@@ -4,12 +4,39 @@ use std::sync::Arc;
 
 use crate::{CacheConfig, Error, HttpClient, RateLimit, SharedClock, TokenStore};
 
-/// The settings every provider builder shares: the HTTP client, the clock, the cache behaviour
-/// and a store. Provider builders take them one by one (`.http_client(..)`, `.clock(..)`,
-/// `.cache_config(..)`, `.store(..)`) or all at once (`.options(..)`), and resolve them with the
-/// methods below, so every provider applies them the same way.
+/// The settings every provider builder shares: the HTTP client, the clock, the cache behaviour,
+/// a store and a rate limit. Provider builders take them one by one (`.http_client(..)`,
+/// `.clock(..)`, `.cache_config(..)`, `.store(..)`, `.rate_limit(..)`) or all at once
+/// (`.options(..)`), and resolve them with the methods below, so every provider applies them the
+/// same way.
+///
+/// The struct is `#[non_exhaustive]` (it may gain a setting in a minor release): make one with
+/// [`new`](Self::new) and the setters, read or change its fields directly.
+///
+/// ```
+/// use std::sync::Arc;
+/// use std::time::{Duration, SystemTime};
+/// use token_provider::{CacheConfig, ManualClock, MemoryStore, ProviderOptions};
+///
+/// let options = ProviderOptions::new()
+///     .clock(Arc::new(ManualClock::new(SystemTime::UNIX_EPOCH)))
+///     .cache(CacheConfig::new().load_timeout(Duration::from_secs(5)))
+///     .store(Arc::new(MemoryStore::new()))
+///     .rate_limit(None);
+/// assert_eq!(options.resolved_clock().now(), SystemTime::UNIX_EPOCH);
+/// assert!(matches!(options.rate_limit, Some(None)));
+/// ```
+///
+/// A struct literal does not compile outside this crate:
+///
+/// ```compile_fail
+/// let options = token_provider::ProviderOptions {
+///     http: None, clock: None, cache: None, store: None, rate_limit: None,
+/// };
+/// ```
 #[derive(Clone, Debug, Default)]
 #[must_use]
+#[non_exhaustive]
 pub struct ProviderOptions {
     /// The HTTP client (default: [`HttpClient::builder`] with the clock below).
     pub http: Option<HttpClient>,
@@ -28,6 +55,38 @@ impl ProviderOptions {
     /// No options set: every default applies.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// The HTTP client (sets [`http`](Self::http)).
+    pub fn http(mut self, http: HttpClient) -> Self {
+        self.http = Some(http);
+        self
+    }
+
+    /// The clock (sets [`clock`](Self::clock)).
+    pub fn clock(mut self, clock: SharedClock) -> Self {
+        self.clock = Some(clock);
+        self
+    }
+
+    /// The cache behaviour (sets [`cache`](Self::cache)).
+    pub fn cache(mut self, cache: CacheConfig) -> Self {
+        self.cache = Some(cache);
+        self
+    }
+
+    /// Where provider state survives the process (sets [`store`](Self::store)).
+    pub fn store(mut self, store: Arc<dyn TokenStore>) -> Self {
+        self.store = Some(store);
+        self
+    }
+
+    /// The pace of the provider's requests: `Some(limit)`, or `None` for no pacing (sets
+    /// [`rate_limit`](Self::rate_limit) to `Some(limit)`; leave it unset for the provider's
+    /// default).
+    pub fn rate_limit(mut self, limit: impl Into<Option<RateLimit>>) -> Self {
+        self.rate_limit = Some(limit.into());
+        self
     }
 
     /// The clock in force: the one set here, else the cache configuration's.
@@ -89,20 +148,33 @@ mod tests {
     fn the_explicit_clock_wins_over_the_cache_configs() {
         let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000);
         let t1 = t0 + Duration::from_secs(1_000);
-        let mut o = ProviderOptions::new();
+        let o = ProviderOptions::new();
         assert!(o.resolved_clock().now() > t1, "the system clock by default");
-        o.cache = Some(CacheConfig::new().clock(Arc::new(ManualClock::new(t0))));
+        let o = o.cache(CacheConfig::new().clock(Arc::new(ManualClock::new(t0))));
         assert_eq!(o.resolved_clock().now(), t0);
-        o.clock = Some(Arc::new(ManualClock::new(t1)));
+        let o = o.clock(Arc::new(ManualClock::new(t1)));
         assert_eq!(o.resolved_clock().now(), t1);
         assert_eq!(o.resolved_cache("x").clock_ref().now(), t1);
     }
 
     #[test]
     fn the_store_is_passed_on() {
-        let mut o = ProviderOptions::new();
+        let o = ProviderOptions::new();
         assert!(o.resolved_cache("p").store_ref().is_none());
-        o.store = Some(Arc::new(MemoryStore::new()));
+        let o = o.store(Arc::new(MemoryStore::new()));
         assert!(o.resolved_cache("p").store_ref().is_some());
+    }
+
+    #[test]
+    fn the_setters_fill_the_fields() {
+        let o = ProviderOptions::new();
+        assert!(o.http.is_none() && o.rate_limit.is_none());
+        let limit = RateLimit::per_minute(60).expect("a limit");
+        let o = o
+            .http(HttpClient::builder().build().expect("a client"))
+            .rate_limit(limit);
+        assert!(o.http.is_some());
+        assert!(matches!(o.rate_limit, Some(Some(_))));
+        assert!(matches!(o.rate_limit(None).rate_limit, Some(None)));
     }
 }

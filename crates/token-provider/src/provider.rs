@@ -75,53 +75,115 @@ pub trait TokenProvider: Send + Sync + fmt::Debug {
     }
 }
 
-#[async_trait]
-impl<P: TokenProvider + ?Sized> TokenProvider for Arc<P> {
-    async fn token(&self) -> Result<AccessToken, Error> {
-        (**self).token().await
-    }
-    fn invalidate(&self, rejected: &AccessToken) {
-        (**self).invalidate(rejected)
-    }
-    fn store_error(&self) -> Option<Error> {
-        (**self).store_error()
-    }
-    async fn forget(&self) -> Result<bool, Error> {
-        (**self).forget().await
-    }
+/// Implements [`TokenProvider`] for a type (`Debug + Send + Sync`, as the trait asks) by
+/// forwarding every method to a provider it holds:
+/// `forward_token_provider!(MyProvider => |this| &this.inner);`, or with generics,
+/// `forward_token_provider!([P: TokenProvider + ?Sized] Wrapper<P> => |this| &this.0);`.
+///
+/// A provider that may hold none (a map of principals with an optional default one) names the
+/// error to answer `token` with when it holds none, after `, or`:
+/// `forward_token_provider!(Map => |this| this.default.as_ref(), or Error::config("DEFAULT", "is required"));`
+/// (then `invalidate` does nothing, `store_error` is `None` and `forget` is `Ok(false)`).
+///
+/// The one definition of a forwarding provider: a method the trait gains later is forwarded by
+/// every wrapper at once, rather than left at its default by one that was forgotten.
+///
+/// ```
+/// use std::sync::Arc;
+/// use token_provider::{
+///     AccessToken, CachedTokenProvider, TokenProvider, forward_token_provider, provider_fn,
+/// };
+///
+/// /// A provider with a name of its own, over any other.
+/// #[derive(Debug)]
+/// struct Named {
+///     inner: Arc<dyn TokenProvider>,
+/// }
+///
+/// forward_token_provider!(Named => |this| &*this.inner);
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let inner = CachedTokenProvider::new(provider_fn("static", || async {
+///     Ok(AccessToken::new("t"))
+/// }));
+/// let named = Named { inner: Arc::new(inner) };
+/// assert_eq!(named.token().await.unwrap().secret().expose_secret(), "t");
+/// # }
+/// ```
+#[macro_export]
+macro_rules! forward_token_provider {
+    ([$($generics:tt)*] $ty:ty => |$this:ident| $target:expr) => {
+        #[$crate::async_trait]
+        impl<$($generics)*> $crate::TokenProvider for $ty {
+            async fn token(
+                &self,
+            ) -> ::core::result::Result<$crate::AccessToken, $crate::Error> {
+                let $this = self;
+                $crate::TokenProvider::token($target).await
+            }
+
+            fn invalidate(&self, rejected: &$crate::AccessToken) {
+                let $this = self;
+                $crate::TokenProvider::invalidate($target, rejected)
+            }
+
+            fn store_error(&self) -> ::core::option::Option<$crate::Error> {
+                let $this = self;
+                $crate::TokenProvider::store_error($target)
+            }
+
+            async fn forget(&self) -> ::core::result::Result<bool, $crate::Error> {
+                let $this = self;
+                $crate::TokenProvider::forget($target).await
+            }
+        }
+    };
+    ([$($generics:tt)*] $ty:ty => |$this:ident| $target:expr, or $missing:expr) => {
+        #[$crate::async_trait]
+        impl<$($generics)*> $crate::TokenProvider for $ty {
+            async fn token(
+                &self,
+            ) -> ::core::result::Result<$crate::AccessToken, $crate::Error> {
+                let $this = self;
+                match $target {
+                    ::core::option::Option::Some(p) => $crate::TokenProvider::token(p).await,
+                    ::core::option::Option::None => ::core::result::Result::Err($missing),
+                }
+            }
+
+            fn invalidate(&self, rejected: &$crate::AccessToken) {
+                let $this = self;
+                if let ::core::option::Option::Some(p) = $target {
+                    $crate::TokenProvider::invalidate(p, rejected);
+                }
+            }
+
+            fn store_error(&self) -> ::core::option::Option<$crate::Error> {
+                let $this = self;
+                $target.and_then(|p| $crate::TokenProvider::store_error(p))
+            }
+
+            async fn forget(&self) -> ::core::result::Result<bool, $crate::Error> {
+                let $this = self;
+                match $target {
+                    ::core::option::Option::Some(p) => $crate::TokenProvider::forget(p).await,
+                    ::core::option::Option::None => ::core::result::Result::Ok(false),
+                }
+            }
+        }
+    };
+    ($ty:ty => |$this:ident| $target:expr, or $missing:expr) => {
+        $crate::forward_token_provider!([] $ty => |$this| $target, or $missing);
+    };
+    ($ty:ty => |$this:ident| $target:expr) => {
+        $crate::forward_token_provider!([] $ty => |$this| $target);
+    };
 }
 
-#[async_trait]
-impl<P: TokenProvider + ?Sized> TokenProvider for Box<P> {
-    async fn token(&self) -> Result<AccessToken, Error> {
-        (**self).token().await
-    }
-    fn invalidate(&self, rejected: &AccessToken) {
-        (**self).invalidate(rejected)
-    }
-    fn store_error(&self) -> Option<Error> {
-        (**self).store_error()
-    }
-    async fn forget(&self) -> Result<bool, Error> {
-        (**self).forget().await
-    }
-}
-
-#[async_trait]
-impl<P: TokenProvider + ?Sized> TokenProvider for &P {
-    async fn token(&self) -> Result<AccessToken, Error> {
-        (**self).token().await
-    }
-    fn invalidate(&self, rejected: &AccessToken) {
-        (**self).invalidate(rejected)
-    }
-    fn store_error(&self) -> Option<Error> {
-        (**self).store_error()
-    }
-    async fn forget(&self) -> Result<bool, Error> {
-        (**self).forget().await
-    }
-}
+forward_token_provider!([P: TokenProvider + ?Sized] Arc<P> => |this| &**this);
+forward_token_provider!([P: TokenProvider + ?Sized] Box<P> => |this| &**this);
+forward_token_provider!([P: TokenProvider + ?Sized] &P => |this| &**this);
 
 /// One trip to the provider for a new token: what a provider implements and the cache calls.
 ///

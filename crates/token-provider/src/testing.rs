@@ -1,5 +1,8 @@
 //! Test support shared by every crate of the workspace (feature `testing`): a capturing
-//! `tracing` subscriber that proves no secret is ever logged.
+//! `tracing` subscriber that proves no secret is ever logged ([`capture_logs`]), a fixed epoch
+//! and a clock standing at it ([`epoch`], [`fixed_clock`]), HTTP clients that retry in
+//! milliseconds ([`fast_http`], [`http_client`], [`fast_retry`]), exact form-body checks
+//! ([`form_fields`], [`exact_form`]) and a temporary directory removed on drop ([`TempDir`]).
 //!
 //! ```
 //! # #[tokio::main(flavor = "current_thread")]
@@ -12,7 +15,10 @@
 //! ```
 
 use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, SystemTime};
 
 use tracing_subscriber::fmt::MakeWriter;
 
@@ -106,22 +112,129 @@ impl<'a> MakeWriter<'a> for Writer {
 /// A retry policy for tests: `attempts` tries with millisecond backoffs; a `Retry-After` of up to
 /// two seconds is waited for, a longer one ends the retries at once.
 pub fn fast_retry(attempts: u32) -> crate::RetryPolicy {
-    crate::RetryPolicy {
-        max_attempts: attempts,
-        initial_backoff: std::time::Duration::from_millis(5),
-        max_backoff: std::time::Duration::from_millis(20),
-        max_retry_after: std::time::Duration::from_secs(2),
-    }
+    crate::RetryPolicy::new()
+        .max_attempts(attempts)
+        .initial_backoff(Duration::from_millis(5))
+        .max_backoff(Duration::from_millis(20))
+        .max_retry_after(Duration::from_secs(2))
 }
 
 /// An HTTP client for tests: `timeout` per request and [`fast_retry`]`(3)`, so retries are
 /// exercised without slowing the suite. Its retry budget is unlimited, so each request's
 /// retries depend on that request alone, whatever the test sent before.
-pub fn fast_http(timeout: std::time::Duration) -> crate::HttpClient {
+pub fn fast_http(timeout: Duration) -> crate::HttpClient {
     crate::HttpClient::builder()
         .timeout(timeout)
         .retry(fast_retry(3))
         .retry_budget(crate::http::RetryBudget::unlimited())
         .build()
         .expect("a test HTTP client")
+}
+
+/// An HTTP client for tests against a loopback server: [`fast_http`] with a 5 s timeout.
+pub fn http_client() -> crate::HttpClient {
+    fast_http(Duration::from_secs(5))
+}
+
+/// The seconds from the Unix epoch to [`epoch`].
+pub const EPOCH_SECS: u64 = 1_800_000_000;
+
+/// The instant tests start their clocks at: 2027-01-15 08:00:00 UTC, fixed so that expiry
+/// arithmetic gives the same figures on every run.
+pub fn epoch() -> SystemTime {
+    SystemTime::UNIX_EPOCH + Duration::from_secs(EPOCH_SECS)
+}
+
+/// A [`ManualClock`](crate::ManualClock) standing at [`epoch`].
+///
+/// ```
+/// use token_provider::Clock;
+/// use token_provider::testing::{epoch, fixed_clock};
+///
+/// let clock = fixed_clock();
+/// clock.advance(std::time::Duration::from_secs(60));
+/// assert_eq!(clock.now(), epoch() + std::time::Duration::from_secs(60));
+/// ```
+pub fn fixed_clock() -> crate::ManualClock {
+    crate::ManualClock::new(epoch())
+}
+
+/// The fields of an `application/x-www-form-urlencoded` body, decoded and sorted.
+pub fn form_fields(body: &[u8]) -> Vec<(String, String)> {
+    let mut fields: Vec<(String, String)> = url::form_urlencoded::parse(body)
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
+    fields.sort();
+    fields
+}
+
+/// A check that a form body holds exactly `expected`, in any order: each field with its value,
+/// none twice, and no other (no stray scope, no credential sent twice). Use it in a mock
+/// server's request matcher, with the body the server received.
+///
+/// ```
+/// let is_grant = token_provider::testing::exact_form(&[("grant_type", "password"), ("username", "me")]);
+/// assert!(is_grant(b"username=me&grant_type=password"));
+/// assert!(!is_grant(b"username=me&grant_type=password&scope=all"));
+/// assert!(!is_grant(b"grant_type=password"));
+/// ```
+pub fn exact_form(expected: &[(&str, &str)]) -> impl Fn(&[u8]) -> bool + Send + Sync + use<> {
+    let mut want: Vec<(String, String)> = expected
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+    want.sort();
+    move |body: &[u8]| form_fields(body) == want
+}
+
+/// A fresh directory under the system's temporary directory, named after the test, the process
+/// and a counter, and removed (with everything in it) on drop.
+///
+/// ```
+/// let dir = token_provider::testing::TempDir::new("doc");
+/// std::fs::write(dir.join("x"), "1").unwrap();
+/// let path = dir.path().to_owned();
+/// drop(dir);
+/// assert!(!path.exists());
+/// ```
+#[derive(Debug)]
+pub struct TempDir(PathBuf);
+
+impl TempDir {
+    /// Creates the directory (`<tmp>/partner-auth-<name>-<pid>-<n>-<random>`), removing any
+    /// left at that path by an earlier run.
+    pub fn new(name: &str) -> Self {
+        static COUNTER: AtomicU32 = AtomicU32::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "partner-auth-{name}-{}-{}-{:08x}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::Relaxed),
+            fastrand::u32(..)
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("create a temporary directory");
+        Self(dir)
+    }
+
+    /// The directory.
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+
+    /// A path inside the directory.
+    pub fn join(&self, name: impl AsRef<Path>) -> PathBuf {
+        self.0.join(name)
+    }
+}
+
+impl AsRef<Path> for TempDir {
+    fn as_ref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }

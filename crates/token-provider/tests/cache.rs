@@ -12,9 +12,7 @@ use token_provider::{
 const HOUR: Duration = Duration::from_secs(3600);
 const MIN: Duration = Duration::from_secs(60);
 
-fn t0() -> SystemTime {
-    SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000)
-}
+use token_provider::testing::epoch as t0;
 
 type Script = dyn Fn(usize, Option<&TokenState>) -> Result<TokenState, Error> + Send + Sync;
 
@@ -177,7 +175,7 @@ async fn a_transient_refresh_failure_keeps_the_old_token_until_hard_expiry() {
             if n == 0 {
                 Ok(token_n(&c2, 0, HOUR))
             } else {
-                Err(Error::Status { status: 503 })
+                Err(Error::http_status(503))
             }
         },
     );
@@ -203,7 +201,7 @@ async fn a_transient_refresh_failure_keeps_the_old_token_until_hard_expiry() {
     tokio::time::sleep(expires_at.duration_since(h.now()).unwrap() + Duration::from_secs(600))
         .await;
     let err = h.provider.token().await.unwrap_err();
-    assert!(matches!(err, Error::Status { status: 503 }), "{err:?}");
+    assert!(matches!(err, Error::Status { status: 503, .. }), "{err:?}");
 }
 
 #[tokio::test(start_paused = true)]
@@ -211,11 +209,7 @@ async fn transient_failures_back_off_and_honour_retry_after() {
     let h = harness(
         Duration::from_millis(10),
         |c| c,
-        move |_, _| {
-            Err(Error::RateLimited {
-                retry_after: Some(Duration::from_secs(120)),
-            })
-        },
+        move |_, _| Err(Error::rate_limited(Some(Duration::from_secs(120)))),
     );
     let err = h.provider.token().await.unwrap_err();
     assert_eq!(err.retry_after(), Some(Duration::from_secs(120)));
@@ -571,11 +565,7 @@ async fn a_retry_after_of_a_day_is_capped_by_the_longest_backoff() {
     let h = harness(
         Duration::ZERO,
         |c| c.backoff(Duration::from_secs(1), Duration::from_secs(60)),
-        |_, _| {
-            Err(Error::RateLimited {
-                retry_after: Some(Duration::from_secs(86_400)),
-            })
-        },
+        |_, _| Err(Error::rate_limited(Some(Duration::from_secs(86_400)))),
     );
     assert!(h.provider.token().await.is_err());
     tokio::time::sleep(Duration::from_secs(59)).await;

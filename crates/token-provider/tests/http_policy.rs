@@ -107,7 +107,7 @@ async fn exhausted_5xx_is_a_transient_status_error() {
         .execute(Request::get(url(&server, "/t")))
         .await
         .unwrap_err();
-    assert!(matches!(err, Error::Status { status: 502 }), "{err:?}");
+    assert!(matches!(err, Error::Status { status: 502, .. }), "{err:?}");
     assert!(err.is_transient());
     fail.assert_async().await;
 }
@@ -205,7 +205,7 @@ async fn redirects_are_not_followed() {
         .execute(Request::post(url(&server, "/t"), Repeat::Safe))
         .await
         .unwrap_err();
-    assert!(matches!(err, Error::Status { status: 302 }), "{err:?}");
+    assert!(matches!(err, Error::Status { status: 302, .. }), "{err:?}");
     redirect.assert_async().await;
     target.assert_async().await;
 }
@@ -305,7 +305,7 @@ async fn a_request_that_must_not_repeat_is_sent_once() {
         .execute(Request::post(url_of(&server), Repeat::Once))
         .await
         .unwrap_err();
-    assert!(matches!(err, Error::Status { status: 503 }), "{err:?}");
+    assert!(matches!(err, Error::Status { status: 503, .. }), "{err:?}");
     mock.assert_async().await;
 }
 
@@ -363,7 +363,10 @@ async fn an_oversized_body_is_cut_off_while_reading() {
         .build()
         .unwrap();
     let err = client.execute(Request::get(url)).await.unwrap_err();
-    assert!(matches!(err, Error::TooLarge { limit: 65536 }), "{err:?}");
+    assert!(
+        matches!(err, Error::TooLarge { limit: 65536, .. }),
+        "{err:?}"
+    );
     tokio::time::sleep(Duration::from_millis(200)).await;
     let sent = written.load(Ordering::SeqCst);
     // Socket buffers let the server run ahead of the reader a little; never anywhere near 1 GiB.
@@ -385,7 +388,7 @@ async fn a_declared_oversized_body_is_refused_unread() {
         .await
         .unwrap_err();
     assert!(
-        matches!(err, Error::TooLarge { limit } if limit == 1024 * 1024),
+        matches!(err, Error::TooLarge { limit, .. } if limit == 1024 * 1024),
         "{err:?}"
     );
     mock.assert_async().await;

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use token_provider::{
     AccessToken, CacheConfig, Clock, Error, KeyedCache, KeyedConfig, KeyedFetch, ManualClock,
@@ -13,9 +13,7 @@ use tokio::sync::Notify;
 
 const HOUR: Duration = Duration::from_secs(3600);
 
-fn t0() -> SystemTime {
-    SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000)
-}
+use token_provider::testing::epoch as t0;
 
 /// Issues `<principal>-<n>` tokens valid for an hour, counting fetches per principal; a
 /// principal named `slow…` waits for `gate` first.

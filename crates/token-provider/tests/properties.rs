@@ -67,7 +67,7 @@ proptest! {
     fn token_json_never_panics_and_never_quotes(bytes in prop::collection::vec(any::<u8>(), 0..256)) {
         match parse_json::<TokenResponse>(&bytes, "token response") {
             Ok(_) => {}
-            Err(Error::Malformed { reason }) => {
+            Err(Error::Malformed { reason, .. }) => {
                 prop_assert!(reason.starts_with("token response: "));
                 prop_assert!(reason.len() < 160, "{reason}");
             }
@@ -80,7 +80,7 @@ proptest! {
     fn mangled_token_responses_are_typed(body in jsonish()) {
         match parse_json::<TokenResponse>(body.as_bytes(), "token response") {
             Ok(t) => prop_assert!(body.contains(&t.access_token)),
-            Err(Error::Malformed { reason }) => {
+            Err(Error::Malformed { reason, .. }) => {
                 // A value from the body never reaches the message (field names may).
                 let detail = reason.strip_prefix("token response: ").unwrap_or(&reason);
                 for value in body.split('"').skip(1).step_by(2) {

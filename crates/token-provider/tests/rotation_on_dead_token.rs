@@ -4,16 +4,14 @@
 //! fault matrix: an Aerion SSO user was locked out after one such answer.)
 
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use token_provider::{
     AccessToken, CacheConfig, CachedTokenProvider, Error, Fetch, ManualClock, Secret,
     TokenProvider, TokenState, async_trait,
 };
 
-fn t0() -> SystemTime {
-    SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000)
-}
+use token_provider::testing::epoch as t0;
 
 /// A rotating provider: each refresh must present the newest refresh token; the `dead_at`-th
 /// fetch answers with an access token that expired an hour ago.

@@ -4,7 +4,7 @@
 //! stores (and nothing it should not) whatever sits at its path.
 
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime};
@@ -17,19 +17,10 @@ use token_provider::{
 const MIN: Duration = Duration::from_secs(60);
 const DAY: Duration = Duration::from_secs(86_400);
 
-fn t0() -> SystemTime {
-    SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000)
-}
+use token_provider::testing::{TempDir, epoch as t0};
 
-fn temp_dir(name: &str) -> PathBuf {
-    use std::hash::{BuildHasher, RandomState};
-    let dir = std::env::temp_dir().join(format!(
-        "partner-auth-promises-{name}-{}-{}",
-        std::process::id(),
-        RandomState::new().hash_one(0u8)
-    ));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+fn temp_dir(name: &str) -> TempDir {
+    TempDir::new(&format!("promises-{name}"))
 }
 
 /// A fetcher that issues `token-N` living `lifetime` from the clock's now, with refresh token

@@ -3,30 +3,20 @@
 
 use std::collections::HashMap;
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use token_provider::http::{Repeat, Request, parse_base_url};
+use token_provider::testing::TempDir;
 use token_provider::{
     AccessToken, CacheConfig, CachedTokenProvider, Error, Fetch, FileStore, HttpClient, Secret,
     StoreKey, StoreLock, SystemClock, TokenProvider, TokenState, TokenStore, async_trait,
 };
 
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!(
-        "partner-auth-store-{name}-{}-{}",
-        std::process::id(),
-        fastrand_suffix()
-    ));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-fn fastrand_suffix() -> u64 {
-    use std::hash::{BuildHasher, RandomState};
-    RandomState::new().hash_one(0u8)
+fn temp_dir(name: &str) -> TempDir {
+    TempDir::new(&format!("store-{name}"))
 }
 
 fn state(token: &str, refresh: &str) -> TokenState {

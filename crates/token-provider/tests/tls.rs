@@ -74,8 +74,7 @@ async fn an_untrusted_certificate_is_not_retried_and_a_root_added_in_code_is_tru
         eprintln!("openssl is not installed: skipped");
         return;
     }
-    let dir = std::env::temp_dir().join(format!("partner-auth-tls-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = token_provider::testing::TempDir::new("tls");
     let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
     let made = Command::new("openssl")
         .args([
@@ -151,5 +150,5 @@ async fn an_untrusted_certificate_is_not_retried_and_a_root_added_in_code_is_tru
         .unwrap();
     let response = trusting.execute(Request::get(url)).await.unwrap();
     assert_eq!(response.status(), 200);
-    let _ = std::fs::remove_dir_all(&dir);
+    drop(dir);
 }

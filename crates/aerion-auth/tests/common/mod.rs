@@ -1,12 +1,12 @@
 //! Helpers shared by this crate's integration tests.
-#![allow(dead_code, unreachable_pub)]
+#![allow(dead_code, unreachable_pub, unused_imports)]
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use aerion_auth::{Aerion, AerionBuilder};
 use mockito::{Matcher, Mock, ServerGuard};
-use token_provider::{HttpClient, ManualClock};
+use token_provider::ManualClock;
+pub use token_provider::testing::{epoch, fixed_clock, http_client};
 
 pub const TENANT: &str = "acme.aerion.app";
 pub const USERNAME: &str = "me@acme.example";
@@ -14,24 +14,11 @@ pub const PASSWORD: &str = "pw-Sup3r-s3cret";
 pub const CLIENT_ID: &str = "test-client";
 pub const CLIENT_SECRET: &str = "cs-very-secret";
 
-pub fn start() -> SystemTime {
-    UNIX_EPOCH + Duration::from_secs(1_700_000_000)
-}
-
-pub fn clock() -> ManualClock {
-    ManualClock::new(start())
-}
-
-/// A client with a short timeout and millisecond backoffs, so tests stay fast.
-pub fn http() -> HttpClient {
-    token_provider::testing::fast_http(Duration::from_secs(5))
-}
-
 /// A builder pointed at `server`, with the `companyurl` tenant and explicit client credentials.
 pub fn builder(server: &ServerGuard, clock: &ManualClock) -> AerionBuilder {
     Aerion::builder()
         .base_url(server.url())
-        .http_client(http())
+        .http_client(http_client())
         .clock(Arc::new(clock.clone()))
         .company_url(TENANT)
         .client_id(CLIENT_ID)
@@ -53,20 +40,16 @@ pub fn token_body(access_token: &str, refresh_token: Option<&str>) -> String {
     body.to_string()
 }
 
-/// Exactly these form fields: each one present with its value, and no other.
-pub fn form(fields: &[(&str, &str)]) -> Matcher {
-    let mut all: Vec<Matcher> = fields
-        .iter()
-        .map(|(k, v)| Matcher::UrlEncoded((*k).to_owned(), (*v).to_owned()))
-        .collect();
-    all.push(Matcher::Regex(format!(
-        "^[^&]+(&[^&]+){{{}}}$",
-        fields.len() - 1
-    )));
-    Matcher::AllOf(all)
+/// A request matcher: the body holds exactly these form fields, each with its value, and no other.
+pub fn form(fields: &[(&str, &str)]) -> impl Fn(&mockito::Request) -> bool + Send + Sync + use<> {
+    let exact = token_provider::testing::exact_form(fields);
+    move |request: &mockito::Request| request.body().is_ok_and(|body| exact(body))
 }
 
-pub fn password_form(username: &str, password: &str) -> Matcher {
+pub fn password_form(
+    username: &str,
+    password: &str,
+) -> impl Fn(&mockito::Request) -> bool + Send + Sync + use<> {
     form(&[
         ("grant_type", "password"),
         ("username", username),
@@ -76,7 +59,9 @@ pub fn password_form(username: &str, password: &str) -> Matcher {
     ])
 }
 
-pub fn refresh_form(refresh_token: &str) -> Matcher {
+pub fn refresh_form(
+    refresh_token: &str,
+) -> impl Fn(&mockito::Request) -> bool + Send + Sync + use<> {
     form(&[
         ("grant_type", "refresh_token"),
         ("refresh_token", refresh_token),
@@ -86,7 +71,10 @@ pub fn refresh_form(refresh_token: &str) -> Matcher {
 }
 
 /// A `POST /oauth2/token` expectation with the headers every token request must carry.
-pub fn token_mock(server: &mut ServerGuard, body: Matcher) -> Mock {
+pub fn token_mock(
+    server: &mut ServerGuard,
+    body: impl Fn(&mockito::Request) -> bool + Send + Sync + 'static,
+) -> Mock {
     server
         .mock("POST", "/oauth2/token")
         .match_header("content-type", "application/x-www-form-urlencoded")
@@ -95,7 +83,7 @@ pub fn token_mock(server: &mut ServerGuard, body: Matcher) -> Mock {
         .match_header("referrer", Matcher::Missing)
         // Client credentials travel in the form, never in a Basic header.
         .match_header("authorization", Matcher::Missing)
-        .match_body(body)
+        .match_request(body)
 }
 
 /// A successful token answer to `mock`.

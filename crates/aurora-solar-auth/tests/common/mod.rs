@@ -1,12 +1,13 @@
 //! Helpers shared by this crate's integration tests.
-#![allow(dead_code, unreachable_pub)]
+#![allow(dead_code, unreachable_pub, unused_imports)]
 
 use std::io::Read;
 use std::net::TcpListener;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use token_provider::{HttpClient, ManualClock};
+use token_provider::ManualClock;
+pub use token_provider::testing::{fast_http, http_client};
 
 /// `2023-07-29 04:30:46 UTC`, the seed's `expires_at`.
 pub const SEED_EXPIRES_AT: u64 = 1_690_605_046;
@@ -18,15 +19,6 @@ pub fn issue_time() -> SystemTime {
 
 pub fn clock() -> ManualClock {
     ManualClock::new(issue_time())
-}
-
-/// A client with a short timeout and fast retries, so failures are quick.
-pub fn client() -> HttpClient {
-    client_with_timeout(Duration::from_secs(5))
-}
-
-pub fn client_with_timeout(timeout: Duration) -> HttpClient {
-    token_provider::testing::fast_http(timeout)
 }
 
 /// A `create_token` answer.

@@ -1,13 +1,14 @@
 //! Shared test fixtures: an Auth0-shaped tenant on a mockito server.
 
-#![allow(dead_code, unreachable_pub)]
+#![allow(dead_code, unreachable_pub, unused_imports)]
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use aurora_uk_auth::{AuroraUk, AuroraUkBuilder, Environment};
 use mockito::{Matcher, Mock, ServerGuard};
-use token_provider::{CacheConfig, HttpClient, ManualClock};
+pub use token_provider::testing::{epoch, fixed_clock, http_client};
+use token_provider::{CacheConfig, ManualClock};
 
 pub const CLIENT_ID: &str = "client-id-dev";
 /// Characters that form-encoding changes, so the Basic header's encoding is checked too.
@@ -15,15 +16,6 @@ pub const CLIENT_SECRET: &str = "s3cr3t/with+chars&=";
 /// base64("client-id-dev:" + form-urlencoded secret), per RFC 6749 section 2.3.1.
 pub const BASIC: &str = "Basic Y2xpZW50LWlkLWRldjpzM2NyM3QlMkZ3aXRoJTJCY2hhcnMlMjYlM0Q=";
 pub const AUDIENCE: &str = "https://dev.client.integration.aurora.co.uk";
-
-pub fn t0() -> SystemTime {
-    SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000)
-}
-
-/// An HTTP client that gives up fast and retries at once.
-pub fn fast_http() -> HttpClient {
-    token_provider::testing::fast_http(Duration::from_secs(5))
-}
 
 /// The issuer the mock server stands for: its URL with Auth0's trailing `/`.
 pub fn issuer(server: &ServerGuard) -> String {
@@ -110,23 +102,11 @@ pub fn token_body(token: &str, expires_in: u64) -> String {
     .to_string()
 }
 
-/// The form fields of a request body, sorted.
-pub fn form_fields(body: &[u8]) -> Vec<(String, String)> {
-    let mut fields: Vec<(String, String)> = url::form_urlencoded::parse(body)
-        .map(|(k, v)| (k.into_owned(), v.into_owned()))
-        .collect();
-    fields.sort();
-    fields
-}
-
-/// Whether the body holds exactly `expected` (no other field: no scope, no stray credential).
+/// A request matcher: the body holds exactly `expected` (no other field: no scope, no stray
+/// credential).
 pub fn exact_form(expected: &[(&str, &str)]) -> impl Fn(&mockito::Request) -> bool + use<> {
-    let mut want: Vec<(String, String)> = expected
-        .iter()
-        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-        .collect();
-    want.sort();
-    move |request: &mockito::Request| request.body().is_ok_and(|body| form_fields(body) == want)
+    let exact = token_provider::testing::exact_form(expected);
+    move |request: &mockito::Request| request.body().is_ok_and(|body| exact(body))
 }
 
 /// A mock of the token endpoint for Basic client authentication, answering `status` with
@@ -166,7 +146,7 @@ pub fn builder(server: &ServerGuard) -> AuroraUkBuilder {
         .issuer(issuer(server))
         .client_id(CLIENT_ID)
         .client_secret(CLIENT_SECRET)
-        .http_client(fast_http())
+        .http_client(http_client())
 }
 
 /// A builder on a manual clock, with the cache's waits short.

@@ -9,7 +9,11 @@ use crate::scrub::quote_provider_text;
 use crate::{Error, Secret};
 
 /// The standard OAuth 2.0 error body (RFC 6749 section 5.2).
+///
+/// `#[non_exhaustive]`: it is read from a body ([`Response::oauth_error`](super::Response::oauth_error)),
+/// not built, and may gain a field of the RFC (`error_uri`) in a minor release.
 #[derive(Debug, Clone, serde::Deserialize)]
+#[non_exhaustive]
 pub struct OAuthError {
     /// The error code, e.g. `invalid_grant`.
     pub error: String,

@@ -7,7 +7,36 @@ use std::time::{Duration, SystemTime};
 use http::header::{HeaderMap, RETRY_AFTER};
 
 /// When and how often a failed request is tried again.
+///
+/// The struct is `#[non_exhaustive]` (it may gain a setting in a minor release): start from
+/// [`new`](Self::new) (the defaults) or [`none`](Self::none) and change what differs.
+///
+/// ```
+/// use std::time::Duration;
+/// use token_provider::RetryPolicy;
+///
+/// let policy = RetryPolicy::new()
+///     .max_attempts(5)
+///     .initial_backoff(Duration::from_millis(100))
+///     .max_backoff(Duration::from_secs(2))
+///     .max_retry_after(Duration::from_secs(10));
+/// assert_eq!(policy.max_attempts, 5);
+/// ```
+///
+/// A struct literal does not compile outside this crate:
+///
+/// ```compile_fail
+/// use std::time::Duration;
+/// let policy = token_provider::RetryPolicy {
+///     max_attempts: 5,
+///     initial_backoff: Duration::from_millis(100),
+///     max_backoff: Duration::from_secs(2),
+///     max_retry_after: Duration::from_secs(10),
+/// };
+/// ```
 #[derive(Debug, Clone)]
+#[must_use]
+#[non_exhaustive]
 pub struct RetryPolicy {
     /// Attempts in all, the first included (default 3; 1 turns retries off).
     pub max_attempts: u32,
@@ -32,16 +61,45 @@ impl Default for RetryPolicy {
 }
 
 impl RetryPolicy {
+    /// The defaults: 3 attempts, backoffs from 200 ms up to 5 s, a `Retry-After` up to 30 s
+    /// waited for.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Attempts in all, the first included (sets [`max_attempts`](Self::max_attempts)).
+    pub fn max_attempts(mut self, attempts: u32) -> Self {
+        self.max_attempts = attempts;
+        self
+    }
+
+    /// The wait before the first retry (sets [`initial_backoff`](Self::initial_backoff)).
+    pub fn initial_backoff(mut self, backoff: Duration) -> Self {
+        self.initial_backoff = backoff;
+        self
+    }
+
+    /// The longest backoff (sets [`max_backoff`](Self::max_backoff)).
+    pub fn max_backoff(mut self, backoff: Duration) -> Self {
+        self.max_backoff = backoff;
+        self
+    }
+
+    /// The longest `Retry-After` honoured by waiting (sets
+    /// [`max_retry_after`](Self::max_retry_after)).
+    pub fn max_retry_after(mut self, limit: Duration) -> Self {
+        self.max_retry_after = limit;
+        self
+    }
+
     /// No retries at all.
     pub fn none() -> Self {
-        Self {
-            max_attempts: 1,
-            ..Self::default()
-        }
+        Self::new().max_attempts(1)
     }
 
     /// The backoff before retry number `retry` (1-based): exponential, capped, with "equal
     /// jitter" (half fixed, half random) so a fleet of clients does not retry in lockstep.
+    #[must_use]
     pub fn backoff(&self, retry: u32) -> Duration {
         let exp = self
             .initial_backoff
@@ -56,7 +114,18 @@ impl RetryPolicy {
 /// reqwest's retry budget are the models): each request deposits `ratio` of a retry, each retry
 /// withdraws one, and a `reserve` lets a quiet client retry at all. A provider that fails every
 /// request then costs about `1 + ratio` requests per caller, not `max_attempts`.
+///
+/// The struct is `#[non_exhaustive]`: start from [`new`](Self::new) (the defaults) or
+/// [`unlimited`](Self::unlimited) and change what differs:
+/// `RetryBudget::new().reserve(20).ratio(0.1)`. A struct literal does not compile outside this
+/// crate:
+///
+/// ```compile_fail
+/// let budget = token_provider::http::RetryBudget { reserve: 20, ratio: 0.1 };
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq)]
+#[must_use]
+#[non_exhaustive]
 pub struct RetryBudget {
     /// Retries allowed beyond those the traffic has earned (default 10).
     pub reserve: u32,
@@ -74,6 +143,23 @@ impl Default for RetryBudget {
 }
 
 impl RetryBudget {
+    /// The defaults: a reserve of 10 retries, 0.2 of a retry earned per request.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Retries allowed beyond those the traffic has earned (sets [`reserve`](Self::reserve)).
+    pub fn reserve(mut self, reserve: u32) -> Self {
+        self.reserve = reserve;
+        self
+    }
+
+    /// Retries earned per request sent (sets [`ratio`](Self::ratio)).
+    pub fn ratio(mut self, ratio: f64) -> Self {
+        self.ratio = ratio;
+        self
+    }
+
     /// No limit beyond each request's own [`RetryPolicy::max_attempts`].
     pub fn unlimited() -> Self {
         Self {
