@@ -37,8 +37,7 @@ impl Clock for SystemClock {
         #[cfg(any(target_os = "linux", target_os = "android"))]
         {
             let now = rustix::time::clock_gettime(rustix::time::ClockId::RealtimeCoarse);
-            if let (Ok(secs), Ok(nanos)) = (u64::try_from(now.tv_sec), u32::try_from(now.tv_nsec))
-            {
+            if let (Ok(secs), Ok(nanos)) = (u64::try_from(now.tv_sec), u32::try_from(now.tv_nsec)) {
                 return SystemTime::UNIX_EPOCH + Duration::new(secs, nanos);
             }
         }
@@ -128,7 +127,10 @@ mod tests {
             let ours = SystemClock.now();
             let after = SystemTime::now();
             let tick = Duration::from_millis(50);
-            assert!(ours + tick >= before && ours <= after + tick, "{ours:?} vs {before:?}");
+            assert!(
+                ours + tick >= before && ours <= after + tick,
+                "{ours:?} vs {before:?}"
+            );
         }
     }
 
