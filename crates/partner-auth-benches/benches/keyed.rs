@@ -82,7 +82,9 @@ fn keyed(config: KeyedConfig) -> KeyedCache<Mint> {
         minted: AtomicUsize::new(0),
         gate: Notify::new(),
     };
-    KeyedCache::new(mint, CacheConfig::default(), config)
+    // The churn's waiting callers wait as long as the churn takes, not the default minute.
+    let cache = CacheConfig::default().load_timeout(Duration::from_secs(3600));
+    KeyedCache::new(mint, cache, config)
 }
 
 fn token(n: usize) -> AccessToken {
