@@ -13,7 +13,7 @@ use token_provider::env_value;
 use token_provider::http::{Repeat, Request, join_path};
 use token_provider::{
     AccessToken, CacheStats, CachedPrincipal, Error, HttpClient, KeyedCache, KeyedConfig,
-    KeyedFetch, ProviderOptions, Secret, StoreKey, TokenState, async_trait,
+    KeyedFetch, ProviderOptions, Secret, StoreKey, TokenFuture, TokenState, async_trait,
 };
 use tracing::debug;
 use url::Url;
@@ -223,10 +223,10 @@ impl TenantKey {
         self.cache.principal().session_token.is_some()
     }
 
-    /// What [`TokenProvider::token`] does, without the boxed future of a call through the
-    /// trait: for the hottest loops.
-    pub async fn get(&self) -> Result<AccessToken, Error> {
-        self.cache.get().await
+    /// What [`TokenProvider::token`] answers, as [`TokenProvider::get`] does: ready at once,
+    /// with nothing allocated, when the cached token is fresh.
+    pub fn get(&self) -> TokenFuture<'_> {
+        self.cache.get()
     }
 
     /// The cached temporary key, if any, without fetching.

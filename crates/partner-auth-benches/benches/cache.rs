@@ -5,170 +5,46 @@
 
 use std::fmt::Write as _;
 
+use partner_auth_benches::one_token::{
+    Contender, Hits, MutexCache, RwLockCache, Upstream, mutex, ours, runtime, rwlock, system,
+};
 use partner_auth_benches::{median, target_dir, write_report};
 use std::future::Future;
-use std::pin::pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::task::{Context, Poll, Waker};
 use std::time::{Duration, SystemTime};
 
 use criterion::{Criterion, Throughput};
-use token_provider::{
-    AccessToken, CacheConfig, CachedTokenProvider, Error, Fetch, ManualClock, SharedClock,
-    TokenProvider, TokenState, async_trait,
-};
+use token_provider::{CachedTokenProvider, ManualClock, TokenProvider};
 use tokio::runtime::Runtime;
-use tokio::sync::{Mutex, RwLock};
 use tokio::time::Instant;
 
-const HOUR: Duration = Duration::from_secs(3600);
-const MARGIN: Duration = Duration::from_secs(300);
 const TASKS: usize = 64;
 const HERD: usize = 1000;
 
-/// The upstream: counts fetches and takes `delay` (real time).
-#[derive(Debug)]
-struct Upstream {
-    clock: SharedClock,
-    delay: Duration,
-    fetches: Arc<AtomicUsize>,
-}
-
-impl Upstream {
-    fn new(clock: SharedClock, delay: Duration) -> Self {
-        Self {
-            clock,
-            delay,
-            fetches: Arc::new(AtomicUsize::new(0)),
-        }
-    }
-
-    async fn issue(&self) -> AccessToken {
-        let n = self.fetches.fetch_add(1, Ordering::SeqCst);
-        if !self.delay.is_zero() {
-            tokio::time::sleep(self.delay).await;
-        }
-        AccessToken::builder(format!("token-{n}"))
-            .expires_in(self.clock.now(), HOUR)
-            .build()
-    }
-}
-
-#[async_trait]
-impl Fetch for Upstream {
-    async fn fetch(&self, _previous: Option<&TokenState>) -> Result<TokenState, Error> {
-        Ok(self.issue().await.into())
-    }
-}
-
-/// Baseline 1: one async mutex around the whole check-and-fetch.
-struct MutexCache {
-    upstream: Upstream,
-    slot: Mutex<Option<AccessToken>>,
-}
-
-impl MutexCache {
-    async fn get(&self) -> AccessToken {
-        let mut slot = self.slot.lock().await;
-        let now = self.upstream.clock.now();
-        if let Some(t) = slot
-            .as_ref()
-            .filter(|t| t.expires_at().unwrap() - MARGIN > now)
-        {
-            return t.clone();
-        }
-        let t = self.upstream.issue().await;
-        *slot = Some(t.clone());
-        t
-    }
-}
-
-/// Baseline 2: read lock for the check, write lock (checked again) for the fetch.
-struct RwLockCache {
-    upstream: Upstream,
-    slot: RwLock<Option<AccessToken>>,
-}
-
-impl RwLockCache {
-    async fn get(&self) -> AccessToken {
-        let fresh = |slot: &Option<AccessToken>, now| {
-            slot.as_ref()
-                .filter(|t| t.expires_at().unwrap() - MARGIN > now)
-                .cloned()
-        };
-        if let Some(t) = fresh(&*self.slot.read().await, self.upstream.clock.now()) {
-            return t;
-        }
-        let mut slot = self.slot.write().await;
-        if let Some(t) = fresh(&slot, self.upstream.clock.now()) {
-            return t;
-        }
-        let t = self.upstream.issue().await;
-        *slot = Some(t.clone());
-        t
-    }
-}
-
-fn system() -> SharedClock {
-    Arc::new(token_provider::SystemClock)
-}
-
-fn ours(clock: SharedClock, delay: Duration) -> CachedTokenProvider<Upstream> {
-    CachedTokenProvider::with_config(
-        Upstream::new(Arc::clone(&clock), delay),
-        CacheConfig::new().clock(clock),
-    )
-}
-
-fn mutex(clock: SharedClock, delay: Duration) -> MutexCache {
-    MutexCache {
-        upstream: Upstream::new(clock, delay),
-        slot: Mutex::new(None),
-    }
-}
-
-fn rwlock(clock: SharedClock, delay: Duration) -> RwLockCache {
-    RwLockCache {
-        upstream: Upstream::new(clock, delay),
-        slot: RwLock::new(None),
-    }
-}
-
-/// Polls a future once; the hit paths complete without waiting.
-fn ready<F: Future>(f: F) -> F::Output {
-    let mut f = pin!(f);
-    match f.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
-        Poll::Ready(v) => v,
-        Poll::Pending => panic!("a cache hit had to wait"),
-    }
-}
-
-fn runtime(workers: usize) -> Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(workers)
-        .enable_time()
-        .build()
-        .unwrap()
-}
-
 fn hit_latency(c: &mut Criterion, rt: &Runtime) {
-    let p = ours(system(), Duration::ZERO);
-    rt.block_on(p.get()).unwrap();
-    let dynamic: Arc<dyn TokenProvider> = Arc::new(p.clone());
-    let m = mutex(system(), Duration::ZERO);
-    rt.block_on(m.get());
-    let r = rwlock(system(), Duration::ZERO);
-    rt.block_on(r.get());
-
+    let hits = Hits::new(rt);
     let mut g = c.benchmark_group("hit");
-    g.bench_function("partner-auth_get", |b| b.iter(|| ready(p.get()).unwrap()));
-    g.bench_function("partner-auth_fresh", |b| b.iter(|| p.fresh().unwrap()));
-    g.bench_function("partner-auth_dyn_token", |b| {
-        b.iter(|| ready(dynamic.token()).unwrap())
-    });
-    g.bench_function("mutex_baseline", |b| b.iter(|| ready(m.get())));
-    g.bench_function("rwlock_baseline", |b| b.iter(|| ready(r.get())));
+    // One closure per contender, the contender a constant in it, so the dispatch folds away.
+    macro_rules! bench {
+        ($($contender:ident),*) => {$(
+            g.bench_function(Contender::$contender.id(), |b| {
+                b.iter(|| hits.hit(Contender::$contender))
+            });
+        )*};
+    }
+    bench!(
+        SystemTimeNow,
+        CoarseClock,
+        Floor,
+        Get,
+        Fresh,
+        DynGet,
+        DynToken,
+        Mutex,
+        RwLock,
+        Moka
+    );
     g.finish();
 }
 
@@ -183,10 +59,19 @@ impl Call for CachedTokenProvider<Upstream> {
     }
 }
 
-/// Through the trait object, as most applications hold a provider.
+/// Through the trait object, as most applications hold a provider: `get()`.
 struct Dynamic(Arc<dyn TokenProvider>);
 
 impl Call for Dynamic {
+    async fn call(&self) {
+        self.0.get().await.unwrap();
+    }
+}
+
+/// Through the trait object's boxed `token()`.
+struct DynamicToken(Arc<dyn TokenProvider>);
+
+impl Call for DynamicToken {
     async fn call(&self) {
         self.0.token().await.unwrap();
     }
@@ -232,6 +117,7 @@ fn contention(c: &mut Criterion, rt: &Runtime) {
     let p = Arc::new(ours(system(), Duration::ZERO));
     rt.block_on(p.get()).unwrap();
     let d = Arc::new(Dynamic(p.clone()));
+    let dt = Arc::new(DynamicToken(p.clone()));
     let m = Arc::new(mutex(system(), Duration::ZERO));
     rt.block_on(m.get());
     let r = Arc::new(rwlock(system(), Duration::ZERO));
@@ -242,8 +128,11 @@ fn contention(c: &mut Criterion, rt: &Runtime) {
     g.bench_function("partner-auth_get", |b| {
         b.iter_custom(|iters| hammer(rt, &p, iters))
     });
-    g.bench_function("partner-auth_dyn_token", |b| {
+    g.bench_function("partner-auth_dyn_get", |b| {
         b.iter_custom(|iters| hammer(rt, &d, iters))
+    });
+    g.bench_function("partner-auth_dyn_token", |b| {
+        b.iter_custom(|iters| hammer(rt, &dt, iters))
     });
     g.bench_function("mutex_baseline", |b| {
         b.iter_custom(|iters| hammer(rt, &m, iters))

@@ -9,6 +9,8 @@
 //!
 //! Run them with `cargo xtask bench`, which writes their sections into `BENCHMARKS.md`.
 
+pub mod one_token;
+
 use std::path::PathBuf;
 
 use aurora_solar_auth::{KeyedConfig, PartnerApp, RateLimit};

@@ -349,11 +349,15 @@ struct Tracked {
 #[async_trait]
 impl TokenProvider for Tracked {
     async fn token(&self) -> Result<AccessToken, Error> {
-        let token = self.inner.token().await;
+        let token = self.inner.get().await;
         if token.is_err() {
             self.token_failed.store(true, Ordering::Relaxed);
         }
         token
+    }
+
+    fn fresh(&self) -> Option<AccessToken> {
+        self.inner.fresh()
     }
 
     fn invalidate(&self, rejected: &AccessToken) {

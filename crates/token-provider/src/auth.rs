@@ -216,14 +216,14 @@ where
     F: Fn(AccessToken) -> Fut,
     Fut: Future<Output = Result<R, Error>>,
 {
-    let token = provider.token().await?;
+    let token = provider.get().await?;
     let response = send(token.clone()).await?;
     if status(&response) != 401 {
         return Ok(response);
     }
     tracing::info!("the server refused the token (401); retrying once with a new one");
     provider.invalidate(&token);
-    send(provider.token().await?).await
+    send(provider.get().await?).await
 }
 
 /// A `reqwest-middleware` middleware that authenticates every request for its scope's origins
@@ -294,7 +294,7 @@ impl reqwest_middleware::Middleware for AuthMiddleware {
         }
         let token = self
             .provider
-            .token()
+            .get()
             .await
             .map_err(reqwest_middleware::Error::middleware)?;
         let retry = req.try_clone();
@@ -320,7 +320,7 @@ impl reqwest_middleware::Middleware for AuthMiddleware {
         tracing::info!("the server refused the token (401); retrying once with a new one");
         let token = self
             .provider
-            .token()
+            .get()
             .await
             .map_err(reqwest_middleware::Error::middleware)?;
         let value = self

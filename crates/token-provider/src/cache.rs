@@ -58,9 +58,10 @@
 //!
 //! A tokio runtime is required (fetches are spawned on it).
 
+use std::cell::{Cell, RefCell};
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, SystemTime};
 
 use arc_swap::ArcSwapOption;
@@ -68,11 +69,13 @@ use async_trait::async_trait;
 use tokio::sync::watch;
 use tracing::{debug, error, info, trace, warn};
 
+use crate::clock::nanos;
 use crate::pace::Background;
 use crate::store::{StoreKey, TokenStore};
 use crate::token::is_b64token;
 use crate::{
-    AccessToken, Error, Fetch, KeyedFetch, SharedClock, TokenProvider, TokenState, system_clock,
+    AccessToken, Error, Fetch, KeyedFetch, SharedClock, TokenFuture, TokenProvider, TokenState,
+    system_clock,
 };
 
 /// How a [`CachedTokenProvider`] behaves. The defaults suit tokens that live minutes to days.
@@ -282,14 +285,42 @@ pub(crate) struct Common<F> {
     pub(crate) fetcher: F,
     pub(crate) config: CacheConfig,
     hits: StripedCounter,
+    /// Whether the clock is the [`SystemClock`](crate::SystemClock), read directly on a hit.
+    system_clock: bool,
+    /// Whether threads keep copies of the tokens ([`LocalCopy`]): for a single token, which
+    /// every thread hits; not for a keyed cache, whose many principals each see few concurrent
+    /// hits and would only churn a thread's few copies.
+    local_copies: bool,
 }
 
 impl<F> Common<F> {
-    pub(crate) fn new(fetcher: F, config: CacheConfig) -> Self {
+    pub(crate) fn new(fetcher: F, config: CacheConfig, local_copies: bool) -> Self {
         Self {
             fetcher,
+            system_clock: crate::clock::is_system(config.clock.as_ref()),
             config,
             hits: StripedCounter::default(),
+            local_copies,
+        }
+    }
+
+    /// The time on the configured clock.
+    #[inline]
+    pub(crate) fn now(&self) -> SystemTime {
+        if self.system_clock {
+            crate::Clock::now(&crate::SystemClock)
+        } else {
+            self.config.clock.now()
+        }
+    }
+
+    /// The time on the configured clock in nanoseconds since the epoch ([`nanos`]).
+    #[inline]
+    fn now_nanos(&self) -> u64 {
+        if self.system_clock {
+            crate::SystemClock.now_nanos()
+        } else {
+            nanos(self.config.clock.now())
         }
     }
 }
@@ -299,6 +330,10 @@ pub(crate) struct Slot<F: KeyedFetch> {
     pub(crate) common: Arc<Common<F>>,
     pub(crate) principal: F::Principal,
     current: ArcSwapOption<Entry>,
+    /// The generation `current` was published as (0: none). Stored after `current`, under the
+    /// control lock, so a thread's copy tagged with it is the current token's (or a newer one
+    /// published a moment ago).
+    generation: AtomicU64,
     /// Set while a fetch task runs: lets soft-window callers skip the lock.
     fetching: AtomicBool,
     /// Set by each lookup through a keyed cache, cleared by its idle sweep.
@@ -310,86 +345,165 @@ pub(crate) struct Slot<F: KeyedFetch> {
 struct Entry {
     state: TokenState,
     soft: SystemTime,
-    /// Unique across every cache of the process: names this entry in the per-thread copies.
-    generation: u64,
 }
 
 impl Entry {
     fn new(state: TokenState, soft: SystemTime) -> Self {
-        static GENERATION: AtomicU64 = AtomicU64::new(1);
-        Self {
-            state,
-            soft,
-            generation: GENERATION.fetch_add(1, Ordering::Relaxed),
-        }
+        Self { state, soft }
     }
 
     /// When the token stops being valid (`None`: no expiry known).
     fn hard(&self) -> Option<SystemTime> {
         self.state.access_token.expires_at()
     }
-
-    /// The token for a caller on this thread.
-    ///
-    /// Every hit hands out a clone, and a clone touches the token's reference count; were all
-    /// threads to clone one allocation, that count's cache line would bounce between cores on
-    /// every call (it dominated the hit path under contention). So each thread keeps one copy of
-    /// each cache's current token, made on its first hit after a refresh and replacing that
-    /// cache's previous copy, and clones it. A thread keeps at most `LOCAL_COPIES` such copies;
-    /// past that, hits clone the shared token instead of evicting (no allocation, some
-    /// contention). A copy is zeroized when it is replaced or when its thread exits; until then
-    /// it can outlive its cache. `cache_id` names the cache (its slot's address, unique among
-    /// live slots; a copy left by a dead slot at the same address has another generation and is
-    /// replaced).
-    #[inline]
-    fn token_for_this_thread(&self, cache_id: usize) -> AccessToken {
-        thread_local! {
-            static COPIES: std::cell::RefCell<Vec<LocalCopy>> = const {
-                std::cell::RefCell::new(Vec::new())
-            };
-        }
-        COPIES
-            .try_with(|copies| {
-                let mut copies = copies.try_borrow_mut().ok()?;
-                match copies.iter().position(|c| c.cache_id == cache_id) {
-                    Some(i) => {
-                        let copy = &mut copies[i];
-                        if copy.generation != self.generation {
-                            *copy = LocalCopy::of(cache_id, self);
-                        }
-                        Some(copy.token.clone())
-                    }
-                    None if copies.len() < LOCAL_COPIES => {
-                        copies.push(LocalCopy::of(cache_id, self));
-                        copies.last().map(|c| c.token.clone())
-                    }
-                    None => None,
-                }
-            })
-            .ok()
-            .flatten()
-            .unwrap_or_else(|| self.state.access_token.clone())
-    }
 }
 
+/// Names each entry a slot publishes, unique across every cache of the process (never 0).
+fn next_generation() -> u64 {
+    static GENERATION: AtomicU64 = AtomicU64::new(1);
+    GENERATION.fetch_add(1, Ordering::Relaxed)
+}
+
+/// How many caches' tokens one thread keeps copies of.
 const LOCAL_COPIES: usize = 8;
 
-/// One thread's copy of one cache's current token.
+/// One thread's copy of one cache entry's token.
+///
+/// Every hit hands out a clone, and a clone touches the token's reference count; were all
+/// threads to clone one allocation, that count's cache line would bounce between cores on every
+/// call (it dominated the hit path under contention). So a single-token cache lets each thread
+/// keep its own copy of the current token and clone that.
+///
+/// A copy is served only while its `generation` is the one its cache publishes, so it is never
+/// served after its entry was replaced, invalidated or forgotten. It is dropped (and its secret
+/// zeroized) at this thread's next hit on any cache once its entry is gone (`entry` has no strong
+/// reference left: replaced and released, or its cache dropped), or when the thread exits. A
+/// thread keeps at most [`LOCAL_COPIES`] copies; past that, hits clone the shared token (no
+/// allocation, some contention).
 struct LocalCopy {
-    cache_id: usize,
     generation: u64,
+    entry: Weak<Entry>,
+    /// The entry's refresh point ([`nanos`]).
+    soft: u64,
     token: AccessToken,
 }
 
-impl LocalCopy {
-    fn of(cache_id: usize, entry: &Entry) -> Self {
-        Self {
-            cache_id,
-            generation: entry.generation,
-            token: entry.state.access_token.deep_copy(),
+/// What each thread keeps: its token copies and the hit-counter stripe it owns, in one
+/// thread-local so a hit reaches both with one access.
+struct Local {
+    copies: RefCell<Vec<LocalCopy>>,
+    /// The stripe of every [`StripedCounter`] this thread writes alone: `UNLEASED` until its
+    /// first hit, `STRIPES` when none was free then (it uses the shared one).
+    stripe: Cell<usize>,
+}
+
+const UNLEASED: usize = usize::MAX;
+
+impl Local {
+    #[inline]
+    fn stripe(&self) -> usize {
+        match self.stripe.get() {
+            UNLEASED => {
+                let stripe = lease_stripe();
+                self.stripe.set(stripe);
+                stripe
+            }
+            stripe => stripe,
         }
     }
 }
+
+impl Drop for Local {
+    fn drop(&mut self) {
+        let stripe = self.stripe.get();
+        if stripe < STRIPES {
+            FREE_STRIPES
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(stripe);
+        }
+    }
+}
+
+thread_local! {
+    static LOCAL: Local = const {
+        Local {
+            copies: RefCell::new(Vec::new()),
+            stripe: Cell::new(UNLEASED),
+        }
+    };
+}
+
+/// This thread's copy of the entry published as `generation`, if it is fresh at `now` (in
+/// [`nanos`]), counted as a hit in `hits`; drops the copies whose entries are gone.
+#[inline]
+fn local_hit(generation: u64, now: u64, hits: &StripedCounter) -> Option<AccessToken> {
+    LOCAL
+        .try_with(|local| {
+            let mut copies = local.copies.try_borrow_mut().ok()?;
+            let mut found = None;
+            let mut dead = false;
+            for copy in copies.iter() {
+                if copy.generation == generation {
+                    found = Some(copy);
+                } else {
+                    dead |= copy.entry.strong_count() == 0;
+                }
+            }
+            let token = found
+                .filter(|copy| now < copy.soft)
+                .map(|copy| copy.token.clone());
+            if dead {
+                drop_dead_copies(&mut copies, generation);
+            }
+            if token.is_some() {
+                hits.increment_stripe(local.stripe());
+            }
+            token
+        })
+        .ok()
+        .flatten()
+}
+
+/// Drops (and so zeroizes) the copies whose entries are gone, but the one of `generation`.
+#[cold]
+#[inline(never)]
+fn drop_dead_copies(copies: &mut Vec<LocalCopy>, generation: u64) {
+    copies.retain(|c| c.generation == generation || c.entry.strong_count() > 0);
+}
+
+/// The token of `entry` (published as `generation`) from this thread's copy, made now if there
+/// is none and there is room (`None`: no room, or the thread is exiting).
+fn local_copy(generation: u64, entry: &Arc<Entry>) -> Option<AccessToken> {
+    LOCAL
+        .try_with(|local| {
+            let mut copies = local.copies.try_borrow_mut().ok()?;
+            drop_dead_copies(&mut copies, generation);
+            if let Some(copy) = copies.iter().find(|c| c.generation == generation) {
+                return Some(copy.token.clone());
+            }
+            if copies.len() >= LOCAL_COPIES {
+                return None;
+            }
+            let token = entry.state.access_token.deep_copy();
+            copies.push(LocalCopy {
+                generation,
+                entry: Arc::downgrade(entry),
+                soft: nanos(entry.soft),
+                token: token.clone(),
+            });
+            Some(token)
+        })
+        .ok()
+        .flatten()
+}
+
+/// How many token copies this thread holds (for tests of their bound).
+#[cfg(test)]
+fn local_copies() -> usize {
+    LOCAL.with(|l| l.copies.borrow().len())
+}
+
 type Outcome = Option<Result<AccessToken, Arc<Error>>>;
 
 /// What one fetch produced.
@@ -490,7 +604,7 @@ impl<F: Fetch> CachedTokenProvider<F> {
 
     /// Caches `fetcher` with `config`.
     pub fn with_config(fetcher: F, config: CacheConfig) -> Self {
-        let common = Arc::new(Common::new(Single(fetcher), config));
+        let common = Arc::new(Common::new(Single(fetcher), config, true));
         Self {
             slot: Arc::new(Slot::new(common, ())),
         }
@@ -546,18 +660,20 @@ impl<F: Fetch> CachedTokenProvider<F> {
         self.slot.clear();
     }
 
-    /// The token if it is fresh (before soft expiry), without starting anything: one atomic
-    /// load, one clock read, one reference-count increment on this thread's copy. No lock, and
-    /// no allocation except a thread's first hit after each refresh (the copy).
+    /// The token if it is fresh (before soft expiry), without starting anything, counted as a
+    /// hit: one clock read, one atomic load, one reference-count increment on this thread's copy
+    /// of the token. No lock, and no allocation except a thread's first hit after each refresh
+    /// (the copy).
+    #[inline]
     pub fn fresh(&self) -> Option<AccessToken> {
         self.slot.fresh()
     }
 
-    /// What [`TokenProvider::token`] does, as an inherent method: the same semantics without the
-    /// boxed future that `#[async_trait]` allocates for every call through the trait. Call this
-    /// on a concrete provider in the hottest loops; use the trait everywhere else.
-    pub async fn get(&self) -> Result<AccessToken, Error> {
-        self.slot.get().await
+    /// What [`TokenProvider::token`] answers, as [`TokenProvider::get`] does: a future ready at
+    /// once, with nothing allocated, when the token is fresh; the waiting path (boxed) otherwise.
+    #[inline]
+    pub fn get(&self) -> TokenFuture<'_> {
+        self.slot.get_now()
     }
 }
 
@@ -574,6 +690,7 @@ impl<F: KeyedFetch> Slot<F> {
             common,
             principal,
             current: ArcSwapOption::empty(),
+            generation: AtomicU64::new(0),
             fetching: AtomicBool::new(false),
             used: AtomicBool::new(true),
             control: Mutex::new(Control::default()),
@@ -583,12 +700,6 @@ impl<F: KeyedFetch> Slot<F> {
 
     fn config(&self) -> &CacheConfig {
         &self.common.config
-    }
-
-    /// Names this slot in the per-thread token copies: its address, unique among live slots.
-    #[inline]
-    fn cache_id(&self) -> usize {
-        std::ptr::from_ref(self).addr()
     }
 
     pub(crate) fn cached(&self) -> Option<AccessToken> {
@@ -658,7 +769,7 @@ impl<F: KeyedFetch> Slot<F> {
 
     pub(crate) fn clear(&self) {
         let mut control = self.lock();
-        if let Some(entry) = self.current.swap(None) {
+        if let Some(entry) = self.set_current(&mut control, None) {
             control.update(|rare| {
                 rare.retired = Some(entry.state.clone());
                 rare.failure = None;
@@ -668,20 +779,68 @@ impl<F: KeyedFetch> Slot<F> {
         }
     }
 
+    /// The token if one is fresh now (before its refresh point), counted as a hit; nothing is
+    /// started or waited for.
+    #[inline]
     pub(crate) fn fresh(&self) -> Option<AccessToken> {
-        let now = self.config().clock.now();
+        self.fresh_at(self.common.now_nanos())
+            .or_else(|| self.fresh_shared(self.common.now()))
+    }
+
+    /// The token from this thread's copy, if the cache keeps copies and this thread's is the
+    /// current entry's and fresh at `now` (in [`nanos`]), counted as a hit: no lock, no shared
+    /// write, no allocation.
+    #[inline]
+    fn fresh_at(&self, now: u64) -> Option<AccessToken> {
+        if !self.common.local_copies {
+            return None;
+        }
+        // Acquire: pairs with `set_current`'s store, so a generation seen here is one whose
+        // entry is published.
+        match self.generation.load(Ordering::Acquire) {
+            0 => None,
+            generation => local_hit(generation, now, &self.common.hits),
+        }
+    }
+
+    /// The current token if it is fresh at `now`, counted as a hit (the copy made or taken if
+    /// the cache keeps them).
+    fn fresh_shared(&self, now: SystemTime) -> Option<AccessToken> {
+        let generation = self.generation.load(Ordering::Acquire);
         let entry = self.current.load();
-        let entry = entry.as_ref()?;
-        (now < entry.soft).then(|| entry.token_for_this_thread(self.cache_id()))
+        let entry = entry.as_ref().filter(|entry| now < entry.soft)?;
+        self.common.hits.increment();
+        Some(self.token_of(generation, entry))
+    }
+
+    /// What [`TokenProvider::get`] answers: ready at once when the token is fresh, the waiting
+    /// path (a soft-window hit that starts the background refresh, or a miss) boxed otherwise.
+    #[inline]
+    pub(crate) fn get_now(self: &Arc<Self>) -> TokenFuture<'_> {
+        match self.fresh() {
+            Some(token) => TokenFuture::ready(token),
+            None => TokenFuture::waiting(self.get()),
+        }
+    }
+
+    /// `entry`'s token for a caller on this thread: from its copy (made now if need be) in a
+    /// cache that keeps copies, else a clone of the shared token. `generation` was read before
+    /// `entry` was loaded.
+    fn token_of(&self, generation: u64, entry: &Arc<Entry>) -> AccessToken {
+        if self.common.local_copies
+            && generation != 0
+            && let Some(token) = local_copy(generation, entry)
+        {
+            return token;
+        }
+        entry.state.access_token.clone()
     }
 
     pub(crate) async fn get(self: &Arc<Self>) -> Result<AccessToken, Error> {
-        let now = self.config().clock.now();
+        let now = self.common.now();
         match self.hit(now) {
             Some(token) => Ok(token),
-            // Boxed: the waiting path's state (a timer, a channel wait) is hundreds of bytes, and
-            // every hit would otherwise carry, and move, a future that large.
-            None => Box::pin(self.miss(now)).await,
+            None => self.miss(now).await,
         }
     }
 
@@ -689,13 +848,12 @@ impl<F: KeyedFetch> Slot<F> {
     /// in the soft window). Kept out of the waiting path so a hit never touches its state.
     #[inline]
     fn hit(self: &Arc<Self>, now: SystemTime) -> Option<AccessToken> {
+        if let Some(token) = self.fresh_at(nanos(now)).or_else(|| self.fresh_shared(now)) {
+            trace!(cache = self.config().name, "token cache hit");
+            return Some(token);
+        }
         let entry = self.current.load();
         let entry = entry.as_ref()?;
-        if now < entry.soft {
-            self.common.hits.increment();
-            trace!(cache = self.config().name, "token cache hit");
-            return Some(entry.token_for_this_thread(self.cache_id()));
-        }
         if entry.hard().is_none_or(|hard| now < hard) {
             self.common.hits.increment();
             if !self.fetching.load(Ordering::Acquire) {
@@ -705,7 +863,7 @@ impl<F: KeyedFetch> Slot<F> {
                 cache = self.config().name,
                 "token cache hit in the refresh window"
             );
-            return Some(entry.token_for_this_thread(self.cache_id()));
+            return Some(entry.state.access_token.clone());
         }
         None
     }
@@ -746,7 +904,7 @@ impl<F: KeyedFetch> Slot<F> {
             }
         });
         if is_current {
-            self.current.compare_and_swap(&current, None);
+            self.set_current(&mut control, None);
             info!(cache = self.config().name, "cached token invalidated");
             return;
         }
@@ -761,7 +919,21 @@ impl<F: KeyedFetch> Slot<F> {
         let mut control = self.lock();
         control.epoch = control.epoch.wrapping_add(1);
         control.rare = None;
-        self.current.store(None);
+        self.set_current(&mut control, None);
+    }
+
+    /// Publishes `entry` as the current one (or none), returning the one it replaces. Every
+    /// change of `current` goes through here, under the control lock (`_control`), so the
+    /// generation is stored after its entry and changes in the order the entries do.
+    fn set_current(&self, _control: &mut Control, entry: Option<Arc<Entry>>) -> Option<Arc<Entry>> {
+        let generation = if entry.is_some() {
+            next_generation()
+        } else {
+            0
+        };
+        let replaced = self.current.swap(entry);
+        self.generation.store(generation, Ordering::Release);
+        replaced
     }
 
     fn lock(&self) -> MutexGuard<'_, Control> {
@@ -869,7 +1041,7 @@ impl<F: KeyedFetch> Slot<F> {
             None => this.fetch().await,
         };
         let elapsed = started.elapsed();
-        let now = this.config().clock.now();
+        let now = this.common.now();
         let result = result.and_then(|fetched| {
             let entry = match fetched {
                 Fetched::New(state) => this.entry(state, now),
@@ -905,7 +1077,7 @@ impl<F: KeyedFetch> Slot<F> {
                 // A `forget` since this fetch began: its callers get the token they waited for,
                 // but the forgotten principal's cache stays empty.
                 if control.epoch == epoch {
-                    this.current.store(Some(Arc::new(entry)));
+                    this.set_current(&mut control, Some(Arc::new(entry)));
                 }
                 Self::publish(&mut control, &this.fetching, &tx, Some(Ok(token.clone())));
                 drop(control);
@@ -997,7 +1169,7 @@ impl<F: KeyedFetch> Slot<F> {
         let epoch = self.lock().epoch;
         let previous = previous();
         let stored = store.load(key).await?;
-        let now = self.config().clock.now();
+        let now = self.common.now();
         let (rejected, first_load, unsaved) = {
             let mut control = self.lock();
             let first = !control.loaded_from_store;
@@ -1048,7 +1220,7 @@ impl<F: KeyedFetch> Slot<F> {
                     error = %reason,
                     "the store refused our save: adopting the newer stored state"
                 );
-                let now = self.config().clock.now();
+                let now = self.common.now();
                 if let Some(stored) = store.load(key).await? {
                     let usable = self.entry(stored, now);
                     let valid = now < usable.soft || usable.hard().is_some_and(|hard| now < hard);
@@ -1080,7 +1252,7 @@ impl<F: KeyedFetch> Slot<F> {
     /// A state just fetched, with the time it was obtained (unless the fetcher set it).
     fn stamp(&self, mut state: TokenState) -> TokenState {
         if state.obtained_at.is_none() {
-            state.obtained_at = Some(self.config().clock.now());
+            state.obtained_at = Some(self.common.now());
         }
         state
     }
@@ -1097,8 +1269,7 @@ impl<F: KeyedFetch> Slot<F> {
             Some(current) => {
                 let mut kept = current.state.clone();
                 kept.refresh_token = state.refresh_token;
-                self.current
-                    .store(Some(Arc::new(Entry::new(kept, current.soft))));
+                self.set_current(&mut control, Some(Arc::new(Entry::new(kept, current.soft))));
             }
             None => control.update(|rare| rare.retired = Some(state)),
         }
@@ -1191,42 +1362,27 @@ impl Default for StripedCounter {
     }
 }
 
-/// Which stripe this thread owns (`None`: all were taken when it first counted).
-struct StripeLease(Option<usize>);
-
 /// Stripes no live thread owns.
 static FREE_STRIPES: Mutex<Vec<usize>> = Mutex::new(Vec::new());
 static NEXT_STRIPE: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
-impl StripeLease {
-    fn take() -> Self {
-        let reused = FREE_STRIPES.lock().unwrap_or_else(|e| e.into_inner()).pop();
-        Self(reused.or_else(|| {
-            let next = NEXT_STRIPE.fetch_add(1, Ordering::Relaxed);
-            (next < STRIPES).then_some(next)
-        }))
-    }
-}
-
-impl Drop for StripeLease {
-    fn drop(&mut self) {
-        if let Some(i) = self.0 {
-            FREE_STRIPES
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .push(i);
-        }
-    }
+/// A stripe for a thread to own until it exits (`STRIPES`: none is free; share the last one).
+fn lease_stripe() -> usize {
+    let reused = FREE_STRIPES.lock().unwrap_or_else(|e| e.into_inner()).pop();
+    reused.unwrap_or_else(|| NEXT_STRIPE.fetch_add(1, Ordering::Relaxed).min(STRIPES))
 }
 
 impl StripedCounter {
     #[inline]
     fn increment(&self) {
-        thread_local! {
-            static LEASE: StripeLease = StripeLease::take();
-        }
-        let owned = LEASE.try_with(|l| l.0).ok().flatten();
-        match owned.and_then(|i| self.owned.get(i)) {
+        let stripe = LOCAL.try_with(Local::stripe).unwrap_or(STRIPES);
+        self.increment_stripe(stripe);
+    }
+
+    /// Counts one on `stripe`, which this thread owns (or `STRIPES`: the shared one).
+    #[inline]
+    fn increment_stripe(&self, stripe: usize) {
+        match self.owned.get(stripe) {
             // This thread is the stripe's only writer while it lives.
             Some(stripe) => stripe
                 .0
@@ -1249,7 +1405,16 @@ impl StripedCounter {
 #[async_trait]
 impl<F: Fetch> TokenProvider for CachedTokenProvider<F> {
     async fn token(&self) -> Result<AccessToken, Error> {
-        self.get().await
+        self.slot.get().await
+    }
+
+    #[inline]
+    fn get(&self) -> TokenFuture<'_> {
+        self.slot.get_now()
+    }
+
+    fn fresh(&self) -> Option<AccessToken> {
+        self.slot.fresh()
     }
 
     fn invalidate(&self, rejected: &AccessToken) {
@@ -1274,6 +1439,117 @@ pub(crate) fn entry_size() -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::{Clock, ManualClock, provider_fn};
+    use std::sync::atomic::AtomicUsize;
+
+    const HOUR: Duration = Duration::from_secs(3600);
+
+    fn t0() -> SystemTime {
+        SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000)
+    }
+
+    /// A cache on `clock` whose fetches hand out `<name>-1`, `<name>-2`, ... for an hour.
+    fn counting(
+        name: &'static str,
+        clock: &ManualClock,
+    ) -> CachedTokenProvider<impl Fetch + use<>> {
+        let fetches = Arc::new(AtomicUsize::new(0));
+        let issue_clock = clock.clone();
+        CachedTokenProvider::with_config(
+            provider_fn(name, move || {
+                let n = fetches.fetch_add(1, Ordering::SeqCst) + 1;
+                let now = issue_clock.now();
+                async move {
+                    Ok(AccessToken::builder(format!("{name}-{n}"))
+                        .expires_in(now, HOUR)
+                        .build())
+                }
+            }),
+            CacheConfig::new().clock(Arc::new(clock.clone())),
+        )
+    }
+
+    fn secret(token: &AccessToken) -> &str {
+        token.secret().expose_secret()
+    }
+
+    /// Every thread-local copy on this thread is dropped between tests of the bound.
+    fn drop_all_copies() {
+        LOCAL.with(|l| l.copies.borrow_mut().clear());
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn two_caches_on_one_thread_each_get_their_own_token() {
+        drop_all_copies();
+        let clock = ManualClock::new(t0());
+        let a = counting("a", &clock);
+        let b = counting("b", &clock);
+        for _ in 0..3 {
+            assert_eq!(secret(&a.get().await.unwrap()), "a-1");
+            assert_eq!(secret(&b.get().await.unwrap()), "b-1");
+            assert_eq!(secret(&a.fresh().unwrap()), "a-1");
+            assert_eq!(secret(&b.fresh().unwrap()), "b-1");
+        }
+        assert_eq!(local_copies(), 2);
+    }
+
+    /// The bound on what a thread's copy outlives: once its entry is gone (replaced after an
+    /// `invalidate`, or its cache dropped), the next hit on this thread, on any cache, drops it.
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_copy_outlives_its_token_by_at_most_one_hit_on_its_thread() {
+        drop_all_copies();
+        let clock = ManualClock::new(t0());
+        let a = counting("a", &clock);
+        let b = counting("b", &clock);
+        // A miss answers from the fetch; the hits after it make this thread's copies.
+        let a1 = a.get().await.unwrap();
+        b.get().await.unwrap();
+        assert_eq!(local_copies(), 0);
+        assert_eq!(a.get().await.unwrap(), a1);
+        b.get().await.unwrap();
+        assert_eq!(local_copies(), 2);
+
+        // Invalidated: the copy is never served again, and the next hit (on `b`) drops it.
+        a.invalidate(&a1);
+        drop(a1);
+        assert_eq!(secret(&b.get().await.unwrap()), "b-1");
+        assert_eq!(local_copies(), 1, "the invalidated token's copy is gone");
+        assert_eq!(secret(&a.get().await.unwrap()), "a-2");
+        assert_eq!(secret(&a.get().await.unwrap()), "a-2");
+        assert_eq!(local_copies(), 2);
+
+        // Its cache dropped: the next hit on another cache drops the copy.
+        drop(a);
+        assert_eq!(secret(&b.fresh().unwrap()), "b-1");
+        assert_eq!(local_copies(), 1, "the dropped cache's copy is gone");
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_replaced_token_is_never_served_from_a_copy() {
+        drop_all_copies();
+        let clock = ManualClock::new(t0());
+        let a = counting("a", &clock);
+        assert_eq!(secret(&a.get().await.unwrap()), "a-1");
+        a.clear();
+        assert!(a.fresh().is_none(), "no copy answers once the token is cleared");
+        assert_eq!(secret(&a.get().await.unwrap()), "a-2");
+        assert_eq!(secret(&a.fresh().unwrap()), "a-2");
+    }
+
+    /// A machine resumed from sleep: the wall clock jumps past the token's expiry between two
+    /// calls on one thread, and the next call fetches instead of serving this thread's copy.
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_machine_resumed_past_expiry_gets_a_new_token() {
+        drop_all_copies();
+        let clock = ManualClock::new(t0());
+        let a = counting("a", &clock);
+        assert_eq!(secret(&a.get().await.unwrap()), "a-1");
+        assert_eq!(secret(&a.get().await.unwrap()), "a-1", "a hit from the copy");
+        clock.advance(10 * HOUR);
+        assert!(a.fresh().is_none());
+        assert_eq!(secret(&a.get().await.unwrap()), "a-2");
+        assert_eq!(a.stats().fetches, 2);
+    }
 
     #[test]
     fn the_hit_counter_is_exact_with_more_threads_than_stripes() {

@@ -1,5 +1,6 @@
 //! Time, injected: every expiry decision reads the clock through [`Clock`].
 
+use std::any::Any;
 use std::fmt;
 use std::sync::Arc;
 use std::sync::Mutex;
@@ -10,13 +11,19 @@ use std::time::{Duration, SystemTime};
 /// Token expiry is absolute wall time (`expires_at`), so the clock is a [`SystemTime`] source.
 /// The default is [`SystemClock`]; tests use [`ManualClock`] or [`TokioClock`] (which follows
 /// tokio's pausable time, so a test with `start_paused = true` never really sleeps).
-pub trait Clock: Send + Sync + fmt::Debug {
+pub trait Clock: Any + Send + Sync + fmt::Debug {
     /// The current time.
     fn now(&self) -> SystemTime;
 }
 
 /// A shared clock, the form the builders take.
 pub type SharedClock = Arc<dyn Clock>;
+
+/// Whether `clock` is the [`SystemClock`] (which a cache then reads directly, without the call
+/// through the trait object).
+pub(crate) fn is_system(clock: &dyn Clock) -> bool {
+    (clock as &dyn Any).is::<SystemClock>()
+}
 
 /// The operating system's wall clock.
 ///
@@ -43,6 +50,30 @@ impl Clock for SystemClock {
         }
         SystemTime::now()
     }
+}
+
+impl SystemClock {
+    /// [`now`](Clock::now) in nanoseconds since the Unix epoch (see [`nanos`]), read without
+    /// building a `SystemTime`: what a cache hit compares.
+    #[allow(clippy::disallowed_methods)]
+    #[inline]
+    pub(crate) fn now_nanos(self) -> u64 {
+        #[cfg(any(target_os = "linux", target_os = "android"))]
+        {
+            let now = rustix::time::clock_gettime(rustix::time::ClockId::RealtimeCoarse);
+            if let (Ok(secs), Ok(nanos)) = (u64::try_from(now.tv_sec), u64::try_from(now.tv_nsec)) {
+                return secs.saturating_mul(1_000_000_000).saturating_add(nanos);
+            }
+        }
+        nanos(SystemTime::now())
+    }
+}
+
+/// `t` in nanoseconds since the Unix epoch: 0 before it, `u64::MAX` from the year 2554 on (so
+/// an order between times is kept wherever it matters to a token's life).
+pub(crate) fn nanos(t: SystemTime) -> u64 {
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
 }
 
 /// The default clock as a [`SharedClock`].

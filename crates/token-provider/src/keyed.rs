@@ -38,7 +38,9 @@ use quick_cache::sync::Cache;
 use quick_cache::{Lifecycle, UnitWeighter};
 
 use crate::cache::{Common, Slot};
-use crate::{AccessToken, CacheConfig, CacheStats, Error, KeyedFetch, TokenProvider, TokenState};
+use crate::{
+    AccessToken, CacheConfig, CacheStats, Error, KeyedFetch, TokenFuture, TokenProvider, TokenState,
+};
 
 /// How many principals a [`KeyedCache`] keeps, and for how long unused.
 #[derive(Debug, Clone)]
@@ -131,7 +133,7 @@ impl<F: KeyedFetch> KeyedCache<F> {
         let max = keyed.max_entries;
         Self {
             inner: Arc::new(Inner {
-                common: Arc::new(Common::new(fetcher, cache)),
+                common: Arc::new(Common::new(fetcher, cache, false)),
                 map: Cache::with(max, max as u64, UnitWeighter, RandomState::new(), Held),
                 inserting: std::array::from_fn(|_| Mutex::new(())),
                 keyed,
@@ -311,14 +313,15 @@ impl<F: KeyedFetch> CachedPrincipal<F> {
         self.slot.stats()
     }
 
-    /// The token if it is fresh, without starting anything.
+    /// The token if it is fresh, without starting anything, counted as a hit.
     pub fn fresh(&self) -> Option<AccessToken> {
         self.slot.fresh()
     }
 
-    /// What [`TokenProvider::token`] does, without the boxed future of a call through the trait.
-    pub async fn get(&self) -> Result<AccessToken, Error> {
-        self.slot.get().await
+    /// What [`TokenProvider::token`] answers, as [`TokenProvider::get`] does: ready at once,
+    /// with nothing allocated, when the token is fresh.
+    pub fn get(&self) -> TokenFuture<'_> {
+        self.slot.get_now()
     }
 
     /// Forgets the cached token and any held failure, so the next call fetches.
@@ -331,6 +334,14 @@ impl<F: KeyedFetch> CachedPrincipal<F> {
 impl<F: KeyedFetch> TokenProvider for CachedPrincipal<F> {
     async fn token(&self) -> Result<AccessToken, Error> {
         self.slot.get().await
+    }
+
+    fn get(&self) -> TokenFuture<'_> {
+        self.slot.get_now()
+    }
+
+    fn fresh(&self) -> Option<AccessToken> {
+        self.slot.fresh()
     }
 
     fn invalidate(&self, rejected: &AccessToken) {
@@ -372,7 +383,7 @@ mod tests {
     /// added to either is paid once per principal, thousands of times.
     #[test]
     fn a_principal_stays_small() {
-        assert!(std::mem::size_of::<Slot<Tenants>>() <= 104);
-        assert!(crate::cache::entry_size() <= 56);
+        assert!(std::mem::size_of::<Slot<Tenants>>() <= 112);
+        assert!(crate::cache::entry_size() <= 48);
     }
 }

@@ -2,7 +2,9 @@
 
 use std::fmt;
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
 use async_trait::async_trait;
 
@@ -11,8 +13,14 @@ use crate::{AccessToken, Error, TokenState};
 /// Something that hands out bearer tokens: the one trait callers depend on.
 ///
 /// Share it as `Arc<dyn TokenProvider>`. Every provider in this workspace returns a cached
-/// implementation, so calling [`token`](TokenProvider::token) before every request is the
-/// intended use: it costs an atomic load while the token is fresh.
+/// implementation, so asking for the token before every request is the intended use: call
+/// [`get`](TokenProvider::get), which answers a fresh cached token at once, without a lock or an
+/// allocation (through [`fresh`](TokenProvider::fresh)), and otherwise waits for
+/// [`token`](TokenProvider::token). `token` itself returns a boxed future (the price of an async
+/// method on a trait object), so it allocates on every call.
+///
+/// Implementing the trait is one async method, `token`; a provider that can answer without
+/// waiting also implements `fresh`.
 ///
 /// # Implementing it for a provider of your own
 ///
@@ -53,6 +61,24 @@ pub trait TokenProvider: Send + Sync + fmt::Debug {
     /// A token that is valid now: from the cache when fresh, fetched otherwise.
     async fn token(&self) -> Result<AccessToken, Error>;
 
+    /// The token, if one is fresh now (a cached token before its refresh point), without waiting,
+    /// fetching or starting anything; `None` means ask [`token`](TokenProvider::token). The
+    /// default is `None`, for providers that hold nothing.
+    fn fresh(&self) -> Option<AccessToken> {
+        None
+    }
+
+    /// What [`token`](TokenProvider::token) answers, served from [`fresh`](TokenProvider::fresh)
+    /// when it can: a cache hit through `Arc<dyn TokenProvider>` then allocates nothing, while
+    /// `token` boxes its future on every call. Call this one. (A provider may override it to
+    /// answer more without waiting; the cached providers do.)
+    fn get(&self) -> TokenFuture<'_> {
+        match self.fresh() {
+            Some(token) => TokenFuture::ready(token),
+            None => TokenFuture(Get::Waiting(self.token())),
+        }
+    }
+
     /// Tells the provider that a server refused `rejected` (HTTP 401). A cached provider drops
     /// the token only if it is still the one cached, so a late report never discards a newer
     /// token. The default does nothing.
@@ -72,6 +98,55 @@ pub trait TokenProvider: Send + Sync + fmt::Debug {
     /// store held an entry. The default (a provider with no state) does nothing.
     async fn forget(&self) -> Result<bool, Error> {
         Ok(false)
+    }
+}
+
+/// The future [`TokenProvider::get`] returns: ready at once on a cache hit (no allocation), the
+/// provider's boxed [`token`](TokenProvider::token) future otherwise.
+#[must_use = "a future does nothing unless awaited"]
+pub struct TokenFuture<'a>(Get<'a>);
+
+type BoxedToken<'a> = Pin<Box<dyn Future<Output = Result<AccessToken, Error>> + Send + 'a>>;
+
+impl<'a> TokenFuture<'a> {
+    /// A future that answers `token` at its first poll, with nothing allocated.
+    #[inline]
+    pub fn ready(token: AccessToken) -> Self {
+        Self(Get::Ready(Some(token)))
+    }
+
+    /// A future that waits for `future` (boxed here).
+    pub fn waiting(future: impl Future<Output = Result<AccessToken, Error>> + Send + 'a) -> Self {
+        Self(Get::Waiting(Box::pin(future)))
+    }
+}
+
+enum Get<'a> {
+    /// Taken by the first poll.
+    Ready(Option<AccessToken>),
+    Waiting(BoxedToken<'a>),
+}
+
+impl Future for TokenFuture<'_> {
+    type Output = Result<AccessToken, Error>;
+
+    #[inline]
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match &mut self.0 {
+            Get::Ready(token) => Poll::Ready(Ok(token
+                .take()
+                .expect("`TokenFuture` polled after completion"))),
+            Get::Waiting(future) => future.as_mut().poll(cx),
+        }
+    }
+}
+
+impl fmt::Debug for TokenFuture<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self.0 {
+            Get::Ready(_) => "TokenFuture::Ready",
+            Get::Waiting(_) => "TokenFuture::Waiting",
+        })
     }
 }
 
@@ -123,6 +198,16 @@ macro_rules! forward_token_provider {
                 $crate::TokenProvider::token($target).await
             }
 
+            fn fresh(&self) -> ::core::option::Option<$crate::AccessToken> {
+                let $this = self;
+                $crate::TokenProvider::fresh($target)
+            }
+
+            fn get(&self) -> $crate::TokenFuture<'_> {
+                let $this = self;
+                $crate::TokenProvider::get($target)
+            }
+
             fn invalidate(&self, rejected: &$crate::AccessToken) {
                 let $this = self;
                 $crate::TokenProvider::invalidate($target, rejected)
@@ -149,6 +234,22 @@ macro_rules! forward_token_provider {
                 match $target {
                     ::core::option::Option::Some(p) => $crate::TokenProvider::token(p).await,
                     ::core::option::Option::None => ::core::result::Result::Err($missing),
+                }
+            }
+
+            fn fresh(&self) -> ::core::option::Option<$crate::AccessToken> {
+                let $this = self;
+                $target.and_then(|p| $crate::TokenProvider::fresh(p))
+            }
+
+            fn get(&self) -> $crate::TokenFuture<'_> {
+                let $this = self;
+                match $target {
+                    ::core::option::Option::Some(p) => $crate::TokenProvider::get(p),
+                    ::core::option::Option::None => {
+                        let missing: $crate::Error = $missing;
+                        $crate::TokenFuture::waiting(async move { ::core::result::Result::Err(missing) })
+                    }
                 }
             }
 

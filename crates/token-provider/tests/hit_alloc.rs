@@ -1,13 +1,14 @@
-//! A lookup of a cached principal and a hit on its token allocate nothing (the process's
-//! allocator counts every byte; nothing else runs on this single-threaded test).
+//! A hit allocates nothing: a lookup of a cached principal and a hit on its token, and a hit
+//! through `Arc<dyn TokenProvider>` (the process's allocator counts every byte, so this binary
+//! holds one test: two would count each other's allocations).
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use cap::Cap;
 use token_provider::{
-    AccessToken, CacheConfig, Error, KeyedCache, KeyedConfig, KeyedFetch, SystemClock, TokenState,
-    async_trait,
+    AccessToken, CacheConfig, CachedTokenProvider, Error, KeyedCache, KeyedConfig, KeyedFetch,
+    SystemClock, TokenProvider, TokenState, async_trait, provider_fn,
 };
 
 #[global_allocator]
@@ -34,6 +35,11 @@ impl KeyedFetch for Issuer {
 }
 
 #[tokio::test(flavor = "current_thread")]
+async fn a_hit_allocates_nothing() {
+    a_lookup_and_a_hit_allocate_nothing().await;
+    a_hit_through_the_trait_object_allocates_nothing().await;
+}
+
 async fn a_lookup_and_a_hit_allocate_nothing() {
     let cache = KeyedCache::new(Issuer, CacheConfig::new(), KeyedConfig::new());
     for i in 0..100 {
@@ -63,4 +69,37 @@ async fn a_lookup_and_a_hit_allocate_nothing() {
         0,
         "bytes allocated by 1,000 lookups and hits"
     );
+}
+
+async fn a_hit_through_the_trait_object_allocates_nothing() {
+    let provider: Arc<dyn TokenProvider> = Arc::new(CachedTokenProvider::new(provider_fn(
+        "issuer",
+        || async {
+            use token_provider::Clock as _;
+            Ok(AccessToken::builder("the-token")
+                .expires_in(SystemClock.now(), Duration::from_secs(3600))
+                .build())
+        },
+    )));
+    // The fetch, then this thread's first hit (which makes its copy of the token).
+    provider.get().await.unwrap();
+    provider.get().await.unwrap();
+
+    let before = ALLOCATOR.total_allocated();
+    for _ in 0..1_000 {
+        let token = provider.get().await.unwrap();
+        assert_eq!(token.secret().expose_secret(), "the-token");
+        assert!(provider.fresh().is_some());
+    }
+    assert_eq!(
+        ALLOCATOR.total_allocated() - before,
+        0,
+        "bytes allocated by 1,000 hits through `get`"
+    );
+
+    // The boxed `token()` future allocates on every call: the count sees it.
+    let before = ALLOCATOR.total_allocated();
+    provider.token().await.unwrap();
+    assert!(ALLOCATOR.total_allocated() > before);
+    assert_eq!(provider.fresh().unwrap().secret().expose_secret(), "the-token");
 }
