@@ -47,15 +47,26 @@
 //!
 //! # Assumptions where Aerion's documentation is silent
 //!
-//! - Refresh tokens rotate: the newest one always wins. With a store, the stored refresh token is
-//!   used before the configured `AERION_REFRESH_TOKEN` (which may have been spent already); the
-//!   configured one is still tried, once, if the stored one is refused.
+//! - Refresh tokens rotate: the newest one always wins. A refresh grant is sent once, and
+//!   repeated only when it provably never reached Aerion. The configured `AERION_REFRESH_TOKEN`
+//!   counts as spent as soon as it may have reached Aerion (answered, refused, or sent with its
+//!   answer lost): one process never sends it twice.
+//! - When a username is configured, the newest refresh token (the last response's, else the
+//!   stored one) is used before the configured one (which may have been spent already); the
+//!   configured one is tried after that one is refused, if this process has not sent it yet,
+//!   and then the password grant when a password is configured.
+//! - In a refresh-token-only (SSO) setup, the configured refresh token is sent only while no
+//!   newer one is known: once this process or the store holds a refresh token it rotated into,
+//!   the configured one is never sent again, even when that newer one is refused. Then (or when
+//!   the configured one is refused) the error is [`Error::UserAction`]: sign in again and set a
+//!   new `AERION_REFRESH_TOKEN` (which starts a new store entry, see below).
 //! - `client_id` defaults to `partner-auth` (identifying this library) and `client_secret` to
 //!   `partner-auth`; Aerion requires both fields and checks neither.
 //! - `expires_in` may be a number or a numeric string; when absent, the cache's default
-//!   lifetime (one hour, Aerion's usual) applies. `token_type` is kept as sent (Aerion may say
-//!   `bearer`); requests always send `Authorization: Bearer`. Unknown response fields are
-//!   ignored.
+//!   lifetime (one hour, Aerion's usual) applies. A `token_type` of `bearer` in any case (Aerion
+//!   may say `bearer`), or none, is taken as bearer and the token's type is `Bearer`, as printed
+//!   and as sent (`Authorization: Bearer`); any other type is [`Error::Malformed`], since such a
+//!   token cannot be sent as a bearer. Unknown response fields are ignored.
 //! - Errors come as `{"error","error_description"}` or `{"error","status","summary","raw"}`;
 //!   both become [`Error::Rejected`] with the `error` code and
 //!   the description (or `summary`), read by the core's lenient reader

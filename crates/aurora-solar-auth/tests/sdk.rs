@@ -596,6 +596,85 @@ async fn the_store_key_names_tenant_and_lowercased_email() {
     generate.assert_async().await;
 }
 
+#[tokio::test]
+async fn two_users_sharing_a_store_each_get_their_own_jwt() {
+    let mut server = Server::new_async().await;
+    let list = list_mock(&mut server)
+        .with_body(users_body(&[
+            ("u-a", "a@example.com", "active"),
+            ("u-b", "b@example.com", "active"),
+        ]))
+        .expect(2)
+        .create_async()
+        .await;
+    let (ta, tb) = (jwt_for("u-a"), jwt_for("u-b"));
+    assert_ne!(ta, tb);
+    let ga = generate_mock(&mut server, "u-a")
+        .with_body(token_body(&ta))
+        .expect(1)
+        .create_async()
+        .await;
+    let gb = generate_mock(&mut server, "u-b")
+        .with_body(token_body(&tb))
+        .expect(1)
+        .create_async()
+        .await;
+    let store = Arc::new(MemoryStore::new());
+    let clock = clock();
+    let builder = || {
+        ClientSdk::builder()
+            .base_url(server.url())
+            .api_key(API_KEY)
+            .tenant_id("t1")
+            .http_client(http_client())
+            .clock(Arc::new(clock.clone()))
+    };
+    // One process sets the store through the cache configuration, which names no key: each
+    // user's is derived from the user.
+    let first = builder()
+        .cache_config(token_provider::CacheConfig::new().store(store.clone()))
+        .build()
+        .unwrap();
+    let a = first.user(SdkUser::new("a@example.com")).unwrap();
+    let b = first.user(SdkUser::new("b@example.com")).unwrap();
+    assert_eq!(a.token().await.unwrap().secret().expose_secret(), ta);
+    assert_eq!(
+        b.token().await.unwrap().secret().expose_secret(),
+        tb,
+        "b was served a's JWT"
+    );
+
+    let entries = store.entries().await.unwrap();
+    let stored: Vec<(String, String)> = entries
+        .iter()
+        .map(|(key, state)| {
+            (
+                key.parts()[3].clone(),
+                state.access_token.secret().expose_secret().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        stored,
+        [
+            ("a@example.com".to_owned(), ta.clone()),
+            ("b@example.com".to_owned(), tb.clone())
+        ]
+    );
+
+    // Another process on the same store is served each user's own JWT from it, in the other
+    // order, asking Aurora for nothing.
+    let second = builder().store(store.clone()).build().unwrap();
+    let b2 = second.user(SdkUser::new("B@example.com")).unwrap();
+    let a2 = second.user(SdkUser::new("a@example.com")).unwrap();
+    assert_eq!(b2.token().await.unwrap().secret().expose_secret(), tb);
+    assert_eq!(a2.token().await.unwrap().secret().expose_secret(), ta);
+    assert_eq!(store.entries().await.unwrap().len(), 2);
+    list.assert_async().await;
+    ga.assert_async().await;
+    gb.assert_async().await;
+}
+
 /// A user list that answers `first` to the first request and `later` to every other one.
 async fn list_in_turn(
     server: &mut ServerGuard,

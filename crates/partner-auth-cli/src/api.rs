@@ -101,11 +101,24 @@ pub(crate) async fn run(args: &ApiArgs, lookup: Lookup<'_>) -> Result<Answer, Fa
         // Getting the token failed: the token command's statuses.
         Err(e) if provider.token_failed.load(Ordering::Relaxed) => Err(fail(e)),
         // The API answered with an error status the HTTP client does not hand back (3xx, and
-        // 5xx, 408 and 429 once the retries ran out).
+        // 5xx, 408 and 429 once the retries ran out, with or without a `Retry-After`).
         Err(Error::Status { status, .. }) => Err(Failure::new(
             EXIT_HTTP_ERROR,
             Some(kind),
             format!("the API answered HTTP {status} (after the retries)"),
+        )),
+        // The same, from a server that said when to come back (`Retry-After`).
+        Err(Error::Unavailable {
+            status,
+            retry_after,
+            ..
+        }) => Err(Failure::new(
+            EXIT_HTTP_ERROR,
+            Some(kind),
+            format!(
+                "the API answered HTTP {status} (after the retries; it asks to wait {} s)",
+                retry_after.as_secs()
+            ),
         )),
         Err(Error::RateLimited { retry_after, .. }) => Err(Failure::new(
             EXIT_HTTP_ERROR,

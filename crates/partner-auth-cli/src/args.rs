@@ -91,7 +91,8 @@ Exit status:
   0  a 2xx answer
   2  usage or configuration error, or a URL off the provider's API (nothing was sent)
   3  the provider rejected the credentials while getting a token
-  4  unreachable, timed out, or a malformed or oversized answer
+  4  unreachable, timed out, or a malformed or oversized answer; rate limited while getting the
+     token; or the store's lock held by another process for too long
   5  the answer was printed, but the new state could not be saved to the store
   6  the API answered with an HTTP error status (after the one 401 retry and the transient
      retries); the body, if any, is still printed";

@@ -74,6 +74,8 @@ pub(crate) fn exit_code(err: &Error) -> u8 {
     match err {
         Error::Config { .. } | Error::Store { .. } => EXIT_CONFIG,
         Error::Rejected { .. } | Error::UserAction { .. } => EXIT_REJECTED,
+        // The store's lock held by another process for too long: transient, as documented.
+        Error::StoreBusy { .. } => EXIT_UNAVAILABLE,
         // Transport, Timeout, RateLimited, Status, Malformed, TooLarge, and whatever a later
         // core adds: the provider could not be used right now.
         _ => EXIT_UNAVAILABLE,
@@ -101,8 +103,16 @@ mod tests {
         assert_eq!(exit_code(&Error::transport("refused")), 4);
         assert_eq!(exit_code(&Error::Timeout(Duration::from_secs(1))), 4);
         assert_eq!(exit_code(&Error::http_status(503)), 4);
+        assert_eq!(
+            exit_code(&Error::unavailable(503, Duration::from_secs(30))),
+            4
+        );
         assert_eq!(exit_code(&Error::malformed("not JSON")), 4);
         assert_eq!(exit_code(&Error::too_large(1)), 4);
+        assert_eq!(
+            exit_code(&Error::store_busy("lock held for more than 30s")),
+            4
+        );
     }
 
     #[test]

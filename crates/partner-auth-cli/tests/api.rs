@@ -216,6 +216,68 @@ async fn a_5xx_past_the_retries_exits_6_and_token_failures_keep_their_status() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_5xx_or_408_with_retry_after_exits_6_naming_the_status() {
+    let emu = emulator().await;
+    let secrets = secrets(&emu);
+    let secrets: Vec<&str> = secrets.iter().map(String::as_str).collect();
+    let (path, seen_path, endpoint, token_endpoint) = protected(&emu, "aerion");
+
+    // A wait beyond the client's cap: the first answer ends the run.
+    emu.inject(
+        endpoint,
+        Fault::StatusRetryAfter {
+            status: 503,
+            retry_after: 3600,
+        },
+        1,
+    );
+    let out = api(
+        &api_vars(&emu, "aerion"),
+        &["aerion", &path, "-H", "X-Request-Id: cli-retry-after"],
+    )
+    .await;
+    out.assert_failure(
+        6,
+        "aerion",
+        &["the API answered HTTP 503 (after the retries", "3600 s"],
+    )
+    .assert_no_secret_in_stderr(&secrets);
+    let sent = emu.requests_for(endpoint);
+    assert_eq!(sent.len(), 1, "a wait beyond the cap is not waited");
+    assert_eq!(sent[0].method, "GET");
+    assert_eq!(sent[0].path, seen_path);
+    assert_eq!(sent[0].header("x-request-id"), Some("cli-retry-after"));
+    assert!(!bearer(&sent[0], "authorization").is_empty());
+    assert!(sent[0].body.is_empty());
+    assert_eq!(emu.request_count(token_endpoint), 1);
+
+    // A wait within the cap is honoured on every retry; the last answer names its status.
+    emu.clear_requests();
+    emu.inject(
+        endpoint,
+        Fault::StatusRetryAfter {
+            status: 408,
+            retry_after: 0,
+        },
+        3,
+    );
+    let out = api(&api_vars(&emu, "aerion"), &["aerion", &path]).await;
+    out.assert_failure(
+        6,
+        "aerion",
+        &["the API answered HTTP 408 (after the retries"],
+    );
+    let sent = emu.requests_for(endpoint);
+    assert_eq!(sent.len(), 3, "a GET is retried");
+    assert!(
+        sent.iter()
+            .all(|r| r.method == "GET" && r.path == seen_path)
+    );
+    assert_eq!(emu.pending_faults(endpoint), 0);
+    emu.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_url_off_the_providers_api_is_refused_and_nothing_is_sent() {
     let emu = emulator().await;
     let elsewhere = emulator().await;

@@ -93,10 +93,21 @@ async fn a_fresh_stored_token_is_served_without_any_tls_set_up() {
         assert!(emu.requests().is_empty(), "{provider}");
 
         // The same environment with a request to make does set TLS up, and fails on it: the
-        // roots really are unusable, so the run above proves no set-up happened.
+        // roots really are unusable, so the run above proves no set-up happened. The line says
+        // where the roots come from.
         std::fs::remove_file(&store).unwrap();
         let out = partner_auth(provider, &env, &[]).await;
-        out.assert_failure(2, provider, &["http client"]);
+        out.assert_failure(
+            2,
+            provider,
+            &[
+                "http client",
+                "no usable CA roots",
+                "SSL_CERT_FILE",
+                "SSL_CERT_DIR",
+                "ca-certificates",
+            ],
+        );
         assert_eq!(emu.request_count(token_endpoint(provider)), 0);
     }
     emu.shutdown().await;
@@ -205,11 +216,23 @@ fn completions_are_generated_for_each_shell() {
 async fn top_level_help_lists_every_command() {
     let out = run_async(command(&["--help"], &[])).await;
     out.assert_code(0);
-    for name in ["token", "api", "emulator", "completions"] {
-        assert!(
-            out.stdout.lines().any(|l| l.trim_start().starts_with(name)),
-            "{name} missing: {}",
-            out.stdout
-        );
+    // The first word of each line of the "Commands:" section, up to the blank line after it.
+    let listed: Vec<&str> = out
+        .stdout
+        .lines()
+        .skip_while(|l| *l != "Commands:")
+        .skip(1)
+        .take_while(|l| !l.trim().is_empty())
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    for name in [
+        "token",
+        "api",
+        "status",
+        "forget",
+        "emulator",
+        "completions",
+    ] {
+        assert!(listed.contains(&name), "{name} missing: {}", out.stdout);
     }
 }

@@ -99,6 +99,14 @@ impl Endpoint {
 pub enum Fault {
     /// That status with a small JSON error body (500, 502, 503, ...).
     Status(u16),
+    /// That status with the same body as [`Status`](Self::Status) and `Retry-After: <seconds>`:
+    /// a server that is down (503, say) and says when to come back.
+    StatusRetryAfter {
+        /// The status code (503, 502, 408, ...).
+        status: u16,
+        /// The `Retry-After` value in seconds.
+        retry_after: u64,
+    },
     /// 429, with `Retry-After: <seconds>` when given.
     RateLimited {
         /// The `Retry-After` value in seconds, or no header.
@@ -249,13 +257,24 @@ pub(crate) fn fault_response(
             serde_json::json!({"error": error, "error_description": description})
         }
     };
+    let status_error = |code: u16| {
+        let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        json_response(
+            status,
+            &oauth_error(status.as_u16(), "server_error", "emulated fault: status"),
+        )
+    };
     match fault {
-        Fault::Status(code) => {
-            let status = StatusCode::from_u16(*code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-            json_response(
-                status,
-                &oauth_error(status.as_u16(), "server_error", "emulated fault: status"),
-            )
+        Fault::Status(code) => status_error(*code),
+        Fault::StatusRetryAfter {
+            status,
+            retry_after,
+        } => {
+            let mut response = status_error(*status);
+            response
+                .headers_mut()
+                .insert(RETRY_AFTER, http::HeaderValue::from(*retry_after));
+            response
         }
         Fault::RateLimited { retry_after } => {
             let mut response = json_response(

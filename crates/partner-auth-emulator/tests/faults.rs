@@ -148,6 +148,84 @@ async fn rate_limited_with_and_without_retry_after() {
     assert_eq!(emu.request_count(Endpoint::AuroraSolarCreateToken), 4);
 }
 
+/// The raw HTTP/1.1 answer to an empty `POST` of `url`, read off the socket as sent.
+async fn raw_post(url: &url::Url) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let address = url.socket_addrs(|| None).unwrap()[0];
+    let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
+    let request = format!(
+        "POST {} HTTP/1.1\r\nHost: {}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+        url.path(),
+        address
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer).await.unwrap();
+    String::from_utf8(answer).unwrap()
+}
+
+#[tokio::test]
+async fn a_status_with_retry_after_says_when_to_come_back() {
+    let emu = Emulator::start().await.unwrap();
+    let fault = Fault::StatusRetryAfter {
+        status: 503,
+        retry_after: 7,
+    };
+    emu.inject(Endpoint::AuroraUkToken, fault.clone(), 1);
+    // As sent: the status, the header, and the same JSON error body as a plain status fault.
+    let answer = raw_post(&url(&emu.aurora_uk_token_url())).await;
+    let (head, body) = answer.split_once("\r\n\r\n").unwrap();
+    assert!(
+        head.starts_with("HTTP/1.1 503 Service Unavailable\r\n"),
+        "{head}"
+    );
+    assert!(
+        head.lines()
+            .any(|l| l.eq_ignore_ascii_case("retry-after: 7")),
+        "{head}"
+    );
+    let body: serde_json::Value = serde_json::from_str(body).unwrap();
+    assert_eq!(body["error"], "server_error");
+    let recorded = emu.requests_for(Endpoint::AuroraUkToken);
+    assert_eq!(recorded.len(), 1);
+    assert_eq!(recorded[0].method, "POST");
+    assert_eq!(recorded[0].fault, Some(fault));
+
+    // Through the client: the status and the wait are carried.
+    emu.inject(
+        Endpoint::AuroraUkToken,
+        Fault::StatusRetryAfter {
+            status: 408,
+            retry_after: 7,
+        },
+        1,
+    );
+    match send(uk_token(&emu)).await {
+        Err(Error::Unavailable {
+            status,
+            retry_after,
+            ..
+        }) => {
+            assert_eq!(status, 408);
+            assert_eq!(retry_after, Duration::from_secs(7));
+        }
+        other => panic!("expected Unavailable, got {other:?}"),
+    }
+    // Consumed like any fault: a client that honours a zero wait gets through on its second try.
+    emu.inject(
+        Endpoint::AuroraUkToken,
+        Fault::StatusRetryAfter {
+            status: 502,
+            retry_after: 0,
+        },
+        1,
+    );
+    let ok = retrying_client(2).execute(uk_token(&emu)).await.unwrap();
+    assert_eq!(ok.status(), 200);
+    assert_eq!(emu.request_count(Endpoint::AuroraUkToken), 4);
+    assert_eq!(emu.pending_faults(Endpoint::AuroraUkToken), 0);
+}
+
 #[tokio::test]
 async fn delay_then_a_normal_answer() {
     let emu = Emulator::start().await.unwrap();
