@@ -363,6 +363,11 @@ fn bench(extra: &[String]) -> Result {
     // in this order.
     let benches = [
         ("partner-auth-benches", "cache", "bench-report.md"),
+        (
+            "partner-auth-benches",
+            "instructions",
+            "bench-instructions.md",
+        ),
         ("partner-auth-benches", "keyed", "bench-keyed.md"),
         ("partner-auth-benches", "cold_start", "bench-cold-start.md"),
         ("partner-auth-benches", "fleet", "bench-report-redis.md"),

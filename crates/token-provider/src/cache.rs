@@ -472,15 +472,22 @@ fn drop_dead_copies(copies: &mut Vec<LocalCopy>, generation: u64) {
     copies.retain(|c| c.generation == generation || c.entry.strong_count() > 0);
 }
 
-/// The token of `entry` (published as `generation`) from this thread's copy, made now if there
-/// is none and there is room (`None`: no room, or the thread is exiting).
+/// The token of `entry` from this thread's copy, made now if there is none and there is room
+/// (`None`: no room, the thread is exiting, or this thread's copy tagged `generation` holds
+/// another entry's token).
+///
+/// `generation` was read before `entry` was loaded, so `entry` is the one published as
+/// `generation` or a newer one whose generation is not yet stored; the copy is tagged
+/// `generation` either way. A copy already tagged `generation` is used only if it is `entry`'s:
+/// made in such a window, it may hold the entry this one replaces.
 fn local_copy(generation: u64, entry: &Arc<Entry>) -> Option<AccessToken> {
     LOCAL
         .try_with(|local| {
             let mut copies = local.copies.try_borrow_mut().ok()?;
             drop_dead_copies(&mut copies, generation);
             if let Some(copy) = copies.iter().find(|c| c.generation == generation) {
-                return Some(copy.token.clone());
+                return std::ptr::eq(copy.entry.as_ptr(), Arc::as_ptr(entry))
+                    .then(|| copy.token.clone());
             }
             if copies.len() >= LOCAL_COPIES {
                 return None;
@@ -783,8 +790,12 @@ impl<F: KeyedFetch> Slot<F> {
     /// started or waited for.
     #[inline]
     pub(crate) fn fresh(&self) -> Option<AccessToken> {
-        self.fresh_at(self.common.now_nanos())
-            .or_else(|| self.fresh_shared(self.common.now()))
+        if self.common.local_copies
+            && let Some(token) = self.fresh_at(self.common.now_nanos())
+        {
+            return Some(token);
+        }
+        self.fresh_shared(self.common.now())
     }
 
     /// The token from this thread's copy, if the cache keeps copies and this thread's is the
@@ -1531,9 +1542,37 @@ mod tests {
         let a = counting("a", &clock);
         assert_eq!(secret(&a.get().await.unwrap()), "a-1");
         a.clear();
-        assert!(a.fresh().is_none(), "no copy answers once the token is cleared");
+        assert!(
+            a.fresh().is_none(),
+            "no copy answers once the token is cleared"
+        );
         assert_eq!(secret(&a.get().await.unwrap()), "a-2");
         assert_eq!(secret(&a.fresh().unwrap()), "a-2");
+    }
+
+    /// A copy tagged with a generation is served for that tag only if it is the entry's: while a
+    /// new entry is swapped in and its generation not yet stored, a reader validates the new
+    /// entry under the old tag, and must not be handed the old entry's copy.
+    #[test]
+    fn a_copy_under_an_old_tag_is_not_served_for_the_entry_replacing_it() {
+        drop_all_copies();
+        let entry = |secret: &str, soft: SystemTime| {
+            let token = AccessToken::builder(secret).expires_at(soft + HOUR).build();
+            Arc::new(Entry::new(token.into(), soft))
+        };
+        let generation = next_generation();
+        let old = entry("old", t0());
+        assert_eq!(secret(&local_copy(generation, &old).unwrap()), "old");
+        // The replacing entry, loaded before its generation was stored: not the old token.
+        let new = entry("new", t0() + HOUR);
+        let served = local_copy(generation, &new);
+        assert!(
+            served.is_none_or(|t| secret(&t) == "new"),
+            "the replaced token was served"
+        );
+        // And the old tag still serves the old copy only while the old entry is fresh.
+        let now = nanos(t0() + Duration::from_secs(1));
+        assert!(local_hit(generation, now, &StripedCounter::default()).is_none());
     }
 
     /// A machine resumed from sleep: the wall clock jumps past the token's expiry between two
@@ -1544,7 +1583,11 @@ mod tests {
         let clock = ManualClock::new(t0());
         let a = counting("a", &clock);
         assert_eq!(secret(&a.get().await.unwrap()), "a-1");
-        assert_eq!(secret(&a.get().await.unwrap()), "a-1", "a hit from the copy");
+        assert_eq!(
+            secret(&a.get().await.unwrap()),
+            "a-1",
+            "a hit from the copy"
+        );
         clock.advance(10 * HOUR);
         assert!(a.fresh().is_none());
         assert_eq!(secret(&a.get().await.unwrap()), "a-2");

@@ -72,15 +72,13 @@ async fn a_lookup_and_a_hit_allocate_nothing() {
 }
 
 async fn a_hit_through_the_trait_object_allocates_nothing() {
-    let provider: Arc<dyn TokenProvider> = Arc::new(CachedTokenProvider::new(provider_fn(
-        "issuer",
-        || async {
+    let provider: Arc<dyn TokenProvider> =
+        Arc::new(CachedTokenProvider::new(provider_fn("issuer", || async {
             use token_provider::Clock as _;
             Ok(AccessToken::builder("the-token")
                 .expires_in(SystemClock.now(), Duration::from_secs(3600))
                 .build())
-        },
-    )));
+        })));
     // The fetch, then this thread's first hit (which makes its copy of the token).
     provider.get().await.unwrap();
     provider.get().await.unwrap();
@@ -101,5 +99,8 @@ async fn a_hit_through_the_trait_object_allocates_nothing() {
     let before = ALLOCATOR.total_allocated();
     provider.token().await.unwrap();
     assert!(ALLOCATOR.total_allocated() > before);
-    assert_eq!(provider.fresh().unwrap().secret().expose_secret(), "the-token");
+    assert_eq!(
+        provider.fresh().unwrap().secret().expose_secret(),
+        "the-token"
+    );
 }
