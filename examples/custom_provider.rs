@@ -104,7 +104,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     for t in tasks {
         t.await??;
     }
-    let token = provider.token().await?;
+    let token = provider.get().await?;
     println!("custom provider: {token:?}");
     println!(
         "1000 concurrent callers + 1 more: {} request(s) to the token endpoint",

@@ -58,7 +58,7 @@ async fn main() -> Result<(), Box<dyn StdError>> {
         }
         let provider = from_lookup(kind, |name| vars.get(name).cloned(), &options)?;
         let started = tokio::time::Instant::now();
-        let token = provider.token().await?;
+        let token = provider.get().await?;
         println!(
             "{kind:<17} token fetched in {} ms: {}, {}",
             started.elapsed().as_millis(),
@@ -83,7 +83,7 @@ async fn main() -> Result<(), Box<dyn StdError>> {
         }
 
         let before = emulator.as_ref().map(|e| e.requests().len());
-        let again = provider.token().await?;
+        let again = provider.get().await?;
         let after = emulator.as_ref().map(|e| e.requests().len());
         let cached = if again == token {
             "served from the cache"

@@ -11,11 +11,14 @@
 //!   less a jitter of up to a tenth of it. A token with no expiry is refreshed after
 //!   [`default_lifetime`](CacheConfig::default_lifetime); an absurdly long one after
 //!   [`max_lifetime`](CacheConfig::max_lifetime).
-//! - **Fresh** (before soft expiry): the token is returned from an `arc-swap` load: no lock, no
-//!   allocation beyond the clone (one reference count). Each thread clones its own copy of the
-//!   current token (made on its first hit after a refresh), so threads hitting at once never
+//! - **Fresh** (before soft expiry): the token is returned at once: no lock, no allocation, one
+//!   reference count taken. Each thread clones its own copy of the current token (made on its
+//!   first hit after a refresh), found by the generation the cache last published and compared
+//!   with the coarse wall clock, so a hit reads one shared word and threads hitting at once never
 //!   contend for one reference count; hits are counted without a locked instruction (on up to
-//!   eight live threads).
+//!   eight live threads). A copy is never served once its token is replaced, invalidated or
+//!   forgotten, and is dropped at its thread's next hit. Through `Arc<dyn TokenProvider>`,
+//!   [`get`](TokenProvider::get) answers a hit the same way, without boxing a future.
 //! - **Soft window** (between soft and hard expiry): the still-valid token is returned at once and
 //!   exactly one background refresh starts.
 //! - **Empty or hard-expired**: every caller waits on exactly one fetch (single-flight), for at

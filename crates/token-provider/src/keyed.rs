@@ -25,9 +25,15 @@
 //!
 //! The map is [`quick_cache`]'s: measured against `moka` and a sharded `DashMap`, it has the
 //! smallest per-entry overhead of the bounded maps, a lookup within a few nanoseconds of the
-//! unbounded `DashMap`, and pinning (what keeps held entries), which the others lack.
+//! unbounded `DashMap`, and pinning (what keeps held entries), which the others lack. Keys are
+//! hashed with its default hasher (foldhash, seeded at random per process, as `hashbrown`'s
+//! default is): a third of SipHash's cost on a tenant id, and keys an attacker sends cannot be
+//! made to collide without knowing the seed; the bound caps what any one shard can hold anyway.
+//!
+//! Unlike a single-token cache, a principal's token is not copied per thread: a hit clones the
+//! shared token. Many principals each see few concurrent hits, and a thread's few copies would
+//! only churn between them.
 
-use std::collections::hash_map::RandomState;
 use std::fmt;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
@@ -35,7 +41,7 @@ use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 use quick_cache::sync::Cache;
-use quick_cache::{Lifecycle, UnitWeighter};
+use quick_cache::{DefaultHashBuilder, Lifecycle, UnitWeighter};
 
 use crate::cache::{Common, Slot};
 use crate::{
@@ -86,7 +92,7 @@ pub struct KeyedCache<F: KeyedFetch> {
 
 struct Inner<F: KeyedFetch> {
     common: Arc<Common<F>>,
-    map: Cache<Arc<str>, Arc<Slot<F>>, UnitWeighter, RandomState, Held>,
+    map: Cache<Arc<str>, Arc<Slot<F>>, UnitWeighter, DefaultHashBuilder, Held>,
     /// Serialize the insertion of a new key (never a lookup), a few shards of keys per mutex,
     /// so two callers asking for one new principal at once share one entry.
     inserting: [Mutex<()>; INSERT_LOCKS],
@@ -134,7 +140,13 @@ impl<F: KeyedFetch> KeyedCache<F> {
         Self {
             inner: Arc::new(Inner {
                 common: Arc::new(Common::new(fetcher, cache, false)),
-                map: Cache::with(max, max as u64, UnitWeighter, RandomState::new(), Held),
+                map: Cache::with(
+                    max,
+                    max as u64,
+                    UnitWeighter,
+                    DefaultHashBuilder::default(),
+                    Held,
+                ),
                 inserting: std::array::from_fn(|_| Mutex::new(())),
                 keyed,
                 last_sweep: Mutex::new(now),
