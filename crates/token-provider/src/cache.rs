@@ -1597,6 +1597,62 @@ mod tests {
         assert_eq!(a.stats().fetches, 2);
     }
 
+    /// Review: the module docs promise a dead copy is dropped "at this thread's next hit on any
+    /// cache", but a hit on a keyed cache (which keeps no copies) never looks at the thread's
+    /// copies, so a thread that goes on hitting only keyed principals keeps the dead copy (and
+    /// its unzeroized secret) for as long as it lives.
+    #[tokio::test(flavor = "current_thread")]
+    async fn review_a_dead_copy_is_dropped_at_the_next_hit_on_a_keyed_cache_too() {
+        #[derive(Debug)]
+        struct Tenants(ManualClock);
+
+        #[async_trait]
+        impl KeyedFetch for Tenants {
+            type Principal = Arc<str>;
+
+            async fn fetch(
+                &self,
+                tenant: &Arc<str>,
+                _: Option<&TokenState>,
+            ) -> Result<TokenState, Error> {
+                Ok(AccessToken::builder(format!("tenant-{tenant}"))
+                    .expires_in(self.0.now(), HOUR)
+                    .build()
+                    .into())
+            }
+        }
+
+        drop_all_copies();
+        let clock = ManualClock::new(t0());
+        let a = counting("a", &clock);
+        let a1 = a.get().await.unwrap();
+        assert_eq!(a.get().await.unwrap(), a1, "a hit makes this thread's copy");
+        assert_eq!(local_copies(), 1);
+
+        let keyed = crate::KeyedCache::new(
+            Tenants(clock.clone()),
+            CacheConfig::new().clock(Arc::new(clock.clone())),
+            crate::KeyedConfig::new(),
+        );
+        let tenant = keyed.get_or_insert_with("t", |key| key);
+        assert_eq!(secret(&tenant.get().await.unwrap()), "tenant-t");
+
+        // The copy's entry is gone: invalidated, and its cache dropped.
+        a.invalidate(&a1);
+        drop(a1);
+        drop(a);
+        for _ in 0..100 {
+            assert_eq!(secret(&tenant.get().await.unwrap()), "tenant-t");
+            assert_eq!(secret(&tenant.fresh().unwrap()), "tenant-t");
+        }
+        assert!(tenant.stats().hits >= 200, "those were hits");
+        assert_eq!(
+            local_copies(),
+            0,
+            "200 hits on this thread later, the dead copy (and its secret) is still held"
+        );
+    }
+
     #[test]
     fn the_hit_counter_is_exact_with_more_threads_than_stripes() {
         let counter = Arc::new(StripedCounter::default());

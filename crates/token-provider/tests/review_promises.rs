@@ -1,0 +1,435 @@
+//! Review of the cache's promises around `forget` during a fetch and `invalidate` against a
+//! fenced store save, and of `TokenFuture`'s answer. Each test states the promise it checks; a
+//! failure is a break found in review (see the review report), not a flaky test.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use token_provider::{
+    AccessToken, CacheConfig, CachedTokenProvider, Clock, Error, Fetch, ManualClock, MemoryStore,
+    Secret, StoreKey, StoreLock, SystemClock, TokenProvider, TokenState, TokenStore, async_trait,
+};
+use tokio::sync::{Notify, Semaphore};
+
+const HOUR: Duration = Duration::from_secs(3600);
+
+fn t0() -> SystemTime {
+    SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000)
+}
+
+fn secret(token: &AccessToken) -> &str {
+    token.secret().expose_secret()
+}
+
+/// What the second fetch answers.
+#[derive(Debug, Clone, Copy)]
+enum Second {
+    /// A valid token `a-2` with refresh token `r-2`.
+    Valid,
+    /// An already expired token with a rotated refresh token `r-2` (kept by
+    /// `keep_refresh_token`).
+    Expired,
+}
+
+/// Fetch n hands out `a-n` with refresh token `r-n` (an hour long); the second fetch signals
+/// `started` and waits for a permit on `gate`. Records the refresh token each fetch was given.
+#[derive(Debug)]
+struct Gated {
+    clock: ManualClock,
+    second: Second,
+    calls: AtomicU32,
+    seen: Mutex<Vec<Option<String>>>,
+    started: Notify,
+    gate: Semaphore,
+}
+
+impl Gated {
+    fn new(clock: &ManualClock, second: Second) -> Arc<Self> {
+        Arc::new(Self {
+            clock: clock.clone(),
+            second,
+            calls: AtomicU32::new(0),
+            seen: Mutex::new(Vec::new()),
+            started: Notify::new(),
+            gate: Semaphore::new(0),
+        })
+    }
+
+    fn seen(&self) -> Vec<Option<String>> {
+        self.seen.lock().unwrap().clone()
+    }
+}
+
+#[derive(Debug)]
+struct Fetcher(Arc<Gated>);
+
+#[async_trait]
+impl Fetch for Fetcher {
+    async fn fetch(&self, previous: Option<&TokenState>) -> Result<TokenState, Error> {
+        let g = &self.0;
+        let n = g.calls.fetch_add(1, Ordering::SeqCst) + 1;
+        g.seen.lock().unwrap().push(
+            previous
+                .and_then(|p| p.refresh_token.as_ref())
+                .map(|r| r.expose_secret().to_owned()),
+        );
+        let mut expires = g.clock.now() + HOUR;
+        if n == 2 {
+            g.started.notify_one();
+            g.gate.acquire().await.unwrap().forget();
+            if let Second::Expired = g.second {
+                expires = g.clock.now() - Duration::from_secs(1);
+            }
+        }
+        Ok(TokenState::new(
+            AccessToken::builder(format!("a-{n}"))
+                .expires_at(expires)
+                .build(),
+        )
+        .with_refresh_token(Some(Secret::from(format!("r-{n}"))))
+        .with_obtained_at(g.clock.now()))
+    }
+}
+
+fn provider(
+    clock: &ManualClock,
+    second: Second,
+) -> (Arc<CachedTokenProvider<Fetcher>>, Arc<Gated>) {
+    let gated = Gated::new(clock, second);
+    let provider = CachedTokenProvider::with_config(
+        Fetcher(Arc::clone(&gated)),
+        CacheConfig::new()
+            .clock(Arc::new(clock.clone()))
+            .backoff(Duration::from_secs(1), Duration::from_secs(1)),
+    );
+    (Arc::new(provider), gated)
+}
+
+async fn settle() {
+    for _ in 0..20 {
+        tokio::task::yield_now().await;
+    }
+}
+
+/// `forget` promises "the next call fetches from scratch", and no caller gets a token after
+/// `forget()` returned. But `forget_state` leaves the fetch in flight (`control.inflight`) in
+/// place: a call made after `forget` returned joins the fetch that began before it, with the
+/// forgotten refresh token, and is handed its token.
+#[tokio::test(flavor = "current_thread")]
+async fn review_a_call_after_forget_is_not_handed_a_fetch_of_the_forgotten_state() {
+    let clock = ManualClock::new(t0());
+    let (p, gated) = provider(&clock, Second::Valid);
+    assert_eq!(secret(&p.token().await.unwrap()), "a-1");
+
+    // Expired: the next call refreshes with `r-1`, and the request is out.
+    clock.advance(2 * HOUR);
+    let before = tokio::spawn({
+        let p = Arc::clone(&p);
+        async move { p.token().await }
+    });
+    gated.started.notified().await;
+    assert_eq!(gated.seen(), [None, Some("r-1".to_owned())]);
+
+    // The user logs out: forget returns.
+    assert!(!p.forget().await.unwrap());
+    assert!(p.cached().is_none());
+
+    // A call made after forget returned.
+    let after = tokio::spawn({
+        let p = Arc::clone(&p);
+        async move { p.token().await }
+    });
+    settle().await;
+    gated.gate.add_permits(1);
+    let _ = before.await.unwrap();
+    let after = after.await.unwrap().unwrap();
+    assert_ne!(
+        secret(&after),
+        "a-2",
+        "a call made after forget() returned was handed the token refreshed with the forgotten \
+         refresh token (fetches seen: {:?})",
+        gated.seen()
+    );
+}
+
+/// `forget` promises to drop "any state kept for the next fetch" so "the next call fetches from
+/// scratch". A fetch in flight across `forget` whose token arrives unusable (here already
+/// expired) goes through `keep_refresh_token`, which checks no epoch: with `current` empty it
+/// stores the fetched state as `retired`, and the next fetch after `forget` refreshes with the
+/// forgotten principal's rotated refresh token.
+#[tokio::test(flavor = "current_thread")]
+async fn review_keep_refresh_token_does_not_revive_a_forgotten_refresh_token() {
+    let clock = ManualClock::new(t0());
+    let (p, gated) = provider(&clock, Second::Expired);
+    assert_eq!(secret(&p.token().await.unwrap()), "a-1");
+
+    clock.advance(2 * HOUR);
+    let before = tokio::spawn({
+        let p = Arc::clone(&p);
+        async move { p.token().await }
+    });
+    gated.started.notified().await;
+    assert!(!p.forget().await.unwrap());
+    gated.gate.add_permits(1);
+    assert!(
+        before.await.unwrap().is_err(),
+        "the fetched token had expired"
+    );
+
+    // Past the backoff: the next call fetches, and must start from scratch.
+    clock.advance(Duration::from_secs(5));
+    assert_eq!(secret(&p.token().await.unwrap()), "a-3");
+    assert_eq!(
+        gated.seen()[2],
+        None,
+        "the first fetch after forget() was given the forgotten principal's refresh token \
+         (fetches seen: {:?})",
+        gated.seen()
+    );
+}
+
+fn key() -> StoreKey {
+    StoreKey::new("test", "live", "tenant", "user")
+}
+
+/// A memory store whose save, when armed, first lets "another holder" (which took the lock when
+/// ours ran out) leave `theirs` in the store and then refuses ours as superseded.
+#[derive(Debug, Default)]
+struct Fenced {
+    inner: MemoryStore,
+    theirs: Mutex<Option<TokenState>>,
+}
+
+#[async_trait]
+impl TokenStore for Fenced {
+    async fn load(&self, key: &StoreKey) -> Result<Option<TokenState>, Error> {
+        self.inner.load(key).await
+    }
+
+    async fn save(
+        &self,
+        key: &StoreKey,
+        state: &TokenState,
+        lock: &StoreLock,
+    ) -> Result<(), Error> {
+        let theirs = self.theirs.lock().unwrap().take();
+        match theirs {
+            Some(theirs) => {
+                self.inner.save(key, &theirs, lock).await?;
+                Err(Error::store_fenced("another holder took the lock"))
+            }
+            None => self.inner.save(key, state, lock).await,
+        }
+    }
+
+    async fn lock(&self, key: &StoreKey) -> Result<StoreLock, Error> {
+        self.inner.lock(key).await
+    }
+}
+
+/// Fetch n hands out `u-n` (ten minutes long, refresh token `r-n`), on the system clock.
+#[derive(Debug, Default)]
+struct Upstream {
+    calls: AtomicU32,
+}
+
+#[async_trait]
+impl Fetch for Upstream {
+    async fn fetch(&self, _: Option<&TokenState>) -> Result<TokenState, Error> {
+        let n = self.calls.fetch_add(1, Ordering::SeqCst) + 1;
+        let now = SystemClock.now();
+        Ok(TokenState::new(
+            AccessToken::builder(format!("u-{n}"))
+                .expires_in(now, Duration::from_secs(600))
+                .build(),
+        )
+        .with_refresh_token(Some(Secret::from(format!("r-{n}"))))
+        .with_obtained_at(now))
+    }
+
+    fn store_key(&self) -> Option<StoreKey> {
+        Some(key())
+    }
+}
+
+/// No caller gets a token after `invalidate(t)` returned for it. The first store read refuses a
+/// rejected token, but the read after a fenced save adopts whatever the store holds if it is
+/// still valid, without the `rejected` check: when the holder that superseded our lock left the
+/// rejected token in the store (it adopted it, not having seen the 401), the 401 retry is handed
+/// the very token the server just refused.
+#[tokio::test(flavor = "current_thread")]
+async fn review_a_fenced_save_never_adopts_the_token_just_rejected() {
+    let store = Arc::new(Fenced::default());
+    let p = CachedTokenProvider::with_config(
+        Upstream::default(),
+        CacheConfig::new().store(Arc::clone(&store) as Arc<dyn TokenStore>),
+    );
+    let t1 = p.token().await.unwrap();
+    assert_eq!(secret(&t1), "u-1");
+
+    // The API answered 401 to u-1.
+    p.invalidate(&t1);
+    // Meanwhile another holder, which has not seen the 401, took the lock when ours ran out
+    // and left u-1 in the store.
+    let stored = store.inner.load(&key()).await.unwrap().unwrap();
+    *store.theirs.lock().unwrap() = Some(stored);
+
+    let retried = p.token().await.unwrap();
+    assert_ne!(
+        secret(&retried),
+        "u-1",
+        "the 401 retry was handed the token invalidate() had just dropped"
+    );
+    assert_ne!(
+        p.cached().map(|t| secret(&t).to_owned()).as_deref(),
+        Some("u-1")
+    );
+}
+
+/// `TokenProvider::get` decides at the call, not at the poll: a future made while the token was
+/// fresh and awaited after the token expired answers the expired token (`token()`, an async fn,
+/// decides at its first poll). Low severity (a future held across time), but the promise says
+/// "never past its expiry by the cache's clock".
+#[tokio::test(flavor = "current_thread")]
+async fn review_a_get_future_awaited_after_expiry_does_not_answer_the_expired_token() {
+    let clock = ManualClock::new(t0());
+    let (p, _gated) = provider(&clock, Second::Valid);
+    assert_eq!(secret(&p.token().await.unwrap()), "a-1");
+    let hits = p.stats().hits;
+    let future = TokenProvider::get(&*p);
+    assert_eq!(p.stats().hits, hits + 1, "counted before it was polled");
+    clock.advance(2 * HOUR);
+    let token = future.await.unwrap();
+    let now = clock.now();
+    assert!(
+        token.expires_at().is_none_or(|hard| now < hard),
+        "answered a token that expired an hour before the future was polled"
+    );
+}
+
+/// Fetch n hands out `s-n`, an hour long on `clock`, at once.
+#[derive(Debug)]
+struct Instant(ManualClock, AtomicU32);
+
+#[async_trait]
+impl Fetch for Instant {
+    async fn fetch(&self, _: Option<&TokenState>) -> Result<TokenState, Error> {
+        let n = self.1.fetch_add(1, Ordering::SeqCst) + 1;
+        Ok(AccessToken::builder(format!("s-{n}"))
+            .expires_in(self.0.now(), HOUR)
+            .build()
+            .into())
+    }
+}
+
+/// Stress (passes: evidence for the hit path). Workers on four threads hit one cache through
+/// `get` and `fresh` (thread copies, made again after each replacement), and now and then reject
+/// the token they got: invalidate it, then record it. A worker notes how many tokens were recorded
+/// before each call; each of those was invalidated before the call began, and the call must not
+/// answer it. (Fails at once if `set_current` leaves the generation alone on `None`.)
+#[test]
+fn review_stress_no_hit_answers_a_token_invalidated_before_the_call() {
+    const ITERATIONS: u32 = 5_000;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(4)
+        .enable_all()
+        .build()
+        .unwrap();
+    let clock = ManualClock::new(t0());
+    let p = Arc::new(CachedTokenProvider::with_config(
+        Instant(clock.clone(), AtomicU32::new(0)),
+        CacheConfig::new().clock(Arc::new(clock)),
+    ));
+    // The invalidated tokens, each with its place in the order they were recorded.
+    let rejected: Arc<Mutex<std::collections::HashMap<String, usize>>> = Arc::default();
+    runtime.block_on(async {
+        let workers: Vec<_> = (0..8u32)
+            .map(|w| {
+                let p = Arc::clone(&p);
+                let rejected = Arc::clone(&rejected);
+                tokio::spawn(async move {
+                    for i in 1..=ITERATIONS {
+                        let recorded = rejected.lock().unwrap().len();
+                        let token = if i.is_multiple_of(2) {
+                            match p.fresh() {
+                                Some(t) => t,
+                                None => p.token().await.unwrap(),
+                            }
+                        } else {
+                            p.get().await.unwrap()
+                        };
+                        let s = secret(&token).to_owned();
+                        let invalidated_before = rejected
+                            .lock()
+                            .unwrap()
+                            .get(&s)
+                            .is_some_and(|&at| at < recorded);
+                        assert!(!invalidated_before, "{s} answered after it was invalidated");
+                        if (i + w).is_multiple_of(97) {
+                            p.invalidate(&token);
+                            let mut rejected = rejected.lock().unwrap();
+                            let at = rejected.len();
+                            rejected.entry(s).or_insert(at);
+                        }
+                        if i.is_multiple_of(64) {
+                            tokio::task::yield_now().await;
+                        }
+                    }
+                })
+            })
+            .collect();
+        for w in workers {
+            w.await.unwrap();
+        }
+    });
+    assert!(
+        p.stats().fetches > 10,
+        "tokens were replaced: {:?}",
+        p.stats()
+    );
+}
+
+/// Stress (passes): threads come and go (stripes handed back and leased again), more at once than
+/// there are stripes; every `fresh` hit is counted exactly once.
+#[test]
+fn review_stress_the_hit_counter_is_exact_across_thread_churn() {
+    let clock = ManualClock::new(t0());
+    let p = Arc::new(CachedTokenProvider::with_config(
+        Instant(clock.clone(), AtomicU32::new(0)),
+        CacheConfig::new().clock(Arc::new(clock)),
+    ));
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(p.token()).unwrap();
+    let base = p.stats().hits;
+    let mut answered = 0u64;
+    for _ in 0..8 {
+        let threads: Vec<_> = (0..12)
+            .map(|_| {
+                let p = Arc::clone(&p);
+                std::thread::spawn(move || (0..2_000).filter(|_| p.fresh().is_some()).count())
+            })
+            .collect();
+        answered += threads
+            .into_iter()
+            .map(|t| t.join().unwrap() as u64)
+            .sum::<u64>();
+    }
+    assert_eq!(answered, 8 * 12 * 2_000);
+    assert_eq!(p.stats().hits - base, answered);
+}
+
+/// Passes: the future `get` returns can be held across an `.await` in a spawned task (`Send`) and
+/// polled without pinning (`Unpin`), for a cached provider and through `Arc<dyn TokenProvider>`.
+#[test]
+fn review_token_future_is_send_and_unpin() {
+    fn check<T: Send + Unpin>(_: &T) {}
+    let clock = ManualClock::new(t0());
+    let (p, _gated) = provider(&clock, Second::Valid);
+    check(&p.get());
+    let dynamic: Arc<dyn TokenProvider> = p;
+    check(&dynamic.get());
+}
