@@ -484,8 +484,9 @@ impl Handle {
         }
     }
 
-    /// Waits until every fetch started since `before` has ended (a failure counted or a
-    /// success's latency recorded), then a little longer so the cache has published it.
+    /// Waits until every fetch started since `before` has ended, then a little longer so the
+    /// cache has published it. (Waiting for the last latency to change would wait forever when
+    /// two fetches take the same number of microseconds.)
     async fn settle(&self, before: CacheStats) {
         if self.stats().fetches == before.fetches {
             return;
@@ -493,9 +494,7 @@ impl Handle {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
         loop {
             let now = self.stats();
-            if now.failures != before.failures
-                || now.last_fetch_latency != before.last_fetch_latency
-            {
+            if !now.fetching {
                 break;
             }
             assert!(

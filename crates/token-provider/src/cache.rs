@@ -74,6 +74,7 @@ use tracing::{debug, error, info, trace, warn};
 
 use crate::clock::nanos;
 use crate::pace::Background;
+use crate::provider::{BoxedToken, LazyToken};
 use crate::store::{StoreKey, TokenStore};
 use crate::token::is_b64token;
 use crate::{
@@ -236,6 +237,8 @@ pub struct CacheStats {
     pub failures: u64,
     /// How long the last successful fetch took.
     pub last_fetch_latency: Option<Duration>,
+    /// Whether a fetch is under way.
+    pub fetching: bool,
 }
 
 /// A [`Fetch`] behind a cache: the form every provider's constructor returns.
@@ -361,6 +364,17 @@ impl Entry {
     }
 }
 
+impl<F: KeyedFetch> LazyToken for Arc<Slot<F>> {
+    #[inline]
+    fn fresh(&self) -> Option<AccessToken> {
+        Slot::fresh(self)
+    }
+
+    fn wait(&self) -> BoxedToken<'_> {
+        Box::pin(Slot::get(self))
+    }
+}
+
 /// Names each entry a slot publishes, unique across every cache of the process (never 0).
 fn next_generation() -> u64 {
     static GENERATION: AtomicU64 = AtomicU64::new(1);
@@ -466,6 +480,19 @@ fn local_hit(generation: u64, now: u64, hits: &StripedCounter) -> Option<AccessT
         })
         .ok()
         .flatten()
+}
+
+/// Drops (and so zeroizes) this thread's copies whose entries are gone.
+#[inline]
+fn drop_dead_local_copies() {
+    let _ = LOCAL.try_with(|local| {
+        if let Ok(mut copies) = local.copies.try_borrow_mut()
+            && copies.iter().any(|c| c.entry.strong_count() == 0)
+        {
+            // No copy is tagged 0.
+            drop_dead_copies(&mut copies, 0);
+        }
+    });
 }
 
 /// Drops (and so zeroizes) the copies whose entries are gone, but the one of `generation`.
@@ -774,6 +801,7 @@ impl<F: KeyedFetch> Slot<F> {
             fetches: s.fetches.load(Ordering::Relaxed),
             failures: u64::from(s.failures.load(Ordering::Relaxed)),
             last_fetch_latency: (latency > 0).then(|| Duration::from_micros(latency.into())),
+            fetching: self.fetching.load(Ordering::Acquire),
         }
     }
 
@@ -820,6 +848,11 @@ impl<F: KeyedFetch> Slot<F> {
     /// The current token if it is fresh at `now`, counted as a hit (the copy made or taken if
     /// the cache keeps them).
     fn fresh_shared(&self, now: SystemTime) -> Option<AccessToken> {
+        if !self.common.local_copies {
+            // This thread's copies of single-token caches still go at its next hit, whichever
+            // cache it hits.
+            drop_dead_local_copies();
+        }
         let generation = self.generation.load(Ordering::Acquire);
         let entry = self.current.load();
         let entry = entry.as_ref().filter(|entry| now < entry.soft)?;
@@ -827,14 +860,12 @@ impl<F: KeyedFetch> Slot<F> {
         Some(self.token_of(generation, entry))
     }
 
-    /// What [`TokenProvider::get`] answers: ready at once when the token is fresh, the waiting
-    /// path (a soft-window hit that starts the background refresh, or a miss) boxed otherwise.
+    /// What [`TokenProvider::get`] answers: at its first poll, the token if it is fresh, the
+    /// waiting path (a soft-window hit that starts the background refresh, or a miss) boxed
+    /// otherwise.
     #[inline]
     pub(crate) fn get_now(self: &Arc<Self>) -> TokenFuture<'_> {
-        match self.fresh() {
-            Some(token) => TokenFuture::ready(token),
-            None => TokenFuture::waiting(self.get()),
-        }
+        TokenFuture::lazy(self)
     }
 
     /// `entry`'s token for a caller on this thread: from its copy (made now if need be) in a
@@ -929,10 +960,16 @@ impl<F: KeyedFetch> Slot<F> {
     }
 
     /// Drops everything held for this principal.
+    ///
+    /// A fetch in flight is detached: the callers that joined it still get its answer, but a call
+    /// from now on starts a fetch from scratch rather than joining one that began with the
+    /// forgotten state, and what the detached fetch gets is neither cached nor held.
     fn forget_state(&self) {
         let mut control = self.lock();
         control.epoch = control.epoch.wrapping_add(1);
         control.rare = None;
+        control.inflight = None;
+        self.fetching.store(false, Ordering::Release);
         self.set_current(&mut control, None);
     }
 
@@ -994,9 +1031,10 @@ impl<F: KeyedFetch> Slot<F> {
             control.update(|rare| rare.background = Some(refresh));
         }
         self.fetching.store(true, Ordering::Release);
+        let epoch = control.epoch;
         drop(control);
         self.counters.fetches.fetch_add(1, Ordering::Relaxed);
-        tokio::spawn(Self::run(Arc::clone(self), tx, rx.clone(), refresh));
+        tokio::spawn(Self::run(Arc::clone(self), tx, rx.clone(), refresh, epoch));
         Ok(rx)
     }
 
@@ -1004,15 +1042,24 @@ impl<F: KeyedFetch> Slot<F> {
     /// control lock. A caller that takes the lock afterwards finds no fetch to join (so it never
     /// gets this outcome once the clock or an `invalidate` has moved past it); one that took it
     /// before has joined and gets the outcome.
+    ///
+    /// A fetch that `forget` detached (`inflight` is no longer its channel) only answers the
+    /// callers that joined it before.
     fn publish(
         control: &mut Control,
         fetching: &AtomicBool,
         tx: &watch::Sender<Outcome>,
         outcome: Outcome,
     ) {
-        control.inflight = None;
-        control.clear_rare(|rare| rare.background = None);
-        fetching.store(false, Ordering::Release);
+        if control
+            .inflight
+            .as_ref()
+            .is_some_and(|rx| rx.same_channel(&tx.subscribe()))
+        {
+            control.inflight = None;
+            control.clear_rare(|rare| rare.background = None);
+            fetching.store(false, Ordering::Release);
+        }
         tx.send_replace(outcome);
     }
 
@@ -1021,6 +1068,7 @@ impl<F: KeyedFetch> Slot<F> {
         tx: watch::Sender<Outcome>,
         channel: watch::Receiver<Outcome>,
         background: Option<Arc<Background>>,
+        epoch: u32,
     ) {
         // Clears the in-flight marker if this task ends without publishing (a panicking fetcher,
         // a runtime shutting down), so the next caller can start again. After a publish the
@@ -1047,7 +1095,6 @@ impl<F: KeyedFetch> Slot<F> {
             slot: &this,
             channel,
         };
-        let epoch = this.lock().epoch;
 
         let started = tokio::time::Instant::now();
         let result = match background {
@@ -1063,7 +1110,7 @@ impl<F: KeyedFetch> Slot<F> {
             };
             if !is_b64token(entry.state.access_token.secret().expose_secret()) {
                 // Printed or put in a header, it would break the line or inject another.
-                this.keep_refresh_token(entry.state);
+                this.keep_refresh_token(entry.state, epoch);
                 return Err(Error::malformed(
                     "the provider issued an access token with characters a bearer token may not \
                      hold (RFC 6750 b64token: letters, digits, -._~+/ and = padding)",
@@ -1072,7 +1119,7 @@ impl<F: KeyedFetch> Slot<F> {
             if entry.hard().is_some_and(|hard| hard <= now) {
                 // Handing it out would only earn a 401; a transient failure keeps serving the
                 // still-valid token (if any) and backs off instead of asking again per call.
-                this.keep_refresh_token(entry.state);
+                this.keep_refresh_token(entry.state, epoch);
                 return Err(Error::malformed(
                     "the provider issued an access token that had already expired",
                 ));
@@ -1083,14 +1130,14 @@ impl<F: KeyedFetch> Slot<F> {
             Ok(entry) => {
                 let token = entry.state.access_token.clone();
                 let mut control = this.lock();
-                control.clear_rare(|rare| {
-                    rare.failure = None;
-                    rare.retired = None;
-                    rare.consecutive_failures = 0;
-                });
                 // A `forget` since this fetch began: its callers get the token they waited for,
                 // but the forgotten principal's cache stays empty.
                 if control.epoch == epoch {
+                    control.clear_rare(|rare| {
+                        rare.failure = None;
+                        rare.retired = None;
+                        rare.consecutive_failures = 0;
+                    });
                     this.set_current(&mut control, Some(Arc::new(entry)));
                 }
                 Self::publish(&mut control, &this.fetching, &tx, Some(Ok(token.clone())));
@@ -1112,7 +1159,11 @@ impl<F: KeyedFetch> Slot<F> {
                 this.counters.failures.fetch_add(1, Ordering::Relaxed);
                 let error = Arc::new(error);
                 let mut control = this.lock();
-                let hold = if error.is_transient() {
+                let current = control.epoch == epoch;
+                let hold = if !current {
+                    // Forgotten since it began: the failure is its joiners' alone.
+                    Duration::ZERO
+                } else if error.is_transient() {
                     let mut failures = 0;
                     control.update(|rare| {
                         rare.consecutive_failures = rare.consecutive_failures.saturating_add(1);
@@ -1122,8 +1173,10 @@ impl<F: KeyedFetch> Slot<F> {
                 } else {
                     this.config().negative_ttl
                 };
-                let held = Arc::clone(&error);
-                control.update(|rare| rare.failure = Some((held, now + hold)));
+                if current {
+                    let held = Arc::clone(&error);
+                    control.update(|rare| rare.failure = Some((held, now + hold)));
+                }
                 Self::publish(
                     &mut control,
                     &this.fetching,
@@ -1239,9 +1292,27 @@ impl<F: KeyedFetch> Slot<F> {
                     let usable = self.entry(stored, now);
                     let valid = now < usable.soft || usable.hard().is_some_and(|hard| now < hard);
                     let sendable = is_b64token(usable.state.access_token.secret().expose_secret());
-                    if valid && sendable {
+                    // A token a caller reported as refused is never adopted, here as on the
+                    // first read: the 401 retry must not get it back.
+                    let is_rejected = self
+                        .lock()
+                        .rejected()
+                        .is_some_and(|rejected| *rejected == usable.state.access_token);
+                    if valid && sendable && !is_rejected {
                         self.lock().clear_rare(|rare| rare.unsaved = None);
                         return Ok(Fetched::Adopted(usable));
+                    }
+                    if is_rejected {
+                        // The store holds the token a server just refused: ours is the good
+                        // one. It is kept in memory, and reported unsaved.
+                        warn!(
+                            cache = self.config().name,
+                            key = %key,
+                            "the store holds the token just refused: keeping ours, unsaved"
+                        );
+                        let unsaved = Arc::new(Error::store_fenced(reason));
+                        self.lock().update(|rare| rare.unsaved = Some(unsaved));
+                        return Ok(Fetched::New(state));
                     }
                 }
                 return Err(Error::store_fenced(reason));
@@ -1274,11 +1345,15 @@ impl<F: KeyedFetch> Slot<F> {
     /// Keeps the refresh token of a state whose access token is unusable: it may have replaced
     /// (rotated away) the one the cached state holds, and the next refresh must not spend a dead
     /// one.
-    fn keep_refresh_token(&self, state: TokenState) {
+    fn keep_refresh_token(&self, state: TokenState, epoch: u32) {
         if state.refresh_token.is_none() {
             return;
         }
         let mut control = self.lock();
+        if control.epoch != epoch {
+            // Forgotten while the fetch was out: nothing of the forgotten principal is kept.
+            return;
+        }
         match self.current.load_full() {
             Some(current) => {
                 let mut kept = current.state.clone();
@@ -1602,7 +1677,7 @@ mod tests {
     /// copies, so a thread that goes on hitting only keyed principals keeps the dead copy (and
     /// its unzeroized secret) for as long as it lives.
     #[tokio::test(flavor = "current_thread")]
-    async fn review_a_dead_copy_is_dropped_at_the_next_hit_on_a_keyed_cache_too() {
+    async fn a_dead_copy_is_dropped_at_the_next_hit_on_a_keyed_cache_too() {
         #[derive(Debug)]
         struct Tenants(ManualClock);
 

@@ -101,18 +101,37 @@ pub trait TokenProvider: Send + Sync + fmt::Debug {
     }
 }
 
-/// The future [`TokenProvider::get`] returns: ready at once on a cache hit (no allocation), the
-/// provider's boxed [`token`](TokenProvider::token) future otherwise.
+/// The future [`TokenProvider::get`] returns: ready at its first poll on a cache hit (nothing
+/// allocated), the provider's boxed [`token`](TokenProvider::token) future otherwise.
+///
+/// A cached provider's future decides at its first poll, as an `async fn` would: one created
+/// while the token was fresh and awaited after it expired fetches, rather than answering the
+/// expired token.
 #[must_use = "a future does nothing unless awaited"]
 pub struct TokenFuture<'a>(Get<'a>);
 
-type BoxedToken<'a> = Pin<Box<dyn Future<Output = Result<AccessToken, Error>> + Send + 'a>>;
+/// What a cached provider's [`TokenFuture`] asks at its first poll.
+pub(crate) trait LazyToken: Sync {
+    /// The token if it is fresh now (counted as a hit).
+    fn fresh(&self) -> Option<AccessToken>;
+    /// The waiting path: a soft-window hit or a miss.
+    fn wait(&self) -> BoxedToken<'_>;
+}
+
+pub(crate) type BoxedToken<'a> =
+    Pin<Box<dyn Future<Output = Result<AccessToken, Error>> + Send + 'a>>;
 
 impl<'a> TokenFuture<'a> {
     /// A future that answers `token` at its first poll, with nothing allocated.
     #[inline]
     pub fn ready(token: AccessToken) -> Self {
         Self(Get::Ready(Some(token)))
+    }
+
+    /// A future that asks `source` at its first poll.
+    #[inline]
+    pub(crate) fn lazy(source: &'a dyn LazyToken) -> Self {
+        Self(Get::Lazy(source))
     }
 
     /// A future that waits for `future` (boxed here).
@@ -124,6 +143,8 @@ impl<'a> TokenFuture<'a> {
 enum Get<'a> {
     /// Taken by the first poll.
     Ready(Option<AccessToken>),
+    /// A cached provider, asked at the first poll.
+    Lazy(&'a dyn LazyToken),
     Waiting(BoxedToken<'a>),
 }
 
@@ -132,12 +153,36 @@ impl Future for TokenFuture<'_> {
 
     #[inline]
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        match &mut self.0 {
-            Get::Ready(token) => Poll::Ready(Ok(token
-                .take()
-                .expect("`TokenFuture` polled after completion"))),
-            Get::Waiting(future) => future.as_mut().poll(cx),
+        let fresh = match &mut self.0 {
+            Get::Ready(token) => {
+                return Poll::Ready(Ok(token
+                    .take()
+                    .expect("`TokenFuture` polled after completion")));
+            }
+            Get::Waiting(future) => return future.as_mut().poll(cx),
+            Get::Lazy(source) => source.fresh(),
+        };
+        match fresh {
+            Some(token) => {
+                self.0 = Get::Ready(None);
+                Poll::Ready(Ok(token))
+            }
+            None => self.wait(cx),
         }
+    }
+}
+
+impl<'a> TokenFuture<'a> {
+    /// The first poll found no fresh token: from now on, the provider's waiting path.
+    #[cold]
+    fn wait(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<AccessToken, Error>> {
+        let mut waiting: BoxedToken<'a> = match self.0 {
+            Get::Lazy(source) => source.wait(),
+            Get::Ready(_) | Get::Waiting(_) => unreachable!("only a first poll asks"),
+        };
+        let poll = waiting.as_mut().poll(cx);
+        self.0 = Get::Waiting(waiting);
+        poll
     }
 }
 
@@ -145,6 +190,7 @@ impl fmt::Debug for TokenFuture<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self.0 {
             Get::Ready(_) => "TokenFuture::Ready",
+            Get::Lazy(_) => "TokenFuture::Lazy",
             Get::Waiting(_) => "TokenFuture::Waiting",
         })
     }
