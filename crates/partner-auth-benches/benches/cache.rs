@@ -366,7 +366,7 @@ fn main() {
 
     let _ = writeln!(
         r,
-        "\n## Throughput under contention (2 worker threads, {TASKS} tasks calling `token()`)\n"
+        "\n## Throughput under contention (2 worker threads, {TASKS} tasks calling the cache)\n"
     );
     let _ = writeln!(
         r,

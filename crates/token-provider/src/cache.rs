@@ -332,9 +332,12 @@ impl<F> Common<F> {
 }
 
 /// One principal's cache: its token, the one fetch in flight for it, its failures.
+///
+/// In declared order (`repr(C)`): what a hit reads comes first, so behind the reference counts
+/// of its `Arc` it all sits in one cache line with them.
+#[repr(C)]
 pub(crate) struct Slot<F: KeyedFetch> {
     pub(crate) common: Arc<Common<F>>,
-    pub(crate) principal: F::Principal,
     current: ArcSwapOption<Entry>,
     /// The generation `current` was published as (0: none). Stored after `current`, under the
     /// control lock, so a thread's copy tagged with it is the current token's (or a newer one
@@ -346,6 +349,7 @@ pub(crate) struct Slot<F: KeyedFetch> {
     pub(crate) used: AtomicBool,
     control: Mutex<Control>,
     counters: Counters,
+    pub(crate) principal: F::Principal,
 }
 
 struct Entry {
