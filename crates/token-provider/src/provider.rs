@@ -70,8 +70,12 @@ pub trait TokenProvider: Send + Sync + fmt::Debug {
 
     /// What [`token`](TokenProvider::token) answers, served from [`fresh`](TokenProvider::fresh)
     /// when it can: a cache hit through `Arc<dyn TokenProvider>` then allocates nothing, while
-    /// `token` boxes its future on every call. Call this one. (A provider may override it to
-    /// answer more without waiting; the cached providers do.)
+    /// `token` boxes its future on every call. Call this one.
+    ///
+    /// The default asks [`fresh`](TokenProvider::fresh) when it is called. A provider whose
+    /// `fresh` can answer should override `get` too, so that the answer is decided at the
+    /// future's first poll (a future awaited long after it was made must not answer a token that
+    /// expired meanwhile); the cached providers do.
     fn get(&self) -> TokenFuture<'_> {
         match self.fresh() {
             Some(token) => TokenFuture::ready(token),
