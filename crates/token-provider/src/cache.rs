@@ -74,7 +74,6 @@ use tracing::{debug, error, info, trace, warn};
 
 use crate::clock::nanos;
 use crate::pace::Background;
-use crate::provider::{BoxedToken, LazyToken};
 use crate::store::{StoreKey, TokenStore};
 use crate::token::is_b64token;
 use crate::{
@@ -352,6 +351,14 @@ pub(crate) struct Slot<F: KeyedFetch> {
     pub(crate) principal: F::Principal,
 }
 
+impl<F: KeyedFetch> fmt::Debug for Slot<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Slot")
+            .field("cache", &self.config().name)
+            .finish_non_exhaustive()
+    }
+}
+
 struct Entry {
     state: TokenState,
     soft: SystemTime,
@@ -365,17 +372,6 @@ impl Entry {
     /// When the token stops being valid (`None`: no expiry known).
     fn hard(&self) -> Option<SystemTime> {
         self.state.access_token.expires_at()
-    }
-}
-
-impl<F: KeyedFetch> LazyToken for Arc<Slot<F>> {
-    #[inline]
-    fn fresh(&self) -> Option<AccessToken> {
-        Slot::fresh(self)
-    }
-
-    fn wait(&self) -> BoxedToken<'_> {
-        Box::pin(Slot::get(self))
     }
 }
 
@@ -1495,33 +1491,38 @@ impl StripedCounter {
     }
 }
 
+/// A slot answers as a provider (the one definition the single-token cache and the keyed
+/// cache's principals forward to).
 #[async_trait]
-impl<F: Fetch> TokenProvider for CachedTokenProvider<F> {
+impl<F: KeyedFetch> TokenProvider for Arc<Slot<F>> {
     async fn token(&self) -> Result<AccessToken, Error> {
-        self.slot.get().await
+        Slot::get(self).await
     }
 
     #[inline]
     fn get(&self) -> TokenFuture<'_> {
-        self.slot.get_now()
+        self.get_now()
     }
 
+    #[inline]
     fn fresh(&self) -> Option<AccessToken> {
-        self.slot.fresh()
+        Slot::fresh(self)
     }
 
     fn invalidate(&self, rejected: &AccessToken) {
-        self.slot.invalidate(rejected);
+        Slot::invalidate(self, rejected);
     }
 
     fn store_error(&self) -> Option<Error> {
-        CachedTokenProvider::store_error(self)
+        Slot::store_error(self)
     }
 
     async fn forget(&self) -> Result<bool, Error> {
-        CachedTokenProvider::forget(self).await
+        Slot::forget(self).await
     }
 }
+
+crate::forward_token_provider!([F: Fetch] CachedTokenProvider<F> => |this| &this.slot);
 
 /// The size of a cache entry (for the keyed cache's size test).
 #[cfg(test)]

@@ -39,13 +39,12 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-use async_trait::async_trait;
 use quick_cache::sync::Cache;
 use quick_cache::{DefaultHashBuilder, Lifecycle, UnitWeighter};
 
 use crate::cache::{Common, Slot};
 use crate::{
-    AccessToken, CacheConfig, CacheStats, Error, KeyedFetch, TokenFuture, TokenProvider, TokenState,
+    AccessToken, CacheConfig, CacheStats, KeyedFetch, TokenFuture, TokenProvider, TokenState,
 };
 
 /// How many principals a [`KeyedCache`] keeps, and for how long unused.
@@ -342,32 +341,7 @@ impl<F: KeyedFetch> CachedPrincipal<F> {
     }
 }
 
-#[async_trait]
-impl<F: KeyedFetch> TokenProvider for CachedPrincipal<F> {
-    async fn token(&self) -> Result<AccessToken, Error> {
-        self.slot.get().await
-    }
-
-    fn get(&self) -> TokenFuture<'_> {
-        self.slot.get_now()
-    }
-
-    fn fresh(&self) -> Option<AccessToken> {
-        self.slot.fresh()
-    }
-
-    fn invalidate(&self, rejected: &AccessToken) {
-        self.slot.invalidate(rejected);
-    }
-
-    fn store_error(&self) -> Option<Error> {
-        self.slot.store_error()
-    }
-
-    async fn forget(&self) -> Result<bool, Error> {
-        self.slot.forget().await
-    }
-}
+crate::forward_token_provider!([F: KeyedFetch] CachedPrincipal<F> => |this| &this.slot);
 
 #[cfg(all(test, target_pointer_width = "64"))]
 mod tests {

@@ -114,16 +114,7 @@ pub trait TokenProvider: Send + Sync + fmt::Debug {
 #[must_use = "a future does nothing unless awaited"]
 pub struct TokenFuture<'a>(Get<'a>);
 
-/// What a cached provider's [`TokenFuture`] asks at its first poll.
-pub(crate) trait LazyToken: Sync {
-    /// The token if it is fresh now (counted as a hit).
-    fn fresh(&self) -> Option<AccessToken>;
-    /// The waiting path: a soft-window hit or a miss.
-    fn wait(&self) -> BoxedToken<'_>;
-}
-
-pub(crate) type BoxedToken<'a> =
-    Pin<Box<dyn Future<Output = Result<AccessToken, Error>> + Send + 'a>>;
+type BoxedToken<'a> = Pin<Box<dyn Future<Output = Result<AccessToken, Error>> + Send + 'a>>;
 
 impl<'a> TokenFuture<'a> {
     /// A future that answers `token` at its first poll, with nothing allocated.
@@ -132,9 +123,10 @@ impl<'a> TokenFuture<'a> {
         Self(Get::Ready(Some(token)))
     }
 
-    /// A future that asks `source` at its first poll.
+    /// A future that asks `source` at its first poll: [`fresh`](TokenProvider::fresh), then,
+    /// if that has nothing, [`token`](TokenProvider::token).
     #[inline]
-    pub(crate) fn lazy(source: &'a dyn LazyToken) -> Self {
+    pub(crate) fn lazy(source: &'a dyn TokenProvider) -> Self {
         Self(Get::Lazy(source))
     }
 
@@ -148,7 +140,7 @@ enum Get<'a> {
     /// Taken by the first poll.
     Ready(Option<AccessToken>),
     /// A cached provider, asked at the first poll.
-    Lazy(&'a dyn LazyToken),
+    Lazy(&'a dyn TokenProvider),
     Waiting(BoxedToken<'a>),
 }
 
@@ -181,7 +173,7 @@ impl<'a> TokenFuture<'a> {
     #[cold]
     fn wait(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<AccessToken, Error>> {
         let mut waiting: BoxedToken<'a> = match self.0 {
-            Get::Lazy(source) => source.wait(),
+            Get::Lazy(source) => source.token(),
             Get::Ready(_) | Get::Waiting(_) => unreachable!("only a first poll asks"),
         };
         let poll = waiting.as_mut().poll(cx);
@@ -245,7 +237,8 @@ macro_rules! forward_token_provider {
                 &self,
             ) -> ::core::result::Result<$crate::AccessToken, $crate::Error> {
                 let $this = self;
-                $crate::TokenProvider::token($target).await
+                // `get`: the target answers a hit without boxing a second future.
+                $crate::TokenProvider::get($target).await
             }
 
             fn fresh(&self) -> ::core::option::Option<$crate::AccessToken> {
@@ -282,7 +275,7 @@ macro_rules! forward_token_provider {
             ) -> ::core::result::Result<$crate::AccessToken, $crate::Error> {
                 let $this = self;
                 match $target {
-                    ::core::option::Option::Some(p) => $crate::TokenProvider::token(p).await,
+                    ::core::option::Option::Some(p) => $crate::TokenProvider::get(p).await,
                     ::core::option::Option::None => ::core::result::Result::Err($missing),
                 }
             }
