@@ -1500,11 +1500,6 @@ impl<F: KeyedFetch> TokenProvider for Arc<Slot<F>> {
     }
 
     #[inline]
-    fn get(&self) -> TokenFuture<'_> {
-        self.get_now()
-    }
-
-    #[inline]
     fn fresh(&self) -> Option<AccessToken> {
         Slot::fresh(self)
     }

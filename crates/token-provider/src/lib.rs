@@ -79,7 +79,9 @@ pub use crate::http::{HttpClient, HttpClientBuilder, RetryPolicy};
 pub use crate::keyed::{CachedPrincipal, KeyedCache, KeyedConfig};
 pub use crate::options::ProviderOptions;
 pub use crate::pace::RateLimit;
-pub use crate::provider::{Fetch, FnFetch, KeyedFetch, TokenFuture, TokenProvider, provider_fn};
+pub use crate::provider::{
+    AsDynTokenProvider, Fetch, FnFetch, KeyedFetch, TokenFuture, TokenProvider, provider_fn,
+};
 pub use crate::scrub::scrub_secrets;
 pub use crate::secret::Secret;
 pub use crate::store::{

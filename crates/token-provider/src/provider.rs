@@ -57,7 +57,7 @@ use crate::{AccessToken, Error, TokenState};
 /// # }
 /// ```
 #[async_trait]
-pub trait TokenProvider: Send + Sync + fmt::Debug {
+pub trait TokenProvider: AsDynTokenProvider + Send + Sync + fmt::Debug {
     /// A token that is valid now: from the cache when fresh, fetched otherwise.
     async fn token(&self) -> Result<AccessToken, Error>;
 
@@ -72,15 +72,18 @@ pub trait TokenProvider: Send + Sync + fmt::Debug {
     /// when it can: a cache hit through `Arc<dyn TokenProvider>` then allocates nothing, while
     /// `token` boxes its future on every call. Call this one.
     ///
-    /// The default asks [`fresh`](TokenProvider::fresh) when it is called. A provider whose
-    /// `fresh` can answer should override `get` too, so that the answer is decided at the
-    /// future's first poll (a future awaited long after it was made must not answer a token that
-    /// expired meanwhile); the cached providers do.
+    /// The future decides at its first poll, as an `async fn` would: it asks `fresh`, then, if
+    /// that has nothing, waits for `token`. One created while the token was fresh and awaited
+    /// after it expired therefore fetches, rather than answering the expired token.
+    ///
+    /// There is nothing to override here: a provider that can answer without waiting implements
+    /// `fresh`. Wrappers and trait objects (`Arc<dyn TokenProvider>`, `Box<..>`, `&dyn ..`) answer
+    /// `get` through their own `fresh` and `token` rather than the inner provider's `get`, so
+    /// that a hit through a trait object makes one dynamic call, not two; an override that
+    /// answered otherwise than `fresh`-then-`token` would be bypassed there.
+    #[inline]
     fn get(&self) -> TokenFuture<'_> {
-        match self.fresh() {
-            Some(token) => TokenFuture::ready(token),
-            None => TokenFuture(Get::Waiting(self.token())),
-        }
+        TokenFuture::lazy(self.as_dyn_token_provider())
     }
 
     /// Tells the provider that a server refused `rejected` (HTTP 401). A cached provider drops
@@ -105,43 +108,47 @@ pub trait TokenProvider: Send + Sync + fmt::Debug {
     }
 }
 
+/// The upcast to `&dyn TokenProvider` that every provider has (a blanket implementation, so
+/// there is nothing to implement): it lets [`TokenProvider::get`], a provided method, hold any
+/// provider, trait objects included, in the [`TokenFuture`] it returns.
+pub trait AsDynTokenProvider {
+    /// This provider as a trait object.
+    fn as_dyn_token_provider(&self) -> &dyn TokenProvider;
+}
+
+impl<P: TokenProvider> AsDynTokenProvider for P {
+    #[inline]
+    fn as_dyn_token_provider(&self) -> &dyn TokenProvider {
+        self
+    }
+}
+
 /// The future [`TokenProvider::get`] returns: ready at its first poll on a cache hit (nothing
 /// allocated), the provider's boxed [`token`](TokenProvider::token) future otherwise.
 ///
-/// A cached provider's future decides at its first poll, as an `async fn` would: one created
-/// while the token was fresh and awaited after it expired fetches, rather than answering the
-/// expired token.
+/// It decides at its first poll, as an `async fn` would: one created while the token was fresh
+/// and awaited after it expired fetches, rather than answering the expired token.
 #[must_use = "a future does nothing unless awaited"]
 pub struct TokenFuture<'a>(Get<'a>);
 
 type BoxedToken<'a> = Pin<Box<dyn Future<Output = Result<AccessToken, Error>> + Send + 'a>>;
 
 impl<'a> TokenFuture<'a> {
-    /// A future that answers `token` at its first poll, with nothing allocated.
-    #[inline]
-    pub fn ready(token: AccessToken) -> Self {
-        Self(Get::Ready(Some(token)))
-    }
-
     /// A future that asks `source` at its first poll: [`fresh`](TokenProvider::fresh), then,
     /// if that has nothing, [`token`](TokenProvider::token).
     #[inline]
     pub(crate) fn lazy(source: &'a dyn TokenProvider) -> Self {
         Self(Get::Lazy(source))
     }
-
-    /// A future that waits for `future` (boxed here).
-    pub fn waiting(future: impl Future<Output = Result<AccessToken, Error>> + Send + 'a) -> Self {
-        Self(Get::Waiting(Box::pin(future)))
-    }
 }
 
 enum Get<'a> {
-    /// Taken by the first poll.
-    Ready(Option<AccessToken>),
-    /// A cached provider, asked at the first poll.
+    /// Not polled yet: the provider is asked at the first poll.
     Lazy(&'a dyn TokenProvider),
+    /// The first poll found no fresh token: the provider's `token` future.
     Waiting(BoxedToken<'a>),
+    /// Answered at the first poll.
+    Done,
 }
 
 impl Future for TokenFuture<'_> {
@@ -150,17 +157,13 @@ impl Future for TokenFuture<'_> {
     #[inline]
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let fresh = match &mut self.0 {
-            Get::Ready(token) => {
-                return Poll::Ready(Ok(token
-                    .take()
-                    .expect("`TokenFuture` polled after completion")));
-            }
-            Get::Waiting(future) => return future.as_mut().poll(cx),
             Get::Lazy(source) => source.fresh(),
+            Get::Waiting(future) => return future.as_mut().poll(cx),
+            Get::Done => panic!("`TokenFuture` polled after completion"),
         };
         match fresh {
             Some(token) => {
-                self.0 = Get::Ready(None);
+                self.0 = Get::Done;
                 Poll::Ready(Ok(token))
             }
             None => self.wait(cx),
@@ -174,7 +177,7 @@ impl<'a> TokenFuture<'a> {
     fn wait(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<AccessToken, Error>> {
         let mut waiting: BoxedToken<'a> = match self.0 {
             Get::Lazy(source) => source.token(),
-            Get::Ready(_) | Get::Waiting(_) => unreachable!("only a first poll asks"),
+            Get::Waiting(_) | Get::Done => unreachable!("only a first poll asks"),
         };
         let poll = waiting.as_mut().poll(cx);
         self.0 = Get::Waiting(waiting);
@@ -185,9 +188,9 @@ impl<'a> TokenFuture<'a> {
 impl fmt::Debug for TokenFuture<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self.0 {
-            Get::Ready(_) => "TokenFuture::Ready",
             Get::Lazy(_) => "TokenFuture::Lazy",
             Get::Waiting(_) => "TokenFuture::Waiting",
+            Get::Done => "TokenFuture::Done",
         })
     }
 }
@@ -246,11 +249,6 @@ macro_rules! forward_token_provider {
                 $crate::TokenProvider::fresh($target)
             }
 
-            fn get(&self) -> $crate::TokenFuture<'_> {
-                let $this = self;
-                $crate::TokenProvider::get($target)
-            }
-
             fn invalidate(&self, rejected: &$crate::AccessToken) {
                 let $this = self;
                 $crate::TokenProvider::invalidate($target, rejected)
@@ -283,17 +281,6 @@ macro_rules! forward_token_provider {
             fn fresh(&self) -> ::core::option::Option<$crate::AccessToken> {
                 let $this = self;
                 $target.and_then(|p| $crate::TokenProvider::fresh(p))
-            }
-
-            fn get(&self) -> $crate::TokenFuture<'_> {
-                let $this = self;
-                match $target {
-                    ::core::option::Option::Some(p) => $crate::TokenProvider::get(p),
-                    ::core::option::Option::None => {
-                        let missing: $crate::Error = $missing;
-                        $crate::TokenFuture::waiting(async move { ::core::result::Result::Err(missing) })
-                    }
-                }
             }
 
             fn invalidate(&self, rejected: &$crate::AccessToken) {

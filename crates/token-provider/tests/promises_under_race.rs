@@ -288,26 +288,70 @@ async fn a_fenced_save_never_adopts_the_token_just_rejected() {
     );
 }
 
-/// A cached provider's `get` decides at its first poll, as the async `token()` does: a future made
-/// while the token was fresh and awaited after the token expired fetches, rather than answering
-/// the expired token; and nothing is counted before it is polled.
+/// `get` decides at its first poll, as the async `token()` does: a future made while the token
+/// was fresh and awaited after the token expired fetches, rather than answering the expired
+/// token; and nothing is counted before it is polled. Checked on the provider itself and through
+/// `Arc<dyn TokenProvider>` (which answers through `fresh` and `token`, not the inner `get`).
 #[tokio::test(flavor = "current_thread")]
 async fn a_get_future_awaited_after_expiry_does_not_answer_the_expired_token() {
-    let clock = ManualClock::new(t0());
-    let (p, gated) = provider(&clock, Second::Valid);
-    assert_eq!(secret(&p.token().await.unwrap()), "a-1");
-    let hits = p.stats().hits;
-    let future = TokenProvider::get(&*p);
-    assert_eq!(p.stats().hits, hits, "counted before it was polled");
-    clock.advance(2 * HOUR);
-    gated.gate.add_permits(1);
-    let token = future.await.unwrap();
-    assert_eq!(secret(&token), "a-2", "the future fetched");
-    let now = clock.now();
-    assert!(
-        token.expires_at().is_none_or(|hard| now < hard),
-        "answered a token that expired an hour before the future was polled"
-    );
+    for through_trait_object in [false, true] {
+        let clock = ManualClock::new(t0());
+        let (p, gated) = provider(&clock, Second::Valid);
+        let dynamic: Arc<dyn TokenProvider> = p.clone();
+        assert_eq!(secret(&p.token().await.unwrap()), "a-1");
+        let hits = p.stats().hits;
+        let future = if through_trait_object {
+            dynamic.get()
+        } else {
+            TokenProvider::get(&*p)
+        };
+        assert_eq!(p.stats().hits, hits, "counted before it was polled");
+        clock.advance(2 * HOUR);
+        gated.gate.add_permits(1);
+        let token = future.await.unwrap();
+        assert_eq!(secret(&token), "a-2", "the future fetched");
+        let now = clock.now();
+        assert!(
+            token.expires_at().is_none_or(|hard| now < hard),
+            "answered a token that expired an hour before the future was polled \
+             (through the trait object: {through_trait_object})"
+        );
+    }
+}
+
+/// A provider of the caller's own that answers `fresh` (and does not touch `get`) gets the same
+/// promise from the provided `get`: what `fresh` says at the first poll, not at the call.
+#[tokio::test(flavor = "current_thread")]
+async fn a_providers_own_fresh_is_asked_at_the_first_poll_not_at_the_call() {
+    #[derive(Debug, Default)]
+    struct Own {
+        fresh: Mutex<Option<&'static str>>,
+        asked: AtomicU32,
+    }
+
+    #[async_trait]
+    impl TokenProvider for Own {
+        async fn token(&self) -> Result<AccessToken, Error> {
+            Ok(AccessToken::new("waited"))
+        }
+
+        fn fresh(&self) -> Option<AccessToken> {
+            self.asked.fetch_add(1, Ordering::SeqCst);
+            self.fresh.lock().unwrap().map(AccessToken::new)
+        }
+    }
+
+    let own = Arc::new(Own::default());
+    *own.fresh.lock().unwrap() = Some("was-fresh");
+    let dynamic: Arc<dyn TokenProvider> = own.clone();
+    let future = dynamic.get();
+    let direct = own.get();
+    assert_eq!(own.asked.load(Ordering::SeqCst), 0, "asked at the call");
+    *own.fresh.lock().unwrap() = None;
+    assert_eq!(secret(&future.await.unwrap()), "waited");
+    assert_eq!(secret(&direct.await.unwrap()), "waited");
+    *own.fresh.lock().unwrap() = Some("fresh-now");
+    assert_eq!(secret(&dynamic.get().await.unwrap()), "fresh-now");
 }
 
 /// Fetch n hands out `s-n`, an hour long on `clock`, at once.
