@@ -95,7 +95,8 @@ Exit status:
      token; or the store's lock held by another process for too long
   5  the answer was printed, but the new state could not be saved to the store
   6  the API answered with an HTTP error status (after the one 401 retry and the transient
-     retries); the body, if any, is still printed";
+     retries): a 4xx answer's body is still printed; once 5xx, 408 or 429 answers use up the
+     retries, nothing is printed and the error line names the last status";
 
 /// Bearer tokens for Aurora Solar, Aurora UK and Aerion, from the shell.
 #[derive(Debug, Parser)]

@@ -68,7 +68,7 @@
 //! | 3 | the provider rejected the credentials or the single-use session token | `token`, `api` |
 //! | 4 | unreachable, timed out, rate limited past the retries, a malformed or oversized answer; the store's lock held by another process for too long; stdout closed; the emulator's port taken | `token`, `api`, `forget`, `emulator`; stdout closed: all |
 //! | 5 | the token was printed (`api`: the answer was), but the new state (a rotated refresh token) could not be saved to the store; the line names the store | `token`, `api` |
-//! | 6 | the API answered with an HTTP error status (after the one 401 retry and the transient retries); its body is still printed | `api` |
+//! | 6 | the API answered with an HTTP error status (after the one 401 retry and the transient retries): a 4xx answer's body is still printed; once 5xx, 408 or 429 answers use up the retries, nothing is printed and the error line names the last status | `api` |
 //!
 //! # Assumptions where the SPEC is silent
 //!
