@@ -50,8 +50,8 @@ pub use token_provider;
 #[doc(inline)]
 pub use token_provider::{
     AccessToken, CacheConfig, CacheStats, CachedTokenProvider, Clock, Error, Fetch, FileStore,
-    HttpClient, MemoryStore, ProviderOptions, RetryPolicy, Secret, SharedClock, StoreKey,
-    TokenProvider, TokenState, TokenStore, async_trait, auth, provider_fn,
+    HttpClient, MemoryStore, ProviderOptions, RetryPolicy, Secret, SharedClock, StoreEntry,
+    StoreKey, TokenProvider, TokenState, TokenStore, async_trait, auth, provider_fn,
 };
 
 #[cfg(feature = "aerion")]

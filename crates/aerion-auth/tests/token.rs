@@ -143,6 +143,7 @@ async fn sso_refresh_token_alone_is_enough_and_its_state_is_stored() {
     let entries = store.entries().await.unwrap();
     assert_eq!(entries.len(), 1);
     let (key, saved) = entries.into_iter().next().unwrap();
+    let saved = saved.unwrap();
     let [provider, host, tenant, principal] = key.parts();
     assert_eq!(
         (provider.as_str(), host, tenant.as_str()),

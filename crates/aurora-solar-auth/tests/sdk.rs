@@ -650,7 +650,13 @@ async fn two_users_sharing_a_store_each_get_their_own_jwt() {
         .map(|(key, state)| {
             (
                 key.parts()[3].clone(),
-                state.access_token.secret().expose_secret().to_owned(),
+                state
+                    .as_ref()
+                    .unwrap()
+                    .access_token
+                    .secret()
+                    .expose_secret()
+                    .to_owned(),
             )
         })
         .collect();

@@ -194,7 +194,8 @@ pub(crate) struct ApiArgs {
 #[derive(Debug, Args)]
 pub(crate) struct StatusArgs {
     /// One JSON array of objects (provider, environment, tenant, principal, expires_at,
-    /// expires_in_secs, refresh_token, obtained_at).
+    /// expires_in_secs, refresh_token, obtained_at, unreadable: why the entry could not be read,
+    /// or null).
     #[arg(long)]
     pub(crate) json: bool,
 

@@ -58,6 +58,16 @@ impl Failure {
         Self::new(exit_code(err), provider, error_chain(err))
     }
 
+    /// The exit status.
+    pub(crate) fn code(&self) -> u8 {
+        self.code
+    }
+
+    /// The reason, without the provider.
+    pub(crate) fn message(&self) -> &str {
+        &self.message
+    }
+
     /// Prints `partner-auth: [<provider>: ]<reason>` on stderr as one line and gives the status.
     pub(crate) fn report(&self) -> ExitCode {
         let message = one_line(&self.message);

@@ -15,20 +15,34 @@ pub(crate) async fn run(args: &ForgetArgs, lookup: Lookup<'_>) -> Result<String,
     let Some(provider) = args.provider else {
         // --all
         let fail = |e: Error| Failure::from_error(None, &e);
-        let (mut removed, mut refresh_tokens) = (0, 0);
+        let (mut removed, mut refresh_tokens, mut unreadable) = (0, 0, 0);
+        // An entry whose state cannot be read (sealed under another key, damaged) goes too: its
+        // key is all a removal needs.
         for (key, state) in store.entries().await.map_err(fail)? {
             let lock = store.lock(&key).await.map_err(fail)?;
             if store.remove(&key, &lock).await.map_err(fail)? {
                 removed += 1;
-                refresh_tokens += usize::from(state.refresh_token.is_some());
+                match state {
+                    Ok(state) => refresh_tokens += usize::from(state.refresh_token.is_some()),
+                    Err(_) => unreadable += 1,
+                }
             }
         }
         let entries = if removed == 1 { "entry" } else { "entries" };
-        return Ok(match (removed, refresh_tokens) {
-            (0, _) => "the store held no entries\n".to_owned(),
-            (_, 0) => format!("forgot {removed} {entries} (no refresh token was held)\n"),
-            (_, 1) => format!("forgot {removed} {entries} and 1 refresh token\n"),
-            (_, r) => format!("forgot {removed} {entries} and {r} refresh tokens\n"),
+        let refresh = match refresh_tokens {
+            0 if unreadable == 0 => " (no refresh token was held)".to_owned(),
+            0 => String::new(),
+            1 => " and 1 refresh token".to_owned(),
+            r => format!(" and {r} refresh tokens"),
+        };
+        let unreadable = match unreadable {
+            0 => String::new(),
+            1 => ", 1 of them unreadable".to_owned(),
+            u => format!(", {u} of them unreadable"),
+        };
+        return Ok(match removed {
+            0 => "the store held no entries\n".to_owned(),
+            _ => format!("forgot {removed} {entries}{refresh}{unreadable}\n"),
         });
     };
     let kind = provider.kind();
@@ -50,14 +64,18 @@ pub(crate) async fn run(args: &ForgetArgs, lookup: Lookup<'_>) -> Result<String,
         .into_iter()
         .map(|(key, _)| key)
         .collect();
-    let had_refresh_token = before
+    // What the entries that went held: a refresh token, none, or a state that could not be read.
+    let gone: Vec<_> = before
         .iter()
         .filter(|(key, _)| !after.contains(key))
-        .any(|(_, state)| state.refresh_token.is_some());
-    Ok(if had_refresh_token {
+        .map(|(_, state)| state.as_ref().map(|s| s.refresh_token.is_some()))
+        .collect();
+    Ok(if gone.iter().any(|held| matches!(held, Ok(true))) {
         format!(
             "{kind}: forgot the stored token and its refresh token (the next run signs in again)\n"
         )
+    } else if gone.iter().any(Result::is_err) {
+        format!("{kind}: forgot the stored entry (its state could not be read)\n")
     } else {
         format!("{kind}: forgot the stored token (no refresh token was held)\n")
     })

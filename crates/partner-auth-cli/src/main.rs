@@ -40,9 +40,12 @@
 //!   first.
 //! - `status`: one line per entry of the store (provider, environment, tenant, principal, time
 //!   to expiry, whether a refresh token is held, when the token was obtained); `--json` prints
-//!   one array. Never a secret, not even a prefix.
+//!   one array. Never a secret, not even a prefix. An entry whose state cannot be read (sealed
+//!   under another key, damaged) is listed by its key with the reason (`unreadable`), the others
+//!   as usual, and the run then exits with that reason's status (2 for a store error).
 //! - `forget <provider>`: removes the configured principal's entry (under the store's lock for
-//!   it, the file rewritten atomically), its refresh token with it; `--all` removes every entry.
+//!   it, the file rewritten atomically), its refresh token with it; `--all` removes every entry,
+//!   unreadable ones included.
 //!   The provider's variables say which principal it is, as for `token`.
 //! - `emulator`: the built-in emulator on 127.0.0.1 (`--port`, default a free port) until Ctrl-C
 //!   or SIGTERM, after printing `export` lines (emulator-only credentials) for every command.
@@ -64,7 +67,7 @@
 //! | status | meaning | commands |
 //! | --- | --- | --- |
 //! | 0 | success: the token, the body of a 2xx answer, the entries, the script printed; the entry (or nothing) forgotten; the emulator stopped by a signal | all |
-//! | 2 | usage or configuration error, the store included (`status` and `forget` need one); a URL off the provider's API. Nothing was sent, except for an `aurora-solar-sdk` user found missing with no names to invite them | all |
+//! | 2 | usage or configuration error, the store included (`status` and `forget` need one; `status`, after listing, when an entry could not be read); a URL off the provider's API. Nothing was sent, except for an `aurora-solar-sdk` user found missing with no names to invite them | all |
 //! | 3 | the provider rejected the credentials or the single-use session token | `token`, `api` |
 //! | 4 | unreachable, timed out, rate limited past the retries, a malformed or oversized answer; the store's lock held by another process for too long; stdout closed; the emulator's port taken | `token`, `api`, `forget`, `emulator`; stdout closed: all |
 //! | 5 | the token was printed (`api`: the answer was), but the new state (a rotated refresh token) could not be saved to the store; the line names the store | `token`, `api` |
@@ -149,7 +152,13 @@ fn main() -> ExitCode {
         Command::Status(args) => {
             let now = partner_auth::token_provider::system_clock().now();
             match block_on(status::run(&args, &lookup, now)) {
-                Ok(text) => print(text.as_bytes(), None),
+                Ok(listing) => {
+                    let printed = print(listing.stdout.as_bytes(), None);
+                    match listing.failure {
+                        Some(failure) if printed == ExitCode::from(EXIT_OK) => failure.report(),
+                        _ => printed,
+                    }
+                }
                 Err(failure) => failure.report(),
             }
         }

@@ -2,19 +2,27 @@
 
 use std::time::SystemTime;
 
-use partner_auth::{StoreKey, TokenState};
+use partner_auth::{Error, StoreKey, TokenState};
 
 use crate::args::StatusArgs;
-use crate::exit::Failure;
+use crate::exit::{self, Failure};
 use crate::setup::{self, Lookup};
 use crate::token::rfc3339;
 
-/// Lists the store's entries as text lines or, with `--json`, one JSON array.
+/// What `status` prints, and why it fails although it printed (an entry it could not read).
+pub(crate) struct Listing {
+    pub(crate) stdout: String,
+    pub(crate) failure: Option<Failure>,
+}
+
+/// Lists the store's entries as text lines or, with `--json`, one JSON array. An entry whose
+/// state cannot be read (sealed under another key, damaged) is listed by its key with the reason,
+/// the others as usual, and the run then fails with the first such reason.
 pub(crate) async fn run(
     args: &StatusArgs,
     lookup: Lookup<'_>,
     now: SystemTime,
-) -> Result<String, Failure> {
+) -> Result<Listing, Failure> {
     let store = setup::required_store(args.store.store.as_deref(), lookup, "status")?;
     let entries = store
         .entries()
@@ -22,15 +30,28 @@ pub(crate) async fn run(
         .map_err(|e| Failure::from_error(None, &e))?;
     let rows: Vec<Row> = entries
         .iter()
-        .map(|(key, state)| Row::new(key, state, now))
+        .map(|(key, state)| Row::new(key, state.as_ref(), now))
         .collect();
-    Ok(if args.json {
+    let unreadable: Vec<&Error> = entries
+        .iter()
+        .filter_map(|(_, s)| s.as_ref().err())
+        .collect();
+    let failure = unreadable.first().map(|first| {
+        let what = match unreadable.len() {
+            1 => "1 stored entry could not be read".to_owned(),
+            n => format!("{n} stored entries could not be read; the first"),
+        };
+        let first = Failure::from_error(None, first);
+        Failure::new(first.code(), None, format!("{what}: {}", first.message()))
+    });
+    let stdout = if args.json {
         let mut line = serde_json::to_string(&rows).expect("strings always serialize");
         line.push('\n');
         line
     } else {
         rows.iter().map(|row| format!("{}\n", row.text())).collect()
-    })
+    };
+    Ok(Listing { stdout, failure })
 }
 
 /// One entry as shown: the key's parts and the state's times, no secret.
@@ -48,12 +69,19 @@ struct Row {
     refresh_token: bool,
     /// RFC 3339 UTC, or null for entries stored before it was recorded.
     obtained_at: Option<String>,
+    /// Why the entry's state could not be read (then the fields above are null or false), or
+    /// null.
+    unreadable: Option<String>,
 }
 
 impl Row {
-    fn new(key: &StoreKey, state: &TokenState, now: SystemTime) -> Self {
+    fn new(key: &StoreKey, state: Result<&TokenState, &Error>, now: SystemTime) -> Self {
         let [provider, environment, tenant, principal] = key.parts();
-        let expires = state.access_token.expires_at();
+        let (state, unreadable) = match state {
+            Ok(state) => (Some(state), None),
+            Err(e) => (None, Some(exit::one_line(&e.to_string()))),
+        };
+        let expires = state.and_then(|s| s.access_token.expires_at());
         Self {
             provider,
             environment,
@@ -64,14 +92,25 @@ impl Row {
                 Ok(left) => i64::try_from(left.as_secs()).unwrap_or(i64::MAX),
                 Err(past) => -i64::try_from(past.duration().as_secs()).unwrap_or(i64::MAX),
             }),
-            refresh_token: state.refresh_token.is_some(),
-            obtained_at: state.obtained_at.map(rfc3339),
+            refresh_token: state.is_some_and(|s| s.refresh_token.is_some()),
+            obtained_at: state.and_then(|s| s.obtained_at).map(rfc3339),
+            unreadable,
         }
     }
 
     /// `aerion environment=… tenant=… principal=… expires in 59m 58s, refresh token held,
     /// obtained 2026-11-30T10:20:00Z`; key parts quoted when they hold blanks or controls.
     fn text(&self) -> String {
+        let key = format!(
+            "{} environment={} tenant={} principal={}",
+            shown(&self.provider),
+            shown(&self.environment),
+            shown(&self.tenant),
+            shown(&self.principal),
+        );
+        if let Some(reason) = &self.unreadable {
+            return format!("{key}, unreadable: {reason}");
+        }
         let expiry = match self.expires_in_secs {
             None => "expiry unknown".to_owned(),
             Some(secs) if secs >= 0 => format!("expires in {}", span(secs.unsigned_abs())),
@@ -86,13 +125,7 @@ impl Row {
             || "obtained at an unknown time".to_owned(),
             |at| format!("obtained {at}"),
         );
-        format!(
-            "{} environment={} tenant={} principal={}, {expiry}, {refresh}, {obtained}",
-            shown(&self.provider),
-            shown(&self.environment),
-            shown(&self.tenant),
-            shown(&self.principal),
-        )
+        format!("{key}, {expiry}, {refresh}, {obtained}")
     }
 }
 

@@ -197,7 +197,10 @@ async fn a_5xx_past_the_retries_exits_6_and_token_failures_keep_their_status() {
     emu.inject(endpoint, Fault::Status(503), 3);
     let out = api(&api_vars(&emu, "aerion"), &["aerion", &path]).await;
     out.assert_failure(6, "aerion", &["HTTP 503"]);
-    assert_eq!(out.stdout, "", "no answer is handed back once the retries are used up");
+    assert_eq!(
+        out.stdout, "",
+        "no answer is handed back once the retries are used up"
+    );
     assert_eq!(emu.request_count(endpoint), 3, "a GET is retried");
 
     // Wrong credentials: the token's status (3), and the API is never called.

@@ -98,9 +98,11 @@ async fn status_lists_every_entry_and_no_secret() {
                 "principal",
                 "provider",
                 "refresh_token",
-                "tenant"
+                "tenant",
+                "unreadable"
             ]
         );
+        assert!(row["unreadable"].is_null(), "{row}");
         assert!(row["expires_in_secs"].as_i64().unwrap() > 0, "{row}");
         assert_eq!(row["refresh_token"], row["provider"] == "aerion");
     }
@@ -217,4 +219,108 @@ async fn status_and_forget_need_a_store() {
         out.assert_code(2);
         common::assert_one_line(&out.stderr);
     }
+}
+
+/// One entry whose state cannot be read (here an empty access token in the file) neither hides
+/// the others from `status` nor stops `forget --all` from removing it: `status` lists every
+/// entry, the unreadable one by its key with the reason, and exits 2 naming it; `forget --all`
+/// removes both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreadable_entry_is_listed_with_its_reason_and_forget_all_removes_it() {
+    use std::time::Duration;
+    use token_provider::{
+        AccessToken, Clock, FileStore, Secret, StoreKey, SystemClock, TokenState, TokenStore,
+    };
+
+    let dir = TempDir::new("unreadable");
+    let path = dir.join("tokens.json");
+    let store = FileStore::new(&path);
+    let good = StoreKey::new("aerion", "live", "acme", "good@example.com");
+    let bad = StoreKey::new("aerion", "live", "acme", "bad@example.com");
+    let expires = SystemClock.now() + Duration::from_secs(3600);
+    for (key, token) in [
+        (&good, "good-access-token-1234"),
+        (&bad, "bad-access-token-5678"),
+    ] {
+        let state = TokenState::new(AccessToken::builder(token).expires_at(expires).build())
+            .with_refresh_token(Some(Secret::new("stored-refresh-token-9012")));
+        let lock = store.lock(key).await.unwrap();
+        store.save(key, &state, &lock).await.unwrap();
+    }
+    // Damage one entry: an empty access token cannot be read back.
+    let mut file: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    file["entries"][bad.as_str()]["access_token"] = serde_json::Value::from("");
+    std::fs::write(&path, serde_json::to_string(&file).unwrap()).unwrap();
+    let store_var = ("PARTNER_AUTH_STORE", path.to_str().unwrap().to_owned());
+    let secrets = [
+        "good-access-token-1234".to_owned(),
+        "bad-access-token-5678".to_owned(),
+        "stored-refresh-token-9012".to_owned(),
+    ];
+
+    let out = cli(&["status"], std::slice::from_ref(&store_var)).await;
+    out.assert_code(2);
+    assert!(
+        out.stderr
+            .starts_with("partner-auth: 1 stored entry could not be read: ")
+            && out.stderr.contains("empty access token")
+            && out.stderr.lines().count() == 1,
+        "{:?}",
+        out.stderr
+    );
+    assert_no_secret(&out, &secrets, &[]);
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert_eq!(lines.len(), 2, "{}", out.stdout);
+    let good_line = lines
+        .iter()
+        .find(|l| l.contains("principal=good@"))
+        .unwrap();
+    assert!(
+        good_line.contains("expires in ") && good_line.contains("refresh token held"),
+        "{good_line}"
+    );
+    let bad_line = lines.iter().find(|l| l.contains("principal=bad@")).unwrap();
+    assert!(
+        bad_line.starts_with(
+            "aerion environment=live tenant=acme principal=bad@example.com, unreadable: "
+        ) && bad_line.contains("empty access token"),
+        "{bad_line}"
+    );
+
+    let out = cli(&["status", "--json"], std::slice::from_ref(&store_var)).await;
+    out.assert_code(2);
+    let rows: serde_json::Value = serde_json::from_str(&out.stdout).expect("JSON");
+    let rows = rows.as_array().expect("an array");
+    assert_eq!(rows.len(), 2);
+    for row in rows {
+        if row["principal"] == "bad@example.com" {
+            assert!(
+                row["unreadable"]
+                    .as_str()
+                    .unwrap()
+                    .contains("empty access token")
+            );
+            assert!(
+                row["expires_at"].is_null() && row["refresh_token"] == false,
+                "{row}"
+            );
+        } else {
+            assert!(
+                row["unreadable"].is_null() && row["refresh_token"] == true,
+                "{row}"
+            );
+        }
+    }
+
+    let out = cli(&["forget", "--all"], std::slice::from_ref(&store_var)).await;
+    out.assert_code(0);
+    assert_eq!(
+        out.stdout,
+        "forgot 2 entries and 1 refresh token, 1 of them unreadable\n"
+    );
+    assert!(store.entries().await.unwrap().is_empty());
+    let out = cli(&["status"], &[store_var]).await;
+    out.assert_code(0);
+    assert_eq!(out.stdout, "");
 }

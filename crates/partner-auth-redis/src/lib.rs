@@ -116,8 +116,8 @@ use async_trait::async_trait;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{Script, Value};
 use token_provider::{
-    Error, SharedClock, StoreKey, StoreLock, TokenState, TokenStore, decode_entry, encode_entry,
-    system_clock,
+    Error, SharedClock, StoreEntry, StoreKey, StoreLock, TokenState, TokenStore, decode_entry,
+    encode_entry, system_clock,
 };
 use tracing::{debug, warn};
 use zeroize::Zeroizing;
@@ -908,7 +908,7 @@ impl TokenStore for RedisStore {
             .map(|n| n > 0)
     }
 
-    async fn entries(&self) -> Result<Vec<(StoreKey, TokenState)>, Error> {
+    async fn entries(&self) -> Result<Vec<StoreEntry>, Error> {
         let inner = &self.inner;
         let pattern = format!("{}*", glob_escape(&inner.entry_key("")));
         let mut cursor: u64 = 0;
@@ -952,7 +952,7 @@ impl TokenStore for RedisStore {
                     .strip_prefix(&inner.entry_key(""))
                     .unwrap_or(name)
                     .to_owned();
-                out.push((StoreKey::from_stored(key), inner.decode(name, &value)?));
+                out.push((StoreKey::from_stored(key), inner.decode(name, &value)));
             }
         }
         Ok(out)

@@ -326,7 +326,13 @@ async fn a_holder_killed_mid_fetch_is_taken_over_after_its_lease() {
     let stored = store.entries().await.unwrap();
     assert_eq!(stored.len(), 1);
     assert_eq!(
-        stored[0].1.access_token.secret().expose_secret(),
+        stored[0]
+            .1
+            .as_ref()
+            .unwrap()
+            .access_token
+            .secret()
+            .expose_secret(),
         tokens.first().unwrap()
     );
 }
@@ -356,7 +362,13 @@ async fn a_holder_stopped_past_its_lease_is_refused_its_save_and_adopts_the_newe
     let store = RedisStore::new(redis.url()).unwrap();
     let stored = store.entries().await.unwrap();
     assert_eq!(
-        stored[0].1.access_token.secret().expose_secret(),
+        stored[0]
+            .1
+            .as_ref()
+            .unwrap()
+            .access_token
+            .secret()
+            .expose_secret(),
         newer.first().unwrap()
     );
 }

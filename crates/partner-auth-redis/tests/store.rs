@@ -295,6 +295,25 @@ async fn sealed_entries_leak_nothing_and_open_only_where_they_were_sealed() {
     assert!(matches!(err, Error::Store { .. }), "{err:?}");
     assert_eq!(cache.fetcher().calls(), 0);
     assert!(!format!("{s:?} {seal:?}").contains(seal.to_base64().as_str()));
+    // The listing shows both: alice's state, and bob's refusal in place of his (one unreadable
+    // entry hides no other); bob's key can still be removed, as the refusal says.
+    let listed = s.entries().await.unwrap();
+    assert_eq!(listed.len(), 2);
+    let (a, b) = (&listed[0], &listed[1]);
+    assert_eq!((&a.0, &b.0), (&alice, &bob));
+    assert_eq!(
+        a.1.as_ref().unwrap().access_token.secret().expose_secret(),
+        secret_at
+    );
+    let err = b.1.as_ref().unwrap_err().to_string();
+    assert!(
+        err.contains("in clear") && !err.contains("planted"),
+        "{err}"
+    );
+    let lock = s.lock(&bob).await.unwrap();
+    assert!(s.remove(&bob, &lock).await.unwrap());
+    drop(lock);
+    assert_eq!(s.entries().await.unwrap().len(), 1);
     // Nor in any log line (the failed load above logged its error).
     logs.assert_absent(&[secret_at, secret_rt, seal.to_base64().as_str(), "planted"]);
 }

@@ -85,7 +85,7 @@ pub use crate::provider::{
 pub use crate::scrub::scrub_secrets;
 pub use crate::secret::Secret;
 pub use crate::store::{
-    FileStore, MemoryStore, StoreKey, StoreLock, TokenStore, decode_entry, encode_entry,
+    FileStore, MemoryStore, StoreEntry, StoreKey, StoreLock, TokenStore, decode_entry, encode_entry,
 };
 pub use crate::token::{
     AccessToken, AccessTokenBuilder, MAX_EXPIRY_UNIX_SECS, TokenState, is_b64token, max_expiry,

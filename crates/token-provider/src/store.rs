@@ -167,11 +167,18 @@ pub trait TokenStore: Send + Sync + fmt::Debug {
         Err(Error::store("this store cannot remove entries", None))
     }
 
-    /// Every stored state with its key, for listing (`partner-auth status`).
-    async fn entries(&self) -> Result<Vec<(StoreKey, TokenState)>, Error> {
+    /// Every stored entry, for listing (`partner-auth status`) and clearing (`forget --all`):
+    /// its key with its state, or why that one state cannot be read (sealed under another key,
+    /// damaged). One unreadable entry does not hide the others, and its key can still be
+    /// removed; `Err` means the store itself could not be listed.
+    async fn entries(&self) -> Result<Vec<StoreEntry>, Error> {
         Err(Error::store("this store cannot list its entries", None))
     }
 }
+
+/// One entry of a store's listing ([`TokenStore::entries`]): its key, and its state or why the
+/// state cannot be read.
+pub type StoreEntry = (StoreKey, Result<TokenState, Error>);
 
 /// One async mutex per key: the in-process half of a per-key lock.
 #[derive(Debug, Default)]
@@ -235,11 +242,11 @@ impl TokenStore for MemoryStore {
         Ok(self.map().remove(key).is_some())
     }
 
-    async fn entries(&self) -> Result<Vec<(StoreKey, TokenState)>, Error> {
+    async fn entries(&self) -> Result<Vec<StoreEntry>, Error> {
         let mut all: Vec<_> = self
             .map()
             .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
+            .map(|(k, v)| (k.clone(), Ok(v.clone())))
             .collect();
         all.sort_by(|a, b| a.0.cmp(&b.0));
         Ok(all)
@@ -409,13 +416,13 @@ impl TokenStore for FileStore {
         .await
     }
 
-    async fn entries(&self) -> Result<Vec<(StoreKey, TokenState)>, Error> {
+    async fn entries(&self) -> Result<Vec<StoreEntry>, Error> {
         self.blocking(|store| {
-            read_file(&store.path)?
+            Ok(read_file(&store.path)?
                 .entries
                 .iter()
-                .map(|(k, e)| Ok((StoreKey::from_stored(k.clone()), e.to_state()?)))
-                .collect()
+                .map(|(k, e)| (StoreKey::from_stored(k.clone()), e.to_state()))
+                .collect())
         })
         .await
     }
