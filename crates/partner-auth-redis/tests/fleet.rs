@@ -322,19 +322,7 @@ async fn a_holder_killed_mid_fetch_is_taken_over_after_its_lease() {
     );
     assert!(emulator.aerion_refresh_tokens_presented_twice().is_empty());
     // The successor's rotated state is in the store for the next one.
-    let store = RedisStore::new(redis.url()).unwrap();
-    let stored = store.entries().await.unwrap();
-    assert_eq!(stored.len(), 1);
-    assert_eq!(
-        stored[0]
-            .1
-            .as_ref()
-            .unwrap()
-            .access_token
-            .secret()
-            .expose_secret(),
-        tokens.first().unwrap()
-    );
+    assert_eq!(stored_token(&redis).await, *tokens.first().unwrap());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -359,18 +347,16 @@ async fn a_holder_stopped_past_its_lease_is_refused_its_save_and_adopts_the_newe
         "the stalled holder served its own, fenced-out token"
     );
     assert_eq!(emulator.request_count(Endpoint::AerionToken), 2);
+    assert_eq!(stored_token(&redis).await, *newer.first().unwrap());
+}
+
+/// The access token of the one entry the fleet's store holds.
+async fn stored_token(redis: &RedisServer) -> String {
     let store = RedisStore::new(redis.url()).unwrap();
     let stored = store.entries().await.unwrap();
-    assert_eq!(
-        stored[0]
-            .1
-            .as_ref()
-            .unwrap()
-            .access_token
-            .secret()
-            .expose_secret(),
-        newer.first().unwrap()
-    );
+    assert_eq!(stored.len(), 1);
+    let state = stored[0].1.as_ref().expect("a readable entry");
+    state.access_token.secret().expose_secret().to_owned()
 }
 
 /// Redis, and an emulator whose first Aerion token request answers after `delay`; the
