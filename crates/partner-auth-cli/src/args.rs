@@ -94,9 +94,9 @@ Exit status:
   4  unreachable, timed out, or a malformed or oversized answer; rate limited while getting the
      token; or the store's lock held by another process for too long
   5  the answer was printed, but the new state could not be saved to the store
-  6  the API answered with an HTTP error status (after the one 401 retry and the transient
-     retries): a 4xx answer's body is still printed; once 5xx, 408 or 429 answers use up the
-     retries, nothing is printed and the error line names the last status";
+  6  the API answered with an HTTP error status (after the one 401 retry and any transient
+     retries): a 4xx answer's body is still printed; for a 3xx, or a 5xx, 408 or 429 answer
+     that ends the request, nothing is printed and the error line names the status";
 
 /// Bearer tokens for Aurora Solar, Aurora UK and Aerion, from the shell.
 #[derive(Debug, Parser)]
@@ -195,7 +195,7 @@ pub(crate) struct ApiArgs {
 pub(crate) struct StatusArgs {
     /// One JSON array of objects (provider, environment, tenant, principal, expires_at,
     /// expires_in_secs, refresh_token, obtained_at, unreadable: why the entry could not be read,
-    /// or null).
+    /// or null; an unreadable entry's other fields but its key are null).
     #[arg(long)]
     pub(crate) json: bool,
 

@@ -92,9 +92,26 @@ pub(crate) fn exit_code(err: &Error) -> u8 {
     }
 }
 
-/// Whitespace runs (newlines included) folded into single spaces, so an error is one line.
+/// Whitespace runs (newlines included) folded into single spaces, so an error is one line, and
+/// every other control or text-direction character escaped (`\u{1b}`): an error can quote what
+/// a store holds, and that text must not drive the terminal.
 pub(crate) fn one_line(text: &str) -> String {
-    text.split_whitespace().collect::<Vec<_>>().join(" ")
+    text.split_whitespace()
+        .map(|word| {
+            word.chars()
+                .map(|c| {
+                    if c.is_control()
+                        || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+                    {
+                        c.escape_unicode().to_string()
+                    } else {
+                        c.to_string()
+                    }
+                })
+                .collect::<String>()
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 #[cfg(test)]
@@ -128,5 +145,9 @@ mod tests {
     #[test]
     fn errors_fold_into_one_line() {
         assert_eq!(one_line("a\n  b\r\nc "), "a b c");
+        assert_eq!(
+            one_line("key \u{1b}[2Jx\u{202e}y\u{7}"),
+            "key \\u{1b}[2Jx\\u{202e}y\\u{7}"
+        );
     }
 }

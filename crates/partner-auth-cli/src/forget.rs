@@ -29,20 +29,19 @@ pub(crate) async fn run(args: &ForgetArgs, lookup: Lookup<'_>) -> Result<String,
             }
         }
         let entries = if removed == 1 { "entry" } else { "entries" };
-        let refresh = match refresh_tokens {
-            0 if unreadable == 0 => " (no refresh token was held)".to_owned(),
-            0 => String::new(),
-            1 => " and 1 refresh token".to_owned(),
-            r => format!(" and {r} refresh tokens"),
-        };
-        let unreadable = match unreadable {
-            0 => String::new(),
-            1 => ", 1 of them unreadable".to_owned(),
-            u => format!(", {u} of them unreadable"),
-        };
-        return Ok(match removed {
-            0 => "the store held no entries\n".to_owned(),
-            _ => format!("forgot {removed} {entries}{refresh}{unreadable}\n"),
+        // What an unreadable entry held is unknown: refresh tokens are counted among the others.
+        return Ok(match (removed, unreadable, refresh_tokens) {
+            (0, _, _) => "the store held no entries\n".to_owned(),
+            (_, 0, 0) => format!("forgot {removed} {entries} (no refresh token was held)\n"),
+            (_, 0, 1) => format!("forgot {removed} {entries} and 1 refresh token\n"),
+            (_, 0, r) => format!("forgot {removed} {entries} and {r} refresh tokens\n"),
+            (_, u, 0) => format!("forgot {removed} {entries} ({u} unreadable)\n"),
+            (_, u, 1) => format!(
+                "forgot {removed} {entries} ({u} unreadable) and 1 refresh token among the others\n"
+            ),
+            (_, u, r) => format!(
+                "forgot {removed} {entries} ({u} unreadable) and {r} refresh tokens among the others\n"
+            ),
         });
     };
     let kind = provider.kind();

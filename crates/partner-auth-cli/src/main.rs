@@ -42,7 +42,8 @@
 //!   to expiry, whether a refresh token is held, when the token was obtained); `--json` prints
 //!   one array. Never a secret, not even a prefix. An entry whose state cannot be read (sealed
 //!   under another key, damaged) is listed by its key with the reason (`unreadable`), the others
-//!   as usual, and the run then exits with that reason's status (2 for a store error).
+//!   as usual, and the run then exits with that reason's status (2 for a store error), naming
+//!   the first such entry.
 //! - `forget <provider>`: removes the configured principal's entry (under the store's lock for
 //!   it, the file rewritten atomically), its refresh token with it; `--all` removes every entry,
 //!   unreadable ones included.
@@ -71,7 +72,7 @@
 //! | 3 | the provider rejected the credentials or the single-use session token | `token`, `api` |
 //! | 4 | unreachable, timed out, rate limited past the retries, a malformed or oversized answer; the store's lock held by another process for too long; stdout closed; the emulator's port taken | `token`, `api`, `forget`, `emulator`; stdout closed: all |
 //! | 5 | the token was printed (`api`: the answer was), but the new state (a rotated refresh token) could not be saved to the store; the line names the store | `token`, `api` |
-//! | 6 | the API answered with an HTTP error status (after the one 401 retry and the transient retries): a 4xx answer's body is still printed; once 5xx, 408 or 429 answers use up the retries, nothing is printed and the error line names the last status | `api` |
+//! | 6 | the API answered with an HTTP error status (after the one 401 retry and any transient retries): a 4xx answer's body is still printed; for a 3xx, or a 5xx, 408 or 429 answer that ends the request, nothing is printed and the error line names the status | `api` |
 //!
 //! # Assumptions where the SPEC is silent
 //!

@@ -32,17 +32,23 @@ pub(crate) async fn run(
         .iter()
         .map(|(key, state)| Row::new(key, state.as_ref(), now))
         .collect();
-    let unreadable: Vec<&Error> = entries
+    // The first unreadable entry names the failure: its key (quoted as in its row) and reason.
+    let unreadable = rows.iter().filter(|row| row.unreadable.is_some()).count();
+    let first = entries
         .iter()
-        .filter_map(|(_, s)| s.as_ref().err())
-        .collect();
-    let failure = unreadable.first().map(|first| {
-        let what = match unreadable.len() {
+        .zip(&rows)
+        .find_map(|((_, state), row)| state.as_ref().err().map(|e| (e, row)));
+    let failure = first.map(|(error, row)| {
+        let what = match unreadable {
             1 => "1 stored entry could not be read".to_owned(),
             n => format!("{n} stored entries could not be read; the first"),
         };
-        let first = Failure::from_error(None, first);
-        Failure::new(first.code(), None, format!("{what}: {}", first.message()))
+        let reason = Failure::from_error(None, error);
+        Failure::new(
+            reason.code(),
+            None,
+            format!("{what} ({}): {}", row.key(), reason.message()),
+        )
     });
     let stdout = if args.json {
         let mut line = serde_json::to_string(&rows).expect("strings always serialize");
@@ -65,8 +71,9 @@ struct Row {
     expires_at: Option<String>,
     /// Seconds from now (negative once expired), or null.
     expires_in_secs: Option<i64>,
-    /// Whether a refresh token is held (never the token).
-    refresh_token: bool,
+    /// Whether a refresh token is held (never the token); null when the entry could not be
+    /// read.
+    refresh_token: Option<bool>,
     /// RFC 3339 UTC, or null for entries stored before it was recorded.
     obtained_at: Option<String>,
     /// Why the entry's state could not be read (then the fields above are null or false), or
@@ -92,7 +99,7 @@ impl Row {
                 Ok(left) => i64::try_from(left.as_secs()).unwrap_or(i64::MAX),
                 Err(past) => -i64::try_from(past.duration().as_secs()).unwrap_or(i64::MAX),
             }),
-            refresh_token: state.is_some_and(|s| s.refresh_token.is_some()),
+            refresh_token: state.map(|s| s.refresh_token.is_some()),
             obtained_at: state.and_then(|s| s.obtained_at).map(rfc3339),
             unreadable,
         }
@@ -100,14 +107,20 @@ impl Row {
 
     /// `aerion environment=… tenant=… principal=… expires in 59m 58s, refresh token held,
     /// obtained 2026-11-30T10:20:00Z`; key parts quoted when they hold blanks or controls.
-    fn text(&self) -> String {
-        let key = format!(
+    /// `aerion environment=… tenant=… principal=…`, parts quoted when they hold blanks or
+    /// controls.
+    fn key(&self) -> String {
+        format!(
             "{} environment={} tenant={} principal={}",
             shown(&self.provider),
             shown(&self.environment),
             shown(&self.tenant),
             shown(&self.principal),
-        );
+        )
+    }
+
+    fn text(&self) -> String {
+        let key = self.key();
         if let Some(reason) = &self.unreadable {
             return format!("{key}, unreadable: {reason}");
         }
@@ -116,7 +129,7 @@ impl Row {
             Some(secs) if secs >= 0 => format!("expires in {}", span(secs.unsigned_abs())),
             Some(secs) => format!("expired {} ago", span(secs.unsigned_abs())),
         };
-        let refresh = if self.refresh_token {
+        let refresh = if self.refresh_token == Some(true) {
             "refresh token held"
         } else {
             "no refresh token"

@@ -221,12 +221,12 @@ async fn status_and_forget_need_a_store() {
     }
 }
 
-/// One entry whose state cannot be read (here an empty access token in the file) neither hides
-/// the others from `status` nor stops `forget --all` from removing it: `status` lists every
-/// entry, the unreadable one by its key with the reason, and exits 2 naming it; `forget --all`
-/// removes both.
+/// Entries whose state cannot be read (an empty access token; a field of the wrong type, under a
+/// key holding a terminal escape) neither hide the others from `status` nor stop `forget --all`
+/// from removing them: `status` lists every entry, an unreadable one by its key (escaped) with
+/// the reason, and exits 2 naming the first; `forget --all` removes them all.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_unreadable_entry_is_listed_with_its_reason_and_forget_all_removes_it() {
+async fn unreadable_entries_are_listed_with_their_reason_and_forget_all_removes_them() {
     use std::time::Duration;
     use token_provider::{
         AccessToken, Clock, FileStore, Secret, StoreKey, SystemClock, TokenState, TokenStore,
@@ -236,78 +236,96 @@ async fn an_unreadable_entry_is_listed_with_its_reason_and_forget_all_removes_it
     let path = dir.join("tokens.json");
     let store = FileStore::new(&path);
     let good = StoreKey::new("aerion", "live", "acme", "good@example.com");
-    let bad = StoreKey::new("aerion", "live", "acme", "bad@example.com");
+    let empty = StoreKey::new("aerion", "live", "acme", "empty@example.com");
+    let mistyped = StoreKey::new("aerion", "live", "acme", "bad\u{1b}[2J@example.com");
     let expires = SystemClock.now() + Duration::from_secs(3600);
-    for (key, token) in [
+    let tokens = [
         (&good, "good-access-token-1234"),
-        (&bad, "bad-access-token-5678"),
-    ] {
+        (&empty, "empty-access-token-5678"),
+        (&mistyped, "mistyped-access-token-3456"),
+    ];
+    for (key, token) in tokens {
         let state = TokenState::new(AccessToken::builder(token).expires_at(expires).build())
             .with_refresh_token(Some(Secret::new("stored-refresh-token-9012")));
         let lock = store.lock(key).await.unwrap();
         store.save(key, &state, &lock).await.unwrap();
     }
-    // Damage one entry: an empty access token cannot be read back.
+    // Damage two entries: an empty access token, and an expiry that is not a number.
     let mut file: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
-    file["entries"][bad.as_str()]["access_token"] = serde_json::Value::from("");
+    file["entries"][empty.as_str()]["access_token"] = serde_json::Value::from("");
+    file["entries"][mistyped.as_str()]["expires_at"] = serde_json::Value::from("soon");
     std::fs::write(&path, serde_json::to_string(&file).unwrap()).unwrap();
     let store_var = ("PARTNER_AUTH_STORE", path.to_str().unwrap().to_owned());
     let secrets = [
         "good-access-token-1234".to_owned(),
-        "bad-access-token-5678".to_owned(),
+        "empty-access-token-5678".to_owned(),
+        "mistyped-access-token-3456".to_owned(),
         "stored-refresh-token-9012".to_owned(),
     ];
 
     let out = cli(&["status"], std::slice::from_ref(&store_var)).await;
     out.assert_code(2);
+    assert_no_secret(&out, &secrets, &[]);
     assert!(
-        out.stderr
-            .starts_with("partner-auth: 1 stored entry could not be read: ")
-            && out.stderr.contains("empty access token")
+        !out.stdout.contains('\u{1b}') && !out.stderr.contains('\u{1b}'),
+        "a raw escape reached the terminal: {out:?}"
+    );
+    assert!(
+        out.stderr.starts_with(
+            "partner-auth: 2 stored entries could not be read; the first \
+             (aerion environment=live tenant=acme principal=\"bad\\u{1b}[2J@example.com\"): "
+        ) && out.stderr.contains("not in the token store format")
             && out.stderr.lines().count() == 1,
         "{:?}",
         out.stderr
     );
-    assert_no_secret(&out, &secrets, &[]);
     let lines: Vec<&str> = out.stdout.lines().collect();
-    assert_eq!(lines.len(), 2, "{}", out.stdout);
-    let good_line = lines
-        .iter()
-        .find(|l| l.contains("principal=good@"))
-        .unwrap();
+    assert_eq!(lines.len(), 3, "{}", out.stdout);
+    let line = |principal: &str| {
+        *lines
+            .iter()
+            .find(|l| l.contains(&format!("principal={principal}")))
+            .unwrap_or_else(|| panic!("no line for {principal}: {}", out.stdout))
+    };
+    let good_line = line("good@");
     assert!(
         good_line.contains("expires in ") && good_line.contains("refresh token held"),
         "{good_line}"
     );
-    let bad_line = lines.iter().find(|l| l.contains("principal=bad@")).unwrap();
+    assert_eq!(
+        line("empty@"),
+        "aerion environment=live tenant=acme principal=empty@example.com, unreadable: \
+         token store: a stored entry has an empty access token"
+    );
     assert!(
-        bad_line.starts_with(
-            "aerion environment=live tenant=acme principal=bad@example.com, unreadable: "
-        ) && bad_line.contains("empty access token"),
-        "{bad_line}"
+        line("\"bad").ends_with(
+            ", unreadable: token store: a stored entry is not in the token store format"
+        ),
+        "{}",
+        line("\"bad")
     );
 
     let out = cli(&["status", "--json"], std::slice::from_ref(&store_var)).await;
     out.assert_code(2);
     let rows: serde_json::Value = serde_json::from_str(&out.stdout).expect("JSON");
     let rows = rows.as_array().expect("an array");
-    assert_eq!(rows.len(), 2);
+    assert_eq!(rows.len(), 3);
     for row in rows {
-        if row["principal"] == "bad@example.com" {
+        if row["principal"] == "good@example.com" {
             assert!(
-                row["unreadable"]
-                    .as_str()
-                    .unwrap()
-                    .contains("empty access token")
-            );
-            assert!(
-                row["expires_at"].is_null() && row["refresh_token"] == false,
+                row["unreadable"].is_null() && row["refresh_token"] == true,
                 "{row}"
             );
         } else {
             assert!(
-                row["unreadable"].is_null() && row["refresh_token"] == true,
+                row["unreadable"]
+                    .as_str()
+                    .unwrap()
+                    .contains("a stored entry")
+            );
+            assert!(
+                row["expires_at"].is_null() && row["refresh_token"].is_null(),
                 "{row}"
             );
         }
@@ -317,7 +335,7 @@ async fn an_unreadable_entry_is_listed_with_its_reason_and_forget_all_removes_it
     out.assert_code(0);
     assert_eq!(
         out.stdout,
-        "forgot 2 entries and 1 refresh token, 1 of them unreadable\n"
+        "forgot 3 entries (2 unreadable) and 1 refresh token among the others\n"
     );
     assert!(store.entries().await.unwrap().is_empty());
     let out = cli(&["status"], &[store_var]).await;

@@ -938,7 +938,9 @@ impl TokenStore for RedisStore {
         let mut out = Vec::with_capacity(names.len());
         for chunk in names.chunks(200) {
             let keys = chunk.to_vec();
-            let values: Vec<Option<String>> = inner
+            // Bytes, not text: a value that is not UTF-8 is that one entry's error, not the
+            // listing's.
+            let values: Vec<Option<Vec<u8>>> = inner
                 .call(|mut conn, _| async move {
                     redis::cmd("MGET").arg(&keys).query_async(&mut conn).await
                 })
@@ -952,7 +954,14 @@ impl TokenStore for RedisStore {
                     .strip_prefix(&inner.entry_key(""))
                     .unwrap_or(name)
                     .to_owned();
-                out.push((StoreKey::from_stored(key), inner.decode(name, &value)));
+                let state = match std::str::from_utf8(&value) {
+                    Ok(text) => inner.decode(name, text),
+                    Err(_) => Err(Error::store(
+                        format!("the entry {name} is not in this store's format (not UTF-8)"),
+                        None,
+                    )),
+                };
+                out.push((StoreKey::from_stored(key), state));
             }
         }
         Ok(out)

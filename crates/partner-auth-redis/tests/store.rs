@@ -295,24 +295,43 @@ async fn sealed_entries_leak_nothing_and_open_only_where_they_were_sealed() {
     assert!(matches!(err, Error::Store { .. }), "{err:?}");
     assert_eq!(cache.fetcher().calls(), 0);
     assert!(!format!("{s:?} {seal:?}").contains(seal.to_base64().as_str()));
-    // The listing shows both: alice's state, and bob's refusal in place of his (one unreadable
-    // entry hides no other); bob's key can still be removed, as the refusal says.
+    // And a value that is not even text, under carol's key.
+    let carol = key("carol");
+    let client = redis::Client::open(server.url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let () = redis::cmd("SET")
+        .arg(s.entry_key(&carol))
+        .arg(&[0xff_u8, 0xfe, 0x00][..])
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    // The listing shows all three: alice's state, and bob's and carol's refusals in place of
+    // theirs (one unreadable entry hides no other); their keys can still be removed, as the
+    // refusal says.
     let listed = s.entries().await.unwrap();
-    assert_eq!(listed.len(), 2);
-    let (a, b) = (&listed[0], &listed[1]);
-    assert_eq!((&a.0, &b.0), (&alice, &bob));
+    let keys: Vec<&StoreKey> = listed.iter().map(|(k, _)| k).collect();
+    assert_eq!(keys, [&alice, &bob, &carol]);
     assert_eq!(
-        a.1.as_ref().unwrap().access_token.secret().expose_secret(),
+        listed[0]
+            .1
+            .as_ref()
+            .unwrap()
+            .access_token
+            .secret()
+            .expose_secret(),
         secret_at
     );
-    let err = b.1.as_ref().unwrap_err().to_string();
+    let err = listed[1].1.as_ref().unwrap_err().to_string();
     assert!(
         err.contains("in clear") && !err.contains("planted"),
         "{err}"
     );
-    let lock = s.lock(&bob).await.unwrap();
-    assert!(s.remove(&bob, &lock).await.unwrap());
-    drop(lock);
+    let err = listed[2].1.as_ref().unwrap_err().to_string();
+    assert!(err.contains("not UTF-8"), "{err}");
+    for refused in [&bob, &carol] {
+        let lock = s.lock(refused).await.unwrap();
+        assert!(s.remove(refused, &lock).await.unwrap());
+    }
     assert_eq!(s.entries().await.unwrap().len(), 1);
     // Nor in any log line (the failed load above logged its error).
     logs.assert_absent(&[secret_at, secret_rt, seal.to_base64().as_str(), "planted"]);

@@ -77,10 +77,11 @@ pub trait TokenProvider: AsDynTokenProvider + Send + Sync + fmt::Debug {
     /// after it expired therefore fetches, rather than answering the expired token.
     ///
     /// There is nothing to override here: a provider that can answer without waiting implements
-    /// `fresh`. Wrappers and trait objects (`Arc<dyn TokenProvider>`, `Box<..>`, `&dyn ..`) answer
-    /// `get` through their own `fresh` and `token` rather than the inner provider's `get`, so
-    /// that a hit through a trait object makes one dynamic call, not two; an override that
-    /// answered otherwise than `fresh`-then-`token` would be bypassed there.
+    /// `fresh`. Wrappers (`Arc<dyn TokenProvider>`, `Box<dyn ..>`, and every
+    /// [`forward_token_provider!`](crate::forward_token_provider) type) answer `get` through
+    /// their own `fresh` and `token` rather than the inner provider's `get`, so that a hit
+    /// through a trait object makes one dynamic call, not two; an override that answered
+    /// otherwise than `fresh`-then-`token` would be bypassed there.
     #[inline]
     fn get(&self) -> TokenFuture<'_> {
         TokenFuture::lazy(self.as_dyn_token_provider())
@@ -207,6 +208,9 @@ impl fmt::Debug for TokenFuture<'_> {
 ///
 /// The one definition of a forwarding provider: a method the trait gains later is forwarded by
 /// every wrapper at once, rather than left at its default by one that was forgotten.
+///
+/// A hit through a wrapper is one `fresh` call per layer, with nothing allocated; a miss asks
+/// each layer's `fresh` and boxes each layer's `token` future on its way to the fetch.
 ///
 /// ```
 /// use std::sync::Arc;

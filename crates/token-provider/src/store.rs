@@ -357,10 +357,7 @@ impl TokenStore for FileStore {
         let key = key.clone();
         self.blocking(move |store| {
             let file = read_file(&store.path)?;
-            file.entries
-                .get(key.as_str())
-                .map(StoredEntry::to_state)
-                .transpose()
+            file.entries.get(key.as_str()).map(entry_state).transpose()
         })
         .await
     }
@@ -377,8 +374,10 @@ impl TokenStore for FileStore {
             // Fields a later release wrote about the replaced token do not describe this one:
             // they go with it. Those of other entries and of the file are kept.
             store.rewrite(|file| {
-                file.entries
-                    .insert(key.0, StoredEntry::from_state(&state, Default::default()));
+                file.entries.insert(
+                    key.0,
+                    StoredEntry::from_state(&state, Default::default()).to_value(),
+                );
             })
         })
         .await
@@ -421,7 +420,7 @@ impl TokenStore for FileStore {
             Ok(read_file(&store.path)?
                 .entries
                 .iter()
-                .map(|(k, e)| (StoreKey::from_stored(k.clone()), e.to_state()))
+                .map(|(k, e)| (StoreKey::from_stored(k.clone()), entry_state(e)))
                 .collect())
         })
         .await
@@ -473,8 +472,10 @@ fn poll_lock(file: &File, path: &Path, timeout: Duration, held: Held) -> Result<
 #[derive(Debug, Serialize, Deserialize)]
 struct StoreFile {
     version: u32,
+    /// Each entry read on its own ([`entry_state`]): one that cannot be read is reported for
+    /// itself, and kept as it is until it is replaced or removed.
     #[serde(default)]
-    entries: BTreeMap<String, StoredEntry>,
+    entries: BTreeMap<String, serde_json::Value>,
     /// Fields a later release added: kept as they were.
     #[serde(flatten)]
     extra: serde_json::Map<String, serde_json::Value>,
@@ -539,6 +540,10 @@ impl StoredEntry {
         }
     }
 
+    fn to_value(&self) -> serde_json::Value {
+        serde_json::to_value(self).expect("strings and numbers always serialize")
+    }
+
     fn to_state(&self) -> Result<TokenState, Error> {
         if self.access_token.is_empty() {
             return Err(Error::store(
@@ -563,6 +568,14 @@ impl StoredEntry {
 pub fn encode_entry(state: &TokenState) -> Result<Vec<u8>, Error> {
     serde_json::to_vec(&StoredEntry::from_state(state, Default::default()))
         .map_err(|e| Error::store(format!("cannot encode a stored entry: {e}"), None))
+}
+
+/// The state of one entry of a store file. The error never quotes the entry (a value in it may
+/// be a token).
+fn entry_state(value: &serde_json::Value) -> Result<TokenState, Error> {
+    StoredEntry::deserialize(value)
+        .map_err(|_| Error::store("a stored entry is not in the token store format", None))?
+        .to_state()
 }
 
 /// A state from [`encode_entry`]'s bytes (or one entry of a store file). The error never quotes
