@@ -76,8 +76,8 @@ struct Row {
     refresh_token: Option<bool>,
     /// RFC 3339 UTC, or null for entries stored before it was recorded.
     obtained_at: Option<String>,
-    /// Why the entry's state could not be read (then the fields above are null or false), or
-    /// null.
+    /// Why the entry's state could not be read (then the fields above but the key's are null),
+    /// or null.
     unreadable: Option<String>,
 }
 
@@ -105,8 +105,6 @@ impl Row {
         }
     }
 
-    /// `aerion environment=… tenant=… principal=… expires in 59m 58s, refresh token held,
-    /// obtained 2026-11-30T10:20:00Z`; key parts quoted when they hold blanks or controls.
     /// `aerion environment=… tenant=… principal=…`, parts quoted when they hold blanks or
     /// controls.
     fn key(&self) -> String {
@@ -119,6 +117,8 @@ impl Row {
         )
     }
 
+    /// `aerion environment=… tenant=… principal=…, expires in 59m 58s, refresh token held,
+    /// obtained 2026-11-30T10:20:00Z`, or `…, unreadable: <reason>`.
     fn text(&self) -> String {
         let key = self.key();
         if let Some(reason) = &self.unreadable {

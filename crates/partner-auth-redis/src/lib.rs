@@ -915,7 +915,9 @@ impl TokenStore for RedisStore {
         let mut names: Vec<String> = Vec::new();
         loop {
             let p = pattern.clone();
-            let (next, batch): (u64, Vec<String>) = inner
+            // Names as bytes: a name that is not UTF-8 is none this store wrote (its keys are
+            // text), so it is passed over (and logged) rather than failing the listing.
+            let (next, batch): (u64, Vec<Vec<u8>>) = inner
                 .call(|mut conn, _| async move {
                     redis::cmd("SCAN")
                         .arg(cursor)
@@ -927,7 +929,14 @@ impl TokenStore for RedisStore {
                         .await
                 })
                 .await?;
-            names.extend(batch);
+            for name in batch {
+                match String::from_utf8(name) {
+                    Ok(name) => names.push(name),
+                    Err(_) => {
+                        warn!("a key under the store's prefix that is not UTF-8 is not listed")
+                    }
+                }
+            }
             cursor = next;
             if cursor == 0 {
                 break;

@@ -305,6 +305,15 @@ async fn sealed_entries_leak_nothing_and_open_only_where_they_were_sealed() {
         .query_async(&mut conn)
         .await
         .unwrap();
+    // And a key under the store's prefix that is not text: none the store wrote, passed over.
+    let mut stray = s.entry_key(&key("dave")).into_bytes();
+    stray.push(0xff);
+    let () = redis::cmd("SET")
+        .arg(stray)
+        .arg("x")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
     // The listing shows all three: alice's state, and bob's and carol's refusals in place of
     // theirs (one unreadable entry hides no other); their keys can still be removed, as the
     // refusal says.
