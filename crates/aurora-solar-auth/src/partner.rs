@@ -135,10 +135,7 @@ impl PartnerApp {
         let cache = self
             .shared
             .tenants
-            .get_or_insert_with(&tenant_id, |id| Tenant {
-                id,
-                session_token: None,
-            });
+            .get_or_insert_with(&tenant_id, Tenant::Backend);
         Ok(TenantKey { cache })
     }
 
@@ -163,10 +160,10 @@ impl PartnerApp {
         if session_token.is_empty() {
             return Err(Error::config(SESSION_TOKEN_VAR, "is empty"));
         }
-        let cache = self.shared.embedded.detached(Tenant {
-            id: Arc::from(tenant_id),
-            session_token: Some(Box::new(Mutex::new(Some(session_token)))),
-        });
+        let cache = self.shared.embedded.detached(Tenant::Embedded(Box::new((
+            Arc::from(tenant_id),
+            Mutex::new(Some(session_token)),
+        ))));
         Ok(TenantKey { cache })
     }
 
@@ -215,12 +212,12 @@ impl fmt::Debug for TenantKey {
 impl TenantKey {
     /// The tenant.
     pub fn tenant_id(&self) -> &str {
-        &self.cache.principal().id
+        self.cache.principal().id()
     }
 
     /// Whether this provider exchanges a session token (embedded flow).
     pub fn is_embedded(&self) -> bool {
-        self.cache.principal().session_token.is_some()
+        self.cache.principal().session_token().is_some()
     }
 
     /// What [`TokenProvider::token`] answers, as [`TokenProvider::get`] does: ready at once,
@@ -259,18 +256,38 @@ impl fmt::Debug for PartnerFetcher {
     }
 }
 
-/// One tenant of the map, or one embedded exchange.
-struct Tenant {
-    id: Arc<str>,
-    /// `Some` for the embedded flow; the inner `Option` empties on the first exchange.
-    session_token: Option<Box<Mutex<Option<Secret>>>>,
+/// One tenant of the map, or one embedded exchange. An enum rather than an id with an optional
+/// session token: the map holds thousands of tenants, and this way each costs the id alone (16
+/// B, the id's `Arc` shared with the map's key), the embedded flow's state boxed beside it.
+enum Tenant {
+    /// The backend flow.
+    Backend(Arc<str>),
+    /// The embedded flow: the id, and the session token (emptied by the first exchange).
+    Embedded(Box<(Arc<str>, Mutex<Option<Secret>>)>),
+}
+
+impl Tenant {
+    fn id(&self) -> &Arc<str> {
+        match self {
+            Self::Backend(id) => id,
+            Self::Embedded(embedded) => &embedded.0,
+        }
+    }
+
+    /// The embedded flow's session token, `None` for the backend flow.
+    fn session_token(&self) -> Option<&Mutex<Option<Secret>>> {
+        match self {
+            Self::Backend(_) => None,
+            Self::Embedded(embedded) => Some(&embedded.1),
+        }
+    }
 }
 
 impl fmt::Debug for Tenant {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Tenant")
-            .field("tenant_id", &self.id)
-            .field("embedded", &self.session_token.is_some())
+            .field("tenant_id", self.id())
+            .field("embedded", &self.session_token().is_some())
             .finish()
     }
 }
@@ -293,11 +310,11 @@ impl KeyedFetch for PartnerFetcher {
 
     /// The backend flow's key; none for an embedded exchange (its cache has no store).
     fn store_key(&self, tenant: &Tenant) -> Option<StoreKey> {
-        tenant.session_token.is_none().then(|| {
+        tenant.session_token().is_none().then(|| {
             StoreKey::new(
                 "aurora-solar",
                 &self.environment,
-                &tenant.id,
+                tenant.id(),
                 &self.conn.application_id,
             )
         })
@@ -306,7 +323,7 @@ impl KeyedFetch for PartnerFetcher {
     /// The backend flow's application key stays good however often it is used; the embedded
     /// flow spends its single-use session token.
     fn repeatable_without_store(&self, tenant: &Tenant) -> bool {
-        tenant.session_token.is_none()
+        tenant.session_token().is_none()
     }
 
     async fn fetch(
@@ -321,14 +338,14 @@ impl KeyedFetch for PartnerFetcher {
                 "partner_applications",
                 &conn.application_id,
                 "tenants",
-                &tenant.id,
+                tenant.id(),
                 "create_token",
             ],
         )?;
         // An explicit empty body, so the POST carries `Content-Length: 0`: some front ends
         // refuse a POST without a length. The backend exchange spends nothing (the application
         // key stays good), so it may be repeated; the embedded one spends its session token.
-        let repeat = match tenant.session_token {
+        let repeat = match tenant.session_token() {
             Some(_) => Repeat::Once,
             None => Repeat::Safe,
         };
@@ -336,7 +353,7 @@ impl KeyedFetch for PartnerFetcher {
             .bearer(&conn.application_key)?
             .header(CONTENT_LENGTH, "0")?;
         let mut session_token = None;
-        if let Some(slot) = &tenant.session_token {
+        if let Some(slot) = tenant.session_token() {
             // Taken before sending, so nothing (a renewal, the cache's retry after a failure) can
             // send it a second time while it may be in flight.
             let token = slot
@@ -348,7 +365,7 @@ impl KeyedFetch for PartnerFetcher {
             session_token = Some(token);
         }
         debug!(
-            tenant_id = %tenant.id,
+            tenant_id = %tenant.id(),
             embedded = session_token.is_some(),
             "requesting an aurora solar temporary key"
         );
@@ -358,7 +375,7 @@ impl KeyedFetch for PartnerFetcher {
                 // Provably never reached Aurora (refused, no such host): nothing was spent, so
                 // the session token goes back for a later attempt.
                 if !failure.reached_server()
-                    && let (Some(slot), Some(token)) = (&tenant.session_token, session_token)
+                    && let (Some(slot), Some(token)) = (tenant.session_token(), session_token)
                 {
                     *slot.lock().unwrap_or_else(|e| e.into_inner()) = Some(token);
                 }
@@ -534,5 +551,15 @@ impl PartnerAppBuilder {
             (None, _) => None,
         };
         Ok(app)
+    }
+}
+
+#[cfg(all(test, target_pointer_width = "64"))]
+mod tests {
+    /// What each of thousands of tenants adds to its cache slot: the id alone (a field added
+    /// here is paid once per tenant).
+    #[test]
+    fn a_tenant_costs_its_id_alone() {
+        assert_eq!(std::mem::size_of::<super::Tenant>(), 16);
     }
 }
