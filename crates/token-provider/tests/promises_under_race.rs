@@ -1,15 +1,15 @@
-//! The cache's promises at the edges of its races: `forget` while a fetch is out, `invalidate`
-//! against a fenced store save, a `get()` future awaited after its token expired, hits racing
-//! `invalidate`, the hit counter across short-lived threads. Each test states the promise it
-//! checks.
+//! The cache's promises at the edges of its races: `forget` while a fetch is out, a `get()`
+//! future awaited after its token expired, hits racing `invalidate`, the hit counter across
+//! short-lived threads (`invalidate` against a fenced store save is in `store_fence.rs`). Each
+//! test states the promise it checks.
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use token_provider::{
-    AccessToken, CacheConfig, CachedTokenProvider, Clock, Error, Fetch, ManualClock, MemoryStore,
-    Secret, StoreKey, StoreLock, SystemClock, TokenProvider, TokenState, TokenStore, async_trait,
+    AccessToken, CacheConfig, CachedTokenProvider, Clock, Error, Fetch, ManualClock, Secret,
+    TokenProvider, TokenState, async_trait,
 };
 use tokio::sync::{Notify, Semaphore};
 
@@ -107,6 +107,14 @@ fn provider(
     (Arc::new(provider), gated)
 }
 
+/// A caller asking `p` for its token, in a task of its own.
+fn spawn_token(
+    p: &Arc<CachedTokenProvider<Fetcher>>,
+) -> tokio::task::JoinHandle<Result<AccessToken, Error>> {
+    let p = Arc::clone(p);
+    tokio::spawn(async move { p.token().await })
+}
+
 async fn settle() {
     for _ in 0..20 {
         tokio::task::yield_now().await;
@@ -125,10 +133,7 @@ async fn a_call_after_forget_is_not_handed_a_fetch_of_the_forgotten_state() {
 
     // Expired: the next call refreshes with `r-1`, and the request is out.
     clock.advance(2 * HOUR);
-    let before = tokio::spawn({
-        let p = Arc::clone(&p);
-        async move { p.token().await }
-    });
+    let before = spawn_token(&p);
     gated.started.notified().await;
     assert_eq!(gated.seen(), [None, Some("r-1".to_owned())]);
 
@@ -137,10 +142,7 @@ async fn a_call_after_forget_is_not_handed_a_fetch_of_the_forgotten_state() {
     assert!(p.cached().is_none());
 
     // A call made after forget returned.
-    let after = tokio::spawn({
-        let p = Arc::clone(&p);
-        async move { p.token().await }
-    });
+    let after = spawn_token(&p);
     settle().await;
     gated.gate.add_permits(1);
     let _ = before.await.unwrap();
@@ -166,10 +168,7 @@ async fn keep_refresh_token_does_not_revive_a_forgotten_refresh_token() {
     assert_eq!(secret(&p.token().await.unwrap()), "a-1");
 
     clock.advance(2 * HOUR);
-    let before = tokio::spawn({
-        let p = Arc::clone(&p);
-        async move { p.token().await }
-    });
+    let before = spawn_token(&p);
     gated.started.notified().await;
     assert!(!p.forget().await.unwrap());
     gated.gate.add_permits(1);
@@ -187,104 +186,6 @@ async fn keep_refresh_token_does_not_revive_a_forgotten_refresh_token() {
         "the first fetch after forget() was given the forgotten principal's refresh token \
          (fetches seen: {:?})",
         gated.seen()
-    );
-}
-
-fn key() -> StoreKey {
-    StoreKey::new("test", "live", "tenant", "user")
-}
-
-/// A memory store whose save, when armed, first lets "another holder" (which took the lock when
-/// ours ran out) leave `theirs` in the store and then refuses ours as superseded.
-#[derive(Debug, Default)]
-struct Fenced {
-    inner: MemoryStore,
-    theirs: Mutex<Option<TokenState>>,
-}
-
-#[async_trait]
-impl TokenStore for Fenced {
-    async fn load(&self, key: &StoreKey) -> Result<Option<TokenState>, Error> {
-        self.inner.load(key).await
-    }
-
-    async fn save(
-        &self,
-        key: &StoreKey,
-        state: &TokenState,
-        lock: &StoreLock,
-    ) -> Result<(), Error> {
-        let theirs = self.theirs.lock().unwrap().take();
-        match theirs {
-            Some(theirs) => {
-                self.inner.save(key, &theirs, lock).await?;
-                Err(Error::store_fenced("another holder took the lock"))
-            }
-            None => self.inner.save(key, state, lock).await,
-        }
-    }
-
-    async fn lock(&self, key: &StoreKey) -> Result<StoreLock, Error> {
-        self.inner.lock(key).await
-    }
-}
-
-/// Fetch n hands out `u-n` (ten minutes long, refresh token `r-n`), on the system clock.
-#[derive(Debug, Default)]
-struct Upstream {
-    calls: AtomicU32,
-}
-
-#[async_trait]
-impl Fetch for Upstream {
-    async fn fetch(&self, _: Option<&TokenState>) -> Result<TokenState, Error> {
-        let n = self.calls.fetch_add(1, Ordering::SeqCst) + 1;
-        let now = SystemClock.now();
-        Ok(TokenState::new(
-            AccessToken::builder(format!("u-{n}"))
-                .expires_in(now, Duration::from_secs(600))
-                .build(),
-        )
-        .with_refresh_token(Some(Secret::from(format!("r-{n}"))))
-        .with_obtained_at(now))
-    }
-
-    fn store_key(&self) -> Option<StoreKey> {
-        Some(key())
-    }
-}
-
-/// No caller gets a token after `invalidate(t)` returned for it. The first store read refuses a
-/// rejected token, but the read after a fenced save adopts whatever the store holds if it is
-/// still valid, without the `rejected` check: when the holder that superseded our lock left the
-/// rejected token in the store (it adopted it, not having seen the 401), the 401 retry is handed
-/// the very token the server just refused.
-#[tokio::test(flavor = "current_thread")]
-async fn a_fenced_save_never_adopts_the_token_just_rejected() {
-    let store = Arc::new(Fenced::default());
-    let p = CachedTokenProvider::with_config(
-        Upstream::default(),
-        CacheConfig::new().store(Arc::clone(&store) as Arc<dyn TokenStore>),
-    );
-    let t1 = p.token().await.unwrap();
-    assert_eq!(secret(&t1), "u-1");
-
-    // The API answered 401 to u-1.
-    p.invalidate(&t1);
-    // Meanwhile another holder, which has not seen the 401, took the lock when ours ran out
-    // and left u-1 in the store.
-    let stored = store.inner.load(&key()).await.unwrap().unwrap();
-    *store.theirs.lock().unwrap() = Some(stored);
-
-    let retried = p.token().await.unwrap();
-    assert_ne!(
-        secret(&retried),
-        "u-1",
-        "the 401 retry was handed the token invalidate() had just dropped"
-    );
-    assert_ne!(
-        p.cached().map(|t| secret(&t).to_owned()).as_deref(),
-        Some("u-1")
     );
 }
 

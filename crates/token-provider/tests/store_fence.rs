@@ -1,5 +1,6 @@
 //! What the cache does with a store that refuses a save because the lock was superseded
-//! (`StoreFenced`), and with a store it cannot reach (`StoreUnavailable`).
+//! (`StoreFenced`), even right after an `invalidate`, and with a store it cannot reach
+//! (`StoreUnavailable`).
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
@@ -149,4 +150,40 @@ async fn an_unreachable_store_is_fetched_around_only_for_a_repeatable_grant() {
     assert!(matches!(err, Error::StoreUnavailable { .. }), "{err:?}");
     assert!(err.is_transient());
     assert_eq!(unsafe_grant.fetcher().calls.load(Ordering::SeqCst), 0);
+}
+
+/// No caller gets a token after `invalidate(t)` returned for it. The first store read refuses a
+/// rejected token, but the read after a fenced save adopts whatever the store holds if it is
+/// still valid, without the `rejected` check: when the holder that superseded our lock left the
+/// rejected token in the store (it adopted it, not having seen the 401), the 401 retry is handed
+/// the very token the server just refused.
+#[tokio::test(flavor = "current_thread")]
+async fn a_fenced_save_never_adopts_the_token_just_rejected() {
+    let store = Arc::new(Fenced::default());
+    let p = CachedTokenProvider::with_config(
+        Upstream::new(false),
+        CacheConfig::new().store(Arc::clone(&store) as Arc<dyn TokenStore>),
+    );
+    let t1 = p.token().await.unwrap();
+    assert_eq!(t1.secret().expose_secret(), "ours-1");
+
+    // The API answered 401 to ours-1.
+    p.invalidate(&t1);
+    // Meanwhile another holder, which has not seen the 401, took the lock when ours ran out
+    // and left ours-1 in the store.
+    let stored = store.inner.load(&key()).await.unwrap().unwrap();
+    *store.theirs.lock().unwrap() = Some(stored);
+
+    let retried = p.token().await.unwrap();
+    assert_ne!(
+        retried.secret().expose_secret(),
+        "ours-1",
+        "the 401 retry was handed the token invalidate() had just dropped"
+    );
+    assert_ne!(
+        p.cached()
+            .map(|t| t.secret().expose_secret().to_owned())
+            .as_deref(),
+        Some("ours-1")
+    );
 }
