@@ -424,7 +424,10 @@ async fn refreshes_of_tokens_fetched_together_are_spread() {
     soft.sort();
     let span = soft[soft.len() - 1].duration_since(soft[0]).unwrap();
     assert!(span >= 60 * MIN, "300 keys come due within {span:?}");
-    // No ten-minute window holds more than a fifth of them (uniform: about 13%).
+    // No ten-minute window holds more than 90 of them. Drawn uniformly over the 78-minute
+    // spread, a window holds about 38 on average, and the fullest window of a run holds more than
+    // 60 in about 2% of runs and more than 72 in about one in 100,000 (simulated); 90 is out of
+    // chance's reach. Without the spread (a jitter of a tenth of a 5-minute margin), all 300 do.
     let most = soft
         .iter()
         .map(|start| {
@@ -434,7 +437,7 @@ async fn refreshes_of_tokens_fetched_together_are_spread() {
         })
         .max()
         .unwrap();
-    assert!(most <= 60, "{most} of 300 keys come due within ten minutes");
+    assert!(most <= 90, "{most} of 300 keys come due within ten minutes");
 }
 
 #[tokio::test(start_paused = true)]
