@@ -75,7 +75,7 @@ use tracing::{debug, error, info, trace, warn};
 use crate::clock::nanos;
 use crate::pace::Background;
 use crate::store::{StoreKey, TokenStore};
-use crate::token::is_b64token;
+use crate::token::{self, is_b64token};
 use crate::{
     AccessToken, Error, Fetch, KeyedFetch, SharedClock, TokenFuture, TokenProvider, TokenState,
     system_clock,
@@ -332,20 +332,26 @@ impl<F> Common<F> {
 
 /// One principal's cache: its token, the one fetch in flight for it, its failures.
 ///
-/// In declared order (`repr(C)`): what a hit reads comes first, so behind the reference counts
-/// of its `Arc` it all sits in one cache line with them.
+/// In declared order (`repr(C)`): what a hit reads comes first, right behind the reference
+/// counts of its `Arc` (which a keyed hit writes), so that it spans as few cache lines as it can
+/// (the keyed hit's fields end 33 bytes into the allocation).
 #[repr(C)]
 pub(crate) struct Slot<F: KeyedFetch> {
     pub(crate) common: Arc<Common<F>>,
-    current: ArcSwapOption<Entry>,
+    /// `current`'s token, published beside it for the keyed hit path: the token carries its
+    /// refresh point, so a hit reads one allocation, the one whose reference count it takes
+    /// anyway, not the entry and then the token (with thousands of principals, each allocation
+    /// a hit touches is a likely cache miss).
+    token: ArcSwapOption<token::Inner>,
+    /// Set by each lookup through a keyed cache, cleared by its idle sweep.
+    pub(crate) used: AtomicBool,
+    /// Set while a fetch task runs: lets soft-window callers skip the lock.
+    fetching: AtomicBool,
     /// The generation `current` was published as (0: none). Stored after `current`, under the
     /// control lock, so a thread's copy tagged with it is the current token's (or a newer one
     /// published a moment ago).
     generation: AtomicU64,
-    /// Set while a fetch task runs: lets soft-window callers skip the lock.
-    fetching: AtomicBool,
-    /// Set by each lookup through a keyed cache, cleared by its idle sweep.
-    pub(crate) used: AtomicBool,
+    current: ArcSwapOption<Entry>,
     control: Mutex<Control>,
     counters: Counters,
     pub(crate) principal: F::Principal,
@@ -360,13 +366,20 @@ impl<F: KeyedFetch> fmt::Debug for Slot<F> {
 }
 
 struct Entry {
+    /// Its access token is published ([`AccessToken::published`]): it carries the refresh point.
     state: TokenState,
-    soft: SystemTime,
 }
 
 impl Entry {
-    fn new(state: TokenState, soft: SystemTime) -> Self {
-        Self { state, soft }
+    /// The entry for `state`, its token refreshed at `soft`.
+    fn new(mut state: TokenState, soft: SystemTime) -> Self {
+        state.access_token = state.access_token.published(soft);
+        Self { state }
+    }
+
+    /// When the token is refreshed: served as it is before, served while a refresh runs after.
+    fn soft(&self) -> SystemTime {
+        self.state.access_token.refresh_at()
     }
 
     /// When the token stops being valid (`None`: no expiry known).
@@ -526,7 +539,7 @@ fn local_copy(generation: u64, entry: &Arc<Entry>) -> Option<AccessToken> {
             copies.push(LocalCopy {
                 generation,
                 entry: Arc::downgrade(entry),
-                soft: nanos(entry.soft),
+                soft: nanos(entry.soft()),
                 token: token.clone(),
             });
             Some(token)
@@ -727,6 +740,7 @@ impl<F: KeyedFetch> Slot<F> {
             common,
             principal,
             current: ArcSwapOption::empty(),
+            token: ArcSwapOption::empty(),
             generation: AtomicU64::new(0),
             fetching: AtomicBool::new(false),
             used: AtomicBool::new(true),
@@ -751,7 +765,7 @@ impl<F: KeyedFetch> Slot<F> {
     }
 
     pub(crate) fn soft_expiry(&self) -> Option<SystemTime> {
-        self.current.load().as_ref().map(|e| e.soft)
+        self.current.load().as_ref().map(|e| e.soft())
     }
 
     pub(crate) fn store_error(&self) -> Option<Error> {
@@ -852,10 +866,14 @@ impl<F: KeyedFetch> Slot<F> {
             // This thread's copies of single-token caches still go at its next hit, whichever
             // cache it hits.
             drop_dead_local_copies();
+            let token = self.token.load();
+            let token = token.as_ref().filter(|token| now < token.refresh_at())?;
+            self.common.hits.increment();
+            return Some(AccessToken::from_shared(Arc::clone(token)));
         }
         let generation = self.generation.load(Ordering::Acquire);
         let entry = self.current.load();
-        let entry = entry.as_ref().filter(|entry| now < entry.soft)?;
+        let entry = entry.as_ref().filter(|entry| now < entry.soft())?;
         self.common.hits.increment();
         Some(self.token_of(generation, entry))
     }
@@ -982,6 +1000,11 @@ impl<F: KeyedFetch> Slot<F> {
         } else {
             0
         };
+        self.token.store(
+            entry
+                .as_ref()
+                .map(|e| Arc::clone(e.state.access_token.shared())),
+        );
         let replaced = self.current.swap(entry);
         self.generation.store(generation, Ordering::Release);
         replaced
@@ -1012,7 +1035,7 @@ impl<F: KeyedFetch> Slot<F> {
         }
         // Another caller may have finished a fetch between our load and the lock.
         if let Some(entry) = self.current.load().as_ref()
-            && now < entry.soft
+            && now < entry.soft()
         {
             let (tx, rx) = watch::channel(Some(Ok(entry.state.access_token.clone())));
             drop(tx);
@@ -1254,7 +1277,7 @@ impl<F: KeyedFetch> Slot<F> {
                 .as_ref()
                 .is_some_and(|p| p.access_token == stored.access_token);
             let sendable = is_b64token(stored.access_token.secret().expose_secret());
-            if now < usable.soft && sendable && !is_rejected && (first_load || !ours) {
+            if now < usable.soft() && sendable && !is_rejected && (first_load || !ours) {
                 debug!(cache = self.config().name, "token adopted from the store");
                 // What the store holds now is newer than the state that could not be saved.
                 self.lock().clear_rare(|rare| rare.unsaved = None);
@@ -1290,7 +1313,7 @@ impl<F: KeyedFetch> Slot<F> {
                 let now = self.common.now();
                 if let Some(stored) = store.load(key).await? {
                     let usable = self.entry(stored, now);
-                    let valid = now < usable.soft || usable.hard().is_some_and(|hard| now < hard);
+                    let valid = now < usable.soft() || usable.hard().is_some_and(|hard| now < hard);
                     let sendable = is_b64token(usable.state.access_token.secret().expose_secret());
                     // A token a caller reported as refused is never adopted, here as on the
                     // first read: the 401 retry must not get it back.
@@ -1358,7 +1381,8 @@ impl<F: KeyedFetch> Slot<F> {
             Some(current) => {
                 let mut kept = current.state.clone();
                 kept.refresh_token = state.refresh_token;
-                self.set_current(&mut control, Some(Arc::new(Entry::new(kept, current.soft))));
+                // The same published token, so the same refresh point.
+                self.set_current(&mut control, Some(Arc::new(Entry { state: kept })));
             }
             None => control.update(|rare| rare.retired = Some(state)),
         }

@@ -369,7 +369,7 @@ mod tests {
     /// added to either is paid once per principal, thousands of times.
     #[test]
     fn a_principal_stays_small() {
-        assert!(std::mem::size_of::<Slot<Tenants>>() <= 112);
-        assert!(crate::cache::entry_size() <= 48);
+        assert!(std::mem::size_of::<Slot<Tenants>>() <= 120);
+        assert!(crate::cache::entry_size() <= 32);
     }
 }

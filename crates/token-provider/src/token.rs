@@ -14,13 +14,29 @@ use crate::Secret;
 #[derive(Clone)]
 pub struct AccessToken(Arc<Inner>);
 
-struct Inner {
+pub(crate) struct Inner {
     secret: Secret,
-    token_type: String,
+    /// `None`: `Bearer`, as nearly every provider spells it, kept without an allocation of its
+    /// own (a keyed cache holds one token per principal).
+    token_type: Option<Box<str>>,
     expires_at: Option<SystemTime>,
     /// Boxed: most tokens have none, and a cache holds one per principal.
     scope: Option<Box<str>>,
+    /// When the cache that published this token refreshes it (the Unix epoch until a cache
+    /// publishes it). Kept beside the reference count, so a cache hit reads one allocation:
+    /// see [`AccessToken::published`].
+    refresh_at: SystemTime,
 }
+
+impl Inner {
+    /// When the cache that published this token refreshes it.
+    pub(crate) fn refresh_at(&self) -> SystemTime {
+        self.refresh_at
+    }
+}
+
+/// How the builder's default type is spelled.
+const BEARER: &str = "Bearer";
 
 impl AccessToken {
     /// A bearer token with no known expiry or scope.
@@ -32,7 +48,7 @@ impl AccessToken {
     pub fn builder(secret: impl Into<Secret>) -> AccessTokenBuilder {
         AccessTokenBuilder {
             secret: secret.into(),
-            token_type: "Bearer".to_owned(),
+            token_type: BEARER.to_owned(),
             expires_at: None,
             scope: None,
         }
@@ -49,7 +65,7 @@ impl AccessToken {
 
     /// The token type as the provider spelled it (`Bearer`, `bearer`, ...).
     pub fn token_type(&self) -> &str {
-        &self.0.token_type
+        self.0.token_type.as_deref().unwrap_or(BEARER)
     }
 
     /// When the provider says the token stops working, if it said.
@@ -100,7 +116,36 @@ impl AccessToken {
             token_type: self.0.token_type.clone(),
             expires_at: self.0.expires_at,
             scope: self.0.scope.clone(),
+            refresh_at: self.0.refresh_at,
         }))
+    }
+
+    /// This token as a cache publishes it, to be refreshed at `refresh_at`: the same allocation
+    /// when nothing else holds it (a token just fetched), else a copy, so that a token another
+    /// cache published, or someone holds, keeps its own refresh point.
+    pub(crate) fn published(mut self, refresh_at: SystemTime) -> Self {
+        if Arc::get_mut(&mut self.0).is_none() {
+            self = self.deep_copy();
+        }
+        if let Some(inner) = Arc::get_mut(&mut self.0) {
+            inner.refresh_at = refresh_at;
+        }
+        self
+    }
+
+    /// The shared allocation (what a cache publishes for its lock-free readers).
+    pub(crate) fn shared(&self) -> &Arc<Inner> {
+        &self.0
+    }
+
+    /// A handle on an allocation [`shared`](Self::shared) gave out.
+    pub(crate) fn from_shared(inner: Arc<Inner>) -> Self {
+        Self(inner)
+    }
+
+    /// When the cache that published this token refreshes it (see [`published`](Self::published)).
+    pub(crate) fn refresh_at(&self) -> SystemTime {
+        self.0.refresh_at()
     }
 
     /// Whether two handles are the very same allocation: the cheap check `==` makes before
@@ -123,7 +168,7 @@ impl fmt::Debug for AccessToken {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("AccessToken")
             .field("secret", &self.0.secret)
-            .field("token_type", &self.0.token_type)
+            .field("token_type", &self.token_type())
             .field("expires_at", &self.0.expires_at)
             .field("scope", &self.0.scope)
             .finish()
@@ -196,9 +241,10 @@ impl AccessTokenBuilder {
     pub fn build(self) -> AccessToken {
         AccessToken(Arc::new(Inner {
             secret: self.secret,
-            token_type: self.token_type,
+            token_type: (self.token_type != BEARER).then(|| self.token_type.into_boxed_str()),
             expires_at: self.expires_at,
             scope: self.scope.map(String::into_boxed_str),
+            refresh_at: SystemTime::UNIX_EPOCH,
         }))
     }
 }

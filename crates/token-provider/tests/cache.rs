@@ -738,3 +738,73 @@ fn a_finished_fetch_is_never_joined_after_its_publish() {
         }
     });
 }
+
+/// Hands out clones of one token it keeps, to any cache and any principal.
+#[derive(Debug)]
+struct OneToken(TokenState);
+
+#[async_trait]
+impl Fetch for OneToken {
+    async fn fetch(&self, _: Option<&TokenState>) -> Result<TokenState, Error> {
+        Ok(self.0.clone())
+    }
+}
+
+#[async_trait]
+impl token_provider::KeyedFetch for OneToken {
+    type Principal = Arc<str>;
+
+    async fn fetch(&self, _: &Arc<str>, _: Option<&TokenState>) -> Result<TokenState, Error> {
+        Ok(self.0.clone())
+    }
+}
+
+/// A token carries the refresh point of the cache that published it (so a hit reads one
+/// allocation). A token several caches hold, because the fetcher keeps and hands out one, is
+/// published by each as a copy: one cache's refresh point never becomes another's.
+#[tokio::test]
+async fn caches_holding_one_token_each_refresh_it_at_their_own_point() {
+    let clock = Arc::new(token_provider::ManualClock::new(t0()));
+    let kept = TokenState::from(AccessToken::builder("kept").expires_in(t0(), HOUR).build());
+    let hard = t0() + HOUR;
+    let config = |margin| CacheConfig::new().clock(clock.clone()).margin(margin);
+    let (early, late) = (20 * MIN, Duration::from_secs(100));
+    let single = |margin| CachedTokenProvider::with_config(OneToken(kept.clone()), config(margin));
+    let (single_early, single_late) = (single(early), single(late));
+    let keyed = |margin| {
+        token_provider::KeyedCache::new(
+            OneToken(kept.clone()),
+            config(margin),
+            token_provider::KeyedConfig::new(),
+        )
+        .get_or_insert_with("tenant", |k| k)
+    };
+    let (keyed_early, keyed_late) = (keyed(early), keyed(late));
+    for token in [
+        single_early.token().await,
+        single_late.token().await,
+        keyed_early.token().await,
+        keyed_late.token().await,
+    ] {
+        assert_eq!(secret_of(&token.unwrap()), "kept");
+    }
+    // A fixed margin less a jitter of up to a tenth of it.
+    let before = |soft: Option<SystemTime>| hard.duration_since(soft.unwrap()).unwrap();
+    for (soft, margin) in [
+        (single_early.soft_expiry(), early),
+        (keyed_early.soft_expiry(), early),
+        (single_late.soft_expiry(), late),
+        (keyed_late.soft_expiry(), late),
+    ] {
+        let before = before(soft);
+        assert!(
+            before <= margin && before >= margin.mul_f64(0.9),
+            "refreshed {before:?} before expiry, margin {margin:?}"
+        );
+    }
+    // 10 minutes before expiry: the early caches are due, the late ones serve from the cache.
+    clock.set(hard - 10 * MIN);
+    assert!(single_early.fresh().is_none() && keyed_early.fresh().is_none());
+    assert_eq!(secret_of(&single_late.fresh().unwrap()), "kept");
+    assert_eq!(secret_of(&keyed_late.fresh().unwrap()), "kept");
+}
