@@ -277,17 +277,58 @@ impl Fetch for Instant {
 /// answer it. (Fails at once if `set_current` leaves the generation alone on `None`.)
 #[test]
 fn stress_no_hit_answers_a_token_invalidated_before_the_call() {
+    let clock = ManualClock::new(t0());
+    let p = Arc::new(CachedTokenProvider::with_config(
+        Instant(clock.clone(), AtomicU32::new(0)),
+        CacheConfig::new().clock(Arc::new(clock)),
+    ));
+    no_hit_answers_a_token_invalidated_before_the_call(Arc::clone(&p) as _);
+    assert!(
+        p.stats().fetches > 10,
+        "tokens were replaced: {:?}",
+        p.stats()
+    );
+}
+
+/// The same through a keyed cache's principal, whose hits read the token the slot publishes
+/// beside its entry (no thread copies).
+#[test]
+fn stress_no_keyed_hit_answers_a_token_invalidated_before_the_call() {
+    let clock = ManualClock::new(t0());
+    let keyed = token_provider::KeyedCache::new(
+        Keyed(Instant(clock.clone(), AtomicU32::new(0))),
+        CacheConfig::new().clock(Arc::new(clock)),
+        token_provider::KeyedConfig::new(),
+    );
+    let p = keyed.get_or_insert_with("tenant", |_| ());
+    no_hit_answers_a_token_invalidated_before_the_call(Arc::new(p.clone()));
+    assert!(
+        p.stats().fetches > 10,
+        "tokens were replaced: {:?}",
+        p.stats()
+    );
+}
+
+/// [`Instant`] for every principal of a keyed cache.
+#[derive(Debug)]
+struct Keyed(Instant);
+
+#[async_trait]
+impl token_provider::KeyedFetch for Keyed {
+    type Principal = ();
+
+    async fn fetch(&self, _: &(), previous: Option<&TokenState>) -> Result<TokenState, Error> {
+        Fetch::fetch(&self.0, previous).await
+    }
+}
+
+fn no_hit_answers_a_token_invalidated_before_the_call(p: Arc<dyn TokenProvider>) {
     const ITERATIONS: u32 = 5_000;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(4)
         .enable_all()
         .build()
         .unwrap();
-    let clock = ManualClock::new(t0());
-    let p = Arc::new(CachedTokenProvider::with_config(
-        Instant(clock.clone(), AtomicU32::new(0)),
-        CacheConfig::new().clock(Arc::new(clock)),
-    ));
     // The invalidated tokens, each with its place in the order they were recorded.
     let rejected: Arc<Mutex<std::collections::HashMap<String, usize>>> = Arc::default();
     runtime.block_on(async {
@@ -330,11 +371,6 @@ fn stress_no_hit_answers_a_token_invalidated_before_the_call() {
             w.await.unwrap();
         }
     });
-    assert!(
-        p.stats().fetches > 10,
-        "tokens were replaced: {:?}",
-        p.stats()
-    );
 }
 
 /// Stress (passes): threads come and go (stripes handed back and leased again), more at once than
