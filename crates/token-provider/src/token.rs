@@ -150,7 +150,8 @@ impl AccessToken {
 
     /// Whether two handles are the very same allocation: the cheap check `==` makes before
     /// comparing secrets. Tokens a cache hands to different threads are equal (`==`) but are
-    /// separate copies, so compare tokens with `==`.
+    /// separate copies, and so is the token a cache publishes when its fetcher kept a handle on
+    /// the one it returned; compare tokens with `==`.
     pub fn ptr_eq(&self, other: &Self) -> bool {
         Arc::ptr_eq(&self.0, &other.0)
     }
