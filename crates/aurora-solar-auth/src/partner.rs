@@ -127,8 +127,10 @@ impl PartnerApp {
     /// is found without a lock over the map and without allocating.
     pub fn tenant(&self, tenant_id: impl AsRef<str>) -> Result<TenantKey, Error> {
         let tenant_id = tenant_id.as_ref();
-        // Only a checked id is ever inserted, so a hit needs no check.
-        if let Some(cached) = self.shared.tenants.get(tenant_id.trim()) {
+        // Only checked (trimmed) ids are ever inserted, so an id found as given needs no check,
+        // and one given with spaces around it is found by the slow path (trimming the id on
+        // every hit cost a third as much as the rest of the lookup).
+        if let Some(cached) = self.shared.tenants.get(tenant_id) {
             return Ok(TenantKey { cache: cached });
         }
         let tenant_id = required_id(TENANT_ID_VAR, Some(tenant_id))?;

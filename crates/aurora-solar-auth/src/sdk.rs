@@ -197,11 +197,10 @@ impl ClientSdk {
     /// A cached user given by a trimmed, lowercase email is found without a lock over the map
     /// and without allocating.
     pub fn user(&self, user: SdkUser) -> Result<UserJwt, Error> {
-        let email = user.email.trim();
-        // Only checked, lowercased emails are ever inserted, so a hit needs no check.
-        if !email.chars().any(char::is_uppercase)
-            && let Some(cache) = self.shared.users.get(email)
-        {
+        // Only checked, trimmed, lowercased emails are ever inserted (lowercasing a lowercased
+        // email changes nothing), so an email found as given needs no check; any other spelling
+        // is found by the slow path.
+        if let Some(cache) = self.shared.users.get(&user.email) {
             return Ok(UserJwt { cache });
         }
         let user = user.normalized()?;

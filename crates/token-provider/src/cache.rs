@@ -495,17 +495,35 @@ fn local_hit(generation: u64, now: u64, hits: &StripedCounter) -> Option<AccessT
         .flatten()
 }
 
+/// Counts a hit on a cache that keeps no copies in `hits`, and drops this thread's copies (of
+/// single-token caches) whose entries are gone, so they still go at its next hit whichever
+/// cache it hits: both in one access to the thread-local.
+#[inline]
+fn count_keyed_hit(hits: &StripedCounter) {
+    let stripe = LOCAL
+        .try_with(|local| {
+            drop_dead_copies_of(local);
+            local.stripe()
+        })
+        .unwrap_or(STRIPES);
+    hits.increment_stripe(stripe);
+}
+
 /// Drops (and so zeroizes) this thread's copies whose entries are gone.
 #[inline]
 fn drop_dead_local_copies() {
-    let _ = LOCAL.try_with(|local| {
-        if let Ok(mut copies) = local.copies.try_borrow_mut()
-            && copies.iter().any(|c| c.entry.strong_count() == 0)
-        {
-            // No copy is tagged 0.
-            drop_dead_copies(&mut copies, 0);
-        }
-    });
+    let _ = LOCAL.try_with(drop_dead_copies_of);
+}
+
+/// Drops (and so zeroizes) `local`'s copies whose entries are gone.
+#[inline]
+fn drop_dead_copies_of(local: &Local) {
+    if let Ok(mut copies) = local.copies.try_borrow_mut()
+        && copies.iter().any(|c| c.entry.strong_count() == 0)
+    {
+        // No copy is tagged 0.
+        drop_dead_copies(&mut copies, 0);
+    }
 }
 
 /// Drops (and so zeroizes) the copies whose entries are gone, but the one of `generation`.
@@ -863,12 +881,12 @@ impl<F: KeyedFetch> Slot<F> {
     /// the cache keeps them).
     fn fresh_shared(&self, now: SystemTime) -> Option<AccessToken> {
         if !self.common.local_copies {
-            // This thread's copies of single-token caches still go at its next hit, whichever
-            // cache it hits.
-            drop_dead_local_copies();
             let token = self.token.load();
-            let token = token.as_ref().filter(|token| now < token.refresh_at())?;
-            self.common.hits.increment();
+            let Some(token) = token.as_ref().filter(|token| now < token.refresh_at()) else {
+                drop_dead_local_copies();
+                return None;
+            };
+            count_keyed_hit(&self.common.hits);
             return Some(AccessToken::from_shared(Arc::clone(token)));
         }
         let generation = self.generation.load(Ordering::Acquire);
