@@ -9,10 +9,9 @@
 
 use std::fmt::Write as _;
 use std::path::Path;
-use std::process::Command;
 
 use partner_auth_benches::one_token::{Contender, Hits};
-use partner_auth_benches::write_report;
+use partner_auth_benches::{callgrind_instructions, valgrind_installed, write_report};
 
 const N: u64 = 100_000;
 
@@ -38,7 +37,7 @@ fn main() {
     let exe = std::env::current_exe().expect("this benchmark's path");
     let mut r = String::new();
     let _ = writeln!(r, "## Instructions per hit (callgrind)\n");
-    if Command::new("valgrind").arg("--version").output().is_err() {
+    if !valgrind_installed() {
         let _ = writeln!(r, "Not measured: `valgrind` is not installed.\n");
         write_report("bench-instructions.md", &r);
         return;
@@ -82,20 +81,5 @@ fn main() {
 
 /// The instructions callgrind collected over a run of `n` hits of `contender`.
 fn collected(exe: &Path, contender: Contender, n: u64) -> u64 {
-    let out = Command::new("valgrind")
-        .args(["--tool=callgrind", "--callgrind-out-file=/dev/null"])
-        .arg(exe)
-        .args(["--hits", contender.id(), &n.to_string()])
-        .output()
-        .expect("valgrind runs");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "callgrind failed: {stderr}");
-    stderr
-        .lines()
-        .find_map(|line| {
-            line.split_once("Collected :")
-                .map(|(_, n)| n.trim().to_owned())
-        })
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("no instruction count in callgrind's output: {stderr}"))
+    callgrind_instructions(exe, &[], &["--hits", contender.id(), &n.to_string()])
 }

@@ -11,7 +11,12 @@
 
 use std::fmt::Write as _;
 
-use partner_auth_benches::{emulated_partner_app, median, target_dir, write_report};
+use aurora_solar_auth::PartnerApp;
+use partner_auth_benches::{
+    callgrind_instructions, emulated_partner_app, median, target_dir, valgrind_installed,
+    write_report,
+};
+use partner_auth_emulator::RunningEmulator;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -194,33 +199,124 @@ where
     })
 }
 
-fn per_request(c: &mut Criterion, rt: &Runtime, keys: &Arc<Vec<String>>) {
-    let cache = keyed(KeyedConfig::new().max_entries(BOUND));
+/// The contenders of the per-request measures, every principal of `keys` warm in each.
+struct Contenders {
+    cache: KeyedCache<Mint>,
+    map: Arc<DashMap<String, AccessToken>>,
+    moka: moka::sync::Cache<String, AccessToken>,
+    app: PartnerApp,
+    _emulator: RunningEmulator,
+}
+
+fn contenders(rt: &Runtime, keys: &[String]) -> Contenders {
+    let bound = keys.len() + keys.len() / 4;
+    let cache = keyed(KeyedConfig::new().max_entries(bound));
     rt.block_on(async {
-        for k in keys.iter() {
+        for k in keys {
             cache.get_or_insert_with(k, |k| k).get().await.unwrap();
         }
     });
     let map = Arc::new(DashMap::new());
-    let moka = moka::sync::Cache::new(BOUND as u64);
+    let moka = moka::sync::Cache::new(bound as u64);
     for (n, k) in keys.iter().enumerate() {
         map.insert(k.clone(), token(n));
         moka.insert(k.clone(), token(n));
     }
     moka.run_pending_tasks();
 
-    // PartnerApp against the emulator, every tenant warm (unpaced, to warm 10,000 at once).
+    // PartnerApp against the emulator, every tenant warm (unpaced, to warm them all at once).
     let (app, _emulator) = rt.block_on(async {
-        let keyed = KeyedConfig::new().max_entries(BOUND);
+        let keyed = KeyedConfig::new().max_entries(bound);
         let (app, emulator) = emulated_partner_app(keys, None, None, keyed).await;
-        for k in keys.iter() {
+        for k in keys {
             app.tenant(k).unwrap().get().await.unwrap();
         }
         (app, emulator)
     });
+    Contenders {
+        cache,
+        map,
+        moka,
+        app,
+        _emulator,
+    }
+}
+
+/// The contenders' ids (criterion's, and `--requests`').
+const KEYED: &str = "partner-auth_keyed";
+const APP: &str = "partner-auth_partner_app";
+const DASHMAP: &str = "dashmap_baseline";
+const MOKA: &str = "moka_baseline";
+
+/// Principals warm for the instruction counts: few, so the set-up (each warmed over HTTP)
+/// stays short under callgrind; a lookup's instructions do not depend on the map's size.
+const COUNTED_PRINCIPALS: usize = 100;
+const COUNTED_REQUESTS: usize = 100_000;
+
+/// `n` requests of contender `id`, one after another on one thread (what callgrind counts).
+fn requests(id: &str, n: usize) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    let keys: Vec<String> = (0..COUNTED_PRINCIPALS).map(tenant).collect();
+    let c = contenders(&rt, &keys);
+    counted_requests(&rt, &c, &keys, id, n);
+}
+
+/// The requests callgrind counts (`--toggle-collect`): the set-up before them (warming
+/// principals over HTTP) varies from run to run.
+#[inline(never)]
+fn counted_requests(rt: &Runtime, c: &Contenders, keys: &[String], id: &str, n: usize) {
+    rt.block_on(async {
+        for i in 0..n {
+            let key = &keys[i % keys.len()];
+            let token = match id {
+                KEYED => c.cache.get(key).unwrap().get().await.unwrap(),
+                APP => c.app.tenant(key).unwrap().get().await.unwrap(),
+                DASHMAP => c.map.get(key).unwrap().clone(),
+                MOKA => c.moka.get(key).unwrap(),
+                _ => panic!("no contender {id}"),
+            };
+            std::hint::black_box(token);
+        }
+    });
+}
+
+/// Instructions per request of each contender: callgrind's count over `2 n` requests less its
+/// count over `n`, over `n` (the loop's own start excluded).
+fn instructions() -> Option<Vec<(&'static str, f64)>> {
+    if !valgrind_installed() {
+        return None;
+    }
+    let exe = std::env::current_exe().expect("this benchmark's path");
+    let count = |id: &str, n: usize| {
+        callgrind_instructions(
+            &exe,
+            &["--toggle-collect=*counted_requests*"],
+            &["--requests", id, &n.to_string()],
+        ) as f64
+    };
+    let n = COUNTED_REQUESTS;
+    Some(
+        [KEYED, APP, DASHMAP, MOKA]
+            .into_iter()
+            .map(|id| (id, (count(id, 2 * n) - count(id, n)) / n as f64))
+            .collect(),
+    )
+}
+
+fn per_request(c: &mut Criterion, rt: &Runtime, keys: &Arc<Vec<String>>) {
+    let Contenders {
+        cache,
+        map,
+        moka,
+        app,
+        _emulator,
+    } = contenders(rt, keys);
 
     let mut g = c.benchmark_group("principals");
-    g.bench_function("partner-auth_keyed", |b| {
+    g.bench_function(KEYED, |b| {
         b.iter_custom(|iters| {
             let (cache, keys) = (cache.clone(), Arc::clone(keys));
             hammer(rt, iters, move |i| {
@@ -231,7 +327,7 @@ fn per_request(c: &mut Criterion, rt: &Runtime, keys: &Arc<Vec<String>>) {
             })
         })
     });
-    g.bench_function("partner-auth_partner_app", |b| {
+    g.bench_function(APP, |b| {
         b.iter_custom(|iters| {
             let (app, keys) = (app.clone(), Arc::clone(keys));
             hammer(rt, iters, move |i| {
@@ -242,7 +338,7 @@ fn per_request(c: &mut Criterion, rt: &Runtime, keys: &Arc<Vec<String>>) {
             })
         })
     });
-    g.bench_function("dashmap_baseline", |b| {
+    g.bench_function(DASHMAP, |b| {
         b.iter_custom(|iters| {
             let (map, keys) = (Arc::clone(&map), Arc::clone(keys));
             hammer(rt, iters, move |i| {
@@ -253,7 +349,7 @@ fn per_request(c: &mut Criterion, rt: &Runtime, keys: &Arc<Vec<String>>) {
             })
         })
     });
-    g.bench_function("moka_baseline", |b| {
+    g.bench_function(MOKA, |b| {
         b.iter_custom(|iters| {
             let (moka, keys) = (moka.clone(), Arc::clone(keys));
             hammer(rt, iters, move |i| {
@@ -319,6 +415,13 @@ fn churn(rt: &Runtime) -> Churn {
 }
 
 fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if let [_, flag, id, n] = args.as_slice()
+        && flag == "--requests"
+    {
+        requests(id, n.parse().expect("a number of requests"));
+        return;
+    }
     let mut c = Criterion::default()
         .output_directory(&target_dir().join("criterion"))
         .configure_from_args();
@@ -328,14 +431,10 @@ fn main() {
     let mem = memory(&rt, &keys);
     per_request(&mut c, &rt, &keys);
     let churn = churn(&rt);
+    let counted = instructions();
 
     let ns = |id| median("principals", id).unwrap_or(f64::NAN);
-    let (ours, app, dash, moka) = (
-        ns("partner-auth_keyed"),
-        ns("partner-auth_partner_app"),
-        ns("dashmap_baseline"),
-        ns("moka_baseline"),
-    );
+    let (ours, app, dash, moka) = (ns(KEYED), ns(APP), ns(DASHMAP), ns(MOKA));
     let mut r = String::new();
     let _ = writeln!(
         r,
@@ -350,24 +449,28 @@ fn main() {
     );
     let _ = writeln!(
         r,
-        "| partner-auth `KeyedCache::get(id)` + `get()` | {:.0} B | {ours:.1} ns | {:.2}x |",
+        "| {} | {:.0} B | {ours:.1} ns | {:.2}x |",
+        contender_name(KEYED),
         mem.ours,
         ours / dash
     );
     let _ = writeln!(
         r,
-        "| partner-auth `PartnerApp::tenant(id)?.get()` | (as above: same map and entry) | {app:.1} ns | {:.2}x |",
+        "| {} | (as above: same map and entry) | {app:.1} ns | {:.2}x |",
+        contender_name(APP),
         app / dash
     );
     let _ = writeln!(
         r,
-        "| `moka::sync::Cache<String, AccessToken>` (bounded) | {:.0} B | {moka:.1} ns | {:.2}x |",
+        "| {} | {:.0} B | {moka:.1} ns | {:.2}x |",
+        contender_name(MOKA),
         mem.moka,
         moka / dash
     );
     let _ = writeln!(
         r,
-        "| `DashMap<String, AccessToken>` (unbounded) | {:.0} B | {dash:.1} ns | 1x |",
+        "| {} | {:.0} B | {dash:.1} ns | 1x |",
+        contender_name(DASHMAP),
         mem.dashmap
     );
     let _ = writeln!(
@@ -394,5 +497,46 @@ fn main() {
         },
         churn.slow_fetches,
     );
+    match counted {
+        None => {
+            let _ = writeln!(
+                r,
+                "Instructions per request: not counted (`valgrind` is not installed).\n"
+            );
+        }
+        Some(counted) => {
+            let _ = writeln!(
+                r,
+                "Instructions per request (callgrind, repeatable where time is not: \
+                 `cargo bench -p partner-auth-benches --bench keyed` runs itself under \
+                 `valgrind --tool=callgrind` making {COUNTED_REQUESTS} and then {} requests on \
+                 one thread over {COUNTED_PRINCIPALS} warm principals; the difference over \
+                 {COUNTED_REQUESTS}):\n",
+                2 * COUNTED_REQUESTS
+            );
+            let dash = counted
+                .iter()
+                .find(|(id, _)| *id == DASHMAP)
+                .map_or(f64::NAN, |(_, n)| *n);
+            let _ = writeln!(
+                r,
+                "| | instructions per request | vs DashMap |\n| --- | --- | --- |"
+            );
+            for (id, n) in &counted {
+                let _ = writeln!(r, "| {} | {n:.0} | {:.2}x |", contender_name(id), n / dash);
+            }
+            r.push('\n');
+        }
+    }
     write_report("bench-keyed.md", &r);
+}
+
+/// How the report names contender `id`.
+fn contender_name(id: &str) -> &'static str {
+    match id {
+        KEYED => "partner-auth `KeyedCache::get(id)` + `get()`",
+        APP => "partner-auth `PartnerApp::tenant(id)?.get()`",
+        DASHMAP => "`DashMap<String, AccessToken>` (unbounded)",
+        _ => "`moka::sync::Cache<String, AccessToken>` (bounded)",
+    }
 }

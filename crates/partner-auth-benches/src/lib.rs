@@ -11,7 +11,8 @@
 
 pub mod one_token;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::process::Command;
 
 use aurora_solar_auth::{KeyedConfig, PartnerApp, RateLimit};
 use partner_auth_emulator::{
@@ -42,6 +43,32 @@ pub fn write_report(name: &str, report: &str) {
     let out = target_dir().join(name);
     std::fs::write(&out, report).expect("write the report");
     eprintln!("report written to {}", out.display());
+}
+
+/// Whether `valgrind` is installed (the instruction counts need it).
+pub fn valgrind_installed() -> bool {
+    Command::new("valgrind").arg("--version").output().is_ok()
+}
+
+/// The instructions callgrind counts over a run of `exe` with `args` (and callgrind given
+/// `options` too, such as `--toggle-collect=<function>` to count only inside that function):
+/// the largest count it reports, the process's own (a process it forks is reported apart).
+pub fn callgrind_instructions(exe: &Path, options: &[&str], args: &[&str]) -> u64 {
+    let out = Command::new("valgrind")
+        .args(["--tool=callgrind", "--callgrind-out-file=/dev/null"])
+        .args(options)
+        .arg(exe)
+        .args(args)
+        .output()
+        .expect("valgrind runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "callgrind failed: {stderr}");
+    stderr
+        .lines()
+        .filter_map(|line| line.split_once("Collected :"))
+        .filter_map(|(_, n)| n.trim().parse().ok())
+        .max()
+        .unwrap_or_else(|| panic!("no instruction count in callgrind's output: {stderr}"))
 }
 
 /// An emulator serving `tenants` (each Aurora Solar key limited to `limit` = (requests,
