@@ -490,7 +490,14 @@ async fn a_timed_out_exchange_is_not_retried() {
     clock.advance(Duration::from_secs(600));
     let again = tenant.token().await.unwrap_err();
     assert!(again.needs_user_action(), "{again:?}");
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // The server's thread records a request once it has read it, which on a busy machine can
+    // be after the client gave up: wait (at most 5 s) for the first, then a moment more, so a
+    // second sent later is seen too.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while seen.lock().unwrap().is_empty() && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
     let seen = seen.lock().unwrap().clone();
     assert_eq!(seen.len(), 1, "{seen:?}");
     assert!(

@@ -263,7 +263,11 @@ async fn hang_until_the_client_times_out_and_ends_at_shutdown() {
     emu.inject(Endpoint::AerionToken, Fault::Hang, 1);
     let request = aerion_password(&emu);
     let pending = tokio::spawn(async move { client().execute(request).await });
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // Shut down only once the request is there (hung), not before it arrives.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while emu.request_count(Endpoint::AerionToken) < 2 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     assert_eq!(emu.request_count(Endpoint::AerionToken), 2);
     emu.shutdown().await;
     let outcome = tokio::time::timeout(Duration::from_secs(3), pending)

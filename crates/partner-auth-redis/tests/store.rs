@@ -30,9 +30,13 @@ fn state(token: &str, refresh: Option<&str>, lifetime: Duration) -> TokenState {
 }
 
 fn store(server: &RedisServer) -> RedisStore {
+    store_with_lease(server, Duration::from_millis(600))
+}
+
+fn store_with_lease(server: &RedisServer, lease: Duration) -> RedisStore {
     RedisStore::builder(server.url())
-        .lease(Duration::from_millis(600))
-        .lock_timeout(Duration::from_secs(5))
+        .lease(lease)
+        .lock_timeout(Duration::from_secs(5).max(lease * 2))
         .build()
         .unwrap()
 }
@@ -40,7 +44,14 @@ fn store(server: &RedisServer) -> RedisStore {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_lock_is_exclusive_across_stores_and_a_save_releases_it() {
     let server = RedisServer::start();
-    let (a, b) = (store(&server), store(&server));
+    // A 4 s lease, extended every 1.3 s: whenever the save comes, more than 2.6 s of it is
+    // left, so a waiter that gets the lock within 2 s of the save got it from the save's
+    // release, not from the lease running out.
+    let lease = Duration::from_secs(4);
+    let (a, b) = (
+        store_with_lease(&server, lease),
+        store_with_lease(&server, lease),
+    );
     let k = key("exclusive");
     let held = a.lock(&k).await.unwrap();
     let waiter = {
@@ -62,7 +73,7 @@ async fn the_lock_is_exclusive_across_stores_and_a_save_releases_it() {
     a.save(&k, &saved, &held).await.unwrap();
     // The save released the lock: the waiter gets it now, long before the lease would end, and
     // reads the saved state with it.
-    let seen = tokio::time::timeout(Duration::from_millis(400), waiter)
+    let seen = tokio::time::timeout(Duration::from_secs(2), waiter)
         .await
         .expect("the save released the lock")
         .unwrap();
@@ -89,11 +100,13 @@ async fn a_dropped_lock_is_released_without_waiting_for_its_lease() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_held_lease_is_extended_and_a_dead_holders_runs_out() {
     let server = RedisServer::start();
-    let (a, b) = (store(&server), store(&server));
+    // A 1.5 s lease, extended every 0.5 s: an extension may come up to a second late.
+    let lease = Duration::from_millis(1500);
+    let (a, b) = (store_with_lease(&server, lease), store(&server));
     let k = key("lease");
     let held = a.lock(&k).await.unwrap();
     // Three leases later the holder still holds it: its task extended the lease.
-    tokio::time::sleep(Duration::from_millis(1800)).await;
+    tokio::time::sleep(lease * 3).await;
     let ttl: i64 = server
         .cli(&["PTTL", &format!("partner-auth:l:{}", k.as_str())])
         .trim()

@@ -247,6 +247,18 @@ fn raw_server(
     (Url::parse(&format!("http://{addr}/t")).unwrap(), count)
 }
 
+/// The connections `count` came to: waits (at most 5 s) until it reaches `expected` (the
+/// server's thread counts a connection when it accepts it, which on a busy machine can be after
+/// the client gave up on it), then a moment more, so that one more coming later is counted too.
+async fn connections_settled(count: &AtomicUsize, expected: usize) -> usize {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while count.load(Ordering::SeqCst) < expected && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    count.load(Ordering::SeqCst)
+}
+
 #[tokio::test]
 async fn a_hung_server_hits_the_timeout() {
     let (url, connections) = raw_server(|stream| {
@@ -271,7 +283,7 @@ async fn a_hung_server_hits_the_timeout() {
         started.elapsed()
     );
     // A repeatable request is tried again after a timeout.
-    assert_eq!(connections.load(Ordering::SeqCst), 2);
+    assert_eq!(connections_settled(&connections, 2).await, 2);
 }
 
 #[tokio::test]
@@ -291,7 +303,7 @@ async fn a_request_that_must_not_repeat_is_sent_once() {
         .await
         .unwrap_err();
     assert!(matches!(err, Error::Timeout(_)), "{err:?}");
-    assert_eq!(connections.load(Ordering::SeqCst), 1);
+    assert_eq!(connections_settled(&connections, 1).await, 1);
 
     // A 503 answer: it reached the server, so it is not sent again either.
     let mut server = mockito::Server::new_async().await;
