@@ -1012,18 +1012,22 @@ impl<F: KeyedFetch> Slot<F> {
     /// Publishes `entry` as the current one (or none), returning the one it replaces. Every
     /// change of `current` goes through here, under the control lock (`_control`), so the
     /// generation is stored after its entry and changes in the order the entries do.
+    ///
+    /// `token` is stored after `current`: a keyed hit that reads `token` while an entry goes
+    /// sees the old token (as a call just before would), or nothing, and then finds `current`
+    /// gone too. Stored first, a hit could find no token, fall through to the old `current`,
+    /// and start a refresh for an entry being invalidated or forgotten.
     fn set_current(&self, _control: &mut Control, entry: Option<Arc<Entry>>) -> Option<Arc<Entry>> {
         let generation = if entry.is_some() {
             next_generation()
         } else {
             0
         };
-        self.token.store(
-            entry
-                .as_ref()
-                .map(|e| Arc::clone(e.state.access_token.shared())),
-        );
+        let token = entry
+            .as_ref()
+            .map(|e| Arc::clone(e.state.access_token.shared()));
         let replaced = self.current.swap(entry);
+        self.token.store(token);
         self.generation.store(generation, Ordering::Release);
         replaced
     }
@@ -1288,20 +1292,25 @@ impl<F: KeyedFetch> Slot<F> {
                 control.unsaved().is_some(),
             )
         };
-        if let Some(stored) = &stored {
-            let usable = self.entry(stored.clone(), now);
-            let is_rejected = rejected.as_ref() == Some(&stored.access_token);
-            let ours = previous
-                .as_ref()
-                .is_some_and(|p| p.access_token == stored.access_token);
-            let sendable = is_b64token(stored.access_token.secret().expose_secret());
-            if now < usable.soft() && sendable && !is_rejected && (first_load || !ours) {
-                debug!(cache = self.config().name, "token adopted from the store");
-                // What the store holds now is newer than the state that could not be saved.
-                self.lock().clear_rare(|rare| rare.unsaved = None);
-                return Ok(Fetched::Adopted(usable));
+        // The stored state is moved into its entry, not cloned: a token nobody else holds is
+        // published without a copy.
+        let stored = match stored {
+            Some(stored) => {
+                let usable = self.entry(stored, now);
+                let token = &usable.state.access_token;
+                let is_rejected = rejected.as_ref() == Some(token);
+                let ours = previous.as_ref().is_some_and(|p| p.access_token == *token);
+                let sendable = is_b64token(token.secret().expose_secret());
+                if now < usable.soft() && sendable && !is_rejected && (first_load || !ours) {
+                    debug!(cache = self.config().name, "token adopted from the store");
+                    // What the store holds now is newer than the state that could not be saved.
+                    self.lock().clear_rare(|rare| rare.unsaved = None);
+                    return Ok(Fetched::Adopted(usable));
+                }
+                Some(usable.state)
             }
-        }
+            None => None,
+        };
         // The store's refresh token is the newest one anybody holds, unless our last save
         // failed: then the store still holds the one that state rotated away, and ours is newer.
         let base = match (stored, previous) {

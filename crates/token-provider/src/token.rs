@@ -23,8 +23,8 @@ pub(crate) struct Inner {
     /// Boxed: most tokens have none, and a cache holds one per principal.
     scope: Option<Box<str>>,
     /// When the cache that published this token refreshes it (the Unix epoch until a cache
-    /// publishes it). Kept beside the reference count, so a cache hit reads one allocation:
-    /// see [`AccessToken::published`].
+    /// publishes it). Kept in the token's own allocation, so a cache hit reads one allocation
+    /// (the one whose reference count it takes anyway): see [`AccessToken::published`].
     refresh_at: SystemTime,
 }
 
@@ -121,16 +121,23 @@ impl AccessToken {
     }
 
     /// This token as a cache publishes it, to be refreshed at `refresh_at`: the same allocation
-    /// when nothing else holds it (a token just fetched), else a copy, so that a token another
-    /// cache published, or someone holds, keeps its own refresh point.
+    /// when nothing else holds it (a token just fetched), else a new one sharing the secret (not
+    /// a copy of its bytes), so that a token another cache published, a store keeps or anyone
+    /// holds keeps its own refresh point.
     pub(crate) fn published(mut self, refresh_at: SystemTime) -> Self {
-        if Arc::get_mut(&mut self.0).is_none() {
-            self = self.deep_copy();
+        match Arc::get_mut(&mut self.0) {
+            Some(inner) => {
+                inner.refresh_at = refresh_at;
+                self
+            }
+            None => Self(Arc::new(Inner {
+                secret: self.0.secret.clone(),
+                token_type: self.0.token_type.clone(),
+                expires_at: self.0.expires_at,
+                scope: self.0.scope.clone(),
+                refresh_at,
+            })),
         }
-        if let Some(inner) = Arc::get_mut(&mut self.0) {
-            inner.refresh_at = refresh_at;
-        }
-        self
     }
 
     /// The shared allocation (what a cache publishes for its lock-free readers).
@@ -150,8 +157,9 @@ impl AccessToken {
 
     /// Whether two handles are the very same allocation: the cheap check `==` makes before
     /// comparing secrets. Tokens a cache hands to different threads are equal (`==`) but are
-    /// separate copies, and so is the token a cache publishes when its fetcher kept a handle on
-    /// the one it returned; compare tokens with `==`.
+    /// separate copies, and the token a cache publishes is a new allocation whenever anyone
+    /// else still holds the one it got (a fetcher or a store that keeps it); compare tokens
+    /// with `==`.
     pub fn ptr_eq(&self, other: &Self) -> bool {
         Arc::ptr_eq(&self.0, &other.0)
     }
