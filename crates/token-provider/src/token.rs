@@ -111,12 +111,20 @@ impl AccessToken {
     /// A copy in a new allocation (the secret included), for a cache that keeps one copy per
     /// thread so that clones on different cores never contend for one reference count.
     pub(crate) fn deep_copy(&self) -> Self {
+        self.with(
+            Secret::new(self.0.secret.expose_secret()),
+            self.0.refresh_at,
+        )
+    }
+
+    /// This token in a new allocation holding `secret` and `refresh_at`.
+    fn with(&self, secret: Secret, refresh_at: SystemTime) -> Self {
         Self(Arc::new(Inner {
-            secret: Secret::new(self.0.secret.expose_secret()),
+            secret,
             token_type: self.0.token_type.clone(),
             expires_at: self.0.expires_at,
             scope: self.0.scope.clone(),
-            refresh_at: self.0.refresh_at,
+            refresh_at,
         }))
     }
 
@@ -130,13 +138,7 @@ impl AccessToken {
                 inner.refresh_at = refresh_at;
                 self
             }
-            None => Self(Arc::new(Inner {
-                secret: self.0.secret.clone(),
-                token_type: self.0.token_type.clone(),
-                expires_at: self.0.expires_at,
-                scope: self.0.scope.clone(),
-                refresh_at,
-            })),
+            None => self.with(self.0.secret.clone(), refresh_at),
         }
     }
 
