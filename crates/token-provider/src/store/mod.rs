@@ -58,6 +58,10 @@ use serde::{Deserialize, Serialize};
 use crate::token::MAX_EXPIRY_UNIX_SECS;
 use crate::{AccessToken, Error, Secret, TokenState};
 
+mod record;
+
+pub use record::{Presenting, RefreshDigest, Refusal, StoreRecord};
+
 /// Names one principal's state in a store: provider, environment, tenant and principal.
 ///
 /// Providers derive it ([`Fetch::store_key`](crate::Fetch::store_key)); none of its parts may be
@@ -167,6 +171,40 @@ pub trait TokenStore: Send + Sync + fmt::Debug {
         Err(Error::store("this store cannot remove entries", None))
     }
 
+    /// Whether this store keeps versions and records ([`StoreRecord`]): then
+    /// [`save_record`](TokenStore::save_record) refuses a save over a newer version, and the
+    /// cache records presentations and refusals of refresh tokens in it. A store that keeps none
+    /// (the default) relies on its lock alone.
+    fn versioned(&self) -> bool {
+        false
+    }
+
+    /// The record under `key`, if any. The default reads [`load`](TokenStore::load), at
+    /// version 0 with nothing recorded.
+    async fn load_record(&self, key: &StoreKey) -> Result<Option<StoreRecord>, Error> {
+        Ok(self
+            .load(key)
+            .await?
+            .map(|state| StoreRecord::new(state, 0)))
+    }
+
+    /// Saves `record` under `key` if the store still holds the version this writer read
+    /// (`read`: `None` when it read no record) or holds nothing for the key; returns the new
+    /// version. A store holding another version refuses with [`Error::StoreFenced`]: the writer
+    /// reads again. `record.version` is ignored. The default (a store with no versions) saves
+    /// the state through [`save`](TokenStore::save) and returns 0.
+    async fn save_record(
+        &self,
+        key: &StoreKey,
+        record: &StoreRecord,
+        read: Option<u64>,
+        lock: &StoreLock,
+    ) -> Result<u64, Error> {
+        let _ = read;
+        self.save(key, &record.state, lock).await?;
+        Ok(0)
+    }
+
     /// Every stored entry, for listing (`partner-auth status`) and clearing (`forget --all`):
     /// its key with its state, or why that one state cannot be read (sealed under another key,
     /// damaged). One unreadable entry does not hide the others, and its key can still be
@@ -179,6 +217,18 @@ pub trait TokenStore: Send + Sync + fmt::Debug {
 /// One entry of a store's listing ([`TokenStore::entries`]): its key, and its state or why the
 /// state cannot be read.
 pub type StoreEntry = (StoreKey, Result<TokenState, Error>);
+
+/// The version a save writes, given the version stored (`None`: no record) and the one its
+/// writer read: [`Error::StoreFenced`] when the store holds another one.
+pub fn next_version(key: &StoreKey, stored: Option<u64>, read: Option<u64>) -> Result<u64, Error> {
+    match stored {
+        Some(stored) if Some(stored) != read => Err(Error::store_fenced(format!(
+            "the record of {key} changed since it was read (version {stored}, read {})",
+            read.map_or_else(|| "none".to_owned(), |v| v.to_string())
+        ))),
+        _ => Ok(read.unwrap_or(0).max(stored.unwrap_or(0)) + 1),
+    }
+}
 
 /// One async mutex per key: the in-process half of a per-key lock.
 #[derive(Debug, Default)]
@@ -203,7 +253,7 @@ impl KeyLocks {
 /// being rebuilt), not across processes.
 #[derive(Debug, Default, Clone)]
 pub struct MemoryStore {
-    entries: Arc<Mutex<HashMap<StoreKey, TokenState>>>,
+    entries: Arc<Mutex<HashMap<StoreKey, StoreRecord>>>,
     locks: Arc<KeyLocks>,
 }
 
@@ -213,7 +263,7 @@ impl MemoryStore {
         Self::default()
     }
 
-    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<StoreKey, TokenState>> {
+    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<StoreKey, StoreRecord>> {
         self.entries.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
@@ -221,7 +271,7 @@ impl MemoryStore {
 #[async_trait]
 impl TokenStore for MemoryStore {
     async fn load(&self, key: &StoreKey) -> Result<Option<TokenState>, Error> {
-        Ok(self.map().get(key).cloned())
+        Ok(self.map().get(key).map(|r| r.state.clone()))
     }
 
     async fn save(
@@ -230,8 +280,33 @@ impl TokenStore for MemoryStore {
         state: &TokenState,
         _lock: &StoreLock,
     ) -> Result<(), Error> {
-        self.map().insert(key.clone(), state.clone());
+        let mut map = self.map();
+        let version = map.get(key).map_or(0, |r| r.version) + 1;
+        map.insert(key.clone(), StoreRecord::new(state.clone(), version));
         Ok(())
+    }
+
+    fn versioned(&self) -> bool {
+        true
+    }
+
+    async fn load_record(&self, key: &StoreKey) -> Result<Option<StoreRecord>, Error> {
+        Ok(self.map().get(key).cloned())
+    }
+
+    async fn save_record(
+        &self,
+        key: &StoreKey,
+        record: &StoreRecord,
+        read: Option<u64>,
+        _lock: &StoreLock,
+    ) -> Result<u64, Error> {
+        let mut map = self.map();
+        let version = next_version(key, map.get(key).map(|r| r.version), read)?;
+        let mut record = record.clone();
+        record.version = version;
+        map.insert(key.clone(), record);
+        Ok(version)
     }
 
     async fn lock(&self, key: &StoreKey) -> Result<StoreLock, Error> {
@@ -246,7 +321,7 @@ impl TokenStore for MemoryStore {
         let mut all: Vec<_> = self
             .map()
             .iter()
-            .map(|(k, v)| (k.clone(), Ok(v.clone())))
+            .map(|(k, v)| (k.clone(), Ok(v.state.clone())))
             .collect();
         all.sort_by(|a, b| a.0.cmp(&b.0));
         Ok(all)
@@ -374,11 +449,48 @@ impl TokenStore for FileStore {
             // Fields a later release wrote about the replaced token do not describe this one:
             // they go with it. Those of other entries and of the file are kept.
             store.rewrite(|file| {
-                file.entries.insert(
-                    key.0,
-                    StoredEntry::from_state(&state, Default::default()).to_value(),
-                );
+                let version = file.entries.get(key.as_str()).map_or(0, entry_version) + 1;
+                let record = StoreRecord::new(state, version);
+                file.entries
+                    .insert(key.0, StoredEntry::from_record(&record).to_value());
             })
+        })
+        .await
+    }
+
+    fn versioned(&self) -> bool {
+        true
+    }
+
+    async fn load_record(&self, key: &StoreKey) -> Result<Option<StoreRecord>, Error> {
+        let key = key.clone();
+        self.blocking(move |store| {
+            let file = read_file(&store.path)?;
+            file.entries
+                .get(key.as_str())
+                .map(|value| entry_of(value)?.to_record())
+                .transpose()
+        })
+        .await
+    }
+
+    async fn save_record(
+        &self,
+        key: &StoreKey,
+        record: &StoreRecord,
+        read: Option<u64>,
+        _lock: &StoreLock,
+    ) -> Result<u64, Error> {
+        let key = key.clone();
+        let mut record = record.clone();
+        self.blocking(move |store| {
+            store.rewrite(|file| {
+                let stored = file.entries.get(key.as_str()).map(entry_version);
+                record.version = next_version(&key, stored, read)?;
+                file.entries
+                    .insert(key.0, StoredEntry::from_record(&record).to_value());
+                Ok(record.version)
+            })?
         })
         .await
     }
@@ -494,9 +606,38 @@ struct StoredEntry {
     scope: Option<String>,
     #[serde(default)]
     refresh_token: Option<String>,
+    /// The record's version ([`StoreRecord::version`]); missing in entries written before
+    /// versions were kept (read as 0).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    version: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    presenting: Option<PresentingEntry>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    refused: Option<RefusalEntry>,
     /// Fields a later release added: kept as they were.
     #[serde(flatten)]
     extra: serde_json::Map<String, serde_json::Value>,
+}
+
+/// [`Presenting`] in the file format: the deadline in Unix milliseconds.
+#[derive(Debug, Serialize, Deserialize)]
+struct PresentingEntry {
+    refresh_digest: String,
+    deadline_ms: u64,
+    attempt: u32,
+}
+
+/// [`Refusal`] in the file format: its time in Unix seconds.
+#[derive(Debug, Serialize, Deserialize)]
+struct RefusalEntry {
+    refresh_digest: String,
+    at: u64,
+    reason: String,
+}
+
+fn digest_field(hex: &str) -> Result<RefreshDigest, Error> {
+    RefreshDigest::from_hex(hex)
+        .ok_or_else(|| Error::store("a stored entry has a malformed refresh_digest", None))
 }
 
 impl fmt::Debug for StoredEntry {
@@ -536,8 +677,55 @@ impl StoredEntry {
                 .refresh_token
                 .as_ref()
                 .map(|r| r.expose_secret().to_owned()),
+            version: None,
+            presenting: None,
+            refused: None,
             extra,
         }
+    }
+
+    fn from_record(record: &StoreRecord) -> Self {
+        let mut entry = Self::from_state(&record.state, Default::default());
+        entry.version = Some(record.version);
+        entry.presenting = record.presenting.as_ref().map(|p| PresentingEntry {
+            refresh_digest: p.refresh_digest.to_hex(),
+            deadline_ms: p
+                .deadline
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+            attempt: p.attempt,
+        });
+        entry.refused = record.refused.as_ref().map(|r| RefusalEntry {
+            refresh_digest: r.refresh_digest.to_hex(),
+            at: unix_secs(r.at).unwrap_or(0),
+            reason: r.reason.clone(),
+        });
+        entry
+    }
+
+    fn to_record(&self) -> Result<StoreRecord, Error> {
+        let presenting = match &self.presenting {
+            Some(p) => Some(Presenting {
+                refresh_digest: digest_field(&p.refresh_digest)?,
+                deadline: UNIX_EPOCH
+                    + Duration::from_millis(p.deadline_ms.min(MAX_EXPIRY_UNIX_SECS * 1000)),
+                attempt: p.attempt,
+            }),
+            None => None,
+        };
+        let refused = match &self.refused {
+            Some(r) => Some(Refusal {
+                refresh_digest: digest_field(&r.refresh_digest)?,
+                at: from_unix_secs(r.at),
+                reason: r.reason.clone(),
+            }),
+            None => None,
+        };
+        Ok(
+            StoreRecord::new(self.to_state()?, self.version.unwrap_or(0))
+                .with_presenting(presenting)
+                .with_refused(refused),
+        )
     }
 
     fn to_value(&self) -> serde_json::Value {
@@ -570,18 +758,47 @@ pub fn encode_entry(state: &TokenState) -> Result<Vec<u8>, Error> {
         .map_err(|e| Error::store(format!("cannot encode a stored entry: {e}"), None))
 }
 
+/// One record in the file format's entry encoding: [`encode_entry`]'s fields with the record's
+/// version and what it recorded, readable by [`decode_record`] (and by [`decode_entry`], which
+/// reads the state alone).
+pub fn encode_record(record: &StoreRecord) -> Result<Vec<u8>, Error> {
+    serde_json::to_vec(&StoredEntry::from_record(record))
+        .map_err(|e| Error::store(format!("cannot encode a stored entry: {e}"), None))
+}
+
+/// A record from [`encode_record`]'s (or [`encode_entry`]'s, at version 0) bytes. The error
+/// never quotes the bytes.
+pub fn decode_record(bytes: &[u8]) -> Result<StoreRecord, Error> {
+    parse_entry(bytes)?.to_record()
+}
+
 /// The state of one entry of a store file. The error never quotes the entry (a value in it may
 /// be a token).
 fn entry_state(value: &serde_json::Value) -> Result<TokenState, Error> {
+    entry_of(value)?.to_state()
+}
+
+fn entry_of(value: &serde_json::Value) -> Result<StoredEntry, Error> {
     StoredEntry::deserialize(value)
-        .map_err(|_| Error::store("a stored entry is not in the token store format", None))?
-        .to_state()
+        .map_err(|_| Error::store("a stored entry is not in the token store format", None))
+}
+
+/// The version of one entry of a store file, read even when the rest cannot be (0 when none).
+fn entry_version(value: &serde_json::Value) -> u64 {
+    value
+        .get("version")
+        .and_then(serde_json::Value::as_u64)
+        .unwrap_or(0)
 }
 
 /// A state from [`encode_entry`]'s bytes (or one entry of a store file). The error never quotes
 /// the bytes.
 pub fn decode_entry(bytes: &[u8]) -> Result<TokenState, Error> {
-    let entry: StoredEntry = serde_json::from_slice(bytes).map_err(|e| {
+    parse_entry(bytes)?.to_state()
+}
+
+fn parse_entry(bytes: &[u8]) -> Result<StoredEntry, Error> {
+    serde_json::from_slice(bytes).map_err(|e| {
         Error::store(
             format!(
                 "a stored entry is not in the token store format (line {}, column {})",
@@ -590,8 +807,7 @@ pub fn decode_entry(bytes: &[u8]) -> Result<TokenState, Error> {
             ),
             None,
         )
-    })?;
-    entry.to_state()
+    })
 }
 
 fn io_error(what: &str, path: &Path, e: io::Error) -> Error {
