@@ -316,6 +316,29 @@ impl Error {
         }
     }
 
+    /// Whether the request behind this error may have reached the server: `false` only for a
+    /// transport failure that provably happened before any byte of it left this process (the
+    /// connection refused, a name that did not resolve: [`SendError::not_sent`]). A cache that
+    /// sent a refresh token counts its answer as lost unless this is `false` or the server
+    /// answered.
+    ///
+    /// [`SendError::not_sent`]: crate::http::SendError::not_sent
+    pub fn may_have_reached_server(&self) -> bool {
+        !matches!(self, Self::Transport { source } if source.is::<NotSent>())
+    }
+
+    /// This error marked as one whose request never left this process (see
+    /// [`may_have_reached_server`](Self::may_have_reached_server)); only a transport error
+    /// carries the mark, and its message is unchanged.
+    pub(crate) fn into_not_sent(self) -> Self {
+        match self {
+            Self::Transport { source } if !source.is::<NotSent>() => Self::Transport {
+                source: Box::new(NotSent(source)),
+            },
+            other => other,
+        }
+    }
+
     /// How long the provider asked us to wait, when it did.
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
@@ -370,9 +393,16 @@ impl Error {
             Self::RateLimited { retry_after } => Self::RateLimited {
                 retry_after: *retry_after,
             },
-            Self::Transport { source } => Self::Transport {
-                source: Box::new(Duplicated(error_chain(source.as_ref()))),
-            },
+            Self::Transport { source } => {
+                let copy = Self::Transport {
+                    source: Box::new(Duplicated(error_chain(source.as_ref()))),
+                };
+                if self.may_have_reached_server() {
+                    copy
+                } else {
+                    copy.into_not_sent()
+                }
+            }
             Self::Timeout(d) => Self::Timeout(*d),
             Self::Status { status } => Self::Status { status: *status },
             Self::Unavailable {
@@ -422,6 +452,23 @@ pub fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
 
 #[derive(Debug)]
 struct Duplicated(String);
+
+/// A transport error's source, marked as never sent ([`Error::may_have_reached_server`]); it
+/// reads as the source it wraps.
+#[derive(Debug)]
+struct NotSent(BoxError);
+
+impl std::fmt::Display for NotSent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Display::fmt(&self.0, f)
+    }
+}
+
+impl std::error::Error for NotSent {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.0.source()
+    }
+}
 
 impl std::fmt::Display for Duplicated {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

@@ -45,7 +45,7 @@ use std::time::{Duration, SystemTime};
 use quick_cache::sync::Cache;
 use quick_cache::{DefaultHashBuilder, Lifecycle, UnitWeighter};
 
-use crate::cache::{Common, Slot};
+use crate::cache::{CacheShared, PrincipalCache};
 use crate::{
     AccessToken, CacheConfig, CacheStats, KeyedFetch, TokenFuture, TokenProvider, TokenState,
 };
@@ -93,8 +93,8 @@ pub struct KeyedCache<F: KeyedFetch> {
 }
 
 struct Inner<F: KeyedFetch> {
-    common: Arc<Common<F>>,
-    map: Cache<Arc<str>, Arc<Slot<F>>, UnitWeighter, DefaultHashBuilder, Held>,
+    common: Arc<CacheShared<F>>,
+    map: Cache<Arc<str>, Arc<PrincipalCache<F>>, UnitWeighter, DefaultHashBuilder, Held>,
     /// Serialize the insertion of a new key (never a lookup), a few shards of keys per mutex,
     /// so two callers asking for one new principal at once share one entry.
     inserting: [Mutex<()>; INSERT_LOCKS],
@@ -126,10 +126,10 @@ impl<F: KeyedFetch> fmt::Debug for KeyedCache<F> {
 #[derive(Clone, Copy)]
 struct Held;
 
-impl<F: KeyedFetch> Lifecycle<Arc<str>, Arc<Slot<F>>> for Held {
+impl<F: KeyedFetch> Lifecycle<Arc<str>, Arc<PrincipalCache<F>>> for Held {
     type RequestState = ();
 
-    fn is_pinned(&self, _: &Arc<str>, slot: &Arc<Slot<F>>) -> bool {
+    fn is_pinned(&self, _: &Arc<str>, slot: &Arc<PrincipalCache<F>>) -> bool {
         slot.busy()
     }
 }
@@ -141,7 +141,7 @@ impl<F: KeyedFetch> KeyedCache<F> {
         let max = keyed.max_entries;
         Self {
             inner: Arc::new(Inner {
-                common: Arc::new(Common::new(fetcher, cache, false)),
+                common: Arc::new(CacheShared::new(fetcher, cache, false)),
                 map: Cache::with(
                     max,
                     max as u64,
@@ -200,7 +200,7 @@ impl<F: KeyedFetch> KeyedCache<F> {
             return found;
         }
         let key: Arc<str> = Arc::from(key);
-        let slot = Arc::new(Slot::new(
+        let slot = Arc::new(PrincipalCache::new(
             Arc::clone(&inner.common),
             principal(Arc::clone(&key)),
         ));
@@ -213,7 +213,10 @@ impl<F: KeyedFetch> KeyedCache<F> {
     /// with a single-use credential.
     pub fn detached(&self, principal: F::Principal) -> CachedPrincipal<F> {
         CachedPrincipal {
-            slot: Arc::new(Slot::new(Arc::clone(&self.inner.common), principal)),
+            slot: Arc::new(PrincipalCache::new(
+                Arc::clone(&self.inner.common),
+                principal,
+            )),
         }
     }
 
@@ -274,7 +277,7 @@ impl<F: KeyedFetch> KeyedCache<F> {
 /// One principal of a [`KeyedCache`]: a [`TokenProvider`]. Cheap to clone; clones share the
 /// principal's cache. While any handle lives, the entry stays in the map.
 pub struct CachedPrincipal<F: KeyedFetch> {
-    slot: Arc<Slot<F>>,
+    slot: Arc<PrincipalCache<F>>,
 }
 
 impl<F: KeyedFetch> Clone for CachedPrincipal<F> {
@@ -350,7 +353,7 @@ crate::forward_token_provider!([F: KeyedFetch] CachedPrincipal<F> => |this| &thi
 mod tests {
     use std::sync::Arc;
 
-    use crate::cache::Slot;
+    use crate::cache::PrincipalCache;
 
     #[derive(Debug)]
     struct Tenants;
@@ -372,7 +375,7 @@ mod tests {
     /// added to either is paid once per principal, thousands of times.
     #[test]
     fn a_principal_stays_small() {
-        assert!(std::mem::size_of::<Slot<Tenants>>() <= 120);
+        assert!(std::mem::size_of::<PrincipalCache<Tenants>>() <= 120);
         assert!(crate::cache::entry_size() <= 32);
     }
 }

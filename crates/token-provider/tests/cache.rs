@@ -331,12 +331,14 @@ async fn dropping_the_leaders_future_neither_cancels_nor_poisons_the_fetch() {
     assert_eq!(h.calls(), 1);
 }
 
+/// A panicking fetch is a transient failure: its waiters wake with an error, the failure is held
+/// with backoff (20 callers in a row make no request), and the call after the backoff fetches.
 #[tokio::test(start_paused = true)]
-async fn a_panicking_fetch_wakes_its_waiters_and_the_next_call_tries_again() {
+async fn a_panicking_fetch_is_held_with_backoff_and_the_call_after_it_tries_again() {
     let clock = TokioClock::new(t0());
     let h = harness(
         Duration::from_millis(10),
-        |c| c,
+        |c| c.backoff(Duration::from_secs(4), Duration::from_secs(8)),
         move |n, _| {
             if n == 0 {
                 panic!("fetcher bug");
@@ -346,14 +348,22 @@ async fn a_panicking_fetch_wakes_its_waiters_and_the_next_call_tries_again() {
     );
     let err = h.provider.token().await.unwrap_err();
     assert!(matches!(err, Error::Transport { .. }), "{err:?}");
+    assert!(err.to_string().contains("transport"), "{err}");
+    for _ in 0..20 {
+        let again = h.provider.token().await.unwrap_err();
+        assert!(matches!(again, Error::Transport { .. }), "{again:?}");
+    }
+    assert_eq!(h.calls(), 1, "the held failure answered, no new request");
+    tokio::time::sleep(Duration::from_secs(4)).await;
     assert_eq!(secret_of(&h.provider.token().await.unwrap()), "token-1");
+    assert_eq!(h.calls(), 2);
 }
 
 #[tokio::test(start_paused = true)]
 async fn a_slow_fetch_is_bounded_by_the_load_timeout() {
     let clock = TokioClock::new(t0());
     let h = harness(
-        Duration::from_secs(600),
+        Duration::from_secs(100),
         |c| c.load_timeout(Duration::from_secs(2)),
         hourly(clock),
     );
@@ -362,10 +372,60 @@ async fn a_slow_fetch_is_bounded_by_the_load_timeout() {
         matches!(err, Error::Timeout(d) if d == Duration::from_secs(2)),
         "{err:?}"
     );
-    // The fetch carried on: once it lands, callers get its token.
-    tokio::time::sleep(Duration::from_secs(600)).await;
+    // The fetch carried on (within its deadline): once it lands, callers get its token.
+    tokio::time::sleep(Duration::from_secs(100)).await;
     assert_eq!(secret_of(&h.provider.token().await.unwrap()), "token-0");
     assert_eq!(h.calls(), 1);
+}
+
+/// A fetch that hangs is abandoned at its deadline: the in-flight marker is cleared, its
+/// waiters get a timeout naming the deadline, the failure is held with backoff, and the call
+/// after the backoff starts a new fetch (before, the hung fetch kept the marker and no fetch
+/// ever started again).
+#[tokio::test(start_paused = true)]
+async fn a_hung_fetch_is_abandoned_at_its_deadline_and_a_new_one_starts() {
+    #[derive(Debug)]
+    struct HangsFirst(Arc<AtomicUsize>, TokioClock);
+
+    #[async_trait]
+    impl Fetch for HangsFirst {
+        async fn fetch(&self, _: Option<&TokenState>) -> Result<TokenState, Error> {
+            let n = self.0.fetch_add(1, Ordering::SeqCst);
+            if n == 0 {
+                std::future::pending::<()>().await;
+            }
+            Ok(token_n(&self.1, n, HOUR))
+        }
+    }
+
+    let clock = TokioClock::new(t0());
+    let calls = Arc::new(AtomicUsize::new(0));
+    let provider = CachedTokenProvider::with_config(
+        HangsFirst(Arc::clone(&calls), clock.clone()),
+        CacheConfig::new()
+            .clock(Arc::new(clock))
+            .fetch_timeout(Duration::from_secs(30))
+            .load_timeout(Duration::from_secs(600))
+            .backoff(Duration::from_secs(2), Duration::from_secs(2)),
+    );
+    let started = tokio::time::Instant::now();
+    let err = provider.token().await.unwrap_err();
+    assert!(
+        matches!(err, Error::Timeout(d) if d == Duration::from_secs(30)),
+        "{err:?}"
+    );
+    assert_eq!(
+        started.elapsed(),
+        Duration::from_secs(30),
+        "the deadline ended the wait"
+    );
+    assert!(
+        !provider.stats().fetching,
+        "the in-flight marker was cleared"
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(secret_of(&provider.token().await.unwrap()), "token-1");
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
 }
 
 #[tokio::test(start_paused = true)]

@@ -88,7 +88,11 @@ impl SendError {
 
     /// The error, for a caller with nothing to do about what was spent.
     pub fn into_error(self) -> Error {
-        self.error
+        if self.reached {
+            self.error
+        } else {
+            self.error.into_not_sent()
+        }
     }
 }
 
@@ -106,7 +110,7 @@ impl std::error::Error for SendError {
 
 impl From<SendError> for Error {
     fn from(e: SendError) -> Self {
-        e.error
+        e.into_error()
     }
 }
 

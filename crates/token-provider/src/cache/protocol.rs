@@ -1,0 +1,419 @@
+//! The store protocol: one fetch of one principal through a [`TokenStore`]. Lock (to save
+//! duplicate work), read the record, adopt a fresh token another holder saved, wait for a
+//! presentation under way, record this one's presentation, fetch, and save with the version
+//! read. Correctness comes from the versions and the recorded outcomes
+//! ([`StoreRecord`](crate::StoreRecord)), never from the lock: a lease can lapse, a store can
+//! forget everything, a reply can be lost.
+
+use std::time::{Duration, SystemTime};
+
+use tracing::{debug, error, warn};
+
+use super::slot::{Obtained, PrincipalCache};
+use crate::store::{Presenting, Refusal, StoreKey, StoreLock, StoreRecord, TokenStore};
+use crate::token::is_b64token;
+use crate::{Error, KeyedFetch, TokenState};
+
+/// How often a holder waiting for another's presentation reads the record again.
+const PRESENTATION_POLL: Duration = Duration::from_millis(200);
+
+/// How often a save refused for a version read too early is tried again after reading anew.
+const SAVE_ROUNDS: usize = 4;
+
+/// What became of a presented refresh token, judged from the fetch's error.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Fate {
+    /// The provider refused it: nobody presents it again.
+    Refused,
+    /// Still good: the provider answered without taking it, or it never left this process.
+    Unspent,
+    /// The answer may have been lost on its way (a timeout, a reset, a garbled answer): it may
+    /// be presented once more.
+    Lost,
+}
+
+fn fate(error: &Error) -> Fate {
+    if !error.may_have_reached_server() {
+        return Fate::Unspent;
+    }
+    match error {
+        Error::UserAction { .. } => Fate::Refused,
+        Error::Rejected { .. }
+        | Error::RateLimited { .. }
+        | Error::Status { .. }
+        | Error::Unavailable { .. }
+        | Error::Config { .. } => Fate::Unspent,
+        _ => Fate::Lost,
+    }
+}
+
+/// The error every holder answers once a refresh token was refused, without presenting it.
+fn refused_error(refusal: &Refusal) -> Error {
+    Error::user_action(format!(
+        "the provider refused the stored refresh token ({}); sign in again",
+        refusal.reason
+    ))
+}
+
+impl<F: KeyedFetch> PrincipalCache<F> {
+    /// One fetch begun under `epoch`, through the store when there is one: the new state, or
+    /// the entry adopted from the store. `deadline` is when the fetch is abandoned, recorded
+    /// with a presentation so that others wait for this one's answer until then.
+    pub(super) async fn fetch(&self, epoch: u32, deadline: SystemTime) -> Result<Obtained, Error> {
+        let fetcher = &self.common.fetcher;
+        let Some((store, key)) = self.store()? else {
+            let previous = self.previous_state();
+            let state = fetcher.fetch(&self.principal, previous.as_ref()).await?;
+            return Ok(Obtained::New(self.stamp(state)));
+        };
+        let key = &key;
+        let lock = match store.lock(key).await {
+            Ok(lock) => lock,
+            // The store cannot be reached: a grant that spends nothing is fetched here, once
+            // per process, and not saved; any other waits for the store (a refresh token spent
+            // outside the fleet's records could be spent twice).
+            Err(Error::StoreUnavailable { reason })
+                if fetcher.repeatable_without_store(&self.principal) =>
+            {
+                warn!(
+                    cache = self.config().name,
+                    error = %reason,
+                    "the token store is unavailable: fetching without it (the grant is safe to repeat)"
+                );
+                let state = fetcher.fetch(&self.principal, None).await?;
+                return Ok(Obtained::New(self.stamp(state)));
+            }
+            Err(e) => return Err(e),
+        };
+        // `forget` took the lock first, and removed what it forgot: this fetch began before it
+        // returned, so it neither fetches nor saves.
+        if self.lock().epoch != epoch {
+            return Err(forgotten());
+        }
+        let mut rounds = 0;
+        loop {
+            let record = store.load_record(key).await?;
+            match self
+                .through_record(store, key, &lock, record, deadline)
+                .await?
+            {
+                Step::Done(obtained) => return Ok(obtained),
+                Step::ReadAgain if rounds < SAVE_ROUNDS => rounds += 1,
+                Step::ReadAgain => {
+                    return Err(Error::store_busy(format!(
+                        "the record of {key} kept changing while this holder read it"
+                    )));
+                }
+            }
+        }
+    }
+
+    /// The protocol from one read of the record on.
+    async fn through_record(
+        &self,
+        store: &dyn TokenStore,
+        key: &StoreKey,
+        lock: &StoreLock,
+        record: Option<StoreRecord>,
+        deadline: SystemTime,
+    ) -> Result<Step, Error> {
+        let now = self.common.now();
+        let previous = self.previous_state();
+        let (rejected, first_load, unsaved) = {
+            let mut control = self.lock();
+            let first = !control.loaded_from_store;
+            control.loaded_from_store = true;
+            (
+                control.rejected().cloned(),
+                first,
+                control.unsaved().is_some(),
+            )
+        };
+        let read = record.as_ref().map(|r| r.version);
+        let mut attempt = 1;
+        let mut base = previous.clone();
+        if let Some(record) = record {
+            let entry = self.entry(record.state.clone(), now);
+            let token = &entry.state.access_token;
+            let is_rejected = rejected.as_ref() == Some(token);
+            let ours = previous.as_ref().is_some_and(|p| p.access_token == *token);
+            let sendable = is_b64token(token.secret().expose_secret());
+            if now < entry.soft() && sendable && !is_rejected && (first_load || !ours) {
+                debug!(cache = self.config().name, "token adopted from the store");
+                // What the store holds now is newer than the state that could not be saved.
+                self.lock()
+                    .clear_incidents(|incidents| incidents.unsaved = None);
+                return Ok(Step::Done(Obtained::Adopted(entry)));
+            }
+            // The store's refresh token is the newest anybody holds, unless our last save
+            // failed: then the store still holds the one our state rotated away.
+            if !(unsaved && previous.is_some()) {
+                if let Some(refusal) = record.refused_own() {
+                    if !self
+                        .common
+                        .fetcher
+                        .repeatable_without_store(&self.principal)
+                    {
+                        return Err(refused_error(refusal));
+                    }
+                    // A fetch from scratch spends nothing (a password grant): it replaces the
+                    // dead refresh token.
+                    base = Some(TokenState {
+                        refresh_token: None,
+                        ..record.state
+                    });
+                } else if let Some(presenting) = record.presenting_own() {
+                    if now < presenting.deadline {
+                        // Another holder presented it and may still save the answer.
+                        let wait = presenting
+                            .deadline
+                            .duration_since(now)
+                            .unwrap_or_default()
+                            .min(PRESENTATION_POLL);
+                        debug!(
+                            cache = self.config().name,
+                            "waiting for another holder's refresh to be saved"
+                        );
+                        tokio::time::sleep(wait).await;
+                        return Ok(Step::ReadAgain);
+                    }
+                    if presenting.attempt >= 2 {
+                        // Its answer was lost twice: never presented a third time.
+                        let refusal = Refusal::new(
+                            record.state.refresh_token.as_ref().expect("presenting_own"),
+                            now,
+                            "its answer was lost twice",
+                        );
+                        let refused = record.clone().with_refused(refusal.clone());
+                        self.record(store, key, lock, &refused, read).await;
+                        return Err(refused_error(&refusal));
+                    }
+                    attempt = 2;
+                    base = Some(record.state);
+                } else {
+                    base = Some(record.state);
+                }
+            }
+        }
+        let presented = base.as_ref().and_then(|b| b.refresh_token.clone());
+        let mut read = read;
+        if let (Some(refresh_token), true) = (&presented, store.versioned()) {
+            let state = base.clone().expect("a presented refresh token has a state");
+            let marker = StoreRecord::new(state, 0).with_presenting(Presenting::new(
+                refresh_token,
+                deadline,
+                attempt,
+            ));
+            match store.save_record(key, &marker, read, lock).await {
+                Ok(version) => read = Some(version),
+                Err(Error::StoreFenced { .. }) => return Ok(Step::ReadAgain),
+                Err(e) => return Err(e),
+            }
+        }
+        let result = self
+            .common
+            .fetcher
+            .fetch(&self.principal, base.as_ref())
+            .await;
+        let state = match result {
+            Ok(state) => self.stamp(state),
+            Err(error) => {
+                if let (Some(refresh_token), Some(base)) = (&presented, &base) {
+                    self.record_failure(store, key, lock, read, base, refresh_token, &error)
+                        .await;
+                }
+                return Err(error);
+            }
+        };
+        self.save(store, key, lock, read, base.as_ref(), state)
+            .await
+            .map(Step::Done)
+    }
+
+    /// Saves a fetched `state` with the version read; refused, reads again and saves over a
+    /// record whose state is still `base` (only markers changed, or nothing is stored), and
+    /// gives way only to a newer state.
+    async fn save(
+        &self,
+        store: &dyn TokenStore,
+        key: &StoreKey,
+        lock: &StoreLock,
+        mut read: Option<u64>,
+        base: Option<&TokenState>,
+        state: TokenState,
+    ) -> Result<Obtained, Error> {
+        let record = StoreRecord::new(state, 0);
+        let mut refusal = None;
+        for _ in 0..SAVE_ROUNDS {
+            match store.save_record(key, &record, read, lock).await {
+                Ok(_) => {
+                    self.lock()
+                        .clear_incidents(|incidents| incidents.unsaved = None);
+                    return Ok(Obtained::New(record.state));
+                }
+                Err(Error::StoreFenced { reason }) => {
+                    let stored = match store.load_record(key).await {
+                        Ok(stored) => stored,
+                        Err(e) => {
+                            refusal = Some(e);
+                            break;
+                        }
+                    };
+                    match stored {
+                        Some(stored) if is_newer(&stored.state, base) => {
+                            return self.give_way(stored, record.state, reason);
+                        }
+                        stored => read = stored.map(|s| s.version),
+                    }
+                    refusal = Some(Error::store_fenced(reason));
+                }
+                Err(e) => {
+                    refusal = Some(e);
+                    break;
+                }
+            }
+        }
+        // Not saved: the state is still returned and cached in memory (dropping a rotated
+        // refresh token because the store failed would lock the user out), the next refresh
+        // starts from it, and the failure is kept for `store_error`.
+        let e = refusal.unwrap_or_else(|| Error::store_busy("the record kept changing"));
+        error!(
+            cache = self.config().name,
+            key = %key,
+            error = %e,
+            "could not save the new token state: a restart will not have it"
+        );
+        self.lock()
+            .update(|incidents| incidents.unsaved = Some(std::sync::Arc::new(e)));
+        Ok(Obtained::New(record.state))
+    }
+
+    /// The store holds a newer state than the one this fetch began from: it is what the rest of
+    /// the store's users hold, so it wins and `ours` is dropped; unless it cannot be used (a
+    /// token a caller reported refused, or already expired), then ours is kept, unsaved.
+    fn give_way(
+        &self,
+        stored: StoreRecord,
+        ours: TokenState,
+        reason: String,
+    ) -> Result<Obtained, Error> {
+        let now = self.common.now();
+        let entry = self.entry(stored.state, now);
+        let token = &entry.state.access_token;
+        let valid = now < entry.soft() || entry.hard().is_some_and(|hard| now < hard);
+        let sendable = is_b64token(token.secret().expose_secret());
+        let is_rejected = self.lock().rejected().is_some_and(|r| r == token);
+        if valid && sendable && !is_rejected {
+            warn!(
+                cache = self.config().name,
+                "another holder saved a newer state: adopting it"
+            );
+            self.lock()
+                .clear_incidents(|incidents| incidents.unsaved = None);
+            return Ok(Obtained::Adopted(entry));
+        }
+        warn!(
+            cache = self.config().name,
+            "the store holds a newer state that cannot be used: keeping ours, unsaved"
+        );
+        let unsaved = std::sync::Arc::new(Error::store_fenced(reason));
+        self.lock()
+            .update(|incidents| incidents.unsaved = Some(unsaved));
+        Ok(Obtained::New(ours))
+    }
+
+    /// Records what became of a presented refresh token after a failed fetch: a refusal, so
+    /// nobody presents it again; an unspent token, so the next holder presents it without
+    /// waiting; or a lost answer, due now, so the next holder presents it once more.
+    #[allow(clippy::too_many_arguments)]
+    async fn record_failure(
+        &self,
+        store: &dyn TokenStore,
+        key: &StoreKey,
+        lock: &StoreLock,
+        read: Option<u64>,
+        base: &TokenState,
+        refresh_token: &crate::Secret,
+        error: &Error,
+    ) {
+        if !store.versioned() {
+            return;
+        }
+        let now = self.common.now();
+        let record = StoreRecord::new(base.clone(), 0);
+        let record = match fate(error) {
+            Fate::Refused => {
+                record.with_refused(Refusal::new(refresh_token, now, error.to_string()))
+            }
+            Fate::Unspent => record,
+            Fate::Lost => {
+                let stored = store.load_record(key).await.ok().flatten();
+                let attempt = stored
+                    .as_ref()
+                    .and_then(StoreRecord::presenting_own)
+                    .map_or(1, |p| p.attempt);
+                record.with_presenting(Presenting::new(refresh_token, now, attempt))
+            }
+        };
+        self.record(store, key, lock, &record, read).await;
+    }
+
+    /// Writes `record` over the version read; a failure is logged, never in the way of the
+    /// error being answered (a record not written only makes the next holder wait or ask).
+    async fn record(
+        &self,
+        store: &dyn TokenStore,
+        key: &StoreKey,
+        lock: &StoreLock,
+        record: &StoreRecord,
+        read: Option<u64>,
+    ) {
+        if let Err(e) = store.save_record(key, record, read, lock).await {
+            warn!(
+                cache = self.config().name,
+                key = %key,
+                error = %e,
+                "could not record the refresh token's outcome in the store"
+            );
+        }
+    }
+}
+
+/// What one read of the record led to.
+enum Step {
+    Done(Obtained),
+    /// The record changed, or another holder's answer is awaited: read it again.
+    ReadAgain,
+}
+
+/// Whether `stored` is a newer state than `base`, the one a fetch began from.
+fn is_newer(stored: &TokenState, base: Option<&TokenState>) -> bool {
+    base.is_none_or(|base| {
+        stored.access_token != base.access_token || stored.refresh_token != base.refresh_token
+    })
+}
+
+fn forgotten() -> Error {
+    Error::store(
+        "the principal was forgotten while this fetch waited for the store's lock",
+        None,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_refresh_tokens_fate_follows_the_answer() {
+        assert_eq!(fate(&Error::user_action("sign in")), Fate::Refused);
+        assert_eq!(fate(&Error::rejected(Some(401), None, None)), Fate::Unspent);
+        assert_eq!(fate(&Error::http_status(503)), Fate::Unspent);
+        assert_eq!(fate(&Error::timeout(Duration::from_secs(1))), Fate::Lost);
+        assert_eq!(fate(&Error::transport("reset")), Fate::Lost);
+        assert_eq!(fate(&Error::malformed("garbled")), Fate::Lost);
+        let refused = Error::transport("connection refused").into_not_sent();
+        assert_eq!(fate(&refused), Fate::Unspent);
+        assert_eq!(fate(&refused.duplicate()), Fate::Unspent);
+    }
+}
