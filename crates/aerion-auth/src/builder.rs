@@ -136,7 +136,9 @@ impl AerionBuilder {
         self.tenant(Tenant::Referrer(referrer.into()))
     }
 
-    /// The username (the user's email address) for the password grant.
+    /// The username (the user's email address) for the password grant. ASCII blanks around it
+    /// are dropped; otherwise it is sent, and keys the store, exactly as given (no case or
+    /// Unicode folding).
     pub fn username(mut self, username: impl Into<String>) -> Self {
         self.username = Some(username.into());
         self
@@ -198,8 +200,10 @@ impl AerionBuilder {
             .trimmed();
         let tenant_header = tenant.header()?;
 
-        let username = self.username.map(|u| u.trim().to_owned());
-        if username.as_deref() == Some("") {
+        // Only ASCII blanks are trimmed: the username keys the store, and any other character
+        // (a no-break space, a Kelvin sign) makes it another user's key, never this one's.
+        let username = self.username.map(|u| u.trim_ascii().to_owned());
+        if username.as_deref().is_some_and(|u| u.trim().is_empty()) {
             return Err(Error::config(ENV_USERNAME, "must not be empty"));
         }
         for (field, secret) in [

@@ -80,6 +80,10 @@
 //!   32 hex digits of the SHA-256 of the configured refresh token: two SSO users of one tenant
 //!   share a store safely, and one user's rotations all stay under the key of the refresh token
 //!   they configured (configuring a new one starts a new entry).
+//! - Usernames and tenants are identities, kept exactly as given but for ASCII blanks around
+//!   them: no case or Unicode folding, so two that merely look alike (a Kelvin sign for a `k`, a
+//!   trailing no-break space) never share a stored state. A username is sent as given, whatever
+//!   its characters; a tenant that is not visible ASCII is refused (it travels in a header).
 //! - Some deployments answer at `{base}/v1/oauth2/token`: set
 //!   [`token_url`](AerionBuilder::token_url) for those.
 

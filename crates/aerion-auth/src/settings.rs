@@ -71,11 +71,14 @@ impl Tenant {
         }
     }
 
+    /// ASCII blanks around the value dropped. Any other character stays, for `header` to
+    /// refuse: trimming a no-break space would make `acme.aerion.app\u{A0}` another spelling of
+    /// `acme.aerion.app`, sharing its store entries.
     pub(crate) fn trimmed(self) -> Self {
         match self {
-            Self::CompanyUrl(v) => Self::CompanyUrl(v.trim().to_owned()),
-            Self::Origin(v) => Self::Origin(v.trim().to_owned()),
-            Self::Referrer(v) => Self::Referrer(v.trim().to_owned()),
+            Self::CompanyUrl(v) => Self::CompanyUrl(v.trim_ascii().to_owned()),
+            Self::Origin(v) => Self::Origin(v.trim_ascii().to_owned()),
+            Self::Referrer(v) => Self::Referrer(v.trim_ascii().to_owned()),
         }
     }
 

@@ -502,3 +502,94 @@ async fn server_errors_are_retried_then_reported_as_transient() {
     failing.assert_async().await;
     ok.assert_async().await;
 }
+
+#[tokio::test]
+async fn look_alike_usernames_never_share_a_principal() {
+    // Each beside the plain username it resembles: Unicode case mapping, case folding, NFKC or
+    // Unicode trimming would turn the look-alike into it.
+    let usernames = [
+        "kim@acme.example",
+        "\u{212A}im@acme.example",  // KELVIN SIGN
+        "\u{FF4B}im@acme.example",  // FULLWIDTH LATIN SMALL LETTER K
+        "kim@acme.example\u{200B}", // a trailing ZERO WIDTH SPACE
+        "kim@acme.example\u{A0}",   // a trailing NO-BREAK SPACE
+        "sam@acme.example",
+        "\u{017F}am@acme.example", // LATIN SMALL LETTER LONG S
+    ];
+    let mut server = mockito::Server::new_async().await;
+    let mut mocks = Vec::new();
+    for (i, username) in usernames.iter().enumerate() {
+        let grant = token_mock(&mut server, password_form(username, PASSWORD)).expect(1);
+        let rt = format!("rt-{i}");
+        mocks.push(issue(grant, &format!("at-{i}"), Some(&rt)).await);
+    }
+    // One store, one process per user.
+    let store = Arc::new(MemoryStore::new());
+    let clock = fixed_clock();
+    let mut keys = Vec::new();
+    for (i, username) in usernames.iter().enumerate() {
+        let aerion = builder(&server, &clock)
+            .username(*username)
+            .password(PASSWORD)
+            .store(store.clone())
+            .build()
+            .unwrap();
+        assert_eq!(
+            aerion.token().await.unwrap().secret().expose_secret(),
+            format!("at-{i}"),
+            "{} was served another user's token",
+            username.escape_default()
+        );
+        let key = aerion.store_key();
+        assert_eq!(key.parts()[3], *username);
+        keys.push(key);
+    }
+    let mut stored: Vec<StoreKey> = store
+        .entries()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(key, _)| key)
+        .collect();
+    stored.sort();
+    keys.sort();
+    assert_eq!(stored, keys);
+    for mock in mocks {
+        mock.assert_async().await;
+    }
+}
+
+#[test]
+fn look_alike_tenants_are_refused() {
+    // Each would otherwise be another spelling of `acme.aerion.app`; only ASCII blanks are
+    // trimmed.
+    for tenant in [
+        "acme.aerion.app\u{A0}",
+        "\u{A0}acme.aerion.app",
+        "acme.aerion.app\u{200B}",
+        "\u{FF41}cme.aerion.app",
+        "acme.aerion.app\u{212A}",
+        "acme.aerion.app\u{017F}",
+    ] {
+        let err = Aerion::builder()
+            .company_url(tenant)
+            .username(USERNAME)
+            .password(PASSWORD)
+            .build()
+            .unwrap_err();
+        assert!(
+            matches!(err, Error::Config { ref field, .. } if field == "AERION_COMPANY_URL"),
+            "{}: {err:?}",
+            tenant.escape_default()
+        );
+    }
+    // ASCII blanks are still trimmed.
+    let aerion = Aerion::builder()
+        .company_url(" acme.aerion.app\t")
+        .username(" me@acme.example ")
+        .password(PASSWORD)
+        .build()
+        .unwrap();
+    assert_eq!(aerion.tenant(), &Tenant::CompanyUrl(TENANT.to_owned()));
+    assert_eq!(aerion.store_key().parts()[3], USERNAME);
+}

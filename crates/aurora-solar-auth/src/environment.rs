@@ -147,11 +147,13 @@ impl Target {
     }
 }
 
-/// A required identifier, trimmed; `field` names it when it is missing or blank, or when it is
-/// `.` or `..` (in any spelling): ids are path segments, and the URL library drops a dot
-/// segment, so `tenants/../create_token` would go out as another request than the one meant.
+/// A required identifier, ASCII blanks around it trimmed (any other character is part of the
+/// id, so two ids that merely look alike stay two); `field` names it when it is missing or
+/// blank, or when it is `.` or `..` (in any spelling): ids are path segments, and the URL
+/// library drops a dot segment, so `tenants/../create_token` would go out as another request
+/// than the one meant.
 pub(crate) fn required_id(field: &str, value: Option<&str>) -> Result<String, Error> {
-    match value.map(str::trim) {
+    match value.map(str::trim_ascii) {
         Some(v) if !v.is_empty() => {
             let decoded = v.to_ascii_lowercase().replace("%2e", ".");
             if decoded == "." || decoded == ".." {

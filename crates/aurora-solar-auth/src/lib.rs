@@ -140,7 +140,7 @@
 //!   [`Error::UserAction`].
 //! - **`expires_at`** is read in the documented `YYYY-MM-DD HH:MM:SS UTC` form, or RFC 3339.
 //! - **The user list** is one page (`{"users": [...]}`); a user matches when the email is equal
-//!   ignoring case and `account_status` is `active`. An account in another state does not
+//!   ignoring ASCII case (see [Identities](#identities)) and `account_status` is `active`. An account in another state does not
 //!   match, so the user is invited; when that invitation is refused with 409 or 422 (the email
 //!   is taken: an "SDK User" invited earlier who never logged in, a pending account), the list is
 //!   read again accepting any status and the token is generated for that account. Only when no
@@ -151,7 +151,21 @@
 //!   twice by the HTTP client's retries.
 //! - **Store keys** are `aurora-solar|<environment or host>|<tenant id>|<application id>` (one
 //!   temporary key per application and tenant, whether from the backend or the embedded
-//!   exchange) and `aurora-solar-sdk|<environment or host>|<tenant id>|<lowercased email>`.
+//!   exchange) and `aurora-solar-sdk|<environment or host>|<tenant id>|<email, ASCII letters
+//!   lowercased>`.
+//! - **Emails Aurora did not list** are other accounts: an invitation for one creates a new
+//!   account or is refused, and is never answered with the id of an account listed under another
+//!   email.
+//!
+//! # Identities
+//!
+//! Tenant ids, application ids and emails are compared exactly. The only changes made to them
+//! are that ASCII blanks around them are dropped and, in emails, ASCII letters are lowercased;
+//! no Unicode case mapping, folding or normalisation is applied. So `kim@example.com` and the
+//! same text with U+212A KELVIN SIGN for its `k` are two users, with two caches, two store
+//! entries and two JWTs (as are spellings with a long s, fullwidth letters or a zero-width
+//! space). A non-ASCII email is accepted and sent as given; an email holding any whitespace (a
+//! no-break space included) is refused with [`Error::Config`] naming `AURORA_SOLAR_USER_EMAIL`.
 //!
 //! # Security
 //!

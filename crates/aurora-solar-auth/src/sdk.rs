@@ -58,7 +58,8 @@ const NOT_FOUND: &str = "no such tenant or user, or the API key has no access to
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct SdkUser {
-    /// The user's email, matched case-insensitively (`AURORA_SOLAR_USER_EMAIL`).
+    /// The user's email (`AURORA_SOLAR_USER_EMAIL`): ASCII letters are matched without regard
+    /// to case, every other character exactly.
     pub email: String,
     /// First name, for an invitation (`AURORA_SOLAR_USER_FIRST_NAME`).
     pub first_name: Option<String>,
@@ -96,9 +97,11 @@ impl SdkUser {
         self
     }
 
-    /// Trimmed, blank optional fields dropped; the email checked.
+    /// Trimmed, blank optional fields dropped; the email checked. Only ASCII blanks are trimmed
+    /// from the email: another blank (a no-break space) is part of what was given, so the email
+    /// is refused rather than taken for the one without it.
     fn normalized(&self) -> Result<Self, Error> {
-        let email = self.email.trim();
+        let email = self.email.trim_ascii();
         if email.is_empty() {
             return Err(Error::config(USER_EMAIL_VAR, "is required"));
         }
@@ -124,7 +127,7 @@ impl SdkUser {
 /// JWT for any user of the tenant (inviting the user as an "SDK User" when missing).
 ///
 /// Cheap to clone; clones share the per-user caches. [`user`](Self::user) hands out one cached
-/// provider per user (by case-insensitive email). With a default user
+/// provider per user (by email, ASCII case ignored). With a default user
 /// ([`ClientSdkBuilder::user`]) the value is itself a [`TokenProvider`] for that user.
 ///
 /// The users' JWTs live in a bounded map ([`token_provider::KeyedCache`]): at most 10,000 users
@@ -189,22 +192,23 @@ impl ClientSdk {
         &self.shared.conn.base
     }
 
-    /// The cached JWT provider of `user`: one per email (compared case-insensitively), so
-    /// asking again for the same user returns the same cache and JWT. The names and phone of
+    /// The cached JWT provider of `user`: one per email (ASCII letters compared without regard
+    /// to case, every other character exactly), so asking again for the same user returns the
+    /// same cache and JWT. The names and phone of
     /// the first request for an email are the ones used for an invitation.
     ///
     /// Fails only when the email is blank or not an address (naming `AURORA_SOLAR_USER_EMAIL`).
-    /// A cached user given by a trimmed, lowercase email is found without a lock over the map
-    /// and without allocating.
+    /// A cached user given by a trimmed email in ASCII lowercase is found without a lock over
+    /// the map and without allocating.
     pub fn user(&self, user: SdkUser) -> Result<UserJwt, Error> {
-        // Only checked, trimmed, lowercased emails are ever inserted (lowercasing a lowercased
-        // email changes nothing), so an email found as given needs no check; any other spelling
+        // Only checked, trimmed, ASCII-lowercased emails are ever inserted (lowercasing one
+        // again changes nothing), so an email found as given needs no check; any other spelling
         // is found by the slow path.
         if let Some(cache) = self.shared.users.get(&user.email) {
             return Ok(UserJwt { cache });
         }
         let user = user.normalized()?;
-        let key = user.email.to_lowercase();
+        let key = email_key(&user.email);
         let cache = self
             .shared
             .users
@@ -215,7 +219,7 @@ impl ClientSdk {
     /// Drops the cached provider of `email` (handles already given out keep working on their
     /// own). Returns whether there was one.
     pub fn forget_user(&self, email: &str) -> bool {
-        self.shared.users.remove(&email.trim().to_lowercase())
+        self.shared.users.remove(&email_key(email.trim_ascii()))
     }
 
     /// How many users the map holds now.
@@ -298,7 +302,7 @@ impl fmt::Debug for SdkFetcher {
 #[derive(Debug)]
 struct SdkPrincipal {
     user: SdkUser,
-    /// The lowercased email: the map's key, for matching.
+    /// The email with its ASCII letters lowercased: the map's key, for matching.
     email_key: Arc<str>,
 }
 
@@ -350,10 +354,17 @@ struct Jwt {
     jwt: String,
 }
 
+/// The map's key for a checked email: ASCII letters lowercased, every other character kept.
+/// Unicode case mapping would make look-alikes one principal (U+212A KELVIN SIGN lowercases to
+/// `k`) and hand one user's JWT to another.
+fn email_key(email: &str) -> String {
+    email.to_ascii_lowercase()
+}
+
 /// A user id as the API may spell it: a string (the documented UUID) or a number.
 fn id_text(id: Option<&Value>) -> Option<String> {
     match id? {
-        Value::String(s) if !s.trim().is_empty() => Some(s.trim().to_owned()),
+        Value::String(s) if !s.trim_ascii().is_empty() => Some(s.trim_ascii().to_owned()),
         Value::Number(n) => Some(n.to_string()),
         _ => None,
     }
@@ -385,7 +396,7 @@ impl UserFetch<'_> {
             let email_matches = u
                 .email
                 .as_deref()
-                .is_some_and(|e| e.trim().to_lowercase() == self.email_key);
+                .is_some_and(|e| e.trim_ascii().eq_ignore_ascii_case(self.email_key));
             let status = u.account_status.as_deref().map(str::trim).unwrap_or("");
             let active = status.eq_ignore_ascii_case("active");
             // After a refused invitation: an account that exists but has not been taken up yet.
@@ -629,7 +640,7 @@ impl ClientSdkBuilder {
         self
     }
 
-    token_provider::provider_options_setters!(store_key: "`aurora-solar-sdk|<environment or host>|<tenant id>|<lowercased email>`");
+    token_provider::provider_options_setters!(store_key: "`aurora-solar-sdk|<environment or host>|<tenant id>|<email, ASCII letters lowercased>`");
 
     /// The Client SDK token source. Nothing is sent.
     pub fn build(self) -> Result<ClientSdk, Error> {

@@ -875,3 +875,60 @@ async fn a_store_set_through_the_cache_config_keeps_every_tenant_apart() {
         .collect();
     assert_eq!(tenants, ["t1", "t2"]);
 }
+
+#[tokio::test]
+async fn look_alike_tenant_ids_never_share_a_key() {
+    // Each id beside the plain one it resembles, and its path segment as sent.
+    let tenants = [
+        ("t1", "t1"),
+        ("t1\u{A0}", "t1%C2%A0"),      // a trailing NO-BREAK SPACE
+        ("t1\u{200B}", "t1%E2%80%8B"), // a trailing ZERO WIDTH SPACE
+        ("\u{FF54}1", "%EF%BD%941"),   // FULLWIDTH LATIN SMALL LETTER T
+        ("k1", "k1"),
+        ("\u{212A}1", "%E2%84%AA1"), // KELVIN SIGN
+        ("s1", "s1"),
+        ("\u{017F}1", "%C5%BF1"), // LATIN SMALL LETTER LONG S
+    ];
+    let mut server = Server::new_async().await;
+    let mut mocks = Vec::new();
+    for (i, (_, segment)) in tenants.iter().enumerate() {
+        let path = format!("/partner_applications/app-1/tenants/{segment}/create_token");
+        let mock = backend_mock(&mut server, &path)
+            .with_body(key_body(&format!("tk-{i}"), SEED_AT))
+            .expect(1)
+            .create_async()
+            .await;
+        mocks.push(mock);
+    }
+    let store = Arc::new(MemoryStore::new());
+    let clock = clock();
+    let app = builder(&server, &clock)
+        .store(store.clone())
+        .build()
+        .unwrap();
+    for (i, (tenant, _)) in tenants.iter().enumerate() {
+        let key = app.tenant(tenant).unwrap();
+        assert_eq!(
+            key.token().await.unwrap().secret().expose_secret(),
+            format!("tk-{i}"),
+            "{} was served another tenant's key",
+            tenant.escape_default()
+        );
+        assert_eq!(key.tenant_id(), *tenant);
+    }
+    assert_eq!(app.cached_tenants(), tenants.len());
+    let mut stored: Vec<String> = store
+        .entries()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(k, _)| k.parts()[2].clone())
+        .collect();
+    let mut want: Vec<String> = tenants.iter().map(|(t, _)| (*t).to_owned()).collect();
+    stored.sort();
+    want.sort();
+    assert_eq!(stored, want);
+    for mock in mocks {
+        mock.assert_async().await;
+    }
+}

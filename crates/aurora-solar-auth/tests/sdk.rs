@@ -835,3 +835,176 @@ async fn a_deactivated_account_is_never_issued_a_token() {
     invite.assert_async().await;
     generate.assert_async().await;
 }
+
+/// Spellings that Unicode case mapping, case folding or compatibility normalisation would turn
+/// into `kim@example.com` or `sam@example.com`, or that differ from them by an invisible
+/// character. Each is another principal.
+const LOOK_ALIKES: [&str; 4] = [
+    // KELVIN SIGN: its Unicode lowercase is `k`.
+    "\u{212A}im@example.com",
+    // LATIN SMALL LETTER LONG S: case-folds to `s`.
+    "\u{017F}am@example.com",
+    // FULLWIDTH LATIN SMALL LETTER K: `k` under NFKC.
+    "\u{FF4B}im@example.com",
+    // A trailing ZERO WIDTH SPACE.
+    "kim@example.com\u{200B}",
+];
+
+#[tokio::test]
+async fn look_alike_emails_never_share_a_principal() {
+    let mut server = Server::new_async().await;
+    // Every spelling is an account of its own at Aurora.
+    let emails: Vec<&str> = ["kim@example.com", "sam@example.com"]
+        .into_iter()
+        .chain(LOOK_ALIKES)
+        .collect();
+    let ids: Vec<String> = (0..emails.len()).map(|i| format!("u-{i}")).collect();
+    let listed: Vec<_> = emails
+        .iter()
+        .zip(&ids)
+        .map(|(email, id)| (id.as_str(), *email, "active"))
+        .collect();
+    let list = list_mock(&mut server)
+        .with_body(users_body(&listed))
+        .expect(emails.len())
+        .create_async()
+        .await;
+    let invite = invite_mock(&mut server).expect(0).create_async().await;
+    let mut generated = Vec::new();
+    for id in &ids {
+        let mock = generate_mock(&mut server, id)
+            .with_body(token_body(&jwt_for(id)))
+            .expect(1)
+            .create_async()
+            .await;
+        generated.push(mock);
+    }
+    let store = Arc::new(MemoryStore::new());
+    let clock = clock();
+    let sdk = ClientSdk::builder()
+        .base_url(server.url())
+        .api_key(API_KEY)
+        .tenant_id("t1")
+        .http_client(http_client())
+        .clock(Arc::new(clock.clone()))
+        .store(store.clone())
+        .build()
+        .unwrap();
+
+    for (email, id) in emails.iter().zip(&ids) {
+        let user = sdk.user(SdkUser::new(*email)).unwrap();
+        let got = user.token().await.unwrap();
+        assert_eq!(
+            got.secret().expose_secret(),
+            jwt_for(id),
+            "{} was served another user's JWT",
+            email.escape_default()
+        );
+        assert_eq!(user.email(), *email);
+    }
+    assert_eq!(sdk.cached_users(), emails.len());
+    // ASCII case alone is folded: the same account, no request.
+    let kim = sdk.user(SdkUser::new("KIM@Example.com")).unwrap();
+    assert_eq!(
+        kim.token().await.unwrap().secret().expose_secret(),
+        jwt_for("u-0")
+    );
+    assert_eq!(sdk.cached_users(), emails.len());
+    // A no-break space is not trimmed: the email is refused, never taken for Kim's.
+    for spaced in ["kim@example.com\u{A0}", "\u{A0}kim@example.com"] {
+        let err = sdk.user(SdkUser::new(spaced)).unwrap_err();
+        assert!(
+            matches!(err, Error::Config { ref field, .. } if field == "AURORA_SOLAR_USER_EMAIL"),
+            "{}: {err:?}",
+            spaced.escape_default()
+        );
+    }
+
+    // One store entry per spelling, under its own email.
+    let mut stored: Vec<(String, String)> = store
+        .entries()
+        .await
+        .unwrap()
+        .iter()
+        .map(|(key, state)| {
+            let token = state.as_ref().unwrap().access_token.secret();
+            (key.parts()[3].clone(), token.expose_secret().to_owned())
+        })
+        .collect();
+    let mut want: Vec<(String, String)> = emails
+        .iter()
+        .zip(&ids)
+        .map(|(email, id)| ((*email).to_owned(), jwt_for(id)))
+        .collect();
+    stored.sort();
+    want.sort();
+    assert_eq!(stored, want);
+    list.assert_async().await;
+    invite.assert_async().await;
+    for mock in generated {
+        mock.assert_async().await;
+    }
+}
+
+#[tokio::test]
+async fn an_account_whose_email_only_looks_alike_is_never_used() {
+    // Aurora lists Kim alone. The Kelvin-sign user is not Kim: invited under their own email,
+    // and when Aurora refuses that invitation, refused, never handed Kim's account.
+    for (status, answer) in [
+        (201, r#"{"user":{"id":"u-kelvin"}}"#),
+        (409, r#"{"error":"Email has already been taken"}"#),
+    ] {
+        let mut server = Server::new_async().await;
+        let kim = users_body(&[("u-kim", "kim@example.com", "active")]);
+        let reads = if status == 201 { 1 } else { 2 };
+        let list = list_in_turn(&mut server, kim.clone(), kim, reads).await;
+        let invite = invite_mock(&mut server)
+            .match_body(Matcher::Json(json!({
+                "user": {
+                    "first_name": "Kelvin",
+                    "last_name": "Sign",
+                    "email": "\u{212A}im@example.com",
+                    "user_level": "SDK User"
+                }
+            })))
+            .with_status(status)
+            .with_header("content-type", "application/json")
+            .with_body(answer)
+            .expect(1)
+            .create_async()
+            .await;
+        let as_kim = generate_mock(&mut server, "u-kim")
+            .with_body(token_body(&jwt_for("u-kim")))
+            .expect(0)
+            .create_async()
+            .await;
+        let as_kelvin = generate_mock(&mut server, "u-kelvin")
+            .with_body(token_body(&jwt_for("u-kelvin")))
+            .expect(usize::from(status == 201))
+            .create_async()
+            .await;
+        let clock = clock();
+        let got = sdk(&server, &clock)
+            .user(SdkUser::new("\u{212A}im@example.com").with_name("Kelvin", "Sign"))
+            .unwrap()
+            .token()
+            .await;
+        match status {
+            201 => assert_eq!(got.unwrap().secret().expose_secret(), jwt_for("u-kelvin")),
+            _ => assert!(
+                matches!(
+                    got,
+                    Err(Error::Rejected {
+                        status: Some(409),
+                        ..
+                    })
+                ),
+                "{got:?}"
+            ),
+        }
+        list.assert_async().await;
+        invite.assert_async().await;
+        as_kim.assert_async().await;
+        as_kelvin.assert_async().await;
+    }
+}

@@ -1015,3 +1015,142 @@ async fn refresh_discovery_picks_up_a_moved_token_endpoint_and_keeps_the_old_one
         format!("{}/v2/token", server.url())
     );
 }
+
+#[tokio::test]
+async fn look_alike_client_ids_and_audiences_never_share_a_principal() {
+    // Each beside the plain value it resembles: Unicode case mapping, case folding, NFKC or
+    // Unicode trimming would turn the look-alike into it.
+    let client_ids = [
+        "kim-client",
+        "\u{212A}im-client",  // KELVIN SIGN
+        "\u{FF4B}im-client",  // FULLWIDTH LATIN SMALL LETTER K
+        "kim-client\u{200B}", // a trailing ZERO WIDTH SPACE
+        "sam-client",
+        "\u{017F}am-client", // LATIN SMALL LETTER LONG S
+    ];
+    let audience_kelvin = AUDIENCE.replace(".uk", ".u\u{212A}");
+    let audience_zwsp = format!("{AUDIENCE}\u{200B}");
+    let audiences = [AUDIENCE, &audience_kelvin, &audience_zwsp];
+    let mut server = mockito::Server::new_async().await;
+    let (discovery, jwks) = mock_discovery(&mut server, client_ids.len() + audiences.len()).await;
+    let mut mocks = Vec::new();
+    for (i, client_id) in client_ids.iter().enumerate() {
+        let mock = server
+            .mock("POST", "/oauth/token")
+            .match_header("authorization", Matcher::Missing)
+            .match_request(exact_form(&[
+                ("grant_type", "client_credentials"),
+                ("audience", AUDIENCE),
+                ("client_id", client_id),
+                ("client_secret", CLIENT_SECRET),
+            ]))
+            .with_status(200)
+            .with_header("content-type", "application/json")
+            .with_body(token_body(&format!("at-client-{i}"), 86400))
+            .expect(1)
+            .create_async()
+            .await;
+        mocks.push(mock);
+    }
+    for (i, audience) in audiences.iter().enumerate() {
+        let mock = server
+            .mock("POST", "/oauth/token")
+            .match_header("authorization", BASIC)
+            .match_request(exact_form(&[
+                ("grant_type", "client_credentials"),
+                ("audience", audience),
+            ]))
+            .with_status(200)
+            .with_header("content-type", "application/json")
+            .with_body(token_body(&format!("at-audience-{i}"), 86400))
+            .expect(1)
+            .create_async()
+            .await;
+        mocks.push(mock);
+    }
+
+    // One store, one process per client.
+    let store = Arc::new(MemoryStore::new());
+    let mut keys = Vec::new();
+    for (i, client_id) in client_ids.iter().enumerate() {
+        let aurora = builder(&server)
+            .client_id(*client_id)
+            .client_auth(ClientAuth::RequestBody)
+            .store(store.clone())
+            .build()
+            .unwrap();
+        assert_eq!(
+            aurora.token().await.unwrap().secret().expose_secret(),
+            format!("at-client-{i}"),
+            "{} was served another client's token",
+            client_id.escape_default()
+        );
+        keys.push(StoreKey::new(
+            "aurora-uk",
+            &issuer(&server),
+            AUDIENCE,
+            client_id,
+        ));
+    }
+    for (i, audience) in audiences.iter().enumerate() {
+        let aurora = builder(&server)
+            .audience(*audience)
+            .store(store.clone())
+            .build()
+            .unwrap();
+        assert_eq!(
+            aurora.token().await.unwrap().secret().expose_secret(),
+            format!("at-audience-{i}"),
+            "{} was served another audience's token",
+            audience.escape_default()
+        );
+        if i > 0 {
+            keys.push(StoreKey::new(
+                "aurora-uk",
+                &issuer(&server),
+                audience,
+                CLIENT_ID,
+            ));
+        }
+    }
+    // The plain audience with the default client id is one more principal.
+    keys.push(StoreKey::new(
+        "aurora-uk",
+        &issuer(&server),
+        AUDIENCE,
+        CLIENT_ID,
+    ));
+    let mut stored: Vec<StoreKey> = store
+        .entries()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(key, _)| key)
+        .collect();
+    stored.sort();
+    keys.sort();
+    assert_eq!(stored, keys);
+
+    // A no-break space is not trimmed: such a value is refused, never taken for the plain one.
+    let field = |r: Result<AuroraUk, Error>| match r.unwrap_err() {
+        Error::Config { field, .. } => field,
+        other => panic!("expected a config error, got {other:?}"),
+    };
+    assert_eq!(
+        field(builder(&server).client_id("kim-client\u{A0}").build()),
+        "AURORA_UK_CLIENT_ID"
+    );
+    assert_eq!(
+        field(
+            builder(&server)
+                .audience(format!("{AUDIENCE}\u{A0}"))
+                .build()
+        ),
+        "AURORA_UK_AUDIENCE"
+    );
+    discovery.assert_async().await;
+    jwks.assert_async().await;
+    for mock in mocks {
+        mock.assert_async().await;
+    }
+}
