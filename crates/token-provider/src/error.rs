@@ -179,6 +179,42 @@ pub enum Error {
         /// What was refused.
         reason: String,
     },
+
+    /// A refused answer that rotated the refresh token: the error that refused it, with the new
+    /// refresh token, which a fetcher hands back so the cache keeps it (the one sent is spent).
+    /// Shown, and answering every predicate, as the error it wraps; the refresh token is never
+    /// shown. Made by [`with_rotated_refresh_token`](Self::with_rotated_refresh_token), taken
+    /// apart by [`take_rotated_refresh_token`](Self::take_rotated_refresh_token); a cache
+    /// returns only the error it wraps.
+    #[error(transparent)]
+    Rotated(Box<RotatedRefusal>),
+}
+
+/// What [`Error::Rotated`] holds: the error that refused an answer, and the refresh token that
+/// answer rotated in. `Debug` shows the error and a redacted token.
+#[derive(Debug)]
+pub struct RotatedRefusal {
+    error: Error,
+    refresh_token: Secret,
+}
+
+impl RotatedRefusal {
+    /// The error that refused the answer.
+    pub fn error(&self) -> &Error {
+        &self.error
+    }
+}
+
+impl std::fmt::Display for RotatedRefusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Display::fmt(&self.error, f)
+    }
+}
+
+impl std::error::Error for RotatedRefusal {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        std::error::Error::source(&self.error)
+    }
 }
 
 impl Error {
@@ -295,6 +331,45 @@ impl Error {
         }
     }
 
+    /// `self`, as the refusal of an answer that rotated the refresh token to `refresh_token`
+    /// ([`Error::Rotated`]). A fetcher returns it instead of dropping the new refresh token
+    /// with the answer, so the cache keeps the token for the next fetch. Wrapping an error that
+    /// already holds a refresh token replaces that token.
+    ///
+    /// ```
+    /// use token_provider::{Error, Secret};
+    ///
+    /// let err = Error::malformed("token_type `mac` is not Bearer")
+    ///     .with_rotated_refresh_token(Secret::new("rt-2"));
+    /// assert_eq!(err.to_string(), "malformed response: token_type `mac` is not Bearer");
+    /// assert!(err.is_transient());
+    /// let (err, refresh_token) = err.take_rotated_refresh_token();
+    /// assert!(matches!(err, Error::Malformed { .. }));
+    /// assert_eq!(refresh_token, Some(Secret::new("rt-2")));
+    /// ```
+    pub fn with_rotated_refresh_token(self, refresh_token: Secret) -> Self {
+        let (error, _replaced) = self.take_rotated_refresh_token();
+        Self::Rotated(Box::new(RotatedRefusal {
+            error,
+            refresh_token,
+        }))
+    }
+
+    /// The error without a rotated refresh token, and the token when there was one
+    /// ([`Error::Rotated`]); any other error comes back as it is, with `None`.
+    pub fn take_rotated_refresh_token(self) -> (Self, Option<Secret>) {
+        match self {
+            Self::Rotated(refusal) => {
+                let RotatedRefusal {
+                    error,
+                    refresh_token,
+                } = *refusal;
+                (error, Some(refresh_token))
+            }
+            other => (other, None),
+        }
+    }
+
     /// Whether trying again later may succeed (network trouble, rate limits, 5xx, garbled
     /// answers) as opposed to a problem that only a change of configuration or a person can fix.
     pub fn is_transient(&self) -> bool {
@@ -313,6 +388,7 @@ impl Error {
             | Self::Rejected { .. }
             | Self::UserAction { .. }
             | Self::Store { .. } => false,
+            Self::Rotated(refusal) => refusal.error.is_transient(),
         }
     }
 
@@ -344,6 +420,7 @@ impl Error {
         match self {
             Self::RateLimited { retry_after } => *retry_after,
             Self::Unavailable { retry_after, .. } => Some(*retry_after),
+            Self::Rotated(refusal) => refusal.error.retry_after(),
             _ => None,
         }
     }
@@ -354,18 +431,25 @@ impl Error {
             Self::Rejected { status, .. } => *status,
             Self::Status { status } | Self::Unavailable { status, .. } => Some(*status),
             Self::RateLimited { .. } => Some(429),
+            Self::Rotated(refusal) => refusal.error.status(),
             _ => None,
         }
     }
 
     /// Whether the credentials themselves were refused.
     pub fn is_rejected(&self) -> bool {
-        matches!(self, Self::Rejected { .. })
+        match self {
+            Self::Rotated(refusal) => refusal.error.is_rejected(),
+            _ => matches!(self, Self::Rejected { .. }),
+        }
     }
 
     /// Whether a person must act (new session token, new login).
     pub fn needs_user_action(&self) -> bool {
-        matches!(self, Self::UserAction { .. })
+        match self {
+            Self::Rotated(refusal) => refusal.error.needs_user_action(),
+            _ => matches!(self, Self::UserAction { .. }),
+        }
     }
 
     /// A copy for handing the same failure to several waiting callers.
@@ -431,6 +515,10 @@ impl Error {
             Self::StoreFenced { reason } => Self::StoreFenced {
                 reason: reason.clone(),
             },
+            Self::Rotated(refusal) => Self::Rotated(Box::new(RotatedRefusal {
+                error: refusal.error.duplicate(),
+                refresh_token: refusal.refresh_token.clone(),
+            })),
         }
     }
 }
@@ -650,6 +738,51 @@ mod tests {
         assert!(!Error::rejected(Some(401), None, None).is_transient());
         assert!(!Error::user_action("new session token").is_transient());
         assert!(!Error::config("x", "y").is_transient());
+    }
+
+    #[test]
+    fn a_rotated_refresh_token_is_never_shown_and_the_error_answers_as_its_own() {
+        let io = std::io::Error::new(std::io::ErrorKind::ConnectionReset, "reset");
+        let refresh_token = Secret::new("rt-ROTATED-never-shown");
+        for inner in [
+            Error::malformed("aerion token response: token_type `mac` is not Bearer"),
+            Error::rejected(Some(401), Some("invalid_client"), None),
+            Error::unavailable(503, Duration::from_secs(9)),
+            Error::user_action("sign in again"),
+            Error::transport(io),
+        ] {
+            let err = inner
+                .duplicate()
+                .with_rotated_refresh_token(refresh_token.clone());
+            for shown in [
+                err.to_string(),
+                format!("{err:?}"),
+                format!("{err:#?}"),
+                error_chain(&err),
+                format!("{:?}", err.duplicate()),
+            ] {
+                assert!(!shown.contains("ROTATED"), "{shown}");
+            }
+            assert_eq!(err.to_string(), inner.to_string());
+            assert_eq!(error_chain(&err), error_chain(&inner));
+            assert_eq!(err.is_transient(), inner.is_transient());
+            assert_eq!(err.retry_after(), inner.retry_after());
+            assert_eq!(err.status(), inner.status());
+            assert_eq!(err.is_rejected(), inner.is_rejected());
+            assert_eq!(err.needs_user_action(), inner.needs_user_action());
+
+            let (taken, token) = err.duplicate().take_rotated_refresh_token();
+            assert_eq!(token.as_ref(), Some(&refresh_token));
+            assert_eq!(format!("{taken:?}"), format!("{:?}", inner.duplicate()));
+        }
+        // Wrapping again keeps the newer token; an error without one gives none.
+        let err = Error::malformed("x")
+            .with_rotated_refresh_token(Secret::new("rt-old"))
+            .with_rotated_refresh_token(Secret::new("rt-new"));
+        let (err, token) = err.take_rotated_refresh_token();
+        assert!(matches!(err, Error::Malformed { .. }), "{err:?}");
+        assert_eq!(token, Some(Secret::new("rt-new")));
+        assert!(err.take_rotated_refresh_token().1.is_none());
     }
 
     #[test]

@@ -74,7 +74,7 @@ pub use async_trait::async_trait;
 pub use crate::cache::{CacheConfig, CacheStats, CachedTokenProvider};
 pub use crate::clock::{Clock, ManualClock, SharedClock, SystemClock, TokioClock, system_clock};
 pub use crate::env::{ProcessEnv, env_value};
-pub use crate::error::{BoxError, Error, error_chain};
+pub use crate::error::{BoxError, Error, RotatedRefusal, error_chain};
 pub use crate::http::{HttpClient, HttpClientBuilder, RetryPolicy};
 pub use crate::keyed::{CachedPrincipal, KeyedCache, KeyedConfig};
 pub use crate::options::ProviderOptions;
