@@ -10,8 +10,9 @@ use oauth2::basic::{
     BasicErrorResponse, BasicRevocationErrorResponse, BasicTokenIntrospectionResponse,
 };
 use oauth2::{
-    AuthType, ClientId, ClientSecret, EndpointNotSet, EndpointSet, RefreshToken,
-    ResourceOwnerPassword, ResourceOwnerUsername, StandardRevocableToken, TokenResponse, TokenUrl,
+    AuthType, ClientId, ClientSecret, EndpointNotSet, EndpointSet, ErrorResponse, RefreshToken,
+    RequestTokenError, ResourceOwnerPassword, ResourceOwnerUsername, StandardRevocableToken,
+    TokenResponse, TokenUrl,
 };
 use token_provider::http::{
     OAuthAdapter, Repeat, Response, SendError, bearer_token_type, token_error,
@@ -23,7 +24,7 @@ use tracing::{debug, info};
 use url::Url;
 
 use crate::settings::{DEFAULT_CLIENT_SECRET, Tenant};
-use crate::wire::AerionTokenResponse;
+use crate::wire::{AerionTokenResponse, refresh_token_of};
 
 type OAuthClient = oauth2::Client<
     // Never parsed: the core's adapter turns every error answer into an `Error` first.
@@ -173,6 +174,22 @@ impl Fetch for AerionFetcher {
     }
 }
 
+/// A failed grant as an error. A body refused as malformed may still have rotated the refresh
+/// token: it goes back with the error, since the one sent is spent.
+fn grant_error<TE: ErrorResponse + 'static>(err: RequestTokenError<SendError, TE>) -> SendError {
+    let rotated = match &err {
+        RequestTokenError::Parse(_, body) => refresh_token_of(body),
+        _ => None,
+    };
+    let error = token_error(err, WHAT);
+    match rotated {
+        Some(refresh_token) if error.reached_server() => {
+            SendError::reached(error.into_error().with_rotated_refresh_token(refresh_token))
+        }
+        _ => error,
+    }
+}
+
 /// Whether a refresh failed because the refresh token is dead (as opposed to the network or
 /// the server failing): `invalid_grant`, or a 400/401 refusal.
 fn is_refused_refresh(error: &Error) -> bool {
@@ -237,7 +254,7 @@ impl AerionFetcher {
             .exchange_refresh_token(&rt)
             .request_async(&http)
             .await
-            .map_err(|e| token_error(e, WHAT))?;
+            .map_err(grant_error)?;
         let rotated = response.refresh_token().is_some();
         debug!(rotated, "aerion refresh grant succeeded");
         // A response without a refresh token leaves the one just used in force.
@@ -263,7 +280,7 @@ impl AerionFetcher {
             .exchange_password(&username, &password)
             .request_async(&http)
             .await
-            .map_err(|e| token_error(e, WHAT))?;
+            .map_err(grant_error)?;
         debug!(
             refresh_token = response.refresh_token().is_some(),
             "aerion password grant succeeded"
@@ -271,24 +288,33 @@ impl AerionFetcher {
         self.state(now, response, None).map_err(SendError::reached)
     }
 
-    /// The new state. `now` is read before the request was sent, so the expiry errs early.
+    /// The new state. `now` is read before the request was sent, so the expiry errs early. An
+    /// answer refused here returns its rotated refresh token with the error, since the one sent
+    /// is spent.
     fn state(
         &self,
         now: std::time::SystemTime,
         response: AerionTokenResponse,
         kept_refresh_token: Option<Secret>,
     ) -> Result<TokenState, Error> {
-        let token_type = bearer_token_type(Some(response.token_type().0.as_str()), WHAT)?;
+        let rotated = response
+            .refresh_token()
+            .map(|r| Secret::new(r.secret().as_str()));
+        let token_type = match bearer_token_type(Some(response.token_type().0.as_str()), WHAT) {
+            Ok(token_type) => token_type,
+            Err(error) => {
+                return Err(match rotated {
+                    Some(refresh_token) => error.with_rotated_refresh_token(refresh_token),
+                    None => error,
+                });
+            }
+        };
         let mut token = AccessToken::builder(response.access_token().secret().as_str())
             .token_type(token_type)
             .scope(response.scope().map(str::to_owned));
         if let Some(lifetime) = response.expires_in() {
             token = token.expires_in(now, lifetime);
         }
-        let refresh_token = response
-            .refresh_token()
-            .map(|r| Secret::new(r.secret().as_str()))
-            .or(kept_refresh_token);
-        Ok(TokenState::new(token.build()).with_refresh_token(refresh_token))
+        Ok(TokenState::new(token.build()).with_refresh_token(rotated.or(kept_refresh_token)))
     }
 }

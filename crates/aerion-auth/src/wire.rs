@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use oauth2::{AccessToken, RefreshToken, Scope, TokenResponse, TokenType};
 use serde::{Deserialize, Deserializer, Serialize};
+use token_provider::Secret;
 
 /// The token type as Aerion spells it (`bearer`, `Bearer`, ...).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -138,6 +139,22 @@ impl TryFrom<RawTokenResponse> for AerionTokenResponse {
     }
 }
 
+/// The refresh token of a token body refused as malformed (a field missing or unreadable): the
+/// answer may have rotated the refresh token all the same. `None` when the body is not a JSON
+/// object or holds no non-empty string `refresh_token`.
+pub(crate) fn refresh_token_of(body: &[u8]) -> Option<Secret> {
+    #[derive(Deserialize)]
+    struct Rotation {
+        #[serde(default, deserialize_with = "lenient_string")]
+        refresh_token: Option<String>,
+    }
+    let rotation: Rotation = serde_json::from_slice(body).ok()?;
+    rotation
+        .refresh_token
+        .filter(|r| !r.is_empty())
+        .map(Secret::new)
+}
+
 /// A string field that tolerates any JSON type: a string is kept, anything else (a number, an
 /// object, null) reads as absent rather than failing the whole body.
 fn lenient_string<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
@@ -198,5 +215,33 @@ mod tests {
         }
         let e = malformed("x", &token(r#"{"access_token":7}"#).unwrap_err());
         assert!(e.contains("unexpected type"), "{e}");
+    }
+
+    #[test]
+    fn a_refused_body_still_gives_its_refresh_token() {
+        for body in [
+            r#"{"access_token":"a","expires_in":"soon","refresh_token":"rt-2"}"#,
+            r#"{"access_token":"","refresh_token":"rt-2"}"#,
+            r#"{"access_token":7,"token_type":["x"],"refresh_token":"rt-2"}"#,
+            r#"{"refresh_token":"rt-2"}"#,
+        ] {
+            assert!(token(body).is_err(), "{body}");
+            let rt = refresh_token_of(body.as_bytes());
+            assert_eq!(
+                rt.as_ref().map(Secret::expose_secret),
+                Some("rt-2"),
+                "{body}"
+            );
+        }
+        for body in [
+            r#"{"access_token":"a","expires_in":"soon"}"#,
+            r#"{"access_token":"a","refresh_token":""}"#,
+            r#"{"access_token":"a","refresh_token":7}"#,
+            r#"{"refresh_token":"rt-2""#,
+            "not json",
+            "[]",
+        ] {
+            assert!(refresh_token_of(body.as_bytes()).is_none(), "{body}");
+        }
     }
 }
