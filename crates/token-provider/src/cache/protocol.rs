@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime};
 
 use tracing::{debug, error, warn};
 
-use super::slot::{Obtained, PrincipalCache};
+use super::slot::{Obtained, PrincipalCache, rotated_only};
 use crate::store::{Presenting, Refusal, StoreKey, StoreLock, StoreRecord, TokenStore};
 use crate::token::is_b64token;
 use crate::{Error, KeyedFetch, TokenState};
@@ -218,6 +218,18 @@ impl<F: KeyedFetch> PrincipalCache<F> {
         let state = match result {
             Ok(state) => self.stamp(state),
             Err(error) => {
+                let (error, rotated) = error.take_rotated_refresh_token();
+                if let Some(refresh_token) = rotated {
+                    // The answer was refused but spent the token sent: its successor is saved
+                    // (in the state the fetch began from), and kept in memory by the caller.
+                    let state = match &base {
+                        Some(base) => base.clone().with_refresh_token(refresh_token.clone()),
+                        None => rotated_only(refresh_token.clone()),
+                    };
+                    self.save(store, key, lock, read, base.as_ref(), state)
+                        .await?;
+                    return Err(error.with_rotated_refresh_token(refresh_token));
+                }
                 if let (Some(refresh_token), Some(base)) = (&presented, &base) {
                     self.record_failure(store, key, lock, read, base, refresh_token, &error)
                         .await;

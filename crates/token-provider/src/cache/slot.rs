@@ -26,7 +26,7 @@ use crate::clock::nanos;
 use crate::pace::Background;
 use crate::store::{StoreKey, TokenStore};
 use crate::token::{self, is_b64token};
-use crate::{AccessToken, Error, KeyedFetch, TokenFuture, TokenProvider, TokenState};
+use crate::{AccessToken, Error, KeyedFetch, Secret, TokenFuture, TokenProvider, TokenState};
 
 /// What every principal of one cache shares, paid once however many principals there are: the
 /// fetcher, the configuration and the hit counter (the bulk of an empty cache's size).
@@ -154,6 +154,15 @@ pub(super) enum Obtained {
     New(TokenState),
     /// An entry made from a fresh state another holder of the store saved.
     Adopted(Entry),
+}
+
+/// A state holding only `refresh_token`, for keeping one no other state holds: its access token
+/// expired at the epoch, so it is never served or adopted, only refreshed with.
+pub(super) fn rotated_only(refresh_token: Secret) -> TokenState {
+    let placeholder = AccessToken::builder("expired")
+        .expires_at(SystemTime::UNIX_EPOCH)
+        .build();
+    TokenState::new(placeholder).with_refresh_token(refresh_token)
 }
 
 /// A slot's coordination state. What a healthy principal never needs (a held failure, a
@@ -736,6 +745,12 @@ impl<F: KeyedFetch> PrincipalCache<F> {
                 );
             }
             Err(error) => {
+                // A refused answer that rotated the refresh token: the one sent is spent, so the
+                // new one is kept for the next fetch; callers get only the refusal.
+                let (error, rotated) = error.take_rotated_refresh_token();
+                if let Some(refresh_token) = rotated {
+                    this.keep_rotated(refresh_token, epoch);
+                }
                 this.counters.failures.fetch_add(1, Ordering::Relaxed);
                 let error = Arc::new(error);
                 let mut control = this.lock();
@@ -789,6 +804,17 @@ impl<F: KeyedFetch> PrincipalCache<F> {
             Some(entry) => Some(entry.state.clone()),
             None => self.lock().retired().cloned(),
         }
+    }
+
+    /// Keeps a refresh token that a refused answer rotated in ([`Error::Rotated`]): in the
+    /// cached state, or else in the retired one, or else in a state of its own.
+    fn keep_rotated(&self, refresh_token: Secret, epoch: u32) {
+        let retired = self.lock().retired().cloned();
+        let state = match retired {
+            Some(retired) => retired.with_refresh_token(refresh_token),
+            None => rotated_only(refresh_token),
+        };
+        self.keep_refresh_token(state, epoch);
     }
 
     /// The cache entry for `state` at `now`, its refresh point drawn by [`policy`].
