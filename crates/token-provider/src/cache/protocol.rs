@@ -98,6 +98,8 @@ impl<F: KeyedFetch> PrincipalCache<F> {
                 .await?
             {
                 Step::Done(obtained) => return Ok(obtained),
+                // Bounded by the presentation's deadline, and by this fetch's own.
+                Step::Wait => {}
                 Step::ReadAgain if rounds < SAVE_ROUNDS => rounds += 1,
                 Step::ReadAgain => {
                     return Err(Error::store_busy(format!(
@@ -175,7 +177,7 @@ impl<F: KeyedFetch> PrincipalCache<F> {
                             "waiting for another holder's refresh to be saved"
                         );
                         tokio::time::sleep(wait).await;
-                        return Ok(Step::ReadAgain);
+                        return Ok(Step::Wait);
                     }
                     if presenting.attempt >= 2 {
                         // Its answer was lost twice: never presented a third time.
@@ -394,8 +396,10 @@ impl<F: KeyedFetch> PrincipalCache<F> {
 /// What one read of the record led to.
 enum Step {
     Done(Obtained),
-    /// The record changed, or another holder's answer is awaited: read it again.
+    /// The record changed under this holder's write: read it again.
     ReadAgain,
+    /// Another holder's answer is awaited: read it again.
+    Wait,
 }
 
 /// Whether `stored` is a newer state than `base`, the one a fetch began from.

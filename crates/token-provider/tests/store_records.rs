@@ -1,0 +1,439 @@
+//! Versions and recorded outcomes decide, not the lock: each rule of the store protocol, with
+//! two replicas (two caches) sharing one versioned store in paused time, against a provider that
+//! rotates refresh tokens and records every one presented.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use token_provider::{
+    AccessToken, CacheConfig, CachedTokenProvider, Error, Fetch, FileStore, MemoryStore, Secret,
+    StoreKey, StoreLock, StoreRecord, TokenProvider, TokenState, TokenStore, TokioClock,
+    async_trait,
+};
+
+const HOUR: Duration = Duration::from_secs(3600);
+
+fn key() -> StoreKey {
+    StoreKey::new("test", "env", "tenant", "me")
+}
+
+/// What the provider does with the next refresh grant.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Answer {
+    /// Rotate and answer.
+    Rotate,
+    /// Refuse the refresh token (no password: a person must sign in).
+    Refuse,
+    /// Rotate, then lose the answer on its way back.
+    LoseAfterRotating,
+}
+
+/// A provider that rotates refresh tokens: `rt-N` buys `at-N+1` and `rt-N+1`.
+#[derive(Debug, Default)]
+struct Provider {
+    presented: Mutex<Vec<String>>,
+    next: Mutex<Vec<Answer>>,
+    issued: Mutex<u32>,
+}
+
+#[derive(Debug, Clone)]
+struct Replica {
+    provider: Arc<Provider>,
+    clock: TokioClock,
+}
+
+#[async_trait]
+impl Fetch for Replica {
+    fn store_key(&self) -> Option<StoreKey> {
+        Some(key())
+    }
+
+    async fn fetch(&self, previous: Option<&TokenState>) -> Result<TokenState, Error> {
+        // No refresh token: a login (a password grant), which starts a new family.
+        let rt = previous
+            .and_then(|p| p.refresh_token.as_ref())
+            .map_or_else(|| "(login)".to_owned(), |r| r.expose_secret().to_owned());
+        self.provider.presented.lock().unwrap().push(rt);
+        let answer = {
+            let mut next = self.provider.next.lock().unwrap();
+            if next.is_empty() {
+                Answer::Rotate
+            } else {
+                next.remove(0)
+            }
+        };
+        if answer == Answer::Refuse {
+            return Err(Error::user_action("the refresh token was refused: sign in"));
+        }
+        let n = {
+            let mut issued = self.provider.issued.lock().unwrap();
+            *issued += 1;
+            *issued
+        };
+        if answer == Answer::LoseAfterRotating {
+            return Err(Error::timeout(Duration::from_secs(5)));
+        }
+        let now = token_provider::Clock::now(&self.clock);
+        Ok(TokenState::new(
+            AccessToken::builder(format!("at-{n}"))
+                .expires_in(now, HOUR)
+                .build(),
+        )
+        .with_refresh_token(Secret::from(format!("rt-{n}"))))
+    }
+}
+
+struct Fleet {
+    provider: Arc<Provider>,
+    clock: TokioClock,
+    store: Arc<dyn TokenStore>,
+}
+
+impl Fleet {
+    /// A store seeded with an expired state holding `rt-0`.
+    async fn new(store: Arc<dyn TokenStore>) -> Self {
+        let clock = TokioClock::new(token_provider::testing::epoch());
+        let expired = TokenState::new(
+            AccessToken::builder("at-0")
+                .expires_at(token_provider::testing::epoch())
+                .build(),
+        )
+        .with_refresh_token(Secret::from("rt-0"));
+        let lock = store.lock(&key()).await.unwrap();
+        store.save(&key(), &expired, &lock).await.unwrap();
+        Self {
+            provider: Arc::default(),
+            clock,
+            store,
+        }
+    }
+
+    fn replica(&self) -> CachedTokenProvider<Replica> {
+        self.replica_with(|c| c)
+    }
+
+    fn replica_with(
+        &self,
+        config: impl FnOnce(CacheConfig) -> CacheConfig,
+    ) -> CachedTokenProvider<Replica> {
+        CachedTokenProvider::with_config(
+            Replica {
+                provider: Arc::clone(&self.provider),
+                clock: self.clock.clone(),
+            },
+            config(
+                CacheConfig::new()
+                    .clock(Arc::new(self.clock.clone()))
+                    .store(Arc::clone(&self.store))
+                    .backoff(Duration::from_secs(1), Duration::from_secs(1))
+                    .negative_ttl(Duration::from_secs(1)),
+            ),
+        )
+    }
+
+    fn answer_next(&self, answers: &[Answer]) {
+        self.provider
+            .next
+            .lock()
+            .unwrap()
+            .extend_from_slice(answers);
+    }
+
+    fn presented(&self) -> Vec<String> {
+        self.provider.presented.lock().unwrap().clone()
+    }
+
+    async fn stored(&self) -> Option<StoreRecord> {
+        self.store.load_record(&key()).await.unwrap()
+    }
+}
+
+fn secret(token: &AccessToken) -> &str {
+    token.secret().expose_secret()
+}
+
+/// A store whose saves of states (not of records) are refused once, as Redis refuses a save
+/// after another holder merely took the lock: the fence moved, nobody wrote.
+#[derive(Debug)]
+struct FenceMovedOnce {
+    inner: MemoryStore,
+    refused: Mutex<bool>,
+}
+
+#[async_trait]
+impl TokenStore for FenceMovedOnce {
+    async fn load(&self, key: &StoreKey) -> Result<Option<TokenState>, Error> {
+        self.inner.load(key).await
+    }
+    async fn save(
+        &self,
+        key: &StoreKey,
+        state: &TokenState,
+        lock: &StoreLock,
+    ) -> Result<(), Error> {
+        self.inner.save(key, state, lock).await
+    }
+    async fn lock(&self, key: &StoreKey) -> Result<StoreLock, Error> {
+        self.inner.lock(key).await
+    }
+    fn versioned(&self) -> bool {
+        true
+    }
+    async fn load_record(&self, key: &StoreKey) -> Result<Option<StoreRecord>, Error> {
+        self.inner.load_record(key).await
+    }
+    async fn save_record(
+        &self,
+        key: &StoreKey,
+        record: &StoreRecord,
+        read: Option<u64>,
+        lock: &StoreLock,
+    ) -> Result<u64, Error> {
+        // The first save of a fetched state (no presentation recorded in it) is refused as if
+        // another holder had touched the record: another holder's marker-free write of the
+        // same state, which a version check must not mistake for a newer state.
+        if record.presenting.is_none() && std::mem::take(&mut *self.refused.lock().unwrap()) {
+            let current = self.inner.load_record(key).await?.expect("seeded");
+            // Rewritten unchanged: the version moves, the state does not.
+            self.inner
+                .save_record(
+                    key,
+                    &StoreRecord::new(current.state, 0),
+                    Some(current.version),
+                    lock,
+                )
+                .await?;
+        }
+        self.inner.save_record(key, record, read, lock).await
+    }
+}
+
+/// Before: a save refused because the record moved (a lock merely taken, a flush) dropped the
+/// refresh token the provider had just rotated. Now the save is tried again over a record whose
+/// state is still the one the fetch began from, and the rotated token is stored.
+#[tokio::test(start_paused = true)]
+async fn a_save_over_a_record_that_only_moved_keeps_the_rotated_refresh_token() {
+    let store = Arc::new(FenceMovedOnce {
+        inner: MemoryStore::new(),
+        refused: Mutex::new(true),
+    });
+    let fleet = Fleet::new(store).await;
+    let a = fleet.replica();
+    assert_eq!(secret(&a.token().await.unwrap()), "at-1");
+    let stored = fleet.stored().await.unwrap();
+    assert_eq!(
+        stored.state.refresh_token.as_ref().unwrap().expose_secret(),
+        "rt-1",
+        "the rotated refresh token is stored"
+    );
+    assert!(stored.presenting.is_none());
+    assert!(a.store_error().is_none());
+    assert_eq!(fleet.presented(), ["rt-0"]);
+}
+
+/// Before: a refused refresh token was presented again by every other replica and every later
+/// call. Now the refusal is recorded, and every holder answers it without presenting it.
+#[tokio::test(start_paused = true)]
+async fn a_refused_refresh_token_is_recorded_and_never_presented_again() {
+    let fleet = Fleet::new(Arc::new(MemoryStore::new())).await;
+    fleet.answer_next(&[Answer::Refuse]);
+    let replicas: Vec<_> = (0..5).map(|_| fleet.replica()).collect();
+    let err = replicas[0].token().await.unwrap_err();
+    assert!(err.needs_user_action(), "{err:?}");
+    for replica in &replicas[1..] {
+        let err = replica.token().await.unwrap_err();
+        assert!(err.needs_user_action(), "{err:?}");
+        assert!(err.to_string().contains("refused"), "{err}");
+    }
+    // Later calls too, after every hold ran out.
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    for replica in &replicas {
+        assert!(replica.token().await.unwrap_err().needs_user_action());
+    }
+    assert_eq!(fleet.presented(), ["rt-0"], "presented once, by one holder");
+    let stored = fleet.stored().await.unwrap();
+    assert!(stored.refused_own().is_some(), "the refusal is recorded");
+    assert!(!format!("{stored:?}").contains("rt-0"), "no token in clear");
+}
+
+/// A lost answer (the provider rotated, the reply never came): the refresh token may be
+/// presented once more, by one holder, and never a third time.
+#[tokio::test(start_paused = true)]
+async fn a_refresh_token_whose_answer_was_lost_is_presented_once_more_never_a_third_time() {
+    let fleet = Fleet::new(Arc::new(MemoryStore::new())).await;
+    fleet.answer_next(&[Answer::LoseAfterRotating, Answer::LoseAfterRotating]);
+    let a = fleet.replica();
+    let b = fleet.replica();
+    assert!(matches!(a.token().await, Err(Error::Timeout(_))));
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(matches!(b.token().await, Err(Error::Timeout(_))));
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    for replica in [&a, &b] {
+        let err = replica.token().await.unwrap_err();
+        assert!(err.needs_user_action(), "{err:?}");
+        assert!(err.to_string().contains("lost twice"), "{err}");
+    }
+    assert_eq!(fleet.presented(), ["rt-0", "rt-0"]);
+}
+
+/// A holder that presented a refresh token and is still waiting for the answer is waited for:
+/// another replica whose lock came through (a lapsed lease) does not present the same token, and
+/// adopts what the first saves.
+#[tokio::test(start_paused = true)]
+async fn a_presentation_under_way_is_waited_for_not_repeated() {
+    #[derive(Debug)]
+    struct NoLock(MemoryStore);
+
+    #[async_trait]
+    impl TokenStore for NoLock {
+        async fn load(&self, key: &StoreKey) -> Result<Option<TokenState>, Error> {
+            self.0.load(key).await
+        }
+        async fn save(
+            &self,
+            key: &StoreKey,
+            state: &TokenState,
+            lock: &StoreLock,
+        ) -> Result<(), Error> {
+            self.0.save(key, state, lock).await
+        }
+        // Every lock is granted at once, as a lapsed lease would be.
+        fn versioned(&self) -> bool {
+            true
+        }
+        async fn load_record(&self, key: &StoreKey) -> Result<Option<StoreRecord>, Error> {
+            self.0.load_record(key).await
+        }
+        async fn save_record(
+            &self,
+            key: &StoreKey,
+            record: &StoreRecord,
+            read: Option<u64>,
+            lock: &StoreLock,
+        ) -> Result<u64, Error> {
+            self.0.save_record(key, record, read, lock).await
+        }
+    }
+
+    #[derive(Debug)]
+    struct Slow(Replica);
+
+    #[async_trait]
+    impl Fetch for Slow {
+        fn store_key(&self) -> Option<StoreKey> {
+            Some(key())
+        }
+        async fn fetch(&self, previous: Option<&TokenState>) -> Result<TokenState, Error> {
+            tokio::time::sleep(Duration::from_secs(20)).await;
+            self.0.fetch(previous).await
+        }
+    }
+
+    let fleet = Fleet::new(Arc::new(NoLock(MemoryStore::new()))).await;
+    let config = || {
+        CacheConfig::new()
+            .clock(Arc::new(fleet.clock.clone()))
+            .store(Arc::clone(&fleet.store))
+    };
+    let replica = || Replica {
+        provider: Arc::clone(&fleet.provider),
+        clock: fleet.clock.clone(),
+    };
+    let a = CachedTokenProvider::with_config(Slow(replica()), config());
+    let b = CachedTokenProvider::with_config(Slow(replica()), config());
+    let first = tokio::spawn(async move { a.token().await });
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let second = b.token().await.unwrap();
+    assert_eq!(secret(&first.await.unwrap().unwrap()), "at-1");
+    assert_eq!(
+        secret(&second),
+        "at-1",
+        "the second replica adopted the first's answer"
+    );
+    assert_eq!(fleet.presented(), ["rt-0"]);
+}
+
+/// Before: a fetch queued on the store lock behind `forget` read the new epoch, fetched from
+/// scratch and saved, so the store held a state again after `forget` returned.
+#[tokio::test(start_paused = true)]
+async fn a_fetch_queued_behind_forget_never_saves_after_it() {
+    let fleet = Fleet::new(Arc::new(MemoryStore::new())).await;
+    let a = fleet.replica();
+    // Hold the store lock so the fetch queues on it, then forget, then let go.
+    let held = fleet.store.lock(&key()).await.unwrap();
+    // `forget` queues on the lock first, the fetch behind it.
+    let forgetting = {
+        let a = a.clone();
+        tokio::spawn(async move { a.forget().await })
+    };
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    let fetching = {
+        let a = a.clone();
+        tokio::spawn(async move { a.token().await })
+    };
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    drop(held);
+    assert!(
+        forgetting.await.unwrap().unwrap(),
+        "forget removed the entry"
+    );
+    let err = fetching.await.unwrap().unwrap_err();
+    assert!(err.to_string().contains("forgotten"), "{err}");
+    assert!(
+        fleet.stored().await.is_none(),
+        "the store holds a state after forget"
+    );
+    assert!(
+        fleet.presented().is_empty(),
+        "the queued fetch went to the provider"
+    );
+    // The next call fetches from scratch, and saves.
+    assert_eq!(secret(&a.token().await.unwrap()), "at-1");
+    assert!(fleet.stored().await.is_some());
+}
+
+/// The stores keep one contract for versions: a save over the version read succeeds, over a
+/// stale one is refused, and over a record gone (flushed, removed) succeeds.
+#[tokio::test]
+async fn stores_keep_one_contract_for_versions() {
+    let dir = token_provider::testing::TempDir::new("store-records");
+    let stores: Vec<Arc<dyn TokenStore>> = vec![
+        Arc::new(MemoryStore::new()),
+        Arc::new(FileStore::new(dir.path().join("tokens.json"))),
+    ];
+    for store in stores {
+        assert!(store.versioned(), "{store:?}");
+        let k = key();
+        let state = TokenState::new(AccessToken::new("at")).with_refresh_token(Secret::from("rt"));
+        let lock = store.lock(&k).await.unwrap();
+        let v1 = store
+            .save_record(&k, &StoreRecord::new(state.clone(), 0), None, &lock)
+            .await
+            .unwrap();
+        let err = store
+            .save_record(&k, &StoreRecord::new(state.clone(), 0), None, &lock)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, Error::StoreFenced { .. }),
+            "{store:?}: {err:?}"
+        );
+        let v2 = store
+            .save_record(&k, &StoreRecord::new(state.clone(), 0), Some(v1), &lock)
+            .await
+            .unwrap();
+        assert!(v2 > v1);
+        let stale = store
+            .save_record(&k, &StoreRecord::new(state.clone(), 0), Some(v1), &lock)
+            .await;
+        assert!(matches!(stale, Err(Error::StoreFenced { .. })), "{store:?}");
+        let record = store.load_record(&k).await.unwrap().unwrap();
+        assert_eq!((record.version, &record.state), (v2, &state));
+        assert!(store.remove(&k, &lock).await.unwrap());
+        let v3 = store
+            .save_record(&k, &StoreRecord::new(state.clone(), 0), Some(v2), &lock)
+            .await
+            .unwrap();
+        assert!(v3 > v2, "{store:?}: a save over a record gone succeeds");
+    }
+}
