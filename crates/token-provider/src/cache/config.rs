@@ -94,7 +94,7 @@ impl CacheConfig {
         self
     }
 
-    /// How long a caller waits for a fetch before giving up with [`Error::Timeout`] (default
+    /// How long a caller waits for a fetch before giving up with [`Error::Timeout`](crate::Error::Timeout) (default
     /// 60 s). The fetch itself carries on for the callers after it.
     pub fn load_timeout(mut self, timeout: Duration) -> Self {
         self.load_timeout = timeout;
@@ -138,7 +138,7 @@ impl CacheConfig {
     }
 
     /// Persists the provider's state in `store`, under the key its fetcher names
-    /// ([`Fetch::store_key`]): one key per principal, derived by the provider, so no
+    /// ([`Fetch::store_key`](crate::Fetch::store_key)): one key per principal, derived by the provider, so no
     /// configuration can make two tenants or users share one state.
     pub fn store(mut self, store: Arc<dyn TokenStore>) -> Self {
         self.store = Some(store);

@@ -33,21 +33,39 @@
 //!   callers with a bad password cause one request, not a thousand. It is never retried in a loop.
 //! - [`invalidate`](TokenProvider::invalidate) drops the cached token only if it is still the
 //!   rejected one, so a late 401 never throws away a newer token.
-//! - Fetches run on their own tokio task: a caller that drops its future cancels nothing, and a
-//!   fetch that panics wakes its waiters with an error rather than leaving them hanging.
-//! - With a [`TokenStore`], the fetch runs under the store's lock for this principal's key (the
-//!   key the fetcher names: [`Fetch::store_key`]; a fetcher that names none cannot use a store):
-//!   the stored state is read (a fresh token another process saved is adopted without a
-//!   request), the fetch gets the stored refresh token, and the new state is saved before the
-//!   lock is released, so a rotating refresh token is never spent twice nor lost. A stored state
-//!   records when it was obtained, so an adopted token gets the same margin and lifetime limits
-//!   as a fetched one (one stored before that was recorded gets the full margin, and is not
-//!   reused when it has no expiry).
-//! - A save the store refuses because this holder's lock was superseded
-//!   ([`Error::StoreFenced`]: its lease ran out and another holder took over) ends with the
-//!   stored state read again and adopted; the state this fetch produced is dropped. A store that
-//!   cannot be reached ([`Error::StoreUnavailable`]) is fetched around only for a fetcher whose
-//!   grant is safe to repeat ([`Fetch::repeatable_without_store`]); the result is not saved.
+//! - Fetches run on their own tokio task: a caller that drops its future cancels nothing. Every
+//!   fetch has a deadline ([`fetch_timeout`](CacheConfig::fetch_timeout)): past it the fetch is
+//!   dropped (the store's lock with it) and its waiters get [`Error::Timeout`]. A fetch past its
+//!   deadline or one that panics is a transient failure, held with backoff.
+//! - With a [`TokenStore`], the fetch goes through the store protocol for this principal's key
+//!   (the key the fetcher names: [`Fetch::store_key`]; a fetcher that names none cannot use a
+//!   store): the stored record is read (a fresh token another process saved is adopted without
+//!   a request), the fetch gets the stored refresh token, and the new state is saved with the
+//!   version read. The store's lock only saves duplicate work; what keeps a rotating refresh
+//!   token from being spent twice or lost is the record ([`StoreRecord`](crate::StoreRecord)),
+//!   in a store that keeps one ([`TokenStore::versioned`]):
+//!   - a save succeeds while the store holds the version this holder read, or nothing; refused,
+//!     it is tried again over a record whose state is still the one the fetch began from (a
+//!     lock merely taken, a flush), and gives way only to a newer state, which is adopted;
+//!   - a refresh token is recorded as being presented, with the fetch's deadline, before it is
+//!     sent; another holder waits for that answer until the deadline, then presents it once
+//!     more (the answer counts as lost), and never a third time;
+//!   - a refused refresh token is recorded with the provider's reason: every holder answers that
+//!     refusal without presenting it, or, for a fetcher whose fetch from scratch spends nothing
+//!     ([`Fetch::repeatable_without_store`]: a password grant), fetches from scratch;
+//!   - a fetch that began before [`forget`](CachedTokenProvider::forget) returned never saves
+//!     after it.
+//!
+//!   A stored state records when it was obtained, so an adopted token gets the same margin and
+//!   lifetime limits as a fetched one (one stored before that was recorded gets the full margin,
+//!   and is not reused when it has no expiry). A store that cannot be reached
+//!   ([`Error::StoreUnavailable`]) is fetched around only for a fetcher whose grant is safe to
+//!   repeat; the result is not saved.
+//! - The one window no client can close: a holder killed (or cut off) after the provider rotated
+//!   the refresh token and before its save. The new token is lost with it; the next holder
+//!   presents the old one once more after the recorded deadline, and a provider with reuse
+//!   detection then refuses it (a person signs in again). Rotation answers are saved before they
+//!   are served, so the window is one round trip to the store wide.
 //! - A state that could not be saved is not lost silently: the token is still served (and the
 //!   state kept in memory), the failure is logged at `ERROR`, and
 //!   [`store_error`](CachedTokenProvider::store_error) (also on the trait) reports it until a
@@ -78,7 +96,7 @@ use async_trait::async_trait;
 pub use self::config::{CacheConfig, CacheStats};
 pub(crate) use self::slot::{CacheShared, PrincipalCache};
 use crate::store::StoreKey;
-use crate::{AccessToken, Error, Fetch, KeyedFetch, TokenFuture, TokenState};
+use crate::{AccessToken, Error, Fetch, KeyedFetch, TokenFuture, TokenProvider, TokenState};
 
 /// A [`Fetch`] behind a cache: the form every provider's constructor returns.
 pub struct CachedTokenProvider<F: Fetch> {
