@@ -85,8 +85,8 @@ pub use crate::provider::{
 pub use crate::scrub::scrub_secrets;
 pub use crate::secret::Secret;
 pub use crate::store::{
-    FileStore, MemoryStore, Presenting, RefreshDigest, Refusal, StoreEntry, StoreKey, StoreLock,
-    StoreRecord, TokenStore, decode_entry, decode_record, encode_entry, encode_record,
+    FileStore, KeyLocks, MemoryStore, Presenting, RefreshDigest, Refusal, StoreEntry, StoreKey,
+    StoreLock, StoreRecord, TokenStore, decode_entry, decode_record, encode_entry, encode_record,
 };
 pub use crate::token::{
     AccessToken, AccessTokenBuilder, MAX_EXPIRY_UNIX_SECS, TokenState, is_b64token, max_expiry,
