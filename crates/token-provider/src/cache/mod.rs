@@ -78,6 +78,17 @@
 //!   a finished one's result (which the clock or an `invalidate` may have overtaken).
 //!
 //! A tokio runtime is required (fetches are spawned on it).
+//!
+//! # Where each rule lives
+//!
+//! - `decide.rs`: what a call does (serve, serve and refresh, join, start, fail with the held
+//!   error) and what a failure holds, with no I/O and no runtime.
+//! - `policy.rs`: when a token is refreshed and how long backoff lasts, as pure functions.
+//! - `protocol.rs`: one fetch through a store (versions, presentations, refusals).
+//! - `slot.rs`: one principal's cache, which reads its state, asks `decide`, and acts.
+//! - `local.rs`: each thread's copies of the current tokens, for the contention-free hit.
+//! - `counter.rs`: the striped hit counter.
+//! - `config.rs`: [`CacheConfig`] and [`CacheStats`].
 
 mod config;
 mod counter;
