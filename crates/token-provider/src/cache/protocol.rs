@@ -17,6 +17,10 @@ use crate::{Error, KeyedFetch, TokenState};
 /// How often a holder waiting for another's presentation reads the record again.
 const PRESENTATION_POLL: Duration = Duration::from_millis(200);
 
+/// How long past a presentation's deadline its answer is still waited for: the deadline is on
+/// its writer's clock, which may run behind this one's.
+const PRESENTATION_GRACE: Duration = Duration::from_secs(5);
+
 /// How often a save refused for a version read too early is tried again after reading anew.
 const SAVE_ROUNDS: usize = 4;
 
@@ -165,10 +169,10 @@ impl<F: KeyedFetch> PrincipalCache<F> {
                         ..record.state
                     });
                 } else if let Some(presenting) = record.presenting_own() {
-                    if now < presenting.deadline {
+                    let answer_due = presenting.deadline + PRESENTATION_GRACE;
+                    if now < answer_due {
                         // Another holder presented it and may still save the answer.
-                        let wait = presenting
-                            .deadline
+                        let wait = answer_due
                             .duration_since(now)
                             .unwrap_or_default()
                             .min(PRESENTATION_POLL);
@@ -232,8 +236,11 @@ impl<F: KeyedFetch> PrincipalCache<F> {
                         .await?;
                     return Err(error.with_rotated_refresh_token(refresh_token));
                 }
-                if let (Some(refresh_token), Some(base)) = (&presented, &base) {
-                    self.record_failure(store, key, lock, read, base, refresh_token, &error)
+                if let (Some(refresh_token), Some(base), true) =
+                    (&presented, &base, store.versioned())
+                {
+                    let presented = Presenting::new(refresh_token, self.common.now(), attempt);
+                    self.record_failure(store, key, lock, read, base, presented, &error)
                         .await;
                 }
                 return Err(error);
@@ -338,7 +345,8 @@ impl<F: KeyedFetch> PrincipalCache<F> {
 
     /// Records what became of a presented refresh token after a failed fetch: a refusal, so
     /// nobody presents it again; an unspent token, so the next holder presents it without
-    /// waiting; or a lost answer, due now, so the next holder presents it once more.
+    /// waiting; or a lost answer, due now (`presented` carries the time and the attempt), so
+    /// the next holder presents it once more.
     #[allow(clippy::too_many_arguments)]
     async fn record_failure(
         &self,
@@ -347,27 +355,25 @@ impl<F: KeyedFetch> PrincipalCache<F> {
         lock: &StoreLock,
         read: Option<u64>,
         base: &TokenState,
-        refresh_token: &crate::Secret,
+        presented: Presenting,
         error: &Error,
     ) {
-        if !store.versioned() {
-            return;
-        }
-        let now = self.common.now();
         let record = StoreRecord::new(base.clone(), 0);
         let record = match fate(error) {
-            Fate::Refused => {
-                record.with_refused(Refusal::new(refresh_token, now, error.to_string()))
-            }
+            Fate::Refused => record.with_refused(Refusal {
+                refresh_digest: presented.refresh_digest,
+                at: presented.deadline,
+                reason: error.to_string(),
+            }),
             Fate::Unspent => record,
-            Fate::Lost => {
-                let stored = store.load_record(key).await.ok().flatten();
-                let attempt = stored
-                    .as_ref()
-                    .and_then(StoreRecord::presenting_own)
-                    .map_or(1, |p| p.attempt);
-                record.with_presenting(Presenting::new(refresh_token, now, attempt))
-            }
+            // Due now, less the grace others give a deadline: this holder knows it is lost.
+            Fate::Lost => record.with_presenting(Presenting {
+                deadline: presented
+                    .deadline
+                    .checked_sub(PRESENTATION_GRACE)
+                    .unwrap_or(presented.deadline),
+                ..presented
+            }),
         };
         self.record(store, key, lock, &record, read).await;
     }
