@@ -41,7 +41,13 @@ fn fate(error: &Error) -> Fate {
         return Fate::Unspent;
     }
     match error {
+        // A person must act, or the grant itself was refused (RFC 6749 `invalid_grant`: the
+        // refresh token is expired, revoked or spent). Other rejections name the client, not
+        // the refresh token, which may still be good.
         Error::UserAction { .. } => Fate::Refused,
+        Error::Rejected {
+            code: Some(code), ..
+        } if code == "invalid_grant" => Fate::Refused,
         Error::Rejected { .. }
         | Error::RateLimited { .. }
         | Error::Status { .. }
@@ -67,8 +73,14 @@ impl<F: KeyedFetch> PrincipalCache<F> {
         let fetcher = &self.common.fetcher;
         let Some((store, key)) = self.store()? else {
             let previous = self.previous_state();
-            let state = fetcher.fetch(&self.principal, previous.as_ref()).await?;
-            return Ok(Obtained::New(self.stamp(state)));
+            let result = fetcher.fetch(&self.principal, previous.as_ref()).await;
+            if let (Err(error), Some(refresh_token)) =
+                (&result, previous.and_then(|p| p.refresh_token))
+                && fate(error) == Fate::Refused
+            {
+                self.drop_refused_refresh_token(&refresh_token);
+            }
+            return Ok(Obtained::New(self.stamp(result?)));
         };
         let key = &key;
         let lock = match store.lock(key).await {
@@ -235,6 +247,11 @@ impl<F: KeyedFetch> PrincipalCache<F> {
                     self.save(store, key, lock, read, base.as_ref(), state)
                         .await?;
                     return Err(error.with_rotated_refresh_token(refresh_token));
+                }
+                if let Some(refresh_token) = &presented
+                    && fate(&error) == Fate::Refused
+                {
+                    self.drop_refused_refresh_token(refresh_token);
                 }
                 if let (Some(refresh_token), Some(base), true) =
                     (&presented, &base, store.versioned())
@@ -430,6 +447,10 @@ mod tests {
     fn a_refresh_tokens_fate_follows_the_answer() {
         assert_eq!(fate(&Error::user_action("sign in")), Fate::Refused);
         assert_eq!(fate(&Error::rejected(Some(401), None, None)), Fate::Unspent);
+        let invalid_grant = Error::rejected(Some(400), Some("invalid_grant"), None);
+        assert_eq!(fate(&invalid_grant), Fate::Refused);
+        let invalid_client = Error::rejected(Some(401), Some("invalid_client"), None);
+        assert_eq!(fate(&invalid_client), Fate::Unspent);
         assert_eq!(fate(&Error::http_status(503)), Fate::Unspent);
         assert_eq!(fate(&Error::timeout(Duration::from_secs(1))), Fate::Lost);
         assert_eq!(fate(&Error::transport("reset")), Fate::Lost);

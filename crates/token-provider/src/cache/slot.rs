@@ -853,6 +853,28 @@ impl<F: KeyedFetch> PrincipalCache<F> {
             None => control.update(|incidents| incidents.retired = Some(state)),
         }
     }
+
+    /// Forgets `refused`, a refresh token the provider refused, wherever this cache keeps it
+    /// (the cached state, the retired one), so no later fetch of this process presents it
+    /// again, with or without a store that recorded the refusal.
+    pub(super) fn drop_refused_refresh_token(&self, refused: &Secret) {
+        let mut control = self.lock();
+        if let Some(current) = self.current.load_full()
+            && current.state.refresh_token.as_ref() == Some(refused)
+        {
+            let mut kept = current.state.clone();
+            kept.refresh_token = None;
+            // The same published token, so the same refresh point.
+            self.set_current(&mut control, Some(Arc::new(Entry { state: kept })));
+        }
+        control.clear_incidents(|incidents| {
+            if let Some(retired) = &mut incidents.retired
+                && retired.refresh_token.as_ref() == Some(refused)
+            {
+                retired.refresh_token = None;
+            }
+        });
+    }
 }
 
 /// A slot answers as a provider (the one definition the single-token cache and the keyed
