@@ -24,6 +24,8 @@ enum Answer {
     Rotate,
     /// Refuse the refresh token (no password: a person must sign in).
     Refuse,
+    /// Refuse the grant as OAuth does: 400 `invalid_grant`.
+    InvalidGrant,
     /// Rotate, then lose the answer on its way back.
     LoseAfterRotating,
 }
@@ -64,6 +66,13 @@ impl Fetch for Replica {
         };
         if answer == Answer::Refuse {
             return Err(Error::user_action("the refresh token was refused: sign in"));
+        }
+        if answer == Answer::InvalidGrant {
+            return Err(Error::rejected(
+                Some(400),
+                Some("invalid_grant"),
+                Some("refresh token revoked"),
+            ));
         }
         let n = {
             let mut issued = self.provider.issued.lock().unwrap();
@@ -254,6 +263,49 @@ async fn a_refused_refresh_token_is_recorded_and_never_presented_again() {
     let stored = fleet.stored().await.unwrap();
     assert!(stored.refused_own().is_some(), "the refusal is recorded");
     assert!(!format!("{stored:?}").contains("rt-0"), "no token in clear");
+}
+
+/// An OAuth refusal of the grant (400 `invalid_grant`) refuses the refresh token as a
+/// user-action error does: recorded, and presented by nobody again. (Found by the simulation:
+/// it was taken as an answer that spent nothing, and presented again.)
+#[tokio::test(start_paused = true)]
+async fn an_invalid_grant_is_recorded_as_a_refusal() {
+    let fleet = Fleet::new(Arc::new(MemoryStore::new())).await;
+    fleet.answer_next(&[Answer::InvalidGrant]);
+    let (a, b) = (fleet.replica(), fleet.replica());
+    let err = a.token().await.unwrap_err();
+    assert!(err.is_rejected(), "{err:?}");
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    for replica in [&a, &b] {
+        let err = replica.token().await.unwrap_err();
+        assert!(err.needs_user_action(), "{err:?}");
+    }
+    assert_eq!(fleet.presented(), ["rt-0"]);
+}
+
+/// Without a store, and with a store that lost the recorded refusal (restarted without
+/// persistence), a cache never presents from its own memory a refresh token the provider
+/// refused. (Found by the simulation.)
+#[tokio::test(start_paused = true)]
+async fn a_refused_refresh_token_is_forgotten_from_memory_too() {
+    let fleet = Fleet::new(Arc::new(MemoryStore::new())).await;
+    let a = fleet.replica();
+    // A token from `rt-0`, then a 401 so the state is retired, then a refusal of `rt-1`.
+    assert_eq!(secret(&a.token().await.unwrap()), "at-1");
+    a.invalidate(&a.token().await.unwrap());
+    fleet.answer_next(&[Answer::InvalidGrant]);
+    assert!(a.token().await.is_err());
+    // The store forgets everything: only the cache's memory holds a state.
+    let lock = fleet.store.lock(&key()).await.unwrap();
+    fleet.store.remove(&key(), &lock).await.unwrap();
+    drop(lock);
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let _ = a.token().await;
+    assert_eq!(
+        fleet.presented(),
+        ["rt-0", "rt-1", "(login)"],
+        "rt-1 presented again"
+    );
 }
 
 /// A lost answer (the provider rotated, the reply never came): the refresh token may be
