@@ -26,6 +26,7 @@ pub struct RedisStoreBuilder {
     refresh_ttl: Duration,
     seal_key: Option<SealKey>,
     clock: SharedClock,
+    accept_eviction_risk: bool,
 }
 
 impl fmt::Debug for RedisStoreBuilder {
@@ -53,6 +54,7 @@ impl RedisStore {
             refresh_ttl: Duration::from_secs(30 * 24 * 3600),
             seal_key: None,
             clock: system_clock(),
+            accept_eviction_risk: false,
         }
     }
 
@@ -127,6 +129,15 @@ impl RedisStoreBuilder {
         self
     }
 
+    /// Uses a server that may evict keys (a `maxmemory-policy` of `allkeys-*` or `volatile-*`),
+    /// or whose policy cannot be read (`CONFIG` disabled, as on some managed services), logging
+    /// one warning instead of refusing it (default `false`). An evicted entry takes its refresh
+    /// token with it: that principal signs in again.
+    pub fn accept_eviction_risk(mut self, accept: bool) -> Self {
+        self.accept_eviction_risk = accept;
+        self
+    }
+
     /// The store. Nothing is sent yet: the connection is made on first use.
     pub fn build(self) -> Result<RedisStore, Error> {
         let server = redacted_url(&self.url);
@@ -159,6 +170,7 @@ impl RedisStoreBuilder {
             lock_timeout: self.lock_timeout,
             expiry_slack: self.expiry_slack,
             refresh_ttl: self.refresh_ttl,
+            accept_eviction_risk: self.accept_eviction_risk,
         };
         let sealer = self.seal_key.as_ref().map(Sealer::new);
         Ok(RedisStore {

@@ -1,5 +1,5 @@
-//! What every clone of a store shares: the settings, the connection (made on first use), one
-//! bounded call, and the errors a failed call becomes.
+//! What every clone of a store shares: the settings, the connection (made on first use, with
+//! the eviction check), one bounded call, and the errors a failed call becomes.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use token_provider::{Error, KeyLocks, SharedClock, StoreKey};
+use tracing::warn;
 
 use crate::codec::Stored;
 use crate::scripts::Scripts;
@@ -24,6 +25,7 @@ pub(crate) struct Settings {
     pub(crate) lock_timeout: Duration,
     pub(crate) expiry_slack: Duration,
     pub(crate) refresh_ttl: Duration,
+    pub(crate) accept_eviction_risk: bool,
 }
 
 pub(crate) struct Inner {
@@ -126,16 +128,75 @@ impl Inner {
                 .set_response_timeout(Some(s.timeout))
                 .set_number_of_retries(2)
                 .set_max_delay(Duration::from_millis(500));
-            ConnectionManager::new_with_config(self.client.clone(), config)
+            let conn = ConnectionManager::new_with_config(self.client.clone(), config)
                 .await
-                .map_err(|e| self.redis_error(&e))
+                .map_err(|e| self.redis_error(&e))?;
+            self.check_eviction(conn.clone()).await?;
+            Ok(conn)
         });
-        let limit = s.connect_timeout + s.timeout;
+        let limit = s.connect_timeout + s.timeout * 2;
         match tokio::time::timeout(limit, connect).await {
             Ok(Ok(conn)) => Ok(conn.clone()),
             Ok(Err(e)) => Err(e),
             Err(_) => Err(self.unavailable(format_args!("no connection within {limit:?}"))),
         }
+    }
+
+    /// Refuses a server that may evict keys (every key of this store has a lifetime, so the
+    /// `volatile-*` policies evict them too): an evicted entry takes the principal's refresh
+    /// token with it. Checked once, when the connection is first made.
+    async fn check_eviction(&self, mut conn: ConnectionManager) -> Result<(), Error> {
+        let fix = "set it to noeviction (`CONFIG SET maxmemory-policy noeviction`, and in the \
+                   server's configuration), or accept the risk with accept_eviction_risk(true)";
+        let answer: redis::RedisResult<Vec<String>> = redis::cmd("CONFIG")
+            .arg("GET")
+            .arg("maxmemory-policy")
+            .query_async(&mut conn)
+            .await;
+        let policy = match answer {
+            Ok(answer) => answer.get(1).cloned().unwrap_or_default(),
+            Err(e) if is_connection_error(&e) => return Err(self.redis_error(&e)),
+            Err(e) if self.settings.accept_eviction_risk => {
+                warn!(
+                    server = %self.server,
+                    answer = ?e.kind(),
+                    "Redis refused CONFIG GET maxmemory-policy: an evicting policy cannot be \
+                     ruled out (accept_eviction_risk is set)"
+                );
+                return Ok(());
+            }
+            Err(e) => {
+                return Err(Error::config(
+                    "maxmemory-policy",
+                    format!(
+                        "cannot be read on {} (CONFIG GET was refused: {:?}); it must not evict \
+                         keys: {fix}",
+                        self.server,
+                        e.kind()
+                    ),
+                ));
+            }
+        };
+        if !(policy.starts_with("allkeys-") || policy.starts_with("volatile-")) {
+            return Ok(());
+        }
+        if self.settings.accept_eviction_risk {
+            warn!(
+                server = %self.server,
+                policy = %policy,
+                "Redis may evict this store's entries (maxmemory-policy {policy}; \
+                 accept_eviction_risk is set): an evicted refresh token is lost"
+            );
+            return Ok(());
+        }
+        Err(Error::config(
+            "maxmemory-policy",
+            format!(
+                "is {policy} on {}: Redis may evict an entry, and a principal's refresh token \
+                 with it; {fix}",
+                self.server
+            ),
+        ))
     }
 
     /// One round trip, bounded by the timeout (plus `extra`).

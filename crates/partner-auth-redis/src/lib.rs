@@ -83,7 +83,7 @@
 //! one that adopts makes 2 (lock, release), plus one per poll while another holds the lock.
 //! Each script is loaded once per connection; a restart of Redis costs one reload.
 //!
-//! # When Redis is down or slow
+//! # When Redis is down, slow, or set to lose data
 //!
 //! Every call is bounded by [`timeout`](RedisStoreBuilder::timeout) (default 2 s) and a connection
 //! attempt by [`connect_timeout`](RedisStoreBuilder::connect_timeout); past it, and on a refused
@@ -96,8 +96,13 @@
 //! principal with only a refresh token, or a single-use session token, gets the error instead.
 //! The connection is re-made in the background once Redis is back.
 //!
-//! A restart without persistence, or a flush, loses every entry: the records survive it (a
-//! save over nothing succeeds), the refresh tokens do not.
+//! When the connection is first made, the store reads `CONFIG GET maxmemory-policy` and refuses
+//! a server that evicts keys (`allkeys-*`, or `volatile-*`: every key here has a lifetime) with
+//! [`Error::Config`] naming `maxmemory-policy` and the fix (`noeviction`); a server where
+//! `CONFIG` is refused is refused the same way. [`accept_eviction_risk`](RedisStoreBuilder::accept_eviction_risk)
+//! takes either with one warning instead. A restart without persistence loses every entry
+//! all the same: the records survive it (a save over nothing succeeds), the refresh tokens do
+//! not.
 //!
 //! # Values this store did not write
 //!
