@@ -27,6 +27,7 @@ pub struct RedisStoreBuilder {
     seal_key: Option<SealKey>,
     clock: SharedClock,
     accept_eviction_risk: bool,
+    replicas: Option<(u32, Duration)>,
 }
 
 impl fmt::Debug for RedisStoreBuilder {
@@ -55,6 +56,7 @@ impl RedisStore {
             seal_key: None,
             clock: system_clock(),
             accept_eviction_risk: false,
+            replicas: None,
         }
     }
 
@@ -138,6 +140,14 @@ impl RedisStoreBuilder {
         self
     }
 
+    /// Waits after each save until `replicas` replicas hold it (`WAIT`), for at most `timeout`;
+    /// a save they did not all acknowledge fails with [`Error::StoreUnavailable`] (it is on the
+    /// primary, and a failover may lose it). Default: no waiting.
+    pub fn wait_for_replicas(mut self, replicas: u32, timeout: Duration) -> Self {
+        self.replicas = (replicas > 0).then_some((replicas, timeout));
+        self
+    }
+
     /// The store. Nothing is sent yet: the connection is made on first use.
     pub fn build(self) -> Result<RedisStore, Error> {
         let server = redacted_url(&self.url);
@@ -171,6 +181,7 @@ impl RedisStoreBuilder {
             expiry_slack: self.expiry_slack,
             refresh_ttl: self.refresh_ttl,
             accept_eviction_risk: self.accept_eviction_risk,
+            replicas: self.replicas,
         };
         let sealer = self.seal_key.as_ref().map(Sealer::new);
         Ok(RedisStore {

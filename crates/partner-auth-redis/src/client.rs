@@ -26,6 +26,8 @@ pub(crate) struct Settings {
     pub(crate) expiry_slack: Duration,
     pub(crate) refresh_ttl: Duration,
     pub(crate) accept_eviction_risk: bool,
+    /// Replicas that must acknowledge each save, and how long to wait for them.
+    pub(crate) replicas: Option<(u32, Duration)>,
 }
 
 pub(crate) struct Inner {
@@ -123,9 +125,10 @@ impl Inner {
     async fn connection(self: &Arc<Self>) -> Result<ConnectionManager, Error> {
         let s = &self.settings;
         let connect = self.conn.get_or_try_init(|| async {
+            let replicas_wait = s.replicas.map_or(Duration::ZERO, |(_, wait)| wait);
             let config = ConnectionManagerConfig::new()
                 .set_connection_timeout(Some(s.connect_timeout))
-                .set_response_timeout(Some(s.timeout))
+                .set_response_timeout(Some(s.timeout + replicas_wait))
                 .set_number_of_retries(2)
                 .set_max_delay(Duration::from_millis(500));
             let conn = ConnectionManager::new_with_config(self.client.clone(), config)

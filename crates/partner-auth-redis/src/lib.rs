@@ -104,6 +104,13 @@
 //! all the same: the records survive it (a save over nothing succeeds), the refresh tokens do
 //! not.
 //!
+//! With [`wait_for_replicas`](RedisStoreBuilder::wait_for_replicas), each save is followed by
+//! `WAIT` on the connection that wrote it (a script may not wait); a save the replicas did not
+//! acknowledge in time fails with [`Error::StoreUnavailable`] (the cache keeps and serves the
+//! state, and reports the failure through its `store_error`), and a presentation not
+//! acknowledged stops that refresh before the refresh token is sent. The store's other calls
+//! queue behind a `WAIT` on the shared connection, for at most its timeout.
+//!
 //! # Values this store did not write
 //!
 //! A value that is not this store's (no readable version, a garbled one, bytes that are not the

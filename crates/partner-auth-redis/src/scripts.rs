@@ -54,7 +54,7 @@ return out
 /// nothing is stored, then releases the lock if the token is given and still holds it: `{1}`.
 /// Refused: `{0, the stored version prefix, or empty}`, or `{2, type}` for a value of another
 /// type. Only the first 21 bytes of a stored value are read: its version and the colon.
-const SAVE: &str = r"
+pub(crate) const SAVE: &str = r"
 local kind = redis.call('TYPE', KEYS[1])['ok']
 if kind ~= 'none' then
   if kind ~= 'string' then return {2, kind} end

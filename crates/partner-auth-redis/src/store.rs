@@ -162,7 +162,7 @@ impl Inner {
         ttl.max(Duration::from_secs(1))
     }
 
-    /// Runs the save script: its answer.
+    /// Runs the save script (and `WAIT` for the replicas, when set): the script's answer.
     async fn run_save(
         self: &Arc<Self>,
         names: &Names,
@@ -170,23 +170,50 @@ impl Inner {
         value: &[u8],
         ttl: Duration,
         release: &str,
-    ) -> Result<Vec<Value>, Error> {
+    ) -> Result<(Vec<Value>, Option<i64>), Error> {
         let read = read.map(|v| v.to_string()).unwrap_or_default();
         let (entry, lock, ttl_ms) = (&names.entry, &names.lock, millis(ttl));
-        self.call(Duration::ZERO, |mut conn, inner| async move {
-            inner
-                .scripts
-                .save
-                .key(entry)
-                .key(lock)
-                .arg(&read)
-                .arg(value)
-                .arg(ttl_ms)
-                .arg(release)
-                .invoke_async(&mut conn)
-                .await
-        })
-        .await
+        let Some((replicas, wait)) = self.settings.replicas else {
+            let answer = self
+                .call(Duration::ZERO, |mut conn, inner| async move {
+                    inner
+                        .scripts
+                        .save
+                        .key(entry)
+                        .key(lock)
+                        .arg(&read)
+                        .arg(value)
+                        .arg(ttl_ms)
+                        .arg(release)
+                        .invoke_async(&mut conn)
+                        .await
+                })
+                .await?;
+            return Ok((answer, None));
+        };
+        // `WAIT` is refused inside a script: it follows the script in one pipeline, so it
+        // runs on the connection that wrote. The script goes as source (EVAL): a pipeline
+        // cannot load it on `NOSCRIPT`.
+        let (answer, acknowledged) = self
+            .call(wait, |mut conn, _| async move {
+                redis::pipe()
+                    .cmd("EVAL")
+                    .arg(crate::scripts::SAVE)
+                    .arg(2)
+                    .arg(entry)
+                    .arg(lock)
+                    .arg(&read)
+                    .arg(value)
+                    .arg(ttl_ms)
+                    .arg(release)
+                    .cmd("WAIT")
+                    .arg(replicas)
+                    .arg(millis(wait))
+                    .query_async::<(Vec<Value>, i64)>(&mut conn)
+                    .await
+            })
+            .await?;
+        Ok((answer, Some(acknowledged)))
     }
 
     async fn save_record(
@@ -207,7 +234,7 @@ impl Inner {
         // released with it, saving the round trip of a release.
         let lease = Lease::of(self, key, lock).filter(|_| record.presenting.is_none());
         let release = lease.map_or("", Lease::token);
-        let answer = self.run_save(&names, read, &value, ttl, release).await?;
+        let (answer, acknowledged) = self.run_save(&names, read, &value, ttl, release).await?;
         let mut answer = answer.into_iter();
         match (answer.next(), answer.next().and_then(text)) {
             (Some(Value::Int(1)), _) => {}
@@ -240,6 +267,14 @@ impl Inner {
             lease.mark_released();
         }
         self.note_version(key, record.version);
+        if let (Some(acknowledged), Some((replicas, wait))) = (acknowledged, self.settings.replicas)
+            && acknowledged < i64::from(replicas)
+        {
+            return Err(self.unavailable(format_args!(
+                "the save of {key} reached {acknowledged} of {replicas} replicas within \
+                 {wait:?}: it is on the primary alone, and a failover may lose it"
+            )));
+        }
         Ok(record.version)
     }
 
