@@ -135,8 +135,8 @@
 //! What sealing cannot prevent: whoever can write Redis can delete, and can write back a value
 //! this store sealed earlier for the same key (a rollback, even to a state from before a
 //! `forget`). A store remembers the highest version it has read or written of each key (up to
-//! 100,000 keys) and refuses a lower one as that entry's error; a process that never saw the
-//! newer version (one just started) cannot tell. (Versions are at least the writer's clock in
+//! 100,000 keys) and refuses a lower one as that entry's error, and after it removes a key, that
+//! version too; a process that never saw the newer version (one just started) cannot tell. (Versions are at least the writer's clock in
 //! milliseconds: a record saved anew over nothing, by a replica whose clock is behind, within
 //! that lag of the last save another process saw, reads as older to that process until the
 //! record is saved again.) A deletion reads as a flush: the next fetch starts over. **Without a key, whoever can read Redis (or its snapshots and replicas) can read

@@ -360,6 +360,11 @@ impl TokenStore for RedisStore {
                 redis::cmd("DEL").arg(&all).query_async(&mut conn).await
             })
             .await?;
+        // Whatever was removed is older than what may be saved next: a value from before the
+        // removal, written back, reads as a rollback.
+        if let Some(seen) = inner.version_seen(key) {
+            inner.note_version(key, seen.saturating_add(1));
+        }
         Ok(removed > 0)
     }
 

@@ -246,4 +246,16 @@ async fn a_sealed_value_written_back_or_relabelled_is_refused() {
         let err = s.load(&k).await.unwrap_err().to_string();
         assert!(err.contains("does not decrypt"), "{err}");
     }
+    // Forgotten, then a value from before `forget` written back: refused too.
+    let lock = s.lock(&k).await.unwrap();
+    assert!(s.remove(&k, &lock).await.unwrap());
+    drop(lock);
+    let () = redis::cmd("SET")
+        .arg(&entry)
+        .arg(&new)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let err = s.load(&k).await.unwrap_err().to_string();
+    assert!(err.contains("older"), "{err}");
 }
