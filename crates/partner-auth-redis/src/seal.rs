@@ -1,4 +1,5 @@
-//! Encryption at rest: XChaCha20-Poly1305 under a 32-byte key, bound to the entry's Redis key.
+//! Encryption at rest: XChaCha20-Poly1305 under a 32-byte key, bound to the entry's Redis key
+//! and version (the associated data the codec gives).
 
 use std::fmt;
 
@@ -9,8 +10,9 @@ use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use token_provider::Error;
 use zeroize::Zeroizing;
 
-/// What a sealed value starts with (after the fence): the scheme and its version.
-pub(crate) const SEALED_TAG: &str = "xc1:";
+/// What a sealed body starts with (after the version): the scheme and its revision. `xc1`,
+/// bound to the key alone, was never released.
+pub(crate) const SEALED_TAG: &str = "xc2:";
 const NONCE_LEN: usize = 24;
 
 /// The key that seals stored states: 32 bytes, given as base64 (standard or URL-safe alphabet,
@@ -84,20 +86,14 @@ impl Sealer {
         Self(XChaCha20Poly1305::new(key.0.as_ref().into()))
     }
 
-    /// `SEALED_TAG` + base64(nonce || ciphertext), the entry's Redis key as associated data.
-    pub(crate) fn seal(&self, redis_key: &str, plain: &[u8]) -> Result<String, Error> {
+    /// `SEALED_TAG` + base64(nonce || ciphertext), bound to `aad` (associated data).
+    pub(crate) fn seal(&self, aad: &[u8], plain: &[u8]) -> Result<String, Error> {
         let mut nonce = [0u8; NONCE_LEN];
         getrandom::fill(&mut nonce)
             .map_err(|e| Error::store(format!("no random numbers for a nonce: {e}"), None))?;
         let sealed = self
             .0
-            .encrypt(
-                XNonce::from_slice(&nonce),
-                Payload {
-                    msg: plain,
-                    aad: redis_key.as_bytes(),
-                },
-            )
+            .encrypt(XNonce::from_slice(&nonce), Payload { msg: plain, aad })
             .map_err(|_| Error::store("cannot encrypt a stored entry", None))?;
         let mut out = Vec::with_capacity(NONCE_LEN + sealed.len());
         out.extend_from_slice(&nonce);
@@ -105,15 +101,20 @@ impl Sealer {
         Ok(format!("{SEALED_TAG}{}", STANDARD.encode(out)))
     }
 
-    /// The plain bytes of a sealed body (after `SEALED_TAG`), or an error naming the entry and
-    /// the likely cause. Never a partial or unauthenticated result.
-    pub(crate) fn open(&self, redis_key: &str, body: &str) -> Result<Zeroizing<Vec<u8>>, Error> {
+    /// The plain bytes of a sealed body (after `SEALED_TAG`) bound to `aad`, or an error naming
+    /// the entry `redis_key` and the likely cause. Never a partial or unauthenticated result.
+    pub(crate) fn open(
+        &self,
+        redis_key: &str,
+        aad: &[u8],
+        body: &[u8],
+    ) -> Result<Zeroizing<Vec<u8>>, Error> {
         let refused = || {
             Error::store(
                 format!(
                     "the entry {redis_key} does not decrypt: it was sealed under another key \
-                     (check PARTNER_AUTH_STORE_KEY) or for another entry, or it was altered; \
-                     `partner-auth forget` removes it"
+                     (check PARTNER_AUTH_STORE_KEY) or for another entry or version, or it was \
+                     altered; `partner-auth forget` removes it"
                 ),
                 None,
             )
@@ -124,13 +125,7 @@ impl Sealer {
         }
         let (nonce, sealed) = raw.split_at(NONCE_LEN);
         self.0
-            .decrypt(
-                XNonce::from_slice(nonce),
-                Payload {
-                    msg: sealed,
-                    aad: redis_key.as_bytes(),
-                },
-            )
+            .decrypt(XNonce::from_slice(nonce), Payload { msg: sealed, aad })
             .map(Zeroizing::new)
             .map_err(|_| refused())
     }
@@ -141,25 +136,27 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_value_opens_only_under_its_key_and_entry() {
+    fn a_value_opens_only_under_its_key_and_associated_data() {
         let key = SealKey::generate().unwrap();
         let sealer = Sealer::new(&key);
-        let sealed = sealer.seal("p:e:a", b"secret-token").unwrap();
-        let body = sealed.strip_prefix(SEALED_TAG).unwrap();
+        let sealed = sealer.seal(b"7:p:e:a", b"secret-token").unwrap();
+        let body = sealed.strip_prefix(SEALED_TAG).unwrap().as_bytes();
         assert_eq!(
-            sealer.open("p:e:a", body).unwrap().as_slice(),
+            sealer.open("p:e:a", b"7:p:e:a", body).unwrap().as_slice(),
             b"secret-token"
         );
         assert!(!sealed.contains("secret-token"));
-        // Moved to another entry.
-        let err = sealer.open("p:e:b", body).unwrap_err().to_string();
-        assert!(err.contains("does not decrypt"), "{err}");
+        // Moved to another entry, or relabelled with another version.
+        for aad in [&b"7:p:e:b"[..], b"8:p:e:a"] {
+            let err = sealer.open("p:e:a", aad, body).unwrap_err().to_string();
+            assert!(err.contains("does not decrypt"), "{err}");
+        }
         // Another key.
         let other = Sealer::new(&SealKey::generate().unwrap());
-        assert!(other.open("p:e:a", body).is_err());
+        assert!(other.open("p:e:a", b"7:p:e:a", body).is_err());
         // Garbage and truncation.
-        assert!(sealer.open("p:e:a", "!!").is_err());
-        assert!(sealer.open("p:e:a", &body[..10]).is_err());
+        assert!(sealer.open("p:e:a", b"7:p:e:a", b"!!").is_err());
+        assert!(sealer.open("p:e:a", b"7:p:e:a", &body[..10]).is_err());
     }
 
     #[test]

@@ -1,5 +1,5 @@
 //! A real `redis-server` for tests: started on a free loopback port in a directory of its own,
-//! with no persistence, and killed when dropped.
+//! with no persistence and any extra configuration a test gives, and killed when dropped.
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
@@ -11,6 +11,8 @@ use std::time::Duration;
 pub struct RedisServer {
     port: u16,
     dir: PathBuf,
+    /// Configuration beyond the defaults, given again at every restart.
+    args: Vec<String>,
     child: Option<Child>,
 }
 
@@ -18,6 +20,12 @@ impl RedisServer {
     /// Starts one on a free port. Panics with a line saying how to install `redis-server` when
     /// it is missing (`cargo xtask ci` installs it).
     pub fn start() -> Self {
+        Self::start_with(&[])
+    }
+
+    /// Starts one with extra configuration, as `redis-server` takes it on its command line
+    /// (`["--maxmemory-policy", "allkeys-lru"]`); a restart keeps it.
+    pub fn start_with(args: &[&str]) -> Self {
         let port = free_port();
         let dir = std::env::temp_dir().join(format!(
             "partner-auth-redis-test-{}-{port}",
@@ -27,6 +35,7 @@ impl RedisServer {
         let mut server = Self {
             port,
             dir,
+            args: args.iter().map(|a| (*a).to_owned()).collect(),
             child: None,
         };
         server.spawn();
@@ -42,6 +51,7 @@ impl RedisServer {
             .args(["--protected-mode", "yes"])
             .arg("--dir")
             .arg(&self.dir)
+            .args(&self.args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -71,6 +81,26 @@ impl RedisServer {
     /// The port.
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// Starts a replica of `primary` (`--replicaof`) and waits until it has copied the
+    /// primary's data and follows its writes.
+    pub fn replica_of(primary: &RedisServer) -> Self {
+        let port = primary.port.to_string();
+        let replica = Self::start_with(&["--replicaof", "127.0.0.1", &port]);
+        for _ in 0..500 {
+            if replica
+                .cli(&["INFO", "replication"])
+                .contains("master_link_status:up")
+            {
+                return replica;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        panic!(
+            "the replica on port {} did not sync within 5 s",
+            replica.port
+        );
     }
 
     /// Kills the server (its data is gone: it keeps none on disk).

@@ -1,5 +1,5 @@
-//! The Redis store against a real `redis-server`: the lock, its lease and fence, lifetimes,
-//! encryption, and what a cache does when Redis is away.
+//! The Redis store against a real `redis-server`: the lock and its lease, versioned saves,
+//! lifetimes, encryption, and what a cache does when Redis is away.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -9,7 +9,7 @@ use partner_auth_redis::testing::RedisServer;
 use partner_auth_redis::{RedisStore, SealKey};
 use token_provider::{
     AccessToken, CacheConfig, CachedTokenProvider, Clock, Error, Fetch, Secret, StoreKey,
-    SystemClock, TokenProvider, TokenState, TokenStore, async_trait,
+    StoreRecord, SystemClock, TokenProvider, TokenState, TokenStore, async_trait,
 };
 
 fn key(name: &str) -> StoreKey {
@@ -108,7 +108,7 @@ async fn a_held_lease_is_extended_and_a_dead_holders_runs_out() {
     // Three leases later the holder still holds it: its task extended the lease.
     tokio::time::sleep(lease * 3).await;
     let ttl: i64 = server
-        .cli(&["PTTL", &format!("partner-auth:l:{}", k.as_str())])
+        .cli(&["PTTL", &a.lock_key(&k)])
         .trim()
         .parse()
         .unwrap();
@@ -121,51 +121,54 @@ async fn a_held_lease_is_extended_and_a_dead_holders_runs_out() {
     // A holder that stops extending (a killed process: its lock's token is in Redis, nothing
     // extends it) is taken over once the lease runs out.
     std::mem::forget(held);
-    server.cli(&[
-        "SET",
-        &format!("partner-auth:l:{}", k.as_str()),
-        "dead-holder",
-        "PX",
-        "600",
-    ]);
+    server.cli(&["SET", &a.lock_key(&k), "dead-holder", "PX", "600"]);
     let started = tokio::time::Instant::now();
     let _taken = b.lock(&k).await.unwrap();
     assert!(started.elapsed() < Duration::from_secs(2));
 }
 
+/// A holder whose lease ran out, and whose principal another holder saved since, cannot
+/// overwrite the newer state: the version it read is no longer stored. The lock is not what
+/// decides: a lock merely taken by another, with nothing saved, refuses nothing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_holder_whose_lease_ran_out_cannot_overwrite_the_newer_state() {
+async fn a_save_over_a_version_another_save_replaced_is_refused() {
     let server = RedisServer::start();
     let (a, b) = (store(&server), store(&server));
     let k = key("fence");
+    let old = StoreRecord::new(state("at-old", Some("rt-old"), Duration::from_secs(600)), 0);
     let stale = a.lock(&k).await.unwrap();
+    let read = a.load_record(&k).await.unwrap().map(|r| r.version);
+    assert_eq!(read, None);
     // The holder stalls past its lease (the extension cannot run while it is stopped: here the
     // lease is taken from it by deleting the lock key, as its expiry would).
-    server.cli(&["DEL", &format!("partner-auth:l:{}", k.as_str())]);
+    server.cli(&["DEL", &a.lock_key(&k)]);
     let newer = b.lock(&k).await.unwrap();
     let fresh = state("at-new", Some("rt-new"), Duration::from_secs(600));
     b.save(&k, &fresh, &newer).await.unwrap();
     drop(newer);
-    let old = state("at-old", Some("rt-old"), Duration::from_secs(600));
-    let err = a.save(&k, &old, &stale).await.unwrap_err();
+    let err = a.save_record(&k, &old, read, &stale).await.unwrap_err();
     assert!(matches!(err, Error::StoreFenced { .. }), "{err:?}");
     assert!(err.is_transient());
-    drop(stale);
     assert_eq!(a.load(&k).await.unwrap(), Some(fresh.clone()));
-    // The same, when the newer holder has not saved yet but holds the lock.
-    let stale = a.lock(&k).await.unwrap();
-    server.cli(&["DEL", &format!("partner-auth:l:{}", k.as_str())]);
+    // Over a stored version, the same.
+    let read = a.load_record(&k).await.unwrap().map(|r| r.version);
     let newer = b.lock(&k).await.unwrap();
+    b.save(&k, &fresh, &newer).await.unwrap();
+    drop(newer);
     assert!(matches!(
-        a.save(&k, &old, &stale).await,
+        a.save_record(&k, &old, read, &stale).await,
         Err(Error::StoreFenced { .. })
     ));
-    assert!(matches!(
-        a.remove(&k, &stale).await,
-        Err(Error::StoreFenced { .. })
-    ));
-    drop((newer, stale));
-    assert_eq!(a.load(&k).await.unwrap(), Some(fresh));
+    drop(stale);
+    // Another holder took the lock and saved nothing: the version read is still stored.
+    let holder = a.lock(&k).await.unwrap();
+    let read = a.load_record(&k).await.unwrap().map(|r| r.version);
+    server.cli(&["DEL", &a.lock_key(&k)]);
+    let other = b.lock(&k).await.unwrap();
+    let saved = a.save_record(&k, &old, read, &holder).await.unwrap();
+    assert!(Some(saved) > read);
+    drop((other, holder));
+    assert_eq!(a.load(&k).await.unwrap(), Some(old.state));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -178,7 +181,7 @@ async fn entries_expire_with_their_token_but_refresh_tokens_are_kept_longer() {
         .unwrap();
     let pttl = |k: &StoreKey| -> i64 {
         server
-            .cli(&["PTTL", &format!("partner-auth:e:{}", k.as_str())])
+            .cli(&["PTTL", &s.entry_key(k)])
             .trim()
             .parse()
             .unwrap()
@@ -285,8 +288,10 @@ async fn sealed_entries_leak_nothing_and_open_only_where_they_were_sealed() {
     let none = RedisStore::new(server.url()).unwrap();
     let err = none.load(&alice).await.unwrap_err().to_string();
     assert!(err.contains("encrypted"), "{err}");
-    // A value planted in clear is refused while encryption is on.
+    // A value planted in clear is refused while encryption is on (a save never replaces a
+    // value it cannot read: the copy is removed first).
     let clear = RedisStore::new(server.url()).unwrap();
+    server.cli(&["DEL", &s.entry_key(&bob)]);
     let lock = clear.lock(&bob).await.unwrap();
     clear
         .save(
@@ -349,7 +354,7 @@ async fn sealed_entries_leak_nothing_and_open_only_where_they_were_sealed() {
         "{err}"
     );
     let err = listed[2].1.as_ref().unwrap_err().to_string();
-    assert!(err.contains("not UTF-8"), "{err}");
+    assert!(err.contains("no readable version"), "{err}");
     for refused in [&bob, &carol] {
         let lock = s.lock(refused).await.unwrap();
         assert!(s.remove(refused, &lock).await.unwrap());
@@ -490,7 +495,7 @@ async fn a_fenced_save_ends_with_the_newer_stored_state_adopted() {
             // Our lease is lost mid-fetch and another replica takes over and saves.
             let other = RedisStore::new(self.server_url.clone()).unwrap();
             let k = key("adopt");
-            let redis = redis_cli_del(&self.server_url, &format!("partner-auth:l:{}", k.as_str()));
+            let redis = redis_cli_del(&self.server_url, &other.lock_key(&k));
             assert_eq!(redis, 1);
             let lock = other.lock(&k).await.unwrap();
             other

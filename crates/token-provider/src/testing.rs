@@ -2,7 +2,8 @@
 //! `tracing` subscriber that proves no secret is ever logged ([`capture_logs`]), a fixed epoch
 //! and a clock standing at it ([`epoch`], [`fixed_clock`]), HTTP clients that retry in
 //! milliseconds ([`fast_http`], [`http_client`], [`fast_retry`]), exact form-body checks
-//! ([`form_fields`], [`exact_form`]) and a temporary directory removed on drop ([`TempDir`]).
+//! ([`form_fields`], [`exact_form`]), a temporary directory removed on drop ([`TempDir`]) and
+//! the contract every versioned store keeps ([`store_contract`]).
 //!
 //! ```
 //! # #[tokio::main(flavor = "current_thread")]
@@ -237,4 +238,88 @@ impl Drop for TempDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
     }
+}
+
+/// The contract every versioned [`TokenStore`](crate::TokenStore) keeps; panics, naming the
+/// store, at the first rule it breaks. Uses the key `contract|test|tenant|me`.
+///
+/// - A save over the version read succeeds and returns a higher version; over a stale version,
+///   or with no version read over a stored record, it is refused with
+///   [`Error::StoreFenced`](crate::Error::StoreFenced).
+/// - A save over a record gone (removed, flushed) succeeds whatever version was read.
+/// - A record reads back as saved, its presentation and refusal included; `load` and `save`
+///   work on top of records.
+pub async fn store_contract(store: std::sync::Arc<dyn crate::TokenStore>) {
+    use crate::{
+        AccessToken, Error, Presenting, Refusal, Secret, StoreKey, StoreRecord, TokenState,
+    };
+    let k = StoreKey::new("contract", "test", "tenant", "me");
+    assert!(store.versioned(), "{store:?} keeps no versions");
+    let state = TokenState::new(AccessToken::new("at")).with_refresh_token(Secret::from("rt"));
+    let record = || StoreRecord::new(state.clone(), 0);
+    let fenced = |result: Result<u64, Error>, what: &str| match result {
+        Err(Error::StoreFenced { .. }) => {}
+        other => panic!("{store:?}: {what}: {other:?}, not StoreFenced"),
+    };
+    let lock = store.lock(&k).await.unwrap();
+    assert!(store.load_record(&k).await.unwrap().is_none(), "{store:?}");
+    let v1 = store.save_record(&k, &record(), None, &lock).await.unwrap();
+    fenced(
+        store.save_record(&k, &record(), None, &lock).await,
+        "a save with no version read over a stored record",
+    );
+    let v2 = store
+        .save_record(&k, &record(), Some(v1), &lock)
+        .await
+        .unwrap();
+    assert!(v2 > v1, "{store:?}: version {v2} after {v1}");
+    fenced(
+        store.save_record(&k, &record(), Some(v1), &lock).await,
+        "a save over a stale version",
+    );
+    let stored = store.load_record(&k).await.unwrap().unwrap();
+    assert_eq!((stored.version, &stored.state), (v2, &state), "{store:?}");
+    // What a record carries besides its state reads back as written.
+    let at = std::time::SystemTime::UNIX_EPOCH + Duration::from_secs(EPOCH_SECS);
+    let rt = Secret::from("rt");
+    let marked = record()
+        .with_presenting(Presenting::new(&rt, at, 2))
+        .with_refused(Refusal::new(&rt, at, "refused"));
+    let v3 = store
+        .save_record(&k, &marked, Some(v2), &lock)
+        .await
+        .unwrap();
+    let stored = store.load_record(&k).await.unwrap().unwrap();
+    assert_eq!(stored.version, v3, "{store:?}");
+    assert_eq!(stored.presenting, marked.presenting, "{store:?}");
+    assert_eq!(stored.refused, marked.refused, "{store:?}");
+    // `load` and `save` on top of records.
+    assert_eq!(
+        store.load(&k).await.unwrap(),
+        Some(state.clone()),
+        "{store:?}"
+    );
+    let other = TokenState::new(AccessToken::new("at-2"));
+    store.save(&k, &other, &lock).await.unwrap();
+    let stored = store.load_record(&k).await.unwrap().unwrap();
+    assert!(
+        stored.version > v3,
+        "{store:?}: `save` keeps versions rising"
+    );
+    assert_eq!(stored.state, other, "{store:?}");
+    // A record gone: any save succeeds.
+    assert!(store.remove(&k, &lock).await.unwrap(), "{store:?}");
+    assert!(!store.remove(&k, &lock).await.unwrap(), "{store:?}");
+    assert!(store.load_record(&k).await.unwrap().is_none(), "{store:?}");
+    let v4 = store
+        .save_record(&k, &record(), Some(stored.version), &lock)
+        .await
+        .unwrap();
+    assert!(
+        v4 > stored.version,
+        "{store:?}: a save over a record gone succeeds, with a higher version"
+    );
+    assert!(store.remove(&k, &lock).await.unwrap(), "{store:?}");
+    store.save_record(&k, &record(), None, &lock).await.unwrap();
+    assert!(store.remove(&k, &lock).await.unwrap(), "{store:?}");
 }

@@ -444,48 +444,13 @@ async fn a_fetch_queued_behind_forget_never_saves_after_it() {
     assert!(fleet.stored().await.is_some());
 }
 
-/// The stores keep one contract for versions: a save over the version read succeeds, over a
-/// stale one is refused, and over a record gone (flushed, removed) succeeds.
+/// The stores keep one contract for versions (`token_provider::testing::store_contract`): a
+/// save over the version read succeeds, over a stale one is refused, and over a record gone
+/// (flushed, removed) succeeds.
 #[tokio::test]
 async fn stores_keep_one_contract_for_versions() {
     let dir = token_provider::testing::TempDir::new("store-records");
-    let stores: Vec<Arc<dyn TokenStore>> = vec![
-        Arc::new(MemoryStore::new()),
-        Arc::new(FileStore::new(dir.path().join("tokens.json"))),
-    ];
-    for store in stores {
-        assert!(store.versioned(), "{store:?}");
-        let k = key();
-        let state = TokenState::new(AccessToken::new("at")).with_refresh_token(Secret::from("rt"));
-        let lock = store.lock(&k).await.unwrap();
-        let v1 = store
-            .save_record(&k, &StoreRecord::new(state.clone(), 0), None, &lock)
-            .await
-            .unwrap();
-        let err = store
-            .save_record(&k, &StoreRecord::new(state.clone(), 0), None, &lock)
-            .await
-            .unwrap_err();
-        assert!(
-            matches!(err, Error::StoreFenced { .. }),
-            "{store:?}: {err:?}"
-        );
-        let v2 = store
-            .save_record(&k, &StoreRecord::new(state.clone(), 0), Some(v1), &lock)
-            .await
-            .unwrap();
-        assert!(v2 > v1);
-        let stale = store
-            .save_record(&k, &StoreRecord::new(state.clone(), 0), Some(v1), &lock)
-            .await;
-        assert!(matches!(stale, Err(Error::StoreFenced { .. })), "{store:?}");
-        let record = store.load_record(&k).await.unwrap().unwrap();
-        assert_eq!((record.version, &record.state), (v2, &state));
-        assert!(store.remove(&k, &lock).await.unwrap());
-        let v3 = store
-            .save_record(&k, &StoreRecord::new(state.clone(), 0), Some(v2), &lock)
-            .await
-            .unwrap();
-        assert!(v3 > v2, "{store:?}: a save over a record gone succeeds");
-    }
+    token_provider::testing::store_contract(Arc::new(MemoryStore::new())).await;
+    token_provider::testing::store_contract(Arc::new(FileStore::new(dir.join("tokens.json"))))
+        .await;
 }

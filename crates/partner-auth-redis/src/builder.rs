@@ -1,0 +1,236 @@
+//! [`RedisStoreBuilder`]: the store's settings, each checked by [`build`](RedisStoreBuilder::build).
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use token_provider::{Error, SharedClock, system_clock};
+
+use crate::client::{Inner, Settings};
+use crate::seal::{SealKey, Sealer};
+use crate::store::RedisStore;
+
+/// The default key prefix.
+pub const DEFAULT_PREFIX: &str = "partner-auth:";
+
+/// Builds a [`RedisStore`].
+#[must_use]
+pub struct RedisStoreBuilder {
+    url: String,
+    prefix: String,
+    timeout: Duration,
+    connect_timeout: Duration,
+    lease: Duration,
+    lock_timeout: Duration,
+    expiry_slack: Duration,
+    refresh_ttl: Duration,
+    seal_key: Option<SealKey>,
+    clock: SharedClock,
+    accept_eviction_risk: bool,
+    replicas: Option<(u32, Duration)>,
+}
+
+impl fmt::Debug for RedisStoreBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisStoreBuilder")
+            .field("server", &redacted_url(&self.url))
+            .field("prefix", &self.prefix)
+            .field("encrypted", &self.seal_key.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl RedisStore {
+    /// A builder for the server at `url` (`redis://[:PASSWORD@]HOST[:PORT][/DB]`, or `rediss://`
+    /// for TLS).
+    pub fn builder(url: impl Into<String>) -> RedisStoreBuilder {
+        RedisStoreBuilder {
+            url: url.into(),
+            prefix: DEFAULT_PREFIX.to_owned(),
+            timeout: Duration::from_secs(2),
+            connect_timeout: Duration::from_secs(2),
+            lease: Duration::from_secs(15),
+            lock_timeout: Duration::from_secs(30),
+            expiry_slack: Duration::from_secs(60),
+            refresh_ttl: Duration::from_secs(30 * 24 * 3600),
+            seal_key: None,
+            clock: system_clock(),
+            accept_eviction_risk: false,
+            replicas: None,
+        }
+    }
+
+    /// A store at `url` with the defaults.
+    pub fn new(url: impl Into<String>) -> Result<Self, Error> {
+        Self::builder(url).build()
+    }
+}
+
+impl RedisStoreBuilder {
+    /// The key prefix (default [`DEFAULT_PREFIX`]): applications sharing one Redis keep apart
+    /// by it. It may not hold `{` or `}` (they would change the keys' hash tag).
+    pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.prefix = prefix.into();
+        self
+    }
+
+    /// How long one Redis call may take (default 2 s).
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// How long one connection attempt may take (default 2 s).
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// The lock's lease (default 15 s): how long a holder that died keeps the others waiting.
+    /// A live holder's lease is extended every third of it.
+    pub fn lease(mut self, lease: Duration) -> Self {
+        self.lease = lease;
+        self
+    }
+
+    /// How long [`lock`](token_provider::TokenStore::lock) waits for another holder before
+    /// [`Error::StoreBusy`] (default 30 s; keep it above the lease).
+    pub fn lock_timeout(mut self, timeout: Duration) -> Self {
+        self.lock_timeout = timeout;
+        self
+    }
+
+    /// How long an entry outlives its access token's expiry (default 60 s).
+    pub fn expiry_slack(mut self, slack: Duration) -> Self {
+        self.expiry_slack = slack;
+        self
+    }
+
+    /// The least time an entry with a refresh token is kept (default 30 days).
+    pub fn refresh_token_ttl(mut self, ttl: Duration) -> Self {
+        self.refresh_ttl = ttl;
+        self
+    }
+
+    /// Seals every entry under `key` (see the crate docs).
+    pub fn seal_key(mut self, key: SealKey) -> Self {
+        self.seal_key = Some(key);
+        self
+    }
+
+    /// Seals every entry under `key` when there is one.
+    pub fn seal_key_opt(mut self, key: Option<SealKey>) -> Self {
+        self.seal_key = key;
+        self
+    }
+
+    /// The clock that entries' lifetimes and versions are measured on (default: the system
+    /// clock).
+    pub fn clock(mut self, clock: SharedClock) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Uses a server that may evict keys (a `maxmemory-policy` of `allkeys-*` or `volatile-*`),
+    /// or whose policy cannot be read (`CONFIG` disabled, as on some managed services), logging
+    /// one warning instead of refusing it (default `false`). An evicted entry takes its refresh
+    /// token with it: that principal signs in again.
+    pub fn accept_eviction_risk(mut self, accept: bool) -> Self {
+        self.accept_eviction_risk = accept;
+        self
+    }
+
+    /// Waits after each save until `replicas` replicas hold it (`WAIT`), for at most `timeout`;
+    /// a save they did not all acknowledge fails with [`Error::StoreUnavailable`] (it is on the
+    /// primary, and a failover may lose it). Default: no waiting.
+    pub fn wait_for_replicas(mut self, replicas: u32, timeout: Duration) -> Self {
+        self.replicas = (replicas > 0).then_some((replicas, timeout));
+        self
+    }
+
+    /// The store. Nothing is sent yet: the connection is made on first use.
+    pub fn build(self) -> Result<RedisStore, Error> {
+        let server = redacted_url(&self.url);
+        if !(self.url.starts_with("redis://") || self.url.starts_with("rediss://")) {
+            return Err(Error::config(
+                "store",
+                "a Redis store is a redis:// or rediss:// URL",
+            ));
+        }
+        let client = redis::Client::open(self.url.as_str()).map_err(|_| {
+            Error::config(
+                "store",
+                format!("{server} is not a Redis URL (redis://[:PASSWORD@]HOST[:PORT][/DB])"),
+            )
+        })?;
+        if self.lease < Duration::from_millis(30) {
+            return Err(Error::config("lease", "must be at least 30 ms"));
+        }
+        if self.prefix.contains(['{', '}']) {
+            return Err(Error::config(
+                "prefix",
+                "may not hold `{` or `}` (they would change the keys' hash tag)",
+            ));
+        }
+        let settings = Settings {
+            prefix: self.prefix,
+            timeout: self.timeout,
+            connect_timeout: self.connect_timeout,
+            lease: self.lease,
+            lock_timeout: self.lock_timeout,
+            expiry_slack: self.expiry_slack,
+            refresh_ttl: self.refresh_ttl,
+            accept_eviction_risk: self.accept_eviction_risk,
+            replicas: self.replicas,
+        };
+        let sealer = self.seal_key.as_ref().map(Sealer::new);
+        Ok(RedisStore {
+            inner: Arc::new(Inner::new(client, server, settings, sealer, self.clock)),
+        })
+    }
+}
+
+/// `scheme://host:port/db` of a Redis URL, without user or password.
+pub(crate) fn redacted_url(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(u) => {
+            let port = u.port().map(|p| format!(":{p}")).unwrap_or_default();
+            format!(
+                "{}://{}{}{}",
+                u.scheme(),
+                u.host_str().unwrap_or(""),
+                port,
+                u.path()
+            )
+        }
+        Err(_) => "the Redis URL".to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_lose_their_password_in_messages() {
+        assert_eq!(
+            redacted_url("redis://:hunter2@cache.internal:6380/2"),
+            "redis://cache.internal:6380/2"
+        );
+        let err = RedisStore::new("http://x").unwrap_err().to_string();
+        assert!(err.contains("redis://"), "{err}");
+        let store = RedisStore::new("rediss://user:hunter2@h:1/0").unwrap();
+        assert!(!format!("{store:?}").contains("hunter2"));
+        assert_eq!(store.server(), "rediss://h:1/0");
+    }
+
+    #[test]
+    fn a_prefix_with_a_brace_is_refused() {
+        let err = RedisStore::builder("redis://h/0")
+            .prefix("app{1}:")
+            .build()
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("prefix") && err.contains("hash tag"), "{err}");
+    }
+}
