@@ -650,3 +650,120 @@ impl Fetch for SimFetch {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn provider() -> Provider {
+        Provider::new(&[PrincipalSpec {
+            name: "p0".into(),
+            password: true,
+            lifetime: Duration::from_secs(600),
+        }])
+    }
+
+    fn node(replica: usize) -> Node {
+        Node { replica, life: 0 }
+    }
+
+    const T: Duration = Duration::from_secs(10);
+
+    fn wall() -> SystemTime {
+        SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000)
+    }
+
+    fn delivered(p: &mut Provider, processed: &Processed, to: Node) {
+        let delivery = Delivery {
+            seq: 0,
+            at: T,
+            node: Some(to),
+            task: None,
+        };
+        p.deliver(processed, delivery);
+    }
+
+    fn present(p: &mut Provider, rt: &str, by: Node) -> (Processed, Option<String>) {
+        p.refresh_grant(rt, by, false, |_, _| false, T, wall())
+    }
+
+    #[test]
+    fn a_refresh_rotates_and_reuse_revokes_the_family() {
+        let mut p = provider();
+        let (_, r1) = p.login(0, Origin::Password, wall());
+        let (rotated, verdict) = present(&mut p, &r1, node(0));
+        assert!(verdict.is_none());
+        assert!(matches!(rotated.answer, Answer::Issued(_)));
+        let r2 = rotated.issued.clone().unwrap();
+        assert!(p.usable(&r2) && !p.usable(&r1));
+        // The first answer was lost: a second presentation is allowed, and revokes.
+        let (refused, verdict) = present(&mut p, &r1, node(1));
+        assert!(verdict.is_none(), "{verdict:?}");
+        assert!(matches!(refused.answer, Answer::Refused));
+        assert!(!p.usable(&r2), "the whole family is revoked");
+        // Never a third time.
+        let (_, verdict) = present(&mut p, &r1, node(1));
+        assert!(verdict.unwrap().contains("third time"));
+    }
+
+    #[test]
+    fn a_presentation_after_its_answer_reached_a_cache_is_a_violation() {
+        let mut p = provider();
+        let (_, r1) = p.login(0, Origin::Password, wall());
+        let (rotated, _) = present(&mut p, &r1, node(0));
+        delivered(&mut p, &rotated, node(0));
+        let (_, verdict) = present(&mut p, &r1, node(1));
+        assert!(verdict.unwrap().contains("second time"));
+    }
+
+    #[test]
+    fn a_refusal_that_reached_a_cache_counts_as_an_answer() {
+        let mut p = provider();
+        let (_, r1) = p.login(0, Origin::Password, wall());
+        let family = p.refresh[&r1].family;
+        p.revoke(family, T, Cause::Admin);
+        let (refused, verdict) = present(&mut p, &r1, node(0));
+        assert!(verdict.is_none());
+        delivered(&mut p, &refused, node(0));
+        let (_, verdict) = present(&mut p, &r1, node(0));
+        assert!(verdict.unwrap().contains("was refused"));
+    }
+
+    #[test]
+    fn a_process_that_could_not_know_is_not_blamed() {
+        let mut p = provider();
+        let (_, r1) = p.login(0, Origin::Password, wall());
+        let (rotated, _) = present(&mut p, &r1, node(0));
+        delivered(&mut p, &rotated, node(0));
+        // The store had forgotten the principal, and nothing of the rotation reached node 1.
+        let (_, verdict) = p.refresh_grant(&r1, node(1), true, |_, _| false, T, wall());
+        assert!(verdict.is_none(), "{verdict:?}");
+        // Node 0 made the rotation: no excuse for it.
+        let (_, verdict) = p.refresh_grant(&r1, node(0), true, |_, _| false, T, wall());
+        assert!(verdict.is_some());
+    }
+
+    #[test]
+    fn an_answer_stranded_in_a_stalled_process_allows_a_second_presentation() {
+        let mut p = provider();
+        let (_, r1) = p.login(0, Origin::Password, wall());
+        let (rotated, _) = present(&mut p, &r1, node(0));
+        delivered(&mut p, &rotated, node(0));
+        let stalled = |n: Node, _| n == node(0);
+        let (_, verdict) = p.refresh_grant(&r1, node(1), false, stalled, T, wall());
+        assert!(verdict.is_none(), "{verdict:?}");
+    }
+
+    #[test]
+    fn a_stalled_process_is_no_excuse_once_the_store_held_its_answer() {
+        let mut p = provider();
+        let (_, r1) = p.login(0, Origin::Password, wall());
+        let (rotated, _) = present(&mut p, &r1, node(0));
+        delivered(&mut p, &rotated, node(0));
+        let r2 = rotated.issued.clone().unwrap();
+        p.refresh.get_mut(&r2).unwrap().stored = true;
+        let stalled = |n: Node, _| n == node(0);
+        let (_, verdict) = p.refresh_grant(&r1, node(1), false, stalled, T, wall());
+        assert!(verdict.is_some());
+    }
+}

@@ -479,3 +479,163 @@ impl TokenStore for StoreHandle {
         .await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::future::Future;
+
+    use super::*;
+    use crate::config::{Faults, PrincipalSpec, Promises, SimConfig};
+    use token_provider::AccessToken;
+
+    fn world() -> Arc<World> {
+        let cfg = SimConfig {
+            replicas: 2,
+            principals: vec![PrincipalSpec {
+                name: "p0".into(),
+                password: true,
+                lifetime: Duration::from_secs(600),
+            }],
+            chaos: Duration::from_secs(600),
+            intensity: 1.0,
+        };
+        Arc::new(World::new(
+            cfg,
+            Faults::none(),
+            Promises::all(),
+            fastrand::Rng::with_seed(7),
+        ))
+    }
+
+    fn handles(w: &Arc<World>) -> (StoreHandle, StoreHandle) {
+        (
+            StoreHandle::new(Arc::clone(w), w.node(0)),
+            StoreHandle::new(Arc::clone(w), w.node(1)),
+        )
+    }
+
+    fn state(at: &str) -> TokenState {
+        TokenState::new(AccessToken::new(at))
+    }
+
+    /// Runs `f` on a current-thread runtime in paused time.
+    fn paused<F: Future<Output = ()>>(f: impl FnOnce() -> F) {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .start_paused(true)
+            .build()
+            .unwrap()
+            .block_on(f());
+    }
+
+    #[test]
+    fn a_save_is_fenced_once_another_lock_was_taken_even_without_a_write() {
+        paused(|| async {
+            let w = world();
+            let (a, b) = handles(&w);
+            let key = w.key(0).clone();
+            let held = a.lock(&key).await.unwrap();
+            lock(&w.store).evict(&key, Evict::Lock);
+            drop(b.lock(&key).await.unwrap());
+            let refused = a.save(&key, &state("a"), &held).await.unwrap_err();
+            assert!(matches!(refused, Error::StoreFenced { .. }), "{refused}");
+        });
+    }
+
+    #[test]
+    fn a_flushed_fence_reads_zero_and_fences_the_holder_out() {
+        paused(|| async {
+            let w = world();
+            let (a, _) = handles(&w);
+            let key = w.key(0).clone();
+            let held = a.lock(&key).await.unwrap();
+            lock(&w.store).flush();
+            let refused = a.save(&key, &state("a"), &held).await.unwrap_err();
+            assert!(matches!(refused, Error::StoreFenced { .. }), "{refused}");
+        });
+    }
+
+    #[test]
+    fn a_held_lock_is_extended_and_a_paused_holders_lapses() {
+        paused(|| async {
+            let w = world();
+            let (a, b) = handles(&w);
+            let key = w.key(0).clone();
+            let _held = a.lock(&key).await.unwrap();
+            tokio::time::sleep(LEASE * 3).await;
+            let busy = b.lock(&key).await.unwrap_err();
+            assert!(matches!(busy, Error::StoreBusy { .. }), "{busy}");
+            // Paused, its extender stalls with it and the lease runs out.
+            w.pause(0, LEASE * 4);
+            let started = Instant::now();
+            let _taken = b.lock(&key).await.unwrap();
+            assert!(started.elapsed() <= LEASE + Duration::from_secs(1));
+        });
+    }
+
+    #[test]
+    fn versioned_saves_follow_the_documented_rules() {
+        paused(|| async {
+            let w = world();
+            let (a, b) = handles(&w);
+            let key = w.key(0).clone();
+            let record = |at: &str| StoreRecord::new(state(at), 0);
+            let held = a.lock(&key).await.unwrap();
+            assert_eq!(
+                a.save_record(&key, &record("a1"), None, &held)
+                    .await
+                    .unwrap(),
+                1
+            );
+            assert_eq!(
+                a.save_record(&key, &record("a2"), Some(1), &held)
+                    .await
+                    .unwrap(),
+                2
+            );
+            // Another writer that read version 1 is refused, whatever lock it holds.
+            let other = b.lock(&key).await;
+            assert!(other.is_err(), "a's lock is still held");
+            let stale = a.save_record(&key, &record("stale"), Some(1), &held).await;
+            assert!(matches!(stale, Err(Error::StoreFenced { .. })));
+            // The fence does not matter to a versioned save.
+            lock(&w.store).evict(&key, Evict::Fence);
+            assert_eq!(
+                a.save_record(&key, &record("a3"), Some(2), &held)
+                    .await
+                    .unwrap(),
+                3
+            );
+            // A store holding nothing takes any save, above the version read.
+            lock(&w.store).flush();
+            assert_eq!(
+                a.save_record(&key, &record("a4"), Some(3), &held)
+                    .await
+                    .unwrap(),
+                4
+            );
+            let stored = a.load_record(&key).await.unwrap().unwrap();
+            assert_eq!((stored.version, stored.state), (4, state("a4")));
+        });
+    }
+
+    #[test]
+    fn a_restarted_store_is_empty_and_unavailable_for_a_while() {
+        paused(|| async {
+            let w = world();
+            let (a, _) = handles(&w);
+            let key = w.key(0).clone();
+            let held = a.lock(&key).await.unwrap();
+            a.save(&key, &state("a"), &held).await.unwrap();
+            {
+                let mut server = lock(&w.store);
+                server.flush();
+                server.unavailable_until = Some(Instant::now() + Duration::from_secs(5));
+            }
+            let down = a.load(&key).await.unwrap_err();
+            assert!(matches!(down, Error::StoreUnavailable { .. }), "{down}");
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            assert_eq!(a.load(&key).await.unwrap(), None);
+        });
+    }
+}
