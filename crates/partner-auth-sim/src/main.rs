@@ -159,7 +159,7 @@ fn verdict(outcome: &Outcome) -> ExitCode {
     match &outcome.violation {
         Some(v) => {
             println!(
-                "\nFAILED seed {}: {v}\nreplay: partner-auth-sim --seed {}{}",
+                "\nFAILED seed {}: {v}\nreplay: cargo xtask sim --seed {}{}",
                 outcome.seed,
                 outcome.seed,
                 outcome.options.flags()
