@@ -9,11 +9,13 @@
 //!   its way), or reached only a process that was then killed or paused before the store held
 //!   its result (the window no client can close); never a third time. A refusal that reached a
 //!   cache counts as an answer, so a token refused once is not presented again. Not counted: a
-//!   presentation by a process that could not know of the earlier ones, because the store had
-//!   forgotten the principal when it last read it (flushed, restarted, evicted, or a `forget`
-//!   on another replica) and none of them, nor any later token of the family, ever reached
-//!   that process: after a wipe a replica holding a refresh token cannot tell whether another
-//!   rotated it.
+//!   presentation by a process that could not have learned of the earlier ones: it made none
+//!   of them, never received, held or read in the store a later token of the family nor a
+//!   record marking the token presented or refused, and the store had been wiped (flushed,
+//!   restarted, the record evicted or removed by a `forget`) since each earlier answer reached
+//!   a cache and before the process last read it. After a wipe a replica holding a refresh
+//!   token cannot tell whether another rotated it; without one, the store is where the fleet
+//!   learns it, so a process that was not told is the fleet's failure, not an excuse.
 //! - **rotated-kept**: the newest refresh token of a principal that reached a replica, while
 //!   the provider would still rotate it (not rotated since, its family not revoked), is held by
 //!   the store or by a live replica (its cached state, or the state it keeps for its next fetch
@@ -45,11 +47,11 @@
 //! [`SETTLE`]: crate::config::SETTLE
 //! [`PROBE`]: crate::config::PROBE
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::time::Duration;
 
-use token_provider::{AccessToken, StoreKey, TokenState};
+use token_provider::{AccessToken, StoreKey, StoreRecord, TokenState};
 
 use crate::config::BACKOFF_INITIAL;
 use crate::provider::{Cause, Delivery, Origin, secs};
@@ -161,22 +163,75 @@ pub(crate) struct Checker {
     retired: BTreeMap<(Node, usize), TokenState>,
     /// When a replica's fetch last panicked.
     panics: BTreeMap<(Node, usize), Duration>,
-    /// Whether each replica's last read of each principal's record found one.
-    loaded: BTreeMap<(Node, usize), bool>,
+    /// What each life of a replica has learned of each principal's refresh tokens.
+    knowledge: BTreeMap<(Node, usize), Knowledge>,
     /// The last token served to a caller of each replica and principal.
     pub(crate) last_served: BTreeMap<(Node, usize), AccessToken>,
 }
 
-/// `node` read `key`'s record (`found`: there was one).
-pub(crate) fn on_store_load(w: &World, node: Node, key: &StoreKey, found: bool) {
-    if let Some(principal) = w.principal_of(key) {
-        lock(&w.checker).loaded.insert((node, principal), found);
+/// What a process has learned of a principal's refresh tokens: what could have told it that a
+/// token it presents was already answered.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Knowledge {
+    /// Every refresh token it received, held, or read in a store record.
+    pub(crate) seen: BTreeSet<String>,
+    /// The digests of the tokens a record it read marked as being presented or refused.
+    pub(crate) marked: BTreeSet<String>,
+    /// How many times the store had been wiped for the principal at its last read.
+    pub(crate) read_epoch: Option<u64>,
+}
+
+/// `node` read `record` for `key`, when the store had been wiped `epoch` times for it.
+pub(crate) fn on_store_load(
+    w: &World,
+    node: Node,
+    key: &StoreKey,
+    record: Option<&StoreRecord>,
+    epoch: u64,
+) {
+    let Some(principal) = w.principal_of(key) else {
+        return;
+    };
+    let mut checker = lock(&w.checker);
+    let knows = checker.knowledge.entry((node, principal)).or_default();
+    knows.read_epoch = Some(epoch);
+    if let Some(record) = record {
+        knows.seen.extend(
+            record
+                .state
+                .refresh_token
+                .as_ref()
+                .map(|rt| rt.expose_secret().to_owned()),
+        );
+        knows.marked.extend(
+            record
+                .presenting
+                .as_ref()
+                .map(|p| p.refresh_digest.to_hex()),
+        );
+        knows
+            .marked
+            .extend(record.refused.as_ref().map(|r| r.refresh_digest.to_hex()));
     }
 }
 
-/// Whether `node`'s last read of `principal`'s record found none.
-pub(crate) fn store_forgot(w: &World, node: Node, principal: usize) -> bool {
-    lock(&w.checker).loaded.get(&(node, principal)) == Some(&false)
+/// `node` received or holds `rt`, a refresh token of `principal`.
+pub(crate) fn on_seen(w: &World, node: Node, principal: usize, rt: &str) {
+    lock(&w.checker)
+        .knowledge
+        .entry((node, principal))
+        .or_default()
+        .seen
+        .insert(rt.to_owned());
+}
+
+/// What `node` has learned of `principal`'s refresh tokens.
+pub(crate) fn knowledge(w: &World, node: Node, principal: usize) -> Knowledge {
+    lock(&w.checker)
+        .knowledge
+        .get(&(node, principal))
+        .cloned()
+        .unwrap_or_default()
 }
 
 /// A replica's fetch for `principal` begins (the provider is about to be asked).
@@ -487,6 +542,9 @@ pub(crate) fn check_rotated_kept(w: &World, caches: &[Cache]) {
             }
         }
         if !holders.is_empty() {
+            for node in &holders {
+                on_seen(w, *node, principal, &rt);
+            }
             if let Some(r) = lock(&w.provider).refresh.get_mut(&rt) {
                 r.touched.extend(holders);
             }

@@ -27,9 +27,9 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
-use token_provider::{AccessToken, Error, Fetch, Secret, StoreKey, TokenState};
+use token_provider::{AccessToken, Error, Fetch, RefreshDigest, Secret, StoreKey, TokenState};
 
-use crate::checker::Promise;
+use crate::checker::{Knowledge, Promise};
 use crate::config::{Fault, PrincipalSpec};
 use crate::world::{Node, World, lock};
 
@@ -77,6 +77,8 @@ pub(crate) struct Presentation {
     pub(crate) by: Node,
     pub(crate) refused: bool,
     pub(crate) delivered: Option<Duration>,
+    /// How many times the store had been wiped for the principal when the answer arrived.
+    pub(crate) delivered_epoch: Option<u64>,
 }
 
 /// How a refresh token came to be.
@@ -220,14 +222,13 @@ impl Provider {
     }
 
     /// A refresh grant presenting `rt`: the answer, and the violation of the presentation
-    /// promise it is, if it is one. `store_forgot`: the presenter's last read of the store
-    /// found no record for the principal. `stalled(node, since)`: whether `node` was killed or
-    /// paused since `since`.
+    /// promise it is, if it is one. `knows`: what the presenter has learned of the principal's
+    /// tokens. `stalled(node, since)`: whether `node` was killed or paused since `since`.
     fn refresh_grant(
         &mut self,
         rt: &str,
         by: Node,
-        store_forgot: bool,
+        knows: &Knowledge,
         stalled: impl Fn(Node, Duration) -> bool,
         now: Duration,
         wall: SystemTime,
@@ -242,16 +243,32 @@ impl Provider {
         };
         let family = record.family;
         let k = record.presentations.len() + 1;
-        // Whether the presenter could not have known of the earlier presentations: the store
-        // had forgotten the principal (flushed, restarted, evicted, or a forget elsewhere), and
-        // nothing of them reached this process (it neither made them nor held a later token
-        // of the family).
-        let unaware = store_forgot
-            && record.presentations.iter().all(|p| p.by != by)
-            && !self
-                .refresh
-                .values()
-                .any(|r| r.family == family && r.order > record.order && r.touched.contains(&by));
+        // Why the presenter could have known of the earlier presentations, if it could: it
+        // made one, it received, held or read a later token of the family or a record marking
+        // this one, or the store, unwiped since an earlier answer reached a cache, could have
+        // told it.
+        let digest = RefreshDigest::of(&Secret::from(rt)).to_hex();
+        let later = self
+            .refresh
+            .iter()
+            .find(|(t, r)| r.family == family && r.order > record.order && knows.seen.contains(*t))
+            .map(|(t, _)| t.clone());
+        let could_know = if let Some(own) = record.presentations.iter().find(|p| p.by == by) {
+            Some(format!("it made the presentation at {}", secs(own.at)))
+        } else if let Some(later) = later {
+            Some(format!("it had seen {later}"))
+        } else if knows.marked.contains(&digest) {
+            Some("a store record it read marked it presented or refused".to_owned())
+        } else if record
+            .presentations
+            .iter()
+            .filter_map(|p| p.delivered_epoch)
+            .any(|e| knows.read_epoch.is_none_or(|read| read <= e))
+        {
+            Some("the store was not wiped between that answer and its last read".to_owned())
+        } else {
+            None
+        };
         // Whether the first answer went no further than a process killed or paused before it
         // could save it: the window no client can close.
         let stranded = |first: &Presentation| {
@@ -268,7 +285,7 @@ impl Provider {
         let verdict = match record.presentations.first() {
             None => None,
             Some(first) if k == 2 && (first.delivered.is_none() || stranded(first)) => None,
-            Some(_) if unaware => None,
+            Some(_) if could_know.is_none() => None,
             Some(first) => {
                 // The earlier presentation that should have stopped this one: the presenter's
                 // own if it made one, else the first.
@@ -289,16 +306,12 @@ impl Provider {
                     .unwrap_or_else(|| "its answer was lost".into());
                 Some(format!(
                     "{by} presented {rt} a {} time; the {} presentation ({} at {}) was {answer} \
-                     and {fate}{}",
+                     and {fate}, and {by} could know: {}",
                     ordinal(k),
                     ordinal(i + 1),
                     earlier.by,
                     secs(earlier.at),
-                    if store_forgot {
-                        ""
-                    } else {
-                        " (the store still held the principal)"
-                    }
+                    could_know.as_deref().unwrap_or("?")
                 ))
             }
         };
@@ -326,6 +339,7 @@ impl Provider {
             by,
             refused,
             delivered: None,
+            delivered_epoch: None,
         });
         let processed = Processed {
             answer,
@@ -335,12 +349,15 @@ impl Provider {
         (processed, verdict)
     }
 
-    /// The answer of `processed` reached `node`'s cache.
-    fn deliver(&mut self, processed: &Processed, delivery: Delivery) {
+    /// The answer of `processed` reached `node`'s cache, when the store had been wiped `epoch`
+    /// times for the principal.
+    fn deliver(&mut self, processed: &Processed, delivery: Delivery, epoch: u64) {
         if let Some((rt, i)) = &processed.presented
             && let Some(record) = self.refresh.get_mut(rt)
         {
-            record.presentations[*i].delivered = Some(delivery.at);
+            let presentation = &mut record.presentations[*i];
+            presentation.delivered = Some(delivery.at);
+            presentation.delivered_epoch = Some(epoch);
         }
         if let Some(rt) = &processed.issued
             && let Some(record) = self.refresh.get_mut(rt)
@@ -543,14 +560,14 @@ impl Fetch for SimFetch {
 
         // The provider processes it.
         let (now, wall) = (w.now(), w.wall());
-        let store_forgot = crate::checker::store_forgot(w, node, self.principal);
+        let knows = crate::checker::knowledge(w, node, self.principal);
         let (processed, verdict) = {
             let mut provider = lock(&w.provider);
             match &rt {
                 Some(rt) => provider.refresh_grant(
                     rt,
                     node,
-                    store_forgot,
+                    &knows,
                     |node, since| w.stalled_since(node, since),
                     now,
                     wall,
@@ -623,7 +640,11 @@ impl Fetch for SimFetch {
             node: Some(node),
             task,
         };
-        lock(&w.provider).deliver(&processed, delivery);
+        let epoch = lock(&w.store).epoch(&self.key);
+        lock(&w.provider).deliver(&processed, delivery, epoch);
+        if let Some(rt) = &processed.issued {
+            crate::checker::on_seen(w, node, self.principal, rt);
+        }
         match processed.answer {
             Answer::Issued(state) => {
                 w.log(
@@ -680,11 +701,19 @@ mod tests {
             node: Some(to),
             task: None,
         };
-        p.deliver(processed, delivery);
+        p.deliver(processed, delivery, 0);
     }
 
     fn present(p: &mut Provider, rt: &str, by: Node) -> (Processed, Option<String>) {
-        p.refresh_grant(rt, by, false, |_, _| false, T, wall())
+        p.refresh_grant(rt, by, &Knowledge::default(), |_, _| false, T, wall())
+    }
+
+    /// A process whose last read of the store came after one wipe.
+    fn after_a_wipe() -> Knowledge {
+        Knowledge {
+            read_epoch: Some(1),
+            ..Knowledge::default()
+        }
     }
 
     #[test]
@@ -735,12 +764,31 @@ mod tests {
         let (_, r1) = p.login(0, Origin::Password, wall());
         let (rotated, _) = present(&mut p, &r1, node(0));
         delivered(&mut p, &rotated, node(0));
-        // The store had forgotten the principal, and nothing of the rotation reached node 1.
-        let (_, verdict) = p.refresh_grant(&r1, node(1), true, |_, _| false, T, wall());
+        // The store was wiped since, and nothing of the rotation reached node 1.
+        let (_, verdict) = p.refresh_grant(&r1, node(1), &after_a_wipe(), |_, _| false, T, wall());
         assert!(verdict.is_none(), "{verdict:?}");
         // Node 0 made the rotation: no excuse for it.
-        let (_, verdict) = p.refresh_grant(&r1, node(0), true, |_, _| false, T, wall());
-        assert!(verdict.is_some());
+        let (_, verdict) = p.refresh_grant(&r1, node(0), &after_a_wipe(), |_, _| false, T, wall());
+        assert!(verdict.unwrap().contains("it made the presentation"));
+    }
+
+    #[test]
+    fn a_process_that_read_a_later_token_or_an_unwiped_store_is_blamed() {
+        let mut p = provider();
+        let (_, r1) = p.login(0, Origin::Password, wall());
+        let (rotated, _) = present(&mut p, &r1, node(0));
+        delivered(&mut p, &rotated, node(0));
+        let r2 = rotated.issued.clone().unwrap();
+        let mut read_r2 = after_a_wipe();
+        read_r2.seen.insert(r2.clone());
+        let (_, verdict) = p.refresh_grant(&r1, node(1), &read_r2, |_, _| false, T, wall());
+        assert!(verdict.unwrap().contains(&format!("it had seen {r2}")));
+        let unwiped = Knowledge {
+            read_epoch: Some(0),
+            ..Knowledge::default()
+        };
+        let (_, verdict) = p.refresh_grant(&r1, node(2), &unwiped, |_, _| false, T, wall());
+        assert!(verdict.unwrap().contains("not wiped"));
     }
 
     #[test]
@@ -750,7 +798,7 @@ mod tests {
         let (rotated, _) = present(&mut p, &r1, node(0));
         delivered(&mut p, &rotated, node(0));
         let stalled = |n: Node, _| n == node(0);
-        let (_, verdict) = p.refresh_grant(&r1, node(1), false, stalled, T, wall());
+        let (_, verdict) = p.refresh_grant(&r1, node(1), &Knowledge::default(), stalled, T, wall());
         assert!(verdict.is_none(), "{verdict:?}");
     }
 
@@ -763,7 +811,7 @@ mod tests {
         let r2 = rotated.issued.clone().unwrap();
         p.refresh.get_mut(&r2).unwrap().stored = true;
         let stalled = |n: Node, _| n == node(0);
-        let (_, verdict) = p.refresh_grant(&r1, node(1), false, stalled, T, wall());
+        let (_, verdict) = p.refresh_grant(&r1, node(1), &Knowledge::default(), stalled, T, wall());
         assert!(verdict.is_some());
     }
 }

@@ -57,6 +57,10 @@ pub(crate) struct Server {
     pub(crate) keys: BTreeMap<StoreKey, KeyState>,
     pub(crate) unavailable_until: Option<Instant>,
     tokens: u64,
+    /// How many times everything was wiped (FLUSHALL, a restart).
+    flushes: u64,
+    /// How many times each key's record was evicted or removed.
+    removals: BTreeMap<StoreKey, u64>,
 }
 
 /// What the nemesis evicts from one key.
@@ -71,6 +75,13 @@ impl Server {
     /// FLUSHALL: every record, lock and fence gone.
     pub(crate) fn flush(&mut self) {
         self.keys.clear();
+        self.flushes += 1;
+    }
+
+    /// How many times `key`'s record was wiped (flushed, evicted, removed): what a process read
+    /// may not descend from what was there before.
+    pub(crate) fn epoch(&self, key: &StoreKey) -> u64 {
+        self.flushes + self.removals.get(key).copied().unwrap_or(0)
     }
 
     /// Drops one part of `key`'s state.
@@ -79,7 +90,10 @@ impl Server {
             match what {
                 Evict::Lock => k.held = None,
                 Evict::Fence => k.fence = None,
-                Evict::Record => k.record = None,
+                Evict::Record => {
+                    k.record = None;
+                    *self.removals.entry(key.clone()).or_default() += 1;
+                }
             }
         }
     }
@@ -273,6 +287,9 @@ impl StoreHandle {
                 if k.held.as_ref().is_some_and(|h| h.token == lease.token) {
                     k.held = None;
                 }
+                if state.is_none() {
+                    *server.removals.entry(key.clone()).or_default() += 1;
+                }
                 lease.released.store(true, Ordering::Relaxed);
                 let written = describe(k.record.as_ref());
                 match state {
@@ -415,12 +432,19 @@ impl TokenStore for StoreHandle {
         let w = &self.world;
         let result = self
             .round_trip(false, |server, _| {
-                Ok(server.keys.get(key).and_then(|k| k.record.clone()))
+                let record = server.keys.get(key).and_then(|k| k.record.clone());
+                crate::checker::on_store_load(
+                    w,
+                    self.node,
+                    key,
+                    record.as_ref(),
+                    server.epoch(key),
+                );
+                Ok(record)
             })
             .await;
         match &result {
             Ok(record) => {
-                crate::checker::on_store_load(w, self.node, key, record.is_some());
                 w.log(
                     self.node,
                     format_args!("store: load {key}: {}", describe(record.as_ref())),

@@ -13,6 +13,8 @@ pub struct Line {
     pub who: String,
     /// What happened.
     pub what: String,
+    /// How many more times the same thing happened, right after (a poll, say).
+    pub repeats: u32,
 }
 
 impl fmt::Display for Line {
@@ -25,7 +27,11 @@ impl fmt::Display for Line {
             ms % 1000,
             self.who,
             self.what
-        )
+        )?;
+        if self.repeats > 0 {
+            write!(f, " (and {} times more)", self.repeats)?;
+        }
+        Ok(())
     }
 }
 
@@ -36,8 +42,21 @@ pub struct Trace {
 }
 
 impl Trace {
+    /// Adds a line; one that repeats the last line (same who, same what) is counted on it.
     pub(crate) fn push(&mut self, at: Duration, who: String, what: String) {
-        self.lines.push(Line { at, who, what });
+        if let Some(last) = self.lines.last_mut()
+            && last.who == who
+            && last.what == what
+        {
+            last.repeats += 1;
+            return;
+        }
+        self.lines.push(Line {
+            at,
+            who,
+            what,
+            repeats: 0,
+        });
     }
 
     /// The lines.
