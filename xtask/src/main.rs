@@ -143,13 +143,44 @@ fn sim(args: &[String]) -> Result {
                 .into(),
         );
     }
-    let mut cmd = cargo();
-    cmd.args(["run", "--quiet", "-p", "partner-auth-sim"]);
+    // Built with the features the whole workspace unifies, as `cargo test --workspace
+    // --all-features` builds it: after the tests, the dev build has nothing left to compile
+    // (`cargo run -p` would unify the simulation's alone and rebuild its dependencies).
+    let mut build = cargo();
+    build.args([
+        "build",
+        "--quiet",
+        "--workspace",
+        "--all-features",
+        "--bin",
+        "partner-auth-sim",
+    ]);
     if release {
-        cmd.arg("--release");
+        build.arg("--release");
     }
-    cmd.arg("--").args(args);
+    run("build partner-auth-sim", build)?;
+    let bin = target_dir()?
+        .join(if release { "release" } else { "debug" })
+        .join(format!("partner-auth-sim{}", env::consts::EXE_SUFFIX));
+    let mut cmd = Command::new(bin);
+    cmd.args(args);
     run(&format!("partner-auth-sim {}", args.join(" ")), cmd)
+}
+
+/// The workspace's target directory, as cargo resolves it (`CARGO_TARGET_DIR` included).
+fn target_dir() -> Result<PathBuf> {
+    let meta = output(cargo().args(["metadata", "--no-deps", "--format-version", "1"]))?;
+    let key = "\"target_directory\":\"";
+    let start = meta
+        .find(key)
+        .map(|i| i + key.len())
+        .ok_or("cargo metadata names no target directory")?;
+    let end = meta[start..]
+        .find('"')
+        .ok_or("cargo metadata's target directory is cut short")?;
+    Ok(PathBuf::from(
+        meta[start..start + end].replace("\\\\", "\\"),
+    ))
 }
 
 /// `cargo package --workspace`: every published crate packs (manifest, README and licence
