@@ -20,7 +20,22 @@
 //! ```
 //!
 //! `cargo xtask sim --seeds N` runs N seeds and prints the first failing one with its trace;
-//! `cargo xtask sim --seed S` replays one.
+//! `cargo xtask sim --seed S` replays one. `--faults` narrows the fault classes and
+//! `--promises` the promises that end a run, to hunt one defect (`--help` lists both).
+//!
+//! # Layout
+//!
+//! - [`config`]: what a seed draws (replicas, principals, lifetimes, fault intensity), the
+//!   fault classes and promises a run is given, and every replica's cache configuration, with
+//!   the one place that switches on the cache's fetch deadline.
+//! - [`store`]: the model store and its faults.
+//! - [`provider`]: the model provider, each replica's `Fetch`, and the fetch faults; it also
+//!   judges each presentation of a refresh token as it is made.
+//! - [`checker`]: the promises, stated precisely, and the checks of everything else.
+//! - `sim`: the workload, the nemesis's events, the settling and the probe.
+//! - `world`: the shared state, virtual time, replicas' lives and pauses, and the turns that
+//!   keep wake-ups in order.
+//! - [`trace`]: every event, stamped with its virtual time.
 //!
 //! # Determinism
 //!
