@@ -15,8 +15,9 @@ pub const FETCH_TIMEOUT: Duration = Duration::from_secs(30);
 /// The one place the sim switches on the cache's fetch deadline.
 ///
 /// SWITCH ON after merging `CacheConfig::fetch_timeout`: replace the body with
-/// `config.fetch_timeout(FETCH_TIMEOUT)`. Without it a fetch that never answers is waited on
-/// forever, which the liveness check reports.
+/// `config.fetch_timeout(FETCH_TIMEOUT)`. Until then a fetch runs under the cache's own default,
+/// and today's cache has none: a fetch that never answers is waited on forever, which the
+/// liveness check reports.
 fn with_fetch_timeout(config: CacheConfig) -> CacheConfig {
     config
 }
