@@ -1,5 +1,6 @@
 //! Project automation. `cargo xtask ci` is exactly what CI runs; `cargo xtask bench` runs the
-//! criterion benchmarks and writes BENCHMARKS.md.
+//! criterion benchmarks and writes BENCHMARKS.md; `cargo xtask sim` runs seeds of the fleet
+//! simulation.
 
 use std::env;
 use std::path::{Path, PathBuf};
@@ -12,14 +13,17 @@ fn main() -> ExitCode {
         Some("deps") => check_dependency_rules(),
         Some("package") => package(),
         Some("bench") => bench(&args[1..]),
+        Some("sim") => sim(&args[1..]),
         _ => {
             eprintln!(
                 "usage: cargo xtask <command>\n\n\
                  commands:\n  \
-                 ci      fmt check, clippy -D warnings, redis-server (installed if missing), tests, docs -D warnings, examples, packaging, dependency rules\n  \
+                 ci      fmt check, clippy -D warnings, redis-server (installed if missing), tests, 1,000 simulation seeds, docs -D warnings, examples, packaging, dependency rules\n  \
                  deps    only the dependency rules (cargo tree)\n  \
                  package only `cargo package --workspace` (packs and builds every published crate)\n  \
-                 bench   criterion benchmarks (the cache, the Redis store); results in BENCHMARKS.md"
+                 bench   criterion benchmarks (the cache, the Redis store); results in BENCHMARKS.md\n  \
+                 sim     the fleet simulation: [--debug] --seeds N [--start S] runs N seeds, --seed S \
+                 replays one with its trace (partner-auth-sim --help for more)"
             );
             Err("unknown command".into())
         }
@@ -97,6 +101,9 @@ fn ci() -> Result {
     test.args(["test", "--workspace", "--all-features"]);
     run("cargo test", test)?;
 
+    // The fleet simulation: seeds of faults against the cache's promises (see `sim`).
+    sim(&["--debug".into(), "--seeds".into(), CI_SEEDS.to_string()])?;
+
     let mut doc = cargo();
     doc.args(["doc", "--workspace", "--all-features", "--no-deps"])
         .env("RUSTDOCFLAGS", "-Dwarnings");
@@ -111,6 +118,69 @@ fn ci() -> Result {
     check_dependency_rules()?;
     eprintln!("\nxtask ci: all checks passed");
     Ok(())
+}
+
+/// How many seeds of the simulation CI runs.
+const CI_SEEDS: u32 = 1_000;
+
+/// Runs the fleet simulation (`partner-auth-sim`) with `args`: `--seeds N [--start S]` runs N
+/// seeds and prints the first that breaks a promise, with its trace; `--seed S` replays one.
+/// A leading `--debug` runs the dev build instead of the release one.
+///
+/// Release by default: a long run (the tens of thousands of seeds worth running after a change
+/// to the cache or a store) goes several times faster, and the build is made once. CI runs the
+/// dev build `cargo test` has just made: a release build of the whole tree would cost minutes
+/// before the first seed, and 1,000 seeds fit well within CI's minute without it.
+fn sim(args: &[String]) -> Result {
+    let (release, args) = match args.split_first() {
+        Some((first, rest)) if first == "--debug" => (false, rest),
+        _ => (true, args),
+    };
+    if args.is_empty() {
+        return Err(
+            "usage: cargo xtask sim [--debug] --seeds N [--start S] | --seed S \
+                    [--faults LIST] [--promises LIST]"
+                .into(),
+        );
+    }
+    // Built with the features the whole workspace unifies, as `cargo test --workspace
+    // --all-features` builds it: after the tests, the dev build has nothing left to compile
+    // (`cargo run -p` would unify the simulation's alone and rebuild its dependencies).
+    let mut build = cargo();
+    build.args([
+        "build",
+        "--quiet",
+        "--workspace",
+        "--all-features",
+        "--bin",
+        "partner-auth-sim",
+    ]);
+    if release {
+        build.arg("--release");
+    }
+    run("build partner-auth-sim", build)?;
+    let bin = target_dir()?
+        .join(if release { "release" } else { "debug" })
+        .join(format!("partner-auth-sim{}", env::consts::EXE_SUFFIX));
+    let mut cmd = Command::new(bin);
+    cmd.args(args);
+    run(&format!("partner-auth-sim {}", args.join(" ")), cmd)
+}
+
+/// The workspace's target directory, as cargo resolves it (`CARGO_TARGET_DIR` included).
+fn target_dir() -> Result<PathBuf> {
+    let meta = output(cargo().args(["metadata", "--no-deps", "--format-version", "1"]))?;
+    let key = "\"target_directory\":\"";
+    let start = meta
+        .find(key)
+        .map(|i| i + key.len())
+        .ok_or("cargo metadata names no target directory")?;
+    let end = meta[start..]
+        .find('"')
+        .ok_or("cargo metadata's target directory is cut short")?;
+    Ok(PathBuf::from(
+        meta[start..start + end].replace("\\\\", "\\"),
+    ))
 }
 
 /// `cargo package --workspace`: every published crate packs (manifest, README and licence
@@ -134,6 +204,8 @@ fn package() -> Result {
         "xtask",
         "--exclude",
         "partner-auth-benches",
+        "--exclude",
+        "partner-auth-sim",
         "--locked",
     ]);
     package.arg("--target-dir").arg(&target);

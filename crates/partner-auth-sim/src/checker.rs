@@ -1,0 +1,577 @@
+//! The promises, checked as the run goes: at every presentation and every store write, at
+//! every token served, before every step (what the fleet holds), and once the faults stop
+//! (liveness).
+//!
+//! Each check says what the promise says and no more, so that a correct cache passes:
+//!
+//! - **presented-once**: a refresh token is presented once; a second time only when the first
+//!   presentation's answer had not reached a cache when the second was made (lost, or still on
+//!   its way), or reached only a process that was then killed or paused before the store held
+//!   its result (the window no client can close); never a third time. A refusal that reached a
+//!   cache counts as an answer, so a token refused once is not presented again. Not counted: a
+//!   presentation by a process that could not have learned of the earlier ones: it made none
+//!   of them, never received, held or read in the store a later token of the family nor a
+//!   record marking the token presented or refused, and the store had been wiped (flushed,
+//!   restarted, the record evicted or removed by a `forget`) since each earlier answer reached
+//!   a cache and before the process last read it. After a wipe a replica holding a refresh
+//!   token cannot tell whether another rotated it; without one, the store is where the fleet
+//!   learns it, so a process that was not told is the fleet's failure, not an excuse.
+//! - **rotated-kept**: the newest refresh token of a principal that reached a replica, while
+//!   the provider would still rotate it (not rotated since, its family not revoked), is held by
+//!   the store or by a live replica (its cached state, or the state it keeps for its next fetch
+//!   after an `invalidate`). Not required while a replica that received it is fetching (the
+//!   answer is between the provider and the save), when only killed processes ever held it
+//!   (the window no client can close), once a `forget` of the principal removed it, or for a
+//!   password grant's token (not a rotated one: the password logs in again).
+//! - **valid-served**: no caller is served a token past its expiry (as the provider issued it),
+//!   nor one revoked before it was served because a refresh token was presented once too often.
+//!   A token revoked by an allowed second presentation or by the provider on its own is not
+//!   knowable to a replica that holds it until a caller's 401 says so; that case is
+//!   `reported-not-served`.
+//! - **own-principal**: a caller of one principal is never served another's token.
+//! - **reported-not-served**: a call that began after its replica was told (`invalidate`, a
+//!   401) that a token is refused is not served that token, while it is the last one reported
+//!   on that replica (the cache remembers the last one) and the replica has not forgotten it.
+//! - **forget**: once a replica's `forget` returned, no fetch that replica began before it
+//!   returned writes a state for the principal (nor did one between the removal and the
+//!   return). Other replicas are not bound: their fetches are indistinguishable from ones begun
+//!   after.
+//! - **panic-backoff**: a replica whose fetch panicked does not fetch that principal again
+//!   before the least backoff (half the initial one), unless a caller invalidated or forgot it
+//!   in between.
+//! - **hang-liveness**: once the faults stop and the fleet has had [`SETTLE`] to recover (any
+//!   hang then older than every deadline), every live replica gets a token for every principal
+//!   within [`PROBE`]; an SSO principal with no family left may answer that a person must sign
+//!   in.
+//!
+//! [`SETTLE`]: crate::config::SETTLE
+//! [`PROBE`]: crate::config::PROBE
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::time::Duration;
+
+use token_provider::{AccessToken, StoreKey, StoreRecord, TokenState};
+
+use crate::config::BACKOFF_INITIAL;
+use crate::provider::{Cause, Delivery, Origin, secs};
+use crate::sim::Cache;
+use crate::world::{Node, World, lock};
+
+/// A promise of the cache.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Promise {
+    /// No refresh token presented more than allowed.
+    Presentation,
+    /// A rotated refresh token that reached a live replica is never lost.
+    RotatedKept,
+    /// No caller is served an expired token, or one revoked through an over-presentation.
+    Valid,
+    /// No caller is served another principal's token.
+    Principal,
+    /// A token a caller reported refused is not served again by that replica.
+    Reported,
+    /// Forget leaves nothing behind from fetches begun before it returned.
+    Forget,
+    /// Callers get tokens once the faults stop, whatever hung.
+    Liveness,
+    /// A panicking fetch is backed off.
+    Backoff,
+}
+
+impl Promise {
+    /// Every promise.
+    pub const ALL: [Promise; 8] = [
+        Promise::Presentation,
+        Promise::RotatedKept,
+        Promise::Valid,
+        Promise::Principal,
+        Promise::Reported,
+        Promise::Forget,
+        Promise::Liveness,
+        Promise::Backoff,
+    ];
+
+    /// Its short name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Promise::Presentation => "presented-once",
+            Promise::RotatedKept => "rotated-kept",
+            Promise::Valid => "valid-served",
+            Promise::Principal => "own-principal",
+            Promise::Reported => "reported-not-served",
+            Promise::Forget => "forget",
+            Promise::Liveness => "hang-liveness",
+            Promise::Backoff => "panic-backoff",
+        }
+    }
+}
+
+/// A broken promise.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Violation {
+    /// Which.
+    pub promise: Promise,
+    /// When (virtual time since the run began).
+    pub at: Duration,
+    /// What happened, naming tokens, replicas and times as the trace does.
+    pub text: String,
+}
+
+impl fmt::Display for Violation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "[{}] at {}: {}",
+            self.promise.name(),
+            secs(self.at),
+            self.text
+        )
+    }
+}
+
+/// A `forget` under way or done.
+struct Forget {
+    node: Node,
+    principal: usize,
+    task: Option<tokio::task::Id>,
+    /// Its removal was applied.
+    removed: bool,
+    returned: Option<Returned>,
+    /// Writes by the same replica between the removal and the return.
+    early_writes: Vec<Duration>,
+}
+
+struct Returned {
+    seq: u64,
+    at: Duration,
+    /// Every task spawned before the forget returned has a smaller id.
+    marker: tokio::task::Id,
+    ok: bool,
+}
+
+/// What the checks remember between events.
+#[derive(Default)]
+pub(crate) struct Checker {
+    pub(crate) violation: Option<Violation>,
+    pub(crate) violations: Vec<Violation>,
+    forgets: Vec<Forget>,
+    /// The last token a caller of a replica reported refused, and when.
+    reported: BTreeMap<(Node, usize), (String, u64)>,
+    /// The state a replica keeps for its next fetch after its token was invalidated (the
+    /// cache does not show it; the sim mirrors it).
+    retired: BTreeMap<(Node, usize), TokenState>,
+    /// When a replica's fetch last panicked.
+    panics: BTreeMap<(Node, usize), Duration>,
+    /// What each life of a replica has learned of each principal's refresh tokens.
+    knowledge: BTreeMap<(Node, usize), Knowledge>,
+    /// The last token served to a caller of each replica and principal.
+    pub(crate) last_served: BTreeMap<(Node, usize), AccessToken>,
+}
+
+/// What a process has learned of a principal's refresh tokens: what could have told it that a
+/// token it presents was already answered.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Knowledge {
+    /// Every refresh token it received, held, or read in a store record.
+    pub(crate) seen: BTreeSet<String>,
+    /// The digests of the tokens a record it read marked as being presented or refused.
+    pub(crate) marked: BTreeSet<String>,
+    /// How many times the store had been wiped for the principal at its last read.
+    pub(crate) read_epoch: Option<u64>,
+}
+
+/// `node` read `record` for `key`, when the store had been wiped `epoch` times for it.
+pub(crate) fn on_store_load(
+    w: &World,
+    node: Node,
+    key: &StoreKey,
+    record: Option<&StoreRecord>,
+    epoch: u64,
+) {
+    let Some(principal) = w.principal_of(key) else {
+        return;
+    };
+    let mut checker = lock(&w.checker);
+    let knows = checker.knowledge.entry((node, principal)).or_default();
+    knows.read_epoch = Some(epoch);
+    if let Some(record) = record {
+        knows.seen.extend(
+            record
+                .state
+                .refresh_token
+                .as_ref()
+                .map(|rt| rt.expose_secret().to_owned()),
+        );
+        knows.marked.extend(
+            record
+                .presenting
+                .as_ref()
+                .map(|p| p.refresh_digest.to_hex()),
+        );
+        knows
+            .marked
+            .extend(record.refused.as_ref().map(|r| r.refresh_digest.to_hex()));
+    }
+}
+
+/// `node` received or holds `rt`, a refresh token of `principal`.
+pub(crate) fn on_seen(w: &World, node: Node, principal: usize, rt: &str) {
+    lock(&w.checker)
+        .knowledge
+        .entry((node, principal))
+        .or_default()
+        .seen
+        .insert(rt.to_owned());
+}
+
+/// What `node` has learned of `principal`'s refresh tokens.
+pub(crate) fn knowledge(w: &World, node: Node, principal: usize) -> Knowledge {
+    lock(&w.checker)
+        .knowledge
+        .get(&(node, principal))
+        .cloned()
+        .unwrap_or_default()
+}
+
+/// A replica's fetch for `principal` begins (the provider is about to be asked).
+pub(crate) fn on_fetch(w: &World, node: Node, principal: usize) {
+    let now = w.now();
+    let panicked = lock(&w.checker).panics.remove(&(node, principal));
+    let least = BACKOFF_INITIAL / 2;
+    if let Some(at) = panicked
+        && now - at < least
+    {
+        w.violate(
+            Promise::Backoff,
+            format!(
+                "{node} fetched {} again {} ms after its fetch panicked at {} (a backoff waits \
+                 at least {} ms)",
+                w.cfg.principals[principal].name,
+                (now - at).as_millis(),
+                secs(at),
+                least.as_millis()
+            ),
+        );
+    }
+}
+
+/// A replica's fetch panics.
+pub(crate) fn on_panic(w: &World, node: Node, principal: usize) {
+    let now = w.now();
+    lock(&w.checker).panics.insert((node, principal), now);
+}
+
+/// A caller reported `token` refused (a 401): `before` is what the cache held just before.
+pub(crate) fn on_invalidate(
+    w: &World,
+    node: Node,
+    principal: usize,
+    token: &AccessToken,
+    before: Option<TokenState>,
+) {
+    let seq = w.next_seq();
+    let name = token.secret().expose_secret().to_owned();
+    let mut checker = lock(&w.checker);
+    if let Some(before) = before.filter(|b| b.access_token == *token) {
+        checker.retired.insert((node, principal), before);
+    }
+    checker.reported.insert((node, principal), (name, seq));
+    checker.panics.remove(&(node, principal));
+}
+
+/// `token` was served to a caller of `principal` on `node`, in a call that began at `started`.
+/// Returns whether the provider has revoked it (the caller's API call then gets a 401).
+pub(crate) fn on_served(
+    w: &World,
+    node: Node,
+    principal: usize,
+    token: &AccessToken,
+    started: u64,
+) -> bool {
+    let name = token.secret().expose_secret().to_owned();
+    let wall = w.wall();
+    let pname = &w.cfg.principals[principal].name;
+    let (issued, revocation) = {
+        let provider = lock(&w.provider);
+        let issued = provider
+            .access
+            .get(&name)
+            .map(|a| (a.principal, a.expires_at));
+        (issued, provider.access_revoked(&name).cloned())
+    };
+    let Some((owner, expires_at)) = issued else {
+        w.violate(
+            Promise::Principal,
+            format!("{node} served {name}, which the provider never issued"),
+        );
+        return false;
+    };
+    if owner != principal {
+        w.violate(
+            Promise::Principal,
+            format!("{node} served {name} to a caller of {pname}"),
+        );
+    }
+    if wall >= expires_at {
+        let late = wall.duration_since(expires_at).unwrap_or_default();
+        w.violate(
+            Promise::Valid,
+            format!("{node} served {name} {} after it expired", secs(late)),
+        );
+    }
+    if let Some(r) = &revocation
+        && let Cause::Reuse {
+            refresh,
+            allowed: false,
+        } = &r.cause
+    {
+        w.violate(
+            Promise::Valid,
+            format!(
+                "{node} served {name}, revoked at {} when {refresh} was presented once too often",
+                secs(r.at)
+            ),
+        );
+    }
+    let reported = {
+        let mut checker = lock(&w.checker);
+        checker.last_served.insert((node, principal), token.clone());
+        checker.reported.get(&(node, principal)).cloned()
+    };
+    if let Some((refused, seq)) = reported
+        && refused == name
+        && seq < started
+    {
+        w.violate(
+            Promise::Reported,
+            format!("{node} served {name} to a call begun after a caller reported it refused"),
+        );
+    }
+    revocation.is_some()
+}
+
+/// A `forget` of `principal` on `node` begins, on task `task`.
+pub(crate) fn forget_started(
+    w: &World,
+    node: Node,
+    principal: usize,
+    task: Option<tokio::task::Id>,
+) {
+    lock(&w.checker).forgets.push(Forget {
+        node,
+        principal,
+        task,
+        removed: false,
+        returned: None,
+        early_writes: Vec::new(),
+    });
+}
+
+/// The `forget` on task `task` returned (`ok`); `marker` is the id of a task spawned just after.
+pub(crate) fn forget_returned(
+    w: &World,
+    node: Node,
+    principal: usize,
+    task: Option<tokio::task::Id>,
+    ok: bool,
+    marker: tokio::task::Id,
+) {
+    let seq = w.next_seq();
+    let at = w.now();
+    let early = {
+        let mut checker = lock(&w.checker);
+        checker.reported.remove(&(node, principal));
+        checker.retired.remove(&(node, principal));
+        checker.panics.remove(&(node, principal));
+        let Some(f) = checker
+            .forgets
+            .iter_mut()
+            .find(|f| f.task == task && f.returned.is_none())
+        else {
+            return;
+        };
+        f.returned = Some(Returned {
+            seq,
+            at,
+            marker,
+            ok,
+        });
+        if ok {
+            f.early_writes.first().copied()
+        } else {
+            None
+        }
+    };
+    if let Some(written) = early {
+        w.violate(
+            Promise::Forget,
+            format!(
+                "{node}'s forget of {} returned, but {node} saved a state at {} after the \
+                 forget removed it",
+                w.cfg.principals[principal].name,
+                secs(written)
+            ),
+        );
+    }
+}
+
+/// `node` removed `key` on task `task`.
+pub(crate) fn on_store_remove(
+    w: &World,
+    node: Node,
+    key: &StoreKey,
+    task: Option<tokio::task::Id>,
+) {
+    let _ = (node, key);
+    let mut checker = lock(&w.checker);
+    if let Some(f) = checker
+        .forgets
+        .iter_mut()
+        .find(|f| f.task.is_some() && f.task == task && f.returned.is_none())
+    {
+        f.removed = true;
+    }
+}
+
+/// `node` wrote a state holding `refresh` for `key` on task `task`.
+pub(crate) fn on_store_write(
+    w: &World,
+    node: Node,
+    key: &StoreKey,
+    refresh: Option<&str>,
+    task: Option<tokio::task::Id>,
+) {
+    if let Some(rt) = refresh
+        && let Some(record) = lock(&w.provider).refresh.get_mut(rt)
+    {
+        record.stored = true;
+    }
+    let Some(principal) = w.principal_of(key) else {
+        return;
+    };
+    let at = w.now();
+    let mut verdicts = Vec::new();
+    {
+        let mut checker = lock(&w.checker);
+        for f in checker
+            .forgets
+            .iter_mut()
+            .filter(|f| f.node == node && f.principal == principal && f.removed)
+        {
+            match &f.returned {
+                None => f.early_writes.push(at),
+                Some(r) if r.ok && task.is_some_and(|t| t < r.marker) => verdicts.push(format!(
+                    "{node} saved {key} from a fetch it began before its forget returned (at {})",
+                    secs(r.at)
+                )),
+                Some(_) => {}
+            }
+        }
+    }
+    for verdict in verdicts {
+        w.violate(Promise::Forget, verdict);
+    }
+}
+
+/// Whether a `forget` of `principal` makes a token delivered by `delivery` not required: one
+/// under way, one that returned after the delivery, or one on the delivering replica that
+/// returned before the fetch it reached ended (that fetch is detached: its result is dropped).
+fn forgotten(checker: &Checker, principal: usize, delivery: &Delivery) -> bool {
+    checker.forgets.iter().any(|f| {
+        f.principal == principal
+            && match &f.returned {
+                None => true,
+                Some(r) => {
+                    r.seq >= delivery.seq
+                        || (delivery.node == Some(f.node)
+                            && delivery.task.is_some_and(|t| t < r.marker))
+                }
+            }
+    })
+}
+
+/// rotated-kept, for every principal (see the module docs).
+pub(crate) fn check_rotated_kept(w: &World, caches: &[Cache]) {
+    for principal in 0..w.cfg.principals.len() {
+        // The principal's newest token that reached a replica, if the provider would still
+        // rotate it: one superseded by a later answer (of its family or a newer one) is not
+        // required again, and while a rotation's answer is on its way nothing is.
+        let candidate = {
+            let provider = lock(&w.provider);
+            provider
+                .refresh
+                .iter()
+                .filter(|(_, r)| r.principal == principal && r.delivered.is_some())
+                .max_by_key(|(_, r)| r.order)
+                .filter(|(rt, r)| provider.usable(rt) && r.origin != Origin::Password)
+                .and_then(|(rt, r)| Some((rt.clone(), r.delivered?, r.touched.clone())))
+        };
+        let Some((rt, delivery, mut touched)) = candidate else {
+            continue;
+        };
+        if forgotten(&lock(&w.checker), principal, &delivery) {
+            continue;
+        }
+        let mut holders = Vec::new();
+        let mut fetching = Vec::new();
+        for cache in caches
+            .iter()
+            .filter(|c| c.principal == principal && w.alive(c.node))
+        {
+            let state = cache.provider.cached_state();
+            let held = {
+                let mut checker = lock(&w.checker);
+                match state {
+                    Some(state) => {
+                        // A cache holding a token again has dropped what it kept aside.
+                        checker.retired.remove(&(cache.node, principal));
+                        state.refresh_token
+                    }
+                    None => checker
+                        .retired
+                        .get(&(cache.node, principal))
+                        .and_then(|s| s.refresh_token.clone()),
+                }
+            };
+            if held.is_some_and(|h| h.expose_secret() == rt) {
+                holders.push(cache.node);
+            }
+            if cache.provider.stats().fetching {
+                fetching.push(cache.node);
+            }
+        }
+        if !holders.is_empty() {
+            for node in &holders {
+                on_seen(w, *node, principal, &rt);
+            }
+            if let Some(r) = lock(&w.provider).refresh.get_mut(&rt) {
+                r.touched.extend(holders);
+            }
+            continue;
+        }
+        let stored = lock(&w.store).stored_refresh(w.key(principal));
+        if stored.as_deref() == Some(rt.as_str()) {
+            continue;
+        }
+        touched.extend(delivery.node);
+        let live: Vec<Node> = touched.into_iter().filter(|n| w.alive(*n)).collect();
+        if live.is_empty() || live.iter().any(|n| fetching.contains(n)) {
+            continue;
+        }
+        let names: Vec<String> = live.iter().map(Node::to_string).collect();
+        w.violate(
+            Promise::RotatedKept,
+            format!(
+                "{rt} (delivered to {} at {}) is held by neither the store (which holds {}) nor \
+                 any live replica (it reached {})",
+                delivery
+                    .node
+                    .map_or_else(|| "a person".into(), |n| n.to_string()),
+                secs(delivery.at),
+                stored.as_deref().unwrap_or("no refresh token"),
+                names.join(", ")
+            ),
+        );
+    }
+}

@@ -1,0 +1,353 @@
+//! What one seed simulates: the fleet, the principals, the timings and the faults it may inject,
+//! all drawn from the seed; and the cache configuration every replica runs.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use token_provider::{CacheConfig, TokenStore, TokioClock};
+
+use crate::checker::Promise;
+
+/// The deadline the caches put on every fetch, once the cache has one.
+pub const FETCH_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The caches' fetch deadline: without it a fetch that never answers would be waited on
+/// forever, which the liveness check reports.
+fn with_fetch_timeout(config: CacheConfig) -> CacheConfig {
+    config.fetch_timeout(FETCH_TIMEOUT)
+}
+
+/// How long a caller waits for a fetch.
+pub const LOAD_TIMEOUT: Duration = Duration::from_secs(10);
+/// The first backoff after a transient failure (a correct cache waits at least half of it).
+pub const BACKOFF_INITIAL: Duration = Duration::from_secs(1);
+/// The longest backoff.
+pub const BACKOFF_MAX: Duration = Duration::from_secs(30);
+/// How long a permanent failure is held.
+pub const NEGATIVE_TTL: Duration = Duration::from_secs(5);
+
+/// The store's lease on a lock (the Redis store's default).
+pub const LEASE: Duration = Duration::from_secs(15);
+/// How long a lock is waited for before `StoreBusy` (the Redis store's default).
+pub const LOCK_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How long after the faults stop the fleet is left to settle before every replica must get a
+/// token: longer than the lease, the lock timeout, the fetch deadline, the longest backoff and
+/// the longest slow answer together.
+pub const SETTLE: Duration = Duration::from_secs(300);
+/// How long each replica then has to get a token (it may need a refresh refused first, then a
+/// new grant after the negative cache).
+pub const PROBE: Duration = Duration::from_secs(120);
+
+/// The configuration of every replica's cache.
+pub(crate) fn cache_config(clock: &TokioClock, store: Arc<dyn TokenStore>) -> CacheConfig {
+    with_fetch_timeout(
+        CacheConfig::new()
+            .name("sim")
+            .clock(Arc::new(clock.clone()))
+            .store(store)
+            .load_timeout(LOAD_TIMEOUT)
+            .negative_ttl(NEGATIVE_TTL)
+            .backoff(BACKOFF_INITIAL, BACKOFF_MAX),
+    )
+}
+
+/// A principal of the model provider.
+#[derive(Clone, Debug)]
+pub struct PrincipalSpec {
+    /// `p0`, `p1`: the prefix of every token issued to it.
+    pub name: String,
+    /// Whether a fetch without a refresh token may log in with a password (a new token family);
+    /// without one (single sign-on), only a person can, and the fetch fails with a user action.
+    pub password: bool,
+    /// The lifetime of its access tokens.
+    pub lifetime: Duration,
+}
+
+/// One seed's world, drawn from the seed.
+#[derive(Clone, Debug)]
+pub struct SimConfig {
+    /// How many replicas (processes) share the store.
+    pub replicas: usize,
+    /// The principals every replica serves.
+    pub principals: Vec<PrincipalSpec>,
+    /// How long faults are injected; the fleet then settles and is probed.
+    pub chaos: Duration,
+    /// Scales every fault's probability (0.3 to 1.5).
+    pub intensity: f64,
+}
+
+impl SimConfig {
+    /// The world for `seed`, drawn from `rng`.
+    pub(crate) fn draw(rng: &mut fastrand::Rng) -> Self {
+        let replicas = rng.usize(2..=4);
+        let count = if rng.bool() { 1 } else { 2 };
+        let principals = (0..count)
+            .map(|i| PrincipalSpec {
+                name: format!("p{i}"),
+                // Mostly password principals (they recover from a lost family), some SSO.
+                password: rng.u8(0..4) != 0,
+                lifetime: Duration::from_secs(rng.u64(600..=1800)),
+            })
+            .collect::<Vec<_>>();
+        let longest = principals
+            .iter()
+            .map(|p| p.lifetime)
+            .max()
+            .unwrap_or(Duration::from_secs(600));
+        let chaos = longest * rng.u32(3..=5);
+        let intensity = 0.3 + 1.2 * rng.f64();
+        Self {
+            replicas,
+            principals,
+            chaos,
+            intensity,
+        }
+    }
+}
+
+/// A class of fault the nemesis may inject.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Fault {
+    /// A store write applied, its reply lost (`StoreUnavailable`).
+    LostReply,
+    /// The provider processed a grant, its answer lost (`transport` or `timeout`).
+    LostAnswer,
+    /// A transient provider error before anything was processed (refused connection, 503).
+    ProviderError,
+    /// A slow answer (5 to 40 s).
+    Slow,
+    /// A fetch that never returns, or returns after an hour.
+    Hang,
+    /// A fetch that panics, before or after the provider processed it.
+    Panic,
+    /// `FLUSHALL`: every record, lock and fence gone.
+    FlushAll,
+    /// A restart without persistence: flushed, and unavailable for a few seconds.
+    Restart,
+    /// One key evicted: a lock, a fence or a record.
+    Evict,
+    /// A replica paused past its lease (its fetch, store calls and lease extender stall).
+    Pause,
+    /// A replica killed and started again with an empty cache.
+    Kill,
+    /// The provider revokes a principal's token family (a password change, an admin).
+    Revoke,
+}
+
+impl Fault {
+    /// Every class, in the order the CLI lists them.
+    pub const ALL: [Fault; 12] = [
+        Fault::LostReply,
+        Fault::LostAnswer,
+        Fault::ProviderError,
+        Fault::Slow,
+        Fault::Hang,
+        Fault::Panic,
+        Fault::FlushAll,
+        Fault::Restart,
+        Fault::Evict,
+        Fault::Pause,
+        Fault::Kill,
+        Fault::Revoke,
+    ];
+
+    /// The class's name on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Fault::LostReply => "lost-reply",
+            Fault::LostAnswer => "lost-answer",
+            Fault::ProviderError => "provider-error",
+            Fault::Slow => "slow",
+            Fault::Hang => "hang",
+            Fault::Panic => "panic",
+            Fault::FlushAll => "flushall",
+            Fault::Restart => "restart",
+            Fault::Evict => "evict",
+            Fault::Pause => "pause",
+            Fault::Kill => "kill",
+            Fault::Revoke => "revoke",
+        }
+    }
+
+    /// The class named `name`.
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|f| f.name() == name)
+    }
+
+    fn bit(self) -> u32 {
+        1 << (self as u32)
+    }
+}
+
+/// The fault classes a run may inject.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct Faults(u32);
+
+impl Faults {
+    /// Every class.
+    pub fn all() -> Self {
+        Self(Fault::ALL.iter().fold(0, |bits, f| bits | f.bit()))
+    }
+
+    /// No faults at all.
+    pub fn none() -> Self {
+        Self(0)
+    }
+
+    /// These classes only.
+    pub fn only(faults: impl IntoIterator<Item = Fault>) -> Self {
+        Self(faults.into_iter().fold(0, |bits, f| bits | f.bit()))
+    }
+
+    /// Whether `fault` may be injected.
+    pub fn has(self, fault: Fault) -> bool {
+        self.0 & fault.bit() != 0
+    }
+
+    /// A comma-separated list of class names (`all` or `none` too).
+    pub fn parse(list: &str) -> Result<Self, String> {
+        match list {
+            "all" => return Ok(Self::all()),
+            "none" => return Ok(Self::none()),
+            _ => {}
+        }
+        list.split(',')
+            .map(|name| Fault::parse(name.trim()).ok_or_else(|| format!("no fault class {name}")))
+            .collect::<Result<Vec<_>, _>>()
+            .map(Self::only)
+    }
+
+    /// The classes enabled.
+    pub fn list(self) -> Vec<Fault> {
+        Fault::ALL.into_iter().filter(|f| self.has(*f)).collect()
+    }
+}
+
+impl Default for Faults {
+    fn default() -> Self {
+        Self::all()
+    }
+}
+
+impl fmt::Debug for Faults {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+impl fmt::Display for Faults {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if *self == Self::all() {
+            return f.write_str("all");
+        }
+        let names: Vec<_> = self.list().into_iter().map(Fault::name).collect();
+        if names.is_empty() {
+            f.write_str("none")
+        } else {
+            f.write_str(&names.join(","))
+        }
+    }
+}
+
+/// The promises whose first violation ends a run (the others are traced and counted).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct Promises(u32);
+
+impl Promises {
+    /// Every promise: the default, and what CI runs.
+    pub fn all() -> Self {
+        Self::only(Promise::ALL)
+    }
+
+    /// None: every run goes to its end (to time full runs, or to count every violation).
+    pub fn none() -> Self {
+        Self(0)
+    }
+
+    /// These only.
+    pub fn only(promises: impl IntoIterator<Item = Promise>) -> Self {
+        Self(
+            promises
+                .into_iter()
+                .fold(0, |bits, p| bits | 1 << (p as u32)),
+        )
+    }
+
+    /// Whether `promise` ends a run.
+    pub fn has(self, promise: Promise) -> bool {
+        self.0 & 1 << (promise as u32) != 0
+    }
+
+    /// `all`, `none`, or a comma-separated list of promise names.
+    pub fn parse(list: &str) -> Result<Self, String> {
+        match list {
+            "all" => return Ok(Self::all()),
+            "none" => return Ok(Self::none()),
+            _ => {}
+        }
+        list.split(',')
+            .map(|name| {
+                Promise::ALL
+                    .into_iter()
+                    .find(|p| p.name() == name.trim())
+                    .ok_or_else(|| format!("no promise {name}"))
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map(Self::only)
+    }
+}
+
+impl Default for Promises {
+    fn default() -> Self {
+        Self::all()
+    }
+}
+
+impl fmt::Debug for Promises {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+impl fmt::Display for Promises {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if *self == Self::all() {
+            return f.write_str("all");
+        }
+        let names: Vec<_> = Promise::ALL
+            .into_iter()
+            .filter(|p| self.has(*p))
+            .map(Promise::name)
+            .collect();
+        if names.is_empty() {
+            f.write_str("none")
+        } else {
+            f.write_str(&names.join(","))
+        }
+    }
+}
+
+/// What a run injects and what ends it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Options {
+    /// The fault classes the nemesis may inject (default all).
+    pub faults: Faults,
+    /// The promises whose first violation ends the run (default all).
+    pub promises: Promises,
+}
+
+impl Options {
+    /// The flags that replay a run with these options (empty for the defaults).
+    pub fn flags(&self) -> String {
+        let mut flags = String::new();
+        if self.faults != Faults::all() {
+            flags.push_str(&format!(" --faults {}", self.faults));
+        }
+        if self.promises != Promises::all() {
+            flags.push_str(&format!(" --promises {}", self.promises));
+        }
+        flags
+    }
+}

@@ -1,0 +1,77 @@
+//! A deterministic simulation of a fleet of token caches, checked against the cache's promises.
+//!
+//! Several replicas, each its own [`CachedTokenProvider`](token_provider::CachedTokenProvider)
+//! (the real cache, through its public API only), share one model store with the Redis store's
+//! semantics ([`store`]) and fetch from one model OAuth provider that rotates refresh tokens and
+//! revokes a family on reuse ([`provider`]). Callers ask random replicas for tokens at random
+//! virtual times over several token lifetimes, report 401s and forget principals, while a
+//! nemesis loses replies, flushes and restarts the store, evicts keys, pauses and kills
+//! replicas, and makes fetches hang, panic, fail or crawl. After every step the [`checker`]
+//! holds the run to the cache's promises; when the faults stop, every replica must get a token.
+//!
+//! ```no_run
+//! use partner_auth_sim::{Options, run_seed};
+//!
+//! let outcome = run_seed(42, Options::default());
+//! if let Some(violation) = &outcome.violation {
+//!     println!("{}", outcome.trace);
+//!     println!("seed 42: {violation}");
+//! }
+//! ```
+//!
+//! `cargo xtask sim --seeds N` runs N seeds and prints the first failing one with its trace;
+//! `cargo xtask sim --seed S` replays one. `--faults` narrows the fault classes and
+//! `--promises` the promises that end a run, to hunt one defect (`--help` lists both).
+//!
+//! # Layout
+//!
+//! - [`config`]: what a seed draws (replicas, principals, lifetimes, fault intensity), the
+//!   fault classes and promises a run is given, and every replica's cache configuration, with
+//!   the one place that switches on the cache's fetch deadline.
+//! - [`store`]: the model store and its faults.
+//! - [`provider`]: the model provider, each replica's `Fetch`, and the fetch faults; it also
+//!   judges each presentation of a refresh token as it is made.
+//! - [`checker`]: the promises, stated precisely, and the checks of everything else.
+//! - `sim`: the workload, the nemesis's events, the settling and the probe.
+//! - `world`: the shared state, virtual time, replicas' lives and pauses, and the turns that
+//!   keep wake-ups in order.
+//! - [`trace`]: every event, stamped with its virtual time.
+//!
+//! # Determinism
+//!
+//! Everything of one seed runs on one thread: a current-thread tokio runtime with paused time
+//! (a sleep of an hour returns as soon as every task waits, so hours of token lifetimes take
+//! milliseconds), the caches reading [`TokioClock`](token_provider::TokioClock). Every random
+//! choice the sim makes comes from one `fastrand::Rng` seeded with the seed, and the cache's own
+//! jitter from that thread's `fastrand` generator, seeded with it too. Maps are `BTreeMap`s, so
+//! nothing depends on a hash's order. The same seed and options replay the same trace (a test
+//! holds the sim to it).
+//!
+//! # Why not turmoil or shuttle
+//!
+//! The model has no network: replicas share the store and the provider in memory, and a lost
+//! reply or a hang is a decision of the model, not a dropped packet, so turmoil's simulated
+//! hosts and links would add a layer without adding a behaviour. What the faults need is
+//! virtual time and one thread, which tokio's paused clock gives the real cache unchanged.
+//! shuttle explores thread interleavings of code written against its own primitives; the
+//! cache's races that matter here are between tasks and timers (a lease lapsing during a
+//! fetch, a forget queued behind a fetch), which one thread in virtual time reaches by drawing
+//! the timings. Where shuttle would add something is the cache's lock-free hit path across
+//! threads (its thread-local copies and generation counter), which this simulation, on one
+//! thread, does not exercise.
+
+#![warn(missing_docs)]
+
+pub mod checker;
+pub mod config;
+pub mod provider;
+mod sim;
+pub mod store;
+pub mod trace;
+mod world;
+
+pub use crate::checker::{Promise, Violation};
+pub use crate::config::{Fault, Faults, Options, Promises, SimConfig};
+pub use crate::sim::{Outcome, run_seed};
+pub use crate::trace::Trace;
+pub use crate::world::Node;
