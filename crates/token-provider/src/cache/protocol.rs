@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime};
 
 use tracing::{debug, error, warn};
 
-use super::slot::{Obtained, PrincipalCache, rotated_only};
+use super::slot::{CatchPanic, Obtained, PrincipalCache, rotated_only};
 use crate::store::{Presenting, Refusal, StoreKey, StoreLock, StoreRecord, TokenStore};
 use crate::token::is_b64token;
 use crate::{Error, KeyedFetch, TokenState};
@@ -73,7 +73,7 @@ impl<F: KeyedFetch> PrincipalCache<F> {
         let fetcher = &self.common.fetcher;
         let Some((store, key)) = self.store()? else {
             let previous = self.previous_state();
-            let result = fetcher.fetch(&self.principal, previous.as_ref()).await;
+            let result = CatchPanic(fetcher.fetch(&self.principal, previous.as_ref())).await;
             if let (Err(error), Some(refresh_token)) =
                 (&result, previous.and_then(|p| p.refresh_token))
                 && fate(error) == Fate::Refused
@@ -151,7 +151,7 @@ impl<F: KeyedFetch> PrincipalCache<F> {
         let mut attempt = 1;
         let mut base = previous.clone();
         if let Some(record) = record {
-            let entry = self.entry(record.state.clone(), now);
+            let entry = self.entry(adoptable(&record), now);
             let token = &entry.state.access_token;
             let is_rejected = rejected.as_ref() == Some(token);
             let ours = previous.as_ref().is_some_and(|p| p.access_token == *token);
@@ -164,8 +164,19 @@ impl<F: KeyedFetch> PrincipalCache<F> {
                 return Ok(Step::Done(Obtained::Adopted(entry)));
             }
             // The store's refresh token is the newest anybody holds, unless our last save
-            // failed: then the store still holds the one our state rotated away.
-            if !(unsaved && previous.is_some()) {
+            // failed: then the store still holds the one our state rotated away. (A save whose
+            // reply was lost may have landed: then the store holds our state, and is followed.)
+            let landed = previous.as_ref().is_some_and(|p| {
+                p.access_token == record.state.access_token
+                    && p.refresh_token == record.state.refresh_token
+            });
+            if unsaved && landed {
+                self.lock()
+                    .clear_incidents(|incidents| incidents.unsaved = None);
+            }
+            if !(unsaved && previous.is_some() && !landed) {
+                // What the store says is newer than what this process keeps.
+                self.follow_stored_refresh_token(adoptable(&record).refresh_token);
                 if let Some(refusal) = record.refused_own() {
                     if !self
                         .common
@@ -225,14 +236,17 @@ impl<F: KeyedFetch> PrincipalCache<F> {
             match store.save_record(key, &marker, read, lock).await {
                 Ok(version) => read = Some(version),
                 Err(Error::StoreFenced { .. }) => return Ok(Step::ReadAgain),
-                Err(e) => return Err(e),
+                // Not recorded (a full disk, a lost reply): the lock still keeps this process's
+                // peers out, and the answer is saved, or kept and reported, as any other.
+                Err(e) => warn!(
+                    cache = self.config().name,
+                    key = %key,
+                    error = %e,
+                    "could not record the refresh token's presentation in the store"
+                ),
             }
         }
-        let result = self
-            .common
-            .fetcher
-            .fetch(&self.principal, base.as_ref())
-            .await;
+        let result = CatchPanic(self.common.fetcher.fetch(&self.principal, base.as_ref())).await;
         let state = match result {
             Ok(state) => self.stamp(state),
             Err(error) => {
@@ -336,7 +350,7 @@ impl<F: KeyedFetch> PrincipalCache<F> {
         reason: String,
     ) -> Result<Obtained, Error> {
         let now = self.common.now();
-        let entry = self.entry(stored.state, now);
+        let entry = self.entry(adoptable(&stored), now);
         let token = &entry.state.access_token;
         let valid = now < entry.soft() || entry.hard().is_some_and(|hard| now < hard);
         let sendable = is_b64token(token.secret().expose_secret());
@@ -430,6 +444,17 @@ fn is_newer(stored: &TokenState, base: Option<&TokenState>) -> bool {
     base.is_none_or(|base| {
         stored.access_token != base.access_token || stored.refresh_token != base.refresh_token
     })
+}
+
+/// The state of `record` as a holder adopts it: without a refresh token that another holder is
+/// presenting or that was refused, which this holder must never present from its memory (the
+/// store may forget the record that says so: a forget elsewhere, a flush).
+fn adoptable(record: &StoreRecord) -> TokenState {
+    let mut state = record.state.clone();
+    if record.presenting_own().is_some() || record.refused_own().is_some() {
+        state.refresh_token = None;
+    }
+    state
 }
 
 fn forgotten() -> Error {

@@ -858,20 +858,38 @@ impl<F: KeyedFetch> PrincipalCache<F> {
     /// (the cached state, the retired one), so no later fetch of this process presents it
     /// again, with or without a store that recorded the refusal.
     pub(super) fn drop_refused_refresh_token(&self, refused: &Secret) {
+        self.replace_refresh_token(|held| held == Some(refused), None);
+    }
+
+    /// Keeps `refresh_token`, the one the store says is the principal's now (`None`: none this
+    /// process may present: another holder is presenting it, or it was refused), in place of
+    /// the one this cache keeps, so that a store that later forgets its record (a flush, a
+    /// forget elsewhere) never has this process present a token it knows is stale.
+    pub(super) fn follow_stored_refresh_token(&self, refresh_token: Option<Secret>) {
+        let replacement = refresh_token.clone();
+        self.replace_refresh_token(|held| held != refresh_token.as_ref(), replacement);
+    }
+
+    /// Replaces the refresh token of the cached and retired states where `stale` says so.
+    fn replace_refresh_token(
+        &self,
+        stale: impl Fn(Option<&Secret>) -> bool,
+        refresh_token: Option<Secret>,
+    ) {
         let mut control = self.lock();
         if let Some(current) = self.current.load_full()
-            && current.state.refresh_token.as_ref() == Some(refused)
+            && stale(current.state.refresh_token.as_ref())
         {
             let mut kept = current.state.clone();
-            kept.refresh_token = None;
+            kept.refresh_token = refresh_token.clone();
             // The same published token, so the same refresh point.
             self.set_current(&mut control, Some(Arc::new(Entry { state: kept })));
         }
         control.clear_incidents(|incidents| {
             if let Some(retired) = &mut incidents.retired
-                && retired.refresh_token.as_ref() == Some(refused)
+                && stale(retired.refresh_token.as_ref())
             {
-                retired.refresh_token = None;
+                retired.refresh_token = refresh_token;
             }
         });
     }
@@ -904,15 +922,16 @@ impl<F: KeyedFetch> TokenProvider for Arc<PrincipalCache<F>> {
 }
 
 /// A fetch whose panic is its result: a transient failure, held with backoff like any other,
-/// rather than a task that ends without an answer. (Boxed so it can be polled without a pin
-/// projection; one allocation per fetch.)
-struct CatchPanic<Fut>(Pin<Box<Fut>>);
+/// rather than a task that ends without an answer. (Over a boxed future, so it is polled
+/// without a pin projection.) Around the fetcher itself, so the store protocol
+/// records what became of the refresh token it presented; around the whole fetch too.
+pub(super) struct CatchPanic<Fut>(pub(super) Fut);
 
-impl<Fut: Future<Output = Result<Obtained, Error>>> Future for CatchPanic<Fut> {
-    type Output = Result<Obtained, Error>;
+impl<T, Fut: Future<Output = Result<T, Error>> + Unpin> Future for CatchPanic<Fut> {
+    type Output = Result<T, Error>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let fut = self.0.as_mut();
+        let fut = Pin::new(&mut self.0);
         match std::panic::catch_unwind(AssertUnwindSafe(|| fut.poll(cx))) {
             Ok(poll) => poll,
             Err(_) => Poll::Ready(Err(Error::transport("the token fetch panicked"))),
