@@ -8,6 +8,7 @@ use http::StatusCode;
 
 use crate::config::AerionErrorShape;
 use crate::fault::json_response;
+use crate::record::AerionRefresh;
 use crate::state::{Ctx, Grant, Shared, State, random_token, shift};
 
 /// The tenant headers, in the order they are looked at.
@@ -97,6 +98,11 @@ pub(crate) fn token(shared: &Shared, state: &mut State, ctx: &Ctx, now: SystemTi
             match found {
                 Some(user) => user,
                 None => {
+                    state.aerion_refreshes.push(AerionRefresh {
+                        presented: presented.to_owned(),
+                        access_token: None,
+                        refresh_token: None,
+                    });
                     return error(
                         shared,
                         StatusCode::BAD_REQUEST,
@@ -137,13 +143,22 @@ pub(crate) fn token(shared: &Shared, state: &mut State, ctx: &Ctx, now: SystemTi
         "token_type": "bearer",
         "expires_in": expires_in,
     });
+    let mut rotated = None;
     if !refreshing || config.aerion_rotate_refresh_tokens {
         // The new refresh token replaces the old one, which is revoked from now on.
         let refresh_token = random_token(40);
         state
             .aerion_refresh
             .insert(user.username.clone(), refresh_token.clone());
-        body["refresh_token"] = refresh_token.into();
+        body["refresh_token"] = refresh_token.clone().into();
+        rotated = Some(refresh_token);
+    }
+    if refreshing {
+        state.aerion_refreshes.push(AerionRefresh {
+            presented: form.get("refresh_token").cloned().unwrap_or_default(),
+            access_token: Some(access_token),
+            refresh_token: rotated,
+        });
     }
     json_response(StatusCode::OK, &body)
 }

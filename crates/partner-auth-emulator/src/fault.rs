@@ -92,9 +92,9 @@ impl Endpoint {
 /// Something going wrong on one request. Injected with
 /// [`RunningEmulator::inject`](crate::RunningEmulator::inject).
 ///
-/// Except for [`Delay`](Self::Delay) and [`ExpiresIn`](Self::ExpiresIn), a faulted request is
-/// recorded but not processed: no token is issued, no refresh token rotated, no session token
-/// spent.
+/// Except for [`Delay`](Self::Delay), [`DelayAfter`](Self::DelayAfter) and
+/// [`ExpiresIn`](Self::ExpiresIn), a faulted request is recorded but not processed: no token is
+/// issued, no refresh token rotated, no session token spent.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Fault {
     /// That status with a small JSON error body (500, 502, 503, ...).
@@ -112,8 +112,13 @@ pub enum Fault {
         /// The `Retry-After` value in seconds, or no header.
         retry_after: Option<u64>,
     },
-    /// Waits, then answers normally.
+    /// Waits, then processes the request and answers normally: nothing is issued or spent
+    /// before the wait ends.
     Delay(Duration),
+    /// Processes the request at once (a token issued, a refresh token rotated, a session token
+    /// spent), then holds the answer that long: the provider has acted and the client has not
+    /// heard yet. At shutdown the answer is sent at once.
+    DelayAfter(Duration),
     /// Never answers (until the client gives up or the emulator shuts down).
     Hang,
     /// 200 with a body that is not JSON (though labelled `application/json`).
@@ -347,7 +352,7 @@ pub(crate) fn fault_response(
             )
         }
         // Answered normally by the caller; never reaches here.
-        Fault::Delay(_) | Fault::Hang | Fault::ExpiresIn(_) => {
+        Fault::Delay(_) | Fault::DelayAfter(_) | Fault::Hang | Fault::ExpiresIn(_) => {
             json_response(StatusCode::INTERNAL_SERVER_ERROR, &serde_json::json!({}))
         }
     }

@@ -67,5 +67,5 @@ pub use crate::config::{
     EmulatorConfig, InviteAnswer,
 };
 pub use crate::fault::{Endpoint, Fault};
-pub use crate::record::RecordedRequest;
+pub use crate::record::{AerionRefresh, RecordedRequest};
 pub use crate::server::RunningEmulator;

@@ -90,6 +90,26 @@ impl RecordedRequest {
     }
 }
 
+/// One Aerion refresh grant as the emulator processed it: what a provider's own log of refresh
+/// tokens would show. A faulted request that was not processed is not one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct AerionRefresh {
+    /// The refresh token presented.
+    pub presented: String,
+    /// The access token issued for it; `None` when it was refused (`invalid_grant`).
+    pub access_token: Option<String>,
+    /// The refresh token issued in its place, when it was accepted and refresh tokens rotate.
+    pub refresh_token: Option<String>,
+}
+
+impl AerionRefresh {
+    /// Whether the refresh token was accepted.
+    pub fn accepted(&self) -> bool {
+        self.access_token.is_some()
+    }
+}
+
 pub(crate) fn bearer_of(value: &str) -> Option<&str> {
     let (scheme, token) = value.trim().split_once(' ')?;
     scheme

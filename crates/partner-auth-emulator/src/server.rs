@@ -14,7 +14,7 @@ use tokio::task::JoinHandle;
 
 use crate::config::{AerionErrorShape, AuroraSolarUser, ClockOffset, EmulatorConfig};
 use crate::fault::{Endpoint, Fault, fault_response, json_response};
-use crate::record::{RecordedRequest, percent_decode};
+use crate::record::{AerionRefresh, RecordedRequest, percent_decode};
 use crate::state::{Ctx, Shared, State, random_token};
 use crate::{aerion, aurora_solar, aurora_uk};
 
@@ -214,6 +214,7 @@ async fn handle(
         body,
         expires_in: None,
     };
+    let mut hold = None;
     if let (Some(fault), Some(endpoint)) = (fault, endpoint) {
         match fault {
             Fault::Delay(wait) => {
@@ -227,6 +228,7 @@ async fn handle(
                 return stopping();
             }
             Fault::ExpiresIn(seconds) => ctx.expires_in = Some(seconds),
+            Fault::DelayAfter(wait) => hold = Some(wait),
             fault => {
                 let summary = matches!(endpoint, Endpoint::AerionToken | Endpoint::AerionMe)
                     && shared.config.aerion_error_shape == AerionErrorShape::Summary;
@@ -245,29 +247,43 @@ async fn handle(
             return json_response(status, &serde_json::json!({ "error": error }));
         }
     };
+    let response = dispatch(&shared, &ctx, route);
+    if let Some(wait) = hold {
+        // Processed already: at shutdown the answer goes out rather than a 503 that would
+        // tell the client nothing was spent.
+        tokio::select! {
+            () = tokio::time::sleep(wait) => {}
+            () = shared.stopped() => {}
+        }
+    }
+    response
+}
+
+/// The endpoint's own answer, computed under the state lock.
+fn dispatch(shared: &Shared, ctx: &Ctx, route: Route) -> Response {
     let mut state = shared.lock();
     let now = shared.now(&state);
     let state = &mut *state;
-    if let Some(limited) = aurora_solar::rate_limit(&shared, state, &ctx, &route, now) {
+    if let Some(limited) = aurora_solar::rate_limit(shared, state, ctx, &route, now) {
         return limited;
     }
     match route {
-        Route::AerionToken => aerion::token(&shared, state, &ctx, now),
-        Route::AerionMe => aerion::me(&shared, state, &ctx, now),
-        Route::UkDiscovery => aurora_uk::discovery(&shared),
+        Route::AerionToken => aerion::token(shared, state, ctx, now),
+        Route::AerionMe => aerion::me(shared, state, ctx, now),
+        Route::UkDiscovery => aurora_uk::discovery(shared),
         Route::UkJwks => aurora_uk::jwks(),
-        Route::UkToken => aurora_uk::token(&shared, state, &ctx, now),
-        Route::UkApi => aurora_uk::accounts(state, &ctx, now),
+        Route::UkToken => aurora_uk::token(shared, state, ctx, now),
+        Route::UkApi => aurora_uk::accounts(state, ctx, now),
         Route::SolarCreateToken {
             application_id,
             tenant,
-        } => aurora_solar::create_token(&shared, state, &ctx, now, &application_id, &tenant),
-        Route::SolarUsers { tenant } => aurora_solar::users(&shared, state, &ctx, &tenant),
-        Route::SolarInvite { tenant } => aurora_solar::invite(&shared, state, &ctx, &tenant),
+        } => aurora_solar::create_token(shared, state, ctx, now, &application_id, &tenant),
+        Route::SolarUsers { tenant } => aurora_solar::users(shared, state, ctx, &tenant),
+        Route::SolarInvite { tenant } => aurora_solar::invite(shared, state, ctx, &tenant),
         Route::SolarGenerateToken { tenant, user } => {
-            aurora_solar::generate_token(&shared, state, &ctx, now, &tenant, &user)
+            aurora_solar::generate_token(shared, state, ctx, now, &tenant, &user)
         }
-        Route::SolarProjects { tenant } => aurora_solar::projects(state, &ctx, now, &tenant),
+        Route::SolarProjects { tenant } => aurora_solar::projects(state, ctx, now, &tenant),
     }
 }
 
@@ -543,6 +559,13 @@ impl RunningEmulator {
             }
         }
         twice
+    }
+
+    /// Every Aerion refresh grant processed, in the order processed (which differs from the
+    /// order of arrival when a [`Fault::Delay`] holds one back): each refresh token presented,
+    /// and whether it was accepted and what was issued for it.
+    pub fn aerion_refreshes(&self) -> Vec<AerionRefresh> {
+        self.shared.lock().aerion_refreshes.clone()
     }
 
     /// How many requests the Aurora Solar rate limit refused with 429 (see

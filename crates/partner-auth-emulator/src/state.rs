@@ -10,7 +10,7 @@ use tokio::sync::watch;
 
 use crate::config::{AuroraSolarUser, ClockOffset, EmulatorConfig};
 use crate::fault::FaultQueue;
-use crate::record::{RecordedRequest, basic_of, bearer_of};
+use crate::record::{AerionRefresh, RecordedRequest, basic_of, bearer_of};
 
 /// What the router and every handler share: the configuration, the base URL and the state.
 pub(crate) struct Shared {
@@ -52,6 +52,8 @@ pub(crate) struct State {
     pub(crate) access_tokens: HashMap<String, Issued>,
     /// The one live refresh token of each Aerion user (by username).
     pub(crate) aerion_refresh: HashMap<String, String>,
+    /// Every Aerion refresh grant processed, in order.
+    pub(crate) aerion_refreshes: Vec<AerionRefresh>,
     pub(crate) sessions: HashMap<String, Session>,
     pub(crate) solar_users: HashMap<String, Vec<AuroraSolarUser>>,
     /// When each Aurora Solar key's recent requests were accepted (the limit's window).

@@ -250,6 +250,71 @@ async fn delay_then_a_normal_answer() {
 }
 
 #[tokio::test]
+async fn delay_holds_the_request_before_it_is_processed_delay_after_holds_the_answer() {
+    let emu = Emulator::start().await.unwrap();
+    let seed = emu.issue_refresh_token(DEFAULT_AERION_USERNAME).unwrap();
+    let hold = Duration::from_millis(400);
+
+    // Delay: nothing is spent while the request waits.
+    emu.inject(Endpoint::AerionToken, Fault::Delay(hold), 1);
+    let pending = tokio::spawn(send(aerion_refresh(&emu, &seed)));
+    wait_until(|| emu.request_count(Endpoint::AerionToken) == 1).await;
+    assert_eq!(
+        emu.current_refresh_token(DEFAULT_AERION_USERNAME),
+        Some(seed.clone())
+    );
+    assert!(emu.aerion_refreshes().is_empty());
+    let first = json(&pending.await.unwrap().unwrap())["refresh_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        emu.current_refresh_token(DEFAULT_AERION_USERNAME),
+        Some(first.clone())
+    );
+
+    // DelayAfter: the refresh token rotates at once and the answer follows after the hold.
+    emu.inject(Endpoint::AerionToken, Fault::DelayAfter(hold), 1);
+    let started = tokio::time::Instant::now();
+    let pending = tokio::spawn(send(aerion_refresh(&emu, &first)));
+    wait_until(|| emu.current_refresh_token(DEFAULT_AERION_USERNAME) != Some(first.clone())).await;
+    assert!(!pending.is_finished(), "the answer was not held");
+    let answer = json(&pending.await.unwrap().unwrap());
+    assert!(started.elapsed() >= hold);
+    let second = answer["refresh_token"].as_str().unwrap().to_owned();
+    assert_eq!(
+        emu.current_refresh_token(DEFAULT_AERION_USERNAME),
+        Some(second.clone())
+    );
+
+    // The record of refresh grants, in the order processed; a refused one has nothing issued.
+    let refused = send(aerion_refresh(&emu, &seed)).await.unwrap();
+    assert_eq!(refused.status(), 400);
+    let refreshes = emu.aerion_refreshes();
+    let presented: Vec<_> = refreshes.iter().map(|r| r.presented.as_str()).collect();
+    assert_eq!(presented, [seed.as_str(), first.as_str(), seed.as_str()]);
+    assert_eq!(refreshes[0].refresh_token.as_deref(), Some(first.as_str()));
+    assert_eq!(refreshes[1].refresh_token.as_deref(), Some(second.as_str()));
+    assert_eq!(
+        refreshes[1].access_token.as_deref(),
+        answer["access_token"].as_str()
+    );
+    assert!(refreshes[0].accepted() && refreshes[1].accepted());
+    assert!(!refreshes[2].accepted() && refreshes[2].refresh_token.is_none());
+}
+
+/// Polls `done` every 5 ms for at most 5 s.
+async fn wait_until(done: impl Fn() -> bool) {
+    for _ in 0..1000 {
+        if done() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    panic!("the condition was not met within 5 s");
+}
+
+#[tokio::test]
 async fn hang_until_the_client_times_out_and_ends_at_shutdown() {
     let emu = Emulator::start().await.unwrap();
     emu.inject(Endpoint::AerionToken, Fault::Hang, 1);
