@@ -77,6 +77,7 @@ pub(crate) async fn run(args: &ApiArgs, lookup: Lookup<'_>) -> Result<Answer, Fa
         inner: setup::provider(kind, lookup, &options).map_err(fail)?,
         token_failed: AtomicBool::new(false),
     };
+    setup::announce_store_folder(args.store.store.as_deref(), lookup).map_err(fail)?;
     match execute_authorized(&provider, &http, &header, &scope, &request).await {
         Ok(response) => {
             let status = response.status();

@@ -129,7 +129,8 @@ pub(crate) enum Command {
 /// Where state is kept between runs.
 #[derive(Debug, Args)]
 pub(crate) struct StoreArg {
-    /// Keep tokens (and refresh tokens) in FILE between runs (created with mode 0600), or in
+    /// Keep tokens (and refresh tokens) in FILE between runs (created with mode 0600, its
+    /// folder with mode 0700), or in
     /// Redis for a redis://HOST:PORT/DB or rediss:// URL (shared by a fleet);
     /// default: PARTNER_AUTH_STORE, else no store.
     #[arg(long, value_name = "FILE|URL")]

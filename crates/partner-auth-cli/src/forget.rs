@@ -11,7 +11,12 @@ use crate::setup::{self, Lookup};
 
 /// Removes what `args` names and returns the line that says what went.
 pub(crate) async fn run(args: &ForgetArgs, lookup: Lookup<'_>) -> Result<String, Failure> {
-    let store = setup::required_store(args.store.store.as_deref(), lookup, "forget")?;
+    let store = setup::required_store(
+        args.store.store.as_deref(),
+        lookup,
+        "forget",
+        args.provider.map(|p| p.kind()),
+    )?;
     let Some(provider) = args.provider else {
         // --all
         let fail = |e: Error| Failure::from_error(None, &e);

@@ -54,7 +54,11 @@
 //! - `PARTNER_AUTH_TIMEOUT`: seconds each request may take (1 to 86400; default 30).
 //! - `--store FILE` (default `PARTNER_AUTH_STORE`): the file store (mode 0600, atomic writes, a
 //!   cross-process lock): a fresh token is served with no request and no TLS set-up at all; an
-//!   expired one is renewed with the stored refresh token where the provider has one.
+//!   expired one is renewed with the stored refresh token where the provider has one. `token`
+//!   and `api` create a missing folder for it (mode 0700, missing parents too) and say on stderr
+//!   which; `status` and `forget` on a file that does not exist say `no store at PATH` and exit
+//!   2 (a path naming nothing is most often not the store meant: a `forget` that succeeded on it
+//!   would leave the real store's refresh tokens in place).
 //!   `--store redis://[:PASSWORD@]HOST:PORT/DB` (or `rediss://` for TLS) keeps the state in Redis
 //!   instead, shared by every host that names it, under a per-principal lock; its entries are
 //!   sealed under `PARTNER_AUTH_STORE_KEY` (32 bytes, base64) when that is set. Redis unreachable:
@@ -68,7 +72,7 @@
 //! | status | meaning | commands |
 //! | --- | --- | --- |
 //! | 0 | success: the token, the body of a 2xx answer, the entries, the script printed; the entry (or nothing) forgotten; the emulator stopped by a signal | all |
-//! | 2 | usage or configuration error, the store included (`status` and `forget` need one; `status`, after listing, when an entry could not be read); a URL off the provider's API. Nothing was sent, except for an `aurora-solar-sdk` user found missing with no names to invite them | all |
+//! | 2 | usage or configuration error, the store included (`status` and `forget` need one that exists; `status`, after listing, when an entry could not be read); a URL off the provider's API. Nothing was sent, except for an `aurora-solar-sdk` user found missing with no names to invite them | all |
 //! | 3 | the provider rejected the credentials or the single-use session token | `token`, `api` |
 //! | 4 | unreachable, timed out, rate limited past the retries, a malformed or oversized answer; the store's lock held by another process for too long; stdout closed; the emulator's port taken | `token`, `api`, `forget`, `emulator`; stdout closed: all |
 //! | 5 | the token was printed (`api`: the answer was), but the new state (a rotated refresh token) could not be saved to the store; the line names the store | `token`, `api` |

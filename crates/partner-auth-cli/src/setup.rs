@@ -54,23 +54,108 @@ pub(crate) fn store(
         .transpose()
 }
 
-/// The store `status` and `forget` work on: one is required.
+/// The store `status` and `forget` work on: one is required, and a file store must exist (a
+/// path that names nothing is most often not the store meant, and a `forget` that went through
+/// on it would leave the real one's refresh tokens behind). `provider` is whom a failure is
+/// about.
 pub(crate) fn required_store(
     flag: Option<&Path>,
     lookup: Lookup<'_>,
     command: &str,
+    provider: Option<ProviderKind>,
 ) -> Result<Arc<dyn TokenStore>, Failure> {
-    match store(flag, lookup) {
-        Ok(Some(store)) => Ok(store),
-        Ok(None) => Err(Failure::new(
+    let Some((field, path)) =
+        store_path(flag, lookup).map_err(|e| Failure::from_error(None, &e))?
+    else {
+        return Err(Failure::new(
             EXIT_CONFIG,
-            None,
+            provider,
             format!(
                 "{command} needs a store: give --store FILE|redis://HOST:PORT/DB or set {STORE_VAR}"
             ),
-        )),
-        Err(e) => Err(Failure::from_error(None, &e)),
+        ));
+    };
+    if !is_redis(&path)
+        && let Err(e) = std::fs::symlink_metadata(&path)
+        && e.kind() == std::io::ErrorKind::NotFound
+    {
+        let from = if field == STORE_VAR {
+            format!(" (from {STORE_VAR})")
+        } else {
+            String::new()
+        };
+        return Err(Failure::new(
+            EXIT_CONFIG,
+            provider,
+            format!("no store at {}{from}", path.display()),
+        ));
     }
+    open_store(field, &path, lookup).map_err(|e| Failure::from_error(provider, &e))
+}
+
+/// Creates the folder of the file store `--store`/`PARTNER_AUTH_STORE` names when it is
+/// missing, with its missing parents, each with mode 0700; returns the line that says which
+/// folders were created (none for Redis, a folder that exists, or no store at all).
+pub(crate) fn create_store_folder(
+    flag: Option<&Path>,
+    lookup: Lookup<'_>,
+) -> Result<Option<String>, Error> {
+    let Some((_, path)) = store_path(flag, lookup)? else {
+        return Ok(None);
+    };
+    if is_redis(&path) {
+        return Ok(None);
+    }
+    let Some(folder) = path.parent().filter(|p| !p.as_os_str().is_empty()) else {
+        return Ok(None);
+    };
+    // The first folder from the top that is missing: where creation starts.
+    let Some(top) = folder
+        .ancestors()
+        .take_while(|dir| !dir.as_os_str().is_empty() && std::fs::symlink_metadata(dir).is_err())
+        .last()
+    else {
+        return Ok(None);
+    };
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        builder.mode(0o700);
+    }
+    builder.create(folder).map_err(|e| {
+        Error::store(
+            format!("cannot create the store's folder {}", folder.display()),
+            e,
+        )
+    })?;
+    Ok(Some(if top == folder {
+        format!(
+            "created the store's folder {} (mode 0700)",
+            folder.display()
+        )
+    } else {
+        format!(
+            "created the store's folder {} and its missing parents from {} (mode 0700)",
+            folder.display(),
+            top.display()
+        )
+    }))
+}
+
+/// [`create_store_folder`], with its line printed on stderr: the commands that save call it
+/// once the provider is configured, so a configuration error creates nothing.
+pub(crate) fn announce_store_folder(flag: Option<&Path>, lookup: Lookup<'_>) -> Result<(), Error> {
+    if let Some(line) = create_store_folder(flag, lookup)? {
+        eprintln!("partner-auth: {}", crate::exit::one_line(&line));
+    }
+    Ok(())
+}
+
+/// Whether `path` is a Redis URL rather than a file path.
+fn is_redis(path: &Path) -> bool {
+    path.to_str().is_some_and(partner_auth::is_redis_url)
 }
 
 /// The store at `path`: a file, or Redis for a `redis://` / `rediss://` URL (sealed under

@@ -31,6 +31,7 @@ pub(crate) async fn run(args: &TokenArgs, lookup: Lookup<'_>) -> Result<Printed,
     let store = setup::store(args.store.store.as_deref(), lookup).map_err(fail)?;
     let options = setup::options(lookup, store).map_err(fail)?;
     let provider = setup::provider(kind, lookup, &options).map_err(fail)?;
+    setup::announce_store_folder(args.store.store.as_deref(), lookup).map_err(fail)?;
     let token = provider.get().await.map_err(fail)?;
     // The token is good; a rotated refresh token that could not be stored is what is at risk.
     let unsaved = provider
