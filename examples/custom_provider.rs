@@ -12,6 +12,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use partner_auth::token_provider::forward_token_provider;
 use partner_auth::token_provider::http::{Repeat, Request, parse_base_url};
 use partner_auth::{
     AccessToken, CachedTokenProvider, Error, Fetch, HttpClient, Secret, SharedClock, TokenProvider,
@@ -68,15 +69,9 @@ impl Fetch for ClientCredentials {
 #[derive(Debug, Clone)]
 struct AcmeAuth(CachedTokenProvider<ClientCredentials>);
 
-#[async_trait]
-impl TokenProvider for AcmeAuth {
-    async fn token(&self) -> Result<AccessToken, Error> {
-        self.0.token().await
-    }
-    fn invalidate(&self, rejected: &AccessToken) {
-        self.0.invalidate(rejected)
-    }
-}
+// Every method of the trait (`get`'s allocation-free hit, `invalidate`, `store_error`,
+// `forget`) forwarded to the cache.
+forward_token_provider!(AcmeAuth => |this| &this.0);
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -98,7 +93,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let tasks: Vec<_> = (0..1000)
         .map(|_| {
             let p = Arc::clone(&provider);
-            tokio::spawn(async move { p.token().await })
+            tokio::spawn(async move { p.get().await })
         })
         .collect();
     for t in tasks {

@@ -13,7 +13,7 @@
 //! # async fn main() -> Result<(), partner_auth::Error> {
 //! // AERION_COMPANY_URL, AERION_USERNAME, AERION_PASSWORD, ... from the environment.
 //! let aerion = partner_auth::from_env(ProviderKind::Aerion)?;
-//! let token = aerion.token().await?; // fetched once, then served from the cache
+//! let token = aerion.get().await?; // fetched once, then served from the cache
 //! # Ok(()) }
 //! ```
 //!
