@@ -82,7 +82,10 @@
 //!
 //! - Usage errors are one line too, exit 2, naming the offending argument by its position
 //!   ("argument 2 is not a valid value for '<PROVIDER>'"), never quoting it: a secret pasted in
-//!   the wrong place stays off the terminal. `--help` and `--version` print to stdout, exit 0.
+//!   the wrong place stays off the terminal. A near miss of a command, flag or provider name is
+//!   grammar, not a secret: it is quoted with clap's "did you mean" (`argument 2 ('areion') …;
+//!   did you mean 'aerion'?`). Only what may be a value gets the hint that secrets and settings
+//!   come from environment variables. `--help` and `--version` print to stdout, exit 0.
 //! - `PARTNER_AUTH_TIMEOUT` is capped at one day so no deadline overflows; with it set, the whole
 //!   load may take twelve request timeouts (at most four requests, each tried three times) or
 //!   60 s, whichever is longer.
