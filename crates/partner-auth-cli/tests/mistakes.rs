@@ -4,7 +4,8 @@
 
 mod common;
 
-use common::{Run, command, run_async};
+use common::emu::{emulator, partner_auth, secrets, vars};
+use common::{Run, TempDir, command, run_async};
 
 async fn cli(args: &[&str], vars: &[(&'static str, String)]) -> Run {
     let vars: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (*k, v.as_str())).collect();
@@ -21,6 +22,38 @@ fn assert_line(out: &Run, code: i32, line: &str, secrets: &[String]) {
     for secret in secrets {
         assert!(!out.stderr.contains(secret.as_str()), "{out:?}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_damaged_store_entry_names_the_store_and_the_entry() {
+    let emu = emulator().await;
+    let secrets = secrets(&emu);
+    let dir = TempDir::new("damaged");
+    let store = dir.join("tokens.json");
+    let store_arg = store.to_str().unwrap();
+    let env = vars(&emu, "aerion");
+    partner_auth("aerion", &env, &["--store", store_arg])
+        .await
+        .assert_code(0);
+    let mut file: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&store).unwrap()).unwrap();
+    let entries = file["entries"].as_object_mut().unwrap();
+    assert_eq!(entries.len(), 1);
+    let key = entries.keys().next().unwrap().clone();
+    entries[&key]["access_token"] = 5.into();
+    std::fs::write(&store, serde_json::to_vec_pretty(&file).unwrap()).unwrap();
+
+    let out = partner_auth("aerion", &env, &["--store", store_arg]).await;
+    assert_line(
+        &out,
+        2,
+        &format!(
+            "partner-auth: aerion: token store: {store_arg}: entry {key}: a stored entry is not \
+             in the token store format"
+        ),
+        &secrets,
+    );
+    emu.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
