@@ -296,7 +296,10 @@ async fn every_fault_kind_on_the_token_endpoints() {
 
         // The network failing.
         let (r, _) = fault_outcome(kind, Fault::Hang, 5).await;
-        assert!(matches!(r, Err(Error::Timeout(_))), "{kind} hang: {r:?}");
+        assert!(
+            matches!(r, Err(Error::TimedOut { .. })),
+            "{kind} hang: {r:?}"
+        );
         let (r, _) = fault_outcome(kind, Fault::ResetConnection, 5).await;
         assert!(
             r.as_ref().is_err_and(Error::is_transient),

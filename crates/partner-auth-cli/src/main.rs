@@ -86,9 +86,10 @@
 //!   grammar, not a secret: it is quoted with clap's "did you mean" (`argument 2 ('areion') …;
 //!   did you mean 'aerion'?`). Only what may be a value gets the hint that secrets and settings
 //!   come from environment variables. `--help` and `--version` print to stdout, exit 0.
-//! - `PARTNER_AUTH_TIMEOUT` is capped at one day so no deadline overflows; with it set, the whole
-//!   load may take twelve request timeouts (at most four requests, each tried three times) or
-//!   60 s, whichever is longer.
+//! - `PARTNER_AUTH_TIMEOUT` is capped at one day so no deadline overflows; the whole load may
+//!   take twelve request timeouts (at most four requests, each tried three times; 30 s each when
+//!   unset) or 60 s, whichever is longer. A request that timed out is reported with the limit
+//!   of each attempt, the attempts made and the time they took, naming the variable.
 //! - `api` with a body and no `-X` is a `POST`; a body that parses as JSON is sent as
 //!   `application/json` unless `-H` sets a `Content-Type`. A method that is not idempotent
 //!   (`POST`, `PATCH`) is repeated after a 5xx or a timeout only when it never reached the server.

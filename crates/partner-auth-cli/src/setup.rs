@@ -15,6 +15,8 @@ use partner_auth::{
 pub(crate) const TIMEOUT_VAR: &str = "PARTNER_AUTH_TIMEOUT";
 /// The variable naming the store when `--store` is not given.
 pub(crate) const STORE_VAR: &str = "PARTNER_AUTH_STORE";
+/// Each request's limit when `PARTNER_AUTH_TIMEOUT` is not set: the one the help documents.
+pub(crate) const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// The largest `PARTNER_AUTH_TIMEOUT` accepted: one day.
 const MAX_TIMEOUT_SECS: u64 = 86_400;
 /// Requests one load may make (the Client SDK's lookup, invite, lookup again, generate) times
@@ -22,6 +24,8 @@ const MAX_TIMEOUT_SECS: u64 = 86_400;
 const REQUEST_TIMEOUTS_PER_LOAD: u32 = 4 * 3;
 /// The cache's own default load timeout, kept as the floor.
 const MIN_LOAD_TIMEOUT: Duration = Duration::from_secs(60);
+/// The cache's own default fetch deadline, kept as the floor.
+const MIN_FETCH_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// How the commands read configuration: the process environment in `main`, a table in tests.
 pub(crate) type Lookup<'a> = &'a dyn Fn(&str) -> Option<String>;
@@ -180,16 +184,19 @@ pub(crate) fn options(
     store: Option<Arc<dyn TokenStore>>,
 ) -> Result<ProviderOptions, Error> {
     let mut options = ProviderOptions::default();
-    let mut http = HttpClient::builder().lazy();
-    if let Some(timeout) = request_timeout(lookup(TIMEOUT_VAR).as_deref())? {
-        http = http.timeout(timeout);
-        // The cache's 60 s load limit must not cut a run short of what the variable allows.
-        let load = timeout
-            .saturating_mul(REQUEST_TIMEOUTS_PER_LOAD)
-            .max(MIN_LOAD_TIMEOUT);
-        options.cache = Some(CacheConfig::default().load_timeout(load));
-    }
-    options.http = Some(http.build()?);
+    let timeout =
+        request_timeout(lookup(TIMEOUT_VAR).as_deref())?.unwrap_or(DEFAULT_REQUEST_TIMEOUT);
+    // Neither the cache's 60 s load limit nor its 2 minute fetch deadline may cut a run short
+    // of what each request may take.
+    let load = timeout
+        .saturating_mul(REQUEST_TIMEOUTS_PER_LOAD)
+        .max(MIN_LOAD_TIMEOUT);
+    options.cache = Some(
+        CacheConfig::default()
+            .load_timeout(load)
+            .fetch_timeout(load.max(MIN_FETCH_TIMEOUT)),
+    );
+    options.http = Some(HttpClient::builder().lazy().timeout(timeout).build()?);
     options.store = store;
     Ok(options)
 }
@@ -262,6 +269,19 @@ mod tests {
                 "invalid configuration: `PARTNER_AUTH_TIMEOUT` must be a whole number of seconds from 1 to 86400"
             );
         }
+    }
+
+    #[test]
+    fn the_documented_default_timeout_is_the_one_applied() {
+        let options = options(&|_: &str| None, None).unwrap();
+        let http = options.http.expect("a client");
+        assert_eq!(http.timeout(), DEFAULT_REQUEST_TIMEOUT);
+        assert_eq!(DEFAULT_REQUEST_TIMEOUT, Duration::from_secs(30));
+        assert!(crate::args::TOKEN_HELP.contains("(1 to 86400; default 30)"));
+        // The load waits for every attempt of every request it may make, not a shorter limit.
+        let shown = format!("{:?}", options.cache.expect("a cache configuration"));
+        assert!(shown.contains("load_timeout: 360s"), "{shown}");
+        assert!(shown.contains("fetch_timeout: 360s"), "{shown}");
     }
 
     #[test]

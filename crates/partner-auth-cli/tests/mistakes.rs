@@ -4,8 +4,12 @@
 
 mod common;
 
-use common::emu::{emulator, partner_auth, secrets, vars};
-use common::{Run, TempDir, command, run_async};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use common::emu::{emulator, partner_auth, secrets, set, vars};
+use common::{Run, TempDir, closed_port, command, run_async};
+use partner_auth_emulator::{Endpoint, Fault};
 
 async fn cli(args: &[&str], vars: &[(&'static str, String)]) -> Run {
     let vars: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (*k, v.as_str())).collect();
@@ -22,6 +26,148 @@ fn assert_line(out: &Run, code: i32, line: &str, secrets: &[String]) {
     for secret in secrets {
         assert!(!out.stderr.contains(secret.as_str()), "{out:?}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_connection_names_host_and_port() {
+    let emu = emulator().await;
+    let secrets = secrets(&emu);
+    let port = closed_port();
+    let mut env = vars(&emu, "aerion");
+    set(
+        &mut env,
+        "AERION_BASE_URL",
+        &format!("http://127.0.0.1:{port}/aerion"),
+    );
+    let out = partner_auth("aerion", &env, &[]).await;
+    assert_line(
+        &out,
+        4,
+        &format!(
+            "partner-auth: aerion: transport error reaching 127.0.0.1:{port}: error sending \
+             request: client error (Connect): tcp connect error: Connection refused (os error 111)"
+        ),
+        &secrets,
+    );
+    emu.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_timeout_names_the_limit_the_attempts_and_the_total() {
+    let emu = emulator().await;
+    let secrets = secrets(&emu);
+    let port = emu.addr().port();
+    emu.inject(Endpoint::AerionToken, Fault::Hang, 10);
+    let mut env = vars(&emu, "aerion");
+    set(&mut env, "PARTNER_AUTH_TIMEOUT", "1");
+    let out = partner_auth("aerion", &env, &[]).await;
+    // The total is measured: read it back, check it, and the line around it is exact.
+    let total = out
+        .stderr
+        .strip_prefix("partner-auth: aerion: timed out after ")
+        .and_then(|rest| rest.split_once("s:"))
+        .map(|(secs, _)| secs.to_owned())
+        .unwrap_or_else(|| panic!("{out:?}"));
+    let secs: f64 = total.parse().expect("a number of seconds");
+    assert!((3.0..6.0).contains(&secs), "{out:?}");
+    assert_line(
+        &out,
+        4,
+        &format!(
+            "partner-auth: aerion: timed out after {total}s: 3 attempts to 127.0.0.1:{port}, each \
+             cut off at 1s (PARTNER_AUTH_TIMEOUT)"
+        ),
+        &secrets,
+    );
+    emu.clear_faults();
+    emu.shutdown().await;
+}
+
+/// Kills the server when the test ends, however it ends.
+struct Server(Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_certificate_for_another_host_names_both() {
+    let has_openssl = Command::new("openssl")
+        .arg("version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !has_openssl {
+        eprintln!("openssl is not installed: skipped");
+        return;
+    }
+    let dir = TempDir::new("wrong-host");
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    let made = Command::new("openssl")
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+        ])
+        .args(["-subj", "/CN=other.example"])
+        .args(["-addext", "subjectAltName=DNS:other.example"])
+        .args(["-addext", "basicConstraints=critical,CA:FALSE"])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let port = closed_port();
+    let _server = Server(
+        Command::new("openssl")
+            .args(["s_server", "-quiet", "-www", "-accept"])
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("-cert")
+            .arg(&cert)
+            .arg("-key")
+            .arg(&key)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let mut up = false;
+    for _ in 0..100 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            up = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(up, "openssl s_server did not start");
+
+    let emu = emulator().await;
+    let secrets = secrets(&emu);
+    let mut env = vars(&emu, "aerion");
+    set(
+        &mut env,
+        "AERION_BASE_URL",
+        &format!("https://localhost:{port}/aerion"),
+    );
+    // The certificate is trusted (it is the only root): only its name is wrong.
+    set(&mut env, "SSL_CERT_FILE", cert.to_str().unwrap());
+    let out = partner_auth("aerion", &env, &[]).await;
+    assert_line(
+        &out,
+        2,
+        &format!(
+            "partner-auth: aerion: invalid configuration: `tls` localhost:{port} presented a \
+             certificate for other.example: the name localhost was checked against it and is \
+             not one it names"
+        ),
+        &secrets,
+    );
+    emu.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -196,6 +196,7 @@ impl HttpClient {
         self.config.budget.deposit();
         let mut reached = false;
         let mut attempt = 0;
+        let first = tokio::time::Instant::now();
         loop {
             attempt += 1;
             if let Some(limit) = &self.rate_limit {
@@ -266,7 +267,18 @@ impl HttpClient {
                         }
                     };
                     if last || !retryable || (once && reached) || !self.config.budget.withdraw() {
-                        return Err(wrap(failure.error));
+                        // A timeout says what it was up against: the limit, the attempts, the
+                        // time they took.
+                        let error = match failure.error {
+                            Error::Timeout(_) => Error::timed_out(
+                                address(&request.url),
+                                attempt,
+                                self.config.timeout,
+                                first.elapsed(),
+                            ),
+                            other => other,
+                        };
+                        return Err(wrap(error));
                     }
                     policy.backoff(attempt)
                 }
@@ -301,7 +313,7 @@ impl HttpClient {
             let mut response = builder
                 .send()
                 .await
-                .map_err(|e| Failure::from_reqwest(e, timeout))?;
+                .map_err(|e| Failure::from_reqwest(e, timeout, &request.url))?;
             let status = response.status();
             let headers = std::mem::take(response.headers_mut());
             if response
@@ -314,7 +326,7 @@ impl HttpClient {
             while let Some(chunk) = response
                 .chunk()
                 .await
-                .map_err(|e| Failure::from_reqwest(e, timeout))?
+                .map_err(|e| Failure::from_reqwest(e, timeout, &request.url))?
             {
                 if body.len() + chunk.len() > max_body {
                     return Err(Failure::reached(Error::TooLarge { limit: max_body }));
@@ -368,37 +380,89 @@ impl Failure {
         }
     }
 
-    fn from_reqwest(err: reqwest::Error, timeout: Duration) -> Self {
+    fn from_reqwest(err: reqwest::Error, timeout: Duration, url: &url::Url) -> Self {
         // A connect error (refused, DNS, a failed TLS handshake) means no byte of the request
         // left this process.
         let reached = !err.is_connect();
-        if is_certificate_failure(&err) {
+        if let Some(failure) = certificate_failure(&err) {
             // Permanent: retrying will not make the certificate trusted.
-            return Self {
-                error: Error::config("tls", CERTIFICATE_ADVICE),
-                reached,
+            let error = match failure {
+                // The name checked and the names the certificate holds: the URL's host is
+                // not one the certificate was issued for.
+                Certificate::WrongName { checked, names } => Error::config(
+                    "tls",
+                    format!(
+                        "{} presented a certificate for {names}: the name {checked} was checked \
+                         against it and is not one it names",
+                        address(url)
+                    ),
+                ),
+                Certificate::Untrusted => Error::config("tls", CERTIFICATE_ADVICE),
             };
+            return Self { error, reached };
         }
         let error = match Error::from(err) {
             Error::Timeout(_) => Error::Timeout(timeout),
-            other => other,
+            other => other.at_address(&address(url)),
         };
         Self { error, reached }
     }
 }
 
-/// Whether a request failed because the server's certificate was not trusted (rustls says
-/// "invalid peer certificate", with the reason: unknown issuer, expired, wrong name...).
-fn is_certificate_failure(err: &reqwest::Error) -> bool {
+/// `host:port` of `url`, as a transport error or a timeout names it.
+fn address(url: &url::Url) -> String {
+    let host = url.host_str().unwrap_or("");
+    match url.port_or_known_default() {
+        Some(port) => format!("{host}:{port}"),
+        None => host.to_owned(),
+    }
+}
+
+/// Why a server's certificate was refused.
+enum Certificate {
+    /// It is valid, but for other names than the one checked.
+    WrongName { checked: String, names: String },
+    /// Anything else: an unknown issuer, an expired certificate, ...
+    Untrusted,
+}
+
+/// Whether a request failed because the server's certificate was refused (rustls says "invalid
+/// peer certificate", with the reason: unknown issuer, expired, wrong name...), and why.
+fn certificate_failure(err: &reqwest::Error) -> Option<Certificate> {
     let mut source: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    let mut refused = false;
     while let Some(e) = source {
-        let text = e.to_string().to_ascii_lowercase();
-        if text.contains("invalid peer certificate") || text.contains("certificate verify failed") {
-            return true;
+        let text = e.to_string();
+        let lower = text.to_ascii_lowercase();
+        if lower.contains("invalid peer certificate") || lower.contains("certificate verify failed")
+        {
+            refused = true;
+            if let Some(wrong) = wrong_name(&text) {
+                return Some(wrong);
+            }
         }
         source = e.source();
     }
-    false
+    refused.then_some(Certificate::Untrusted)
+}
+
+/// The name checked and the names presented, from rustls's words for a certificate that is not
+/// valid for the name: `certificate not valid for name "localhost"; certificate is only valid
+/// for DnsName("other.example") or IpAddress(…)`.
+fn wrong_name(text: &str) -> Option<Certificate> {
+    let (_, rest) = text.split_once("certificate not valid for name ")?;
+    let (checked, rest) = rest.split_once(';')?;
+    let checked = checked.trim().trim_matches('"').to_owned();
+    let names = match rest.split_once("is only valid for ") {
+        // `DnsName("a")` and `IpAddress(…)` shown as the plain name.
+        Some((_, names)) => names
+            .trim()
+            .replace("DnsName(\"", "")
+            .replace("IpAddress(", "")
+            .replace(['"', ')'], ""),
+        None => "no name at all".to_owned(),
+    };
+    Some(Certificate::WrongName { checked, names })
 }
 
 /// Builds an [`HttpClient`].
@@ -566,6 +630,37 @@ impl Setup {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_certificate_for_other_names_is_read_from_rustls_words() {
+        let names = |text: &str| match wrong_name(text) {
+            Some(Certificate::WrongName { checked, names }) => Some((checked, names)),
+            _ => None,
+        };
+        let pair = |a: &str, b: &str| Some((a.to_owned(), b.to_owned()));
+        assert_eq!(
+            names(
+                "invalid peer certificate: certificate not valid for name \"localhost\"; \
+                 certificate is only valid for DnsName(\"other.example\")"
+            ),
+            pair("localhost", "other.example")
+        );
+        assert_eq!(
+            names(
+                "certificate not valid for name \"api.x\"; certificate is only valid for \
+                 DnsName(\"a.x\"), DnsName(\"b.x\") or IpAddress(10.0.0.1)"
+            ),
+            pair("api.x", "a.x, b.x or 10.0.0.1")
+        );
+        assert_eq!(
+            names(
+                "certificate not valid for name \"h\"; certificate is not valid for any names \
+                 (according to its subjectAltName extension)"
+            ),
+            pair("h", "no name at all")
+        );
+        assert_eq!(names("invalid peer certificate: UnknownIssuer"), None);
+    }
 
     #[test]
     fn a_lazy_client_sets_up_tls_on_first_use_only() {
