@@ -302,6 +302,8 @@ where
 }
 
 const TOKEN_ERRORS: &[&str] = &[
+    // A 404 (or an HTML page) from a token endpoint names the URL and its setting.
+    "Config",
     "Malformed",
     "Rejected",
     "Status",

@@ -61,7 +61,8 @@ Errors: one line on stderr, `partner-auth: <provider>: <reason>`.
 Exit status:
   0  the token was printed
   2  usage or configuration error (the message names the variable; nothing was sent, except
-     for an aurora-solar-sdk user found missing with no names to invite them)
+     for an aurora-solar-sdk user found missing with no names to invite them, and a token URL
+     that answered 404 or an HTML page, named with its variable)
   3  the provider rejected the credentials or the single-use session token
   4  unreachable, timed out, rate limited past the retries, or a malformed or oversized answer
      (or the store's lock held by another process for too long)

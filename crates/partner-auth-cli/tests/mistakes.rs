@@ -4,6 +4,8 @@
 
 mod common;
 
+use std::io::{Read, Write};
+use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -26,6 +28,99 @@ fn assert_line(out: &Run, code: i32, line: &str, secrets: &[String]) {
     for secret in secrets {
         assert!(!out.stderr.contains(secret.as_str()), "{out:?}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_url_that_answers_404_is_a_configuration_error_naming_url_and_variable() {
+    let emu = emulator().await;
+    let secrets = secrets(&emu);
+    let port = emu.addr().port();
+
+    let mut env = vars(&emu, "aerion");
+    set(
+        &mut env,
+        "AERION_BASE_URL",
+        &format!("http://127.0.0.1:{port}/wrong"),
+    );
+    let out = partner_auth("aerion", &env, &[]).await;
+    assert_line(
+        &out,
+        2,
+        &format!(
+            "partner-auth: aerion: invalid configuration: `AERION_BASE_URL` leads to no token \
+             endpoint: http://127.0.0.1:{port}/wrong/oauth2/token answered HTTP 404"
+        ),
+        &secrets,
+    );
+
+    // Aurora Solar: the ids in the path are named too (a 404 there can mean no such tenant).
+    let mut env = vars(&emu, "aurora-solar");
+    set(
+        &mut env,
+        "AURORA_SOLAR_BASE_URL",
+        &format!("http://127.0.0.1:{port}/wrong"),
+    );
+    let tenant = emu.aurora_solar_tenant().to_owned();
+    let out = partner_auth("aurora-solar", &env, &[]).await;
+    assert_line(
+        &out,
+        2,
+        &format!(
+            "partner-auth: aurora-solar: invalid configuration: `AURORA_SOLAR_BASE_URL` leads to \
+             no token endpoint: http://127.0.0.1:{port}/wrong/partner_applications/\
+             emulator-application/tenants/{tenant}/create_token answered HTTP 404 (no such \
+             application or tenant, or the application is not authorized for this tenant: \
+             AURORA_SOLAR_APPLICATION_ID and AURORA_SOLAR_TENANT_ID make the path)"
+        ),
+        &secrets,
+    );
+    emu.shutdown().await;
+}
+
+/// A loopback web server that answers every request with the same HTML page (a base URL that
+/// points at a web site), until the test ends.
+fn html_server() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            let mut buf = [0u8; 4096];
+            let _ = stream.read(&mut buf);
+            let page = "<!DOCTYPE html><html><body>Welcome</body></html>";
+            let _ = write!(
+                stream,
+                "HTTP/1.1 200 OK\r\ncontent-type: text/html; charset=utf-8\r\n\
+                 content-length: {}\r\nconnection: close\r\n\r\n{page}",
+                page.len()
+            );
+        }
+    });
+    port
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_url_that_answers_an_html_page_is_a_configuration_error() {
+    let emu = emulator().await;
+    let secrets = secrets(&emu);
+    let web = html_server();
+    let mut env = vars(&emu, "aerion");
+    set(
+        &mut env,
+        "AERION_BASE_URL",
+        &format!("http://127.0.0.1:{web}"),
+    );
+    let out = partner_auth("aerion", &env, &[]).await;
+    assert_line(
+        &out,
+        2,
+        &format!(
+            "partner-auth: aerion: invalid configuration: `AERION_BASE_URL` leads to no token \
+             endpoint: http://127.0.0.1:{web}/oauth2/token answered with an HTML page (HTTP 200)"
+        ),
+        &secrets,
+    );
+    emu.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -44,6 +44,7 @@ mod urls;
 pub use self::client::{HttpClient, HttpClientBuilder, SendError};
 pub use self::error_body::{
     OAuthError, ProviderWords, bearer_token_type, json_error_detail, parse_json, status_error,
+    wrong_endpoint,
 };
 #[cfg(feature = "oauth2")]
 pub use self::oauth::{OAuthAdapter, token_error};

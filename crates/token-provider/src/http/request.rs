@@ -179,6 +179,16 @@ impl fmt::Debug for Response {
 }
 
 impl Response {
+    /// A response from its parts: what a test or an adapter over another HTTP stack hands to
+    /// the readers here.
+    pub fn new(status: StatusCode, headers: HeaderMap, body: impl Into<Bytes>) -> Self {
+        Self {
+            status,
+            headers,
+            body: body.into(),
+        }
+    }
+
     /// The status.
     pub fn status(&self) -> StatusCode {
         self.status
