@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use partner_auth::token_provider::forward_token_provider;
 use partner_auth::token_provider::http::{Repeat, Request, parse_base_url};
+use partner_auth::token_provider::url::Url;
 use partner_auth::{
     AccessToken, CachedTokenProvider, Error, Fetch, HttpClient, Secret, SharedClock, TokenProvider,
     TokenState, async_trait,
@@ -24,7 +25,7 @@ use partner_auth_emulator::Emulator;
 #[derive(Debug)]
 struct ClientCredentials {
     http: HttpClient,
-    token_url: url::Url,
+    token_url: Url,
     client_id: String,
     client_secret: Secret,
     audience: String,

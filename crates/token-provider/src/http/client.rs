@@ -478,6 +478,7 @@ pub struct HttpClientBuilder {
     roots: Vec<reqwest::Certificate>,
     proxy: Option<reqwest::Proxy>,
     lazy: bool,
+    user_agent: String,
 }
 
 impl Default for HttpClientBuilder {
@@ -492,6 +493,7 @@ impl Default for HttpClientBuilder {
             roots: Vec::new(),
             proxy: None,
             lazy: false,
+            user_agent: USER_AGENT.to_owned(),
         }
     }
 }
@@ -548,6 +550,14 @@ impl HttpClientBuilder {
         self
     }
 
+    /// The `User-Agent` of every request (default [`USER_AGENT`], `partner-auth/<version>`):
+    /// name the application (`acme-billing/2.1 (ops@acme.example)`) so a provider's operators
+    /// can tell whose traffic it is.
+    pub fn user_agent(mut self, agent: impl Into<String>) -> Self {
+        self.user_agent = agent.into();
+        self
+    }
+
     /// Defers the TLS set-up (reading the system's CA roots) to the first request, so a
     /// process that ends up sending nothing (a token served from a store) does none of it. A
     /// set-up failure is then reported by that request instead of by [`build`](Self::build).
@@ -561,7 +571,14 @@ impl HttpClientBuilder {
         if self.timeout.is_zero() {
             return Err(Error::config("timeout", "must be greater than zero"));
         }
+        let user_agent = http::HeaderValue::from_str(&self.user_agent).map_err(|_| {
+            Error::config(
+                "user_agent",
+                "contains characters not allowed in an HTTP header",
+            )
+        })?;
         let setup = Setup {
+            user_agent,
             timeout: self.timeout,
             connect_timeout: self.connect_timeout,
             roots: self.roots,
@@ -590,6 +607,7 @@ impl HttpClientBuilder {
 /// agent), the extra roots and the proxy.
 #[derive(Debug)]
 struct Setup {
+    user_agent: http::HeaderValue,
     timeout: Duration,
     connect_timeout: Duration,
     roots: Vec<reqwest::Certificate>,
@@ -600,7 +618,7 @@ impl Setup {
     /// The `reqwest::Client`: this is where the system's CA roots are read.
     fn build(&self) -> Result<reqwest::Client, Error> {
         let mut builder = reqwest::Client::builder()
-            .user_agent(USER_AGENT)
+            .user_agent(self.user_agent.clone())
             .redirect(reqwest::redirect::Policy::none())
             .connect_timeout(self.connect_timeout.min(self.timeout))
             .timeout(self.timeout);

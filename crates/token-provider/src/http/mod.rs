@@ -5,7 +5,7 @@
 //!   hostile, and following it would send credentials somewhere nobody chose (an SSRF hole);
 //! - a response-size cap (default 1 MiB) enforced while the body is read, so a hostile or broken
 //!   server cannot make us buffer gigabytes;
-//! - `User-Agent: partner-auth/<version>`;
+//! - `User-Agent: partner-auth/<version>` unless [`HttpClientBuilder::user_agent`] says otherwise;
 //! - `https` required, except for loopback hosts (`127.0.0.0/8`, `::1`, `localhost`), which
 //!   tests and local emulators use;
 //! - retries for transient failures (connect errors, timeouts, 408, 429, 5xx) with exponential
