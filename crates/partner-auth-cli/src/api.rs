@@ -322,7 +322,9 @@ fn render(response: &Response, include: bool, pretty: bool) -> Vec<u8> {
     render_parts(head.as_deref(), response.body(), pretty)
 }
 
-/// [`render`] from the parts: the head (if shown) and the body.
+/// [`render`] from the parts: the head (if shown) and the body. On a terminal (`pretty`) JSON
+/// is indented and any body ends with a newline, so the prompt does not follow the last line;
+/// through a pipe the body is exactly as received.
 fn render_parts(head: Option<&str>, body: &[u8], pretty: bool) -> Vec<u8> {
     let mut out = Vec::new();
     if let Some(head) = head {
@@ -334,7 +336,12 @@ fn render_parts(head: Option<&str>, body: &[u8], pretty: bool) -> Vec<u8> {
             out.extend_from_slice(text.as_bytes());
             out.push(b'\n');
         }
-        _ => out.extend_from_slice(body),
+        _ => {
+            out.extend_from_slice(body);
+            if pretty && !body.is_empty() && !body.ends_with(b"\n") {
+                out.push(b'\n');
+            }
+        }
     }
     out
 }
@@ -385,6 +392,17 @@ mod tests {
 
     fn url(s: &str) -> Url {
         Url::parse(s).unwrap()
+    }
+
+    #[test]
+    fn a_body_on_a_terminal_ends_with_a_newline() {
+        let terminal = |body: &[u8]| render_parts(None, body, true);
+        assert_eq!(terminal(b"plain text"), b"plain text\n");
+        assert_eq!(terminal(b"line\n"), b"line\n");
+        assert_eq!(terminal(b""), b"");
+        assert_eq!(terminal(br#"{"a":1}"#), b"{\n  \"a\": 1\n}\n");
+        // Through a pipe, the body is as received.
+        assert_eq!(render_parts(None, b"plain text", false), b"plain text");
     }
 
     #[test]
@@ -442,7 +460,7 @@ mod tests {
             String::from_utf8(render_parts(None, body, true)).unwrap(),
             "{\n  \"a\": [\n    1,\n    2\n  ]\n}\n"
         );
-        assert_eq!(render_parts(None, b"not json", true), b"not json");
+        assert_eq!(render_parts(None, b"not json", true), b"not json\n");
         let mut headers = HeaderMap::new();
         headers.insert(CONTENT_TYPE, "application/json".parse().unwrap());
         let head = head(StatusCode::NOT_FOUND, &headers);

@@ -84,8 +84,8 @@ API bases:
   aurora-solar  AURORA_SOLAR_BASE_URL, else the AURORA_SOLAR_ENV host
   (aurora-solar-sdk: the Client SDK JWT opens no REST API)
 
-Output: the response body on stdout, pretty JSON when stdout is a terminal and as received
-otherwise; -i puts the status line and the headers first. A body without -H 'Content-Type: ...'
+Output: the response body on stdout; when stdout is a terminal, JSON is pretty-printed and the
+body ends with a newline, otherwise it is exactly as received; -i puts the status line and the headers first. A body without -H 'Content-Type: ...'
 is sent as application/json when it parses as JSON.
 
 Exit status:

@@ -35,9 +35,9 @@
 //! - `api`: one request to the provider's API base (`partner-auth api --help` lists them) through
 //!   the library's client: a 401 invalidates the token, fetches a new one and replays the request
 //!   once. A full URL is accepted only on that base (scheme, host, port, and under its path);
-//!   anything else is refused before a token is fetched. The body goes to stdout, pretty JSON when
-//!   stdout is a terminal and as received otherwise; `-i` puts `HTTP <status>` and the headers
-//!   first.
+//!   anything else is refused before a token is fetched. The body goes to stdout: on a terminal
+//!   pretty JSON, and any body ends with a newline; otherwise exactly as received. `-i` puts
+//!   `HTTP <status>` and the headers first.
 //! - `status`: one line per entry of the store (provider, environment, tenant, principal, time
 //!   to expiry, whether a refresh token is held, when the token was obtained); `--json` prints
 //!   one array. Never a secret, not even a prefix. An entry whose state cannot be read (sealed
