@@ -224,9 +224,9 @@ pub(crate) struct ForgetArgs {
 #[cfg(feature = "emulator")]
 #[derive(Debug, Args)]
 pub(crate) struct EmulatorArgs {
-    /// The loopback port to listen on (default: a free one).
-    #[arg(long, value_name = "N", default_value_t = 0)]
-    pub(crate) port: u16,
+    /// The loopback port to listen on (default: PARTNER_AUTH_EMULATOR_PORT, else a free one).
+    #[arg(long, value_name = "N")]
+    pub(crate) port: Option<u16>,
 }
 
 /// `partner-auth completions`.

@@ -48,8 +48,9 @@
 //!   it, the file rewritten atomically), its refresh token with it; `--all` removes every entry,
 //!   unreadable ones included.
 //!   The provider's variables say which principal it is, as for `token`.
-//! - `emulator`: the built-in emulator on 127.0.0.1 (`--port`, default a free port) until Ctrl-C
-//!   or SIGTERM, after printing `export` lines (emulator-only credentials) for every command.
+//! - `emulator`: the built-in emulator on 127.0.0.1 (`--port`, else
+//!   `PARTNER_AUTH_EMULATOR_PORT`, else a free port) until Ctrl-C or SIGTERM, after printing
+//!   `export` lines (emulator-only credentials) for every command.
 //! - `completions`: the completion script for a shell, on stdout.
 //! - `PARTNER_AUTH_TIMEOUT`: seconds each request may take (1 to 86400; default 30).
 //! - `--store FILE` (default `PARTNER_AUTH_STORE`): the file store (mode 0600, atomic writes, a
@@ -176,7 +177,7 @@ fn main() -> ExitCode {
             Err(failure) => failure.report(),
         },
         #[cfg(feature = "emulator")]
-        Command::Emulator(args) => match block_on(emulator::run(&args)) {
+        Command::Emulator(args) => match block_on(emulator::run(&args, &lookup)) {
             Ok(()) => ExitCode::from(EXIT_OK),
             Err(failure) => failure.report(),
         },
