@@ -56,7 +56,7 @@ async fn main() -> Result<(), Box<dyn StdError>> {
             println!("{kind:<17} skipped (none of its variables are set)\n");
             continue;
         }
-        let provider = from_lookup(kind, |name| vars.get(name).cloned(), &options)?;
+        let provider = from_lookup(|name| vars.get(name).cloned(), kind, &options)?;
         let started = tokio::time::Instant::now();
         let token = provider.get().await?;
         println!(

@@ -38,8 +38,8 @@ pub(crate) fn var(lookup: Lookup<'_>, name: &str) -> Option<String> {
 /// The store to use: `--store`, else `PARTNER_AUTH_STORE`, else none; with the setting it came
 /// from. A `redis://` or `rediss://` URL names a Redis store, anything else a file.
 pub(crate) fn store_path(
-    flag: Option<&Path>,
     lookup: Lookup<'_>,
+    flag: Option<&Path>,
 ) -> Result<Option<(&'static str, PathBuf)>, Error> {
     Ok(match (flag, var(lookup, STORE_VAR)) {
         (Some(path), _) => Some(("--store", path.to_path_buf())),
@@ -50,11 +50,11 @@ pub(crate) fn store_path(
 
 /// The store `--store`/`PARTNER_AUTH_STORE` name, opened; none when neither is set.
 pub(crate) fn store(
-    flag: Option<&Path>,
     lookup: Lookup<'_>,
+    flag: Option<&Path>,
 ) -> Result<Option<Arc<dyn TokenStore>>, Error> {
-    store_path(flag, lookup)?
-        .map(|(field, path)| open_store(field, &path, lookup))
+    store_path(lookup, flag)?
+        .map(|(field, path)| open_store(lookup, field, &path))
         .transpose()
 }
 
@@ -63,13 +63,13 @@ pub(crate) fn store(
 /// on it would leave the real one's refresh tokens behind). `provider` is whom a failure is
 /// about.
 pub(crate) fn required_store(
-    flag: Option<&Path>,
     lookup: Lookup<'_>,
+    flag: Option<&Path>,
     command: &str,
     provider: Option<ProviderKind>,
 ) -> Result<Arc<dyn TokenStore>, Failure> {
     let Some((field, path)) =
-        store_path(flag, lookup).map_err(|e| Failure::from_error(None, &e))?
+        store_path(lookup, flag).map_err(|e| Failure::from_error(None, &e))?
     else {
         return Err(Failure::new(
             EXIT_CONFIG,
@@ -94,17 +94,17 @@ pub(crate) fn required_store(
             format!("no store at {}{from}", path.display()),
         ));
     }
-    open_store(field, &path, lookup).map_err(|e| Failure::from_error(provider, &e))
+    open_store(lookup, field, &path).map_err(|e| Failure::from_error(provider, &e))
 }
 
 /// Creates the folder of the file store `--store`/`PARTNER_AUTH_STORE` names when it is
 /// missing, with its missing parents, each with mode 0700; returns the line that says which
 /// folders were created (none for Redis, a folder that exists, or no store at all).
 pub(crate) fn create_store_folder(
-    flag: Option<&Path>,
     lookup: Lookup<'_>,
+    flag: Option<&Path>,
 ) -> Result<Option<String>, Error> {
-    let Some((_, path)) = store_path(flag, lookup)? else {
+    let Some((_, path)) = store_path(lookup, flag)? else {
         return Ok(None);
     };
     if is_redis(&path) {
@@ -150,8 +150,8 @@ pub(crate) fn create_store_folder(
 
 /// [`create_store_folder`], with its line printed on stderr: the commands that save call it
 /// once the provider is configured, so a configuration error creates nothing.
-pub(crate) fn announce_store_folder(flag: Option<&Path>, lookup: Lookup<'_>) -> Result<(), Error> {
-    if let Some(line) = create_store_folder(flag, lookup)? {
+pub(crate) fn announce_store_folder(lookup: Lookup<'_>, flag: Option<&Path>) -> Result<(), Error> {
+    if let Some(line) = create_store_folder(lookup, flag)? {
         eprintln!("partner-auth: {}", crate::exit::one_line(&line));
     }
     Ok(())
@@ -165,13 +165,13 @@ fn is_redis(path: &Path) -> bool {
 /// The store at `path`: a file, or Redis for a `redis://` / `rediss://` URL (sealed under
 /// `PARTNER_AUTH_STORE_KEY` when that is set). `field` names the setting in errors.
 pub(crate) fn open_store(
+    lookup: Lookup<'_>,
     field: &str,
     path: &Path,
-    lookup: Lookup<'_>,
 ) -> Result<Arc<dyn TokenStore>, Error> {
     match path.to_str() {
         Some(text) if partner_auth::is_redis_url(text) => {
-            partner_auth::open_store(text, field, lookup)
+            partner_auth::open_store(lookup, text, field)
         }
         _ => Ok(Arc::new(FileStore::new(path.to_path_buf()))),
     }
@@ -203,11 +203,11 @@ pub(crate) fn options(
 
 /// The provider of `kind` as the environment configures it, with `options`.
 pub(crate) fn provider(
-    kind: ProviderKind,
     lookup: Lookup<'_>,
+    kind: ProviderKind,
     options: &ProviderOptions,
 ) -> Result<Arc<dyn TokenProvider>, Error> {
-    partner_auth::from_lookup(kind, lookup, options)
+    partner_auth::from_lookup(lookup, kind, options)
 }
 
 /// `PARTNER_AUTH_TIMEOUT` read: unset (or blank) is `None`, a whole number of seconds from 1 to
@@ -289,18 +289,18 @@ mod tests {
         let env = |name: &str| (name == STORE_VAR).then(|| "/from/env.json".to_owned());
         let none = |_: &str| None;
         let flag = Path::new("/from/flag.json");
-        let path = |flag, lookup| store_path(flag, lookup).unwrap().map(|(_, p)| p);
-        assert_eq!(path(Some(flag), &env).as_deref(), Some(flag));
+        let path = |lookup, flag| store_path(lookup, flag).unwrap().map(|(_, p)| p);
+        assert_eq!(path(&env, Some(flag)).as_deref(), Some(flag));
         assert_eq!(
-            path(None, &env).as_deref(),
+            path(&env, None).as_deref(),
             Some(Path::new("/from/env.json"))
         );
-        assert_eq!(path(None, &none), None);
+        assert_eq!(path(&none, None), None);
         let blank = |name: &str| (name == STORE_VAR).then(|| " ".to_owned());
-        assert_eq!(path(None, &blank), None);
+        assert_eq!(path(&blank, None), None);
         // A Redis URL opens a Redis store (nothing is sent until it is used).
         let redis = |name: &str| (name == STORE_VAR).then(|| "rediss://:pw-5c@h:6380/0".to_owned());
-        let opened = store(None, &redis).unwrap().unwrap();
+        let opened = store(&redis, None).unwrap().unwrap();
         let shown = format!("{opened:?}");
         assert!(
             shown.contains("RedisStore") && shown.contains("rediss://h:6380/0"),
@@ -308,7 +308,7 @@ mod tests {
         );
         assert!(!shown.contains("pw-5c"), "{shown}");
         let bad = |name: &str| (name == STORE_VAR).then(|| "redis://h:notaport/0".to_owned());
-        let err = store(None, &bad).unwrap_err();
+        let err = store(&bad, None).unwrap_err();
         assert!(err.to_string().contains(STORE_VAR), "{err}");
     }
 }
