@@ -238,3 +238,9 @@ impl Drop for TempDir {
         let _ = std::fs::remove_dir_all(&self.0);
     }
 }
+
+/// How many times this process has read the system's CA roots, and on which thread it last did:
+/// once, and off the async runtime's threads, is the promise.
+pub fn system_root_loads() -> (usize, Option<std::thread::ThreadId>) {
+    crate::http::roots::loads()
+}

@@ -141,12 +141,35 @@ impl HttpClient {
 
     /// The underlying `reqwest::Client`, built now if this is a [`lazy`](HttpClientBuilder::lazy)
     /// client that has not been used yet.
+    ///
+    /// Building it reads the system's CA roots the first time in a process: called on a
+    /// multi-thread runtime's worker, that is done with `block_in_place`; a request
+    /// ([`execute`](Self::execute), [`send`](Self::send)) does it on a blocking thread instead.
     pub fn try_reqwest(&self) -> Result<&reqwest::Client, Error> {
         if let Some(client) = self.client.get() {
             return Ok(client);
         }
-        let client = self.config.setup.build()?;
+        let setup = &self.config.setup;
+        let on_worker = tokio::runtime::Handle::try_current()
+            .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+        let client = if on_worker && setup.reads_roots() {
+            tokio::task::block_in_place(|| setup.build())?
+        } else {
+            setup.build()?
+        };
         Ok(self.client.get_or_init(|| client))
+    }
+
+    /// The underlying client, built on a blocking thread when building it reads the system's
+    /// roots (the first client of a process, or one with roots of its own).
+    async fn client(&self) -> Result<&reqwest::Client, Error> {
+        if self.client.get().is_none() && self.config.setup.reads_roots() {
+            let this = self.clone();
+            tokio::task::spawn_blocking(move || this.try_reqwest().map(|_| ()))
+                .await
+                .map_err(|e| Error::config("http client", format!("TLS set-up failed: {e}")))??;
+        }
+        self.try_reqwest()
     }
 
     /// The per-request timeout.
@@ -297,7 +320,7 @@ impl HttpClient {
 
     async fn attempt(&self, request: &Request) -> Result<Response, Failure> {
         // A client that cannot be built sent nothing.
-        let client = self.try_reqwest().map_err(|error| Failure {
+        let client = self.client().await.map_err(|error| Failure {
             error,
             reached: false,
         })?;
@@ -566,7 +589,11 @@ impl HttpClientBuilder {
         self
     }
 
-    /// The client.
+    /// The client. Outside an async runtime, or once this process has read the system's CA
+    /// roots, the underlying `reqwest::Client` is built here and a TLS set-up failure is
+    /// reported here. Inside a runtime, a client that would read the roots now waits for its
+    /// first request, which reads them on a blocking thread (as a [`lazy`](Self::lazy) one
+    /// does).
     pub fn build(self) -> Result<HttpClient, Error> {
         if self.timeout.is_zero() {
             return Err(Error::config("timeout", "must be greater than zero"));
@@ -585,7 +612,10 @@ impl HttpClientBuilder {
             proxy: self.proxy,
         };
         let client = OnceLock::new();
-        if !self.lazy {
+        // Inside an async runtime, a build that would read the system's roots waits for the
+        // first request, which reads them on a blocking thread.
+        let deferred = tokio::runtime::Handle::try_current().is_ok() && setup.reads_roots();
+        if !self.lazy && !deferred {
             let _ = client.set(setup.build()?);
         }
         Ok(HttpClient {
@@ -615,13 +645,26 @@ struct Setup {
 }
 
 impl Setup {
-    /// The `reqwest::Client`: this is where the system's CA roots are read.
+    /// Whether building the client reads the system's roots now (file I/O that must not run on
+    /// an async runtime's thread).
+    fn reads_roots(&self) -> bool {
+        !self.roots.is_empty() || !super::roots::loaded()
+    }
+
+    /// The `reqwest::Client`. Without roots of its own it shares the verifier over the
+    /// system's roots (read by the first client that needs them); with roots of its own,
+    /// reqwest reads the system's roots for it, beside its own.
     fn build(&self) -> Result<reqwest::Client, Error> {
         let mut builder = reqwest::Client::builder()
             .user_agent(self.user_agent.clone())
             .redirect(reqwest::redirect::Policy::none())
             .connect_timeout(self.connect_timeout.min(self.timeout))
             .timeout(self.timeout);
+        if self.roots.is_empty() {
+            builder = builder.use_preconfigured_tls(super::roots::tls_config()?);
+        } else {
+            super::roots::note_load();
+        }
         for root in self.roots.iter().cloned() {
             builder = builder.add_root_certificate(root);
         }
@@ -631,13 +674,7 @@ impl Setup {
         builder.build().map_err(|e| {
             let chain = crate::error::error_chain(&e);
             if chain.to_ascii_lowercase().contains("certificate") {
-                Error::config(
-                    "http client",
-                    format!(
-                        "{chain}: no usable CA roots (install the `ca-certificates` package or \
-                         set SSL_CERT_FILE or SSL_CERT_DIR)"
-                    ),
-                )
+                super::roots::no_roots(&chain)
             } else {
                 Error::config("http client", chain)
             }

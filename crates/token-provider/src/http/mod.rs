@@ -25,7 +25,8 @@
 //!
 //! # Proxies and certificates
 //!
-//! The client trusts the system's CA roots and honours the usual environment variables:
+//! The client trusts the system's CA roots, read once per process (on a blocking thread when a
+//! request needs them first), and honours the usual environment variables:
 //! `SSL_CERT_FILE` and `SSL_CERT_DIR` for the roots (a slim container without the
 //! `ca-certificates` package has none), and `HTTPS_PROXY`, `HTTP_PROXY`, `ALL_PROXY` and
 //! `NO_PROXY` for a proxy. The proxy variables apply to loopback hosts too: list `127.0.0.1` and
@@ -39,6 +40,7 @@ mod error_body;
 mod oauth;
 pub(crate) mod request;
 mod retry;
+pub(crate) mod roots;
 mod urls;
 
 pub use self::client::{HttpClient, HttpClientBuilder, SendError};
