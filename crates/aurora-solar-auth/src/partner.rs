@@ -365,7 +365,7 @@ impl KeyedFetch for PartnerFetcher {
                 .unwrap_or_else(|e| e.into_inner())
                 .take()
                 .ok_or_else(|| Error::user_action(NEW_SESSION_TOKEN))?;
-            request = request.query("session_token", token.expose_secret());
+            request = request.secret_query("session_token", &token);
             session_token = Some(token);
         }
         debug!(

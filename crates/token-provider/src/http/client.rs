@@ -356,11 +356,7 @@ impl HttpClient {
                 }
                 body.extend_from_slice(&chunk);
             }
-            Ok(Response {
-                status,
-                headers,
-                body: body.freeze(),
-            })
+            Ok(Response::new(status, headers, body.freeze()).carrying(&request.secrets))
         };
         match tokio::time::timeout(timeout, exchange).await {
             Ok(result) => result,

@@ -115,6 +115,10 @@ impl<'a> OAuthAdapter<'a> {
             let mut value = value.clone();
             if name == AUTHORIZATION {
                 value.set_sensitive(true);
+                // Remembered, so an error built from the answer is scrubbed of it.
+                if let Ok(text) = value.to_str() {
+                    req.secrets.push(crate::Secret::new(text));
+                }
             }
             req.headers.append(name.clone(), value);
         }
