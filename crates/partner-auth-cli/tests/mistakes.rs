@@ -6,12 +6,11 @@ mod common;
 
 use std::io::{Read, Write};
 use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
 
 use common::emu::{emulator, partner_auth, secrets, set, vars};
 use common::{Run, TempDir, closed_port, command, run_async};
 use partner_auth_emulator::{Endpoint, Fault};
+use token_provider::testing::TlsServer;
 
 async fn cli(args: &[&str], vars: &[(&'static str, String)]) -> Run {
     let vars: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (*k, v.as_str())).collect();
@@ -178,68 +177,13 @@ async fn a_timeout_names_the_limit_the_attempts_and_the_total() {
     emu.shutdown().await;
 }
 
-/// Kills the server when the test ends, however it ends.
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_certificate_for_another_host_names_both() {
-    let has_openssl = Command::new("openssl")
-        .arg("version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !has_openssl {
+    let Some(server) = TlsServer::start("DNS:other.example") else {
         eprintln!("openssl is not installed: skipped");
         return;
-    }
-    let dir = TempDir::new("wrong-host");
-    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
-    let made = Command::new("openssl")
-        .args([
-            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
-        ])
-        .args(["-subj", "/CN=other.example"])
-        .args(["-addext", "subjectAltName=DNS:other.example"])
-        .args(["-addext", "basicConstraints=critical,CA:FALSE"])
-        .arg("-keyout")
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .unwrap();
-    assert!(made.success());
-    let port = closed_port();
-    let _server = Server(
-        Command::new("openssl")
-            .args(["s_server", "-quiet", "-www", "-accept"])
-            .arg(format!("127.0.0.1:{port}"))
-            .arg("-cert")
-            .arg(&cert)
-            .arg("-key")
-            .arg(&key)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let mut up = false;
-    for _ in 0..100 {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            up = true;
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    assert!(up, "openssl s_server did not start");
+    };
+    let (port, cert) = (server.port(), server.certificate());
 
     let emu = emulator().await;
     let secrets = secrets(&emu);
