@@ -39,14 +39,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     // First start: a password login; the state is saved.
     let first = service(&emulator, Arc::clone(&store))?;
-    let token = first.token().await?;
+    let token = first.get().await?;
     println!("first start: logged in, {token:?}");
     println!("  me: {:?}", first.me().await?);
 
     // A restart (a new provider on the same file): the saved token is used, no request sent.
     let before = emulator.requests_to("/aerion/oauth2/token").len();
     let restarted = service(&emulator, Arc::clone(&store))?;
-    restarted.token().await?;
+    restarted.get().await?;
     println!(
         "restart: token from {}, {} token request(s)",
         path.display(),
@@ -55,8 +55,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     // The token is refused (as after a server-side revocation): the next one comes from the
     // stored refresh token, and the rotated refresh token is saved.
-    restarted.invalidate(&restarted.token().await?);
-    restarted.token().await?;
+    restarted.invalidate(&restarted.get().await?);
+    restarted.get().await?;
     let grants: Vec<_> = emulator
         .requests_to("/aerion/oauth2/token")
         .iter()

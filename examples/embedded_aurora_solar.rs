@@ -9,7 +9,6 @@
 //! have reached Aurora, and refuses locally to send it again (a new one is needed, from a new
 //! load of the app). Offline, the emulator issues the session token.
 
-use partner_auth::TokenProvider;
 use partner_auth::aurora_solar::PartnerApp;
 use partner_auth_emulator::Emulator;
 
@@ -29,17 +28,17 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let session_token = emulator.issue_session_token(&tenant);
 
     let key = app.embedded(&tenant, session_token.clone())?;
-    let temporary = key.token().await?;
+    let temporary = key.get().await?;
     println!("temporary key for tenant {tenant}: {temporary:?}");
     println!(
         "second call, from the cache: same key = {}",
-        key.token().await? == temporary
+        key.get().await? == temporary
     );
 
     // The same session token again (say, a second request handled by another provider value):
     // the emulator, like Aurora, refuses a spent token; the error says what the user must do.
     let again = app.embedded(&tenant, session_token)?;
-    match again.token().await {
+    match again.get().await {
         Ok(_) => println!("unexpected: a spent session token was accepted"),
         Err(e) => println!(
             "spent session token: {e} (needs user action: {})",

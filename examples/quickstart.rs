@@ -1,5 +1,5 @@
 //! The whole library in one run: a token from each provider, a protected call through the
-//! authenticated client, and the second `token()` served from the cache.
+//! authenticated client, and the second `get()` served from the cache.
 //!
 //! ```sh
 //! cargo run --example quickstart
@@ -56,7 +56,7 @@ async fn main() -> Result<(), Box<dyn StdError>> {
             println!("{kind:<17} skipped (none of its variables are set)\n");
             continue;
         }
-        let provider = from_lookup(kind, |name| vars.get(name).cloned(), &options)?;
+        let provider = from_lookup(|name| vars.get(name).cloned(), kind, &options)?;
         let started = tokio::time::Instant::now();
         let token = provider.get().await?;
         println!(
@@ -92,11 +92,11 @@ async fn main() -> Result<(), Box<dyn StdError>> {
         };
         match (before, after) {
             (Some(b), Some(a)) => println!(
-                "{:<17} second token(): {cached}, {} request(s) to the provider\n",
+                "{:<17} second get(): {cached}, {} request(s) to the provider\n",
                 "",
                 a - b
             ),
-            _ => println!("{:<17} second token(): {cached}\n", ""),
+            _ => println!("{:<17} second get(): {cached}\n", ""),
         }
     }
     if let Some(e) = emulator {

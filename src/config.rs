@@ -118,9 +118,9 @@ impl Config {
         if let Some(spec) = &self.store {
             let env = token_provider::ProcessEnv::new();
             options.store = Some(crate::open_store(
+                |name| env.get(name),
                 &spec.to_string_lossy(),
                 "store",
-                |name| env.get(name),
             )?);
             env.check()?;
         }
@@ -158,7 +158,7 @@ impl ProviderConfig {
             let (setting, _) = table.iter().find(|(_, v)| *v == var)?;
             self.settings.get(*setting).map(Scalar::to_value)
         };
-        from_lookup(kind, lookup, options).map_err(|e| match e {
+        from_lookup(lookup, kind, options).map_err(|e| match e {
             // The builders name environment variables; here the user wrote settings.
             Error::Config { field, reason, .. } => {
                 let mut field = field;

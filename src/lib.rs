@@ -13,7 +13,7 @@
 //! # async fn main() -> Result<(), partner_auth::Error> {
 //! // AERION_COMPANY_URL, AERION_USERNAME, AERION_PASSWORD, ... from the environment.
 //! let aerion = partner_auth::from_env(ProviderKind::Aerion)?;
-//! let token = aerion.token().await?; // fetched once, then served from the cache
+//! let token = aerion.get().await?; // fetched once, then served from the cache
 //! # Ok(()) }
 //! ```
 //!
@@ -199,16 +199,19 @@ impl FromStr for ProviderKind {
 /// the provider keeps its state in that store ([`open_store`]: a file path, or a Redis URL).
 pub fn from_env(kind: ProviderKind) -> Result<Arc<dyn TokenProvider>, Error> {
     token_provider::ProcessEnv::read(|lookup| {
-        from_lookup(kind, lookup, &ProviderOptions::default())
+        from_lookup(lookup, kind, &ProviderOptions::default())
     })
 }
 
 /// Builds the provider of `kind` from variables read through `lookup` (environment variable names
 /// of SPEC section 5; empty values count as unset), with shared `options`. When `options` has no
 /// store and `PARTNER_AUTH_STORE` is set, that store is opened ([`open_store`]).
+///
+/// Like every function here that reads settings through a lookup
+/// ([`token_provider::env_value`], [`open_store`]), it takes the lookup first.
 pub fn from_lookup(
-    kind: ProviderKind,
     lookup: impl Fn(&str) -> Option<String>,
+    kind: ProviderKind,
     options: &ProviderOptions,
 ) -> Result<Arc<dyn TokenProvider>, Error> {
     // Blank counts as unset, by the same rule every provider's `from_env_with` follows.
@@ -218,7 +221,7 @@ pub fn from_lookup(
     let options = match (&options.store, lookup(STORE_VAR)) {
         (None, Some(spec)) => {
             let mut o = options.clone();
-            o.store = Some(open_store(&spec, STORE_VAR, lookup)?);
+            o.store = Some(open_store(lookup, &spec, STORE_VAR)?);
             with_store = o;
             &with_store
         }

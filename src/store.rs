@@ -21,9 +21,9 @@ pub fn is_redis_url(spec: &str) -> bool {
 /// (feature `redis`; its entries sealed when `lookup` gives [`STORE_KEY_VAR`]), anything else a
 /// [`FileStore`] at that path. Errors name `field` and never quote the URL's password or the key.
 pub fn open_store(
+    lookup: impl Fn(&str) -> Option<String>,
     spec: &str,
     field: &str,
-    lookup: impl Fn(&str) -> Option<String>,
 ) -> Result<Arc<dyn TokenStore>, Error> {
     if !is_redis_url(spec) {
         return Ok(Arc::new(FileStore::new(spec)));
@@ -72,7 +72,7 @@ mod tests {
         assert!(is_redis_url("REDISS://h/1"));
         assert!(!is_redis_url("/var/lib/redis://x"));
         assert!(!is_redis_url("tokens.json"));
-        let file = open_store("/tmp/x.json", "store", |_| None).unwrap();
+        let file = open_store(|_| None, "/tmp/x.json", "store").unwrap();
         assert!(format!("{file:?}").contains("FileStore"));
     }
 
@@ -80,9 +80,11 @@ mod tests {
     #[test]
     fn a_redis_url_opens_a_redis_store_sealed_when_a_key_is_set() {
         let key = "q5Jq3Zl9mWc8XhZ0m1t9YF5bqHc1Qm0n2z1s3u4v5w8=";
-        let store = open_store("redis://:pw-91ab@127.0.0.1:1/0", "store", |name| {
-            (name == STORE_KEY_VAR).then(|| key.to_owned())
-        })
+        let store = open_store(
+            |name| (name == STORE_KEY_VAR).then(|| key.to_owned()),
+            "redis://:pw-91ab@127.0.0.1:1/0",
+            "store",
+        )
         .unwrap();
         let shown = format!("{store:?}");
         assert!(
@@ -93,9 +95,11 @@ mod tests {
             !shown.contains("pw-91ab") && !shown.contains(key),
             "{shown}"
         );
-        let err = open_store("redis://h/0", "store", |name| {
-            (name == STORE_KEY_VAR).then(|| "short".to_owned())
-        })
+        let err = open_store(
+            |name| (name == STORE_KEY_VAR).then(|| "short".to_owned()),
+            "redis://h/0",
+            "store",
+        )
         .unwrap_err()
         .to_string();
         assert!(
@@ -107,7 +111,7 @@ mod tests {
     #[cfg(not(feature = "redis"))]
     #[test]
     fn without_the_feature_a_redis_url_is_refused() {
-        let err = open_store("redis://h/0", "store", |_| None).unwrap_err();
+        let err = open_store(|_| None, "redis://h/0", "store").unwrap_err();
         assert!(err.to_string().contains("`redis` feature"), "{err}");
     }
 }

@@ -19,8 +19,8 @@ async fn aurora_uk_client_auth_post_sends_form_fields_and_basic_a_header() {
         let mut vars = base.clone();
         vars.insert("AURORA_UK_CLIENT_AUTH".to_owned(), choice.to_owned());
         let provider = from_lookup(
-            ProviderKind::AuroraUk,
             |n| vars.get(n).cloned(),
+            ProviderKind::AuroraUk,
             &ProviderOptions::default(),
         )
         .unwrap();
@@ -43,8 +43,8 @@ async fn aurora_uk_client_auth_post_sends_form_fields_and_basic_a_header() {
     let mut vars = base.clone();
     vars.insert("AURORA_UK_CLIENT_AUTH".to_owned(), "digest".to_owned());
     let err = from_lookup(
-        ProviderKind::AuroraUk,
         |n| vars.get(n).cloned(),
+        ProviderKind::AuroraUk,
         &ProviderOptions::default(),
     )
     .unwrap_err();

@@ -27,7 +27,7 @@ fn fast_http() -> HttpClient {
 fn provider(emulator: &RunningEmulator, kind: ProviderKind) -> Arc<dyn TokenProvider> {
     let vars = vars(emulator);
     let options = ProviderOptions::new().http(fast_http());
-    from_lookup(kind, |n| vars.get(n).cloned(), &options).unwrap()
+    from_lookup(|n| vars.get(n).cloned(), kind, &options).unwrap()
 }
 
 /// The token endpoint each kind uses.
@@ -296,7 +296,10 @@ async fn every_fault_kind_on_the_token_endpoints() {
 
         // The network failing.
         let (r, _) = fault_outcome(kind, Fault::Hang, 5).await;
-        assert!(matches!(r, Err(Error::Timeout(_))), "{kind} hang: {r:?}");
+        assert!(
+            matches!(r, Err(Error::TimedOut { .. })),
+            "{kind} hang: {r:?}"
+        );
         let (r, _) = fault_outcome(kind, Fault::ResetConnection, 5).await;
         assert!(
             r.as_ref().is_err_and(Error::is_transient),
@@ -362,7 +365,7 @@ async fn an_embedded_session_token_is_spent_once() {
     let session = emulator.issue_session_token(emulator.aurora_solar_tenant());
     v.insert("AURORA_SOLAR_SESSION_TOKEN".into(), session.clone());
     let options = ProviderOptions::new().http(fast_http());
-    let first = from_lookup(ProviderKind::AuroraSolar, |n| v.get(n).cloned(), &options).unwrap();
+    let first = from_lookup(|n| v.get(n).cloned(), ProviderKind::AuroraSolar, &options).unwrap();
     first.token().await.unwrap();
     let sent = emulator.requests_for(Endpoint::AuroraSolarCreateToken);
     assert_eq!(sent.len(), 1);
@@ -372,7 +375,7 @@ async fn an_embedded_session_token_is_spent_once() {
     );
 
     // The same token in a second provider: refused by the server as spent, a user action.
-    let second = from_lookup(ProviderKind::AuroraSolar, |n| v.get(n).cloned(), &options).unwrap();
+    let second = from_lookup(|n| v.get(n).cloned(), ProviderKind::AuroraSolar, &options).unwrap();
     let err = second.token().await.unwrap_err();
     assert!(err.needs_user_action(), "{err:?}");
     assert_eq!(emulator.request_count(Endpoint::AuroraSolarCreateToken), 2);

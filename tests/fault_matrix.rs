@@ -559,7 +559,7 @@ fn variant(e: &Error) -> &'static str {
         Error::UserAction { .. } => "UserAction",
         Error::RateLimited { .. } => "RateLimited",
         Error::Transport { .. } => "Transport",
-        Error::Timeout(_) => "Timeout",
+        Error::Timeout(_) | Error::TimedOut { .. } => "Timeout",
         Error::Status { .. } => "Status",
         Error::Malformed { .. } => "Malformed",
         Error::TooLarge { .. } => "TooLarge",

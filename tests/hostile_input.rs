@@ -225,7 +225,7 @@ fn check_error(e: &Error, allowed: &[&str]) -> Result<(), TestCaseError> {
         Error::UserAction { .. } => "UserAction",
         Error::RateLimited { .. } => "RateLimited",
         Error::Transport { .. } => "Transport",
-        Error::Timeout(_) => "Timeout",
+        Error::Timeout(_) | Error::TimedOut { .. } => "Timeout",
         Error::Status { .. } => "Status",
         Error::Malformed { .. } => "Malformed",
         Error::TooLarge { .. } => "TooLarge",
@@ -302,6 +302,8 @@ where
 }
 
 const TOKEN_ERRORS: &[&str] = &[
+    // A 404 (or an HTML page) from a token endpoint names the URL and its setting.
+    "Config",
     "Malformed",
     "Rejected",
     "Status",

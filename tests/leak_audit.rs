@@ -97,7 +97,7 @@ async fn no_secret_in_any_log_line_debug_or_error() {
     let store = Arc::new(MemoryStore::new());
     let with_store = opts.clone().store(store.clone() as Arc<dyn TokenStore>);
     for kind in ProviderKind::ALL {
-        let p = from_lookup(*kind, lookup(&v), &with_store).unwrap();
+        let p = from_lookup(lookup(&v), *kind, &with_store).unwrap();
         let t = p.token().await;
         seen.result(&t);
         let t = t.unwrap();
@@ -137,7 +137,7 @@ async fn no_secret_in_any_log_line_debug_or_error() {
             ),
         ),
     ] {
-        let p = from_lookup(kind, lookup(&v), &opts).unwrap();
+        let p = from_lookup(lookup(&v), kind, &opts).unwrap();
         emulator.inject(endpoint, Fault::Unauthorized, 1);
         let mw = AuthMiddleware::new(Arc::clone(&p), AuthScope::parse(&url).unwrap());
         seen.show(&mw);
@@ -196,7 +196,7 @@ async fn no_secret_in_any_log_line_debug_or_error() {
         seen.secret(s);
     }
     for kind in ProviderKind::ALL {
-        let p = from_lookup(*kind, lookup(&bad), &opts).unwrap();
+        let p = from_lookup(lookup(&bad), *kind, &opts).unwrap();
         let r = p.token().await;
         assert!(r.is_err(), "{kind} accepted bad credentials");
         seen.result(&r);
@@ -207,11 +207,11 @@ async fn no_secret_in_any_log_line_debug_or_error() {
     seen.secret(session.clone());
     let mut emb = v.clone();
     emb.insert("AURORA_SOLAR_SESSION_TOKEN".into(), session.clone());
-    let first = from_lookup(ProviderKind::AuroraSolar, lookup(&emb), &opts).unwrap();
+    let first = from_lookup(lookup(&emb), ProviderKind::AuroraSolar, &opts).unwrap();
     let t = first.token().await;
     seen.result(&t);
     seen.secret(t.unwrap().secret().expose_secret());
-    let second = from_lookup(ProviderKind::AuroraSolar, lookup(&emb), &opts).unwrap();
+    let second = from_lookup(lookup(&emb), ProviderKind::AuroraSolar, &opts).unwrap();
     let r = second.token().await;
     assert!(r.as_ref().is_err_and(|e| e.needs_user_action()), "{r:?}");
     seen.result(&r);
@@ -232,7 +232,7 @@ async fn no_secret_in_any_log_line_debug_or_error() {
     let rt = emulator.issue_refresh_token(&user).unwrap();
     seen.secret(rt.clone());
     sso.insert("AERION_REFRESH_TOKEN".into(), rt);
-    let p = from_lookup(ProviderKind::Aerion, lookup(&sso), &opts).unwrap();
+    let p = from_lookup(lookup(&sso), ProviderKind::Aerion, &opts).unwrap();
     let t = p.token().await.unwrap();
     seen.secret(t.secret().expose_secret());
     emulator.revoke_refresh_tokens();
@@ -258,7 +258,7 @@ async fn no_secret_in_any_log_line_debug_or_error() {
         ] {
             emulator.clear_faults();
             emulator.inject(endpoint, fault.clone(), 5);
-            let p = from_lookup(*kind, lookup(&v), &opts).unwrap();
+            let p = from_lookup(lookup(&v), *kind, &opts).unwrap();
             let r = p.token().await;
             assert!(r.is_err(), "{kind} {fault:?}");
             seen.result(&r);

@@ -152,7 +152,7 @@ async fn run(kind: ProviderKind, tasks: usize, n_cycles: usize, calls_per_phase:
                 .load_timeout(Duration::from_secs(20)),
         );
     let provider: Arc<dyn TokenProvider> =
-        from_lookup(kind, |n| vars.get(n).cloned(), &options).unwrap();
+        from_lookup(|n| vars.get(n).cloned(), kind, &options).unwrap();
     let endpoint = token_endpoint(kind);
 
     // The first fetch, before the cycles: the baseline token.

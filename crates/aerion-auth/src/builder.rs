@@ -183,9 +183,9 @@ impl AerionBuilder {
             ENV_BASE_URL,
             self.base_url.as_deref().unwrap_or(DEFAULT_BASE_URL),
         )?;
-        let token_url = match &self.token_url {
-            Some(url) => parse_base_url("token_url", url)?,
-            None => join_path(&base_url, &["oauth2", "token"])?,
+        let (token_url, token_url_setting) = match &self.token_url {
+            Some(url) => (parse_base_url("token_url", url)?, "token_url"),
+            None => (join_path(&base_url, &["oauth2", "token"])?, ENV_BASE_URL),
         };
 
         let tenant = self
@@ -260,6 +260,7 @@ impl AerionBuilder {
             http,
             base_url,
             token_url,
+            token_url_setting,
             tenant,
             tenant_header,
             client_id,

@@ -53,6 +53,9 @@ pub(crate) struct AerionFetcher {
     pub(crate) http: HttpClient,
     pub(crate) base_url: Url,
     pub(crate) token_url: Url,
+    /// What an error calls the token URL's setting: `AERION_BASE_URL`, or `token_url` when that
+    /// was set.
+    pub(crate) token_url_setting: &'static str,
     pub(crate) tenant: Tenant,
     pub(crate) tenant_header: (HeaderName, HeaderValue),
     pub(crate) client_id: String,
@@ -238,6 +241,7 @@ impl AerionFetcher {
         self.http
             .oauth_adapter(repeat)
             .header(name.clone(), value.clone())
+            .endpoint(self.token_url_setting)
             .errors(errors)
     }
 

@@ -13,7 +13,7 @@
 //!     .password(std::env::var("AERION_PASSWORD").unwrap_or_default())
 //!     .build()?;
 //! // Before every API call (served from the cache while fresh):
-//! let token = aerion.token().await?;
+//! let token = aerion.get().await?;
 //! let header_value = token.authorization_value(); // "Bearer …"
 //! # let _ = header_value;
 //! // Who is signed in (retries once with a new token after a 401):

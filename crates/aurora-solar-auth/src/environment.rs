@@ -76,6 +76,15 @@ pub(crate) struct Target {
 }
 
 impl Target {
+    /// The setting the base URL comes from, as an error names it.
+    pub(crate) fn setting(&self) -> &'static str {
+        if self.preset.is_some() {
+            ENV_VAR
+        } else {
+            BASE_URL_VAR
+        }
+    }
+
     /// The environment's host, or the custom base URL (which wins when both are set).
     pub(crate) fn resolve(
         environment: Option<Environment>,

@@ -22,7 +22,7 @@
 //!     .application_key(std::env::var("AURORA_SOLAR_APPLICATION_KEY").unwrap_or_default())
 //!     .build()?;
 //! let tenant = app.tenant("the-tenant-id")?;
-//! let key = tenant.token().await?; // fetched once, then served from the cache
+//! let key = tenant.get().await?; // fetched once, then served from the cache
 //! let header = key.authorization_value(); // "Bearer <temporary key>"
 //! # drop(header);
 //! # Ok(())
@@ -48,7 +48,7 @@
 //!     .application_key(std::env::var("AURORA_SOLAR_APPLICATION_KEY").unwrap_or_default())
 //!     .build()?;
 //! let tenant = app.embedded("the-tenant-id", session_token_from_request)?;
-//! match tenant.token().await {
+//! match tenant.get().await {
 //!     Ok(key) => { /* call the Sync or Design API with `key` */ }
 //!     Err(e) if e.needs_user_action() => { /* reload the app from Aurora for a new token */ }
 //!     Err(e) => return Err(e),
@@ -84,7 +84,7 @@
 //!     .tenant_id("the-tenant-id")
 //!     .build()?;
 //! let user = sdk.user(SdkUser::new("jessica.smith@example.com").with_name("Jessica", "Smith"))?;
-//! let jwt = user.token().await?; // hand `jwt.secret()` to the Client SDK in the browser
+//! let jwt = user.get().await?; // hand `jwt.secret()` to the Client SDK in the browser
 //! # drop(jwt);
 //! # Ok(())
 //! # }
@@ -103,7 +103,7 @@
 //!
 //! # async fn run() -> Result<(), aurora_solar_auth::Error> {
 //! let app = PartnerAppBuilder::from_env()?.build()?;
-//! let key = app.token().await?; // the temporary key of AURORA_SOLAR_TENANT_ID
+//! let key = app.get().await?; // the temporary key of AURORA_SOLAR_TENANT_ID
 //! # drop(key);
 //! # Ok(())
 //! # }

@@ -10,7 +10,7 @@ use serde::Deserialize;
 use token_provider::TokenProvider;
 use token_provider::auth::AuthScope;
 use token_provider::env_value;
-use token_provider::http::{Repeat, Request, join_path};
+use token_provider::http::{Repeat, Request, join_path, wrong_endpoint};
 use token_provider::{
     AccessToken, CacheStats, CachedPrincipal, Error, HttpClient, KeyedCache, KeyedConfig,
     KeyedFetch, ProviderOptions, Secret, StoreKey, TokenFuture, TokenState, async_trait,
@@ -69,6 +69,8 @@ struct AppShared {
 /// fetcher never holds the map that holds it.
 struct Conn {
     base: Url,
+    /// The setting `base` comes from, named when the token URL leads nowhere.
+    base_setting: &'static str,
     application_id: String,
     application_key: Secret,
     http: HttpClient,
@@ -351,7 +353,7 @@ impl KeyedFetch for PartnerFetcher {
             Some(_) => Repeat::Once,
             None => Repeat::Safe,
         };
-        let mut request = Request::post(url, repeat)
+        let mut request = Request::post(url.clone(), repeat)
             .bearer(&conn.application_key)?
             .header(CONTENT_LENGTH, "0")?;
         let mut session_token = None;
@@ -363,7 +365,7 @@ impl KeyedFetch for PartnerFetcher {
                 .unwrap_or_else(|e| e.into_inner())
                 .take()
                 .ok_or_else(|| Error::user_action(NEW_SESSION_TOKEN))?;
-            request = request.query("session_token", token.expose_secret());
+            request = request.secret_query("session_token", &token);
             session_token = Some(token);
         }
         debug!(
@@ -384,6 +386,17 @@ impl KeyedFetch for PartnerFetcher {
                 return Err(failure.into_error());
             }
         };
+        // A 404 or a web page: the base URL or an id in the path names nothing there.
+        if let Some(error) = wrong_endpoint(
+            conn.base_setting,
+            &url,
+            &response,
+            Some(&format!(
+                "{NOT_FOUND}: {APPLICATION_ID_VAR} and {TENANT_ID_VAR} make the path"
+            )),
+        ) {
+            return Err(error);
+        }
         if !response.status().is_success() {
             if session_token.is_some() && response.status().as_u16() == 401 {
                 return Err(Error::user_action(NEW_SESSION_TOKEN));
@@ -520,6 +533,7 @@ impl PartnerAppBuilder {
             .resolved_http_paced(Some(crate::environment::default_rate_limit()))?;
         let conn = Arc::new(Conn {
             base: target.base.clone(),
+            base_setting: target.setting(),
             application_id,
             application_key,
             http,

@@ -9,7 +9,7 @@ use serde_json::Value;
 #[cfg(doc)]
 use token_provider::TokenProvider;
 use token_provider::env_value;
-use token_provider::http::{Repeat, Request, Response, join_path};
+use token_provider::http::{Repeat, Request, Response, join_path, wrong_endpoint};
 use token_provider::{
     AccessToken, CacheStats, CachedPrincipal, Error, HttpClient, KeyedCache, KeyedConfig,
     KeyedFetch, ProviderOptions, Secret, StoreKey, TokenFuture, TokenState, async_trait,
@@ -148,6 +148,8 @@ struct SdkShared {
 
 struct SdkConn {
     base: Url,
+    /// The setting `base` comes from, named when a URL leads nowhere.
+    base_setting: &'static str,
     tenant_id: String,
     api_key: Secret,
     http: HttpClient,
@@ -381,16 +383,31 @@ impl UserFetch<'_> {
         status_error(response, NOT_FOUND, &[&self.conn.api_key])
     }
 
+    /// The answer to a request to `url`, refused unless it succeeded: a 404 or a web page is
+    /// the base URL or the tenant naming nothing there; any other failure is
+    /// [`fail`](Self::fail)'s.
+    fn check(&self, url: &Url, response: &Response) -> Result<(), Error> {
+        let explanation = format!("{NOT_FOUND}: {TENANT_ID_VAR} makes the path");
+        if let Some(error) =
+            wrong_endpoint(self.conn.base_setting, url, response, Some(&explanation))
+        {
+            return Err(error);
+        }
+        if !response.status().is_success() {
+            return Err(self.fail(response));
+        }
+        Ok(())
+    }
+
     /// The id of the user with this email: active accounts only, unless `any_status` (right
     /// after our own invitation, which "SDK User" accounts need not accept, or after an
     /// invitation refused because the email is taken by an account in another state).
     async fn find(&self, any_status: bool) -> Result<Option<String>, Error> {
         debug!(tenant_id = %self.conn.tenant_id, "looking up the client sdk user");
-        let request = Request::get(self.url(&[])?).bearer(&self.conn.api_key)?;
+        let url = self.url(&[])?;
+        let request = Request::get(url.clone()).bearer(&self.conn.api_key)?;
         let response = self.conn.http.execute(request).await?;
-        if !response.status().is_success() {
-            return Err(self.fail(&response));
-        }
+        self.check(&url, &response)?;
         let list: UserList = response.json("users response")?;
         let found = list.users.iter().find(|u| {
             let email_matches = u
@@ -463,13 +480,12 @@ impl UserFetch<'_> {
         // `Content-Length: 0` rather than no length at all, as for `create_token`. A new JWT can
         // end the browser session holding the previous one (an SDK User has one Client SDK
         // session at a time), so a generation that may have reached Aurora is never repeated.
-        let request = Request::post(self.url(&[user_id, "generate_token"])?, Repeat::Once)
+        let url = self.url(&[user_id, "generate_token"])?;
+        let request = Request::post(url.clone(), Repeat::Once)
             .bearer(&self.conn.api_key)?
             .header(CONTENT_LENGTH, "0")?;
         let response = self.conn.http.execute(request).await?;
-        if !response.status().is_success() {
-            return Err(self.fail(&response));
-        }
+        self.check(&url, &response)?;
         let body: GenerateTokenResponse = response.json("generate_token response")?;
         let expires_at = jwt_expiry(&body.token.jwt)?;
         let jwt = AccessToken::builder(body.token.jwt.trim())
@@ -659,6 +675,7 @@ impl ClientSdkBuilder {
             .resolved_http_paced(Some(crate::environment::default_rate_limit()))?;
         let conn = Arc::new(SdkConn {
             base: target.base.clone(),
+            base_setting: target.setting(),
             tenant_id,
             api_key,
             http,

@@ -101,7 +101,10 @@ pub(crate) fn status_error(response: &Response, not_found: &str, secrets: &[&Sec
     if status == 404 {
         words = words.or_description(not_found);
     }
-    token_provider::http::status_error(status, &words, secrets)
+    // What the request carried, besides what the caller names.
+    let mut all: Vec<&Secret> = response.secrets().iter().collect();
+    all.extend_from_slice(secrets);
+    token_provider::http::status_error(status, &words, &all)
 }
 
 #[cfg(test)]

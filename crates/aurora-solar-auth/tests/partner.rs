@@ -262,7 +262,7 @@ async fn unreadable_answers_are_malformed_and_not_quoted() {
 
 #[tokio::test]
 async fn refusals_are_rejections_and_not_retried() {
-    let cases: [(usize, &str, Option<&str>, Option<&str>); 4] = [
+    let cases: [(usize, &str, Option<&str>, Option<&str>); 3] = [
         (
             401,
             r#"{"error":"unauthorized","message":"Invalid application key"}"#,
@@ -271,7 +271,6 @@ async fn refusals_are_rejections_and_not_retried() {
         ),
         (403, r#"{"message":"Forbidden"}"#, None, Some("Forbidden")),
         (403, "<html>no</html>", None, None),
-        (404, "", None, Some("not authorized for this tenant")),
     ];
     for (status, body, code, description) in cases {
         let mut server = Server::new_async().await;
@@ -306,6 +305,58 @@ async fn refusals_are_rejections_and_not_retried() {
         }
         assert!(!err.is_transient());
         assert!(!err.to_string().contains("<html>"), "{err}");
+    }
+}
+
+#[tokio::test]
+async fn a_404_or_a_web_page_names_the_url_and_the_settings() {
+    for (status, content_type, body, answered) in [
+        (
+            404,
+            "application/json",
+            "",
+            "HTTP 404 (no such application or tenant",
+        ),
+        (
+            200,
+            "text/html",
+            "<!doctype html><p>",
+            "with an HTML page (HTTP 200)",
+        ),
+    ] {
+        let mut server = Server::new_async().await;
+        let mock = backend_mock(&mut server, PATH_T1)
+            .with_status(status)
+            .with_header("content-type", content_type)
+            .with_body(body)
+            .expect(1)
+            .create_async()
+            .await;
+        let clock = clock();
+        let err = app(&server, &clock)
+            .tenant("t1")
+            .unwrap()
+            .get()
+            .await
+            .unwrap_err();
+        mock.assert_async().await;
+        assert!(
+            matches!(&err, Error::Config { field, .. } if field == "AURORA_SOLAR_BASE_URL"),
+            "{err:?}"
+        );
+        let shown = err.to_string();
+        let url = format!("{}{PATH_T1} answered {answered}", server.url());
+        assert!(shown.contains(&url), "{shown}");
+        if status == 404 {
+            assert!(
+                shown.ends_with(
+                    "AURORA_SOLAR_APPLICATION_ID and AURORA_SOLAR_TENANT_ID make the path)"
+                ),
+                "{shown}"
+            );
+        }
+        assert!(!shown.contains(APP_KEY), "{shown}");
+        assert!(!err.is_transient());
     }
 }
 
@@ -485,7 +536,10 @@ async fn a_timed_out_exchange_is_not_retried() {
         .unwrap();
     let tenant = app.embedded("t1", "sess-slow").unwrap();
     let err = tenant.token().await.unwrap_err();
-    assert!(matches!(err, Error::Timeout(_)), "{err:?}");
+    assert!(
+        matches!(err, Error::TimedOut { attempts: 1, .. }),
+        "{err:?}"
+    );
     // Past the cache's backoff: a new attempt must not send the token again.
     clock.advance(Duration::from_secs(600));
     let again = tenant.token().await.unwrap_err();

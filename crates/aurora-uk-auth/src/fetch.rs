@@ -318,12 +318,15 @@ impl From<SendError> for TokenFailure {
 }
 
 /// The error an answer that is not a success stands for, by [`status_error`]; never quotes the
-/// body, and cuts any of `secrets` Auth0 echoes out of its words.
+/// body, and cuts out of its words any of `secrets`, or of what the request carried (the Basic
+/// header), that Auth0 echoes.
 fn answer_error(response: &Response, secrets: &[&Secret]) -> Error {
+    let mut all: Vec<&Secret> = response.secrets().iter().collect();
+    all.extend_from_slice(secrets);
     status_error(
         Some(response.status().as_u16()),
         ProviderWords::from_body(response.body()),
-        secrets,
+        &all,
     )
 }
 

@@ -14,7 +14,7 @@
 //!     .build()?;
 //!
 //! // A token, from the cache when it is fresh.
-//! let token = aurora.token().await?;
+//! let token = aurora.get().await?;
 //! assert_eq!(token.token_type(), "Bearer");
 //!
 //! // An API call: the token goes in `Authorization: Bearer …`; a 401 invalidates that token and

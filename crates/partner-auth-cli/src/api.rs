@@ -45,7 +45,7 @@ pub(crate) async fn run(args: &ApiArgs, lookup: Lookup<'_>) -> Result<Answer, Fa
     }
     // Everything about the request is settled before a token is fetched: a request that
     // cannot go out costs no token, and a URL off the API never sees one.
-    let base = api_base(args.provider, lookup).map_err(fail)?;
+    let base = api_base(lookup, args.provider).map_err(fail)?;
     let url = target_url(&base, &args.target).map_err(|e| match e {
         Target::Invalid => Failure::new(
             EXIT_CONFIG,
@@ -62,21 +62,22 @@ pub(crate) async fn run(args: &ApiArgs, lookup: Lookup<'_>) -> Result<Answer, Fa
             ),
         ),
     })?;
-    let (_, header) = auth_header(args.provider, lookup).map_err(fail)?;
+    let (_, header) = auth_header(lookup, args.provider).map_err(fail)?;
     // The library's own scoping agrees: the token goes to the API's origin only.
     let scope = AuthScope::new(&base).map_err(fail)?;
     let request = request(args, url, &header).map_err(fail)?;
 
-    let store = setup::store(args.store.store.as_deref(), lookup).map_err(fail)?;
+    let store = setup::store(lookup, args.store.store.as_deref()).map_err(fail)?;
     let options = setup::options(lookup, store).map_err(fail)?;
     let http = options
         .http
         .clone()
         .expect("setup::options sets the client");
     let provider = Tracked {
-        inner: setup::provider(kind, lookup, &options).map_err(fail)?,
+        inner: setup::provider(lookup, kind, &options).map_err(fail)?,
         token_failed: AtomicBool::new(false),
     };
+    setup::announce_store_folder(lookup, args.store.store.as_deref()).map_err(fail)?;
     match execute_authorized(&provider, &http, &header, &scope, &request).await {
         Ok(response) => {
             let status = response.status();
@@ -136,7 +137,7 @@ pub(crate) async fn run(args: &ApiArgs, lookup: Lookup<'_>) -> Result<Answer, Fa
 }
 
 /// The base URL of `provider`'s API as the environment configures it.
-pub(crate) fn api_base(provider: Provider, lookup: Lookup<'_>) -> Result<Url, Error> {
+pub(crate) fn api_base(lookup: Lookup<'_>, provider: Provider) -> Result<Url, Error> {
     use partner_auth::{aerion, aurora_solar, aurora_uk};
     let (field, value) = match provider {
         Provider::Aerion => (
@@ -178,8 +179,8 @@ pub(crate) fn api_base(provider: Provider, lookup: Lookup<'_>) -> Result<Url, Er
 
 /// The header `provider`'s API reads the token from, as the user spells it and as sent.
 pub(crate) fn auth_header(
-    provider: Provider,
     lookup: Lookup<'_>,
+    provider: Provider,
 ) -> Result<(String, AuthHeader), Error> {
     match provider {
         Provider::AuroraUk => match var(lookup, AURORA_UK_AUTH_HEADER) {
@@ -321,7 +322,9 @@ fn render(response: &Response, include: bool, pretty: bool) -> Vec<u8> {
     render_parts(head.as_deref(), response.body(), pretty)
 }
 
-/// [`render`] from the parts: the head (if shown) and the body.
+/// [`render`] from the parts: the head (if shown) and the body. On a terminal (`pretty`) JSON
+/// is indented and any body ends with a newline, so the prompt does not follow the last line;
+/// through a pipe the body is exactly as received.
 fn render_parts(head: Option<&str>, body: &[u8], pretty: bool) -> Vec<u8> {
     let mut out = Vec::new();
     if let Some(head) = head {
@@ -333,7 +336,12 @@ fn render_parts(head: Option<&str>, body: &[u8], pretty: bool) -> Vec<u8> {
             out.extend_from_slice(text.as_bytes());
             out.push(b'\n');
         }
-        _ => out.extend_from_slice(body),
+        _ => {
+            out.extend_from_slice(body);
+            if pretty && !body.is_empty() && !body.ends_with(b"\n") {
+                out.push(b'\n');
+            }
+        }
     }
     out
 }
@@ -384,6 +392,17 @@ mod tests {
 
     fn url(s: &str) -> Url {
         Url::parse(s).unwrap()
+    }
+
+    #[test]
+    fn a_body_on_a_terminal_ends_with_a_newline() {
+        let terminal = |body: &[u8]| render_parts(None, body, true);
+        assert_eq!(terminal(b"plain text"), b"plain text\n");
+        assert_eq!(terminal(b"line\n"), b"line\n");
+        assert_eq!(terminal(b""), b"");
+        assert_eq!(terminal(br#"{"a":1}"#), b"{\n  \"a\": 1\n}\n");
+        // Through a pipe, the body is as received.
+        assert_eq!(render_parts(None, b"plain text", false), b"plain text");
     }
 
     #[test]
@@ -441,7 +460,7 @@ mod tests {
             String::from_utf8(render_parts(None, body, true)).unwrap(),
             "{\n  \"a\": [\n    1,\n    2\n  ]\n}\n"
         );
-        assert_eq!(render_parts(None, b"not json", true), b"not json");
+        assert_eq!(render_parts(None, b"not json", true), b"not json\n");
         let mut headers = HeaderMap::new();
         headers.insert(CONTENT_TYPE, "application/json".parse().unwrap());
         let head = head(StatusCode::NOT_FOUND, &headers);
@@ -467,38 +486,38 @@ mod tests {
         };
         let none = table(&[]);
         assert_eq!(
-            api_base(Provider::Aerion, &none).unwrap().as_str(),
+            api_base(&none, Provider::Aerion).unwrap().as_str(),
             "https://api.aerion.app/"
         );
         let uk = table(&[("AURORA_UK_ENV", "live")]);
         assert_eq!(
-            api_base(Provider::AuroraUk, &uk).unwrap().as_str(),
+            api_base(&uk, Provider::AuroraUk).unwrap().as_str(),
             "https://api.client.integration.aurora.co.uk/"
         );
         let uk = table(&[("AURORA_UK_ENV", "dev")]);
         assert_eq!(
-            api_base(Provider::AuroraUk, &uk).unwrap().as_str(),
+            api_base(&uk, Provider::AuroraUk).unwrap().as_str(),
             "https://dev.client.integration.aurora.co.uk/"
         );
         let uk = table(&[
             ("AURORA_UK_ENV", "dev"),
             ("AURORA_UK_API_URL", "http://example.test"),
         ]);
-        let err = api_base(Provider::AuroraUk, &uk).unwrap_err().to_string();
+        let err = api_base(&uk, Provider::AuroraUk).unwrap_err().to_string();
         assert!(
             err.contains("AURORA_UK_API_URL") && err.contains("https"),
             "{err}"
         );
         let solar = table(&[("AURORA_SOLAR_ENV", "production")]);
         assert_eq!(
-            api_base(Provider::AuroraSolar, &solar).unwrap().as_str(),
+            api_base(&solar, Provider::AuroraSolar).unwrap().as_str(),
             "https://api.aurorasolar.com/"
         );
-        let err = api_base(Provider::AuroraSolar, &none)
+        let err = api_base(&none, Provider::AuroraSolar)
             .unwrap_err()
             .to_string();
         assert!(err.contains("AURORA_SOLAR_ENV"), "{err}");
-        let err = api_base(Provider::AuroraSolarSdk, &solar)
+        let err = api_base(&solar, Provider::AuroraSolarSdk)
             .unwrap_err()
             .to_string();
         assert!(err.contains("REST API"), "{err}");
@@ -508,13 +527,13 @@ mod tests {
     fn the_aurora_uk_header_is_configurable() {
         let named =
             |name: &str| (name == AURORA_UK_AUTH_HEADER).then(|| "Authentication".to_owned());
-        let (shown, header) = auth_header(Provider::AuroraUk, &named).unwrap();
+        let (shown, header) = auth_header(&named, Provider::AuroraUk).unwrap();
         assert_eq!(shown, "Authentication");
         assert_eq!(header.name().as_str(), "authentication");
-        let (shown, _) = auth_header(Provider::Aerion, &named).unwrap();
+        let (shown, _) = auth_header(&named, Provider::Aerion).unwrap();
         assert_eq!(shown, "Authorization");
         let bad = |name: &str| (name == AURORA_UK_AUTH_HEADER).then(|| "Bad Header".to_owned());
-        let err = auth_header(Provider::AuroraUk, &bad)
+        let err = auth_header(&bad, Provider::AuroraUk)
             .unwrap_err()
             .to_string();
         assert!(err.contains(AURORA_UK_AUTH_HEADER), "{err}");

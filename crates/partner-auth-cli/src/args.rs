@@ -61,7 +61,8 @@ Errors: one line on stderr, `partner-auth: <provider>: <reason>`.
 Exit status:
   0  the token was printed
   2  usage or configuration error (the message names the variable; nothing was sent, except
-     for an aurora-solar-sdk user found missing with no names to invite them)
+     for an aurora-solar-sdk user found missing with no names to invite them, and a token URL
+     that answered 404 or an HTML page, named with its variable)
   3  the provider rejected the credentials or the single-use session token
   4  unreachable, timed out, rate limited past the retries, or a malformed or oversized answer
      (or the store's lock held by another process for too long)
@@ -83,8 +84,8 @@ API bases:
   aurora-solar  AURORA_SOLAR_BASE_URL, else the AURORA_SOLAR_ENV host
   (aurora-solar-sdk: the Client SDK JWT opens no REST API)
 
-Output: the response body on stdout, pretty JSON when stdout is a terminal and as received
-otherwise; -i puts the status line and the headers first. A body without -H 'Content-Type: ...'
+Output: the response body on stdout; when stdout is a terminal, JSON is pretty-printed and the
+body ends with a newline, otherwise it is exactly as received; -i puts the status line and the headers first. A body without -H 'Content-Type: ...'
 is sent as application/json when it parses as JSON.
 
 Exit status:
@@ -129,7 +130,8 @@ pub(crate) enum Command {
 /// Where state is kept between runs.
 #[derive(Debug, Args)]
 pub(crate) struct StoreArg {
-    /// Keep tokens (and refresh tokens) in FILE between runs (created with mode 0600), or in
+    /// Keep tokens (and refresh tokens) in FILE between runs (created with mode 0600, its
+    /// folder with mode 0700), or in
     /// Redis for a redis://HOST:PORT/DB or rediss:// URL (shared by a fleet);
     /// default: PARTNER_AUTH_STORE, else no store.
     #[arg(long, value_name = "FILE|URL")]
@@ -222,9 +224,9 @@ pub(crate) struct ForgetArgs {
 #[cfg(feature = "emulator")]
 #[derive(Debug, Args)]
 pub(crate) struct EmulatorArgs {
-    /// The loopback port to listen on (default: a free one).
-    #[arg(long, value_name = "N", default_value_t = 0)]
-    pub(crate) port: u16,
+    /// The loopback port to listen on (default: PARTNER_AUTH_EMULATOR_PORT, else a free one).
+    #[arg(long, value_name = "N")]
+    pub(crate) port: Option<u16>,
 }
 
 /// `partner-auth completions`.

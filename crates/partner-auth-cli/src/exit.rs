@@ -55,7 +55,12 @@ impl Failure {
 
     /// The library's `err` while working for `provider` (or for no provider in particular).
     pub(crate) fn from_error(provider: Option<ProviderKind>, err: &Error) -> Self {
-        Self::new(exit_code(err), provider, error_chain(err))
+        let mut message = error_chain(err);
+        if matches!(err, Error::TimedOut { .. }) {
+            // The variable that sets each attempt's limit.
+            message.push_str(&format!(" ({})", crate::setup::TIMEOUT_VAR));
+        }
+        Self::new(exit_code(err), provider, message)
     }
 
     /// The exit status.

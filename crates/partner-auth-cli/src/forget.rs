@@ -11,7 +11,12 @@ use crate::setup::{self, Lookup};
 
 /// Removes what `args` names and returns the line that says what went.
 pub(crate) async fn run(args: &ForgetArgs, lookup: Lookup<'_>) -> Result<String, Failure> {
-    let store = setup::required_store(args.store.store.as_deref(), lookup, "forget")?;
+    let store = setup::required_store(
+        lookup,
+        args.store.store.as_deref(),
+        "forget",
+        args.provider.map(|p| p.kind()),
+    )?;
     let Some(provider) = args.provider else {
         // --all
         let fail = |e: Error| Failure::from_error(None, &e);
@@ -47,7 +52,7 @@ pub(crate) async fn run(args: &ForgetArgs, lookup: Lookup<'_>) -> Result<String,
     let kind = provider.kind();
     let fail = |e: Error| Failure::from_error(Some(kind), &e);
     let options = setup::options(lookup, Some(Arc::clone(&store))).map_err(fail)?;
-    let provider = setup::provider(kind, lookup, &options).map_err(fail)?;
+    let provider = setup::provider(lookup, kind, &options).map_err(fail)?;
     // The entries on either side of the removal say whether a refresh token went with it (the
     // provider alone knows which key is its principal's).
     let before = store.entries().await.map_err(fail)?;

@@ -35,9 +35,9 @@
 //! - `api`: one request to the provider's API base (`partner-auth api --help` lists them) through
 //!   the library's client: a 401 invalidates the token, fetches a new one and replays the request
 //!   once. A full URL is accepted only on that base (scheme, host, port, and under its path);
-//!   anything else is refused before a token is fetched. The body goes to stdout, pretty JSON when
-//!   stdout is a terminal and as received otherwise; `-i` puts `HTTP <status>` and the headers
-//!   first.
+//!   anything else is refused before a token is fetched. The body goes to stdout: on a terminal
+//!   pretty JSON, and any body ends with a newline; otherwise exactly as received. `-i` puts
+//!   `HTTP <status>` and the headers first.
 //! - `status`: one line per entry of the store (provider, environment, tenant, principal, time
 //!   to expiry, whether a refresh token is held, when the token was obtained); `--json` prints
 //!   one array. Never a secret, not even a prefix. An entry whose state cannot be read (sealed
@@ -48,13 +48,18 @@
 //!   it, the file rewritten atomically), its refresh token with it; `--all` removes every entry,
 //!   unreadable ones included.
 //!   The provider's variables say which principal it is, as for `token`.
-//! - `emulator`: the built-in emulator on 127.0.0.1 (`--port`, default a free port) until Ctrl-C
-//!   or SIGTERM, after printing `export` lines (emulator-only credentials) for every command.
+//! - `emulator`: the built-in emulator on 127.0.0.1 (`--port`, else
+//!   `PARTNER_AUTH_EMULATOR_PORT`, else a free port) until Ctrl-C or SIGTERM, after printing
+//!   `export` lines (emulator-only credentials) for every command.
 //! - `completions`: the completion script for a shell, on stdout.
 //! - `PARTNER_AUTH_TIMEOUT`: seconds each request may take (1 to 86400; default 30).
 //! - `--store FILE` (default `PARTNER_AUTH_STORE`): the file store (mode 0600, atomic writes, a
 //!   cross-process lock): a fresh token is served with no request and no TLS set-up at all; an
-//!   expired one is renewed with the stored refresh token where the provider has one.
+//!   expired one is renewed with the stored refresh token where the provider has one. `token`
+//!   and `api` create a missing folder for it (mode 0700, missing parents too) and say on stderr
+//!   which; `status` and `forget` on a file that does not exist say `no store at PATH` and exit
+//!   2 (a path naming nothing is most often not the store meant: a `forget` that succeeded on it
+//!   would leave the real store's refresh tokens in place).
 //!   `--store redis://[:PASSWORD@]HOST:PORT/DB` (or `rediss://` for TLS) keeps the state in Redis
 //!   instead, shared by every host that names it, under a per-principal lock; its entries are
 //!   sealed under `PARTNER_AUTH_STORE_KEY` (32 bytes, base64) when that is set. Redis unreachable:
@@ -68,7 +73,7 @@
 //! | status | meaning | commands |
 //! | --- | --- | --- |
 //! | 0 | success: the token, the body of a 2xx answer, the entries, the script printed; the entry (or nothing) forgotten; the emulator stopped by a signal | all |
-//! | 2 | usage or configuration error, the store included (`status` and `forget` need one; `status`, after listing, when an entry could not be read); a URL off the provider's API. Nothing was sent, except for an `aurora-solar-sdk` user found missing with no names to invite them | all |
+//! | 2 | usage or configuration error, the store included (`status` and `forget` need one that exists; `status`, after listing, when an entry could not be read); a URL off the provider's API. Nothing was sent, except for an `aurora-solar-sdk` user found missing with no names to invite them | all |
 //! | 3 | the provider rejected the credentials or the single-use session token | `token`, `api` |
 //! | 4 | unreachable, timed out, rate limited past the retries, a malformed or oversized answer; the store's lock held by another process for too long; stdout closed; the emulator's port taken | `token`, `api`, `forget`, `emulator`; stdout closed: all |
 //! | 5 | the token was printed (`api`: the answer was), but the new state (a rotated refresh token) could not be saved to the store; the line names the store | `token`, `api` |
@@ -78,10 +83,14 @@
 //!
 //! - Usage errors are one line too, exit 2, naming the offending argument by its position
 //!   ("argument 2 is not a valid value for '<PROVIDER>'"), never quoting it: a secret pasted in
-//!   the wrong place stays off the terminal. `--help` and `--version` print to stdout, exit 0.
-//! - `PARTNER_AUTH_TIMEOUT` is capped at one day so no deadline overflows; with it set, the whole
-//!   load may take twelve request timeouts (at most four requests, each tried three times) or
-//!   60 s, whichever is longer.
+//!   the wrong place stays off the terminal. A near miss of a command, flag or provider name is
+//!   grammar, not a secret: it is quoted with clap's "did you mean" (`argument 2 ('areion') …;
+//!   did you mean 'aerion'?`). Only what may be a value gets the hint that secrets and settings
+//!   come from environment variables. `--help` and `--version` print to stdout, exit 0.
+//! - `PARTNER_AUTH_TIMEOUT` is capped at one day so no deadline overflows; the whole load may
+//!   take twelve request timeouts (at most four requests, each tried three times; 30 s each when
+//!   unset) or 60 s, whichever is longer. A request that timed out is reported with the limit
+//!   of each attempt, the attempts made and the time they took, naming the variable.
 //! - `api` with a body and no `-X` is a `POST`; a body that parses as JSON is sent as
 //!   `application/json` unless `-H` sets a `Content-Type`. A method that is not idempotent
 //!   (`POST`, `PATCH`) is repeated after a 5xx or a timeout only when it never reached the server.
@@ -168,7 +177,7 @@ fn main() -> ExitCode {
             Err(failure) => failure.report(),
         },
         #[cfg(feature = "emulator")]
-        Command::Emulator(args) => match block_on(emulator::run(&args)) {
+        Command::Emulator(args) => match block_on(emulator::run(&args, &lookup)) {
             Ok(()) => ExitCode::from(EXIT_OK),
             Err(failure) => failure.report(),
         },

@@ -15,6 +15,8 @@ use partner_auth::{
 pub(crate) const TIMEOUT_VAR: &str = "PARTNER_AUTH_TIMEOUT";
 /// The variable naming the store when `--store` is not given.
 pub(crate) const STORE_VAR: &str = "PARTNER_AUTH_STORE";
+/// Each request's limit when `PARTNER_AUTH_TIMEOUT` is not set: the one the help documents.
+pub(crate) const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// The largest `PARTNER_AUTH_TIMEOUT` accepted: one day.
 const MAX_TIMEOUT_SECS: u64 = 86_400;
 /// Requests one load may make (the Client SDK's lookup, invite, lookup again, generate) times
@@ -22,6 +24,8 @@ const MAX_TIMEOUT_SECS: u64 = 86_400;
 const REQUEST_TIMEOUTS_PER_LOAD: u32 = 4 * 3;
 /// The cache's own default load timeout, kept as the floor.
 const MIN_LOAD_TIMEOUT: Duration = Duration::from_secs(60);
+/// The cache's own default fetch deadline, kept as the floor.
+const MIN_FETCH_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// How the commands read configuration: the process environment in `main`, a table in tests.
 pub(crate) type Lookup<'a> = &'a dyn Fn(&str) -> Option<String>;
@@ -34,8 +38,8 @@ pub(crate) fn var(lookup: Lookup<'_>, name: &str) -> Option<String> {
 /// The store to use: `--store`, else `PARTNER_AUTH_STORE`, else none; with the setting it came
 /// from. A `redis://` or `rediss://` URL names a Redis store, anything else a file.
 pub(crate) fn store_path(
-    flag: Option<&Path>,
     lookup: Lookup<'_>,
+    flag: Option<&Path>,
 ) -> Result<Option<(&'static str, PathBuf)>, Error> {
     Ok(match (flag, var(lookup, STORE_VAR)) {
         (Some(path), _) => Some(("--store", path.to_path_buf())),
@@ -46,43 +50,128 @@ pub(crate) fn store_path(
 
 /// The store `--store`/`PARTNER_AUTH_STORE` name, opened; none when neither is set.
 pub(crate) fn store(
-    flag: Option<&Path>,
     lookup: Lookup<'_>,
+    flag: Option<&Path>,
 ) -> Result<Option<Arc<dyn TokenStore>>, Error> {
-    store_path(flag, lookup)?
-        .map(|(field, path)| open_store(field, &path, lookup))
+    store_path(lookup, flag)?
+        .map(|(field, path)| open_store(lookup, field, &path))
         .transpose()
 }
 
-/// The store `status` and `forget` work on: one is required.
+/// The store `status` and `forget` work on: one is required, and a file store must exist (a
+/// path that names nothing is most often not the store meant, and a `forget` that went through
+/// on it would leave the real one's refresh tokens behind). `provider` is whom a failure is
+/// about.
 pub(crate) fn required_store(
-    flag: Option<&Path>,
     lookup: Lookup<'_>,
+    flag: Option<&Path>,
     command: &str,
+    provider: Option<ProviderKind>,
 ) -> Result<Arc<dyn TokenStore>, Failure> {
-    match store(flag, lookup) {
-        Ok(Some(store)) => Ok(store),
-        Ok(None) => Err(Failure::new(
+    let Some((field, path)) =
+        store_path(lookup, flag).map_err(|e| Failure::from_error(None, &e))?
+    else {
+        return Err(Failure::new(
             EXIT_CONFIG,
-            None,
+            provider,
             format!(
                 "{command} needs a store: give --store FILE|redis://HOST:PORT/DB or set {STORE_VAR}"
             ),
-        )),
-        Err(e) => Err(Failure::from_error(None, &e)),
+        ));
+    };
+    if !is_redis(&path)
+        && let Err(e) = std::fs::symlink_metadata(&path)
+        && e.kind() == std::io::ErrorKind::NotFound
+    {
+        let from = if field == STORE_VAR {
+            format!(" (from {STORE_VAR})")
+        } else {
+            String::new()
+        };
+        return Err(Failure::new(
+            EXIT_CONFIG,
+            provider,
+            format!("no store at {}{from}", path.display()),
+        ));
     }
+    open_store(lookup, field, &path).map_err(|e| Failure::from_error(provider, &e))
+}
+
+/// Creates the folder of the file store `--store`/`PARTNER_AUTH_STORE` names when it is
+/// missing, with its missing parents, each with mode 0700; returns the line that says which
+/// folders were created (none for Redis, a folder that exists, or no store at all).
+pub(crate) fn create_store_folder(
+    lookup: Lookup<'_>,
+    flag: Option<&Path>,
+) -> Result<Option<String>, Error> {
+    let Some((_, path)) = store_path(lookup, flag)? else {
+        return Ok(None);
+    };
+    if is_redis(&path) {
+        return Ok(None);
+    }
+    let Some(folder) = path.parent().filter(|p| !p.as_os_str().is_empty()) else {
+        return Ok(None);
+    };
+    // The first folder from the top that is missing: where creation starts.
+    let Some(top) = folder
+        .ancestors()
+        .take_while(|dir| !dir.as_os_str().is_empty() && std::fs::symlink_metadata(dir).is_err())
+        .last()
+    else {
+        return Ok(None);
+    };
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        builder.mode(0o700);
+    }
+    builder.create(folder).map_err(|e| {
+        Error::store(
+            format!("cannot create the store's folder {}", folder.display()),
+            e,
+        )
+    })?;
+    Ok(Some(if top == folder {
+        format!(
+            "created the store's folder {} (mode 0700)",
+            folder.display()
+        )
+    } else {
+        format!(
+            "created the store's folder {} and its missing parents from {} (mode 0700)",
+            folder.display(),
+            top.display()
+        )
+    }))
+}
+
+/// [`create_store_folder`], with its line printed on stderr: the commands that save call it
+/// once the provider is configured, so a configuration error creates nothing.
+pub(crate) fn announce_store_folder(lookup: Lookup<'_>, flag: Option<&Path>) -> Result<(), Error> {
+    if let Some(line) = create_store_folder(lookup, flag)? {
+        eprintln!("partner-auth: {}", crate::exit::one_line(&line));
+    }
+    Ok(())
+}
+
+/// Whether `path` is a Redis URL rather than a file path.
+fn is_redis(path: &Path) -> bool {
+    path.to_str().is_some_and(partner_auth::is_redis_url)
 }
 
 /// The store at `path`: a file, or Redis for a `redis://` / `rediss://` URL (sealed under
 /// `PARTNER_AUTH_STORE_KEY` when that is set). `field` names the setting in errors.
 pub(crate) fn open_store(
+    lookup: Lookup<'_>,
     field: &str,
     path: &Path,
-    lookup: Lookup<'_>,
 ) -> Result<Arc<dyn TokenStore>, Error> {
     match path.to_str() {
         Some(text) if partner_auth::is_redis_url(text) => {
-            partner_auth::open_store(text, field, lookup)
+            partner_auth::open_store(lookup, text, field)
         }
         _ => Ok(Arc::new(FileStore::new(path.to_path_buf()))),
     }
@@ -95,27 +184,30 @@ pub(crate) fn options(
     store: Option<Arc<dyn TokenStore>>,
 ) -> Result<ProviderOptions, Error> {
     let mut options = ProviderOptions::default();
-    let mut http = HttpClient::builder().lazy();
-    if let Some(timeout) = request_timeout(lookup(TIMEOUT_VAR).as_deref())? {
-        http = http.timeout(timeout);
-        // The cache's 60 s load limit must not cut a run short of what the variable allows.
-        let load = timeout
-            .saturating_mul(REQUEST_TIMEOUTS_PER_LOAD)
-            .max(MIN_LOAD_TIMEOUT);
-        options.cache = Some(CacheConfig::default().load_timeout(load));
-    }
-    options.http = Some(http.build()?);
+    let timeout =
+        request_timeout(lookup(TIMEOUT_VAR).as_deref())?.unwrap_or(DEFAULT_REQUEST_TIMEOUT);
+    // Neither the cache's 60 s load limit nor its 2 minute fetch deadline may cut a run short
+    // of what each request may take.
+    let load = timeout
+        .saturating_mul(REQUEST_TIMEOUTS_PER_LOAD)
+        .max(MIN_LOAD_TIMEOUT);
+    options.cache = Some(
+        CacheConfig::default()
+            .load_timeout(load)
+            .fetch_timeout(load.max(MIN_FETCH_TIMEOUT)),
+    );
+    options.http = Some(HttpClient::builder().lazy().timeout(timeout).build()?);
     options.store = store;
     Ok(options)
 }
 
 /// The provider of `kind` as the environment configures it, with `options`.
 pub(crate) fn provider(
-    kind: ProviderKind,
     lookup: Lookup<'_>,
+    kind: ProviderKind,
     options: &ProviderOptions,
 ) -> Result<Arc<dyn TokenProvider>, Error> {
-    partner_auth::from_lookup(kind, lookup, options)
+    partner_auth::from_lookup(lookup, kind, options)
 }
 
 /// `PARTNER_AUTH_TIMEOUT` read: unset (or blank) is `None`, a whole number of seconds from 1 to
@@ -180,22 +272,35 @@ mod tests {
     }
 
     #[test]
+    fn the_documented_default_timeout_is_the_one_applied() {
+        let options = options(&|_: &str| None, None).unwrap();
+        let http = options.http.expect("a client");
+        assert_eq!(http.timeout(), DEFAULT_REQUEST_TIMEOUT);
+        assert_eq!(DEFAULT_REQUEST_TIMEOUT, Duration::from_secs(30));
+        assert!(crate::args::TOKEN_HELP.contains("(1 to 86400; default 30)"));
+        // The load waits for every attempt of every request it may make, not a shorter limit.
+        let shown = format!("{:?}", options.cache.expect("a cache configuration"));
+        assert!(shown.contains("load_timeout: 360s"), "{shown}");
+        assert!(shown.contains("fetch_timeout: 360s"), "{shown}");
+    }
+
+    #[test]
     fn the_store_comes_from_the_flag_then_the_variable() {
         let env = |name: &str| (name == STORE_VAR).then(|| "/from/env.json".to_owned());
         let none = |_: &str| None;
         let flag = Path::new("/from/flag.json");
-        let path = |flag, lookup| store_path(flag, lookup).unwrap().map(|(_, p)| p);
-        assert_eq!(path(Some(flag), &env).as_deref(), Some(flag));
+        let path = |lookup, flag| store_path(lookup, flag).unwrap().map(|(_, p)| p);
+        assert_eq!(path(&env, Some(flag)).as_deref(), Some(flag));
         assert_eq!(
-            path(None, &env).as_deref(),
+            path(&env, None).as_deref(),
             Some(Path::new("/from/env.json"))
         );
-        assert_eq!(path(None, &none), None);
+        assert_eq!(path(&none, None), None);
         let blank = |name: &str| (name == STORE_VAR).then(|| " ".to_owned());
-        assert_eq!(path(None, &blank), None);
+        assert_eq!(path(&blank, None), None);
         // A Redis URL opens a Redis store (nothing is sent until it is used).
         let redis = |name: &str| (name == STORE_VAR).then(|| "rediss://:pw-5c@h:6380/0".to_owned());
-        let opened = store(None, &redis).unwrap().unwrap();
+        let opened = store(&redis, None).unwrap().unwrap();
         let shown = format!("{opened:?}");
         assert!(
             shown.contains("RedisStore") && shown.contains("rediss://h:6380/0"),
@@ -203,7 +308,7 @@ mod tests {
         );
         assert!(!shown.contains("pw-5c"), "{shown}");
         let bad = |name: &str| (name == STORE_VAR).then(|| "redis://h:notaport/0".to_owned());
-        let err = store(None, &bad).unwrap_err();
+        let err = store(&bad, None).unwrap_err();
         assert!(err.to_string().contains(STORE_VAR), "{err}");
     }
 }

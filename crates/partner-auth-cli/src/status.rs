@@ -23,7 +23,7 @@ pub(crate) async fn run(
     lookup: Lookup<'_>,
     now: SystemTime,
 ) -> Result<Listing, Failure> {
-    let store = setup::required_store(args.store.store.as_deref(), lookup, "status")?;
+    let store = setup::required_store(lookup, args.store.store.as_deref(), "status", None)?;
     let entries = store
         .entries()
         .await

@@ -24,13 +24,14 @@ pub(crate) async fn run(args: &TokenArgs, lookup: Lookup<'_>) -> Result<Printed,
     let fail = |e: Error| Failure::from_error(Some(kind), &e);
     // Read before anything is sent, so a bad header name costs no token.
     let header = if args.header {
-        Some(auth_header(args.provider, lookup).map_err(fail)?)
+        Some(auth_header(lookup, args.provider).map_err(fail)?)
     } else {
         None
     };
-    let store = setup::store(args.store.store.as_deref(), lookup).map_err(fail)?;
+    let store = setup::store(lookup, args.store.store.as_deref()).map_err(fail)?;
     let options = setup::options(lookup, store).map_err(fail)?;
-    let provider = setup::provider(kind, lookup, &options).map_err(fail)?;
+    let provider = setup::provider(lookup, kind, &options).map_err(fail)?;
+    setup::announce_store_folder(lookup, args.store.store.as_deref()).map_err(fail)?;
     let token = provider.get().await.map_err(fail)?;
     // The token is good; a rotated refresh token that could not be stored is what is at risk.
     let unsaved = provider

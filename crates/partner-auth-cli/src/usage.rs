@@ -1,7 +1,8 @@
-//! Usage errors as one line that never echoes an argument: a secret pasted in the wrong place
-//! (as the provider, as a flag or its value, as a command) must not reach the terminal or a CI
-//! log. The line names the argument by its position and says what would fit there, from the
-//! command's own definitions only.
+//! Usage errors as one line that never echoes an argument that could be a value: a secret pasted
+//! in the wrong place (as the provider, as a flag or its value, as a command) must not reach the
+//! terminal or a CI log. The line names the argument by its position and says what would fit
+//! there, from the command's own definitions only. A near miss of a name (clap's "did you mean")
+//! is grammar, and is quoted.
 
 use std::ffi::OsString;
 use std::process::ExitCode;
@@ -52,22 +53,34 @@ pub(crate) fn message(err: &clap::Error, argv: &[OsString]) -> String {
         ErrorKind::InvalidSubcommand => string(ContextKind::InvalidSubcommand),
         _ => string(ContextKind::InvalidValue),
     };
-    let which = typed
-        .as_deref()
-        .and_then(|typed| position(argv, typed))
-        .map_or_else(|| "an argument".to_owned(), |n| format!("argument {n}"));
-    // An argument's name as the command defines it (`<PROVIDER>`, `--port <N>`).
-    let arg = string(ContextKind::InvalidArg).unwrap_or_else(|| "it".to_owned());
-    let suggestion = {
+    // clap's suggestions: a command, flag or provider name close to what was typed.
+    let suggested = {
         let mut s = strings(ContextKind::SuggestedArg);
         s.extend(strings(ContextKind::SuggestedValue));
         s.extend(strings(ContextKind::SuggestedSubcommand));
-        if s.is_empty() {
-            String::new()
-        } else {
-            format!("; did you mean {}?", quoted(s))
-        }
+        s
     };
+    let suggestion = if suggested.is_empty() {
+        String::new()
+    } else {
+        format!("; did you mean {}?", quoted(suggested.clone()))
+    };
+    // A near miss of a name is grammar, not a secret, and is echoed; anything else is named by
+    // its position only.
+    let echoed = typed
+        .as_deref()
+        .filter(|typed| is_grammar(typed, &suggested))
+        .map(|typed| format!(" ('{typed}')"))
+        .unwrap_or_default();
+    let which = typed
+        .as_deref()
+        .and_then(|typed| position(argv, typed))
+        .map_or_else(
+            || "an argument".to_owned(),
+            |n| format!("argument {n}{echoed}"),
+        );
+    // An argument's name as the command defines it (`<PROVIDER>`, `--port <N>`).
+    let arg = string(ContextKind::InvalidArg).unwrap_or_else(|| "it".to_owned());
     let commands = || {
         Cli::command()
             .get_subcommands()
@@ -89,12 +102,17 @@ pub(crate) fn message(err: &clap::Error, argv: &[OsString]) -> String {
             };
             format!("{which} is not a valid value for '{arg}'{valid}{suggestion}")
         }
-        ErrorKind::UnknownArgument => format!(
-            "{which} is not expected here{suggestion}; secrets and settings come from \
-             environment variables"
+        // A near miss of a flag gets the flag; anything else may be a value or a setting given
+        // as a flag, which have their place in the environment.
+        ErrorKind::UnknownArgument if suggested.is_empty() => format!(
+            "{which} is not expected here; secrets and settings come from environment variables"
         ),
+        ErrorKind::UnknownArgument => format!("{which} is not expected here{suggestion}"),
+        ErrorKind::InvalidSubcommand if suggested.is_empty() => {
+            format!("{which} is not a command; the commands are {}", commands())
+        }
         ErrorKind::InvalidSubcommand => format!(
-            "{which} is not a command; the commands are {}{suggestion}",
+            "{which} is not a command{suggestion} The commands are {}",
             commands()
         ),
         ErrorKind::MissingSubcommand | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
@@ -121,6 +139,16 @@ pub(crate) fn message(err: &clap::Error, argv: &[OsString]) -> String {
         _ => "the arguments are not valid".to_owned(),
     };
     format!("{text} (see `partner-auth {}--help`)", help_for(argv))
+}
+
+/// Whether `typed` may be echoed: clap found a name close to it, and it is short and holds no
+/// `=` (so no value rides along with a mistyped flag).
+fn is_grammar(typed: &str, suggested: &[String]) -> bool {
+    !suggested.is_empty()
+        && typed.len() <= 32
+        && typed
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
 }
 
 /// `api ` when the first argument names a command, so the hint points at its help.

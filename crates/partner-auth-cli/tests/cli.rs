@@ -313,12 +313,12 @@ fn store_files_that_others_can_read_are_refused_with_exit_2() {
         .assert_failure(2, "aerion", &["token store", "chmod 600"])
         .assert_no_secret_in_stderr(&SECRETS);
 
-    // A store in a directory that does not exist.
-    let missing = dir.join("no-such-dir").join("tokens.json");
+    // A store whose folder cannot be created (a file stands where a folder would go).
+    let missing = store.join("no-such-dir").join("tokens.json");
     run_with("aerion", &vars, &["--store", missing.to_str().unwrap()]).assert_failure(
         2,
         "aerion",
-        &["token store"],
+        &["token store: cannot create the store's folder"],
     );
 
     // A file that is not a store.

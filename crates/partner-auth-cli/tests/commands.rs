@@ -183,6 +183,55 @@ fn the_emulator_command_prints_exports_that_the_other_commands_use() {
 }
 
 #[test]
+fn the_emulator_help_names_its_variable_once_and_the_variable_sets_the_port() {
+    let out = run(command(&["emulator", "--help"], &[]));
+    out.assert_code(0);
+    let port_line = out
+        .stdout
+        .lines()
+        .find(|l| l.trim_start().starts_with("--port"))
+        .unwrap_or_else(|| panic!("no --port line: {}", out.stdout));
+    assert_eq!(
+        port_line.trim(),
+        "--port <N>  The loopback port to listen on (default: PARTNER_AUTH_EMULATOR_PORT, else a \
+         free one)"
+    );
+
+    // The variable is read, and a value that is no port is named, never quoted.
+    let port = common::closed_port();
+    let mut child = command(
+        &["emulator"],
+        &[("PARTNER_AUTH_EMULATOR_PORT", &port.to_string())],
+    )
+    .stdout(Stdio::piped())
+    .stderr(Stdio::null())
+    .spawn()
+    .expect("the binary starts");
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .expect("read the banner");
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(
+        first.starts_with(&format!(
+            "# partner-auth emulator on http://127.0.0.1:{port}"
+        )),
+        "{first}"
+    );
+    let out = run(command(
+        &["emulator"],
+        &[("PARTNER_AUTH_EMULATOR_PORT", "80x80")],
+    ));
+    out.assert_code(2);
+    assert_eq!(
+        out.stderr,
+        "partner-auth: invalid configuration: `PARTNER_AUTH_EMULATOR_PORT` must be a port number \
+         from 0 to 65535\n"
+    );
+}
+
+#[test]
 fn completions_are_generated_for_each_shell() {
     for shell in ["bash", "zsh", "fish", "powershell", "elvish"] {
         let out = run(command(&["completions", shell], &[]));

@@ -321,7 +321,7 @@ async fn hang_until_the_client_times_out_and_ends_at_shutdown() {
     let impatient = client_with(Duration::from_millis(300), RetryPolicy::none());
     assert!(matches!(
         impatient.execute(aerion_password(&emu)).await,
-        Err(Error::Timeout(_))
+        Err(Error::TimedOut { attempts: 1, .. })
     ));
 
     // A hung answer in flight ends when the emulator shuts down.

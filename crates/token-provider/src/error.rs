@@ -91,17 +91,39 @@ pub enum Error {
     },
 
     /// The request did not complete: connection refused or reset, DNS, TLS.
-    #[error("transport error")]
+    #[error("transport error{}", address_suffix(.address.as_deref()))]
     #[non_exhaustive]
     Transport {
         /// The underlying error (URLs stripped, so no query-string secret survives).
         #[source]
         source: BoxError,
+        /// The host and port the request went to (`api.aerion.app:443`), when known.
+        address: Option<String>,
     },
 
-    /// The request or the whole load took longer than allowed (the limit, when known).
+    /// The whole load (a cache's wait for its fetch) took longer than allowed (the limit, when
+    /// known). A request the HTTP client gave up on is [`Error::TimedOut`].
     #[error("timed out{}", timeout_suffix(*.0))]
     Timeout(Duration),
+
+    /// A request's attempts ran out of time: the last one was cut off at its limit, after the
+    /// retries the policy allowed.
+    #[error(
+        "timed out after {:.1}s: {}",
+        .elapsed.as_secs_f64(),
+        attempts_text(*.attempts, .address, *.per_attempt)
+    )]
+    #[non_exhaustive]
+    TimedOut {
+        /// The host and port the request went to.
+        address: String,
+        /// How many attempts were made.
+        attempts: u32,
+        /// The limit each attempt had (the client's request timeout).
+        per_attempt: Duration,
+        /// The time from the first attempt to the end of the last.
+        elapsed: Duration,
+    },
 
     /// An HTTP status the call cannot use: 5xx or 408 after the retries, a redirect, or another
     /// status the provider does not document.
@@ -299,6 +321,39 @@ impl Error {
     pub fn transport(source: impl Into<BoxError>) -> Self {
         Self::Transport {
             source: source.into(),
+            address: None,
+        }
+    }
+
+    /// This error with the host and port its request went to, when it is a transport error
+    /// that does not name them yet (the HTTP client adds them).
+    #[must_use]
+    pub fn at_address(self, address: &str) -> Self {
+        match self {
+            Self::Transport {
+                source,
+                address: None,
+            } => Self::Transport {
+                source,
+                address: Some(address.to_owned()),
+            },
+            other => other,
+        }
+    }
+
+    /// [`Error::TimedOut`]: `attempts` attempts to `address`, each cut off at `per_attempt`,
+    /// `elapsed` in all.
+    pub fn timed_out(
+        address: impl Into<String>,
+        attempts: u32,
+        per_attempt: Duration,
+        elapsed: Duration,
+    ) -> Self {
+        Self::TimedOut {
+            address: address.into(),
+            attempts,
+            per_attempt,
+            elapsed,
         }
     }
 
@@ -377,6 +432,7 @@ impl Error {
             Self::RateLimited { .. }
             | Self::Transport { .. }
             | Self::Timeout(_)
+            | Self::TimedOut { .. }
             | Self::Malformed { .. }
             | Self::TooLarge { .. }
             | Self::StoreBusy { .. }
@@ -400,7 +456,7 @@ impl Error {
     ///
     /// [`SendError::not_sent`]: crate::http::SendError::not_sent
     pub fn may_have_reached_server(&self) -> bool {
-        !matches!(self, Self::Transport { source } if source.is::<NotSent>())
+        !matches!(self, Self::Transport { source, .. } if source.is::<NotSent>())
     }
 
     /// This error marked as one whose request never left this process (see
@@ -408,8 +464,9 @@ impl Error {
     /// carries the mark, and its message is unchanged.
     pub(crate) fn into_not_sent(self) -> Self {
         match self {
-            Self::Transport { source } if !source.is::<NotSent>() => Self::Transport {
+            Self::Transport { source, address } if !source.is::<NotSent>() => Self::Transport {
                 source: Box::new(NotSent(source)),
+                address,
             },
             other => other,
         }
@@ -477,9 +534,10 @@ impl Error {
             Self::RateLimited { retry_after } => Self::RateLimited {
                 retry_after: *retry_after,
             },
-            Self::Transport { source } => {
+            Self::Transport { source, address } => {
                 let copy = Self::Transport {
                     source: Box::new(Duplicated(error_chain(source.as_ref()))),
+                    address: address.clone(),
                 };
                 if self.may_have_reached_server() {
                     copy
@@ -488,6 +546,17 @@ impl Error {
                 }
             }
             Self::Timeout(d) => Self::Timeout(*d),
+            Self::TimedOut {
+                address,
+                attempts,
+                per_attempt,
+                elapsed,
+            } => Self::TimedOut {
+                address: address.clone(),
+                attempts: *attempts,
+                per_attempt: *per_attempt,
+                elapsed: *elapsed,
+            },
             Self::Status { status } => Self::Status { status: *status },
             Self::Unavailable {
                 status,
@@ -589,6 +658,26 @@ fn rejected_suffix(status: Option<u16>, code: Option<&str>, description: Option<
         (None, None) => {}
     }
     s
+}
+
+fn address_suffix(address: Option<&str>) -> String {
+    address
+        .map(|a| format!(" reaching {a}"))
+        .unwrap_or_default()
+}
+
+/// `3 attempts to api.aerion.app:443, each cut off at 30s`, or `1 attempt to …, cut off at …`.
+fn attempts_text(attempts: u32, address: &str, per_attempt: Duration) -> String {
+    let limit = if per_attempt.subsec_nanos() == 0 {
+        format!("{}s", per_attempt.as_secs())
+    } else {
+        format!("{per_attempt:?}")
+    };
+    if attempts == 1 {
+        format!("1 attempt to {address}, cut off at {limit}")
+    } else {
+        format!("{attempts} attempts to {address}, each cut off at {limit}")
+    }
 }
 
 fn timeout_suffix(limit: Duration) -> String {

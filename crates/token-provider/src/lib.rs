@@ -70,6 +70,9 @@ pub mod testing;
 mod token;
 
 pub use async_trait::async_trait;
+/// The `url` crate [`http::Request`] and the URL helpers take, so a provider of your own builds
+/// its URLs with the same version: `token_provider::url::Url`.
+pub use url;
 
 pub use crate::cache::{CacheConfig, CacheStats, CachedTokenProvider};
 pub use crate::clock::{Clock, ManualClock, SharedClock, SystemClock, TokioClock, system_clock};

@@ -51,7 +51,7 @@ use crate::{AccessToken, Error, TokenState};
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> Result<(), Error> {
 /// let provider = CachedTokenProvider::new(StaticIssuer);
-/// let token = provider.token().await?;
+/// let token = provider.get().await?;
 /// assert_eq!(token.token_type(), "Bearer");
 /// # Ok(())
 /// # }
@@ -59,6 +59,9 @@ use crate::{AccessToken, Error, TokenState};
 #[async_trait]
 pub trait TokenProvider: AsDynTokenProvider + Send + Sync + fmt::Debug {
     /// A token that is valid now: from the cache when fresh, fetched otherwise.
+    ///
+    /// This is what a provider implements; callers ask with [`get`](TokenProvider::get), which
+    /// answers a fresh token without boxing a future.
     async fn token(&self) -> Result<AccessToken, Error>;
 
     /// The token, if one is fresh now (a cached token before its refresh point), without waiting,
@@ -232,7 +235,7 @@ impl fmt::Debug for TokenFuture<'_> {
 ///     Ok(AccessToken::new("t"))
 /// }));
 /// let named = Named { inner: Arc::new(inner) };
-/// assert_eq!(named.token().await.unwrap().secret().expose_secret(), "t");
+/// assert_eq!(named.get().await.unwrap().secret().expose_secret(), "t");
 /// # }
 /// ```
 #[macro_export]
@@ -390,7 +393,7 @@ pub trait KeyedFetch: Send + Sync + fmt::Debug + 'static {
 /// let provider = CachedTokenProvider::new(provider_fn("static", || async {
 ///     Ok(AccessToken::new("a-token"))
 /// }));
-/// assert_eq!(provider.token().await?.secret().expose_secret(), "a-token");
+/// assert_eq!(provider.get().await?.secret().expose_secret(), "a-token");
 /// # Ok(())
 /// # }
 /// ```

@@ -2,8 +2,9 @@
 //! `tracing` subscriber that proves no secret is ever logged ([`capture_logs`]), a fixed epoch
 //! and a clock standing at it ([`epoch`], [`fixed_clock`]), HTTP clients that retry in
 //! milliseconds ([`fast_http`], [`http_client`], [`fast_retry`]), exact form-body checks
-//! ([`form_fields`], [`exact_form`]), a temporary directory removed on drop ([`TempDir`]) and
-//! the contract every versioned store keeps ([`store_contract`]).
+//! ([`form_fields`], [`exact_form`]), a temporary directory removed on drop ([`TempDir`]), the
+//! contract every versioned store keeps ([`store_contract`]) and a loopback TLS server with a
+//! certificate of its own ([`TlsServer`]).
 //!
 //! ```
 //! # #[tokio::main(flavor = "current_thread")]
@@ -322,4 +323,99 @@ pub async fn store_contract(store: std::sync::Arc<dyn crate::TokenStore>) {
     assert!(store.remove(&k, &lock).await.unwrap(), "{store:?}");
     store.save_record(&k, &record(), None, &lock).await.unwrap();
     assert!(store.remove(&k, &lock).await.unwrap(), "{store:?}");
+}
+
+/// `openssl s_server` on loopback with a fresh self-signed certificate for the names given,
+/// killed (and its files removed) on drop: a server whose certificate a test chooses.
+pub struct TlsServer {
+    child: std::process::Child,
+    port: u16,
+    dir: TempDir,
+}
+
+impl TlsServer {
+    /// A server whose certificate names `subject_alt_names` (`DNS:localhost,IP:127.0.0.1`), its
+    /// common name the first of them; `None` when `openssl` is not installed (the caller skips).
+    ///
+    /// # Panics
+    ///
+    /// When `openssl` is there but cannot make the certificate or the server does not start.
+    pub fn start(subject_alt_names: &str) -> Option<Self> {
+        use std::process::{Command, Stdio};
+        let has_openssl = Command::new("openssl")
+            .arg("version")
+            .output()
+            .is_ok_and(|o| o.status.success());
+        if !has_openssl {
+            return None;
+        }
+        let dir = TempDir::new("tls-server");
+        let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+        let first = subject_alt_names.split(',').next().unwrap_or("");
+        let common_name = first.split_once(':').map_or(first, |(_, name)| name);
+        let made = Command::new("openssl")
+            .args([
+                "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+            ])
+            .args(["-subj", &format!("/CN={common_name}")])
+            .args(["-addext", &format!("subjectAltName={subject_alt_names}")])
+            .args(["-addext", "basicConstraints=critical,CA:FALSE"])
+            .arg("-keyout")
+            .arg(&key)
+            .arg("-out")
+            .arg(&cert)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .expect("openssl runs");
+        assert!(made.success(), "openssl made no certificate");
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let child = Command::new("openssl")
+            .args(["s_server", "-quiet", "-www", "-accept"])
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("-cert")
+            .arg(&cert)
+            .arg("-key")
+            .arg(&key)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("openssl s_server starts");
+        let server = Self { child, port, dir };
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return Some(server);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("openssl s_server did not start");
+    }
+
+    /// The loopback port it listens on.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Its certificate, in PEM: a root to trust it by (`SSL_CERT_FILE`, or
+    /// `HttpClientBuilder::add_root_certificate`).
+    pub fn certificate(&self) -> PathBuf {
+        self.dir.join("cert.pem")
+    }
+}
+
+impl Drop for TlsServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// How many times this process has read the system's CA roots, and on which thread it last did:
+/// once, and off the async runtime's threads, is the promise.
+pub fn system_root_loads() -> (usize, Option<std::thread::ThreadId>) {
+    crate::http::roots::loads()
 }

@@ -180,9 +180,42 @@ impl fmt::Debug for AccessToken {
         f.debug_struct("AccessToken")
             .field("secret", &self.0.secret)
             .field("token_type", &self.token_type())
-            .field("expires_at", &self.0.expires_at)
+            .field("expires_at", &self.0.expires_at.map(Rfc3339))
             .field("scope", &self.0.scope)
             .finish()
+    }
+}
+
+/// A time shown in `Debug` as RFC 3339 UTC to the second (`2026-11-22T10:00:00Z`), which a
+/// reader compares with a log line at a glance; a `SystemTime`'s own `Debug` is seconds since
+/// the epoch.
+struct Rfc3339(SystemTime);
+
+impl fmt::Debug for Rfc3339 {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let secs = match self.0.duration_since(SystemTime::UNIX_EPOCH) {
+            Ok(since) => since.as_secs().min(MAX_EXPIRY_UNIX_SECS),
+            // Before 1970: no token expires then; shown as the epoch.
+            Err(_) => 0,
+        };
+        // Days to a civil date (Howard Hinnant's `civil_from_days`).
+        let (days, rest) = (secs / 86_400, secs % 86_400);
+        let z = days + 719_468;
+        let era = z / 146_097;
+        let doe = z % 146_097;
+        let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+        let mp = (5 * doy + 2) / 153;
+        let day = doy - (153 * mp + 2) / 5 + 1;
+        let month = if mp < 10 { mp + 3 } else { mp - 9 };
+        let year = yoe + era * 400 + u64::from(month <= 2);
+        write!(
+            f,
+            "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+            rest / 3600,
+            rest % 3600 / 60,
+            rest % 60
+        )
     }
 }
 
@@ -313,6 +346,29 @@ impl From<AccessToken> for TokenState {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn debug_shows_the_expiry_in_rfc3339() {
+        let at = SystemTime::UNIX_EPOCH + Duration::from_millis(1_795_341_600_750);
+        let t = AccessToken::builder("tok").expires_at(at).build();
+        let dbg = format!("{t:?}");
+        assert!(
+            dbg.contains("expires_at: Some(2026-11-22T10:00:00Z)"),
+            "{dbg}"
+        );
+        let dbg = format!("{:?}", AccessToken::new("tok"));
+        assert!(dbg.contains("expires_at: None"), "{dbg}");
+        // The extremes: the epoch, a leap day, the last instant RFC 3339 can write.
+        for (secs, shown) in [
+            (0, "1970-01-01T00:00:00Z"),
+            (951_782_400, "2000-02-29T00:00:00Z"),
+            (MAX_EXPIRY_UNIX_SECS, "9999-12-31T23:59:59Z"),
+        ] {
+            let at = SystemTime::UNIX_EPOCH + Duration::from_secs(secs);
+            let t = AccessToken::builder("tok").expires_at(at).build();
+            assert!(format!("{t:?}").contains(shown), "{t:?}");
+        }
+    }
 
     #[test]
     fn debug_never_shows_the_secret() {

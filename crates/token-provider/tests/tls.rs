@@ -1,37 +1,18 @@
 //! Certificates: a server certificate the client does not trust is a permanent failure (one
 //! attempt, an error naming where the roots come from), and a root added in code is trusted.
-//! The TLS server is `openssl s_server` on loopback; the test is skipped where `openssl` is not
-//! installed.
+//! The TLS server is `openssl s_server` on loopback (`testing::TlsServer`); the test is skipped
+//! where `openssl` is not installed.
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use token_provider::http::Request;
-use token_provider::testing::fast_retry;
+use token_provider::testing::{TlsServer, fast_retry};
 use token_provider::{Error, HttpClient};
 use url::Url;
-
-/// Kills the server when the test ends, however it ends.
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// Forwards each connection to `target`, counting them.
 fn counting_proxy(target: u16) -> (u16, Arc<AtomicUsize>) {
@@ -66,56 +47,12 @@ fn counting_proxy(target: u16) -> (u16, Arc<AtomicUsize>) {
 
 #[tokio::test]
 async fn an_untrusted_certificate_is_not_retried_and_a_root_added_in_code_is_trusted() {
-    let has_openssl = Command::new("openssl")
-        .arg("version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !has_openssl {
+    let Some(server) = TlsServer::start("DNS:localhost,IP:127.0.0.1") else {
         eprintln!("openssl is not installed: skipped");
         return;
-    }
-    let dir = token_provider::testing::TempDir::new("tls");
-    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
-    let made = Command::new("openssl")
-        .args([
-            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
-        ])
-        .args(["-subj", "/CN=localhost"])
-        .args(["-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"])
-        .args(["-addext", "basicConstraints=critical,CA:FALSE"])
-        .arg("-keyout")
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .unwrap();
-    assert!(made.success());
-    let tls_port = free_port();
-    let _server = Server(
-        Command::new("openssl")
-            .args(["s_server", "-quiet", "-www", "-accept"])
-            .arg(format!("127.0.0.1:{tls_port}"))
-            .arg("-cert")
-            .arg(&cert)
-            .arg("-key")
-            .arg(&key)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let mut up = false;
-    for _ in 0..100 {
-        if TcpStream::connect(("127.0.0.1", tls_port)).is_ok() {
-            up = true;
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    assert!(up, "openssl s_server did not start");
+    };
+    let tls_port = server.port();
+    let cert = server.certificate();
     let (port, connections) = counting_proxy(tls_port);
     // The probe above was a connection of its own, straight to the server.
     let url = Url::parse(&format!("https://localhost:{port}/")).unwrap();
@@ -150,5 +87,4 @@ async fn an_untrusted_certificate_is_not_retried_and_a_root_added_in_code_is_tru
         .unwrap();
     let response = trusting.execute(Request::get(url)).await.unwrap();
     assert_eq!(response.status(), 200);
-    drop(dir);
 }

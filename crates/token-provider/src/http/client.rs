@@ -141,12 +141,35 @@ impl HttpClient {
 
     /// The underlying `reqwest::Client`, built now if this is a [`lazy`](HttpClientBuilder::lazy)
     /// client that has not been used yet.
+    ///
+    /// Building it reads the system's CA roots the first time in a process: called on a
+    /// multi-thread runtime's worker, that is done with `block_in_place`; a request
+    /// ([`execute`](Self::execute), [`send`](Self::send)) does it on a blocking thread instead.
     pub fn try_reqwest(&self) -> Result<&reqwest::Client, Error> {
         if let Some(client) = self.client.get() {
             return Ok(client);
         }
-        let client = self.config.setup.build()?;
+        let setup = &self.config.setup;
+        let on_worker = tokio::runtime::Handle::try_current()
+            .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+        let client = if on_worker && setup.reads_roots() {
+            tokio::task::block_in_place(|| setup.build())?
+        } else {
+            setup.build()?
+        };
         Ok(self.client.get_or_init(|| client))
+    }
+
+    /// The underlying client, built on a blocking thread when building it reads the system's
+    /// roots (the first client of a process, or one with roots of its own).
+    async fn client(&self) -> Result<&reqwest::Client, Error> {
+        if self.client.get().is_none() && self.config.setup.reads_roots() {
+            let this = self.clone();
+            tokio::task::spawn_blocking(move || this.try_reqwest().map(|_| ()))
+                .await
+                .map_err(|e| Error::config("http client", format!("TLS set-up failed: {e}")))??;
+        }
+        self.try_reqwest()
     }
 
     /// The per-request timeout.
@@ -196,6 +219,7 @@ impl HttpClient {
         self.config.budget.deposit();
         let mut reached = false;
         let mut attempt = 0;
+        let first = tokio::time::Instant::now();
         loop {
             attempt += 1;
             if let Some(limit) = &self.rate_limit {
@@ -266,7 +290,18 @@ impl HttpClient {
                         }
                     };
                     if last || !retryable || (once && reached) || !self.config.budget.withdraw() {
-                        return Err(wrap(failure.error));
+                        // A timeout says what it was up against: the limit, the attempts, the
+                        // time they took.
+                        let error = match failure.error {
+                            Error::Timeout(_) => Error::timed_out(
+                                address(&request.url),
+                                attempt,
+                                self.config.timeout,
+                                first.elapsed(),
+                            ),
+                            other => other,
+                        };
+                        return Err(wrap(error));
                     }
                     policy.backoff(attempt)
                 }
@@ -285,7 +320,7 @@ impl HttpClient {
 
     async fn attempt(&self, request: &Request) -> Result<Response, Failure> {
         // A client that cannot be built sent nothing.
-        let client = self.try_reqwest().map_err(|error| Failure {
+        let client = self.client().await.map_err(|error| Failure {
             error,
             reached: false,
         })?;
@@ -301,7 +336,7 @@ impl HttpClient {
             let mut response = builder
                 .send()
                 .await
-                .map_err(|e| Failure::from_reqwest(e, timeout))?;
+                .map_err(|e| Failure::from_reqwest(e, timeout, &request.url))?;
             let status = response.status();
             let headers = std::mem::take(response.headers_mut());
             if response
@@ -314,18 +349,14 @@ impl HttpClient {
             while let Some(chunk) = response
                 .chunk()
                 .await
-                .map_err(|e| Failure::from_reqwest(e, timeout))?
+                .map_err(|e| Failure::from_reqwest(e, timeout, &request.url))?
             {
                 if body.len() + chunk.len() > max_body {
                     return Err(Failure::reached(Error::TooLarge { limit: max_body }));
                 }
                 body.extend_from_slice(&chunk);
             }
-            Ok(Response {
-                status,
-                headers,
-                body: body.freeze(),
-            })
+            Ok(Response::new(status, headers, body.freeze()).carrying(&request.secrets))
         };
         match tokio::time::timeout(timeout, exchange).await {
             Ok(result) => result,
@@ -368,37 +399,89 @@ impl Failure {
         }
     }
 
-    fn from_reqwest(err: reqwest::Error, timeout: Duration) -> Self {
+    fn from_reqwest(err: reqwest::Error, timeout: Duration, url: &url::Url) -> Self {
         // A connect error (refused, DNS, a failed TLS handshake) means no byte of the request
         // left this process.
         let reached = !err.is_connect();
-        if is_certificate_failure(&err) {
+        if let Some(failure) = certificate_failure(&err) {
             // Permanent: retrying will not make the certificate trusted.
-            return Self {
-                error: Error::config("tls", CERTIFICATE_ADVICE),
-                reached,
+            let error = match failure {
+                // The name checked and the names the certificate holds: the URL's host is
+                // not one the certificate was issued for.
+                Certificate::WrongName { checked, names } => Error::config(
+                    "tls",
+                    format!(
+                        "{} presented a certificate for {names}: the name {checked} was checked \
+                         against it and is not one it names",
+                        address(url)
+                    ),
+                ),
+                Certificate::Untrusted => Error::config("tls", CERTIFICATE_ADVICE),
             };
+            return Self { error, reached };
         }
         let error = match Error::from(err) {
             Error::Timeout(_) => Error::Timeout(timeout),
-            other => other,
+            other => other.at_address(&address(url)),
         };
         Self { error, reached }
     }
 }
 
-/// Whether a request failed because the server's certificate was not trusted (rustls says
-/// "invalid peer certificate", with the reason: unknown issuer, expired, wrong name...).
-fn is_certificate_failure(err: &reqwest::Error) -> bool {
+/// `host:port` of `url`, as a transport error or a timeout names it.
+fn address(url: &url::Url) -> String {
+    let host = url.host_str().unwrap_or("");
+    match url.port_or_known_default() {
+        Some(port) => format!("{host}:{port}"),
+        None => host.to_owned(),
+    }
+}
+
+/// Why a server's certificate was refused.
+enum Certificate {
+    /// It is valid, but for other names than the one checked.
+    WrongName { checked: String, names: String },
+    /// Anything else: an unknown issuer, an expired certificate, ...
+    Untrusted,
+}
+
+/// Whether a request failed because the server's certificate was refused (rustls says "invalid
+/// peer certificate", with the reason: unknown issuer, expired, wrong name...), and why.
+fn certificate_failure(err: &reqwest::Error) -> Option<Certificate> {
     let mut source: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    let mut refused = false;
     while let Some(e) = source {
-        let text = e.to_string().to_ascii_lowercase();
-        if text.contains("invalid peer certificate") || text.contains("certificate verify failed") {
-            return true;
+        let text = e.to_string();
+        let lower = text.to_ascii_lowercase();
+        if lower.contains("invalid peer certificate") || lower.contains("certificate verify failed")
+        {
+            refused = true;
+            if let Some(wrong) = wrong_name(&text) {
+                return Some(wrong);
+            }
         }
         source = e.source();
     }
-    false
+    refused.then_some(Certificate::Untrusted)
+}
+
+/// The name checked and the names presented, from rustls's words for a certificate that is not
+/// valid for the name: `certificate not valid for name "localhost"; certificate is only valid
+/// for DnsName("other.example") or IpAddress(…)`.
+fn wrong_name(text: &str) -> Option<Certificate> {
+    let (_, rest) = text.split_once("certificate not valid for name ")?;
+    let (checked, rest) = rest.split_once(';')?;
+    let checked = checked.trim().trim_matches('"').to_owned();
+    let names = match rest.split_once("is only valid for ") {
+        // `DnsName("a")` and `IpAddress(…)` shown as the plain name.
+        Some((_, names)) => names
+            .trim()
+            .replace("DnsName(\"", "")
+            .replace("IpAddress(", "")
+            .replace(['"', ')'], ""),
+        None => "no name at all".to_owned(),
+    };
+    Some(Certificate::WrongName { checked, names })
 }
 
 /// Builds an [`HttpClient`].
@@ -414,6 +497,7 @@ pub struct HttpClientBuilder {
     roots: Vec<reqwest::Certificate>,
     proxy: Option<reqwest::Proxy>,
     lazy: bool,
+    user_agent: String,
 }
 
 impl Default for HttpClientBuilder {
@@ -428,6 +512,7 @@ impl Default for HttpClientBuilder {
             roots: Vec::new(),
             proxy: None,
             lazy: false,
+            user_agent: USER_AGENT.to_owned(),
         }
     }
 }
@@ -484,6 +569,14 @@ impl HttpClientBuilder {
         self
     }
 
+    /// The `User-Agent` of every request (default [`USER_AGENT`], `partner-auth/<version>`):
+    /// name the application (`acme-billing/2.1 (ops@acme.example)`) so a provider's operators
+    /// can tell whose traffic it is.
+    pub fn user_agent(mut self, agent: impl Into<String>) -> Self {
+        self.user_agent = agent.into();
+        self
+    }
+
     /// Defers the TLS set-up (reading the system's CA roots) to the first request, so a
     /// process that ends up sending nothing (a token served from a store) does none of it. A
     /// set-up failure is then reported by that request instead of by [`build`](Self::build).
@@ -492,19 +585,33 @@ impl HttpClientBuilder {
         self
     }
 
-    /// The client.
+    /// The client. Outside an async runtime, or once this process has read the system's CA
+    /// roots, the underlying `reqwest::Client` is built here and a TLS set-up failure is
+    /// reported here. Inside a runtime, a client that would read the roots now waits for its
+    /// first request, which reads them on a blocking thread (as a [`lazy`](Self::lazy) one
+    /// does).
     pub fn build(self) -> Result<HttpClient, Error> {
         if self.timeout.is_zero() {
             return Err(Error::config("timeout", "must be greater than zero"));
         }
+        let user_agent = http::HeaderValue::from_str(&self.user_agent).map_err(|_| {
+            Error::config(
+                "user_agent",
+                "contains characters not allowed in an HTTP header",
+            )
+        })?;
         let setup = Setup {
+            user_agent,
             timeout: self.timeout,
             connect_timeout: self.connect_timeout,
             roots: self.roots,
             proxy: self.proxy,
         };
         let client = OnceLock::new();
-        if !self.lazy {
+        // Inside an async runtime, a build that would read the system's roots waits for the
+        // first request, which reads them on a blocking thread.
+        let deferred = tokio::runtime::Handle::try_current().is_ok() && setup.reads_roots();
+        if !self.lazy && !deferred {
             let _ = client.set(setup.build()?);
         }
         Ok(HttpClient {
@@ -526,6 +633,7 @@ impl HttpClientBuilder {
 /// agent), the extra roots and the proxy.
 #[derive(Debug)]
 struct Setup {
+    user_agent: http::HeaderValue,
     timeout: Duration,
     connect_timeout: Duration,
     roots: Vec<reqwest::Certificate>,
@@ -533,13 +641,26 @@ struct Setup {
 }
 
 impl Setup {
-    /// The `reqwest::Client`: this is where the system's CA roots are read.
+    /// Whether building the client reads the system's roots now (file I/O that must not run on
+    /// an async runtime's thread).
+    fn reads_roots(&self) -> bool {
+        !self.roots.is_empty() || !super::roots::loaded()
+    }
+
+    /// The `reqwest::Client`. Without roots of its own it shares the verifier over the
+    /// system's roots (read by the first client that needs them); with roots of its own,
+    /// reqwest reads the system's roots for it, beside its own.
     fn build(&self) -> Result<reqwest::Client, Error> {
         let mut builder = reqwest::Client::builder()
-            .user_agent(USER_AGENT)
+            .user_agent(self.user_agent.clone())
             .redirect(reqwest::redirect::Policy::none())
             .connect_timeout(self.connect_timeout.min(self.timeout))
             .timeout(self.timeout);
+        if self.roots.is_empty() {
+            builder = builder.use_preconfigured_tls(super::roots::tls_config()?);
+        } else {
+            super::roots::note_load();
+        }
         for root in self.roots.iter().cloned() {
             builder = builder.add_root_certificate(root);
         }
@@ -549,13 +670,7 @@ impl Setup {
         builder.build().map_err(|e| {
             let chain = crate::error::error_chain(&e);
             if chain.to_ascii_lowercase().contains("certificate") {
-                Error::config(
-                    "http client",
-                    format!(
-                        "{chain}: no usable CA roots (install the `ca-certificates` package or \
-                         set SSL_CERT_FILE or SSL_CERT_DIR)"
-                    ),
-                )
+                super::roots::no_roots(&chain)
             } else {
                 Error::config("http client", chain)
             }
@@ -566,6 +681,37 @@ impl Setup {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_certificate_for_other_names_is_read_from_rustls_words() {
+        let names = |text: &str| match wrong_name(text) {
+            Some(Certificate::WrongName { checked, names }) => Some((checked, names)),
+            _ => None,
+        };
+        let pair = |a: &str, b: &str| Some((a.to_owned(), b.to_owned()));
+        assert_eq!(
+            names(
+                "invalid peer certificate: certificate not valid for name \"localhost\"; \
+                 certificate is only valid for DnsName(\"other.example\")"
+            ),
+            pair("localhost", "other.example")
+        );
+        assert_eq!(
+            names(
+                "certificate not valid for name \"api.x\"; certificate is only valid for \
+                 DnsName(\"a.x\"), DnsName(\"b.x\") or IpAddress(10.0.0.1)"
+            ),
+            pair("api.x", "a.x, b.x or 10.0.0.1")
+        );
+        assert_eq!(
+            names(
+                "certificate not valid for name \"h\"; certificate is not valid for any names \
+                 (according to its subjectAltName extension)"
+            ),
+            pair("h", "no name at all")
+        );
+        assert_eq!(names("invalid peer certificate: UnknownIssuer"), None);
+    }
 
     #[test]
     fn a_lazy_client_sets_up_tls_on_first_use_only() {

@@ -5,7 +5,7 @@
 //!   hostile, and following it would send credentials somewhere nobody chose (an SSRF hole);
 //! - a response-size cap (default 1 MiB) enforced while the body is read, so a hostile or broken
 //!   server cannot make us buffer gigabytes;
-//! - `User-Agent: partner-auth/<version>`;
+//! - `User-Agent: partner-auth/<version>` unless [`HttpClientBuilder::user_agent`] says otherwise;
 //! - `https` required, except for loopback hosts (`127.0.0.0/8`, `::1`, `localhost`), which
 //!   tests and local emulators use;
 //! - retries for transient failures (connect errors, timeouts, 408, 429, 5xx) with exponential
@@ -25,7 +25,8 @@
 //!
 //! # Proxies and certificates
 //!
-//! The client trusts the system's CA roots and honours the usual environment variables:
+//! The client trusts the system's CA roots, read once per process (on a blocking thread when a
+//! request needs them first), and honours the usual environment variables:
 //! `SSL_CERT_FILE` and `SSL_CERT_DIR` for the roots (a slim container without the
 //! `ca-certificates` package has none), and `HTTPS_PROXY`, `HTTP_PROXY`, `ALL_PROXY` and
 //! `NO_PROXY` for a proxy. The proxy variables apply to loopback hosts too: list `127.0.0.1` and
@@ -39,11 +40,13 @@ mod error_body;
 mod oauth;
 pub(crate) mod request;
 mod retry;
+pub(crate) mod roots;
 mod urls;
 
 pub use self::client::{HttpClient, HttpClientBuilder, SendError};
 pub use self::error_body::{
     OAuthError, ProviderWords, bearer_token_type, json_error_detail, parse_json, status_error,
+    wrong_endpoint,
 };
 #[cfg(feature = "oauth2")]
 pub use self::oauth::{OAuthAdapter, token_error};

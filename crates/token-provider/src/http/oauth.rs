@@ -32,6 +32,8 @@ pub struct OAuthAdapter<'a> {
     repeat: Repeat,
     headers: HeaderMap,
     errors: Option<ErrorMapping<'a>>,
+    /// The setting the token endpoint's URL comes from, when a wrong URL is to be named.
+    endpoint: Option<&'a str>,
 }
 
 impl fmt::Debug for OAuthAdapter<'_> {
@@ -40,6 +42,7 @@ impl fmt::Debug for OAuthAdapter<'_> {
             .field("repeat", &self.repeat)
             .field("headers", &self.headers.keys().collect::<Vec<_>>())
             .field("maps_errors", &self.errors.is_some())
+            .field("endpoint", &self.endpoint)
             .finish_non_exhaustive()
     }
 }
@@ -68,6 +71,7 @@ impl HttpClient {
             repeat,
             headers: HeaderMap::new(),
             errors: None,
+            endpoint: None,
         }
     }
 }
@@ -89,6 +93,15 @@ impl<'a> OAuthAdapter<'a> {
         self
     }
 
+    /// Names `setting` (the variable or builder field the token endpoint's URL comes from) when
+    /// an answer says the URL leads to no such endpoint, a 404 or an HTML page
+    /// ([`wrong_endpoint`](super::wrong_endpoint)), before any other reading of it.
+    #[must_use]
+    pub fn endpoint(mut self, setting: &'a str) -> Self {
+        self.endpoint = Some(setting);
+        self
+    }
+
     /// Sends one request under the client's policy.
     pub async fn call(
         &self,
@@ -102,6 +115,10 @@ impl<'a> OAuthAdapter<'a> {
             let mut value = value.clone();
             if name == AUTHORIZATION {
                 value.set_sensitive(true);
+                // Remembered, so an error built from the answer is scrubbed of it.
+                if let Ok(text) = value.to_str() {
+                    req.secrets.push(crate::Secret::new(text));
+                }
             }
             req.headers.append(name.clone(), value);
         }
@@ -111,7 +128,13 @@ impl<'a> OAuthAdapter<'a> {
         if !body.is_empty() {
             req.body = Some(Bytes::from(body));
         }
+        let url = req.url.clone();
         let response = self.client.send(req).await?;
+        if let Some(setting) = self.endpoint
+            && let Some(error) = super::wrong_endpoint(setting, &url, &response, None)
+        {
+            return Err(SendError::reached(error));
+        }
         if !response.status.is_success()
             && let Some(map) = self.errors
         {

@@ -26,6 +26,11 @@ pub enum Repeat {
 }
 
 /// A request for [`HttpClient::execute`](super::HttpClient::execute): kept whole so it can be sent again on a retry.
+///
+/// It remembers the secrets it carries ([`bearer`](Self::bearer),
+/// [`basic_auth`](Self::basic_auth), [`secret_header`](Self::secret_header),
+/// [`secret_form`](Self::secret_form), [`secret_query`](Self::secret_query)), and hands them to
+/// its [`Response`]: an error built from the response is scrubbed of them, with no list to keep.
 #[derive(Clone)]
 pub struct Request {
     pub(super) method: Method,
@@ -33,6 +38,7 @@ pub struct Request {
     pub(super) headers: HeaderMap,
     pub(super) body: Option<Bytes>,
     pub(super) repeat: Repeat,
+    pub(super) secrets: Vec<Secret>,
 }
 
 impl fmt::Debug for Request {
@@ -57,6 +63,7 @@ impl Request {
             headers: HeaderMap::new(),
             body: None,
             repeat,
+            secrets: Vec::new(),
         }
     }
 
@@ -93,23 +100,27 @@ impl Request {
         Ok(self)
     }
 
-    /// Adds a header whose value is a secret: marked sensitive so no HTTP layer prints it.
+    /// Adds a header whose value is a secret: marked sensitive so no HTTP layer prints it, and
+    /// remembered.
     pub fn secret_header(mut self, name: HeaderName, value: &Secret) -> Result<Self, Error> {
-        let mut value = HeaderValue::from_str(value.expose_secret()).map_err(|_| {
+        let mut header = HeaderValue::from_str(value.expose_secret()).map_err(|_| {
             Error::config(
                 name.as_str().to_owned(),
                 "contains characters not allowed in an HTTP header",
             )
         })?;
-        value.set_sensitive(true);
-        self.headers.insert(name, value);
+        header.set_sensitive(true);
+        self.headers.insert(name, header);
+        self.secrets.push(value.clone());
         Ok(self)
     }
 
     /// `Authorization: Bearer <secret>`.
     pub fn bearer(self, secret: &Secret) -> Result<Self, Error> {
         let value = Secret::new(format!("Bearer {}", secret.expose_secret()));
-        self.secret_header(AUTHORIZATION, &value)
+        let mut request = self.secret_header(AUTHORIZATION, &value)?;
+        request.secrets.push(secret.clone());
+        Ok(request)
     }
 
     /// `Authorization: Basic <base64(id:secret)>` with both parts form-urlencoded first, as
@@ -121,7 +132,9 @@ impl Request {
             form_urlencode(secret.expose_secret())
         );
         let value = Secret::new(format!("Basic {}", base64_encode(raw.as_bytes())));
-        self.secret_header(AUTHORIZATION, &value)
+        let mut request = self.secret_header(AUTHORIZATION, &value)?;
+        request.secrets.push(secret.clone());
+        Ok(request)
     }
 
     /// A form-encoded body (`application/x-www-form-urlencoded`).
@@ -129,6 +142,29 @@ impl Request {
         let body = url::form_urlencoded::Serializer::new(String::new())
             .extend_pairs(fields)
             .finish();
+        self.headers.insert(
+            CONTENT_TYPE,
+            HeaderValue::from_static("application/x-www-form-urlencoded"),
+        );
+        self.body = Some(Bytes::from(body));
+        self
+    }
+
+    /// A form-encoded body of `fields` and of `secret_fields`, whose values are remembered.
+    pub fn secret_form(
+        mut self,
+        fields: &[(&str, &str)],
+        secret_fields: &[(&str, &Secret)],
+    ) -> Self {
+        let secrets = secret_fields
+            .iter()
+            .map(|(name, value)| (*name, value.expose_secret()));
+        let body = url::form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(fields)
+            .extend_pairs(secrets)
+            .finish();
+        self.secrets
+            .extend(secret_fields.iter().map(|(_, value)| (*value).clone()));
         self.headers.insert(
             CONTENT_TYPE,
             HeaderValue::from_static("application/x-www-form-urlencoded"),
@@ -158,14 +194,31 @@ impl Request {
         self.url.query_pairs_mut().append_pair(key, value);
         self
     }
+
+    /// Appends a query parameter whose value is a secret, and remembers it. (Errors and logs
+    /// never show a query; a server may echo it.)
+    pub fn secret_query(mut self, key: &str, value: &Secret) -> Self {
+        self.url
+            .query_pairs_mut()
+            .append_pair(key, value.expose_secret());
+        self.secrets.push(value.clone());
+        self
+    }
+
+    /// The secrets this request carries, which errors built from its response are scrubbed of.
+    pub fn secrets(&self) -> &[Secret] {
+        &self.secrets
+    }
 }
 
-/// A response with its whole body (at most the size cap).
+/// A response with its whole body (at most the size cap), and the secrets its request carried.
 #[derive(Clone)]
 pub struct Response {
     pub(super) status: StatusCode,
     pub(super) headers: HeaderMap,
     pub(super) body: Bytes,
+    /// What the request carried ([`Request::secrets`]): scrubbed from every error built here.
+    pub(super) secrets: Vec<Secret>,
 }
 
 impl fmt::Debug for Response {
@@ -179,6 +232,17 @@ impl fmt::Debug for Response {
 }
 
 impl Response {
+    /// A response from its parts: what a test or an adapter over another HTTP stack hands to
+    /// the readers here.
+    pub fn new(status: StatusCode, headers: HeaderMap, body: impl Into<Bytes>) -> Self {
+        Self {
+            status,
+            headers,
+            body: body.into(),
+            secrets: Vec::new(),
+        }
+    }
+
     /// The status.
     pub fn status(&self) -> StatusCode {
         self.status
@@ -206,22 +270,34 @@ impl Response {
     }
 
     /// The error this non-success response stands for, by [`status_error`]: the provider's
-    /// words are read from the body by [`ProviderWords::from_body`] (never the body itself).
-    ///
-    /// When the request carried a secret the provider might echo back, use
-    /// [`error_scrubbed`](Self::error_scrubbed).
+    /// words are read from the body by [`ProviderWords::from_body`] (never the body itself),
+    /// scrubbed of every secret the request carried ([`Request::secrets`]).
     pub fn error(&self) -> Error {
         self.error_scrubbed(&[])
     }
 
-    /// [`error`](Self::error), with every occurrence of the value of any of `secrets` in the
-    /// provider's words replaced by `[redacted]`.
+    /// [`error`](Self::error), scrubbed also of `secrets`: ones the request did not carry but
+    /// the provider might name (a password a refresh stands in for, say).
     pub fn error_scrubbed(&self, secrets: &[&Secret]) -> Error {
+        let mut all: Vec<&Secret> = self.secrets.iter().collect();
+        all.extend_from_slice(secrets);
         status_error(
             self.status.as_u16(),
             &ProviderWords::from_body(&self.body),
-            secrets,
+            &all,
         )
+    }
+
+    /// The secrets the request carried ([`Request::secrets`]), for a provider that builds its
+    /// errors from the response's parts: scrub them as [`error`](Self::error) does.
+    pub fn secrets(&self) -> &[Secret] {
+        &self.secrets
+    }
+
+    /// This response, remembering the secrets its request carried.
+    pub(super) fn carrying(mut self, secrets: &[Secret]) -> Self {
+        self.secrets = secrets.to_vec();
+        self
     }
 }
 

@@ -117,7 +117,11 @@ impl TokenStore for FileStore {
         let key = key.clone();
         self.blocking(move |store| {
             let file = read_file(&store.path)?;
-            file.entries.get(key.as_str()).map(entry_state).transpose()
+            file.entries
+                .get(key.as_str())
+                .map(entry_state)
+                .transpose()
+                .map_err(|e| in_entry(&store.path, &key, e))
         })
         .await
     }
@@ -155,6 +159,7 @@ impl TokenStore for FileStore {
                 .get(key.as_str())
                 .map(|value| entry_of(value)?.to_record())
                 .transpose()
+                .map_err(|e| in_entry(&store.path, &key, e))
         })
         .await
     }
@@ -263,6 +268,18 @@ fn poll_lock(file: &File, path: &Path, timeout: Duration, held: Held) -> Result<
             }
             Err(fs::TryLockError::Error(e)) => return Err(io_error("cannot lock", path, e)),
         }
+    }
+}
+
+/// `err`, an entry's own error, naming the store and the entry (the entry's reason names
+/// neither).
+fn in_entry(path: &Path, key: &StoreKey, err: Error) -> Error {
+    match err {
+        Error::Store { reason, source } => Error::Store {
+            reason: format!("{}: entry {key}: {reason}", path.display()),
+            source,
+        },
+        other => other,
     }
 }
 
