@@ -116,6 +116,16 @@ impl Fetch for AerionFetcher {
         self.password.is_some() && self.seed_refresh_token.is_none()
     }
 
+    /// The configured refresh token until this process has sent it: the cache records its
+    /// presentation, so replicas started together on it present it once.
+    fn initial_refresh_token(&self) -> Option<Secret> {
+        if self.seed_spent.load(Ordering::Relaxed) {
+            None
+        } else {
+            self.seed_refresh_token.clone()
+        }
+    }
+
     async fn fetch(&self, previous: Option<&TokenState>) -> Result<TokenState, Error> {
         // The newest refresh token first (the cache hands over the stored one when a store is
         // set), then the configured one if it is different and has not been refused: the user

@@ -855,7 +855,6 @@ async fn the_primary_killed_after_a_save_with_wait_leaves_it_on_the_promoted_rep
 /// presentation must be recorded like any other, so that a holder stopped past its lease is
 /// waited for rather than the same refresh token presented by the next one.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "fails: the configured refresh token's presentation is not recorded (RELIABILITY.md)"]
 async fn a_holder_stopped_past_its_lease_presenting_the_configured_refresh_token_is_waited_for() {
     let case = Case::cold_on(RedisServer::start()).await;
     case.emulator.inject(

@@ -8,7 +8,7 @@ use std::task::{Context, Poll};
 
 use async_trait::async_trait;
 
-use crate::{AccessToken, Error, TokenState};
+use crate::{AccessToken, Error, Secret, TokenState};
 
 /// Something that hands out bearer tokens: the one trait callers depend on.
 ///
@@ -350,6 +350,14 @@ pub trait Fetch: Send + Sync + fmt::Debug + 'static {
     fn repeatable_without_store(&self) -> bool {
         false
     }
+
+    /// The refresh token a fetch from scratch (`previous` = `None`) would present, if any: one
+    /// configured by the user, not yet presented by this process. The cache then records its
+    /// presentation in the store like any other's, so a fleet started together on one
+    /// configured refresh token presents it once. The default is `None`.
+    fn initial_refresh_token(&self) -> Option<Secret> {
+        None
+    }
 }
 
 /// The fetch of a [`KeyedCache`](crate::KeyedCache): one fetcher for many principals (the
@@ -381,6 +389,13 @@ pub trait KeyedFetch: Send + Sync + fmt::Debug + 'static {
     fn repeatable_without_store(&self, principal: &Self::Principal) -> bool {
         let _ = principal;
         false
+    }
+
+    /// The refresh token `principal`'s fetch from scratch would present (see
+    /// [`Fetch::initial_refresh_token`]; default `None`).
+    fn initial_refresh_token(&self, principal: &Self::Principal) -> Option<Secret> {
+        let _ = principal;
+        None
     }
 }
 

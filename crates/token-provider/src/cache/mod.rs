@@ -151,6 +151,10 @@ impl<F: Fetch> KeyedFetch for OnePrincipal<F> {
     fn repeatable_without_store(&self, _: &()) -> bool {
         self.0.repeatable_without_store()
     }
+
+    fn initial_refresh_token(&self, _: &()) -> Option<crate::Secret> {
+        self.0.initial_refresh_token()
+    }
 }
 
 impl<F: Fetch> CachedTokenProvider<F> {

@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime};
 
 use tracing::{debug, error, warn};
 
-use super::slot::{CatchPanic, Obtained, PrincipalCache, rotated_only};
+use super::slot::{CatchPanic, Obtained, PrincipalCache, is_placeholder, rotated_only};
 use crate::store::{Presenting, Refusal, StoreKey, StoreLock, StoreRecord, TokenStore};
 use crate::token::is_b64token;
 use crate::{Error, KeyedFetch, TokenState};
@@ -148,6 +148,7 @@ impl<F: KeyedFetch> PrincipalCache<F> {
             )
         };
         let read = record.as_ref().map(|r| r.version);
+        let stored_any = record.is_some();
         let mut attempt = 1;
         let mut base = previous.clone();
         if let Some(record) = record {
@@ -174,7 +175,13 @@ impl<F: KeyedFetch> PrincipalCache<F> {
                 self.lock()
                     .clear_incidents(|incidents| incidents.unsaved = None);
             }
-            if !(unsaved && previous.is_some() && !landed) {
+            // A record made from nothing but a configured refresh token (a process that started
+            // after the store lost everything) is never newer than a state this one holds.
+            let from_scratch = is_placeholder(&record.state)
+                && previous
+                    .as_ref()
+                    .is_some_and(|p| !is_placeholder(p) && p.refresh_token.is_some());
+            if !(unsaved && previous.is_some() && !landed) && !from_scratch {
                 // What the store says is newer than what this process keeps.
                 self.follow_stored_refresh_token(adoptable(&record).refresh_token);
                 if let Some(refusal) = record.refused_own() {
@@ -223,6 +230,15 @@ impl<F: KeyedFetch> PrincipalCache<F> {
                     base = Some(record.state);
                 }
             }
+        }
+        if base.is_none() && !stored_any {
+            // Nothing stored or held: a refresh token the user configured is presented, and
+            // recorded like any other (in a state of its own that is never served).
+            base = self
+                .common
+                .fetcher
+                .initial_refresh_token(&self.principal)
+                .map(rotated_only);
         }
         let presented = base.as_ref().and_then(|b| b.refresh_token.clone());
         let mut read = read;

@@ -165,6 +165,11 @@ pub(super) fn rotated_only(refresh_token: Secret) -> TokenState {
     TokenState::new(placeholder).with_refresh_token(refresh_token)
 }
 
+/// Whether `state` is one [`rotated_only`] made: a refresh token and no real access token.
+pub(super) fn is_placeholder(state: &TokenState) -> bool {
+    state.access_token.expires_at() == Some(SystemTime::UNIX_EPOCH)
+}
+
 /// A slot's coordination state. What a healthy principal never needs (a held failure, a
 /// retired or rejected token, a failed save) lives in `incidents`, allocated only while it holds
 /// something, so a warm principal costs a few words here.
