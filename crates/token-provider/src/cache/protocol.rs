@@ -10,7 +10,9 @@ use std::time::{Duration, SystemTime};
 use tracing::{debug, error, warn};
 
 use super::slot::{CatchPanic, Obtained, PrincipalCache, is_placeholder, rotated_only};
-use crate::store::{Presenting, Refusal, StoreKey, StoreLock, StoreRecord, TokenStore};
+use crate::store::{
+    Presenting, RefreshDigest, Refusal, StoreKey, StoreLock, StoreRecord, TokenStore,
+};
 use crate::token::is_b64token;
 use crate::{Error, KeyedFetch, TokenState};
 
@@ -78,7 +80,7 @@ impl<F: KeyedFetch> PrincipalCache<F> {
                 (&result, previous.and_then(|p| p.refresh_token))
                 && fate(error) == Fate::Refused
             {
-                self.drop_refused_refresh_token(&refresh_token);
+                self.drop_refused_refresh_token(&refresh_token, error.to_string());
             }
             return Ok(Obtained::New(self.stamp(result?)));
         };
@@ -181,6 +183,19 @@ impl<F: KeyedFetch> PrincipalCache<F> {
                 && previous
                     .as_ref()
                     .is_some_and(|p| !is_placeholder(p) && p.refresh_token.is_some());
+            // A record whose refresh token this process already spent is older than the state
+            // this process holds (the store lost writes, and a stale state came back).
+            let behind = record
+                .state
+                .refresh_token
+                .as_ref()
+                .is_some_and(|rt| self.lock().spent(rt))
+                && previous.as_ref().is_some_and(|p| {
+                    p.refresh_token
+                        .as_ref()
+                        .is_some_and(|rt| !self.lock().spent(rt))
+                });
+            let from_scratch = from_scratch || behind;
             if !(unsaved && previous.is_some() && !landed) && !from_scratch {
                 // What the store says is newer than what this process keeps.
                 self.follow_stored_refresh_token(adoptable(&record).refresh_token);
@@ -241,6 +256,24 @@ impl<F: KeyedFetch> PrincipalCache<F> {
                 .map(rotated_only);
         }
         let presented = base.as_ref().and_then(|b| b.refresh_token.clone());
+        // A refresh token this process saw refused is never presented again, whatever the
+        // store says (its record of the refusal may not have been written, or been lost).
+        let known_refused = self.lock().refused().cloned();
+        if let (Some(refresh_token), Some(refusal)) = (&presented, known_refused)
+            && RefreshDigest::of(refresh_token) == refusal.refresh_digest
+        {
+            let state = base.clone().expect("a presented refresh token has a state");
+            let record = StoreRecord::new(state, 0).with_refused(refusal.clone());
+            self.record(store, key, lock, &record, read).await;
+            return Err(refused_error(&refusal));
+        }
+        if let Some(refresh_token) = &presented
+            && self.lock().spent(refresh_token)
+        {
+            return Err(Error::user_action(
+                "the stored refresh token was already spent by this process and its successor                  is lost (the store lost its writes): sign in again",
+            ));
+        }
         let mut read = read;
         if let (Some(refresh_token), true) = (&presented, store.versioned()) {
             let state = base.clone().expect("a presented refresh token has a state");
@@ -264,7 +297,12 @@ impl<F: KeyedFetch> PrincipalCache<F> {
         }
         let result = CatchPanic(self.common.fetcher.fetch(&self.principal, base.as_ref())).await;
         let state = match result {
-            Ok(state) => self.stamp(state),
+            Ok(state) => {
+                if let Some(refresh_token) = &presented {
+                    self.lock().remember_spent(refresh_token);
+                }
+                self.stamp(state)
+            }
             Err(error) => {
                 let (error, rotated) = error.take_rotated_refresh_token();
                 if let Some(refresh_token) = rotated {
@@ -281,7 +319,7 @@ impl<F: KeyedFetch> PrincipalCache<F> {
                 if let Some(refresh_token) = &presented
                     && fate(&error) == Fate::Refused
                 {
-                    self.drop_refused_refresh_token(refresh_token);
+                    self.drop_refused_refresh_token(refresh_token, error.to_string());
                 }
                 if let (Some(refresh_token), Some(base), true) =
                     (&presented, &base, store.versioned())
@@ -435,7 +473,24 @@ impl<F: KeyedFetch> PrincipalCache<F> {
         record: &StoreRecord,
         read: Option<u64>,
     ) {
-        if let Err(e) = store.save_record(key, record, read, lock).await {
+        let mut read = read;
+        let mut outcome = store.save_record(key, record, read, lock).await;
+        for _ in 0..SAVE_ROUNDS {
+            // Refused for a version read too early (a marker whose reply was lost, say): written
+            // again while the stored state is still the one the outcome is about.
+            let Err(Error::StoreFenced { .. }) = outcome else {
+                break;
+            };
+            match store.load_record(key).await {
+                Ok(Some(stored)) if !is_newer(&stored.state, Some(&record.state)) => {
+                    read = Some(stored.version);
+                }
+                Ok(None) => read = None,
+                _ => break,
+            }
+            outcome = store.save_record(key, record, read, lock).await;
+        }
+        if let Err(e) = outcome {
             warn!(
                 cache = self.config().name,
                 key = %key,

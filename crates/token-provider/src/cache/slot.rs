@@ -24,7 +24,7 @@ use super::local::{count_keyed_hit, drop_dead_local_copies, local_copy, local_hi
 use super::policy;
 use crate::clock::nanos;
 use crate::pace::Background;
-use crate::store::{StoreKey, TokenStore};
+use crate::store::{RefreshDigest, Refusal, StoreKey, TokenStore};
 use crate::token::{self, is_b64token};
 use crate::{AccessToken, Error, KeyedFetch, Secret, TokenFuture, TokenProvider, TokenState};
 
@@ -195,7 +195,17 @@ pub(super) struct Incidents {
     /// Set while the fetch in flight is a background refresh (of a still-valid token).
     background: Option<Arc<Background>>,
     consecutive_failures: u32,
+    /// The last refresh token the provider refused here, never presented again by this process
+    /// whatever a store says (a record whose refusal was not written, or was lost).
+    pub(super) refused: Option<Refusal>,
+    /// The refresh tokens this process last spent (presented and answered), newest last: a
+    /// record holding one of them is older than what this process holds (a store that lost
+    /// writes, and a stale state written back since).
+    pub(super) spent: Vec<RefreshDigest>,
 }
+
+/// How many spent refresh tokens a principal's cache remembers.
+const SPENT_REMEMBERED: usize = 8;
 
 impl Coordination {
     pub(super) fn incidents(&mut self) -> &mut Incidents {
@@ -218,6 +228,31 @@ impl Coordination {
         self.incidents.as_ref()?.unsaved.as_ref()
     }
 
+    pub(super) fn refused(&self) -> Option<&Refusal> {
+        self.incidents.as_ref()?.refused.as_ref()
+    }
+
+    /// Whether this process spent `refresh_token` (presented it and had an answer).
+    pub(super) fn spent(&self, refresh_token: &Secret) -> bool {
+        self.incidents.as_ref().is_some_and(|i| {
+            let digest = RefreshDigest::of(refresh_token);
+            i.spent.contains(&digest)
+        })
+    }
+
+    /// Remembers that this process spent `refresh_token`.
+    pub(super) fn remember_spent(&mut self, refresh_token: &Secret) {
+        let digest = RefreshDigest::of(refresh_token);
+        self.update(|incidents| {
+            if !incidents.spent.contains(&digest) {
+                if incidents.spent.len() == SPENT_REMEMBERED {
+                    incidents.spent.remove(0);
+                }
+                incidents.spent.push(digest);
+            }
+        });
+    }
+
     /// Sets what `f` changes in the incidents part, and frees it once it holds nothing.
     pub(super) fn update(&mut self, f: impl FnOnce(&mut Incidents)) {
         f(self.incidents());
@@ -228,6 +263,8 @@ impl Coordination {
             && incidents.unsaved.is_none()
             && incidents.background.is_none()
             && incidents.consecutive_failures == 0
+            && incidents.refused.is_none()
+            && incidents.spent.is_empty()
         {
             self.incidents = None;
         }
@@ -862,8 +899,12 @@ impl<F: KeyedFetch> PrincipalCache<F> {
     /// Forgets `refused`, a refresh token the provider refused, wherever this cache keeps it
     /// (the cached state, the retired one), so no later fetch of this process presents it
     /// again, with or without a store that recorded the refusal.
-    pub(super) fn drop_refused_refresh_token(&self, refused: &Secret) {
+    pub(super) fn drop_refused_refresh_token(&self, refused: &Secret, reason: String) {
         self.replace_refresh_token(|held| held == Some(refused), None);
+        let refusal = Refusal::new(refused, self.common.now(), reason);
+        let mut control = self.lock();
+        control.remember_spent(refused);
+        control.update(|incidents| incidents.refused = Some(refusal));
     }
 
     /// Keeps `refresh_token`, the one the store says is the principal's now (`None`: none this
