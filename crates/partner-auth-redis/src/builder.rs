@@ -7,9 +7,9 @@ use std::time::Duration;
 use token_provider::{Error, Secret, SharedClock, system_clock};
 
 use crate::client::{Inner, Settings};
-use crate::seal::{SealKey, Sealer};
 use crate::store::RedisStore;
 use crate::target;
+use token_provider::seal::{SealKey, Sealer};
 
 /// The default key prefix.
 pub const DEFAULT_PREFIX: &str = "partner-auth:";

@@ -13,13 +13,13 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::cluster_async::ClusterConnection;
 use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
 use redis::{Cmd, RedisFuture, Value};
+use token_provider::seal::Sealer;
 use token_provider::{Error, KeyLocks, SharedClock, StoreKey};
 use tracing::warn;
 
 use crate::codec::Stored;
 use crate::errors::Context;
 use crate::scripts::Scripts;
-use crate::seal::Sealer;
 use crate::target::{Target, Topology};
 
 /// The settings a builder validated.

@@ -200,7 +200,6 @@ mod errors;
 mod keys;
 mod lease;
 mod scripts;
-mod seal;
 mod store;
 mod target;
 #[cfg(feature = "testing")]
@@ -210,9 +209,9 @@ pub mod testing;
 pub use crate::builder::{DEFAULT_PREFIX, RedisStoreBuilder};
 pub use crate::codec::MAX_VALUE_SIZE;
 pub use crate::lease::settle;
-pub use crate::seal::SealKey;
 pub use crate::store::RedisStore;
 pub use crate::target::url_has_password;
+pub use token_provider::seal::SealKey;
 
 #[cfg(doc)]
 use token_provider::{Error, StoreKey, TokenStore};
