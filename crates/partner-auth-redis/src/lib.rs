@@ -210,7 +210,6 @@ pub use crate::builder::{DEFAULT_PREFIX, RedisStoreBuilder};
 pub use crate::codec::MAX_VALUE_SIZE;
 pub use crate::lease::settle;
 pub use crate::store::RedisStore;
-pub use crate::target::url_has_password;
 pub use token_provider::seal::SealKey;
 
 #[cfg(doc)]
