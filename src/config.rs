@@ -13,8 +13,9 @@ use crate::{Error, HttpClient, ProviderKind, ProviderOptions, TokenProvider, fro
 /// ```toml
 /// timeout_secs = 20               # each HTTP request (default 30)
 /// store = "/var/lib/app/tokens.json"  # optional: a store shared by all providers
-/// # store = "rediss://:PASSWORD@cache.internal:6380/0"  # or Redis, shared by a fleet
-/// #   (feature `redis`; sealed when PARTNER_AUTH_STORE_KEY is set in the environment)
+/// # store = "rediss://cache.internal:6380/0"  # or Redis, shared by a fleet (feature
+/// #   `redis`; its password from PARTNER_AUTH_REDIS_PASSWORD in the environment)
+/// # Either is sealed when PARTNER_AUTH_STORE_KEY is set in the environment.
 ///
 /// [providers.billing]
 /// provider = "aerion"
@@ -39,9 +40,10 @@ pub struct Config {
     /// Seconds each HTTP request may take.
     #[serde(default)]
     pub timeout_secs: Option<u64>,
-    /// The store shared by every provider: a file path, or a `redis://` / `rediss://` URL
-    /// (feature `redis`; its entries sealed under `PARTNER_AUTH_STORE_KEY` from the process
-    /// environment when that is set, never from this file). See [`open_store`](crate::open_store).
+    /// The store shared by every provider: a file path, or a Redis URL (feature `redis`); its
+    /// entries sealed under `PARTNER_AUTH_STORE_KEY` from the process environment when that is
+    /// set, never from this file. A `word:` prefix that names no store is refused. See
+    /// [`open_store`](crate::open_store).
     #[serde(default)]
     pub store: Option<std::path::PathBuf>,
     /// The providers, by the application's own names.

@@ -31,7 +31,8 @@
 //! - `redis`: [`redis`] (`partner-auth-redis`): a token store on Redis that a fleet of
 //!   replicas shares, so each principal's token is fetched once per expiry for the whole fleet.
 //!   `store = "redis://…"` in a [`Config`], or `PARTNER_AUTH_STORE=redis://…` for
-//!   [`from_env`] ([`open_store`]).
+//!   [`from_env`] ([`open_store`]: every URL form, the password from
+//!   `PARTNER_AUTH_REDIS_PASSWORD`).
 //!
 //! Authenticated calls with a 401 retry: [`auth::send_authorized`] for bare reqwest and
 //! [`auth::AuthMiddleware`] for `reqwest-middleware`.
@@ -50,8 +51,8 @@ pub use token_provider;
 #[doc(inline)]
 pub use token_provider::{
     AccessToken, CacheConfig, CacheStats, CachedTokenProvider, Clock, Error, Fetch, FileStore,
-    HttpClient, MemoryStore, ProviderOptions, RetryPolicy, Secret, SharedClock, StoreEntry,
-    StoreKey, TokenProvider, TokenState, TokenStore, async_trait, auth, provider_fn,
+    HttpClient, MemoryStore, ProviderOptions, RetryPolicy, SealKey, Secret, SharedClock,
+    StoreEntry, StoreKey, TokenProvider, TokenState, TokenStore, async_trait, auth, provider_fn,
 };
 
 #[cfg(feature = "aerion")]
@@ -68,7 +69,10 @@ pub use aurora_solar_auth as aurora_solar;
 pub use aurora_uk_auth as aurora_uk;
 
 pub use crate::config::{Config, ProviderConfig};
-pub use crate::store::{STORE_KEY_VAR, STORE_VAR, is_redis_url, open_store};
+pub use crate::store::{
+    REDIS_ACCEPT_EVICTION_VAR, REDIS_PASSWORD_FILE_VAR, REDIS_PASSWORD_VAR, STORE_KEY_VAR,
+    STORE_VAR, StoreSpec, is_redis_url, open_store, store_spec, url_has_password,
+};
 
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]

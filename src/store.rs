@@ -1,34 +1,183 @@
-//! Opening the store a setting names: a file path, or a Redis URL.
+//! Opening the store a setting names: a file path, or a Redis URL; never a file for a
+//! `word:` prefix.
 
 use std::sync::Arc;
 
-use crate::{Error, FileStore, TokenStore};
+use token_provider::{SealKey, env_value};
 
-/// The variable naming the store (a file path, or a `redis://` / `rediss://` URL).
+use crate::{Error, FileStore, Secret, TokenStore};
+
+/// The variable naming the store (a file path, or a Redis URL).
 pub const STORE_VAR: &str = "PARTNER_AUTH_STORE";
 
-/// The variable holding the key that seals a Redis store's entries: 32 bytes in base64
-/// (`openssl rand -base64 32`). Unset, entries are stored in clear.
+/// The variable holding the key that seals the store's entries, file or Redis: 32 bytes in
+/// base64 (`openssl rand -base64 32`). Unset, entries are stored in clear.
 pub const STORE_KEY_VAR: &str = "PARTNER_AUTH_STORE_KEY";
 
-/// Whether `spec` names a Redis store (`redis://` or `rediss://`, any case).
-pub fn is_redis_url(spec: &str) -> bool {
-    let lower = spec.trim_start().to_ascii_lowercase();
-    lower.starts_with("redis://") || lower.starts_with("rediss://")
+/// The variable holding the Redis password (of the URL's user, or of the default user).
+pub const REDIS_PASSWORD_VAR: &str = "PARTNER_AUTH_REDIS_PASSWORD";
+
+/// The file holding the Redis password instead (read once; one trailing newline dropped).
+pub const REDIS_PASSWORD_FILE_VAR: &str = "PARTNER_AUTH_REDIS_PASSWORD_FILE";
+
+/// Set to `1` to use a Redis that may evict keys, or whose `maxmemory-policy` cannot be read
+/// (managed services), with one warning instead of an error.
+pub const REDIS_ACCEPT_EVICTION_VAR: &str = "PARTNER_AUTH_REDIS_ACCEPT_EVICTION";
+
+/// The URL schemes of a Redis store, lowercase (any case is accepted).
+const REDIS_SCHEMES: &[&str] = &[
+    "redis",
+    "rediss",
+    "redis+unix",
+    "unix",
+    "redis+cluster",
+    "rediss+cluster",
+    "valkey",
+    "valkeys",
+    "valkey+unix",
+    "valkey+cluster",
+    "valkeys+cluster",
+];
+
+/// What a store setting names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum StoreSpec<'a> {
+    /// A file at this path.
+    File(&'a str),
+    /// A Redis URL (`redis://`, `rediss://`, `redis+unix://`, `unix://`, `redis+cluster://`,
+    /// `rediss+cluster://`, `valkey` for `redis` in each; any case).
+    Redis(&'a str),
 }
 
-/// The store `spec` names: a `redis://` or `rediss://` URL is a Redis store shared by a fleet
-/// (feature `redis`; its entries sealed when `lookup` gives [`STORE_KEY_VAR`]), anything else a
-/// [`FileStore`] at that path. Errors name `field` and never quote the URL's password or the key.
+/// What `spec` names. A word of two or more letters, digits, `+`, `-` or `.` before a `:` is a
+/// URL scheme: a Redis one is a Redis store (with `//`: `redis:HOST` is refused), any other is
+/// refused, never taken as a file path (write `./name:x` for a file whose name has a colon).
+/// A single letter and a colon is a Windows drive. Errors name `field`, never the value.
+pub fn store_spec<'a>(spec: &'a str, field: &str) -> Result<StoreSpec<'a>, Error> {
+    let spec = spec.trim();
+    let scheme_len = spec
+        .find(|c: char| !(c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.')))
+        .filter(|&end| spec[end..].starts_with(':'))
+        .filter(|&end| end >= 2 && spec.starts_with(|c: char| c.is_ascii_alphabetic()));
+    let Some(end) = scheme_len else {
+        return Ok(StoreSpec::File(spec));
+    };
+    let scheme = spec[..end].to_ascii_lowercase();
+    if !REDIS_SCHEMES.contains(&scheme.as_str()) {
+        return Err(Error::config(
+            field,
+            "starts with a URL scheme that names no store: give a file path (`./` before a \
+             file name that has a colon) or a Redis URL (redis://, rediss://, redis+unix://, \
+             redis+cluster://, or valkey in place of redis)",
+        ));
+    }
+    if !spec[end..].starts_with("://") {
+        let form = if scheme.ends_with("unix") {
+            "///PATH"
+        } else {
+            "//HOST[:PORT][/DB]"
+        };
+        return Err(Error::config(
+            field,
+            format!("is a {scheme}: URL without `//`: write {scheme}:{form}"),
+        ));
+    }
+    Ok(StoreSpec::Redis(spec))
+}
+
+/// Whether `spec` names a Redis store (see [`store_spec`]).
+pub fn is_redis_url(spec: &str) -> bool {
+    matches!(store_spec(spec, ""), Ok(StoreSpec::Redis(_)))
+}
+
+/// Whether the Redis URL `url` carries a password (`:PASSWORD@`, or `pass=`): a command line
+/// that other users of the host can read must not.
+pub fn url_has_password(url: &str) -> bool {
+    let rest = url.trim().split_once("://").map_or(url, |(_, rest)| rest);
+    let (rest, query) = rest.split_once('?').unwrap_or((rest, ""));
+    let authority = rest.split('/').next().unwrap_or("");
+    let in_userinfo = authority
+        .rfind('@')
+        .is_some_and(|at| authority[..at].contains(':'));
+    let in_query = query
+        .split('&')
+        .any(|pair| matches!(pair.split('=').next(), Some("pass" | "password")));
+    in_userinfo || in_query
+}
+
+/// The store `spec` names (see [`store_spec`]), with `lookup` giving the variables:
+///
+/// - a file: a [`FileStore`] at that path, its entries sealed under [`STORE_KEY_VAR`] when
+///   that is set;
+/// - a Redis URL (feature `redis`): a Redis store shared by a fleet, its entries sealed the
+///   same way, its password from [`REDIS_PASSWORD_VAR`] or [`REDIS_PASSWORD_FILE_VAR`] (a URL
+///   that carries one too is refused), an evicting server accepted when
+///   [`REDIS_ACCEPT_EVICTION_VAR`] is `1`.
+///
+/// Errors name `field` or the variable, and never quote a password, the key, or the setting.
 pub fn open_store(
     lookup: impl Fn(&str) -> Option<String>,
     spec: &str,
     field: &str,
 ) -> Result<Arc<dyn TokenStore>, Error> {
-    if !is_redis_url(spec) {
-        return Ok(Arc::new(FileStore::new(spec)));
+    let key = seal_key(&lookup)?;
+    match store_spec(spec, field)? {
+        StoreSpec::File(path) => {
+            let store = FileStore::new(path);
+            Ok(Arc::new(match &key {
+                Some(key) => store.seal_key(key),
+                None => store,
+            }))
+        }
+        StoreSpec::Redis(url) => open_redis(url, field, &lookup, key),
     }
-    open_redis(spec.trim(), field, &lookup)
+}
+
+fn seal_key(lookup: &dyn Fn(&str) -> Option<String>) -> Result<Option<SealKey>, Error> {
+    env_value(&lookup, STORE_KEY_VAR)
+        .map(|text| SealKey::from_base64(&text))
+        .transpose()
+}
+
+/// A secret from `var`, or from the file `file_var` names (read once, one trailing newline
+/// dropped); both set is an error.
+fn secret_var(
+    lookup: &dyn Fn(&str) -> Option<String>,
+    var: &str,
+    file_var: &str,
+) -> Result<Option<Secret>, Error> {
+    match (env_value(&lookup, var), env_value(&lookup, file_var)) {
+        (Some(_), Some(_)) => Err(Error::config(
+            var,
+            format!("and {file_var} are both set: give one"),
+        )),
+        (Some(value), None) => Ok(Some(Secret::from(value))),
+        (None, Some(path)) => {
+            let text = std::fs::read_to_string(&path).map_err(|e| {
+                Error::config(file_var, format!("names a file that cannot be read ({e})"))
+            })?;
+            let text = text
+                .strip_suffix('\n')
+                .map(|t| t.strip_suffix('\r').unwrap_or(t))
+                .unwrap_or(&text);
+            if text.is_empty() {
+                return Err(Error::config(file_var, "names an empty file"));
+            }
+            Ok(Some(Secret::from(text)))
+        }
+        (None, None) => Ok(None),
+    }
+}
+
+/// `PARTNER_AUTH_REDIS_ACCEPT_EVICTION`: `1`/`true`/`yes` or `0`/`false`/`no` (unset: no).
+fn flag_var(lookup: &dyn Fn(&str) -> Option<String>, var: &str) -> Result<bool, Error> {
+    match env_value(&lookup, var).map(|v| v.trim().to_ascii_lowercase()) {
+        None => Ok(false),
+        Some(v) if matches!(v.as_str(), "1" | "true" | "yes") => Ok(true),
+        Some(v) if matches!(v.as_str(), "0" | "false" | "no") => Ok(false),
+        Some(_) => Err(Error::config(var, "must be 1 or 0")),
+    }
 }
 
 #[cfg(feature = "redis")]
@@ -36,15 +185,19 @@ fn open_redis(
     url: &str,
     field: &str,
     lookup: &dyn Fn(&str) -> Option<String>,
+    key: Option<SealKey>,
 ) -> Result<Arc<dyn TokenStore>, Error> {
-    let key = token_provider::env_value(lookup, STORE_KEY_VAR)
-        .map(|text| partner_auth_redis::SealKey::from_base64(&text))
-        .transpose()?;
+    let password = secret_var(lookup, REDIS_PASSWORD_VAR, REDIS_PASSWORD_FILE_VAR)?;
+    let accept_eviction = flag_var(lookup, REDIS_ACCEPT_EVICTION_VAR)?;
     let store = partner_auth_redis::RedisStore::builder(url)
+        .password_opt(password)
+        .accept_eviction_risk(accept_eviction)
         .seal_key_opt(key)
         .build()
         .map_err(|e| match e {
-            Error::Config { reason, .. } => Error::config(field, reason),
+            Error::Config {
+                field: f, reason, ..
+            } if f == "store" => Error::config(field, reason),
             other => other,
         })?;
     Ok(Arc::new(store))
@@ -54,8 +207,12 @@ fn open_redis(
 fn open_redis(
     _url: &str,
     field: &str,
-    _lookup: &dyn Fn(&str) -> Option<String>,
+    lookup: &dyn Fn(&str) -> Option<String>,
+    _key: Option<SealKey>,
 ) -> Result<Arc<dyn TokenStore>, Error> {
+    // Read all the same, so a mistake in them is not hidden by this one.
+    secret_var(lookup, REDIS_PASSWORD_VAR, REDIS_PASSWORD_FILE_VAR)?;
+    flag_var(lookup, REDIS_ACCEPT_EVICTION_VAR)?;
     Err(Error::config(
         field,
         "names a Redis store: build partner-auth with the `redis` feature, or give a file path",
@@ -67,13 +224,87 @@ mod tests {
     use super::*;
 
     #[test]
-    fn urls_are_redis_and_everything_else_a_file() {
-        assert!(is_redis_url("redis://h:6379/0"));
-        assert!(is_redis_url("REDISS://h/1"));
-        assert!(!is_redis_url("/var/lib/redis://x"));
-        assert!(!is_redis_url("tokens.json"));
+    fn schemes_are_redis_or_refused_and_the_rest_are_files() {
+        for spec in [
+            "redis://h:6379/0",
+            "REDISS://h/1",
+            "Valkey://h",
+            "unix:///run/redis.sock",
+            "redis+unix:///run/redis.sock?db=2",
+            "redis+cluster://a:1,b:2",
+        ] {
+            assert_eq!(store_spec(spec, "store").unwrap(), StoreSpec::Redis(spec));
+        }
+        for spec in [
+            "tokens.json",
+            "/var/lib/redis://x",
+            "./a:b",
+            "C:\\tokens.json",
+            "",
+        ] {
+            assert_eq!(store_spec(spec, "store").unwrap(), StoreSpec::File(spec));
+        }
+        for spec in [
+            "redis:h:6379",
+            "rediss:h",
+            "ftp:x",
+            "memcached://h:1",
+            "s3://b/k",
+        ] {
+            let err = store_spec(spec, "STORE").unwrap_err();
+            assert!(
+                matches!(&err, Error::Config { field, .. } if field == "STORE"),
+                "{err}"
+            );
+        }
+        assert!(is_redis_url("redis://h/0") && !is_redis_url("redis:h"));
         let file = open_store(|_| None, "/tmp/x.json", "store").unwrap();
         assert!(format!("{file:?}").contains("FileStore"));
+    }
+
+    #[test]
+    fn a_password_is_found_where_a_url_may_carry_one() {
+        assert!(url_has_password("redis://:pw@h/0"));
+        assert!(url_has_password("redis+cluster://u:pw@a:1,b:2"));
+        assert!(url_has_password("unix:///s?db=1&pass=pw"));
+        assert!(!url_has_password("redis://u@h/0"));
+        assert!(!url_has_password("unix:///s?db=1"));
+    }
+
+    #[test]
+    fn a_key_seals_the_file_store() {
+        let key = "q5Jq3Zl9mWc8XhZ0m1t9YF5bqHc1Qm0n2z1s3u4v5w8=";
+        let store = open_store(
+            |name| (name == STORE_KEY_VAR).then(|| key.to_owned()),
+            "/tmp/x.json",
+            "store",
+        )
+        .unwrap();
+        let shown = format!("{store:?}");
+        assert!(
+            shown.contains("sealer: Some") && !shown.contains(key),
+            "{shown}"
+        );
+    }
+
+    #[test]
+    fn secrets_come_from_a_variable_or_a_file_not_both() {
+        let dir = token_provider::testing::TempDir::new("facade-secret");
+        let path = dir.join("pw");
+        std::fs::write(&path, "s3cret\r\n").unwrap();
+        let path = path.to_str().unwrap().to_owned();
+        let from_file = secret_var(
+            &|name: &str| (name == "PW_FILE").then(|| path.clone()),
+            "PW",
+            "PW_FILE",
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(from_file.expose_secret(), "s3cret");
+        let both = secret_var(&|_: &str| Some(path.clone()), "PW", "PW_FILE").unwrap_err();
+        assert!(both.to_string().contains("PW_FILE") && !both.to_string().contains("s3cret"));
+        let bad = flag_var(&|_: &str| Some("maybe".to_owned()), "FLAG").unwrap_err();
+        assert!(!bad.to_string().contains("maybe"), "{bad}");
     }
 
     #[cfg(feature = "redis")]
@@ -81,8 +312,12 @@ mod tests {
     fn a_redis_url_opens_a_redis_store_sealed_when_a_key_is_set() {
         let key = "q5Jq3Zl9mWc8XhZ0m1t9YF5bqHc1Qm0n2z1s3u4v5w8=";
         let store = open_store(
-            |name| (name == STORE_KEY_VAR).then(|| key.to_owned()),
-            "redis://:pw-91ab@127.0.0.1:1/0",
+            |name| match name {
+                STORE_KEY_VAR => Some(key.to_owned()),
+                REDIS_PASSWORD_VAR => Some("pw-91ab".to_owned()),
+                _ => None,
+            },
+            "redis://127.0.0.1:1/0",
             "store",
         )
         .unwrap();
@@ -104,6 +339,18 @@ mod tests {
         .to_string();
         assert!(
             err.contains(STORE_KEY_VAR) && !err.contains("short"),
+            "{err}"
+        );
+        // A password in the URL and one apart: which one is meant?
+        let err = open_store(
+            |name| (name == REDIS_PASSWORD_VAR).then(|| "pw-2".to_owned()),
+            "redis://:pw-1@h/0",
+            "PARTNER_AUTH_STORE",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("PARTNER_AUTH_STORE") && !err.contains("pw-"),
             "{err}"
         );
     }

@@ -374,39 +374,48 @@ fn check_dependency_rules() -> Result {
     }
 }
 
-/// Makes sure `redis-server` (and `redis-cli`) are on the PATH: installs Debian's
-/// `redis-server` package when missing and running as root with apt-get, and otherwise fails
-/// with one line saying how.
+/// Makes sure `redis-server` and `redis-cli` (the Redis store's tests) and `openssl` (their TLS
+/// certificates) are on the PATH: installs Debian's `redis-server` and `openssl` packages when
+/// missing and running as root with apt-get, and otherwise fails with one line saying how.
 fn ensure_redis_server() -> Result {
-    let found = |bin: &str| {
+    // `redis-server --version`, `openssl version`: each answers 0 when it is there.
+    let found = |bin: &str, arg: &str| {
         Command::new(bin)
-            .arg("--version")
+            .arg(arg)
             .output()
             .is_ok_and(|o| o.status.success())
     };
-    if found("redis-server") && found("redis-cli") {
+    let missing = || {
+        let mut packages = Vec::new();
+        if !(found("redis-server", "--version") && found("redis-cli", "--version")) {
+            packages.push("redis-server");
+        }
+        if !found("openssl", "version") {
+            packages.push("openssl");
+        }
+        packages
+    };
+    let packages = missing();
+    if packages.is_empty() {
         return Ok(());
     }
     let root = Command::new("id")
         .arg("-u")
         .output()
         .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
-    let how = "redis-server is missing: install it (Debian/Ubuntu: `sudo apt-get install -y \
-               redis-server`; macOS: `brew install redis`) and run again";
+    let how = format!(
+        "{} missing: install it (Debian/Ubuntu: `sudo apt-get install -y {}`; macOS: `brew \
+         install redis openssl`) and run again",
+        packages.join(" and "),
+        packages.join(" ")
+    );
     if !(root && found_apt()) {
-        return Err(how.into());
+        return Err(how);
     }
-    eprintln!("\n==> installing redis-server (apt-get)");
-    for args in [
-        &["update", "-q"][..],
-        &[
-            "install",
-            "-y",
-            "-q",
-            "--no-install-recommends",
-            "redis-server",
-        ][..],
-    ] {
+    eprintln!("\n==> installing {} (apt-get)", packages.join(", "));
+    let mut install = vec!["install", "-y", "-q", "--no-install-recommends"];
+    install.extend(&packages);
+    for args in [&["update", "-q"][..], &install[..]] {
         let status = Command::new("apt-get")
             .args(args)
             .env("DEBIAN_FRONTEND", "noninteractive")
@@ -416,10 +425,10 @@ fn ensure_redis_server() -> Result {
             return Err(format!("apt-get {} failed ({status}); {how}", args[0]));
         }
     }
-    if found("redis-server") && found("redis-cli") {
+    if missing().is_empty() {
         Ok(())
     } else {
-        Err(how.into())
+        Err(how)
     }
 }
 

@@ -30,6 +30,8 @@ pub(crate) struct Answer {
     /// Why the run fails although the API answered (an HTTP error status, or a state that
     /// could not be saved).
     pub(crate) failure: Option<Failure>,
+    /// A line for stderr: the token was fetched without the store, which could not be reached.
+    pub(crate) warning: Option<String>,
 }
 
 /// Sends the request `args` describe and returns what to print.
@@ -68,7 +70,7 @@ pub(crate) async fn run(args: &ApiArgs, lookup: Lookup<'_>) -> Result<Answer, Fa
     let request = request(args, url, &header).map_err(fail)?;
 
     let store = setup::store(lookup, args.store.store.as_deref()).map_err(fail)?;
-    let options = setup::options(lookup, store).map_err(fail)?;
+    let options = setup::options(lookup, store.clone().map(|s| s as _)).map_err(fail)?;
     let http = options
         .http
         .clone()
@@ -97,6 +99,7 @@ pub(crate) async fn run(args: &ApiArgs, lookup: Lookup<'_>) -> Result<Answer, Fa
             Ok(Answer {
                 stdout: render(&response, args.include, pretty),
                 failure,
+                warning: store.and_then(|s| s.not_shared_warning()),
             })
         }
         // Getting the token failed: the token command's statuses.

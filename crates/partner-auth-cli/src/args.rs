@@ -49,9 +49,14 @@ aurora-solar-sdk (Client SDK JWT):
 
 every provider:
   PARTNER_AUTH_TIMEOUT     optional; seconds each request may take (1 to 86400; default 30)
-  PARTNER_AUTH_STORE       optional; the store used when --store is not given (a file, or
-                           redis://[:PASSWORD@]HOST:PORT/DB)
-  PARTNER_AUTH_STORE_KEY   optional; 32 bytes in base64 that seal a Redis store's entries
+  PARTNER_AUTH_STORE       optional; the store used when --store is not given: a file, or a
+                           Redis URL (redis://HOST:PORT/DB, rediss://, redis+unix:///PATH,
+                           redis+cluster://HOST:PORT,HOST:PORT; valkey for redis); any other
+                           `word:` is refused
+  PARTNER_AUTH_STORE_KEY   optional; 32 bytes in base64 that seal the store's entries
+  PARTNER_AUTH_REDIS_PASSWORD       optional; the Redis password (never in --store), or
+  PARTNER_AUTH_REDIS_PASSWORD_FILE  a file holding it
+  PARTNER_AUTH_REDIS_ACCEPT_EVICTION  optional; 1 to use a Redis that may evict keys
 
 Output: the access token alone on stdout; with --json one line
 {\"access_token\":...,\"token_type\":...,\"expires_at\":\"2026-11-22T10:00:00Z\" or null};

@@ -60,11 +60,20 @@
 //!   which; `status` and `forget` on a file that does not exist say `no store at PATH` and exit
 //!   2 (a path naming nothing is most often not the store meant: a `forget` that succeeded on it
 //!   would leave the real store's refresh tokens in place).
-//!   `--store redis://[:PASSWORD@]HOST:PORT/DB` (or `rediss://` for TLS) keeps the state in Redis
-//!   instead, shared by every host that names it, under a per-principal lock; its entries are
-//!   sealed under `PARTNER_AUTH_STORE_KEY` (32 bytes, base64) when that is set. Redis unreachable:
-//!   a password or client-credentials grant is fetched without it; a refresh-token-only or
-//!   session-token principal exits 4 naming Redis.
+//!   `--store redis://HOST:PORT/DB` (or `rediss://` for TLS, `redis+unix:///PATH`,
+//!   `redis+cluster://HOST:PORT,HOST:PORT`, `valkey` for `redis`, any case) keeps the state in
+//!   Redis instead, shared by every host that names it. Any other `word:` prefix, and
+//!   `redis:` without `//`, is refused (exit 2), never taken as a file. Entries, in a file or in
+//!   Redis, are sealed under `PARTNER_AUTH_STORE_KEY` (32 bytes, base64) when that is set. The
+//!   Redis password comes from `PARTNER_AUTH_REDIS_PASSWORD` or `PARTNER_AUTH_REDIS_PASSWORD_FILE`;
+//!   one inside `--store` is refused (argv is visible to every user of the host), while one in a
+//!   `PARTNER_AUTH_STORE` URL is accepted when neither variable is set.
+//!   `PARTNER_AUTH_REDIS_ACCEPT_EVICTION=1` accepts a Redis that may evict keys.
+//!   What Redis refuses (a wrong password, an ACL, a TLS certificate not vouched for by the
+//!   roots in `SSL_CERT_FILE`, OOM, a cluster named as one server) exits 2 naming the URL,
+//!   nothing fetched. Redis unreachable: a password or client-credentials grant is fetched
+//!   without it, and the token printed with one warning line on stderr (not shared); a
+//!   refresh-token-only or session-token principal exits 4 naming Redis.
 //! - stderr: one line, `partner-auth: <provider>: <reason>` (or `partner-auth: <reason>`), never
 //!   a secret, never an argument.
 //!
@@ -138,6 +147,7 @@ fn main() -> ExitCode {
             match block_on(token::run(&args, &lookup)) {
                 Ok(printed) => {
                     let status = print(format!("{}\n", printed.line).as_bytes(), Some(kind));
+                    warn(kind, printed.warning.as_deref());
                     match printed.unsaved {
                         Some(failure) if status == ExitCode::from(EXIT_OK) => failure.report(),
                         _ => status,
@@ -151,6 +161,7 @@ fn main() -> ExitCode {
             match block_on(api::run(&args, &lookup)) {
                 Ok(answer) => {
                     let printed = print(&answer.stdout, Some(kind));
+                    warn(kind, answer.warning.as_deref());
                     match answer.failure {
                         Some(failure) if printed == ExitCode::from(EXIT_OK) => failure.report(),
                         _ => printed,
@@ -189,6 +200,13 @@ fn main() -> ExitCode {
     }
 }
 
+/// Prints `warning` (one line) on stderr, naming the provider.
+fn warn(kind: partner_auth::ProviderKind, warning: Option<&str>) {
+    if let Some(warning) = warning {
+        eprintln!("partner-auth: {kind}: {}", exit::one_line(warning));
+    }
+}
+
 /// Refuses, by name and before anything is sent, a variable the command reads that is set but
 /// not UTF-8: read as unset it would be reported as missing, or slip past a check (only one of
 /// `AERION_COMPANY_URL` and `AERION_ORIGIN`).
@@ -197,6 +215,10 @@ fn check_utf8(provider: Option<partner_auth::ProviderKind>) -> Result<(), Failur
     for name in [
         setup::TIMEOUT_VAR,
         setup::STORE_VAR,
+        partner_auth::STORE_KEY_VAR,
+        partner_auth::REDIS_PASSWORD_VAR,
+        partner_auth::REDIS_PASSWORD_FILE_VAR,
+        partner_auth::REDIS_ACCEPT_EVICTION_VAR,
         "AURORA_UK_API_URL",
         "AURORA_UK_AUTH_HEADER",
     ] {

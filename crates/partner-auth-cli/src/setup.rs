@@ -2,13 +2,14 @@
 //! lazily built HTTP client, and the provider itself.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::exit::{EXIT_CONFIG, Failure};
+use partner_auth::token_provider::{StoreLock, StoreRecord};
 use partner_auth::{
-    CacheConfig, Error, FileStore, HttpClient, ProviderKind, ProviderOptions, TokenProvider,
-    TokenStore,
+    CacheConfig, Error, FileStore, HttpClient, ProviderKind, ProviderOptions, StoreEntry, StoreKey,
+    TokenProvider, TokenState, TokenStore, async_trait,
 };
 
 /// The variable that bounds each request, in whole seconds.
@@ -48,13 +49,19 @@ pub(crate) fn store_path(
     })
 }
 
-/// The store `--store`/`PARTNER_AUTH_STORE` name, opened; none when neither is set.
+/// The store `--store`/`PARTNER_AUTH_STORE` name, opened and watched; none when neither is
+/// set.
 pub(crate) fn store(
     lookup: Lookup<'_>,
     flag: Option<&Path>,
-) -> Result<Option<Arc<dyn TokenStore>>, Error> {
+) -> Result<Option<Arc<Watched>>, Error> {
     store_path(lookup, flag)?
-        .map(|(field, path)| open_store(lookup, field, &path))
+        .map(|(field, path)| {
+            Ok(Arc::new(Watched {
+                inner: open_store(lookup, field, &path)?,
+                unreachable: Mutex::default(),
+            }))
+        })
         .transpose()
 }
 
@@ -162,18 +169,122 @@ fn is_redis(path: &Path) -> bool {
     path.to_str().is_some_and(partner_auth::is_redis_url)
 }
 
-/// The store at `path`: a file, or Redis for a `redis://` / `rediss://` URL (sealed under
-/// `PARTNER_AUTH_STORE_KEY` when that is set). `field` names the setting in errors.
+/// The store at `path`: a file, or Redis for a Redis URL (either sealed under
+/// `PARTNER_AUTH_STORE_KEY` when that is set); a `word:` prefix that names no store is
+/// refused. `field` names the setting in errors. A password in `--store` is refused: the
+/// command line is visible to every user of the host.
 pub(crate) fn open_store(
     lookup: Lookup<'_>,
     field: &str,
     path: &Path,
 ) -> Result<Arc<dyn TokenStore>, Error> {
-    match path.to_str() {
-        Some(text) if partner_auth::is_redis_url(text) => {
-            partner_auth::open_store(lookup, text, field)
+    let Some(text) = path.to_str() else {
+        // Not UTF-8: no URL, a file.
+        let store = FileStore::new(path.to_path_buf());
+        return Ok(match seal_key(lookup)? {
+            Some(key) => Arc::new(store.seal_key(&key)),
+            None => Arc::new(store),
+        });
+    };
+    if field == "--store"
+        && partner_auth::is_redis_url(text)
+        && partner_auth::url_has_password(text)
+    {
+        return Err(Error::config(
+            "--store",
+            format!(
+                "carries a password, and a command line is visible to every user of the host: \
+                 give it in {} or {} instead",
+                partner_auth::REDIS_PASSWORD_VAR,
+                partner_auth::REDIS_PASSWORD_FILE_VAR
+            ),
+        ));
+    }
+    partner_auth::open_store(lookup, text, field)
+}
+
+fn seal_key(lookup: Lookup<'_>) -> Result<Option<partner_auth::SealKey>, Error> {
+    var(lookup, partner_auth::STORE_KEY_VAR)
+        .map(|text| partner_auth::SealKey::from_base64(&text))
+        .transpose()
+}
+
+/// The store, watched for the one failure a token is fetched around: a store that could not
+/// be reached, so that a token fetched without it can be reported as not shared.
+#[derive(Debug)]
+pub(crate) struct Watched {
+    inner: Arc<dyn TokenStore>,
+    unreachable: Mutex<Option<String>>,
+}
+
+impl Watched {
+    /// Why the store could not be reached when a lock was asked for, if it could not.
+    pub(crate) fn unreachable(&self) -> Option<String> {
+        self.unreachable
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// The warning for a token obtained while the store could not be reached: it was fetched
+    /// without the store (a grant safe to repeat), so nobody else shares it.
+    pub(crate) fn not_shared_warning(&self) -> Option<String> {
+        self.unreachable().map(|reason| {
+            format!(
+                "warning: the token store could not be reached ({reason}): the token was fetched \
+                 without it and is not shared with other hosts or runs"
+            )
+        })
+    }
+}
+
+#[async_trait]
+impl TokenStore for Watched {
+    async fn load(&self, key: &StoreKey) -> Result<Option<TokenState>, Error> {
+        self.inner.load(key).await
+    }
+
+    async fn save(
+        &self,
+        key: &StoreKey,
+        state: &TokenState,
+        lock: &StoreLock,
+    ) -> Result<(), Error> {
+        self.inner.save(key, state, lock).await
+    }
+
+    async fn lock(&self, key: &StoreKey) -> Result<StoreLock, Error> {
+        let result = self.inner.lock(key).await;
+        if let Err(Error::StoreUnavailable { reason, .. }) = &result {
+            *self.unreachable.lock().unwrap_or_else(|e| e.into_inner()) = Some(reason.clone());
         }
-        _ => Ok(Arc::new(FileStore::new(path.to_path_buf()))),
+        result
+    }
+
+    async fn remove(&self, key: &StoreKey, lock: &StoreLock) -> Result<bool, Error> {
+        self.inner.remove(key, lock).await
+    }
+
+    fn versioned(&self) -> bool {
+        self.inner.versioned()
+    }
+
+    async fn load_record(&self, key: &StoreKey) -> Result<Option<StoreRecord>, Error> {
+        self.inner.load_record(key).await
+    }
+
+    async fn save_record(
+        &self,
+        key: &StoreKey,
+        record: &StoreRecord,
+        read: Option<u64>,
+        lock: &StoreLock,
+    ) -> Result<u64, Error> {
+        self.inner.save_record(key, record, read, lock).await
+    }
+
+    async fn entries(&self) -> Result<Vec<StoreEntry>, Error> {
+        self.inner.entries().await
     }
 }
 

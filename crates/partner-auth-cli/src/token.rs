@@ -16,6 +16,8 @@ pub(crate) struct Printed {
     pub(crate) line: String,
     /// Exit 5 after the line: the new state could not be saved to the store.
     pub(crate) unsaved: Option<Failure>,
+    /// A line for stderr: the token was fetched without the store, which could not be reached.
+    pub(crate) warning: Option<String>,
 }
 
 /// Gets the token and returns the line to print.
@@ -29,10 +31,11 @@ pub(crate) async fn run(args: &TokenArgs, lookup: Lookup<'_>) -> Result<Printed,
         None
     };
     let store = setup::store(lookup, args.store.store.as_deref()).map_err(fail)?;
-    let options = setup::options(lookup, store).map_err(fail)?;
+    let options = setup::options(lookup, store.clone().map(|s| s as _)).map_err(fail)?;
     let provider = setup::provider(lookup, kind, &options).map_err(fail)?;
     setup::announce_store_folder(lookup, args.store.store.as_deref()).map_err(fail)?;
     let token = provider.get().await.map_err(fail)?;
+    let warning = store.and_then(|s| s.not_shared_warning());
     // The token is good; a rotated refresh token that could not be stored is what is at risk.
     let unsaved = provider
         .store_error()
@@ -44,7 +47,11 @@ pub(crate) async fn run(args: &TokenArgs, lookup: Lookup<'_>) -> Result<Printed,
     } else {
         token.secret().expose_secret().to_owned()
     };
-    Ok(Printed { line, unsaved })
+    Ok(Printed {
+        line,
+        unsaved,
+        warning,
+    })
 }
 
 /// The `--json` line: fields in the documented order.

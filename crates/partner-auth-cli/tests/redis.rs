@@ -89,9 +89,12 @@ async fn runs_share_one_token_through_redis_and_status_and_forget_work_on_it() {
 async fn with_redis_unreachable_a_password_grant_is_fetched_and_a_refresh_token_is_not_spent() {
     let emu = emulator().await;
     let down = format!("redis://127.0.0.1:{}/0", common::closed_port());
-    // A password grant is safe to repeat: fetched without the store.
+    // A password grant is safe to repeat: fetched without the store, with a warning.
     let env = with_store(vars(&emu, "aerion"), &down);
-    let token = token_of(&partner_auth("aerion", &env, &[]).await);
+    let out = partner_auth("aerion", &env, &[]).await;
+    out.assert_code(0);
+    assert!(out.stderr.contains("warning") && out.stderr.contains("not shared"));
+    let token = out.stdout.trim().to_owned();
     assert!(emulator_issued(&emu, "aerion", &token).await);
     // A refresh-token-only principal: exit 4 naming Redis, and the refresh token never sent.
     let mut env = with_store(vars(&emu, "aerion"), &down);

@@ -4,11 +4,12 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use token_provider::{Error, SharedClock, system_clock};
+use token_provider::{Error, Secret, SharedClock, system_clock};
 
 use crate::client::{Inner, Settings};
-use crate::seal::{SealKey, Sealer};
 use crate::store::RedisStore;
+use crate::target;
+use token_provider::seal::{SealKey, Sealer};
 
 /// The default key prefix.
 pub const DEFAULT_PREFIX: &str = "partner-auth:";
@@ -17,6 +18,7 @@ pub const DEFAULT_PREFIX: &str = "partner-auth:";
 #[must_use]
 pub struct RedisStoreBuilder {
     url: String,
+    password: Option<Secret>,
     prefix: String,
     timeout: Duration,
     connect_timeout: Duration,
@@ -34,6 +36,7 @@ impl fmt::Debug for RedisStoreBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RedisStoreBuilder")
             .field("server", &redacted_url(&self.url))
+            .field("password", &self.password.as_ref().map(|_| "[redacted]"))
             .field("prefix", &self.prefix)
             .field("encrypted", &self.seal_key.is_some())
             .finish_non_exhaustive()
@@ -41,11 +44,14 @@ impl fmt::Debug for RedisStoreBuilder {
 }
 
 impl RedisStore {
-    /// A builder for the server at `url` (`redis://[:PASSWORD@]HOST[:PORT][/DB]`, or `rediss://`
-    /// for TLS).
+    /// A builder for the server or cluster at `url`: `redis://[USER@]HOST[:PORT][/DB]`,
+    /// `rediss://` for TLS, `redis+unix:///PATH`, `redis+cluster://HOST:PORT[,HOST:PORT…]`
+    /// (see the crate docs for every form). The password is best given apart, with
+    /// [`password`](RedisStoreBuilder::password).
     pub fn builder(url: impl Into<String>) -> RedisStoreBuilder {
         RedisStoreBuilder {
             url: url.into(),
+            password: None,
             prefix: DEFAULT_PREFIX.to_owned(),
             timeout: Duration::from_secs(2),
             connect_timeout: Duration::from_secs(2),
@@ -67,6 +73,19 @@ impl RedisStore {
 }
 
 impl RedisStoreBuilder {
+    /// The password (of the URL's user, or of the default user), kept out of the URL so that
+    /// it is never in a command line or a message. A URL that carries one too is refused.
+    pub fn password(mut self, password: impl Into<Secret>) -> Self {
+        self.password = Some(password.into());
+        self
+    }
+
+    /// [`password`](Self::password) when there is one.
+    pub fn password_opt(mut self, password: Option<Secret>) -> Self {
+        self.password = password;
+        self
+    }
+
     /// The key prefix (default [`DEFAULT_PREFIX`]): applications sharing one Redis keep apart
     /// by it. It may not hold `{` or `}` (they would change the keys' hash tag).
     pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
@@ -150,19 +169,20 @@ impl RedisStoreBuilder {
 
     /// The store. Nothing is sent yet: the connection is made on first use.
     pub fn build(self) -> Result<RedisStore, Error> {
-        let server = redacted_url(&self.url);
-        if !(self.url.starts_with("redis://") || self.url.starts_with("rediss://")) {
-            return Err(Error::config(
-                "store",
-                "a Redis store is a redis:// or rediss:// URL",
-            ));
+        let mut target = target::parse(&self.url)?;
+        if let Some(password) = &self.password {
+            if target.has_password {
+                return Err(Error::config(
+                    "store",
+                    format!(
+                        "{} carries a password, and one is given apart: give it once, apart \
+                         from the URL",
+                        target.shown
+                    ),
+                ));
+            }
+            target = target.with_password(password.expose_secret());
         }
-        let client = redis::Client::open(self.url.as_str()).map_err(|_| {
-            Error::config(
-                "store",
-                format!("{server} is not a Redis URL (redis://[:PASSWORD@]HOST[:PORT][/DB])"),
-            )
-        })?;
         if self.lease < Duration::from_millis(30) {
             return Err(Error::config("lease", "must be at least 30 ms"));
         }
@@ -185,26 +205,14 @@ impl RedisStoreBuilder {
         };
         let sealer = self.seal_key.as_ref().map(Sealer::new);
         Ok(RedisStore {
-            inner: Arc::new(Inner::new(client, server, settings, sealer, self.clock)),
+            inner: Arc::new(Inner::new(target, settings, sealer, self.clock)),
         })
     }
 }
 
-/// `scheme://host:port/db` of a Redis URL, without user or password.
+/// A Redis URL as messages show it: without user or password.
 pub(crate) fn redacted_url(url: &str) -> String {
-    match url::Url::parse(url) {
-        Ok(u) => {
-            let port = u.port().map(|p| format!(":{p}")).unwrap_or_default();
-            format!(
-                "{}://{}{}{}",
-                u.scheme(),
-                u.host_str().unwrap_or(""),
-                port,
-                u.path()
-            )
-        }
-        Err(_) => "the Redis URL".to_owned(),
-    }
+    target::parse(url).map_or_else(|_| "the Redis URL".to_owned(), |t| t.shown)
 }
 
 #[cfg(test)]
@@ -219,6 +227,15 @@ mod tests {
         );
         let err = RedisStore::new("http://x").unwrap_err().to_string();
         assert!(err.contains("redis://"), "{err}");
+        let twice = RedisStore::builder("redis://:hunter2@h/0")
+            .password("hunter3")
+            .build()
+            .unwrap_err()
+            .to_string();
+        assert!(
+            twice.contains("once") && !twice.contains("hunter"),
+            "{twice}"
+        );
         let store = RedisStore::new("rediss://user:hunter2@h:1/0").unwrap();
         assert!(!format!("{store:?}").contains("hunter2"));
         assert_eq!(store.server(), "rediss://h:1/0");

@@ -1,5 +1,6 @@
-//! What every clone of a store shares: the settings, the connection (made on first use, with
-//! the eviction check), one bounded call, and the errors a failed call becomes.
+//! What every clone of a store shares: the settings, the connection (to one server or to a
+//! cluster, made on first use, with the eviction check), one bounded call, and the errors a
+//! failed call becomes.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -9,12 +10,17 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::cluster_async::ClusterConnection;
+use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
+use redis::{Cmd, RedisFuture, Value};
+use token_provider::seal::Sealer;
 use token_provider::{Error, KeyLocks, SharedClock, StoreKey};
 use tracing::warn;
 
 use crate::codec::Stored;
+use crate::errors::Context;
 use crate::scripts::Scripts;
-use crate::seal::Sealer;
+use crate::target::{Target, Topology};
 
 /// The settings a builder validated.
 pub(crate) struct Settings {
@@ -31,10 +37,10 @@ pub(crate) struct Settings {
 }
 
 pub(crate) struct Inner {
-    pub(crate) client: redis::Client,
-    /// `scheme://host:port/db`: for messages (never the password).
+    target: Target,
+    /// The URL as messages show it (never the password).
     pub(crate) server: String,
-    conn: tokio::sync::OnceCell<ConnectionManager>,
+    conn: tokio::sync::OnceCell<Conn>,
     pub(crate) settings: Settings,
     pub(crate) sealer: Option<Sealer>,
     pub(crate) clock: SharedClock,
@@ -59,15 +65,14 @@ const SEEN_KEYS: usize = 100_000;
 
 impl Inner {
     pub(crate) fn new(
-        client: redis::Client,
-        server: String,
+        target: Target,
         settings: Settings,
         sealer: Option<Sealer>,
         clock: SharedClock,
     ) -> Self {
         Self {
-            client,
-            server,
+            server: target.shown.clone(),
+            target,
             conn: tokio::sync::OnceCell::new(),
             settings,
             sealer,
@@ -112,8 +117,24 @@ impl Inner {
         *highest = (*highest).max(version);
     }
 
+    pub(crate) fn is_cluster(&self) -> bool {
+        self.target.is_cluster()
+    }
+
+    fn context(&self) -> Context<'_> {
+        Context {
+            server: &self.server,
+            username: self.target.username.as_deref(),
+            cluster: self.target.is_cluster(),
+        }
+    }
+
     pub(crate) fn unavailable(&self, what: impl fmt::Display) -> Error {
-        Error::store_unavailable(format!("Redis at {}: {what}", self.server))
+        self.context().unavailable(what)
+    }
+
+    pub(crate) fn redis_error(&self, e: &redis::RedisError) -> Error {
+        self.context().classify(e)
     }
 
     /// Makes the connection if there is none yet: a call made after it fails only once the
@@ -122,18 +143,38 @@ impl Inner {
         self.connection().await.map(drop)
     }
 
-    async fn connection(self: &Arc<Self>) -> Result<ConnectionManager, Error> {
+    async fn connection(self: &Arc<Self>) -> Result<Conn, Error> {
         let s = &self.settings;
         let connect = self.conn.get_or_try_init(|| async {
             let replicas_wait = s.replicas.map_or(Duration::ZERO, |(_, wait)| wait);
-            let config = ConnectionManagerConfig::new()
-                .set_connection_timeout(Some(s.connect_timeout))
-                .set_response_timeout(Some(s.timeout + replicas_wait))
-                .set_number_of_retries(2)
-                .set_max_delay(Duration::from_millis(500));
-            let conn = ConnectionManager::new_with_config(self.client.clone(), config)
-                .await
-                .map_err(|e| self.redis_error(&e))?;
+            let conn = match &self.target.topology {
+                Topology::Single(info) => {
+                    let client = redis::Client::open(info.as_ref().clone())
+                        .map_err(|e| self.redis_error(&e))?;
+                    let config = ConnectionManagerConfig::new()
+                        .set_connection_timeout(Some(s.connect_timeout))
+                        .set_response_timeout(Some(s.timeout + replicas_wait))
+                        .set_number_of_retries(2)
+                        .set_max_delay(Duration::from_millis(500));
+                    let manager = ConnectionManager::new_with_config(client, config)
+                        .await
+                        .map_err(|e| self.redis_error(&e))?;
+                    Conn::Single(manager)
+                }
+                Topology::Cluster(nodes) => {
+                    let client = redis::cluster::ClusterClientBuilder::new(nodes.clone())
+                        .connection_timeout(s.connect_timeout)
+                        .response_timeout(s.timeout + replicas_wait)
+                        .retries(2)
+                        .build()
+                        .map_err(|e| self.redis_error(&e))?;
+                    let cluster = client
+                        .get_async_connection()
+                        .await
+                        .map_err(|e| self.redis_error(&e))?;
+                    Conn::Cluster(cluster)
+                }
+            };
             self.check_eviction(conn.clone()).await?;
             Ok(conn)
         });
@@ -147,42 +188,35 @@ impl Inner {
 
     /// Refuses a server that may evict keys (every key of this store has a lifetime, so the
     /// `volatile-*` policies evict them too): an evicted entry takes the principal's refresh
-    /// token with it. Checked once, when the connection is first made.
-    async fn check_eviction(&self, mut conn: ConnectionManager) -> Result<(), Error> {
+    /// token with it. Checked once, when the connection is first made, on every master of a
+    /// cluster.
+    async fn check_eviction(&self, conn: Conn) -> Result<(), Error> {
         let fix = "set it to noeviction (`CONFIG SET maxmemory-policy noeviction`, and in the \
-                   server's configuration), or accept the risk with accept_eviction_risk(true)";
-        let answer: redis::RedisResult<Vec<String>> = redis::cmd("CONFIG")
-            .arg("GET")
-            .arg("maxmemory-policy")
-            .query_async(&mut conn)
-            .await;
-        let policy = match answer {
-            Ok(answer) => answer.get(1).cloned().unwrap_or_default(),
-            Err(e) if is_connection_error(&e) => return Err(self.redis_error(&e)),
-            Err(e) if self.settings.accept_eviction_risk => {
-                warn!(
-                    server = %self.server,
-                    answer = ?e.kind(),
-                    "Redis refused CONFIG GET maxmemory-policy: an evicting policy cannot be \
-                     ruled out (accept_eviction_risk is set)"
-                );
-                return Ok(());
-            }
-            Err(e) => {
-                return Err(Error::config(
-                    "maxmemory-policy",
-                    format!(
-                        "cannot be read on {} (CONFIG GET was refused: {:?}); it must not evict \
-                         keys: {fix}",
-                        self.server,
-                        e.kind()
-                    ),
-                ));
-            }
+                   server's configuration), or accept the risk (accept_eviction_risk(true); \
+                   PARTNER_AUTH_REDIS_ACCEPT_EVICTION=1 in the CLI)";
+        let policies = match policies(conn).await {
+            Ok(policies) => policies,
+            Err(e) => match self.eviction_refused(&e, fix) {
+                Error::Config { reason, .. }
+                    if self.settings.accept_eviction_risk
+                        && reason.contains("CONFIG GET was refused") =>
+                {
+                    warn!(
+                        server = %self.server,
+                        "Redis refused CONFIG GET maxmemory-policy: an evicting policy cannot \
+                         be ruled out (accept_eviction_risk is set)"
+                    );
+                    return Ok(());
+                }
+                e => return Err(e),
+            },
         };
-        if !(policy.starts_with("allkeys-") || policy.starts_with("volatile-")) {
+        let Some(policy) = policies
+            .into_iter()
+            .find(|p| p.starts_with("allkeys-") || p.starts_with("volatile-"))
+        else {
             return Ok(());
-        }
+        };
         if self.settings.accept_eviction_risk {
             warn!(
                 server = %self.server,
@@ -202,10 +236,29 @@ impl Inner {
         ))
     }
 
+    /// The error for a `CONFIG GET` that failed: a refusal of that command alone (NOPERM, or
+    /// `CONFIG` renamed away) means the policy cannot be read; anything else is what it is.
+    fn eviction_refused(&self, e: &redis::RedisError, fix: &str) -> Error {
+        let code = e.code().unwrap_or("");
+        let refused = code == "NOPERM"
+            || (code == "ERR" && e.detail().is_some_and(|d| d.contains("unknown command")));
+        if !refused {
+            return self.redis_error(e);
+        }
+        Error::config(
+            "maxmemory-policy",
+            format!(
+                "cannot be read on {} (CONFIG GET was refused: {code}); it must not evict keys: \
+                 {fix}",
+                self.server
+            ),
+        )
+    }
+
     /// One round trip, bounded by the timeout (plus `extra`).
     pub(crate) async fn call<T, F, Fut>(self: &Arc<Self>, extra: Duration, f: F) -> Result<T, Error>
     where
-        F: FnOnce(ConnectionManager, Arc<Inner>) -> Fut,
+        F: FnOnce(Conn, Arc<Inner>) -> Fut,
         Fut: Future<Output = redis::RedisResult<T>>,
     {
         let conn = self.connection().await?;
@@ -218,27 +271,138 @@ impl Inner {
         }
     }
 
-    pub(crate) fn redis_error(&self, e: &redis::RedisError) -> Error {
-        // The error's text may quote a command's arguments (never ours: they hold tokens), so
-        // only its kind and category are shown.
-        if is_connection_error(e) {
-            self.unavailable(format_args!(
-                "{:?} (server unreachable or restarting)",
-                e.kind()
-            ))
-        } else {
-            Error::store(
-                format!("Redis at {} refused a command: {:?}", self.server, e.kind()),
-                None,
-            )
+    /// The nodes a listing visits: the server, or every master of a cluster.
+    pub(crate) async fn nodes(self: &Arc<Self>) -> Result<Vec<Node>, Error> {
+        if !self.is_cluster() {
+            return Ok(vec![Node::Server]);
+        }
+        let masters = self
+            .call(Duration::ZERO, |conn, _| async move {
+                match conn {
+                    Conn::Cluster(mut conn) => masters(&mut conn).await,
+                    Conn::Single(_) => Ok(Vec::new()),
+                }
+            })
+            .await?;
+        Ok(masters
+            .into_iter()
+            .map(|(host, port)| Node::Master(host, port))
+            .collect())
+    }
+
+    /// `cmd` on `node`, one round trip.
+    pub(crate) async fn call_on(self: &Arc<Self>, node: &Node, cmd: &Cmd) -> Result<Value, Error> {
+        self.call(Duration::ZERO, |conn, _| async move {
+            match (conn, node) {
+                (Conn::Cluster(mut conn), Node::Master(host, port)) => {
+                    let routing = RoutingInfo::SingleNode(SingleNodeRoutingInfo::ByAddress {
+                        host: host.clone(),
+                        port: *port,
+                    });
+                    conn.route_command(cmd.clone(), routing).await
+                }
+                (mut conn, _) => cmd.query_async(&mut conn).await,
+            }
+        })
+        .await
+    }
+}
+
+/// Where a command goes: the one server, or one master of a cluster.
+pub(crate) enum Node {
+    Server,
+    Master(String, u16),
+}
+
+/// The connection: to one server (re-made in the background when lost), or to a cluster
+/// (commands routed by their keys' slot).
+#[derive(Clone)]
+pub(crate) enum Conn {
+    Single(ConnectionManager),
+    Cluster(ClusterConnection),
+}
+
+impl redis::aio::ConnectionLike for Conn {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Self::Single(conn) => conn.req_packed_command(cmd),
+            Self::Cluster(conn) => conn.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a redis::Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Self::Single(conn) => conn.req_packed_commands(pipeline, offset, count),
+            Self::Cluster(conn) => conn.req_packed_commands(pipeline, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Self::Single(conn) => conn.get_db(),
+            Self::Cluster(conn) => conn.get_db(),
         }
     }
 }
 
-fn is_connection_error(e: &redis::RedisError) -> bool {
-    e.is_io_error()
-        || e.is_timeout()
-        || e.is_connection_dropped()
-        || e.is_connection_refusal()
-        || e.is_unrecoverable_error()
+/// `maxmemory-policy` of the server, or of every master of a cluster.
+async fn policies(conn: Conn) -> redis::RedisResult<Vec<String>> {
+    let mut get = redis::cmd("CONFIG");
+    get.arg("GET").arg("maxmemory-policy");
+    let answers: Vec<Vec<String>> = match conn {
+        Conn::Single(mut conn) => vec![get.query_async(&mut conn).await?],
+        Conn::Cluster(mut conn) => {
+            let mut answers = Vec::new();
+            for (host, port) in masters(&mut conn).await? {
+                let routing =
+                    RoutingInfo::SingleNode(SingleNodeRoutingInfo::ByAddress { host, port });
+                answers.push(redis::from_redis_value(
+                    conn.route_command(get.clone(), routing).await?,
+                )?);
+            }
+            answers
+        }
+    };
+    Ok(answers
+        .into_iter()
+        .map(|a| a.get(1).cloned().unwrap_or_default())
+        .collect())
+}
+
+/// Every master's address, from `CLUSTER SLOTS` (each slot range names its master first).
+async fn masters(conn: &mut ClusterConnection) -> redis::RedisResult<Vec<(String, u16)>> {
+    let answer = conn
+        .route_command(
+            redis::cmd("CLUSTER").arg("SLOTS").clone(),
+            RoutingInfo::SingleNode(SingleNodeRoutingInfo::Random),
+        )
+        .await?;
+    let ranges: Vec<Vec<Value>> = redis::from_redis_value(answer)?;
+    let mut out: Vec<(String, u16)> = Vec::new();
+    for range in ranges {
+        let Some(master) = range.into_iter().nth(2) else {
+            continue;
+        };
+        let (host, port): (String, u16) = match master {
+            Value::Array(parts) => {
+                let mut parts = parts.into_iter();
+                let host = parts.next().map(redis::from_redis_value).transpose()?;
+                let port = parts.next().map(redis::from_redis_value).transpose()?;
+                match (host, port) {
+                    (Some(host), Some(port)) => (host, port),
+                    _ => continue,
+                }
+            }
+            _ => continue,
+        };
+        if !out.contains(&(host.clone(), port)) {
+            out.push((host, port));
+        }
+    }
+    Ok(out)
 }

@@ -1,16 +1,16 @@
 //! The value format: `<version>:<body>`. The version is decimal (no sign, no leading zero),
 //! where the save script reads it; the body is the file store's entry encoding of the record
-//! (`token_provider::encode_record`, which carries the version too), in clear or sealed
-//! (`xc2:` + base64(nonce, ciphertext)) with `<version>:<entry key>` as associated data.
+//! (`token_provider::encode_record`, which carries the version too), in clear, or sealed as the
+//! file store seals its entries (`token_provider::seal`: `xc2:` + base64(nonce, ciphertext)
+//! with `<version>:<entry key>` as associated data).
 //!
 //! So a sealed value opens only at its own key and with its own version in its prefix, and
 //! both readings of the version must agree: a relabelled or altered value is refused.
 
 use redis::Value;
+use token_provider::seal::{SEALED_TAG, Sealer, split_version};
 use token_provider::{Error, StoreRecord, decode_record, encode_record};
 use zeroize::Zeroizing;
-
-use crate::seal::{SEALED_TAG, Sealer};
 
 /// The largest value read or written, in bytes (a sealed record of a 16 KiB access token and
 /// its refresh token is about 30 KiB); a larger one is refused unread.
@@ -91,10 +91,7 @@ pub(crate) fn decode(
         ));
     };
     let record = match (body.strip_prefix(SEALED_TAG.as_bytes()), sealer) {
-        (Some(sealed), Some(sealer)) => {
-            let plain = sealer.open(name, associated_data(version, name).as_bytes(), sealed)?;
-            decode_record(&plain)
-        }
+        (Some(_), Some(sealer)) => return sealer.open_record(name, &value).map(Some),
         (Some(_), None) => {
             return Err(Error::store(
                 format!(
@@ -140,16 +137,14 @@ pub(crate) fn encode(
     record: &StoreRecord,
     sealer: Option<&Sealer>,
 ) -> Result<Zeroizing<Vec<u8>>, Error> {
-    let plain = Zeroizing::new(encode_record(record)?);
-    let mut out = Zeroizing::new(format!("{}:", record.version).into_bytes());
-    match sealer {
-        Some(sealer) => out.extend_from_slice(
-            sealer
-                .seal(associated_data(record.version, name).as_bytes(), &plain)?
-                .as_bytes(),
-        ),
-        None => out.extend_from_slice(&plain),
-    }
+    let out = match sealer {
+        Some(sealer) => sealer.seal_record(name, record)?,
+        None => {
+            let mut out = Zeroizing::new(format!("{}:", record.version).into_bytes());
+            out.extend_from_slice(&encode_record(record)?);
+            out
+        }
+    };
     if out.len() > MAX_VALUE_SIZE {
         return Err(Error::store(
             format!(
@@ -163,51 +158,14 @@ pub(crate) fn encode(
     Ok(out)
 }
 
-/// What a sealed value is bound to besides the key: its version and where it is stored.
-fn associated_data(version: u64, name: &str) -> String {
-    format!("{version}:{name}")
-}
-
-/// The version before the first `:` (at most 20 digits, no leading zero) and the rest.
-fn split_version(value: &[u8]) -> Option<(u64, &[u8])> {
-    let colon = value.iter().take(21).position(|&b| b == b':')?;
-    let digits = std::str::from_utf8(&value[..colon]).ok()?;
-    let canonical = digits.bytes().all(|b| b.is_ascii_digit())
-        && !digits.is_empty()
-        && (digits == "0" || !digits.starts_with('0'));
-    let version = digits.parse().ok().filter(|_| canonical)?;
-    Some((version, &value[colon + 1..]))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::SealKey;
+    use token_provider::seal::SealKey;
     use token_provider::{AccessToken, TokenState};
 
     fn record(version: u64) -> StoreRecord {
         StoreRecord::new(TokenState::new(AccessToken::new("at-secret")), version)
-    }
-
-    #[test]
-    fn versions_are_canonical_decimal() {
-        assert_eq!(split_version(b"0:x"), Some((0, &b"x"[..])));
-        assert_eq!(split_version(b"42:{}"), Some((42, &b"{}"[..])));
-        let max = format!("{}:", u64::MAX);
-        assert_eq!(split_version(max.as_bytes()), Some((u64::MAX, &b""[..])));
-        for bad in [
-            &b"007:x"[..],
-            b":x",
-            b"-1:x",
-            b"+1:x",
-            b"1e+20:x",
-            b"18446744073709551616:x",
-            b"123456789012345678901:x",
-            b"12",
-            b"",
-        ] {
-            assert_eq!(split_version(bad), None, "{}", String::from_utf8_lossy(bad));
-        }
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! A [`TokenStore`] on Redis: a fleet of replicas shares one token per principal.
+//! A [`TokenStore`] on Redis (one server, or a cluster): a fleet of replicas shares one token
+//! per principal.
 //!
 //! Give every replica's providers the same [`RedisStore`] and the fleet fetches once per
 //! principal per expiry: the replica whose token comes due first takes the principal's lock,
@@ -17,6 +18,7 @@
 //!
 //! # fn main() -> Result<(), token_provider::Error> {
 //! let store = RedisStore::builder("redis://10.0.0.5:6379/0")
+//!     .password(std::env::var("PARTNER_AUTH_REDIS_PASSWORD").unwrap())
 //!     .prefix("billing:")
 //!     .seal_key(SealKey::from_base64(&std::env::var("PARTNER_AUTH_STORE_KEY").unwrap())?)
 //!     .build()?;
@@ -24,6 +26,28 @@
 //! let cache = CacheConfig::new().store(store); // hand it to every provider's builder
 //! # let _ = cache; Ok(()) }
 //! ```
+//!
+//! # URLs, passwords and permissions
+//!
+//! | URL | what it names |
+//! | --- | --- |
+//! | `redis://[USER@]HOST[:PORT][/DB]` | one server (or a primary); `rediss://` over TLS |
+//! | `redis+unix:///PATH[?db=N][&user=NAME]` | a Unix socket (`unix://` is the same) |
+//! | `redis+cluster://[USER@]HOST:PORT[,HOST:PORT…]` | a Redis Cluster, found from any of the nodes listed; `rediss+cluster://` over TLS |
+//!
+//! `valkey` may stand for `redis` in every scheme, and schemes are case-insensitive. The query
+//! may give the database (`?db=N`, where the path does not); any other parameter, and a
+//! fragment, is refused rather than ignored. A cluster has database 0 only.
+//!
+//! The password is given apart, with [`password`](RedisStoreBuilder::password) (the facade and
+//! the CLI read `PARTNER_AUTH_REDIS_PASSWORD` or `PARTNER_AUTH_REDIS_PASSWORD_FILE`), so that
+//! it is in no URL, command line or message; a URL that carries one is accepted when no
+//! password is given apart. TLS roots are the system's, or those in `SSL_CERT_FILE`.
+//!
+//! An ACL user needs, on the prefix's keys (`~partner-auth:*`): `+@read +@write +@keyspace
+//! +@scripting` (the scripts, `SCAN`, `DEL`), `+config|get` (the eviction check, unless its
+//! risk is accepted), `+wait` with [`wait_for_replicas`](RedisStoreBuilder::wait_for_replicas),
+//! and `+cluster|slots` on a cluster.
 //!
 //! # Keys and values
 //!
@@ -83,12 +107,20 @@
 //! one that adopts makes 2 (lock, release), plus one per poll while another holds the lock.
 //! Each script is loaded once per connection; a restart of Redis costs one reload.
 //!
-//! # When Redis is down, slow, or set to lose data
+//! # When Redis is down, refuses, or is set to lose data
+//!
+//! What Redis refuses is reported by Redis's own error code as [`Error::Config`] naming the
+//! server (never its password): a missing or wrong password (`NOAUTH`, `WRONGPASS`), a
+//! command the ACL user may not run (`NOPERM`), a TLS certificate the trusted roots do not
+//! vouch for (the message names `SSL_CERT_FILE`), a full server (`OOM`), a value of another
+//! type (`WRONGTYPE`), a cluster named as one server (`MOVED`, `CROSSSLOT`) or one server named
+//! as a cluster, a replica (`READONLY`), a database out of range. No retry fixes these, and no
+//! token is ever fetched around them.
 //!
 //! Every call is bounded by [`timeout`](RedisStoreBuilder::timeout) (default 2 s) and a connection
 //! attempt by [`connect_timeout`](RedisStoreBuilder::connect_timeout); past it, and on a refused
-//! or dropped connection, the call fails with [`Error::StoreUnavailable`] naming the server
-//! (never its password). Callers holding a valid token keep getting it (hits never touch Redis,
+//! or dropped connection, or a server still loading its data or a cluster not ready, the call
+//! fails with [`Error::StoreUnavailable`] naming the server (never its password). Callers holding a valid token keep getting it (hits never touch Redis,
 //! and a failed refresh in the soft window keeps serving the token). A caller with none gets one
 //! fetched without the store only when the provider's grant is safe to repeat (client
 //! credentials, a password grant, an application key:
@@ -148,10 +180,15 @@
 //! `redis` (redis-rs) is the most used Rust client, kept by the Redis organisation, and has what
 //! this store needs and no more: a tokio connection manager that reconnects by itself, response
 //! and connection timeouts, server-side scripts with `EVALSHA` and a reload on `NOSCRIPT`, and
-//! TLS through rustls (the workspace's one TLS stack; no OpenSSL). `fred` has more (pools,
-//! cluster, sentinel, client-side caching) that a lock and two keys per principal do not use,
-//! and a larger build. A single Redis (or a primary with replicas) is supported; the cluster
-//! protocol is not spoken yet, though the key layout is ready for it.
+//! TLS through rustls (the workspace's one TLS stack; no OpenSSL), and the cluster protocol
+//! (`cluster-async`: commands routed by their keys' slot). `fred` has more (pools, sentinel,
+//! client-side caching) that a lock and two keys per principal do not use, and a larger build.
+//!
+//! On a cluster, a principal's keys share one slot (their hash tag), so every script runs on
+//! one master; the listing scans every master (found with `CLUSTER SLOTS`) and reads one
+//! principal a call, and a removal deletes the keys of the layout before hash tags one by one
+//! (they lie in other slots). `wait_for_replicas` waits for the replicas of the master that
+//! wrote.
 
 #![warn(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
@@ -159,11 +196,12 @@
 mod builder;
 mod client;
 mod codec;
+mod errors;
 mod keys;
 mod lease;
 mod scripts;
-mod seal;
 mod store;
+mod target;
 #[cfg(feature = "testing")]
 #[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
 pub mod testing;
@@ -171,8 +209,8 @@ pub mod testing;
 pub use crate::builder::{DEFAULT_PREFIX, RedisStoreBuilder};
 pub use crate::codec::MAX_VALUE_SIZE;
 pub use crate::lease::settle;
-pub use crate::seal::SealKey;
 pub use crate::store::RedisStore;
+pub use token_provider::seal::SealKey;
 
 #[cfg(doc)]
 use token_provider::{Error, StoreKey, TokenStore};

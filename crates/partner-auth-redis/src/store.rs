@@ -278,29 +278,32 @@ impl Inner {
         Ok(record.version)
     }
 
-    /// Every key name under the prefix.
+    /// Every key name under the prefix, on every master of a cluster.
     async fn scan(self: &Arc<Self>) -> Result<Vec<Vec<u8>>, Error> {
         let pattern = format!("{}*", glob_escape(&self.settings.prefix));
-        let mut cursor: u64 = 0;
         let mut names = Vec::new();
-        loop {
-            let p = &pattern;
-            let (next, batch): (u64, Vec<Vec<u8>>) = self
-                .call(Duration::ZERO, |mut conn, _| async move {
-                    redis::cmd("SCAN")
-                        .arg(cursor)
-                        .arg("MATCH")
-                        .arg(p)
-                        .arg("COUNT")
-                        .arg(500)
-                        .query_async(&mut conn)
-                        .await
-                })
-                .await?;
-            names.extend(batch);
-            cursor = next;
-            if cursor == 0 {
-                break;
+        for node in self.nodes().await? {
+            let mut cursor: u64 = 0;
+            loop {
+                let mut scan = redis::cmd("SCAN");
+                scan.arg(cursor)
+                    .arg("MATCH")
+                    .arg(&pattern)
+                    .arg("COUNT")
+                    .arg(500);
+                let answer = self.call_on(&node, &scan).await?;
+                let (next, batch): (u64, Vec<Vec<u8>>) =
+                    redis::from_redis_value(answer).map_err(|_| {
+                        Error::store(
+                            format!("Redis at {} answered SCAN oddly", self.server),
+                            None,
+                        )
+                    })?;
+                names.extend(batch);
+                cursor = next;
+                if cursor == 0 {
+                    break;
+                }
             }
         }
         names.sort();
@@ -355,11 +358,24 @@ impl TokenStore for RedisStore {
         let all: Vec<&String> = std::iter::once(&names.entry)
             .chain(&names.earlier)
             .collect();
-        let removed: i64 = inner
-            .call(Duration::ZERO, |mut conn, _| async move {
-                redis::cmd("DEL").arg(&all).query_async(&mut conn).await
-            })
-            .await?;
+        // A cluster refuses a DEL whose keys lie in several slots (the earlier keys have no
+        // hash tag): one DEL each there.
+        let groups: Vec<Vec<&String>> = if inner.is_cluster() {
+            all.into_iter().map(|name| vec![name]).collect()
+        } else {
+            vec![all]
+        };
+        let mut removed: i64 = 0;
+        for group in &groups {
+            removed += inner
+                .call(Duration::ZERO, |mut conn, _| async move {
+                    redis::cmd("DEL")
+                        .arg(group)
+                        .query_async::<i64>(&mut conn)
+                        .await
+                })
+                .await?;
+        }
         // Whatever was removed is older than what may be saved next: a value from before the
         // removal, written back, reads as a rollback.
         if let Some(seen) = inner.version_seen(key) {
@@ -420,7 +436,9 @@ impl TokenStore for RedisStore {
         }
         let principals: Vec<(StoreKey, Found)> = principals.into_iter().collect();
         let mut out = Vec::with_capacity(principals.len());
-        for chunk in principals.chunks(LISTING_BATCH) {
+        // One script reads keys of one slot only in a cluster: there, one principal a call.
+        let batch = if inner.is_cluster() { 1 } else { LISTING_BATCH };
+        for chunk in principals.chunks(batch) {
             let seen: Vec<Option<u64>> = chunk.iter().map(|(k, _)| inner.version_seen(k)).collect();
             let names: Vec<Names> = chunk.iter().map(|(k, _)| inner.names(k)).collect();
             let both: Vec<String> = names

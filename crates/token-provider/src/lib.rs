@@ -61,6 +61,7 @@ mod options;
 mod pace;
 mod provider;
 mod scrub;
+pub mod seal;
 mod secret;
 mod setters;
 pub mod store;
@@ -86,6 +87,7 @@ pub use crate::provider::{
     AsDynTokenProvider, Fetch, FnFetch, KeyedFetch, TokenFuture, TokenProvider, provider_fn,
 };
 pub use crate::scrub::scrub_secrets;
+pub use crate::seal::SealKey;
 pub use crate::secret::Secret;
 pub use crate::store::{
     FileStore, KeyLocks, MemoryStore, Presenting, RefreshDigest, Refusal, StoreEntry, StoreKey,

@@ -405,3 +405,65 @@ async fn two_processes_never_spend_the_same_refresh_token() {
     let current = server_state.lock().unwrap().current.clone();
     assert_eq!(stored.refresh_token.unwrap().expose_secret(), current);
 }
+
+/// With a key, every entry is sealed (no token in the file) and bound to its key; entries in
+/// clear are refused, as sealed ones are without the key; the version contract holds.
+#[tokio::test]
+async fn with_a_key_entries_are_sealed_and_bound_to_their_key() {
+    use token_provider::SealKey;
+    let dir = temp_dir("sealed");
+    let path = dir.join("tokens.json");
+    let key = SealKey::generate().unwrap();
+    let sealed = FileStore::new(&path).seal_key(&key);
+    assert!(sealed.is_encrypted());
+    token_provider::testing::store_contract(Arc::new(
+        FileStore::new(dir.join("c.json")).seal_key(&key),
+    ))
+    .await;
+    let (a, b) = (
+        StoreKey::new("aerion", "live", "acme", "a@acme"),
+        StoreKey::new("aerion", "live", "acme", "b@acme"),
+    );
+    sealed
+        .save(&a, &state("at-sealed-a", "rt-sealed-a"), &StoreLock::none())
+        .await
+        .unwrap();
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert!(
+        !text.contains("at-sealed-a") && !text.contains("rt-sealed-a"),
+        "{text}"
+    );
+    assert_eq!(
+        sealed.load(&a).await.unwrap(),
+        Some(state("at-sealed-a", "rt-sealed-a"))
+    );
+    assert_eq!(mode(&path), 0o600);
+    // Without the key, under another key, or moved to another principal: an error, no token.
+    let refused = |e: Error, says: &str| {
+        let text = e.to_string();
+        assert!(text.contains(says) && !text.contains("at-sealed"), "{text}");
+    };
+    refused(
+        FileStore::new(&path).load(&a).await.unwrap_err(),
+        "PARTNER_AUTH_STORE_KEY",
+    );
+    let other = FileStore::new(&path).seal_key(&SealKey::generate().unwrap());
+    refused(other.load(&a).await.unwrap_err(), "does not decrypt");
+    let mut file: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let value = file["entries"][a.as_str()].clone();
+    file["entries"][b.as_str()] = value;
+    std::fs::write(&path, serde_json::to_vec(&file).unwrap()).unwrap();
+    refused(sealed.load(&b).await.unwrap_err(), "does not decrypt");
+    // An entry in clear, with the key set: refused, listed with its reason, removable.
+    let clear = dir.join("clear.json");
+    FileStore::new(&clear)
+        .save(&a, &state("at-clear", "rt-clear"), &StoreLock::none())
+        .await
+        .unwrap();
+    let keyed = FileStore::new(&clear).seal_key(&key);
+    refused(keyed.load(&a).await.unwrap_err(), "in clear");
+    let listed = keyed.entries().await.unwrap();
+    assert!(listed.len() == 1 && listed[0].1.is_err());
+    let lock = keyed.lock(&a).await.unwrap();
+    assert!(keyed.remove(&a, &lock).await.unwrap());
+}

@@ -11,6 +11,7 @@ use async_trait::async_trait;
 
 use super::format::{StoreFile, StoredEntry, entry_of, entry_state, entry_version};
 use super::{KeyLocks, StoreEntry, StoreKey, StoreLock, StoreRecord, TokenStore, next_version};
+use crate::seal::{SealKey, Sealer, split_version};
 use crate::{Error, TokenState};
 
 /// The current file format version.
@@ -39,9 +40,14 @@ const LOCK_POLL: Duration = Duration::from_millis(20);
 ///   saying to `chmod 600` it. Symbolic links (the store, its lock file or lock directory) and
 ///   anything that is not a regular file (a directory, a FIFO) are refused at once, before
 ///   anything is created. Files over [`MAX_FILE_SIZE`] are refused unread.
+/// - With a [`SealKey`] ([`seal_key`](Self::seal_key)) each entry is one string, sealed as the
+///   Redis store seals its values ([`seal`](crate::seal): `<version>:xc2:…`, bound to the
+///   entry's key and version); an entry in clear is then refused, and a sealed one without the
+///   key, each as that entry's error (`partner-auth forget` removes it).
 #[derive(Debug, Clone)]
 pub struct FileStore {
     path: PathBuf,
+    sealer: Option<Sealer>,
     lock_path: PathBuf,
     locks_dir: PathBuf,
     lock_timeout: Duration,
@@ -65,6 +71,7 @@ impl FileStore {
             lock_path: sibling(".lock"),
             locks_dir: sibling(".locks"),
             path,
+            sealer: None,
             lock_timeout: DEFAULT_LOCK_TIMEOUT,
             in_process: Arc::new(KeyLocks::default()),
         }
@@ -78,9 +85,68 @@ impl FileStore {
         self
     }
 
+    /// Seals every entry under `key` (see above).
+    #[must_use]
+    pub fn seal_key(mut self, key: &SealKey) -> Self {
+        self.sealer = Some(Sealer::new(key));
+        self
+    }
+
+    /// Whether entries are sealed.
+    pub fn is_encrypted(&self) -> bool {
+        self.sealer.is_some()
+    }
+
     /// The file's path.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// The record in the entry `value` of `key`, opened when sealed; the error says what is
+    /// wrong with it, never what it holds.
+    fn record_of(&self, key: &str, value: &serde_json::Value) -> Result<StoreRecord, Error> {
+        let forget = "`partner-auth forget` removes it";
+        match (value, &self.sealer) {
+            (serde_json::Value::String(sealed), Some(sealer)) => {
+                sealer.open_record(key, sealed.as_bytes())
+            }
+            (serde_json::Value::String(_), None) => Err(Error::store(
+                format!(
+                    "the entry {key} is encrypted and no key is configured (set \
+                     PARTNER_AUTH_STORE_KEY)"
+                ),
+                None,
+            )),
+            (_, Some(_)) => Err(Error::store(
+                format!(
+                    "the entry {key} is stored in clear while encryption is on: refused; {forget}"
+                ),
+                None,
+            )),
+            (_, None) => entry_of(value)?.to_record(),
+        }
+    }
+
+    /// The state in the entry `value` of `key` (a clear entry's state is read even when what
+    /// it recorded besides cannot be).
+    fn state_of(&self, key: &str, value: &serde_json::Value) -> Result<TokenState, Error> {
+        match (value, &self.sealer) {
+            (serde_json::Value::Object(_), None) => entry_state(value),
+            _ => self.record_of(key, value).map(|record| record.state),
+        }
+    }
+
+    /// `record` as the file stores it under `key`: sealed when there is a key.
+    fn value_of(&self, key: &str, record: &StoreRecord) -> Result<serde_json::Value, Error> {
+        match &self.sealer {
+            Some(sealer) => {
+                let sealed = sealer.seal_record(key, record)?;
+                let text = std::str::from_utf8(&sealed)
+                    .map_err(|_| Error::store("a sealed entry is not text", None))?;
+                Ok(serde_json::Value::String(text.to_owned()))
+            }
+            None => Ok(StoredEntry::from_record(record).to_value()),
+        }
     }
 
     async fn blocking<T: Send + 'static>(
@@ -119,7 +185,7 @@ impl TokenStore for FileStore {
             let file = read_file(&store.path)?;
             file.entries
                 .get(key.as_str())
-                .map(entry_state)
+                .map(|value| store.state_of(key.as_str(), value))
                 .transpose()
                 .map_err(|e| in_entry(&store.path, &key, e))
         })
@@ -138,11 +204,12 @@ impl TokenStore for FileStore {
             // Fields a later release wrote about the replaced token do not describe this one:
             // they go with it. Those of other entries and of the file are kept.
             store.rewrite(|file| {
-                let version = file.entries.get(key.as_str()).map_or(0, entry_version) + 1;
+                let version = file.entries.get(key.as_str()).map_or(0, stored_version) + 1;
                 let record = StoreRecord::new(state, version);
-                file.entries
-                    .insert(key.0, StoredEntry::from_record(&record).to_value());
-            })
+                let value = store.value_of(key.as_str(), &record)?;
+                file.entries.insert(key.0, value);
+                Ok(())
+            })?
         })
         .await
     }
@@ -157,7 +224,7 @@ impl TokenStore for FileStore {
             let file = read_file(&store.path)?;
             file.entries
                 .get(key.as_str())
-                .map(|value| entry_of(value)?.to_record())
+                .map(|value| store.record_of(key.as_str(), value))
                 .transpose()
                 .map_err(|e| in_entry(&store.path, &key, e))
         })
@@ -175,10 +242,10 @@ impl TokenStore for FileStore {
         let mut record = record.clone();
         self.blocking(move |store| {
             store.rewrite(|file| {
-                let stored = file.entries.get(key.as_str()).map(entry_version);
+                let stored = file.entries.get(key.as_str()).map(stored_version);
                 record.version = next_version(&key, stored, read)?;
-                file.entries
-                    .insert(key.0, StoredEntry::from_record(&record).to_value());
+                let value = store.value_of(key.as_str(), &record)?;
+                file.entries.insert(key.0, value);
                 Ok(record.version)
             })?
         })
@@ -222,10 +289,23 @@ impl TokenStore for FileStore {
             Ok(read_file(&store.path)?
                 .entries
                 .iter()
-                .map(|(k, e)| (StoreKey::from_stored(k.clone()), entry_state(e)))
+                .map(|(k, e)| {
+                    let state = store.state_of(k, e);
+                    (StoreKey::from_stored(k.clone()), state)
+                })
                 .collect())
         })
         .await
+    }
+}
+
+/// The version of an entry, sealed or not, read even when the rest cannot be (0 when none).
+fn stored_version(value: &serde_json::Value) -> u64 {
+    match value {
+        serde_json::Value::String(sealed) => {
+            split_version(sealed.as_bytes()).map_or(0, |(version, _)| version)
+        }
+        entry => entry_version(entry),
     }
 }
 

@@ -1,5 +1,11 @@
-//! Encryption at rest: XChaCha20-Poly1305 under a 32-byte key, bound to the entry's Redis key
-//! and version (the associated data the codec gives).
+//! Encryption at rest, shared by the file store and the Redis store: XChaCha20-Poly1305 under a
+//! 32-byte [`SealKey`], each value bound to its version and to where it is stored.
+//!
+//! A sealed value is `<version>:xc2:<base64 of nonce and ciphertext>`: the record's version in
+//! decimal (no sign, no leading zero), the scheme's tag, and [`encode_record`]'s entry (which
+//! repeats the version) sealed under a random 24-byte nonce with `<version>:<name>` as
+//! associated data, where `name` is where the value is stored (the file store's key, the Redis
+//! key). So a value copied to another entry, given another version, or altered does not open.
 
 use std::fmt;
 
@@ -7,12 +13,14 @@ use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE, URL_SAFE_NO_PAD};
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
-use token_provider::Error;
 use zeroize::Zeroizing;
+
+use crate::Error;
+use crate::store::{StoreRecord, decode_record, encode_record};
 
 /// What a sealed body starts with (after the version): the scheme and its revision. `xc1`,
 /// bound to the key alone, was never released.
-pub(crate) const SEALED_TAG: &str = "xc2:";
+pub const SEALED_TAG: &str = "xc2:";
 const NONCE_LEN: usize = 24;
 
 /// The key that seals stored states: 32 bytes, given as base64 (standard or URL-safe alphabet,
@@ -71,9 +79,9 @@ impl fmt::Debug for SealKey {
     }
 }
 
-/// Seals and opens values with one key.
+/// Seals and opens stored values with one [`SealKey`] (see the [module docs](self)).
 #[derive(Clone)]
-pub(crate) struct Sealer(XChaCha20Poly1305);
+pub struct Sealer(XChaCha20Poly1305);
 
 impl fmt::Debug for Sealer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -82,12 +90,62 @@ impl fmt::Debug for Sealer {
 }
 
 impl Sealer {
-    pub(crate) fn new(key: &SealKey) -> Self {
+    /// A sealer under `key`.
+    pub fn new(key: &SealKey) -> Self {
         Self(XChaCha20Poly1305::new(key.0.as_ref().into()))
     }
 
+    /// `record` sealed for the entry `name`: `<version>:xc2:…`.
+    pub fn seal_record(
+        &self,
+        name: &str,
+        record: &StoreRecord,
+    ) -> Result<Zeroizing<Vec<u8>>, Error> {
+        let plain = Zeroizing::new(encode_record(record)?);
+        let mut out = Zeroizing::new(format!("{}:", record.version).into_bytes());
+        let aad = associated_data(record.version, name);
+        out.extend_from_slice(self.seal(aad.as_bytes(), &plain)?.as_bytes());
+        Ok(out)
+    }
+
+    /// The record in `value`, a value [`seal_record`](Self::seal_record) made for `name`; the
+    /// error names `name` and the likely cause, never what the value holds.
+    pub fn open_record(&self, name: &str, value: &[u8]) -> Result<StoreRecord, Error> {
+        let forget = "`partner-auth forget` removes it";
+        let Some((version, body)) = split_version(value) else {
+            return Err(Error::store(
+                format!(
+                    "the entry {name} has no readable version (a sealed value starts \
+                     `<version>:`); {forget}"
+                ),
+                None,
+            ));
+        };
+        let Some(sealed) = body.strip_prefix(SEALED_TAG.as_bytes()) else {
+            return Err(Error::store(
+                format!("the entry {name} is not sealed in this store's format; {forget}"),
+                None,
+            ));
+        };
+        let aad = associated_data(version, name);
+        let plain = self.open(name, aad.as_bytes(), sealed)?;
+        let record = decode_record(&plain)
+            .map_err(|e| Error::store(format!("the entry {name}: {e}"), None))?;
+        if record.version != version {
+            return Err(Error::store(
+                format!(
+                    "the entry {name} says version {version} outside its record and {} inside: \
+                     refused; {forget}",
+                    record.version
+                ),
+                None,
+            ));
+        }
+        Ok(record)
+    }
+
     /// `SEALED_TAG` + base64(nonce || ciphertext), bound to `aad` (associated data).
-    pub(crate) fn seal(&self, aad: &[u8], plain: &[u8]) -> Result<String, Error> {
+    pub fn seal(&self, aad: &[u8], plain: &[u8]) -> Result<String, Error> {
         let mut nonce = [0u8; NONCE_LEN];
         getrandom::fill(&mut nonce)
             .map_err(|e| Error::store(format!("no random numbers for a nonce: {e}"), None))?;
@@ -102,17 +160,12 @@ impl Sealer {
     }
 
     /// The plain bytes of a sealed body (after `SEALED_TAG`) bound to `aad`, or an error naming
-    /// the entry `redis_key` and the likely cause. Never a partial or unauthenticated result.
-    pub(crate) fn open(
-        &self,
-        redis_key: &str,
-        aad: &[u8],
-        body: &[u8],
-    ) -> Result<Zeroizing<Vec<u8>>, Error> {
+    /// the entry `name` and the likely cause. Never a partial or unauthenticated result.
+    pub fn open(&self, name: &str, aad: &[u8], body: &[u8]) -> Result<Zeroizing<Vec<u8>>, Error> {
         let refused = || {
             Error::store(
                 format!(
-                    "the entry {redis_key} does not decrypt: it was sealed under another key \
+                    "the entry {name} does not decrypt: it was sealed under another key \
                      (check PARTNER_AUTH_STORE_KEY) or for another entry or version, or it was \
                      altered; `partner-auth forget` removes it"
                 ),
@@ -129,6 +182,23 @@ impl Sealer {
             .map(Zeroizing::new)
             .map_err(|_| refused())
     }
+}
+
+/// What a sealed value is bound to besides the key: its version and where it is stored.
+fn associated_data(version: u64, name: &str) -> String {
+    format!("{version}:{name}")
+}
+
+/// The version before a value's first `:` (at most 20 digits, no sign, no leading zero) and
+/// the rest; `None` when the value does not start so.
+pub fn split_version(value: &[u8]) -> Option<(u64, &[u8])> {
+    let colon = value.iter().take(21).position(|&b| b == b':')?;
+    let digits = std::str::from_utf8(&value[..colon]).ok()?;
+    let canonical = digits.bytes().all(|b| b.is_ascii_digit())
+        && !digits.is_empty()
+        && (digits == "0" || !digits.starts_with('0'));
+    let version = digits.parse().ok().filter(|_| canonical)?;
+    Some((version, &value[colon + 1..]))
 }
 
 #[cfg(test)]
@@ -157,6 +227,51 @@ mod tests {
         // Garbage and truncation.
         assert!(sealer.open("p:e:a", b"7:p:e:a", b"!!").is_err());
         assert!(sealer.open("p:e:a", b"7:p:e:a", &body[..10]).is_err());
+    }
+
+    #[test]
+    fn records_open_only_where_and_as_they_were_sealed() {
+        use crate::{AccessToken, TokenState};
+        let sealer = Sealer::new(&SealKey::generate().unwrap());
+        let record = StoreRecord::new(TokenState::new(AccessToken::new("at-secret")), 9);
+        let value = sealer.seal_record("k", &record).unwrap();
+        assert!(value.starts_with(b"9:xc2:"));
+        assert!(!String::from_utf8_lossy(&value).contains("at-secret"));
+        assert_eq!(sealer.open_record("k", &value).unwrap(), record);
+        let mut relabelled = b"8".to_vec();
+        relabelled.extend_from_slice(&value[1..]);
+        for (name, value) in [
+            ("other", &value[..]),
+            ("k", &relabelled[..]),
+            ("k", b"9:{}"),
+        ] {
+            let err = sealer.open_record(name, value).unwrap_err().to_string();
+            assert!(
+                err.contains("forget") && !err.contains("at-secret"),
+                "{err}"
+            );
+        }
+    }
+
+    #[test]
+    fn versions_are_canonical_decimal() {
+        assert_eq!(split_version(b"0:x"), Some((0, &b"x"[..])));
+        assert_eq!(split_version(b"42:{}"), Some((42, &b"{}"[..])));
+        let max = format!("{}:", u64::MAX);
+        assert_eq!(split_version(max.as_bytes()), Some((u64::MAX, &b""[..])));
+        for bad in [
+            &b"007:x"[..],
+            b":x",
+            b"-1:x",
+            b"+1:x",
+            b"1e+20:x",
+            b"18446744073709551616:x",
+            b"123456789012345678901:x",
+            b"12",
+            b"",
+        ] {
+            assert_eq!(split_version(bad), None, "{}", String::from_utf8_lossy(bad));
+        }
     }
 
     #[test]
