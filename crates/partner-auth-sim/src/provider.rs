@@ -253,28 +253,7 @@ impl Provider {
             .iter()
             .find(|(t, r)| r.family == family && r.order > record.order && knows.seen.contains(*t))
             .map(|(t, _)| t.clone());
-        let own: Vec<&Presentation> = record.presentations.iter().filter(|p| p.by == by).collect();
-        // What it could know of the others' presentations (a record it read may be its own
-        // marker, so a marker counts only for a process that made no presentation).
-        let of_others = if let Some(later) = &later {
-            Some(format!("it had seen {later}"))
-        } else if own.is_empty() && knows.marked.contains(&digest) {
-            Some("a store record it read marked it presented or refused".to_owned())
-        } else if record
-            .presentations
-            .iter()
-            .filter(|p| p.by != by)
-            .filter_map(|p| p.delivered_epoch)
-            .any(|e| knows.read_epoch.is_none_or(|read| read <= e))
-        {
-            Some("the store was not wiped between that answer and its last read".to_owned())
-        } else {
-            None
-        };
-        // Its one presentation more after its own lost answer, knowing of no other: from what
-        // it could learn, the token's second presentation.
-        let own_retry = of_others.is_none() && own.len() == 1 && own[0].delivered.is_none();
-        let could_know = if let Some(own) = own.first() {
+        let could_know = if let Some(own) = record.presentations.iter().find(|p| p.by == by) {
             Some(format!("it made the presentation at {}", secs(own.at)))
         } else if let Some(later) = later {
             Some(format!("it had seen {later}"))
@@ -306,7 +285,7 @@ impl Provider {
         let verdict = match record.presentations.first() {
             None => None,
             Some(first) if k == 2 && (first.delivered.is_none() || stranded(first)) => None,
-            Some(_) if could_know.is_none() || own_retry => None,
+            Some(_) if could_know.is_none() => None,
             Some(first) => {
                 // The earlier presentation that should have stopped this one: the presenter's
                 // own if it made one, else the first.
