@@ -196,7 +196,8 @@ impl<F: KeyedFetch> PrincipalCache<F> {
                         .is_some_and(|rt| !self.lock().spent(rt))
                 });
             let from_scratch = from_scratch || behind;
-            if !(unsaved && previous.is_some() && !landed) && !from_scratch {
+            let ours_is_newer = from_scratch || (unsaved && previous.is_some() && !landed);
+            if !ours_is_newer {
                 // What the store says is newer than what this process keeps.
                 self.follow_stored_refresh_token(adoptable(&record).refresh_token);
                 if let Some(refusal) = record.refused_own() {
