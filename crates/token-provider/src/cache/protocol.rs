@@ -299,7 +299,11 @@ impl<F: KeyedFetch> PrincipalCache<F> {
         let result = CatchPanic(self.common.fetcher.fetch(&self.principal, base.as_ref())).await;
         let state = match result {
             Ok(state) => {
-                if let Some(refresh_token) = &presented {
+                // Spent only if the provider rotated it: one that answers without a new refresh
+                // token leaves the one presented in force (the fetcher carries it forward).
+                if let Some(refresh_token) = &presented
+                    && state.refresh_token.as_ref() != Some(refresh_token)
+                {
                     self.lock().remember_spent(refresh_token);
                 }
                 self.stamp(state)
