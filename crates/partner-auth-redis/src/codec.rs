@@ -8,7 +8,7 @@
 //! both readings of the version must agree: a relabelled or altered value is refused.
 
 use redis::Value;
-use token_provider::seal::{SEALED_TAG, Sealer, split_version};
+use token_provider::seal::{self, SEALED_TAG, Sealer, split_version};
 use token_provider::{Error, StoreRecord, decode_record, encode_record};
 use zeroize::Zeroizing;
 
@@ -90,7 +90,7 @@ pub(crate) fn decode(
             None,
         ));
     };
-    let record = match (body.strip_prefix(SEALED_TAG.as_bytes()), sealer) {
+    let decoded = match (body.strip_prefix(SEALED_TAG.as_bytes()), sealer) {
         (Some(_), Some(sealer)) => return sealer.open_record(name, &value).map(Some),
         (Some(_), None) => {
             return Err(Error::store(
@@ -116,19 +116,8 @@ pub(crate) fn decode(
                 None,
             ));
         }
-    }
-    .map_err(|e| Error::store(format!("the entry {name}: {e}"), None))?;
-    if record.version != version {
-        return Err(Error::store(
-            format!(
-                "the entry {name} says version {version} outside its record and {} inside: \
-                 refused; {forget}",
-                record.version
-            ),
-            None,
-        ));
-    }
-    Ok(Some(record))
+    };
+    seal::record_at(name, version, decoded).map(Some)
 }
 
 /// `record` (at its version) as stored at `name`, sealed when there is a sealer.

@@ -129,19 +129,7 @@ impl Sealer {
         };
         let aad = associated_data(version, name);
         let plain = self.open(name, aad.as_bytes(), sealed)?;
-        let record = decode_record(&plain)
-            .map_err(|e| Error::store(format!("the entry {name}: {e}"), None))?;
-        if record.version != version {
-            return Err(Error::store(
-                format!(
-                    "the entry {name} says version {version} outside its record and {} inside: \
-                     refused; {forget}",
-                    record.version
-                ),
-                None,
-            ));
-        }
-        Ok(record)
+        record_at(name, version, decode_record(&plain))
     }
 
     /// `SEALED_TAG` + base64(nonce || ciphertext), bound to `aad` (associated data).
@@ -185,6 +173,28 @@ impl Sealer {
 }
 
 /// What a sealed value is bound to besides the key: its version and where it is stored.
+/// The record decoded from the value stored at `name` under the readable `version`: refused
+/// when the record says another version (a prefix tampered with, or a value moved), the error
+/// naming `name` and never what the value holds.
+pub fn record_at(
+    name: &str,
+    version: u64,
+    decoded: Result<StoreRecord, Error>,
+) -> Result<StoreRecord, Error> {
+    let record = decoded.map_err(|e| Error::store(format!("the entry {name}: {e}"), None))?;
+    if record.version != version {
+        return Err(Error::store(
+            format!(
+                "the entry {name} says version {version} outside its record and {} inside: \
+                 refused; `partner-auth forget` removes it",
+                record.version
+            ),
+            None,
+        ));
+    }
+    Ok(record)
+}
+
 fn associated_data(version: u64, name: &str) -> String {
     format!("{version}:{name}")
 }

@@ -195,8 +195,8 @@ impl<F: KeyedFetch> PrincipalCache<F> {
                         .as_ref()
                         .is_some_and(|rt| !self.lock().spent(rt))
                 });
-            let from_scratch = from_scratch || behind;
-            let ours_is_newer = from_scratch || (unsaved && previous.is_some() && !landed);
+            let ours_is_newer =
+                from_scratch || behind || (unsaved && previous.is_some() && !landed);
             if !ours_is_newer {
                 // What the store says is newer than what this process keeps.
                 self.follow_stored_refresh_token(adoptable(&record).refresh_token);
