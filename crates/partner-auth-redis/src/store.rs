@@ -145,10 +145,15 @@ impl Inner {
         above.saturating_add(1).max(now_ms)
     }
 
-    /// How long Redis keeps an entry saved now.
-    fn ttl(&self, state: &TokenState) -> Duration {
+    /// How long Redis keeps an entry saved now: a forget's record as long as a refresh token
+    /// (it must outlive the states replicas hold from before it).
+    fn ttl(&self, record: &StoreRecord) -> Duration {
         let now = self.clock.now();
         let s = &self.settings;
+        if record.forgotten.is_some() {
+            return s.refresh_ttl;
+        }
+        let state = &record.state;
         let until_expiry = state
             .access_token
             .expires_at()
@@ -229,7 +234,7 @@ impl Inner {
         let mut record = record.clone();
         record.version = self.next_version(key, read);
         let value = codec::encode(&names.entry, &record, self.sealer.as_ref())?;
-        let ttl = self.ttl(&record.state);
+        let ttl = self.ttl(&record);
         // A record with no presentation under way is the end of the holder's work: the lock is
         // released with it, saving the round trip of a release.
         let lease = Lease::of(self, key, lock).filter(|_| record.presenting.is_none());
@@ -321,7 +326,10 @@ struct Found {
 #[async_trait]
 impl TokenStore for RedisStore {
     async fn load(&self, key: &StoreKey) -> Result<Option<TokenState>, Error> {
-        Ok(self.load_record(key).await?.map(|record| record.state))
+        Ok(self
+            .load_record(key)
+            .await?
+            .and_then(StoreRecord::into_state))
     }
 
     /// Saves over whatever version is stored (read first; read again if another save came
@@ -473,7 +481,11 @@ impl TokenStore for RedisStore {
                         None => continue,
                     },
                     stored => match inner.checked(key, &names.entry, stored, seen) {
-                        Ok(Some(record)) => Ok(record.state),
+                        Ok(Some(record)) => match record.into_state() {
+                            Some(state) => Ok(state),
+                            // A forget's record: no state to list.
+                            None => continue,
+                        },
                         Ok(None) => continue,
                         Err(e) => Err(e),
                     },

@@ -1,7 +1,7 @@
 //! `partner-auth-sim`: runs seeds of the simulation.
 //!
 //! ```text
-//! partner-auth-sim --seeds N [--start S] [--jobs J] [--survey] [--faults LIST] [--promises LIST]
+//! partner-auth-sim --seeds N [--start S] [--jobs J] [--survey [--list]] [--faults LIST] [--promises LIST]
 //! partner-auth-sim --seed S [--faults LIST] [--promises LIST]
 //! ```
 //!
@@ -26,13 +26,15 @@ struct Args {
     options: Options,
     jobs: usize,
     survey: bool,
+    list: bool,
 }
 
 fn usage() -> String {
     let faults: Vec<_> = Fault::ALL.iter().map(|f| f.name()).collect();
     let promises: Vec<_> = Promise::ALL.iter().map(|p| p.name()).collect();
     format!(
-        "usage: partner-auth-sim --seeds N [--start S] [--jobs J] [--survey] [--faults LIST] \
+        "usage: partner-auth-sim --seeds N [--start S] [--jobs J] [--survey [--list]] \
+         [--faults LIST] \
          [--promises LIST]\n\
          \x20      partner-auth-sim --seed S [--faults LIST] [--promises LIST]\n\n\
          fault classes (--faults): all, none, or a comma-separated list of: {}\n\
@@ -50,6 +52,7 @@ fn parse() -> Result<Args, String> {
         options: Options::default(),
         jobs: std::thread::available_parallelism().map_or(1, |n| n.get()),
         survey: false,
+        list: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -66,6 +69,7 @@ fn parse() -> Result<Args, String> {
             "--promises" => args.options.promises = Promises::parse(&value("--promises")?)?,
             "--jobs" => args.jobs = number(value("--jobs")?, "--jobs")?.max(1) as usize,
             "--survey" => args.survey = true,
+            "--list" => args.list = true,
             "-h" | "--help" => return Err(String::new()),
             other => return Err(format!("unknown argument {other}")),
         }
@@ -99,6 +103,13 @@ fn main() -> ExitCode {
     let outcomes = run_many(args.start, n, args.options, args.jobs, !args.survey);
     let elapsed = started.elapsed();
     if args.survey {
+        if args.list {
+            for o in &outcomes {
+                if let Some(v) = &o.violation {
+                    println!("seed {}: {v}", o.seed);
+                }
+            }
+        }
         return survey(&outcomes, elapsed);
     }
     match outcomes.iter().find(|o| o.violation.is_some()) {

@@ -115,6 +115,7 @@ impl Server {
 fn describe(record: Option<&StoreRecord>) -> String {
     match record {
         None => "nothing".into(),
+        Some(r) if r.forgotten.is_some() => format!("forgotten (v{})", r.version),
         Some(r) => format!(
             "{} + {} (v{}{}{})",
             r.state.access_token.secret().expose_secret(),
@@ -323,7 +324,10 @@ impl StoreHandle {
 #[async_trait]
 impl TokenStore for StoreHandle {
     async fn load(&self, key: &StoreKey) -> Result<Option<TokenState>, Error> {
-        Ok(self.load_record(key).await?.map(|r| r.state))
+        Ok(self
+            .load_record(key)
+            .await?
+            .and_then(StoreRecord::into_state))
     }
 
     async fn save(
@@ -475,14 +479,20 @@ impl TokenStore for StoreHandle {
                     format_args!("store: saved {key}: {}", describe(Some(&record))),
                 );
                 let rt = record.state.refresh_token.clone();
+                let forgotten = record.forgotten.is_some();
                 k.record = Some(record);
-                crate::checker::on_store_write(
-                    w,
-                    self.node,
-                    key,
-                    rt.as_ref().map(|rt| rt.expose_secret()),
-                    task,
-                );
+                if forgotten {
+                    // A forget's record removes the state as far as the promises go.
+                    crate::checker::on_store_remove(w, self.node, key, task);
+                } else {
+                    crate::checker::on_store_write(
+                        w,
+                        self.node,
+                        key,
+                        rt.as_ref().map(|rt| rt.expose_secret()),
+                        task,
+                    );
+                }
                 Ok(version)
             })
             .await;
@@ -497,7 +507,10 @@ impl TokenStore for StoreHandle {
             Ok(server
                 .keys
                 .iter()
-                .filter_map(|(key, k)| Some((key.clone(), Ok(k.record.as_ref()?.state.clone()))))
+                .filter_map(|(key, k)| {
+                    let state = k.record.clone()?.into_state()?;
+                    Some((key.clone(), Ok(state)))
+                })
                 .collect())
         })
         .await

@@ -321,7 +321,25 @@ pub async fn store_contract(store: std::sync::Arc<dyn crate::TokenStore>) {
         "{store:?}: a save over a record gone succeeds, with a higher version"
     );
     assert!(store.remove(&k, &lock).await.unwrap(), "{store:?}");
-    store.save_record(&k, &record(), None, &lock).await.unwrap();
+    let v5 = store.save_record(&k, &record(), None, &lock).await.unwrap();
+    // A forget's record: read back as written, and no state to `load` or list.
+    let forgotten = StoreRecord::forgotten_at(at);
+    store
+        .save_record(&k, &forgotten, Some(v5), &lock)
+        .await
+        .unwrap();
+    let stored = store.load_record(&k).await.unwrap().unwrap();
+    assert_eq!(stored.forgotten, Some(at), "{store:?}");
+    assert!(stored.state.refresh_token.is_none(), "{store:?}");
+    assert_eq!(store.load(&k).await.unwrap(), None, "{store:?}");
+    let listed = store.entries().await.unwrap();
+    assert!(!listed.iter().any(|(key, _)| *key == k), "{store:?}");
+    // A save over it, with its version, is a state again.
+    store
+        .save_record(&k, &record(), Some(stored.version), &lock)
+        .await
+        .unwrap();
+    assert_eq!(store.load(&k).await.unwrap(), Some(state), "{store:?}");
     assert!(store.remove(&k, &lock).await.unwrap(), "{store:?}");
 }
 

@@ -200,8 +200,16 @@ impl<F: Fetch> CachedTokenProvider<F> {
     }
 
     /// Forgets this principal: drops the cached token and any state kept for the next fetch,
-    /// and removes the stored state (refresh token included) under the store's lock for its key.
-    /// Returns whether the store held an entry. The next call fetches from scratch.
+    /// and replaces the stored state (refresh token included) with a record of the forget,
+    /// under the store's lock for its key. Returns whether the store held a state. The next call
+    /// fetches from scratch.
+    ///
+    /// Across a fleet: another replica keeps serving the access token it holds until it expires
+    /// or a caller reports it refused (hits never ask the store); its next fetch finds the
+    /// record of the forget, drops the refresh token it held from before, and starts from
+    /// scratch, so a forgotten state is never written back. A store that keeps no records
+    /// ([`TokenStore::versioned`] false) has the state removed instead. When the store cannot
+    /// be reached, this process's state is dropped all the same and the error says why.
     pub async fn forget(&self) -> Result<bool, Error> {
         self.slot.forget().await
     }

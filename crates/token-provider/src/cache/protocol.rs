@@ -128,6 +128,40 @@ impl<F: KeyedFetch> PrincipalCache<F> {
         }
     }
 
+    /// Leaves the record of a `forget` in the store, over whatever it holds (with the key's
+    /// lock held): whether a state was there, and the time recorded (none in a store that
+    /// keeps no records, where the state is removed). An entry that cannot be read is removed
+    /// first.
+    pub(super) async fn record_forget(
+        &self,
+        store: &dyn TokenStore,
+        key: &StoreKey,
+        lock: &StoreLock,
+    ) -> Result<(bool, Option<SystemTime>), Error> {
+        if !store.versioned() {
+            return Ok((store.remove(key, lock).await?, None));
+        }
+        let at = self.common.now();
+        let forgotten = StoreRecord::forgotten_at(at);
+        let mut last = None;
+        for _ in 0..SAVE_ROUNDS {
+            let (read, removed) = match store.load_record(key).await {
+                Ok(stored) => (
+                    stored.as_ref().map(|r| r.version),
+                    stored.is_some_and(|r| r.forgotten.is_none()),
+                ),
+                Err(Error::Store { .. }) => (None, store.remove(key, lock).await?),
+                Err(e) => return Err(e),
+            };
+            match store.save_record(key, &forgotten, read, lock).await {
+                Ok(_) => return Ok((removed, Some(at))),
+                Err(e @ Error::StoreFenced { .. }) => last = Some(e),
+                Err(e) => return Err(e),
+            }
+        }
+        Err(last.expect("at least one round"))
+    }
+
     /// The protocol from one read of the record on.
     async fn through_record(
         &self,
@@ -138,6 +172,18 @@ impl<F: KeyedFetch> PrincipalCache<F> {
         deadline: SystemTime,
     ) -> Result<Step, Error> {
         let now = self.common.now();
+        let read = record.as_ref().map(|r| r.version);
+        // A forget's record: nothing stored, and nothing held from before it either.
+        let record = match record {
+            Some(StoreRecord {
+                forgotten: Some(at),
+                ..
+            }) => {
+                self.follow_forget(at);
+                None
+            }
+            record => record,
+        };
         let previous = self.previous_state();
         let (rejected, first_load, unsaved) = {
             let mut control = self.lock();
@@ -149,9 +195,10 @@ impl<F: KeyedFetch> PrincipalCache<F> {
                 control.unsaved().is_some(),
             )
         };
-        let read = record.as_ref().map(|r| r.version);
         let stored_any = record.is_some();
         let mut attempt = 1;
+        // Whether the refresh token held here is presented because the store lost its record.
+        let mut after_loss = false;
         let mut base = previous.clone();
         if let Some(record) = record {
             let entry = self.entry(adoptable(&record), now);
@@ -197,6 +244,10 @@ impl<F: KeyedFetch> PrincipalCache<F> {
                 });
             let ours_is_newer =
                 from_scratch || behind || (unsaved && previous.is_some() && !landed);
+            if from_scratch || behind {
+                attempt = 2;
+                after_loss = true;
+            }
             if !ours_is_newer {
                 // What the store says is newer than what this process keeps.
                 self.follow_stored_refresh_token(adoptable(&record).refresh_token);
@@ -247,6 +298,14 @@ impl<F: KeyedFetch> PrincipalCache<F> {
                 }
             }
         }
+        if !stored_any && !unsaved && base.as_ref().is_some_and(|b| b.refresh_token.is_some()) {
+            // The store lost the record of the refresh token this process holds (a flush, a
+            // restart without persistence, an eviction): another replica may have presented
+            // it since, so this presentation may be its second, and a lost answer is not
+            // followed by another.
+            attempt = 2;
+            after_loss = true;
+        }
         if base.is_none() && !stored_any {
             // Nothing stored or held: a refresh token the user configured is presented, and
             // recorded like any other (in a state of its own that is never served).
@@ -257,6 +316,17 @@ impl<F: KeyedFetch> PrincipalCache<F> {
                 .map(rotated_only);
         }
         let presented = base.as_ref().and_then(|b| b.refresh_token.clone());
+        if let Some(refresh_token) = &presented
+            && after_loss
+            && self.lock().unanswered(refresh_token)
+        {
+            // Presented here before, its answer lost, and the record of that gone with the
+            // store: another holder may have presented it the second time since.
+            self.drop_refused_refresh_token(
+                refresh_token,
+                "its answer was lost and the store lost the record of its presentation".into(),
+            );
+        }
         // A refresh token this process saw refused is never presented again, whatever the
         // store says (its record of the refusal may not have been written, or been lost).
         let known_refused = self.lock().refused().cloned();
@@ -272,7 +342,8 @@ impl<F: KeyedFetch> PrincipalCache<F> {
             && self.lock().spent(refresh_token)
         {
             return Err(Error::user_action(
-                "the stored refresh token was already spent by this process and its successor                  is lost (the store lost its writes): sign in again",
+                "the stored refresh token was already spent by this process and its successor \
+                 is lost (the store lost its writes): sign in again",
             ));
         }
         let mut read = read;
@@ -296,7 +367,17 @@ impl<F: KeyedFetch> PrincipalCache<F> {
                 ),
             }
         }
+        if let Some(refresh_token) = &presented {
+            self.lock().remember_presenting(refresh_token);
+        }
         let result = CatchPanic(self.common.fetcher.fetch(&self.principal, base.as_ref())).await;
+        let answered = match &result {
+            Ok(_) | Err(Error::Rotated(_)) => true,
+            Err(error) => fate(error) != Fate::Lost,
+        };
+        if let Some(refresh_token) = presented.as_ref().filter(|_| answered) {
+            self.lock().answered(refresh_token);
+        }
         let state = match result {
             Ok(state) => {
                 // Spent only if the provider rotated it: one that answers without a new refresh

@@ -202,10 +202,27 @@ pub(super) struct Incidents {
     /// record holding one of them is older than what this process holds (a store that lost
     /// writes, and a stale state written back since).
     pub(super) spent: Vec<RefreshDigest>,
+    /// The refresh tokens this process presented and had no answer for (lost, or abandoned at
+    /// the deadline), newest last: once the store has lost its record of that presentation,
+    /// this process cannot know whether another presented it since, so it never does again.
+    pub(super) unanswered: Vec<RefreshDigest>,
+    /// The time of the last `forget` whose record this process acted on (made it, or dropped
+    /// what it held from before it): a state held since is newer than that record.
+    pub(super) forgotten_seen: Option<SystemTime>,
 }
 
-/// How many spent refresh tokens a principal's cache remembers.
+/// How many spent (and unanswered) refresh tokens a principal's cache remembers.
 const SPENT_REMEMBERED: usize = 8;
+
+/// Adds `digest` to a bounded list of refresh tokens, dropping the oldest.
+fn remember(list: &mut Vec<RefreshDigest>, digest: RefreshDigest) {
+    if !list.contains(&digest) {
+        if list.len() == SPENT_REMEMBERED {
+            list.remove(0);
+        }
+        list.push(digest);
+    }
+}
 
 impl Coordination {
     pub(super) fn incidents(&mut self) -> &mut Incidents {
@@ -232,25 +249,40 @@ impl Coordination {
         self.incidents.as_ref()?.refused.as_ref()
     }
 
+    pub(super) fn forgotten_seen(&self) -> Option<SystemTime> {
+        self.incidents.as_ref()?.forgotten_seen
+    }
+
     /// Whether this process spent `refresh_token` (presented it and had an answer).
     pub(super) fn spent(&self, refresh_token: &Secret) -> bool {
-        self.incidents.as_ref().is_some_and(|i| {
-            let digest = RefreshDigest::of(refresh_token);
-            i.spent.contains(&digest)
-        })
+        self.incidents
+            .as_ref()
+            .is_some_and(|i| i.spent.contains(&RefreshDigest::of(refresh_token)))
     }
 
     /// Remembers that this process spent `refresh_token`.
     pub(super) fn remember_spent(&mut self, refresh_token: &Secret) {
         let digest = RefreshDigest::of(refresh_token);
-        self.update(|incidents| {
-            if !incidents.spent.contains(&digest) {
-                if incidents.spent.len() == SPENT_REMEMBERED {
-                    incidents.spent.remove(0);
-                }
-                incidents.spent.push(digest);
-            }
-        });
+        self.update(|incidents| remember(&mut incidents.spent, digest));
+    }
+
+    /// Whether this process presented `refresh_token` and has had no answer for it.
+    pub(super) fn unanswered(&self, refresh_token: &Secret) -> bool {
+        self.incidents
+            .as_ref()
+            .is_some_and(|i| i.unanswered.contains(&RefreshDigest::of(refresh_token)))
+    }
+
+    /// Remembers that this process presents `refresh_token` (until [`answered`](Self::answered)).
+    pub(super) fn remember_presenting(&mut self, refresh_token: &Secret) {
+        let digest = RefreshDigest::of(refresh_token);
+        self.update(|incidents| remember(&mut incidents.unanswered, digest));
+    }
+
+    /// The provider's answer to `refresh_token` reached this process.
+    pub(super) fn answered(&mut self, refresh_token: &Secret) {
+        let digest = RefreshDigest::of(refresh_token);
+        self.clear_incidents(|incidents| incidents.unanswered.retain(|d| *d != digest));
     }
 
     /// Sets what `f` changes in the incidents part, and frees it once it holds nothing.
@@ -265,6 +297,8 @@ impl Coordination {
             && incidents.consecutive_failures == 0
             && incidents.refused.is_none()
             && incidents.spent.is_empty()
+            && incidents.unanswered.is_empty()
+            && incidents.forgotten_seen.is_none()
         {
             self.incidents = None;
         }
@@ -353,11 +387,25 @@ impl<F: KeyedFetch> PrincipalCache<F> {
 
     pub(crate) async fn forget(&self) -> Result<bool, Error> {
         let removed = match self.store()? {
+            // What this process holds goes whatever the store answers (the error then says
+            // the store may still hold the state); under the store's lock, so that a fetch
+            // queued behind the forget finds the new epoch.
             Some((store, key)) => {
-                let lock = store.lock(&key).await?;
-                let removed = store.remove(&key, &lock).await?;
+                let lock = match store.lock(&key).await {
+                    Ok(lock) => lock,
+                    Err(e) => {
+                        self.forget_state();
+                        return Err(e);
+                    }
+                };
+                let recorded = self.record_forget(store, &key, &lock).await;
                 self.forget_state();
-                removed
+                if let Ok((_, Some(at))) = recorded {
+                    self.lock()
+                        .update(|incidents| incidents.forgotten_seen = Some(at));
+                }
+                drop(lock);
+                recorded?.0
             }
             None => {
                 self.forget_state();
@@ -905,6 +953,21 @@ impl<F: KeyedFetch> PrincipalCache<F> {
         let mut control = self.lock();
         control.remember_spent(refused);
         control.update(|incidents| incidents.refused = Some(refusal));
+    }
+
+    /// Another replica forgot the principal at `at` (a record of it this process had not acted
+    /// on): what this process holds is from before it, so its refresh token is dropped (the
+    /// access token is still served until it expires: hits never ask the store), and a state
+    /// that could not be saved is no longer owed to the store.
+    pub(super) fn follow_forget(&self, at: SystemTime) {
+        if self.lock().forgotten_seen() == Some(at) {
+            return;
+        }
+        self.replace_refresh_token(|held| held.is_some(), None);
+        self.lock().update(|incidents| {
+            incidents.forgotten_seen = Some(at);
+            incidents.unsaved = None;
+        });
     }
 
     /// Keeps `refresh_token`, the one the store says is the principal's now (`None`: none this

@@ -9,7 +9,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use super::format::{StoreFile, StoredEntry, entry_of, entry_state, entry_version};
+use super::format::{
+    StoreFile, StoredEntry, entry_forgotten, entry_of, entry_state, entry_version,
+};
 use super::{KeyLocks, StoreEntry, StoreKey, StoreLock, StoreRecord, TokenStore, next_version};
 use crate::seal::{SealKey, Sealer, split_version};
 use crate::{Error, TokenState};
@@ -127,12 +129,13 @@ impl FileStore {
         }
     }
 
-    /// The state in the entry `value` of `key` (a clear entry's state is read even when what
-    /// it recorded besides cannot be).
-    fn state_of(&self, key: &str, value: &serde_json::Value) -> Result<TokenState, Error> {
+    /// The state in the entry `value` of `key`, none in a forget's record (a clear entry's
+    /// state is read even when what it recorded besides cannot be).
+    fn state_of(&self, key: &str, value: &serde_json::Value) -> Result<Option<TokenState>, Error> {
         match (value, &self.sealer) {
-            (serde_json::Value::Object(_), None) => entry_state(value),
-            _ => self.record_of(key, value).map(|record| record.state),
+            (serde_json::Value::Object(_), None) if entry_forgotten(value) => Ok(None),
+            (serde_json::Value::Object(_), None) => entry_state(value).map(Some),
+            _ => self.record_of(key, value).map(StoreRecord::into_state),
         }
     }
 
@@ -187,6 +190,7 @@ impl TokenStore for FileStore {
                 .get(key.as_str())
                 .map(|value| store.state_of(key.as_str(), value))
                 .transpose()
+                .map(Option::flatten)
                 .map_err(|e| in_entry(&store.path, &key, e))
         })
         .await
@@ -289,9 +293,9 @@ impl TokenStore for FileStore {
             Ok(read_file(&store.path)?
                 .entries
                 .iter()
-                .map(|(k, e)| {
-                    let state = store.state_of(k, e);
-                    (StoreKey::from_stored(k.clone()), state)
+                .filter_map(|(k, e)| {
+                    let state = store.state_of(k, e).transpose()?;
+                    Some((StoreKey::from_stored(k.clone()), state))
                 })
                 .collect())
         })

@@ -44,6 +44,9 @@ pub(super) struct StoredEntry {
     presenting: Option<PresentingEntry>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     refused: Option<RefusalEntry>,
+    /// [`StoreRecord::forgotten`], in Unix milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    forgotten_ms: Option<u64>,
     /// Fields a later release added: kept as they were.
     #[serde(flatten)]
     extra: serde_json::Map<String, serde_json::Value>,
@@ -88,6 +91,15 @@ fn unix_secs(at: SystemTime) -> Option<u64> {
     at.duration_since(UNIX_EPOCH).ok().map(|d| d.as_secs())
 }
 
+fn unix_millis(at: SystemTime) -> u64 {
+    at.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+fn from_unix_millis(ms: u64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_millis(ms.min(MAX_EXPIRY_UNIX_SECS * 1000))
+}
+
 /// Unix seconds as a time, clamped to what a token can carry (a file written before expiries
 /// were capped may hold 9e12).
 fn from_unix_secs(secs: u64) -> SystemTime {
@@ -113,6 +125,7 @@ impl StoredEntry {
             version: None,
             presenting: None,
             refused: None,
+            forgotten_ms: None,
             extra,
         }
     }
@@ -122,12 +135,10 @@ impl StoredEntry {
         entry.version = Some(record.version);
         entry.presenting = record.presenting.as_ref().map(|p| PresentingEntry {
             refresh_digest: p.refresh_digest.to_hex(),
-            deadline_ms: p
-                .deadline
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+            deadline_ms: unix_millis(p.deadline),
             attempt: p.attempt,
         });
+        entry.forgotten_ms = record.forgotten.map(unix_millis);
         entry.refused = record.refused.as_ref().map(|r| RefusalEntry {
             refresh_digest: r.refresh_digest.to_hex(),
             at: unix_secs(r.at).unwrap_or(0),
@@ -140,8 +151,7 @@ impl StoredEntry {
         let presenting = match &self.presenting {
             Some(p) => Some(Presenting {
                 refresh_digest: digest_field(&p.refresh_digest)?,
-                deadline: UNIX_EPOCH
-                    + Duration::from_millis(p.deadline_ms.min(MAX_EXPIRY_UNIX_SECS * 1000)),
+                deadline: from_unix_millis(p.deadline_ms),
                 attempt: p.attempt,
             }),
             None => None,
@@ -154,11 +164,11 @@ impl StoredEntry {
             }),
             None => None,
         };
-        Ok(
-            StoreRecord::new(self.to_state()?, self.version.unwrap_or(0))
-                .with_presenting(presenting)
-                .with_refused(refused),
-        )
+        let mut record = StoreRecord::new(self.to_state()?, self.version.unwrap_or(0))
+            .with_presenting(presenting)
+            .with_refused(refused);
+        record.forgotten = self.forgotten_ms.map(from_unix_millis);
+        Ok(record)
     }
 
     pub(super) fn to_value(&self) -> serde_json::Value {
@@ -214,6 +224,11 @@ pub(super) fn entry_state(value: &serde_json::Value) -> Result<TokenState, Error
 pub(super) fn entry_of(value: &serde_json::Value) -> Result<StoredEntry, Error> {
     StoredEntry::deserialize(value)
         .map_err(|_| Error::store("a stored entry is not in the token store format", None))
+}
+
+/// Whether one entry of a store file in clear is the record of a `forget` (no state in it).
+pub(super) fn entry_forgotten(value: &serde_json::Value) -> bool {
+    value.get("forgotten_ms").is_some()
 }
 
 /// The version of one entry of a store file, read even when the rest cannot be (0 when none).

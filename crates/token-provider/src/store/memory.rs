@@ -30,7 +30,7 @@ impl MemoryStore {
 #[async_trait]
 impl TokenStore for MemoryStore {
     async fn load(&self, key: &StoreKey) -> Result<Option<TokenState>, Error> {
-        Ok(self.map().get(key).map(|r| r.state.clone()))
+        Ok(self.map().get(key).cloned().and_then(StoreRecord::into_state))
     }
 
     async fn save(
@@ -73,14 +73,17 @@ impl TokenStore for MemoryStore {
     }
 
     async fn remove(&self, key: &StoreKey, _lock: &StoreLock) -> Result<bool, Error> {
-        Ok(self.map().remove(key).is_some())
+        Ok(self
+            .map()
+            .remove(key)
+            .is_some_and(|r| r.forgotten.is_none()))
     }
 
     async fn entries(&self) -> Result<Vec<StoreEntry>, Error> {
         let mut all: Vec<_> = self
             .map()
             .iter()
-            .map(|(k, v)| (k.clone(), Ok(v.state.clone())))
+            .filter_map(|(k, v)| Some((k.clone(), Ok(v.clone().into_state()?))))
             .collect();
         all.sort_by(|a, b| a.0.cmp(&b.0));
         Ok(all)

@@ -15,6 +15,10 @@
 //!   ([`Refusal`]: which token, when, and the provider's reason), so no replica and no later run
 //!   presents it again.
 //!
+//! - **Forgets.** A `forget` leaves a record of itself ([`StoreRecord::forgotten_at`]) in place
+//!   of the state: a replica that finds one it has not seen drops what it holds from before
+//!   (the refresh token above all) instead of writing it back, and starts from scratch.
+//!
 //! A refresh token is named by a digest ([`RefreshDigest`]), never in clear, in both records.
 
 use std::fmt;
@@ -22,7 +26,7 @@ use std::time::SystemTime;
 
 use sha2::{Digest, Sha256};
 
-use crate::{Secret, TokenState};
+use crate::{AccessToken, Secret, TokenState};
 
 /// One principal's record in a store.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -37,6 +41,9 @@ pub struct StoreRecord {
     pub presenting: Option<Presenting>,
     /// The provider refused a refresh token.
     pub refused: Option<Refusal>,
+    /// The principal was forgotten at this time: the record holds no usable state (its state is
+    /// a placeholder that is never served), and whatever a replica holds from before is void.
+    pub forgotten: Option<SystemTime>,
 }
 
 impl StoreRecord {
@@ -47,7 +54,25 @@ impl StoreRecord {
             state,
             presenting: None,
             refused: None,
+            forgotten: None,
         }
+    }
+
+    /// The record a `forget` at `at` leaves: no state (a placeholder expired at the epoch,
+    /// with no refresh token), only the time.
+    pub fn forgotten_at(at: SystemTime) -> Self {
+        let placeholder = AccessToken::builder("forgotten")
+            .expires_at(SystemTime::UNIX_EPOCH)
+            .build();
+        Self {
+            forgotten: Some(at),
+            ..Self::new(TokenState::new(placeholder), 0)
+        }
+    }
+
+    /// The record, unless it is a forget's: what a reader of states sees.
+    pub fn into_state(self) -> Option<TokenState> {
+        self.forgotten.is_none().then_some(self.state)
     }
 
     /// The record with `presenting` set.
@@ -166,7 +191,6 @@ impl fmt::Debug for RefreshDigest {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::AccessToken;
 
     #[test]
     fn a_digest_round_trips_and_never_shows_the_token() {
