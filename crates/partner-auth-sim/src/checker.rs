@@ -12,8 +12,10 @@
 //!   presentation by a process that could not have learned of the earlier ones: it made none
 //!   of them, never received, held or read in the store a later token of the family nor a
 //!   record marking the token presented or refused, and the store had been wiped (flushed,
-//!   restarted, the record evicted or removed by a `forget`) since each earlier answer reached
-//!   a cache and before the process last read it. After a wipe a replica holding a refresh
+//!   restarted, the record evicted) since each earlier answer reached a cache and before the
+//!   process last read it (an answer that reached a cache while the store was down for a
+//!   restart counts as reaching it before that restart's wipe: it could not be saved until the
+//!   store came back empty). A `forget` leaves a record of itself, which is no wipe. After a wipe a replica holding a refresh
 //!   token cannot tell whether another rotated it; without one, the store is where the fleet
 //!   learns it, so a process that was not told is the fleet's failure, not an excuse.
 //! - **rotated-kept**: the newest refresh token of a principal that reached a replica, while

@@ -640,7 +640,7 @@ impl Fetch for SimFetch {
             node: Some(node),
             task,
         };
-        let epoch = lock(&w.store).epoch(&self.key);
+        let epoch = lock(&w.store).delivery_epoch(&self.key, tokio::time::Instant::now());
         lock(&w.provider).deliver(&processed, delivery, epoch);
         if let Some(rt) = &processed.issued {
             crate::checker::on_seen(w, node, self.principal, rt);

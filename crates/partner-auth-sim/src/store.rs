@@ -78,6 +78,14 @@ impl Server {
         self.flushes += 1;
     }
 
+    /// [`epoch`](Self::epoch) as an answer arriving at `now` is judged: one that arrives while
+    /// the store is down for a restart counts as arriving before that restart's wipe (nothing
+    /// can be saved until the store is back, empty).
+    pub(crate) fn delivery_epoch(&self, key: &StoreKey, now: Instant) -> u64 {
+        let down = self.unavailable_until.is_some_and(|until| until > now);
+        self.epoch(key) - u64::from(down)
+    }
+
     /// How many times `key`'s record was wiped (flushed, evicted, removed): what a process read
     /// may not descend from what was there before.
     pub(crate) fn epoch(&self, key: &StoreKey) -> u64 {

@@ -14,7 +14,7 @@ use crate::store::{
     Presenting, RefreshDigest, Refusal, StoreKey, StoreLock, StoreRecord, TokenStore,
 };
 use crate::token::is_b64token;
-use crate::{Error, KeyedFetch, TokenState};
+use crate::{Error, KeyedFetch, Secret, TokenState};
 
 /// How often a holder waiting for another's presentation reads the record again.
 const PRESENTATION_POLL: Duration = Duration::from_millis(200);
@@ -129,32 +129,45 @@ impl<F: KeyedFetch> PrincipalCache<F> {
     }
 
     /// Leaves the record of a `forget` in the store, over whatever it holds (with the key's
-    /// lock held): whether a state was there, and the time recorded (none in a store that
-    /// keeps no records, where the state is removed). An entry that cannot be read is removed
-    /// first.
+    /// lock held). A store that keeps no records has the state removed; an entry that cannot be
+    /// read is removed first.
     pub(super) async fn record_forget(
         &self,
         store: &dyn TokenStore,
         key: &StoreKey,
         lock: &StoreLock,
-    ) -> Result<(bool, Option<SystemTime>), Error> {
+    ) -> Result<Forgot, Error> {
         if !store.versioned() {
-            return Ok((store.remove(key, lock).await?, None));
+            let removed = store.remove(key, lock).await?;
+            return Ok(Forgot {
+                removed,
+                at: None,
+                stored_refresh_token: None,
+            });
         }
         let at = self.common.now();
         let forgotten = StoreRecord::forgotten_at(at);
         let mut last = None;
         for _ in 0..SAVE_ROUNDS {
-            let (read, removed) = match store.load_record(key).await {
-                Ok(stored) => (
-                    stored.as_ref().map(|r| r.version),
-                    stored.is_some_and(|r| r.forgotten.is_none()),
+            let (read, stored) = match store.load_record(key).await {
+                Ok(record) => (
+                    record.as_ref().map(|r| r.version),
+                    record.and_then(StoreRecord::into_state),
                 ),
-                Err(Error::Store { .. }) => (None, store.remove(key, lock).await?),
+                Err(Error::Store { .. }) => {
+                    store.remove(key, lock).await?;
+                    (None, None)
+                }
                 Err(e) => return Err(e),
             };
             match store.save_record(key, &forgotten, read, lock).await {
-                Ok(_) => return Ok((removed, Some(at))),
+                Ok(_) => {
+                    return Ok(Forgot {
+                        removed: stored.is_some(),
+                        at: Some(at),
+                        stored_refresh_token: stored.and_then(|s| s.refresh_token),
+                    });
+                }
                 Err(e @ Error::StoreFenced { .. }) => last = Some(e),
                 Err(e) => return Err(e),
             }
@@ -201,12 +214,25 @@ impl<F: KeyedFetch> PrincipalCache<F> {
         let mut after_loss = false;
         let mut base = previous.clone();
         if let Some(record) = record {
+            // A record whose refresh token this process already spent is older than the state
+            // this process holds (the store lost writes, and a stale state came back): never adopted.
+            let behind = record
+                .state
+                .refresh_token
+                .as_ref()
+                .is_some_and(|rt| self.lock().spent(rt))
+                && previous.as_ref().is_some_and(|p| {
+                    p.refresh_token
+                        .as_ref()
+                        .is_some_and(|rt| !self.lock().spent(rt))
+                });
             let entry = self.entry(adoptable(&record), now);
             let token = &entry.state.access_token;
             let is_rejected = rejected.as_ref() == Some(token);
             let ours = previous.as_ref().is_some_and(|p| p.access_token == *token);
             let sendable = is_b64token(token.secret().expose_secret());
-            if now < entry.soft() && sendable && !is_rejected && (first_load || !ours) {
+            let fresh = now < entry.soft() && sendable && !is_rejected;
+            if fresh && !behind && (first_load || !ours) {
                 debug!(cache = self.config().name, "token adopted from the store");
                 // What the store holds now is newer than the state that could not be saved.
                 self.lock()
@@ -230,18 +256,6 @@ impl<F: KeyedFetch> PrincipalCache<F> {
                 && previous
                     .as_ref()
                     .is_some_and(|p| !is_placeholder(p) && p.refresh_token.is_some());
-            // A record whose refresh token this process already spent is older than the state
-            // this process holds (the store lost writes, and a stale state came back).
-            let behind = record
-                .state
-                .refresh_token
-                .as_ref()
-                .is_some_and(|rt| self.lock().spent(rt))
-                && previous.as_ref().is_some_and(|p| {
-                    p.refresh_token
-                        .as_ref()
-                        .is_some_and(|rt| !self.lock().spent(rt))
-                });
             let ours_is_newer =
                 from_scratch || behind || (unsaved && previous.is_some() && !landed);
             if from_scratch || behind {
@@ -333,9 +347,13 @@ impl<F: KeyedFetch> PrincipalCache<F> {
         if let (Some(refresh_token), Some(refusal)) = (&presented, known_refused)
             && RefreshDigest::of(refresh_token) == refusal.refresh_digest
         {
-            let state = base.clone().expect("a presented refresh token has a state");
-            let record = StoreRecord::new(state, 0).with_refused(refusal.clone());
-            self.record(store, key, lock, &record, read).await;
+            // Recorded over the record it is about; over nothing (a store that lost
+            // everything) the state it would write is older than what others may hold.
+            if stored_any {
+                let state = base.clone().expect("a presented refresh token has a state");
+                let record = StoreRecord::new(state, 0).with_refused(refusal.clone());
+                self.record(store, key, lock, &record, read).await;
+            }
             return Err(refused_error(&refusal));
         }
         if let Some(refresh_token) = &presented
@@ -585,6 +603,16 @@ impl<F: KeyedFetch> PrincipalCache<F> {
             );
         }
     }
+}
+
+/// What a `forget` did in the store.
+pub(super) struct Forgot {
+    /// A state was there.
+    pub(super) removed: bool,
+    /// When the record of the forget was written (none in a store that keeps no records).
+    pub(super) at: Option<SystemTime>,
+    /// The refresh token the forgotten state held.
+    pub(super) stored_refresh_token: Option<Secret>,
 }
 
 /// What one read of the record led to.

@@ -22,6 +22,7 @@ use super::counter::StripedCounter;
 use super::decide::{Decision, Hold, TokenTimes, View, after_failure, decide};
 use super::local::{count_keyed_hit, drop_dead_local_copies, local_copy, local_hit};
 use super::policy;
+use super::protocol::Forgot;
 use crate::clock::nanos;
 use crate::pace::Background;
 use crate::store::{RefreshDigest, Refusal, StoreKey, TokenStore};
@@ -398,14 +399,19 @@ impl<F: KeyedFetch> PrincipalCache<F> {
                         return Err(e);
                     }
                 };
+                let held = self.previous_state().and_then(|s| s.refresh_token);
                 let recorded = self.record_forget(store, &key, &lock).await;
                 self.forget_state();
-                if let Ok((_, Some(at))) = recorded {
-                    self.lock()
-                        .update(|incidents| incidents.forgotten_seen = Some(at));
+                if let Ok(Forgot {
+                    at: Some(at),
+                    stored_refresh_token,
+                    ..
+                }) = &recorded
+                {
+                    self.void_before_forget(*at, held.iter().chain(stored_refresh_token));
                 }
                 drop(lock);
-                recorded?.0
+                recorded?.removed
             }
             None => {
                 self.forget_state();
@@ -963,11 +969,25 @@ impl<F: KeyedFetch> PrincipalCache<F> {
         if self.lock().forgotten_seen() == Some(at) {
             return;
         }
+        let held = self.previous_state().and_then(|s| s.refresh_token);
         self.replace_refresh_token(|held| held.is_some(), None);
-        self.lock().update(|incidents| {
-            incidents.forgotten_seen = Some(at);
-            incidents.unsaved = None;
-        });
+        self.lock().update(|incidents| incidents.unsaved = None);
+        self.void_before_forget(at, held.iter());
+    }
+
+    /// Notes that the forget at `at` was acted on here, and that `refresh_tokens` (what was
+    /// held or stored before it) are void: a record holding one later (a stale state written
+    /// back by a replica that missed the forget) is older than what this process holds.
+    pub(super) fn void_before_forget<'a>(
+        &self,
+        at: SystemTime,
+        refresh_tokens: impl Iterator<Item = &'a Secret>,
+    ) {
+        let mut control = self.lock();
+        control.update(|incidents| incidents.forgotten_seen = Some(at));
+        for refresh_token in refresh_tokens {
+            control.remember_spent(refresh_token);
+        }
     }
 
     /// Keeps `refresh_token`, the one the store says is the principal's now (`None`: none this
