@@ -21,7 +21,8 @@
 //! - **rotated-kept**: the newest refresh token of a principal that reached a replica, while
 //!   the provider would still rotate it (not rotated since, its family not revoked), is held by
 //!   the store or by a live replica (its cached state, or the state it keeps for its next fetch
-//!   after an `invalidate`). Not required while a replica that received it is fetching (the
+//!   after an `invalidate`), or another token the provider would still rotate is (two families
+//!   can live at once after the store lost its records; keeping one is what the promise asks). Not required while a replica that received it is fetching (the
 //!   answer is between the provider and the save), when only killed processes ever held it
 //!   (the window no client can close), once a `forget` of the principal removed it, or for a
 //!   password grant's token (not a rotated one: the password logs in again).
@@ -517,6 +518,9 @@ pub(crate) fn check_rotated_kept(w: &World, caches: &[Cache]) {
         }
         let mut holders = Vec::new();
         let mut fetching = Vec::new();
+        // Any usable refresh token held (of another family: two families can live at once
+        // after the store lost its records) keeps the principal from needing a person.
+        let mut usable_held = false;
         for cache in caches
             .iter()
             .filter(|c| c.principal == principal && w.alive(c.node))
@@ -536,9 +540,10 @@ pub(crate) fn check_rotated_kept(w: &World, caches: &[Cache]) {
                         .and_then(|s| s.refresh_token.clone()),
                 }
             };
-            if held.is_some_and(|h| h.expose_secret() == rt) {
+            if held.as_ref().is_some_and(|h| h.expose_secret() == rt) {
                 holders.push(cache.node);
             }
+            usable_held |= held.is_some_and(|h| lock(&w.provider).usable(h.expose_secret()));
             if cache.provider.stats().fetching {
                 fetching.push(cache.node);
             }
@@ -554,6 +559,12 @@ pub(crate) fn check_rotated_kept(w: &World, caches: &[Cache]) {
         }
         let stored = lock(&w.store).stored_refresh(w.key(principal));
         if stored.as_deref() == Some(rt.as_str()) {
+            continue;
+        }
+        usable_held |= stored
+            .as_deref()
+            .is_some_and(|s| lock(&w.provider).usable(s));
+        if usable_held {
             continue;
         }
         touched.extend(delivery.node);

@@ -210,8 +210,8 @@ impl<F: KeyedFetch> PrincipalCache<F> {
         };
         let stored_any = record.is_some();
         let mut attempt = 1;
-        // Whether the refresh token held here is presented because the store lost its record.
-        let mut after_loss = false;
+        // Whether the store's record allows the second presentation of its refresh token.
+        let mut retry_recorded = false;
         let mut base = previous.clone();
         if let Some(record) = record {
             // A record whose refresh token this process already spent is older than the state
@@ -260,7 +260,6 @@ impl<F: KeyedFetch> PrincipalCache<F> {
                 from_scratch || behind || (unsaved && previous.is_some() && !landed);
             if from_scratch || behind {
                 attempt = 2;
-                after_loss = true;
             }
             if !ours_is_newer {
                 // What the store says is newer than what this process keeps.
@@ -306,19 +305,20 @@ impl<F: KeyedFetch> PrincipalCache<F> {
                         return Err(refused_error(&refusal));
                     }
                     attempt = 2;
+                    retry_recorded = true;
                     base = Some(record.state);
                 } else {
                     base = Some(record.state);
                 }
             }
         }
-        if !stored_any && !unsaved && base.as_ref().is_some_and(|b| b.refresh_token.is_some()) {
-            // The store lost the record of the refresh token this process holds (a flush, a
-            // restart without persistence, an eviction): another replica may have presented
-            // it since, so this presentation may be its second, and a lost answer is not
-            // followed by another.
+        if !stored_any && base.as_ref().is_some_and(|b| b.refresh_token.is_some()) {
+            // The store holds nothing of the refresh token this process holds (a flush, a
+            // restart without persistence, an eviction; or a save that failed, though the
+            // presentation's record, which others may have read, held the state): another
+            // replica may have presented it since, so this presentation may be its second, and
+            // a lost answer is not followed by another.
             attempt = 2;
-            after_loss = true;
         }
         if base.is_none() && !stored_any {
             // Nothing stored or held: a refresh token the user configured is presented, and
@@ -331,11 +331,11 @@ impl<F: KeyedFetch> PrincipalCache<F> {
         }
         let presented = base.as_ref().and_then(|b| b.refresh_token.clone());
         if let Some(refresh_token) = &presented
-            && after_loss
+            && !retry_recorded
             && self.lock().unanswered(refresh_token)
         {
-            // Presented here before, its answer lost, and the record of that gone with the
-            // store: another holder may have presented it the second time since.
+            // Presented here before, its answer lost, and no record of that presentation in
+            // the store to allow one more: another holder may have presented it since.
             self.drop_refused_refresh_token(
                 refresh_token,
                 "its answer was lost and the store lost the record of its presentation".into(),
@@ -429,7 +429,14 @@ impl<F: KeyedFetch> PrincipalCache<F> {
                     (&presented, &base, store.versioned())
                 {
                     let presented = Presenting::new(refresh_token, self.common.now(), attempt);
-                    self.record_failure(store, key, lock, read, base, presented, &error)
+                    let before = if retry_recorded {
+                        Before::LostOnce
+                    } else if stored_any {
+                        Before::Record
+                    } else {
+                        Before::Nothing
+                    };
+                    self.record_failure(store, key, lock, read, base, presented, before, &error)
                         .await;
                 }
                 return Err(error);
@@ -533,9 +540,9 @@ impl<F: KeyedFetch> PrincipalCache<F> {
     }
 
     /// Records what became of a presented refresh token after a failed fetch: a refusal, so
-    /// nobody presents it again; an unspent token, so the next holder presents it without
-    /// waiting; or a lost answer, due now (`presented` carries the time and the attempt), so
-    /// the next holder presents it once more.
+    /// nobody presents it again; an unspent token, so the store is as it was `before` this
+    /// presentation's record; or a lost answer, due now (`presented` carries the time and the
+    /// attempt), so the next holder presents it once more (after a first attempt).
     #[allow(clippy::too_many_arguments)]
     async fn record_failure(
         &self,
@@ -545,22 +552,44 @@ impl<F: KeyedFetch> PrincipalCache<F> {
         read: Option<u64>,
         base: &TokenState,
         presented: Presenting,
+        before: Before,
         error: &Error,
     ) {
+        if fate(error) == Fate::Unspent && before == Before::Nothing {
+            // The store held nothing of it (it lost its records): nothing again, so that the
+            // next holder presents from its memory as this one did, as a second presentation.
+            if let Err(e) = store.remove(key, lock).await {
+                warn!(
+                    cache = self.config().name,
+                    key = %key,
+                    error = %e,
+                    "could not record the refresh token's outcome in the store"
+                );
+            }
+            return;
+        }
         let record = StoreRecord::new(base.clone(), 0);
+        // Due now, less the grace others give a deadline: this holder knows it is lost.
+        let due = presented
+            .deadline
+            .checked_sub(PRESENTATION_GRACE)
+            .unwrap_or(presented.deadline);
         let record = match fate(error) {
             Fate::Refused => record.with_refused(Refusal {
                 refresh_digest: presented.refresh_digest,
                 at: presented.deadline,
                 reason: error.to_string(),
             }),
+            // A second presentation that never left: the first one's answer is still lost, so
+            // one presentation remains, as before this one.
+            Fate::Unspent if before == Before::LostOnce => record.with_presenting(Presenting {
+                deadline: due,
+                attempt: 1,
+                ..presented
+            }),
             Fate::Unspent => record,
-            // Due now, less the grace others give a deadline: this holder knows it is lost.
             Fate::Lost => record.with_presenting(Presenting {
-                deadline: presented
-                    .deadline
-                    .checked_sub(PRESENTATION_GRACE)
-                    .unwrap_or(presented.deadline),
+                deadline: due,
                 ..presented
             }),
         };
@@ -613,6 +642,17 @@ pub(super) struct Forgot {
     pub(super) at: Option<SystemTime>,
     /// The refresh token the forgotten state held.
     pub(super) stored_refresh_token: Option<Secret>,
+}
+
+/// What the store held of a presented refresh token before its presentation was recorded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Before {
+    /// Nothing: the store had lost its records.
+    Nothing,
+    /// Its presentation with a lost answer: this was the one more allowed.
+    LostOnce,
+    /// A record (its state, or one this process's memory is newer than).
+    Record,
 }
 
 /// What one read of the record led to.
