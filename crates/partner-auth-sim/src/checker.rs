@@ -259,10 +259,23 @@ pub(crate) fn on_fetch(w: &World, node: Node, principal: usize) {
     }
 }
 
-/// A replica's fetch panics.
+/// A replica's fetch panics. A fetch begun before a `forget` of its replica returned (failed
+/// or not) is detached from the cache: what it ends with is not held, so its panic asks for
+/// no backoff.
 pub(crate) fn on_panic(w: &World, node: Node, principal: usize) {
     let now = w.now();
-    lock(&w.checker).panics.insert((node, principal), now);
+    let task = tokio::task::try_id();
+    let mut checker = lock(&w.checker);
+    let detached = checker.forgets.iter().any(|f| {
+        f.node == node
+            && f.principal == principal
+            && f.returned
+                .as_ref()
+                .is_some_and(|r| task.is_some_and(|t| t < r.marker))
+    });
+    if !detached {
+        checker.panics.insert((node, principal), now);
+    }
 }
 
 /// A caller reported `token` refused (a 401): `before` is what the cache held just before.
