@@ -149,21 +149,19 @@ impl<F: KeyedFetch> PrincipalCache<F> {
         let forgotten = StoreRecord::forgotten_at(at);
         let mut last = None;
         for _ in 0..SAVE_ROUNDS {
-            let (read, stored) = match store.load_record(key).await {
+            let (read, stored, unreadable) = match store.load_record(key).await {
                 Ok(record) => (
                     record.as_ref().map(|r| r.version),
                     record.and_then(StoreRecord::into_state),
+                    false,
                 ),
-                Err(Error::Store { .. }) => {
-                    store.remove(key, lock).await?;
-                    (None, None)
-                }
+                Err(Error::Store { .. }) => (None, None, store.remove(key, lock).await?),
                 Err(e) => return Err(e),
             };
             match store.save_record(key, &forgotten, read, lock).await {
                 Ok(_) => {
                     return Ok(Forgot {
-                        removed: stored.is_some(),
+                        removed: stored.is_some() || unreadable,
                         at: Some(at),
                         stored_refresh_token: stored.and_then(|s| s.refresh_token),
                     });
