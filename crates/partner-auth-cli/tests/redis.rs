@@ -63,13 +63,20 @@ async fn runs_share_one_token_through_redis_and_status_and_forget_work_on_it() {
     let forget = common::run_async(common::command(&["forget", "aerion"], &pairs)).await;
     forget.assert_code(0);
     assert!(forget.stdout.contains("forgot"), "{}", forget.stdout);
-    // Nothing is left under the prefix: the entry went, and the lock was released.
-    assert!(
-        redis
-            .cli(&["--scan", "--pattern", "partner-auth:*"])
-            .trim()
-            .is_empty()
-    );
+    // The lock was released, and the entry holds the forget's record alone: no token in it,
+    // and no entry to list.
+    let left = redis.cli(&["--scan", "--pattern", "partner-auth:*"]);
+    let left: Vec<&str> = left.split_whitespace().collect();
+    assert_eq!(left.len(), 1, "{left:?}");
+    assert!(left[0].contains(":e:aerion|"), "{left:?}");
+    let forgotten = redis.cli(&["GET", left[0]]);
+    assert!(!forgotten.contains(&first));
+    for secret in secrets(&emu) {
+        assert!(!forgotten.contains(&secret));
+    }
+    let status = common::run_async(common::command(&["status"], &pairs)).await;
+    status.assert_code(0);
+    assert!(!status.stdout.contains("aerion"), "{}", status.stdout);
 
     // Read under another key: a clear error (exit 2), never a token.
     let token = token_of(&partner_auth("aerion", &env, &[]).await);
