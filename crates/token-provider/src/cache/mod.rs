@@ -54,7 +54,14 @@
 //!     refusal without presenting it, or, for a fetcher whose fetch from scratch spends nothing
 //!     ([`Fetch::repeatable_without_store`]: a password grant), fetches from scratch;
 //!   - a fetch that began before [`forget`](CachedTokenProvider::forget) returned never saves
-//!     after it.
+//!     after it; the forget leaves a record of itself, and a replica that finds one drops the
+//!     refresh token it held from before instead of writing that state back;
+//!   - when the store holds nothing of the refresh token a replica holds (a flush, a restart
+//!     without persistence, an eviction), another replica may have presented it since: its
+//!     presentation counts as the second (a lost answer is not followed by another), a record
+//!     holding a refresh token this process spent is older than what it holds (never adopted),
+//!     and a refresh token this process presented without an answer is presented again only
+//!     when the store's record allows one more.
 //!
 //!   A stored state records when it was obtained, so an adopted token gets the same margin and
 //!   lifetime limits as a fetched one (one stored before that was recorded gets the full margin,
