@@ -67,7 +67,9 @@
 //! A state with a refresh token is kept longer than its access token because the refresh token
 //! is the part worth keeping: dropping it with the access token would send a refresh-token-only
 //! principal back to a person for a new login, and lose a rotated one. One with neither expiry
-//! nor refresh token is kept 7 days (the cache never uses such a token longer than that).
+//! nor refresh token is kept 7 days (the cache never uses such a token longer than that). The
+//! record a `forget` leaves is kept as long as a refresh token, so that it outlives the states
+//! replicas hold from before it.
 //!
 //! Builds before this layout (never released) wrote `P e:K`, `P f:K` (a fence) and `P l:K`,
 //! without a hash tag. They are not read: after an upgrade each principal is fetched anew (a
