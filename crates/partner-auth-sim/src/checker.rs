@@ -11,13 +11,14 @@
 //!   cache counts as an answer, so a token refused once is not presented again. Not counted: a
 //!   presentation by a process that could not have learned of the earlier ones: it made none
 //!   of them, never received, held or read in the store a later token of the family nor a
-//!   record marking the token presented or refused, and the store had been wiped (flushed,
-//!   restarted, the record evicted) since each earlier answer reached a cache and before the
-//!   process last read it (an answer that reached a cache while the store was down for a
-//!   restart counts as reaching it before that restart's wipe: it could not be saved until the
-//!   store came back empty). A `forget` leaves a record of itself, which is no wipe. After a wipe a replica holding a refresh
-//!   token cannot tell whether another rotated it; without one, the store is where the fleet
-//!   learns it, so a process that was not told is the fleet's failure, not an excuse.
+//!   record marking the token presented or refused, and every earlier answer reached a cache
+//!   after its last read of the store, or before a wipe (a flush, a restart, the record
+//!   evicted) that came before that read. An answer that reached a cache while the store was
+//!   down for a restart counts as reaching it before that restart's wipe (it could not be
+//!   saved until the store came back empty). A `forget` leaves a record of itself, which is no
+//!   wipe. After a wipe a replica holding a refresh token cannot tell whether another rotated
+//!   it; without one, the store is where the fleet learns it, so a process that was not told
+//!   is the fleet's failure, not an excuse.
 //! - **rotated-kept**: the newest refresh token of a principal that reached a replica, while
 //!   the provider would still rotate it (not rotated since, its family not revoked), is held by
 //!   the store or by a live replica (its cached state, or the state it keeps for its next fetch
@@ -182,6 +183,8 @@ pub(crate) struct Knowledge {
     pub(crate) marked: BTreeSet<String>,
     /// How many times the store had been wiped for the principal at its last read.
     pub(crate) read_epoch: Option<u64>,
+    /// When it last read the store (virtual time since the run began).
+    pub(crate) read_at: Option<Duration>,
 }
 
 /// `node` read `record` for `key`, when the store had been wiped `epoch` times for it.
@@ -195,9 +198,11 @@ pub(crate) fn on_store_load(
     let Some(principal) = w.principal_of(key) else {
         return;
     };
+    let now = w.now();
     let mut checker = lock(&w.checker);
     let knows = checker.knowledge.entry((node, principal)).or_default();
     knows.read_epoch = Some(epoch);
+    knows.read_at = Some(now);
     if let Some(record) = record {
         knows.seen.extend(
             record

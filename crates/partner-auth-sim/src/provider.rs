@@ -259,12 +259,14 @@ impl Provider {
             Some(format!("it had seen {later}"))
         } else if knows.marked.contains(&digest) {
             Some("a store record it read marked it presented or refused".to_owned())
-        } else if record
-            .presentations
-            .iter()
-            .filter_map(|p| p.delivered_epoch)
-            .any(|e| knows.read_epoch.is_none_or(|read| read <= e))
-        {
+        } else if record.presentations.iter().any(|p| {
+            // Delivered before the presenter last read the store, with no wipe in between.
+            let (Some(at), Some(epoch)) = (p.delivered, p.delivered_epoch) else {
+                return false;
+            };
+            knows.read_at.is_none_or(|read| at <= read)
+                && knows.read_epoch.is_none_or(|read| read <= epoch)
+        }) {
             Some("the store was not wiped between that answer and its last read".to_owned())
         } else {
             None
