@@ -404,6 +404,78 @@ async fn a_refresh_token_whose_answer_was_lost_here_is_not_presented_after_a_wip
     assert_eq!(fleet.presented(), ["rt-0", "rt-1"]);
 }
 
+/// A store whose first save of a fetched state is applied but answered as lost (a reply that
+/// never came back).
+#[derive(Debug)]
+struct ReplyLostOnce {
+    inner: MemoryStore,
+    lost: Mutex<bool>,
+}
+
+#[async_trait]
+impl TokenStore for ReplyLostOnce {
+    async fn load(&self, key: &StoreKey) -> Result<Option<TokenState>, Error> {
+        self.inner.load(key).await
+    }
+    async fn save(
+        &self,
+        key: &StoreKey,
+        state: &TokenState,
+        lock: &StoreLock,
+    ) -> Result<(), Error> {
+        self.inner.save(key, state, lock).await
+    }
+    async fn lock(&self, key: &StoreKey) -> Result<StoreLock, Error> {
+        self.inner.lock(key).await
+    }
+    fn versioned(&self) -> bool {
+        true
+    }
+    async fn load_record(&self, key: &StoreKey) -> Result<Option<StoreRecord>, Error> {
+        self.inner.load_record(key).await
+    }
+    async fn save_record(
+        &self,
+        key: &StoreKey,
+        record: &StoreRecord,
+        read: Option<u64>,
+        lock: &StoreLock,
+    ) -> Result<u64, Error> {
+        let version = self.inner.save_record(key, record, read, lock).await?;
+        if record.presenting.is_none() && std::mem::take(&mut *self.lost.lock().unwrap()) {
+            return Err(Error::store_unavailable("the reply was lost"));
+        }
+        Ok(version)
+    }
+}
+
+/// Before: a holder whose save landed but whose reply was lost took its own state for newer
+/// than whatever the store held, and presented its refresh token again after another replica
+/// had rotated it from the landed save. (Found by the simulation.)
+#[tokio::test(start_paused = true)]
+async fn a_save_whose_reply_was_lost_is_not_taken_for_newer_than_the_store() {
+    let fleet = Fleet::new(Arc::new(ReplyLostOnce {
+        inner: MemoryStore::new(),
+        lost: Mutex::new(true),
+    }))
+    .await;
+    let (a, b) = (fleet.replica(), fleet.replica());
+    assert_eq!(secret(&a.token().await.unwrap()), "at-1");
+    assert!(a.store_error().is_some(), "the save's reply was lost");
+    // b adopts what landed, and rotates it.
+    assert_eq!(secret(&b.token().await.unwrap()), "at-1");
+    b.invalidate(&b.token().await.unwrap());
+    assert_eq!(secret(&b.token().await.unwrap()), "at-2");
+    // Both expire: a refreshes from the store's state, not from its own.
+    tokio::time::sleep(HOUR).await;
+    assert_eq!(secret(&a.token().await.unwrap()), "at-3");
+    assert_eq!(
+        fleet.presented(),
+        ["rt-0", "rt-1", "rt-2"],
+        "rt-1 presented twice"
+    );
+}
+
 /// A holder that presented a refresh token and is still waiting for the answer is waited for:
 /// another replica whose lock came through (a lapsed lease) does not present the same token, and
 /// adopts what the first saves.

@@ -254,9 +254,11 @@ impl<F: KeyedFetch> PrincipalCache<F> {
                 && previous
                     .as_ref()
                     .is_some_and(|p| !is_placeholder(p) && p.refresh_token.is_some());
-            let ours_is_newer =
-                from_scratch || behind || (unsaved && previous.is_some() && !landed);
-            if from_scratch || behind {
+            // (A state this process could not save is newer only when the store still holds
+            // the refresh token it rotated away, which `behind` says: a save whose reply was
+            // lost may have landed, and the store's different state descend from it.)
+            let ours_is_newer = from_scratch || behind;
+            if ours_is_newer {
                 attempt = 2;
             }
             if !ours_is_newer {
