@@ -476,6 +476,85 @@ async fn a_save_whose_reply_was_lost_is_not_taken_for_newer_than_the_store() {
     );
 }
 
+/// A store that, once armed, has a stale state written back (by a replica whose memory is
+/// older, after the store lost its records) just before the next save of a fetched state.
+#[derive(Debug, Default)]
+struct WritesBackOnce {
+    inner: MemoryStore,
+    stale: Mutex<Option<TokenState>>,
+}
+
+#[async_trait]
+impl TokenStore for WritesBackOnce {
+    async fn load(&self, key: &StoreKey) -> Result<Option<TokenState>, Error> {
+        self.inner.load(key).await
+    }
+    async fn save(
+        &self,
+        key: &StoreKey,
+        state: &TokenState,
+        lock: &StoreLock,
+    ) -> Result<(), Error> {
+        self.inner.save(key, state, lock).await
+    }
+    async fn lock(&self, key: &StoreKey) -> Result<StoreLock, Error> {
+        self.inner.lock(key).await
+    }
+    fn versioned(&self) -> bool {
+        true
+    }
+    async fn load_record(&self, key: &StoreKey) -> Result<Option<StoreRecord>, Error> {
+        self.inner.load_record(key).await
+    }
+    async fn save_record(
+        &self,
+        key: &StoreKey,
+        record: &StoreRecord,
+        read: Option<u64>,
+        lock: &StoreLock,
+    ) -> Result<u64, Error> {
+        let stale = if record.presenting.is_none() {
+            self.stale.lock().unwrap().take()
+        } else {
+            None
+        };
+        if let Some(stale) = stale {
+            let current = self.inner.load_record(key).await?.map(|r| r.version);
+            let stale = StoreRecord::new(stale, 0);
+            self.inner.save_record(key, &stale, current, lock).await?;
+        }
+        self.inner.save_record(key, record, read, lock).await
+    }
+}
+
+/// Before: a save refused because a stale state was written back over the record (a replica
+/// whose memory was older, after the store lost its records) gave way to it whenever its access
+/// token was still valid, and the refresh token just rotated was dropped. Now a record obtained
+/// before the state the fetch began from is older, and is saved over. (Found by the
+/// simulation.)
+#[tokio::test(start_paused = true)]
+async fn a_stale_state_written_back_does_not_win_over_a_fresh_rotation() {
+    let store = Arc::new(WritesBackOnce::default());
+    let fleet = Fleet::new(Arc::clone(&store) as Arc<dyn TokenStore>).await;
+    let a = fleet.replica();
+    assert_eq!(secret(&a.token().await.unwrap()), "at-1");
+    let obtained = fleet.stored().await.unwrap().state.obtained_at.unwrap();
+    tokio::time::sleep(HOUR).await;
+    let now = token_provider::Clock::now(&fleet.clock);
+    let mut stale = TokenState::new(
+        AccessToken::builder("at-stale")
+            .expires_in(now, HOUR)
+            .build(),
+    )
+    .with_refresh_token(Secret::from("rt-stale"));
+    stale.obtained_at = Some(obtained - Duration::from_secs(1));
+    *store.stale.lock().unwrap() = Some(stale);
+    assert_eq!(secret(&a.token().await.unwrap()), "at-2");
+    let stored = fleet.stored().await.unwrap();
+    assert_eq!(stored.state.refresh_token.unwrap().expose_secret(), "rt-2");
+    assert_eq!(fleet.presented(), ["rt-0", "rt-1"]);
+}
+
 /// A holder that presented a refresh token and is still waiting for the answer is waited for:
 /// another replica whose lock came through (a lapsed lease) does not present the same token, and
 /// adopts what the first saves.
@@ -580,7 +659,11 @@ async fn a_fetch_queued_behind_forget_never_saves_after_it() {
     let err = fetching.await.unwrap().unwrap_err();
     assert!(err.to_string().contains("forgotten"), "{err}");
     assert!(
-        fleet.stored().await.and_then(StoreRecord::into_state).is_none(),
+        fleet
+            .stored()
+            .await
+            .and_then(StoreRecord::into_state)
+            .is_none(),
         "the store holds a state after forget"
     );
     assert!(

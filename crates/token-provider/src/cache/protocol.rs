@@ -477,7 +477,9 @@ impl<F: KeyedFetch> PrincipalCache<F> {
                         }
                     };
                     match stored {
-                        Some(stored) if is_newer(&stored.state, base) => {
+                        Some(stored)
+                            if is_newer(&stored.state, base) && !self.is_stale(&stored, base) =>
+                        {
                             return self.give_way(stored, record.state, reason);
                         }
                         stored => read = stored.map(|s| s.version),
@@ -503,6 +505,22 @@ impl<F: KeyedFetch> PrincipalCache<F> {
         self.lock()
             .update(|incidents| incidents.unsaved = Some(std::sync::Arc::new(e)));
         Ok(Obtained::New(record.state))
+    }
+
+    /// Whether `stored`, a record that replaced the one this fetch began from (`base`), is older
+    /// than `base` all the same: a state written back from a stale memory after the store lost
+    /// its records. It holds a refresh token this process spent, or was obtained before `base`.
+    fn is_stale(&self, stored: &StoreRecord, base: Option<&TokenState>) -> bool {
+        let spent = stored
+            .state
+            .refresh_token
+            .as_ref()
+            .is_some_and(|rt| self.lock().spent(rt));
+        let earlier = match (stored.state.obtained_at, base.and_then(|b| b.obtained_at)) {
+            (Some(stored), Some(base)) => stored < base,
+            _ => false,
+        };
+        stored.forgotten.is_none() && (spent || earlier)
     }
 
     /// The store holds a newer state than the one this fetch began from: it is what the rest of

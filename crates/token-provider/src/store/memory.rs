@@ -30,7 +30,11 @@ impl MemoryStore {
 #[async_trait]
 impl TokenStore for MemoryStore {
     async fn load(&self, key: &StoreKey) -> Result<Option<TokenState>, Error> {
-        Ok(self.map().get(key).cloned().and_then(StoreRecord::into_state))
+        Ok(self
+            .map()
+            .get(key)
+            .cloned()
+            .and_then(StoreRecord::into_state))
     }
 
     async fn save(
