@@ -547,7 +547,7 @@ async fn a_stale_state_written_back_does_not_win_over_a_fresh_rotation() {
             .build(),
     )
     .with_refresh_token(Secret::from("rt-stale"));
-    stale.obtained_at = Some(obtained - Duration::from_secs(1));
+    stale.obtained_at = Some(obtained - Duration::from_secs(61));
     *store.stale.lock().unwrap() = Some(stale);
     assert_eq!(secret(&a.token().await.unwrap()), "at-2");
     let stored = fleet.stored().await.unwrap();

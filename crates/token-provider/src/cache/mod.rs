@@ -61,7 +61,9 @@
 //!     presentation counts as the second (a lost answer is not followed by another), a record
 //!     holding a refresh token this process spent is older than what it holds (never adopted),
 //!     and a refresh token this process presented without an answer is presented again only
-//!     when the store's record allows one more.
+//!     when the store's record allows one more; a save refused by a state written back from
+//!     such a memory (one obtained more than a minute before the state the fetch began from)
+//!     is made over it. Replicas' clocks are assumed to agree within that minute.
 //!
 //!   A stored state records when it was obtained, so an adopted token gets the same margin and
 //!   lifetime limits as a fetched one (one stored before that was recorded gets the full margin,

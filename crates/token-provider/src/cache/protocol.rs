@@ -23,6 +23,9 @@ const PRESENTATION_POLL: Duration = Duration::from_millis(200);
 /// its writer's clock, which may run behind this one's.
 const PRESENTATION_GRACE: Duration = Duration::from_secs(5);
 
+/// How far apart two replicas' clocks may be when their times are compared.
+const CLOCK_TOLERANCE: Duration = Duration::from_secs(60);
+
 /// How often a save refused for a version read too early is tried again after reading anew.
 const SAVE_ROUNDS: usize = 4;
 
@@ -509,7 +512,8 @@ impl<F: KeyedFetch> PrincipalCache<F> {
 
     /// Whether `stored`, a record that replaced the one this fetch began from (`base`), is older
     /// than `base` all the same: a state written back from a stale memory after the store lost
-    /// its records. It holds a refresh token this process spent, or was obtained before `base`.
+    /// its records. It holds a refresh token this process spent, or was obtained well before
+    /// `base` ([`CLOCK_TOLERANCE`]: the two times come from two replicas' clocks).
     fn is_stale(&self, stored: &StoreRecord, base: Option<&TokenState>) -> bool {
         let spent = stored
             .state
@@ -517,7 +521,7 @@ impl<F: KeyedFetch> PrincipalCache<F> {
             .as_ref()
             .is_some_and(|rt| self.lock().spent(rt));
         let earlier = match (stored.state.obtained_at, base.and_then(|b| b.obtained_at)) {
-            (Some(stored), Some(base)) => stored < base,
+            (Some(stored), Some(base)) => stored + CLOCK_TOLERANCE < base,
             _ => false,
         };
         stored.forgotten.is_none() && (spent || earlier)
