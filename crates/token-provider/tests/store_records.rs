@@ -555,6 +555,37 @@ async fn a_stale_state_written_back_does_not_win_over_a_fresh_rotation() {
     assert_eq!(fleet.presented(), ["rt-0", "rt-1"]);
 }
 
+/// Before: a refusal whose record was refused by a stale state written back (after the store
+/// lost its records) was not written, so replicas holding the refused refresh token in memory
+/// presented it again. Now it is written over the older state. (Found by the simulation.)
+#[tokio::test(start_paused = true)]
+async fn a_refusal_is_recorded_over_a_stale_state_written_back() {
+    let store = Arc::new(WritesBackOnce::default());
+    let fleet = Fleet::new(Arc::clone(&store) as Arc<dyn TokenStore>).await;
+    let a = fleet.replica();
+    assert_eq!(secret(&a.token().await.unwrap()), "at-1");
+    let obtained = fleet.stored().await.unwrap().state.obtained_at.unwrap();
+    tokio::time::sleep(HOUR).await;
+    let now = token_provider::Clock::now(&fleet.clock);
+    let mut stale = TokenState::new(
+        AccessToken::builder("at-stale")
+            .expires_in(now, HOUR)
+            .build(),
+    )
+    .with_refresh_token(Secret::from("rt-stale"));
+    stale.obtained_at = Some(obtained - Duration::from_secs(61));
+    *store.stale.lock().unwrap() = Some(stale);
+    fleet.answer_next(&[Answer::InvalidGrant]);
+    assert!(a.token().await.is_err());
+    let stored = fleet.stored().await.unwrap();
+    assert_eq!(
+        stored.state.refresh_token.as_ref().unwrap().expose_secret(),
+        "rt-1"
+    );
+    assert!(stored.refused_own().is_some(), "the refusal is recorded");
+    assert_eq!(fleet.presented(), ["rt-0", "rt-1"]);
+}
+
 /// A holder that presented a refresh token and is still waiting for the answer is waited for:
 /// another replica whose lock came through (a lapsed lease) does not present the same token, and
 /// adopts what the first saves.

@@ -632,12 +632,16 @@ impl<F: KeyedFetch> PrincipalCache<F> {
         let mut outcome = store.save_record(key, record, read, lock).await;
         for _ in 0..SAVE_ROUNDS {
             // Refused for a version read too early (a marker whose reply was lost, say): written
-            // again while the stored state is still the one the outcome is about.
+            // again while the stored state is still the one the outcome is about, or one older
+            // (written back from a stale memory).
             let Err(Error::StoreFenced { .. }) = outcome else {
                 break;
             };
             match store.load_record(key).await {
-                Ok(Some(stored)) if !is_newer(&stored.state, Some(&record.state)) => {
+                Ok(Some(stored))
+                    if !is_newer(&stored.state, Some(&record.state))
+                        || self.is_stale(&stored, Some(&record.state)) =>
+                {
                     read = Some(stored.version);
                 }
                 Ok(None) => read = None,
