@@ -196,11 +196,9 @@ impl Faults {
         Self(0)
     }
 
-    /// The classes CI runs (`kept`): lost store replies, FLUSHALL, evictions, killed replicas
-    /// and revoked families, under which the cache keeps every promise in CI's 1,000 seeds (a
-    /// few seeds past them still break one). Under the others (lost or slow answers, provider
-    /// errors, hangs, panics, restarts without persistence, pauses) seeds break promises
-    /// often: RELIABILITY.md counts both.
+    /// The classes CI runs together (`kept`): lost store replies, FLUSHALL, evictions, killed
+    /// replicas and revoked families. CI also runs every class alone; RELIABILITY.md counts
+    /// what every class at once still breaks.
     pub fn kept() -> Self {
         Self::only([
             Fault::LostReply,

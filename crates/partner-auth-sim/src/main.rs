@@ -1,13 +1,16 @@
 //! `partner-auth-sim`: runs seeds of the simulation.
 //!
 //! ```text
-//! partner-auth-sim --seeds N [--start S] [--jobs J] [--survey [--list]] [--faults LIST] [--promises LIST]
+//! partner-auth-sim --seeds N [--start S] [--jobs J] [--survey [--list] | --each]
+//!                  [--faults LIST] [--promises LIST]
 //! partner-auth-sim --seed S [--faults LIST] [--promises LIST]
 //! ```
 //!
 //! `--seeds` runs seeds S..S+N (S defaults to 0) on J threads (default: every core) and prints
 //! the first failing seed with its trace (exit 1), or a one-line summary. `--survey` runs them
-//! all and counts the broken promises. `--seed` replays one seed with its full trace.
+//! all and counts the broken promises (`--list`: and prints each failing seed). `--each` runs
+//! the seeds once per fault class, each class alone. `--seed` replays one seed with its full
+//! trace.
 //! `--faults` names the fault classes to inject, `--promises` the promises whose violation ends
 //! a run (each `all`, the default, `none`, or a comma-separated list).
 
@@ -27,15 +30,15 @@ struct Args {
     jobs: usize,
     survey: bool,
     list: bool,
+    each: bool,
 }
 
 fn usage() -> String {
     let faults: Vec<_> = Fault::ALL.iter().map(|f| f.name()).collect();
     let promises: Vec<_> = Promise::ALL.iter().map(|p| p.name()).collect();
     format!(
-        "usage: partner-auth-sim --seeds N [--start S] [--jobs J] [--survey [--list]] \
-         [--faults LIST] \
-         [--promises LIST]\n\
+        "usage: partner-auth-sim --seeds N [--start S] [--jobs J] [--survey [--list] | --each] \
+         [--faults LIST] [--promises LIST]\n\
          \x20      partner-auth-sim --seed S [--faults LIST] [--promises LIST]\n\n\
          fault classes (--faults): all, none, or a comma-separated list of: {}\n\
          promises that end a run (--promises): all, none, or a list of: {}",
@@ -53,6 +56,7 @@ fn parse() -> Result<Args, String> {
         jobs: std::thread::available_parallelism().map_or(1, |n| n.get()),
         survey: false,
         list: false,
+        each: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -70,6 +74,7 @@ fn parse() -> Result<Args, String> {
             "--jobs" => args.jobs = number(value("--jobs")?, "--jobs")?.max(1) as usize,
             "--survey" => args.survey = true,
             "--list" => args.list = true,
+            "--each" => args.each = true,
             "-h" | "--help" => return Err(String::new()),
             other => return Err(format!("unknown argument {other}")),
         }
@@ -97,6 +102,23 @@ fn main() -> ExitCode {
         return verdict(&outcome);
     }
     let n = args.seeds.unwrap_or(0);
+    if args.each {
+        // Every fault class alone, one after another; the first failure ends the run.
+        for fault in Fault::ALL {
+            let options = Options {
+                faults: Faults::only([fault]),
+                ..args.options
+            };
+            #[allow(clippy::disallowed_methods)]
+            let started = std::time::Instant::now();
+            let outcomes = run_many(args.start, n, options, args.jobs, true);
+            let code = report(&outcomes, args.start, n, options, started.elapsed());
+            if code != ExitCode::SUCCESS {
+                return code;
+            }
+        }
+        return ExitCode::SUCCESS;
+    }
     // The one wall-clock read: how long the seeds took, for the summary line.
     #[allow(clippy::disallowed_methods)]
     let started = std::time::Instant::now();
@@ -112,6 +134,17 @@ fn main() -> ExitCode {
         }
         return survey(&outcomes, elapsed);
     }
+    report(&outcomes, args.start, n, args.options, elapsed)
+}
+
+/// The first failing seed with its trace, or a one-line summary.
+fn report(
+    outcomes: &[Outcome],
+    start: u64,
+    n: u64,
+    options: Options,
+    elapsed: Duration,
+) -> ExitCode {
     match outcomes.iter().find(|o| o.violation.is_some()) {
         Some(failed) => {
             print!("{}", failed.trace);
@@ -121,11 +154,10 @@ fn main() -> ExitCode {
             let steps: u64 = outcomes.iter().map(|o| o.steps).sum();
             let grants: usize = outcomes.iter().map(|o| o.grants).sum();
             println!(
-                "{n} seeds from {} passed ({steps} steps, {grants} grants; faults {}, promises \
-                 {}) in {:.1} s",
-                args.start,
-                args.options.faults,
-                args.options.promises,
+                "{n} seeds from {start} passed ({steps} steps, {grants} grants; faults {}, \
+                 promises {}) in {:.1} s",
+                options.faults,
+                options.promises,
                 elapsed.as_secs_f64()
             );
             ExitCode::SUCCESS
