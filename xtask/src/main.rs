@@ -311,8 +311,9 @@ fn has(pkgs: &[String], name: &str) -> bool {
 const PROVIDERS: [&str; 3] = ["aerion-auth", "aurora-uk-auth", "aurora-solar-auth"];
 
 /// SPEC section 1: provider crates are independent, Aurora Solar has no OAuth crates, Aerion has
-/// no OpenID Connect, one reqwest in the tree, no OpenSSL, and a facade built with only `aerion`
-/// holds neither `openidconnect` nor another provider.
+/// no OpenID Connect, neither Aerion nor Aurora UK compiles the keyed cache or the pace, one
+/// reqwest in the tree, no OpenSSL, and a facade built with only `aerion` holds neither
+/// `openidconnect` nor another provider nor the keyed cache.
 fn check_dependency_rules() -> Result {
     eprintln!("\n==> dependency rules (cargo tree)");
     let members = members()?;
@@ -327,9 +328,13 @@ fn check_dependency_rules() -> Result {
         if !has(&pkgs, "token-provider") {
             failures.push(format!("{provider} does not depend on token-provider"));
         }
+        // The keyed cache (`quick_cache`) and the pace (`governor`) come with the core's
+        // `keyed` feature, which only Aurora Solar (many tenants and users behind one key)
+        // needs.
         let banned: &[&str] = match *provider {
             "aurora-solar-auth" => &["oauth2", "openidconnect"],
-            "aerion-auth" => &["openidconnect"],
+            "aerion-auth" => &["openidconnect", "quick_cache", "governor"],
+            "aurora-uk-auth" => &["quick_cache", "governor"],
             _ => &[],
         };
         for b in banned {
@@ -361,7 +366,13 @@ fn check_dependency_rules() -> Result {
             "-e",
             "normal",
         ])?;
-        for b in ["openidconnect", "aurora-uk-auth", "aurora-solar-auth"] {
+        for b in [
+            "openidconnect",
+            "aurora-uk-auth",
+            "aurora-solar-auth",
+            "quick_cache",
+            "governor",
+        ] {
             if has(&pkgs, b) {
                 failures.push(format!("partner-auth with only `aerion` pulls in {b}"));
             }
