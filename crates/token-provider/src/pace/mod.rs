@@ -44,4 +44,3 @@ impl Background {
 tokio::task_local! {
     static BACKGROUND: Arc<Background>;
 }
-
