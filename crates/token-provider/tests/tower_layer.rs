@@ -347,3 +347,42 @@ async fn a_provider_failure_is_the_callers_error_and_nothing_is_sent() {
     assert!(err.downcast::<Error>().unwrap().is_rejected());
     never.assert_async().await;
 }
+
+#[tokio::test]
+async fn no_token_reaches_a_log_line_or_a_debug() {
+    let logs = token_provider::testing::capture_logs();
+    let mut server = mockito::Server::new_async().await;
+    let refused = server
+        .mock("GET", "/me")
+        .match_header("authorization", "Bearer layer-secret-0")
+        .with_status(401)
+        .expect(1)
+        .create_async()
+        .await;
+    let accepted = server
+        .mock("GET", "/me")
+        .match_header("authorization", "Bearer layer-secret-1")
+        .with_status(200)
+        .expect(1)
+        .create_async()
+        .await;
+    let count = Arc::new(AtomicUsize::new(0));
+    let provider: Arc<dyn TokenProvider> = Arc::new(CachedTokenProvider::new(provider_fn(
+        "secretive",
+        move || {
+            let n = count.fetch_add(1, Ordering::SeqCst);
+            async move { Ok(AccessToken::new(format!("layer-secret-{n}"))) }
+        },
+    )));
+    let mut service = AuthLayer::new(provider, scope(&server)).layer(client());
+    let request = Request::get(format!("{}/me", server.url()))
+        .body(Full::<Bytes>::default())
+        .unwrap();
+    let response = send(&mut service, request).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    refused.assert_async().await;
+    accepted.assert_async().await;
+    let debug = format!("{service:?}");
+    assert!(!debug.contains("layer-secret"), "{debug}");
+    logs.assert_absent(&["layer-secret-0", "layer-secret-1"]);
+}
