@@ -34,8 +34,9 @@
 //!   [`from_env`] ([`open_store`]: every URL form, the password from
 //!   `PARTNER_AUTH_REDIS_PASSWORD`).
 //!
-//! Authenticated calls with a 401 retry: [`auth::send_authorized`] for bare reqwest and
-//! [`auth::AuthMiddleware`] for `reqwest-middleware`.
+//! Authenticated calls with a 401 retry: [`auth::send_authorized`] for bare reqwest,
+//! [`auth::AuthMiddleware`] for `reqwest-middleware` and [`auth::AuthLayer`] for a `tower`
+//! client built on `http` (hyper-util, tonic; `examples/tower_hyper.rs`).
 
 #![warn(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]

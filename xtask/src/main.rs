@@ -12,15 +12,17 @@ fn main() -> ExitCode {
         Some("ci") => ci(),
         Some("deps") => check_dependency_rules(),
         Some("package") => package(),
+        Some("downstream") => downstream(),
         Some("bench") => bench(&args[1..]),
         Some("sim") => sim(&args[1..]),
         _ => {
             eprintln!(
                 "usage: cargo xtask <command>\n\n\
                  commands:\n  \
-                 ci      fmt check, clippy -D warnings, redis-server (installed if missing), tests, 1,000 simulation seeds (kept classes, then each class alone), docs -D warnings, examples, packaging, dependency rules\n  \
+                 ci      fmt check, clippy -D warnings, redis-server (installed if missing), tests, 1,000 simulation seeds (kept classes, then each class alone), docs -D warnings, examples, the downstream crate, packaging, dependency rules\n  \
                  deps    only the dependency rules (cargo tree)\n  \
                  package only `cargo package --workspace` (packs and builds every published crate)\n  \
+                 downstream  builds and runs tests/downstream-aerion (Aerion only, by path) against the emulator\n  \
                  bench   criterion benchmarks (the cache, the Redis store); results in BENCHMARKS.md\n  \
                  sim     the fleet simulation: [--debug] --seeds N [--start S] runs N seeds, --seed S \
                  replays one with its trace (partner-auth-sim --help for more)"
@@ -127,11 +129,116 @@ fn ci() -> Result {
     examples.args(["build", "--workspace", "--all-features", "--examples"]);
     run("cargo build --examples", examples)?;
 
+    downstream()?;
+
     package()?;
 
     check_dependency_rules()?;
     eprintln!("\nxtask ci: all checks passed");
     Ok(())
+}
+
+/// Where the downstream crate lives: a crate outside the workspace that uses one provider crate
+/// by path, as a user's service would.
+const DOWNSTREAM: &str = "tests/downstream-aerion";
+
+/// Builds and runs the downstream crate against the emulator: an Aerion token, then an
+/// authenticated call through reqwest-middleware and one through hyper-util behind the tower
+/// layer. It resolves with the workspace's Cargo.lock (copied in), so it needs no package the
+/// workspace's build has not fetched, and builds into the workspace's target directory with the
+/// same profile, so it reuses what that build compiled.
+fn downstream() -> Result {
+    let mut build = cargo();
+    build.args([
+        "build",
+        "--quiet",
+        "-p",
+        "partner-auth-emulator",
+        "--bin",
+        "partner-auth-emulator",
+    ]);
+    run("build partner-auth-emulator", build)?;
+    let target = target_dir()?;
+    let bin = target
+        .join("debug")
+        .join(format!("partner-auth-emulator{}", env::consts::EXE_SUFFIX));
+    let crate_dir = root().join(DOWNSTREAM);
+    std::fs::copy(root().join("Cargo.lock"), crate_dir.join("Cargo.lock"))
+        .map_err(|e| format!("cannot copy Cargo.lock into {DOWNSTREAM}: {e}"))?;
+
+    let emulator = Emulator::start(&bin)?;
+    let mut service = cargo();
+    service
+        .arg("run")
+        .arg("--manifest-path")
+        .arg(crate_dir.join("Cargo.toml"))
+        .env("CARGO_TARGET_DIR", &target)
+        // Only the emulator's Aerion settings: nothing from the caller's environment.
+        .env_remove("AERION_ORIGIN")
+        .env_remove("AERION_REFRESH_TOKEN")
+        .env_remove("AERION_PASSWORD_FILE")
+        .env_remove("AERION_REFRESH_TOKEN_FILE")
+        .env("NO_PROXY", "127.0.0.1,localhost");
+    for (name, value) in emulator
+        .vars
+        .iter()
+        .filter(|(n, _)| n.starts_with("AERION_"))
+    {
+        service.env(name, value);
+    }
+    run(&format!("{DOWNSTREAM} against the emulator"), service)
+}
+
+/// The emulator binary, serving until dropped, and the variables its banner exports.
+struct Emulator {
+    child: std::process::Child,
+    vars: Vec<(String, String)>,
+}
+
+impl Emulator {
+    fn start(bin: &Path) -> Result<Self> {
+        use std::io::BufRead;
+        let mut child = Command::new(bin)
+            .args(["--port", "0"])
+            .env_remove("PARTNER_AUTH_EMULATOR_PORT")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .map_err(|e| format!("cannot start {}: {e}", bin.display()))?;
+        let stdout = child.stdout.take().ok_or("the emulator has no stdout")?;
+        let mut emulator = Self {
+            child,
+            vars: Vec::new(),
+        };
+        // The banner: `export NAME='value'` lines, ending with a commented session token.
+        for line in std::io::BufReader::new(stdout).lines() {
+            let line = line.map_err(|e| format!("cannot read the emulator's banner: {e}"))?;
+            if let Some(var) = line.strip_prefix("export ").and_then(export_line) {
+                emulator.vars.push(var);
+            }
+            if line.starts_with("# export AURORA_SOLAR_SESSION_TOKEN=") {
+                return Ok(emulator);
+            }
+        }
+        Err("the emulator stopped before it printed its settings".into())
+    }
+}
+
+impl Drop for Emulator {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `NAME='value'` (a POSIX shell's single quotes, `'\''` for a quote) as name and value.
+fn export_line(line: &str) -> Option<(String, String)> {
+    let (name, quoted) = line.split_once('=')?;
+    let value = match quoted.strip_prefix('\'').and_then(|q| q.strip_suffix('\'')) {
+        Some(inner) => inner.replace("'\\''", "'"),
+        None => quoted.to_owned(),
+    };
+    Some((name.to_owned(), value))
 }
 
 /// How many seeds of the simulation CI runs.
@@ -317,8 +424,9 @@ fn has(pkgs: &[String], name: &str) -> bool {
 const PROVIDERS: [&str; 3] = ["aerion-auth", "aurora-uk-auth", "aurora-solar-auth"];
 
 /// SPEC section 1: provider crates are independent, Aurora Solar has no OAuth crates, Aerion has
-/// no OpenID Connect, one reqwest in the tree, no OpenSSL, and a facade built with only `aerion`
-/// holds neither `openidconnect` nor another provider.
+/// no OpenID Connect, neither Aerion nor Aurora UK compiles the keyed cache or the pace, one
+/// reqwest in the tree, no OpenSSL, and a facade built with only `aerion` holds neither
+/// `openidconnect` nor another provider nor the keyed cache.
 fn check_dependency_rules() -> Result {
     eprintln!("\n==> dependency rules (cargo tree)");
     let members = members()?;
@@ -333,9 +441,13 @@ fn check_dependency_rules() -> Result {
         if !has(&pkgs, "token-provider") {
             failures.push(format!("{provider} does not depend on token-provider"));
         }
+        // The keyed cache (`quick_cache`) and the pace (`governor`) come with the core's
+        // `keyed` feature, which only Aurora Solar (many tenants and users behind one key)
+        // needs.
         let banned: &[&str] = match *provider {
             "aurora-solar-auth" => &["oauth2", "openidconnect"],
-            "aerion-auth" => &["openidconnect"],
+            "aerion-auth" => &["openidconnect", "quick_cache", "governor"],
+            "aurora-uk-auth" => &["quick_cache", "governor"],
             _ => &[],
         };
         for b in banned {
@@ -367,7 +479,13 @@ fn check_dependency_rules() -> Result {
             "-e",
             "normal",
         ])?;
-        for b in ["openidconnect", "aurora-uk-auth", "aurora-solar-auth"] {
+        for b in [
+            "openidconnect",
+            "aurora-uk-auth",
+            "aurora-solar-auth",
+            "quick_cache",
+            "governor",
+        ] {
             if has(&pkgs, b) {
                 failures.push(format!("partner-auth with only `aerion` pulls in {b}"));
             }
@@ -453,6 +571,9 @@ fn found_apt() -> bool {
         .is_ok_and(|o| o.status.success())
 }
 
+/// Where BENCHMARKS.md's hand-measured section starts.
+const FOOTPRINT_HEADING: &str = "## Footprint";
+
 fn bench(extra: &[String]) -> Result {
     // Each benchmark writes its section of the report; BENCHMARKS.md is their concatenation,
     // in this order.
@@ -486,6 +607,14 @@ fn bench(extra: &[String]) -> Result {
         body.push_str(&section);
     }
     let out = root().join("BENCHMARKS.md");
+    // The footprint section is measured by hand (clean builds of a crate outside the
+    // workspace, before and after a change): kept as it is, after the generated ones.
+    if let Ok(old) = std::fs::read_to_string(&out)
+        && let Some(at) = old.find(FOOTPRINT_HEADING)
+    {
+        body.push('\n');
+        body.push_str(&old[at..]);
+    }
     std::fs::write(&out, body).map_err(|e| format!("cannot write {}: {e}", out.display()))?;
     eprintln!("wrote {}", out.display());
     Ok(())

@@ -287,6 +287,13 @@ impl AuroraUk {
             .expect("the API base was checked by the builder")
     }
 
+    /// The header the API reads the token from ([`auth_header_name`](AuroraUkBuilder::auth_header_name);
+    /// `Authorization` by default), for `token_provider::auth::AuthMiddleware::header` and
+    /// `AuthLayer::header`, so they send it where [`send`](Self::send) does.
+    pub fn auth_header(&self) -> &token_provider::auth::AuthHeader {
+        &self.fetcher().auth_header
+    }
+
     /// The token endpoint discovery found, once discovery has run.
     pub fn token_endpoint(&self) -> Option<Url> {
         self.fetcher().token_endpoint()

@@ -199,3 +199,52 @@ async fn a_plain_http_api_url_is_refused_before_sending() {
     assert!(matches!(err, Error::Config { .. }), "{err:?}");
     assert!(err.to_string().contains("https"), "{err}");
 }
+
+/// `auth_header()` hands the configured header to the core's middleware, so a client of the
+/// user's own sends the token where `send` does (`Authentication` here), and nowhere else.
+#[tokio::test]
+async fn the_middleware_sends_the_token_in_the_configured_header() {
+    use std::sync::Arc;
+
+    use token_provider::auth::AuthMiddleware;
+
+    let mut server = mockito::Server::new_async().await;
+    let _ = mock_discovery(&mut server, 1).await;
+    let token = mock_token_basic(
+        &mut server,
+        "/oauth/token",
+        200,
+        &token_body("at-own-client", 86400),
+        1,
+    )
+    .await;
+    let api = server
+        .mock("GET", "/Accounts")
+        .match_header("authentication", "Bearer at-own-client")
+        .match_header("authorization", Matcher::Missing)
+        .with_status(200)
+        .with_body("[]")
+        .expect(1)
+        .create_async()
+        .await;
+    let aurora = builder(&server)
+        .api_base(server.url())
+        .auth_header_name("Authentication")
+        .build()
+        .unwrap();
+    assert_eq!(aurora.auth_header().name().as_str(), "authentication");
+    let middleware = AuthMiddleware::new(Arc::new(aurora.clone()), aurora.auth_scope())
+        .header(aurora.auth_header().clone());
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let client = reqwest_middleware::ClientBuilder::new(client)
+        .with(middleware)
+        .build();
+    let response = client.get(accounts(&aurora)).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.text().await.unwrap(), "[]");
+    api.assert_async().await;
+    token.assert_async().await;
+}

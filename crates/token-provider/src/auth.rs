@@ -10,16 +10,23 @@
 //! with no token and no retry. Each provider offers the scope of its own API, from its
 //! configured base URL (the preset's host by default).
 //!
-//! Build the `reqwest::Client` with redirects off, as [`HttpClient::reqwest`] is: reqwest drops
-//! `Authorization` when a redirect leaves the host, but not a header of another name
-//! ([`AuthHeader::named`]), which would follow the redirect wherever it points.
-//!
-//! - [`send_authorized`]: for bare `reqwest`; the request is rebuilt by a closure, so the retry
-//!   always has a body to send.
+//! - [`send_authorized`]: for bare `reqwest` (0.13); the request is rebuilt by a closure, so the
+//!   retry always has a body to send.
 //! - [`execute_authorized`]: for a [`Request`] sent through the shared [`HttpClient`].
-//! - `AuthMiddleware` (feature `middleware`): the same as a `reqwest-middleware` middleware; a
-//!   request whose body cannot be cloned (a stream) is not retried, but its refused token is
-//!   still invalidated, and its 401 is returned.
+//! - `AuthMiddleware` (feature `middleware`): the same as a `reqwest-middleware` (0.5)
+//!   middleware; a request whose body cannot be cloned (a stream) is not retried, but its
+//!   refused token is still invalidated, and its 401 is returned.
+//! - `AuthLayer` (feature `tower`): the same as a `tower` layer, for clients built on `http`
+//!   and `tower-service` 0.3 (hyper-util's legacy client, tonic).
+//!
+//! # Redirects
+//!
+//! A token is never to follow a redirect to another origin, whatever its header's name. Build
+//! the `reqwest::Client` with redirects off (`redirect(reqwest::redirect::Policy::none())`, as
+//! [`HttpClient::reqwest`] is): reqwest drops `Authorization` when a redirect leaves the host,
+//! but not a header of another name ([`AuthHeader::named`]), which would follow the redirect
+//! wherever it points. `AuthLayer` follows no redirect itself; a redirect-following layer goes
+//! outside it, so each hop is checked against the scope.
 
 use std::fmt;
 use std::future::Future;
@@ -29,6 +36,13 @@ use url::{Origin, Url};
 
 use crate::http::{Request, Response, check_url};
 use crate::{AccessToken, Error, HttpClient, TokenProvider};
+
+#[cfg(feature = "tower")]
+mod layer;
+
+#[cfg(feature = "tower")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tower")))]
+pub use self::layer::{AuthFuture, AuthLayer, AuthService, CloneBody, NoReplay, ReplayBody};
 
 /// Which header carries the token, and how.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -127,16 +141,31 @@ impl AuthScope {
 /// response whatever its status (a second 401 included), or the error that kept a token or an
 /// answer from being had.
 ///
-/// ```no_run
-/// # async fn demo(provider: &dyn token_provider::TokenProvider) -> Result<(), token_provider::Error> {
-/// use token_provider::auth::{AuthScope, send_authorized};
-/// let api = url::Url::parse("https://api.example.com").expect("a URL");
-/// let scope = AuthScope::new(&api)?;
-/// let client = reqwest::Client::new();
-/// let response = send_authorized(provider, &Default::default(), &scope, || {
-///     client.get("https://api.example.com/v1/users/me")
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # // The API answers with a redirect to another origin, which must see no request.
+/// # let (mut server, mut elsewhere) = (mockito::Server::new_async().await, mockito::Server::new_async().await);
+/// # let away = elsewhere.mock("GET", "/").expect(0).create_async().await;
+/// # let _moved = server.mock("GET", "/v1/users/me").with_status(302)
+/// #     .with_header("location", &format!("{}/", elsewhere.url())).create_async().await;
+/// # let provider = token_provider::CachedTokenProvider::new(token_provider::provider_fn(
+/// #     "example", || async { Ok(token_provider::AccessToken::new("a-token")) }));
+/// use token_provider::auth::{AuthHeader, AuthScope, send_authorized};
+///
+/// let api = "https://api.example.com";
+/// # let url = server.url(); let api = url.as_str();
+/// let scope = AuthScope::parse(api)?;
+/// // Redirects off, or the token's header would follow them (see the module docs).
+/// let client = reqwest::Client::builder()
+///     .redirect(reqwest::redirect::Policy::none())
+///     .build()?;
+/// let response = send_authorized(&provider, &AuthHeader::default(), &scope, || {
+///     client.get(format!("{api}/v1/users/me"))
 /// })
 /// .await?;
+/// # assert_eq!(response.status(), 302, "the redirect comes back unfollowed");
+/// # away.assert_async().await;
 /// # Ok(()) }
 /// ```
 pub async fn send_authorized<P, F>(
@@ -230,13 +259,31 @@ where
 /// with a provider's token and answers a 401 by invalidating that token and retrying once
 /// (feature `middleware`). Requests for other origins pass through untouched.
 ///
-/// ```no_run
-/// # fn demo(provider: std::sync::Arc<dyn token_provider::TokenProvider>) -> Result<(), token_provider::Error> {
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # // The API answers with a redirect to another origin, which must see no request.
+/// # let (mut server, mut elsewhere) = (mockito::Server::new_async().await, mockito::Server::new_async().await);
+/// # let away = elsewhere.mock("GET", "/").expect(0).create_async().await;
+/// # let _moved = server.mock("GET", "/v1/users/me").with_status(302)
+/// #     .with_header("location", &format!("{}/", elsewhere.url())).create_async().await;
+/// # let provider: std::sync::Arc<dyn token_provider::TokenProvider> = std::sync::Arc::new(
+/// #     token_provider::CachedTokenProvider::new(token_provider::provider_fn(
+/// #         "example", || async { Ok(token_provider::AccessToken::new("a-token")) })));
 /// use token_provider::auth::{AuthMiddleware, AuthScope};
-/// let api = url::Url::parse("https://api.example.com").expect("a URL");
-/// let client = reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
-///     .with(AuthMiddleware::new(provider, AuthScope::new(&api)?))
+///
+/// let api = "https://api.example.com";
+/// # let url = server.url(); let api = url.as_str();
+/// // Redirects off, or the token's header would follow them (see the module docs).
+/// let client = reqwest::Client::builder()
+///     .redirect(reqwest::redirect::Policy::none())
+///     .build()?;
+/// let client = reqwest_middleware::ClientBuilder::new(client)
+///     .with(AuthMiddleware::new(provider, AuthScope::parse(api)?))
 ///     .build();
+/// let response = client.get(format!("{api}/v1/users/me")).send().await?;
+/// # assert_eq!(response.status(), 302, "the redirect comes back unfollowed");
+/// # away.assert_async().await;
 /// # Ok(()) }
 /// ```
 #[cfg(feature = "middleware")]

@@ -56,6 +56,7 @@ mod clock;
 mod env;
 mod error;
 pub mod http;
+#[cfg(feature = "keyed")]
 mod keyed;
 mod options;
 mod pace;
@@ -80,8 +81,12 @@ pub use crate::clock::{Clock, ManualClock, SharedClock, SystemClock, TokioClock,
 pub use crate::env::{ProcessEnv, env_value};
 pub use crate::error::{BoxError, Error, RotatedRefusal, error_chain};
 pub use crate::http::{HttpClient, HttpClientBuilder, RetryPolicy};
+#[cfg(feature = "keyed")]
+#[cfg_attr(docsrs, doc(cfg(feature = "keyed")))]
 pub use crate::keyed::{CachedPrincipal, KeyedCache, KeyedConfig};
 pub use crate::options::ProviderOptions;
+#[cfg(feature = "keyed")]
+#[cfg_attr(docsrs, doc(cfg(feature = "keyed")))]
 pub use crate::pace::RateLimit;
 pub use crate::provider::{
     AsDynTokenProvider, Fetch, FnFetch, KeyedFetch, TokenFuture, TokenProvider, provider_fn,

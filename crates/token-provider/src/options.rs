@@ -2,13 +2,15 @@
 
 use std::sync::Arc;
 
-use crate::{CacheConfig, Error, HttpClient, RateLimit, SharedClock, TokenStore};
+#[cfg(feature = "keyed")]
+use crate::RateLimit;
+use crate::{CacheConfig, Error, HttpClient, SharedClock, TokenStore};
 
 /// The settings every provider builder shares: the HTTP client, the clock, the cache behaviour,
-/// a store and a rate limit. Provider builders take them one by one (`.http_client(..)`,
-/// `.clock(..)`, `.cache_config(..)`, `.store(..)`, `.rate_limit(..)`) or all at once
-/// (`.options(..)`), and resolve them with the methods below, so every provider applies them the
-/// same way.
+/// a store and (feature `keyed`) a rate limit. Provider builders take them one by one
+/// (`.http_client(..)`, `.clock(..)`, `.cache_config(..)`, `.store(..)`, `.rate_limit(..)`) or
+/// all at once (`.options(..)`), and resolve them with the methods below, so every provider
+/// applies them the same way.
 ///
 /// The struct is `#[non_exhaustive]` (it may gain a setting in a minor release): make one with
 /// [`new`](Self::new) and the setters, read or change its fields directly.
@@ -21,17 +23,16 @@ use crate::{CacheConfig, Error, HttpClient, RateLimit, SharedClock, TokenStore};
 /// let options = ProviderOptions::new()
 ///     .clock(Arc::new(ManualClock::new(SystemTime::UNIX_EPOCH)))
 ///     .cache(CacheConfig::new().load_timeout(Duration::from_secs(5)))
-///     .store(Arc::new(MemoryStore::new()))
-///     .rate_limit(None);
+///     .store(Arc::new(MemoryStore::new()));
 /// assert_eq!(options.resolved_clock().now(), SystemTime::UNIX_EPOCH);
-/// assert!(matches!(options.rate_limit, Some(None)));
+/// assert!(options.store.is_some());
 /// ```
 ///
 /// A struct literal does not compile outside this crate:
 ///
 /// ```compile_fail
 /// let options = token_provider::ProviderOptions {
-///     http: None, clock: None, cache: None, store: None, rate_limit: None,
+///     http: None, clock: None, cache: None, store: None,
 /// };
 /// ```
 #[derive(Clone, Debug, Default)]
@@ -48,6 +49,8 @@ pub struct ProviderOptions {
     pub store: Option<Arc<dyn TokenStore>>,
     /// The pace of the provider's requests: `Some(None)` for none, `None` for the provider's
     /// default (Aurora Solar: 90 requests per minute per key; the others: none).
+    #[cfg(feature = "keyed")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "keyed")))]
     pub rate_limit: Option<Option<RateLimit>>,
 }
 
@@ -84,6 +87,8 @@ impl ProviderOptions {
     /// The pace of the provider's requests: `Some(limit)`, or `None` for no pacing (sets
     /// [`rate_limit`](Self::rate_limit) to `Some(limit)`; leave it unset for the provider's
     /// default).
+    #[cfg(feature = "keyed")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "keyed")))]
     pub fn rate_limit(mut self, limit: impl Into<Option<RateLimit>>) -> Self {
         self.rate_limit = Some(limit.into());
         self
@@ -100,18 +105,32 @@ impl ProviderOptions {
 
     /// The HTTP client in force: the one set here, else a default client on the same clock;
     /// paced by the rate limit set here, if any.
+    #[cfg(feature = "keyed")]
     pub fn resolved_http(&self) -> Result<HttpClient, Error> {
         self.resolved_http_paced(None)
+    }
+
+    /// The HTTP client in force: the one set here, else a default client on the same clock.
+    #[cfg(not(feature = "keyed"))]
+    pub fn resolved_http(&self) -> Result<HttpClient, Error> {
+        self.unpaced_http()
+    }
+
+    /// The HTTP client set here, else a default one on the clock in force.
+    fn unpaced_http(&self) -> Result<HttpClient, Error> {
+        match &self.http {
+            Some(http) => Ok(http.clone()),
+            None => HttpClient::builder().clock(self.resolved_clock()).build(),
+        }
     }
 
     /// [`resolved_http`](Self::resolved_http) for a provider whose API limits each credential:
     /// paced by the rate limit set here, else by the client's own (one given with
     /// [`HttpClient::with_rate_limit`]), else by `default`.
+    #[cfg(feature = "keyed")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "keyed")))]
     pub fn resolved_http_paced(&self, default: Option<RateLimit>) -> Result<HttpClient, Error> {
-        let http = match &self.http {
-            Some(http) => http.clone(),
-            None => HttpClient::builder().clock(self.resolved_clock()).build()?,
-        };
+        let http = self.unpaced_http()?;
         Ok(match &self.rate_limit {
             Some(Some(limit)) => http.with_rate_limit(Some(limit.clone())),
             Some(None) => http.with_rate_limit(None),
@@ -165,6 +184,7 @@ mod tests {
         assert!(o.resolved_cache("p").store_ref().is_some());
     }
 
+    #[cfg(feature = "keyed")]
     #[test]
     fn the_setters_fill_the_fields() {
         let o = ProviderOptions::new();

@@ -360,8 +360,8 @@ pub trait Fetch: Send + Sync + fmt::Debug + 'static {
     }
 }
 
-/// The fetch of a [`KeyedCache`](crate::KeyedCache): one fetcher for many principals (the
-/// tenants of one partner app, the users of one Client SDK key), each cached on its own.
+/// The fetch of a `KeyedCache` (feature `keyed`): one fetcher for many principals (the tenants
+/// of one partner app, the users of one Client SDK key), each cached on its own.
 ///
 /// What is the same for every principal (the credential, the HTTP client) lives in the fetcher,
 /// once; what differs (a tenant id, a user) is the [`Principal`](Self::Principal), kept with

@@ -6,12 +6,21 @@
 //! repeats the version) sealed under a random 24-byte nonce with `<version>:<name>` as
 //! associated data, where `name` is where the value is stored (the file store's key, the Redis
 //! key). So a value copied to another entry, given another version, or altered does not open.
+//!
+//! The cipher is the `seal` feature's: without it a [`SealKey`] cannot be made (so nothing is
+//! sealed and a sealed entry is refused as unreadable), and `chacha20poly1305`, `getrandom`
+//! and `base64` are not compiled. The format's helpers ([`split_version`], [`record_at`]) are
+//! always here.
 
 use std::fmt;
 
+#[cfg(feature = "seal")]
 use base64::Engine;
+#[cfg(feature = "seal")]
 use base64::engine::general_purpose::{STANDARD, URL_SAFE, URL_SAFE_NO_PAD};
+#[cfg(feature = "seal")]
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
+#[cfg(feature = "seal")]
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use zeroize::Zeroizing;
 
@@ -21,13 +30,25 @@ use crate::store::{StoreRecord, decode_record, encode_record};
 /// What a sealed body starts with (after the version): the scheme and its revision. `xc1`,
 /// bound to the key alone, was never released.
 pub const SEALED_TAG: &str = "xc2:";
+#[cfg(feature = "seal")]
 const NONCE_LEN: usize = 24;
 
 /// The key that seals stored states: 32 bytes, given as base64 (standard or URL-safe alphabet,
-/// padded or not; `openssl rand -base64 32` makes one). Its `Debug` never shows it.
+/// padded or not; `openssl rand -base64 32` makes one). Its `Debug` never shows it. Made only
+/// with the `seal` feature.
 #[derive(Clone)]
-pub struct SealKey(Zeroizing<[u8; 32]>);
+pub struct SealKey(KeyBytes);
 
+#[cfg(feature = "seal")]
+type KeyBytes = Zeroizing<[u8; 32]>;
+
+/// Without the `seal` feature no key exists, and so no [`Sealer`].
+#[cfg(not(feature = "seal"))]
+#[derive(Clone)]
+enum KeyBytes {}
+
+#[cfg(feature = "seal")]
+#[cfg_attr(docsrs, doc(cfg(feature = "seal")))]
 impl SealKey {
     /// A key from its base64 form. The error says what is wrong without quoting the value.
     pub fn from_base64(text: &str) -> Result<Self, Error> {
@@ -81,7 +102,15 @@ impl fmt::Debug for SealKey {
 
 /// Seals and opens stored values with one [`SealKey`] (see the [module docs](self)).
 #[derive(Clone)]
-pub struct Sealer(XChaCha20Poly1305);
+pub struct Sealer(Cipher);
+
+#[cfg(feature = "seal")]
+type Cipher = XChaCha20Poly1305;
+
+/// Without the `seal` feature no sealer exists.
+#[cfg(not(feature = "seal"))]
+#[derive(Clone)]
+enum Cipher {}
 
 impl fmt::Debug for Sealer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -90,11 +119,6 @@ impl fmt::Debug for Sealer {
 }
 
 impl Sealer {
-    /// A sealer under `key`.
-    pub fn new(key: &SealKey) -> Self {
-        Self(XChaCha20Poly1305::new(key.0.as_ref().into()))
-    }
-
     /// `record` sealed for the entry `name`: `<version>:xc2:…`.
     pub fn seal_record(
         &self,
@@ -130,6 +154,14 @@ impl Sealer {
         let aad = associated_data(version, name);
         let plain = self.open(name, aad.as_bytes(), sealed)?;
         record_at(name, version, decode_record(&plain))
+    }
+}
+
+#[cfg(feature = "seal")]
+impl Sealer {
+    /// A sealer under `key`.
+    pub fn new(key: &SealKey) -> Self {
+        Self(XChaCha20Poly1305::new(key.0.as_ref().into()))
     }
 
     /// `SEALED_TAG` + base64(nonce || ciphertext), bound to `aad` (associated data).
@@ -172,6 +204,29 @@ impl Sealer {
     }
 }
 
+#[cfg(not(feature = "seal"))]
+impl Sealer {
+    /// A sealer under `key` (without the `seal` feature there is no key, so never called).
+    pub fn new(key: &SealKey) -> Self {
+        match key.0 {}
+    }
+
+    /// `SEALED_TAG` + base64(nonce || ciphertext) (never called without the `seal` feature).
+    pub fn seal(&self, _aad: &[u8], _plain: &[u8]) -> Result<String, Error> {
+        match self.0 {}
+    }
+
+    /// The plain bytes of a sealed body (never called without the `seal` feature).
+    pub fn open(
+        &self,
+        _name: &str,
+        _aad: &[u8],
+        _body: &[u8],
+    ) -> Result<Zeroizing<Vec<u8>>, Error> {
+        match self.0 {}
+    }
+}
+
 /// What a sealed value is bound to besides the key: its version and where it is stored.
 /// The record decoded from the value stored at `name` under the readable `version`: refused
 /// when the record says another version (a prefix tampered with, or a value moved), the error
@@ -211,7 +266,7 @@ pub fn split_version(value: &[u8]) -> Option<(u64, &[u8])> {
     Some((version, &value[colon + 1..]))
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "seal"))]
 mod tests {
     use super::*;
 

@@ -1,9 +1,9 @@
-//! [`provider_options_setters!`](crate::provider_options_setters): the six setters every
-//! provider builder shares, written once.
+//! [`provider_options_setters!`](crate::provider_options_setters): the setters every provider
+//! builder shares, written once.
 
 /// Writes the setters every provider builder shares into the builder's `impl` block:
-/// `http_client`, `clock`, `cache_config`, `store`, `rate_limit` and `options`, each filling the builder's
-/// `options: ProviderOptions` field, so all providers take them the same way and
+/// `http_client`, `clock`, `cache_config`, `store`, `rate_limit` (with the feature `keyed`) and
+/// `options`, each filling the builder's `options: ProviderOptions` field, so all providers take them the same way and
 /// [`ProviderOptions`](crate::ProviderOptions) resolves them in one place.
 ///
 /// `store_key` finishes the `store` setter's documentation: the key this provider's state is kept
@@ -55,6 +55,25 @@ macro_rules! provider_options_setters {
             self
         }
 
+        $crate::__rate_limit_setter!();
+
+        /// The HTTP client, clock, cache behaviour, store and rate limit at once (replacing any
+        /// set before).
+        pub fn options(mut self, options: $crate::ProviderOptions) -> Self {
+            self.options = options;
+            self
+        }
+    };
+}
+
+/// The `rate_limit` setter of [`provider_options_setters!`](crate::provider_options_setters):
+/// defined by this crate's `keyed` feature, since the macro expands in a provider's crate, where
+/// a `#[cfg(feature = ..)]` would ask about that crate's features instead.
+#[cfg(feature = "keyed")]
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __rate_limit_setter {
+    () => {
         /// The pace of this provider's requests: `Some(limit)`, or `None` for no pacing. Share
         /// one [`RateLimit`]($crate::RateLimit) among the providers that use one credential.
         /// Default: 90 requests per minute per key for Aurora Solar (its documented limit),
@@ -66,12 +85,13 @@ macro_rules! provider_options_setters {
             self.options.rate_limit = ::core::option::Option::Some(limit.into());
             self
         }
-
-        /// The HTTP client, clock, cache behaviour, store and rate limit at once (replacing any
-        /// set before).
-        pub fn options(mut self, options: $crate::ProviderOptions) -> Self {
-            self.options = options;
-            self
-        }
     };
+}
+
+/// Without the `keyed` feature there is no `RateLimit`, and so no setter.
+#[cfg(not(feature = "keyed"))]
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __rate_limit_setter {
+    () => {};
 }

@@ -105,6 +105,8 @@ mod decide;
 mod local;
 mod policy;
 mod protocol;
+// What only the keyed cache calls (`busy`) is unused without it.
+#[cfg_attr(not(feature = "keyed"), allow(dead_code))]
 mod slot;
 
 use std::fmt;
@@ -259,7 +261,7 @@ impl<F: Fetch> CachedTokenProvider<F> {
 crate::forward_token_provider!([F: Fetch] CachedTokenProvider<F> => |this| &this.slot);
 
 /// The size of a cache entry (for the keyed cache's size test).
-#[cfg(test)]
+#[cfg(all(test, feature = "keyed"))]
 pub(crate) fn entry_size() -> usize {
     std::mem::size_of::<slot::Entry>()
 }
@@ -422,6 +424,7 @@ mod tests {
     /// cache", but a hit on a keyed cache (which keeps no copies) never looks at the thread's
     /// copies, so a thread that goes on hitting only keyed principals keeps the dead copy (and
     /// its unzeroized secret) for as long as it lives.
+    #[cfg(feature = "keyed")]
     #[tokio::test(flavor = "current_thread")]
     async fn a_dead_copy_is_dropped_at_the_next_hit_on_a_keyed_cache_too() {
         #[derive(Debug)]

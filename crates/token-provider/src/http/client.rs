@@ -12,7 +12,9 @@ use super::request::{Repeat, Request, Response};
 use super::retry::{Budget, RetryBudget, RetryPolicy, retry_after};
 use super::urls::check_url;
 use super::{DEFAULT_MAX_BODY, USER_AGENT};
-use crate::{Error, RateLimit, SharedClock, system_clock};
+#[cfg(feature = "keyed")]
+use crate::RateLimit;
+use crate::{Error, SharedClock, system_clock};
 
 /// The shared HTTP client: a `reqwest::Client` with the policy of [`crate::http`]. Cheap to
 /// clone; clones share the [`RetryBudget`].
@@ -22,6 +24,7 @@ pub struct HttpClient {
     client: Arc<OnceLock<reqwest::Client>>,
     config: Arc<Config>,
     /// The pace of this credential's requests, if any.
+    #[cfg(feature = "keyed")]
     rate_limit: Option<RateLimit>,
 }
 
@@ -38,12 +41,13 @@ struct Config {
 
 impl fmt::Debug for HttpClient {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("HttpClient")
-            .field("timeout", &self.config.timeout)
+        let mut d = f.debug_struct("HttpClient");
+        d.field("timeout", &self.config.timeout)
             .field("max_body", &self.config.max_body)
-            .field("retry", &self.config.retry)
-            .field("rate_limit", &self.rate_limit)
-            .finish_non_exhaustive()
+            .field("retry", &self.config.retry);
+        #[cfg(feature = "keyed")]
+        d.field("rate_limit", &self.rate_limit);
+        d.finish_non_exhaustive()
     }
 }
 
@@ -185,6 +189,8 @@ impl HttpClient {
     /// This client paced by `limit` (or not paced, for `None`): every attempt of every request
     /// waits its turn ([`RateLimit`]). The result shares everything else with this client;
     /// give each credential's client its own limit.
+    #[cfg(feature = "keyed")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "keyed")))]
     #[must_use]
     pub fn with_rate_limit(&self, limit: Option<RateLimit>) -> Self {
         Self {
@@ -194,6 +200,8 @@ impl HttpClient {
     }
 
     /// The pace of this client's requests, if any.
+    #[cfg(feature = "keyed")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "keyed")))]
     pub fn rate_limit(&self) -> Option<&RateLimit> {
         self.rate_limit.as_ref()
     }
@@ -222,6 +230,7 @@ impl HttpClient {
         let first = tokio::time::Instant::now();
         loop {
             attempt += 1;
+            #[cfg(feature = "keyed")]
             if let Some(limit) = &self.rate_limit {
                 limit.ready().await;
             }
@@ -624,6 +633,7 @@ impl HttpClientBuilder {
                 budget: Budget::new(self.budget),
                 clock: self.clock,
             }),
+            #[cfg(feature = "keyed")]
             rate_limit: None,
         })
     }

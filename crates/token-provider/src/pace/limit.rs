@@ -1,4 +1,4 @@
-//! [`RateLimit`]: the client-side pace of one credential's requests.
+//! [`RateLimit`]: the client-side pace of one credential's requests (feature `keyed`).
 //!
 //! A partner API that limits requests per key (Aurora Solar: 90 per minute, then 429) is
 //! asked no faster than that: a cold start over thousands of tenants makes its requests one
@@ -21,7 +21,7 @@
 use std::fmt;
 use std::num::NonZeroU32;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use governor::clock::Clock as _;
@@ -30,6 +30,7 @@ use governor::state::{InMemoryState, NotKeyed};
 use governor::{Quota, RateLimiter};
 use tokio::sync::Notify;
 
+use super::{BACKGROUND, Background};
 use crate::Error;
 
 /// How much wider than the limit's the spacing of requests is.
@@ -171,31 +172,7 @@ impl Drop for UrgentWaiter<'_> {
     }
 }
 
-/// Marks a fetch as a background refresh of a still-valid token, until a caller who has no
-/// token joins it ([`make_urgent`](Self::make_urgent)).
-#[derive(Debug, Default)]
-pub(crate) struct Background {
-    urgent: AtomicBool,
-    changed: Notify,
-}
-
 impl Background {
-    fn is_urgent(&self) -> bool {
-        self.urgent.load(Ordering::Acquire)
-    }
-
-    /// A caller with no token now waits on this fetch: it stops yielding.
-    pub(crate) fn make_urgent(&self) {
-        if !self.urgent.swap(true, Ordering::AcqRel) {
-            self.changed.notify_waiters();
-        }
-    }
-
-    /// Runs `fetch` as this background refresh: its paced requests yield to urgent ones.
-    pub(crate) async fn scope<T>(self: Arc<Self>, fetch: impl Future<Output = T>) -> T {
-        BACKGROUND.scope(self, fetch).await
-    }
-
     async fn yield_to_urgent(&self, pacer: &Pacer) {
         loop {
             let gone = pacer.urgent_gone.notified();
@@ -225,10 +202,6 @@ async fn first_of(
         }
     })
     .await;
-}
-
-tokio::task_local! {
-    static BACKGROUND: Arc<Background>;
 }
 
 #[cfg(test)]
