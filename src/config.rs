@@ -22,6 +22,7 @@ use crate::{Error, HttpClient, ProviderKind, ProviderOptions, TokenProvider, fro
 /// company_url = "acme.aerion.app"
 /// username = "svc@acme.example"
 /// password = "…"
+/// # password_file = "/run/secrets/aerion-password"  # or from a file, read again when it changes
 ///
 /// [providers.crm]
 /// provider = "aurora-uk"
@@ -31,8 +32,9 @@ use crate::{Error, HttpClient, ProviderKind, ProviderOptions, TokenProvider, fro
 /// ```
 ///
 /// Each provider's settings are the snake_case names of its SPEC section 5 environment variables
-/// ([`ProviderKind::settings`]); an unknown setting is refused (a typo must not silently drop a
-/// value). Values may be strings, numbers or booleans. Errors name the setting as
+/// ([`ProviderKind::settings`]), a secret's `_file` twin among them (`password_file`,
+/// `client_secret_file`, …: the path of a file holding it); an unknown setting is refused (a
+/// typo must not silently drop a value). Values may be strings, numbers or booleans. Errors name the setting as
 /// `providers.<name>.<setting>` and never quote a value.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -165,6 +167,10 @@ impl ProviderConfig {
             Error::Config { field, reason, .. } => {
                 let mut field = field;
                 let mut reason = reason;
+                // Longest first: `AERION_PASSWORD` must not eat the start of
+                // `AERION_PASSWORD_FILE`.
+                let mut table = table.to_vec();
+                table.sort_by_key(|(_, var)| std::cmp::Reverse(var.len()));
                 for (setting, var) in table {
                     let qualified = format!("providers.{name}.{setting}");
                     field = field.replace(var, &qualified);

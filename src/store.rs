@@ -3,9 +3,9 @@
 
 use std::sync::Arc;
 
-use token_provider::{SealKey, env_value};
+use token_provider::{EnvVars, SealKey, Secret, env_value};
 
-use crate::{Error, FileStore, Secret, TokenStore};
+use crate::{Error, FileStore, TokenStore};
 
 /// The variable naming the store (a file path, or a Redis URL).
 pub const STORE_VAR: &str = "PARTNER_AUTH_STORE";
@@ -17,7 +17,8 @@ pub const STORE_KEY_VAR: &str = "PARTNER_AUTH_STORE_KEY";
 /// The variable holding the Redis password (of the URL's user, or of the default user).
 pub const REDIS_PASSWORD_VAR: &str = "PARTNER_AUTH_REDIS_PASSWORD";
 
-/// The file holding the Redis password instead (read once; one trailing newline dropped).
+/// The file holding the Redis password instead (read when the store is opened; line endings at
+/// its end dropped).
 pub const REDIS_PASSWORD_FILE_VAR: &str = "PARTNER_AUTH_REDIS_PASSWORD_FILE";
 
 /// Set to `1` to use a Redis that may evict keys, or whose `maxmemory-policy` cannot be read
@@ -140,34 +141,10 @@ fn seal_key(lookup: &dyn Fn(&str) -> Option<String>) -> Result<Option<SealKey>, 
         .transpose()
 }
 
-/// A secret from `var`, or from the file `file_var` names (read once, one trailing newline
-/// dropped); both set is an error.
-fn secret_var(
-    lookup: &dyn Fn(&str) -> Option<String>,
-    var: &str,
-    file_var: &str,
-) -> Result<Option<Secret>, Error> {
-    match (env_value(&lookup, var), env_value(&lookup, file_var)) {
-        (Some(_), Some(_)) => Err(Error::config(
-            var,
-            format!("and {file_var} are both set: give one"),
-        )),
-        (Some(value), None) => Ok(Some(Secret::from(value))),
-        (None, Some(path)) => {
-            let text = std::fs::read_to_string(&path).map_err(|e| {
-                Error::config(file_var, format!("names a file that cannot be read ({e})"))
-            })?;
-            let text = text
-                .strip_suffix('\n')
-                .map(|t| t.strip_suffix('\r').unwrap_or(t))
-                .unwrap_or(&text);
-            if text.is_empty() {
-                return Err(Error::config(file_var, "names an empty file"));
-            }
-            Ok(Some(Secret::from(text)))
-        }
-        (None, None) => Ok(None),
-    }
+/// A secret from `var`, or from the file `var_FILE` names (read now, line endings at its end
+/// dropped); both set is an error naming both.
+fn secret_var(lookup: &dyn Fn(&str) -> Option<String>, var: &str) -> Result<Option<Secret>, Error> {
+    Ok(EnvVars::new(lookup).secret(var)?.map(|s| s.current()))
 }
 
 /// `PARTNER_AUTH_REDIS_ACCEPT_EVICTION`: `1`/`true`/`yes` or `0`/`false`/`no` (unset: no).
@@ -187,7 +164,7 @@ fn open_redis(
     lookup: &dyn Fn(&str) -> Option<String>,
     key: Option<SealKey>,
 ) -> Result<Arc<dyn TokenStore>, Error> {
-    let password = secret_var(lookup, REDIS_PASSWORD_VAR, REDIS_PASSWORD_FILE_VAR)?;
+    let password = secret_var(lookup, REDIS_PASSWORD_VAR)?;
     let accept_eviction = flag_var(lookup, REDIS_ACCEPT_EVICTION_VAR)?;
     let store = partner_auth_redis::RedisStore::builder(url)
         .password_opt(password)
@@ -211,7 +188,7 @@ fn open_redis(
     _key: Option<SealKey>,
 ) -> Result<Arc<dyn TokenStore>, Error> {
     // Read all the same, so a mistake in them is not hidden by this one.
-    secret_var(lookup, REDIS_PASSWORD_VAR, REDIS_PASSWORD_FILE_VAR)?;
+    secret_var(lookup, REDIS_PASSWORD_VAR)?;
     flag_var(lookup, REDIS_ACCEPT_EVICTION_VAR)?;
     Err(Error::config(
         field,
@@ -296,13 +273,14 @@ mod tests {
         let from_file = secret_var(
             &|name: &str| (name == "PW_FILE").then(|| path.clone()),
             "PW",
-            "PW_FILE",
         )
         .unwrap()
         .unwrap();
         assert_eq!(from_file.expose_secret(), "s3cret");
-        let both = secret_var(&|_: &str| Some(path.clone()), "PW", "PW_FILE").unwrap_err();
-        assert!(both.to_string().contains("PW_FILE") && !both.to_string().contains("s3cret"));
+        let both = secret_var(&|_: &str| Some(path.clone()), "PW").unwrap_err();
+        assert!(
+            both.to_string().contains("PW and PW_FILE") && !both.to_string().contains("s3cret")
+        );
         let bad = flag_var(&|_: &str| Some("maybe".to_owned()), "FLAG").unwrap_err();
         assert!(!bad.to_string().contains("maybe"), "{bad}");
     }

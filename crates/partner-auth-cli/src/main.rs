@@ -74,6 +74,9 @@
 //!   nothing fetched. Redis unreachable: a password or client-credentials grant is fetched
 //!   without it, and the token printed with one warning line on stderr (not shared); a
 //!   refresh-token-only or session-token principal exits 4 naming Redis.
+//! - Every secret variable has a `_FILE` twin naming a file that holds it
+//!   (`AERION_PASSWORD_FILE`, `AURORA_UK_CLIENT_SECRET_FILE`, …;
+//!   line endings at its end dropped); setting both is a configuration error (exit 2).
 //! - stderr: one line, `partner-auth: <provider>: <reason>` (or `partner-auth: <reason>`), never
 //!   a secret, never an argument.
 //!

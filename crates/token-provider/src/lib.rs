@@ -63,6 +63,7 @@ mod provider;
 mod scrub;
 pub mod seal;
 mod secret;
+mod secret_source;
 mod setters;
 pub mod store;
 #[cfg(feature = "testing")]
@@ -77,7 +78,7 @@ pub use url;
 
 pub use crate::cache::{CacheConfig, CacheStats, CachedTokenProvider};
 pub use crate::clock::{Clock, ManualClock, SharedClock, SystemClock, TokioClock, system_clock};
-pub use crate::env::{ProcessEnv, env_value};
+pub use crate::env::{EnvVars, ProcessEnv, env_value};
 pub use crate::error::{BoxError, Error, RotatedRefusal, error_chain};
 pub use crate::http::{HttpClient, HttpClientBuilder, RetryPolicy};
 pub use crate::keyed::{CachedPrincipal, KeyedCache, KeyedConfig};
@@ -89,6 +90,7 @@ pub use crate::provider::{
 pub use crate::scrub::scrub_secrets;
 pub use crate::seal::SealKey;
 pub use crate::secret::Secret;
+pub use crate::secret_source::{MAX_SECRET_FILE_SIZE, SecretSource};
 pub use crate::store::{
     FileStore, KeyLocks, MemoryStore, Presenting, RefreshDigest, Refusal, StoreEntry, StoreKey,
     StoreLock, StoreRecord, TokenStore, decode_entry, decode_record, encode_entry, encode_record,

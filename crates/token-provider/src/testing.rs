@@ -2,7 +2,8 @@
 //! `tracing` subscriber that proves no secret is ever logged ([`capture_logs`]), a fixed epoch
 //! and a clock standing at it ([`epoch`], [`fixed_clock`]), HTTP clients that retry in
 //! milliseconds ([`fast_http`], [`http_client`], [`fast_retry`]), exact form-body checks
-//! ([`form_fields`], [`exact_form`]), a temporary directory removed on drop ([`TempDir`]), the
+//! ([`form_fields`], [`exact_form`]), a temporary directory removed on drop ([`TempDir`]), a
+//! secret file to rotate under a running provider ([`SecretFile`]), the
 //! contract every versioned store keeps ([`store_contract`]) and a loopback TLS server with a
 //! certificate of its own ([`TlsServer`]).
 //!
@@ -238,6 +239,109 @@ impl AsRef<Path> for TempDir {
 impl Drop for TempDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A secret file laid out as Kubernetes mounts one (`<dir>/<name>` a link to `..data/<name>`,
+/// `..data` a link to a versioned directory), changed the ways a secret file changes under a
+/// running process. For tests of [`SecretSource`](crate::SecretSource).
+///
+/// ```
+/// use token_provider::SecretSource;
+/// use token_provider::testing::SecretFile;
+///
+/// let mut file = SecretFile::new("client_secret", "secret-1");
+/// let source = SecretSource::file("CLIENT_SECRET_FILE", file.path()).unwrap();
+/// file.swap("secret-2");
+/// assert_eq!(source.current().expose_secret(), "secret-2");
+/// file.rewrite_unseen("secret-3");
+/// assert_eq!(source.current().expose_secret(), "secret-2", "nothing to see");
+/// ```
+#[derive(Debug)]
+pub struct SecretFile {
+    dir: TempDir,
+    name: String,
+    path: PathBuf,
+    versions: u32,
+}
+
+impl SecretFile {
+    /// `text` (a line ending added, as `echo` writes it) in `<dir>/<name>`.
+    pub fn new(name: &str, text: &str) -> Self {
+        let dir = TempDir::new("secret-file");
+        let path = dir.join(name);
+        let mut file = Self {
+            dir,
+            name: name.to_owned(),
+            path,
+            versions: 0,
+        };
+        let version = file.version(text);
+        link(&version, &file.dir.join("..data"));
+        link(Path::new("..data").join(name).as_path(), &file.path);
+        file
+    }
+
+    /// The path a setting names: the link in the mounted directory.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Kubernetes' update: `text` in a new versioned directory, and `..data` swapped to it by
+    /// one rename (the path's file is another inode from then on).
+    pub fn swap(&mut self, text: &str) {
+        let version = self.version(text);
+        let next = self.dir.join("..data_tmp");
+        link(&version, &next);
+        std::fs::rename(&next, self.dir.join("..data")).expect("swap ..data");
+    }
+
+    /// A secret manager's update: `text` written to a new file renamed over the current one.
+    pub fn replace(&self, text: &str) {
+        let target = self.dir.join("..data").join(&self.name);
+        let new = self.dir.join("..data").join(format!("{}.new", self.name));
+        std::fs::write(&new, format!("{text}\n")).expect("write the new file");
+        std::fs::rename(&new, &target).expect("rename over the secret");
+    }
+
+    /// `text`, of the current secret's length, written over it in place with the modification
+    /// time put back: what the file's metadata shows of a quick rewrite on a filesystem with
+    /// coarse timestamps (nothing).
+    pub fn rewrite_unseen(&self, text: &str) {
+        use std::io::{Seek, SeekFrom, Write};
+        let before = std::fs::metadata(&self.path).expect("the secret file");
+        assert_eq!(
+            before.len(),
+            text.len() as u64 + 1,
+            "an unseen rewrite keeps the length"
+        );
+        let mut file = std::fs::File::options()
+            .write(true)
+            .open(&self.path)
+            .expect("open the secret file");
+        file.seek(SeekFrom::Start(0)).expect("seek");
+        file.write_all(format!("{text}\n").as_bytes())
+            .expect("rewrite");
+        file.set_modified(before.modified().expect("an mtime"))
+            .expect("put the mtime back");
+    }
+
+    fn version(&mut self, text: &str) -> PathBuf {
+        self.versions += 1;
+        let version = self.dir.join(format!("..2026_01_01_{:04}", self.versions));
+        std::fs::create_dir(&version).expect("a versioned directory");
+        std::fs::write(version.join(&self.name), format!("{text}\n")).expect("the secret");
+        version
+    }
+}
+
+fn link(target: &Path, at: &Path) {
+    #[cfg(unix)]
+    std::os::unix::fs::symlink(target, at).expect("a symbolic link");
+    #[cfg(not(unix))]
+    {
+        let _ = (target, at);
+        unimplemented!("secret files as Kubernetes mounts them need symbolic links");
     }
 }
 
