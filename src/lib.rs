@@ -51,7 +51,7 @@ pub use token_provider;
 #[doc(inline)]
 pub use token_provider::{
     AccessToken, CacheConfig, CacheStats, CachedTokenProvider, Clock, Error, Fetch, FileStore,
-    HttpClient, MemoryStore, ProviderOptions, RetryPolicy, SealKey, Secret, SecretSource,
+    HttpClient, MemoryStore, ProviderOptions, RetryPolicy, SealKey, SealKeys, Secret, SecretSource,
     SharedClock, StoreEntry, StoreKey, TokenProvider, TokenState, TokenStore, async_trait, auth,
     provider_fn,
 };
@@ -71,8 +71,9 @@ pub use aurora_uk_auth as aurora_uk;
 
 pub use crate::config::{Config, ProviderConfig};
 pub use crate::store::{
-    REDIS_ACCEPT_EVICTION_VAR, REDIS_PASSWORD_FILE_VAR, REDIS_PASSWORD_VAR, STORE_KEY_VAR,
-    STORE_VAR, StoreSpec, is_redis_url, open_store, store_spec, url_has_password,
+    REDIS_ACCEPT_EVICTION_VAR, REDIS_PASSWORD_FILE_VAR, REDIS_PASSWORD_VAR, STORE_KEY_FILE_VAR,
+    STORE_KEY_VAR, STORE_VAR, StoreSpec, is_redis_url, open_store, store_keys, store_spec,
+    url_has_password,
 };
 
 #[cfg(feature = "redis")]

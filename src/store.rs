@@ -3,7 +3,8 @@
 
 use std::sync::Arc;
 
-use token_provider::{EnvVars, SealKey, Secret, env_value};
+use token_provider::seal::SealKeys;
+use token_provider::{EnvVars, Secret, env_value};
 
 use crate::{Error, FileStore, TokenStore};
 
@@ -11,8 +12,14 @@ use crate::{Error, FileStore, TokenStore};
 pub const STORE_VAR: &str = "PARTNER_AUTH_STORE";
 
 /// The variable holding the key that seals the store's entries, file or Redis: 32 bytes in
-/// base64 (`openssl rand -base64 32`). Unset, entries are stored in clear.
+/// base64 (`openssl rand -base64 32`). Unset, entries are stored in clear. While a key is
+/// rotated it holds several, the current one first, separated by commas, blanks or line
+/// breaks: the first seals, every one opens ([`SealKeys`]).
 pub const STORE_KEY_VAR: &str = "PARTNER_AUTH_STORE_KEY";
+
+/// The file holding the store's keys instead of [`STORE_KEY_VAR`] (one or more, as there; read
+/// when the store is opened).
+pub const STORE_KEY_FILE_VAR: &str = "PARTNER_AUTH_STORE_KEY_FILE";
 
 /// The variable holding the Redis password (of the URL's user, or of the default user).
 pub const REDIS_PASSWORD_VAR: &str = "PARTNER_AUTH_REDIS_PASSWORD";
@@ -109,8 +116,8 @@ pub fn url_has_password(url: &str) -> bool {
 
 /// The store `spec` names (see [`store_spec`]), with `lookup` giving the variables:
 ///
-/// - a file: a [`FileStore`] at that path, its entries sealed under [`STORE_KEY_VAR`] when
-///   that is set;
+/// - a file: a [`FileStore`] at that path, its entries sealed under [`STORE_KEY_VAR`] (or
+///   [`STORE_KEY_FILE_VAR`]) when that is set;
 /// - a Redis URL (feature `redis`): a Redis store shared by a fleet, its entries sealed the
 ///   same way, its password from [`REDIS_PASSWORD_VAR`] or [`REDIS_PASSWORD_FILE_VAR`] (a URL
 ///   that carries one too is refused), an evicting server accepted when
@@ -122,23 +129,35 @@ pub fn open_store(
     spec: &str,
     field: &str,
 ) -> Result<Arc<dyn TokenStore>, Error> {
-    let key = seal_key(&lookup)?;
+    let keys = store_keys(&lookup)?;
     match store_spec(spec, field)? {
         StoreSpec::File(path) => {
             let store = FileStore::new(path);
-            Ok(Arc::new(match &key {
-                Some(key) => store.seal_key(key),
+            Ok(Arc::new(match &keys {
+                Some(keys) => store.seal_keys(keys),
                 None => store,
             }))
         }
-        StoreSpec::Redis(url) => open_redis(url, field, &lookup, key),
+        StoreSpec::Redis(url) => open_redis(url, field, &lookup, keys),
     }
 }
 
-fn seal_key(lookup: &dyn Fn(&str) -> Option<String>) -> Result<Option<SealKey>, Error> {
-    env_value(&lookup, STORE_KEY_VAR)
-        .map(|text| SealKey::from_base64(&text))
-        .transpose()
+/// The keys that seal a store: [`STORE_KEY_VAR`] or [`STORE_KEY_FILE_VAR`] (both set is an
+/// error), current first; `None` when neither is set. Errors name the variable (and the
+/// file), and which key of a list is wrong, never a key.
+pub fn store_keys(lookup: impl Fn(&str) -> Option<String>) -> Result<Option<SealKeys>, Error> {
+    let Some(source) = EnvVars::new(&lookup).secret(STORE_KEY_VAR)? else {
+        return Ok(None);
+    };
+    SealKeys::from_base64_list(source.current().expose_secret())
+        .map(Some)
+        .map_err(|e| match (e, source.path()) {
+            (Error::Config { reason, .. }, Some(path)) => Error::config(
+                STORE_KEY_FILE_VAR,
+                format!("(the file {}) {reason}", path.display()),
+            ),
+            (other, _) => other,
+        })
 }
 
 /// A secret from `var`, or from the file `var_FILE` names (read now, line endings at its end
@@ -162,14 +181,14 @@ fn open_redis(
     url: &str,
     field: &str,
     lookup: &dyn Fn(&str) -> Option<String>,
-    key: Option<SealKey>,
+    keys: Option<SealKeys>,
 ) -> Result<Arc<dyn TokenStore>, Error> {
     let password = secret_var(lookup, REDIS_PASSWORD_VAR)?;
     let accept_eviction = flag_var(lookup, REDIS_ACCEPT_EVICTION_VAR)?;
     let store = partner_auth_redis::RedisStore::builder(url)
         .password_opt(password)
         .accept_eviction_risk(accept_eviction)
-        .seal_key_opt(key)
+        .seal_keys_opt(keys)
         .build()
         .map_err(|e| match e {
             Error::Config {
@@ -185,7 +204,7 @@ fn open_redis(
     _url: &str,
     field: &str,
     lookup: &dyn Fn(&str) -> Option<String>,
-    _key: Option<SealKey>,
+    _keys: Option<SealKeys>,
 ) -> Result<Arc<dyn TokenStore>, Error> {
     // Read all the same, so a mistake in them is not hidden by this one.
     secret_var(lookup, REDIS_PASSWORD_VAR)?;

@@ -55,7 +55,9 @@ every provider:
                            Redis URL (redis://HOST:PORT/DB, rediss://, redis+unix:///PATH,
                            redis+cluster://HOST:PORT,HOST:PORT; valkey for redis); any other
                            `word:` is refused
-  PARTNER_AUTH_STORE_KEY   optional; 32 bytes in base64 that seal the store's entries
+  PARTNER_AUTH_STORE_KEY   optional; 32 bytes in base64 that seal the store's entries; to
+                           rotate, several: the current key first, then older ones
+                           (separated by commas or blanks), all of which open entries
   PARTNER_AUTH_REDIS_PASSWORD       optional; the Redis password (never in --store), or
   PARTNER_AUTH_REDIS_PASSWORD_FILE  a file holding it
   PARTNER_AUTH_REDIS_ACCEPT_EVICTION  optional; 1 to use a Redis that may evict keys

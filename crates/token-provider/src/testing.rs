@@ -345,6 +345,126 @@ fn link(target: &Path, at: &Path) {
     }
 }
 
+/// Two replicas roll a new store key, one key set at a time, and neither ever fails to open
+/// what the other saved; panics at the first entry one cannot read. `open` opens the one
+/// store (a file, a Redis) under a key set, as each replica would.
+///
+/// The steps, each a pair of key sets (current first): both `OLD`; A `OLD,NEW`; both
+/// `OLD,NEW`; A `NEW,OLD` (A seals with the new key, B still with the old); both `NEW,OLD`.
+/// At each step every principal is read by both and saved by one, in turn. Then:
+///
+/// - an entry saved under the old key reads as sealed by an older key, and after its next save
+///   by the current one (re-sealed);
+/// - once every entry was saved at the last step, the new key alone opens them all, and the old
+///   key alone none (so the key sets were needed: a replica on `NEW` alone at step 4 would
+///   have failed).
+pub async fn key_roll_contract(
+    open: impl Fn(&crate::SealKeys) -> std::sync::Arc<dyn crate::TokenStore>,
+) {
+    use crate::{AccessToken, SealKey, SealKeys, StoreKey, StoreRecord, TokenState};
+    let (old, new) = (
+        SealKey::generate().expect("a key"),
+        SealKey::generate().expect("a key"),
+    );
+    let keys = |list: &[&SealKey]| {
+        list[1..]
+            .iter()
+            .fold(SealKeys::new(list[0].clone()), |keys, key| {
+                keys.with_older((*key).clone())
+            })
+    };
+    let steps: [(&[&SealKey], &[&SealKey]); 5] = [
+        (&[&old], &[&old]),
+        (&[&old, &new], &[&old]),
+        (&[&old, &new], &[&old, &new]),
+        (&[&new, &old], &[&old, &new]),
+        (&[&new, &old], &[&new, &old]),
+    ];
+    let principals: Vec<StoreKey> = (0..4)
+        .map(|n| StoreKey::new("key-roll", "test", "tenant", &format!("user-{n}")))
+        .collect();
+    let sealed_by = |store: &std::sync::Arc<dyn crate::TokenStore>| {
+        let store = std::sync::Arc::clone(store);
+        async move {
+            let listing = store.listing().await.expect("a listing");
+            listing
+                .into_iter()
+                .filter(|e| e.key.as_str().starts_with("key-roll|"))
+                .map(|e| {
+                    let state = e
+                        .state
+                        .unwrap_or_else(|err| panic!("{store:?}: {}: {err}", e.key));
+                    assert!(state.access_token.expires_at().is_some());
+                    (e.key, e.sealed_by.expect("a sealed entry"))
+                })
+                .collect::<Vec<_>>()
+        }
+    };
+    for (step, (a, b)) in steps.iter().enumerate() {
+        let replicas = [open(&keys(a)), open(&keys(b))];
+        if step == 4 {
+            // Saved at step 3 by B, under the old key: read as such before their next save.
+            let before = sealed_by(&replicas[0]).await;
+            assert!(
+                before
+                    .iter()
+                    .any(|(_, by)| by.fingerprint == old.fingerprint() && !by.current),
+                "{before:?}"
+            );
+        }
+        for (n, key) in principals.iter().enumerate() {
+            for (r, replica) in replicas.iter().enumerate() {
+                replica
+                    .load_record(key)
+                    .await
+                    .unwrap_or_else(|e| panic!("step {step}: replica {r} cannot read {key}: {e}"));
+            }
+            let writer = &replicas[(n + step) % 2];
+            let lock = writer.lock(key).await.expect("the lock");
+            let read = writer
+                .load_record(key)
+                .await
+                .expect("a record")
+                .map(|r| r.version);
+            let token = AccessToken::builder(format!("at-{step}-{n}"))
+                .expires_at(std::time::SystemTime::UNIX_EPOCH + Duration::from_secs(4_000_000_000))
+                .build();
+            writer
+                .save_record(
+                    key,
+                    &StoreRecord::new(TokenState::new(token), 0),
+                    read,
+                    &lock,
+                )
+                .await
+                .unwrap_or_else(|e| panic!("step {step}: {key}: {e}"));
+        }
+    }
+    let new_only = open(&keys(&[&new]));
+    let after = sealed_by(&new_only).await;
+    assert_eq!(after.len(), principals.len(), "{after:?}");
+    for (key, by) in &after {
+        assert_eq!(
+            (by.fingerprint, by.current),
+            (new.fingerprint(), true),
+            "{key} was not re-sealed under the new key"
+        );
+    }
+    let old_only = open(&keys(&[&old]));
+    for key in &principals {
+        let err = old_only
+            .load_record(key)
+            .await
+            .expect_err("the old key alone opens nothing now");
+        assert!(err.to_string().contains("does not decrypt"), "{err}");
+        assert!(!err.to_string().contains(&*old.to_base64()), "{err}");
+    }
+    for key in &principals {
+        let lock = new_only.lock(key).await.expect("the lock");
+        new_only.remove(key, &lock).await.expect("removed");
+    }
+}
+
 /// The contract every versioned [`TokenStore`](crate::TokenStore) keeps; panics, naming the
 /// store, at the first rule it breaks. Uses the key `contract|test|tenant|me`.
 ///
