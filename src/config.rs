@@ -291,6 +291,35 @@ user_email = "jessica@example.com"
     }
 
     #[test]
+    fn a_secret_may_come_from_its_file_setting_but_not_both() {
+        let dir = token_provider::testing::TempDir::new("config-secret-file");
+        let path = dir.join("password");
+        std::fs::write(&path, "pw-FILE-SECRET\n").unwrap();
+        let section = |extra: &str| {
+            format!(
+                "[providers.b]\nprovider = \"aerion\"\ncompany_url = \"a.example\"\n\
+                 username = \"u\"\npassword_file = {:?}\n{extra}",
+                path.display().to_string()
+            )
+        };
+        let built = Config::from_toml_str(&section(""))
+            .unwrap()
+            .build()
+            .unwrap();
+        assert!(!format!("{built:?}").contains("pw-FILE-SECRET"));
+        let err = Config::from_toml_str(&section("password = \"pw-2\"\n"))
+            .unwrap()
+            .build()
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("providers.b.password and providers.b.password_file"),
+            "{err}"
+        );
+        assert!(!err.contains("pw-") && !err.contains("AERION_"), "{err}");
+    }
+
+    #[test]
     fn an_unknown_provider_is_refused() {
         let config = Config::from_toml_str("[providers.x]\nprovider = \"auth0\"\n").unwrap();
         let err = config.build().unwrap_err();

@@ -113,7 +113,7 @@ impl std::fmt::Debug for EnvVars<'_> {
 ///     }
 /// }
 ///
-/// let builder = MyBuilder::from_env_with(|_| Some("k".to_owned()))?;
+/// let builder = MyBuilder::from_env_with(|name| (name == "MY_API_KEY").then(|| "k".into()))?;
 /// assert!(builder.api_key.is_some());
 /// # Ok::<(), Error>(())
 /// ```
@@ -242,6 +242,46 @@ mod tests {
     use std::os::unix::ffi::OsStringExt;
 
     use super::*;
+
+    #[test]
+    fn a_secret_comes_from_its_variable_or_its_file_never_both() {
+        let dir = std::env::temp_dir().join(format!("partner-auth-env-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("secret");
+        std::fs::write(&path, "from-the-file\n").unwrap();
+        let path = path.display().to_string();
+        let lookup = |name: &str| match name {
+            "A_KEY" => Some("from-the-variable".to_owned()),
+            "B_KEY_FILE" => Some(format!(" {path}\n")),
+            "C_KEY" => Some("from-the-variable".to_owned()),
+            "C_KEY_FILE" => Some(path.clone()),
+            "D_KEY" => Some("  ".to_owned()),
+            "D_KEY_FILE" => Some(path.clone()),
+            "E_KEY_FILE" => Some(format!("{path}.missing")),
+            _ => None,
+        };
+        let vars = EnvVars::new(&lookup);
+        let a = vars.secret("A_KEY").unwrap().unwrap();
+        assert_eq!(a.current().expose_secret(), "from-the-variable");
+        assert!(!a.is_file());
+        let b = vars.secret("B_KEY").unwrap().unwrap();
+        assert_eq!(b.current().expose_secret(), "from-the-file");
+        assert_eq!(b.setting(), Some("B_KEY_FILE"));
+        let both = vars.secret("C_KEY").unwrap_err().to_string();
+        assert_eq!(
+            both,
+            "invalid configuration: `C_KEY and C_KEY_FILE` are both set: set only one of them"
+        );
+        // A blank variable is unset, so its file is the one source.
+        assert!(vars.secret("D_KEY").unwrap().unwrap().is_file());
+        let missing = vars.secret("E_KEY").unwrap_err().to_string();
+        assert!(
+            missing.contains("`E_KEY_FILE`") && missing.contains(&format!("{path}.missing")),
+            "{missing}"
+        );
+        assert!(vars.secret("F_KEY").unwrap().is_none());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn a_value_that_is_not_utf8_is_remembered_by_name() {
