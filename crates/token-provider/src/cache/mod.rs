@@ -208,8 +208,9 @@ impl<F: Fetch> CachedTokenProvider<F> {
     /// or a caller reports it refused (hits never ask the store); its next fetch finds the
     /// record of the forget, drops the refresh token it held from before, and starts from
     /// scratch, so a forgotten state is never written back. A store that keeps no records
-    /// ([`TokenStore::versioned`] false) has the state removed instead. When the store cannot
-    /// be reached, this process's state is dropped all the same and the error says why.
+    /// ([`TokenStore::versioned`](crate::TokenStore::versioned) false) has the state removed
+    /// instead. When the store cannot be reached, this process's state is dropped all the same
+    /// and the error says why.
     pub async fn forget(&self) -> Result<bool, Error> {
         self.slot.forget().await
     }
