@@ -22,6 +22,7 @@ use crate::{Error, HttpClient, ProviderKind, ProviderOptions, TokenProvider, fro
 /// company_url = "acme.aerion.app"
 /// username = "svc@acme.example"
 /// password = "…"
+/// # password_file = "/run/secrets/aerion-password"  # or from a file, read again when it changes
 ///
 /// [providers.crm]
 /// provider = "aurora-uk"
@@ -31,8 +32,9 @@ use crate::{Error, HttpClient, ProviderKind, ProviderOptions, TokenProvider, fro
 /// ```
 ///
 /// Each provider's settings are the snake_case names of its SPEC section 5 environment variables
-/// ([`ProviderKind::settings`]); an unknown setting is refused (a typo must not silently drop a
-/// value). Values may be strings, numbers or booleans. Errors name the setting as
+/// ([`ProviderKind::settings`]), a secret's `_file` twin among them (`password_file`,
+/// `client_secret_file`, …: the path of a file holding it); an unknown setting is refused (a
+/// typo must not silently drop a value). Values may be strings, numbers or booleans. Errors name the setting as
 /// `providers.<name>.<setting>` and never quote a value.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -165,6 +167,10 @@ impl ProviderConfig {
             Error::Config { field, reason, .. } => {
                 let mut field = field;
                 let mut reason = reason;
+                // Longest first: `AERION_PASSWORD` must not eat the start of
+                // `AERION_PASSWORD_FILE`.
+                let mut table = table.to_vec();
+                table.sort_by_key(|(_, var)| std::cmp::Reverse(var.len()));
                 for (setting, var) in table {
                     let qualified = format!("providers.{name}.{setting}");
                     field = field.replace(var, &qualified);
@@ -282,6 +288,35 @@ user_email = "jessica@example.com"
         .unwrap();
         let err = config.build().unwrap_err();
         assert!(err.to_string().contains("providers.x.environment"), "{err}");
+    }
+
+    #[test]
+    fn a_secret_may_come_from_its_file_setting_but_not_both() {
+        let dir = token_provider::testing::TempDir::new("config-secret-file");
+        let path = dir.join("password");
+        std::fs::write(&path, "pw-FILE-SECRET\n").unwrap();
+        let section = |extra: &str| {
+            format!(
+                "[providers.b]\nprovider = \"aerion\"\ncompany_url = \"a.example\"\n\
+                 username = \"u\"\npassword_file = {:?}\n{extra}",
+                path.display().to_string()
+            )
+        };
+        let built = Config::from_toml_str(&section(""))
+            .unwrap()
+            .build()
+            .unwrap();
+        assert!(!format!("{built:?}").contains("pw-FILE-SECRET"));
+        let err = Config::from_toml_str(&section("password = \"pw-2\"\n"))
+            .unwrap()
+            .build()
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("providers.b.password and providers.b.password_file"),
+            "{err}"
+        );
+        assert!(!err.contains("pw-") && !err.contains("AERION_"), "{err}");
     }
 
     #[test]

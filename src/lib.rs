@@ -52,8 +52,9 @@ pub use token_provider;
 #[doc(inline)]
 pub use token_provider::{
     AccessToken, CacheConfig, CacheStats, CachedTokenProvider, Clock, Error, Fetch, FileStore,
-    HttpClient, MemoryStore, ProviderOptions, RetryPolicy, SealKey, Secret, SharedClock,
-    StoreEntry, StoreKey, TokenProvider, TokenState, TokenStore, async_trait, auth, provider_fn,
+    HttpClient, MemoryStore, ProviderOptions, RetryPolicy, SealKey, SealKeys, Secret, SecretSource,
+    SharedClock, StoreEntry, StoreKey, TokenProvider, TokenState, TokenStore, async_trait, auth,
+    provider_fn,
 };
 
 #[cfg(feature = "aerion")]
@@ -71,8 +72,9 @@ pub use aurora_uk_auth as aurora_uk;
 
 pub use crate::config::{Config, ProviderConfig};
 pub use crate::store::{
-    REDIS_ACCEPT_EVICTION_VAR, REDIS_PASSWORD_FILE_VAR, REDIS_PASSWORD_VAR, STORE_KEY_VAR,
-    STORE_VAR, StoreSpec, is_redis_url, open_store, store_spec, url_has_password,
+    REDIS_ACCEPT_EVICTION_VAR, REDIS_PASSWORD_FILE_VAR, REDIS_PASSWORD_VAR, STORE_KEY_FILE_VAR,
+    STORE_KEY_VAR, STORE_VAR, StoreSpec, is_redis_url, open_store, store_keys, store_spec,
+    url_has_password,
 };
 
 #[cfg(feature = "redis")]
@@ -139,9 +141,12 @@ impl ProviderKind {
                 ("origin", "AERION_ORIGIN"),
                 ("username", "AERION_USERNAME"),
                 ("password", "AERION_PASSWORD"),
+                ("password_file", "AERION_PASSWORD_FILE"),
                 ("refresh_token", "AERION_REFRESH_TOKEN"),
+                ("refresh_token_file", "AERION_REFRESH_TOKEN_FILE"),
                 ("client_id", "AERION_CLIENT_ID"),
                 ("client_secret", "AERION_CLIENT_SECRET"),
+                ("client_secret_file", "AERION_CLIENT_SECRET_FILE"),
             ],
             #[cfg(feature = "aurora-uk")]
             Self::AuroraUk => &[
@@ -150,6 +155,7 @@ impl ProviderKind {
                 ("audience", "AURORA_UK_AUDIENCE"),
                 ("client_id", "AURORA_UK_CLIENT_ID"),
                 ("client_secret", "AURORA_UK_CLIENT_SECRET"),
+                ("client_secret_file", "AURORA_UK_CLIENT_SECRET_FILE"),
                 ("client_auth", "AURORA_UK_CLIENT_AUTH"),
             ],
             #[cfg(feature = "aurora-solar")]
@@ -158,14 +164,17 @@ impl ProviderKind {
                 ("base_url", "AURORA_SOLAR_BASE_URL"),
                 ("application_id", "AURORA_SOLAR_APPLICATION_ID"),
                 ("application_key", "AURORA_SOLAR_APPLICATION_KEY"),
+                ("application_key_file", "AURORA_SOLAR_APPLICATION_KEY_FILE"),
                 ("tenant_id", "AURORA_SOLAR_TENANT_ID"),
                 ("session_token", "AURORA_SOLAR_SESSION_TOKEN"),
+                ("session_token_file", "AURORA_SOLAR_SESSION_TOKEN_FILE"),
             ],
             #[cfg(feature = "aurora-solar")]
             Self::AuroraSolarSdk => &[
                 ("environment", "AURORA_SOLAR_ENV"),
                 ("base_url", "AURORA_SOLAR_BASE_URL"),
                 ("api_key", "AURORA_SOLAR_API_KEY"),
+                ("api_key_file", "AURORA_SOLAR_API_KEY_FILE"),
                 ("tenant_id", "AURORA_SOLAR_TENANT_ID"),
                 ("user_email", "AURORA_SOLAR_USER_EMAIL"),
                 ("user_first_name", "AURORA_SOLAR_USER_FIRST_NAME"),

@@ -3,21 +3,29 @@
 
 use std::sync::Arc;
 
-use token_provider::{SealKey, env_value};
+use token_provider::seal::SealKeys;
+use token_provider::{EnvVars, Secret, env_value};
 
-use crate::{Error, FileStore, Secret, TokenStore};
+use crate::{Error, FileStore, TokenStore};
 
 /// The variable naming the store (a file path, or a Redis URL).
 pub const STORE_VAR: &str = "PARTNER_AUTH_STORE";
 
 /// The variable holding the key that seals the store's entries, file or Redis: 32 bytes in
-/// base64 (`openssl rand -base64 32`). Unset, entries are stored in clear.
+/// base64 (`openssl rand -base64 32`). Unset, entries are stored in clear. While a key is
+/// rotated it holds several, the current one first, separated by commas, blanks or line
+/// breaks: the first seals, every one opens ([`SealKeys`]).
 pub const STORE_KEY_VAR: &str = "PARTNER_AUTH_STORE_KEY";
+
+/// The file holding the store's keys instead of [`STORE_KEY_VAR`] (one or more, as there; read
+/// when the store is opened).
+pub const STORE_KEY_FILE_VAR: &str = "PARTNER_AUTH_STORE_KEY_FILE";
 
 /// The variable holding the Redis password (of the URL's user, or of the default user).
 pub const REDIS_PASSWORD_VAR: &str = "PARTNER_AUTH_REDIS_PASSWORD";
 
-/// The file holding the Redis password instead (read once; one trailing newline dropped).
+/// The file holding the Redis password instead (read when the store is opened; line endings at
+/// its end dropped).
 pub const REDIS_PASSWORD_FILE_VAR: &str = "PARTNER_AUTH_REDIS_PASSWORD_FILE";
 
 /// Set to `1` to use a Redis that may evict keys, or whose `maxmemory-policy` cannot be read
@@ -108,8 +116,8 @@ pub fn url_has_password(url: &str) -> bool {
 
 /// The store `spec` names (see [`store_spec`]), with `lookup` giving the variables:
 ///
-/// - a file: a [`FileStore`] at that path, its entries sealed under [`STORE_KEY_VAR`] when
-///   that is set;
+/// - a file: a [`FileStore`] at that path, its entries sealed under [`STORE_KEY_VAR`] (or
+///   [`STORE_KEY_FILE_VAR`]) when that is set;
 /// - a Redis URL (feature `redis`): a Redis store shared by a fleet, its entries sealed the
 ///   same way, its password from [`REDIS_PASSWORD_VAR`] or [`REDIS_PASSWORD_FILE_VAR`] (a URL
 ///   that carries one too is refused), an evicting server accepted when
@@ -121,53 +129,41 @@ pub fn open_store(
     spec: &str,
     field: &str,
 ) -> Result<Arc<dyn TokenStore>, Error> {
-    let key = seal_key(&lookup)?;
+    let keys = store_keys(&lookup)?;
     match store_spec(spec, field)? {
         StoreSpec::File(path) => {
             let store = FileStore::new(path);
-            Ok(Arc::new(match &key {
-                Some(key) => store.seal_key(key),
+            Ok(Arc::new(match &keys {
+                Some(keys) => store.seal_keys(keys),
                 None => store,
             }))
         }
-        StoreSpec::Redis(url) => open_redis(url, field, &lookup, key),
+        StoreSpec::Redis(url) => open_redis(url, field, &lookup, keys),
     }
 }
 
-fn seal_key(lookup: &dyn Fn(&str) -> Option<String>) -> Result<Option<SealKey>, Error> {
-    env_value(&lookup, STORE_KEY_VAR)
-        .map(|text| SealKey::from_base64(&text))
-        .transpose()
+/// The keys that seal a store: [`STORE_KEY_VAR`] or [`STORE_KEY_FILE_VAR`] (both set is an
+/// error), current first; `None` when neither is set. Errors name the variable (and the
+/// file), and which key of a list is wrong, never a key.
+pub fn store_keys(lookup: impl Fn(&str) -> Option<String>) -> Result<Option<SealKeys>, Error> {
+    let Some(source) = EnvVars::new(&lookup).secret(STORE_KEY_VAR)? else {
+        return Ok(None);
+    };
+    SealKeys::from_base64_list(source.current().expose_secret())
+        .map(Some)
+        .map_err(|e| match (e, source.path()) {
+            (Error::Config { reason, .. }, Some(path)) => Error::config(
+                STORE_KEY_FILE_VAR,
+                format!("(the file {}) {reason}", path.display()),
+            ),
+            (other, _) => other,
+        })
 }
 
-/// A secret from `var`, or from the file `file_var` names (read once, one trailing newline
-/// dropped); both set is an error.
-fn secret_var(
-    lookup: &dyn Fn(&str) -> Option<String>,
-    var: &str,
-    file_var: &str,
-) -> Result<Option<Secret>, Error> {
-    match (env_value(&lookup, var), env_value(&lookup, file_var)) {
-        (Some(_), Some(_)) => Err(Error::config(
-            var,
-            format!("and {file_var} are both set: give one"),
-        )),
-        (Some(value), None) => Ok(Some(Secret::from(value))),
-        (None, Some(path)) => {
-            let text = std::fs::read_to_string(&path).map_err(|e| {
-                Error::config(file_var, format!("names a file that cannot be read ({e})"))
-            })?;
-            let text = text
-                .strip_suffix('\n')
-                .map(|t| t.strip_suffix('\r').unwrap_or(t))
-                .unwrap_or(&text);
-            if text.is_empty() {
-                return Err(Error::config(file_var, "names an empty file"));
-            }
-            Ok(Some(Secret::from(text)))
-        }
-        (None, None) => Ok(None),
-    }
+/// A secret from `var`, or from the file `var_FILE` names (read now, line endings at its end
+/// dropped); both set is an error naming both.
+fn secret_var(lookup: &dyn Fn(&str) -> Option<String>, var: &str) -> Result<Option<Secret>, Error> {
+    Ok(EnvVars::new(lookup).secret(var)?.map(|s| s.current()))
 }
 
 /// `PARTNER_AUTH_REDIS_ACCEPT_EVICTION`: `1`/`true`/`yes` or `0`/`false`/`no` (unset: no).
@@ -185,14 +181,14 @@ fn open_redis(
     url: &str,
     field: &str,
     lookup: &dyn Fn(&str) -> Option<String>,
-    key: Option<SealKey>,
+    keys: Option<SealKeys>,
 ) -> Result<Arc<dyn TokenStore>, Error> {
-    let password = secret_var(lookup, REDIS_PASSWORD_VAR, REDIS_PASSWORD_FILE_VAR)?;
+    let password = secret_var(lookup, REDIS_PASSWORD_VAR)?;
     let accept_eviction = flag_var(lookup, REDIS_ACCEPT_EVICTION_VAR)?;
     let store = partner_auth_redis::RedisStore::builder(url)
         .password_opt(password)
         .accept_eviction_risk(accept_eviction)
-        .seal_key_opt(key)
+        .seal_keys_opt(keys)
         .build()
         .map_err(|e| match e {
             Error::Config {
@@ -208,10 +204,10 @@ fn open_redis(
     _url: &str,
     field: &str,
     lookup: &dyn Fn(&str) -> Option<String>,
-    _key: Option<SealKey>,
+    _keys: Option<SealKeys>,
 ) -> Result<Arc<dyn TokenStore>, Error> {
     // Read all the same, so a mistake in them is not hidden by this one.
-    secret_var(lookup, REDIS_PASSWORD_VAR, REDIS_PASSWORD_FILE_VAR)?;
+    secret_var(lookup, REDIS_PASSWORD_VAR)?;
     flag_var(lookup, REDIS_ACCEPT_EVICTION_VAR)?;
     Err(Error::config(
         field,
@@ -296,13 +292,14 @@ mod tests {
         let from_file = secret_var(
             &|name: &str| (name == "PW_FILE").then(|| path.clone()),
             "PW",
-            "PW_FILE",
         )
         .unwrap()
         .unwrap();
         assert_eq!(from_file.expose_secret(), "s3cret");
-        let both = secret_var(&|_: &str| Some(path.clone()), "PW", "PW_FILE").unwrap_err();
-        assert!(both.to_string().contains("PW_FILE") && !both.to_string().contains("s3cret"));
+        let both = secret_var(&|_: &str| Some(path.clone()), "PW").unwrap_err();
+        assert!(
+            both.to_string().contains("PW and PW_FILE") && !both.to_string().contains("s3cret")
+        );
         let bad = flag_var(&|_: &str| Some("maybe".to_owned()), "FLAG").unwrap_err();
         assert!(!bad.to_string().contains("maybe"), "{bad}");
     }

@@ -1,10 +1,12 @@
 //! [`AerionBuilder`].
 
 use std::fmt;
-use std::sync::atomic::AtomicBool;
+use std::sync::Mutex;
 
 use token_provider::http::{join_path, parse_base_url};
-use token_provider::{CachedTokenProvider, Error, ProviderOptions, Secret, StoreKey};
+use token_provider::{
+    CachedTokenProvider, EnvVars, Error, ProviderOptions, Secret, SecretSource, StoreKey,
+};
 use url::{Position, Url};
 
 use crate::Aerion;
@@ -24,10 +26,10 @@ pub struct AerionBuilder {
     token_url: Option<String>,
     tenant: Option<Tenant>,
     username: Option<String>,
-    password: Option<Secret>,
-    refresh_token: Option<Secret>,
+    password: Option<SecretSource>,
+    refresh_token: Option<SecretSource>,
     client_id: Option<String>,
-    client_secret: Option<Secret>,
+    client_secret: Option<SecretSource>,
     options: ProviderOptions,
 }
 
@@ -65,21 +67,16 @@ impl AerionBuilder {
         Self::default()
     }
 
-    /// A builder from the process environment; see [`from_env_with`](Self::from_env_with). A
-    /// variable that is set but not UTF-8 is refused by name.
-    pub fn from_env() -> Result<Self, Error> {
-        token_provider::ProcessEnv::read(|lookup| Self::from_env_with(lookup))
-    }
+    token_provider::from_env_methods!(
+        vars: "`AERION_BASE_URL`, `AERION_COMPANY_URL` or `AERION_ORIGIN` (both set is an \
+               error), `AERION_USERNAME`, `AERION_PASSWORD`, `AERION_REFRESH_TOKEN`, \
+               `AERION_CLIENT_ID` and `AERION_CLIENT_SECRET`; the secrets also as \
+               `AERION_PASSWORD_FILE`, `AERION_REFRESH_TOKEN_FILE` and \
+               `AERION_CLIENT_SECRET_FILE`."
+    );
 
-    /// A builder from the variables `lookup` returns: `AERION_BASE_URL`, `AERION_COMPANY_URL`
-    /// or `AERION_ORIGIN`, `AERION_USERNAME`, `AERION_PASSWORD`, `AERION_REFRESH_TOKEN`,
-    /// `AERION_CLIENT_ID`, `AERION_CLIENT_SECRET`. Empty (or blank) values count as unset.
-    ///
-    /// Both `AERION_COMPANY_URL` and `AERION_ORIGIN` set is ambiguous and fails here; every
-    /// other setting is checked by [`build`](Self::build). Errors name the variable.
-    pub fn from_env_with(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, Error> {
-        let get = |name: &str| token_provider::env_value(&lookup, name);
-        let tenant = match (get(ENV_COMPANY_URL), get(ENV_ORIGIN)) {
+    fn from_vars(vars: &EnvVars<'_>) -> Result<Self, Error> {
+        let tenant = match (vars.get(ENV_COMPANY_URL), vars.get(ENV_ORIGIN)) {
             (Some(_), Some(_)) => {
                 return Err(Error::config(
                     TENANT_FIELD,
@@ -90,13 +87,13 @@ impl AerionBuilder {
             (None, origin) => origin.map(Tenant::Origin),
         };
         Ok(Self {
-            base_url: get(ENV_BASE_URL),
+            base_url: vars.get(ENV_BASE_URL),
             tenant,
-            username: get(ENV_USERNAME),
-            password: get(ENV_PASSWORD).map(Secret::from),
-            refresh_token: get(ENV_REFRESH_TOKEN).map(Secret::from),
-            client_id: get(ENV_CLIENT_ID),
-            client_secret: get(ENV_CLIENT_SECRET).map(Secret::from),
+            username: vars.get(ENV_USERNAME),
+            password: vars.secret(ENV_PASSWORD)?,
+            refresh_token: vars.secret(ENV_REFRESH_TOKEN)?,
+            client_id: vars.get(ENV_CLIENT_ID),
+            client_secret: vars.secret(ENV_CLIENT_SECRET)?,
             ..Self::default()
         })
     }
@@ -144,15 +141,18 @@ impl AerionBuilder {
         self
     }
 
-    /// The password for the password grant.
-    pub fn password(mut self, password: impl Into<Secret>) -> Self {
+    /// The password for the password grant: a value, or a file read again when it changes
+    /// ([`SecretSource`]).
+    pub fn password(mut self, password: impl Into<SecretSource>) -> Self {
         self.password = Some(password.into());
         self
     }
 
     /// A refresh token to start from, such as one an SSO login issued. Used alone it is enough
     /// to get tokens; with a username and password, they are the fallback when it is refused.
-    pub fn refresh_token(mut self, refresh_token: impl Into<Secret>) -> Self {
+    /// From a file ([`SecretSource`]), a new token written there is a new start: it is tried
+    /// once, after the one held.
+    pub fn refresh_token(mut self, refresh_token: impl Into<SecretSource>) -> Self {
         self.refresh_token = Some(refresh_token.into());
         self
     }
@@ -164,7 +164,7 @@ impl AerionBuilder {
     }
 
     /// The `client_secret` form field (default [`DEFAULT_CLIENT_SECRET`]).
-    pub fn client_secret(mut self, client_secret: impl Into<Secret>) -> Self {
+    pub fn client_secret(mut self, client_secret: impl Into<SecretSource>) -> Self {
         self.client_secret = Some(client_secret.into());
         self
     }
@@ -211,7 +211,7 @@ impl AerionBuilder {
             (ENV_REFRESH_TOKEN, &self.refresh_token),
             (ENV_CLIENT_SECRET, &self.client_secret),
         ] {
-            if secret.as_ref().is_some_and(Secret::is_empty) {
+            if secret.as_ref().is_some_and(|s| s.current().is_empty()) {
                 return Err(Error::config(field, "must not be empty"));
             }
         }
@@ -244,7 +244,10 @@ impl AerionBuilder {
         }
         let client_secret = self
             .client_secret
-            .unwrap_or_else(|| Secret::new(DEFAULT_CLIENT_SECRET));
+            .unwrap_or_else(|| SecretSource::value(DEFAULT_CLIENT_SECRET));
+        // The principal of a refresh-token-only setup is the token configured now; one written
+        // to its file later is that principal's new start.
+        let seed = self.refresh_token.as_ref().map(SecretSource::current);
 
         let http = self.options.resolved_http()?;
         let clock = self.options.resolved_clock();
@@ -253,7 +256,7 @@ impl AerionBuilder {
             "aerion",
             &base_url[Position::BeforeHost..Position::BeforePath],
             &format!("{}={}", tenant.header_name(), tenant.value()),
-            &principal(username.as_deref(), self.refresh_token.as_ref()),
+            &principal(username.as_deref(), seed.as_ref()),
         );
 
         let fetcher = AerionFetcher {
@@ -268,7 +271,8 @@ impl AerionBuilder {
             username,
             password: self.password,
             seed_refresh_token: self.refresh_token,
-            seed_spent: AtomicBool::new(false),
+            first_seed: seed,
+            spent_seed: Mutex::new(None),
             clock,
             store_key,
         };

@@ -2,7 +2,7 @@
 //! password grant otherwise or when the refresh token is refused.
 
 use std::fmt;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
 
 use async_trait::async_trait;
 use http::{HeaderName, HeaderValue};
@@ -18,7 +18,7 @@ use token_provider::http::{
     OAuthAdapter, Repeat, Response, SendError, bearer_token_type, token_error,
 };
 use token_provider::{
-    AccessToken, Error, Fetch, HttpClient, Secret, SharedClock, StoreKey, TokenState,
+    AccessToken, Error, Fetch, HttpClient, Secret, SecretSource, SharedClock, StoreKey, TokenState,
 };
 use tracing::{debug, info};
 use url::Url;
@@ -59,14 +59,18 @@ pub(crate) struct AerionFetcher {
     pub(crate) tenant: Tenant,
     pub(crate) tenant_header: (HeaderName, HeaderValue),
     pub(crate) client_id: String,
-    pub(crate) client_secret: Secret,
+    pub(crate) client_secret: SecretSource,
     pub(crate) username: Option<String>,
-    pub(crate) password: Option<Secret>,
-    pub(crate) seed_refresh_token: Option<Secret>,
-    /// Set once the configured refresh token may have reached Aerion (refused, rotated, or sent
+    pub(crate) password: Option<SecretSource>,
+    pub(crate) seed_refresh_token: Option<SecretSource>,
+    /// The configured refresh token when the provider was built: the one a refresh-token-only
+    /// principal's store key is derived from.
+    pub(crate) first_seed: Option<Secret>,
+    /// The configured refresh token that may have reached Aerion (refused, rotated, or sent
     /// with its answer lost), so it is never offered again: Aerion rotates refresh tokens, and
-    /// one that was sent may be dead whatever came back.
-    pub(crate) seed_spent: AtomicBool,
+    /// one that was sent may be dead whatever came back. A new one written to the token's file
+    /// is offered.
+    pub(crate) spent_seed: Mutex<Option<Secret>>,
     pub(crate) clock: SharedClock,
     /// This principal's key in a store.
     pub(crate) store_key: StoreKey,
@@ -79,11 +83,8 @@ impl fmt::Debug for AerionFetcher {
             .field("tenant", &self.tenant)
             .field("client_id", &self.client_id)
             .field("username", &self.username)
-            .field("password", &self.password.as_ref().map(|_| "[redacted]"))
-            .field(
-                "refresh_token",
-                &self.seed_refresh_token.as_ref().map(|_| "[redacted]"),
-            )
+            .field("password", &self.password)
+            .field("refresh_token", &self.seed_refresh_token)
             .finish_non_exhaustive()
     }
 }
@@ -119,11 +120,7 @@ impl Fetch for AerionFetcher {
     /// The configured refresh token until this process has sent it: the cache records its
     /// presentation, so replicas started together on it present it once.
     fn initial_refresh_token(&self) -> Option<Secret> {
-        if self.seed_spent.load(Ordering::Relaxed) {
-            None
-        } else {
-            self.seed_refresh_token.clone()
-        }
+        self.seed().filter(|seed| !self.seed_spent(seed))
     }
 
     async fn fetch(&self, previous: Option<&TokenState>) -> Result<TokenState, Error> {
@@ -136,40 +133,34 @@ impl Fetch for AerionFetcher {
         }
         // Without a username the store key is derived from the configured refresh token, so a
         // previous refresh token (stored or in memory) descends from it: the configured one was
-        // rotated away already, by this process or another, and is never sent again.
-        let seed_superseded = self.username.is_none() && !candidates.is_empty();
-        if let Some(seed) = &self.seed_refresh_token {
+        // rotated away already, by this process or another, and is never sent again. One
+        // written to its file since is a new start.
+        let seed = self.seed();
+        let seed_superseded =
+            self.username.is_none() && !candidates.is_empty() && seed == self.first_seed;
+        if let Some(seed) = &seed {
             let offered = candidates.iter().any(|(c, _)| c == seed);
-            if !offered && !seed_superseded && !self.seed_spent.load(Ordering::Relaxed) {
+            if !offered && !seed_superseded && !self.seed_spent(seed) {
                 candidates.push((seed.clone(), Source::Configured));
             }
         }
 
         let mut refused = false;
         for (refresh_token, source) in candidates {
-            debug!(
-                grant = "refresh_token",
-                source = source.as_str(),
-                "requesting an aerion token"
-            );
-            let result = self.refresh_grant(&refresh_token).await;
-            let sent = result.as_ref().err().is_none_or(SendError::reached_server);
-            if sent && self.seed_refresh_token.as_ref() == Some(&refresh_token) {
-                self.seed_spent.store(true, Ordering::Relaxed);
+            match self.try_refresh(&refresh_token, source).await? {
+                Some(state) => return Ok(state),
+                None => refused = true,
             }
-            match result.map_err(SendError::into_error) {
-                Ok(state) => return Ok(state),
-                Err(error) if is_refused_refresh(&error) => {
-                    info!(
-                        source = source.as_str(),
-                        status = error.status(),
-                        error = %error,
-                        "aerion refused the refresh token"
-                    );
-                    refused = true;
-                }
-                Err(error) => return Err(error),
-            }
+        }
+        // Refused: the token's file, read once more, may hold a new start that its metadata
+        // did not show.
+        if refused
+            && let (Some(file), Some(seed)) = (&self.seed_refresh_token, &seed)
+            && let Some(new) = file.reread_after_refusal(seed)
+            && !self.seed_spent(&new)
+            && let Some(state) = self.try_refresh(&new, Source::Configured).await?
+        {
+            return Ok(state);
         }
 
         match (&self.username, &self.password) {
@@ -177,10 +168,14 @@ impl Fetch for AerionFetcher {
                 if refused {
                     info!("falling back to the aerion password grant");
                 }
-                debug!(grant = "password", "requesting an aerion token");
-                self.password_grant(username, password)
+                password
+                    .attempt(Error::is_rejected, move |password| async move {
+                        debug!(grant = "password", "requesting an aerion token");
+                        self.password_grant(username, &password)
+                            .await
+                            .map_err(SendError::into_error)
+                    })
                     .await
-                    .map_err(SendError::into_error)
             }
             _ => Err(Error::user_action(SIGN_IN_AGAIN)),
         }
@@ -215,16 +210,65 @@ fn is_refused_refresh(error: &Error) -> bool {
 }
 
 impl AerionFetcher {
-    /// Every secret this fetcher holds, and `in_play` (the refresh token just sent): what an
-    /// error must never repeat when Aerion echoes it. The default client secret is public, so
-    /// it is left alone (it is also the default client id, which an error may rightly name).
-    pub(crate) fn secrets<'a>(&'a self, in_play: Option<&'a Secret>) -> Vec<&'a Secret> {
-        let mut secrets: Vec<&Secret> = Vec::with_capacity(4);
-        secrets.extend(self.password.as_ref());
-        secrets.extend(self.seed_refresh_token.as_ref());
-        secrets.extend(in_play);
-        if self.client_secret.expose_secret() != DEFAULT_CLIENT_SECRET {
-            secrets.push(&self.client_secret);
+    /// The configured refresh token now (its file read again when it changed).
+    fn seed(&self) -> Option<Secret> {
+        self.seed_refresh_token.as_ref().map(SecretSource::current)
+    }
+
+    fn seed_spent(&self, seed: &Secret) -> bool {
+        self.spent_seed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            == Some(seed)
+    }
+
+    /// The refresh grant with `refresh_token`: the new state, `None` when Aerion refused the
+    /// token, or why not. A configured token that may have reached Aerion is never offered
+    /// again.
+    async fn try_refresh(
+        &self,
+        refresh_token: &Secret,
+        source: Source,
+    ) -> Result<Option<TokenState>, Error> {
+        debug!(
+            grant = "refresh_token",
+            source = source.as_str(),
+            "requesting an aerion token"
+        );
+        let result = self.refresh_grant(refresh_token).await;
+        let sent = result.as_ref().err().is_none_or(SendError::reached_server);
+        if sent && self.seed().as_ref() == Some(refresh_token) {
+            *self.spent_seed.lock().unwrap_or_else(|e| e.into_inner()) =
+                Some(refresh_token.clone());
+        }
+        match result.map_err(SendError::into_error) {
+            Ok(state) => Ok(Some(state)),
+            Err(error) if is_refused_refresh(&error) => {
+                info!(
+                    source = source.as_str(),
+                    status = error.status(),
+                    error = %error,
+                    "aerion refused the refresh token"
+                );
+                Ok(None)
+            }
+            Err(error) => Err(error),
+        }
+    }
+
+    /// Every secret this fetcher holds, and `in_play` (the refresh token or password just
+    /// sent): what an error must never repeat when Aerion echoes it. The default client secret
+    /// is public, so it is left alone (it is also the default client id, which an error may
+    /// rightly name).
+    pub(crate) fn secrets(&self, in_play: Option<&Secret>) -> Vec<Secret> {
+        let mut secrets: Vec<Secret> = Vec::with_capacity(4);
+        secrets.extend(self.password.as_ref().map(SecretSource::current));
+        secrets.extend(self.seed());
+        secrets.extend(in_play.cloned());
+        let client_secret = self.client_secret.current();
+        if client_secret.expose_secret() != DEFAULT_CLIENT_SECRET {
+            secrets.push(client_secret);
         }
         secrets
     }
@@ -232,7 +276,7 @@ impl AerionFetcher {
     fn oauth_client(&self) -> OAuthClient {
         oauth2::Client::new(ClientId::new(self.client_id.clone()))
             .set_client_secret(ClientSecret::new(
-                self.client_secret.expose_secret().to_owned(),
+                self.client_secret.current().expose_secret().to_owned(),
             ))
             // Aerion reads client_id and client_secret from the form, not a Basic header.
             .set_auth_type(AuthType::RequestBody)
@@ -262,6 +306,7 @@ impl AerionFetcher {
         let client = self.oauth_client();
         let rt = RefreshToken::new(refresh_token.expose_secret().to_owned());
         let secrets = self.secrets(Some(refresh_token));
+        let secrets: Vec<&Secret> = secrets.iter().collect();
         let errors = |response: &Response| response.error_scrubbed(&secrets);
         let http = self.adapter(Repeat::Once, &errors);
         let response = client
@@ -286,8 +331,9 @@ impl AerionFetcher {
         let now = self.clock.now();
         let client = self.oauth_client();
         let username = ResourceOwnerUsername::new(username.to_owned());
+        let secrets = self.secrets(Some(password));
         let password = ResourceOwnerPassword::new(password.expose_secret().to_owned());
-        let secrets = self.secrets(None);
+        let secrets: Vec<&Secret> = secrets.iter().collect();
         let errors = |response: &Response| response.error_scrubbed(&secrets);
         let http = self.adapter(Repeat::Safe, &errors);
         let response = client

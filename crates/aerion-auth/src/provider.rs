@@ -4,7 +4,7 @@ use http::header::ACCEPT;
 use serde::{Deserialize, Deserializer};
 use token_provider::auth::{AuthHeader, AuthScope, execute_authorized};
 use token_provider::http::{Request, join_path};
-use token_provider::{CacheStats, CachedTokenProvider, Error, StoreKey};
+use token_provider::{CacheStats, CachedTokenProvider, Error, Secret, StoreKey};
 use url::Url;
 
 use crate::fetch::AerionFetcher;
@@ -84,8 +84,8 @@ impl Aerion {
         } else {
             // The bearer just sent is a secret the server may echo too.
             let sent = self.inner.cached().map(|t| t.secret().clone());
-            let mut secrets = fetcher.secrets(None);
-            secrets.extend(sent.as_ref());
+            let secrets = fetcher.secrets(sent.as_ref());
+            let secrets: Vec<&Secret> = secrets.iter().collect();
             Err(response.error_scrubbed(&secrets))
         }
     }

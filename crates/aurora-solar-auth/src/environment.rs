@@ -4,7 +4,7 @@ use std::fmt;
 use std::str::FromStr;
 
 use token_provider::http::parse_base_url;
-use token_provider::{Error, Secret};
+use token_provider::{EnvVars, Error, SecretSource};
 use url::Url;
 
 /// The environment variable naming the environment.
@@ -121,10 +121,17 @@ impl Target {
     /// Refuses a missing or unusable key, and a key that looks like the other environment's
     /// (`sk_prod_`/`rk_prod_` against sandbox, `_sand_` against production). A custom base URL
     /// could be either, so it skips the environment check. Messages never repeat the key.
-    pub(crate) fn check_key(&self, field: &str, key: Option<&Secret>) -> Result<Secret, Error> {
+    /// A key from a file is named by its `_FILE` variable.
+    pub(crate) fn check_key(
+        &self,
+        field: &str,
+        source: Option<&SecretSource>,
+    ) -> Result<SecretSource, Error> {
+        let key = source.map(SecretSource::current);
         let Some(key) = key.filter(|k| !k.is_empty()) else {
             return Err(Error::config(field, "is required"));
         };
+        let field = source.and_then(SecretSource::setting).unwrap_or(field);
         let value = key.expose_secret();
         if !value.bytes().all(|b| b.is_ascii_graphic()) {
             return Err(Error::config(
@@ -151,7 +158,7 @@ impl Target {
                      production key or set {ENV_VAR}=sandbox"
                 ),
             )),
-            _ => Ok(key.clone()),
+            _ => Ok(source.cloned().expect("a key was read from it")),
         }
     }
 }
@@ -188,12 +195,8 @@ pub(crate) fn default_rate_limit() -> token_provider::RateLimit {
 }
 
 /// `AURORA_SOLAR_ENV` parsed, when set.
-pub(crate) fn env_from(
-    lookup: &impl Fn(&str) -> Option<String>,
-) -> Result<Option<Environment>, Error> {
-    token_provider::env_value(lookup, ENV_VAR)
-        .map(|v| v.parse())
-        .transpose()
+pub(crate) fn env_from(vars: &EnvVars<'_>) -> Result<Option<Environment>, Error> {
+    vars.get(ENV_VAR).map(|v| v.parse()).transpose()
 }
 
 #[cfg(test)]

@@ -9,11 +9,11 @@ use serde::Deserialize;
 #[cfg(doc)]
 use token_provider::TokenProvider;
 use token_provider::auth::AuthScope;
-use token_provider::env_value;
 use token_provider::http::{Repeat, Request, join_path, wrong_endpoint};
 use token_provider::{
-    AccessToken, CacheStats, CachedPrincipal, Error, HttpClient, KeyedCache, KeyedConfig,
-    KeyedFetch, ProviderOptions, Secret, StoreKey, TokenFuture, TokenState, async_trait,
+    AccessToken, CacheStats, CachedPrincipal, EnvVars, Error, HttpClient, KeyedCache, KeyedConfig,
+    KeyedFetch, ProviderOptions, Secret, SecretSource, StoreKey, TokenFuture, TokenState,
+    async_trait,
 };
 use tracing::debug;
 use url::Url;
@@ -72,7 +72,7 @@ struct Conn {
     /// The setting `base` comes from, named when the token URL leads nowhere.
     base_setting: &'static str,
     application_id: String,
-    application_key: Secret,
+    application_key: SecretSource,
     http: HttpClient,
 }
 
@@ -335,6 +335,25 @@ impl KeyedFetch for PartnerFetcher {
         tenant: &Tenant,
         _previous: Option<&TokenState>,
     ) -> Result<TokenState, Error> {
+        let key = &self.conn.application_key;
+        match tenant.session_token() {
+            // The embedded exchange spends its session token: it is sent once, refused or not.
+            Some(_) => self.exchange(tenant, key.current()).await,
+            None => {
+                key.attempt(Error::is_rejected, move |key| self.exchange(tenant, key))
+                    .await
+            }
+        }
+    }
+}
+
+impl PartnerFetcher {
+    /// One `create_token` exchange for `tenant` with `application_key`.
+    async fn exchange(
+        &self,
+        tenant: &Tenant,
+        application_key: Secret,
+    ) -> Result<TokenState, Error> {
         let conn = &self.conn;
         let url = join_path(
             &conn.base,
@@ -354,7 +373,7 @@ impl KeyedFetch for PartnerFetcher {
             None => Repeat::Safe,
         };
         let mut request = Request::post(url.clone(), repeat)
-            .bearer(&conn.application_key)?
+            .bearer(&application_key)?
             .header(CONTENT_LENGTH, "0")?;
         let mut session_token = None;
         if let Some(slot) = tenant.session_token() {
@@ -401,7 +420,7 @@ impl KeyedFetch for PartnerFetcher {
             if session_token.is_some() && response.status().as_u16() == 401 {
                 return Err(Error::user_action(NEW_SESSION_TOKEN));
             }
-            let mut secrets = vec![&conn.application_key];
+            let mut secrets = vec![&application_key];
             secrets.extend(session_token.as_ref());
             return Err(status_error(&response, NOT_FOUND, &secrets));
         }
@@ -427,39 +446,34 @@ pub struct PartnerAppBuilder {
     environment: Option<Environment>,
     base_url: Option<String>,
     application_id: Option<String>,
-    application_key: Option<Secret>,
+    application_key: Option<SecretSource>,
     tenant_id: Option<String>,
-    session_token: Option<Secret>,
+    session_token: Option<SecretSource>,
     require_tenant: bool,
     options: ProviderOptions,
     keyed: Option<KeyedConfig>,
 }
 
 impl PartnerAppBuilder {
-    /// A builder from the process environment; see [`from_env_with`](Self::from_env_with). A
-    /// variable that is set but not UTF-8 is refused by name.
-    pub fn from_env() -> Result<Self, Error> {
-        token_provider::ProcessEnv::read(|lookup| Self::from_env_with(lookup))
-    }
+    token_provider::from_env_methods!(
+        vars: "`AURORA_SOLAR_ENV`, `AURORA_SOLAR_BASE_URL`, `AURORA_SOLAR_APPLICATION_ID`, \
+               `AURORA_SOLAR_APPLICATION_KEY` (or `AURORA_SOLAR_APPLICATION_KEY_FILE`), \
+               `AURORA_SOLAR_TENANT_ID` (required: it becomes the default tenant) and \
+               `AURORA_SOLAR_SESSION_TOKEN` (or `AURORA_SOLAR_SESSION_TOKEN_FILE`; optional: \
+               when set, the default tenant uses the embedded exchange)."
+    );
 
-    /// A builder from `AURORA_SOLAR_ENV`, `AURORA_SOLAR_BASE_URL`,
-    /// `AURORA_SOLAR_APPLICATION_ID`, `AURORA_SOLAR_APPLICATION_KEY`, `AURORA_SOLAR_TENANT_ID`
-    /// (required here: it becomes the default tenant) and `AURORA_SOLAR_SESSION_TOKEN` (optional:
-    /// when set, the default tenant uses the embedded exchange) as `lookup` reports them. Blank
-    /// values count as unset. A bad `AURORA_SOLAR_ENV` fails here; missing values fail in
-    /// [`build`](Self::build), naming the variable.
-    pub fn from_env_with(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, Error> {
-        let mut builder = Self {
-            environment: env_from(&lookup)?,
-            base_url: env_value(&lookup, BASE_URL_VAR),
-            application_id: env_value(&lookup, APPLICATION_ID_VAR),
-            application_key: env_value(&lookup, APPLICATION_KEY_VAR).map(Secret::from),
-            tenant_id: env_value(&lookup, TENANT_ID_VAR),
-            session_token: env_value(&lookup, SESSION_TOKEN_VAR).map(Secret::from),
+    fn from_vars(vars: &EnvVars<'_>) -> Result<Self, Error> {
+        Ok(Self {
+            environment: env_from(vars)?,
+            base_url: vars.get(BASE_URL_VAR),
+            application_id: vars.get(APPLICATION_ID_VAR),
+            application_key: vars.secret(APPLICATION_KEY_VAR)?,
+            tenant_id: vars.get(TENANT_ID_VAR),
+            session_token: vars.secret(SESSION_TOKEN_VAR)?,
+            require_tenant: true,
             ..Self::default()
-        };
-        builder.require_tenant = true;
-        Ok(builder)
+        })
     }
 
     /// The environment (`AURORA_SOLAR_ENV`). Required unless a base URL is set.
@@ -481,9 +495,10 @@ impl PartnerAppBuilder {
         self
     }
 
-    /// The application key (`AURORA_SOLAR_APPLICATION_KEY`). Required. A key that looks like
-    /// the other environment's is refused.
-    pub fn application_key(mut self, application_key: impl Into<Secret>) -> Self {
+    /// The application key (`AURORA_SOLAR_APPLICATION_KEY`): a value, or a file read again when
+    /// it changes ([`SecretSource`]). Required. A key that looks like the other environment's is
+    /// refused.
+    pub fn application_key(mut self, application_key: impl Into<SecretSource>) -> Self {
         self.application_key = Some(application_key.into());
         self
     }
@@ -497,8 +512,9 @@ impl PartnerAppBuilder {
 
     /// A session token for the default tenant (`AURORA_SOLAR_SESSION_TOKEN`): the default
     /// tenant then uses the embedded exchange (see [`PartnerApp::embedded`]). Needs
-    /// [`tenant_id`](Self::tenant_id).
-    pub fn session_token(mut self, session_token: impl Into<Secret>) -> Self {
+    /// [`tenant_id`](Self::tenant_id). Single use: a file is read once, when the provider is
+    /// built.
+    pub fn session_token(mut self, session_token: impl Into<SecretSource>) -> Self {
         self.session_token = Some(session_token.into());
         self
     }
@@ -525,7 +541,8 @@ impl PartnerAppBuilder {
             }
             None => None,
         };
-        if self.session_token.as_ref().is_some_and(Secret::is_empty) {
+        let session_token = self.session_token.as_ref().map(SecretSource::current);
+        if session_token.as_ref().is_some_and(Secret::is_empty) {
             return Err(Error::config(SESSION_TOKEN_VAR, "is empty"));
         }
         let http = self
@@ -561,7 +578,7 @@ impl PartnerAppBuilder {
             shared,
             default: None,
         };
-        app.default = match (tenant_id, self.session_token) {
+        app.default = match (tenant_id, session_token) {
             (Some(tenant), Some(session)) => Some(app.embedded(tenant, session)?),
             (Some(tenant), None) => Some(app.tenant(tenant)?),
             (None, _) => None,

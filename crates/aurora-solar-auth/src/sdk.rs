@@ -8,11 +8,11 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 #[cfg(doc)]
 use token_provider::TokenProvider;
-use token_provider::env_value;
 use token_provider::http::{Repeat, Request, Response, join_path, wrong_endpoint};
 use token_provider::{
-    AccessToken, CacheStats, CachedPrincipal, Error, HttpClient, KeyedCache, KeyedConfig,
-    KeyedFetch, ProviderOptions, Secret, StoreKey, TokenFuture, TokenState, async_trait,
+    AccessToken, CacheStats, CachedPrincipal, EnvVars, Error, HttpClient, KeyedCache, KeyedConfig,
+    KeyedFetch, ProviderOptions, Secret, SecretSource, StoreKey, TokenFuture, TokenState,
+    async_trait,
 };
 use tracing::debug;
 use url::Url;
@@ -151,7 +151,7 @@ struct SdkConn {
     /// The setting `base` comes from, named when a URL leads nowhere.
     base_setting: &'static str,
     tenant_id: String,
-    api_key: Secret,
+    api_key: SecretSource,
     http: HttpClient,
 }
 
@@ -308,11 +308,12 @@ struct SdkPrincipal {
     email_key: Arc<str>,
 }
 
-/// One user's fetch: the fetcher's connection and the user.
+/// One user's fetch: the fetcher's connection, the user, and the API key it sends.
 struct UserFetch<'a> {
     conn: &'a SdkConn,
     user: &'a SdkUser,
     email_key: &'a str,
+    api_key: &'a Secret,
 }
 
 #[derive(Deserialize)]
@@ -380,7 +381,7 @@ impl UserFetch<'_> {
     }
 
     fn fail(&self, response: &Response) -> Error {
-        status_error(response, NOT_FOUND, &[&self.conn.api_key])
+        status_error(response, NOT_FOUND, &[self.api_key])
     }
 
     /// The answer to a request to `url`, refused unless it succeeded: a 404 or a web page is
@@ -405,7 +406,7 @@ impl UserFetch<'_> {
     async fn find(&self, any_status: bool) -> Result<Option<String>, Error> {
         debug!(tenant_id = %self.conn.tenant_id, "looking up the client sdk user");
         let url = self.url(&[])?;
-        let request = Request::get(url.clone()).bearer(&self.conn.api_key)?;
+        let request = Request::get(url.clone()).bearer(self.api_key)?;
         let response = self.conn.http.execute(request).await?;
         self.check(&url, &response)?;
         let list: UserList = response.json("users response")?;
@@ -458,7 +459,7 @@ impl UserFetch<'_> {
         debug!(tenant_id = %self.conn.tenant_id, "inviting the client sdk user");
         // An invitation creates an account: not sent twice. A later fetch finds the account.
         let request = Request::post(self.url(&["invite"])?, Repeat::Once)
-            .bearer(&self.conn.api_key)?
+            .bearer(self.api_key)?
             .json(&body)?;
         let response = self.conn.http.execute(request).await?;
         let status = response.status().as_u16();
@@ -482,7 +483,7 @@ impl UserFetch<'_> {
         // session at a time), so a generation that may have reached Aurora is never repeated.
         let url = self.url(&[user_id, "generate_token"])?;
         let request = Request::post(url.clone(), Repeat::Once)
-            .bearer(&self.conn.api_key)?
+            .bearer(self.api_key)?
             .header(CONTENT_LENGTH, "0")?;
         let response = self.conn.http.execute(request).await?;
         self.check(&url, &response)?;
@@ -523,13 +524,21 @@ impl KeyedFetch for SdkFetcher {
         principal: &SdkPrincipal,
         _previous: Option<&TokenState>,
     ) -> Result<TokenState, Error> {
-        UserFetch {
-            conn: &self.conn,
-            user: &principal.user,
-            email_key: &principal.email_key,
-        }
-        .fetch()
-        .await
+        // A refused key is read again from its file, and the user's fetch made once more with
+        // a new one: nothing was looked up, invited or generated with the refused key.
+        let conn = &self.conn;
+        conn.api_key
+            .attempt(Error::is_rejected, move |api_key| async move {
+                UserFetch {
+                    conn,
+                    user: &principal.user,
+                    email_key: &principal.email_key,
+                    api_key: &api_key,
+                }
+                .fetch()
+                .await
+            })
+            .await
     }
 }
 
@@ -568,7 +577,7 @@ impl UserFetch<'_> {
 pub struct ClientSdkBuilder {
     environment: Option<Environment>,
     base_url: Option<String>,
-    api_key: Option<Secret>,
+    api_key: Option<SecretSource>,
     tenant_id: Option<String>,
     user: Option<SdkUser>,
     require_user: bool,
@@ -578,30 +587,26 @@ pub struct ClientSdkBuilder {
 }
 
 impl ClientSdkBuilder {
-    /// A builder from the process environment; see [`from_env_with`](Self::from_env_with). A
-    /// variable that is set but not UTF-8 is refused by name.
-    pub fn from_env() -> Result<Self, Error> {
-        token_provider::ProcessEnv::read(|lookup| Self::from_env_with(lookup))
-    }
+    token_provider::from_env_methods!(
+        vars: "`AURORA_SOLAR_ENV`, `AURORA_SOLAR_BASE_URL`, `AURORA_SOLAR_API_KEY` (or \
+               `AURORA_SOLAR_API_KEY_FILE`), `AURORA_SOLAR_TENANT_ID`, \
+               `AURORA_SOLAR_USER_EMAIL` (required: it becomes the default user), \
+               `AURORA_SOLAR_USER_FIRST_NAME` and `AURORA_SOLAR_USER_LAST_NAME` (needed only to \
+               invite a missing user)."
+    );
 
-    /// A builder from `AURORA_SOLAR_ENV`, `AURORA_SOLAR_BASE_URL`, `AURORA_SOLAR_API_KEY`,
-    /// `AURORA_SOLAR_TENANT_ID`, `AURORA_SOLAR_USER_EMAIL` (required here: it becomes the
-    /// default user), `AURORA_SOLAR_USER_FIRST_NAME` and `AURORA_SOLAR_USER_LAST_NAME` (needed
-    /// only to invite a missing user) as `lookup` reports them. Blank values count as unset. A
-    /// bad `AURORA_SOLAR_ENV` fails here; missing values fail in [`build`](Self::build), naming
-    /// the variable.
-    pub fn from_env_with(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, Error> {
-        let user = env_value(&lookup, USER_EMAIL_VAR).map(|email| SdkUser {
+    fn from_vars(vars: &EnvVars<'_>) -> Result<Self, Error> {
+        let user = vars.get(USER_EMAIL_VAR).map(|email| SdkUser {
             email,
-            first_name: env_value(&lookup, USER_FIRST_NAME_VAR),
-            last_name: env_value(&lookup, USER_LAST_NAME_VAR),
+            first_name: vars.get(USER_FIRST_NAME_VAR),
+            last_name: vars.get(USER_LAST_NAME_VAR),
             phone: None,
         });
         Ok(Self {
-            environment: env_from(&lookup)?,
-            base_url: env_value(&lookup, BASE_URL_VAR),
-            api_key: env_value(&lookup, API_KEY_VAR).map(Secret::from),
-            tenant_id: env_value(&lookup, TENANT_ID_VAR),
+            environment: env_from(vars)?,
+            base_url: vars.get(BASE_URL_VAR),
+            api_key: vars.secret(API_KEY_VAR)?,
+            tenant_id: vars.get(TENANT_ID_VAR),
             user,
             require_user: true,
             ..Self::default()
@@ -621,9 +626,9 @@ impl ClientSdkBuilder {
         self
     }
 
-    /// The REST API key (`AURORA_SOLAR_API_KEY`). Required. A key that looks like the other
-    /// environment's is refused.
-    pub fn api_key(mut self, api_key: impl Into<Secret>) -> Self {
+    /// The REST API key (`AURORA_SOLAR_API_KEY`): a value, or a file read again when it changes
+    /// ([`SecretSource`]). Required. A key that looks like the other environment's is refused.
+    pub fn api_key(mut self, api_key: impl Into<SecretSource>) -> Self {
         self.api_key = Some(api_key.into());
         self
     }

@@ -6,7 +6,7 @@ use std::time::Duration;
 use openidconnect::IssuerUrl;
 use token_provider::auth::AuthHeader;
 use token_provider::http::parse_base_url;
-use token_provider::{CachedTokenProvider, Error, ProviderOptions, Secret};
+use token_provider::{CachedTokenProvider, EnvVars, Error, ProviderOptions, SecretSource};
 
 use crate::fetch::Fetcher;
 use crate::{AuroraUk, ClientAuth, Environment};
@@ -28,7 +28,7 @@ pub struct AuroraUkBuilder {
     issuer: Option<String>,
     audience: Option<String>,
     client_id: Option<String>,
-    client_secret: Option<Secret>,
+    client_secret: Option<SecretSource>,
     client_auth: ClientAuth,
     auth_header_name: Option<String>,
     api_base: Option<String>,
@@ -59,57 +59,38 @@ impl AuroraUkBuilder {
         Self::default()
     }
 
-    /// A builder from the process environment; see
-    /// [`from_env_with`](Self::from_env_with).
-    /// A variable that is set but not UTF-8 is refused by name.
-    pub fn from_env() -> Result<Self, Error> {
-        token_provider::ProcessEnv::read(|lookup| Self::from_env_with(lookup))
-    }
+    token_provider::from_env_methods!(
+        vars: "`AURORA_UK_ENV` (`dev` or `live`), `AURORA_UK_ISSUER` and `AURORA_UK_AUDIENCE` \
+               (overrides of the environment's presets), `AURORA_UK_CLIENT_ID`, \
+               `AURORA_UK_CLIENT_SECRET` (or `AURORA_UK_CLIENT_SECRET_FILE`) and \
+               `AURORA_UK_CLIENT_AUTH` (`basic`, the default: an `Authorization: Basic` header; \
+               or `post`: form fields; see [`ClientAuth`])."
+    );
 
-    /// A builder from the variables `lookup` returns (empty or blank values count as unset):
-    ///
-    /// - `AURORA_UK_ENV` (required): `dev` or `live`;
-    /// - `AURORA_UK_ISSUER`, `AURORA_UK_AUDIENCE` (optional): override the environment's presets;
-    /// - `AURORA_UK_CLIENT_ID`, `AURORA_UK_CLIENT_SECRET` (required);
-    /// - `AURORA_UK_CLIENT_AUTH` (optional): `basic` (the default: an `Authorization: Basic`
-    ///   header) or `post` (form fields), see [`ClientAuth`].
-    ///
-    /// The error names the variable that is missing or wrong. Other settings (HTTP client,
-    /// cache, store) can be added to the builder afterwards.
-    pub fn from_env_with(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, Error> {
-        let get = |name: &str| token_provider::env_value(&lookup, name);
-        let environment = get("AURORA_UK_ENV")
-            .ok_or_else(|| Error::config("AURORA_UK_ENV", "is required (`dev` or `live`)"))?
-            .parse::<Environment>()?;
-        let client_id = get("AURORA_UK_CLIENT_ID")
-            .ok_or_else(|| Error::config("AURORA_UK_CLIENT_ID", "is required"))?;
-        let client_secret = get("AURORA_UK_CLIENT_SECRET")
-            .map(Secret::from)
-            .ok_or_else(|| Error::config("AURORA_UK_CLIENT_SECRET", "is required"))?;
-        let mut builder = Self::new()
-            .environment(environment)
-            .client_id(client_id)
-            .client_secret(client_secret);
-        if let Some(issuer) = get("AURORA_UK_ISSUER") {
-            builder = builder.issuer(issuer);
-        }
-        if let Some(audience) = get("AURORA_UK_AUDIENCE") {
-            builder = builder.audience(audience);
-        }
-        if let Some(auth) = get("AURORA_UK_CLIENT_AUTH") {
-            let auth = auth.trim();
-            builder = builder.client_auth(if auth.eq_ignore_ascii_case("basic") {
-                ClientAuth::BasicHeader
-            } else if auth.eq_ignore_ascii_case("post") {
-                ClientAuth::RequestBody
-            } else {
+    fn from_vars(vars: &EnvVars<'_>) -> Result<Self, Error> {
+        let client_auth = match vars.get("AURORA_UK_CLIENT_AUTH") {
+            None => ClientAuth::default(),
+            Some(auth) if auth.trim().eq_ignore_ascii_case("basic") => ClientAuth::BasicHeader,
+            Some(auth) if auth.trim().eq_ignore_ascii_case("post") => ClientAuth::RequestBody,
+            Some(_) => {
                 return Err(Error::config(
                     "AURORA_UK_CLIENT_AUTH",
                     "must be `basic` or `post`",
                 ));
-            });
-        }
-        Ok(builder)
+            }
+        };
+        Ok(Self {
+            environment: vars
+                .get("AURORA_UK_ENV")
+                .map(|env| env.parse::<Environment>())
+                .transpose()?,
+            issuer: vars.get("AURORA_UK_ISSUER"),
+            audience: vars.get("AURORA_UK_AUDIENCE"),
+            client_id: vars.get("AURORA_UK_CLIENT_ID"),
+            client_secret: vars.secret("AURORA_UK_CLIENT_SECRET")?,
+            client_auth,
+            ..Self::default()
+        })
     }
 
     /// The environment: [`Environment::Dev`] or [`Environment::Live`] (required). It picks the
@@ -138,8 +119,9 @@ impl AuroraUkBuilder {
         self
     }
 
-    /// The Auth0 application's client secret (required).
-    pub fn client_secret(mut self, client_secret: impl Into<Secret>) -> Self {
+    /// The Auth0 application's client secret (required): a value, or a file read again when it
+    /// changes ([`SecretSource`]).
+    pub fn client_secret(mut self, client_secret: impl Into<SecretSource>) -> Self {
         self.client_secret = Some(client_secret.into());
         self
     }
@@ -221,7 +203,7 @@ impl AuroraUkBuilder {
         let client_secret = self
             .client_secret
             .ok_or_else(|| Error::config("AURORA_UK_CLIENT_SECRET", "is required"))?;
-        if client_secret.is_empty() {
+        if client_secret.current().is_empty() {
             return Err(Error::config("AURORA_UK_CLIENT_SECRET", "is empty"));
         }
 

@@ -13,7 +13,8 @@ use token_provider::http::{
     ProviderWords, Repeat, Response, SendError, bearer_token_type, json_error_detail, token_error,
 };
 use token_provider::{
-    AccessToken, Error, Fetch, HttpClient, Secret, SharedClock, StoreKey, TokenState, async_trait,
+    AccessToken, Error, Fetch, HttpClient, Secret, SecretSource, SharedClock, StoreKey, TokenState,
+    async_trait,
 };
 use tracing::{debug, info, warn};
 use url::Url;
@@ -41,7 +42,7 @@ pub(crate) struct Fetcher {
     pub(crate) issuer: IssuerUrl,
     pub(crate) audience: String,
     pub(crate) client_id: String,
-    pub(crate) client_secret: Secret,
+    pub(crate) client_secret: SecretSource,
     pub(crate) client_auth: ClientAuth,
     pub(crate) http: HttpClient,
     pub(crate) clock: SharedClock,
@@ -84,7 +85,7 @@ impl Fetcher {
         issuer: IssuerUrl,
         audience: String,
         client_id: String,
-        client_secret: Secret,
+        client_secret: SecretSource,
         client_auth: ClientAuth,
         http: HttpClient,
         clock: SharedClock,
@@ -181,20 +182,33 @@ impl Fetcher {
         })
     }
 
+    /// The token request with the client secret the secret source holds now; refused, once
+    /// more with the one its file holds after, when that is another.
     async fn request_token(&self, endpoint: &Url) -> Result<TokenState, TokenFailure> {
+        self.client_secret
+            .attempt(
+                |failure: &TokenFailure| failure.error.is_rejected(),
+                move |secret| self.request_token_with(endpoint, secret),
+            )
+            .await
+    }
+
+    async fn request_token_with(
+        &self,
+        endpoint: &Url,
+        client_secret: Secret,
+    ) -> Result<TokenState, TokenFailure> {
         let auth_type = match self.client_auth {
             ClientAuth::BasicHeader => AuthType::BasicAuth,
             ClientAuth::RequestBody => AuthType::RequestBody,
         };
         let client = BasicClient::new(ClientId::new(self.client_id.clone()))
-            .set_client_secret(ClientSecret::new(
-                self.client_secret.expose_secret().to_owned(),
-            ))
+            .set_client_secret(ClientSecret::new(client_secret.expose_secret().to_owned()))
             .set_auth_type(auth_type)
             .set_token_uri(TokenUrl::from_url(endpoint.clone()));
         // The token's lifetime counts from before the request left, so expiry errs early.
         let now = self.clock.now();
-        let secrets = [&self.client_secret];
+        let secrets = [&client_secret];
         let errors = |response: &Response| answer_error(response, &secrets);
         // Client credentials spend nothing: a repeated grant only mints another token.
         let adapter = self.http.oauth_adapter(Repeat::Safe).errors(&errors);

@@ -818,8 +818,13 @@ fn from_env_reads_exactly_the_documented_variables() {
     assert_eq!(aurora.issuer(), "https://proxy.example/");
     assert_eq!(aurora.audience(), "https://aud.example");
 
+    // By the convention every builder follows, a value that cannot be held fails in
+    // `from_env_with` and a missing or wrong one in `build`: either way, the variable is named.
     let err_field = |pairs: &'static [(&'static str, &'static str)]| {
-        match aurora_uk_auth::AuroraUkBuilder::from_env_with(vars(pairs)).unwrap_err() {
+        match aurora_uk_auth::AuroraUkBuilder::from_env_with(vars(pairs))
+            .and_then(aurora_uk_auth::AuroraUkBuilder::build)
+            .unwrap_err()
+        {
             Error::Config { field, reason, .. } => (field, reason),
             other => panic!("{other:?}"),
         }

@@ -8,7 +8,9 @@ use partner_auth::ProviderKind;
 /// What `partner-auth token --help` says after the options: every variable, per provider.
 pub(crate) const TOKEN_HELP: &str = "\
 Configuration comes from environment variables only; secrets are never accepted as flags.
-Empty values count as unset.
+Empty values count as unset. Every secret NAME below may come from a file instead: NAME_FILE
+holds its path (not both; line endings at the end of the file are dropped; a provider
+re-reads the file when it changes).
 
 aerion:
   AERION_BASE_URL          optional; default https://api.aerion.app
@@ -53,7 +55,9 @@ every provider:
                            Redis URL (redis://HOST:PORT/DB, rediss://, redis+unix:///PATH,
                            redis+cluster://HOST:PORT,HOST:PORT; valkey for redis); any other
                            `word:` is refused
-  PARTNER_AUTH_STORE_KEY   optional; 32 bytes in base64 that seal the store's entries
+  PARTNER_AUTH_STORE_KEY   optional; 32 bytes in base64 that seal the store's entries; to
+                           rotate, several: the current key first, then older ones
+                           (separated by commas or blanks), all of which open entries
   PARTNER_AUTH_REDIS_PASSWORD       optional; the Redis password (never in --store), or
   PARTNER_AUTH_REDIS_PASSWORD_FILE  a file holding it
   PARTNER_AUTH_REDIS_ACCEPT_EVICTION  optional; 1 to use a Redis that may evict keys
@@ -277,6 +281,8 @@ mod tests {
     fn help_lists_every_variable_of_every_provider() {
         for kind in ProviderKind::ALL {
             for (_, var) in kind.settings() {
+                // A secret's file twin is covered by the one NAME_FILE line.
+                let var = var.strip_suffix("_FILE").unwrap_or(var);
                 assert!(TOKEN_HELP.contains(var), "{var} missing from the help");
             }
             assert!(
@@ -284,6 +290,7 @@ mod tests {
                     || TOKEN_HELP.contains(&format!("{kind} ("))
             );
         }
+        assert!(TOKEN_HELP.contains("NAME_FILE"));
         assert!(TOKEN_HELP.contains(crate::setup::TIMEOUT_VAR));
         assert!(TOKEN_HELP.contains(crate::setup::STORE_VAR));
     }

@@ -39,11 +39,12 @@
 //!   pretty JSON, and any body ends with a newline; otherwise exactly as received. `-i` puts
 //!   `HTTP <status>` and the headers first.
 //! - `status`: one line per entry of the store (provider, environment, tenant, principal, time
-//!   to expiry, whether a refresh token is held, when the token was obtained); `--json` prints
-//!   one array. Never a secret, not even a prefix. An entry whose state cannot be read (sealed
-//!   under another key, damaged) is listed by its key with the reason (`unreadable`), the others
-//!   as usual, and the run then exits with that reason's status (2 for a store error), naming
-//!   the first such entry.
+//!   to expiry, whether a refresh token is held, when the token was obtained, and in a sealed
+//!   store the fingerprint of the key that sealed it, and whether that is an older key);
+//!   `--json` prints one array. Never a secret, not even a prefix. An entry whose state cannot
+//!   be read (sealed under another key, damaged) is listed by its key with the reason
+//!   (`unreadable`), the others as usual, and the run then exits with that reason's status (2
+//!   for a store error), naming the first such entry.
 //! - `forget <provider>`: removes the configured principal's entry (under the store's lock for
 //!   it, the file rewritten atomically), its refresh token with it; `--all` removes every entry,
 //!   unreadable ones included.
@@ -64,7 +65,8 @@
 //!   `redis+cluster://HOST:PORT,HOST:PORT`, `valkey` for `redis`, any case) keeps the state in
 //!   Redis instead, shared by every host that names it. Any other `word:` prefix, and
 //!   `redis:` without `//`, is refused (exit 2), never taken as a file. Entries, in a file or in
-//!   Redis, are sealed under `PARTNER_AUTH_STORE_KEY` (32 bytes, base64) when that is set. The
+//!   Redis, are sealed under `PARTNER_AUTH_STORE_KEY` (32 bytes, base64) when that is set; a
+//!   list (current key first, then older ones, separated by commas or blanks) rotates it. The
 //!   Redis password comes from `PARTNER_AUTH_REDIS_PASSWORD` or `PARTNER_AUTH_REDIS_PASSWORD_FILE`;
 //!   one inside `--store` is refused (argv is visible to every user of the host), while one in a
 //!   `PARTNER_AUTH_STORE` URL is accepted when neither variable is set.
@@ -74,6 +76,9 @@
 //!   nothing fetched. Redis unreachable: a password or client-credentials grant is fetched
 //!   without it, and the token printed with one warning line on stderr (not shared); a
 //!   refresh-token-only or session-token principal exits 4 naming Redis.
+//! - Every secret variable has a `_FILE` twin naming a file that holds it
+//!   (`AERION_PASSWORD_FILE`, `AURORA_UK_CLIENT_SECRET_FILE`, `PARTNER_AUTH_STORE_KEY_FILE`,
+//!   …; line endings at its end dropped); setting both is a configuration error (exit 2).
 //! - stderr: one line, `partner-auth: <provider>: <reason>` (or `partner-auth: <reason>`), never
 //!   a secret, never an argument.
 //!
@@ -216,6 +221,7 @@ fn check_utf8(provider: Option<partner_auth::ProviderKind>) -> Result<(), Failur
         setup::TIMEOUT_VAR,
         setup::STORE_VAR,
         partner_auth::STORE_KEY_VAR,
+        partner_auth::STORE_KEY_FILE_VAR,
         partner_auth::REDIS_PASSWORD_VAR,
         partner_auth::REDIS_PASSWORD_FILE_VAR,
         partner_auth::REDIS_ACCEPT_EVICTION_VAR,

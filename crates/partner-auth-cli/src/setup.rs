@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::exit::{EXIT_CONFIG, Failure};
-use partner_auth::token_provider::{StoreLock, StoreRecord};
+use partner_auth::token_provider::{ListedEntry, StoreLock, StoreRecord};
 use partner_auth::{
     CacheConfig, Error, FileStore, HttpClient, ProviderKind, ProviderOptions, StoreEntry, StoreKey,
     TokenProvider, TokenState, TokenStore, async_trait,
@@ -181,8 +181,8 @@ pub(crate) fn open_store(
     let Some(text) = path.to_str() else {
         // Not UTF-8: no URL, a file.
         let store = FileStore::new(path.to_path_buf());
-        return Ok(match seal_key(lookup)? {
-            Some(key) => Arc::new(store.seal_key(&key)),
+        return Ok(match partner_auth::store_keys(lookup)? {
+            Some(keys) => Arc::new(store.seal_keys(&keys)),
             None => Arc::new(store),
         });
     };
@@ -201,12 +201,6 @@ pub(crate) fn open_store(
         ));
     }
     partner_auth::open_store(lookup, text, field)
-}
-
-fn seal_key(lookup: Lookup<'_>) -> Result<Option<partner_auth::SealKey>, Error> {
-    var(lookup, partner_auth::STORE_KEY_VAR)
-        .map(|text| partner_auth::SealKey::from_base64(&text))
-        .transpose()
 }
 
 /// The store, watched for the one failure a token is fetched around: a store that could not
@@ -285,6 +279,10 @@ impl TokenStore for Watched {
 
     async fn entries(&self) -> Result<Vec<StoreEntry>, Error> {
         self.inner.entries().await
+    }
+
+    async fn listing(&self) -> Result<Vec<ListedEntry>, Error> {
+        self.inner.listing().await
     }
 }
 

@@ -2,6 +2,7 @@
 
 use std::time::SystemTime;
 
+use partner_auth::token_provider::seal::SealedBy;
 use partner_auth::{Error, StoreKey, TokenState};
 
 use crate::args::StatusArgs;
@@ -25,19 +26,19 @@ pub(crate) async fn run(
 ) -> Result<Listing, Failure> {
     let store = setup::required_store(lookup, args.store.store.as_deref(), "status", None)?;
     let entries = store
-        .entries()
+        .listing()
         .await
         .map_err(|e| Failure::from_error(None, &e))?;
     let rows: Vec<Row> = entries
         .iter()
-        .map(|(key, state)| Row::new(key, state.as_ref(), now))
+        .map(|entry| Row::new(&entry.key, entry.state.as_ref(), entry.sealed_by, now))
         .collect();
     // The first unreadable entry names the failure: its key (quoted as in its row) and reason.
     let unreadable = rows.iter().filter(|row| row.unreadable.is_some()).count();
     let first = entries
         .iter()
         .zip(&rows)
-        .find_map(|((_, state), row)| state.as_ref().err().map(|e| (e, row)));
+        .find_map(|(entry, row)| entry.state.as_ref().err().map(|e| (e, row)));
     let failure = first.map(|(error, row)| {
         let what = match unreadable {
             1 => "1 stored entry could not be read".to_owned(),
@@ -79,10 +80,21 @@ struct Row {
     /// Why the entry's state could not be read (then the fields above but the key's are null),
     /// or null.
     unreadable: Option<String>,
+    /// In a sealed store, the fingerprint of the key that sealed the entry (8 hex digits,
+    /// never the key), or null.
+    sealed_by: Option<String>,
+    /// Whether that key is an older one (the entry is sealed under the current key at its next
+    /// save), or null.
+    sealed_by_older_key: Option<bool>,
 }
 
 impl Row {
-    fn new(key: &StoreKey, state: Result<&TokenState, &Error>, now: SystemTime) -> Self {
+    fn new(
+        key: &StoreKey,
+        state: Result<&TokenState, &Error>,
+        sealed_by: Option<SealedBy>,
+        now: SystemTime,
+    ) -> Self {
         let [provider, environment, tenant, principal] = key.parts();
         let (state, unreadable) = match state {
             Ok(state) => (Some(state), None),
@@ -102,6 +114,8 @@ impl Row {
             refresh_token: state.map(|s| s.refresh_token.is_some()),
             obtained_at: state.and_then(|s| s.obtained_at).map(rfc3339),
             unreadable,
+            sealed_by: sealed_by.map(|by| by.fingerprint.to_string()),
+            sealed_by_older_key: sealed_by.map(|by| !by.current),
         }
     }
 
@@ -118,7 +132,8 @@ impl Row {
     }
 
     /// `aerion environment=… tenant=… principal=…, expires in 59m 58s, refresh token held,
-    /// obtained 2026-11-30T10:20:00Z`, or `…, unreadable: <reason>`.
+    /// obtained 2026-11-30T10:20:00Z` (then `, sealed by key 1a2b3c4d` in a sealed store, or
+    /// `, sealed by older key …`), or `…, unreadable: <reason>`.
     fn text(&self) -> String {
         let key = self.key();
         if let Some(reason) = &self.unreadable {
@@ -138,7 +153,14 @@ impl Row {
             || "obtained at an unknown time".to_owned(),
             |at| format!("obtained {at}"),
         );
-        format!("{key}, {expiry}, {refresh}, {obtained}")
+        let sealed = match (&self.sealed_by, self.sealed_by_older_key) {
+            (Some(fingerprint), Some(true)) => {
+                format!(", sealed by older key {fingerprint} (the current key at its next save)")
+            }
+            (Some(fingerprint), _) => format!(", sealed by key {fingerprint}"),
+            (None, _) => String::new(),
+        };
+        format!("{key}, {expiry}, {refresh}, {obtained}{sealed}")
     }
 }
 

@@ -98,11 +98,14 @@ async fn status_lists_every_entry_and_no_secret() {
                 "principal",
                 "provider",
                 "refresh_token",
+                "sealed_by",
+                "sealed_by_older_key",
                 "tenant",
                 "unreadable"
             ]
         );
         assert!(row["unreadable"].is_null(), "{row}");
+        assert!(row["sealed_by"].is_null(), "in clear: {row}");
         assert!(row["expires_in_secs"].as_i64().unwrap() > 0, "{row}");
         assert_eq!(row["refresh_token"], row["provider"] == "aerion");
     }

@@ -349,3 +349,108 @@ async fn a_cluster_is_shared_listed_and_forgotten() {
     }
     emu.shutdown().await;
 }
+
+/// The store key rotated through `PARTNER_AUTH_STORE_KEY_FILE`: an entry sealed under the old
+/// key is read under `NEW,OLD`, shown as sealed by the older key's fingerprint, and sealed
+/// under the new one at its next save; no key ever shows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_shows_which_key_sealed_each_entry_while_the_key_is_rotated() {
+    const NEW: &str = "nxi2WTgAVo/41x4pfRVLrg+p94uUwfqt3qtlQKFSqtk=";
+    let fingerprint = |key: &str| {
+        partner_auth::SealKey::from_base64(key)
+            .unwrap()
+            .fingerprint()
+            .to_string()
+    };
+    let (old_fp, new_fp) = (fingerprint(KEY), fingerprint(NEW));
+    // Aerion tokens of two seconds: the next run after them saves a new state.
+    let emu = partner_auth_emulator::Emulator::builder()
+        .aerion_token_lifetime(std::time::Duration::from_secs(2))
+        .start()
+        .await
+        .unwrap();
+    let dir = TempDir::new("key-rotation");
+    let store = dir.join("tokens.json");
+    let key_file = dir.join("store.key");
+    std::fs::write(&key_file, format!("{KEY}\n")).unwrap();
+    let env = with(
+        vars(&emu, "aerion"),
+        &[
+            ("PARTNER_AUTH_STORE", store.to_str().unwrap()),
+            ("PARTNER_AUTH_STORE_KEY_FILE", key_file.to_str().unwrap()),
+        ],
+    );
+    let no_key = |out: &Run| {
+        for key in [KEY, NEW] {
+            assert!(
+                !out.stdout.contains(key) && !out.stderr.contains(key),
+                "{out:?}"
+            );
+        }
+    };
+    token_of(&run_in(&dir, &["token", "aerion"], &env).await);
+    let status = run_in(&dir, &["status"], &env).await;
+    status.assert_code(0);
+    assert!(
+        status
+            .stdout
+            .trim_end()
+            .ends_with(&format!(", sealed by key {old_fp}")),
+        "{}",
+        status.stdout
+    );
+
+    // The new key first, the old one still accepted (a list, one per line here).
+    std::fs::write(&key_file, format!("{NEW}\n{KEY}\n")).unwrap();
+    let status = run_in(&dir, &["status", "--json"], &env).await;
+    status.assert_code(0);
+    no_key(&status);
+    let rows: serde_json::Value = serde_json::from_str(&status.stdout).unwrap();
+    assert_eq!(rows[0]["sealed_by"], old_fp.as_str(), "{rows}");
+    assert_eq!(rows[0]["sealed_by_older_key"], true, "{rows}");
+    let status = run_in(&dir, &["status"], &env).await;
+    assert!(
+        status
+            .stdout
+            .contains(&format!("sealed by older key {old_fp}")),
+        "{}",
+        status.stdout
+    );
+
+    // The token expires; the next run refreshes it and seals the new state under the new key.
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    emu.clear_requests();
+    let out = run_in(&dir, &["token", "aerion"], &env).await;
+    out.assert_code(0);
+    no_key(&out);
+    assert_eq!(emu.request_count(token_endpoint("aerion")), 1);
+    let status = run_in(&dir, &["status"], &env).await;
+    status.assert_code(0);
+    assert!(
+        status
+            .stdout
+            .trim_end()
+            .ends_with(&format!(", sealed by key {new_fp}")),
+        "{}",
+        status.stdout
+    );
+    // The old key alone opens it no more: the rotation can end with the new key alone.
+    std::fs::write(&key_file, format!("{KEY}\n")).unwrap();
+    let out = run_in(&dir, &["status"], &env).await;
+    out.assert_code(2);
+    assert!(out.stderr.contains("does not decrypt"), "{}", out.stderr);
+    no_key(&out);
+
+    // The variable and its file together: refused by name, nothing sent.
+    let both = with(env.clone(), &[("PARTNER_AUTH_STORE_KEY", NEW)]);
+    emu.clear_requests();
+    let out = run_in(&dir, &["token", "aerion"], &both).await;
+    out.assert_failure(
+        2,
+        "aerion",
+        &["PARTNER_AUTH_STORE_KEY and PARTNER_AUTH_STORE_KEY_FILE"],
+    );
+    no_key(&out);
+    assert!(emu.requests().is_empty());
+    emu.shutdown().await;
+}

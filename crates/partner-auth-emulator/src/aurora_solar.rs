@@ -76,9 +76,11 @@ pub(crate) fn create_token(
     tenant: &str,
 ) -> Response {
     let config = &shared.config;
-    if ctx.bearer() != Some(config.aurora_solar_application_key.as_str())
-        || application_id != config.aurora_solar_application_id
-    {
+    let accepted = state
+        .aurora_solar_application_key
+        .as_deref()
+        .unwrap_or(&config.aurora_solar_application_key);
+    if ctx.bearer() != Some(accepted) || application_id != config.aurora_solar_application_id {
         return error(StatusCode::UNAUTHORIZED, "Invalid application key");
     }
     if !config.aurora_solar_tenants.iter().any(|t| t == tenant) {

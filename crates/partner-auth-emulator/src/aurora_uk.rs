@@ -127,8 +127,12 @@ pub(crate) fn token(shared: &Shared, state: &mut State, ctx: &Ctx, now: SystemTi
             fields.get("client_secret").cloned(),
         ),
     };
+    let accepted = state
+        .aurora_uk_client_secret
+        .as_deref()
+        .unwrap_or(&config.aurora_uk_client_secret);
     if client_id.as_deref() != Some(config.aurora_uk_client_id.as_str())
-        || client_secret.as_deref() != Some(config.aurora_uk_client_secret.as_str())
+        || client_secret.as_deref() != Some(accepted)
     {
         return unauthorized();
     }

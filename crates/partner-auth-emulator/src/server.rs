@@ -579,6 +579,18 @@ impl RunningEmulator {
         self.shared.lock().requests.clear();
     }
 
+    /// Rotates Aurora UK's client secret: from now on only `secret` is accepted (the
+    /// configured one, or the one set before, is refused with 401).
+    pub fn set_aurora_uk_client_secret(&self, secret: impl Into<String>) {
+        self.shared.lock().aurora_uk_client_secret = Some(secret.into());
+    }
+
+    /// Rotates Aurora Solar's application key: from now on only `key` is accepted (the
+    /// configured one, or the one set before, is refused with 401).
+    pub fn set_aurora_solar_application_key(&self, key: impl Into<String>) {
+        self.shared.lock().aurora_solar_application_key = Some(key.into());
+    }
+
     /// Revokes every Aerion refresh token behind the clients' backs.
     pub fn revoke_refresh_tokens(&self) {
         self.shared.lock().aerion_refresh.clear();

@@ -60,6 +60,10 @@ pub(crate) struct State {
     pub(crate) solar_windows: HashMap<String, std::collections::VecDeque<SystemTime>>,
     /// How many requests the rate limit refused.
     pub(crate) rate_limited: usize,
+    /// The Aurora UK client secret accepted since a rotation (the configured one before).
+    pub(crate) aurora_uk_client_secret: Option<String>,
+    /// The Aurora Solar application key accepted since a rotation (the configured one before).
+    pub(crate) aurora_solar_application_key: Option<String>,
 }
 
 impl State {

@@ -9,7 +9,7 @@ use token_provider::{Error, Secret, SharedClock, system_clock};
 use crate::client::{Inner, Settings};
 use crate::store::RedisStore;
 use crate::target;
-use token_provider::seal::{SealKey, Sealer};
+use token_provider::seal::{SealKey, SealKeys, Sealer};
 
 /// The default key prefix.
 pub const DEFAULT_PREFIX: &str = "partner-auth:";
@@ -26,7 +26,7 @@ pub struct RedisStoreBuilder {
     lock_timeout: Duration,
     expiry_slack: Duration,
     refresh_ttl: Duration,
-    seal_key: Option<SealKey>,
+    seal_keys: Option<SealKeys>,
     clock: SharedClock,
     accept_eviction_risk: bool,
     replicas: Option<(u32, Duration)>,
@@ -38,7 +38,7 @@ impl fmt::Debug for RedisStoreBuilder {
             .field("server", &redacted_url(&self.url))
             .field("password", &self.password.as_ref().map(|_| "[redacted]"))
             .field("prefix", &self.prefix)
-            .field("encrypted", &self.seal_key.is_some())
+            .field("encrypted", &self.seal_keys.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -59,7 +59,7 @@ impl RedisStore {
             lock_timeout: Duration::from_secs(30),
             expiry_slack: Duration::from_secs(60),
             refresh_ttl: Duration::from_secs(30 * 24 * 3600),
-            seal_key: None,
+            seal_keys: None,
             clock: system_clock(),
             accept_eviction_risk: false,
             replicas: None,
@@ -133,13 +133,27 @@ impl RedisStoreBuilder {
 
     /// Seals every entry under `key` (see the crate docs).
     pub fn seal_key(mut self, key: SealKey) -> Self {
-        self.seal_key = Some(key);
+        self.seal_keys = Some(SealKeys::new(key));
         self
     }
 
     /// Seals every entry under `key` when there is one.
     pub fn seal_key_opt(mut self, key: Option<SealKey>) -> Self {
-        self.seal_key = key;
+        self.seal_keys = key.map(SealKeys::new);
+        self
+    }
+
+    /// Seals every entry under `keys`' current key and opens entries sealed under any of them:
+    /// an entry sealed under an older key is read, and sealed under the current one at its next
+    /// save ([rotation](token_provider::seal#rotating-the-key)).
+    pub fn seal_keys(mut self, keys: impl Into<SealKeys>) -> Self {
+        self.seal_keys = Some(keys.into());
+        self
+    }
+
+    /// [`seal_keys`](Self::seal_keys) when there are some.
+    pub fn seal_keys_opt(mut self, keys: Option<SealKeys>) -> Self {
+        self.seal_keys = keys;
         self
     }
 
@@ -203,7 +217,7 @@ impl RedisStoreBuilder {
             accept_eviction_risk: self.accept_eviction_risk,
             replicas: self.replicas,
         };
-        let sealer = self.seal_key.as_ref().map(Sealer::new);
+        let sealer = self.seal_keys.as_ref().map(Sealer::with_keys);
         Ok(RedisStore {
             inner: Arc::new(Inner::new(target, settings, sealer, self.clock)),
         })

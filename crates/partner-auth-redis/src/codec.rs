@@ -8,7 +8,7 @@
 //! both readings of the version must agree: a relabelled or altered value is refused.
 
 use redis::Value;
-use token_provider::seal::{self, SEALED_TAG, Sealer, split_version};
+use token_provider::seal::{self, SEALED_TAG, SealedBy, Sealer, split_version};
 use token_provider::{Error, StoreRecord, decode_record, encode_record};
 use zeroize::Zeroizing;
 
@@ -56,11 +56,21 @@ pub(crate) fn text(value: Value) -> Option<String> {
 
 /// The record stored at `name`, from what a read found there (`None`: nothing); the error says
 /// what is wrong with it, never what it holds.
+#[cfg(test)]
 pub(crate) fn decode(
     name: &str,
     stored: Stored,
     sealer: Option<&Sealer>,
 ) -> Result<Option<StoreRecord>, Error> {
+    decode_by(name, stored, sealer).map(|found| found.map(|(record, _)| record))
+}
+
+/// [`decode`], and the key that sealed the record (`None` in clear).
+pub(crate) fn decode_by(
+    name: &str,
+    stored: Stored,
+    sealer: Option<&Sealer>,
+) -> Result<Option<(StoreRecord, Option<SealedBy>)>, Error> {
     let forget = "`partner-auth forget` removes it";
     let value = match stored {
         Stored::Nothing => return Ok(None),
@@ -91,7 +101,11 @@ pub(crate) fn decode(
         ));
     };
     let decoded = match (body.strip_prefix(SEALED_TAG.as_bytes()), sealer) {
-        (Some(_), Some(sealer)) => return sealer.open_record(name, &value).map(Some),
+        (Some(_), Some(sealer)) => {
+            return sealer
+                .open_record_by(name, &value)
+                .map(|(record, by)| Some((record, Some(by))));
+        }
         (Some(_), None) => {
             return Err(Error::store(
                 format!(
@@ -117,7 +131,7 @@ pub(crate) fn decode(
             ));
         }
     };
-    seal::record_at(name, version, decoded).map(Some)
+    seal::record_at(name, version, decoded).map(|record| Some((record, None)))
 }
 
 /// `record` (at its version) as stored at `name`, sealed when there is a sealer.

@@ -166,6 +166,13 @@
 //! entries stored in clear are refused too (someone who can write Redis must not be able to
 //! plant a token).
 //!
+//! The key can be rotated with [`SealKeys`] ([`RedisStoreBuilder::seal_keys`];
+//! `PARTNER_AUTH_STORE_KEY` takes a list, the current key first): entries sealed under an older
+//! key are read and sealed under the current one at their next save, and
+//! [`listing`](TokenStore::listing) says which key sealed each (`partner-auth status` shows its
+//! fingerprint). [Rotating the key](token_provider::seal#rotating-the-key) gives the three steps
+//! that roll a new key through a fleet with no replica unable to read another's entries.
+//!
 //! What sealing cannot prevent: whoever can write Redis can delete, and can write back a value
 //! this store sealed earlier for the same key (a rollback, even to a state from before a
 //! `forget`). A store remembers the highest version it has read or written of each key (up to
@@ -212,7 +219,7 @@ pub use crate::builder::{DEFAULT_PREFIX, RedisStoreBuilder};
 pub use crate::codec::MAX_VALUE_SIZE;
 pub use crate::lease::settle;
 pub use crate::store::RedisStore;
-pub use token_provider::seal::SealKey;
+pub use token_provider::seal::{SealKey, SealKeys};
 
 #[cfg(doc)]
 use token_provider::{Error, StoreKey, TokenStore};

@@ -9,7 +9,10 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use async_trait::async_trait;
 use redis::Value;
-use token_provider::{Error, StoreEntry, StoreKey, StoreLock, StoreRecord, TokenState, TokenStore};
+use token_provider::seal::SealedBy;
+use token_provider::{
+    Error, ListedEntry, StoreEntry, StoreKey, StoreLock, StoreRecord, TokenState, TokenStore,
+};
 use tracing::warn;
 
 use crate::client::Inner;
@@ -113,8 +116,20 @@ impl Inner {
         stored: Stored,
         seen: Option<u64>,
     ) -> Result<Option<StoreRecord>, Error> {
-        let record = codec::decode(name, stored, self.sealer.as_ref())?;
-        if let Some(record) = &record {
+        self.checked_by(key, name, stored, seen)
+            .map(|found| found.map(|(record, _)| record))
+    }
+
+    /// [`checked`](Self::checked), and the key that sealed the record.
+    fn checked_by(
+        &self,
+        key: &StoreKey,
+        name: &str,
+        stored: Stored,
+        seen: Option<u64>,
+    ) -> Result<Option<(StoreRecord, Option<SealedBy>)>, Error> {
+        let found = codec::decode_by(name, stored, self.sealer.as_ref())?;
+        if let Some((record, _)) = &found {
             if let Some(seen) = seen.filter(|&seen| record.version < seen) {
                 return Err(Error::store(
                     format!(
@@ -128,7 +143,7 @@ impl Inner {
             }
             self.note_version(key, record.version);
         }
-        Ok(record)
+        Ok(found)
     }
 
     /// The version a save writes: above the one read, and at least the time in Unix
@@ -421,11 +436,21 @@ impl TokenStore for RedisStore {
         self.inner.save_record(key, record, read, lock).await
     }
 
-    /// Every principal with a key under the prefix: its state, or why it cannot be read (a
-    /// value of another type or too large, a garbled version, a key of a pre-release build, a
-    /// foreign value where its lock belongs). A lock alone, held by a live holder, is not an
-    /// entry. Keys under the prefix that no build of this store writes are logged and left.
     async fn entries(&self) -> Result<Vec<StoreEntry>, Error> {
+        Ok(self
+            .listing()
+            .await?
+            .into_iter()
+            .map(|entry| (entry.key, entry.state))
+            .collect())
+    }
+
+    /// Every principal with a key under the prefix: its state and the key that sealed it, or
+    /// why it cannot be read (a value of another type or too large, a garbled version, a key
+    /// of a pre-release build, a foreign value where its lock belongs). A lock alone, held by a
+    /// live holder, is not an entry. Keys under the prefix that no build of this store writes
+    /// are logged and left.
+    async fn listing(&self) -> Result<Vec<ListedEntry>, Error> {
         let inner = &self.inner;
         let prefix = &inner.settings.prefix;
         let mut principals: BTreeMap<StoreKey, Found> = BTreeMap::new();
@@ -458,6 +483,7 @@ impl TokenStore for RedisStore {
                 let (Some((entry, _)), Some((lock, lock_ttl))) = (read.next(), read.next()) else {
                     break;
                 };
+                let mut sealed_by = None;
                 let state = match entry {
                     Stored::Nothing => match foreign_lock(&lock, lock_ttl) {
                         Some(what) => Err(Error::store(
@@ -480,9 +506,12 @@ impl TokenStore for RedisStore {
                         // Gone since the scan (expired, removed), or a live holder's lock.
                         None => continue,
                     },
-                    stored => match inner.checked(key, &names.entry, stored, seen) {
-                        Ok(Some(record)) => match record.into_state() {
-                            Some(state) => Ok(state),
+                    stored => match inner.checked_by(key, &names.entry, stored, seen) {
+                        Ok(Some((record, by))) => match record.into_state() {
+                            Some(state) => {
+                                sealed_by = by;
+                                Ok(state)
+                            }
                             // A forget's record: no state to list.
                             None => continue,
                         },
@@ -490,7 +519,7 @@ impl TokenStore for RedisStore {
                         Err(e) => Err(e),
                     },
                 };
-                out.push((key.clone(), state));
+                out.push(ListedEntry::new(key.clone(), state).sealed_by(sealed_by));
             }
         }
         Ok(out)

@@ -64,6 +64,7 @@ mod provider;
 mod scrub;
 pub mod seal;
 mod secret;
+mod secret_source;
 mod setters;
 pub mod store;
 #[cfg(feature = "testing")]
@@ -78,7 +79,7 @@ pub use url;
 
 pub use crate::cache::{CacheConfig, CacheStats, CachedTokenProvider};
 pub use crate::clock::{Clock, ManualClock, SharedClock, SystemClock, TokioClock, system_clock};
-pub use crate::env::{ProcessEnv, env_value};
+pub use crate::env::{EnvVars, ProcessEnv, env_value};
 pub use crate::error::{BoxError, Error, RotatedRefusal, error_chain};
 pub use crate::http::{HttpClient, HttpClientBuilder, RetryPolicy};
 #[cfg(feature = "keyed")]
@@ -92,11 +93,13 @@ pub use crate::provider::{
     AsDynTokenProvider, Fetch, FnFetch, KeyedFetch, TokenFuture, TokenProvider, provider_fn,
 };
 pub use crate::scrub::scrub_secrets;
-pub use crate::seal::SealKey;
+pub use crate::seal::{KeyFingerprint, SealKey, SealKeys};
 pub use crate::secret::Secret;
+pub use crate::secret_source::{MAX_SECRET_FILE_SIZE, SecretSource};
 pub use crate::store::{
-    FileStore, KeyLocks, MemoryStore, Presenting, RefreshDigest, Refusal, StoreEntry, StoreKey,
-    StoreLock, StoreRecord, TokenStore, decode_entry, decode_record, encode_entry, encode_record,
+    FileStore, KeyLocks, ListedEntry, MemoryStore, Presenting, RefreshDigest, Refusal, StoreEntry,
+    StoreKey, StoreLock, StoreRecord, TokenStore, decode_entry, decode_record, encode_entry,
+    encode_record,
 };
 pub use crate::token::{
     AccessToken, AccessTokenBuilder, MAX_EXPIRY_UNIX_SECS, TokenState, is_b64token, max_expiry,

@@ -7,16 +7,14 @@
 //! associated data, where `name` is where the value is stored (the file store's key, the Redis
 //! key). So a value copied to another entry, given another version, or altered does not open.
 //!
-//! The cipher is the `seal` feature's: without it a [`SealKey`] cannot be made (so nothing is
-//! sealed and a sealed entry is refused as unreadable), and `chacha20poly1305`, `getrandom`
-//! and `base64` are not compiled. The format's helpers ([`split_version`], [`record_at`]) are
-//! always here.
+//! The cipher is the `seal` feature's: without it keys can be read and fingerprinted, but
+//! nothing is sealed or opened (an error says to enable the feature), and `chacha20poly1305`
+//! and `getrandom` are not compiled. The format's helpers ([`split_version`], [`record_at`])
+//! are always here.
 
 use std::fmt;
 
-#[cfg(feature = "seal")]
 use base64::Engine;
-#[cfg(feature = "seal")]
 use base64::engine::general_purpose::{STANDARD, URL_SAFE, URL_SAFE_NO_PAD};
 #[cfg(feature = "seal")]
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
@@ -34,21 +32,10 @@ pub const SEALED_TAG: &str = "xc2:";
 const NONCE_LEN: usize = 24;
 
 /// The key that seals stored states: 32 bytes, given as base64 (standard or URL-safe alphabet,
-/// padded or not; `openssl rand -base64 32` makes one). Its `Debug` never shows it. Made only
-/// with the `seal` feature.
+/// padded or not; `openssl rand -base64 32` makes one). Its `Debug` never shows it.
 #[derive(Clone)]
-pub struct SealKey(KeyBytes);
+pub struct SealKey(Zeroizing<[u8; 32]>);
 
-#[cfg(feature = "seal")]
-type KeyBytes = Zeroizing<[u8; 32]>;
-
-/// Without the `seal` feature no key exists, and so no [`Sealer`].
-#[cfg(not(feature = "seal"))]
-#[derive(Clone)]
-enum KeyBytes {}
-
-#[cfg(feature = "seal")]
-#[cfg_attr(docsrs, doc(cfg(feature = "seal")))]
 impl SealKey {
     /// A key from its base64 form. The error says what is wrong without quoting the value.
     pub fn from_base64(text: &str) -> Result<Self, Error> {
@@ -81,6 +68,8 @@ impl SealKey {
     }
 
     /// A new random key.
+    #[cfg(feature = "seal")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "seal")))]
     pub fn generate() -> Result<Self, Error> {
         let mut key = Zeroizing::new([0u8; 32]);
         getrandom::fill(key.as_mut())
@@ -92,6 +81,124 @@ impl SealKey {
     pub fn to_base64(&self) -> Zeroizing<String> {
         Zeroizing::new(STANDARD.encode(self.0.as_ref()))
     }
+
+    /// A short name of this key that does not reveal it: the first 4 bytes of the SHA-256 of
+    /// a fixed label and the key.
+    pub fn fingerprint(&self) -> KeyFingerprint {
+        use sha2::{Digest, Sha256};
+        let digest = Sha256::new()
+            .chain_update(b"partner-auth store key fingerprint\0")
+            .chain_update(self.0.as_ref())
+            .finalize();
+        KeyFingerprint([digest[0], digest[1], digest[2], digest[3]])
+    }
+}
+
+/// A short, public name of a [`SealKey`] ([`SealKey::fingerprint`]): 8 hex digits, enough to
+/// tell a handful of keys apart, and nothing to learn a key from.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct KeyFingerprint([u8; 4]);
+
+impl fmt::Display for KeyFingerprint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for byte in self.0 {
+            write!(f, "{byte:02x}")?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for KeyFingerprint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "KeyFingerprint({self})")
+    }
+}
+
+/// The keys of a store: the current one, which seals every save, and older ones, which only
+/// open (see [Rotating the key](self#rotating-the-key)).
+///
+/// ```
+/// use token_provider::seal::{SealKey, SealKeys};
+///
+/// let (old, new) = (SealKey::generate()?, SealKey::generate()?);
+/// let text = format!("{}, {}", new.to_base64().as_str(), old.to_base64().as_str());
+/// let keys = SealKeys::from_base64_list(&text)?;
+/// assert_eq!(keys.current().fingerprint(), new.fingerprint());
+/// assert_eq!(keys.older().len(), 1);
+/// # Ok::<(), token_provider::Error>(())
+/// ```
+#[derive(Clone, Debug)]
+pub struct SealKeys {
+    current: SealKey,
+    older: Vec<SealKey>,
+}
+
+impl SealKeys {
+    /// One key, sealing and opening.
+    pub fn new(current: SealKey) -> Self {
+        Self {
+            current,
+            older: Vec::new(),
+        }
+    }
+
+    /// `key` opens values too (an older key, or while a fleet rolls, the next one); it never
+    /// seals. A key given twice counts once.
+    #[must_use]
+    pub fn with_older(mut self, key: SealKey) -> Self {
+        let known = self.keys().any(|k| k.0.as_ref() == key.0.as_ref());
+        if !known {
+            self.older.push(key);
+        }
+        self
+    }
+
+    /// The keys from their base64 forms, current first, separated by commas, blanks or line
+    /// breaks (`PARTNER_AUTH_STORE_KEY`'s form). The error names which key is wrong (by its
+    /// place in the list), never what it is.
+    pub fn from_base64_list(text: &str) -> Result<Self, Error> {
+        let mut keys = text
+            .split(|c: char| c == ',' || c.is_whitespace())
+            .filter(|part| !part.is_empty())
+            .enumerate()
+            .map(|(at, part)| {
+                SealKey::from_base64(part).map_err(|e| match e {
+                    Error::Config { field, reason, .. } if at > 0 => {
+                        Error::config(field, format!("(key {} of the list) {reason}", at + 1))
+                    }
+                    other => other,
+                })
+            });
+        let current = keys.next().unwrap_or_else(|| {
+            Err(Error::config(
+                "PARTNER_AUTH_STORE_KEY",
+                "holds no key (give 32 random bytes in base64, e.g. from `openssl rand -base64 \
+                 32`)",
+            ))
+        })?;
+        keys.try_fold(Self::new(current), |keys, key| Ok(keys.with_older(key?)))
+    }
+
+    /// The key that seals.
+    pub fn current(&self) -> &SealKey {
+        &self.current
+    }
+
+    /// The keys that only open.
+    pub fn older(&self) -> &[SealKey] {
+        &self.older
+    }
+
+    /// Every key, the current one first.
+    fn keys(&self) -> impl Iterator<Item = &SealKey> {
+        std::iter::once(&self.current).chain(&self.older)
+    }
+}
+
+impl From<SealKey> for SealKeys {
+    fn from(key: SealKey) -> Self {
+        Self::new(key)
+    }
 }
 
 impl fmt::Debug for SealKey {
@@ -100,25 +207,82 @@ impl fmt::Debug for SealKey {
     }
 }
 
-/// Seals and opens stored values with one [`SealKey`] (see the [module docs](self)).
+/// Seals stored values with the current [`SealKey`] and opens them with it or an older one
+/// (see the [module docs](self)).
 #[derive(Clone)]
-pub struct Sealer(Cipher);
+pub struct Sealer {
+    /// Each key's cipher and fingerprint, the current key first.
+    keys: Vec<(Cipher, KeyFingerprint)>,
+}
 
 #[cfg(feature = "seal")]
 type Cipher = XChaCha20Poly1305;
 
-/// Without the `seal` feature no sealer exists.
+/// Without the `seal` feature a sealer holds its keys' fingerprints and no cipher.
 #[cfg(not(feature = "seal"))]
 #[derive(Clone)]
-enum Cipher {}
+struct Cipher;
+
+#[cfg(feature = "seal")]
+fn cipher(key: &SealKey) -> Cipher {
+    XChaCha20Poly1305::new(key.0.as_ref().into())
+}
+
+#[cfg(not(feature = "seal"))]
+fn cipher(_: &SealKey) -> Cipher {
+    Cipher
+}
+
+/// What sealing or opening answers in a build without the `seal` feature.
+#[cfg(not(feature = "seal"))]
+fn no_seal() -> Error {
+    Error::config(
+        "PARTNER_AUTH_STORE_KEY",
+        "is set, but this build cannot seal or open stored values: enable the `seal` feature",
+    )
+}
 
 impl fmt::Debug for Sealer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Sealer([redacted])")
+        let fingerprints: Vec<_> = self.keys.iter().map(|(_, fp)| fp).collect();
+        f.debug_struct("Sealer")
+            .field("keys", &fingerprints)
+            .finish_non_exhaustive()
     }
 }
 
+/// Which key opened a sealed value: its fingerprint, and whether it is the current key (a
+/// value opened by an older one is sealed under the current key at its next save).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub struct SealedBy {
+    /// The key's fingerprint.
+    pub fingerprint: KeyFingerprint,
+    /// Whether it is the key saves are sealed with now.
+    pub current: bool,
+}
+
 impl Sealer {
+    /// A sealer under `key` alone.
+    pub fn new(key: &SealKey) -> Self {
+        Self::with_keys(&SealKeys::new(key.clone()))
+    }
+
+    /// A sealer that seals under `keys`' current key and opens with any of them.
+    pub fn with_keys(keys: &SealKeys) -> Self {
+        Self {
+            keys: keys
+                .keys()
+                .map(|key| (cipher(key), key.fingerprint()))
+                .collect(),
+        }
+    }
+
+    /// The fingerprint of the key that seals.
+    pub fn current(&self) -> KeyFingerprint {
+        self.keys[0].1
+    }
+
     /// `record` sealed for the entry `name`: `<version>:xc2:…`.
     pub fn seal_record(
         &self,
@@ -135,6 +299,15 @@ impl Sealer {
     /// The record in `value`, a value [`seal_record`](Self::seal_record) made for `name`; the
     /// error names `name` and the likely cause, never what the value holds.
     pub fn open_record(&self, name: &str, value: &[u8]) -> Result<StoreRecord, Error> {
+        self.open_record_by(name, value).map(|(record, _)| record)
+    }
+
+    /// [`open_record`](Self::open_record), and which key opened it.
+    pub fn open_record_by(
+        &self,
+        name: &str,
+        value: &[u8],
+    ) -> Result<(StoreRecord, SealedBy), Error> {
         let forget = "`partner-auth forget` removes it";
         let Some((version, body)) = split_version(value) else {
             return Err(Error::store(
@@ -152,24 +325,23 @@ impl Sealer {
             ));
         };
         let aad = associated_data(version, name);
-        let plain = self.open(name, aad.as_bytes(), sealed)?;
-        record_at(name, version, decode_record(&plain))
-    }
-}
-
-#[cfg(feature = "seal")]
-impl Sealer {
-    /// A sealer under `key`.
-    pub fn new(key: &SealKey) -> Self {
-        Self(XChaCha20Poly1305::new(key.0.as_ref().into()))
+        let (plain, by) = self.open_by(name, aad.as_bytes(), sealed)?;
+        record_at(name, version, decode_record(&plain)).map(|record| (record, by))
     }
 
     /// `SEALED_TAG` + base64(nonce || ciphertext), bound to `aad` (associated data).
+    #[cfg(not(feature = "seal"))]
+    pub fn seal(&self, _aad: &[u8], _plain: &[u8]) -> Result<String, Error> {
+        Err(no_seal())
+    }
+
+    /// `SEALED_TAG` + base64(nonce || ciphertext), bound to `aad` (associated data).
+    #[cfg(feature = "seal")]
     pub fn seal(&self, aad: &[u8], plain: &[u8]) -> Result<String, Error> {
         let mut nonce = [0u8; NONCE_LEN];
         getrandom::fill(&mut nonce)
             .map_err(|e| Error::store(format!("no random numbers for a nonce: {e}"), None))?;
-        let sealed = self
+        let sealed = self.keys[0]
             .0
             .encrypt(XNonce::from_slice(&nonce), Payload { msg: plain, aad })
             .map_err(|_| Error::store("cannot encrypt a stored entry", None))?;
@@ -182,12 +354,38 @@ impl Sealer {
     /// The plain bytes of a sealed body (after `SEALED_TAG`) bound to `aad`, or an error naming
     /// the entry `name` and the likely cause. Never a partial or unauthenticated result.
     pub fn open(&self, name: &str, aad: &[u8], body: &[u8]) -> Result<Zeroizing<Vec<u8>>, Error> {
+        self.open_by(name, aad, body).map(|(plain, _)| plain)
+    }
+
+    #[cfg(not(feature = "seal"))]
+    fn open_by(
+        &self,
+        _name: &str,
+        _aad: &[u8],
+        _body: &[u8],
+    ) -> Result<(Zeroizing<Vec<u8>>, SealedBy), Error> {
+        Err(no_seal())
+    }
+
+    /// [`open`](Self::open), and which key opened it: each key is tried, the current one
+    /// first (AEAD refuses a wrong key, so the one that opens is the one that sealed).
+    #[cfg(feature = "seal")]
+    fn open_by(
+        &self,
+        name: &str,
+        aad: &[u8],
+        body: &[u8],
+    ) -> Result<(Zeroizing<Vec<u8>>, SealedBy), Error> {
         let refused = || {
+            let keys = match self.keys.len() {
+                1 => "another key (check PARTNER_AUTH_STORE_KEY)".to_owned(),
+                n => format!("none of the {n} keys in PARTNER_AUTH_STORE_KEY"),
+            };
             Error::store(
                 format!(
-                    "the entry {name} does not decrypt: it was sealed under another key \
-                     (check PARTNER_AUTH_STORE_KEY) or for another entry or version, or it was \
-                     altered; `partner-auth forget` removes it"
+                    "the entry {name} does not decrypt: it was sealed under {keys} or for \
+                     another entry or version, or it was altered; `partner-auth forget` \
+                     removes it"
                 ),
                 None,
             )
@@ -197,33 +395,20 @@ impl Sealer {
             return Err(refused());
         }
         let (nonce, sealed) = raw.split_at(NONCE_LEN);
-        self.0
-            .decrypt(XNonce::from_slice(nonce), Payload { msg: sealed, aad })
-            .map(Zeroizing::new)
-            .map_err(|_| refused())
-    }
-}
-
-#[cfg(not(feature = "seal"))]
-impl Sealer {
-    /// A sealer under `key` (without the `seal` feature there is no key, so never called).
-    pub fn new(key: &SealKey) -> Self {
-        match key.0 {}
-    }
-
-    /// `SEALED_TAG` + base64(nonce || ciphertext) (never called without the `seal` feature).
-    pub fn seal(&self, _aad: &[u8], _plain: &[u8]) -> Result<String, Error> {
-        match self.0 {}
-    }
-
-    /// The plain bytes of a sealed body (never called without the `seal` feature).
-    pub fn open(
-        &self,
-        _name: &str,
-        _aad: &[u8],
-        _body: &[u8],
-    ) -> Result<Zeroizing<Vec<u8>>, Error> {
-        match self.0 {}
+        self.keys
+            .iter()
+            .enumerate()
+            .find_map(|(at, (cipher, fingerprint))| {
+                let plain = cipher
+                    .decrypt(XNonce::from_slice(nonce), Payload { msg: sealed, aad })
+                    .ok()?;
+                let by = SealedBy {
+                    fingerprint: *fingerprint,
+                    current: at == 0,
+                };
+                Some((Zeroizing::new(plain), by))
+            })
+            .ok_or_else(refused)
     }
 }
 
@@ -337,6 +522,85 @@ mod tests {
         ] {
             assert_eq!(split_version(bad), None, "{}", String::from_utf8_lossy(bad));
         }
+    }
+
+    /// A value sealed under an older key opens, and says so; a save seals under the current
+    /// key; a store without the older key cannot open what it sealed.
+    #[test]
+    fn older_keys_open_and_the_current_key_seals() {
+        use crate::{AccessToken, TokenState};
+        let (old, new) = (SealKey::generate().unwrap(), SealKey::generate().unwrap());
+        let record = StoreRecord::new(TokenState::new(AccessToken::new("at-rotated")), 3);
+        let by_old = Sealer::new(&old).seal_record("k", &record).unwrap();
+        let rotated = Sealer::with_keys(&SealKeys::new(new.clone()).with_older(old.clone()));
+        let (opened, by) = rotated.open_record_by("k", &by_old).unwrap();
+        assert_eq!(opened, record);
+        assert_eq!(
+            by,
+            SealedBy {
+                fingerprint: old.fingerprint(),
+                current: false
+            }
+        );
+        let resealed = rotated.seal_record("k", &record).unwrap();
+        let (_, by) = rotated.open_record_by("k", &resealed).unwrap();
+        assert_eq!((by.fingerprint, by.current), (new.fingerprint(), true));
+        let err = Sealer::new(&old)
+            .open_record("k", &resealed)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("does not decrypt"), "{err}");
+        let err = Sealer::with_keys(&SealKeys::new(SealKey::generate().unwrap()).with_older(old))
+            .open_record("k", &resealed)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("none of the 2 keys"), "{err}");
+    }
+
+    #[test]
+    fn fingerprints_are_short_stable_and_reveal_nothing() {
+        let key = SealKey::from_bytes(&[7u8; 32]).unwrap();
+        let fp = key.fingerprint().to_string();
+        assert_eq!(fp.len(), 8);
+        assert!(fp.bytes().all(|b| b.is_ascii_hexdigit()), "{fp}");
+        assert_eq!(
+            SealKey::from_bytes(&[7u8; 32]).unwrap().fingerprint(),
+            key.fingerprint()
+        );
+        assert_ne!(
+            SealKey::from_bytes(&[8u8; 32]).unwrap().fingerprint(),
+            key.fingerprint()
+        );
+        assert!(!key.to_base64().contains(&fp));
+        let sealer = Sealer::new(&key);
+        assert_eq!(
+            format!("{sealer:?}"),
+            format!("Sealer {{ keys: [KeyFingerprint({fp})], .. }}")
+        );
+    }
+
+    #[test]
+    fn key_lists_put_the_current_key_first_and_name_a_bad_one_by_place() {
+        let (a, b) = (SealKey::generate().unwrap(), SealKey::generate().unwrap());
+        let text = format!(
+            "{}\n {} ,{}",
+            a.to_base64().as_str(),
+            b.to_base64().as_str(),
+            a.to_base64().as_str()
+        );
+        let keys = SealKeys::from_base64_list(&text).unwrap();
+        assert_eq!(keys.current().fingerprint(), a.fingerprint());
+        assert_eq!(keys.older().len(), 1, "a key given twice counts once");
+        assert_eq!(keys.older()[0].fingerprint(), b.fingerprint());
+        let err = SealKeys::from_base64_list(&format!("{}, c2hvcnQ=", a.to_base64().as_str()))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("key 2 of the list") && err.contains("32 bytes"),
+            "{err}"
+        );
+        let err = SealKeys::from_base64_list(" , ").unwrap_err().to_string();
+        assert!(err.contains("holds no key"), "{err}");
     }
 
     #[test]

@@ -2,7 +2,8 @@
 //! `tracing` subscriber that proves no secret is ever logged ([`capture_logs`]), a fixed epoch
 //! and a clock standing at it ([`epoch`], [`fixed_clock`]), HTTP clients that retry in
 //! milliseconds ([`fast_http`], [`http_client`], [`fast_retry`]), exact form-body checks
-//! ([`form_fields`], [`exact_form`]), a temporary directory removed on drop ([`TempDir`]), the
+//! ([`form_fields`], [`exact_form`]), a temporary directory removed on drop ([`TempDir`]), a
+//! secret file to rotate under a running provider ([`SecretFile`]), the
 //! contract every versioned store keeps ([`store_contract`]) and a loopback TLS server with a
 //! certificate of its own ([`TlsServer`]).
 //!
@@ -238,6 +239,229 @@ impl AsRef<Path> for TempDir {
 impl Drop for TempDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A secret file laid out as Kubernetes mounts one (`<dir>/<name>` a link to `..data/<name>`,
+/// `..data` a link to a versioned directory), changed the ways a secret file changes under a
+/// running process. For tests of [`SecretSource`](crate::SecretSource).
+///
+/// ```
+/// use token_provider::SecretSource;
+/// use token_provider::testing::SecretFile;
+///
+/// let mut file = SecretFile::new("client_secret", "secret-1");
+/// let source = SecretSource::file("CLIENT_SECRET_FILE", file.path()).unwrap();
+/// file.swap("secret-2");
+/// assert_eq!(source.current().expose_secret(), "secret-2");
+/// file.rewrite_unseen("secret-3");
+/// assert_eq!(source.current().expose_secret(), "secret-2", "nothing to see");
+/// ```
+#[derive(Debug)]
+pub struct SecretFile {
+    dir: TempDir,
+    name: String,
+    path: PathBuf,
+    versions: u32,
+}
+
+impl SecretFile {
+    /// `text` (a line ending added, as `echo` writes it) in `<dir>/<name>`.
+    pub fn new(name: &str, text: &str) -> Self {
+        let dir = TempDir::new("secret-file");
+        let path = dir.join(name);
+        let mut file = Self {
+            dir,
+            name: name.to_owned(),
+            path,
+            versions: 0,
+        };
+        let version = file.version(text);
+        link(&version, &file.dir.join("..data"));
+        link(Path::new("..data").join(name).as_path(), &file.path);
+        file
+    }
+
+    /// The path a setting names: the link in the mounted directory.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Kubernetes' update: `text` in a new versioned directory, and `..data` swapped to it by
+    /// one rename (the path's file is another inode from then on).
+    pub fn swap(&mut self, text: &str) {
+        let version = self.version(text);
+        let next = self.dir.join("..data_tmp");
+        link(&version, &next);
+        std::fs::rename(&next, self.dir.join("..data")).expect("swap ..data");
+    }
+
+    /// A secret manager's update: `text` written to a new file renamed over the current one.
+    pub fn replace(&self, text: &str) {
+        let target = self.dir.join("..data").join(&self.name);
+        let new = self.dir.join("..data").join(format!("{}.new", self.name));
+        std::fs::write(&new, format!("{text}\n")).expect("write the new file");
+        std::fs::rename(&new, &target).expect("rename over the secret");
+    }
+
+    /// `text`, of the current secret's length, written over it in place with the modification
+    /// time put back: what the file's metadata shows of a quick rewrite on a filesystem with
+    /// coarse timestamps (nothing).
+    pub fn rewrite_unseen(&self, text: &str) {
+        use std::io::{Seek, SeekFrom, Write};
+        let before = std::fs::metadata(&self.path).expect("the secret file");
+        assert_eq!(
+            before.len(),
+            text.len() as u64 + 1,
+            "an unseen rewrite keeps the length"
+        );
+        let mut file = std::fs::File::options()
+            .write(true)
+            .open(&self.path)
+            .expect("open the secret file");
+        file.seek(SeekFrom::Start(0)).expect("seek");
+        file.write_all(format!("{text}\n").as_bytes())
+            .expect("rewrite");
+        file.set_modified(before.modified().expect("an mtime"))
+            .expect("put the mtime back");
+    }
+
+    fn version(&mut self, text: &str) -> PathBuf {
+        self.versions += 1;
+        let version = self.dir.join(format!("..2026_01_01_{:04}", self.versions));
+        std::fs::create_dir(&version).expect("a versioned directory");
+        std::fs::write(version.join(&self.name), format!("{text}\n")).expect("the secret");
+        version
+    }
+}
+
+fn link(target: &Path, at: &Path) {
+    #[cfg(unix)]
+    std::os::unix::fs::symlink(target, at).expect("a symbolic link");
+    #[cfg(not(unix))]
+    {
+        let _ = (target, at);
+        unimplemented!("secret files as Kubernetes mounts them need symbolic links");
+    }
+}
+
+/// Two replicas roll a new store key, one key set at a time, and neither ever fails to open
+/// what the other saved; panics at the first entry one cannot read. `open` opens the one
+/// store (a file, a Redis) under a key set, as each replica would.
+///
+/// The steps, each a pair of key sets (current first): both `OLD`; A `OLD,NEW`; both
+/// `OLD,NEW`; A `NEW,OLD` (A seals with the new key, B still with the old); both `NEW,OLD`.
+/// At each step every principal is read by both and saved by one, in turn. Then:
+///
+/// - an entry saved under the old key reads as sealed by an older key, and after its next save
+///   by the current one (re-sealed);
+/// - once every entry was saved at the last step, the new key alone opens them all, and the old
+///   key alone none (so the key sets were needed: a replica on `NEW` alone at step 4 would
+///   have failed).
+pub async fn key_roll_contract(
+    open: impl Fn(&crate::SealKeys) -> std::sync::Arc<dyn crate::TokenStore>,
+) {
+    use crate::{AccessToken, SealKey, SealKeys, StoreKey, StoreRecord, TokenState};
+    let (old, new) = (
+        SealKey::generate().expect("a key"),
+        SealKey::generate().expect("a key"),
+    );
+    let keys = |list: &[&SealKey]| {
+        list[1..]
+            .iter()
+            .fold(SealKeys::new(list[0].clone()), |keys, key| {
+                keys.with_older((*key).clone())
+            })
+    };
+    let steps: [(&[&SealKey], &[&SealKey]); 5] = [
+        (&[&old], &[&old]),
+        (&[&old, &new], &[&old]),
+        (&[&old, &new], &[&old, &new]),
+        (&[&new, &old], &[&old, &new]),
+        (&[&new, &old], &[&new, &old]),
+    ];
+    let principals: Vec<StoreKey> = (0..4)
+        .map(|n| StoreKey::new("key-roll", "test", "tenant", &format!("user-{n}")))
+        .collect();
+    let sealed_by = |store: &std::sync::Arc<dyn crate::TokenStore>| {
+        let store = std::sync::Arc::clone(store);
+        async move {
+            let listing = store.listing().await.expect("a listing");
+            listing
+                .into_iter()
+                .filter(|e| e.key.as_str().starts_with("key-roll|"))
+                .map(|e| {
+                    let state = e
+                        .state
+                        .unwrap_or_else(|err| panic!("{store:?}: {}: {err}", e.key));
+                    assert!(state.access_token.expires_at().is_some());
+                    (e.key, e.sealed_by.expect("a sealed entry"))
+                })
+                .collect::<Vec<_>>()
+        }
+    };
+    for (step, (a, b)) in steps.iter().enumerate() {
+        let replicas = [open(&keys(a)), open(&keys(b))];
+        if step == 4 {
+            // Saved at step 3 by B, under the old key: read as such before their next save.
+            let before = sealed_by(&replicas[0]).await;
+            assert!(
+                before
+                    .iter()
+                    .any(|(_, by)| by.fingerprint == old.fingerprint() && !by.current),
+                "{before:?}"
+            );
+        }
+        for (n, key) in principals.iter().enumerate() {
+            for (r, replica) in replicas.iter().enumerate() {
+                replica
+                    .load_record(key)
+                    .await
+                    .unwrap_or_else(|e| panic!("step {step}: replica {r} cannot read {key}: {e}"));
+            }
+            let writer = &replicas[(n + step) % 2];
+            let lock = writer.lock(key).await.expect("the lock");
+            let read = writer
+                .load_record(key)
+                .await
+                .expect("a record")
+                .map(|r| r.version);
+            let token = AccessToken::builder(format!("at-{step}-{n}"))
+                .expires_at(std::time::SystemTime::UNIX_EPOCH + Duration::from_secs(4_000_000_000))
+                .build();
+            writer
+                .save_record(
+                    key,
+                    &StoreRecord::new(TokenState::new(token), 0),
+                    read,
+                    &lock,
+                )
+                .await
+                .unwrap_or_else(|e| panic!("step {step}: {key}: {e}"));
+        }
+    }
+    let new_only = open(&keys(&[&new]));
+    let after = sealed_by(&new_only).await;
+    assert_eq!(after.len(), principals.len(), "{after:?}");
+    for (key, by) in &after {
+        assert_eq!(
+            (by.fingerprint, by.current),
+            (new.fingerprint(), true),
+            "{key} was not re-sealed under the new key"
+        );
+    }
+    let old_only = open(&keys(&[&old]));
+    for key in &principals {
+        let err = old_only
+            .load_record(key)
+            .await
+            .expect_err("the old key alone opens nothing now");
+        assert!(err.to_string().contains("does not decrypt"), "{err}");
+        assert!(!err.to_string().contains(&*old.to_base64()), "{err}");
+    }
+    for key in &principals {
+        let lock = new_only.lock(key).await.expect("the lock");
+        new_only.remove(key, &lock).await.expect("removed");
     }
 }
 

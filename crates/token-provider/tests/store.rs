@@ -467,3 +467,17 @@ async fn with_a_key_entries_are_sealed_and_bound_to_their_key() {
     let lock = keyed.lock(&a).await.unwrap();
     assert!(keyed.remove(&a, &lock).await.unwrap());
 }
+
+/// Two processes on one store file roll a new key, one key set at a time, and neither ever
+/// fails to open what the other saved; the listing names the key that sealed each entry.
+#[tokio::test]
+async fn a_new_key_rolls_through_two_file_stores_with_no_decrypt_failure() {
+    let dir = temp_dir("key-roll");
+    let path = dir.join("tokens.json");
+    token_provider::testing::key_roll_contract(|keys| {
+        Arc::new(FileStore::new(&path).seal_keys(keys))
+    })
+    .await;
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert!(!text.contains("at-"), "{text}");
+}

@@ -12,8 +12,10 @@ use async_trait::async_trait;
 use super::format::{
     StoreFile, StoredEntry, entry_forgotten, entry_of, entry_state, entry_version,
 };
-use super::{KeyLocks, StoreEntry, StoreKey, StoreLock, StoreRecord, TokenStore, next_version};
-use crate::seal::{SealKey, Sealer, split_version};
+use super::{
+    KeyLocks, ListedEntry, StoreEntry, StoreKey, StoreLock, StoreRecord, TokenStore, next_version,
+};
+use crate::seal::{SealKey, SealKeys, SealedBy, Sealer, split_version};
 use crate::{Error, TokenState};
 
 /// The current file format version.
@@ -45,7 +47,9 @@ const LOCK_POLL: Duration = Duration::from_millis(20);
 /// - With a [`SealKey`] ([`seal_key`](Self::seal_key)) each entry is one string, sealed as the
 ///   Redis store seals its values ([`seal`](crate::seal): `<version>:xc2:…`, bound to the
 ///   entry's key and version); an entry in clear is then refused, and a sealed one without the
-///   key, each as that entry's error (`partner-auth forget` removes it).
+///   key, each as that entry's error (`partner-auth forget` removes it). With older keys too
+///   ([`seal_keys`](Self::seal_keys)) an entry sealed under one of them is read, and sealed
+///   under the current key at its next save.
 #[derive(Debug, Clone)]
 pub struct FileStore {
     path: PathBuf,
@@ -94,6 +98,14 @@ impl FileStore {
         self
     }
 
+    /// Seals every entry under `keys`' current key, and opens entries sealed under any of them
+    /// ([rotation](crate::seal#rotating-the-key)).
+    #[must_use]
+    pub fn seal_keys(mut self, keys: &SealKeys) -> Self {
+        self.sealer = Some(Sealer::with_keys(keys));
+        self
+    }
+
     /// Whether entries are sealed.
     pub fn is_encrypted(&self) -> bool {
         self.sealer.is_some()
@@ -107,11 +119,20 @@ impl FileStore {
     /// The record in the entry `value` of `key`, opened when sealed; the error says what is
     /// wrong with it, never what it holds.
     fn record_of(&self, key: &str, value: &serde_json::Value) -> Result<StoreRecord, Error> {
+        self.record_by(key, value).map(|(record, _)| record)
+    }
+
+    /// [`record_of`](Self::record_of), and the key that sealed it.
+    fn record_by(
+        &self,
+        key: &str,
+        value: &serde_json::Value,
+    ) -> Result<(StoreRecord, Option<SealedBy>), Error> {
         let forget = "`partner-auth forget` removes it";
         match (value, &self.sealer) {
-            (serde_json::Value::String(sealed), Some(sealer)) => {
-                sealer.open_record(key, sealed.as_bytes())
-            }
+            (serde_json::Value::String(sealed), Some(sealer)) => sealer
+                .open_record_by(key, sealed.as_bytes())
+                .map(|(record, by)| (record, Some(by))),
             (serde_json::Value::String(_), None) => Err(Error::store(
                 format!(
                     "the entry {key} is encrypted and no key is configured (set \
@@ -125,17 +146,28 @@ impl FileStore {
                 ),
                 None,
             )),
-            (_, None) => entry_of(value)?.to_record(),
+            (_, None) => Ok((entry_of(value)?.to_record()?, None)),
         }
     }
 
     /// The state in the entry `value` of `key`, none in a forget's record (a clear entry's
     /// state is read even when what it recorded besides cannot be).
     fn state_of(&self, key: &str, value: &serde_json::Value) -> Result<Option<TokenState>, Error> {
+        self.state_by(key, value).map(|(state, _)| state)
+    }
+
+    /// [`state_of`](Self::state_of), and the key that sealed it.
+    fn state_by(
+        &self,
+        key: &str,
+        value: &serde_json::Value,
+    ) -> Result<(Option<TokenState>, Option<SealedBy>), Error> {
         match (value, &self.sealer) {
-            (serde_json::Value::Object(_), None) if entry_forgotten(value) => Ok(None),
-            (serde_json::Value::Object(_), None) => entry_state(value).map(Some),
-            _ => self.record_of(key, value).map(StoreRecord::into_state),
+            (serde_json::Value::Object(_), None) if entry_forgotten(value) => Ok((None, None)),
+            (serde_json::Value::Object(_), None) => Ok((Some(entry_state(value)?), None)),
+            _ => self
+                .record_by(key, value)
+                .map(|(record, by)| (record.into_state(), by)),
         }
     }
 
@@ -289,13 +321,25 @@ impl TokenStore for FileStore {
     }
 
     async fn entries(&self) -> Result<Vec<StoreEntry>, Error> {
+        Ok(self
+            .listing()
+            .await?
+            .into_iter()
+            .map(|entry| (entry.key, entry.state))
+            .collect())
+    }
+
+    async fn listing(&self) -> Result<Vec<ListedEntry>, Error> {
         self.blocking(|store| {
             Ok(read_file(&store.path)?
                 .entries
                 .iter()
                 .filter_map(|(k, e)| {
-                    let state = store.state_of(k, e).transpose()?;
-                    Some((StoreKey::from_stored(k.clone()), state))
+                    let key = StoreKey::from_stored(k.clone());
+                    match store.state_by(k, e) {
+                        Ok((state, by)) => Some(ListedEntry::new(key, Ok(state?)).sealed_by(by)),
+                        Err(error) => Some(ListedEntry::new(key, Err(error))),
+                    }
                 })
                 .collect())
         })

@@ -212,11 +212,53 @@ pub trait TokenStore: Send + Sync + fmt::Debug {
     async fn entries(&self) -> Result<Vec<StoreEntry>, Error> {
         Err(Error::store("this store cannot list its entries", None))
     }
+
+    /// [`entries`](TokenStore::entries), each with the key that sealed it, for a store that
+    /// seals (`partner-auth status` shows it by its fingerprint while a key is rotated). The
+    /// default lists `entries` with none.
+    async fn listing(&self) -> Result<Vec<ListedEntry>, Error> {
+        Ok(self
+            .entries()
+            .await?
+            .into_iter()
+            .map(|(key, state)| ListedEntry::new(key, state))
+            .collect())
+    }
 }
 
 /// One entry of a store's listing ([`TokenStore::entries`]): its key, and its state or why the
 /// state cannot be read.
 pub type StoreEntry = (StoreKey, Result<TokenState, Error>);
+
+/// One entry of [`TokenStore::listing`]: a [`StoreEntry`] and the key that sealed it.
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct ListedEntry {
+    /// The entry's key.
+    pub key: StoreKey,
+    /// Its state, or why it cannot be read.
+    pub state: Result<TokenState, Error>,
+    /// The key that sealed it, when it is sealed and opened.
+    pub sealed_by: Option<crate::seal::SealedBy>,
+}
+
+impl ListedEntry {
+    /// An entry in clear (or one whose seal is not known).
+    pub fn new(key: StoreKey, state: Result<TokenState, Error>) -> Self {
+        Self {
+            key,
+            state,
+            sealed_by: None,
+        }
+    }
+
+    /// The same entry, sealed by `by`.
+    #[must_use]
+    pub fn sealed_by(mut self, by: Option<crate::seal::SealedBy>) -> Self {
+        self.sealed_by = by;
+        self
+    }
+}
 
 /// The version a save writes, given the version stored (`None`: no record) and the one its
 /// writer read: [`Error::StoreFenced`] when the store holds another one.
