@@ -11,6 +11,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use common::{SEED_EXPIRES_AT, clock, fast_http, http_client, key_body, silent_server};
 use mockito::{Matcher, Server};
+use token_provider::testing::{assert_mocks, reply};
 
 const APP_KEY: &str = "sk_sand_LEAK_application_key";
 const SESSION: &str = "LEAK_session_token_1";
@@ -68,18 +69,17 @@ async fn no_secret_in_logs_debug_or_errors() {
         .expect(1)
         .create_async()
         .await;
-    let refused = server
-        .mock(
-            "POST",
-            "/partner_applications/app-1/tenants/t2/create_token",
-        )
-        .with_status(401)
-        .with_body(format!(
-            r#"{{"error":"unauthorized","message":"key {APP_KEY} revoked"}}"#
-        ))
-        .expect(1)
-        .create_async()
-        .await;
+    let refused = reply(
+        server
+            .mock(
+                "POST",
+                "/partner_applications/app-1/tenants/t2/create_token",
+            )
+            .expect(1),
+        401,
+        format!(r#"{{"error":"unauthorized","message":"key {APP_KEY} revoked"}}"#),
+    )
+    .await;
     let builder = PartnerApp::builder()
         .base_url(server.url())
         .application_id("app-1")
@@ -98,8 +98,7 @@ async fn no_secret_in_logs_debug_or_errors() {
         "the app",
         &format!("{app:?} {:?}", app.tenant("t1").unwrap()),
     );
-    ok.assert_async().await;
-    refused.assert_async().await;
+    assert_mocks(&[&ok, &refused]).await;
 
     // Embedded: success, then the spent token refused locally.
     let exchange = server
@@ -161,13 +160,12 @@ async fn no_secret_in_logs_debug_or_errors() {
         .expect(1)
         .create_async()
         .await;
-    let sdk_refused = server
-        .mock("GET", "/tenants/t2/users")
-        .with_status(403)
-        .with_body(format!(r#"{{"message":"{API_KEY} lacks Platform API"}}"#))
-        .expect(1)
-        .create_async()
-        .await;
+    let sdk_refused = reply(
+        server.mock("GET", "/tenants/t2/users").expect(1),
+        403,
+        format!(r#"{{"message":"{API_KEY} lacks Platform API"}}"#),
+    )
+    .await;
     let sdk_builder = ClientSdk::builder()
         .base_url(server.url())
         .api_key(API_KEY)
@@ -206,10 +204,7 @@ async fn no_secret_in_logs_debug_or_errors() {
         .unwrap_err();
     assert!(err.is_rejected());
     assert_error_clean(&err);
-    list.assert_async().await;
-    invite.assert_async().await;
-    generate.assert_async().await;
-    sdk_refused.assert_async().await;
+    assert_mocks(&[&list, &invite, &generate, &sdk_refused]).await;
 
     // The fetches above ran on spawned tasks; their last events are written by now.
     tokio::time::sleep(Duration::from_millis(50)).await;

@@ -9,6 +9,7 @@ use std::time::{Duration, UNIX_EPOCH};
 use aurora_solar_auth::{Environment, Error, PartnerApp, PartnerAppBuilder, TokenProvider};
 use common::{SEED_EXPIRES_AT, clock, fast_http, http_client, key_body, silent_server};
 use mockito::{Matcher, Server, ServerGuard};
+use token_provider::testing::{assert_mocks, json_reply, reply, stored_keys, token_text};
 use token_provider::{MemoryStore, StoreKey, TokenStore};
 
 const APP_KEY: &str = "sk_sand_appkey_0001";
@@ -40,13 +41,12 @@ fn backend_mock(server: &mut ServerGuard, path: &str) -> mockito::Mock {
 #[tokio::test]
 async fn backend_exchange_sends_the_key_and_no_session_token() {
     let mut server = Server::new_async().await;
-    let mock = backend_mock(&mut server, PATH_T1)
-        .with_status(200)
-        .with_header("content-type", "application/json")
-        .with_body(key_body("tk_test_fd1cc8562360ff06b6e524aa", SEED_AT))
-        .expect(1)
-        .create_async()
-        .await;
+    let mock = json_reply(
+        backend_mock(&mut server, PATH_T1).expect(1),
+        200,
+        key_body("tk_test_fd1cc8562360ff06b6e524aa", SEED_AT),
+    )
+    .await;
     let clock = clock();
     let tenant = app(&server, &clock).tenant("t1").unwrap();
     assert!(!tenant.is_embedded());
@@ -129,11 +129,10 @@ async fn two_tenants_get_two_requests_and_two_caches() {
     let app = app(&server, &clock);
     let (t1, t2) = (app.tenant("t1").unwrap(), app.tenant("t2").unwrap());
     for _ in 0..3 {
-        assert_eq!(t1.token().await.unwrap().secret().expose_secret(), "tk-one");
-        assert_eq!(t2.token().await.unwrap().secret().expose_secret(), "tk-two");
+        assert_eq!(token_text(&t1).await, "tk-one");
+        assert_eq!(token_text(&t2).await, "tk-two");
     }
-    m1.assert_async().await;
-    m2.assert_async().await;
+    assert_mocks(&[&m1, &m2]).await;
     assert_eq!(t1.stats().fetches, 1);
     assert_eq!(t2.stats().fetches, 1);
 }
@@ -153,16 +152,10 @@ async fn the_key_is_renewed_before_it_expires() {
         .await;
     let clock = clock();
     let tenant = app(&server, &clock).tenant("t1").unwrap();
-    assert_eq!(
-        tenant.token().await.unwrap().secret().expose_secret(),
-        "tk-first"
-    );
+    assert_eq!(token_text(&tenant).await, "tk-first");
     // Two minutes before expiry: still valid, so it is served, and one refresh starts.
     clock.advance(Duration::from_secs(13 * 3600 - 120));
-    assert_eq!(
-        tenant.token().await.unwrap().secret().expose_secret(),
-        "tk-first"
-    );
+    assert_eq!(token_text(&tenant).await, "tk-first");
     let mut renewed = None;
     for _ in 0..200 {
         let cached = tenant.cached().unwrap();
@@ -177,8 +170,7 @@ async fn the_key_is_renewed_before_it_expires() {
         renewed.expires_at(),
         Some(UNIX_EPOCH + Duration::from_secs(SEED_EXPIRES_AT + 13 * 3600))
     );
-    first.assert_async().await;
-    second.assert_async().await;
+    assert_mocks(&[&first, &second]).await;
 }
 
 #[tokio::test]
@@ -198,12 +190,8 @@ async fn an_invalidated_key_is_fetched_again() {
     let tenant = app(&server, &clock).tenant("t1").unwrap();
     let old = tenant.token().await.unwrap();
     tenant.invalidate(&old);
-    assert_eq!(
-        tenant.token().await.unwrap().secret().expose_secret(),
-        "tk-new"
-    );
-    first.assert_async().await;
-    second.assert_async().await;
+    assert_eq!(token_text(&tenant).await, "tk-new");
+    assert_mocks(&[&first, &second]).await;
 }
 
 #[tokio::test]
@@ -274,12 +262,7 @@ async fn refusals_are_rejections_and_not_retried() {
     ];
     for (status, body, code, description) in cases {
         let mut server = Server::new_async().await;
-        let mock = backend_mock(&mut server, PATH_T1)
-            .with_status(status)
-            .with_body(body)
-            .expect(1)
-            .create_async()
-            .await;
+        let mock = reply(backend_mock(&mut server, PATH_T1).expect(1), status, body).await;
         let clock = clock();
         let err = app(&server, &clock)
             .tenant("t1")
@@ -325,13 +308,14 @@ async fn a_404_or_a_web_page_names_the_url_and_the_settings() {
         ),
     ] {
         let mut server = Server::new_async().await;
-        let mock = backend_mock(&mut server, PATH_T1)
-            .with_status(status)
-            .with_header("content-type", content_type)
-            .with_body(body)
-            .expect(1)
-            .create_async()
-            .await;
+        let mock = reply(
+            backend_mock(&mut server, PATH_T1)
+                .with_header("content-type", content_type)
+                .expect(1),
+            status,
+            body,
+        )
+        .await;
         let clock = clock();
         let err = app(&server, &clock)
             .tenant("t1")
@@ -363,11 +347,7 @@ async fn a_404_or_a_web_page_names_the_url_and_the_settings() {
 #[tokio::test]
 async fn server_errors_are_retried() {
     let mut server = Server::new_async().await;
-    let failing = backend_mock(&mut server, PATH_T1)
-        .with_status(503)
-        .expect(2)
-        .create_async()
-        .await;
+    let failing = reply(backend_mock(&mut server, PATH_T1).expect(2), 503, "").await;
     let ok = backend_mock(&mut server, PATH_T1)
         .with_body(key_body("tk-after-503", SEED_AT))
         .expect(1)
@@ -381,19 +361,20 @@ async fn server_errors_are_retried() {
         .await
         .unwrap();
     assert_eq!(key.secret().expose_secret(), "tk-after-503");
-    failing.assert_async().await;
-    ok.assert_async().await;
+    assert_mocks(&[&failing, &ok]).await;
 }
 
 #[tokio::test]
 async fn a_429_waits_for_retry_after() {
     let mut server = Server::new_async().await;
-    let limited = backend_mock(&mut server, PATH_T1)
-        .with_status(429)
-        .with_header("retry-after", "1")
-        .expect(1)
-        .create_async()
-        .await;
+    let limited = reply(
+        backend_mock(&mut server, PATH_T1)
+            .with_header("retry-after", "1")
+            .expect(1),
+        429,
+        "",
+    )
+    .await;
     let ok = backend_mock(&mut server, PATH_T1)
         .with_body(key_body("tk-after-429", SEED_AT))
         .expect(1)
@@ -413,19 +394,20 @@ async fn a_429_waits_for_retry_after() {
         started.elapsed()
     );
     assert_eq!(key.secret().expose_secret(), "tk-after-429");
-    limited.assert_async().await;
-    ok.assert_async().await;
+    assert_mocks(&[&limited, &ok]).await;
 }
 
 #[tokio::test]
 async fn a_429_asking_too_long_a_wait_ends_as_rate_limited() {
     let mut server = Server::new_async().await;
-    let limited = backend_mock(&mut server, PATH_T1)
-        .with_status(429)
-        .with_header("retry-after", "60")
-        .expect(1)
-        .create_async()
-        .await;
+    let limited = reply(
+        backend_mock(&mut server, PATH_T1)
+            .with_header("retry-after", "60")
+            .expect(1),
+        429,
+        "",
+    )
+    .await;
     let clock = clock();
     let err = app(&server, &clock)
         .tenant("t1")
@@ -497,19 +479,18 @@ async fn a_spent_session_token_is_refused_locally() {
         "{err}"
     );
     assert!(!err.is_transient());
-    mock.assert_async().await;
-    stray.assert_async().await;
+    assert_mocks(&[&mock, &stray]).await;
 }
 
 #[tokio::test]
 async fn a_401_to_the_exchange_asks_for_a_new_session_token_in_the_same_words() {
     let mut server = Server::new_async().await;
-    let mock = embedded_mock(&mut server, "sess-expired")
-        .with_status(401)
-        .with_body(r#"{"error":"invalid session token"}"#)
-        .expect(1)
-        .create_async()
-        .await;
+    let mock = reply(
+        embedded_mock(&mut server, "sess-expired").expect(1),
+        401,
+        r#"{"error":"invalid session token"}"#,
+    )
+    .await;
     let clock = clock();
     let tenant = app(&server, &clock).embedded("t1", "sess-expired").unwrap();
     let remote = tenant.token().await.unwrap_err();
@@ -566,11 +547,7 @@ async fn a_timed_out_exchange_is_not_retried() {
 #[tokio::test]
 async fn a_5xx_to_the_exchange_is_not_retried() {
     let mut server = Server::new_async().await;
-    let mock = embedded_mock(&mut server, "sess-5xx")
-        .with_status(503)
-        .expect(1)
-        .create_async()
-        .await;
+    let mock = reply(embedded_mock(&mut server, "sess-5xx").expect(1), 503, "").await;
     let clock = clock();
     let tenant = app(&server, &clock).embedded("t1", "sess-5xx").unwrap();
     let err = tenant.token().await.unwrap_err();
@@ -599,8 +576,7 @@ async fn each_session_token_gets_its_own_provider() {
     let b = app.embedded("t1", "sess-b").unwrap().token().await.unwrap();
     assert_eq!(a.secret().expose_secret(), "tk-a");
     assert_eq!(b.secret().expose_secret(), "tk-b");
-    m1.assert_async().await;
-    m2.assert_async().await;
+    assert_mocks(&[&m1, &m2]).await;
 }
 
 #[test]
@@ -754,10 +730,7 @@ async fn from_env_with_reads_the_documented_variables() {
         .build()
         .unwrap();
     assert!(app.default_tenant().unwrap().is_embedded());
-    assert_eq!(
-        app.token().await.unwrap().secret().expose_secret(),
-        "tk-env-embedded"
-    );
+    assert_eq!(token_text(&app).await, "tk-env-embedded");
     embedded.assert_async().await;
 }
 
@@ -855,12 +828,12 @@ async fn an_embedded_provider_exchanges_its_session_token_whatever_the_store_hol
         .create_async()
         .await;
     // Aurora refuses the garbage session token.
-    let refused = embedded_mock(&mut server, "garbage-session")
-        .with_status(401)
-        .with_body(r#"{"message":"invalid session token"}"#)
-        .expect(2)
-        .create_async()
-        .await;
+    let refused = reply(
+        embedded_mock(&mut server, "garbage-session").expect(2),
+        401,
+        r#"{"message":"invalid session token"}"#,
+    )
+    .await;
     let store = Arc::new(MemoryStore::new());
     let clock = clock();
     let app = builder(&server, &clock)
@@ -881,8 +854,7 @@ async fn an_embedded_provider_exchanges_its_session_token_whatever_the_store_hol
         assert!(matches!(err, Error::UserAction { .. }), "{err:?}");
         assert!(embedded.cached().is_none());
     }
-    backend.assert_async().await;
-    refused.assert_async().await;
+    assert_mocks(&[&backend, &refused]).await;
     let stored = store.entries().await.unwrap();
     assert_eq!(stored.len(), 1, "the embedded exchange stored nothing");
 }
@@ -918,14 +890,11 @@ async fn a_store_set_through_the_cache_config_keeps_every_tenant_apart() {
         "tk-t2",
         "tenant t2 was served t1's key"
     );
-    t1.assert_async().await;
-    t2.assert_async().await;
-    let tenants: Vec<_> = store
-        .entries()
+    assert_mocks(&[&t1, &t2]).await;
+    let tenants: Vec<String> = stored_keys(&*store)
         .await
-        .unwrap()
-        .into_iter()
-        .map(|(k, _)| k.parts()[2].clone())
+        .iter()
+        .map(|k| k.parts()[2].clone())
         .collect();
     assert_eq!(tenants, ["t1", "t2"]);
 }
@@ -963,7 +932,7 @@ async fn look_alike_tenant_ids_never_share_a_key() {
     for (i, (tenant, _)) in tenants.iter().enumerate() {
         let key = app.tenant(tenant).unwrap();
         assert_eq!(
-            key.token().await.unwrap().secret().expose_secret(),
+            token_text(&key).await,
             format!("tk-{i}"),
             "{} was served another tenant's key",
             tenant.escape_default()
@@ -971,12 +940,10 @@ async fn look_alike_tenant_ids_never_share_a_key() {
         assert_eq!(key.tenant_id(), *tenant);
     }
     assert_eq!(app.cached_tenants(), tenants.len());
-    let mut stored: Vec<String> = store
-        .entries()
+    let mut stored: Vec<String> = stored_keys(&*store)
         .await
-        .unwrap()
-        .into_iter()
-        .map(|(k, _)| k.parts()[2].clone())
+        .iter()
+        .map(|k| k.parts()[2].clone())
         .collect();
     let mut want: Vec<String> = tenants.iter().map(|(t, _)| (*t).to_owned()).collect();
     stored.sort();

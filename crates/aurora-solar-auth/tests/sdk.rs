@@ -5,6 +5,7 @@ mod common;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, UNIX_EPOCH};
+use token_provider::testing::{assert_mocks, json_reply, reply, token_text};
 
 use aurora_solar_auth::{ClientSdk, ClientSdkBuilder, Environment, Error, SdkUser, TokenProvider};
 use base64::Engine as _;
@@ -110,9 +111,7 @@ async fn an_active_user_is_found_by_email_ignoring_case() {
         got.expires_at(),
         Some(UNIX_EPOCH + Duration::from_secs(EXP))
     );
-    list.assert_async().await;
-    generate.assert_async().await;
-    invite.assert_async().await;
+    assert_mocks(&[&list, &generate, &invite]).await;
 }
 
 #[tokio::test]
@@ -156,10 +155,8 @@ async fn a_missing_user_is_invited_as_an_sdk_user() {
                 .with_phone("(415) 360-9291"),
         )
         .unwrap();
-    assert_eq!(user.token().await.unwrap().secret().expose_secret(), token);
-    list.assert_async().await;
-    invite.assert_async().await;
-    generate.assert_async().await;
+    assert_eq!(token_text(&user).await, token);
+    assert_mocks(&[&list, &invite, &generate]).await;
 }
 
 #[tokio::test]
@@ -205,10 +202,8 @@ async fn without_an_id_in_the_invite_answer_the_list_is_read_again() {
     let user = sdk(&server, &clock)
         .user(SdkUser::new("new.user@example.com").with_name("New", "User"))
         .unwrap();
-    assert_eq!(user.token().await.unwrap().secret().expose_secret(), token);
-    list.assert_async().await;
-    invite.assert_async().await;
-    generate.assert_async().await;
+    assert_eq!(token_text(&user).await, token);
+    assert_mocks(&[&list, &invite, &generate]).await;
 }
 
 #[tokio::test]
@@ -241,8 +236,7 @@ async fn missing_names_stop_after_the_lookup_and_before_any_invite() {
             matches!(err, Error::Config { field: ref f, .. } if f == field),
             "{err:?}"
         );
-        list.assert_async().await;
-        invite.assert_async().await;
+        assert_mocks(&[&list, &invite]).await;
     }
 }
 
@@ -272,17 +266,15 @@ async fn one_jwt_per_user_cached() {
     let sdk = sdk(&server, &clock);
     let a = sdk.user(SdkUser::new("a@example.com")).unwrap();
     let b = sdk.user(SdkUser::new("b@example.com")).unwrap();
-    assert_eq!(a.token().await.unwrap().secret().expose_secret(), ta);
-    assert_eq!(b.token().await.unwrap().secret().expose_secret(), tb);
+    assert_eq!(token_text(&a).await, ta);
+    assert_eq!(token_text(&b).await, tb);
     clock.advance(Duration::from_secs(3600));
     // The same user under another spelling of the email is the same cache.
     let a_again = sdk.user(SdkUser::new("A@Example.COM")).unwrap();
-    assert_eq!(a_again.token().await.unwrap().secret().expose_secret(), ta);
+    assert_eq!(token_text(&a_again).await, ta);
     assert_eq!(a_again.email(), "a@example.com");
-    assert_eq!(b.token().await.unwrap().secret().expose_secret(), tb);
-    list.assert_async().await;
-    ga.assert_async().await;
-    gb.assert_async().await;
+    assert_eq!(token_text(&b).await, tb);
+    assert_mocks(&[&list, &ga, &gb]).await;
 }
 
 #[tokio::test]
@@ -317,8 +309,7 @@ async fn a_jwt_without_a_valid_exp_is_malformed() {
             !shown.contains("jwt-leak") && !shown.contains(&bad),
             "{shown}"
         );
-        list.assert_async().await;
-        generate.assert_async().await;
+        assert_mocks(&[&list, &generate]).await;
     }
 }
 
@@ -326,14 +317,12 @@ async fn a_jwt_without_a_valid_exp_is_malformed() {
 async fn refusals_are_rejections() {
     // The key refused at the lookup.
     let mut server = Server::new_async().await;
-    let list = list_mock(&mut server)
-        .with_status(401)
-        .with_body(format!(
-            r#"{{"error":"unauthorized","message":"bad key {API_KEY}"}}"#
-        ))
-        .expect(1)
-        .create_async()
-        .await;
+    let list = reply(
+        list_mock(&mut server).expect(1),
+        401,
+        format!(r#"{{"error":"unauthorized","message":"bad key {API_KEY}"}}"#),
+    )
+    .await;
     let clock = clock();
     let err = sdk(&server, &clock)
         .user(SdkUser::new("a@example.com"))
@@ -351,18 +340,18 @@ async fn refusals_are_rejections() {
     // Unknown tenant, and a refused token generation.
     for (list_status, generate_status) in [(404, None), (200, Some(403))] {
         let mut server = Server::new_async().await;
-        let list = list_mock(&mut server)
-            .with_status(list_status)
-            .with_body(users_body(&[("u-1", "a@example.com", "active")]))
-            .expect(1)
-            .create_async()
-            .await;
-        let generate = generate_mock(&mut server, "u-1")
-            .with_status(generate_status.unwrap_or(200))
-            .with_body(r#"{"error":{"code":"forbidden","message":"Platform API not enabled"}}"#)
-            .expect(usize::from(generate_status.is_some()))
-            .create_async()
-            .await;
+        let list = reply(
+            list_mock(&mut server).expect(1),
+            list_status,
+            users_body(&[("u-1", "a@example.com", "active")]),
+        )
+        .await;
+        let generate = reply(
+            generate_mock(&mut server, "u-1").expect(usize::from(generate_status.is_some())),
+            generate_status.unwrap_or(200),
+            r#"{"error":{"code":"forbidden","message":"Platform API not enabled"}}"#,
+        )
+        .await;
         let err = sdk(&server, &clock)
             .user(SdkUser::new("a@example.com"))
             .unwrap()
@@ -386,20 +375,21 @@ async fn refusals_are_rejections() {
             assert!(err.is_rejected(), "{err:?}");
             assert_eq!(err.status(), generate_status.map(|s| s as u16));
         }
-        list.assert_async().await;
-        generate.assert_async().await;
+        assert_mocks(&[&list, &generate]).await;
     }
 }
 
 #[tokio::test]
 async fn a_rate_limited_lookup_is_retried() {
     let mut server = Server::new_async().await;
-    let limited = list_mock(&mut server)
-        .with_status(429)
-        .with_header("retry-after", "0")
-        .expect(1)
-        .create_async()
-        .await;
+    let limited = reply(
+        list_mock(&mut server)
+            .with_header("retry-after", "0")
+            .expect(1),
+        429,
+        "",
+    )
+    .await;
     let list = list_mock(&mut server)
         .with_body(users_body(&[("u-1", "a@example.com", "active")]))
         .expect(1)
@@ -415,10 +405,8 @@ async fn a_rate_limited_lookup_is_retried() {
     let user = sdk(&server, &clock)
         .user(SdkUser::new("a@example.com"))
         .unwrap();
-    assert_eq!(user.token().await.unwrap().secret().expose_secret(), token);
-    limited.assert_async().await;
-    list.assert_async().await;
-    generate.assert_async().await;
+    assert_eq!(token_text(&user).await, token);
+    assert_mocks(&[&limited, &list, &generate]).await;
 }
 
 #[test]
@@ -504,9 +492,7 @@ async fn from_env_with_makes_the_sdk_a_provider_for_the_user() {
     assert_eq!(got.secret().expose_secret(), token);
     // Cached: the same JWT again, no request.
     assert_eq!(sdk.token().await.unwrap(), got);
-    list.assert_async().await;
-    invite.assert_async().await;
-    generate.assert_async().await;
+    assert_mocks(&[&list, &invite, &generate]).await;
 
     // Each required variable, missing or blank, is named.
     let required = [
@@ -604,8 +590,7 @@ async fn the_store_key_names_tenant_and_lowercased_email() {
         saved.map(|s| s.access_token.secret().expose_secret().to_owned()),
         Some(token)
     );
-    list.assert_async().await;
-    generate.assert_async().await;
+    assert_mocks(&[&list, &generate]).await;
 }
 
 #[tokio::test]
@@ -649,12 +634,8 @@ async fn two_users_sharing_a_store_each_get_their_own_jwt() {
         .unwrap();
     let a = first.user(SdkUser::new("a@example.com")).unwrap();
     let b = first.user(SdkUser::new("b@example.com")).unwrap();
-    assert_eq!(a.token().await.unwrap().secret().expose_secret(), ta);
-    assert_eq!(
-        b.token().await.unwrap().secret().expose_secret(),
-        tb,
-        "b was served a's JWT"
-    );
+    assert_eq!(token_text(&a).await, ta);
+    assert_eq!(token_text(&b).await, tb, "b was served a's JWT");
 
     let entries = store.entries().await.unwrap();
     let stored: Vec<(String, String)> = entries
@@ -685,12 +666,10 @@ async fn two_users_sharing_a_store_each_get_their_own_jwt() {
     let second = builder().store(store.clone()).build().unwrap();
     let b2 = second.user(SdkUser::new("B@example.com")).unwrap();
     let a2 = second.user(SdkUser::new("a@example.com")).unwrap();
-    assert_eq!(b2.token().await.unwrap().secret().expose_secret(), tb);
-    assert_eq!(a2.token().await.unwrap().secret().expose_secret(), ta);
+    assert_eq!(token_text(&b2).await, tb);
+    assert_eq!(token_text(&a2).await, ta);
     assert_eq!(store.entries().await.unwrap().len(), 2);
-    list.assert_async().await;
-    ga.assert_async().await;
-    gb.assert_async().await;
+    assert_mocks(&[&list, &ga, &gb]).await;
 }
 
 /// A user list that answers `first` to the first request and `later` to every other one.
@@ -762,9 +741,7 @@ async fn an_invited_user_who_never_logged_in_is_not_locked_out() {
             got.expires_at(),
             Some(UNIX_EPOCH + Duration::from_secs(EXP))
         );
-        list.assert_async().await;
-        invite.assert_async().await;
-        generate.assert_async().await;
+        assert_mocks(&[&list, &invite, &generate]).await;
     }
 }
 
@@ -774,15 +751,12 @@ async fn a_refused_invitation_with_no_such_account_is_returned() {
     // no token is generated.
     let mut server = Server::new_async().await;
     let list = list_in_turn(&mut server, users_body(&[]), users_body(&[]), 2).await;
-    let invite = invite_mock(&mut server)
-        .with_status(422)
-        .with_header("content-type", "application/json")
-        .with_body(format!(
-            r#"{{"error":"Email is invalid for key {API_KEY}"}}"#
-        ))
-        .expect(1)
-        .create_async()
-        .await;
+    let invite = json_reply(
+        invite_mock(&mut server).expect(1),
+        422,
+        format!(r#"{{"error":"Email is invalid for key {API_KEY}"}}"#),
+    )
+    .await;
     let generate = server
         .mock("POST", Matcher::Regex("generate_token".into()))
         .expect(0)
@@ -802,9 +776,7 @@ async fn a_refused_invitation_with_no_such_account_is_returned() {
     // The API key the server echoed is cut out of the provider's words.
     assert_eq!(code.as_deref(), Some("Email is invalid for key [redacted]"));
     assert!(!format!("{err} {err:?}").contains(API_KEY));
-    list.assert_async().await;
-    invite.assert_async().await;
-    generate.assert_async().await;
+    assert_mocks(&[&list, &invite, &generate]).await;
 }
 
 #[tokio::test]
@@ -814,13 +786,12 @@ async fn a_deactivated_account_is_never_issued_a_token() {
     let mut server = Server::new_async().await;
     let users = users_body(&[("u-9", "gone@example.com", "deactivated")]);
     let list = list_in_turn(&mut server, users.clone(), users, 2).await;
-    let invite = invite_mock(&mut server)
-        .with_status(409)
-        .with_header("content-type", "application/json")
-        .with_body(r#"{"error":"Email has already been taken"}"#)
-        .expect(1)
-        .create_async()
-        .await;
+    let invite = json_reply(
+        invite_mock(&mut server).expect(1),
+        409,
+        r#"{"error":"Email has already been taken"}"#,
+    )
+    .await;
     let generate = server
         .mock("POST", Matcher::Regex("generate_token".into()))
         .expect(0)
@@ -843,9 +814,7 @@ async fn a_deactivated_account_is_never_issued_a_token() {
         ),
         "{err:?}"
     );
-    list.assert_async().await;
-    invite.assert_async().await;
-    generate.assert_async().await;
+    assert_mocks(&[&list, &invite, &generate]).await;
 }
 
 /// Spellings that Unicode case mapping, case folding or compatibility normalisation would turn
@@ -917,10 +886,7 @@ async fn look_alike_emails_never_share_a_principal() {
     assert_eq!(sdk.cached_users(), emails.len());
     // ASCII case alone is folded: the same account, no request.
     let kim = sdk.user(SdkUser::new("KIM@Example.com")).unwrap();
-    assert_eq!(
-        kim.token().await.unwrap().secret().expose_secret(),
-        jwt_for("u-0")
-    );
+    assert_eq!(token_text(&kim).await, jwt_for("u-0"));
     assert_eq!(sdk.cached_users(), emails.len());
     // A no-break space is not trimmed: the email is refused, never taken for Kim's.
     for spaced in ["kim@example.com\u{A0}", "\u{A0}kim@example.com"] {
@@ -951,8 +917,7 @@ async fn look_alike_emails_never_share_a_principal() {
     stored.sort();
     want.sort();
     assert_eq!(stored, want);
-    list.assert_async().await;
-    invite.assert_async().await;
+    assert_mocks(&[&list, &invite]).await;
     for mock in generated {
         mock.assert_async().await;
     }
@@ -1014,9 +979,6 @@ async fn an_account_whose_email_only_looks_alike_is_never_used() {
                 "{got:?}"
             ),
         }
-        list.assert_async().await;
-        invite.assert_async().await;
-        as_kim.assert_async().await;
-        as_kelvin.assert_async().await;
+        assert_mocks(&[&list, &invite, &as_kim, &as_kelvin]).await;
     }
 }

@@ -11,6 +11,7 @@ use aurora_solar_auth::{ClientSdk, Error, PartnerApp, SdkUser, TokenProvider};
 use common::{clock, http_client};
 use mockito::Server;
 use serde_json::json;
+use token_provider::testing::{reply, token_text};
 
 const APP_KEY: &str = "sk_sand_appkey_0001";
 const API_KEY: &str = "sk_sand_restkey_0002";
@@ -63,13 +64,15 @@ async fn users_mock(server: &mut mockito::ServerGuard) -> mockito::Mock {
 async fn generate_token_is_not_repeated_after_a_5xx() {
     let mut server = Server::new_async().await;
     let _list = users_mock(&mut server).await;
-    let generate = server
-        .mock("POST", "/tenants/t1/users/u-1/generate_token")
-        .match_header("authorization", format!("Bearer {API_KEY}").as_str())
-        .with_status(503)
-        .expect(1)
-        .create_async()
-        .await;
+    let generate = reply(
+        server
+            .mock("POST", "/tenants/t1/users/u-1/generate_token")
+            .match_header("authorization", format!("Bearer {API_KEY}").as_str())
+            .expect(1),
+        503,
+        "",
+    )
+    .await;
     let sdk = ClientSdk::builder()
         .base_url(server.url())
         .api_key(API_KEY)
@@ -166,10 +169,10 @@ async fn without_background_refresh_a_jwt_is_replaced_only_once_expired() {
         .build()
         .unwrap();
     let user = sdk.user(SdkUser::new("a@example.com")).unwrap();
-    assert_eq!(user.token().await.unwrap().secret().expose_secret(), jwt(0));
+    assert_eq!(token_text(&user).await, jwt(0));
     // A minute before expiry: still the same JWT, and no background generation.
     clock.set(std::time::UNIX_EPOCH + Duration::from_secs(exp - 60));
-    assert_eq!(user.token().await.unwrap().secret().expose_secret(), jwt(0));
+    assert_eq!(token_text(&user).await, jwt(0));
     tokio::time::sleep(Duration::from_millis(100)).await;
     first.assert_async().await;
     // Expired: now a new one.
@@ -180,6 +183,6 @@ async fn without_background_refresh_a_jwt_is_replaced_only_once_expired() {
         .create_async()
         .await;
     clock.set(std::time::UNIX_EPOCH + Duration::from_secs(exp + 1));
-    assert_eq!(user.token().await.unwrap().secret().expose_secret(), jwt(1));
+    assert_eq!(token_text(&user).await, jwt(1));
     second.assert_async().await;
 }

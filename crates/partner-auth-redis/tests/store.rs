@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use partner_auth_redis::testing::RedisServer;
 use partner_auth_redis::{RedisStore, SealKey};
-use token_provider::testing::{Scripted, key, state};
+use token_provider::testing::{Scripted, key, state, stored_keys};
 use token_provider::{
     CacheConfig, CachedTokenProvider, Error, StoreKey, StoreRecord, TokenProvider, TokenStore,
 };
@@ -188,13 +188,7 @@ async fn entries_expire_with_their_token_but_refresh_tokens_are_kept_longer() {
     let ttl = pttl(&refresh);
     assert!((86_000_000..=86_400_000).contains(&ttl), "{ttl}");
     // Listing sees both, under their keys; removing one leaves the other.
-    let listed: Vec<_> = s
-        .entries()
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|(k, _)| k)
-        .collect();
+    let listed = stored_keys(&s).await;
     assert_eq!(listed, vec![plain.clone(), refresh.clone()]);
     let lock = s.lock(&plain).await.unwrap();
     assert!(s.remove(&plain, &lock).await.unwrap());

@@ -5,8 +5,10 @@
 //! ([`form_fields`], [`exact_form`]), a temporary directory removed on drop ([`TempDir`]), the
 //! contract every versioned store keeps ([`store_contract`]), a loopback TLS server with a
 //! certificate of its own ([`TlsServer`]), a fetcher that answers from a script and records what
-//! it was asked ([`Scripted`]), and the states and keys tests store ([`state`], [`state_at`],
-//! [`key`]).
+//! it was asked ([`Scripted`]), the states and keys tests store ([`state`], [`state_at`],
+//! [`key`]), mock-server answers and checks ([`bearer_mock`], [`reply`], [`json_reply`],
+//! [`assert_mocks`]), and what a token, an error or a store holds ([`token_text`],
+//! [`rejection`], [`stored_keys`]).
 //!
 //! ```
 //! # #[tokio::main(flavor = "current_thread")]
@@ -445,6 +447,86 @@ pub fn system_root_loads() -> (usize, Option<std::thread::ThreadId>) {
     crate::http::roots::loads()
 }
 
+/// The text of a token.
+pub fn secret(token: &crate::AccessToken) -> &str {
+    token.secret().expose_secret()
+}
+
+/// The text of the token `provider` answers [`token`](crate::TokenProvider::token) with.
+///
+/// # Panics
+///
+/// When it answers an error, which the message shows.
+pub async fn token_text(provider: &(impl crate::TokenProvider + ?Sized)) -> String {
+    match provider.token().await {
+        Ok(token) => secret(&token).to_owned(),
+        Err(e) => panic!("no token: {e:?}"),
+    }
+}
+
+/// Checks that each mock was requested as often as it expected, in order.
+pub async fn assert_mocks(mocks: &[&mockito::Mock]) {
+    for mock in mocks {
+        mock.assert_async().await;
+    }
+}
+
+/// A mock of `method path` on `server` that matches only requests carrying
+/// `Authorization: Bearer <token>`.
+pub fn bearer_mock(
+    server: &mut mockito::ServerGuard,
+    method: &str,
+    path: &str,
+    token: &str,
+) -> mockito::Mock {
+    let bearer = format!("Bearer {token}");
+    server
+        .mock(method, path)
+        .match_header("authorization", bearer.as_str())
+}
+
+/// `mock` answering `status` with the JSON `body` (`Content-Type: application/json`), created
+/// on its server.
+pub async fn json_reply(mock: mockito::Mock, status: usize, body: impl ToString) -> mockito::Mock {
+    let mock = mock.with_header("content-type", "application/json");
+    reply(mock, status, body.to_string()).await
+}
+
+/// `mock` answering `status` with `body`, created on its server.
+pub async fn reply(mock: mockito::Mock, status: usize, body: impl AsRef<[u8]>) -> mockito::Mock {
+    mock.with_status(status)
+        .with_body(body)
+        .create_async()
+        .await
+}
+
+/// The HTTP status, code and description of an [`Error::Rejected`](crate::Error::Rejected).
+///
+/// # Panics
+///
+/// When `err` is another variant.
+pub fn rejection(err: &crate::Error) -> (Option<u16>, Option<&str>, Option<&str>) {
+    match err {
+        crate::Error::Rejected {
+            status,
+            code,
+            description,
+            ..
+        } => (*status, code.as_deref(), description.as_deref()),
+        other => panic!("expected a rejection, got {other:?}"),
+    }
+}
+
+/// The keys of every entry `store` lists.
+///
+/// # Panics
+///
+/// When the store cannot list its entries.
+pub async fn stored_keys(store: &(impl crate::TokenStore + ?Sized)) -> Vec<crate::StoreKey> {
+    let entries = store.entries().await.expect("the store lists its entries");
+    entries.into_iter().map(|(key, _)| key).collect()
+}
+
 /// The store key tests use for `principal`: `test|env|tenant|<principal>`.
 pub fn key(principal: &str) -> crate::StoreKey {
     crate::StoreKey::new("test", "env", "tenant", principal)
@@ -514,7 +596,7 @@ type Pause = dyn Fn(&Call<'_>) -> Option<Pin<Box<dyn Future<Output = ()> + Send>
 /// # async fn main() {
 /// let fetcher = Scripted::new(|call| Ok(state_at(format!("token-{}", call.n), None, epoch(), None)));
 /// let provider = CachedTokenProvider::new(fetcher.clone());
-/// assert_eq!(provider.token().await.unwrap().secret().expose_secret(), "token-0");
+/// assert_eq!(provider.get().await.unwrap().secret().expose_secret(), "token-0");
 /// assert_eq!(fetcher.calls(), 1);
 /// # }
 /// ```
@@ -655,7 +737,12 @@ impl crate::KeyedFetch for Scripted {
 
     fn store_key(&self, principal: &Arc<str>) -> Option<crate::StoreKey> {
         let [provider, environment, _, user] = self.store_key.as_ref()?.parts();
-        Some(crate::StoreKey::new(&provider, &environment, principal, &user))
+        Some(crate::StoreKey::new(
+            &provider,
+            &environment,
+            principal,
+            &user,
+        ))
     }
 
     fn repeatable_without_store(&self, _: &Arc<str>) -> bool {

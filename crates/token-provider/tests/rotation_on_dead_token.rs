@@ -7,7 +7,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use token_provider::testing::{Scripted, epoch as t0, key, state_at};
+use token_provider::testing::{Scripted, epoch as t0, key, state_at, token_text};
 use token_provider::{
     CacheConfig, CachedTokenProvider, Clock, Error, ManualClock, MemoryStore, Secret,
     TokenProvider, TokenStore,
@@ -80,10 +80,10 @@ async fn settle(fetcher: &Scripted, n: usize) {
 #[tokio::test]
 async fn a_rotated_refresh_token_survives_a_dead_access_token_in_the_soft_window() {
     let (p, clock, upstream) = provider(1);
-    assert_eq!(p.token().await.unwrap().secret().expose_secret(), "at-0");
+    assert_eq!(token_text(&p).await, "at-0");
     // Into the soft window: a background refresh, answered with a dead token and rt-1.
     clock.advance(Duration::from_secs(3600 - 10));
-    assert_eq!(p.token().await.unwrap().secret().expose_secret(), "at-0");
+    assert_eq!(token_text(&p).await, "at-0");
     settle(&upstream, 2).await;
     // The next refresh must present rt-1, the only refresh token the provider still accepts.
     clock.advance(Duration::from_secs(20));
@@ -120,9 +120,9 @@ async fn a_rotated_refresh_token_survives_a_dead_access_token_after_expiry() {
 #[tokio::test]
 async fn a_rotated_refresh_token_survives_a_refused_answer_in_the_soft_window() {
     let (p, clock, upstream) = refusing(usize::MAX, 1);
-    assert_eq!(p.token().await.unwrap().secret().expose_secret(), "at-0");
+    assert_eq!(token_text(&p).await, "at-0");
     clock.advance(Duration::from_secs(3600 - 10));
-    assert_eq!(p.token().await.unwrap().secret().expose_secret(), "at-0");
+    assert_eq!(token_text(&p).await, "at-0");
     settle(&upstream, 2).await;
     // The refused answer's token was never served; its rt-1 is presented next.
     clock.advance(Duration::from_secs(20));
@@ -174,7 +174,7 @@ async fn a_rotated_refresh_token_of_a_refused_answer_is_saved_for_every_holder()
         CachedTokenProvider::with_config(upstream.clone(), config)
     };
     let (a, b) = (cache(), cache());
-    assert_eq!(a.token().await.unwrap().secret().expose_secret(), "at-0");
+    assert_eq!(token_text(&a).await, "at-0");
     clock.advance(Duration::from_secs(3601));
     a.token().await.unwrap_err();
     let saved = store.load(&key("user")).await.unwrap().unwrap();
@@ -183,7 +183,7 @@ async fn a_rotated_refresh_token_of_a_refused_answer_is_saved_for_every_holder()
         Some("rt-1")
     );
     // The other process refreshes with rt-1, the only refresh token the provider accepts.
-    assert_eq!(b.token().await.unwrap().secret().expose_secret(), "at-2");
+    assert_eq!(token_text(&b).await, "at-2");
     assert_eq!(
         upstream.presented(),
         [None, Some("rt-0".to_owned()), Some("rt-1".to_owned())]

@@ -8,7 +8,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use token_provider::testing::{Scripted, TempDir, epoch as t0, key, state_at};
+use token_provider::testing::{Scripted, TempDir, epoch as t0, key, state_at, token_text};
 use token_provider::{
     AccessToken, CacheConfig, CachedTokenProvider, Clock, Error, FileStore, MemoryStore, Secret,
     StoreKey, StoreLock, TokenProvider, TokenState, TokenStore, TokioClock, async_trait,
@@ -103,7 +103,7 @@ async fn a_short_lived_stored_token_is_adopted_with_its_own_margin() {
             .store(Arc::clone(&store) as Arc<dyn TokenStore>)
     };
     let p = CachedTokenProvider::with_config(first.clone(), cfg());
-    assert_eq!(p.token().await.unwrap().secret().expose_secret(), "token-0");
+    assert_eq!(token_text(&p).await, "token-0");
     let stored = store.load(&key("me")).await.unwrap().unwrap();
     assert_eq!(
         stored.obtained_at,
@@ -115,7 +115,7 @@ async fn a_short_lived_stored_token_is_adopted_with_its_own_margin() {
         // Another run: the same upstream, which numbers its tokens on.
         let p = CachedTokenProvider::with_config(first.clone(), cfg());
         assert_eq!(
-            p.token().await.unwrap().secret().expose_secret(),
+            token_text(&p).await,
             "token-0",
             "run {run} adopted the fresh stored token"
         );
@@ -140,7 +140,7 @@ async fn a_stored_token_with_no_expiry_is_not_reused_past_the_default_lifetime()
             .clock(Arc::new(clock.clone()))
             .store(Arc::clone(&store) as Arc<dyn TokenStore>),
     );
-    assert_eq!(p.token().await.unwrap().secret().expose_secret(), "token-0");
+    assert_eq!(token_text(&p).await, "token-0");
     assert_eq!(upstream.calls(), 1);
 
     // One obtained ten minutes ago is still within the default hour: adopted.
@@ -152,7 +152,7 @@ async fn a_stored_token_with_no_expiry_is_not_reused_past_the_default_lifetime()
             .clock(Arc::new(clock.clone()))
             .store(Arc::clone(&store) as Arc<dyn TokenStore>),
     );
-    assert_eq!(p.token().await.unwrap().secret().expose_secret(), "recent");
+    assert_eq!(token_text(&p).await, "recent");
 }
 
 #[tokio::test(start_paused = true)]
@@ -194,7 +194,7 @@ async fn an_access_token_that_cannot_be_a_header_value_is_refused() {
             .clock(Arc::new(clock.clone()))
             .store(Arc::clone(&store) as Arc<dyn TokenStore>),
     );
-    assert_eq!(p.token().await.unwrap().secret().expose_secret(), "token-0");
+    assert_eq!(token_text(&p).await, "token-0");
 }
 
 #[tokio::test(start_paused = true)]
@@ -229,12 +229,12 @@ async fn forget_drops_the_cached_and_stored_state() {
             .clock(Arc::new(clock.clone()))
             .store(Arc::clone(&store) as Arc<dyn TokenStore>),
     ));
-    assert_eq!(p.token().await.unwrap().secret().expose_secret(), "token-0");
+    assert_eq!(token_text(&p).await, "token-0");
     assert_eq!(store.entries().await.unwrap().len(), 1);
     assert!(p.forget().await.unwrap(), "the store held an entry");
     assert!(store.entries().await.unwrap().is_empty());
     assert!(!p.forget().await.unwrap(), "nothing left");
-    assert_eq!(p.token().await.unwrap().secret().expose_secret(), "token-1");
+    assert_eq!(token_text(&p).await, "token-1");
     assert_eq!(upstream.calls(), 2);
 }
 
@@ -511,12 +511,12 @@ async fn after_a_failed_save_the_next_refresh_spends_the_newer_refresh_token() {
             .clock(Arc::new(clock.clone()))
             .store(Arc::clone(&disk) as Arc<dyn TokenStore>),
     );
-    assert_eq!(p.token().await.unwrap().secret().expose_secret(), "token-0");
+    assert_eq!(token_text(&p).await, "token-0");
     assert!(p.store_error().is_some());
     // Past the hard expiry: the refresh must present rt-0 (ours, newer), not the store's rt-old,
     // which the provider rotated away.
     tokio::time::sleep(MIN * 61).await;
-    assert_eq!(p.token().await.unwrap().secret().expose_secret(), "token-1");
+    assert_eq!(token_text(&p).await, "token-1");
     assert_eq!(
         upstream.presented(),
         vec![Some("rt-old".to_owned()), Some("rt-0".to_owned())]
@@ -531,7 +531,7 @@ async fn after_a_failed_save_the_next_refresh_spends_the_newer_refresh_token() {
     .with_obtained_at(clock.now());
     disk.0.save(&key, &fresh, &StoreLock::none()).await.unwrap();
     p.invalidate(&p.cached().unwrap());
-    assert_eq!(p.token().await.unwrap().secret().expose_secret(), "theirs");
+    assert_eq!(token_text(&p).await, "theirs");
     assert!(
         p.store_error().is_none(),
         "cleared by adopting a newer saved state"
@@ -584,7 +584,7 @@ async fn an_issue_time_in_the_future_counts_as_unknown_age() {
     .with_obtained_at(t0() + 365 * DAY);
     store.save(&key, &ahead, &StoreLock::none()).await.unwrap();
     let p = CachedTokenProvider::with_config(issuer(&clock, Some(MIN * 60)), cfg());
-    assert_eq!(p.token().await.unwrap().secret().expose_secret(), "token-0");
+    assert_eq!(token_text(&p).await, "token-0");
 
     // No expiry, obtained "next year": not reused for a year.
     let no_expiry = TokenState::new(AccessToken::new("forever")).with_obtained_at(t0() + 365 * DAY);
@@ -593,5 +593,5 @@ async fn an_issue_time_in_the_future_counts_as_unknown_age() {
         .await
         .unwrap();
     let p = CachedTokenProvider::with_config(issuer(&clock, None), cfg());
-    assert_eq!(p.token().await.unwrap().secret().expose_secret(), "token-0");
+    assert_eq!(token_text(&p).await, "token-0");
 }

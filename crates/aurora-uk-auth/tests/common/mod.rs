@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use aurora_uk_auth::{AuroraUk, AuroraUkBuilder, Environment};
 use mockito::{Matcher, Mock, ServerGuard};
+use token_provider::testing::reply;
 pub use token_provider::testing::{epoch, fixed_clock, http_client};
 use token_provider::{CacheConfig, ManualClock};
 
@@ -68,27 +69,29 @@ pub async fn mock_discovery_with(
     token_path: &str,
 ) -> (Mock, Mock) {
     let doc = discovery_document(doc_issuer, &server.url(), token_path);
-    let discovery = server
-        .mock("GET", "/.well-known/openid-configuration")
-        .match_header("accept", "application/json")
-        .match_header("authorization", Matcher::Missing)
-        .match_body(Matcher::Exact(String::new()))
-        .with_status(200)
-        .with_header("content-type", "application/json; charset=utf-8")
-        .with_body(doc)
-        .expect(times)
-        .create_async()
-        .await;
-    let jwks = server
-        .mock("GET", "/.well-known/jwks.json")
-        .match_header("accept", "application/json")
-        .match_header("authorization", Matcher::Missing)
-        .with_status(200)
-        .with_header("content-type", "application/json; charset=utf-8")
-        .with_body(JWKS)
-        .expect(times)
-        .create_async()
-        .await;
+    let discovery = reply(
+        server
+            .mock("GET", "/.well-known/openid-configuration")
+            .match_header("accept", "application/json")
+            .match_header("authorization", Matcher::Missing)
+            .match_body(Matcher::Exact(String::new()))
+            .with_header("content-type", "application/json; charset=utf-8")
+            .expect(times),
+        200,
+        doc,
+    )
+    .await;
+    let jwks = reply(
+        server
+            .mock("GET", "/.well-known/jwks.json")
+            .match_header("accept", "application/json")
+            .match_header("authorization", Matcher::Missing)
+            .with_header("content-type", "application/json; charset=utf-8")
+            .expect(times),
+        200,
+        JWKS,
+    )
+    .await;
     (discovery, jwks)
 }
 
