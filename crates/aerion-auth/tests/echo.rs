@@ -34,11 +34,7 @@ async fn an_echoed_password_and_client_secret_are_redacted() {
         }),
     )
     .await;
-    let aerion = builder(&server, &fixed_clock())
-        .username(USERNAME)
-        .password(PASSWORD)
-        .build()
-        .unwrap();
+    let aerion = password_aerion(&server);
     let err = aerion.token().await.unwrap_err();
     mock.assert_async().await;
     shown_without(&err, &[PASSWORD, CLIENT_SECRET]);
@@ -68,10 +64,7 @@ async fn an_echoed_refresh_token_is_redacted_in_the_summary_shape() {
         }),
     )
     .await;
-    let aerion = builder(&server, &fixed_clock())
-        .refresh_token("rt-ECHOED-123")
-        .build()
-        .unwrap();
+    let aerion = refresh_aerion(&server, "rt-ECHOED-123");
     let err = aerion.token().await.unwrap_err();
     mock.assert_async().await;
     let shown = shown_without(&err, &["rt-ECHOED-123", "RAW"]);
@@ -96,11 +89,7 @@ async fn an_echo_in_an_error_that_oauth2_cannot_parse_is_redacted() {
         json!({"message": format!("bad password {PASSWORD}")}),
     )
     .await;
-    let aerion = builder(&server, &fixed_clock())
-        .username(USERNAME)
-        .password(PASSWORD)
-        .build()
-        .unwrap();
+    let aerion = password_aerion(&server);
     let err = aerion.token().await.unwrap_err();
     mock.assert_async().await;
     shown_without(&err, &[PASSWORD]);
@@ -122,11 +111,7 @@ async fn an_echo_from_me_is_redacted() {
             .to_string(),
     )
     .await;
-    let aerion = builder(&server, &fixed_clock())
-        .username(USERNAME)
-        .password(PASSWORD)
-        .build()
-        .unwrap();
+    let aerion = password_aerion(&server);
     let err = aerion.me().await.unwrap_err();
     assert_mocks(&[&token, &me]).await;
     shown_without(&err, &[PASSWORD]);

@@ -21,11 +21,7 @@ async fn me_sends_the_bearer_and_returns_the_user() {
     )
     .await;
 
-    let aerion = builder(&server, &fixed_clock())
-        .username(USERNAME)
-        .password(PASSWORD)
-        .build()
-        .unwrap();
+    let aerion = password_aerion(&server);
     let user = aerion.me().await.unwrap();
     assert_eq!(user.id, "4711");
     assert_eq!(user.email.as_deref(), Some(USERNAME));
@@ -53,11 +49,7 @@ async fn me_retries_once_with_a_new_token_after_a_401() {
     )
     .await;
 
-    let aerion = builder(&server, &fixed_clock())
-        .username(USERNAME)
-        .password(PASSWORD)
-        .build()
-        .unwrap();
+    let aerion = password_aerion(&server);
     let user = aerion.me().await.unwrap();
     assert_eq!(user.id, "u-1");
     // The new token is the cached one now.
@@ -73,11 +65,7 @@ async fn a_second_401_is_a_rejection_after_exactly_one_retry() {
     let me = json_reply(bearer_mock(&mut server, "GET", "/v1/users/me", "at-1").expect(2), 401, json!({"error": "unauthorized", "status": 401, "summary": "Token not valid", "raw": "RAW-X"})
                 .to_string(),).await;
 
-    let aerion = builder(&server, &fixed_clock())
-        .username(USERNAME)
-        .password(PASSWORD)
-        .build()
-        .unwrap();
+    let aerion = password_aerion(&server);
     let err = aerion.me().await.unwrap_err();
     assert_eq!(
         rejection(&err),

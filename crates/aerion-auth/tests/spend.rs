@@ -21,10 +21,7 @@ async fn a_refresh_grant_is_not_repeated_after_a_gateway_error() {
         "<html>bad gateway</html>",
     )
     .await;
-    let aerion = builder(&server, &fixed_clock())
-        .refresh_token("rt-1")
-        .build()
-        .unwrap();
+    let aerion = refresh_aerion(&server, "rt-1");
     let err = aerion.token().await.unwrap_err();
     assert_eq!(err.status(), Some(502), "{err:?}");
     refresh.assert_async().await;
@@ -67,11 +64,7 @@ async fn a_token_type_other_than_bearer_is_malformed_and_bearer_is_printed_as_be
             .to_string(),
     )
     .await;
-    let aerion = builder(&server, &fixed_clock())
-        .username(USERNAME)
-        .password(PASSWORD)
-        .build()
-        .unwrap();
+    let aerion = password_aerion(&server);
     let err = aerion.token().await.unwrap_err();
     assert!(matches!(err, Error::Malformed { .. }), "{err:?}");
     let shown = err.to_string();
@@ -88,11 +81,7 @@ async fn a_token_type_other_than_bearer_is_malformed_and_bearer_is_printed_as_be
             json!({"access_token": "at-1", "token_type": spelling}),
         )
         .await;
-        let aerion = builder(&server, &fixed_clock())
-            .username(USERNAME)
-            .password(PASSWORD)
-            .build()
-            .unwrap();
+        let aerion = password_aerion(&server);
         let token = aerion.token().await.unwrap();
         assert_eq!(token.token_type(), "Bearer", "{spelling}");
         ok.assert_async().await;

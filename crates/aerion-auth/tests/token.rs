@@ -329,10 +329,7 @@ async fn a_refused_refresh_with_no_password_asks_the_user_to_sign_in_again() {
         .create_async()
         .await;
 
-    let aerion = builder(&server, &fixed_clock())
-        .refresh_token("rt-sso")
-        .build()
-        .unwrap();
+    let aerion = refresh_aerion(&server, "rt-sso");
     let err = aerion.token().await.unwrap_err();
     assert!(err.needs_user_action(), "{err:?}");
     let msg = err.to_string();
@@ -419,11 +416,7 @@ async fn a_garbled_token_response_is_malformed_and_not_quoted() {
         r#"{"access_token":"at-LEAK","token_type":"bearer","expires_in":"soon"}"#,
     )
     .await;
-    let aerion = builder(&server, &fixed_clock())
-        .username(USERNAME)
-        .password(PASSWORD)
-        .build()
-        .unwrap();
+    let aerion = password_aerion(&server);
     let err = aerion.token().await.unwrap_err();
     assert!(matches!(err, Error::Malformed { .. }), "{err:?}");
     let shown = format!("{err} {err:?}");
@@ -446,11 +439,7 @@ async fn server_errors_are_retried_then_reported_as_transient() {
     .await;
     let ok = token_mock(&mut server, password_form(USERNAME, PASSWORD)).expect(1);
     let ok = issue(ok, "at-1", None).await;
-    let aerion = builder(&server, &fixed_clock())
-        .username(USERNAME)
-        .password(PASSWORD)
-        .build()
-        .unwrap();
+    let aerion = password_aerion(&server);
     assert_eq!(token_text(&aerion).await, "at-1");
     assert_mocks(&[&failing, &ok]).await;
 }

@@ -60,15 +60,17 @@ async fn no_secret_in_logs_debug_or_errors() {
     let clock = clock();
 
     // Backend: success, then a refusal that echoes the key.
-    let ok = server
-        .mock(
-            "POST",
-            "/partner_applications/app-1/tenants/t1/create_token",
-        )
-        .with_body(key_body(TEMP_KEY, "2023-07-29 04:30:46 UTC"))
-        .expect(1)
-        .create_async()
-        .await;
+    let ok = reply(
+        server
+            .mock(
+                "POST",
+                "/partner_applications/app-1/tenants/t1/create_token",
+            )
+            .expect(1),
+        200,
+        key_body(TEMP_KEY, "2023-07-29 04:30:46 UTC"),
+    )
+    .await;
     let refused = reply(
         server
             .mock(
@@ -101,16 +103,18 @@ async fn no_secret_in_logs_debug_or_errors() {
     assert_mocks(&[&ok, &refused]).await;
 
     // Embedded: success, then the spent token refused locally.
-    let exchange = server
-        .mock(
-            "POST",
-            "/partner_applications/app-1/tenants/t3/create_token",
-        )
-        .match_query(Matcher::UrlEncoded("session_token".into(), SESSION.into()))
-        .with_body(key_body(TEMP_KEY, "2023-07-29 04:30:46 UTC"))
-        .expect(1)
-        .create_async()
-        .await;
+    let exchange = reply(
+        server
+            .mock(
+                "POST",
+                "/partner_applications/app-1/tenants/t3/create_token",
+            )
+            .match_query(Matcher::UrlEncoded("session_token".into(), SESSION.into()))
+            .expect(1),
+        200,
+        key_body(TEMP_KEY, "2023-07-29 04:30:46 UTC"),
+    )
+    .await;
     let embedded = app.embedded("t3", SESSION).unwrap();
     assert_clean("an embedded provider", &format!("{embedded:?}"));
     embedded.token().await.unwrap();
@@ -142,24 +146,26 @@ async fn no_secret_in_logs_debug_or_errors() {
     assert_error_clean(&err);
 
     // Client SDK: success through an invitation, then a refused key echoed back.
-    let list = server
-        .mock("GET", "/tenants/t1/users")
-        .with_body(r#"{"users":[]}"#)
-        .expect(2)
-        .create_async()
-        .await;
-    let invite = server
-        .mock("POST", "/tenants/t1/users/invite")
-        .with_body(r#"{"user":{"id":"u-1"}}"#)
-        .expect(1)
-        .create_async()
-        .await;
-    let generate = server
-        .mock("POST", "/tenants/t1/users/u-1/generate_token")
-        .with_body(format!(r#"{{"token":{{"jwt":"{}"}}}}"#, jwt()))
-        .expect(1)
-        .create_async()
-        .await;
+    let list = reply(
+        server.mock("GET", "/tenants/t1/users").expect(2),
+        200,
+        r#"{"users":[]}"#,
+    )
+    .await;
+    let invite = reply(
+        server.mock("POST", "/tenants/t1/users/invite").expect(1),
+        200,
+        r#"{"user":{"id":"u-1"}}"#,
+    )
+    .await;
+    let generate = reply(
+        server
+            .mock("POST", "/tenants/t1/users/u-1/generate_token")
+            .expect(1),
+        200,
+        format!(r#"{{"token":{{"jwt":"{}"}}}}"#, jwt()),
+    )
+    .await;
     let sdk_refused = reply(
         server.mock("GET", "/tenants/t2/users").expect(1),
         403,

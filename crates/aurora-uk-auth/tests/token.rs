@@ -9,7 +9,7 @@ use aurora_uk_auth::{AuroraUk, ClientAuth, Environment, Refusal};
 use common::*;
 use mockito::Matcher;
 use token_provider::testing::{
-    assert_mocks, json_reply, rejection, reply, stored_keys, token_text,
+    assert_mocks, json_reply, lookup, rejection, reply, stored_keys, token_text,
 };
 use token_provider::{Error, MemoryStore, StoreKey, TokenProvider, TokenStore};
 
@@ -736,15 +736,7 @@ fn build_names_the_wrong_field() {
 
 #[test]
 fn from_env_reads_exactly_the_documented_variables() {
-    let vars = |pairs: &'static [(&'static str, &'static str)]| {
-        move |name: &str| {
-            pairs
-                .iter()
-                .find(|(k, _)| *k == name)
-                .map(|(_, v)| (*v).to_owned())
-        }
-    };
-    let aurora = aurora_uk_auth::AuroraUkBuilder::from_env_with(vars(&[
+    let aurora = aurora_uk_auth::AuroraUkBuilder::from_env_with(lookup(&[
         ("AURORA_UK_ENV", "live"),
         ("AURORA_UK_CLIENT_ID", "env-id"),
         ("AURORA_UK_CLIENT_SECRET", "env-secret"),
@@ -757,7 +749,7 @@ fn from_env_reads_exactly_the_documented_variables() {
     assert_eq!(aurora.audience(), Environment::Live.audience());
     assert_eq!(aurora.client_id(), "env-id");
 
-    let aurora = aurora_uk_auth::AuroraUkBuilder::from_env_with(vars(&[
+    let aurora = aurora_uk_auth::AuroraUkBuilder::from_env_with(lookup(&[
         ("AURORA_UK_ENV", "dev"),
         ("AURORA_UK_ISSUER", "https://proxy.example/"),
         ("AURORA_UK_AUDIENCE", "https://aud.example"),
@@ -771,7 +763,7 @@ fn from_env_reads_exactly_the_documented_variables() {
     assert_eq!(aurora.audience(), "https://aud.example");
 
     let err_field = |pairs: &'static [(&'static str, &'static str)]| {
-        match aurora_uk_auth::AuroraUkBuilder::from_env_with(vars(pairs)).unwrap_err() {
+        match aurora_uk_auth::AuroraUkBuilder::from_env_with(lookup(pairs)).unwrap_err() {
             Error::Config { field, reason, .. } => (field, reason),
             other => panic!("{other:?}"),
         }
@@ -825,7 +817,7 @@ fn from_env_reads_exactly_the_documented_variables() {
         ("AURORA_UK_CLIENT_SECRET", "is required")
     );
     // A blank optional override is no override.
-    let aurora = aurora_uk_auth::AuroraUkBuilder::from_env_with(vars(&[
+    let aurora = aurora_uk_auth::AuroraUkBuilder::from_env_with(lookup(&[
         ("AURORA_UK_ENV", "dev"),
         ("AURORA_UK_ISSUER", " "),
         ("AURORA_UK_AUDIENCE", " "),

@@ -447,6 +447,16 @@ pub fn system_root_loads() -> (usize, Option<std::thread::ThreadId>) {
     crate::http::roots::loads()
 }
 
+/// A variable lookup over `pairs`, as the builders' `from_env_with` takes one.
+pub fn lookup<'a>(pairs: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
+    move |name| {
+        pairs
+            .iter()
+            .find(|(key, _)| *key == name)
+            .map(|(_, value)| (*value).to_owned())
+    }
+}
+
 /// The text of a token.
 pub fn secret(token: &crate::AccessToken) -> &str {
     token.secret().expose_secret()
