@@ -57,12 +57,7 @@ async fn request_body_client_credentials_sends_id_and_secret_as_form_fields() {
                 Matcher::UrlEncoded("client_id".into(), CLIENT_ID.into()),
                 Matcher::UrlEncoded("client_secret".into(), CLIENT_SECRET.into()),
             ]))
-            .match_request(exact_form(&[
-                ("grant_type", "client_credentials"),
-                ("audience", AUDIENCE),
-                ("client_id", CLIENT_ID),
-                ("client_secret", CLIENT_SECRET),
-            ]))
+            .match_request(post_form(CLIENT_ID, AUDIENCE))
             .expect(1),
         200,
         token_body("at-body-1", 86400),
@@ -89,10 +84,7 @@ async fn audience_override_is_sent_byte_for_byte() {
             .mock("POST", "/oauth/token")
             .match_header("authorization", BASIC)
             .match_body(Matcher::UrlEncoded("audience".into(), audience.into()))
-            .match_request(exact_form(&[
-                ("grant_type", "client_credentials"),
-                ("audience", audience),
-            ]))
+            .match_request(basic_form(audience))
             .expect(1),
         200,
         token_body("at-aud", 600),
@@ -193,10 +185,7 @@ async fn http_429_is_retried_honouring_retry_after() {
         server
             .mock("POST", "/oauth/token")
             .match_header("authorization", BASIC)
-            .match_request(exact_form(&[
-                ("grant_type", "client_credentials"),
-                ("audience", AUDIENCE),
-            ]))
+            .match_request(basic_form(AUDIENCE))
             .with_header("retry-after", "1")
             .expect(1),
         429,
@@ -233,10 +222,7 @@ async fn http_429_past_the_retries_is_rate_limited() {
         server
             .mock("POST", "/oauth/token")
             .match_header("authorization", BASIC)
-            .match_request(exact_form(&[
-                ("grant_type", "client_credentials"),
-                ("audience", AUDIENCE),
-            ]))
+            .match_request(basic_form(AUDIENCE))
             .with_header("retry-after", "0")
             .expect(3),
         429,
@@ -303,31 +289,11 @@ async fn discovery_is_fetched_once_for_many_tokens() {
 #[tokio::test]
 async fn a_moved_token_endpoint_is_rediscovered_at_most_once_per_interval() {
     let mut server = mockito::Server::new_async().await;
-    let iss = issuer(&server);
     let base = server.url();
     // First discovery: the old endpoint. Second: the new one.
-    let first = json_reply(
-        server
-            .mock("GET", "/.well-known/openid-configuration")
-            .expect(1),
-        200,
-        discovery_document(&iss, &base, "/oauth/token"),
-    )
-    .await;
-    let second = json_reply(
-        server
-            .mock("GET", "/.well-known/openid-configuration")
-            .expect(1),
-        200,
-        discovery_document(&iss, &base, "/v2/oauth/token"),
-    )
-    .await;
-    let jwks = json_reply(
-        server.mock("GET", "/.well-known/jwks.json").expect(2),
-        200,
-        JWKS,
-    )
-    .await;
+    let first = mock_document(&mut server, "/oauth/token", 1).await;
+    let second = mock_document(&mut server, "/v2/oauth/token", 1).await;
+    let jwks = mock_jwks(&mut server, 2).await;
     let old_ok = mock_token_basic(
         &mut server,
         "/oauth/token",
@@ -425,20 +391,8 @@ async fn a_token_endpoint_that_refuses_connections_triggers_rediscovery() {
         stale,
     )
     .await;
-    let second = json_reply(
-        server
-            .mock("GET", "/.well-known/openid-configuration")
-            .expect(1),
-        200,
-        discovery_document(&iss, &server.url(), "/oauth/token"),
-    )
-    .await;
-    let _jwks = json_reply(
-        server.mock("GET", "/.well-known/jwks.json").expect(2),
-        200,
-        JWKS,
-    )
-    .await;
+    let second = mock_document(&mut server, "/oauth/token", 1).await;
+    let _jwks = mock_jwks(&mut server, 2).await;
     let token = mock_token_basic(
         &mut server,
         "/oauth/token",
@@ -648,10 +602,7 @@ async fn dev_and_live_never_share_a_stored_token() {
         live_server
             .mock("POST", "/oauth/token")
             .match_header("authorization", BASIC)
-            .match_request(exact_form(&[
-                ("grant_type", "client_credentials"),
-                ("audience", live_audience),
-            ]))
+            .match_request(basic_form(live_audience))
             .expect(1),
         200,
         token_body("at-live", 86400),
@@ -977,12 +928,7 @@ async fn look_alike_client_ids_and_audiences_never_share_a_principal() {
             server
                 .mock("POST", "/oauth/token")
                 .match_header("authorization", Matcher::Missing)
-                .match_request(exact_form(&[
-                    ("grant_type", "client_credentials"),
-                    ("audience", AUDIENCE),
-                    ("client_id", client_id),
-                    ("client_secret", CLIENT_SECRET),
-                ]))
+                .match_request(post_form(client_id, AUDIENCE))
                 .expect(1),
             200,
             token_body(&format!("at-client-{i}"), 86400),
@@ -995,10 +941,7 @@ async fn look_alike_client_ids_and_audiences_never_share_a_principal() {
             server
                 .mock("POST", "/oauth/token")
                 .match_header("authorization", BASIC)
-                .match_request(exact_form(&[
-                    ("grant_type", "client_credentials"),
-                    ("audience", audience),
-                ]))
+                .match_request(basic_form(audience))
                 .expect(1),
             200,
             token_body(&format!("at-audience-{i}"), 86400),

@@ -112,6 +112,36 @@ pub fn exact_form(expected: &[(&str, &str)]) -> impl Fn(&mockito::Request) -> bo
     move |request: &mockito::Request| request.body().is_ok_and(|body| exact(body))
 }
 
+/// The client credentials form for `audience` with Basic client authentication: no
+/// credential in the body.
+pub fn basic_form(audience: &str) -> impl Fn(&mockito::Request) -> bool + use<> {
+    exact_form(&[("grant_type", "client_credentials"), ("audience", audience)])
+}
+
+/// The client credentials form for `audience` with the client's id and secret in the body.
+pub fn post_form(client_id: &str, audience: &str) -> impl Fn(&mockito::Request) -> bool + use<> {
+    exact_form(&[
+        ("grant_type", "client_credentials"),
+        ("audience", audience),
+        ("client_id", client_id),
+        ("client_secret", CLIENT_SECRET),
+    ])
+}
+
+/// The discovery document alone, naming the token endpoint at `token_path`, expected `times`
+/// times.
+pub async fn mock_document(server: &mut ServerGuard, token_path: &str, times: usize) -> Mock {
+    let doc = discovery_document(&issuer(server), &server.url(), token_path);
+    let mock = server.mock("GET", "/.well-known/openid-configuration");
+    token_provider::testing::json_reply(mock.expect(times), 200, doc).await
+}
+
+/// The JWKS alone, expected `times` times.
+pub async fn mock_jwks(server: &mut ServerGuard, times: usize) -> Mock {
+    let mock = server.mock("GET", "/.well-known/jwks.json");
+    token_provider::testing::json_reply(mock.expect(times), 200, JWKS).await
+}
+
 /// A mock of the token endpoint for Basic client authentication, answering `status` with
 /// `body`, expected `times` times. It matches only the exact request Aurora UK expects.
 pub async fn mock_token_basic(
@@ -130,10 +160,7 @@ pub async fn mock_token_basic(
             Matcher::UrlEncoded("grant_type".into(), "client_credentials".into()),
             Matcher::UrlEncoded("audience".into(), AUDIENCE.into()),
         ]))
-        .match_request(exact_form(&[
-            ("grant_type", "client_credentials"),
-            ("audience", AUDIENCE),
-        ]))
+        .match_request(basic_form(AUDIENCE))
         .with_status(status)
         .with_header("content-type", "application/json")
         .with_body(body)
