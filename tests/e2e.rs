@@ -1,23 +1,17 @@
 //! Every provider through the facade, against the emulator: tokens, the cache, the middleware's
 //! single retry after a 401, faults on the token endpoints, and refresh-token rotation.
 
-use std::collections::HashMap;
+mod common;
+
 use std::sync::Arc;
 use std::time::Duration;
 
+use common::{token_endpoint, vars};
 use partner_auth::auth::{AuthMiddleware, AuthScope};
 use partner_auth::{
     Config, Error, HttpClient, ProviderKind, ProviderOptions, TokenProvider, from_lookup,
 };
 use partner_auth_emulator::{Emulator, Endpoint, Fault, RunningEmulator};
-
-fn vars(emulator: &RunningEmulator) -> HashMap<String, String> {
-    emulator
-        .env_vars()
-        .into_iter()
-        .map(|(k, v)| (k.to_owned(), v))
-        .collect()
-}
 
 fn fast_http() -> HttpClient {
     // Short: the hang faults wait for it, three times each.
@@ -28,16 +22,6 @@ fn provider(emulator: &RunningEmulator, kind: ProviderKind) -> Arc<dyn TokenProv
     let vars = vars(emulator);
     let options = ProviderOptions::new().http(fast_http());
     from_lookup(|n| vars.get(n).cloned(), kind, &options).unwrap()
-}
-
-/// The token endpoint each kind uses.
-fn token_endpoint(kind: ProviderKind) -> Endpoint {
-    match kind {
-        ProviderKind::Aerion => Endpoint::AerionToken,
-        ProviderKind::AuroraUk => Endpoint::AuroraUkToken,
-        ProviderKind::AuroraSolar => Endpoint::AuroraSolarCreateToken,
-        _ => Endpoint::AuroraSolarGenerateToken,
-    }
 }
 
 #[tokio::test]

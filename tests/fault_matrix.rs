@@ -12,11 +12,14 @@
 //! one second after it. The fault is injected once the state is set up, so the requests counted
 //! are the ones the fault met.
 
+mod common;
+
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use common::{token_endpoint, variant};
 use partner_auth::aerion::AerionBuilder;
 use partner_auth::aurora_solar::{ClientSdkBuilder, PartnerAppBuilder};
 use partner_auth::aurora_uk::AuroraUkBuilder;
@@ -520,15 +523,6 @@ fn fast_http() -> HttpClient {
     token_provider::testing::fast_http(TIMEOUT)
 }
 
-fn token_endpoint(kind: ProviderKind) -> Endpoint {
-    match kind {
-        ProviderKind::Aerion => Endpoint::AerionToken,
-        ProviderKind::AuroraUk => Endpoint::AuroraUkToken,
-        ProviderKind::AuroraSolar => Endpoint::AuroraSolarCreateToken,
-        _ => Endpoint::AuroraSolarGenerateToken,
-    }
-}
-
 /// The protected resource each kind's token opens, for the middleware row.
 fn api(kind: ProviderKind, emulator: &RunningEmulator) -> Option<(Endpoint, String)> {
     match kind {
@@ -549,22 +543,6 @@ fn api(kind: ProviderKind, emulator: &RunningEmulator) -> Option<(Endpoint, Stri
             ),
         )),
         _ => None,
-    }
-}
-
-fn variant(e: &Error) -> &'static str {
-    match e {
-        Error::Config { .. } => "Config",
-        Error::Rejected { .. } => "Rejected",
-        Error::UserAction { .. } => "UserAction",
-        Error::RateLimited { .. } => "RateLimited",
-        Error::Transport { .. } => "Transport",
-        Error::Timeout(_) | Error::TimedOut { .. } => "Timeout",
-        Error::Status { .. } => "Status",
-        Error::Malformed { .. } => "Malformed",
-        Error::TooLarge { .. } => "TooLarge",
-        Error::Store { .. } => "Store",
-        _ => "other",
     }
 }
 

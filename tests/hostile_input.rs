@@ -13,11 +13,14 @@
 //! server that answers the generated body, so each case is a real HTTP exchange and the counts
 //! are modest. The case counts are in RELIABILITY.md.
 
+mod common;
+
 use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use common::{two_tries, variant};
 use partner_auth::aerion::{Aerion, Tenant};
 use partner_auth::aurora_solar::wire::{jwt_expiry, parse_expires_at};
 use partner_auth::aurora_solar::{ClientSdk, PartnerApp, SdkUser};
@@ -219,19 +222,7 @@ fn status() -> impl Strategy<Value = u16> {
 
 /// The error is of an expected variant and quotes nothing it was given.
 fn check_error(e: &Error, allowed: &[&str]) -> Result<(), TestCaseError> {
-    let name = match e {
-        Error::Config { .. } => "Config",
-        Error::Rejected { .. } => "Rejected",
-        Error::UserAction { .. } => "UserAction",
-        Error::RateLimited { .. } => "RateLimited",
-        Error::Transport { .. } => "Transport",
-        Error::Timeout(_) | Error::TimedOut { .. } => "Timeout",
-        Error::Status { .. } => "Status",
-        Error::Malformed { .. } => "Malformed",
-        Error::TooLarge { .. } => "TooLarge",
-        Error::Store { .. } => "Store",
-        _ => "unknown",
-    };
+    let name = variant(e);
     prop_assert!(allowed.contains(&name), "unexpected variant: {e:?}");
     let shown = format!(
         "{e} | {e:?} | {}",
@@ -245,11 +236,7 @@ fn check_error(e: &Error, allowed: &[&str]) -> Result<(), TestCaseError> {
 }
 
 fn fast_http() -> HttpClient {
-    HttpClient::builder()
-        .timeout(Duration::from_secs(5))
-        .retry(token_provider::testing::fast_retry(2))
-        .build()
-        .unwrap()
+    two_tries(Duration::from_secs(5))
 }
 
 fn runtime() -> tokio::runtime::Runtime {

@@ -6,10 +6,13 @@
 //! `capture_logs` installs a process-wide subscriber, so this file is its own test binary and
 //! holds one test.
 
+mod common;
+
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use common::{two_tries, vars};
 use partner_auth::aerion::AerionBuilder;
 use partner_auth::aurora_solar::{ClientSdkBuilder, PartnerAppBuilder, SdkUser};
 use partner_auth::aurora_uk::AuroraUkBuilder;
@@ -18,28 +21,16 @@ use partner_auth::{
     CacheConfig, Config, HttpClient, MemoryStore, ProviderKind, ProviderOptions, Secret, StoreKey,
     TokenProvider, TokenStore, from_lookup,
 };
-use partner_auth_emulator::{Emulator, Endpoint, Fault, RunningEmulator};
+use partner_auth_emulator::{Emulator, Endpoint, Fault};
 
 fn fast_http() -> HttpClient {
-    HttpClient::builder()
-        .timeout(Duration::from_secs(2))
-        .retry(token_provider::testing::fast_retry(2))
-        .build()
-        .unwrap()
+    two_tries(Duration::from_secs(2))
 }
 
 fn options() -> ProviderOptions {
     ProviderOptions::new()
         .http(fast_http())
         .cache(CacheConfig::new().negative_ttl(Duration::from_millis(1)))
-}
-
-fn vars(emulator: &RunningEmulator) -> HashMap<String, String> {
-    emulator
-        .env_vars()
-        .into_iter()
-        .map(|(k, v)| (k.to_owned(), v))
-        .collect()
 }
 
 /// Everything the process printed about itself, to search for secrets.

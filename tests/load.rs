@@ -17,15 +17,18 @@
 //! cycle's fault, and lets every task call `token()` a few times. The clock stands still while
 //! the tasks call, so "expired" is decided exactly.
 
+mod common;
+
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use common::token_endpoint;
 use partner_auth::{
     CacheConfig, Clock, HttpClient, ProviderKind, ProviderOptions, TokenProvider, from_lookup,
 };
-use partner_auth_emulator::{Emulator, Endpoint, Fault};
+use partner_auth_emulator::{Emulator, Fault};
 use tokio::sync::Barrier;
 
 /// One expiry cycle: where the clock goes, and the fault the token endpoint meets.
@@ -103,15 +106,6 @@ fn spends(kind: ProviderKind) -> bool {
 
 fn http() -> HttpClient {
     token_provider::testing::fast_http(Duration::from_millis(500))
-}
-
-fn token_endpoint(kind: ProviderKind) -> Endpoint {
-    match kind {
-        ProviderKind::Aerion => Endpoint::AerionToken,
-        ProviderKind::AuroraUk => Endpoint::AuroraUkToken,
-        ProviderKind::AuroraSolar => Endpoint::AuroraSolarCreateToken,
-        _ => Endpoint::AuroraSolarGenerateToken,
-    }
 }
 
 #[derive(Debug)]

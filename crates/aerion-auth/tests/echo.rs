@@ -6,6 +6,7 @@ mod common;
 
 use common::*;
 use serde_json::json;
+use token_provider::testing::{assert_mocks, bearer_mock, json_reply, rejection};
 use token_provider::{Error, TokenProvider};
 
 /// The error's `Display` and `Debug`, checked for every secret, and the description returned.
@@ -33,11 +34,7 @@ async fn an_echoed_password_and_client_secret_are_redacted() {
         }),
     )
     .await;
-    let aerion = builder(&server, &fixed_clock())
-        .username(USERNAME)
-        .password(PASSWORD)
-        .build()
-        .unwrap();
+    let aerion = password_aerion(&server);
     let err = aerion.token().await.unwrap_err();
     mock.assert_async().await;
     shown_without(&err, &[PASSWORD, CLIENT_SECRET]);
@@ -67,48 +64,32 @@ async fn an_echoed_refresh_token_is_redacted_in_the_summary_shape() {
         }),
     )
     .await;
-    let aerion = builder(&server, &fixed_clock())
-        .refresh_token("rt-ECHOED-123")
-        .build()
-        .unwrap();
+    let aerion = refresh_aerion(&server, "rt-ECHOED-123");
     let err = aerion.token().await.unwrap_err();
     mock.assert_async().await;
     let shown = shown_without(&err, &["rt-ECHOED-123", "RAW"]);
-    match &err {
-        Error::Rejected {
-            status,
-            code,
-            description,
-            ..
-        } => {
-            assert_eq!(*status, Some(403));
-            assert_eq!(code.as_deref(), Some("access_denied [redacted]"));
-            assert_eq!(
-                description.as_deref(),
-                Some("refresh token [redacted] belongs to another tenant"),
-                "{shown}"
-            );
-        }
-        other => panic!("expected a rejection, got {other:?}"),
-    }
+    assert_eq!(
+        rejection(&err),
+        (
+            Some(403),
+            Some("access_denied [redacted]"),
+            Some("refresh token [redacted] belongs to another tenant")
+        ),
+        "{shown}"
+    );
 }
 
 #[tokio::test]
 async fn an_echo_in_an_error_that_oauth2_cannot_parse_is_redacted() {
     // A `{"message"}` body on a 4xx: read leniently by the core, still scrubbed.
     let mut server = mockito::Server::new_async().await;
-    let mock = token_mock(&mut server, password_form(USERNAME, PASSWORD))
-        .with_status(400)
-        .with_header("content-type", "application/json")
-        .with_body(json!({"message": format!("bad password {PASSWORD}")}).to_string())
-        .expect(1)
-        .create_async()
-        .await;
-    let aerion = builder(&server, &fixed_clock())
-        .username(USERNAME)
-        .password(PASSWORD)
-        .build()
-        .unwrap();
+    let mock = json_reply(
+        token_mock(&mut server, password_form(USERNAME, PASSWORD)).expect(1),
+        400,
+        json!({"message": format!("bad password {PASSWORD}")}),
+    )
+    .await;
+    let aerion = password_aerion(&server);
     let err = aerion.token().await.unwrap_err();
     mock.assert_async().await;
     shown_without(&err, &[PASSWORD]);
@@ -123,26 +104,16 @@ async fn an_echo_from_me_is_redacted() {
     let mut server = mockito::Server::new_async().await;
     let token = token_mock(&mut server, password_form(USERNAME, PASSWORD)).expect(1);
     let token = issue(token, "at-1", None).await;
-    let me = server
-        .mock("GET", "/v1/users/me")
-        .match_header("authorization", "Bearer at-1")
-        .with_status(403)
-        .with_header("content-type", "application/json")
-        .with_body(
-            json!({"error": "forbidden", "error_description": format!("{PASSWORD} is not allowed")})
-                .to_string(),
-        )
-        .expect(1)
-        .create_async()
-        .await;
-    let aerion = builder(&server, &fixed_clock())
-        .username(USERNAME)
-        .password(PASSWORD)
-        .build()
-        .unwrap();
+    let me = json_reply(
+        bearer_mock(&mut server, "GET", "/v1/users/me", "at-1").expect(1),
+        403,
+        json!({"error": "forbidden", "error_description": format!("{PASSWORD} is not allowed")})
+            .to_string(),
+    )
+    .await;
+    let aerion = password_aerion(&server);
     let err = aerion.me().await.unwrap_err();
-    token.assert_async().await;
-    me.assert_async().await;
+    assert_mocks(&[&token, &me]).await;
     shown_without(&err, &[PASSWORD]);
     assert_eq!(
         err.to_string(),

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use common::*;
 use serde_json::json;
+use token_provider::testing::{assert_mocks, bearer_mock, json_reply, reply};
 use token_provider::{MemoryStore, TokenProvider};
 
 #[tokio::test]
@@ -20,24 +21,20 @@ async fn nothing_secret_is_logged_or_shown() {
     let password = issue(password, "at-LEAK-1", Some("rt-LEAK-1")).await;
     let refresh = token_mock(&mut server, refresh_form("rt-LEAK-1")).expect(1);
     let refresh = issue(refresh, "at-LEAK-2", Some("rt-LEAK-2")).await;
-    let me_401 = server
-        .mock("GET", "/v1/users/me")
-        .match_header("authorization", "Bearer at-LEAK-2")
-        .with_status(401)
-        .expect(1)
-        .create_async()
-        .await;
+    let me_401 = reply(
+        bearer_mock(&mut server, "GET", "/v1/users/me", "at-LEAK-2").expect(1),
+        401,
+        "",
+    )
+    .await;
     let refresh2 = token_mock(&mut server, refresh_form("rt-LEAK-2")).expect(1);
     let refresh2 = issue(refresh2, "at-LEAK-3", Some("rt-LEAK-3")).await;
-    let me_ok = server
-        .mock("GET", "/v1/users/me")
-        .match_header("authorization", "Bearer at-LEAK-3")
-        .with_status(200)
-        .with_header("content-type", "application/json")
-        .with_body(json!({"id": 1, "email": USERNAME}).to_string())
-        .expect(1)
-        .create_async()
-        .await;
+    let me_ok = json_reply(
+        bearer_mock(&mut server, "GET", "/v1/users/me", "at-LEAK-3").expect(1),
+        200,
+        json!({"id": 1, "email": USERNAME}),
+    )
+    .await;
 
     let clock = fixed_clock();
     let aerion = builder(&server, &clock)
@@ -50,11 +47,7 @@ async fn nothing_secret_is_logged_or_shown() {
     clock.advance(Duration::from_secs(3600));
     aerion.token().await.unwrap();
     aerion.me().await.unwrap();
-    password.assert_async().await;
-    refresh.assert_async().await;
-    me_401.assert_async().await;
-    refresh2.assert_async().await;
-    me_ok.assert_async().await;
+    assert_mocks(&[&password, &refresh, &me_401, &refresh2, &me_ok]).await;
 
     // Failure: a refused refresh token falls back to a password that is refused too.
     let mut failing = mockito::Server::new_async().await;
@@ -75,8 +68,7 @@ async fn nothing_secret_is_logged_or_shown() {
         .unwrap();
     let err = broken.token().await.unwrap_err();
     assert!(err.is_rejected(), "{err:?}");
-    dead.assert_async().await;
-    wrong.assert_async().await;
+    assert_mocks(&[&dead, &wrong]).await;
 
     // And one with no password to fall back to.
     let mut sso = mockito::Server::new_async().await;

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use common::*;
 use serde_json::json;
+use token_provider::testing::{assert_mocks, token_text};
 use token_provider::{Error, MemoryStore, Secret, TokenProvider, TokenStore};
 
 const HOUR: Duration = Duration::from_secs(3600);
@@ -49,8 +50,7 @@ async fn a_refused_token_type_keeps_the_rotated_refresh_token() {
     clock.advance(HOUR);
     let token = aerion.token().await.unwrap();
     assert_eq!(token.secret().expose_secret(), "at-2");
-    first.assert_async().await;
-    second.assert_async().await;
+    assert_mocks(&[&first, &second]).await;
 }
 
 #[tokio::test]
@@ -86,8 +86,7 @@ async fn an_unreadable_expiry_keeps_the_rotated_refresh_token() {
     clock.advance(HOUR);
     let token = aerion.token().await.unwrap();
     assert_eq!(token.secret().expose_secret(), "at-2");
-    first.assert_async().await;
-    second.assert_async().await;
+    assert_mocks(&[&first, &second]).await;
 }
 
 #[tokio::test]
@@ -113,10 +112,7 @@ async fn a_rotated_refresh_token_of_a_refused_answer_reaches_the_store() {
         .build()
         .unwrap();
     let key = aerion.store_key();
-    assert_eq!(
-        aerion.token().await.unwrap().secret().expose_secret(),
-        "at-1"
-    );
+    assert_eq!(token_text(&aerion).await, "at-1");
 
     clock.advance(HOUR);
     let err = aerion.token().await.unwrap_err();
@@ -129,18 +125,13 @@ async fn a_rotated_refresh_token_of_a_refused_answer_reaches_the_store() {
     );
 
     clock.advance(HOUR);
-    assert_eq!(
-        aerion.token().await.unwrap().secret().expose_secret(),
-        "at-3"
-    );
+    assert_eq!(token_text(&aerion).await, "at-3");
     let saved = store.load(&key).await.unwrap().unwrap();
     assert_eq!(
         saved.refresh_token.as_ref().map(Secret::expose_secret),
         Some("rt-4")
     );
-    first.assert_async().await;
-    second.assert_async().await;
-    third.assert_async().await;
+    assert_mocks(&[&first, &second, &third]).await;
 }
 
 #[tokio::test]
@@ -166,6 +157,5 @@ async fn a_refused_password_grant_answer_keeps_its_refresh_token() {
     clock.advance(HOUR);
     let token = aerion.token().await.unwrap();
     assert_eq!(token.secret().expose_secret(), "at-2");
-    password.assert_async().await;
-    refresh.assert_async().await;
+    assert_mocks(&[&password, &refresh]).await;
 }

@@ -9,21 +9,19 @@ use std::time::Duration;
 use aerion_auth::{AerionBuilder, Tenant};
 use common::*;
 use serde_json::json;
+use token_provider::testing::{assert_mocks, json_reply, reply};
 use token_provider::{Error, TokenProvider};
 
 #[tokio::test]
 async fn a_refresh_grant_is_not_repeated_after_a_gateway_error() {
     let mut server = mockito::Server::new_async().await;
-    let refresh = token_mock(&mut server, refresh_form("rt-1"))
-        .with_status(502)
-        .with_body("<html>bad gateway</html>")
-        .expect(1)
-        .create_async()
-        .await;
-    let aerion = builder(&server, &fixed_clock())
-        .refresh_token("rt-1")
-        .build()
-        .unwrap();
+    let refresh = reply(
+        token_mock(&mut server, refresh_form("rt-1")).expect(1),
+        502,
+        "<html>bad gateway</html>",
+    )
+    .await;
+    let aerion = refresh_aerion(&server, "rt-1");
     let err = aerion.token().await.unwrap_err();
     assert_eq!(err.status(), Some(502), "{err:?}");
     refresh.assert_async().await;
@@ -32,11 +30,12 @@ async fn a_refresh_grant_is_not_repeated_after_a_gateway_error() {
 #[tokio::test]
 async fn the_configured_refresh_token_is_spent_once_sent_even_without_an_answer() {
     let mut server = mockito::Server::new_async().await;
-    let refresh = token_mock(&mut server, refresh_form("rt-1"))
-        .with_status(502)
-        .expect(1)
-        .create_async()
-        .await;
+    let refresh = reply(
+        token_mock(&mut server, refresh_form("rt-1")).expect(1),
+        502,
+        "",
+    )
+    .await;
     let password = token_mock(&mut server, password_form(USERNAME, PASSWORD)).expect(1);
     let password = issue(password, "at-password", None).await;
     let clock = fixed_clock();
@@ -52,28 +51,20 @@ async fn the_configured_refresh_token_is_spent_once_sent_even_without_an_answer(
     clock.advance(Duration::from_secs(3600));
     let token = aerion.token().await.unwrap();
     assert_eq!(token.secret().expose_secret(), "at-password");
-    refresh.assert_async().await;
-    password.assert_async().await;
+    assert_mocks(&[&refresh, &password]).await;
 }
 
 #[tokio::test]
 async fn a_token_type_other_than_bearer_is_malformed_and_bearer_is_printed_as_bearer() {
     let mut server = mockito::Server::new_async().await;
-    let mac = token_mock(&mut server, password_form(USERNAME, PASSWORD))
-        .with_status(200)
-        .with_header("content-type", "application/json")
-        .with_body(
-            json!({"access_token": "at-mac", "token_type": "mac\u{1b}[31m", "expires_in": 3600})
-                .to_string(),
-        )
-        .expect(1)
-        .create_async()
-        .await;
-    let aerion = builder(&server, &fixed_clock())
-        .username(USERNAME)
-        .password(PASSWORD)
-        .build()
-        .unwrap();
+    let mac = json_reply(
+        token_mock(&mut server, password_form(USERNAME, PASSWORD)).expect(1),
+        200,
+        json!({"access_token": "at-mac", "token_type": "mac\u{1b}[31m", "expires_in": 3600})
+            .to_string(),
+    )
+    .await;
+    let aerion = password_aerion(&server);
     let err = aerion.token().await.unwrap_err();
     assert!(matches!(err, Error::Malformed { .. }), "{err:?}");
     let shown = err.to_string();
@@ -84,18 +75,13 @@ async fn a_token_type_other_than_bearer_is_malformed_and_bearer_is_printed_as_be
 
     for spelling in ["bearer", "BEARER", "Bearer"] {
         let mut server = mockito::Server::new_async().await;
-        let ok = token_mock(&mut server, password_form(USERNAME, PASSWORD))
-            .with_status(200)
-            .with_header("content-type", "application/json")
-            .with_body(json!({"access_token": "at-1", "token_type": spelling}).to_string())
-            .expect(1)
-            .create_async()
-            .await;
-        let aerion = builder(&server, &fixed_clock())
-            .username(USERNAME)
-            .password(PASSWORD)
-            .build()
-            .unwrap();
+        let ok = json_reply(
+            token_mock(&mut server, password_form(USERNAME, PASSWORD)).expect(1),
+            200,
+            json!({"access_token": "at-1", "token_type": spelling}),
+        )
+        .await;
+        let aerion = password_aerion(&server);
         let token = aerion.token().await.unwrap();
         assert_eq!(token.token_type(), "Bearer", "{spelling}");
         ok.assert_async().await;

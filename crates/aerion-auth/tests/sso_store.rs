@@ -5,6 +5,7 @@ mod common;
 use std::sync::Arc;
 
 use common::*;
+use token_provider::testing::{assert_mocks, json_reply, stored_keys, token_text};
 use token_provider::{FileStore, TokenProvider, TokenStore};
 
 #[tokio::test]
@@ -32,10 +33,7 @@ async fn two_sso_refresh_tokens_on_one_tenant_and_store_never_share_a_token() {
         .store(Arc::clone(&store))
         .build()
         .unwrap();
-    assert_eq!(
-        as_alice.token().await.unwrap().secret().expose_secret(),
-        "at-alice"
-    );
+    assert_eq!(token_text(&as_alice).await, "at-alice");
 
     // A second person, a second process: same tenant, same store file, another refresh token.
     let as_bob = builder(&server, &clock)
@@ -49,8 +47,7 @@ async fn two_sso_refresh_tokens_on_one_tenant_and_store_never_share_a_token() {
         "at-bob",
         "bob was served alice's token"
     );
-    alice.assert_async().await;
-    bob.assert_async().await;
+    assert_mocks(&[&alice, &bob]).await;
 
     // Alice's next run adopts her own rotated state, with no request.
     let again = builder(&server, &clock)
@@ -58,21 +55,12 @@ async fn two_sso_refresh_tokens_on_one_tenant_and_store_never_share_a_token() {
         .store(Arc::clone(&store))
         .build()
         .unwrap();
-    assert_eq!(
-        again.token().await.unwrap().secret().expose_secret(),
-        "at-alice"
-    );
+    assert_eq!(token_text(&again).await, "at-alice");
     alice.assert_async().await;
     let stored = std::fs::read_to_string(&path).unwrap();
     assert!(stored.contains("rt-alice-2") && stored.contains("rt-bob-2"));
     // The keys name a digest, never the refresh tokens themselves.
-    let keys: Vec<_> = store
-        .entries()
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|(k, _)| k)
-        .collect();
+    let keys = stored_keys(&*store).await;
     assert_eq!(keys.len(), 2);
     for key in keys {
         assert!(!key.as_str().contains("rt-"), "{key}");
@@ -87,12 +75,7 @@ async fn a_refused_stored_refresh_token_never_brings_back_the_rotated_away_seed(
     // replay, which servers that detect reuse punish by revoking the whole family.
     let mut server = mockito::Server::new_async().await;
     let stored = token_mock(&mut server, refresh_form("rt-5")).expect(1);
-    let stored = stored
-        .with_status(400)
-        .with_header("content-type", "application/json")
-        .with_body(r#"{"error":"invalid_grant"}"#)
-        .create_async()
-        .await;
+    let stored = json_reply(stored, 400, r#"{"error":"invalid_grant"}"#).await;
     let seed = issue(
         token_mock(&mut server, refresh_form("rt-seed")).expect(0),
         "at-x",
@@ -122,6 +105,5 @@ async fn a_refused_stored_refresh_token_never_brings_back_the_rotated_away_seed(
         matches!(err, token_provider::Error::UserAction { .. }),
         "{err:?}"
     );
-    stored.assert_async().await;
-    seed.assert_async().await;
+    assert_mocks(&[&stored, &seed]).await;
 }

@@ -9,6 +9,9 @@ use aerion_auth::{Aerion, Tenant};
 use common::*;
 use mockito::Matcher;
 use serde_json::json;
+use token_provider::testing::{
+    assert_mocks, json_reply, rejection, reply, stored_keys, token_text,
+};
 use token_provider::{
     AccessToken, Error, MemoryStore, Secret, StoreKey, TokenProvider, TokenState, TokenStore,
 };
@@ -120,8 +123,7 @@ async fn refresh_grant_is_chosen_when_a_refresh_token_is_configured() {
         .unwrap();
     let token = aerion.token().await.unwrap();
     assert_eq!(token.secret().expose_secret(), "at-refreshed");
-    refresh.assert_async().await;
-    password.assert_async().await;
+    assert_mocks(&[&refresh, &password]).await;
 }
 
 #[tokio::test]
@@ -189,44 +191,30 @@ async fn rotated_refresh_tokens_replace_the_old_one_and_are_persisted() {
     );
 
     let stored_refresh = |s: Option<TokenState>| s.and_then(|s| s.refresh_token);
-    assert_eq!(
-        aerion.token().await.unwrap().secret().expose_secret(),
-        "at-1"
-    );
+    assert_eq!(token_text(&aerion).await, "at-1");
     assert_eq!(
         stored_refresh(store.load(&key).await.unwrap()),
         Some(Secret::new("rt-1"))
     );
 
     clock.advance(HOUR);
-    assert_eq!(
-        aerion.token().await.unwrap().secret().expose_secret(),
-        "at-2"
-    );
+    assert_eq!(token_text(&aerion).await, "at-2");
     assert_eq!(
         stored_refresh(store.load(&key).await.unwrap()),
         Some(Secret::new("rt-2"))
     );
 
     clock.advance(HOUR);
-    assert_eq!(
-        aerion.token().await.unwrap().secret().expose_secret(),
-        "at-3"
-    );
+    assert_eq!(token_text(&aerion).await, "at-3");
     assert_eq!(
         stored_refresh(store.load(&key).await.unwrap()),
         Some(Secret::new("rt-2"))
     );
 
     clock.advance(HOUR);
-    assert_eq!(
-        aerion.token().await.unwrap().secret().expose_secret(),
-        "at-3"
-    );
+    assert_eq!(token_text(&aerion).await, "at-3");
 
-    password.assert_async().await;
-    first.assert_async().await;
-    second.assert_async().await;
+    assert_mocks(&[&password, &first, &second]).await;
 }
 
 #[tokio::test]
@@ -255,14 +243,10 @@ async fn a_stored_refresh_token_wins_over_the_configured_one() {
         )
         .await
         .unwrap();
-    assert_eq!(
-        aerion.token().await.unwrap().secret().expose_secret(),
-        "at-1"
-    );
+    assert_eq!(token_text(&aerion).await, "at-1");
     let saved = store.load(&key).await.unwrap().unwrap();
     assert_eq!(saved.refresh_token, Some(Secret::new("rt-next")));
-    stored.assert_async().await;
-    seed.assert_async().await;
+    assert_mocks(&[&stored, &seed]).await;
 }
 
 #[tokio::test]
@@ -296,12 +280,8 @@ async fn a_newly_configured_sso_refresh_token_starts_its_own_entry() {
         .build()
         .unwrap();
     assert_ne!(aerion.store_key(), old.store_key());
-    assert_eq!(
-        aerion.token().await.unwrap().secret().expose_secret(),
-        "at-1"
-    );
-    stored.assert_async().await;
-    seed.assert_async().await;
+    assert_eq!(token_text(&aerion).await, "at-1");
+    assert_mocks(&[&stored, &seed]).await;
 }
 
 #[tokio::test]
@@ -326,19 +306,11 @@ async fn invalid_grant_falls_back_to_the_password_grant() {
         .refresh_token("rt-seed")
         .build()
         .unwrap();
-    assert_eq!(
-        aerion.token().await.unwrap().secret().expose_secret(),
-        "at-password"
-    );
+    assert_eq!(token_text(&aerion).await, "at-password");
     // The password grant's refresh token is the one used next.
     clock.advance(HOUR);
-    assert_eq!(
-        aerion.token().await.unwrap().secret().expose_secret(),
-        "at-next"
-    );
-    refresh.assert_async().await;
-    password.assert_async().await;
-    next.assert_async().await;
+    assert_eq!(token_text(&aerion).await, "at-next");
+    assert_mocks(&[&refresh, &password, &next]).await;
 }
 
 #[tokio::test]
@@ -357,10 +329,7 @@ async fn a_refused_refresh_with_no_password_asks_the_user_to_sign_in_again() {
         .create_async()
         .await;
 
-    let aerion = builder(&server, &fixed_clock())
-        .refresh_token("rt-sso")
-        .build()
-        .unwrap();
+    let aerion = refresh_aerion(&server, "rt-sso");
     let err = aerion.token().await.unwrap_err();
     assert!(err.needs_user_action(), "{err:?}");
     let msg = err.to_string();
@@ -374,8 +343,7 @@ async fn a_refused_refresh_with_no_password_asks_the_user_to_sign_in_again() {
     assert!(!err.is_transient());
     // The cache holds the failure briefly instead of asking again at once.
     assert!(aerion.token().await.unwrap_err().needs_user_action());
-    refresh.assert_async().await;
-    password.assert_async().await;
+    assert_mocks(&[&refresh, &password]).await;
 }
 
 #[tokio::test]
@@ -394,19 +362,10 @@ async fn oauth_error_shape_becomes_a_rejection_with_the_providers_words() {
         .build()
         .unwrap();
     let err = aerion.token().await.unwrap_err();
-    match &err {
-        Error::Rejected {
-            status,
-            code,
-            description,
-            ..
-        } => {
-            assert_eq!(*status, Some(401));
-            assert_eq!(code.as_deref(), Some("invalid_grant"));
-            assert_eq!(description.as_deref(), Some("Bad credentials"));
-        }
-        other => panic!("expected a rejection, got {other:?}"),
-    }
+    assert_eq!(
+        rejection(&err),
+        (Some(401), Some("invalid_grant"), Some("Bad credentials"))
+    );
     assert_eq!(
         err.to_string(),
         "credentials rejected (HTTP 401): invalid_grant: Bad credentials"
@@ -435,19 +394,14 @@ async fn summary_error_shape_becomes_a_rejection_and_raw_is_never_shown() {
         .build()
         .unwrap();
     let err = aerion.token().await.unwrap_err();
-    match &err {
-        Error::Rejected {
-            status,
-            code,
-            description,
-            ..
-        } => {
-            assert_eq!(*status, Some(400));
-            assert_eq!(code.as_deref(), Some("invalid_request"));
-            assert_eq!(description.as_deref(), Some("Invalid username or password"));
-        }
-        other => panic!("expected a rejection, got {other:?}"),
-    }
+    assert_eq!(
+        rejection(&err),
+        (
+            Some(400),
+            Some("invalid_request"),
+            Some("Invalid username or password")
+        )
+    );
     let shown = format!("{err} {err:?}");
     assert!(!shown.contains("RAW-PROVIDER-TEXT"), "{shown}");
     mock.assert_async().await;
@@ -456,18 +410,13 @@ async fn summary_error_shape_becomes_a_rejection_and_raw_is_never_shown() {
 #[tokio::test]
 async fn a_garbled_token_response_is_malformed_and_not_quoted() {
     let mut server = mockito::Server::new_async().await;
-    let mock = token_mock(&mut server, password_form(USERNAME, PASSWORD))
-        .with_status(200)
-        .with_header("content-type", "application/json")
-        .with_body(r#"{"access_token":"at-LEAK","token_type":"bearer","expires_in":"soon"}"#)
-        .expect(1)
-        .create_async()
-        .await;
-    let aerion = builder(&server, &fixed_clock())
-        .username(USERNAME)
-        .password(PASSWORD)
-        .build()
-        .unwrap();
+    let mock = json_reply(
+        token_mock(&mut server, password_form(USERNAME, PASSWORD)).expect(1),
+        200,
+        r#"{"access_token":"at-LEAK","token_type":"bearer","expires_in":"soon"}"#,
+    )
+    .await;
+    let aerion = password_aerion(&server);
     let err = aerion.token().await.unwrap_err();
     assert!(matches!(err, Error::Malformed { .. }), "{err:?}");
     let shown = format!("{err} {err:?}");
@@ -482,25 +431,17 @@ async fn a_garbled_token_response_is_malformed_and_not_quoted() {
 #[tokio::test]
 async fn server_errors_are_retried_then_reported_as_transient() {
     let mut server = mockito::Server::new_async().await;
-    let failing = token_mock(&mut server, password_form(USERNAME, PASSWORD))
-        .with_status(503)
-        .with_body("<html>down</html>")
-        .expect(1)
-        .create_async()
-        .await;
+    let failing = reply(
+        token_mock(&mut server, password_form(USERNAME, PASSWORD)).expect(1),
+        503,
+        "<html>down</html>",
+    )
+    .await;
     let ok = token_mock(&mut server, password_form(USERNAME, PASSWORD)).expect(1);
     let ok = issue(ok, "at-1", None).await;
-    let aerion = builder(&server, &fixed_clock())
-        .username(USERNAME)
-        .password(PASSWORD)
-        .build()
-        .unwrap();
-    assert_eq!(
-        aerion.token().await.unwrap().secret().expose_secret(),
-        "at-1"
-    );
-    failing.assert_async().await;
-    ok.assert_async().await;
+    let aerion = password_aerion(&server);
+    assert_eq!(token_text(&aerion).await, "at-1");
+    assert_mocks(&[&failing, &ok]).await;
 }
 
 #[tokio::test]
@@ -535,7 +476,7 @@ async fn look_alike_usernames_never_share_a_principal() {
             .build()
             .unwrap();
         assert_eq!(
-            aerion.token().await.unwrap().secret().expose_secret(),
+            token_text(&aerion).await,
             format!("at-{i}"),
             "{} was served another user's token",
             username.escape_default()
@@ -544,13 +485,7 @@ async fn look_alike_usernames_never_share_a_principal() {
         assert_eq!(key.parts()[3], *username);
         keys.push(key);
     }
-    let mut stored: Vec<StoreKey> = store
-        .entries()
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|(key, _)| key)
-        .collect();
+    let mut stored = stored_keys(&*store).await;
     stored.sort();
     keys.sort();
     assert_eq!(stored, keys);

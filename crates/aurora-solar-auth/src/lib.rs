@@ -177,6 +177,7 @@
 #![warn(missing_docs)]
 
 mod environment;
+mod facade;
 mod partner;
 mod sdk;
 pub mod wire;

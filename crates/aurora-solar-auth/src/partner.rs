@@ -11,14 +11,14 @@ use token_provider::TokenProvider;
 use token_provider::auth::AuthScope;
 use token_provider::http::{Repeat, Request, join_path, wrong_endpoint};
 use token_provider::{
-    AccessToken, CacheStats, CachedPrincipal, EnvVars, Error, HttpClient, KeyedCache, KeyedConfig,
-    KeyedFetch, ProviderOptions, Secret, SecretSource, StoreKey, TokenFuture, TokenState,
-    async_trait,
+    AccessToken, CachedPrincipal, EnvVars, Error, KeyedCache, KeyedConfig, KeyedFetch,
+    ProviderOptions, Secret, SecretSource, StoreKey, TokenState, async_trait,
 };
 use tracing::debug;
 use url::Url;
 
 use crate::environment::{BASE_URL_VAR, Environment, TENANT_ID_VAR, Target, env_from, required_id};
+use crate::facade::{Conn, Keyed, principal_handle};
 use crate::wire::{parse_expires_at, status_error};
 
 const APPLICATION_ID_VAR: &str = "AURORA_SOLAR_APPLICATION_ID";
@@ -52,39 +52,16 @@ const NOT_FOUND: &str = "no such application or tenant, or the application is no
 /// the next call for it fetches (or adopts the stored key, with a store).
 #[derive(Clone)]
 pub struct PartnerApp {
-    shared: Arc<AppShared>,
-    default: Option<TenantKey>,
-}
-
-struct AppShared {
-    conn: Arc<Conn>,
-    target: Target,
     /// The backend flow's tenants, each with its temporary key.
-    tenants: KeyedCache<PartnerFetcher>,
+    tenants: Keyed<PartnerFetcher>,
     /// The embedded flow's providers, each on its own (never in the map, never stored).
     embedded: KeyedCache<PartnerFetcher>,
 }
 
-/// What every fetcher of one app needs to send a request. Kept apart from the tenant map so a
-/// fetcher never holds the map that holds it.
-struct Conn {
-    base: Url,
-    /// The setting `base` comes from, named when the token URL leads nowhere.
-    base_setting: &'static str,
-    application_id: String,
-    application_key: SecretSource,
-    http: HttpClient,
-}
-
 impl fmt::Debug for PartnerApp {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let tenants = self.shared.tenants.len();
-        f.debug_struct("PartnerApp")
-            .field("environment", &self.shared.target.label)
-            .field("application_id", &self.shared.conn.application_id)
-            .field("default", &self.default)
-            .field("tenants", &tenants)
-            .finish_non_exhaustive()
+        let id = ("application_id", self.application_id());
+        self.tenants.debug(f, "PartnerApp", id, "tenants")
     }
 }
 
@@ -102,17 +79,17 @@ impl PartnerApp {
 
     /// The application id.
     pub fn application_id(&self) -> &str {
-        &self.shared.conn.application_id
+        &self.tenants.fetcher().application_id
     }
 
     /// The preset environment, or `None` when a custom base URL is in use.
     pub fn environment(&self) -> Option<Environment> {
-        self.shared.target.preset
+        self.tenants.environment()
     }
 
     /// The base URL requests go to.
     pub fn base_url(&self) -> &Url {
-        &self.shared.conn.base
+        self.tenants.base_url()
     }
 
     /// Where temporary keys may be sent: the origin of the base URL (the environment's host,
@@ -129,18 +106,14 @@ impl PartnerApp {
     /// given by its trimmed id is found without a lock over the map and without allocating.
     pub fn tenant(&self, tenant_id: impl AsRef<str>) -> Result<TenantKey, Error> {
         let tenant_id = tenant_id.as_ref();
-        // Only checked (ASCII-trimmed) ids are ever inserted, so an id found as given needs no
-        // check, and one given with spaces around it is found by the slow path (trimming the id
-        // on every hit cost a tenth of the hit).
-        if let Some(cached) = self.shared.tenants.get(tenant_id) {
-            return Ok(TenantKey { cache: cached });
-        }
-        let tenant_id = required_id(TENANT_ID_VAR, Some(tenant_id))?;
-        let cache = self
-            .shared
-            .tenants
-            .get_or_insert_with(&tenant_id, Tenant::Backend);
-        Ok(TenantKey { cache })
+        // An id given with spaces around it is found by the slow path: trimming the id on every
+        // hit cost a tenth of the hit.
+        self.tenants.handle(tenant_id, || {
+            Ok((
+                required_id(TENANT_ID_VAR, Some(tenant_id))?,
+                Tenant::Backend,
+            ))
+        })
     }
 
     /// A provider for `tenant_id` whose first fetch exchanges `session_token` (embedded flow).
@@ -164,7 +137,7 @@ impl PartnerApp {
         if session_token.is_empty() {
             return Err(Error::config(SESSION_TOKEN_VAR, "is empty"));
         }
-        let cache = self.shared.embedded.detached(Tenant::Embedded(Box::new((
+        let cache = self.embedded.detached(Tenant::Embedded(Box::new((
             Arc::from(tenant_id),
             Mutex::new(Some(session_token)),
         ))));
@@ -174,23 +147,23 @@ impl PartnerApp {
     /// Drops the cached provider of `tenant_id` (handles already given out keep working on
     /// their own). Returns whether there was one. For apps serving very many tenants.
     pub fn forget_tenant(&self, tenant_id: &str) -> bool {
-        self.shared.tenants.remove(tenant_id.trim_ascii())
+        self.tenants.forget(tenant_id.trim_ascii())
     }
 
     /// How many tenants the map holds now.
     pub fn cached_tenants(&self) -> usize {
-        self.shared.tenants.len()
+        self.tenants.len()
     }
 
     /// The provider of the default tenant, if the builder was given one.
     pub fn default_tenant(&self) -> Option<&TenantKey> {
-        self.default.as_ref()
+        self.tenants.default()
     }
 }
 
 // The default tenant's temporary key; `Error::Config` naming `AURORA_SOLAR_TENANT_ID` when the
 // builder was given no tenant.
-token_provider::forward_token_provider!(PartnerApp => |this| this.default.as_ref(), or Error::config(
+token_provider::forward_token_provider!(PartnerApp => |this| this.tenants.default(), or Error::config(
     TENANT_ID_VAR,
     "is required to use the partner app as a token provider (or call `tenant(..)`)",
 ));
@@ -223,42 +196,17 @@ impl TenantKey {
     pub fn is_embedded(&self) -> bool {
         self.cache.principal().session_token().is_some()
     }
-
-    /// What [`TokenProvider::token`] answers, as [`TokenProvider::get`] does: ready at once,
-    /// with nothing allocated, when the cached token is fresh.
-    pub fn get(&self) -> TokenFuture<'_> {
-        self.cache.get()
-    }
-
-    /// The cached temporary key, if any, without fetching.
-    pub fn cached(&self) -> Option<AccessToken> {
-        self.cache.cached()
-    }
-
-    /// The tenant's counters (`hits` counts every tenant's hits: see
-    /// [`CachedPrincipal::stats`]).
-    pub fn stats(&self) -> CacheStats {
-        self.cache.stats()
-    }
 }
 
-token_provider::forward_token_provider!(TenantKey => |this| &this.cache);
-
-/// `create_token` exchanges for any tenant of one app.
+/// `create_token` exchanges for any tenant of one app. The two maps of an app (backend and
+/// embedded) each hold one, sharing the connection.
+#[derive(Debug)]
 struct PartnerFetcher {
     conn: Arc<Conn>,
-    /// The environment's label, for store keys.
-    environment: String,
+    application_id: String,
 }
 
-impl fmt::Debug for PartnerFetcher {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("PartnerFetcher")
-            .field("application_id", &self.conn.application_id)
-            .field("environment", &self.environment)
-            .finish_non_exhaustive()
-    }
-}
+principal_handle!(TenantKey for PartnerFetcher, token: "temporary key", principal: "tenant");
 
 /// One tenant of the map, or one embedded exchange. An enum rather than an id with an optional
 /// session token: the map holds thousands of tenants, and this way each costs the id alone (16
@@ -317,9 +265,9 @@ impl KeyedFetch for PartnerFetcher {
         tenant.session_token().is_none().then(|| {
             StoreKey::new(
                 "aurora-solar",
-                &self.environment,
+                self.conn.environment(),
                 tenant.id(),
-                &self.conn.application_id,
+                &self.application_id,
             )
         })
     }
@@ -335,7 +283,7 @@ impl KeyedFetch for PartnerFetcher {
         tenant: &Tenant,
         _previous: Option<&TokenState>,
     ) -> Result<TokenState, Error> {
-        let key = &self.conn.application_key;
+        let key = &self.conn.key;
         match tenant.session_token() {
             // The embedded exchange spends its session token: it is sent once, refused or not.
             Some(_) => self.exchange(tenant, key.current()).await,
@@ -356,10 +304,10 @@ impl PartnerFetcher {
     ) -> Result<TokenState, Error> {
         let conn = &self.conn;
         let url = join_path(
-            &conn.base,
+            &conn.target.base,
             &[
                 "partner_applications",
-                &conn.application_id,
+                &self.application_id,
                 "tenants",
                 tenant.id(),
                 "create_token",
@@ -407,7 +355,7 @@ impl PartnerFetcher {
         };
         // A 404 or a web page: the base URL or an id in the path names nothing there.
         if let Some(error) = wrong_endpoint(
-            conn.base_setting,
+            conn.target.setting(),
             &url,
             &response,
             Some(&format!(
@@ -545,19 +493,10 @@ impl PartnerAppBuilder {
         if session_token.as_ref().is_some_and(Secret::is_empty) {
             return Err(Error::config(SESSION_TOKEN_VAR, "is empty"));
         }
-        let http = self
-            .options
-            .resolved_http_paced(Some(crate::environment::default_rate_limit()))?;
-        let conn = Arc::new(Conn {
-            base: target.base.clone(),
-            base_setting: target.setting(),
-            application_id,
-            application_key,
-            http,
-        });
+        let conn = Arc::new(Conn::new(target, application_key, &self.options)?);
         let fetcher = || PartnerFetcher {
             conn: Arc::clone(&conn),
-            environment: target.label.clone(),
+            application_id: application_id.clone(),
         };
         let cache = self.options.resolved_cache("aurora-solar");
         let keyed = self
@@ -567,22 +506,14 @@ impl PartnerAppBuilder {
         // exchanges it before it hands out any key, so it neither adopts a stored key nor
         // shares one (a garbage session token must never yield the tenant's key).
         let embedded = KeyedCache::new(fetcher(), cache.clone().without_store(), keyed.clone());
-        let tenants = KeyedCache::new(fetcher(), cache, keyed);
-        let shared = Arc::new(AppShared {
-            conn,
-            target,
-            tenants,
-            embedded,
-        });
-        let mut app = PartnerApp {
-            shared,
-            default: None,
-        };
-        app.default = match (tenant_id, session_token) {
+        let tenants = Keyed::new(KeyedCache::new(fetcher(), cache, keyed));
+        let mut app = PartnerApp { tenants, embedded };
+        let default = match (tenant_id, session_token) {
             (Some(tenant), Some(session)) => Some(app.embedded(tenant, session)?),
             (Some(tenant), None) => Some(app.tenant(tenant)?),
             (None, _) => None,
         };
+        app.tenants.set_default(default);
         Ok(app)
     }
 }

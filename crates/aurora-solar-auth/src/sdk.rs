@@ -10,14 +10,14 @@ use serde_json::Value;
 use token_provider::TokenProvider;
 use token_provider::http::{Repeat, Request, Response, join_path, wrong_endpoint};
 use token_provider::{
-    AccessToken, CacheStats, CachedPrincipal, EnvVars, Error, HttpClient, KeyedCache, KeyedConfig,
-    KeyedFetch, ProviderOptions, Secret, SecretSource, StoreKey, TokenFuture, TokenState,
-    async_trait,
+    AccessToken, CachedPrincipal, EnvVars, Error, KeyedCache, KeyedConfig, KeyedFetch,
+    ProviderOptions, Secret, SecretSource, StoreKey, TokenState, async_trait,
 };
 use tracing::debug;
 use url::Url;
 
 use crate::environment::{BASE_URL_VAR, Environment, TENANT_ID_VAR, Target, env_from, required_id};
+use crate::facade::{Conn, Keyed, principal_handle};
 use crate::wire::{jwt_expiry, status_error};
 
 const API_KEY_VAR: &str = "AURORA_SOLAR_API_KEY";
@@ -136,34 +136,13 @@ impl SdkUser {
 /// user while the first is in use); both limits are set with [`ClientSdkBuilder::keyed`].
 #[derive(Clone)]
 pub struct ClientSdk {
-    shared: Arc<SdkShared>,
-    default: Option<UserJwt>,
-}
-
-struct SdkShared {
-    conn: Arc<SdkConn>,
-    target: Target,
-    users: KeyedCache<SdkFetcher>,
-}
-
-struct SdkConn {
-    base: Url,
-    /// The setting `base` comes from, named when a URL leads nowhere.
-    base_setting: &'static str,
-    tenant_id: String,
-    api_key: SecretSource,
-    http: HttpClient,
+    users: Keyed<SdkFetcher>,
 }
 
 impl fmt::Debug for ClientSdk {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let users = self.shared.users.len();
-        f.debug_struct("ClientSdk")
-            .field("environment", &self.shared.target.label)
-            .field("tenant_id", &self.shared.conn.tenant_id)
-            .field("default", &self.default)
-            .field("users", &users)
-            .finish_non_exhaustive()
+        self.users
+            .debug(f, "ClientSdk", ("tenant_id", self.tenant_id()), "users")
     }
 }
 
@@ -181,17 +160,17 @@ impl ClientSdk {
 
     /// The tenant.
     pub fn tenant_id(&self) -> &str {
-        &self.shared.conn.tenant_id
+        &self.users.fetcher().tenant_id
     }
 
     /// The preset environment, or `None` when a custom base URL is in use.
     pub fn environment(&self) -> Option<Environment> {
-        self.shared.target.preset
+        self.users.environment()
     }
 
     /// The base URL requests go to.
     pub fn base_url(&self) -> &Url {
-        &self.shared.conn.base
+        self.users.base_url()
     }
 
     /// The cached JWT provider of `user`: one per email (ASCII letters compared without regard
@@ -203,41 +182,35 @@ impl ClientSdk {
     /// A cached user given by a trimmed email in ASCII lowercase is found without a lock over
     /// the map and without allocating.
     pub fn user(&self, user: SdkUser) -> Result<UserJwt, Error> {
-        // Only checked, trimmed, ASCII-lowercased emails are ever inserted (lowercasing one
-        // again changes nothing), so an email found as given needs no check; any other spelling
-        // is found by the slow path.
-        if let Some(cache) = self.shared.users.get(&user.email) {
-            return Ok(UserJwt { cache });
-        }
-        let user = user.normalized()?;
-        let key = email_key(&user.email);
-        let cache = self
-            .shared
-            .users
-            .get_or_insert_with(&key, |email_key| SdkPrincipal { user, email_key });
-        Ok(UserJwt { cache })
+        // The map's keys are trimmed and ASCII-lowercased (lowercasing one again changes
+        // nothing): any other spelling is found by the slow path.
+        self.users.handle(&user.email, || {
+            let user = user.normalized()?;
+            let key = email_key(&user.email);
+            Ok((key, move |email_key| SdkPrincipal { user, email_key }))
+        })
     }
 
     /// Drops the cached provider of `email` (handles already given out keep working on their
     /// own). Returns whether there was one.
     pub fn forget_user(&self, email: &str) -> bool {
-        self.shared.users.remove(&email_key(email.trim_ascii()))
+        self.users.forget(&email_key(email.trim_ascii()))
     }
 
     /// How many users the map holds now.
     pub fn cached_users(&self) -> usize {
-        self.shared.users.len()
+        self.users.len()
     }
 
     /// The provider of the default user, if the builder was given one.
     pub fn default_user(&self) -> Option<&UserJwt> {
-        self.default.as_ref()
+        self.users.default()
     }
 }
 
 // The default user's JWT; `Error::Config` naming `AURORA_SOLAR_USER_EMAIL` when the builder
 // was given no user.
-token_provider::forward_token_provider!(ClientSdk => |this| this.default.as_ref(), or Error::config(
+token_provider::forward_token_provider!(ClientSdk => |this| this.users.default(), or Error::config(
     USER_EMAIL_VAR,
     "is required to use the client sdk as a token provider (or call `user(..)`)",
 ));
@@ -264,41 +237,16 @@ impl UserJwt {
     pub fn email(&self) -> &str {
         &self.cache.principal().user.email
     }
-
-    /// What [`TokenProvider::token`] answers, as [`TokenProvider::get`] does: ready at once,
-    /// with nothing allocated, when the cached token is fresh.
-    pub fn get(&self) -> TokenFuture<'_> {
-        self.cache.get()
-    }
-
-    /// The cached JWT, if any, without fetching.
-    pub fn cached(&self) -> Option<AccessToken> {
-        self.cache.cached()
-    }
-
-    /// The user's counters (`hits` counts every user's hits: see [`CachedPrincipal::stats`]).
-    pub fn stats(&self) -> CacheStats {
-        self.cache.stats()
-    }
 }
-
-token_provider::forward_token_provider!(UserJwt => |this| &this.cache);
 
 /// Looks up (or invites) any user of one tenant and generates a JWT for them.
+#[derive(Debug)]
 struct SdkFetcher {
-    conn: Arc<SdkConn>,
-    /// The environment's label, for store keys.
-    environment: String,
+    conn: Conn,
+    tenant_id: String,
 }
 
-impl fmt::Debug for SdkFetcher {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SdkFetcher")
-            .field("tenant_id", &self.conn.tenant_id)
-            .field("environment", &self.environment)
-            .finish_non_exhaustive()
-    }
-}
+principal_handle!(UserJwt for SdkFetcher, token: "JWT", principal: "user");
 
 /// One user of the map.
 #[derive(Debug)]
@@ -308,9 +256,10 @@ struct SdkPrincipal {
     email_key: Arc<str>,
 }
 
-/// One user's fetch: the fetcher's connection, the user, and the API key it sends.
+/// One user's fetch: the fetcher's connection, its tenant, the user, and the API key it sends.
 struct UserFetch<'a> {
-    conn: &'a SdkConn,
+    conn: &'a Conn,
+    tenant_id: &'a str,
     user: &'a SdkUser,
     email_key: &'a str,
     api_key: &'a Secret,
@@ -375,9 +324,9 @@ fn id_text(id: Option<&Value>) -> Option<String> {
 
 impl UserFetch<'_> {
     fn url(&self, tail: &[&str]) -> Result<Url, Error> {
-        let mut segments = vec!["tenants", self.conn.tenant_id.as_str(), "users"];
+        let mut segments = vec!["tenants", self.tenant_id, "users"];
         segments.extend_from_slice(tail);
-        join_path(&self.conn.base, &segments)
+        join_path(&self.conn.target.base, &segments)
     }
 
     fn fail(&self, response: &Response) -> Error {
@@ -389,9 +338,12 @@ impl UserFetch<'_> {
     /// [`fail`](Self::fail)'s.
     fn check(&self, url: &Url, response: &Response) -> Result<(), Error> {
         let explanation = format!("{NOT_FOUND}: {TENANT_ID_VAR} makes the path");
-        if let Some(error) =
-            wrong_endpoint(self.conn.base_setting, url, response, Some(&explanation))
-        {
+        if let Some(error) = wrong_endpoint(
+            self.conn.target.setting(),
+            url,
+            response,
+            Some(&explanation),
+        ) {
             return Err(error);
         }
         if !response.status().is_success() {
@@ -404,7 +356,7 @@ impl UserFetch<'_> {
     /// after our own invitation, which "SDK User" accounts need not accept, or after an
     /// invitation refused because the email is taken by an account in another state).
     async fn find(&self, any_status: bool) -> Result<Option<String>, Error> {
-        debug!(tenant_id = %self.conn.tenant_id, "looking up the client sdk user");
+        debug!(tenant_id = %self.tenant_id, "looking up the client sdk user");
         let url = self.url(&[])?;
         let request = Request::get(url.clone()).bearer(self.api_key)?;
         let response = self.conn.http.execute(request).await?;
@@ -456,7 +408,7 @@ impl UserFetch<'_> {
                 user_level: SDK_USER_LEVEL,
             },
         };
-        debug!(tenant_id = %self.conn.tenant_id, "inviting the client sdk user");
+        debug!(tenant_id = %self.tenant_id, "inviting the client sdk user");
         // An invitation creates an account: not sent twice. A later fetch finds the account.
         let request = Request::post(self.url(&["invite"])?, Repeat::Once)
             .bearer(self.api_key)?
@@ -477,7 +429,7 @@ impl UserFetch<'_> {
     }
 
     async fn generate(&self, user_id: &str) -> Result<TokenState, Error> {
-        debug!(tenant_id = %self.conn.tenant_id, "generating a client sdk jwt");
+        debug!(tenant_id = %self.tenant_id, "generating a client sdk jwt");
         // `Content-Length: 0` rather than no length at all, as for `create_token`. A new JWT can
         // end the browser session holding the previous one (an SDK User has one Client SDK
         // session at a time), so a generation that may have reached Aurora is never repeated.
@@ -513,8 +465,8 @@ impl KeyedFetch for SdkFetcher {
     fn store_key(&self, principal: &SdkPrincipal) -> Option<StoreKey> {
         Some(StoreKey::new(
             "aurora-solar-sdk",
-            &self.environment,
-            &self.conn.tenant_id,
+            self.conn.environment(),
+            &self.tenant_id,
             &principal.email_key,
         ))
     }
@@ -527,10 +479,12 @@ impl KeyedFetch for SdkFetcher {
         // A refused key is read again from its file, and the user's fetch made once more with
         // a new one: nothing was looked up, invited or generated with the refused key.
         let conn = &self.conn;
-        conn.api_key
+        let tenant_id = &self.tenant_id;
+        conn.key
             .attempt(Error::is_rejected, move |api_key| async move {
                 UserFetch {
                     conn,
+                    tenant_id,
                     user: &principal.user,
                     email_key: &principal.email_key,
                     api_key: &api_key,
@@ -557,7 +511,7 @@ impl UserFetch<'_> {
                 Invited::Refused(error) => match self.find(true).await? {
                     Some(id) => {
                         debug!(
-                            tenant_id = %self.conn.tenant_id,
+                            tenant_id = %self.tenant_id,
                             "the client sdk user exists but is not active; using the account"
                         );
                         id
@@ -675,16 +629,7 @@ impl ClientSdkBuilder {
             }
             None => None,
         };
-        let http = self
-            .options
-            .resolved_http_paced(Some(crate::environment::default_rate_limit()))?;
-        let conn = Arc::new(SdkConn {
-            base: target.base.clone(),
-            base_setting: target.setting(),
-            tenant_id,
-            api_key,
-            http,
-        });
+        let conn = Conn::new(target, api_key, &self.options)?;
         let cache = self.options.resolved_cache("aurora-solar-sdk");
         // Without background refresh there is no soft window: a JWT is replaced only once it
         // has expired or was invalidated.
@@ -693,21 +638,13 @@ impl ClientSdkBuilder {
         } else {
             cache
         };
-        let fetcher = SdkFetcher {
-            conn: Arc::clone(&conn),
-            environment: target.label.clone(),
-        };
+        let fetcher = SdkFetcher { conn, tenant_id };
         let users = KeyedCache::new(fetcher, cache, self.keyed.unwrap_or_default());
-        let shared = Arc::new(SdkShared {
-            conn,
-            target,
-            users,
-        });
         let mut sdk = ClientSdk {
-            shared,
-            default: None,
+            users: Keyed::new(users),
         };
-        sdk.default = user.map(|u| sdk.user(u)).transpose()?;
+        let default = user.map(|u| sdk.user(u)).transpose()?;
+        sdk.users.set_default(default);
         Ok(sdk)
     }
 }

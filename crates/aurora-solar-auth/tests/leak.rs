@@ -11,6 +11,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use common::{SEED_EXPIRES_AT, clock, fast_http, http_client, key_body, silent_server};
 use mockito::{Matcher, Server};
+use token_provider::testing::{assert_mocks, reply};
 
 const APP_KEY: &str = "sk_sand_LEAK_application_key";
 const SESSION: &str = "LEAK_session_token_1";
@@ -59,27 +60,28 @@ async fn no_secret_in_logs_debug_or_errors() {
     let clock = clock();
 
     // Backend: success, then a refusal that echoes the key.
-    let ok = server
-        .mock(
-            "POST",
-            "/partner_applications/app-1/tenants/t1/create_token",
-        )
-        .with_body(key_body(TEMP_KEY, "2023-07-29 04:30:46 UTC"))
-        .expect(1)
-        .create_async()
-        .await;
-    let refused = server
-        .mock(
-            "POST",
-            "/partner_applications/app-1/tenants/t2/create_token",
-        )
-        .with_status(401)
-        .with_body(format!(
-            r#"{{"error":"unauthorized","message":"key {APP_KEY} revoked"}}"#
-        ))
-        .expect(1)
-        .create_async()
-        .await;
+    let ok = reply(
+        server
+            .mock(
+                "POST",
+                "/partner_applications/app-1/tenants/t1/create_token",
+            )
+            .expect(1),
+        200,
+        key_body(TEMP_KEY, "2023-07-29 04:30:46 UTC"),
+    )
+    .await;
+    let refused = reply(
+        server
+            .mock(
+                "POST",
+                "/partner_applications/app-1/tenants/t2/create_token",
+            )
+            .expect(1),
+        401,
+        format!(r#"{{"error":"unauthorized","message":"key {APP_KEY} revoked"}}"#),
+    )
+    .await;
     let builder = PartnerApp::builder()
         .base_url(server.url())
         .application_id("app-1")
@@ -98,20 +100,21 @@ async fn no_secret_in_logs_debug_or_errors() {
         "the app",
         &format!("{app:?} {:?}", app.tenant("t1").unwrap()),
     );
-    ok.assert_async().await;
-    refused.assert_async().await;
+    assert_mocks(&[&ok, &refused]).await;
 
     // Embedded: success, then the spent token refused locally.
-    let exchange = server
-        .mock(
-            "POST",
-            "/partner_applications/app-1/tenants/t3/create_token",
-        )
-        .match_query(Matcher::UrlEncoded("session_token".into(), SESSION.into()))
-        .with_body(key_body(TEMP_KEY, "2023-07-29 04:30:46 UTC"))
-        .expect(1)
-        .create_async()
-        .await;
+    let exchange = reply(
+        server
+            .mock(
+                "POST",
+                "/partner_applications/app-1/tenants/t3/create_token",
+            )
+            .match_query(Matcher::UrlEncoded("session_token".into(), SESSION.into()))
+            .expect(1),
+        200,
+        key_body(TEMP_KEY, "2023-07-29 04:30:46 UTC"),
+    )
+    .await;
     let embedded = app.embedded("t3", SESSION).unwrap();
     assert_clean("an embedded provider", &format!("{embedded:?}"));
     embedded.token().await.unwrap();
@@ -143,31 +146,32 @@ async fn no_secret_in_logs_debug_or_errors() {
     assert_error_clean(&err);
 
     // Client SDK: success through an invitation, then a refused key echoed back.
-    let list = server
-        .mock("GET", "/tenants/t1/users")
-        .with_body(r#"{"users":[]}"#)
-        .expect(2)
-        .create_async()
-        .await;
-    let invite = server
-        .mock("POST", "/tenants/t1/users/invite")
-        .with_body(r#"{"user":{"id":"u-1"}}"#)
-        .expect(1)
-        .create_async()
-        .await;
-    let generate = server
-        .mock("POST", "/tenants/t1/users/u-1/generate_token")
-        .with_body(format!(r#"{{"token":{{"jwt":"{}"}}}}"#, jwt()))
-        .expect(1)
-        .create_async()
-        .await;
-    let sdk_refused = server
-        .mock("GET", "/tenants/t2/users")
-        .with_status(403)
-        .with_body(format!(r#"{{"message":"{API_KEY} lacks Platform API"}}"#))
-        .expect(1)
-        .create_async()
-        .await;
+    let list = reply(
+        server.mock("GET", "/tenants/t1/users").expect(2),
+        200,
+        r#"{"users":[]}"#,
+    )
+    .await;
+    let invite = reply(
+        server.mock("POST", "/tenants/t1/users/invite").expect(1),
+        200,
+        r#"{"user":{"id":"u-1"}}"#,
+    )
+    .await;
+    let generate = reply(
+        server
+            .mock("POST", "/tenants/t1/users/u-1/generate_token")
+            .expect(1),
+        200,
+        format!(r#"{{"token":{{"jwt":"{}"}}}}"#, jwt()),
+    )
+    .await;
+    let sdk_refused = reply(
+        server.mock("GET", "/tenants/t2/users").expect(1),
+        403,
+        format!(r#"{{"message":"{API_KEY} lacks Platform API"}}"#),
+    )
+    .await;
     let sdk_builder = ClientSdk::builder()
         .base_url(server.url())
         .api_key(API_KEY)
@@ -206,10 +210,7 @@ async fn no_secret_in_logs_debug_or_errors() {
         .unwrap_err();
     assert!(err.is_rejected());
     assert_error_clean(&err);
-    list.assert_async().await;
-    invite.assert_async().await;
-    generate.assert_async().await;
-    sdk_refused.assert_async().await;
+    assert_mocks(&[&list, &invite, &generate, &sdk_refused]).await;
 
     // The fetches above ran on spawned tasks; their last events are written by now.
     tokio::time::sleep(Duration::from_millis(50)).await;

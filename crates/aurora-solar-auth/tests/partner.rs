@@ -7,46 +7,33 @@ use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
 
 use aurora_solar_auth::{Environment, Error, PartnerApp, PartnerAppBuilder, TokenProvider};
-use common::{SEED_EXPIRES_AT, clock, fast_http, http_client, key_body, silent_server};
+use common::{
+    APP_KEY, PATH_T1, SEED_EXPIRES_AT, app_builder, backend_mock, clock, embedded_mock, fast_http,
+    http_client, key_body, silent_server,
+};
 use mockito::{Matcher, Server, ServerGuard};
+use token_provider::testing::{assert_mocks, json_reply, lookup, reply, stored_keys, token_text};
 use token_provider::{MemoryStore, StoreKey, TokenStore};
 
-const APP_KEY: &str = "sk_sand_appkey_0001";
 const SEED_AT: &str = "2023-07-29 04:30:46 UTC";
-const PATH_T1: &str = "/partner_applications/app-1/tenants/t1/create_token";
 
 fn builder(server: &ServerGuard, clock: &token_provider::ManualClock) -> PartnerAppBuilder {
-    PartnerApp::builder()
-        .base_url(server.url())
-        .application_id("app-1")
-        .application_key(APP_KEY)
-        .http_client(http_client())
-        .clock(Arc::new(clock.clone()))
+    app_builder(server.url(), clock)
 }
 
 fn app(server: &ServerGuard, clock: &token_provider::ManualClock) -> PartnerApp {
     builder(server, clock).build().unwrap()
 }
 
-/// The backend exchange: POST, the path, the application key as bearer, no query at all.
-fn backend_mock(server: &mut ServerGuard, path: &str) -> mockito::Mock {
-    server
-        .mock("POST", path)
-        .match_header("authorization", format!("Bearer {APP_KEY}").as_str())
-        .match_header("content-length", "0")
-        .match_query(Matcher::Missing)
-}
-
 #[tokio::test]
 async fn backend_exchange_sends_the_key_and_no_session_token() {
     let mut server = Server::new_async().await;
-    let mock = backend_mock(&mut server, PATH_T1)
-        .with_status(200)
-        .with_header("content-type", "application/json")
-        .with_body(key_body("tk_test_fd1cc8562360ff06b6e524aa", SEED_AT))
-        .expect(1)
-        .create_async()
-        .await;
+    let mock = json_reply(
+        backend_mock(&mut server, PATH_T1).expect(1),
+        200,
+        key_body("tk_test_fd1cc8562360ff06b6e524aa", SEED_AT),
+    )
+    .await;
     let clock = clock();
     let tenant = app(&server, &clock).tenant("t1").unwrap();
     assert!(!tenant.is_embedded());
@@ -67,13 +54,15 @@ async fn backend_exchange_sends_the_key_and_no_session_token() {
 #[tokio::test]
 async fn ids_are_path_encoded() {
     let mut server = Server::new_async().await;
-    let mock = backend_mock(
-        &mut server,
-        "/partner_applications/app-1/tenants/a%2Fb%3Fc/create_token",
+    let mock = reply(
+        backend_mock(
+            &mut server,
+            "/partner_applications/app-1/tenants/a%2Fb%3Fc/create_token",
+        )
+        .expect(1),
+        200,
+        key_body("tk-enc", SEED_AT),
     )
-    .with_body(key_body("tk-enc", SEED_AT))
-    .expect(1)
-    .create_async()
     .await;
     let clock = clock();
     let key = app(&server, &clock)
@@ -89,11 +78,12 @@ async fn ids_are_path_encoded() {
 #[tokio::test]
 async fn a_cached_key_is_served_without_a_request() {
     let mut server = Server::new_async().await;
-    let mock = backend_mock(&mut server, PATH_T1)
-        .with_body(key_body("tk-cached", SEED_AT))
-        .expect(1)
-        .create_async()
-        .await;
+    let mock = reply(
+        backend_mock(&mut server, PATH_T1).expect(1),
+        200,
+        key_body("tk-cached", SEED_AT),
+    )
+    .await;
     let clock = clock();
     let app = app(&server, &clock);
     let first = app.tenant("t1").unwrap().token().await.unwrap();
@@ -112,28 +102,30 @@ async fn a_cached_key_is_served_without_a_request() {
 #[tokio::test]
 async fn two_tenants_get_two_requests_and_two_caches() {
     let mut server = Server::new_async().await;
-    let m1 = backend_mock(&mut server, PATH_T1)
-        .with_body(key_body("tk-one", SEED_AT))
-        .expect(1)
-        .create_async()
-        .await;
-    let m2 = backend_mock(
-        &mut server,
-        "/partner_applications/app-1/tenants/t2/create_token",
+    let m1 = reply(
+        backend_mock(&mut server, PATH_T1).expect(1),
+        200,
+        key_body("tk-one", SEED_AT),
     )
-    .with_body(key_body("tk-two", SEED_AT))
-    .expect(1)
-    .create_async()
+    .await;
+    let m2 = reply(
+        backend_mock(
+            &mut server,
+            "/partner_applications/app-1/tenants/t2/create_token",
+        )
+        .expect(1),
+        200,
+        key_body("tk-two", SEED_AT),
+    )
     .await;
     let clock = clock();
     let app = app(&server, &clock);
     let (t1, t2) = (app.tenant("t1").unwrap(), app.tenant("t2").unwrap());
     for _ in 0..3 {
-        assert_eq!(t1.token().await.unwrap().secret().expose_secret(), "tk-one");
-        assert_eq!(t2.token().await.unwrap().secret().expose_secret(), "tk-two");
+        assert_eq!(token_text(&t1).await, "tk-one");
+        assert_eq!(token_text(&t2).await, "tk-two");
     }
-    m1.assert_async().await;
-    m2.assert_async().await;
+    assert_mocks(&[&m1, &m2]).await;
     assert_eq!(t1.stats().fetches, 1);
     assert_eq!(t2.stats().fetches, 1);
 }
@@ -141,28 +133,24 @@ async fn two_tenants_get_two_requests_and_two_caches() {
 #[tokio::test]
 async fn the_key_is_renewed_before_it_expires() {
     let mut server = Server::new_async().await;
-    let first = backend_mock(&mut server, PATH_T1)
-        .with_body(key_body("tk-first", SEED_AT))
-        .expect(1)
-        .create_async()
-        .await;
-    let second = backend_mock(&mut server, PATH_T1)
-        .with_body(key_body("tk-second", "2023-07-29 17:30:46 UTC"))
-        .expect(1)
-        .create_async()
-        .await;
+    let first = reply(
+        backend_mock(&mut server, PATH_T1).expect(1),
+        200,
+        key_body("tk-first", SEED_AT),
+    )
+    .await;
+    let second = reply(
+        backend_mock(&mut server, PATH_T1).expect(1),
+        200,
+        key_body("tk-second", "2023-07-29 17:30:46 UTC"),
+    )
+    .await;
     let clock = clock();
     let tenant = app(&server, &clock).tenant("t1").unwrap();
-    assert_eq!(
-        tenant.token().await.unwrap().secret().expose_secret(),
-        "tk-first"
-    );
+    assert_eq!(token_text(&tenant).await, "tk-first");
     // Two minutes before expiry: still valid, so it is served, and one refresh starts.
     clock.advance(Duration::from_secs(13 * 3600 - 120));
-    assert_eq!(
-        tenant.token().await.unwrap().secret().expose_secret(),
-        "tk-first"
-    );
+    assert_eq!(token_text(&tenant).await, "tk-first");
     let mut renewed = None;
     for _ in 0..200 {
         let cached = tenant.cached().unwrap();
@@ -177,43 +165,41 @@ async fn the_key_is_renewed_before_it_expires() {
         renewed.expires_at(),
         Some(UNIX_EPOCH + Duration::from_secs(SEED_EXPIRES_AT + 13 * 3600))
     );
-    first.assert_async().await;
-    second.assert_async().await;
+    assert_mocks(&[&first, &second]).await;
 }
 
 #[tokio::test]
 async fn an_invalidated_key_is_fetched_again() {
     let mut server = Server::new_async().await;
-    let first = backend_mock(&mut server, PATH_T1)
-        .with_body(key_body("tk-old", SEED_AT))
-        .expect(1)
-        .create_async()
-        .await;
-    let second = backend_mock(&mut server, PATH_T1)
-        .with_body(key_body("tk-new", SEED_AT))
-        .expect(1)
-        .create_async()
-        .await;
+    let first = reply(
+        backend_mock(&mut server, PATH_T1).expect(1),
+        200,
+        key_body("tk-old", SEED_AT),
+    )
+    .await;
+    let second = reply(
+        backend_mock(&mut server, PATH_T1).expect(1),
+        200,
+        key_body("tk-new", SEED_AT),
+    )
+    .await;
     let clock = clock();
     let tenant = app(&server, &clock).tenant("t1").unwrap();
     let old = tenant.token().await.unwrap();
     tenant.invalidate(&old);
-    assert_eq!(
-        tenant.token().await.unwrap().secret().expose_secret(),
-        "tk-new"
-    );
-    first.assert_async().await;
-    second.assert_async().await;
+    assert_eq!(token_text(&tenant).await, "tk-new");
+    assert_mocks(&[&first, &second]).await;
 }
 
 #[tokio::test]
 async fn rfc3339_expires_at_is_accepted() {
     let mut server = Server::new_async().await;
-    let mock = backend_mock(&mut server, PATH_T1)
-        .with_body(key_body("tk-rfc", "2023-07-29T06:30:46+02:00"))
-        .expect(1)
-        .create_async()
-        .await;
+    let mock = reply(
+        backend_mock(&mut server, PATH_T1).expect(1),
+        200,
+        key_body("tk-rfc", "2023-07-29T06:30:46+02:00"),
+    )
+    .await;
     let clock = clock();
     let key = app(&server, &clock)
         .tenant("t1")
@@ -241,11 +227,7 @@ async fn unreadable_answers_are_malformed_and_not_quoted() {
     ];
     for body in cases {
         let mut server = Server::new_async().await;
-        let mock = backend_mock(&mut server, PATH_T1)
-            .with_body(&body)
-            .expect(1)
-            .create_async()
-            .await;
+        let mock = reply(backend_mock(&mut server, PATH_T1).expect(1), 200, &body).await;
         let clock = clock();
         let err = app(&server, &clock)
             .tenant("t1")
@@ -274,12 +256,7 @@ async fn refusals_are_rejections_and_not_retried() {
     ];
     for (status, body, code, description) in cases {
         let mut server = Server::new_async().await;
-        let mock = backend_mock(&mut server, PATH_T1)
-            .with_status(status)
-            .with_body(body)
-            .expect(1)
-            .create_async()
-            .await;
+        let mock = reply(backend_mock(&mut server, PATH_T1).expect(1), status, body).await;
         let clock = clock();
         let err = app(&server, &clock)
             .tenant("t1")
@@ -325,13 +302,14 @@ async fn a_404_or_a_web_page_names_the_url_and_the_settings() {
         ),
     ] {
         let mut server = Server::new_async().await;
-        let mock = backend_mock(&mut server, PATH_T1)
-            .with_status(status)
-            .with_header("content-type", content_type)
-            .with_body(body)
-            .expect(1)
-            .create_async()
-            .await;
+        let mock = reply(
+            backend_mock(&mut server, PATH_T1)
+                .with_header("content-type", content_type)
+                .expect(1),
+            status,
+            body,
+        )
+        .await;
         let clock = clock();
         let err = app(&server, &clock)
             .tenant("t1")
@@ -363,16 +341,13 @@ async fn a_404_or_a_web_page_names_the_url_and_the_settings() {
 #[tokio::test]
 async fn server_errors_are_retried() {
     let mut server = Server::new_async().await;
-    let failing = backend_mock(&mut server, PATH_T1)
-        .with_status(503)
-        .expect(2)
-        .create_async()
-        .await;
-    let ok = backend_mock(&mut server, PATH_T1)
-        .with_body(key_body("tk-after-503", SEED_AT))
-        .expect(1)
-        .create_async()
-        .await;
+    let failing = reply(backend_mock(&mut server, PATH_T1).expect(2), 503, "").await;
+    let ok = reply(
+        backend_mock(&mut server, PATH_T1).expect(1),
+        200,
+        key_body("tk-after-503", SEED_AT),
+    )
+    .await;
     let clock = clock();
     let key = app(&server, &clock)
         .tenant("t1")
@@ -381,24 +356,26 @@ async fn server_errors_are_retried() {
         .await
         .unwrap();
     assert_eq!(key.secret().expose_secret(), "tk-after-503");
-    failing.assert_async().await;
-    ok.assert_async().await;
+    assert_mocks(&[&failing, &ok]).await;
 }
 
 #[tokio::test]
 async fn a_429_waits_for_retry_after() {
     let mut server = Server::new_async().await;
-    let limited = backend_mock(&mut server, PATH_T1)
-        .with_status(429)
-        .with_header("retry-after", "1")
-        .expect(1)
-        .create_async()
-        .await;
-    let ok = backend_mock(&mut server, PATH_T1)
-        .with_body(key_body("tk-after-429", SEED_AT))
-        .expect(1)
-        .create_async()
-        .await;
+    let limited = reply(
+        backend_mock(&mut server, PATH_T1)
+            .with_header("retry-after", "1")
+            .expect(1),
+        429,
+        "",
+    )
+    .await;
+    let ok = reply(
+        backend_mock(&mut server, PATH_T1).expect(1),
+        200,
+        key_body("tk-after-429", SEED_AT),
+    )
+    .await;
     let clock = clock();
     let started = tokio::time::Instant::now();
     let key = app(&server, &clock)
@@ -413,19 +390,20 @@ async fn a_429_waits_for_retry_after() {
         started.elapsed()
     );
     assert_eq!(key.secret().expose_secret(), "tk-after-429");
-    limited.assert_async().await;
-    ok.assert_async().await;
+    assert_mocks(&[&limited, &ok]).await;
 }
 
 #[tokio::test]
 async fn a_429_asking_too_long_a_wait_ends_as_rate_limited() {
     let mut server = Server::new_async().await;
-    let limited = backend_mock(&mut server, PATH_T1)
-        .with_status(429)
-        .with_header("retry-after", "60")
-        .expect(1)
-        .create_async()
-        .await;
+    let limited = reply(
+        backend_mock(&mut server, PATH_T1)
+            .with_header("retry-after", "60")
+            .expect(1),
+        429,
+        "",
+    )
+    .await;
     let clock = clock();
     let err = app(&server, &clock)
         .tenant("t1")
@@ -438,25 +416,15 @@ async fn a_429_asking_too_long_a_wait_ends_as_rate_limited() {
     assert_eq!(err.retry_after(), Some(Duration::from_secs(60)));
 }
 
-/// The embedded exchange: the same request plus `session_token` in the query, sent once.
-fn embedded_mock(server: &mut ServerGuard, session_token: &str) -> mockito::Mock {
-    server
-        .mock("POST", PATH_T1)
-        .match_header("authorization", format!("Bearer {APP_KEY}").as_str())
-        .match_query(Matcher::UrlEncoded(
-            "session_token".into(),
-            session_token.into(),
-        ))
-}
-
 #[tokio::test]
 async fn embedded_exchange_sends_the_session_token_in_the_query() {
     let mut server = Server::new_async().await;
-    let mock = embedded_mock(&mut server, "sess+one/=")
-        .with_body(key_body("tk-embedded", SEED_AT))
-        .expect(1)
-        .create_async()
-        .await;
+    let mock = reply(
+        embedded_mock(&mut server, "sess+one/=").expect(1),
+        200,
+        key_body("tk-embedded", SEED_AT),
+    )
+    .await;
     let clock = clock();
     let tenant = app(&server, &clock).embedded("t1", "sess+one/=").unwrap();
     assert!(tenant.is_embedded());
@@ -474,11 +442,12 @@ async fn embedded_exchange_sends_the_session_token_in_the_query() {
 #[tokio::test]
 async fn a_spent_session_token_is_refused_locally() {
     let mut server = Server::new_async().await;
-    let mock = embedded_mock(&mut server, "sess-once")
-        .with_body(key_body("tk-embedded", SEED_AT))
-        .expect(1)
-        .create_async()
-        .await;
+    let mock = reply(
+        embedded_mock(&mut server, "sess-once").expect(1),
+        200,
+        key_body("tk-embedded", SEED_AT),
+    )
+    .await;
     // Anything else reaching the server would be a second exchange.
     let stray = server
         .mock("POST", Matcher::Any)
@@ -497,19 +466,18 @@ async fn a_spent_session_token_is_refused_locally() {
         "{err}"
     );
     assert!(!err.is_transient());
-    mock.assert_async().await;
-    stray.assert_async().await;
+    assert_mocks(&[&mock, &stray]).await;
 }
 
 #[tokio::test]
 async fn a_401_to_the_exchange_asks_for_a_new_session_token_in_the_same_words() {
     let mut server = Server::new_async().await;
-    let mock = embedded_mock(&mut server, "sess-expired")
-        .with_status(401)
-        .with_body(r#"{"error":"invalid session token"}"#)
-        .expect(1)
-        .create_async()
-        .await;
+    let mock = reply(
+        embedded_mock(&mut server, "sess-expired").expect(1),
+        401,
+        r#"{"error":"invalid session token"}"#,
+    )
+    .await;
     let clock = clock();
     let tenant = app(&server, &clock).embedded("t1", "sess-expired").unwrap();
     let remote = tenant.token().await.unwrap_err();
@@ -566,11 +534,7 @@ async fn a_timed_out_exchange_is_not_retried() {
 #[tokio::test]
 async fn a_5xx_to_the_exchange_is_not_retried() {
     let mut server = Server::new_async().await;
-    let mock = embedded_mock(&mut server, "sess-5xx")
-        .with_status(503)
-        .expect(1)
-        .create_async()
-        .await;
+    let mock = reply(embedded_mock(&mut server, "sess-5xx").expect(1), 503, "").await;
     let clock = clock();
     let tenant = app(&server, &clock).embedded("t1", "sess-5xx").unwrap();
     let err = tenant.token().await.unwrap_err();
@@ -583,24 +547,25 @@ async fn a_5xx_to_the_exchange_is_not_retried() {
 #[tokio::test]
 async fn each_session_token_gets_its_own_provider() {
     let mut server = Server::new_async().await;
-    let m1 = embedded_mock(&mut server, "sess-a")
-        .with_body(key_body("tk-a", SEED_AT))
-        .expect(1)
-        .create_async()
-        .await;
-    let m2 = embedded_mock(&mut server, "sess-b")
-        .with_body(key_body("tk-b", SEED_AT))
-        .expect(1)
-        .create_async()
-        .await;
+    let m1 = reply(
+        embedded_mock(&mut server, "sess-a").expect(1),
+        200,
+        key_body("tk-a", SEED_AT),
+    )
+    .await;
+    let m2 = reply(
+        embedded_mock(&mut server, "sess-b").expect(1),
+        200,
+        key_body("tk-b", SEED_AT),
+    )
+    .await;
     let clock = clock();
     let app = app(&server, &clock);
     let a = app.embedded("t1", "sess-a").unwrap().token().await.unwrap();
     let b = app.embedded("t1", "sess-b").unwrap().token().await.unwrap();
     assert_eq!(a.secret().expose_secret(), "tk-a");
     assert_eq!(b.secret().expose_secret(), "tk-b");
-    m1.assert_async().await;
-    m2.assert_async().await;
+    assert_mocks(&[&m1, &m2]).await;
 }
 
 #[test]
@@ -702,23 +667,16 @@ fn build_errors_name_the_field() {
     );
 }
 
-fn env<'a>(vars: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
-    move |name| {
-        vars.iter()
-            .find(|(k, _)| *k == name)
-            .map(|(_, v)| (*v).to_owned())
-    }
-}
-
 #[tokio::test]
 async fn from_env_with_reads_the_documented_variables() {
     let mut server = Server::new_async().await;
     let url = server.url();
-    let backend = backend_mock(&mut server, PATH_T1)
-        .with_body(key_body("tk-env", SEED_AT))
-        .expect(1)
-        .create_async()
-        .await;
+    let backend = reply(
+        backend_mock(&mut server, PATH_T1).expect(1),
+        200,
+        key_body("tk-env", SEED_AT),
+    )
+    .await;
     let vars = [
         ("AURORA_SOLAR_BASE_URL", url.as_str()),
         ("AURORA_SOLAR_APPLICATION_ID", "app-1"),
@@ -726,7 +684,7 @@ async fn from_env_with_reads_the_documented_variables() {
         ("AURORA_SOLAR_TENANT_ID", "t1"),
         ("AURORA_SOLAR_SESSION_TOKEN", ""),
     ];
-    let app = PartnerAppBuilder::from_env_with(env(&vars))
+    let app = PartnerAppBuilder::from_env_with(lookup(&vars))
         .unwrap()
         .http_client(http_client())
         .clock(Arc::new(clock()))
@@ -740,31 +698,29 @@ async fn from_env_with_reads_the_documented_variables() {
     assert!(app.tenant("t1").unwrap().token().await.unwrap() == key);
     backend.assert_async().await;
 
-    let embedded = embedded_mock(&mut server, "sess-env")
-        .with_body(key_body("tk-env-embedded", SEED_AT))
-        .expect(1)
-        .create_async()
-        .await;
+    let embedded = reply(
+        embedded_mock(&mut server, "sess-env").expect(1),
+        200,
+        key_body("tk-env-embedded", SEED_AT),
+    )
+    .await;
     let mut with_session = vars.to_vec();
     with_session[4] = ("AURORA_SOLAR_SESSION_TOKEN", "sess-env");
-    let app = PartnerAppBuilder::from_env_with(env(&with_session))
+    let app = PartnerAppBuilder::from_env_with(lookup(&with_session))
         .unwrap()
         .http_client(http_client())
         .clock(Arc::new(clock()))
         .build()
         .unwrap();
     assert!(app.default_tenant().unwrap().is_embedded());
-    assert_eq!(
-        app.token().await.unwrap().secret().expose_secret(),
-        "tk-env-embedded"
-    );
+    assert_eq!(token_text(&app).await, "tk-env-embedded");
     embedded.assert_async().await;
 }
 
 #[test]
 fn from_env_with_names_the_missing_variable() {
     let field_of = |vars: &[(&str, &str)]| {
-        let err = PartnerAppBuilder::from_env_with(env(vars))
+        let err = PartnerAppBuilder::from_env_with(lookup(vars))
             .and_then(PartnerAppBuilder::build)
             .unwrap_err();
         match err {
@@ -778,7 +734,7 @@ fn from_env_with_names_the_missing_variable() {
         ("AURORA_SOLAR_APPLICATION_KEY", "key-1"),
         ("AURORA_SOLAR_TENANT_ID", "t1"),
     ];
-    PartnerAppBuilder::from_env_with(env(&all))
+    PartnerAppBuilder::from_env_with(lookup(&all))
         .unwrap()
         .build()
         .unwrap();
@@ -816,11 +772,12 @@ async fn without_a_default_tenant_the_app_is_not_a_provider() {
 #[tokio::test]
 async fn the_store_keeps_one_key_per_application_and_tenant() {
     let mut server = Server::new_async().await;
-    let mock = backend_mock(&mut server, PATH_T1)
-        .with_body(key_body("tk-stored", SEED_AT))
-        .expect(1)
-        .create_async()
-        .await;
+    let mock = reply(
+        backend_mock(&mut server, PATH_T1).expect(1),
+        200,
+        key_body("tk-stored", SEED_AT),
+    )
+    .await;
     let store = Arc::new(MemoryStore::new());
     let clock = clock();
     let first = builder(&server, &clock)
@@ -849,18 +806,19 @@ async fn the_store_keeps_one_key_per_application_and_tenant() {
 #[tokio::test]
 async fn an_embedded_provider_exchanges_its_session_token_whatever_the_store_holds() {
     let mut server = Server::new_async().await;
-    let backend = backend_mock(&mut server, PATH_T1)
-        .with_body(key_body("tk-stored", SEED_AT))
-        .expect(1)
-        .create_async()
-        .await;
+    let backend = reply(
+        backend_mock(&mut server, PATH_T1).expect(1),
+        200,
+        key_body("tk-stored", SEED_AT),
+    )
+    .await;
     // Aurora refuses the garbage session token.
-    let refused = embedded_mock(&mut server, "garbage-session")
-        .with_status(401)
-        .with_body(r#"{"message":"invalid session token"}"#)
-        .expect(2)
-        .create_async()
-        .await;
+    let refused = reply(
+        embedded_mock(&mut server, "garbage-session").expect(2),
+        401,
+        r#"{"message":"invalid session token"}"#,
+    )
+    .await;
     let store = Arc::new(MemoryStore::new());
     let clock = clock();
     let app = builder(&server, &clock)
@@ -881,8 +839,7 @@ async fn an_embedded_provider_exchanges_its_session_token_whatever_the_store_hol
         assert!(matches!(err, Error::UserAction { .. }), "{err:?}");
         assert!(embedded.cached().is_none());
     }
-    backend.assert_async().await;
-    refused.assert_async().await;
+    assert_mocks(&[&backend, &refused]).await;
     let stored = store.entries().await.unwrap();
     assert_eq!(stored.len(), 1, "the embedded exchange stored nothing");
 }
@@ -890,18 +847,21 @@ async fn an_embedded_provider_exchanges_its_session_token_whatever_the_store_hol
 #[tokio::test]
 async fn a_store_set_through_the_cache_config_keeps_every_tenant_apart() {
     let mut server = Server::new_async().await;
-    let t1 = backend_mock(&mut server, PATH_T1)
-        .with_body(key_body("tk-t1", SEED_AT))
-        .expect(1)
-        .create_async()
-        .await;
-    let t2 = backend_mock(
-        &mut server,
-        "/partner_applications/app-1/tenants/t2/create_token",
+    let t1 = reply(
+        backend_mock(&mut server, PATH_T1).expect(1),
+        200,
+        key_body("tk-t1", SEED_AT),
     )
-    .with_body(key_body("tk-t2", SEED_AT))
-    .expect(1)
-    .create_async()
+    .await;
+    let t2 = reply(
+        backend_mock(
+            &mut server,
+            "/partner_applications/app-1/tenants/t2/create_token",
+        )
+        .expect(1),
+        200,
+        key_body("tk-t2", SEED_AT),
+    )
     .await;
     let store = Arc::new(MemoryStore::new());
     let clock = clock();
@@ -918,14 +878,11 @@ async fn a_store_set_through_the_cache_config_keeps_every_tenant_apart() {
         "tk-t2",
         "tenant t2 was served t1's key"
     );
-    t1.assert_async().await;
-    t2.assert_async().await;
-    let tenants: Vec<_> = store
-        .entries()
+    assert_mocks(&[&t1, &t2]).await;
+    let tenants: Vec<String> = stored_keys(&*store)
         .await
-        .unwrap()
-        .into_iter()
-        .map(|(k, _)| k.parts()[2].clone())
+        .iter()
+        .map(|k| k.parts()[2].clone())
         .collect();
     assert_eq!(tenants, ["t1", "t2"]);
 }
@@ -947,11 +904,12 @@ async fn look_alike_tenant_ids_never_share_a_key() {
     let mut mocks = Vec::new();
     for (i, (_, segment)) in tenants.iter().enumerate() {
         let path = format!("/partner_applications/app-1/tenants/{segment}/create_token");
-        let mock = backend_mock(&mut server, &path)
-            .with_body(key_body(&format!("tk-{i}"), SEED_AT))
-            .expect(1)
-            .create_async()
-            .await;
+        let mock = reply(
+            backend_mock(&mut server, &path).expect(1),
+            200,
+            key_body(&format!("tk-{i}"), SEED_AT),
+        )
+        .await;
         mocks.push(mock);
     }
     let store = Arc::new(MemoryStore::new());
@@ -963,7 +921,7 @@ async fn look_alike_tenant_ids_never_share_a_key() {
     for (i, (tenant, _)) in tenants.iter().enumerate() {
         let key = app.tenant(tenant).unwrap();
         assert_eq!(
-            key.token().await.unwrap().secret().expose_secret(),
+            token_text(&key).await,
             format!("tk-{i}"),
             "{} was served another tenant's key",
             tenant.escape_default()
@@ -971,12 +929,10 @@ async fn look_alike_tenant_ids_never_share_a_key() {
         assert_eq!(key.tenant_id(), *tenant);
     }
     assert_eq!(app.cached_tenants(), tenants.len());
-    let mut stored: Vec<String> = store
-        .entries()
+    let mut stored: Vec<String> = stored_keys(&*store)
         .await
-        .unwrap()
-        .into_iter()
-        .map(|(k, _)| k.parts()[2].clone())
+        .iter()
+        .map(|k| k.parts()[2].clone())
         .collect();
     let mut want: Vec<String> = tenants.iter().map(|(t, _)| (*t).to_owned()).collect();
     stored.sort();

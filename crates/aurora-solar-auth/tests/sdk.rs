@@ -7,31 +7,19 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, UNIX_EPOCH};
 
 use aurora_solar_auth::{ClientSdk, ClientSdkBuilder, Environment, Error, SdkUser, TokenProvider};
-use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use common::{clock, http_client};
+use common::{
+    API_KEY, clock, generate_mock, http_client, invite_mock, jwt, jwt_body, list_mock, sdk_builder,
+};
 use mockito::{Matcher, Server, ServerGuard};
 use serde_json::json;
+use token_provider::testing::{assert_mocks, json_reply, lookup, reply, token_text};
 use token_provider::{ManualClock, MemoryStore, StoreKey, TokenStore};
 
-const API_KEY: &str = "sk_sand_restkey_0002";
-const USERS: &str = "/tenants/t1/users";
 /// An `exp` 12 hours after the test clock's start.
 const EXP: u64 = common::SEED_EXPIRES_AT - 3600;
 
-fn jwt(claims: serde_json::Value) -> String {
-    format!(
-        "eyJ0eXAiOiJKV1QiLCJhbGciOiJIUzI1NiJ9.{}.c2lnbmF0dXJl",
-        URL_SAFE_NO_PAD.encode(claims.to_string())
-    )
-}
-
 fn jwt_for(id: &str) -> String {
     jwt(json!({"id": id, "email": "x@example.com", "exp": EXP, "jti": "j-1"}))
-}
-
-fn token_body(jwt: &str) -> String {
-    json!({"token": {"jwt": jwt}}).to_string()
 }
 
 fn users_body(users: &[(&str, &str, &str)]) -> String {
@@ -45,60 +33,29 @@ fn users_body(users: &[(&str, &str, &str)]) -> String {
 }
 
 fn sdk(server: &ServerGuard, clock: &ManualClock) -> ClientSdk {
-    ClientSdk::builder()
-        .base_url(server.url())
-        .api_key(API_KEY)
-        .tenant_id("t1")
-        .http_client(http_client())
-        .clock(Arc::new(clock.clone()))
-        .build()
-        .unwrap()
-}
-
-fn bearer() -> String {
-    format!("Bearer {API_KEY}")
-}
-
-fn list_mock(server: &mut ServerGuard) -> mockito::Mock {
-    server
-        .mock("GET", USERS)
-        .match_header("authorization", bearer().as_str())
-        .match_query(Matcher::Missing)
-}
-
-fn generate_mock(server: &mut ServerGuard, user_id: &str) -> mockito::Mock {
-    server
-        .mock("POST", format!("{USERS}/{user_id}/generate_token").as_str())
-        .match_header("authorization", bearer().as_str())
-        .match_header("content-length", "0")
-        .match_query(Matcher::Missing)
-}
-
-fn invite_mock(server: &mut ServerGuard) -> mockito::Mock {
-    server
-        .mock("POST", format!("{USERS}/invite").as_str())
-        .match_header("authorization", bearer().as_str())
-        .match_header("content-type", "application/json")
+    sdk_builder(server.url(), clock).build().unwrap()
 }
 
 #[tokio::test]
 async fn an_active_user_is_found_by_email_ignoring_case() {
     let mut server = Server::new_async().await;
-    let list = list_mock(&mut server)
-        .with_body(users_body(&[
+    let list = reply(
+        list_mock(&mut server).expect(1),
+        200,
+        users_body(&[
             ("u-robert", "robert.johnson@example.com", "active"),
             ("u-old", "jessica.smith@example.com", "inactive"),
             ("u-jessica", "Jessica.Smith@Example.com", "active"),
-        ]))
-        .expect(1)
-        .create_async()
-        .await;
+        ]),
+    )
+    .await;
     let token = jwt_for("u-jessica");
-    let generate = generate_mock(&mut server, "u-jessica")
-        .with_body(token_body(&token))
-        .expect(1)
-        .create_async()
-        .await;
+    let generate = reply(
+        generate_mock(&mut server, "u-jessica").expect(1),
+        200,
+        jwt_body(&token),
+    )
+    .await;
     let invite = invite_mock(&mut server).expect(0).create_async().await;
     let clock = clock();
     let user = sdk(&server, &clock)
@@ -110,23 +67,18 @@ async fn an_active_user_is_found_by_email_ignoring_case() {
         got.expires_at(),
         Some(UNIX_EPOCH + Duration::from_secs(EXP))
     );
-    list.assert_async().await;
-    generate.assert_async().await;
-    invite.assert_async().await;
+    assert_mocks(&[&list, &generate, &invite]).await;
 }
 
 #[tokio::test]
 async fn a_missing_user_is_invited_as_an_sdk_user() {
     let mut server = Server::new_async().await;
-    let list = list_mock(&mut server)
-        .with_body(users_body(&[(
-            "u-robert",
-            "robert.johnson@example.com",
-            "active",
-        )]))
-        .expect(1)
-        .create_async()
-        .await;
+    let list = reply(
+        list_mock(&mut server).expect(1),
+        200,
+        users_body(&[("u-robert", "robert.johnson@example.com", "active")]),
+    )
+    .await;
     let invite = invite_mock(&mut server)
         .match_body(Matcher::Json(json!({
             "user": {
@@ -143,11 +95,12 @@ async fn a_missing_user_is_invited_as_an_sdk_user() {
         .create_async()
         .await;
     let token = jwt_for("u-new");
-    let generate = generate_mock(&mut server, "u-new")
-        .with_body(token_body(&token))
-        .expect(1)
-        .create_async()
-        .await;
+    let generate = reply(
+        generate_mock(&mut server, "u-new").expect(1),
+        200,
+        jwt_body(&token),
+    )
+    .await;
     let clock = clock();
     let user = sdk(&server, &clock)
         .user(
@@ -156,10 +109,8 @@ async fn a_missing_user_is_invited_as_an_sdk_user() {
                 .with_phone("(415) 360-9291"),
         )
         .unwrap();
-    assert_eq!(user.token().await.unwrap().secret().expose_secret(), token);
-    list.assert_async().await;
-    invite.assert_async().await;
-    generate.assert_async().await;
+    assert_eq!(token_text(&user).await, token);
+    assert_mocks(&[&list, &invite, &generate]).await;
 }
 
 #[tokio::test]
@@ -196,19 +147,18 @@ async fn without_an_id_in_the_invite_answer_the_list_is_read_again() {
         .create_async()
         .await;
     let token = jwt_for("u-fresh");
-    let generate = generate_mock(&mut server, "u-fresh")
-        .with_body(token_body(&token))
-        .expect(1)
-        .create_async()
-        .await;
+    let generate = reply(
+        generate_mock(&mut server, "u-fresh").expect(1),
+        200,
+        jwt_body(&token),
+    )
+    .await;
     let clock = clock();
     let user = sdk(&server, &clock)
         .user(SdkUser::new("new.user@example.com").with_name("New", "User"))
         .unwrap();
-    assert_eq!(user.token().await.unwrap().secret().expose_secret(), token);
-    list.assert_async().await;
-    invite.assert_async().await;
-    generate.assert_async().await;
+    assert_eq!(token_text(&user).await, token);
+    assert_mocks(&[&list, &invite, &generate]).await;
 }
 
 #[tokio::test]
@@ -224,11 +174,12 @@ async fn missing_names_stop_after_the_lookup_and_before_any_invite() {
         ),
     ] {
         let mut server = Server::new_async().await;
-        let list = list_mock(&mut server)
-            .with_body(users_body(&[("u-1", "nobody@example.com", "deactivated")]))
-            .expect(1)
-            .create_async()
-            .await;
+        let list = reply(
+            list_mock(&mut server).expect(1),
+            200,
+            users_body(&[("u-1", "nobody@example.com", "deactivated")]),
+        )
+        .await;
         let invite = invite_mock(&mut server).expect(0).create_async().await;
         let clock = clock();
         let err = sdk(&server, &clock)
@@ -241,48 +192,48 @@ async fn missing_names_stop_after_the_lookup_and_before_any_invite() {
             matches!(err, Error::Config { field: ref f, .. } if f == field),
             "{err:?}"
         );
-        list.assert_async().await;
-        invite.assert_async().await;
+        assert_mocks(&[&list, &invite]).await;
     }
 }
 
 #[tokio::test]
 async fn one_jwt_per_user_cached() {
     let mut server = Server::new_async().await;
-    let list = list_mock(&mut server)
-        .with_body(users_body(&[
+    let list = reply(
+        list_mock(&mut server).expect(2),
+        200,
+        users_body(&[
             ("u-a", "a@example.com", "active"),
             ("u-b", "b@example.com", "active"),
-        ]))
-        .expect(2)
-        .create_async()
-        .await;
+        ]),
+    )
+    .await;
     let (ta, tb) = (jwt_for("u-a"), jwt_for("u-b"));
-    let ga = generate_mock(&mut server, "u-a")
-        .with_body(token_body(&ta))
-        .expect(1)
-        .create_async()
-        .await;
-    let gb = generate_mock(&mut server, "u-b")
-        .with_body(token_body(&tb))
-        .expect(1)
-        .create_async()
-        .await;
+    let ga = reply(
+        generate_mock(&mut server, "u-a").expect(1),
+        200,
+        jwt_body(&ta),
+    )
+    .await;
+    let gb = reply(
+        generate_mock(&mut server, "u-b").expect(1),
+        200,
+        jwt_body(&tb),
+    )
+    .await;
     let clock = clock();
     let sdk = sdk(&server, &clock);
     let a = sdk.user(SdkUser::new("a@example.com")).unwrap();
     let b = sdk.user(SdkUser::new("b@example.com")).unwrap();
-    assert_eq!(a.token().await.unwrap().secret().expose_secret(), ta);
-    assert_eq!(b.token().await.unwrap().secret().expose_secret(), tb);
+    assert_eq!(token_text(&a).await, ta);
+    assert_eq!(token_text(&b).await, tb);
     clock.advance(Duration::from_secs(3600));
     // The same user under another spelling of the email is the same cache.
     let a_again = sdk.user(SdkUser::new("A@Example.COM")).unwrap();
-    assert_eq!(a_again.token().await.unwrap().secret().expose_secret(), ta);
+    assert_eq!(token_text(&a_again).await, ta);
     assert_eq!(a_again.email(), "a@example.com");
-    assert_eq!(b.token().await.unwrap().secret().expose_secret(), tb);
-    list.assert_async().await;
-    ga.assert_async().await;
-    gb.assert_async().await;
+    assert_eq!(token_text(&b).await, tb);
+    assert_mocks(&[&list, &ga, &gb]).await;
 }
 
 #[tokio::test]
@@ -294,16 +245,18 @@ async fn a_jwt_without_a_valid_exp_is_malformed() {
         "jwt-leak.%%%.sig".to_owned(),
     ] {
         let mut server = Server::new_async().await;
-        let list = list_mock(&mut server)
-            .with_body(users_body(&[("u-1", "a@example.com", "active")]))
-            .expect(1)
-            .create_async()
-            .await;
-        let generate = generate_mock(&mut server, "u-1")
-            .with_body(token_body(&bad))
-            .expect(1)
-            .create_async()
-            .await;
+        let list = reply(
+            list_mock(&mut server).expect(1),
+            200,
+            users_body(&[("u-1", "a@example.com", "active")]),
+        )
+        .await;
+        let generate = reply(
+            generate_mock(&mut server, "u-1").expect(1),
+            200,
+            jwt_body(&bad),
+        )
+        .await;
         let clock = clock();
         let err = sdk(&server, &clock)
             .user(SdkUser::new("a@example.com"))
@@ -317,8 +270,7 @@ async fn a_jwt_without_a_valid_exp_is_malformed() {
             !shown.contains("jwt-leak") && !shown.contains(&bad),
             "{shown}"
         );
-        list.assert_async().await;
-        generate.assert_async().await;
+        assert_mocks(&[&list, &generate]).await;
     }
 }
 
@@ -326,14 +278,12 @@ async fn a_jwt_without_a_valid_exp_is_malformed() {
 async fn refusals_are_rejections() {
     // The key refused at the lookup.
     let mut server = Server::new_async().await;
-    let list = list_mock(&mut server)
-        .with_status(401)
-        .with_body(format!(
-            r#"{{"error":"unauthorized","message":"bad key {API_KEY}"}}"#
-        ))
-        .expect(1)
-        .create_async()
-        .await;
+    let list = reply(
+        list_mock(&mut server).expect(1),
+        401,
+        format!(r#"{{"error":"unauthorized","message":"bad key {API_KEY}"}}"#),
+    )
+    .await;
     let clock = clock();
     let err = sdk(&server, &clock)
         .user(SdkUser::new("a@example.com"))
@@ -351,18 +301,18 @@ async fn refusals_are_rejections() {
     // Unknown tenant, and a refused token generation.
     for (list_status, generate_status) in [(404, None), (200, Some(403))] {
         let mut server = Server::new_async().await;
-        let list = list_mock(&mut server)
-            .with_status(list_status)
-            .with_body(users_body(&[("u-1", "a@example.com", "active")]))
-            .expect(1)
-            .create_async()
-            .await;
-        let generate = generate_mock(&mut server, "u-1")
-            .with_status(generate_status.unwrap_or(200))
-            .with_body(r#"{"error":{"code":"forbidden","message":"Platform API not enabled"}}"#)
-            .expect(usize::from(generate_status.is_some()))
-            .create_async()
-            .await;
+        let list = reply(
+            list_mock(&mut server).expect(1),
+            list_status,
+            users_body(&[("u-1", "a@example.com", "active")]),
+        )
+        .await;
+        let generate = reply(
+            generate_mock(&mut server, "u-1").expect(usize::from(generate_status.is_some())),
+            generate_status.unwrap_or(200),
+            r#"{"error":{"code":"forbidden","message":"Platform API not enabled"}}"#,
+        )
+        .await;
         let err = sdk(&server, &clock)
             .user(SdkUser::new("a@example.com"))
             .unwrap()
@@ -386,39 +336,40 @@ async fn refusals_are_rejections() {
             assert!(err.is_rejected(), "{err:?}");
             assert_eq!(err.status(), generate_status.map(|s| s as u16));
         }
-        list.assert_async().await;
-        generate.assert_async().await;
+        assert_mocks(&[&list, &generate]).await;
     }
 }
 
 #[tokio::test]
 async fn a_rate_limited_lookup_is_retried() {
     let mut server = Server::new_async().await;
-    let limited = list_mock(&mut server)
-        .with_status(429)
-        .with_header("retry-after", "0")
-        .expect(1)
-        .create_async()
-        .await;
-    let list = list_mock(&mut server)
-        .with_body(users_body(&[("u-1", "a@example.com", "active")]))
-        .expect(1)
-        .create_async()
-        .await;
+    let limited = reply(
+        list_mock(&mut server)
+            .with_header("retry-after", "0")
+            .expect(1),
+        429,
+        "",
+    )
+    .await;
+    let list = reply(
+        list_mock(&mut server).expect(1),
+        200,
+        users_body(&[("u-1", "a@example.com", "active")]),
+    )
+    .await;
     let token = jwt_for("u-1");
-    let generate = generate_mock(&mut server, "u-1")
-        .with_body(token_body(&token))
-        .expect(1)
-        .create_async()
-        .await;
+    let generate = reply(
+        generate_mock(&mut server, "u-1").expect(1),
+        200,
+        jwt_body(&token),
+    )
+    .await;
     let clock = clock();
     let user = sdk(&server, &clock)
         .user(SdkUser::new("a@example.com"))
         .unwrap();
-    assert_eq!(user.token().await.unwrap().secret().expose_secret(), token);
-    limited.assert_async().await;
-    list.assert_async().await;
-    generate.assert_async().await;
+    assert_eq!(token_text(&user).await, token);
+    assert_mocks(&[&limited, &list, &generate]).await;
 }
 
 #[test]
@@ -452,23 +403,11 @@ fn api_keys_of_the_other_environment_are_refused() {
         .unwrap();
 }
 
-fn env<'a>(vars: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
-    move |name| {
-        vars.iter()
-            .find(|(k, _)| *k == name)
-            .map(|(_, v)| (*v).to_owned())
-    }
-}
-
 #[tokio::test]
 async fn from_env_with_makes_the_sdk_a_provider_for_the_user() {
     let mut server = Server::new_async().await;
     let url = server.url();
-    let list = list_mock(&mut server)
-        .with_body(users_body(&[]))
-        .expect(1)
-        .create_async()
-        .await;
+    let list = reply(list_mock(&mut server).expect(1), 200, users_body(&[])).await;
     let invite = invite_mock(&mut server)
         .match_body(Matcher::PartialJson(json!({
             "user": {"first_name": "Env", "last_name": "User", "email": "env@example.com", "user_level": "SDK User"}
@@ -478,11 +417,12 @@ async fn from_env_with_makes_the_sdk_a_provider_for_the_user() {
         .create_async()
         .await;
     let token = jwt_for("42");
-    let generate = generate_mock(&mut server, "42")
-        .with_body(token_body(&token))
-        .expect(1)
-        .create_async()
-        .await;
+    let generate = reply(
+        generate_mock(&mut server, "42").expect(1),
+        200,
+        jwt_body(&token),
+    )
+    .await;
     let vars = [
         ("AURORA_SOLAR_ENV", "sandbox"),
         ("AURORA_SOLAR_BASE_URL", url.as_str()),
@@ -492,7 +432,7 @@ async fn from_env_with_makes_the_sdk_a_provider_for_the_user() {
         ("AURORA_SOLAR_USER_FIRST_NAME", "Env"),
         ("AURORA_SOLAR_USER_LAST_NAME", "User"),
     ];
-    let sdk = ClientSdkBuilder::from_env_with(env(&vars))
+    let sdk = ClientSdkBuilder::from_env_with(lookup(&vars))
         .unwrap()
         .http_client(http_client())
         .clock(Arc::new(clock()))
@@ -504,9 +444,7 @@ async fn from_env_with_makes_the_sdk_a_provider_for_the_user() {
     assert_eq!(got.secret().expose_secret(), token);
     // Cached: the same JWT again, no request.
     assert_eq!(sdk.token().await.unwrap(), got);
-    list.assert_async().await;
-    invite.assert_async().await;
-    generate.assert_async().await;
+    assert_mocks(&[&list, &invite, &generate]).await;
 
     // Each required variable, missing or blank, is named.
     let required = [
@@ -516,7 +454,7 @@ async fn from_env_with_makes_the_sdk_a_provider_for_the_user() {
     ];
     for name in required {
         let vars: Vec<_> = vars.iter().copied().filter(|(k, _)| *k != name).collect();
-        let err = ClientSdkBuilder::from_env_with(env(&vars))
+        let err = ClientSdkBuilder::from_env_with(lookup(&vars))
             .and_then(ClientSdkBuilder::build)
             .unwrap_err();
         assert!(
@@ -529,7 +467,7 @@ async fn from_env_with_makes_the_sdk_a_provider_for_the_user() {
         .copied()
         .filter(|(k, _)| !k.starts_with("AURORA_SOLAR_ENV") && *k != "AURORA_SOLAR_BASE_URL")
         .collect();
-    let err = ClientSdkBuilder::from_env_with(env(&no_place))
+    let err = ClientSdkBuilder::from_env_with(lookup(&no_place))
         .and_then(ClientSdkBuilder::build)
         .unwrap_err();
     assert!(
@@ -538,7 +476,7 @@ async fn from_env_with_makes_the_sdk_a_provider_for_the_user() {
     );
     let mut bad_email = vars.to_vec();
     bad_email[4].1 = "not-an-address";
-    let err = ClientSdkBuilder::from_env_with(env(&bad_email))
+    let err = ClientSdkBuilder::from_env_with(lookup(&bad_email))
         .and_then(ClientSdkBuilder::build)
         .unwrap_err();
     assert!(
@@ -566,17 +504,19 @@ async fn without_a_default_user_the_sdk_is_not_a_provider() {
 #[tokio::test]
 async fn the_store_key_names_tenant_and_lowercased_email() {
     let mut server = Server::new_async().await;
-    let list = list_mock(&mut server)
-        .with_body(users_body(&[("u-1", "Mixed@Example.com", "active")]))
-        .expect(1)
-        .create_async()
-        .await;
+    let list = reply(
+        list_mock(&mut server).expect(1),
+        200,
+        users_body(&[("u-1", "Mixed@Example.com", "active")]),
+    )
+    .await;
     let token = jwt_for("u-1");
-    let generate = generate_mock(&mut server, "u-1")
-        .with_body(token_body(&token))
-        .expect(1)
-        .create_async()
-        .await;
+    let generate = reply(
+        generate_mock(&mut server, "u-1").expect(1),
+        200,
+        jwt_body(&token),
+    )
+    .await;
     let store = Arc::new(MemoryStore::new());
     let clock = clock();
     let sdk = ClientSdk::builder()
@@ -604,33 +544,35 @@ async fn the_store_key_names_tenant_and_lowercased_email() {
         saved.map(|s| s.access_token.secret().expose_secret().to_owned()),
         Some(token)
     );
-    list.assert_async().await;
-    generate.assert_async().await;
+    assert_mocks(&[&list, &generate]).await;
 }
 
 #[tokio::test]
 async fn two_users_sharing_a_store_each_get_their_own_jwt() {
     let mut server = Server::new_async().await;
-    let list = list_mock(&mut server)
-        .with_body(users_body(&[
+    let list = reply(
+        list_mock(&mut server).expect(2),
+        200,
+        users_body(&[
             ("u-a", "a@example.com", "active"),
             ("u-b", "b@example.com", "active"),
-        ]))
-        .expect(2)
-        .create_async()
-        .await;
+        ]),
+    )
+    .await;
     let (ta, tb) = (jwt_for("u-a"), jwt_for("u-b"));
     assert_ne!(ta, tb);
-    let ga = generate_mock(&mut server, "u-a")
-        .with_body(token_body(&ta))
-        .expect(1)
-        .create_async()
-        .await;
-    let gb = generate_mock(&mut server, "u-b")
-        .with_body(token_body(&tb))
-        .expect(1)
-        .create_async()
-        .await;
+    let ga = reply(
+        generate_mock(&mut server, "u-a").expect(1),
+        200,
+        jwt_body(&ta),
+    )
+    .await;
+    let gb = reply(
+        generate_mock(&mut server, "u-b").expect(1),
+        200,
+        jwt_body(&tb),
+    )
+    .await;
     let store = Arc::new(MemoryStore::new());
     let clock = clock();
     let builder = || {
@@ -649,12 +591,8 @@ async fn two_users_sharing_a_store_each_get_their_own_jwt() {
         .unwrap();
     let a = first.user(SdkUser::new("a@example.com")).unwrap();
     let b = first.user(SdkUser::new("b@example.com")).unwrap();
-    assert_eq!(a.token().await.unwrap().secret().expose_secret(), ta);
-    assert_eq!(
-        b.token().await.unwrap().secret().expose_secret(),
-        tb,
-        "b was served a's JWT"
-    );
+    assert_eq!(token_text(&a).await, ta);
+    assert_eq!(token_text(&b).await, tb, "b was served a's JWT");
 
     let entries = store.entries().await.unwrap();
     let stored: Vec<(String, String)> = entries
@@ -685,12 +623,10 @@ async fn two_users_sharing_a_store_each_get_their_own_jwt() {
     let second = builder().store(store.clone()).build().unwrap();
     let b2 = second.user(SdkUser::new("B@example.com")).unwrap();
     let a2 = second.user(SdkUser::new("a@example.com")).unwrap();
-    assert_eq!(b2.token().await.unwrap().secret().expose_secret(), tb);
-    assert_eq!(a2.token().await.unwrap().secret().expose_secret(), ta);
+    assert_eq!(token_text(&b2).await, tb);
+    assert_eq!(token_text(&a2).await, ta);
     assert_eq!(store.entries().await.unwrap().len(), 2);
-    list.assert_async().await;
-    ga.assert_async().await;
-    gb.assert_async().await;
+    assert_mocks(&[&list, &ga, &gb]).await;
 }
 
 /// A user list that answers `first` to the first request and `later` to every other one.
@@ -744,11 +680,12 @@ async fn an_invited_user_who_never_logged_in_is_not_locked_out() {
             .create_async()
             .await;
         let token = jwt_for("u-pending");
-        let generate = generate_mock(&mut server, "u-pending")
-            .with_body(token_body(&token))
-            .expect(1)
-            .create_async()
-            .await;
+        let generate = reply(
+            generate_mock(&mut server, "u-pending").expect(1),
+            200,
+            jwt_body(&token),
+        )
+        .await;
         let clock = clock();
         let user = sdk(&server, &clock)
             .user(SdkUser::new("pending.user@example.com").with_name("Pending", "User"))
@@ -762,9 +699,7 @@ async fn an_invited_user_who_never_logged_in_is_not_locked_out() {
             got.expires_at(),
             Some(UNIX_EPOCH + Duration::from_secs(EXP))
         );
-        list.assert_async().await;
-        invite.assert_async().await;
-        generate.assert_async().await;
+        assert_mocks(&[&list, &invite, &generate]).await;
     }
 }
 
@@ -774,15 +709,12 @@ async fn a_refused_invitation_with_no_such_account_is_returned() {
     // no token is generated.
     let mut server = Server::new_async().await;
     let list = list_in_turn(&mut server, users_body(&[]), users_body(&[]), 2).await;
-    let invite = invite_mock(&mut server)
-        .with_status(422)
-        .with_header("content-type", "application/json")
-        .with_body(format!(
-            r#"{{"error":"Email is invalid for key {API_KEY}"}}"#
-        ))
-        .expect(1)
-        .create_async()
-        .await;
+    let invite = json_reply(
+        invite_mock(&mut server).expect(1),
+        422,
+        format!(r#"{{"error":"Email is invalid for key {API_KEY}"}}"#),
+    )
+    .await;
     let generate = server
         .mock("POST", Matcher::Regex("generate_token".into()))
         .expect(0)
@@ -802,9 +734,7 @@ async fn a_refused_invitation_with_no_such_account_is_returned() {
     // The API key the server echoed is cut out of the provider's words.
     assert_eq!(code.as_deref(), Some("Email is invalid for key [redacted]"));
     assert!(!format!("{err} {err:?}").contains(API_KEY));
-    list.assert_async().await;
-    invite.assert_async().await;
-    generate.assert_async().await;
+    assert_mocks(&[&list, &invite, &generate]).await;
 }
 
 #[tokio::test]
@@ -814,13 +744,12 @@ async fn a_deactivated_account_is_never_issued_a_token() {
     let mut server = Server::new_async().await;
     let users = users_body(&[("u-9", "gone@example.com", "deactivated")]);
     let list = list_in_turn(&mut server, users.clone(), users, 2).await;
-    let invite = invite_mock(&mut server)
-        .with_status(409)
-        .with_header("content-type", "application/json")
-        .with_body(r#"{"error":"Email has already been taken"}"#)
-        .expect(1)
-        .create_async()
-        .await;
+    let invite = json_reply(
+        invite_mock(&mut server).expect(1),
+        409,
+        r#"{"error":"Email has already been taken"}"#,
+    )
+    .await;
     let generate = server
         .mock("POST", Matcher::Regex("generate_token".into()))
         .expect(0)
@@ -843,9 +772,7 @@ async fn a_deactivated_account_is_never_issued_a_token() {
         ),
         "{err:?}"
     );
-    list.assert_async().await;
-    invite.assert_async().await;
-    generate.assert_async().await;
+    assert_mocks(&[&list, &invite, &generate]).await;
 }
 
 /// Spellings that Unicode case mapping, case folding or compatibility normalisation would turn
@@ -876,19 +803,21 @@ async fn look_alike_emails_never_share_a_principal() {
         .zip(&ids)
         .map(|(email, id)| (id.as_str(), *email, "active"))
         .collect();
-    let list = list_mock(&mut server)
-        .with_body(users_body(&listed))
-        .expect(emails.len())
-        .create_async()
-        .await;
+    let list = reply(
+        list_mock(&mut server).expect(emails.len()),
+        200,
+        users_body(&listed),
+    )
+    .await;
     let invite = invite_mock(&mut server).expect(0).create_async().await;
     let mut generated = Vec::new();
     for id in &ids {
-        let mock = generate_mock(&mut server, id)
-            .with_body(token_body(&jwt_for(id)))
-            .expect(1)
-            .create_async()
-            .await;
+        let mock = reply(
+            generate_mock(&mut server, id).expect(1),
+            200,
+            jwt_body(&jwt_for(id)),
+        )
+        .await;
         generated.push(mock);
     }
     let store = Arc::new(MemoryStore::new());
@@ -917,10 +846,7 @@ async fn look_alike_emails_never_share_a_principal() {
     assert_eq!(sdk.cached_users(), emails.len());
     // ASCII case alone is folded: the same account, no request.
     let kim = sdk.user(SdkUser::new("KIM@Example.com")).unwrap();
-    assert_eq!(
-        kim.token().await.unwrap().secret().expose_secret(),
-        jwt_for("u-0")
-    );
+    assert_eq!(token_text(&kim).await, jwt_for("u-0"));
     assert_eq!(sdk.cached_users(), emails.len());
     // A no-break space is not trimmed: the email is refused, never taken for Kim's.
     for spaced in ["kim@example.com\u{A0}", "\u{A0}kim@example.com"] {
@@ -951,8 +877,7 @@ async fn look_alike_emails_never_share_a_principal() {
     stored.sort();
     want.sort();
     assert_eq!(stored, want);
-    list.assert_async().await;
-    invite.assert_async().await;
+    assert_mocks(&[&list, &invite]).await;
     for mock in generated {
         mock.assert_async().await;
     }
@@ -985,16 +910,18 @@ async fn an_account_whose_email_only_looks_alike_is_never_used() {
             .expect(1)
             .create_async()
             .await;
-        let as_kim = generate_mock(&mut server, "u-kim")
-            .with_body(token_body(&jwt_for("u-kim")))
-            .expect(0)
-            .create_async()
-            .await;
-        let as_kelvin = generate_mock(&mut server, "u-kelvin")
-            .with_body(token_body(&jwt_for("u-kelvin")))
-            .expect(usize::from(status == 201))
-            .create_async()
-            .await;
+        let as_kim = reply(
+            generate_mock(&mut server, "u-kim").expect(0),
+            200,
+            jwt_body(&jwt_for("u-kim")),
+        )
+        .await;
+        let as_kelvin = reply(
+            generate_mock(&mut server, "u-kelvin").expect(usize::from(status == 201)),
+            200,
+            jwt_body(&jwt_for("u-kelvin")),
+        )
+        .await;
         let clock = clock();
         let got = sdk(&server, &clock)
             .user(SdkUser::new("\u{212A}im@example.com").with_name("Kelvin", "Sign"))
@@ -1014,9 +941,6 @@ async fn an_account_whose_email_only_looks_alike_is_never_used() {
                 "{got:?}"
             ),
         }
-        list.assert_async().await;
-        invite.assert_async().await;
-        as_kim.assert_async().await;
-        as_kelvin.assert_async().await;
+        assert_mocks(&[&list, &invite, &as_kim, &as_kelvin]).await;
     }
 }

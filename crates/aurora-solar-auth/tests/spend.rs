@@ -4,16 +4,16 @@
 
 mod common;
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use aurora_solar_auth::{ClientSdk, Error, PartnerApp, SdkUser, TokenProvider};
-use common::{clock, http_client};
+use common::{
+    API_KEY, APP_KEY, app_builder, clock, generate_mock, http_client, jwt, jwt_body, list_mock,
+    sdk_builder,
+};
 use mockito::Server;
 use serde_json::json;
-
-const APP_KEY: &str = "sk_sand_appkey_0001";
-const API_KEY: &str = "sk_sand_restkey_0002";
+use token_provider::testing::{reply, token_text};
 
 /// A loopback port nothing listens on: a connection to it is refused before a byte leaves.
 fn closed_port_url() -> String {
@@ -27,14 +27,7 @@ fn closed_port_url() -> String {
 #[tokio::test]
 async fn a_session_token_that_never_reached_aurora_is_not_spent() {
     let clock = clock();
-    let app = PartnerApp::builder()
-        .base_url(closed_port_url())
-        .application_id("app-1")
-        .application_key(APP_KEY)
-        .http_client(http_client())
-        .clock(Arc::new(clock.clone()))
-        .build()
-        .unwrap();
+    let app = app_builder(closed_port_url(), &clock).build().unwrap();
     let tenant = app.embedded("t1", "sess-unsent").unwrap();
     let err = tenant.token().await.unwrap_err();
     assert!(matches!(err, Error::Transport { .. }), "{err:?}");
@@ -49,35 +42,17 @@ async fn a_session_token_that_never_reached_aurora_is_not_spent() {
 
 /// The tenant's user list: one active user, `u-1`.
 async fn users_mock(server: &mut mockito::ServerGuard) -> mockito::Mock {
-    server
-        .mock("GET", "/tenants/t1/users")
-        .with_body(
-            json!({"users": [{"id": "u-1", "email": "a@example.com", "account_status": "active"}]})
-                .to_string(),
-        )
-        .create_async()
-        .await
+    let users =
+        json!({"users": [{"id": "u-1", "email": "a@example.com", "account_status": "active"}]});
+    reply(list_mock(server), 200, users.to_string()).await
 }
 
 #[tokio::test]
 async fn generate_token_is_not_repeated_after_a_5xx() {
     let mut server = Server::new_async().await;
     let _list = users_mock(&mut server).await;
-    let generate = server
-        .mock("POST", "/tenants/t1/users/u-1/generate_token")
-        .match_header("authorization", format!("Bearer {API_KEY}").as_str())
-        .with_status(503)
-        .expect(1)
-        .create_async()
-        .await;
-    let sdk = ClientSdk::builder()
-        .base_url(server.url())
-        .api_key(API_KEY)
-        .tenant_id("t1")
-        .http_client(http_client())
-        .clock(Arc::new(clock()))
-        .build()
-        .unwrap();
+    let generate = reply(generate_mock(&mut server, "u-1").expect(1), 503, "").await;
+    let sdk = sdk_builder(server.url(), &clock()).build().unwrap();
     let err = sdk
         .user(SdkUser::new("a@example.com"))
         .unwrap()
@@ -138,48 +113,36 @@ async fn dot_ids_are_refused_before_anything_is_sent() {
 
 #[tokio::test]
 async fn without_background_refresh_a_jwt_is_replaced_only_once_expired() {
-    use base64::Engine as _;
     let exp = common::SEED_EXPIRES_AT - 3600;
-    let jwt = |n: u32| {
-        let claims = json!({"id": "u-1", "exp": exp + u64::from(n) * 43_200});
-        format!(
-            "eyJhbGciOiJIUzI1NiJ9.{}.c2ln",
-            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(claims.to_string())
-        )
-    };
+    let jwt = |n: u32| jwt(json!({"id": "u-1", "exp": exp + u64::from(n) * 43_200}));
     let mut server = Server::new_async().await;
     let _list = users_mock(&mut server).await;
-    let first = server
-        .mock("POST", "/tenants/t1/users/u-1/generate_token")
-        .with_body(json!({"token": {"jwt": jwt(0)}}).to_string())
-        .expect(1)
-        .create_async()
-        .await;
+    let first = reply(
+        generate_mock(&mut server, "u-1").expect(1),
+        200,
+        jwt_body(&jwt(0)),
+    )
+    .await;
     let clock = clock();
-    let sdk = ClientSdk::builder()
-        .base_url(server.url())
-        .api_key(API_KEY)
-        .tenant_id("t1")
-        .http_client(http_client())
-        .clock(Arc::new(clock.clone()))
+    let sdk = sdk_builder(server.url(), &clock)
         .background_refresh(false)
         .build()
         .unwrap();
     let user = sdk.user(SdkUser::new("a@example.com")).unwrap();
-    assert_eq!(user.token().await.unwrap().secret().expose_secret(), jwt(0));
+    assert_eq!(token_text(&user).await, jwt(0));
     // A minute before expiry: still the same JWT, and no background generation.
     clock.set(std::time::UNIX_EPOCH + Duration::from_secs(exp - 60));
-    assert_eq!(user.token().await.unwrap().secret().expose_secret(), jwt(0));
+    assert_eq!(token_text(&user).await, jwt(0));
     tokio::time::sleep(Duration::from_millis(100)).await;
     first.assert_async().await;
     // Expired: now a new one.
-    let second = server
-        .mock("POST", "/tenants/t1/users/u-1/generate_token")
-        .with_body(json!({"token": {"jwt": jwt(1)}}).to_string())
-        .expect(1)
-        .create_async()
-        .await;
+    let second = reply(
+        generate_mock(&mut server, "u-1").expect(1),
+        200,
+        jwt_body(&jwt(1)),
+    )
+    .await;
     clock.set(std::time::UNIX_EPOCH + Duration::from_secs(exp + 1));
-    assert_eq!(user.token().await.unwrap().secret().expose_secret(), jwt(1));
+    assert_eq!(token_text(&user).await, jwt(1));
     second.assert_async().await;
 }

@@ -7,6 +7,7 @@ mod common;
 use common::*;
 use mockito::Matcher;
 use token_provider::TokenProvider;
+use token_provider::testing::{bearer_mock, reply};
 
 #[tokio::test]
 async fn no_secret_or_token_is_ever_logged() {
@@ -31,18 +32,18 @@ async fn no_secret_or_token_is_ever_logged() {
         1,
     )
     .await;
-    let _refused = server
-        .mock("GET", "/Accounts")
-        .match_header("authorization", "Bearer at-log-secret-1")
-        .with_status(401)
-        .create_async()
-        .await;
-    let _ok = server
-        .mock("GET", "/Accounts")
-        .match_header("authorization", "Bearer at-log-secret-2")
-        .with_status(200)
-        .create_async()
-        .await;
+    let _refused = reply(
+        bearer_mock(&mut server, "GET", "/Accounts", "at-log-secret-1"),
+        401,
+        "",
+    )
+    .await;
+    let _ok = reply(
+        bearer_mock(&mut server, "GET", "/Accounts", "at-log-secret-2"),
+        200,
+        "",
+    )
+    .await;
     let aurora = builder(&server).api_base(server.url()).build().unwrap();
     let url = aurora.api_base().join("Accounts").unwrap();
     let response = aurora.send(|c| c.get(url.clone())).await.unwrap();
@@ -64,12 +65,14 @@ async fn no_secret_or_token_is_ever_logged() {
 
     let mut limited = mockito::Server::new_async().await;
     let _ = mock_discovery(&mut limited, 1).await;
-    let _rate_limited = limited
-        .mock("POST", "/oauth/token")
-        .with_status(429)
-        .with_header("retry-after", "0")
-        .create_async()
-        .await;
+    let _rate_limited = reply(
+        limited
+            .mock("POST", "/oauth/token")
+            .with_header("retry-after", "0"),
+        429,
+        "",
+    )
+    .await;
     let e2 = builder(&limited)
         .build()
         .unwrap()

@@ -6,6 +6,7 @@ use aurora_uk_auth::AuroraUk;
 use common::*;
 use mockito::{Matcher, ServerGuard};
 use token_provider::Error;
+use token_provider::testing::{assert_mocks, bearer_mock, reply};
 
 /// A provider whose API base is the mock server too.
 async fn provider(server: &mut ServerGuard) -> AuroraUk {
@@ -29,15 +30,16 @@ async fn send_attaches_the_cached_token_as_a_bearer() {
         1,
     )
     .await;
-    let api = server
-        .mock("GET", "/Accounts")
-        .match_query(Matcher::UrlEncoded("orderBy".into(), "id asc".into()))
-        .match_header("authorization", "Bearer at-api-1")
-        .with_status(200)
-        .with_body("[]")
-        .expect(2)
-        .create_async()
-        .await;
+    let api = reply(
+        server
+            .mock("GET", "/Accounts")
+            .match_query(Matcher::UrlEncoded("orderBy".into(), "id asc".into()))
+            .match_header("authorization", "Bearer at-api-1")
+            .expect(2),
+        200,
+        "[]",
+    )
+    .await;
     let aurora = builder(&server).api_base(server.url()).build().unwrap();
     let mut url = accounts(&aurora);
     url.query_pairs_mut().append_pair("orderBy", "id asc");
@@ -46,9 +48,7 @@ async fn send_attaches_the_cached_token_as_a_bearer() {
         assert_eq!(response.status(), 200);
         assert_eq!(response.text().await.unwrap(), "[]");
     }
-    api.assert_async().await;
-    token.assert_async().await;
-    discovery.assert_async().await;
+    assert_mocks(&[&api, &token, &discovery]).await;
 }
 
 #[tokio::test]
@@ -71,29 +71,23 @@ async fn a_401_invalidates_that_token_and_retries_once_with_a_new_one() {
         1,
     )
     .await;
-    let refused = server
-        .mock("GET", "/Accounts")
-        .match_header("authorization", "Bearer at-stale")
-        .with_status(401)
-        .expect(1)
-        .create_async()
-        .await;
-    let accepted = server
-        .mock("GET", "/Accounts")
-        .match_header("authorization", "Bearer at-fresh")
-        .with_status(200)
-        .with_body("[]")
-        .expect(1)
-        .create_async()
-        .await;
+    let refused = reply(
+        bearer_mock(&mut server, "GET", "/Accounts", "at-stale").expect(1),
+        401,
+        "",
+    )
+    .await;
+    let accepted = reply(
+        bearer_mock(&mut server, "GET", "/Accounts", "at-fresh").expect(1),
+        200,
+        "[]",
+    )
+    .await;
 
     let url = accounts(&aurora);
     let response = aurora.send(|c| c.get(url.clone())).await.unwrap();
     assert_eq!(response.status(), 200);
-    refused.assert_async().await;
-    accepted.assert_async().await;
-    first.assert_async().await;
-    second.assert_async().await;
+    assert_mocks(&[&refused, &accepted, &first, &second]).await;
     // The new token is the cached one now.
     assert_eq!(aurora.stats().fetches, 2);
 }
@@ -110,18 +104,16 @@ async fn a_second_401_is_returned_not_retried_again() {
         2,
     )
     .await;
-    let refused = server
-        .mock("GET", "/Accounts")
-        .match_header("authorization", "Bearer at-never-ok")
-        .with_status(401)
-        .expect(2)
-        .create_async()
-        .await;
+    let refused = reply(
+        bearer_mock(&mut server, "GET", "/Accounts", "at-never-ok").expect(2),
+        401,
+        "",
+    )
+    .await;
     let url = accounts(&aurora);
     let response = aurora.send(|c| c.get(url.clone())).await.unwrap();
     assert_eq!(response.status(), 401);
-    refused.assert_async().await;
-    token.assert_async().await;
+    assert_mocks(&[&refused, &token]).await;
 }
 
 #[tokio::test]
@@ -136,17 +128,11 @@ async fn other_failures_are_not_retried() {
         1,
     )
     .await;
-    let forbidden = server
-        .mock("GET", "/Accounts")
-        .with_status(403)
-        .expect(1)
-        .create_async()
-        .await;
+    let forbidden = reply(server.mock("GET", "/Accounts").expect(1), 403, "").await;
     let url = accounts(&aurora);
     let response = aurora.send(|c| c.get(url.clone())).await.unwrap();
     assert_eq!(response.status(), 403);
-    forbidden.assert_async().await;
-    token.assert_async().await;
+    assert_mocks(&[&forbidden, &token]).await;
 }
 
 #[tokio::test]
@@ -161,14 +147,16 @@ async fn the_header_name_can_be_authentication() {
         1,
     )
     .await;
-    let api = server
-        .mock("GET", "/Accounts")
-        .match_header("authentication", "Bearer at-hdr")
-        .match_header("authorization", Matcher::Missing)
-        .with_status(200)
-        .expect(1)
-        .create_async()
-        .await;
+    let api = reply(
+        server
+            .mock("GET", "/Accounts")
+            .match_header("authentication", "Bearer at-hdr")
+            .match_header("authorization", Matcher::Missing)
+            .expect(1),
+        200,
+        "",
+    )
+    .await;
     let aurora = builder(&server)
         .api_base(server.url())
         .auth_header_name("Authentication")

@@ -4,6 +4,7 @@
 mod common;
 
 use common::*;
+use token_provider::testing::{assert_mocks, bearer_mock, json_reply, reply, token_text};
 use token_provider::{Error, TokenProvider};
 
 #[tokio::test]
@@ -47,21 +48,16 @@ async fn bearer_in_any_case_is_printed_as_bearer() {
 async fn aurora_uk_client_auth_post_sends_the_credentials_as_form_fields() {
     let mut server = mockito::Server::new_async().await;
     let (_d, _j) = mock_discovery(&mut server, 1).await;
-    let token = server
-        .mock("POST", "/oauth/token")
-        .match_header("authorization", mockito::Matcher::Missing)
-        .match_request(exact_form(&[
-            ("grant_type", "client_credentials"),
-            ("audience", AUDIENCE),
-            ("client_id", CLIENT_ID),
-            ("client_secret", CLIENT_SECRET),
-        ]))
-        .with_status(200)
-        .with_header("content-type", "application/json")
-        .with_body(token_body("at-post", 3600))
-        .expect(1)
-        .create_async()
-        .await;
+    let token = json_reply(
+        server
+            .mock("POST", "/oauth/token")
+            .match_header("authorization", mockito::Matcher::Missing)
+            .match_request(post_form(CLIENT_ID, AUDIENCE))
+            .expect(1),
+        200,
+        token_body("at-post", 3600),
+    )
+    .await;
     let issuer = issuer(&server);
     let vars = move |name: &str| {
         match name {
@@ -79,10 +75,7 @@ async fn aurora_uk_client_auth_post_sends_the_credentials_as_form_fields() {
         .http_client(http_client())
         .build()
         .unwrap();
-    assert_eq!(
-        aurora.token().await.unwrap().secret().expose_secret(),
-        "at-post"
-    );
+    assert_eq!(token_text(&aurora).await, "at-post");
     token.assert_async().await;
 
     let bad = |name: &str| match name {
@@ -108,20 +101,21 @@ async fn send_attaches_the_token_only_to_the_api_origin() {
         1,
     )
     .await;
-    let api = server
-        .mock("GET", "/api/Accounts")
-        .match_header("authorization", "Bearer at-api")
-        .with_status(200)
-        .expect(1)
-        .create_async()
-        .await;
-    let presigned = storage
-        .mock("GET", "/bucket/report.pdf")
-        .match_header("authorization", mockito::Matcher::Missing)
-        .with_status(200)
-        .expect(1)
-        .create_async()
-        .await;
+    let api = reply(
+        bearer_mock(&mut server, "GET", "/api/Accounts", "at-api").expect(1),
+        200,
+        "",
+    )
+    .await;
+    let presigned = reply(
+        storage
+            .mock("GET", "/bucket/report.pdf")
+            .match_header("authorization", mockito::Matcher::Missing)
+            .expect(1),
+        200,
+        "",
+    )
+    .await;
     let aurora = builder(&server)
         .api_base(format!("{}/api/", server.url()))
         .build()
@@ -130,6 +124,5 @@ async fn send_attaches_the_token_only_to_the_api_origin() {
     assert_eq!(aurora.send(|c| c.get(&url)).await.unwrap().status(), 200);
     let link = format!("{}/bucket/report.pdf", storage.url());
     assert_eq!(aurora.send(|c| c.get(&link)).await.unwrap().status(), 200);
-    api.assert_async().await;
-    presigned.assert_async().await;
+    assert_mocks(&[&api, &presigned]).await;
 }

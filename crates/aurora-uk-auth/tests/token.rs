@@ -8,6 +8,9 @@ use std::time::Duration;
 use aurora_uk_auth::{AuroraUk, ClientAuth, Environment, Refusal};
 use common::*;
 use mockito::Matcher;
+use token_provider::testing::{
+    assert_mocks, json_reply, lookup, rejection, reply, stored_keys, token_text,
+};
 use token_provider::{Error, MemoryStore, StoreKey, TokenProvider, TokenStore};
 
 #[tokio::test]
@@ -36,37 +39,30 @@ async fn basic_header_client_credentials_with_audience_and_no_scope() {
         format!("{}/oauth/token", server.url())
     );
     assert_eq!(aurora.discovered_at(), Some(epoch()));
-    discovery.assert_async().await;
-    jwks.assert_async().await;
-    token.assert_async().await;
+    assert_mocks(&[&discovery, &jwks, &token]).await;
 }
 
 #[tokio::test]
 async fn request_body_client_credentials_sends_id_and_secret_as_form_fields() {
     let mut server = mockito::Server::new_async().await;
     let (_discovery, _jwks) = mock_discovery(&mut server, 1).await;
-    let token = server
-        .mock("POST", "/oauth/token")
-        .match_header("authorization", Matcher::Missing)
-        .match_header("content-type", "application/x-www-form-urlencoded")
-        .match_body(Matcher::AllOf(vec![
-            Matcher::UrlEncoded("grant_type".into(), "client_credentials".into()),
-            Matcher::UrlEncoded("audience".into(), AUDIENCE.into()),
-            Matcher::UrlEncoded("client_id".into(), CLIENT_ID.into()),
-            Matcher::UrlEncoded("client_secret".into(), CLIENT_SECRET.into()),
-        ]))
-        .match_request(exact_form(&[
-            ("grant_type", "client_credentials"),
-            ("audience", AUDIENCE),
-            ("client_id", CLIENT_ID),
-            ("client_secret", CLIENT_SECRET),
-        ]))
-        .with_status(200)
-        .with_header("content-type", "application/json")
-        .with_body(token_body("at-body-1", 86400))
-        .expect(1)
-        .create_async()
-        .await;
+    let token = json_reply(
+        server
+            .mock("POST", "/oauth/token")
+            .match_header("authorization", Matcher::Missing)
+            .match_header("content-type", "application/x-www-form-urlencoded")
+            .match_body(Matcher::AllOf(vec![
+                Matcher::UrlEncoded("grant_type".into(), "client_credentials".into()),
+                Matcher::UrlEncoded("audience".into(), AUDIENCE.into()),
+                Matcher::UrlEncoded("client_id".into(), CLIENT_ID.into()),
+                Matcher::UrlEncoded("client_secret".into(), CLIENT_SECRET.into()),
+            ]))
+            .match_request(post_form(CLIENT_ID, AUDIENCE))
+            .expect(1),
+        200,
+        token_body("at-body-1", 86400),
+    )
+    .await;
 
     let aurora = builder(&server)
         .client_auth(ClientAuth::RequestBody)
@@ -83,20 +79,17 @@ async fn audience_override_is_sent_byte_for_byte() {
     let audience = "https://proxy.example/aurora api?x=1&y=é+z/";
     let mut server = mockito::Server::new_async().await;
     let (_d, _j) = mock_discovery(&mut server, 1).await;
-    let token = server
-        .mock("POST", "/oauth/token")
-        .match_header("authorization", BASIC)
-        .match_body(Matcher::UrlEncoded("audience".into(), audience.into()))
-        .match_request(exact_form(&[
-            ("grant_type", "client_credentials"),
-            ("audience", audience),
-        ]))
-        .with_status(200)
-        .with_header("content-type", "application/json")
-        .with_body(token_body("at-aud", 600))
-        .expect(1)
-        .create_async()
-        .await;
+    let token = json_reply(
+        server
+            .mock("POST", "/oauth/token")
+            .match_header("authorization", BASIC)
+            .match_body(Matcher::UrlEncoded("audience".into(), audience.into()))
+            .match_request(basic_form(audience))
+            .expect(1),
+        200,
+        token_body("at-aud", 600),
+    )
+    .await;
     let aurora = builder(&server).audience(audience).build().unwrap();
     assert_eq!(aurora.audience(), audience);
     aurora.token().await.unwrap();
@@ -109,12 +102,7 @@ async fn issuer_mismatch_is_refused_before_any_token_request() {
     // The document names the issuer without Auth0's trailing slash: not the same issuer.
     let doc_issuer = server.url();
     let (discovery, _jwks) = mock_discovery_with(&mut server, 1, &doc_issuer, "/oauth/token").await;
-    let token = server
-        .mock("POST", Matcher::Any)
-        .with_status(200)
-        .expect(0)
-        .create_async()
-        .await;
+    let token = reply(server.mock("POST", Matcher::Any).expect(0), 200, "").await;
 
     let aurora = builder(&server).build().unwrap();
     let err = aurora.token().await.unwrap_err();
@@ -127,8 +115,7 @@ async fn issuer_mismatch_is_refused_before_any_token_request() {
     assert!(msg.contains(&format!("`{doc_issuer}`")), "{msg}");
     assert!(msg.contains("trailing `/`"), "{msg}");
     assert_eq!(aurora.token_endpoint(), None);
-    discovery.assert_async().await;
-    token.assert_async().await;
+    assert_mocks(&[&discovery, &token]).await;
 }
 
 #[tokio::test]
@@ -140,19 +127,10 @@ async fn http_401_is_a_bad_credentials_rejection() {
 
     let aurora = builder(&server).build().unwrap();
     let err = aurora.token().await.unwrap_err();
-    match &err {
-        Error::Rejected {
-            status,
-            code,
-            description,
-            ..
-        } => {
-            assert_eq!(*status, Some(401));
-            assert_eq!(code.as_deref(), Some("access_denied"));
-            assert_eq!(description.as_deref(), Some("Unauthorized"));
-        }
-        other => panic!("expected a rejection, got {other:?}"),
-    }
+    assert_eq!(
+        rejection(&err),
+        (Some(401), Some("access_denied"), Some("Unauthorized"))
+    );
     assert_eq!(Refusal::of(&err), Some(Refusal::BadCredentials));
     assert_eq!(
         err.to_string(),
@@ -203,22 +181,17 @@ async fn refusals_without_a_description_say_what_each_status_means() {
 async fn http_429_is_retried_honouring_retry_after() {
     let mut server = mockito::Server::new_async().await;
     let (_d, _j) = mock_discovery(&mut server, 1).await;
-    let limited = server
-        .mock("POST", "/oauth/token")
-        .match_header("authorization", BASIC)
-        .match_request(exact_form(&[
-            ("grant_type", "client_credentials"),
-            ("audience", AUDIENCE),
-        ]))
-        .with_status(429)
-        .with_header("retry-after", "1")
-        .with_header("content-type", "application/json")
-        .with_body(
-            r#"{"error":"too_many_requests","error_description":"Global limit has been reached"}"#,
-        )
-        .expect(1)
-        .create_async()
-        .await;
+    let limited = json_reply(
+        server
+            .mock("POST", "/oauth/token")
+            .match_header("authorization", BASIC)
+            .match_request(basic_form(AUDIENCE))
+            .with_header("retry-after", "1")
+            .expect(1),
+        429,
+        r#"{"error":"too_many_requests","error_description":"Global limit has been reached"}"#,
+    )
+    .await;
     let ok = mock_token_basic(
         &mut server,
         "/oauth/token",
@@ -238,26 +211,24 @@ async fn http_429_is_retried_honouring_retry_after() {
         started.elapsed()
     );
     assert_eq!(t.secret().expose_secret(), "at-after-429");
-    limited.assert_async().await;
-    ok.assert_async().await;
+    assert_mocks(&[&limited, &ok]).await;
 }
 
 #[tokio::test]
 async fn http_429_past_the_retries_is_rate_limited() {
     let mut server = mockito::Server::new_async().await;
     let (_d, _j) = mock_discovery(&mut server, 1).await;
-    let limited = server
-        .mock("POST", "/oauth/token")
-        .match_header("authorization", BASIC)
-        .match_request(exact_form(&[
-            ("grant_type", "client_credentials"),
-            ("audience", AUDIENCE),
-        ]))
-        .with_status(429)
-        .with_header("retry-after", "0")
-        .expect(3)
-        .create_async()
-        .await;
+    let limited = reply(
+        server
+            .mock("POST", "/oauth/token")
+            .match_header("authorization", BASIC)
+            .match_request(basic_form(AUDIENCE))
+            .with_header("retry-after", "0")
+            .expect(3),
+        429,
+        "",
+    )
+    .await;
 
     let aurora = builder(&server).build().unwrap();
     let err = aurora.token().await.unwrap_err();
@@ -273,13 +244,15 @@ async fn http_429_past_the_retries_is_rate_limited() {
 async fn http_429_with_a_long_retry_after_ends_at_once() {
     let mut server = mockito::Server::new_async().await;
     let (_d, _j) = mock_discovery(&mut server, 1).await;
-    let limited = server
-        .mock("POST", "/oauth/token")
-        .with_status(429)
-        .with_header("retry-after", "120")
-        .expect(1)
-        .create_async()
-        .await;
+    let limited = reply(
+        server
+            .mock("POST", "/oauth/token")
+            .with_header("retry-after", "120")
+            .expect(1),
+        429,
+        "",
+    )
+    .await;
     let aurora = builder(&server).build().unwrap();
     let err = aurora.token().await.unwrap_err();
     assert_eq!(err.retry_after(), Some(Duration::from_secs(120)));
@@ -310,41 +283,17 @@ async fn discovery_is_fetched_once_for_many_tokens() {
         clock.advance(Duration::from_secs(61));
     }
     assert_eq!(aurora.stats().fetches, 5);
-    discovery.assert_async().await;
-    jwks.assert_async().await;
-    token.assert_async().await;
+    assert_mocks(&[&discovery, &jwks, &token]).await;
 }
 
 #[tokio::test]
 async fn a_moved_token_endpoint_is_rediscovered_at_most_once_per_interval() {
     let mut server = mockito::Server::new_async().await;
-    let iss = issuer(&server);
     let base = server.url();
     // First discovery: the old endpoint. Second: the new one.
-    let first = server
-        .mock("GET", "/.well-known/openid-configuration")
-        .with_status(200)
-        .with_header("content-type", "application/json")
-        .with_body(discovery_document(&iss, &base, "/oauth/token"))
-        .expect(1)
-        .create_async()
-        .await;
-    let second = server
-        .mock("GET", "/.well-known/openid-configuration")
-        .with_status(200)
-        .with_header("content-type", "application/json")
-        .with_body(discovery_document(&iss, &base, "/v2/oauth/token"))
-        .expect(1)
-        .create_async()
-        .await;
-    let jwks = server
-        .mock("GET", "/.well-known/jwks.json")
-        .with_status(200)
-        .with_header("content-type", "application/json")
-        .with_body(JWKS)
-        .expect(2)
-        .create_async()
-        .await;
+    let first = mock_document(&mut server, "/oauth/token", 1).await;
+    let second = mock_document(&mut server, "/v2/oauth/token", 1).await;
+    let jwks = mock_jwks(&mut server, 2).await;
     let old_ok = mock_token_basic(
         &mut server,
         "/oauth/token",
@@ -375,10 +324,7 @@ async fn a_moved_token_endpoint_is_rediscovered_at_most_once_per_interval() {
         .rediscovery_interval(Duration::from_secs(600))
         .build()
         .unwrap();
-    assert_eq!(
-        aurora.token().await.unwrap().secret().expose_secret(),
-        "at-old"
-    );
+    assert_eq!(token_text(&aurora).await, "at-old");
 
     // Within the interval of the first discovery: a 404 is returned, no re-discovery.
     clock.advance(Duration::from_secs(61));
@@ -387,20 +333,12 @@ async fn a_moved_token_endpoint_is_rediscovered_at_most_once_per_interval() {
 
     // After the interval: the 404 triggers one re-discovery and the new endpoint serves.
     clock.advance(Duration::from_secs(600));
-    assert_eq!(
-        aurora.token().await.unwrap().secret().expose_secret(),
-        "at-new"
-    );
+    assert_eq!(token_text(&aurora).await, "at-new");
     assert_eq!(
         aurora.token_endpoint().unwrap().as_str(),
         format!("{base}/v2/oauth/token")
     );
-    first.assert_async().await;
-    second.assert_async().await;
-    jwks.assert_async().await;
-    old_ok.assert_async().await;
-    old_gone.assert_async().await;
-    new_ok.assert_async().await;
+    assert_mocks(&[&first, &second, &jwks, &old_ok, &old_gone, &new_ok]).await;
 }
 
 #[tokio::test]
@@ -423,8 +361,7 @@ async fn a_rejection_never_triggers_rediscovery() {
     aurora.token().await.unwrap_err();
     clock.advance(Duration::from_secs(3600));
     aurora.token().await.unwrap_err();
-    discovery.assert_async().await;
-    token.assert_async().await;
+    assert_mocks(&[&discovery, &token]).await;
 }
 
 #[tokio::test]
@@ -446,30 +383,16 @@ async fn a_token_endpoint_that_refuses_connections_triggers_rediscovery() {
         "id_token_signing_alg_values_supported": ["RS256"]
     })
     .to_string();
-    let first = server
-        .mock("GET", "/.well-known/openid-configuration")
-        .with_status(200)
-        .with_header("content-type", "application/json")
-        .with_body(stale)
-        .expect(1)
-        .create_async()
-        .await;
-    let second = server
-        .mock("GET", "/.well-known/openid-configuration")
-        .with_status(200)
-        .with_header("content-type", "application/json")
-        .with_body(discovery_document(&iss, &server.url(), "/oauth/token"))
-        .expect(1)
-        .create_async()
-        .await;
-    let _jwks = server
-        .mock("GET", "/.well-known/jwks.json")
-        .with_status(200)
-        .with_header("content-type", "application/json")
-        .with_body(JWKS)
-        .expect(2)
-        .create_async()
-        .await;
+    let first = json_reply(
+        server
+            .mock("GET", "/.well-known/openid-configuration")
+            .expect(1),
+        200,
+        stale,
+    )
+    .await;
+    let second = mock_document(&mut server, "/oauth/token", 1).await;
+    let _jwks = mock_jwks(&mut server, 2).await;
     let token = mock_token_basic(
         &mut server,
         "/oauth/token",
@@ -485,21 +408,21 @@ async fn a_token_endpoint_that_refuses_connections_triggers_rediscovery() {
         .unwrap();
     let t = aurora.token().await.unwrap();
     assert_eq!(t.secret().expose_secret(), "at-moved");
-    first.assert_async().await;
-    second.assert_async().await;
-    token.assert_async().await;
+    assert_mocks(&[&first, &second, &token]).await;
 }
 
 #[tokio::test]
 async fn discovery_failures_are_clear_errors() {
     // No discovery document: malformed (a request was sent), naming the issuer and its variable.
     let mut server = mockito::Server::new_async().await;
-    let missing = server
-        .mock("GET", "/.well-known/openid-configuration")
-        .with_status(404)
-        .expect(1)
-        .create_async()
-        .await;
+    let missing = reply(
+        server
+            .mock("GET", "/.well-known/openid-configuration")
+            .expect(1),
+        404,
+        "",
+    )
+    .await;
     let aurora = builder(&server).build().unwrap();
     let err = aurora.token().await.unwrap_err();
     assert!(matches!(&err, Error::Malformed { .. }), "{err:?}");
@@ -509,13 +432,12 @@ async fn discovery_failures_are_clear_errors() {
 
     // A garbled document: malformed, the body not quoted.
     let mut server = mockito::Server::new_async().await;
-    let _garbled = server
-        .mock("GET", "/.well-known/openid-configuration")
-        .with_status(200)
-        .with_header("content-type", "application/json")
-        .with_body(r#"{"issuer": "secret-looking-value-123", "#)
-        .create_async()
-        .await;
+    let _garbled = json_reply(
+        server.mock("GET", "/.well-known/openid-configuration"),
+        200,
+        r#"{"issuer": "secret-looking-value-123", "#,
+    )
+    .await;
     let aurora = builder(&server).build().unwrap();
     let err = aurora.token().await.unwrap_err();
     assert!(matches!(err, Error::Malformed { .. }), "{err:?}");
@@ -535,20 +457,13 @@ async fn discovery_failures_are_clear_errors() {
         "subject_types_supported": ["public"],
         "id_token_signing_alg_values_supported": ["RS256"]
     });
-    let _doc = server
-        .mock("GET", "/.well-known/openid-configuration")
-        .with_status(200)
-        .with_header("content-type", "application/json")
-        .with_body(doc.to_string())
-        .create_async()
-        .await;
-    let _jwks = server
-        .mock("GET", "/.well-known/jwks.json")
-        .with_status(200)
-        .with_header("content-type", "application/json")
-        .with_body(JWKS)
-        .create_async()
-        .await;
+    let _doc = json_reply(
+        server.mock("GET", "/.well-known/openid-configuration"),
+        200,
+        doc.to_string(),
+    )
+    .await;
+    let _jwks = json_reply(server.mock("GET", "/.well-known/jwks.json"), 200, JWKS).await;
     let aurora = builder(&server).build().unwrap();
     let err = aurora.token().await.unwrap_err();
     assert!(err.to_string().contains("token_endpoint"), "{err}");
@@ -668,10 +583,7 @@ async fn dev_and_live_never_share_a_stored_token() {
     )
     .await;
     let dev = builder(&dev_server).store(store.clone()).build().unwrap();
-    assert_eq!(
-        dev.token().await.unwrap().secret().expose_secret(),
-        "at-dev"
-    );
+    assert_eq!(token_text(&dev).await, "at-dev");
     dev_token.assert_async().await;
 
     let dev_key = StoreKey::new("aurora-uk", &issuer(&dev_server), AUDIENCE, CLIENT_ID);
@@ -686,19 +598,16 @@ async fn dev_and_live_never_share_a_stored_token() {
     let mut live_server = mockito::Server::new_async().await;
     let (_d2, _j2) = mock_discovery(&mut live_server, 1).await;
     let live_audience = Environment::Live.audience();
-    let live_token = live_server
-        .mock("POST", "/oauth/token")
-        .match_header("authorization", BASIC)
-        .match_request(exact_form(&[
-            ("grant_type", "client_credentials"),
-            ("audience", live_audience),
-        ]))
-        .with_status(200)
-        .with_header("content-type", "application/json")
-        .with_body(token_body("at-live", 86400))
-        .expect(1)
-        .create_async()
-        .await;
+    let live_token = json_reply(
+        live_server
+            .mock("POST", "/oauth/token")
+            .match_header("authorization", BASIC)
+            .match_request(basic_form(live_audience))
+            .expect(1),
+        200,
+        token_body("at-live", 86400),
+    )
+    .await;
     let live = AuroraUk::builder()
         .environment(Environment::Live)
         .issuer(issuer(&live_server))
@@ -708,15 +617,9 @@ async fn dev_and_live_never_share_a_stored_token() {
         .store(store.clone())
         .build()
         .unwrap();
-    assert_eq!(
-        live.token().await.unwrap().secret().expose_secret(),
-        "at-live"
-    );
+    assert_eq!(token_text(&live).await, "at-live");
     live_token.assert_async().await;
-    assert_eq!(
-        dev.token().await.unwrap().secret().expose_secret(),
-        "at-dev"
-    );
+    assert_eq!(token_text(&dev).await, "at-dev");
 }
 
 #[test]
@@ -784,15 +687,7 @@ fn build_names_the_wrong_field() {
 
 #[test]
 fn from_env_reads_exactly_the_documented_variables() {
-    let vars = |pairs: &'static [(&'static str, &'static str)]| {
-        move |name: &str| {
-            pairs
-                .iter()
-                .find(|(k, _)| *k == name)
-                .map(|(_, v)| (*v).to_owned())
-        }
-    };
-    let aurora = aurora_uk_auth::AuroraUkBuilder::from_env_with(vars(&[
+    let aurora = aurora_uk_auth::AuroraUkBuilder::from_env_with(lookup(&[
         ("AURORA_UK_ENV", "live"),
         ("AURORA_UK_CLIENT_ID", "env-id"),
         ("AURORA_UK_CLIENT_SECRET", "env-secret"),
@@ -805,7 +700,7 @@ fn from_env_reads_exactly_the_documented_variables() {
     assert_eq!(aurora.audience(), Environment::Live.audience());
     assert_eq!(aurora.client_id(), "env-id");
 
-    let aurora = aurora_uk_auth::AuroraUkBuilder::from_env_with(vars(&[
+    let aurora = aurora_uk_auth::AuroraUkBuilder::from_env_with(lookup(&[
         ("AURORA_UK_ENV", "dev"),
         ("AURORA_UK_ISSUER", "https://proxy.example/"),
         ("AURORA_UK_AUDIENCE", "https://aud.example"),
@@ -821,7 +716,7 @@ fn from_env_reads_exactly_the_documented_variables() {
     // By the convention every builder follows, a value that cannot be held fails in
     // `from_env_with` and a missing or wrong one in `build`: either way, the variable is named.
     let err_field = |pairs: &'static [(&'static str, &'static str)]| {
-        match aurora_uk_auth::AuroraUkBuilder::from_env_with(vars(pairs))
+        match aurora_uk_auth::AuroraUkBuilder::from_env_with(lookup(pairs))
             .and_then(aurora_uk_auth::AuroraUkBuilder::build)
             .unwrap_err()
         {
@@ -878,7 +773,7 @@ fn from_env_reads_exactly_the_documented_variables() {
         ("AURORA_UK_CLIENT_SECRET", "is required")
     );
     // A blank optional override is no override.
-    let aurora = aurora_uk_auth::AuroraUkBuilder::from_env_with(vars(&[
+    let aurora = aurora_uk_auth::AuroraUkBuilder::from_env_with(lookup(&[
         ("AURORA_UK_ENV", "dev"),
         ("AURORA_UK_ISSUER", " "),
         ("AURORA_UK_AUDIENCE", " "),
@@ -964,10 +859,7 @@ async fn refresh_discovery_fetches_the_document_again_now() {
         .rediscovery_interval(Duration::from_secs(3600))
         .build()
         .unwrap();
-    assert_eq!(
-        aurora.token().await.unwrap().secret().expose_secret(),
-        "at-1"
-    );
+    assert_eq!(token_text(&aurora).await, "at-1");
     assert_eq!(aurora.discovered_at(), Some(epoch()));
     clock.advance(Duration::from_secs(60));
     aurora.refresh_discovery().await.unwrap();
@@ -980,13 +872,8 @@ async fn refresh_discovery_fetches_the_document_again_now() {
         format!("{}/oauth/token", server.url())
     );
     // The cached token is still served: refreshing discovery sends no token request.
-    assert_eq!(
-        aurora.token().await.unwrap().secret().expose_secret(),
-        "at-1"
-    );
-    discovery.assert_async().await;
-    jwks.assert_async().await;
-    token.assert_async().await;
+    assert_eq!(token_text(&aurora).await, "at-1");
+    assert_mocks(&[&discovery, &jwks, &token]).await;
 }
 
 #[tokio::test]
@@ -1006,12 +893,14 @@ async fn refresh_discovery_picks_up_a_moved_token_endpoint_and_keeps_the_old_one
         format!("{}/v2/token", server.url())
     );
     second.remove_async().await;
-    let gone = server
-        .mock("GET", "/.well-known/openid-configuration")
-        .with_status(404)
-        .expect(1)
-        .create_async()
-        .await;
+    let gone = reply(
+        server
+            .mock("GET", "/.well-known/openid-configuration")
+            .expect(1),
+        404,
+        "",
+    )
+    .await;
     let err = aurora.refresh_discovery().await.unwrap_err();
     assert!(matches!(err, Error::Malformed { .. }), "{err:?}");
     gone.assert_async().await;
@@ -1040,37 +929,29 @@ async fn look_alike_client_ids_and_audiences_never_share_a_principal() {
     let (discovery, jwks) = mock_discovery(&mut server, client_ids.len() + audiences.len()).await;
     let mut mocks = Vec::new();
     for (i, client_id) in client_ids.iter().enumerate() {
-        let mock = server
-            .mock("POST", "/oauth/token")
-            .match_header("authorization", Matcher::Missing)
-            .match_request(exact_form(&[
-                ("grant_type", "client_credentials"),
-                ("audience", AUDIENCE),
-                ("client_id", client_id),
-                ("client_secret", CLIENT_SECRET),
-            ]))
-            .with_status(200)
-            .with_header("content-type", "application/json")
-            .with_body(token_body(&format!("at-client-{i}"), 86400))
-            .expect(1)
-            .create_async()
-            .await;
+        let mock = json_reply(
+            server
+                .mock("POST", "/oauth/token")
+                .match_header("authorization", Matcher::Missing)
+                .match_request(post_form(client_id, AUDIENCE))
+                .expect(1),
+            200,
+            token_body(&format!("at-client-{i}"), 86400),
+        )
+        .await;
         mocks.push(mock);
     }
     for (i, audience) in audiences.iter().enumerate() {
-        let mock = server
-            .mock("POST", "/oauth/token")
-            .match_header("authorization", BASIC)
-            .match_request(exact_form(&[
-                ("grant_type", "client_credentials"),
-                ("audience", audience),
-            ]))
-            .with_status(200)
-            .with_header("content-type", "application/json")
-            .with_body(token_body(&format!("at-audience-{i}"), 86400))
-            .expect(1)
-            .create_async()
-            .await;
+        let mock = json_reply(
+            server
+                .mock("POST", "/oauth/token")
+                .match_header("authorization", BASIC)
+                .match_request(basic_form(audience))
+                .expect(1),
+            200,
+            token_body(&format!("at-audience-{i}"), 86400),
+        )
+        .await;
         mocks.push(mock);
     }
 
@@ -1085,7 +966,7 @@ async fn look_alike_client_ids_and_audiences_never_share_a_principal() {
             .build()
             .unwrap();
         assert_eq!(
-            aurora.token().await.unwrap().secret().expose_secret(),
+            token_text(&aurora).await,
             format!("at-client-{i}"),
             "{} was served another client's token",
             client_id.escape_default()
@@ -1104,7 +985,7 @@ async fn look_alike_client_ids_and_audiences_never_share_a_principal() {
             .build()
             .unwrap();
         assert_eq!(
-            aurora.token().await.unwrap().secret().expose_secret(),
+            token_text(&aurora).await,
             format!("at-audience-{i}"),
             "{} was served another audience's token",
             audience.escape_default()
@@ -1125,13 +1006,7 @@ async fn look_alike_client_ids_and_audiences_never_share_a_principal() {
         AUDIENCE,
         CLIENT_ID,
     ));
-    let mut stored: Vec<StoreKey> = store
-        .entries()
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|(key, _)| key)
-        .collect();
+    let mut stored = stored_keys(&*store).await;
     stored.sort();
     keys.sort();
     assert_eq!(stored, keys);
@@ -1153,8 +1028,7 @@ async fn look_alike_client_ids_and_audiences_never_share_a_principal() {
         ),
         "AURORA_UK_AUDIENCE"
     );
-    discovery.assert_async().await;
-    jwks.assert_async().await;
+    assert_mocks(&[&discovery, &jwks]).await;
     for mock in mocks {
         mock.assert_async().await;
     }

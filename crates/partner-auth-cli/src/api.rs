@@ -479,14 +479,7 @@ mod tests {
 
     #[test]
     fn api_bases_follow_the_environment() {
-        let table = |pairs: &'static [(&'static str, &'static str)]| {
-            move |name: &str| {
-                pairs
-                    .iter()
-                    .find(|(n, _)| *n == name)
-                    .map(|(_, v)| (*v).to_owned())
-            }
-        };
+        use token_provider::testing::lookup as table;
         let none = table(&[]);
         assert_eq!(
             api_base(&none, Provider::Aerion).unwrap().as_str(),

@@ -6,10 +6,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::exit::{EXIT_CONFIG, Failure};
-use partner_auth::token_provider::{ListedEntry, StoreLock, StoreRecord};
+use partner_auth::token_provider::StoreLock;
 use partner_auth::{
-    CacheConfig, Error, FileStore, HttpClient, ProviderKind, ProviderOptions, StoreEntry, StoreKey,
-    TokenProvider, TokenState, TokenStore, async_trait,
+    CacheConfig, Error, FileStore, HttpClient, ProviderKind, ProviderOptions, StoreKey,
+    TokenProvider, TokenStore,
 };
 
 /// The variable that bounds each request, in whole seconds.
@@ -232,21 +232,8 @@ impl Watched {
     }
 }
 
-#[async_trait]
-impl TokenStore for Watched {
-    async fn load(&self, key: &StoreKey) -> Result<Option<TokenState>, Error> {
-        self.inner.load(key).await
-    }
-
-    async fn save(
-        &self,
-        key: &StoreKey,
-        state: &TokenState,
-        lock: &StoreLock,
-    ) -> Result<(), Error> {
-        self.inner.save(key, state, lock).await
-    }
-
+// Every method forwarded but `lock`, which notes an unreachable store.
+partner_auth::token_provider::forward_token_store!(Watched => |this| &*this.inner, {
     async fn lock(&self, key: &StoreKey) -> Result<StoreLock, Error> {
         let result = self.inner.lock(key).await;
         if let Err(Error::StoreUnavailable { reason, .. }) = &result {
@@ -254,37 +241,7 @@ impl TokenStore for Watched {
         }
         result
     }
-
-    async fn remove(&self, key: &StoreKey, lock: &StoreLock) -> Result<bool, Error> {
-        self.inner.remove(key, lock).await
-    }
-
-    fn versioned(&self) -> bool {
-        self.inner.versioned()
-    }
-
-    async fn load_record(&self, key: &StoreKey) -> Result<Option<StoreRecord>, Error> {
-        self.inner.load_record(key).await
-    }
-
-    async fn save_record(
-        &self,
-        key: &StoreKey,
-        record: &StoreRecord,
-        read: Option<u64>,
-        lock: &StoreLock,
-    ) -> Result<u64, Error> {
-        self.inner.save_record(key, record, read, lock).await
-    }
-
-    async fn entries(&self) -> Result<Vec<StoreEntry>, Error> {
-        self.inner.entries().await
-    }
-
-    async fn listing(&self) -> Result<Vec<ListedEntry>, Error> {
-        self.inner.listing().await
-    }
-}
+});
 
 /// The options every provider is built with: a lazily built HTTP client (a run served from the
 /// store sets up no TLS at all), the request timeout, and the store.

@@ -4,12 +4,30 @@
 use std::time::SystemTime;
 
 use axum::response::Response;
-use http::StatusCode;
+use http::{Method, StatusCode};
 
 use crate::config::AerionErrorShape;
-use crate::fault::json_response;
+use crate::fault::{Endpoint, json_response};
 use crate::record::AerionRefresh;
+use crate::route::Routes;
 use crate::state::{Ctx, Grant, Shared, State, random_token, shift};
+
+/// Aerion's endpoints: the token endpoint (with and without `/v1`) and `me`.
+pub(crate) fn register(routes: &mut Routes) {
+    routes.add(
+        Method::POST,
+        "/aerion/oauth2/token",
+        Endpoint::AerionToken,
+        token,
+    );
+    routes.add(
+        Method::POST,
+        "/aerion/v1/oauth2/token",
+        Endpoint::AerionToken,
+        token,
+    );
+    routes.add(Method::GET, "/aerion/v1/users/me", Endpoint::AerionMe, me);
+}
 
 /// The tenant headers, in the order they are looked at.
 const TENANT_HEADERS: [&str; 3] = ["companyurl", "origin", "referrer"];
@@ -38,7 +56,7 @@ fn tenant_host(value: &str) -> String {
     host.trim_end_matches('.').to_ascii_lowercase()
 }
 
-pub(crate) fn token(shared: &Shared, state: &mut State, ctx: &Ctx, now: SystemTime) -> Response {
+fn token(shared: &Shared, state: &mut State, ctx: &Ctx, now: SystemTime) -> Response {
     let config = &shared.config;
     let named = TENANT_HEADERS
         .iter()
@@ -163,7 +181,7 @@ pub(crate) fn token(shared: &Shared, state: &mut State, ctx: &Ctx, now: SystemTi
     json_response(StatusCode::OK, &body)
 }
 
-pub(crate) fn me(shared: &Shared, state: &mut State, ctx: &Ctx, now: SystemTime) -> Response {
+fn me(shared: &Shared, state: &mut State, ctx: &Ctx, now: SystemTime) -> Response {
     let username = match ctx.bearer().and_then(|t| state.live(t, now)) {
         Some(Grant::Aerion(username)) => username.clone(),
         _ => {

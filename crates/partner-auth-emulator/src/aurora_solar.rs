@@ -6,11 +6,11 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use axum::response::Response;
 use base64::Engine;
 use hmac::{Hmac, Mac};
-use http::StatusCode;
+use http::{Method, StatusCode};
 
 use crate::config::{AuroraSolarUser, InviteAnswer};
-use crate::fault::json_response;
-use crate::server::Route;
+use crate::fault::{Endpoint, json_response};
+use crate::route::{Handler, Routes};
 use crate::state::{Ctx, Grant, Shared, State, random_uuid, shift};
 
 /// The access level of Client SDK users, who need not accept their invitation.
@@ -18,6 +18,47 @@ const SDK_USER_LEVEL: &str = "SDK User";
 
 /// The key the emulator signs Client SDK JWTs with (clients cannot check the signature).
 const JWT_KEY: &[u8] = b"partner-auth-emulator-client-sdk-jwt-key";
+
+/// Aurora Solar's endpoints, each behind the per-key rate limit.
+pub(crate) fn register(routes: &mut Routes) {
+    let endpoints: [(_, _, _, Handler); 5] = [
+        (
+            Method::POST,
+            "/aurora-solar/partner_applications/{application_id}/tenants/{tenant}/create_token",
+            Endpoint::AuroraSolarCreateToken,
+            create_token,
+        ),
+        (
+            Method::GET,
+            "/aurora-solar/tenants/{tenant}/users",
+            Endpoint::AuroraSolarUsers,
+            users,
+        ),
+        (
+            Method::POST,
+            "/aurora-solar/tenants/{tenant}/users/invite",
+            Endpoint::AuroraSolarInvite,
+            invite,
+        ),
+        (
+            Method::POST,
+            "/aurora-solar/tenants/{tenant}/users/{user}/generate_token",
+            Endpoint::AuroraSolarGenerateToken,
+            generate_token,
+        ),
+        (
+            Method::GET,
+            "/aurora-solar/tenants/{tenant}/projects",
+            Endpoint::AuroraSolarProjects,
+            projects,
+        ),
+    ];
+    for (method, pattern, endpoint, handler) in endpoints {
+        routes
+            .add(method, pattern, endpoint, handler)
+            .guarded(rate_limit);
+    }
+}
 
 fn error(status: StatusCode, message: &str) -> Response {
     json_response(status, &serde_json::json!({ "error": message }))
@@ -32,17 +73,8 @@ pub(crate) fn format_expires_at(at: SystemTime) -> String {
 
 /// The per-key limit: `Some(429)` when this Aurora Solar request is one too many in its key's
 /// window (counted only when accepted, like the real API's limit).
-pub(crate) fn rate_limit(
-    shared: &Shared,
-    state: &mut State,
-    ctx: &Ctx,
-    route: &Route,
-    now: SystemTime,
-) -> Option<Response> {
+fn rate_limit(shared: &Shared, state: &mut State, ctx: &Ctx, now: SystemTime) -> Option<Response> {
     let (requests, window) = shared.config.aurora_solar_rate_limit?;
-    if !route.is_aurora_solar() {
-        return None;
-    }
     let key = ctx.bearer().unwrap_or_default().to_owned();
     let accepted = state.solar_windows.entry(key).or_default();
     while accepted
@@ -67,14 +99,8 @@ pub(crate) fn rate_limit(
     Some(response)
 }
 
-pub(crate) fn create_token(
-    shared: &Shared,
-    state: &mut State,
-    ctx: &Ctx,
-    now: SystemTime,
-    application_id: &str,
-    tenant: &str,
-) -> Response {
+fn create_token(shared: &Shared, state: &mut State, ctx: &Ctx, now: SystemTime) -> Response {
+    let (application_id, tenant) = (ctx.param("application_id"), ctx.param("tenant"));
     let config = &shared.config;
     let accepted = state
         .aurora_solar_application_key
@@ -143,8 +169,8 @@ fn sdk_auth<'a>(
         .ok_or_else(|| error(StatusCode::NOT_FOUND, "Tenant not found"))
 }
 
-pub(crate) fn users(shared: &Shared, state: &mut State, ctx: &Ctx, tenant: &str) -> Response {
-    match sdk_auth(shared, state, ctx, tenant) {
+fn users(shared: &Shared, state: &mut State, ctx: &Ctx, _: SystemTime) -> Response {
+    match sdk_auth(shared, state, ctx, ctx.param("tenant")) {
         Ok(users) => json_response(StatusCode::OK, &serde_json::json!({ "users": users })),
         Err(response) => response,
     }
@@ -164,9 +190,9 @@ struct Invitee {
     user_level: Option<String>,
 }
 
-pub(crate) fn invite(shared: &Shared, state: &mut State, ctx: &Ctx, tenant: &str) -> Response {
+fn invite(shared: &Shared, state: &mut State, ctx: &Ctx, _: SystemTime) -> Response {
     let answer = shared.config.aurora_solar_invite_answer;
-    let users = match sdk_auth(shared, state, ctx, tenant) {
+    let users = match sdk_auth(shared, state, ctx, ctx.param("tenant")) {
         Ok(users) => users,
         Err(response) => return response,
     };
@@ -217,14 +243,8 @@ pub(crate) fn invite(shared: &Shared, state: &mut State, ctx: &Ctx, tenant: &str
     }
 }
 
-pub(crate) fn generate_token(
-    shared: &Shared,
-    state: &mut State,
-    ctx: &Ctx,
-    now: SystemTime,
-    tenant: &str,
-    user_id: &str,
-) -> Response {
+fn generate_token(shared: &Shared, state: &mut State, ctx: &Ctx, now: SystemTime) -> Response {
+    let (tenant, user_id) = (ctx.param("tenant"), ctx.param("user"));
     let lifetime = ctx
         .expires_in
         .unwrap_or(shared.config.aurora_solar_jwt_lifetime.as_secs() as i64);
@@ -269,7 +289,8 @@ fn sign_jwt(claims: &serde_json::Value) -> String {
     format!("{signing_input}.{signature}")
 }
 
-pub(crate) fn projects(state: &mut State, ctx: &Ctx, now: SystemTime, tenant: &str) -> Response {
+fn projects(_: &Shared, state: &mut State, ctx: &Ctx, now: SystemTime) -> Response {
+    let tenant = ctx.param("tenant");
     match ctx.bearer().and_then(|t| state.live(t, now)) {
         Some(Grant::AuroraSolar(t)) if t == tenant => json_response(
             StatusCode::OK,

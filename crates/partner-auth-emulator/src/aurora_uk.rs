@@ -6,13 +6,42 @@ use std::time::SystemTime;
 
 use axum::response::Response;
 use base64::Engine;
-use http::StatusCode;
 use http::header::WWW_AUTHENTICATE;
+use http::{Method, StatusCode};
 use sha2::Digest;
 
-use crate::fault::json_response;
+use crate::fault::{Endpoint, json_response};
 use crate::record::bearer_of;
+use crate::route::Routes;
 use crate::state::{Ctx, Grant, Shared, State, random_token, shift};
+
+/// Aurora UK's endpoints: discovery, JWKS, the token endpoint and the protected `Accounts`.
+pub(crate) fn register(routes: &mut Routes) {
+    routes.add(
+        Method::GET,
+        "/aurora-uk/.well-known/openid-configuration",
+        Endpoint::AuroraUkDiscovery,
+        discovery,
+    );
+    routes.add(
+        Method::GET,
+        "/aurora-uk/.well-known/jwks.json",
+        Endpoint::AuroraUkJwks,
+        jwks,
+    );
+    routes.add(
+        Method::POST,
+        "/aurora-uk/oauth/token",
+        Endpoint::AuroraUkToken,
+        token,
+    );
+    routes.add(
+        Method::GET,
+        "/aurora-uk/api/Accounts",
+        Endpoint::AuroraUkApi,
+        accounts,
+    );
+}
 
 fn error(status: StatusCode, code: &str, description: &str) -> Response {
     json_response(
@@ -21,7 +50,7 @@ fn error(status: StatusCode, code: &str, description: &str) -> Response {
     )
 }
 
-pub(crate) fn discovery(shared: &Shared) -> Response {
+fn discovery(shared: &Shared, _: &mut State, _: &Ctx, _: SystemTime) -> Response {
     let issuer = shared.issuer();
     json_response(
         StatusCode::OK,
@@ -67,7 +96,7 @@ pub(crate) fn discovery(shared: &Shared) -> Response {
 
 /// A syntactically valid RSA key set. The modulus is derived from a fixed seed (it is not a
 /// real key: the emulator signs nothing with it).
-pub(crate) fn jwks() -> Response {
+fn jwks(_: &Shared, _: &mut State, _: &Ctx, _: SystemTime) -> Response {
     let mut modulus = Vec::with_capacity(256);
     let mut block = sha2::Sha256::digest(b"partner-auth-emulator aurora-uk jwks");
     while modulus.len() < 256 {
@@ -108,7 +137,7 @@ fn fields(ctx: &Ctx) -> HashMap<String, String> {
     }
 }
 
-pub(crate) fn token(shared: &Shared, state: &mut State, ctx: &Ctx, now: SystemTime) -> Response {
+fn token(shared: &Shared, state: &mut State, ctx: &Ctx, now: SystemTime) -> Response {
     let config = &shared.config;
     let fields = fields(ctx);
     let unauthorized = || error(StatusCode::UNAUTHORIZED, "access_denied", "Unauthorized");
@@ -187,7 +216,7 @@ pub(crate) fn token(shared: &Shared, state: &mut State, ctx: &Ctx, now: SystemTi
     )
 }
 
-pub(crate) fn accounts(state: &mut State, ctx: &Ctx, now: SystemTime) -> Response {
+fn accounts(_: &Shared, state: &mut State, ctx: &Ctx, now: SystemTime) -> Response {
     // The provider's page says "Authentication"; the standard header is "Authorization".
     let token = ctx
         .header("authorization")

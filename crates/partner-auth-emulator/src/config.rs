@@ -5,8 +5,6 @@ use std::time::{Duration, SystemTime};
 
 use token_provider::{SharedClock, system_clock};
 
-use crate::server::{self, RunningEmulator};
-
 /// The Aerion tenant the default user belongs to (emulator-only).
 pub const DEFAULT_AERION_TENANT: &str = "acme.aerion.test";
 /// The default Aerion user's username (emulator-only).
@@ -272,6 +270,8 @@ impl Default for EmulatorConfig {
     }
 }
 
+// `Emulator::start` and `EmulatorBuilder::start` are in `server`, which imports this module.
+
 /// The entry point: `Emulator::builder()....start().await`.
 #[derive(Debug)]
 pub struct Emulator;
@@ -281,18 +281,13 @@ impl Emulator {
     pub fn builder() -> EmulatorBuilder {
         EmulatorBuilder::default()
     }
-
-    /// Starts an emulator with the defaults on a free loopback port.
-    pub async fn start() -> std::io::Result<RunningEmulator> {
-        Self::builder().start().await
-    }
 }
 
 /// Configures an emulator. Every setter has an emulator-only default.
 #[must_use]
 #[derive(Debug, Default)]
 pub struct EmulatorBuilder {
-    config: EmulatorConfig,
+    pub(crate) config: EmulatorConfig,
 }
 
 impl EmulatorBuilder {
@@ -463,10 +458,5 @@ impl EmulatorBuilder {
     /// The configuration so far.
     pub fn config(&self) -> &EmulatorConfig {
         &self.config
-    }
-
-    /// Binds `127.0.0.1:<port>` and serves in a background task of the current tokio runtime.
-    pub async fn start(self) -> std::io::Result<RunningEmulator> {
-        server::start(self.config).await
     }
 }

@@ -55,6 +55,7 @@ mod aurora_uk;
 mod config;
 mod fault;
 mod record;
+mod route;
 mod server;
 mod state;
 

@@ -1,4 +1,5 @@
-//! The server: one axum fallback handler that records, routes, injects faults and dispatches.
+//! The server: one axum fallback handler that records, routes, injects faults and dispatches
+//! to the routes each provider module registers.
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex};
@@ -8,13 +9,16 @@ use axum::Router;
 use axum::body::Body;
 use axum::extract::State as AxumState;
 use axum::response::Response;
-use http::{Method, StatusCode};
+use http::StatusCode;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::config::{AerionErrorShape, AuroraSolarUser, ClockOffset, EmulatorConfig};
+use crate::config::{
+    AerionErrorShape, AuroraSolarUser, ClockOffset, Emulator, EmulatorBuilder, EmulatorConfig,
+};
 use crate::fault::{Endpoint, Fault, fault_response, json_response};
-use crate::record::{AerionRefresh, RecordedRequest, percent_decode};
+use crate::record::{AerionRefresh, RecordedRequest};
+use crate::route::Routes;
 use crate::state::{Ctx, Shared, State, random_token};
 use crate::{aerion, aurora_solar, aurora_uk};
 
@@ -37,142 +41,14 @@ impl std::fmt::Debug for RunningEmulator {
     }
 }
 
-pub(crate) enum Route {
-    AerionToken,
-    AerionMe,
-    UkDiscovery,
-    UkJwks,
-    UkToken,
-    UkApi,
-    SolarCreateToken {
-        application_id: String,
-        tenant: String,
-    },
-    SolarUsers {
-        tenant: String,
-    },
-    SolarInvite {
-        tenant: String,
-    },
-    SolarGenerateToken {
-        tenant: String,
-        user: String,
-    },
-    SolarProjects {
-        tenant: String,
-    },
+/// What the axum handler is given: the shared state and the route table.
+struct App {
+    shared: Arc<Shared>,
+    routes: Routes,
 }
 
-impl Route {
-    /// Whether this is one of Aurora Solar's endpoints (the ones its rate limit counts).
-    pub(crate) fn is_aurora_solar(&self) -> bool {
-        matches!(
-            self,
-            Route::SolarCreateToken { .. }
-                | Route::SolarUsers { .. }
-                | Route::SolarInvite { .. }
-                | Route::SolarGenerateToken { .. }
-                | Route::SolarProjects { .. }
-        )
-    }
-
-    /// The route for a path, or the status for a path with no route (404) or a route without
-    /// that method (405).
-    fn parse(method: &Method, path: &str) -> Result<Route, StatusCode> {
-        let segments: Vec<String> = path
-            .trim_start_matches('/')
-            .trim_end_matches('/')
-            .split('/')
-            .map(|s| percent_decode(s, false))
-            .collect();
-        let s: Vec<&str> = segments.iter().map(String::as_str).collect();
-        let (route, expected) = match s.as_slice() {
-            ["aerion", "oauth2", "token"] | ["aerion", "v1", "oauth2", "token"] => {
-                (Route::AerionToken, Method::POST)
-            }
-            ["aerion", "v1", "users", "me"] => (Route::AerionMe, Method::GET),
-            ["aurora-uk", ".well-known", "openid-configuration"] => {
-                (Route::UkDiscovery, Method::GET)
-            }
-            ["aurora-uk", ".well-known", "jwks.json"] => (Route::UkJwks, Method::GET),
-            ["aurora-uk", "oauth", "token"] => (Route::UkToken, Method::POST),
-            ["aurora-uk", "api", "Accounts"] => (Route::UkApi, Method::GET),
-            [
-                "aurora-solar",
-                "partner_applications",
-                app,
-                "tenants",
-                tenant,
-                "create_token",
-            ] => (
-                Route::SolarCreateToken {
-                    application_id: (*app).to_owned(),
-                    tenant: (*tenant).to_owned(),
-                },
-                Method::POST,
-            ),
-            ["aurora-solar", "tenants", tenant, "users"] => (
-                Route::SolarUsers {
-                    tenant: (*tenant).to_owned(),
-                },
-                Method::GET,
-            ),
-            ["aurora-solar", "tenants", tenant, "users", "invite"] => (
-                Route::SolarInvite {
-                    tenant: (*tenant).to_owned(),
-                },
-                Method::POST,
-            ),
-            [
-                "aurora-solar",
-                "tenants",
-                tenant,
-                "users",
-                user,
-                "generate_token",
-            ] => (
-                Route::SolarGenerateToken {
-                    tenant: (*tenant).to_owned(),
-                    user: (*user).to_owned(),
-                },
-                Method::POST,
-            ),
-            ["aurora-solar", "tenants", tenant, "projects"] => (
-                Route::SolarProjects {
-                    tenant: (*tenant).to_owned(),
-                },
-                Method::GET,
-            ),
-            _ => return Err(StatusCode::NOT_FOUND),
-        };
-        if *method == expected {
-            Ok(route)
-        } else {
-            Err(StatusCode::METHOD_NOT_ALLOWED)
-        }
-    }
-
-    fn endpoint(&self) -> Endpoint {
-        match self {
-            Route::AerionToken => Endpoint::AerionToken,
-            Route::AerionMe => Endpoint::AerionMe,
-            Route::UkDiscovery => Endpoint::AuroraUkDiscovery,
-            Route::UkJwks => Endpoint::AuroraUkJwks,
-            Route::UkToken => Endpoint::AuroraUkToken,
-            Route::UkApi => Endpoint::AuroraUkApi,
-            Route::SolarCreateToken { .. } => Endpoint::AuroraSolarCreateToken,
-            Route::SolarUsers { .. } => Endpoint::AuroraSolarUsers,
-            Route::SolarInvite { .. } => Endpoint::AuroraSolarInvite,
-            Route::SolarGenerateToken { .. } => Endpoint::AuroraSolarGenerateToken,
-            Route::SolarProjects { .. } => Endpoint::AuroraSolarProjects,
-        }
-    }
-}
-
-async fn handle(
-    AxumState(shared): AxumState<Arc<Shared>>,
-    request: http::Request<Body>,
-) -> Response {
+async fn handle(AxumState(app): AxumState<Arc<App>>, request: http::Request<Body>) -> Response {
+    let shared = &app.shared;
     let (parts, body) = request.into_parts();
     let body = match axum::body::to_bytes(body, MAX_REQUEST_BODY).await {
         Ok(body) => body,
@@ -183,8 +59,8 @@ async fn handle(
             );
         }
     };
-    let route = Route::parse(&parts.method, parts.uri.path());
-    let endpoint = route.as_ref().ok().map(Route::endpoint);
+    let found = app.routes.find(&parts.method, parts.uri.path());
+    let endpoint = found.as_ref().ok().map(|(route, _)| route.endpoint());
     let fault = {
         let mut state = shared.lock();
         let fault = endpoint.and_then(|e| state.faults.take(e));
@@ -213,6 +89,7 @@ async fn handle(
         query: parts.uri.query().map(str::to_owned),
         body,
         expires_in: None,
+        params: Vec::new(),
     };
     let mut hold = None;
     if let (Some(fault), Some(endpoint)) = (fault, endpoint) {
@@ -236,8 +113,11 @@ async fn handle(
             }
         }
     }
-    let route = match route {
-        Ok(route) => route,
+    let route = match found {
+        Ok((route, params)) => {
+            ctx.params = params;
+            route
+        }
         Err(status) => {
             let error = if status == StatusCode::NOT_FOUND {
                 "not_found"
@@ -247,7 +127,11 @@ async fn handle(
             return json_response(status, &serde_json::json!({ "error": error }));
         }
     };
-    let response = dispatch(&shared, &ctx, route);
+    let response = {
+        let mut state = shared.lock();
+        let now = shared.now(&state);
+        route.answer(shared, &mut state, &ctx, now)
+    };
     if let Some(wait) = hold {
         // Processed already: at shutdown the answer goes out rather than a 503 that would
         // tell the client nothing was spent.
@@ -259,34 +143,6 @@ async fn handle(
     response
 }
 
-/// The endpoint's own answer, computed under the state lock.
-fn dispatch(shared: &Shared, ctx: &Ctx, route: Route) -> Response {
-    let mut state = shared.lock();
-    let now = shared.now(&state);
-    let state = &mut *state;
-    if let Some(limited) = aurora_solar::rate_limit(shared, state, ctx, &route, now) {
-        return limited;
-    }
-    match route {
-        Route::AerionToken => aerion::token(shared, state, ctx, now),
-        Route::AerionMe => aerion::me(shared, state, ctx, now),
-        Route::UkDiscovery => aurora_uk::discovery(shared),
-        Route::UkJwks => aurora_uk::jwks(),
-        Route::UkToken => aurora_uk::token(shared, state, ctx, now),
-        Route::UkApi => aurora_uk::accounts(state, ctx, now),
-        Route::SolarCreateToken {
-            application_id,
-            tenant,
-        } => aurora_solar::create_token(shared, state, ctx, now, &application_id, &tenant),
-        Route::SolarUsers { tenant } => aurora_solar::users(shared, state, ctx, &tenant),
-        Route::SolarInvite { tenant } => aurora_solar::invite(shared, state, ctx, &tenant),
-        Route::SolarGenerateToken { tenant, user } => {
-            aurora_solar::generate_token(shared, state, ctx, now, &tenant, &user)
-        }
-        Route::SolarProjects { tenant } => aurora_solar::projects(state, ctx, now, &tenant),
-    }
-}
-
 fn stopping() -> Response {
     json_response(
         StatusCode::SERVICE_UNAVAILABLE,
@@ -294,7 +150,21 @@ fn stopping() -> Response {
     )
 }
 
-pub(crate) async fn start(config: EmulatorConfig) -> std::io::Result<RunningEmulator> {
+impl Emulator {
+    /// Starts an emulator with the defaults on a free loopback port.
+    pub async fn start() -> std::io::Result<RunningEmulator> {
+        Self::builder().start().await
+    }
+}
+
+impl EmulatorBuilder {
+    /// Binds `127.0.0.1:<port>` and serves in a background task of the current tokio runtime.
+    pub async fn start(self) -> std::io::Result<RunningEmulator> {
+        start(self.config).await
+    }
+}
+
+async fn start(config: EmulatorConfig) -> std::io::Result<RunningEmulator> {
     let listener = tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, config.port)).await?;
     let addr = listener.local_addr()?;
     let (stop, stop_rx) = watch::channel(false);
@@ -313,9 +183,14 @@ pub(crate) async fn start(config: EmulatorConfig) -> std::io::Result<RunningEmul
         state: Mutex::new(state),
         stop: stop_rx.clone(),
     });
-    let app = Router::new()
-        .fallback(handle)
-        .with_state(Arc::clone(&shared));
+    let mut routes = Routes::default();
+    aerion::register(&mut routes);
+    aurora_uk::register(&mut routes);
+    aurora_solar::register(&mut routes);
+    let app = Router::new().fallback(handle).with_state(Arc::new(App {
+        shared: Arc::clone(&shared),
+        routes,
+    }));
     let mut signal = stop_rx;
     let task = tokio::spawn(async move {
         let _ = axum::serve(listener, app)

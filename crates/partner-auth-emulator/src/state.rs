@@ -104,6 +104,9 @@ impl Shared {
     }
 }
 
+/// A route's path parameters by name, percent-decoded.
+pub(crate) type Params = Vec<(&'static str, String)>;
+
 /// One request, as the endpoint handlers see it.
 pub(crate) struct Ctx {
     pub(crate) headers: HeaderMap,
@@ -111,11 +114,21 @@ pub(crate) struct Ctx {
     pub(crate) body: bytes::Bytes,
     /// From [`Fault::ExpiresIn`]: the lifetime of the token to issue.
     pub(crate) expires_in: Option<i64>,
+    /// The path's parameters (`{tenant}`, ...), percent-decoded.
+    pub(crate) params: Params,
 }
 
 impl Ctx {
     pub(crate) fn header(&self, name: &str) -> Option<&str> {
         self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// A path parameter of the route (empty when the route has none of that name).
+    pub(crate) fn param(&self, name: &str) -> &str {
+        self.params
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map_or("", |(_, v)| v.as_str())
     }
 
     pub(crate) fn bearer(&self) -> Option<&str> {

@@ -107,11 +107,7 @@ async fn a_save_the_replicas_did_not_acknowledge_fails() {
     assert!(text.contains("0 of 1 replicas"), "{text}");
     drop(lock);
     let cache = CachedTokenProvider::with_config(
-        Replica {
-            provider: Arc::default(),
-            name: "cached",
-            hook: None,
-        },
+        replica(&provider(), "cached", None),
         CacheConfig::new().store(s.clone()),
     );
     assert_eq!(secret(&cache.token().await.unwrap()), "at-1");

@@ -96,11 +96,7 @@ async fn a_garbled_version_is_that_entrys_error_and_forget_removes_it() {
         &format!("99999999999999999999:{clear}"),
     ]);
     let cache = CachedTokenProvider::with_config(
-        Replica {
-            provider: Arc::default(),
-            name: "cached",
-            hook: None,
-        },
+        replica(&provider(), "cached", None),
         CacheConfig::new().store(Arc::new(s.clone())),
     );
     for _ in 0..2 {

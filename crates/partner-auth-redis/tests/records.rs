@@ -43,13 +43,9 @@ async fn a_flush_during_a_fetch_keeps_the_rotated_refresh_token() {
             assert!(String::from_utf8_lossy(&out.stdout).contains("OK"));
         })
     });
-    let provider = Arc::new(Provider::default());
+    let provider = provider();
     let cache = CachedTokenProvider::with_config(
-        Replica {
-            provider: provider.clone(),
-            name: "flush",
-            hook: Some(flush),
-        },
+        replica(&provider, "flush", Some(flush)),
         CacheConfig::new().store(store.clone()),
     );
     assert_eq!(secret(&cache.token().await.unwrap()), "at-1");
@@ -64,7 +60,7 @@ async fn a_flush_during_a_fetch_keeps_the_rotated_refresh_token() {
         "rt-1",
         "the rotated refresh token is stored"
     );
-    assert_eq!(provider.presented(), ["rt-0"]);
+    assert_eq!(presented(&provider), ["rt-0"]);
 }
 
 /// Before: with the lock key evicted during a fetch, a second holder took the lock and
@@ -82,13 +78,9 @@ async fn an_evicted_lock_never_lets_a_second_holder_present_the_same_refresh_tok
     )
     .await;
     let lock_key = seed_store.lock_key(&k);
-    let provider = Arc::new(Provider::default());
+    let provider = provider();
     let second = CachedTokenProvider::with_config(
-        Replica {
-            provider: provider.clone(),
-            name: "evicted",
-            hook: None,
-        },
+        replica(&provider, "evicted", None),
         CacheConfig::new().store(Arc::new(RedisStore::new(server.url()).unwrap())),
     );
     let port = server.port();
@@ -112,11 +104,7 @@ async fn an_evicted_lock_never_lets_a_second_holder_present_the_same_refresh_tok
         })
     });
     let first = CachedTokenProvider::with_config(
-        Replica {
-            provider: provider.clone(),
-            name: "evicted",
-            hook: Some(evict),
-        },
+        replica(&provider, "evicted", Some(evict)),
         CacheConfig::new().store(Arc::new(RedisStore::new(server.url()).unwrap())),
     );
     assert_eq!(secret(&first.token().await.unwrap()), "at-1");
@@ -135,7 +123,7 @@ async fn an_evicted_lock_never_lets_a_second_holder_present_the_same_refresh_tok
         "at-1",
         "the second holder adopted the answer"
     );
-    assert_eq!(provider.presented(), ["rt-0"], "presented once");
+    assert_eq!(presented(&provider), ["rt-0"], "presented once");
     let stored = seed_store.load(&k).await.unwrap().unwrap();
     assert_eq!(stored.refresh_token.unwrap().expose_secret(), "rt-1");
 }

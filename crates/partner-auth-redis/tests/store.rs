@@ -2,32 +2,14 @@
 //! lifetimes, encryption, and what a cache does when Redis is away.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::Duration;
 
 use partner_auth_redis::testing::RedisServer;
 use partner_auth_redis::{RedisStore, SealKey};
+use token_provider::testing::{Scripted, key, state, stored_keys};
 use token_provider::{
-    AccessToken, CacheConfig, CachedTokenProvider, Clock, Error, Fetch, Secret, StoreKey,
-    StoreRecord, SystemClock, TokenProvider, TokenState, TokenStore, async_trait,
+    CacheConfig, CachedTokenProvider, Error, StoreKey, StoreRecord, TokenProvider, TokenStore,
 };
-
-fn key(name: &str) -> StoreKey {
-    StoreKey::new("test", "live", "tenant", name)
-}
-
-fn state(token: &str, refresh: Option<&str>, lifetime: Duration) -> TokenState {
-    // Whole seconds, as stored.
-    let now = SystemClock.now();
-    let now = UNIX_EPOCH + Duration::from_secs(now.duration_since(UNIX_EPOCH).unwrap().as_secs());
-    TokenState::new(
-        AccessToken::builder(token)
-            .expires_in(now, lifetime)
-            .build(),
-    )
-    .with_refresh_token(refresh.map(Secret::from))
-    .with_obtained_at(now)
-}
 
 fn store(server: &RedisServer) -> RedisStore {
     store_with_lease(server, Duration::from_millis(600))
@@ -206,13 +188,7 @@ async fn entries_expire_with_their_token_but_refresh_tokens_are_kept_longer() {
     let ttl = pttl(&refresh);
     assert!((86_000_000..=86_400_000).contains(&ttl), "{ttl}");
     // Listing sees both, under their keys; removing one leaves the other.
-    let listed: Vec<_> = s
-        .entries()
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|(k, _)| k)
-        .collect();
+    let listed = stored_keys(&s).await;
     assert_eq!(listed, vec![plain.clone(), refresh.clone()]);
     let lock = s.lock(&plain).await.unwrap();
     assert!(s.remove(&plain, &lock).await.unwrap());
@@ -306,7 +282,7 @@ async fn sealed_entries_leak_nothing_and_open_only_where_they_were_sealed() {
     assert!(err.contains("in clear"), "{err}");
     // A cache over the sealed store fails with that error and serves nothing.
     let cache = CachedTokenProvider::with_config(
-        Counting::new("bob", false),
+        counting("bob", false),
         CacheConfig::new().store(Arc::new(s.clone())),
     );
     let err = cache.token().await.unwrap_err();
@@ -365,46 +341,14 @@ async fn sealed_entries_leak_nothing_and_open_only_where_they_were_sealed() {
 }
 
 /// A fetcher that counts its calls and mints `token-<n>`.
-#[derive(Debug)]
-struct Counting {
-    name: &'static str,
-    repeatable: bool,
-    calls: AtomicU32,
-}
-
-impl Counting {
-    fn new(name: &'static str, repeatable: bool) -> Self {
-        Self {
-            name,
-            repeatable,
-            calls: AtomicU32::new(0),
-        }
-    }
-
-    fn calls(&self) -> u32 {
-        self.calls.load(Ordering::SeqCst)
-    }
-}
-
-#[async_trait]
-impl Fetch for Counting {
-    async fn fetch(&self, previous: Option<&TokenState>) -> Result<TokenState, Error> {
-        let n = self.calls.fetch_add(1, Ordering::SeqCst) + 1;
-        let _ = previous;
-        Ok(state(
-            &format!("token-{}-{n}", self.name),
-            Some("rt"),
-            Duration::from_secs(600),
-        ))
-    }
-
-    fn store_key(&self) -> Option<StoreKey> {
-        Some(key(self.name))
-    }
-
-    fn repeatable_without_store(&self) -> bool {
-        self.repeatable
-    }
+/// Fetch n (from 1) answers `token-<name>-n` with refresh token `rt`, named `key(name)`.
+fn counting(name: &'static str, repeatable: bool) -> Scripted {
+    Scripted::new(move |call| {
+        let token = format!("token-{name}-{}", call.n + 1);
+        Ok(state(&token, Some("rt"), Duration::from_secs(600)))
+    })
+    .store_key(key(name))
+    .repeatable(repeatable)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -420,14 +364,14 @@ async fn with_redis_unreachable_only_a_repeatable_grant_is_fetched() {
             .unwrap(),
     );
     let safe = CachedTokenProvider::with_config(
-        Counting::new("cc", true),
+        counting("cc", true),
         CacheConfig::new().store(down.clone()),
     );
     let token = safe.token().await.unwrap();
     assert_eq!(token.secret().expose_secret(), "token-cc-1");
     assert_eq!(safe.fetcher().calls(), 1);
     let refresh_only = CachedTokenProvider::with_config(
-        Counting::new("rt-only", false),
+        counting("rt-only", false),
         CacheConfig::new().store(down.clone()),
     );
     let err = refresh_only.token().await.unwrap_err();
@@ -450,7 +394,7 @@ async fn a_redis_restart_never_fails_a_caller_holding_a_valid_token() {
             .unwrap(),
     );
     let cache = CachedTokenProvider::with_config(
-        Counting::new("restart", false),
+        counting("restart", false),
         CacheConfig::new().store(s.clone()),
     );
     let first = cache.token().await.unwrap();
@@ -482,43 +426,24 @@ async fn a_fenced_save_ends_with_the_newer_stored_state_adopted() {
     let server = RedisServer::start();
     let s = Arc::new(store(&server));
     let k = key("adopt");
-    // Another replica's state, saved while this one's fetch was out.
-    #[derive(Debug)]
-    struct Stalled {
-        server_url: String,
-        calls: AtomicU32,
-    }
-    #[async_trait]
-    impl Fetch for Stalled {
-        async fn fetch(&self, _: Option<&TokenState>) -> Result<TokenState, Error> {
-            self.calls.fetch_add(1, Ordering::SeqCst);
-            // Our lease is lost mid-fetch and another replica takes over and saves.
-            let other = RedisStore::new(self.server_url.clone()).unwrap();
-            let k = key("adopt");
-            let redis = redis_cli_del(&self.server_url, &other.lock_key(&k));
-            assert_eq!(redis, 1);
-            let lock = other.lock(&k).await.unwrap();
-            other
-                .save(
-                    &k,
-                    &state("their-token", Some("their-rt"), Duration::from_secs(600)),
-                    &lock,
-                )
-                .await
-                .unwrap();
-            Ok(state("our-token", Some("our-rt"), Duration::from_secs(600)))
-        }
-        fn store_key(&self) -> Option<StoreKey> {
-            Some(key("adopt"))
-        }
-    }
-    let cache = CachedTokenProvider::with_config(
-        Stalled {
-            server_url: server.url(),
-            calls: AtomicU32::new(0),
-        },
-        CacheConfig::new().store(s.clone()),
-    );
+    // Another replica's state, saved while this one's fetch was out: our lease is lost
+    // mid-fetch and another replica takes over and saves.
+    let url = server.url();
+    let stalled =
+        Scripted::new(|_| Ok(state("our-token", Some("our-rt"), Duration::from_secs(600))))
+            .pause(move |_| {
+                let url = url.clone();
+                Some(Box::pin(async move {
+                    let other = RedisStore::new(url.clone()).unwrap();
+                    let k = key("adopt");
+                    assert_eq!(redis_cli_del(&url, &other.lock_key(&k)), 1);
+                    let lock = other.lock(&k).await.unwrap();
+                    let theirs = state("their-token", Some("their-rt"), Duration::from_secs(600));
+                    other.save(&k, &theirs, &lock).await.unwrap();
+                }))
+            })
+            .store_key(key("adopt"));
+    let cache = CachedTokenProvider::with_config(stalled, CacheConfig::new().store(s.clone()));
     let token = cache.token().await.unwrap();
     assert_eq!(token.secret().expose_secret(), "their-token");
     let kept = cache.cached_state().unwrap();

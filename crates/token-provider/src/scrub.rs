@@ -10,8 +10,10 @@
 
 use std::collections::HashSet;
 
+use base64::Engine as _;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE};
+
 use crate::Secret;
-use crate::http::request::base64_encode;
 
 /// The longest piece of provider text an error keeps.
 pub(crate) const MAX_PROVIDER_TEXT: usize = 300;
@@ -189,9 +191,8 @@ fn forms(raw: &str) -> Vec<String> {
     let bytes = raw.as_bytes();
     if bytes.len() >= RUN {
         for skip in 0..3 {
-            let encoded = base64_encode(&bytes[skip..]);
-            forms.push(encoded.replace('+', "-").replace('/', "_"));
-            forms.push(encoded);
+            forms.push(URL_SAFE.encode(&bytes[skip..]));
+            forms.push(STANDARD.encode(&bytes[skip..]));
         }
     }
     forms
@@ -225,7 +226,7 @@ mod tests {
     fn base64_echoes_at_any_alignment() {
         let pw = Secret::new("correct-horse-battery-staple");
         for prefix in ["", "u:", "us:", "use:"] {
-            let echoed = base64_encode(format!("{prefix}correct-horse-battery-staple").as_bytes());
+            let echoed = STANDARD.encode(format!("{prefix}correct-horse-battery-staple"));
             let shown = scrub_secrets(&format!("header {echoed} refused"), &[&pw]);
             assert!(shown.contains(REDACTED), "{shown}");
             let middle = &echoed[echoed.len() / 2 - 4..echoed.len() / 2 + 4];

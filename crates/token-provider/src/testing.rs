@@ -3,9 +3,13 @@
 //! and a clock standing at it ([`epoch`], [`fixed_clock`]), HTTP clients that retry in
 //! milliseconds ([`fast_http`], [`http_client`], [`fast_retry`]), exact form-body checks
 //! ([`form_fields`], [`exact_form`]), a temporary directory removed on drop ([`TempDir`]), a
-//! secret file to rotate under a running provider ([`SecretFile`]), the
-//! contract every versioned store keeps ([`store_contract`]) and a loopback TLS server with a
-//! certificate of its own ([`TlsServer`]).
+//! secret file to rotate under a running provider ([`SecretFile`]), the contract every
+//! versioned store keeps ([`store_contract`]), a loopback TLS server with a certificate of its
+//! own ([`TlsServer`]), a fetcher that answers from a script and records what it was asked
+//! ([`Scripted`]), the states and keys tests store ([`state`], [`state_at`], [`key`]),
+//! mock-server answers and checks ([`bearer_mock`], [`reply`], [`json_reply`],
+//! [`assert_mocks`]), and what a token, an error or a store holds ([`token_text`],
+//! [`rejection`], [`stored_keys`]).
 //!
 //! ```
 //! # #[tokio::main(flavor = "current_thread")]
@@ -17,11 +21,16 @@
 //! # }
 //! ```
 
+use std::fmt;
+use std::future::Future;
 use std::io;
 use std::path::{Path, PathBuf};
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, SystemTime};
+
+use async_trait::async_trait;
 
 use tracing_subscriber::fmt::MakeWriter;
 
@@ -660,4 +669,325 @@ impl Drop for TlsServer {
 /// once, and off the async runtime's threads, is the promise.
 pub fn system_root_loads() -> (usize, Option<std::thread::ThreadId>) {
     crate::http::roots::loads()
+}
+
+/// A variable lookup over `pairs`, as the builders' `from_env_with` takes one.
+pub fn lookup<'a>(pairs: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
+    move |name| {
+        pairs
+            .iter()
+            .find(|(key, _)| *key == name)
+            .map(|(_, value)| (*value).to_owned())
+    }
+}
+
+/// The text of a token.
+pub fn secret(token: &crate::AccessToken) -> &str {
+    token.secret().expose_secret()
+}
+
+/// The text of the token `provider` answers [`token`](crate::TokenProvider::token) with.
+///
+/// # Panics
+///
+/// When it answers an error, which the message shows.
+pub async fn token_text(provider: &(impl crate::TokenProvider + ?Sized)) -> String {
+    match provider.token().await {
+        Ok(token) => secret(&token).to_owned(),
+        Err(e) => panic!("no token: {e:?}"),
+    }
+}
+
+/// Checks that each mock was requested as often as it expected, in order.
+pub async fn assert_mocks(mocks: &[&mockito::Mock]) {
+    for mock in mocks {
+        mock.assert_async().await;
+    }
+}
+
+/// A mock of `method path` on `server` that matches only requests carrying
+/// `Authorization: Bearer <token>`.
+pub fn bearer_mock(
+    server: &mut mockito::ServerGuard,
+    method: &str,
+    path: &str,
+    token: &str,
+) -> mockito::Mock {
+    let bearer = format!("Bearer {token}");
+    server
+        .mock(method, path)
+        .match_header("authorization", bearer.as_str())
+}
+
+/// `mock` answering `status` with the JSON `body` (`Content-Type: application/json`), created
+/// on its server.
+pub async fn json_reply(mock: mockito::Mock, status: usize, body: impl ToString) -> mockito::Mock {
+    let mock = mock.with_header("content-type", "application/json");
+    reply(mock, status, body.to_string()).await
+}
+
+/// `mock` answering `status` with `body`, created on its server.
+pub async fn reply(mock: mockito::Mock, status: usize, body: impl AsRef<[u8]>) -> mockito::Mock {
+    mock.with_status(status)
+        .with_body(body)
+        .create_async()
+        .await
+}
+
+/// The HTTP status, code and description of an [`Error::Rejected`](crate::Error::Rejected).
+///
+/// # Panics
+///
+/// When `err` is another variant.
+pub fn rejection(err: &crate::Error) -> (Option<u16>, Option<&str>, Option<&str>) {
+    match err {
+        crate::Error::Rejected {
+            status,
+            code,
+            description,
+            ..
+        } => (*status, code.as_deref(), description.as_deref()),
+        other => panic!("expected a rejection, got {other:?}"),
+    }
+}
+
+/// The keys of every entry `store` lists.
+///
+/// # Panics
+///
+/// When the store cannot list its entries.
+pub async fn stored_keys(store: &(impl crate::TokenStore + ?Sized)) -> Vec<crate::StoreKey> {
+    let entries = store.entries().await.expect("the store lists its entries");
+    entries.into_iter().map(|(key, _)| key).collect()
+}
+
+/// The store key tests use for `principal`: `test|env|tenant|<principal>`.
+pub fn key(principal: &str) -> crate::StoreKey {
+    crate::StoreKey::new("test", "env", "tenant", principal)
+}
+
+/// A state holding `token`, expiring `lifetime` after `now` (no expiry with `None`), with
+/// `refresh` as its refresh token. No time of issue: a fetched state gets the fetch's.
+pub fn state_at(
+    token: impl Into<String>,
+    refresh: Option<&str>,
+    now: SystemTime,
+    lifetime: Option<Duration>,
+) -> crate::TokenState {
+    let mut access = crate::AccessToken::builder(token.into());
+    if let Some(lifetime) = lifetime {
+        access = access.expires_in(now, lifetime);
+    }
+    crate::TokenState::new(access.build()).with_refresh_token(refresh.map(crate::Secret::from))
+}
+
+/// A state as a store keeps it: `token` and `refresh`, obtained now on the system clock (whole
+/// seconds, as stores keep times) and expiring `lifetime` later.
+pub fn state(token: &str, refresh: Option<&str>, lifetime: Duration) -> crate::TokenState {
+    let since_epoch = crate::Clock::now(&crate::SystemClock)
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default();
+    let now = SystemTime::UNIX_EPOCH + Duration::from_secs(since_epoch.as_secs());
+    state_at(token, refresh, now, Some(lifetime)).with_obtained_at(now)
+}
+
+/// What a [`Scripted`] fetch is asked.
+#[derive(Debug)]
+pub struct Call<'a> {
+    /// This principal's fetches before this one (for a single-token fetcher, all of them).
+    pub n: usize,
+    /// The principal of a keyed fetch; empty for a single-token one.
+    pub principal: &'a str,
+    /// The state the cache holds, if any.
+    pub previous: Option<&'a crate::TokenState>,
+}
+
+impl Call<'_> {
+    /// The refresh token presented: the previous state's.
+    pub fn refresh_token(&self) -> Option<&str> {
+        self.previous
+            .and_then(|p| p.refresh_token.as_ref())
+            .map(crate::Secret::expose_secret)
+    }
+}
+
+/// Each fetch of a [`Scripted`]: its principal and the refresh token presented.
+type Log = Vec<(String, Option<String>)>;
+type Script = dyn Fn(Call<'_>) -> Result<crate::TokenState, crate::Error> + Send + Sync;
+type Pause = dyn Fn(&Call<'_>) -> Option<Pin<Box<dyn Future<Output = ()> + Send>>> + Send + Sync;
+
+/// A fetcher for tests, single-token ([`Fetch`](crate::Fetch)) or keyed
+/// ([`KeyedFetch`](crate::KeyedFetch), by `Arc<str>` principals): it records each fetch (the
+/// principal, the refresh token presented), waits [`delay`](Self::delay) of tokio time and any
+/// [`pause`](Self::pause), then answers from its script. Clones share the script and the record,
+/// so a test keeps one to read what the cache asked.
+///
+/// ```
+/// use token_provider::testing::{Scripted, state_at, epoch};
+/// use token_provider::{CachedTokenProvider, TokenProvider};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let fetcher = Scripted::new(|call| Ok(state_at(format!("token-{}", call.n), None, epoch(), None)));
+/// let provider = CachedTokenProvider::new(fetcher.clone());
+/// assert_eq!(provider.get().await.unwrap().secret().expose_secret(), "token-0");
+/// assert_eq!(fetcher.calls(), 1);
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct Scripted {
+    script: Arc<Script>,
+    pause: Option<Arc<Pause>>,
+    delay: Duration,
+    store_key: Option<crate::StoreKey>,
+    repeatable: bool,
+    log: Arc<Mutex<Log>>,
+}
+
+impl fmt::Debug for Scripted {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Scripted")
+    }
+}
+
+impl Scripted {
+    /// A fetcher answering from `script`, naming no store key, not repeatable without a store.
+    pub fn new(
+        script: impl Fn(Call<'_>) -> Result<crate::TokenState, crate::Error> + Send + Sync + 'static,
+    ) -> Self {
+        Self {
+            script: Arc::new(script),
+            pause: None,
+            delay: Duration::ZERO,
+            store_key: None,
+            repeatable: false,
+            log: Arc::default(),
+        }
+    }
+
+    /// Each fetch first waits this long (tokio time, so a paused clock skips it).
+    #[must_use]
+    pub fn delay(mut self, delay: Duration) -> Self {
+        self.delay = delay;
+        self
+    }
+
+    /// Each fetch, after the delay, waits for the future `pause` returns for it, if any: a gate
+    /// a test opens, or one that never opens.
+    #[must_use]
+    pub fn pause(
+        mut self,
+        pause: impl Fn(&Call<'_>) -> Option<Pin<Box<dyn Future<Output = ()> + Send>>>
+        + Send
+        + Sync
+        + 'static,
+    ) -> Self {
+        self.pause = Some(Arc::new(pause));
+        self
+    }
+
+    /// The store key it names; a keyed fetch names it with the principal as the tenant part.
+    #[must_use]
+    pub fn store_key(mut self, key: crate::StoreKey) -> Self {
+        self.store_key = Some(key);
+        self
+    }
+
+    /// What [`Fetch::repeatable_without_store`](crate::Fetch::repeatable_without_store)
+    /// answers.
+    #[must_use]
+    pub fn repeatable(mut self, repeatable: bool) -> Self {
+        self.repeatable = repeatable;
+        self
+    }
+
+    /// How many fetches started.
+    pub fn calls(&self) -> usize {
+        self.lock().len()
+    }
+
+    /// How many fetches started for `principal`.
+    pub fn calls_for(&self, principal: &str) -> usize {
+        self.lock().iter().filter(|(p, _)| p == principal).count()
+    }
+
+    /// The refresh token each fetch was presented, in order.
+    pub fn presented(&self) -> Vec<Option<String>> {
+        self.lock().iter().map(|(_, rt)| rt.clone()).collect()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Log> {
+        self.log.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    async fn answer(
+        &self,
+        principal: &str,
+        previous: Option<&crate::TokenState>,
+    ) -> Result<crate::TokenState, crate::Error> {
+        let n = {
+            let mut log = self.lock();
+            let n = log.iter().filter(|(p, _)| p == principal).count();
+            let presented = previous
+                .and_then(|p| p.refresh_token.as_ref())
+                .map(|r| r.expose_secret().to_owned());
+            log.push((principal.to_owned(), presented));
+            n
+        };
+        let call = Call {
+            n,
+            principal,
+            previous,
+        };
+        tokio::time::sleep(self.delay).await;
+        if let Some(wait) = self.pause.as_ref().and_then(|pause| pause(&call)) {
+            wait.await;
+        }
+        (self.script)(call)
+    }
+}
+
+#[async_trait]
+impl crate::Fetch for Scripted {
+    fn store_key(&self) -> Option<crate::StoreKey> {
+        self.store_key.clone()
+    }
+
+    fn repeatable_without_store(&self) -> bool {
+        self.repeatable
+    }
+
+    async fn fetch(
+        &self,
+        previous: Option<&crate::TokenState>,
+    ) -> Result<crate::TokenState, crate::Error> {
+        self.answer("", previous).await
+    }
+}
+
+#[async_trait]
+impl crate::KeyedFetch for Scripted {
+    type Principal = Arc<str>;
+
+    fn store_key(&self, principal: &Arc<str>) -> Option<crate::StoreKey> {
+        let [provider, environment, _, user] = self.store_key.as_ref()?.parts();
+        Some(crate::StoreKey::new(
+            &provider,
+            &environment,
+            principal,
+            &user,
+        ))
+    }
+
+    fn repeatable_without_store(&self, _: &Arc<str>) -> bool {
+        self.repeatable
+    }
+
+    async fn fetch(
+        &self,
+        principal: &Arc<str>,
+        previous: Option<&crate::TokenState>,
+    ) -> Result<crate::TokenState, crate::Error> {
+        self.answer(principal, previous).await
+    }
 }

@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use token_provider::auth::{AuthHeader, AuthMiddleware, AuthScope, send_authorized};
+use token_provider::testing::{assert_mocks, bearer_mock, reply, token_text};
 use token_provider::{AccessToken, CachedTokenProvider, TokenProvider, provider_fn};
 
 /// The scope of a mock server's origin.
@@ -28,21 +29,18 @@ fn numbered() -> (
 #[tokio::test]
 async fn a_401_invalidates_that_token_and_retries_once() {
     let mut server = mockito::Server::new_async().await;
-    let refused = server
-        .mock("GET", "/me")
-        .match_header("authorization", "Bearer token-0")
-        .with_status(401)
-        .expect(1)
-        .create_async()
-        .await;
-    let ok = server
-        .mock("GET", "/me")
-        .match_header("authorization", "Bearer token-1")
-        .with_status(200)
-        .with_body("me")
-        .expect(1)
-        .create_async()
-        .await;
+    let refused = reply(
+        bearer_mock(&mut server, "GET", "/me", "token-0").expect(1),
+        401,
+        "",
+    )
+    .await;
+    let ok = reply(
+        bearer_mock(&mut server, "GET", "/me", "token-1").expect(1),
+        200,
+        "me",
+    )
+    .await;
     let (provider, fetches) = numbered();
     let client = reqwest::Client::new();
     let url = format!("{}/me", server.url());
@@ -54,25 +52,20 @@ async fn a_401_invalidates_that_token_and_retries_once() {
     assert_eq!(resp.status(), 200);
     assert_eq!(resp.text().await.unwrap(), "me");
     assert_eq!(fetches.load(Ordering::SeqCst), 2);
-    refused.assert_async().await;
-    ok.assert_async().await;
+    assert_mocks(&[&refused, &ok]).await;
     // The new token stays cached.
-    assert_eq!(
-        provider.token().await.unwrap().secret().expose_secret(),
-        "token-1"
-    );
+    assert_eq!(token_text(&provider).await, "token-1");
 }
 
 #[tokio::test]
 async fn a_second_401_is_returned_not_retried_again() {
     let mut server = mockito::Server::new_async().await;
-    let refused = server
-        .mock("POST", "/x")
-        .match_body("payload")
-        .with_status(401)
-        .expect(2)
-        .create_async()
-        .await;
+    let refused = reply(
+        server.mock("POST", "/x").match_body("payload").expect(2),
+        401,
+        "",
+    )
+    .await;
     let (provider, fetches) = numbered();
     let client = reqwest::Client::new();
     let url = format!("{}/x", server.url());
@@ -89,14 +82,16 @@ async fn a_second_401_is_returned_not_retried_again() {
 #[tokio::test]
 async fn another_header_name_can_carry_the_token() {
     let mut server = mockito::Server::new_async().await;
-    let mock = server
-        .mock("GET", "/Accounts")
-        .match_header("authentication", "Bearer token-0")
-        .match_header("authorization", mockito::Matcher::Missing)
-        .with_status(200)
-        .expect(1)
-        .create_async()
-        .await;
+    let mock = reply(
+        server
+            .mock("GET", "/Accounts")
+            .match_header("authentication", "Bearer token-0")
+            .match_header("authorization", mockito::Matcher::Missing)
+            .expect(1),
+        200,
+        "",
+    )
+    .await;
     let (provider, _) = numbered();
     let client = reqwest::Client::new();
     let url = format!("{}/Accounts", server.url());
@@ -112,22 +107,22 @@ async fn another_header_name_can_carry_the_token() {
 #[tokio::test]
 async fn the_middleware_retries_once_with_a_new_token() {
     let mut server = mockito::Server::new_async().await;
-    let refused = server
-        .mock("PUT", "/r")
-        .match_header("authorization", "Bearer token-0")
-        .match_body("body")
-        .with_status(401)
-        .expect(1)
-        .create_async()
-        .await;
-    let ok = server
-        .mock("PUT", "/r")
-        .match_header("authorization", "Bearer token-1")
-        .match_body("body")
-        .with_status(204)
-        .expect(1)
-        .create_async()
-        .await;
+    let refused = reply(
+        bearer_mock(&mut server, "PUT", "/r", "token-0")
+            .match_body("body")
+            .expect(1),
+        401,
+        "",
+    )
+    .await;
+    let ok = reply(
+        bearer_mock(&mut server, "PUT", "/r", "token-1")
+            .match_body("body")
+            .expect(1),
+        204,
+        "",
+    )
+    .await;
     let (provider, fetches) = numbered();
     let dynamic: Arc<dyn TokenProvider> = provider;
     let client = reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
@@ -141,16 +136,10 @@ async fn the_middleware_retries_once_with_a_new_token() {
         .unwrap();
     assert_eq!(resp.status(), 204);
     assert_eq!(fetches.load(Ordering::SeqCst), 2);
-    refused.assert_async().await;
-    ok.assert_async().await;
+    assert_mocks(&[&refused, &ok]).await;
 
     // Never more than once.
-    let always = server
-        .mock("GET", "/always")
-        .with_status(401)
-        .expect(2)
-        .create_async()
-        .await;
+    let always = reply(server.mock("GET", "/always").expect(2), 401, "").await;
     let resp = client
         .get(format!("{}/always", server.url()))
         .send()
@@ -228,20 +217,23 @@ async fn no_token_is_attached_to_plain_http_for_a_remote_host() {
 async fn the_middleware_sends_no_token_to_another_origin() {
     let mut api = mockito::Server::new_async().await;
     let mut storage = mockito::Server::new_async().await;
-    let key = api
-        .mock("GET", "/v1/design")
-        .match_header("authorization", "Bearer token-0")
-        .with_status(200)
-        .expect(1)
-        .create_async()
-        .await;
-    let presigned = storage
-        .mock("GET", "/bucket/file.pdf")
-        .match_header("authorization", mockito::Matcher::Missing)
-        .with_status(200)
-        .expect(1)
-        .create_async()
-        .await;
+    let key = reply(
+        api.mock("GET", "/v1/design")
+            .match_header("authorization", "Bearer token-0")
+            .expect(1),
+        200,
+        "",
+    )
+    .await;
+    let presigned = reply(
+        storage
+            .mock("GET", "/bucket/file.pdf")
+            .match_header("authorization", mockito::Matcher::Missing)
+            .expect(1),
+        200,
+        "",
+    )
+    .await;
     let (provider, _) = numbered();
     let dynamic: Arc<dyn TokenProvider> = provider;
     let client = reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
@@ -259,20 +251,21 @@ async fn the_middleware_sends_no_token_to_another_origin() {
         .await
         .unwrap();
     assert_eq!(resp.status(), 200);
-    key.assert_async().await;
-    presigned.assert_async().await;
+    assert_mocks(&[&key, &presigned]).await;
 }
 
 #[tokio::test]
 async fn send_authorized_sends_no_token_to_another_origin() {
     let mut storage = mockito::Server::new_async().await;
-    let presigned = storage
-        .mock("GET", "/bucket/file.pdf")
-        .match_header("authorization", mockito::Matcher::Missing)
-        .with_status(200)
-        .expect(1)
-        .create_async()
-        .await;
+    let presigned = reply(
+        storage
+            .mock("GET", "/bucket/file.pdf")
+            .match_header("authorization", mockito::Matcher::Missing)
+            .expect(1),
+        200,
+        "",
+    )
+    .await;
     let (provider, fetches) = numbered();
     let client = reqwest::Client::new();
     let url = format!("{}/bucket/file.pdf", storage.url());
@@ -296,12 +289,7 @@ async fn send_authorized_sends_no_token_to_another_origin() {
 #[tokio::test]
 async fn a_401_on_an_unreplayable_body_still_invalidates_the_token() {
     let mut server = mockito::Server::new_async().await;
-    let refused = server
-        .mock("POST", "/upload")
-        .with_status(401)
-        .expect(1)
-        .create_async()
-        .await;
+    let refused = reply(server.mock("POST", "/upload").expect(1), 401, "").await;
     let (provider, fetches) = numbered();
     let dynamic: Arc<dyn TokenProvider> = provider.clone();
     let client = reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
@@ -317,10 +305,7 @@ async fn a_401_on_an_unreplayable_body_still_invalidates_the_token() {
     assert_eq!(resp.status(), 401);
     refused.assert_async().await;
     // The refused token is gone: the next caller gets a new one.
-    assert_eq!(
-        provider.token().await.unwrap().secret().expose_secret(),
-        "token-1"
-    );
+    assert_eq!(token_text(&provider).await, "token-1");
     assert_eq!(fetches.load(Ordering::SeqCst), 2);
 }
 

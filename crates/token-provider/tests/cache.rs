@@ -1,12 +1,13 @@
 //! The cache's rules, each proved with paused tokio time and a counting fetcher: no real sleeps.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
+use token_provider::testing::{Scripted, key, state_at};
 use token_provider::{
-    AccessToken, CacheConfig, CachedTokenProvider, Error, Fetch, MemoryStore, Secret, StoreKey,
-    StoreLock, TokenProvider, TokenState, TokenStore, TokioClock, async_trait,
+    AccessToken, CacheConfig, CachedTokenProvider, Error, MemoryStore, Secret, StoreLock,
+    TokenProvider, TokenState, TokenStore, TokioClock,
 };
 
 const HOUR: Duration = Duration::from_secs(3600);
@@ -14,80 +15,36 @@ const MIN: Duration = Duration::from_secs(60);
 
 use token_provider::testing::epoch as t0;
 
-type Script = dyn Fn(usize, Option<&TokenState>) -> Result<TokenState, Error> + Send + Sync;
-
-/// A fetcher that counts its calls, takes `delay` of (tokio) time, and answers from a script.
-struct Scripted {
-    calls: Arc<AtomicUsize>,
-    delay: Duration,
-    script: Box<Script>,
-    seen_previous: Arc<Mutex<Vec<Option<String>>>>,
-}
-
-impl std::fmt::Debug for Scripted {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Scripted")
-    }
-}
-
-/// The key every scripted fetcher names in a store.
-fn test_key() -> StoreKey {
-    StoreKey::new("test", "env", "tenant", "me")
-}
-
-#[async_trait]
-impl Fetch for Scripted {
-    fn store_key(&self) -> Option<StoreKey> {
-        Some(test_key())
-    }
-
-    async fn fetch(&self, previous: Option<&TokenState>) -> Result<TokenState, Error> {
-        let n = self.calls.fetch_add(1, Ordering::SeqCst);
-        self.seen_previous.lock().unwrap().push(
-            previous
-                .and_then(|p| p.refresh_token.as_ref())
-                .map(|r| r.expose_secret().to_owned()),
-        );
-        tokio::time::sleep(self.delay).await;
-        (self.script)(n, previous)
-    }
-}
-
+/// A cache over a [`Scripted`] fetcher (named `key("me")` in a store) on a tokio clock.
 struct Harness {
     provider: CachedTokenProvider<Scripted>,
-    calls: Arc<AtomicUsize>,
-    seen_previous: Arc<Mutex<Vec<Option<String>>>>,
+    fetcher: Scripted,
     clock: TokioClock,
 }
 
 impl Harness {
     fn calls(&self) -> usize {
-        self.calls.load(Ordering::SeqCst)
+        self.fetcher.calls()
     }
     fn now(&self) -> SystemTime {
         token_provider::Clock::now(&self.clock)
     }
 }
 
+/// A fetcher taking `delay` of (tokio) time and answering `script(n, previous)`.
 fn harness(
     delay: Duration,
     config: impl FnOnce(CacheConfig) -> CacheConfig,
     script: impl Fn(usize, Option<&TokenState>) -> Result<TokenState, Error> + Send + Sync + 'static,
 ) -> Harness {
     let clock = TokioClock::new(t0());
-    let calls = Arc::new(AtomicUsize::new(0));
-    let seen_previous = Arc::new(Mutex::new(Vec::new()));
-    let fetcher = Scripted {
-        calls: Arc::clone(&calls),
-        delay,
-        script: Box::new(script),
-        seen_previous: Arc::clone(&seen_previous),
-    };
+    let fetcher = Scripted::new(move |call| script(call.n, call.previous))
+        .delay(delay)
+        .store_key(key("me"));
     let config = config(CacheConfig::new().clock(Arc::new(clock.clone())));
     Harness {
-        provider: CachedTokenProvider::with_config(fetcher, config),
-        calls,
-        seen_previous,
+        provider: CachedTokenProvider::with_config(fetcher.clone(), config),
+        fetcher,
         clock,
     }
 }
@@ -95,10 +52,7 @@ fn harness(
 /// Token number `n`, valid for `lifetime` from the (tokio-driven) clock's now.
 fn token_n(clock: &TokioClock, n: usize, lifetime: Duration) -> TokenState {
     let now = token_provider::Clock::now(clock);
-    AccessToken::builder(format!("token-{n}"))
-        .expires_in(now, lifetime)
-        .build()
-        .into()
+    state_at(format!("token-{n}"), None, now, Some(lifetime))
 }
 
 fn hourly(clock: TokioClock) -> impl Fn(usize, Option<&TokenState>) -> Result<TokenState, Error> {
@@ -298,10 +252,7 @@ async fn invalidate_keeps_the_refresh_token_for_the_next_fetch() {
     let a = h.provider.token().await.unwrap();
     h.provider.invalidate(&a);
     h.provider.token().await.unwrap();
-    assert_eq!(
-        *h.seen_previous.lock().unwrap(),
-        vec![None, Some("rt-0".to_owned())]
-    );
+    assert_eq!(h.fetcher.presented(), vec![None, Some("rt-0".to_owned())]);
 }
 
 #[tokio::test(start_paused = true)]
@@ -384,24 +335,12 @@ async fn a_slow_fetch_is_bounded_by_the_load_timeout() {
 /// ever started again).
 #[tokio::test(start_paused = true)]
 async fn a_hung_fetch_is_abandoned_at_its_deadline_and_a_new_one_starts() {
-    #[derive(Debug)]
-    struct HangsFirst(Arc<AtomicUsize>, TokioClock);
-
-    #[async_trait]
-    impl Fetch for HangsFirst {
-        async fn fetch(&self, _: Option<&TokenState>) -> Result<TokenState, Error> {
-            let n = self.0.fetch_add(1, Ordering::SeqCst);
-            if n == 0 {
-                std::future::pending::<()>().await;
-            }
-            Ok(token_n(&self.1, n, HOUR))
-        }
-    }
-
     let clock = TokioClock::new(t0());
-    let calls = Arc::new(AtomicUsize::new(0));
+    let issuing = clock.clone();
+    let hangs_first = Scripted::new(move |call| Ok(token_n(&issuing, call.n, HOUR)))
+        .pause(|call| (call.n == 0).then(|| Box::pin(std::future::pending()) as _));
     let provider = CachedTokenProvider::with_config(
-        HangsFirst(Arc::clone(&calls), clock.clone()),
+        hangs_first.clone(),
         CacheConfig::new()
             .clock(Arc::new(clock))
             .fetch_timeout(Duration::from_secs(30))
@@ -425,7 +364,7 @@ async fn a_hung_fetch_is_abandoned_at_its_deadline_and_a_new_one_starts() {
     );
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(secret_of(&provider.token().await.unwrap()), "token-1");
-    assert_eq!(calls.load(Ordering::SeqCst), 2);
+    assert_eq!(hangs_first.calls(), 2);
 }
 
 #[tokio::test(start_paused = true)]
@@ -583,7 +522,7 @@ async fn a_token_expired_on_arrival_is_a_transient_failure_with_backoff() {
 #[tokio::test(start_paused = true)]
 async fn a_stored_token_near_its_end_is_not_adopted() {
     let store = MemoryStore::new();
-    let key = StoreKey::new("test", "env", "tenant", "me");
+    let key = key("me");
     // Saved by another process; 30 s left: less than the 5-minute margin.
     let nearly_dead = token_n(&TokioClock::new(t0()), 99, Duration::from_secs(30))
         .with_refresh_token(Some(Secret::new("rt-stored")));
@@ -601,10 +540,7 @@ async fn a_stored_token_near_its_end_is_not_adopted() {
     assert_eq!(secret_of(&h.provider.token().await.unwrap()), "token-0");
     assert_eq!(h.calls(), 1);
     // The refresh was made with the stored refresh token.
-    assert_eq!(
-        *h.seen_previous.lock().unwrap(),
-        vec![Some("rt-stored".to_owned())]
-    );
+    assert_eq!(h.fetcher.presented(), vec![Some("rt-stored".to_owned())]);
 
     // With ten minutes left it is adopted as is.
     let fresh_enough = token_n(&TokioClock::new(t0()), 98, 10 * MIN);
@@ -642,7 +578,7 @@ async fn a_retry_after_of_a_day_is_capped_by_the_longest_backoff() {
 #[tokio::test(start_paused = true)]
 async fn with_a_store_state_is_loaded_saved_and_refresh_tokens_carried() {
     let store = MemoryStore::new();
-    let key = StoreKey::new("test", "env", "tenant", "me");
+    let key = key("me");
     // Another process already saved a fresh token: adopted without a fetch.
     let seeded =
         token_n(&TokioClock::new(t0()), 99, HOUR).with_refresh_token(Some(Secret::new("rt-seed")));
@@ -671,10 +607,7 @@ async fn with_a_store_state_is_loaded_saved_and_refresh_tokens_carried() {
     h.provider.invalidate(&t);
     assert_eq!(secret_of(&h.provider.token().await.unwrap()), "token-0");
     assert_eq!(h.calls(), 1);
-    assert_eq!(
-        *h.seen_previous.lock().unwrap(),
-        vec![Some("rt-seed".to_owned())]
-    );
+    assert_eq!(h.fetcher.presented(), vec![Some("rt-seed".to_owned())]);
     let saved = store.load(&key).await.unwrap().unwrap();
     assert_eq!(secret_of(&saved.access_token), "token-0");
     assert_eq!(
@@ -800,23 +733,9 @@ fn a_finished_fetch_is_never_joined_after_its_publish() {
 }
 
 /// Hands out clones of one token it keeps, to any cache and any principal.
-#[derive(Debug)]
-struct OneToken(TokenState);
-
-#[async_trait]
-impl Fetch for OneToken {
-    async fn fetch(&self, _: Option<&TokenState>) -> Result<TokenState, Error> {
-        Ok(self.0.clone())
-    }
-}
-
-#[async_trait]
-impl token_provider::KeyedFetch for OneToken {
-    type Principal = Arc<str>;
-
-    async fn fetch(&self, _: &Arc<str>, _: Option<&TokenState>) -> Result<TokenState, Error> {
-        Ok(self.0.clone())
-    }
+fn one_token(kept: &TokenState) -> Scripted {
+    let kept = kept.clone();
+    Scripted::new(move |_| Ok(kept.clone()))
 }
 
 /// A token carries the refresh point of the cache that published it (so a hit reads one
@@ -829,11 +748,11 @@ async fn caches_holding_one_token_each_refresh_it_at_their_own_point() {
     let hard = t0() + HOUR;
     let config = |margin| CacheConfig::new().clock(clock.clone()).margin(margin);
     let (early, late) = (20 * MIN, Duration::from_secs(100));
-    let single = |margin| CachedTokenProvider::with_config(OneToken(kept.clone()), config(margin));
+    let single = |margin| CachedTokenProvider::with_config(one_token(&kept), config(margin));
     let (single_early, single_late) = (single(early), single(late));
     let keyed = |margin| {
         token_provider::KeyedCache::new(
-            OneToken(kept.clone()),
+            one_token(&kept),
             config(margin),
             token_provider::KeyedConfig::new(),
         )

@@ -6,32 +6,26 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use cap::Cap;
+use token_provider::testing::{Scripted, state_at};
 use token_provider::{
-    AccessToken, CacheConfig, CachedTokenProvider, Error, KeyedCache, KeyedConfig, KeyedFetch,
-    SystemClock, TokenProvider, TokenState, async_trait, provider_fn,
+    AccessToken, CacheConfig, CachedTokenProvider, Clock as _, KeyedCache, KeyedConfig,
+    SystemClock, TokenProvider, provider_fn,
 };
 
 #[global_allocator]
 static ALLOCATOR: Cap<std::alloc::System> = Cap::new(std::alloc::System, usize::MAX);
 
-#[derive(Debug)]
-struct Issuer;
-
-#[async_trait]
-impl KeyedFetch for Issuer {
-    type Principal = Arc<str>;
-
-    async fn fetch(
-        &self,
-        principal: &Arc<str>,
-        _previous: Option<&TokenState>,
-    ) -> Result<TokenState, Error> {
-        use token_provider::Clock as _;
-        Ok(AccessToken::builder(format!("token-of-{principal}"))
-            .expires_in(SystemClock.now(), Duration::from_secs(3600))
-            .build()
-            .into())
-    }
+/// `token-of-<principal>`, an hour long.
+fn issuer() -> Scripted {
+    Scripted::new(|call| {
+        let token = format!("token-of-{}", call.principal);
+        Ok(state_at(
+            token,
+            None,
+            SystemClock.now(),
+            Some(Duration::from_secs(3600)),
+        ))
+    })
 }
 
 #[tokio::test(flavor = "current_thread")]
@@ -41,7 +35,7 @@ async fn a_hit_allocates_nothing() {
 }
 
 async fn a_lookup_and_a_hit_allocate_nothing() {
-    let cache = KeyedCache::new(Issuer, CacheConfig::new(), KeyedConfig::new());
+    let cache = KeyedCache::new(issuer(), CacheConfig::new(), KeyedConfig::new());
     for i in 0..100 {
         let key = format!("tenant-{i}");
         cache.get_or_insert_with(&key, |k| k).get().await.unwrap();
@@ -74,7 +68,6 @@ async fn a_lookup_and_a_hit_allocate_nothing() {
 async fn a_hit_through_the_trait_object_allocates_nothing() {
     let provider: Arc<dyn TokenProvider> =
         Arc::new(CachedTokenProvider::new(provider_fn("issuer", || async {
-            use token_provider::Clock as _;
             Ok(AccessToken::builder("the-token")
                 .expires_in(SystemClock.now(), Duration::from_secs(3600))
                 .build())

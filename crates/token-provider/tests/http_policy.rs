@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use mockito::Matcher;
 use token_provider::http::{Repeat, Request, Response, USER_AGENT};
-use token_provider::testing::fast_retry;
+use token_provider::testing::{assert_mocks, fast_retry, reply};
 use token_provider::{Error, HttpClient, Secret};
 use url::Url;
 
@@ -27,20 +27,21 @@ fn url(server: &mockito::ServerGuard, path: &str) -> Url {
 #[tokio::test]
 async fn sends_user_agent_bearer_and_form() {
     let mut server = mockito::Server::new_async().await;
-    let mock = server
-        .mock("POST", "/oauth2/token")
-        .match_header("user-agent", USER_AGENT)
-        .match_header("authorization", "Bearer app-key-1")
-        .match_header("content-type", "application/x-www-form-urlencoded")
-        .match_body(Matcher::AllOf(vec![
-            Matcher::UrlEncoded("grant_type".into(), "password".into()),
-            Matcher::UrlEncoded("username".into(), "a b&c".into()),
-        ]))
-        .with_status(200)
-        .with_body(r#"{"ok":true}"#)
-        .expect(1)
-        .create_async()
-        .await;
+    let mock = reply(
+        server
+            .mock("POST", "/oauth2/token")
+            .match_header("user-agent", USER_AGENT)
+            .match_header("authorization", "Bearer app-key-1")
+            .match_header("content-type", "application/x-www-form-urlencoded")
+            .match_body(Matcher::AllOf(vec![
+                Matcher::UrlEncoded("grant_type".into(), "password".into()),
+                Matcher::UrlEncoded("username".into(), "a b&c".into()),
+            ]))
+            .expect(1),
+        200,
+        r#"{"ok":true}"#,
+    )
+    .await;
     let req = Request::post(url(&server, "/oauth2/token"), Repeat::Safe)
         .bearer(&Secret::new("app-key-1"))
         .unwrap()
@@ -55,13 +56,15 @@ async fn sends_user_agent_bearer_and_form() {
 async fn basic_auth_encodes_per_rfc6749() {
     let mut server = mockito::Server::new_async().await;
     // "id:x" / "s&cret" form-encoded then base64: "id%3Ax:s%26cret"
-    let mock = server
-        .mock("POST", "/t")
-        .match_header("authorization", "Basic aWQlM0F4OnMlMjZjcmV0")
-        .with_status(200)
-        .expect(1)
-        .create_async()
-        .await;
+    let mock = reply(
+        server
+            .mock("POST", "/t")
+            .match_header("authorization", "Basic aWQlM0F4OnMlMjZjcmV0")
+            .expect(1),
+        200,
+        "",
+    )
+    .await;
     let req = Request::post(url(&server, "/t"), Repeat::Safe)
         .basic_auth("id:x", &Secret::new("s&cret"))
         .unwrap();
@@ -72,37 +75,20 @@ async fn basic_auth_encodes_per_rfc6749() {
 #[tokio::test]
 async fn retries_503_then_succeeds() {
     let mut server = mockito::Server::new_async().await;
-    let fail = server
-        .mock("POST", "/t")
-        .with_status(503)
-        .expect(2)
-        .create_async()
-        .await;
-    let ok = server
-        .mock("POST", "/t")
-        .with_status(200)
-        .with_body("{}")
-        .expect(1)
-        .create_async()
-        .await;
+    let fail = reply(server.mock("POST", "/t").expect(2), 503, "").await;
+    let ok = reply(server.mock("POST", "/t").expect(1), 200, "{}").await;
     let resp = client(3)
         .execute(Request::post(url(&server, "/t"), Repeat::Safe))
         .await
         .unwrap();
     assert_eq!(resp.status(), 200);
-    fail.assert_async().await;
-    ok.assert_async().await;
+    assert_mocks(&[&fail, &ok]).await;
 }
 
 #[tokio::test]
 async fn exhausted_5xx_is_a_transient_status_error() {
     let mut server = mockito::Server::new_async().await;
-    let fail = server
-        .mock("GET", "/t")
-        .with_status(502)
-        .expect(3)
-        .create_async()
-        .await;
+    let fail = reply(server.mock("GET", "/t").expect(3), 502, "").await;
     let err = client(3)
         .execute(Request::get(url(&server, "/t")))
         .await
@@ -115,19 +101,16 @@ async fn exhausted_5xx_is_a_transient_status_error() {
 #[tokio::test]
 async fn retries_429_after_the_retry_after_it_was_given() {
     let mut server = mockito::Server::new_async().await;
-    let limited = server
-        .mock("POST", "/t")
-        .with_status(429)
-        .with_header("retry-after", "1")
-        .expect(1)
-        .create_async()
-        .await;
-    let ok = server
-        .mock("POST", "/t")
-        .with_status(200)
-        .expect(1)
-        .create_async()
-        .await;
+    let limited = reply(
+        server
+            .mock("POST", "/t")
+            .with_header("retry-after", "1")
+            .expect(1),
+        429,
+        "",
+    )
+    .await;
+    let ok = reply(server.mock("POST", "/t").expect(1), 200, "").await;
     let started = tokio::time::Instant::now();
     let resp = client(3)
         .execute(Request::post(url(&server, "/t"), Repeat::Safe))
@@ -137,20 +120,21 @@ async fn retries_429_after_the_retry_after_it_was_given() {
     assert_eq!(resp.status(), 200);
     // The backoff alone would be 5-10 ms: the second try waited for the server's second.
     assert!(waited >= Duration::from_secs(1), "retried after {waited:?}");
-    limited.assert_async().await;
-    ok.assert_async().await;
+    assert_mocks(&[&limited, &ok]).await;
 }
 
 #[tokio::test]
 async fn retry_after_beyond_the_cap_ends_at_once_with_the_providers_figure() {
     let mut server = mockito::Server::new_async().await;
-    let limited = server
-        .mock("POST", "/t")
-        .with_status(429)
-        .with_header("retry-after", "3600")
-        .expect(1)
-        .create_async()
-        .await;
+    let limited = reply(
+        server
+            .mock("POST", "/t")
+            .with_header("retry-after", "3600")
+            .expect(1),
+        429,
+        "",
+    )
+    .await;
     let err = client(3)
         .execute(Request::post(url(&server, "/t"), Repeat::Safe))
         .await
@@ -164,13 +148,12 @@ async fn retry_after_beyond_the_cap_ends_at_once_with_the_providers_figure() {
 async fn rejections_are_not_retried_and_carry_the_oauth_error() {
     for status in [400, 401, 403] {
         let mut server = mockito::Server::new_async().await;
-        let mock = server
-            .mock("POST", "/t")
-            .with_status(status)
-            .with_body(r#"{"error":"invalid_client","error_description":"Unknown client"}"#)
-            .expect(1)
-            .create_async()
-            .await;
+        let mock = reply(
+            server.mock("POST", "/t").expect(1),
+            status,
+            r#"{"error":"invalid_client","error_description":"Unknown client"}"#,
+        )
+        .await;
         let resp = client(3)
             .execute(Request::post(url(&server, "/t"), Repeat::Safe))
             .await
@@ -194,20 +177,21 @@ async fn redirects_are_not_followed() {
         .expect(0)
         .create_async()
         .await;
-    let redirect = server
-        .mock("POST", "/t")
-        .with_status(302)
-        .with_header("location", &format!("{}/elsewhere", server.url()))
-        .expect(1)
-        .create_async()
-        .await;
+    let redirect = reply(
+        server
+            .mock("POST", "/t")
+            .with_header("location", &format!("{}/elsewhere", server.url()))
+            .expect(1),
+        302,
+        "",
+    )
+    .await;
     let err = client(3)
         .execute(Request::post(url(&server, "/t"), Repeat::Safe))
         .await
         .unwrap_err();
     assert!(matches!(err, Error::Status { status: 302, .. }), "{err:?}");
-    redirect.assert_async().await;
-    target.assert_async().await;
+    assert_mocks(&[&redirect, &target]).await;
 }
 
 #[tokio::test]
@@ -314,12 +298,7 @@ async fn a_request_that_must_not_repeat_is_sent_once() {
 
     // A 503 answer: it reached the server, so it is not sent again either.
     let mut server = mockito::Server::new_async().await;
-    let mock = server
-        .mock("POST", "/t")
-        .with_status(503)
-        .expect(1)
-        .create_async()
-        .await;
+    let mock = reply(server.mock("POST", "/t").expect(1), 503, "").await;
     let err = client
         .execute(Request::post(url_of(&server), Repeat::Once))
         .await
@@ -395,13 +374,12 @@ async fn an_oversized_body_is_cut_off_while_reading() {
 #[tokio::test]
 async fn a_declared_oversized_body_is_refused_unread() {
     let mut server = mockito::Server::new_async().await;
-    let mock = server
-        .mock("GET", "/t")
-        .with_status(200)
-        .with_body(vec![b'x'; 2 * 1024 * 1024])
-        .expect(1)
-        .create_async()
-        .await;
+    let mock = reply(
+        server.mock("GET", "/t").expect(1),
+        200,
+        vec![b'x'; 2 * 1024 * 1024],
+    )
+    .await;
     let err = client(3)
         .execute(Request::get(url(&server, "/t")))
         .await
@@ -416,15 +394,16 @@ async fn a_declared_oversized_body_is_refused_unread() {
 #[tokio::test]
 async fn the_oauth_adapter_goes_through_the_policy_and_maps_errors_with_their_status() {
     let mut server = mockito::Server::new_async().await;
-    let mock = server
-        .mock("POST", "/oauth/token")
-        .match_header("user-agent", USER_AGENT)
-        .match_header("companyurl", "acme.example")
-        .with_status(403)
-        .with_body(r#"{"error":"access_denied"}"#)
-        .expect(2)
-        .create_async()
-        .await;
+    let mock = reply(
+        server
+            .mock("POST", "/oauth/token")
+            .match_header("user-agent", USER_AGENT)
+            .match_header("companyurl", "acme.example")
+            .expect(2),
+        403,
+        r#"{"error":"access_denied"}"#,
+    )
+    .await;
     let client = client(3);
     let request = || {
         http::Request::builder()
@@ -469,11 +448,7 @@ async fn the_oauth_adapter_goes_through_the_policy_and_maps_errors_with_their_st
 async fn send_says_when_a_request_may_have_reached_the_server() {
     // (A refused connection is the other case: `connection_refused_is_retried_even_when_not_repeatable`.)
     let mut server = mockito::Server::new_async().await;
-    let _m = server
-        .mock("POST", "/t")
-        .with_status(502)
-        .create_async()
-        .await;
+    let _m = reply(server.mock("POST", "/t"), 502, "").await;
     let err = client(2)
         .send(Request::post(url(&server, "/t"), Repeat::Once))
         .await
@@ -499,12 +474,7 @@ fn debug_of_requests_and_clients_hides_secrets() {
 #[tokio::test]
 async fn a_request_that_spends_is_not_repeated_after_a_5xx() {
     let mut server = mockito::Server::new_async().await;
-    let mock = server
-        .mock("POST", "/spend")
-        .with_status(502)
-        .expect(1)
-        .create_async()
-        .await;
+    let mock = reply(server.mock("POST", "/spend").expect(1), 502, "").await;
     let err = client(3)
         .execute(Request::post(url(&server, "/spend"), Repeat::Once))
         .await
@@ -516,13 +486,15 @@ async fn a_request_that_spends_is_not_repeated_after_a_5xx() {
 #[tokio::test]
 async fn a_5xx_retry_after_beyond_the_cap_ends_at_once_and_is_carried() {
     let mut server = mockito::Server::new_async().await;
-    let mock = server
-        .mock("GET", "/t")
-        .with_status(503)
-        .with_header("retry-after", "600")
-        .expect(1)
-        .create_async()
-        .await;
+    let mock = reply(
+        server
+            .mock("GET", "/t")
+            .with_header("retry-after", "600")
+            .expect(1),
+        503,
+        "",
+    )
+    .await;
     let err = client(3)
         .execute(Request::get(url(&server, "/t")))
         .await

@@ -1,13 +1,13 @@
 //! The keyed cache: one token per principal, bounded, idle-expiring, never dropping an entry
 //! somebody holds or waits on.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
+use token_provider::testing::{Scripted, key, state_at};
 use token_provider::{
-    AccessToken, CacheConfig, Clock, Error, KeyedCache, KeyedConfig, KeyedFetch, ManualClock,
-    MemoryStore, StoreKey, TokenProvider, TokenState, TokenStore, async_trait,
+    CacheConfig, Clock, KeyedCache, KeyedConfig, ManualClock, MemoryStore, TokenProvider,
+    TokenStore,
 };
 use tokio::sync::Notify;
 
@@ -16,60 +16,36 @@ const HOUR: Duration = Duration::from_secs(3600);
 use token_provider::testing::epoch as t0;
 
 /// Issues `<principal>-<n>` tokens valid for an hour, counting fetches per principal; a
-/// principal named `slow…` waits for `gate` first.
-#[derive(Debug)]
-struct PerPrincipal {
-    clock: Arc<ManualClock>,
-    fetches: Mutex<HashMap<String, usize>>,
-    gate: Arc<Notify>,
+/// principal named `slow…` waits for `gate` first. Named `test|env|<principal>|me` in a store.
+fn per_principal(clock: &Arc<ManualClock>, gate: &Arc<Notify>) -> Scripted {
+    let (clock, gate) = (Arc::clone(clock), Arc::clone(gate));
+    Scripted::new(move |call| {
+        let token = format!("{}-{}", call.principal, call.n + 1);
+        Ok(state_at(token, None, clock.now(), Some(HOUR)))
+    })
+    .pause(move |call| {
+        let gate = Arc::clone(&gate);
+        call.principal
+            .starts_with("slow")
+            .then(|| Box::pin(async move { gate.notified().await }) as _)
+    })
+    .store_key(key("me"))
 }
 
-#[async_trait]
-impl KeyedFetch for PerPrincipal {
-    type Principal = Arc<str>;
-
-    fn store_key(&self, principal: &Arc<str>) -> Option<StoreKey> {
-        Some(StoreKey::new("test", "env", principal, "me"))
-    }
-
-    async fn fetch(
-        &self,
-        principal: &Arc<str>,
-        _previous: Option<&TokenState>,
-    ) -> Result<TokenState, Error> {
-        let n = {
-            let mut fetches = self.fetches.lock().unwrap();
-            let n = fetches.entry(principal.to_string()).or_default();
-            *n += 1;
-            *n
-        };
-        if principal.starts_with("slow") {
-            self.gate.notified().await;
-        }
-        let token = AccessToken::builder(format!("{principal}-{n}"))
-            .expires_in(self.clock.now(), HOUR)
-            .build();
-        Ok(token.into())
-    }
-}
-
-fn keyed(keyed: KeyedConfig) -> (KeyedCache<PerPrincipal>, Arc<ManualClock>) {
+/// A keyed cache of [`per_principal`], its clock and its gate.
+fn keyed(keyed: KeyedConfig) -> (KeyedCache<Scripted>, Arc<ManualClock>, Arc<Notify>) {
     let clock = Arc::new(ManualClock::new(t0()));
-    let fetcher = PerPrincipal {
-        clock: Arc::clone(&clock),
-        fetches: Mutex::default(),
-        gate: Arc::new(Notify::new()),
-    };
+    let gate = Arc::new(Notify::new());
     let cache = CacheConfig::new().clock(clock.clone());
-    (KeyedCache::new(fetcher, cache, keyed), clock)
+    let fetcher = per_principal(&clock, &gate);
+    (KeyedCache::new(fetcher, cache, keyed), clock, gate)
 }
 
-fn fetches(cache: &KeyedCache<PerPrincipal>, principal: &str) -> usize {
-    let fetches = cache.fetcher().fetches.lock().unwrap();
-    fetches.get(principal).copied().unwrap_or_default()
+fn fetches(cache: &KeyedCache<Scripted>, principal: &str) -> usize {
+    cache.fetcher().calls_for(principal)
 }
 
-async fn token_of(cache: &KeyedCache<PerPrincipal>, key: &str) -> String {
+async fn token_of(cache: &KeyedCache<Scripted>, key: &str) -> String {
     let principal = cache.get_or_insert_with(key, |k| k);
     let token = principal.token().await.unwrap();
     token.secret().expose_secret().to_owned()
@@ -77,7 +53,7 @@ async fn token_of(cache: &KeyedCache<PerPrincipal>, key: &str) -> String {
 
 #[tokio::test]
 async fn each_principal_has_its_own_token_and_one_fetch() {
-    let (cache, _) = keyed(KeyedConfig::new());
+    let (cache, _, _) = keyed(KeyedConfig::new());
     assert_eq!(token_of(&cache, "a").await, "a-1");
     assert_eq!(token_of(&cache, "b").await, "b-1");
     assert_eq!(token_of(&cache, "a").await, "a-1");
@@ -91,7 +67,7 @@ async fn each_principal_has_its_own_token_and_one_fetch() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn callers_asking_for_one_new_principal_at_once_share_one_entry() {
-    let (cache, _) = keyed(KeyedConfig::new());
+    let (cache, _, _) = keyed(KeyedConfig::new());
     let tasks: Vec<_> = (0..64)
         .map(|_| {
             let cache = cache.clone();
@@ -107,7 +83,7 @@ async fn callers_asking_for_one_new_principal_at_once_share_one_entry() {
 
 #[tokio::test]
 async fn the_map_is_bounded() {
-    let (cache, _) = keyed(KeyedConfig::new().max_entries(100));
+    let (cache, _, _) = keyed(KeyedConfig::new().max_entries(100));
     for i in 0..2_000 {
         token_of(&cache, &format!("p{i}")).await;
     }
@@ -124,7 +100,7 @@ async fn the_map_is_bounded() {
 
 #[tokio::test]
 async fn an_entry_somebody_holds_is_never_evicted() {
-    let (cache, _) = keyed(KeyedConfig::new().max_entries(10));
+    let (cache, _, _) = keyed(KeyedConfig::new().max_entries(10));
     let held: Vec<_> = (0..50)
         .map(|i| cache.get_or_insert_with(&format!("held{i}"), |k| k))
         .collect();
@@ -145,7 +121,7 @@ async fn an_entry_somebody_holds_is_never_evicted() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_entry_with_a_fetch_in_flight_is_never_evicted() {
-    let (cache, _) = keyed(KeyedConfig::new().max_entries(10));
+    let (cache, _, gate) = keyed(KeyedConfig::new().max_entries(10));
     let waiters: Vec<_> = (0..8)
         .map(|_| {
             let cache = cache.clone();
@@ -163,7 +139,7 @@ async fn an_entry_with_a_fetch_in_flight_is_never_evicted() {
         cache.get("slow").is_some(),
         "the entry being fetched was evicted"
     );
-    cache.fetcher().gate.notify_one();
+    gate.notify_one();
     for w in waiters {
         assert_eq!(w.await.unwrap(), "slow-1");
     }
@@ -174,7 +150,7 @@ async fn an_entry_with_a_fetch_in_flight_is_never_evicted() {
 
 #[tokio::test]
 async fn unused_principals_expire_and_used_ones_stay() {
-    let (cache, clock) = keyed(KeyedConfig::new().idle_expiry(HOUR));
+    let (cache, clock, _) = keyed(KeyedConfig::new().idle_expiry(HOUR));
     token_of(&cache, "idle").await;
     token_of(&cache, "busy").await;
     for _ in 0..3 {
@@ -195,11 +171,7 @@ async fn unused_principals_expire_and_used_ones_stay() {
 async fn an_evicted_principal_comes_back_from_the_store_without_a_fetch() {
     let clock = Arc::new(ManualClock::new(t0()));
     let store: Arc<dyn TokenStore> = Arc::new(MemoryStore::new());
-    let fetcher = PerPrincipal {
-        clock: Arc::clone(&clock),
-        fetches: Mutex::default(),
-        gate: Arc::new(Notify::new()),
-    };
+    let fetcher = per_principal(&clock, &Arc::new(Notify::new()));
     let config = CacheConfig::new().clock(clock.clone()).store(store);
     let cache = KeyedCache::new(fetcher, config, KeyedConfig::new().max_entries(10));
     assert_eq!(token_of(&cache, "tenant-a").await, "tenant-a-1");
@@ -210,7 +182,7 @@ async fn an_evicted_principal_comes_back_from_the_store_without_a_fetch() {
 
 #[tokio::test]
 async fn principals_share_one_configuration_and_counter() {
-    let (cache, _) = keyed(KeyedConfig::new());
+    let (cache, _, _) = keyed(KeyedConfig::new());
     let a = cache.get_or_insert_with("a", |k| k);
     let b = cache.get_or_insert_with("b", |k| k);
     a.token().await.unwrap();

@@ -5,19 +5,16 @@
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
+use token_provider::testing::{Scripted, epoch as t0, state_at};
 use token_provider::{
-    AccessToken, CacheConfig, CachedTokenProvider, Clock, Error, Fetch, ManualClock, Secret,
+    AccessToken, CacheConfig, CachedTokenProvider, Clock, Error, ManualClock, Secret,
     TokenProvider, TokenState, async_trait,
 };
 use tokio::sync::{Notify, Semaphore};
 
 const HOUR: Duration = Duration::from_secs(3600);
-
-fn t0() -> SystemTime {
-    SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000)
-}
 
 fn secret(token: &AccessToken) -> &str {
     token.secret().expose_secret()
@@ -33,83 +30,66 @@ enum Second {
     Expired,
 }
 
-/// Fetch n hands out `a-n` with refresh token `r-n` (an hour long); the second fetch signals
-/// `started` and waits for a permit on `gate`. Records the refresh token each fetch was given.
-#[derive(Debug)]
+/// The fetcher of [`provider`]: fetch n hands out `a-n` with refresh token `r-n` (an hour
+/// long); the second fetch signals `started` and waits for a permit on `gate`. Its record holds
+/// the refresh token each fetch was given.
 struct Gated {
-    clock: ManualClock,
-    second: Second,
-    calls: AtomicU32,
-    seen: Mutex<Vec<Option<String>>>,
-    started: Notify,
-    gate: Semaphore,
+    fetcher: Scripted,
+    started: Arc<Notify>,
+    gate: Arc<Semaphore>,
 }
 
 impl Gated {
-    fn new(clock: &ManualClock, second: Second) -> Arc<Self> {
-        Arc::new(Self {
-            clock: clock.clone(),
-            second,
-            calls: AtomicU32::new(0),
-            seen: Mutex::new(Vec::new()),
-            started: Notify::new(),
-            gate: Semaphore::new(0),
-        })
-    }
-
     fn seen(&self) -> Vec<Option<String>> {
-        self.seen.lock().unwrap().clone()
+        self.fetcher.presented()
     }
 }
 
-#[derive(Debug)]
-struct Fetcher(Arc<Gated>);
-
-#[async_trait]
-impl Fetch for Fetcher {
-    async fn fetch(&self, previous: Option<&TokenState>) -> Result<TokenState, Error> {
-        let g = &self.0;
-        let n = g.calls.fetch_add(1, Ordering::SeqCst) + 1;
-        g.seen.lock().unwrap().push(
-            previous
-                .and_then(|p| p.refresh_token.as_ref())
-                .map(|r| r.expose_secret().to_owned()),
-        );
-        let mut expires = g.clock.now() + HOUR;
-        if n == 2 {
-            g.started.notify_one();
-            g.gate.acquire().await.unwrap().forget();
-            if let Second::Expired = g.second {
-                expires = g.clock.now() - Duration::from_secs(1);
-            }
-        }
-        Ok(TokenState::new(
-            AccessToken::builder(format!("a-{n}"))
-                .expires_at(expires)
-                .build(),
-        )
-        .with_refresh_token(Some(Secret::from(format!("r-{n}"))))
-        .with_obtained_at(g.clock.now()))
-    }
-}
-
-fn provider(
-    clock: &ManualClock,
-    second: Second,
-) -> (Arc<CachedTokenProvider<Fetcher>>, Arc<Gated>) {
-    let gated = Gated::new(clock, second);
+fn provider(clock: &ManualClock, second: Second) -> (Arc<CachedTokenProvider<Scripted>>, Gated) {
+    let (started, gate) = (Arc::new(Notify::new()), Arc::new(Semaphore::new(0)));
+    let issuing = clock.clone();
+    let (signal, wait) = (Arc::clone(&started), Arc::clone(&gate));
+    let fetcher = Scripted::new(move |call| {
+        let n = call.n + 1;
+        let now = issuing.now();
+        let refresh = format!("r-{n}");
+        let state = match second {
+            Second::Expired if n == 2 => TokenState::new(
+                AccessToken::builder(format!("a-{n}"))
+                    .expires_at(now - Duration::from_secs(1))
+                    .build(),
+            )
+            .with_refresh_token(Some(Secret::from(refresh))),
+            _ => state_at(format!("a-{n}"), Some(&refresh), now, Some(HOUR)),
+        };
+        Ok(state.with_obtained_at(now))
+    })
+    .pause(move |call| {
+        let (signal, wait) = (Arc::clone(&signal), Arc::clone(&wait));
+        (call.n == 1).then(|| {
+            Box::pin(async move {
+                signal.notify_one();
+                wait.acquire().await.unwrap().forget();
+            }) as _
+        })
+    });
     let provider = CachedTokenProvider::with_config(
-        Fetcher(Arc::clone(&gated)),
+        fetcher.clone(),
         CacheConfig::new()
             .clock(Arc::new(clock.clone()))
             .backoff(Duration::from_secs(1), Duration::from_secs(1)),
     );
+    let gated = Gated {
+        fetcher,
+        started,
+        gate,
+    };
     (Arc::new(provider), gated)
 }
 
 /// A caller asking `p` for its token, in a task of its own.
 fn spawn_token(
-    p: &Arc<CachedTokenProvider<Fetcher>>,
+    p: &Arc<CachedTokenProvider<Scripted>>,
 ) -> tokio::task::JoinHandle<Result<AccessToken, Error>> {
     let p = Arc::clone(p);
     tokio::spawn(async move { p.token().await })
@@ -255,19 +235,13 @@ async fn a_providers_own_fresh_is_asked_at_the_first_poll_not_at_the_call() {
     assert_eq!(secret(&dynamic.get().await.unwrap()), "fresh-now");
 }
 
-/// Fetch n hands out `s-n`, an hour long on `clock`, at once.
-#[derive(Debug)]
-struct Instant(ManualClock, AtomicU32);
-
-#[async_trait]
-impl Fetch for Instant {
-    async fn fetch(&self, _: Option<&TokenState>) -> Result<TokenState, Error> {
-        let n = self.1.fetch_add(1, Ordering::SeqCst) + 1;
-        Ok(AccessToken::builder(format!("s-{n}"))
-            .expires_in(self.0.now(), HOUR)
-            .build()
-            .into())
-    }
+/// Fetch n (from 1) hands out `s-n`, an hour long on `clock`, at once.
+fn instant(clock: &ManualClock) -> Scripted {
+    let clock = clock.clone();
+    Scripted::new(move |call| {
+        let n = call.n + 1;
+        Ok(state_at(format!("s-{n}"), None, clock.now(), Some(HOUR)))
+    })
 }
 
 /// Stress (passes: evidence for the hit path). Workers on four threads hit one cache through
@@ -279,7 +253,7 @@ impl Fetch for Instant {
 fn stress_no_hit_answers_a_token_invalidated_before_the_call() {
     let clock = ManualClock::new(t0());
     let p = Arc::new(CachedTokenProvider::with_config(
-        Instant(clock.clone(), AtomicU32::new(0)),
+        instant(&clock),
         CacheConfig::new().clock(Arc::new(clock)),
     ));
     no_hit_answers_a_token_invalidated_before_the_call(Arc::clone(&p) as _);
@@ -296,30 +270,17 @@ fn stress_no_hit_answers_a_token_invalidated_before_the_call() {
 fn stress_no_keyed_hit_answers_a_token_invalidated_before_the_call() {
     let clock = ManualClock::new(t0());
     let keyed = token_provider::KeyedCache::new(
-        Keyed(Instant(clock.clone(), AtomicU32::new(0))),
+        instant(&clock),
         CacheConfig::new().clock(Arc::new(clock)),
         token_provider::KeyedConfig::new(),
     );
-    let p = keyed.get_or_insert_with("tenant", |_| ());
+    let p = keyed.get_or_insert_with("tenant", |k| k);
     no_hit_answers_a_token_invalidated_before_the_call(Arc::new(p.clone()));
     assert!(
         p.stats().fetches > 10,
         "tokens were replaced: {:?}",
         p.stats()
     );
-}
-
-/// [`Instant`] for every principal of a keyed cache.
-#[derive(Debug)]
-struct Keyed(Instant);
-
-#[async_trait]
-impl token_provider::KeyedFetch for Keyed {
-    type Principal = ();
-
-    async fn fetch(&self, _: &(), previous: Option<&TokenState>) -> Result<TokenState, Error> {
-        Fetch::fetch(&self.0, previous).await
-    }
 }
 
 fn no_hit_answers_a_token_invalidated_before_the_call(p: Arc<dyn TokenProvider>) {
@@ -379,7 +340,7 @@ fn no_hit_answers_a_token_invalidated_before_the_call(p: Arc<dyn TokenProvider>)
 fn stress_the_hit_counter_is_exact_across_thread_churn() {
     let clock = ManualClock::new(t0());
     let p = Arc::new(CachedTokenProvider::with_config(
-        Instant(clock.clone(), AtomicU32::new(0)),
+        instant(&clock),
         CacheConfig::new().clock(Arc::new(clock)),
     ));
     let runtime = tokio::runtime::Builder::new_current_thread()

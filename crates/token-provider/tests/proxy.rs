@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use http::HeaderName;
 use token_provider::http::{Repeat, Request};
+use token_provider::testing::json_reply;
 use token_provider::{HttpClient, RetryPolicy, Secret};
 use url::Url;
 
@@ -118,18 +119,18 @@ fn client_through(proxy: reqwest::Proxy) -> HttpClient {
 async fn an_http_request_goes_through_the_proxy_set_in_code_and_its_answer_comes_back() {
     let mut origin = mockito::Server::new_async().await;
     let body = r#"{"name":"Pat"}"#;
-    let mock = origin
-        .mock("POST", "/v1/things?page=2")
-        .match_header("authorization", "Bearer tk-through-the-proxy")
-        .match_header("x-request-id", "proxy-test-7")
-        .match_header("proxy-authorization", mockito::Matcher::Missing)
-        .match_body(body)
-        .with_status(201)
-        .with_header("content-type", "application/json")
-        .with_body(r#"{"id":42}"#)
-        .expect(1)
-        .create_async()
-        .await;
+    let mock = json_reply(
+        origin
+            .mock("POST", "/v1/things?page=2")
+            .match_header("authorization", "Bearer tk-through-the-proxy")
+            .match_header("x-request-id", "proxy-test-7")
+            .match_header("proxy-authorization", mockito::Matcher::Missing)
+            .match_body(body)
+            .expect(1),
+        201,
+        r#"{"id":42}"#,
+    )
+    .await;
     let (port, seen) = recording_proxy();
     let proxy = reqwest::Proxy::http(format!("http://127.0.0.1:{port}"))
         .unwrap()

@@ -6,71 +6,38 @@
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime};
 
+use token_provider::testing::{Scripted, TempDir, epoch as t0, key, state_at, token_text};
 use token_provider::{
-    AccessToken, CacheConfig, CachedTokenProvider, Clock, Error, Fetch, FileStore, MemoryStore,
-    Secret, StoreKey, StoreLock, TokenProvider, TokenState, TokenStore, TokioClock, async_trait,
+    AccessToken, CacheConfig, CachedTokenProvider, Clock, Error, FileStore, MemoryStore, Secret,
+    StoreKey, StoreLock, TokenProvider, TokenState, TokenStore, TokioClock, async_trait,
 };
 
 const MIN: Duration = Duration::from_secs(60);
 const DAY: Duration = Duration::from_secs(86_400);
 
-use token_provider::testing::{TempDir, epoch as t0};
-
 fn temp_dir(name: &str) -> TempDir {
     TempDir::new(&format!("promises-{name}"))
 }
 
-/// A fetcher that issues `token-N` living `lifetime` from the clock's now, with refresh token
-/// `rt-N`, and names `key` in a store.
-#[derive(Debug)]
-struct Issuer {
-    calls: Arc<AtomicUsize>,
-    clock: TokioClock,
+/// A fetcher that issues `token-N` living `lifetime` from the clock's now (no expiry with
+/// `None`), with refresh token `rt-N`, named by no store key.
+fn issuing(
+    clock: &TokioClock,
     lifetime: Option<Duration>,
-    key: Option<StoreKey>,
-    secret: fn(usize) -> String,
-    /// The refresh token each fetch was given.
-    seen: Arc<std::sync::Mutex<Vec<Option<String>>>>,
-    delay: Duration,
+    secret: impl Fn(usize) -> String + Send + Sync + 'static,
+) -> Scripted {
+    let clock = clock.clone();
+    Scripted::new(move |call| {
+        let rt = format!("rt-{}", call.n);
+        Ok(state_at(secret(call.n), Some(&rt), clock.now(), lifetime))
+    })
 }
 
-impl Issuer {
-    fn new(clock: &TokioClock, lifetime: Option<Duration>) -> Self {
-        Self {
-            calls: Arc::new(AtomicUsize::new(0)),
-            clock: clock.clone(),
-            lifetime,
-            key: Some(StoreKey::new("test", "env", "tenant", "me")),
-            secret: |n| format!("token-{n}"),
-            seen: Arc::default(),
-            delay: Duration::ZERO,
-        }
-    }
-}
-
-#[async_trait]
-impl Fetch for Issuer {
-    fn store_key(&self) -> Option<StoreKey> {
-        self.key.clone()
-    }
-
-    async fn fetch(&self, _previous: Option<&TokenState>) -> Result<TokenState, Error> {
-        let n = self.calls.fetch_add(1, Ordering::SeqCst);
-        self.seen.lock().unwrap().push(
-            _previous
-                .and_then(|p| p.refresh_token.as_ref())
-                .map(|r| r.expose_secret().to_owned()),
-        );
-        tokio::time::sleep(self.delay).await;
-        let mut token = AccessToken::builder((self.secret)(n));
-        if let Some(lifetime) = self.lifetime {
-            token = token.expires_in(self.clock.now(), lifetime);
-        }
-        Ok(TokenState::new(token.build()).with_refresh_token(Some(Secret::new(format!("rt-{n}")))))
-    }
+/// [`issuing`] `token-N`, named `key("me")` in a store.
+fn issuer(clock: &TokioClock, lifetime: Option<Duration>) -> Scripted {
+    issuing(clock, lifetime, |n| format!("token-{n}")).store_key(key("me"))
 }
 
 /// A store whose saves fail, as on a full disk.
@@ -97,7 +64,7 @@ impl TokenStore for FullDisk {
 async fn a_state_that_could_not_be_saved_is_reported_to_the_caller() {
     let clock = TokioClock::new(t0());
     let provider = CachedTokenProvider::with_config(
-        Issuer::new(&clock, Some(MIN * 60)),
+        issuer(&clock, Some(MIN * 60)),
         CacheConfig::new()
             .clock(Arc::new(clock.clone()))
             .store(Arc::new(FullDisk::default())),
@@ -129,20 +96,15 @@ async fn a_short_lived_stored_token_is_adopted_with_its_own_margin() {
     // it has more than a fifth of its life ahead, as a fetched one would be used.
     let store = Arc::new(MemoryStore::new());
     let clock = TokioClock::new(t0());
-    let first = Issuer::new(&clock, Some(MIN));
-    let calls = Arc::clone(&first.calls);
+    let first = issuer(&clock, Some(MIN));
     let cfg = || {
         CacheConfig::new()
             .clock(Arc::new(clock.clone()))
             .store(Arc::clone(&store) as Arc<dyn TokenStore>)
     };
-    let p = CachedTokenProvider::with_config(first, cfg());
-    assert_eq!(p.token().await.unwrap().secret().expose_secret(), "token-0");
-    let stored = store
-        .load(&StoreKey::new("test", "env", "tenant", "me"))
-        .await
-        .unwrap()
-        .unwrap();
+    let p = CachedTokenProvider::with_config(first.clone(), cfg());
+    assert_eq!(token_text(&p).await, "token-0");
+    let stored = store.load(&key("me")).await.unwrap().unwrap();
     assert_eq!(
         stored.obtained_at,
         Some(t0()),
@@ -150,49 +112,47 @@ async fn a_short_lived_stored_token_is_adopted_with_its_own_margin() {
     );
     for run in 1..10 {
         tokio::time::sleep(Duration::from_secs(4)).await; // 36 s in at the last run
-        let mut again = Issuer::new(&clock, Some(MIN));
-        again.calls = Arc::clone(&calls);
-        let p = CachedTokenProvider::with_config(again, cfg());
+        // Another run: the same upstream, which numbers its tokens on.
+        let p = CachedTokenProvider::with_config(first.clone(), cfg());
         assert_eq!(
-            p.token().await.unwrap().secret().expose_secret(),
+            token_text(&p).await,
             "token-0",
             "run {run} adopted the fresh stored token"
         );
     }
-    assert_eq!(calls.load(Ordering::SeqCst), 1, "one fetch for ten runs");
+    assert_eq!(first.calls(), 1, "one fetch for ten runs");
 }
 
 #[tokio::test(start_paused = true)]
 async fn a_stored_token_with_no_expiry_is_not_reused_past_the_default_lifetime() {
     let store = Arc::new(MemoryStore::new());
-    let key = StoreKey::new("test", "env", "tenant", "me");
+    let key = key("me");
     let clock = TokioClock::new(t0());
     // Obtained 30 days ago, no expiry: past the 1-hour default lifetime and the 7-day maximum.
     let old = TokenState::new(AccessToken::new("ancient"))
         .with_obtained_at(t0() - 30 * DAY)
         .with_refresh_token(Some(Secret::new("rt-old")));
     store.save(&key, &old, &StoreLock::none()).await.unwrap();
-    let issuer = Issuer::new(&clock, None);
-    let calls = Arc::clone(&issuer.calls);
+    let upstream = issuer(&clock, None);
     let p = CachedTokenProvider::with_config(
-        issuer,
+        upstream.clone(),
         CacheConfig::new()
             .clock(Arc::new(clock.clone()))
             .store(Arc::clone(&store) as Arc<dyn TokenStore>),
     );
-    assert_eq!(p.token().await.unwrap().secret().expose_secret(), "token-0");
-    assert_eq!(calls.load(Ordering::SeqCst), 1);
+    assert_eq!(token_text(&p).await, "token-0");
+    assert_eq!(upstream.calls(), 1);
 
     // One obtained ten minutes ago is still within the default hour: adopted.
     let recent = TokenState::new(AccessToken::new("recent")).with_obtained_at(t0() - 10 * MIN);
     store.save(&key, &recent, &StoreLock::none()).await.unwrap();
     let p = CachedTokenProvider::with_config(
-        Issuer::new(&clock, None),
+        issuer(&clock, None),
         CacheConfig::new()
             .clock(Arc::new(clock.clone()))
             .store(Arc::clone(&store) as Arc<dyn TokenStore>),
     );
-    assert_eq!(p.token().await.unwrap().secret().expose_secret(), "recent");
+    assert_eq!(token_text(&p).await, "recent");
 }
 
 #[tokio::test(start_paused = true)]
@@ -205,17 +165,9 @@ async fn an_access_token_that_cannot_be_a_header_value_is_refused() {
         "caf\u{e9}",
         "bell\u{7}",
     ] {
-        let mut issuer = Issuer::new(&clock, Some(MIN * 60));
-        issuer.key = None;
-        issuer.secret = match bad {
-            "two words" => |_| "two words".to_owned(),
-            "tab\there" => |_| "tab\there".to_owned(),
-            "caf\u{e9}" => |_| "caf\u{e9}".to_owned(),
-            "bell\u{7}" => |_| "bell\u{7}".to_owned(),
-            _ => |_| "abc\r\nX-Injected: 1".to_owned(),
-        };
+        let upstream = issuing(&clock, Some(MIN * 60), move |_| bad.to_owned());
         let p = CachedTokenProvider::with_config(
-            issuer,
+            upstream,
             CacheConfig::new().clock(Arc::new(clock.clone())),
         );
         let err = p.token().await.unwrap_err();
@@ -225,7 +177,7 @@ async fn an_access_token_that_cannot_be_a_header_value_is_refused() {
     }
     // A stored one is not adopted either: a new one is fetched.
     let store = Arc::new(MemoryStore::new());
-    let key = StoreKey::new("test", "env", "tenant", "me");
+    let key = key("me");
     let injected = TokenState::new(
         AccessToken::builder("stored\r\nX-Injected: 1")
             .expires_in(t0(), MIN * 60)
@@ -237,23 +189,21 @@ async fn an_access_token_that_cannot_be_a_header_value_is_refused() {
         .await
         .unwrap();
     let p = CachedTokenProvider::with_config(
-        Issuer::new(&clock, Some(MIN * 60)),
+        issuer(&clock, Some(MIN * 60)),
         CacheConfig::new()
             .clock(Arc::new(clock.clone()))
             .store(Arc::clone(&store) as Arc<dyn TokenStore>),
     );
-    assert_eq!(p.token().await.unwrap().secret().expose_secret(), "token-0");
+    assert_eq!(token_text(&p).await, "token-0");
 }
 
 #[tokio::test(start_paused = true)]
 async fn a_fetcher_that_names_no_key_never_shares_a_stored_state() {
     let store = Arc::new(MemoryStore::new());
     let clock = TokioClock::new(t0());
-    let mut issuer = Issuer::new(&clock, Some(MIN * 60));
-    issuer.key = None;
-    let calls = Arc::clone(&issuer.calls);
+    let upstream = issuing(&clock, Some(MIN * 60), |n| format!("token-{n}"));
     let p = CachedTokenProvider::with_config(
-        issuer,
+        upstream.clone(),
         CacheConfig::new()
             .clock(Arc::new(clock.clone()))
             .store(Arc::clone(&store) as Arc<dyn TokenStore>),
@@ -264,7 +214,7 @@ async fn a_fetcher_that_names_no_key_never_shares_a_stored_state() {
         "{err:?}"
     );
     assert!(err.to_string().contains("Fetch::store_key"), "{err}");
-    assert_eq!(calls.load(Ordering::SeqCst), 0, "nothing fetched");
+    assert_eq!(upstream.calls(), 0, "nothing fetched");
     assert!(store.entries().await.unwrap().is_empty());
 }
 
@@ -272,37 +222,36 @@ async fn a_fetcher_that_names_no_key_never_shares_a_stored_state() {
 async fn forget_drops_the_cached_and_stored_state() {
     let store = Arc::new(MemoryStore::new());
     let clock = TokioClock::new(t0());
-    let issuer = Issuer::new(&clock, Some(MIN * 60));
-    let calls = Arc::clone(&issuer.calls);
+    let upstream = issuer(&clock, Some(MIN * 60));
     let p: Arc<dyn TokenProvider> = Arc::new(CachedTokenProvider::with_config(
-        issuer,
+        upstream.clone(),
         CacheConfig::new()
             .clock(Arc::new(clock.clone()))
             .store(Arc::clone(&store) as Arc<dyn TokenStore>),
     ));
-    assert_eq!(p.token().await.unwrap().secret().expose_secret(), "token-0");
+    assert_eq!(token_text(&p).await, "token-0");
     assert_eq!(store.entries().await.unwrap().len(), 1);
     assert!(p.forget().await.unwrap(), "the store held an entry");
     assert!(store.entries().await.unwrap().is_empty());
     assert!(!p.forget().await.unwrap(), "nothing left");
-    assert_eq!(p.token().await.unwrap().secret().expose_secret(), "token-1");
-    assert_eq!(calls.load(Ordering::SeqCst), 2);
+    assert_eq!(token_text(&p).await, "token-1");
+    assert_eq!(upstream.calls(), 2);
 }
 
 // ---- The file store at its edges ----
 
+/// `token` with refresh token `rt-of-<token>`, obtained at 1,999,990,000 and expiring at
+/// 2,000,000,000 (Unix seconds).
 fn state(token: &str) -> TokenState {
-    TokenState::new(
-        AccessToken::builder(token)
-            .expires_at(SystemTime::UNIX_EPOCH + Duration::from_secs(2_000_000_000))
-            .build(),
+    let obtained = SystemTime::UNIX_EPOCH + Duration::from_secs(1_999_990_000);
+    let refresh = format!("rt-of-{token}");
+    state_at(
+        token,
+        Some(&refresh),
+        obtained,
+        Some(Duration::from_secs(10_000)),
     )
-    .with_refresh_token(Some(Secret::new(format!("rt-of-{token}"))))
-    .with_obtained_at(SystemTime::UNIX_EPOCH + Duration::from_secs(1_999_990_000))
-}
-
-fn key(principal: &str) -> StoreKey {
-    StoreKey::new("test", "env", "tenant", principal)
+    .with_obtained_at(obtained)
 }
 
 async fn save(store: &FileStore, principal: &str, token: &str) -> Result<(), Error> {
@@ -553,24 +502,23 @@ async fn after_a_failed_save_the_next_refresh_spends_the_newer_refresh_token() {
     let older = TokenState::new(AccessToken::builder("old").expires_at(t0()).build())
         .with_refresh_token(Some(Secret::new("rt-old")))
         .with_obtained_at(t0() - MIN);
-    let key = StoreKey::new("test", "env", "tenant", "me");
+    let key = key("me");
     disk.0.save(&key, &older, &StoreLock::none()).await.unwrap();
-    let issuer = Issuer::new(&clock, Some(MIN * 60));
-    let seen = Arc::clone(&issuer.seen);
+    let upstream = issuer(&clock, Some(MIN * 60));
     let p = CachedTokenProvider::with_config(
-        issuer,
+        upstream.clone(),
         CacheConfig::new()
             .clock(Arc::new(clock.clone()))
             .store(Arc::clone(&disk) as Arc<dyn TokenStore>),
     );
-    assert_eq!(p.token().await.unwrap().secret().expose_secret(), "token-0");
+    assert_eq!(token_text(&p).await, "token-0");
     assert!(p.store_error().is_some());
     // Past the hard expiry: the refresh must present rt-0 (ours, newer), not the store's rt-old,
     // which the provider rotated away.
     tokio::time::sleep(MIN * 61).await;
-    assert_eq!(p.token().await.unwrap().secret().expose_secret(), "token-1");
+    assert_eq!(token_text(&p).await, "token-1");
     assert_eq!(
-        *seen.lock().unwrap(),
+        upstream.presented(),
         vec![Some("rt-old".to_owned()), Some("rt-0".to_owned())]
     );
 
@@ -583,7 +531,7 @@ async fn after_a_failed_save_the_next_refresh_spends_the_newer_refresh_token() {
     .with_obtained_at(clock.now());
     disk.0.save(&key, &fresh, &StoreLock::none()).await.unwrap();
     p.invalidate(&p.cached().unwrap());
-    assert_eq!(p.token().await.unwrap().secret().expose_secret(), "theirs");
+    assert_eq!(token_text(&p).await, "theirs");
     assert!(
         p.store_error().is_none(),
         "cleared by adopting a newer saved state"
@@ -593,11 +541,12 @@ async fn after_a_failed_save_the_next_refresh_spends_the_newer_refresh_token() {
 #[tokio::test(start_paused = true)]
 async fn a_fetch_in_flight_during_forget_leaves_nothing_cached() {
     let clock = TokioClock::new(t0());
-    let mut issuer = Issuer::new(&clock, Some(MIN * 60));
-    issuer.key = None;
-    issuer.delay = Duration::from_secs(1);
-    let p =
-        CachedTokenProvider::with_config(issuer, CacheConfig::new().clock(Arc::new(clock.clone())));
+    let upstream =
+        issuing(&clock, Some(MIN * 60), |n| format!("token-{n}")).delay(Duration::from_secs(1));
+    let p = CachedTokenProvider::with_config(
+        upstream,
+        CacheConfig::new().clock(Arc::new(clock.clone())),
+    );
     let waiting = tokio::spawn({
         let p = p.clone();
         async move { p.get().await }
@@ -618,7 +567,7 @@ async fn a_fetch_in_flight_during_forget_leaves_nothing_cached() {
 #[tokio::test(start_paused = true)]
 async fn an_issue_time_in_the_future_counts_as_unknown_age() {
     let store = Arc::new(MemoryStore::new());
-    let key = StoreKey::new("test", "env", "tenant", "me");
+    let key = key("me");
     let clock = TokioClock::new(t0());
     let cfg = || {
         CacheConfig::new()
@@ -634,8 +583,8 @@ async fn an_issue_time_in_the_future_counts_as_unknown_age() {
     )
     .with_obtained_at(t0() + 365 * DAY);
     store.save(&key, &ahead, &StoreLock::none()).await.unwrap();
-    let p = CachedTokenProvider::with_config(Issuer::new(&clock, Some(MIN * 60)), cfg());
-    assert_eq!(p.token().await.unwrap().secret().expose_secret(), "token-0");
+    let p = CachedTokenProvider::with_config(issuer(&clock, Some(MIN * 60)), cfg());
+    assert_eq!(token_text(&p).await, "token-0");
 
     // No expiry, obtained "next year": not reused for a year.
     let no_expiry = TokenState::new(AccessToken::new("forever")).with_obtained_at(t0() + 365 * DAY);
@@ -643,6 +592,6 @@ async fn an_issue_time_in_the_future_counts_as_unknown_age() {
         .save(&key, &no_expiry, &StoreLock::none())
         .await
         .unwrap();
-    let p = CachedTokenProvider::with_config(Issuer::new(&clock, None), cfg());
-    assert_eq!(p.token().await.unwrap().secret().expose_secret(), "token-0");
+    let p = CachedTokenProvider::with_config(issuer(&clock, None), cfg());
+    assert_eq!(token_text(&p).await, "token-0");
 }

@@ -2,28 +2,20 @@
 //! (`StoreFenced`), even right after an `invalidate`, and with a store it cannot reach
 //! (`StoreUnavailable`).
 
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use token_provider::testing::{Scripted, state, token_text};
 use token_provider::{
-    AccessToken, CacheConfig, CachedTokenProvider, Clock, Error, Fetch, MemoryStore, Secret,
-    StoreKey, StoreLock, SystemClock, TokenProvider, TokenState, TokenStore, async_trait,
+    CacheConfig, CachedTokenProvider, Error, MemoryStore, StoreKey, StoreLock, TokenProvider,
+    TokenState, TokenStore, async_trait,
 };
 
-fn state(token: &str, refresh: &str) -> TokenState {
-    let now = SystemClock.now();
-    TokenState::new(
-        AccessToken::builder(token)
-            .expires_in(now, Duration::from_secs(600))
-            .build(),
-    )
-    .with_refresh_token(Some(Secret::from(refresh)))
-    .with_obtained_at(now)
-}
+const LIFETIME: Duration = Duration::from_secs(600);
 
 fn key() -> StoreKey {
-    StoreKey::new("test", "live", "tenant", "user")
+    token_provider::testing::key("user")
 }
 
 /// A memory store whose save, when armed, first lets "another holder" save `theirs` and then
@@ -65,52 +57,23 @@ impl TokenStore for Fenced {
     }
 }
 
-#[derive(Debug)]
-struct Upstream {
-    repeatable: bool,
-    calls: AtomicU32,
-    seen: Mutex<Vec<Option<String>>>,
-}
-
-impl Upstream {
-    fn new(repeatable: bool) -> Self {
-        Self {
-            repeatable,
-            calls: AtomicU32::new(0),
-            seen: Mutex::new(Vec::new()),
-        }
-    }
-}
-
-#[async_trait]
-impl Fetch for Upstream {
-    async fn fetch(&self, previous: Option<&TokenState>) -> Result<TokenState, Error> {
-        let n = self.calls.fetch_add(1, Ordering::SeqCst) + 1;
-        self.seen.lock().unwrap().push(
-            previous
-                .and_then(|p| p.refresh_token.as_ref())
-                .map(|r| r.expose_secret().to_owned()),
-        );
-        Ok(state(&format!("ours-{n}"), &format!("our-rt-{n}")))
-    }
-
-    fn store_key(&self) -> Option<StoreKey> {
-        Some(key())
-    }
-
-    fn repeatable_without_store(&self) -> bool {
-        self.repeatable
-    }
+/// Fetch n (from 1) answers `ours-n` with refresh token `our-rt-n`, named `key()`.
+fn upstream(repeatable: bool) -> Scripted {
+    Scripted::new(|call| {
+        let n = call.n + 1;
+        let refresh = format!("our-rt-{n}");
+        Ok(state(&format!("ours-{n}"), Some(&refresh), LIFETIME))
+    })
+    .store_key(key())
+    .repeatable(repeatable)
 }
 
 #[tokio::test]
 async fn a_fenced_save_adopts_what_the_newer_holder_saved() {
     let store = Arc::new(Fenced::default());
-    *store.theirs.lock().unwrap() = Some(state("theirs", "their-rt"));
-    let cache = CachedTokenProvider::with_config(
-        Upstream::new(false),
-        CacheConfig::new().store(store.clone()),
-    );
+    *store.theirs.lock().unwrap() = Some(state("theirs", Some("their-rt"), LIFETIME));
+    let cache =
+        CachedTokenProvider::with_config(upstream(false), CacheConfig::new().store(store.clone()));
     let token = cache.token().await.unwrap();
     assert_eq!(token.secret().expose_secret(), "theirs");
     // The refresh token kept for the next refresh is the fleet's, not the superseded one.
@@ -127,29 +90,22 @@ async fn a_fenced_save_adopts_what_the_newer_holder_saved() {
 async fn an_unreachable_store_is_fetched_around_only_for_a_repeatable_grant() {
     let store = Arc::new(Fenced::default());
     store.down.store(true, Ordering::SeqCst);
-    let safe = CachedTokenProvider::with_config(
-        Upstream::new(true),
-        CacheConfig::new().store(store.clone()),
-    );
-    assert_eq!(
-        safe.token().await.unwrap().secret().expose_secret(),
-        "ours-1"
-    );
+    let safe =
+        CachedTokenProvider::with_config(upstream(true), CacheConfig::new().store(store.clone()));
+    assert_eq!(token_text(&safe).await, "ours-1");
     // Fetched from scratch: no previous state (no refresh token) is handed to the fetcher.
-    assert_eq!(*safe.fetcher().seen.lock().unwrap(), vec![None]);
+    assert_eq!(safe.fetcher().presented(), vec![None]);
     assert!(
         store.inner.load(&key()).await.unwrap().is_none(),
         "saved without the lock"
     );
 
-    let unsafe_grant = CachedTokenProvider::with_config(
-        Upstream::new(false),
-        CacheConfig::new().store(store.clone()),
-    );
+    let unsafe_grant =
+        CachedTokenProvider::with_config(upstream(false), CacheConfig::new().store(store.clone()));
     let err = unsafe_grant.token().await.unwrap_err();
     assert!(matches!(err, Error::StoreUnavailable { .. }), "{err:?}");
     assert!(err.is_transient());
-    assert_eq!(unsafe_grant.fetcher().calls.load(Ordering::SeqCst), 0);
+    assert_eq!(unsafe_grant.fetcher().calls(), 0);
 }
 
 /// No caller gets a token after `invalidate(t)` returned for it. The first store read refuses a
@@ -161,7 +117,7 @@ async fn an_unreachable_store_is_fetched_around_only_for_a_repeatable_grant() {
 async fn a_fenced_save_never_adopts_the_token_just_rejected() {
     let store = Arc::new(Fenced::default());
     let p = CachedTokenProvider::with_config(
-        Upstream::new(false),
+        upstream(false),
         CacheConfig::new().store(Arc::clone(&store) as Arc<dyn TokenStore>),
     );
     let t1 = p.token().await.unwrap();

@@ -25,6 +25,23 @@ pub fn builder(server: &ServerGuard, clock: &ManualClock) -> AerionBuilder {
         .client_secret(CLIENT_SECRET)
 }
 
+/// A provider on `server` with the password grant, on a fixed clock.
+pub fn password_aerion(server: &ServerGuard) -> Aerion {
+    builder(server, &fixed_clock())
+        .username(USERNAME)
+        .password(PASSWORD)
+        .build()
+        .unwrap()
+}
+
+/// A provider on `server` seeded with `refresh_token` alone, on a fixed clock.
+pub fn refresh_aerion(server: &ServerGuard, refresh_token: &str) -> Aerion {
+    builder(server, &fixed_clock())
+        .refresh_token(refresh_token)
+        .build()
+        .unwrap()
+}
+
 /// A token response as Aerion sends it: lowercase `bearer`, `expires_in` as a string, and a
 /// field nobody asked for.
 pub fn token_body(access_token: &str, refresh_token: Option<&str>) -> String {

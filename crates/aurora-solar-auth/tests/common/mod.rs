@@ -6,8 +6,22 @@ use std::net::TcpListener;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use aurora_solar_auth::{ClientSdk, ClientSdkBuilder, PartnerApp, PartnerAppBuilder};
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use mockito::{Matcher, Mock, ServerGuard};
+use serde_json::json;
 use token_provider::ManualClock;
 pub use token_provider::testing::{fast_http, http_client};
+
+/// The partner application's key (sandbox-shaped).
+pub const APP_KEY: &str = "sk_sand_appkey_0001";
+/// The Client SDK's REST API key (sandbox-shaped).
+pub const API_KEY: &str = "sk_sand_restkey_0002";
+/// The backend and embedded exchange of `app-1` for tenant `t1`.
+pub const PATH_T1: &str = "/partner_applications/app-1/tenants/t1/create_token";
+/// The user list of tenant `t1`.
+pub const USERS: &str = "/tenants/t1/users";
 
 /// `2023-07-29 04:30:46 UTC`, the seed's `expires_at`.
 pub const SEED_EXPIRES_AT: u64 = 1_690_605_046;
@@ -51,4 +65,82 @@ pub fn silent_server() -> (String, Arc<Mutex<Vec<String>>>) {
         }
     });
     (format!("http://{addr}"), seen)
+}
+
+/// A partner app `app-1` on `base`, with [`APP_KEY`], the test client and `clock`.
+pub fn app_builder(base: impl Into<String>, clock: &ManualClock) -> PartnerAppBuilder {
+    PartnerApp::builder()
+        .base_url(base)
+        .application_id("app-1")
+        .application_key(APP_KEY)
+        .http_client(http_client())
+        .clock(Arc::new(clock.clone()))
+}
+
+/// A Client SDK for tenant `t1` on `base`, with [`API_KEY`], the test client and `clock`.
+pub fn sdk_builder(base: impl Into<String>, clock: &ManualClock) -> ClientSdkBuilder {
+    ClientSdk::builder()
+        .base_url(base)
+        .api_key(API_KEY)
+        .tenant_id("t1")
+        .http_client(http_client())
+        .clock(Arc::new(clock.clone()))
+}
+
+/// The backend exchange: POST, the path, the application key as bearer, no query at all.
+pub fn backend_mock(server: &mut ServerGuard, path: &str) -> Mock {
+    server
+        .mock("POST", path)
+        .match_header("authorization", format!("Bearer {APP_KEY}").as_str())
+        .match_header("content-length", "0")
+        .match_query(Matcher::Missing)
+}
+
+/// The embedded exchange: the same request plus `session_token` in the query, sent once.
+pub fn embedded_mock(server: &mut ServerGuard, session_token: &str) -> Mock {
+    server
+        .mock("POST", PATH_T1)
+        .match_header("authorization", format!("Bearer {APP_KEY}").as_str())
+        .match_query(Matcher::UrlEncoded(
+            "session_token".into(),
+            session_token.into(),
+        ))
+}
+
+/// The user list, with the REST API key as bearer and no query.
+pub fn list_mock(server: &mut ServerGuard) -> Mock {
+    server
+        .mock("GET", USERS)
+        .match_header("authorization", format!("Bearer {API_KEY}").as_str())
+        .match_query(Matcher::Missing)
+}
+
+/// `generate_token` for `user_id`: the REST API key as bearer, an empty body, no query.
+pub fn generate_mock(server: &mut ServerGuard, user_id: &str) -> Mock {
+    server
+        .mock("POST", format!("{USERS}/{user_id}/generate_token").as_str())
+        .match_header("authorization", format!("Bearer {API_KEY}").as_str())
+        .match_header("content-length", "0")
+        .match_query(Matcher::Missing)
+}
+
+/// The invitation: the REST API key as bearer, a JSON body.
+pub fn invite_mock(server: &mut ServerGuard) -> Mock {
+    server
+        .mock("POST", format!("{USERS}/invite").as_str())
+        .match_header("authorization", format!("Bearer {API_KEY}").as_str())
+        .match_header("content-type", "application/json")
+}
+
+/// An unsigned-looking JWT carrying `claims`.
+pub fn jwt(claims: serde_json::Value) -> String {
+    format!(
+        "eyJ0eXAiOiJKV1QiLCJhbGciOiJIUzI1NiJ9.{}.c2lnbmF0dXJl",
+        URL_SAFE_NO_PAD.encode(claims.to_string())
+    )
+}
+
+/// A `generate_token` answer.
+pub fn jwt_body(jwt: &str) -> String {
+    json!({"token": {"jwt": jwt}}).to_string()
 }

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use aurora_uk_auth::{AuroraUk, AuroraUkBuilder, Environment};
 use mockito::{Matcher, Mock, ServerGuard};
+use token_provider::testing::reply;
 pub use token_provider::testing::{epoch, fixed_clock, http_client};
 use token_provider::{CacheConfig, ManualClock};
 
@@ -68,27 +69,29 @@ pub async fn mock_discovery_with(
     token_path: &str,
 ) -> (Mock, Mock) {
     let doc = discovery_document(doc_issuer, &server.url(), token_path);
-    let discovery = server
-        .mock("GET", "/.well-known/openid-configuration")
-        .match_header("accept", "application/json")
-        .match_header("authorization", Matcher::Missing)
-        .match_body(Matcher::Exact(String::new()))
-        .with_status(200)
-        .with_header("content-type", "application/json; charset=utf-8")
-        .with_body(doc)
-        .expect(times)
-        .create_async()
-        .await;
-    let jwks = server
-        .mock("GET", "/.well-known/jwks.json")
-        .match_header("accept", "application/json")
-        .match_header("authorization", Matcher::Missing)
-        .with_status(200)
-        .with_header("content-type", "application/json; charset=utf-8")
-        .with_body(JWKS)
-        .expect(times)
-        .create_async()
-        .await;
+    let discovery = reply(
+        server
+            .mock("GET", "/.well-known/openid-configuration")
+            .match_header("accept", "application/json")
+            .match_header("authorization", Matcher::Missing)
+            .match_body(Matcher::Exact(String::new()))
+            .with_header("content-type", "application/json; charset=utf-8")
+            .expect(times),
+        200,
+        doc,
+    )
+    .await;
+    let jwks = reply(
+        server
+            .mock("GET", "/.well-known/jwks.json")
+            .match_header("accept", "application/json")
+            .match_header("authorization", Matcher::Missing)
+            .with_header("content-type", "application/json; charset=utf-8")
+            .expect(times),
+        200,
+        JWKS,
+    )
+    .await;
     (discovery, jwks)
 }
 
@@ -109,6 +112,36 @@ pub fn exact_form(expected: &[(&str, &str)]) -> impl Fn(&mockito::Request) -> bo
     move |request: &mockito::Request| request.body().is_ok_and(|body| exact(body))
 }
 
+/// The client credentials form for `audience` with Basic client authentication: no
+/// credential in the body.
+pub fn basic_form(audience: &str) -> impl Fn(&mockito::Request) -> bool + use<> {
+    exact_form(&[("grant_type", "client_credentials"), ("audience", audience)])
+}
+
+/// The client credentials form for `audience` with the client's id and secret in the body.
+pub fn post_form(client_id: &str, audience: &str) -> impl Fn(&mockito::Request) -> bool + use<> {
+    exact_form(&[
+        ("grant_type", "client_credentials"),
+        ("audience", audience),
+        ("client_id", client_id),
+        ("client_secret", CLIENT_SECRET),
+    ])
+}
+
+/// The discovery document alone, naming the token endpoint at `token_path`, expected `times`
+/// times.
+pub async fn mock_document(server: &mut ServerGuard, token_path: &str, times: usize) -> Mock {
+    let doc = discovery_document(&issuer(server), &server.url(), token_path);
+    let mock = server.mock("GET", "/.well-known/openid-configuration");
+    token_provider::testing::json_reply(mock.expect(times), 200, doc).await
+}
+
+/// The JWKS alone, expected `times` times.
+pub async fn mock_jwks(server: &mut ServerGuard, times: usize) -> Mock {
+    let mock = server.mock("GET", "/.well-known/jwks.json");
+    token_provider::testing::json_reply(mock.expect(times), 200, JWKS).await
+}
+
 /// A mock of the token endpoint for Basic client authentication, answering `status` with
 /// `body`, expected `times` times. It matches only the exact request Aurora UK expects.
 pub async fn mock_token_basic(
@@ -127,10 +160,7 @@ pub async fn mock_token_basic(
             Matcher::UrlEncoded("grant_type".into(), "client_credentials".into()),
             Matcher::UrlEncoded("audience".into(), AUDIENCE.into()),
         ]))
-        .match_request(exact_form(&[
-            ("grant_type", "client_credentials"),
-            ("audience", AUDIENCE),
-        ]))
+        .match_request(basic_form(AUDIENCE))
         .with_status(status)
         .with_header("content-type", "application/json")
         .with_body(body)

@@ -5,33 +5,13 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, UNIX_EPOCH};
+use std::sync::Arc;
+use std::time::Duration;
 
 use partner_auth_redis::RedisStore;
 use partner_auth_redis::testing::RedisServer;
-use token_provider::{
-    AccessToken, Clock, Error, Fetch, Secret, StoreKey, SystemClock, TokenState, TokenStore,
-    async_trait,
-};
-
-pub fn key(name: &str) -> StoreKey {
-    StoreKey::new("test", "live", "tenant", name)
-}
-
-/// A state expiring `lifetime` from now (whole seconds, as stored).
-pub fn state(token: &str, refresh: Option<&str>, lifetime: Duration) -> TokenState {
-    let now = SystemClock.now();
-    let now = UNIX_EPOCH + Duration::from_secs(now.duration_since(UNIX_EPOCH).unwrap().as_secs());
-    TokenState::new(
-        AccessToken::builder(token)
-            .expires_in(now, lifetime)
-            .build(),
-    )
-    .with_refresh_token(refresh.map(Secret::from))
-    .with_obtained_at(now)
-}
+pub use token_provider::testing::{Scripted, key, state};
+use token_provider::{AccessToken, StoreKey, TokenState, TokenStore};
 
 /// Saves `state` under `key` as a holder would: lock, save, release.
 pub async fn seed(store: &RedisStore, key: &StoreKey, state: &TokenState) {
@@ -56,58 +36,40 @@ pub fn all_keys(server: &RedisServer) -> Vec<String> {
 }
 
 /// What a replica does in the middle of a fetch (with the fetch's number, from 1).
-pub type Hook = Arc<dyn Fn(u32) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync>;
+pub type Hook = Arc<dyn Fn(usize) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync>;
 
 /// A provider that rotates refresh tokens: `rt-N` (or a login) buys `at-M` and `rt-M`, `M`
-/// counting every answer; it records every refresh token presented.
-#[derive(Debug, Default)]
-pub struct Provider {
-    pub presented: Mutex<Vec<String>>,
-    issued: AtomicU32,
-}
-
-impl Provider {
-    pub fn presented(&self) -> Vec<String> {
-        self.presented.lock().unwrap().clone()
-    }
+/// counting every answer. Every replica's fetcher is a clone of it, so its record holds every
+/// refresh token presented.
+pub fn provider() -> Scripted {
+    Scripted::new(|call| {
+        let n = call.n + 1;
+        let refresh = format!("rt-{n}");
+        Ok(state(
+            &format!("at-{n}"),
+            Some(&refresh),
+            Duration::from_secs(600),
+        ))
+    })
 }
 
 /// One replica's fetcher for the principal `name`: asks the shared provider, running its hook
 /// (if any) between presenting and answering.
-#[derive(Clone)]
-pub struct Replica {
-    pub provider: Arc<Provider>,
-    pub name: &'static str,
-    pub hook: Option<Hook>,
-}
-
-impl std::fmt::Debug for Replica {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Replica").field("name", &self.name).finish()
+pub fn replica(provider: &Scripted, name: &str, hook: Option<Hook>) -> Scripted {
+    let fetcher = provider.clone().store_key(key(name));
+    match hook {
+        Some(hook) => fetcher.pause(move |call| Some(hook(call.n + 1))),
+        None => fetcher,
     }
 }
 
-#[async_trait]
-impl Fetch for Replica {
-    fn store_key(&self) -> Option<StoreKey> {
-        Some(key(self.name))
-    }
-
-    async fn fetch(&self, previous: Option<&TokenState>) -> Result<TokenState, Error> {
-        let rt = previous
-            .and_then(|p| p.refresh_token.as_ref())
-            .map_or_else(|| "(login)".to_owned(), |r| r.expose_secret().to_owned());
-        self.provider.presented.lock().unwrap().push(rt);
-        let n = self.provider.issued.fetch_add(1, Ordering::SeqCst) + 1;
-        if let Some(hook) = &self.hook {
-            hook(n).await;
-        }
-        Ok(state(
-            &format!("at-{n}"),
-            Some(&format!("rt-{n}")),
-            Duration::from_secs(600),
-        ))
-    }
+/// The refresh tokens presented to `provider`, in order (`(login)` for none).
+pub fn presented(provider: &Scripted) -> Vec<String> {
+    provider
+        .presented()
+        .into_iter()
+        .map(|rt| rt.unwrap_or_else(|| "(login)".to_owned()))
+        .collect()
 }
 
 pub fn secret(token: &AccessToken) -> &str {

@@ -54,6 +54,7 @@ use crate::{Error, TokenState};
 
 mod file;
 mod format;
+mod forward;
 mod memory;
 mod record;
 
