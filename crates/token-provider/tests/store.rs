@@ -481,3 +481,26 @@ async fn a_new_key_rolls_through_two_file_stores_with_no_decrypt_failure() {
     let text = std::fs::read_to_string(&path).unwrap();
     assert!(!text.contains("at-"), "{text}");
 }
+
+/// A store over another (`forward_token_store!`) lists what the inner one lists, the key that
+/// sealed each entry included: `listing` is forwarded, not left at the trait's default.
+#[tokio::test]
+async fn a_forwarding_store_lists_the_key_that_sealed_each_entry() {
+    #[derive(Debug)]
+    struct Wrapped(FileStore);
+    token_provider::forward_token_store!(Wrapped => |this| &this.0);
+
+    let dir = temp_dir("forward-listing");
+    let key = token_provider::SealKey::generate().unwrap();
+    let store = Wrapped(FileStore::new(dir.join("tokens.json")).seal_key(&key));
+    let a = StoreKey::new("test", "env", "tenant", "a");
+    store
+        .save(&a, &state("at-a", "rt-a"), &StoreLock::none())
+        .await
+        .unwrap();
+    let listed = store.listing().await.unwrap();
+    assert_eq!(listed.len(), 1);
+    let sealed_by = listed[0].sealed_by.as_ref().expect("sealed by the key");
+    assert_eq!(sealed_by.fingerprint, key.fingerprint());
+    assert!(sealed_by.current);
+}
