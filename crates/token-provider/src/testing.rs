@@ -367,6 +367,8 @@ fn link(target: &Path, at: &Path) {
 /// - once every entry was saved at the last step, the new key alone opens them all, and the old
 ///   key alone none (so the key sets were needed: a replica on `NEW` alone at step 4 would
 ///   have failed).
+#[cfg(feature = "seal")]
+#[cfg_attr(docsrs, doc(cfg(feature = "seal")))]
 pub async fn key_roll_contract(
     open: impl Fn(&crate::SealKeys) -> std::sync::Arc<dyn crate::TokenStore>,
 ) {
