@@ -169,28 +169,7 @@ struct FenceMovedOnce {
     refused: Mutex<bool>,
 }
 
-#[async_trait]
-impl TokenStore for FenceMovedOnce {
-    async fn load(&self, key: &StoreKey) -> Result<Option<TokenState>, Error> {
-        self.inner.load(key).await
-    }
-    async fn save(
-        &self,
-        key: &StoreKey,
-        state: &TokenState,
-        lock: &StoreLock,
-    ) -> Result<(), Error> {
-        self.inner.save(key, state, lock).await
-    }
-    async fn lock(&self, key: &StoreKey) -> Result<StoreLock, Error> {
-        self.inner.lock(key).await
-    }
-    fn versioned(&self) -> bool {
-        true
-    }
-    async fn load_record(&self, key: &StoreKey) -> Result<Option<StoreRecord>, Error> {
-        self.inner.load_record(key).await
-    }
+token_provider::forward_token_store!(FenceMovedOnce => |this| &this.inner, {
     async fn save_record(
         &self,
         key: &StoreKey,
@@ -215,7 +194,7 @@ impl TokenStore for FenceMovedOnce {
         }
         self.inner.save_record(key, record, read, lock).await
     }
-}
+});
 
 /// Before: a save refused because the record moved (a lock merely taken, a flush) dropped the
 /// refresh token the provider had just rotated. Now the save is tried again over a record whose
@@ -412,28 +391,7 @@ struct ReplyLostOnce {
     lost: Mutex<bool>,
 }
 
-#[async_trait]
-impl TokenStore for ReplyLostOnce {
-    async fn load(&self, key: &StoreKey) -> Result<Option<TokenState>, Error> {
-        self.inner.load(key).await
-    }
-    async fn save(
-        &self,
-        key: &StoreKey,
-        state: &TokenState,
-        lock: &StoreLock,
-    ) -> Result<(), Error> {
-        self.inner.save(key, state, lock).await
-    }
-    async fn lock(&self, key: &StoreKey) -> Result<StoreLock, Error> {
-        self.inner.lock(key).await
-    }
-    fn versioned(&self) -> bool {
-        true
-    }
-    async fn load_record(&self, key: &StoreKey) -> Result<Option<StoreRecord>, Error> {
-        self.inner.load_record(key).await
-    }
+token_provider::forward_token_store!(ReplyLostOnce => |this| &this.inner, {
     async fn save_record(
         &self,
         key: &StoreKey,
@@ -447,7 +405,7 @@ impl TokenStore for ReplyLostOnce {
         }
         Ok(version)
     }
-}
+});
 
 /// Before: a holder whose save landed but whose reply was lost took its own state for newer
 /// than whatever the store held, and presented its refresh token again after another replica
@@ -484,28 +442,7 @@ struct WritesBackOnce {
     stale: Mutex<Option<TokenState>>,
 }
 
-#[async_trait]
-impl TokenStore for WritesBackOnce {
-    async fn load(&self, key: &StoreKey) -> Result<Option<TokenState>, Error> {
-        self.inner.load(key).await
-    }
-    async fn save(
-        &self,
-        key: &StoreKey,
-        state: &TokenState,
-        lock: &StoreLock,
-    ) -> Result<(), Error> {
-        self.inner.save(key, state, lock).await
-    }
-    async fn lock(&self, key: &StoreKey) -> Result<StoreLock, Error> {
-        self.inner.lock(key).await
-    }
-    fn versioned(&self) -> bool {
-        true
-    }
-    async fn load_record(&self, key: &StoreKey) -> Result<Option<StoreRecord>, Error> {
-        self.inner.load_record(key).await
-    }
+token_provider::forward_token_store!(WritesBackOnce => |this| &this.inner, {
     async fn save_record(
         &self,
         key: &StoreKey,
@@ -525,7 +462,7 @@ impl TokenStore for WritesBackOnce {
         }
         self.inner.save_record(key, record, read, lock).await
     }
-}
+});
 
 /// Before: a save refused because a stale state was written back over the record (a replica
 /// whose memory was older, after the store lost its records) gave way to it whenever its access
