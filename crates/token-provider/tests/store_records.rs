@@ -28,6 +28,8 @@ enum Answer {
     InvalidGrant,
     /// Rotate, then lose the answer on its way back.
     LoseAfterRotating,
+    /// Answer 503 without taking the refresh token.
+    Unavailable,
 }
 
 /// A provider that rotates refresh tokens: `rt-N` buys `at-N+1` and `rt-N+1`.
@@ -66,6 +68,9 @@ impl Fetch for Replica {
         };
         if answer == Answer::Refuse {
             return Err(Error::user_action("the refresh token was refused: sign in"));
+        }
+        if answer == Answer::Unavailable {
+            return Err(Error::http_status(503));
         }
         if answer == Answer::InvalidGrant {
             return Err(Error::rejected(
@@ -521,6 +526,63 @@ async fn a_refusal_is_recorded_over_a_stale_state_written_back() {
     );
     assert!(stored.refused_own().is_some(), "the refusal is recorded");
     assert_eq!(fleet.presented(), ["rt-0", "rt-1"]);
+}
+
+/// A store whose next save of a state (no presentation in it) fails without being applied,
+/// once armed.
+#[derive(Debug, Default)]
+struct SaveFailsOnce {
+    inner: MemoryStore,
+    armed: Mutex<bool>,
+}
+
+token_provider::forward_token_store!(SaveFailsOnce => |this| &this.inner, {
+    async fn save_record(
+        &self,
+        key: &StoreKey,
+        record: &StoreRecord,
+        read: Option<u64>,
+        lock: &StoreLock,
+    ) -> Result<u64, Error> {
+        if record.presenting.is_none() && std::mem::take(&mut *self.armed.lock().unwrap()) {
+            return Err(Error::store_unavailable("the store is down"));
+        }
+        self.inner.save_record(key, record, read, lock).await
+    }
+});
+
+/// Before: a presentation that never left, made from a state obtained after a forget whose
+/// save had failed, removed the forget's record (as if the store had held nothing), so a
+/// replica still holding the forgotten state could write it back. Now the store is left with
+/// the state the presentation began from.
+#[tokio::test(start_paused = true)]
+async fn an_unsent_presentation_never_removes_a_forgets_record() {
+    let store = Arc::new(SaveFailsOnce::default());
+    let fleet = Fleet::new(Arc::clone(&store) as Arc<dyn TokenStore>).await;
+    let (a, b) = (fleet.replica(), fleet.replica());
+    assert_eq!(secret(&a.token().await.unwrap()), "at-1");
+    assert!(a.forget().await.unwrap());
+    // b starts from scratch after the forget; its save fails, so the store keeps the record of
+    // the forget while b holds the new state.
+    *store.armed.lock().unwrap() = true;
+    assert_eq!(secret(&b.token().await.unwrap()), "at-2");
+    assert!(b.store_error().is_some());
+    // b's refresh is answered 503 without the refresh token being taken.
+    b.invalidate(&b.token().await.unwrap());
+    fleet.answer_next(&[Answer::Unavailable]);
+    assert!(b.token().await.is_err());
+    let stored = fleet.stored().await.expect("the store holds a record");
+    assert!(
+        stored.forgotten.is_some()
+            || stored
+                .state
+                .refresh_token
+                .as_ref()
+                .map(Secret::expose_secret)
+                == Some("rt-2"),
+        "{stored:?}"
+    );
+    assert_eq!(fleet.presented(), ["rt-0", "(login)", "rt-2"]);
 }
 
 /// A holder that presented a refresh token and is still waiting for the answer is waited for:

@@ -187,6 +187,8 @@ impl<F: KeyedFetch> PrincipalCache<F> {
     ) -> Result<Step, Error> {
         let now = self.common.now();
         let read = record.as_ref().map(|r| r.version);
+        // Nothing at all stored (a forget's record is something: it is never removed here).
+        let nothing_stored = record.is_none();
         // A forget's record: nothing stored, and nothing held from before it either.
         let record = match record {
             Some(StoreRecord {
@@ -434,10 +436,10 @@ impl<F: KeyedFetch> PrincipalCache<F> {
                     let presented = Presenting::new(refresh_token, self.common.now(), attempt);
                     let before = if retry_recorded {
                         Before::LostOnce
-                    } else if stored_any {
-                        Before::Record
-                    } else {
+                    } else if nothing_stored {
                         Before::Nothing
+                    } else {
+                        Before::Record
                     };
                     self.record_failure(store, key, lock, read, base, presented, before, &error)
                         .await;
