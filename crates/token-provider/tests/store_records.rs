@@ -469,13 +469,9 @@ token_provider::forward_token_store!(WritesBackOnce => |this| &this.inner, {
     }
 });
 
-/// Before: a save refused because a stale state was written back over the record (a replica
-/// whose memory was older, after the store lost its records) gave way to it whenever its access
-/// token was still valid, and the refresh token just rotated was dropped. Now a record obtained
-/// before the state the fetch began from is older, and is saved over. (Found by the
-/// simulation.)
-#[tokio::test(start_paused = true)]
-async fn a_stale_state_written_back_does_not_win_over_a_fresh_rotation() {
+/// A replica holding `at-1`/`rt-1`, an hour later (expired), with a still-valid state obtained
+/// more than a minute before `at-1` armed to be written back before its next save.
+async fn expired_with_a_stale_write_back_armed() -> (Fleet, CachedTokenProvider<Replica>) {
     let store = Arc::new(WritesBackOnce::default());
     let fleet = Fleet::new(Arc::clone(&store) as Arc<dyn TokenStore>).await;
     let a = fleet.replica();
@@ -491,6 +487,17 @@ async fn a_stale_state_written_back_does_not_win_over_a_fresh_rotation() {
     .with_refresh_token(Secret::from("rt-stale"));
     stale.obtained_at = Some(obtained - Duration::from_secs(61));
     *store.stale.lock().unwrap() = Some(stale);
+    (fleet, a)
+}
+
+/// Before: a save refused because a stale state was written back over the record (a replica
+/// whose memory was older, after the store lost its records) gave way to it whenever its access
+/// token was still valid, and the refresh token just rotated was dropped. Now a record obtained
+/// before the state the fetch began from is older, and is saved over. (Found by the
+/// simulation.)
+#[tokio::test(start_paused = true)]
+async fn a_stale_state_written_back_does_not_win_over_a_fresh_rotation() {
+    let (fleet, a) = expired_with_a_stale_write_back_armed().await;
     assert_eq!(secret(&a.token().await.unwrap()), "at-2");
     let stored = fleet.stored().await.unwrap();
     assert_eq!(stored.state.refresh_token.unwrap().expose_secret(), "rt-2");
@@ -502,21 +509,7 @@ async fn a_stale_state_written_back_does_not_win_over_a_fresh_rotation() {
 /// presented it again. Now it is written over the older state. (Found by the simulation.)
 #[tokio::test(start_paused = true)]
 async fn a_refusal_is_recorded_over_a_stale_state_written_back() {
-    let store = Arc::new(WritesBackOnce::default());
-    let fleet = Fleet::new(Arc::clone(&store) as Arc<dyn TokenStore>).await;
-    let a = fleet.replica();
-    assert_eq!(secret(&a.token().await.unwrap()), "at-1");
-    let obtained = fleet.stored().await.unwrap().state.obtained_at.unwrap();
-    tokio::time::sleep(HOUR).await;
-    let now = token_provider::Clock::now(&fleet.clock);
-    let mut stale = TokenState::new(
-        AccessToken::builder("at-stale")
-            .expires_in(now, HOUR)
-            .build(),
-    )
-    .with_refresh_token(Secret::from("rt-stale"));
-    stale.obtained_at = Some(obtained - Duration::from_secs(61));
-    *store.stale.lock().unwrap() = Some(stale);
+    let (fleet, a) = expired_with_a_stale_write_back_armed().await;
     fleet.answer_next(&[Answer::InvalidGrant]);
     assert!(a.token().await.is_err());
     let stored = fleet.stored().await.unwrap();
