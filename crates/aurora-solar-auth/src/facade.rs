@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use token_provider::{
     CachedPrincipal, Error, HttpClient, KeyedCache, KeyedFetch, ProviderOptions, SecretSource,
+    SharedClock,
 };
 use url::Url;
 
@@ -23,6 +24,8 @@ pub(crate) struct Conn {
     /// file read again when it changes and after the provider refuses it.
     pub(crate) key: SecretSource,
     pub(crate) http: HttpClient,
+    /// The clock the cache judges expiries by: what a provider's absolute expiry is read on.
+    pub(crate) clock: SharedClock,
 }
 
 impl Conn {
@@ -32,7 +35,13 @@ impl Conn {
         options: &ProviderOptions,
     ) -> Result<Self, Error> {
         let http = options.resolved_http_paced(Some(default_rate_limit()))?;
-        Ok(Self { target, key, http })
+        let clock = options.resolved_clock();
+        Ok(Self {
+            target,
+            key,
+            http,
+            clock,
+        })
     }
 
     /// The environment's label, for store keys and `Debug`.

@@ -138,7 +138,11 @@
 //!   wrong; other statuses are [`Error::Status`].
 //! - A **401 to an embedded exchange** means the session token was spent or expired:
 //!   [`Error::UserAction`].
-//! - **`expires_at`** is read in the documented `YYYY-MM-DD HH:MM:SS UTC` form, or RFC 3339.
+//! - **`expires_at`** is read in the documented `YYYY-MM-DD HH:MM:SS UTC` form, or RFC 3339, on
+//!   Aurora's clock: the answer's `Date` header tells how far it is from this host's, so a host
+//!   whose clock is off serves no key past Aurora's expiry (a JWT's `exp` likewise). Assumed: the
+//!   `Date` header is Aurora's clock (`HttpClientBuilder::provider_clock(false)` if something in
+//!   between dates answers by another).
 //! - **The user list** is one page (`{"users": [...]}`); a user matches when the email is equal
 //!   ignoring ASCII case (see [Identities](#identities)) and `account_status` is `active`. An account in another state does not
 //!   match, so the user is invited; when that invitation is refused with 409 or 422 (the email

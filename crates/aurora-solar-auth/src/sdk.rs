@@ -440,7 +440,8 @@ impl UserFetch<'_> {
         let response = self.conn.http.execute(request).await?;
         self.check(&url, &response)?;
         let body: GenerateTokenResponse = response.json("generate_token response")?;
-        let expires_at = jwt_expiry(&body.token.jwt)?;
+        // By Aurora's clock, as a temporary key's (`PartnerApp`).
+        let expires_at = response.local_time(jwt_expiry(&body.token.jwt)?, self.conn.clock.now());
         let jwt = AccessToken::builder(body.token.jwt.trim())
             .expires_at(expires_at)
             .build();

@@ -1,7 +1,7 @@
 //! What the emulator knows before it starts: credentials, lifetimes, clock, answer shapes.
 
 use std::fmt;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use token_provider::{SharedClock, system_clock};
 
@@ -32,37 +32,10 @@ pub const DEFAULT_AURORA_SOLAR_TENANT: &str = "0b7e2f4c-1d2a-4c8e-9f00-emulator0
 
 /// How far the emulator's clock is from the clock it was given: ahead or behind.
 ///
-/// It shifts every absolute time the emulator issues (Aurora Solar `expires_at`, JWT `exp`) and
-/// every expiry it checks, as a server with a skewed clock would. Relative lifetimes
-/// (`expires_in`) are not shifted.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum ClockOffset {
-    /// The emulator's clock is this far ahead.
-    Ahead(Duration),
-    /// The emulator's clock is this far behind.
-    Behind(Duration),
-    /// No offset.
-    #[default]
-    None,
-}
-
-impl ClockOffset {
-    /// `now` shifted by the offset.
-    pub fn apply(self, now: SystemTime) -> SystemTime {
-        match self {
-            Self::Ahead(d) => now + d,
-            Self::Behind(d) => now.checked_sub(d).unwrap_or(SystemTime::UNIX_EPOCH),
-            Self::None => now,
-        }
-    }
-}
-
-impl From<Duration> for ClockOffset {
-    /// A plain `Duration` is an offset ahead.
-    fn from(d: Duration) -> Self {
-        Self::Ahead(d)
-    }
-}
+/// It shifts every absolute time the emulator issues (Aurora Solar `expires_at`, JWT `exp`),
+/// every expiry it checks and the `Date` header of every answer, as a server with a skewed
+/// clock would. Relative lifetimes (`expires_in`) are not shifted.
+pub use token_provider::ClockOffset;
 
 /// An Aerion user account.
 #[derive(Clone, PartialEq, Eq)]

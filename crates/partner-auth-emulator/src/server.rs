@@ -47,7 +47,19 @@ struct App {
     routes: Routes,
 }
 
+/// Answers `request`, dated by the emulator's clock (offset included) as a provider's answers
+/// are dated by its own.
 async fn handle(AxumState(app): AxumState<Arc<App>>, request: http::Request<Body>) -> Response {
+    let shared = Arc::clone(&app.shared);
+    let mut response = answer(app, request).await;
+    let now = shared.now(&shared.lock());
+    if let Ok(date) = http::HeaderValue::from_str(&httpdate::fmt_http_date(now)) {
+        response.headers_mut().insert(http::header::DATE, date);
+    }
+    response
+}
+
+async fn answer(app: Arc<App>, request: http::Request<Body>) -> Response {
     let shared = &app.shared;
     let (parts, body) = request.into_parts();
     let body = match axum::body::to_bytes(body, MAX_REQUEST_BODY).await {

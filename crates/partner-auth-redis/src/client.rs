@@ -54,9 +54,12 @@ pub(crate) struct Inner {
     pub(crate) scripts: Scripts,
 }
 
-/// An entry read with a lock: what was stored, and the highest version seen before the read.
+/// An entry read with a lock: what was stored, what was left of its lifetime, and the highest
+/// version seen before the read.
 pub(crate) struct Snapshot {
     pub(crate) stored: Stored,
+    /// What was left of the entry's lifetime, in milliseconds (negative without one).
+    pub(crate) pttl: i64,
     pub(crate) seen: Option<u64>,
 }
 

@@ -126,7 +126,7 @@ pub(crate) async fn take(inner: &Arc<Inner>, key: &StoreKey) -> Result<StoreLock
         match answer.next() {
             Some(Value::Int(1)) => {
                 let mut next = || answer.next().unwrap_or(Value::Nil);
-                let (found, _) = stored(next(), next(), next()).ok_or_else(odd)?;
+                let (found, pttl) = stored(next(), next(), next()).ok_or_else(odd)?;
                 if let Some(kind) = text(next()).filter(|kind| !kind.is_empty()) {
                     warn!(
                         key = %key,
@@ -142,6 +142,7 @@ pub(crate) async fn take(inner: &Arc<Inner>, key: &StoreKey) -> Result<StoreLock
                         key.clone(),
                         Snapshot {
                             stored: found,
+                            pttl,
                             seen,
                         },
                     );

@@ -109,6 +109,17 @@
 //! one that adopts makes 2 (lock, release), plus one per poll while another holds the lock.
 //! Each script is loaded once per connection; a restart of Redis costs one reload.
 //!
+//! # Replicas whose clocks disagree
+//!
+//! Each saved entry records when its writer saved it (by the writer's clock) and the lifetime
+//! Redis is asked to keep it for; a reader takes the entry's age from what is left of that
+//! lifetime (Redis's clock) and moves the entry's times onto its own clock
+//! ([`StoreRecord::rebased`](token_provider::StoreRecord::rebased)), so a replica 10 minutes
+//! slow does not serve a token 10 minutes past the time a fast one saved it to die. The store's
+//! [`clock`](crate::RedisStoreBuilder::clock) must be the cache's (both default to the system
+//! clock). Assumed: Redis keeps expiries as absolute times, so a failover to a replica whose
+//! clock differs from the primary's shifts every entry's age by the difference.
+//!
 //! # When Redis is down, refuses, or is set to lose data
 //!
 //! What Redis refuses is reported by Redis's own error code as [`Error::Config`] naming the

@@ -107,17 +107,37 @@ impl Inner {
         Ok(out)
     }
 
-    /// The record in what was read at `key`'s entry; refused when its version is below the
-    /// highest this store had seen of it before the read (`seen`).
+    /// The record in what was read at `key`'s entry, with `pttl` ms left of its lifetime;
+    /// refused when its version is below the highest this store had seen of it before the read
+    /// (`seen`).
     fn checked(
         &self,
         key: &StoreKey,
         name: &str,
-        stored: Stored,
+        (stored, pttl): (Stored, i64),
         seen: Option<u64>,
     ) -> Result<Option<StoreRecord>, Error> {
-        self.checked_by(key, name, stored, seen)
+        self.checked_by(key, name, (stored, pttl), seen)
             .map(|found| found.map(|(record, _)| record))
+    }
+
+    /// `record`, read with `pttl` ms left of its lifetime, on this store's clock: Redis
+    /// measured its age (the lifetime it was saved with, less what is left), so a writer whose
+    /// clock differs from this one's is caught and its times moved ([`StoreRecord::rebased`]).
+    fn on_this_clock(&self, mut record: StoreRecord, pttl: i64) -> StoreRecord {
+        let kept_for = record.kept_for.take();
+        let saved_here = kept_for
+            .zip(u64::try_from(pttl).ok())
+            .and_then(|(kept, left)| {
+                let age = kept.saturating_sub(Duration::from_millis(left));
+                self.clock.now().checked_sub(age)
+            });
+        let mut record = match saved_here {
+            Some(at) => record.rebased(at),
+            None => record,
+        };
+        record.saved_at = None;
+        record
     }
 
     /// [`checked`](Self::checked), and the key that sealed the record.
@@ -125,10 +145,11 @@ impl Inner {
         &self,
         key: &StoreKey,
         name: &str,
-        stored: Stored,
+        (stored, pttl): (Stored, i64),
         seen: Option<u64>,
     ) -> Result<Option<(StoreRecord, Option<SealedBy>)>, Error> {
-        let found = codec::decode_by(name, stored, self.sealer.as_ref())?;
+        let found = codec::decode_by(name, stored, self.sealer.as_ref())?
+            .map(|(record, by)| (self.on_this_clock(record, pttl), by));
         if let Some((record, _)) = &found {
             if let Some(seen) = seen.filter(|&seen| record.version < seen) {
                 return Err(Error::store(
@@ -248,8 +269,11 @@ impl Inner {
         self.take_snapshot(key);
         let mut record = record.clone();
         record.version = self.next_version(key, read);
-        let value = codec::encode(&names.entry, &record, self.sealer.as_ref())?;
         let ttl = self.ttl(&record);
+        // What a reader on another clock needs to move the record's times onto its own.
+        record.saved_at = Some(self.clock.now());
+        record.kept_for = Some(ttl);
+        let value = codec::encode(&names.entry, &record, self.sealer.as_ref())?;
         // A record with no presentation under way is the end of the holder's work: the lock is
         // released with it, saving the round trip of a release.
         let lease = Lease::of(self, key, lock).filter(|_| record.presenting.is_none());
@@ -416,11 +440,11 @@ impl TokenStore for RedisStore {
         let names = inner.names(key);
         // The entry read with the lock, when this key's lock was just taken: no round trip.
         let (stored, seen) = match inner.take_snapshot(key) {
-            Some(snapshot) => (snapshot.stored, snapshot.seen),
+            Some(snapshot) => ((snapshot.stored, snapshot.pttl), snapshot.seen),
             None => {
                 let seen = inner.version_seen(key);
                 let mut read = inner.read(std::slice::from_ref(&names.entry)).await?;
-                (read.remove(0).0, seen)
+                (read.remove(0), seen)
             }
         };
         inner.checked(key, &names.entry, stored, seen)
@@ -480,12 +504,12 @@ impl TokenStore for RedisStore {
                 .collect();
             let mut read = inner.read(&both).await?.into_iter();
             for (((key, found), names), seen) in chunk.iter().zip(&names).zip(seen) {
-                let (Some((entry, _)), Some((lock, lock_ttl))) = (read.next(), read.next()) else {
+                let (Some(entry), Some((lock, lock_ttl))) = (read.next(), read.next()) else {
                     break;
                 };
                 let mut sealed_by = None;
                 let state = match entry {
-                    Stored::Nothing => match foreign_lock(&lock, lock_ttl) {
+                    (Stored::Nothing, _) => match foreign_lock(&lock, lock_ttl) {
                         Some(what) => Err(Error::store(
                             format!(
                                 "{} holds {what} where the lock of {key} belongs, and there is \

@@ -81,6 +81,65 @@ pub fn system_clock() -> SharedClock {
     Arc::new(SystemClock)
 }
 
+/// How far one clock is from another: ahead or behind.
+///
+/// What [`Response::provider_offset`](crate::http::Response::provider_offset) reads from a
+/// provider's `Date` header, and what the emulator's clock is set to in tests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ClockOffset {
+    /// The other clock is this far ahead.
+    Ahead(Duration),
+    /// The other clock is this far behind.
+    Behind(Duration),
+    /// No offset.
+    #[default]
+    None,
+}
+
+impl ClockOffset {
+    /// The offset of a clock reading `theirs` when this one reads `ours`.
+    pub fn between(ours: SystemTime, theirs: SystemTime) -> Self {
+        match theirs.duration_since(ours) {
+            Ok(ahead) if ahead.is_zero() => Self::None,
+            Ok(ahead) => Self::Ahead(ahead),
+            Err(behind) => Self::Behind(behind.duration()),
+        }
+    }
+
+    /// How far apart the clocks are, either way.
+    pub fn magnitude(self) -> Duration {
+        match self {
+            Self::Ahead(d) | Self::Behind(d) => d,
+            Self::None => Duration::ZERO,
+        }
+    }
+
+    /// `now` on this clock, read on the other: shifted by the offset.
+    pub fn apply(self, now: SystemTime) -> SystemTime {
+        match self {
+            Self::Ahead(d) => now + d,
+            Self::Behind(d) => now.checked_sub(d).unwrap_or(SystemTime::UNIX_EPOCH),
+            Self::None => now,
+        }
+    }
+
+    /// `at`, a time on the other clock, read on this one: [`apply`](Self::apply) undone.
+    pub fn undo(self, at: SystemTime) -> SystemTime {
+        match self {
+            Self::Ahead(d) => at.checked_sub(d).unwrap_or(SystemTime::UNIX_EPOCH),
+            Self::Behind(d) => at + d,
+            Self::None => at,
+        }
+    }
+}
+
+impl From<Duration> for ClockOffset {
+    /// A plain `Duration` is an offset ahead.
+    fn from(d: Duration) -> Self {
+        Self::Ahead(d)
+    }
+}
+
 /// A clock that moves only when told to. For tests.
 #[derive(Debug, Clone)]
 pub struct ManualClock(Arc<Mutex<SystemTime>>);

@@ -78,7 +78,9 @@ pub use async_trait::async_trait;
 pub use url;
 
 pub use crate::cache::{CacheConfig, CacheStats, CachedTokenProvider};
-pub use crate::clock::{Clock, ManualClock, SharedClock, SystemClock, TokioClock, system_clock};
+pub use crate::clock::{
+    Clock, ClockOffset, ManualClock, SharedClock, SystemClock, TokioClock, system_clock,
+};
 pub use crate::env::{EnvVars, ProcessEnv, env_value};
 pub use crate::error::{BoxError, Error, RotatedRefusal, error_chain};
 pub use crate::http::{HttpClient, HttpClientBuilder, RetryPolicy};
@@ -97,9 +99,9 @@ pub use crate::seal::{KeyFingerprint, SealKey, SealKeys};
 pub use crate::secret::Secret;
 pub use crate::secret_source::{MAX_SECRET_FILE_SIZE, SecretSource};
 pub use crate::store::{
-    FileStore, KeyLocks, ListedEntry, MemoryStore, Presenting, RefreshDigest, Refusal, StoreEntry,
-    StoreKey, StoreLock, StoreRecord, TokenStore, decode_entry, decode_record, encode_entry,
-    encode_record,
+    FileStore, KeyLocks, ListedEntry, MemoryStore, Presenting, REBASE_TOLERANCE, RefreshDigest,
+    Refusal, StoreEntry, StoreKey, StoreLock, StoreRecord, TokenStore, decode_entry, decode_record,
+    encode_entry, encode_record,
 };
 pub use crate::token::{
     AccessToken, AccessTokenBuilder, MAX_EXPIRY_UNIX_SECS, TokenState, is_b64token, max_expiry,

@@ -133,10 +133,13 @@ pub fn fast_retry(attempts: u32) -> crate::RetryPolicy {
 
 /// An HTTP client for tests: `timeout` per request and [`fast_retry`]`(3)`, so retries are
 /// exercised without slowing the suite. Its retry budget is unlimited, so each request's
-/// retries depend on that request alone, whatever the test sent before.
+/// retries depend on that request alone, whatever the test sent before. Answers' `Date` headers
+/// are not read ([`provider_clock`](crate::HttpClientBuilder::provider_clock)): a test server
+/// dates them by the real clock, a test's clock is usually another.
 pub fn fast_http(timeout: Duration) -> crate::HttpClient {
     crate::HttpClient::builder()
         .timeout(timeout)
+        .provider_clock(false)
         .retry(fast_retry(3))
         .retry_budget(crate::http::RetryBudget::unlimited())
         .build()
@@ -169,6 +172,36 @@ pub fn epoch() -> SystemTime {
 /// ```
 pub fn fixed_clock() -> crate::ManualClock {
     crate::ManualClock::new(epoch())
+}
+
+/// A clock reading another clock shifted by an offset: a host whose clock runs fast or slow.
+///
+/// ```
+/// use std::sync::Arc;
+/// use std::time::Duration;
+/// use token_provider::testing::{SkewedClock, fixed_clock, epoch};
+/// use token_provider::{Clock, ClockOffset};
+///
+/// let fast = SkewedClock::new(Arc::new(fixed_clock()), ClockOffset::Ahead(Duration::from_secs(600)));
+/// assert_eq!(fast.now(), epoch() + Duration::from_secs(600));
+/// ```
+#[derive(Debug, Clone)]
+pub struct SkewedClock {
+    base: crate::SharedClock,
+    offset: crate::ClockOffset,
+}
+
+impl SkewedClock {
+    /// `base` shifted by `offset`.
+    pub fn new(base: crate::SharedClock, offset: crate::ClockOffset) -> Self {
+        Self { base, offset }
+    }
+}
+
+impl crate::Clock for SkewedClock {
+    fn now(&self) -> SystemTime {
+        self.offset.apply(self.base.now())
+    }
 }
 
 /// The fields of an `application/x-www-form-urlencoded` body, decoded and sorted.

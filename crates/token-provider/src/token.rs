@@ -117,6 +117,18 @@ impl AccessToken {
         )
     }
 
+    /// This token expiring at `at` instead (a time moved onto another clock), in a new
+    /// allocation.
+    pub(crate) fn with_expires_at(&self, at: SystemTime) -> Self {
+        Self(Arc::new(Inner {
+            secret: self.0.secret.clone(),
+            token_type: self.0.token_type.clone(),
+            expires_at: Some(at),
+            scope: self.0.scope.clone(),
+            refresh_at: self.0.refresh_at,
+        }))
+    }
+
     /// This token in a new allocation holding `secret` and `refresh_at`.
     fn with(&self, secret: Secret, refresh_at: SystemTime) -> Self {
         Self(Arc::new(Inner {

@@ -1,6 +1,7 @@
 //! [`HttpClient`]: the shared client and the loop that sends a request under the policy.
 
 use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -14,7 +15,7 @@ use super::urls::check_url;
 use super::{DEFAULT_MAX_BODY, USER_AGENT};
 #[cfg(feature = "keyed")]
 use crate::RateLimit;
-use crate::{Error, SharedClock, system_clock};
+use crate::{ClockOffset, Error, SharedClock, system_clock};
 
 /// The shared HTTP client: a `reqwest::Client` with the policy of [`crate::http`]. Cheap to
 /// clone; clones share the [`RetryBudget`].
@@ -37,7 +38,14 @@ struct Config {
     retry: RetryPolicy,
     budget: Budget,
     clock: SharedClock,
+    /// Whether answers' `Date` headers are read ([`HttpClientBuilder::provider_clock`]).
+    provider_clock: bool,
+    /// A provider's clock was found off by more than [`SKEW_WARNING`] (warned once).
+    skew_warned: AtomicBool,
 }
+
+/// A provider clock this far from the host's is worth a warning (once per client).
+pub(crate) const SKEW_WARNING: Duration = Duration::from_secs(30);
 
 impl fmt::Debug for HttpClient {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -327,6 +335,29 @@ impl HttpClient {
         }
     }
 
+    /// Warns, once per client, when `response`'s `Date` puts the provider's clock more than
+    /// [`SKEW_WARNING`] from this host's: absolute expiries are judged by the provider's clock
+    /// ([`Response::local_time`]), but a host this far off misjudges everything else.
+    fn note_offset(&self, response: &Response, url: &url::Url) {
+        let Some(offset) = response.provider_offset(self.config.clock.now()) else {
+            return;
+        };
+        if offset.magnitude() > SKEW_WARNING
+            && !self.config.skew_warned.swap(true, Ordering::Relaxed)
+        {
+            let way = match offset {
+                ClockOffset::Ahead(_) => "ahead of",
+                _ => "behind",
+            };
+            warn!(
+                host = url.host_str().unwrap_or_default(),
+                "the provider's clock (its Date header) is {}s {way} this host's: its absolute \
+                 expiries are judged by its clock; check the host's time synchronisation",
+                offset.magnitude().as_secs()
+            );
+        }
+    }
+
     async fn attempt(&self, request: &Request) -> Result<Response, Failure> {
         // A client that cannot be built sent nothing.
         let client = self.client().await.map_err(|error| Failure {
@@ -365,7 +396,11 @@ impl HttpClient {
                 }
                 body.extend_from_slice(&chunk);
             }
-            Ok(Response::new(status, headers, body.freeze()).carrying(&request.secrets))
+            let response = Response::new(status, headers, body.freeze())
+                .carrying(&request.secrets)
+                .dated(self.config.provider_clock);
+            self.note_offset(&response, &request.url);
+            Ok(response)
         };
         match tokio::time::timeout(timeout, exchange).await {
             Ok(result) => result,
@@ -507,6 +542,7 @@ pub struct HttpClientBuilder {
     proxy: Option<reqwest::Proxy>,
     lazy: bool,
     user_agent: String,
+    provider_clock: bool,
 }
 
 impl Default for HttpClientBuilder {
@@ -522,6 +558,7 @@ impl Default for HttpClientBuilder {
             proxy: None,
             lazy: false,
             user_agent: USER_AGENT.to_owned(),
+            provider_clock: true,
         }
     }
 }
@@ -594,6 +631,15 @@ impl HttpClientBuilder {
         self
     }
 
+    /// Whether a provider's absolute expiries are judged by its clock, read from the `Date`
+    /// header of its answers ([`Response::local_time`]; default on). Off, they are judged by
+    /// this host's clock: for a provider behind something that dates answers by another clock,
+    /// or a test whose clock is not the test server's.
+    pub fn provider_clock(mut self, on: bool) -> Self {
+        self.provider_clock = on;
+        self
+    }
+
     /// The client. Outside an async runtime, or once this process has read the system's CA
     /// roots, the underlying `reqwest::Client` is built here and a TLS set-up failure is
     /// reported here. Inside a runtime, a client that would read the roots now waits for its
@@ -632,6 +678,8 @@ impl HttpClientBuilder {
                 retry: self.retry,
                 budget: Budget::new(self.budget),
                 clock: self.clock,
+                provider_clock: self.provider_clock,
+                skew_warned: AtomicBool::new(false),
             }),
             #[cfg(feature = "keyed")]
             rate_limit: None,

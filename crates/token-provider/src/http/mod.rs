@@ -50,7 +50,7 @@ pub use self::error_body::{
 };
 #[cfg(feature = "oauth2")]
 pub use self::oauth::{OAuthAdapter, token_error};
-pub use self::request::{Repeat, Request, Response};
+pub use self::request::{DATE_TOLERANCE, Repeat, Request, Response};
 pub use self::retry::{RetryBudget, RetryPolicy, retry_after};
 pub use self::urls::{check_url, join_path, parse_base_url};
 

@@ -2,6 +2,7 @@
 //! may be; a response with its whole body.
 
 use std::fmt;
+use std::time::{Duration, SystemTime};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
@@ -12,7 +13,7 @@ use serde::de::DeserializeOwned;
 use url::Url;
 
 use super::error_body::{OAuthError, ProviderWords, parse_json, status_error};
-use crate::{Error, Secret};
+use crate::{ClockOffset, Error, Secret};
 
 /// What sending a request means, which decides whether it may be sent again.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -221,7 +222,14 @@ pub struct Response {
     pub(super) body: Bytes,
     /// What the request carried ([`Request::secrets`]): scrubbed from every error built here.
     pub(super) secrets: Vec<Secret>,
+    /// Whether the `Date` header tells the provider's clock
+    /// ([`HttpClientBuilder::provider_clock`](super::HttpClientBuilder::provider_clock)).
+    pub(super) read_date: bool,
 }
+
+/// Offsets between a provider's `Date` and this host's clock up to this are not corrected: the
+/// header has a resolution of one second and the answer spent part of a round trip on its way.
+pub const DATE_TOLERANCE: Duration = Duration::from_secs(2);
 
 impl fmt::Debug for Response {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -242,7 +250,37 @@ impl Response {
             headers,
             body: body.into(),
             secrets: Vec::new(),
+            read_date: true,
         }
+    }
+
+    /// How far the provider's clock is from this host's, read from the `Date` header against
+    /// `now`, this host's time when the answer arrived (read just after it);
+    /// [`ClockOffset::None`] within [`DATE_TOLERANCE`], and `None` without a readable `Date` or
+    /// from a client that does not read it.
+    pub fn provider_offset(&self, now: SystemTime) -> Option<ClockOffset> {
+        if !self.read_date {
+            return None;
+        }
+        let date = self.headers.get(http::header::DATE)?.to_str().ok()?;
+        // The header drops the fraction of a second: the provider's clock read up to a second
+        // more. The latest it can have read is taken, so an expiry errs early.
+        let date = httpdate::parse_http_date(date).ok()? + Duration::from_secs(1);
+        let offset = ClockOffset::between(now, date);
+        Some(if offset.magnitude() <= DATE_TOLERANCE {
+            ClockOffset::None
+        } else {
+            offset
+        })
+    }
+
+    /// `at`, an absolute time the provider sent (an expiry), on this host's clock, which reads
+    /// `now` as the answer arrives: the provider's clock is estimated from its `Date` header
+    /// ([`provider_offset`](Self::provider_offset)), so a host whose clock is off judges the
+    /// time as the provider does. Unchanged without a readable `Date`.
+    pub fn local_time(&self, at: SystemTime, now: SystemTime) -> SystemTime {
+        self.provider_offset(now)
+            .map_or(at, |offset| offset.undo(at))
     }
 
     /// The status.
@@ -294,6 +332,12 @@ impl Response {
     /// errors from the response's parts: scrub them as [`error`](Self::error) does.
     pub fn secrets(&self) -> &[Secret] {
         &self.secrets
+    }
+
+    /// This response, its `Date` read or not.
+    pub(super) fn dated(mut self, dated: bool) -> Self {
+        self.read_date = dated;
+        self
     }
 
     /// This response, remembering the secrets its request carried.

@@ -47,6 +47,12 @@ pub(super) struct StoredEntry {
     /// [`StoreRecord::forgotten`], in Unix milliseconds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     forgotten_ms: Option<u64>,
+    /// [`StoreRecord::saved_at`], in Unix milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    saved_ms: Option<u64>,
+    /// [`StoreRecord::kept_for`], in milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    kept_ms: Option<u64>,
     /// Fields a later release added: kept as they were.
     #[serde(flatten)]
     extra: serde_json::Map<String, serde_json::Value>,
@@ -126,6 +132,8 @@ impl StoredEntry {
             presenting: None,
             refused: None,
             forgotten_ms: None,
+            saved_ms: None,
+            kept_ms: None,
             extra,
         }
     }
@@ -139,6 +147,10 @@ impl StoredEntry {
             attempt: p.attempt,
         });
         entry.forgotten_ms = record.forgotten.map(unix_millis);
+        entry.saved_ms = record.saved_at.map(unix_millis);
+        entry.kept_ms = record
+            .kept_for
+            .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
         entry.refused = record.refused.as_ref().map(|r| RefusalEntry {
             refresh_digest: r.refresh_digest.to_hex(),
             at: unix_secs(r.at).unwrap_or(0),
@@ -168,6 +180,8 @@ impl StoredEntry {
             .with_presenting(presenting)
             .with_refused(refused);
         record.forgotten = self.forgotten_ms.map(from_unix_millis);
+        record.saved_at = self.saved_ms.map(from_unix_millis);
+        record.kept_for = self.kept_ms.map(Duration::from_millis);
         Ok(record)
     }
 

@@ -61,7 +61,7 @@ mod record;
 pub use file::{FILE_FORMAT_VERSION, FileStore, MAX_FILE_SIZE};
 pub use format::{decode_entry, decode_record, encode_entry, encode_record};
 pub use memory::MemoryStore;
-pub use record::{Presenting, RefreshDigest, Refusal, StoreRecord};
+pub use record::{Presenting, REBASE_TOLERANCE, RefreshDigest, Refusal, StoreRecord};
 
 /// Names one principal's state in a store: provider, environment, tenant and principal.
 ///

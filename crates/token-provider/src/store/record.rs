@@ -19,14 +19,24 @@
 //!   of the state: a replica that finds one it has not seen drops what it holds from before
 //!   (the refresh token above all) instead of writing it back, and starts from scratch.
 //!
+//! - **Clocks.** A store shared by hosts whose clocks differ (Redis) records when the writer
+//!   saved by its clock ([`StoreRecord::saved_at`]) and measures the record's age on a clock
+//!   every replica shares (what is left of the lifetime it keeps the entry for); a reader moves
+//!   every time in the record onto its own clock ([`StoreRecord::rebased`]), so replicas whose
+//!   clocks disagree judge one token's expiry alike.
+//!
 //! A refresh token is named by a digest ([`RefreshDigest`]), never in clear, in both records.
 
 use std::fmt;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use sha2::{Digest, Sha256};
 
-use crate::{AccessToken, Secret, TokenState};
+use crate::{AccessToken, ClockOffset, Secret, TokenState};
+
+/// Clocks this close are taken as one by [`StoreRecord::rebased`]: a store's round trip and the
+/// millisecond resolution of what it keeps blur anything finer.
+pub const REBASE_TOLERANCE: Duration = Duration::from_secs(2);
 
 /// One principal's record in a store.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -44,6 +54,12 @@ pub struct StoreRecord {
     /// The principal was forgotten at this time: the record holds no usable state (its state is
     /// a placeholder that is never served), and whatever a replica holds from before is void.
     pub forgotten: Option<SystemTime>,
+    /// When the writer saved the record, by its clock: set by a store whose readers may run on
+    /// other clocks (see [`rebased`](Self::rebased)); `None` otherwise.
+    pub saved_at: Option<SystemTime>,
+    /// How long the store was asked to keep the record when it was saved: what a store that
+    /// expires entries measures the record's age by (the lifetime less what is left of it).
+    pub kept_for: Option<Duration>,
 }
 
 impl StoreRecord {
@@ -55,7 +71,40 @@ impl StoreRecord {
             presenting: None,
             refused: None,
             forgotten: None,
+            saved_at: None,
+            kept_for: None,
         }
+    }
+
+    /// The record on this reader's clock, which read `saved_here` when the record was saved
+    /// (by the record's age, measured on a clock the writer and the reader share): every time
+    /// in it moved by how far this clock is from the writer's ([`saved_at`](Self::saved_at)),
+    /// unless the two agree within [`REBASE_TOLERANCE`]. Unchanged when the writer's time is
+    /// not recorded.
+    #[must_use]
+    pub fn rebased(mut self, saved_here: SystemTime) -> Self {
+        let Some(saved_at) = self.saved_at else {
+            return self;
+        };
+        let offset = ClockOffset::between(saved_at, saved_here);
+        if offset.magnitude() <= REBASE_TOLERANCE {
+            return self;
+        }
+        let move_ = |t: SystemTime| offset.apply(t);
+        let token = &self.state.access_token;
+        if let Some(at) = token.expires_at() {
+            self.state.access_token = token.with_expires_at(move_(at));
+        }
+        self.state.obtained_at = self.state.obtained_at.map(move_);
+        if let Some(p) = &mut self.presenting {
+            p.deadline = move_(p.deadline);
+        }
+        if let Some(r) = &mut self.refused {
+            r.at = move_(r.at);
+        }
+        self.forgotten = self.forgotten.map(move_);
+        self.saved_at = Some(saved_here);
+        self
     }
 
     /// The record a `forget` at `at` leaves: no state (a placeholder expired at the epoch,
