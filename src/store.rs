@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use token_provider::seal::SealKeys;
-use token_provider::{EnvVars, Secret, env_value};
+use token_provider::{EnvVars, SecretSource, env_value};
 
 use crate::{Error, FileStore, TokenStore};
 
@@ -161,9 +161,12 @@ pub fn store_keys(lookup: impl Fn(&str) -> Option<String>) -> Result<Option<Seal
 }
 
 /// A secret from `var`, or from the file `var_FILE` names (read now, line endings at its end
-/// dropped); both set is an error naming both.
-fn secret_var(lookup: &dyn Fn(&str) -> Option<String>, var: &str) -> Result<Option<Secret>, Error> {
-    Ok(EnvVars::new(lookup).secret(var)?.map(|s| s.current()))
+/// dropped, and again when it changes); both set is an error naming both.
+fn secret_var(
+    lookup: &dyn Fn(&str) -> Option<String>,
+    var: &str,
+) -> Result<Option<SecretSource>, Error> {
+    EnvVars::new(lookup).secret(var)
 }
 
 /// `PARTNER_AUTH_REDIS_ACCEPT_EVICTION`: `1`/`true`/`yes` or `0`/`false`/`no` (unset: no).
@@ -183,10 +186,11 @@ fn open_redis(
     lookup: &dyn Fn(&str) -> Option<String>,
     keys: Option<SealKeys>,
 ) -> Result<Arc<dyn TokenStore>, Error> {
+    // A file is read again when it changes, and after Redis refuses what it held.
     let password = secret_var(lookup, REDIS_PASSWORD_VAR)?;
     let accept_eviction = flag_var(lookup, REDIS_ACCEPT_EVICTION_VAR)?;
     let store = partner_auth_redis::RedisStore::builder(url)
-        .password_opt(password)
+        .password_source_opt(password)
         .accept_eviction_risk(accept_eviction)
         .seal_keys_opt(keys)
         .build()
@@ -295,7 +299,7 @@ mod tests {
         )
         .unwrap()
         .unwrap();
-        assert_eq!(from_file.expose_secret(), "s3cret");
+        assert_eq!(from_file.current().expose_secret(), "s3cret");
         let both = secret_var(&|_: &str| Some(path.clone()), "PW").unwrap_err();
         assert!(
             both.to_string().contains("PW and PW_FILE") && !both.to_string().contains("s3cret")

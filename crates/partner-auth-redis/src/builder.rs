@@ -4,7 +4,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use token_provider::{Error, Secret, SharedClock, system_clock};
+use token_provider::{Error, Secret, SecretSource, SharedClock, system_clock};
 
 use crate::client::{Inner, Settings};
 use crate::store::RedisStore;
@@ -18,7 +18,7 @@ pub const DEFAULT_PREFIX: &str = "partner-auth:";
 #[must_use]
 pub struct RedisStoreBuilder {
     url: String,
-    password: Option<Secret>,
+    password: Option<SecretSource>,
     prefix: String,
     timeout: Duration,
     connect_timeout: Duration,
@@ -36,7 +36,7 @@ impl fmt::Debug for RedisStoreBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RedisStoreBuilder")
             .field("server", &redacted_url(&self.url))
-            .field("password", &self.password.as_ref().map(|_| "[redacted]"))
+            .field("password", &self.password)
             .field("prefix", &self.prefix)
             .field("encrypted", &self.seal_keys.is_some())
             .finish_non_exhaustive()
@@ -76,13 +76,27 @@ impl RedisStoreBuilder {
     /// The password (of the URL's user, or of the default user), kept out of the URL so that
     /// it is never in a command line or a message. A URL that carries one too is refused.
     pub fn password(mut self, password: impl Into<Secret>) -> Self {
-        self.password = Some(password.into());
+        self.password = Some(SecretSource::value(password));
+        self
+    }
+
+    /// The password from `source`: a file is read again when it changes, and once more when
+    /// Redis refuses the password, so a password rotated on disk is taken up by a running
+    /// process at its next connection (see the crate docs).
+    pub fn password_source(mut self, source: SecretSource) -> Self {
+        self.password = Some(source);
+        self
+    }
+
+    /// [`password_source`](Self::password_source) when there is one.
+    pub fn password_source_opt(mut self, source: Option<SecretSource>) -> Self {
+        self.password = source;
         self
     }
 
     /// [`password`](Self::password) when there is one.
     pub fn password_opt(mut self, password: Option<Secret>) -> Self {
-        self.password = password;
+        self.password = password.map(SecretSource::value);
         self
     }
 
@@ -183,19 +197,16 @@ impl RedisStoreBuilder {
 
     /// The store. Nothing is sent yet: the connection is made on first use.
     pub fn build(self) -> Result<RedisStore, Error> {
-        let mut target = target::parse(&self.url)?;
-        if let Some(password) = &self.password {
-            if target.has_password {
-                return Err(Error::config(
-                    "store",
-                    format!(
-                        "{} carries a password, and one is given apart: give it once, apart \
-                         from the URL",
-                        target.shown
-                    ),
-                ));
-            }
-            target = target.with_password(password.expose_secret());
+        let target = target::parse(&self.url)?;
+        if self.password.is_some() && target.has_password {
+            return Err(Error::config(
+                "store",
+                format!(
+                    "{} carries a password, and one is given apart: give it once, apart \
+                     from the URL",
+                    target.shown
+                ),
+            ));
         }
         if self.lease < Duration::from_millis(30) {
             return Err(Error::config("lease", "must be at least 30 ms"));
@@ -219,7 +230,13 @@ impl RedisStoreBuilder {
         };
         let sealer = self.seal_keys.as_ref().map(Sealer::with_keys);
         Ok(RedisStore {
-            inner: Arc::new(Inner::new(target, settings, sealer, self.clock)),
+            inner: Arc::new(Inner::new(
+                target,
+                self.password,
+                settings,
+                sealer,
+                self.clock,
+            )),
         })
     }
 }

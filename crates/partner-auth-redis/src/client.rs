@@ -14,7 +14,7 @@ use redis::cluster_async::ClusterConnection;
 use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
 use redis::{Cmd, RedisFuture, Value};
 use token_provider::seal::Sealer;
-use token_provider::{Error, KeyLocks, SharedClock, StoreKey};
+use token_provider::{Error, KeyLocks, Secret, SecretSource, SharedClock, StoreKey};
 use tracing::warn;
 
 use crate::codec::Stored;
@@ -40,7 +40,13 @@ pub(crate) struct Inner {
     target: Target,
     /// The URL as messages show it (never the password).
     pub(crate) server: String,
-    conn: tokio::sync::OnceCell<Conn>,
+    /// The password given apart from the URL: a file is read again when it changes.
+    password: Option<SecretSource>,
+    /// The connection, and the password it was made with; `None` until the first call, and
+    /// again when the password changed.
+    conn: Mutex<Option<Connected>>,
+    /// Held while a connection is made, so that callers make one.
+    connecting: tokio::sync::Mutex<()>,
     pub(crate) settings: Settings,
     pub(crate) sealer: Option<Sealer>,
     pub(crate) clock: SharedClock,
@@ -69,6 +75,7 @@ const SEEN_KEYS: usize = 100_000;
 impl Inner {
     pub(crate) fn new(
         target: Target,
+        password: Option<SecretSource>,
         settings: Settings,
         sealer: Option<Sealer>,
         clock: SharedClock,
@@ -76,7 +83,9 @@ impl Inner {
         Self {
             server: target.shown.clone(),
             target,
-            conn: tokio::sync::OnceCell::new(),
+            password,
+            conn: Mutex::new(None),
+            connecting: tokio::sync::Mutex::new(()),
             settings,
             sealer,
             clock,
@@ -143,50 +152,120 @@ impl Inner {
     /// Makes the connection if there is none yet: a call made after it fails only once the
     /// command may have been sent.
     pub(crate) async fn connect(self: &Arc<Self>) -> Result<(), Error> {
-        self.connection().await.map(drop)
+        match self.connection().await {
+            Err(Refused::Credentials(_)) if self.password_changed_after_refusal() => self
+                .connection()
+                .await
+                .map(drop)
+                .map_err(Refused::into_error),
+            result => result.map(drop).map_err(Refused::into_error),
+        }
     }
 
-    async fn connection(self: &Arc<Self>) -> Result<Conn, Error> {
-        let s = &self.settings;
-        let connect = self.conn.get_or_try_init(|| async {
-            let replicas_wait = s.replicas.map_or(Duration::ZERO, |(_, wait)| wait);
-            let conn = match &self.target.topology {
-                Topology::Single(info) => {
-                    let client = redis::Client::open(info.as_ref().clone())
-                        .map_err(|e| self.redis_error(&e))?;
-                    let config = ConnectionManagerConfig::new()
-                        .set_connection_timeout(Some(s.connect_timeout))
-                        .set_response_timeout(Some(s.timeout + replicas_wait))
-                        .set_number_of_retries(2)
-                        .set_max_delay(Duration::from_millis(500));
-                    let manager = ConnectionManager::new_with_config(client, config)
-                        .await
-                        .map_err(|e| self.redis_error(&e))?;
-                    Conn::Single(manager)
-                }
-                Topology::Cluster(nodes) => {
-                    let client = redis::cluster::ClusterClientBuilder::new(nodes.clone())
-                        .connection_timeout(s.connect_timeout)
-                        .response_timeout(s.timeout + replicas_wait)
-                        .retries(2)
-                        .build()
-                        .map_err(|e| self.redis_error(&e))?;
-                    let cluster = client
-                        .get_async_connection()
-                        .await
-                        .map_err(|e| self.redis_error(&e))?;
-                    Conn::Cluster(cluster)
-                }
-            };
-            self.check_eviction(conn.clone()).await?;
-            Ok(conn)
-        });
-        let limit = s.connect_timeout + s.timeout * 2;
-        match tokio::time::timeout(limit, connect).await {
-            Ok(Ok(conn)) => Ok(conn.clone()),
-            Ok(Err(e)) => Err(e),
-            Err(_) => Err(self.unavailable(format_args!("no connection within {limit:?}"))),
+    /// `e`, classified, and whether it refused the credentials.
+    fn failure(&self, e: &redis::RedisError) -> Refused {
+        let error = self.redis_error(e);
+        if crate::errors::refuses_credentials(e) {
+            Refused::Credentials(error)
+        } else {
+            Refused::Other(error)
         }
+    }
+
+    /// The connection made with the current password, made now if there is none (or the
+    /// password changed since it was made).
+    async fn connection(self: &Arc<Self>) -> Result<Conn, Refused> {
+        let password = self.password.as_ref().map(SecretSource::current);
+        if let Some(conn) = self.connected(password.as_ref()) {
+            return Ok(conn);
+        }
+        let limit = self.settings.connect_timeout + self.settings.timeout * 2;
+        let connect = async {
+            let _one = self.connecting.lock().await;
+            if let Some(conn) = self.connected(password.as_ref()) {
+                return Ok(conn);
+            }
+            let conn = self.connect_with(password.as_ref()).await?;
+            *self.conn.lock().unwrap_or_else(|e| e.into_inner()) = Some(Connected {
+                conn: conn.clone(),
+                password,
+            });
+            Ok(conn)
+        };
+        match tokio::time::timeout(limit, connect).await {
+            Ok(result) => result,
+            Err(_) => Err(Refused::Other(
+                self.unavailable(format_args!("no connection within {limit:?}")),
+            )),
+        }
+    }
+
+    /// The connection, if one was made with `password`.
+    fn connected(&self, password: Option<&Secret>) -> Option<Conn> {
+        let conn = self.conn.lock().unwrap_or_else(|e| e.into_inner());
+        conn.as_ref()
+            .filter(|c| c.password.as_ref() == password)
+            .map(|c| c.conn.clone())
+    }
+
+    /// After Redis refused the credentials: whether the password file holds another password
+    /// now (read again whatever its metadata says), in which case the next call connects with
+    /// it.
+    fn password_changed_after_refusal(&self) -> bool {
+        let (Some(source), Some(used)) = (
+            self.password.as_ref(),
+            self.conn
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .as_ref()
+                .and_then(|c| c.password.clone())
+                .or_else(|| self.password.as_ref().map(SecretSource::current)),
+        ) else {
+            return false;
+        };
+        source.reread_after_refusal(&used).is_some()
+    }
+
+    /// A new connection with `password`, checked for eviction.
+    async fn connect_with(self: &Arc<Self>, password: Option<&Secret>) -> Result<Conn, Refused> {
+        let s = &self.settings;
+        let target = match password {
+            Some(password) => self.target.clone().with_password(password.expose_secret()),
+            None => self.target.clone(),
+        };
+        let replicas_wait = s.replicas.map_or(Duration::ZERO, |(_, wait)| wait);
+        let conn = match &target.topology {
+            Topology::Single(info) => {
+                let client =
+                    redis::Client::open(info.as_ref().clone()).map_err(|e| self.failure(&e))?;
+                let config = ConnectionManagerConfig::new()
+                    .set_connection_timeout(Some(s.connect_timeout))
+                    .set_response_timeout(Some(s.timeout + replicas_wait))
+                    .set_number_of_retries(2)
+                    .set_max_delay(Duration::from_millis(500));
+                let manager = ConnectionManager::new_with_config(client, config)
+                    .await
+                    .map_err(|e| self.failure(&e))?;
+                Conn::Single(manager)
+            }
+            Topology::Cluster(nodes) => {
+                let client = redis::cluster::ClusterClientBuilder::new(nodes.clone())
+                    .connection_timeout(s.connect_timeout)
+                    .response_timeout(s.timeout + replicas_wait)
+                    .retries(2)
+                    .build()
+                    .map_err(|e| self.failure(&e))?;
+                let cluster = client
+                    .get_async_connection()
+                    .await
+                    .map_err(|e| self.failure(&e))?;
+                Conn::Cluster(cluster)
+            }
+        };
+        self.check_eviction(conn.clone())
+            .await
+            .map_err(Refused::Other)?;
+        Ok(conn)
     }
 
     /// Refuses a server that may evict keys (every key of this store has a lifetime, so the
@@ -258,10 +337,25 @@ impl Inner {
         )
     }
 
-    /// One round trip, bounded by the timeout (plus `extra`).
+    /// One round trip, bounded by the timeout (plus `extra`). When Redis refuses the
+    /// credentials and the password file holds another password now, the call is made once
+    /// more on a connection with it (a refused connection sent nothing).
     pub(crate) async fn call<T, F, Fut>(self: &Arc<Self>, extra: Duration, f: F) -> Result<T, Error>
     where
-        F: FnOnce(Conn, Arc<Inner>) -> Fut,
+        F: Fn(Conn, Arc<Inner>) -> Fut,
+        Fut: Future<Output = redis::RedisResult<T>>,
+    {
+        match self.call_once(extra, &f).await {
+            Err(Refused::Credentials(_)) if self.password_changed_after_refusal() => {
+                self.call_once(extra, &f).await.map_err(Refused::into_error)
+            }
+            result => result.map_err(Refused::into_error),
+        }
+    }
+
+    async fn call_once<T, F, Fut>(self: &Arc<Self>, extra: Duration, f: &F) -> Result<T, Refused>
+    where
+        F: Fn(Conn, Arc<Inner>) -> Fut,
         Fut: Future<Output = redis::RedisResult<T>>,
     {
         let conn = self.connection().await?;
@@ -269,8 +363,10 @@ impl Inner {
         let limit = self.settings.timeout + extra;
         match tokio::time::timeout(limit, f(conn, Arc::clone(self))).await {
             Ok(Ok(value)) => Ok(value),
-            Ok(Err(e)) => Err(self.redis_error(&e)),
-            Err(_) => Err(self.unavailable(format_args!("no answer within {limit:?}"))),
+            Ok(Err(e)) => Err(self.failure(&e)),
+            Err(_) => Err(Refused::Other(
+                self.unavailable(format_args!("no answer within {limit:?}")),
+            )),
         }
     }
 
@@ -315,6 +411,26 @@ impl Inner {
 pub(crate) enum Node {
     Server,
     Master(String, u16),
+}
+
+/// A connection and the password it was made with.
+struct Connected {
+    conn: Conn,
+    password: Option<Secret>,
+}
+
+/// A failed call: Redis refused the credentials, or anything else.
+pub(crate) enum Refused {
+    Credentials(Error),
+    Other(Error),
+}
+
+impl Refused {
+    fn into_error(self) -> Error {
+        match self {
+            Self::Credentials(e) | Self::Other(e) => e,
+        }
+    }
 }
 
 /// The connection: to one server (re-made in the background when lost), or to a cluster

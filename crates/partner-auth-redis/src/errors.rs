@@ -38,7 +38,7 @@ impl Context<'_> {
         if let Some(error) = self.tls_problem(e) {
             return error;
         }
-        if e.kind() == ErrorKind::AuthenticationFailed || matches!(code, "NOAUTH" | "WRONGPASS") {
+        if refuses_credentials(e) {
             let code = if code.is_empty() { "WRONGPASS" } else { code };
             return self.config(format!(
                 "refused the credentials ({code}): check {} and its password (given apart \
@@ -192,6 +192,12 @@ pub(crate) fn is_connection_error(e: &RedisError) -> bool {
         || e.is_connection_refusal()
         || e.kind() == ErrorKind::ClusterConnectionNotFound
         || (e.is_unrecoverable_error() && e.kind() != ErrorKind::Parse)
+}
+
+/// Whether `e` is Redis refusing the credentials (a wrong password, or none where one is
+/// needed).
+pub(crate) fn refuses_credentials(e: &RedisError) -> bool {
+    e.kind() == ErrorKind::AuthenticationFailed || matches!(e.code(), Some("NOAUTH" | "WRONGPASS"))
 }
 
 #[cfg(test)]

@@ -97,7 +97,8 @@ pub(crate) async fn take(inner: &Arc<Inner>, key: &StoreKey) -> Result<StoreLock
     let mut pause = POLL_FIRST;
     loop {
         let seen = inner.version_seen(key);
-        let (lock, entry, token) = (&names.lock, &names.entry, in_flight.token.clone());
+        let token = in_flight.token.clone();
+        let (lock, entry, token) = (&names.lock, &names.entry, &token);
         // Armed once the script may reach Redis: from then on, a call that fails or is dropped
         // may have taken the lock.
         inner.connect().await?;
@@ -109,7 +110,7 @@ pub(crate) async fn take(inner: &Arc<Inner>, key: &StoreKey) -> Result<StoreLock
                     .acquire
                     .key(lock)
                     .key(entry)
-                    .arg(&token)
+                    .arg(token)
                     .arg(lease_ms)
                     .arg(MAX_VALUE_SIZE)
                     .invoke_async(&mut conn)

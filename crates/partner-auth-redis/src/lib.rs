@@ -42,7 +42,14 @@
 //! The password is given apart, with [`password`](RedisStoreBuilder::password) (the facade and
 //! the CLI read `PARTNER_AUTH_REDIS_PASSWORD` or `PARTNER_AUTH_REDIS_PASSWORD_FILE`), so that
 //! it is in no URL, command line or message; a URL that carries one is accepted when no
-//! password is given apart. TLS roots are the system's, or those in `SSL_CERT_FILE`.
+//! password is given apart. A password from a file
+//! ([`password_source`](RedisStoreBuilder::password_source)) is rotated under a running store:
+//! the file's metadata is checked before each call and a changed file is read and connected
+//! with at once; after Redis refuses the password the file is read once more whatever its
+//! metadata says, and the call is made again when it holds another. Connections Redis keeps
+//! open stay authenticated, so a server may switch passwords before or after the file does
+//! (ACL users can hold both for the switch). TLS roots are the system's, or those in
+//! `SSL_CERT_FILE`.
 //!
 //! An ACL user needs, on the prefix's keys (`~partner-auth:*`): `+@read +@write +@keyspace
 //! +@scripting` (the scripts, `SCAN`, `DEL`), `+config|get` (the eviction check, unless its

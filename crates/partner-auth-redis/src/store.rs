@@ -213,6 +213,7 @@ impl Inner {
         release: &str,
     ) -> Result<(Vec<Value>, Option<i64>), Error> {
         let read = read.map(|v| v.to_string()).unwrap_or_default();
+        let read = &read;
         let (entry, lock, ttl_ms) = (&names.entry, &names.lock, millis(ttl));
         let Some((replicas, wait)) = self.settings.replicas else {
             let answer = self
@@ -222,7 +223,7 @@ impl Inner {
                         .save
                         .key(entry)
                         .key(lock)
-                        .arg(&read)
+                        .arg(read)
                         .arg(value)
                         .arg(ttl_ms)
                         .arg(release)
@@ -243,7 +244,7 @@ impl Inner {
                     .arg(2)
                     .arg(entry)
                     .arg(lock)
-                    .arg(&read)
+                    .arg(read)
                     .arg(value)
                     .arg(ttl_ms)
                     .arg(release)
