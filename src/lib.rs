@@ -73,8 +73,8 @@ pub use aurora_uk_auth as aurora_uk;
 pub use crate::config::{Config, ProviderConfig};
 pub use crate::store::{
     REDIS_ACCEPT_EVICTION_VAR, REDIS_PASSWORD_FILE_VAR, REDIS_PASSWORD_VAR, STORE_KEY_FILE_VAR,
-    STORE_KEY_VAR, STORE_VAR, StoreSpec, is_redis_url, open_store, store_keys, store_spec,
-    url_has_password,
+    STORE_KEY_VAR, STORE_VAR, StoreSpec, is_redis_url, open_store, store_keys, store_sealer,
+    store_spec, url_has_password,
 };
 
 #[cfg(feature = "redis")]

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use token_provider::seal::SealKeys;
+use token_provider::seal::{SealKeys, Sealer};
 use token_provider::{EnvVars, SecretSource, env_value};
 
 use crate::{Error, FileStore, TokenStore};
@@ -129,17 +129,26 @@ pub fn open_store(
     spec: &str,
     field: &str,
 ) -> Result<Arc<dyn TokenStore>, Error> {
-    let keys = store_keys(&lookup)?;
+    let sealer = store_sealer(&lookup)?;
     match store_spec(spec, field)? {
         StoreSpec::File(path) => {
             let store = FileStore::new(path);
-            Ok(Arc::new(match &keys {
-                Some(keys) => store.seal_keys(keys),
+            Ok(Arc::new(match sealer {
+                Some(sealer) => store.sealer(sealer),
                 None => store,
             }))
         }
-        StoreSpec::Redis(url) => open_redis(url, field, &lookup, keys),
+        StoreSpec::Redis(url) => open_redis(url, field, &lookup, sealer),
     }
+}
+
+/// [`store_keys`] as a [`Sealer`]: from [`STORE_KEY_FILE_VAR`], one that reads the file again
+/// when it changes, so a key rolled out on disk is taken up by a running process.
+pub fn store_sealer(lookup: impl Fn(&str) -> Option<String>) -> Result<Option<Sealer>, Error> {
+    EnvVars::new(&lookup)
+        .secret(STORE_KEY_VAR)?
+        .map(Sealer::from_source)
+        .transpose()
 }
 
 /// The keys that seal a store: [`STORE_KEY_VAR`] or [`STORE_KEY_FILE_VAR`] (both set is an
@@ -184,7 +193,7 @@ fn open_redis(
     url: &str,
     field: &str,
     lookup: &dyn Fn(&str) -> Option<String>,
-    keys: Option<SealKeys>,
+    sealer: Option<Sealer>,
 ) -> Result<Arc<dyn TokenStore>, Error> {
     // A file is read again when it changes, and after Redis refuses what it held.
     let password = secret_var(lookup, REDIS_PASSWORD_VAR)?;
@@ -192,7 +201,7 @@ fn open_redis(
     let store = partner_auth_redis::RedisStore::builder(url)
         .password_source_opt(password)
         .accept_eviction_risk(accept_eviction)
-        .seal_keys_opt(keys)
+        .sealer_opt(sealer)
         .build()
         .map_err(|e| match e {
             Error::Config {
@@ -208,7 +217,7 @@ fn open_redis(
     _url: &str,
     field: &str,
     lookup: &dyn Fn(&str) -> Option<String>,
-    _keys: Option<SealKeys>,
+    _sealer: Option<Sealer>,
 ) -> Result<Arc<dyn TokenStore>, Error> {
     // Read all the same, so a mistake in them is not hidden by this one.
     secret_var(lookup, REDIS_PASSWORD_VAR)?;

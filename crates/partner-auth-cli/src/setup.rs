@@ -181,8 +181,8 @@ pub(crate) fn open_store(
     let Some(text) = path.to_str() else {
         // Not UTF-8: no URL, a file.
         let store = FileStore::new(path.to_path_buf());
-        return Ok(match partner_auth::store_keys(lookup)? {
-            Some(keys) => Arc::new(store.seal_keys(&keys)),
+        return Ok(match partner_auth::store_sealer(lookup)? {
+            Some(sealer) => Arc::new(store.sealer(sealer)),
             None => Arc::new(store),
         });
     };

@@ -26,7 +26,7 @@ pub struct RedisStoreBuilder {
     lock_timeout: Duration,
     expiry_slack: Duration,
     refresh_ttl: Duration,
-    seal_keys: Option<SealKeys>,
+    sealer: Option<Sealer>,
     clock: SharedClock,
     accept_eviction_risk: bool,
     replicas: Option<(u32, Duration)>,
@@ -38,7 +38,7 @@ impl fmt::Debug for RedisStoreBuilder {
             .field("server", &redacted_url(&self.url))
             .field("password", &self.password)
             .field("prefix", &self.prefix)
-            .field("encrypted", &self.seal_keys.is_some())
+            .field("encrypted", &self.sealer.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -59,7 +59,7 @@ impl RedisStore {
             lock_timeout: Duration::from_secs(30),
             expiry_slack: Duration::from_secs(60),
             refresh_ttl: Duration::from_secs(30 * 24 * 3600),
-            seal_keys: None,
+            sealer: None,
             clock: system_clock(),
             accept_eviction_risk: false,
             replicas: None,
@@ -147,13 +147,13 @@ impl RedisStoreBuilder {
 
     /// Seals every entry under `key` (see the crate docs).
     pub fn seal_key(mut self, key: SealKey) -> Self {
-        self.seal_keys = Some(SealKeys::new(key));
+        self.sealer = Some(Sealer::new(&key));
         self
     }
 
     /// Seals every entry under `key` when there is one.
     pub fn seal_key_opt(mut self, key: Option<SealKey>) -> Self {
-        self.seal_keys = key.map(SealKeys::new);
+        self.sealer = key.as_ref().map(Sealer::new);
         self
     }
 
@@ -161,13 +161,26 @@ impl RedisStoreBuilder {
     /// an entry sealed under an older key is read, and sealed under the current one at its next
     /// save ([rotation](token_provider::seal#rotating-the-key)).
     pub fn seal_keys(mut self, keys: impl Into<SealKeys>) -> Self {
-        self.seal_keys = Some(keys.into());
+        self.sealer = Some(Sealer::with_keys(&keys.into()));
         self
     }
 
     /// [`seal_keys`](Self::seal_keys) when there are some.
     pub fn seal_keys_opt(mut self, keys: Option<SealKeys>) -> Self {
-        self.seal_keys = keys;
+        self.sealer = keys.as_ref().map(Sealer::with_keys);
+        self
+    }
+
+    /// Seals with `sealer` (one made from a key file reads the file again when it changes:
+    /// [`Sealer::from_source`]).
+    pub fn sealer(mut self, sealer: Sealer) -> Self {
+        self.sealer = Some(sealer);
+        self
+    }
+
+    /// [`sealer`](Self::sealer) when there is one.
+    pub fn sealer_opt(mut self, sealer: Option<Sealer>) -> Self {
+        self.sealer = sealer;
         self
     }
 
@@ -228,7 +241,7 @@ impl RedisStoreBuilder {
             accept_eviction_risk: self.accept_eviction_risk,
             replicas: self.replicas,
         };
-        let sealer = self.seal_keys.as_ref().map(Sealer::with_keys);
+        let sealer = self.sealer;
         Ok(RedisStore {
             inner: Arc::new(Inner::new(
                 target,

@@ -11,8 +11,20 @@
 //! nothing is sealed or opened (an error says to enable the feature), and `chacha20poly1305`
 //! and `getrandom` are not compiled. The format's helpers ([`split_version`], [`record_at`])
 //! are always here.
+//!
+//! # Rotating the key
+//!
+//! A [`Sealer`] holds a current key, which seals every save, and older ones, which only open
+//! ([`SealKeys`]); a value opened by an older key is sealed under the current one at its next
+//! save. A fleet rolls a new key in three steps, each on every replica before the next:
+//! `OLD,NEW` (the new key opens, seals nothing yet), `NEW,OLD`, then `NEW` once no entry is
+//! sealed by an older key (`TokenStore::listing` says which key sealed each). A sealer made
+//! from a key file ([`Sealer::from_source`]) reads it again when it changes, so the steps need
+//! no restart; a file that changes to something that is not a key list keeps the keys read
+//! before, with a warning.
 
 use std::fmt;
+use std::sync::{Arc, Mutex};
 
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE, URL_SAFE_NO_PAD};
@@ -22,8 +34,10 @@ use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use zeroize::Zeroizing;
 
-use crate::Error;
+use tracing::{info, warn};
+
 use crate::store::{StoreRecord, decode_record, encode_record};
+use crate::{Error, Secret, SecretSource};
 
 /// What a sealed body starts with (after the version): the scheme and its revision. `xc1`,
 /// bound to the key alone, was never released.
@@ -208,11 +222,27 @@ impl fmt::Debug for SealKey {
 }
 
 /// Seals stored values with the current [`SealKey`] and opens them with it or an older one
-/// (see the [module docs](self)).
+/// (see the [module docs](self)). Made from a file ([`from_source`](Self::from_source)), it
+/// reads the file again when it changes, so a key rolled out on disk is taken up without a
+/// restart. Clones share the keys.
 #[derive(Clone)]
 pub struct Sealer {
+    keys: Arc<Mutex<Keys>>,
+    /// Where the keys come from when they can change.
+    source: Option<Arc<SecretSource>>,
+}
+
+/// The keys in force, and the text they were read from (for a sealer made from a source).
+struct Keys {
     /// Each key's cipher and fingerprint, the current key first.
-    keys: Vec<(Cipher, KeyFingerprint)>,
+    ciphers: Arc<[(Cipher, KeyFingerprint)]>,
+    read: Option<Secret>,
+}
+
+fn ciphers(keys: &SealKeys) -> Arc<[(Cipher, KeyFingerprint)]> {
+    keys.keys()
+        .map(|key| (cipher(key), key.fingerprint()))
+        .collect()
 }
 
 #[cfg(feature = "seal")]
@@ -244,7 +274,8 @@ fn no_seal() -> Error {
 
 impl fmt::Debug for Sealer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let fingerprints: Vec<_> = self.keys.iter().map(|(_, fp)| fp).collect();
+        let keys = self.keys();
+        let fingerprints: Vec<_> = keys.iter().map(|(_, fp)| fp).collect();
         f.debug_struct("Sealer")
             .field("keys", &fingerprints)
             .finish_non_exhaustive()
@@ -271,16 +302,81 @@ impl Sealer {
     /// A sealer that seals under `keys`' current key and opens with any of them.
     pub fn with_keys(keys: &SealKeys) -> Self {
         Self {
-            keys: keys
-                .keys()
-                .map(|key| (cipher(key), key.fingerprint()))
-                .collect(),
+            keys: Arc::new(Mutex::new(Keys {
+                ciphers: ciphers(keys),
+                read: None,
+            })),
+            source: None,
         }
+    }
+
+    /// A sealer under the keys `source` holds ([`SealKeys::from_base64_list`]'s form), read
+    /// again whenever its file changes. A change that does not parse keeps the keys read
+    /// before, with a warning naming the setting and the file (never a key); the first read
+    /// must parse. Errors name the setting and the file.
+    pub fn from_source(source: SecretSource) -> Result<Self, Error> {
+        let text = source.current();
+        let keys = SealKeys::from_base64_list(text.expose_secret()).map_err(|e| {
+            match (e, source.setting(), source.path()) {
+                (Error::Config { reason, .. }, Some(setting), Some(path)) => {
+                    Error::config(setting, format!("(the file {}) {reason}", path.display()))
+                }
+                (other, ..) => other,
+            }
+        })?;
+        Ok(Self {
+            keys: Arc::new(Mutex::new(Keys {
+                ciphers: ciphers(&keys),
+                read: Some(text),
+            })),
+            source: source.is_file().then(|| Arc::new(source)),
+        })
+    }
+
+    /// The keys in force, read again first when they come from a file that changed.
+    fn keys(&self) -> Arc<[(Cipher, KeyFingerprint)]> {
+        let mut keys = self.keys.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(source) = &self.source {
+            let text = source.current();
+            if keys.read.as_ref() != Some(&text) {
+                let (setting, path) = (
+                    source.setting().unwrap_or_default(),
+                    source
+                        .path()
+                        .map(|p| p.display().to_string())
+                        .unwrap_or_default(),
+                );
+                match SealKeys::from_base64_list(text.expose_secret()) {
+                    Ok(read) => {
+                        keys.ciphers = ciphers(&read);
+                        info!(
+                            setting,
+                            path,
+                            current = %read.current().fingerprint(),
+                            older = read.older().len(),
+                            "the store keys changed on disk and were read again"
+                        );
+                    }
+                    Err(e) => warn!(
+                        setting,
+                        path,
+                        "the store keys' file changed and does not hold a key list ({}): the \
+                         keys read before are kept",
+                        match &e {
+                            Error::Config { reason, .. } => reason.as_str(),
+                            _ => "unreadable",
+                        }
+                    ),
+                }
+                keys.read = Some(text);
+            }
+        }
+        Arc::clone(&keys.ciphers)
     }
 
     /// The fingerprint of the key that seals.
     pub fn current(&self) -> KeyFingerprint {
-        self.keys[0].1
+        self.keys()[0].1
     }
 
     /// `record` sealed for the entry `name`: `<version>:xc2:…`.
@@ -341,7 +437,7 @@ impl Sealer {
         let mut nonce = [0u8; NONCE_LEN];
         getrandom::fill(&mut nonce)
             .map_err(|e| Error::store(format!("no random numbers for a nonce: {e}"), None))?;
-        let sealed = self.keys[0]
+        let sealed = self.keys()[0]
             .0
             .encrypt(XNonce::from_slice(&nonce), Payload { msg: plain, aad })
             .map_err(|_| Error::store("cannot encrypt a stored entry", None))?;
@@ -376,8 +472,9 @@ impl Sealer {
         aad: &[u8],
         body: &[u8],
     ) -> Result<(Zeroizing<Vec<u8>>, SealedBy), Error> {
+        let keys = self.keys();
         let refused = || {
-            let keys = match self.keys.len() {
+            let keys = match keys.len() {
                 1 => "another key (check PARTNER_AUTH_STORE_KEY)".to_owned(),
                 n => format!("none of the {n} keys in PARTNER_AUTH_STORE_KEY"),
             };
@@ -395,8 +492,7 @@ impl Sealer {
             return Err(refused());
         }
         let (nonce, sealed) = raw.split_at(NONCE_LEN);
-        self.keys
-            .iter()
+        keys.iter()
             .enumerate()
             .find_map(|(at, (cipher, fingerprint))| {
                 let plain = cipher

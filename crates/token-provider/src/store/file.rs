@@ -106,6 +106,14 @@ impl FileStore {
         self
     }
 
+    /// Seals with `sealer` (one made from a key file reads the file again when it changes:
+    /// [`Sealer::from_source`]).
+    #[must_use]
+    pub fn sealer(mut self, sealer: Sealer) -> Self {
+        self.sealer = Some(sealer);
+        self
+    }
+
     /// Whether entries are sealed.
     pub fn is_encrypted(&self) -> bool {
         self.sealer.is_some()
