@@ -213,10 +213,16 @@ impl AuroraUkBuilder {
                 Error::config("auth_header_name", "is not a valid HTTP header name")
             })?,
         };
-        let api_base = match &self.api_base {
+        let mut api_base = match &self.api_base {
             Some(url) => parse_base_url("api_base", url)?,
             None => parse_base_url("api_base", environment.api_base())?,
         };
+        // A final slash, so that `api_base().join("Accounts")` stays under a base with a path
+        // (`Url::join` replaces the last segment of one without).
+        if !api_base.path().ends_with('/') {
+            let path = format!("{}/", api_base.path());
+            api_base.set_path(&path);
+        }
         let rediscovery_interval = self
             .rediscovery_interval
             .unwrap_or(DEFAULT_REDISCOVERY_INTERVAL);
