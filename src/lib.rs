@@ -28,7 +28,7 @@
 //!
 //! Off by default:
 //!
-//! - `redis`: [`redis`] (`partner-auth-redis`): a token store on Redis that a fleet of
+//! - `redis`: the `redis` module (`partner-auth-redis`): a token store on Redis that a fleet of
 //!   replicas shares, so each principal's token is fetched once per expiry for the whole fleet.
 //!   `store = "redis://…"` in a [`Config`], or `PARTNER_AUTH_STORE=redis://…` for
 //!   [`from_env`] ([`open_store`]: every URL form, the password from
