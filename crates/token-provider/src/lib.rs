@@ -80,7 +80,7 @@ pub use url;
 pub use crate::cache::{CacheConfig, CacheStats, CachedTokenProvider};
 pub use crate::clock::{Clock, ManualClock, SharedClock, SystemClock, TokioClock, system_clock};
 pub use crate::env::{EnvVars, ProcessEnv, env_value};
-pub use crate::error::{BoxError, Error, RotatedRefusal, error_chain};
+pub use crate::error::{BoxError, Error, RotatedRefusal, SharedSource, error_chain};
 pub use crate::http::{HttpClient, HttpClientBuilder, RetryPolicy};
 #[cfg(feature = "keyed")]
 #[cfg_attr(docsrs, doc(cfg(feature = "keyed")))]
