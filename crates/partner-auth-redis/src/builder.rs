@@ -73,11 +73,10 @@ impl RedisStore {
 }
 
 impl RedisStoreBuilder {
-    /// The password (of the URL's user, or of the default user), kept out of the URL so that
-    /// it is never in a command line or a message. A URL that carries one too is refused.
-    pub fn password(mut self, password: impl Into<Secret>) -> Self {
-        self.password = Some(password.into());
-        self
+    token_provider::builder_setters! {
+        /// The password (of the URL's user, or of the default user), kept out of the URL so that
+        /// it is never in a command line or a message. A URL that carries one too is refused.
+        password: impl Into<Secret>,
     }
 
     /// [`password`](Self::password) when there is one.
@@ -143,12 +142,11 @@ impl RedisStoreBuilder {
         self
     }
 
-    /// Seals every entry under `keys`' current key and opens entries sealed under any of them:
-    /// an entry sealed under an older key is read, and sealed under the current one at its next
-    /// save ([rotation](token_provider::seal#rotating-the-key)).
-    pub fn seal_keys(mut self, keys: impl Into<SealKeys>) -> Self {
-        self.seal_keys = Some(keys.into());
-        self
+    token_provider::builder_setters! {
+        /// Seals every entry under the current key of `seal_keys` and opens entries sealed under
+        /// any of them: an entry sealed under an older key is read, and sealed under the current
+        /// one at its next save ([rotation](token_provider::seal#rotating-the-key)).
+        seal_keys: impl Into<SealKeys>,
     }
 
     /// [`seal_keys`](Self::seal_keys) when there are some.
