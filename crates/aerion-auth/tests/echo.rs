@@ -102,8 +102,7 @@ async fn an_echo_in_an_error_that_oauth2_cannot_parse_is_redacted() {
 #[tokio::test]
 async fn an_echo_from_me_is_redacted() {
     let mut server = mockito::Server::new_async().await;
-    let token = token_mock(&mut server, password_form(USERNAME, PASSWORD)).expect(1);
-    let token = issue(token, "at-1", None).await;
+    let token = password_issues(&mut server, "at-1", None).await;
     let me = json_reply(
         bearer_mock(&mut server, "GET", "/v1/users/me", "at-1").expect(1),
         403,

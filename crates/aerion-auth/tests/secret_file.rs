@@ -103,8 +103,7 @@ async fn a_new_refresh_token_in_its_file_is_a_new_start() {
         .unwrap();
     let key = aerion.store_key();
 
-    let first = token_mock(&mut server, refresh_form("rt-sso-one")).expect(1);
-    let first = issue(first, "at-1", Some("rt-rotated")).await;
+    let first = refresh_issues(&mut server, "rt-sso-one", "at-1", Some("rt-rotated")).await;
     assert_eq!(aerion.get().await.unwrap().secret().expose_secret(), "at-1");
     first.assert_async().await;
 
@@ -113,8 +112,7 @@ async fn a_new_refresh_token_in_its_file_is_a_new_start() {
     let rotated = refuse(rotated, 400, json!({"error": "invalid_grant"})).await;
     let again = token_mock(&mut server, refresh_form("rt-sso-one")).expect(0);
     let again = issue(again, "at-never", None).await;
-    let new = token_mock(&mut server, refresh_form("rt-sso-two")).expect(1);
-    let new = issue(new, "at-2", Some("rt-rotated-2")).await;
+    let new = refresh_issues(&mut server, "rt-sso-two", "at-2", Some("rt-rotated-2")).await;
     clock.advance(HOUR);
     assert_eq!(aerion.get().await.unwrap().secret().expose_secret(), "at-2");
     rotated.assert_async().await;

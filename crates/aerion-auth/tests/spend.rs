@@ -36,8 +36,7 @@ async fn the_configured_refresh_token_is_spent_once_sent_even_without_an_answer(
         "",
     )
     .await;
-    let password = token_mock(&mut server, password_form(USERNAME, PASSWORD)).expect(1);
-    let password = issue(password, "at-password", None).await;
+    let password = password_issues(&mut server, "at-password", None).await;
     let clock = fixed_clock();
     let aerion = builder(&server, &clock)
         .refresh_token("rt-1")

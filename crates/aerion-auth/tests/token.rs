@@ -112,8 +112,7 @@ async fn refresh_grant_is_chosen_when_a_refresh_token_is_configured() {
     let mut server = mockito::Server::new_async().await;
     let password = token_mock(&mut server, password_form(USERNAME, PASSWORD)).expect(0);
     let password = issue(password, "at-password", None).await;
-    let refresh = token_mock(&mut server, refresh_form("rt-seed")).expect(1);
-    let refresh = issue(refresh, "at-refreshed", Some("rt-2")).await;
+    let refresh = refresh_issues(&mut server, "rt-seed", "at-refreshed", Some("rt-2")).await;
 
     let aerion = builder(&server, &fixed_clock())
         .username(USERNAME)
@@ -129,8 +128,7 @@ async fn refresh_grant_is_chosen_when_a_refresh_token_is_configured() {
 #[tokio::test]
 async fn sso_refresh_token_alone_is_enough_and_its_state_is_stored() {
     let mut server = mockito::Server::new_async().await;
-    let refresh = token_mock(&mut server, refresh_form("rt-sso")).expect(1);
-    let refresh = issue(refresh, "at-1", Some("rt-sso-2")).await;
+    let refresh = refresh_issues(&mut server, "rt-sso", "at-1", Some("rt-sso-2")).await;
     let store = MemoryStore::new();
     let aerion = builder(&server, &fixed_clock())
         .refresh_token("rt-sso")
@@ -167,10 +165,8 @@ async fn sso_refresh_token_alone_is_enough_and_its_state_is_stored() {
 #[tokio::test]
 async fn rotated_refresh_tokens_replace_the_old_one_and_are_persisted() {
     let mut server = mockito::Server::new_async().await;
-    let password = token_mock(&mut server, password_form(USERNAME, PASSWORD)).expect(1);
-    let password = issue(password, "at-1", Some("rt-1")).await;
-    let first = token_mock(&mut server, refresh_form("rt-1")).expect(1);
-    let first = issue(first, "at-2", Some("rt-2")).await;
+    let password = password_issues(&mut server, "at-1", Some("rt-1")).await;
+    let first = refresh_issues(&mut server, "rt-1", "at-2", Some("rt-2")).await;
     // Answers without a refresh token: rt-2 stays in force and is used again.
     let second = token_mock(&mut server, refresh_form("rt-2")).expect(2);
     let second = issue(second, "at-3", None).await;
@@ -222,8 +218,7 @@ async fn a_stored_refresh_token_wins_over_the_configured_one() {
     let mut server = mockito::Server::new_async().await;
     let seed = token_mock(&mut server, refresh_form("rt-seed")).expect(0);
     let seed = issue(seed, "at-seed", None).await;
-    let stored = token_mock(&mut server, refresh_form("rt-stored")).expect(1);
-    let stored = issue(stored, "at-1", Some("rt-next")).await;
+    let stored = refresh_issues(&mut server, "rt-stored", "at-1", Some("rt-next")).await;
 
     let clock = fixed_clock();
     let store = MemoryStore::new();
@@ -256,8 +251,7 @@ async fn a_newly_configured_sso_refresh_token_starts_its_own_entry() {
     let mut server = mockito::Server::new_async().await;
     let stored = token_mock(&mut server, refresh_form("rt-dead")).expect(0);
     let stored = refuse(stored, 400, json!({"error": "invalid_grant"})).await;
-    let seed = token_mock(&mut server, refresh_form("rt-new")).expect(1);
-    let seed = issue(seed, "at-1", Some("rt-new-2")).await;
+    let seed = refresh_issues(&mut server, "rt-new", "at-1", Some("rt-new-2")).await;
 
     let store = MemoryStore::new();
     let old = builder(&server, &fixed_clock())
@@ -294,10 +288,8 @@ async fn invalid_grant_falls_back_to_the_password_grant() {
         json!({"error": "invalid_grant", "error_description": "Refresh token expired"}),
     )
     .await;
-    let password = token_mock(&mut server, password_form(USERNAME, PASSWORD)).expect(1);
-    let password = issue(password, "at-password", Some("rt-fresh")).await;
-    let next = token_mock(&mut server, refresh_form("rt-fresh")).expect(1);
-    let next = issue(next, "at-next", None).await;
+    let password = password_issues(&mut server, "at-password", Some("rt-fresh")).await;
+    let next = refresh_issues(&mut server, "rt-fresh", "at-next", None).await;
 
     let clock = fixed_clock();
     let aerion = builder(&server, &clock)
@@ -437,8 +429,7 @@ async fn server_errors_are_retried_then_reported_as_transient() {
         "<html>down</html>",
     )
     .await;
-    let ok = token_mock(&mut server, password_form(USERNAME, PASSWORD)).expect(1);
-    let ok = issue(ok, "at-1", None).await;
+    let ok = password_issues(&mut server, "at-1", None).await;
     let aerion = password_aerion(&server);
     assert_eq!(token_text(&aerion).await, "at-1");
     assert_mocks(&[&failing, &ok]).await;

@@ -189,8 +189,8 @@ struct PartnerFetcher {
 principal_handle!(TenantKey for PartnerFetcher, token: "temporary key", principal: "tenant");
 
 /// One tenant of the map, or one embedded exchange. An enum rather than an id with an optional
-/// session token: the map holds thousands of tenants, and this way each costs the id alone (16
-/// B, the id's `Arc` shared with the map's key), the embedded flow's state boxed beside it.
+/// session token: the map holds thousands of tenants, and this way each costs its id alone
+/// (shared with the map's key), the embedded flow's state boxed beside it.
 enum Tenant {
     /// The backend flow.
     Backend(Arc<str>),

@@ -27,7 +27,7 @@ async fn token_for(
             r#"{"error":"access_denied","error_description":"Unauthorized"}"#.to_owned(),
         ),
     };
-    server
+    let mock = server
         .mock("POST", "/oauth/token")
         .match_header("authorization", Matcher::Missing)
         .match_header("content-type", "application/x-www-form-urlencoded")
@@ -36,13 +36,8 @@ async fn token_for(
             ("audience", AUDIENCE),
             ("client_id", CLIENT_ID),
             ("client_secret", secret),
-        ]))
-        .with_status(status)
-        .with_header("content-type", "application/json")
-        .with_body(body)
-        .expect(times)
-        .create_async()
-        .await
+        ]));
+    token_provider::testing::json_reply(mock.expect(times), status, body).await
 }
 
 fn from_file(server: &mockito::ServerGuard, file: &SecretFile) -> AuroraUkBuilder {

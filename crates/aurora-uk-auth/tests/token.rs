@@ -9,9 +9,9 @@ use aurora_uk_auth::{AuroraUk, ClientAuth, Environment, Refusal};
 use common::*;
 use mockito::Matcher;
 use token_provider::testing::{
-    assert_mocks, json_reply, lookup, rejection, reply, stored_keys, token_text,
+    assert_mocks, json_reply, lookup, rejection, reply, stored_keys, stored_state, token_text,
 };
-use token_provider::{Error, MemoryStore, StoreKey, TokenProvider, TokenStore};
+use token_provider::{Error, MemoryStore, StoreKey, TokenProvider};
 
 #[tokio::test]
 async fn basic_header_client_credentials_with_audience_and_no_scope() {
@@ -587,11 +587,7 @@ async fn dev_and_live_never_share_a_stored_token() {
     dev_token.assert_async().await;
 
     let dev_key = StoreKey::new("aurora-uk", &issuer(&dev_server), AUDIENCE, CLIENT_ID);
-    let stored = store
-        .load(&dev_key)
-        .await
-        .unwrap()
-        .expect("the dev token is stored");
+    let stored = stored_state(&*store, &dev_key).await;
     assert_eq!(stored.access_token.secret().expose_secret(), "at-dev");
 
     // A live provider sharing the store and the client id asks its own tenant.

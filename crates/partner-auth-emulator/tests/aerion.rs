@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{json, send, url};
+use common::{aerion_password_form, aerion_token_request, json, send, url};
 use http::HeaderName;
 use partner_auth_emulator::{
     AerionErrorShape, DEFAULT_AERION_PASSWORD, DEFAULT_AERION_TENANT, DEFAULT_AERION_USERNAME,
@@ -111,19 +111,10 @@ async fn password_grant_issues_a_working_token_and_records_the_request() {
 #[tokio::test]
 async fn the_v1_token_path_answers_too() {
     let emu = Emulator::start().await.unwrap();
-    let request = Request::post(
-        url(&format!("{}/v1/oauth2/token", emu.aerion_base())),
-        Repeat::Safe,
-    )
-    .header(companyurl(), DEFAULT_AERION_TENANT)
-    .unwrap()
-    .form(&[
-        ("grant_type", "password"),
-        ("username", DEFAULT_AERION_USERNAME),
-        ("password", DEFAULT_AERION_PASSWORD),
-        ("client_id", "x"),
-        ("client_secret", "y"),
-    ]);
+    let request = aerion_token_request(
+        &format!("{}/v1/oauth2/token", emu.aerion_base()),
+        &aerion_password_form(DEFAULT_AERION_PASSWORD),
+    );
     let response = send(request).await.unwrap();
     assert_eq!(response.status(), 200);
     assert_eq!(
@@ -236,13 +227,8 @@ async fn without_rotation_the_refresh_answer_has_no_refresh_token() {
 async fn the_tenant_header_is_required_and_must_name_a_known_tenant() {
     let emu = Emulator::start().await.unwrap();
     // No tenant header at all.
-    let request = Request::post(url(&emu.aerion_token_url()), Repeat::Safe).form(&[
-        ("grant_type", "password"),
-        ("username", DEFAULT_AERION_USERNAME),
-        ("password", DEFAULT_AERION_PASSWORD),
-        ("client_id", "x"),
-        ("client_secret", "y"),
-    ]);
+    let request = Request::post(url(&emu.aerion_token_url()), Repeat::Safe)
+        .form(&aerion_password_form(DEFAULT_AERION_PASSWORD));
     let response = send(request).await.unwrap();
     assert_eq!(response.status(), 400);
     let body = json(&response);
@@ -278,16 +264,10 @@ async fn the_tenant_header_is_required_and_must_name_a_known_tenant() {
 async fn client_id_and_client_secret_must_be_present() {
     let emu = Emulator::start().await.unwrap();
     for missing in ["client_id", "client_secret"] {
-        let fields: Vec<(&str, &str)> = [
-            ("grant_type", "password"),
-            ("username", DEFAULT_AERION_USERNAME),
-            ("password", DEFAULT_AERION_PASSWORD),
-            ("client_id", "x"),
-            ("client_secret", "y"),
-        ]
-        .into_iter()
-        .filter(|(k, _)| *k != missing)
-        .collect();
+        let fields: Vec<(&str, &str)> = aerion_password_form(DEFAULT_AERION_PASSWORD)
+            .into_iter()
+            .filter(|(k, _)| *k != missing)
+            .collect();
         let request = Request::post(url(&emu.aerion_token_url()), Repeat::Safe)
             .header(companyurl(), DEFAULT_AERION_TENANT)
             .unwrap()

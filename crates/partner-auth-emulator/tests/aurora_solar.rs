@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
 
 use base64::Engine;
-use common::{json, send, url};
+use common::{create_token_url, json, send, url};
 use partner_auth_emulator::{
     AuroraSolarUser, ClockOffset, DEFAULT_AURORA_SOLAR_API_KEY,
     DEFAULT_AURORA_SOLAR_APPLICATION_ID, DEFAULT_AURORA_SOLAR_APPLICATION_KEY, Emulator, Endpoint,
@@ -19,12 +19,7 @@ use token_provider::{ManualClock, Secret};
 const T0: u64 = 1_690_000_000; // 2023-07-22 04:26:40 UTC
 
 fn create_token_request(emu: &RunningEmulator, key: &str, tenant: &str) -> Request {
-    let url = url(&format!(
-        "{}/partner_applications/{}/tenants/{}/create_token",
-        emu.aurora_solar_base(),
-        DEFAULT_AURORA_SOLAR_APPLICATION_ID,
-        tenant
-    ));
+    let url = create_token_url(emu, DEFAULT_AURORA_SOLAR_APPLICATION_ID, tenant);
     Request::post(url, Repeat::Safe)
         .bearer(&Secret::new(key))
         .unwrap()
@@ -204,11 +199,11 @@ async fn wrong_application_key_or_tenant_is_refused() {
     .unwrap();
     assert_eq!(wrong_key.status(), 401);
     let no_key = send(Request::post(
-        url(&format!(
-            "{}/partner_applications/{DEFAULT_AURORA_SOLAR_APPLICATION_ID}/tenants/{}/create_token",
-            emu.aurora_solar_base(),
-            emu.aurora_solar_tenant()
-        )),
+        create_token_url(
+            &emu,
+            DEFAULT_AURORA_SOLAR_APPLICATION_ID,
+            emu.aurora_solar_tenant(),
+        ),
         Repeat::Safe,
     ))
     .await

@@ -33,6 +33,17 @@ async fn body_grant(
         .unwrap()
 }
 
+/// The client credentials grant with the default client and audience.
+async fn default_grant(emu: &RunningEmulator) -> Response {
+    body_grant(
+        emu,
+        DEFAULT_AURORA_UK_CLIENT_ID,
+        DEFAULT_AURORA_UK_CLIENT_SECRET,
+        Some(DEFAULT_AURORA_UK_AUDIENCE),
+    )
+    .await
+}
+
 async fn accounts(emu: &RunningEmulator, header: &str, token: &str) -> Response {
     let request = Request::get(url(&format!("{}/Accounts", emu.aurora_uk_api_base())))
         .query("orderBy", "id asc")
@@ -118,13 +129,7 @@ async fn discovery_is_an_auth0_like_document_with_the_exact_issuer() {
 #[tokio::test]
 async fn client_credentials_in_the_body() {
     let emu = Emulator::start().await.unwrap();
-    let response = body_grant(
-        &emu,
-        DEFAULT_AURORA_UK_CLIENT_ID,
-        DEFAULT_AURORA_UK_CLIENT_SECRET,
-        Some(DEFAULT_AURORA_UK_AUDIENCE),
-    )
-    .await;
+    let response = default_grant(&emu).await;
     assert_eq!(response.status(), 200);
     let body = json(&response);
     assert_eq!(body["token_type"], "Bearer");
@@ -246,15 +251,7 @@ async fn a_bad_client_is_401() {
 #[tokio::test]
 async fn the_api_checks_the_bearer_in_either_header() {
     let emu = Emulator::start().await.unwrap();
-    let body = json(
-        &body_grant(
-            &emu,
-            DEFAULT_AURORA_UK_CLIENT_ID,
-            DEFAULT_AURORA_UK_CLIENT_SECRET,
-            Some(DEFAULT_AURORA_UK_AUDIENCE),
-        )
-        .await,
-    );
+    let body = json(&default_grant(&emu).await);
     let token = body["access_token"].as_str().unwrap();
     let ok = accounts(&emu, "authentication", token).await;
     assert_eq!(ok.status(), 200);
@@ -283,15 +280,7 @@ async fn tokens_expire_on_the_given_clock() {
         .start()
         .await
         .unwrap();
-    let body = json(
-        &body_grant(
-            &emu,
-            DEFAULT_AURORA_UK_CLIENT_ID,
-            DEFAULT_AURORA_UK_CLIENT_SECRET,
-            Some(DEFAULT_AURORA_UK_AUDIENCE),
-        )
-        .await,
-    );
+    let body = json(&default_grant(&emu).await);
     assert_eq!(body["expires_in"], 600);
     let token = body["access_token"].as_str().unwrap();
     clock.advance(Duration::from_secs(599));

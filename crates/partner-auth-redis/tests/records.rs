@@ -11,6 +11,7 @@ use std::time::Duration;
 use common::*;
 use partner_auth_redis::testing::RedisServer;
 use partner_auth_redis::{RedisStore, SealKey};
+use token_provider::testing::stored_state;
 use token_provider::{CacheConfig, CachedTokenProvider, Error, TokenProvider, TokenStore};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -50,11 +51,7 @@ async fn a_flush_during_a_fetch_keeps_the_rotated_refresh_token() {
     );
     assert_eq!(secret(&cache.token().await.unwrap()), "at-1");
     assert!(cache.store_error().is_none(), "{:?}", cache.store_error());
-    let stored = store
-        .load(&k)
-        .await
-        .unwrap()
-        .expect("the new state is stored");
+    let stored = stored_state(&*store, &k).await;
     assert_eq!(
         stored.refresh_token.unwrap().expose_secret(),
         "rt-1",

@@ -112,6 +112,29 @@ pub async fn issue(mock: Mock, access_token: &str, refresh_token: Option<&str>) 
         .await
 }
 
+/// The password grant of [`USERNAME`] and [`PASSWORD`], expected once and answered with
+/// `access_token` (and `refresh_token`).
+pub async fn password_issues(
+    server: &mut ServerGuard,
+    access_token: &str,
+    refresh_token: Option<&str>,
+) -> Mock {
+    let mock = token_mock(server, password_form(USERNAME, PASSWORD)).expect(1);
+    issue(mock, access_token, refresh_token).await
+}
+
+/// The refresh grant presenting `presented`, expected once and answered with `access_token`
+/// (and `refresh_token`).
+pub async fn refresh_issues(
+    server: &mut ServerGuard,
+    presented: &str,
+    access_token: &str,
+    refresh_token: Option<&str>,
+) -> Mock {
+    let mock = token_mock(server, refresh_form(presented)).expect(1);
+    issue(mock, access_token, refresh_token).await
+}
+
 /// An error answer to `mock`.
 pub async fn refuse(mock: Mock, status: usize, body: serde_json::Value) -> Mock {
     mock.with_status(status)

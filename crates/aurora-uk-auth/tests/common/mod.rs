@@ -151,7 +151,7 @@ pub async fn mock_token_basic(
     body: &str,
     times: usize,
 ) -> Mock {
-    server
+    let mock = server
         .mock("POST", path)
         .match_header("authorization", BASIC)
         .match_header("content-type", "application/x-www-form-urlencoded")
@@ -160,13 +160,8 @@ pub async fn mock_token_basic(
             Matcher::UrlEncoded("grant_type".into(), "client_credentials".into()),
             Matcher::UrlEncoded("audience".into(), AUDIENCE.into()),
         ]))
-        .match_request(basic_form(AUDIENCE))
-        .with_status(status)
-        .with_header("content-type", "application/json")
-        .with_body(body)
-        .expect(times)
-        .create_async()
-        .await
+        .match_request(basic_form(AUDIENCE));
+    token_provider::testing::json_reply(mock.expect(times), status, body).await
 }
 
 /// A builder pointed at the mock server as the Dev environment's issuer.
