@@ -21,6 +21,20 @@ async fn run_in(dir: &TempDir, args: &[&str], vars: &[(&'static str, String)]) -
     run_async(cmd).await
 }
 
+/// `status` in `dir` succeeds and says the entry is sealed by the key `fingerprint`.
+async fn assert_sealed_by(dir: &TempDir, vars: &[(&'static str, String)], fingerprint: &str) {
+    let status = run_in(dir, &["status"], vars).await;
+    status.assert_code(0);
+    assert!(
+        status
+            .stdout
+            .trim_end()
+            .ends_with(&format!(", sealed by key {fingerprint}")),
+        "{}",
+        status.stdout
+    );
+}
+
 fn with(
     mut env: Vec<(&'static str, String)>,
     extra: &[(&'static str, &str)],
@@ -389,16 +403,7 @@ async fn status_shows_which_key_sealed_each_entry_while_the_key_is_rotated() {
         }
     };
     token_of(&run_in(&dir, &["token", "aerion"], &env).await);
-    let status = run_in(&dir, &["status"], &env).await;
-    status.assert_code(0);
-    assert!(
-        status
-            .stdout
-            .trim_end()
-            .ends_with(&format!(", sealed by key {old_fp}")),
-        "{}",
-        status.stdout
-    );
+    assert_sealed_by(&dir, &env, &old_fp).await;
 
     // The new key first, the old one still accepted (a list, one per line here).
     std::fs::write(&key_file, format!("{NEW}\n{KEY}\n")).unwrap();
@@ -424,16 +429,7 @@ async fn status_shows_which_key_sealed_each_entry_while_the_key_is_rotated() {
     out.assert_code(0);
     no_key(&out);
     assert_eq!(emu.request_count(token_endpoint("aerion")), 1);
-    let status = run_in(&dir, &["status"], &env).await;
-    status.assert_code(0);
-    assert!(
-        status
-            .stdout
-            .trim_end()
-            .ends_with(&format!(", sealed by key {new_fp}")),
-        "{}",
-        status.stdout
-    );
+    assert_sealed_by(&dir, &env, &new_fp).await;
     // The old key alone opens it no more: the rotation can end with the new key alone.
     std::fs::write(&key_file, format!("{KEY}\n")).unwrap();
     let out = run_in(&dir, &["status"], &env).await;

@@ -75,3 +75,34 @@ pub fn presented(provider: &Scripted) -> Vec<String> {
 pub fn secret(token: &AccessToken) -> &str {
     token.secret().expose_secret()
 }
+
+/// This test binary run again as its `replica` test, with `own` (the variables that make it a
+/// replica of the calling test), Aerion at `emulator` (base URL, tenant, client credentials) and
+/// `env` on top; stdout piped, stderr dropped, killed on drop.
+pub fn replica_command(
+    emulator: &partner_auth_emulator::RunningEmulator,
+    own: &[(&str, String)],
+    env: &[(&str, String)],
+) -> tokio::process::Command {
+    use std::process::Stdio;
+
+    let mut cmd = tokio::process::Command::new(std::env::current_exe().unwrap());
+    cmd.args(["--exact", "replica", "--nocapture", "--test-threads", "1"])
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .envs(own.iter().map(|(name, value)| (name, value)))
+        .env("AERION_BASE_URL", emulator.aerion_base())
+        .env("AERION_COMPANY_URL", emulator.aerion_tenant())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true);
+    for (name, value) in emulator.env_vars() {
+        if name.starts_with("AERION_CLIENT_") {
+            cmd.env(name, value);
+        }
+    }
+    for (name, value) in env {
+        cmd.env(name, value);
+    }
+    cmd
+}
