@@ -34,6 +34,17 @@ async fn password_grant(
     send(request).await.expect("answer")
 }
 
+/// The default user's password grant, with the right password and the `companyurl` header.
+async fn signed_in(emu: &RunningEmulator) -> Response {
+    password_grant(
+        emu,
+        "companyurl",
+        DEFAULT_AERION_TENANT,
+        DEFAULT_AERION_PASSWORD,
+    )
+    .await
+}
+
 async fn refresh_grant(emu: &RunningEmulator, refresh_token: &str) -> Response {
     let request = Request::post(url(&emu.aerion_token_url()), Repeat::Safe)
         .header(companyurl(), DEFAULT_AERION_TENANT)
@@ -57,13 +68,7 @@ async fn me(emu: &RunningEmulator, token: &str) -> Response {
 #[tokio::test]
 async fn password_grant_issues_a_working_token_and_records_the_request() {
     let emu = Emulator::start().await.unwrap();
-    let response = password_grant(
-        &emu,
-        "companyurl",
-        DEFAULT_AERION_TENANT,
-        DEFAULT_AERION_PASSWORD,
-    )
-    .await;
+    let response = signed_in(&emu).await;
     assert_eq!(response.status(), 200);
     let body = json(&response);
     assert_eq!(body["token_type"], "bearer");
@@ -135,15 +140,7 @@ async fn wrong_password_is_invalid_grant() {
 #[tokio::test]
 async fn refresh_rotates_and_the_old_token_is_refused() {
     let emu = Emulator::start().await.unwrap();
-    let first = json(
-        &password_grant(
-            &emu,
-            "companyurl",
-            DEFAULT_AERION_TENANT,
-            DEFAULT_AERION_PASSWORD,
-        )
-        .await,
-    );
+    let first = json(&signed_in(&emu).await);
     let r1 = first["refresh_token"].as_str().unwrap().to_owned();
 
     let second = refresh_grant(&emu, &r1).await;
@@ -179,15 +176,7 @@ async fn refresh_rotates_and_the_old_token_is_refused() {
 #[tokio::test]
 async fn revoked_refresh_tokens_are_refused() {
     let emu = Emulator::start().await.unwrap();
-    let first = json(
-        &password_grant(
-            &emu,
-            "companyurl",
-            DEFAULT_AERION_TENANT,
-            DEFAULT_AERION_PASSWORD,
-        )
-        .await,
-    );
+    let first = json(&signed_in(&emu).await);
     emu.revoke_refresh_tokens();
     assert_eq!(emu.current_refresh_token(DEFAULT_AERION_USERNAME), None);
     let response = refresh_grant(&emu, first["refresh_token"].as_str().unwrap()).await;
@@ -207,15 +196,7 @@ async fn without_rotation_the_refresh_answer_has_no_refresh_token() {
         .start()
         .await
         .unwrap();
-    let first = json(
-        &password_grant(
-            &emu,
-            "companyurl",
-            DEFAULT_AERION_TENANT,
-            DEFAULT_AERION_PASSWORD,
-        )
-        .await,
-    );
+    let first = json(&signed_in(&emu).await);
     let r1 = first["refresh_token"].as_str().unwrap();
     let second = json(&refresh_grant(&emu, r1).await);
     assert!(second.get("refresh_token").is_none());
@@ -306,15 +287,7 @@ async fn me_refuses_missing_unknown_and_revoked_tokens() {
     assert_eq!(no_token.status(), 401);
     assert_eq!(me(&emu, "not-a-token").await.status(), 401);
 
-    let body = json(
-        &password_grant(
-            &emu,
-            "companyurl",
-            DEFAULT_AERION_TENANT,
-            DEFAULT_AERION_PASSWORD,
-        )
-        .await,
-    );
+    let body = json(&signed_in(&emu).await);
     let access = body["access_token"].as_str().unwrap();
     assert_eq!(me(&emu, access).await.status(), 200);
     emu.revoke_access_tokens();
@@ -345,15 +318,7 @@ async fn access_tokens_expire_on_the_emulator_clock() {
         .start()
         .await
         .unwrap();
-    let body = json(
-        &password_grant(
-            &emu,
-            "companyurl",
-            DEFAULT_AERION_TENANT,
-            DEFAULT_AERION_PASSWORD,
-        )
-        .await,
-    );
+    let body = json(&signed_in(&emu).await);
     assert_eq!(body["expires_in"], 60);
     let access = body["access_token"].as_str().unwrap();
     assert_eq!(me(&emu, access).await.status(), 200);
