@@ -164,6 +164,13 @@ pub async fn mock_token_basic(
     token_provider::testing::json_reply(mock.expect(times), status, body).await
 }
 
+/// The token endpoint (`/oauth/token`, Basic client authentication) answering `times` times
+/// with `access_token`, good for a day.
+pub async fn token_issued(server: &mut ServerGuard, access_token: &str, times: usize) -> Mock {
+    let body = token_body(access_token, 86400);
+    mock_token_basic(server, "/oauth/token", 200, &body, times).await
+}
+
 /// A builder pointed at the mock server as the Dev environment's issuer.
 pub fn builder(server: &ServerGuard) -> AuroraUkBuilder {
     AuroraUk::builder()
