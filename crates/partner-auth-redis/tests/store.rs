@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use partner_auth_redis::testing::RedisServer;
 use partner_auth_redis::{RedisStore, SealKey};
-use token_provider::testing::{Scripted, key, state, stored_keys, stored_state};
+use token_provider::testing::{Scripted, key, secret, state, stored_keys, stored_state};
 use token_provider::{
     CacheConfig, CachedTokenProvider, Error, StoreKey, StoreRecord, TokenProvider, TokenStore,
 };
@@ -227,11 +227,7 @@ async fn sealed_entries_leak_nothing_and_open_only_where_they_were_sealed() {
     .unwrap();
     drop(lock);
     assert_eq!(
-        stored_state(&s, &alice)
-            .await
-            .access_token
-            .secret()
-            .expose_secret(),
+        secret(&stored_state(&s, &alice).await.access_token),
         secret_at
     );
     // Leak audit: no key or value in Redis holds either secret, nor a piece of one.
@@ -447,11 +443,7 @@ async fn a_fenced_save_ends_with_the_newer_stored_state_adopted() {
     let kept = cache.cached_state().unwrap();
     assert_eq!(kept.refresh_token.unwrap().expose_secret(), "their-rt");
     assert_eq!(
-        stored_state(&*s, &k)
-            .await
-            .access_token
-            .secret()
-            .expose_secret(),
+        secret(&stored_state(&*s, &k).await.access_token),
         "their-token"
     );
 }

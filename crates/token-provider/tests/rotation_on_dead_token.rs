@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use token_provider::testing::{Scripted, epoch as t0, key, state_at, token_text};
 use token_provider::{
-    CacheConfig, CachedTokenProvider, Clock, Error, ManualClock, MemoryStore, Secret,
+    AccessToken, CacheConfig, CachedTokenProvider, Clock, Error, ManualClock, MemoryStore, Secret,
     TokenProvider, TokenStore,
 };
 
@@ -91,6 +91,17 @@ async fn through_the_soft_window(
     clock.advance(Duration::from_secs(20));
 }
 
+/// The error `answer` holds: the transient refusal the dead or refused answer ends in, not a
+/// token.
+fn refused_as_malformed(answer: Result<AccessToken, Error>) -> Error {
+    let err = answer.unwrap_err();
+    assert!(
+        matches!(err, Error::Malformed { .. }) && err.is_transient(),
+        "{err:?}"
+    );
+    err
+}
+
 /// The next token is `at-2`, got by presenting `rt-1`: after the first grant and `rt-0`, the
 /// refresh token the dead or refused answer rotated in.
 async fn assert_next_presents_rt1(p: &impl TokenProvider, upstream: &Scripted) {
@@ -117,11 +128,7 @@ async fn a_rotated_refresh_token_survives_a_dead_access_token_after_expiry() {
     clock.advance(Duration::from_secs(3601));
     // Hard-expired: the caller waits for the fetch, which brings a dead token and rt-1. The
     // caller gets a transient error, never the dead token.
-    let err = p.token().await.unwrap_err();
-    assert!(
-        matches!(err, Error::Malformed { .. }) && err.is_transient(),
-        "{err:?}"
-    );
+    refused_as_malformed(p.token().await);
     // Past the (1 ms) backoff, the next fetch presents rt-1.
     clock.advance(Duration::from_secs(1));
     assert_next_presents_rt1(&p, &upstream).await;
@@ -144,11 +151,7 @@ async fn a_rotated_refresh_token_survives_a_refused_answer_with_nothing_cached()
             clock.advance(Duration::from_secs(3601));
         }
         // The caller gets the refusal itself, without the refresh token.
-        let err = p.token().await.unwrap_err();
-        assert!(
-            matches!(err, Error::Malformed { .. }) && err.is_transient(),
-            "{err:?}"
-        );
+        let err = refused_as_malformed(p.token().await);
         assert!(err.take_rotated_refresh_token().1.is_none());
         clock.advance(Duration::from_secs(1));
         let t = p.token().await.unwrap();

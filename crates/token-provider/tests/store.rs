@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use token_provider::http::{Repeat, Request, parse_base_url};
-use token_provider::testing::{TempDir, stored_state};
+use token_provider::testing::{TempDir, secret, stored_state};
 use token_provider::{
     AccessToken, CacheConfig, CachedTokenProvider, Error, Fetch, FileStore, HttpClient, Secret,
     StoreKey, StoreLock, SystemClock, TokenProvider, TokenState, TokenStore, async_trait,
@@ -101,11 +101,7 @@ async fn an_interrupted_write_leaves_the_last_good_state() {
         .await
         .unwrap();
     assert_eq!(
-        stored_state(&store, &key)
-            .await
-            .access_token
-            .secret()
-            .expose_secret(),
+        secret(&stored_state(&store, &key).await.access_token),
         "next"
     );
 }
