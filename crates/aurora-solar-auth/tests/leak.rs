@@ -42,6 +42,12 @@ const SECRETS: [&str; 7] = [
     JWT_SIGNATURE,
 ];
 
+/// Why the user `email` of `sdk` gets no JWT.
+async fn user_refused(sdk: &ClientSdk, email: &str) -> Error {
+    let user = sdk.user(SdkUser::new(email)).unwrap();
+    user.token().await.unwrap_err()
+}
+
 fn assert_clean(what: &str, text: &str) {
     for secret in SECRETS {
         assert!(!text.contains(secret), "{what} shows a secret: {text}");
@@ -191,12 +197,7 @@ async fn no_secret_in_logs_debug_or_errors() {
         &format!("{sdk:?} {:?} {got:?}", sdk.default_user()),
     );
     // A user whose names are missing: stopped before the invite.
-    let err = sdk
-        .user(SdkUser::new("c@example.com"))
-        .unwrap()
-        .token()
-        .await
-        .unwrap_err();
+    let err = user_refused(&sdk, "c@example.com").await;
     assert_error_clean(&err);
     let other_tenant = ClientSdk::builder()
         .base_url(server.url())
@@ -205,12 +206,7 @@ async fn no_secret_in_logs_debug_or_errors() {
         .http_client(http_client())
         .build()
         .unwrap();
-    let err = other_tenant
-        .user(SdkUser::new("a@example.com"))
-        .unwrap()
-        .token()
-        .await
-        .unwrap_err();
+    let err = user_refused(&other_tenant, "a@example.com").await;
     assert!(err.is_rejected());
     assert_error_clean(&err);
     assert_mocks(&[&list, &invite, &generate, &sdk_refused]).await;

@@ -18,6 +18,12 @@ fn accounts(aurora: &AuroraUk) -> url::Url {
     aurora.api_base().join("Accounts").unwrap()
 }
 
+/// `GET {api base}/Accounts` through `send`.
+async fn get_accounts(aurora: &AuroraUk) -> reqwest::Response {
+    let url = accounts(aurora);
+    aurora.send(|c| c.get(url.clone())).await.unwrap()
+}
+
 #[tokio::test]
 async fn send_attaches_the_cached_token_as_a_bearer() {
     let mut server = mockito::Server::new_async().await;
@@ -63,9 +69,7 @@ async fn a_401_invalidates_that_token_and_retries_once_with_a_new_one() {
     )
     .await;
 
-    let url = accounts(&aurora);
-    let response = aurora.send(|c| c.get(url.clone())).await.unwrap();
-    assert_eq!(response.status(), 200);
+    assert_eq!(get_accounts(&aurora).await.status(), 200);
     assert_mocks(&[&refused, &accepted, &first, &second]).await;
     // The new token is the cached one now.
     assert_eq!(aurora.stats().fetches, 2);
@@ -82,9 +86,7 @@ async fn a_second_401_is_returned_not_retried_again() {
         "",
     )
     .await;
-    let url = accounts(&aurora);
-    let response = aurora.send(|c| c.get(url.clone())).await.unwrap();
-    assert_eq!(response.status(), 401);
+    assert_eq!(get_accounts(&aurora).await.status(), 401);
     assert_mocks(&[&refused, &token]).await;
 }
 
@@ -94,9 +96,7 @@ async fn other_failures_are_not_retried() {
     let aurora = provider(&mut server).await;
     let token = token_issued(&mut server, "at-403", 1).await;
     let forbidden = reply(server.mock("GET", "/Accounts").expect(1), 403, "").await;
-    let url = accounts(&aurora);
-    let response = aurora.send(|c| c.get(url.clone())).await.unwrap();
-    assert_eq!(response.status(), 403);
+    assert_eq!(get_accounts(&aurora).await.status(), 403);
     assert_mocks(&[&forbidden, &token]).await;
 }
 
@@ -120,9 +120,7 @@ async fn the_header_name_can_be_authentication() {
         .auth_header_name("Authentication")
         .build()
         .unwrap();
-    let url = accounts(&aurora);
-    let response = aurora.send(|c| c.get(url.clone())).await.unwrap();
-    assert_eq!(response.status(), 200);
+    assert_eq!(get_accounts(&aurora).await.status(), 200);
     api.assert_async().await;
 }
 
