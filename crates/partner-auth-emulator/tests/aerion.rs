@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{aerion_password_form, aerion_token_request, json, send, url};
+use common::{aerion_password_form, aerion_token_request, json, send, started, url};
 use http::HeaderName;
 use partner_auth_emulator::{
     AerionErrorShape, DEFAULT_AERION_PASSWORD, DEFAULT_AERION_TENANT, DEFAULT_AERION_USERNAME,
@@ -191,11 +191,7 @@ async fn revoked_refresh_tokens_are_refused() {
 
 #[tokio::test]
 async fn without_rotation_the_refresh_answer_has_no_refresh_token() {
-    let emu = Emulator::builder()
-        .aerion_rotate_refresh_tokens(false)
-        .start()
-        .await
-        .unwrap();
+    let emu = started(Emulator::builder().aerion_rotate_refresh_tokens(false)).await;
     let first = json(&signed_in(&emu).await);
     let r1 = first["refresh_token"].as_str().unwrap();
     let second = json(&refresh_grant(&emu, r1).await);
@@ -296,11 +292,7 @@ async fn me_refuses_missing_unknown_and_revoked_tokens() {
 
 #[tokio::test]
 async fn the_summary_error_shape() {
-    let emu = Emulator::builder()
-        .aerion_error_shape(AerionErrorShape::Summary)
-        .start()
-        .await
-        .unwrap();
+    let emu = started(Emulator::builder().aerion_error_shape(AerionErrorShape::Summary)).await;
     let response = password_grant(&emu, "companyurl", DEFAULT_AERION_TENANT, "wrong").await;
     assert_eq!(response.status(), 400);
     let body = json(&response);
@@ -313,11 +305,9 @@ async fn the_summary_error_shape() {
 
 #[tokio::test]
 async fn access_tokens_expire_on_the_emulator_clock() {
-    let emu = Emulator::builder()
-        .aerion_token_lifetime(std::time::Duration::from_secs(60))
-        .start()
-        .await
-        .unwrap();
+    let emu =
+        started(Emulator::builder().aerion_token_lifetime(std::time::Duration::from_secs(60)))
+            .await;
     let body = json(&signed_in(&emu).await);
     assert_eq!(body["expires_in"], 60);
     let access = body["access_token"].as_str().unwrap();

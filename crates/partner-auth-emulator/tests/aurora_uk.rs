@@ -5,7 +5,7 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{json, send, url};
+use common::{json, send, started, url};
 use http::HeaderName;
 use partner_auth_emulator::{
     DEFAULT_AURORA_UK_AUDIENCE, DEFAULT_AURORA_UK_CLIENT_ID, DEFAULT_AURORA_UK_CLIENT_SECRET,
@@ -153,11 +153,7 @@ async fn client_credentials_in_the_body() {
 #[tokio::test]
 async fn client_credentials_by_basic_auth_form_urlencoded_first() {
     let (id, secret) = ("client:id", "s3cret&+/: with space");
-    let emu = Emulator::builder()
-        .aurora_uk_client(id, secret)
-        .start()
-        .await
-        .unwrap();
+    let emu = started(Emulator::builder().aurora_uk_client(id, secret)).await;
     let request = Request::post(url(&emu.aurora_uk_token_url()), Repeat::Safe)
         .basic_auth(id, &Secret::new(secret))
         .unwrap()
@@ -274,12 +270,12 @@ async fn the_api_checks_the_bearer_in_either_header() {
 #[tokio::test]
 async fn tokens_expire_on_the_given_clock() {
     let clock = token_provider::testing::fixed_clock();
-    let emu = Emulator::builder()
-        .clock(Arc::new(clock.clone()))
-        .aurora_uk_token_lifetime(Duration::from_secs(600))
-        .start()
-        .await
-        .unwrap();
+    let emu = started(
+        Emulator::builder()
+            .clock(Arc::new(clock.clone()))
+            .aurora_uk_token_lifetime(Duration::from_secs(600)),
+    )
+    .await;
     let body = json(&default_grant(&emu).await);
     assert_eq!(body["expires_in"], 600);
     let token = body["access_token"].as_str().unwrap();

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use common::{
     aerion_password_form, aerion_token_request, client, client_with, json, retrying_client, send,
-    solar_create, url,
+    solar_create, started, url,
 };
 use partner_auth_emulator::{
     AerionErrorShape, DEFAULT_AERION_PASSWORD, DEFAULT_AERION_USERNAME, DEFAULT_AURORA_UK_AUDIENCE,
@@ -415,11 +415,7 @@ async fn unauthorized_for_a_valid_token() {
 
 #[tokio::test]
 async fn invalid_grant_leaves_the_refresh_token_alive() {
-    let emu = Emulator::builder()
-        .aerion_error_shape(AerionErrorShape::Summary)
-        .start()
-        .await
-        .unwrap();
+    let emu = started(Emulator::builder().aerion_error_shape(AerionErrorShape::Summary)).await;
     let refresh = json(&send(aerion_password(&emu)).await.unwrap())["refresh_token"]
         .as_str()
         .unwrap()

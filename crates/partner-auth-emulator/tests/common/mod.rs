@@ -7,7 +7,7 @@ use std::time::Duration;
 use http::HeaderName;
 use partner_auth_emulator::{
     DEFAULT_AERION_TENANT, DEFAULT_AERION_USERNAME, DEFAULT_AURORA_SOLAR_APPLICATION_KEY,
-    RunningEmulator,
+    EmulatorBuilder, RunningEmulator,
 };
 use token_provider::http::{Repeat, Request, Response};
 use token_provider::{Error, HttpClient, RetryPolicy, Secret};
@@ -86,4 +86,9 @@ pub fn aerion_token_request(token_url: &str, form: &[(&str, &str)]) -> Request {
         .header(HeaderName::from_static("companyurl"), DEFAULT_AERION_TENANT)
         .unwrap()
         .form(form)
+}
+
+/// The emulator `builder` configures, started (a test fails when it cannot start).
+pub async fn started(builder: EmulatorBuilder) -> RunningEmulator {
+    builder.start().await.expect("the emulator starts")
 }
