@@ -249,8 +249,14 @@ async fn a_newly_configured_sso_refresh_token_starts_its_own_entry() {
     // A person signed in again and configured the new refresh token; the entry of the old one
     // (whose refresh token died) is another principal's key now, and is not sent.
     let mut server = mockito::Server::new_async().await;
-    let stored = token_mock(&mut server, refresh_form("rt-dead")).expect(0);
-    let stored = refuse(stored, 400, json!({"error": "invalid_grant"})).await;
+    let stored = refused(
+        &mut server,
+        refresh_form("rt-dead"),
+        0,
+        400,
+        json!({"error": "invalid_grant"}),
+    )
+    .await;
     let seed = refresh_issues(&mut server, "rt-new", "at-1", Some("rt-new-2")).await;
 
     let store = MemoryStore::new();
@@ -281,9 +287,10 @@ async fn a_newly_configured_sso_refresh_token_starts_its_own_entry() {
 #[tokio::test]
 async fn invalid_grant_falls_back_to_the_password_grant() {
     let mut server = mockito::Server::new_async().await;
-    let refresh = token_mock(&mut server, refresh_form("rt-seed")).expect(1);
-    let refresh = refuse(
-        refresh,
+    let refresh = refused(
+        &mut server,
+        refresh_form("rt-seed"),
+        1,
         400,
         json!({"error": "invalid_grant", "error_description": "Refresh token expired"}),
     )
@@ -308,9 +315,10 @@ async fn invalid_grant_falls_back_to_the_password_grant() {
 #[tokio::test]
 async fn a_refused_refresh_with_no_password_asks_the_user_to_sign_in_again() {
     let mut server = mockito::Server::new_async().await;
-    let refresh = token_mock(&mut server, refresh_form("rt-sso")).expect(1);
-    let refresh = refuse(
-        refresh,
+    let refresh = refused(
+        &mut server,
+        refresh_form("rt-sso"),
+        1,
         400,
         json!({"error": "invalid_grant", "error_description": "Token revoked"}),
     )
@@ -341,9 +349,10 @@ async fn a_refused_refresh_with_no_password_asks_the_user_to_sign_in_again() {
 #[tokio::test]
 async fn oauth_error_shape_becomes_a_rejection_with_the_providers_words() {
     let mut server = mockito::Server::new_async().await;
-    let mock = token_mock(&mut server, password_form(USERNAME, "wrong")).expect(1);
-    let mock = refuse(
-        mock,
+    let mock = refused(
+        &mut server,
+        password_form(USERNAME, "wrong"),
+        1,
         401,
         json!({"error": "invalid_grant", "error_description": "Bad credentials"}),
     )
@@ -368,9 +377,10 @@ async fn oauth_error_shape_becomes_a_rejection_with_the_providers_words() {
 #[tokio::test]
 async fn summary_error_shape_becomes_a_rejection_and_raw_is_never_shown() {
     let mut server = mockito::Server::new_async().await;
-    let mock = token_mock(&mut server, password_form(USERNAME, "wrong")).expect(1);
-    let mock = refuse(
-        mock,
+    let mock = refused(
+        &mut server,
+        password_form(USERNAME, "wrong"),
+        1,
         400,
         json!({
             "error": "invalid_request",
