@@ -206,12 +206,7 @@ async fn a_sealed_value_written_back_or_relabelled_is_refused() {
         "at-new"
     );
     // The older value written back.
-    let () = redis::cmd("SET")
-        .arg(&entry)
-        .arg(&old)
-        .query_async(&mut conn)
-        .await
-        .unwrap();
+    common::set_raw(&mut conn, &entry, &old).await;
     let err = s.load(&k).await.unwrap_err().to_string();
     assert!(err.contains("older"), "{err}");
     assert!(!err.contains("at-old"), "{err}");
@@ -222,12 +217,7 @@ async fn a_sealed_value_written_back_or_relabelled_is_refused() {
     for prefix in [&old[..colon(&old)], b"99999999999999"] {
         let mut relabelled = prefix.to_vec();
         relabelled.extend_from_slice(&new[colon(&new)..]);
-        let () = redis::cmd("SET")
-            .arg(&entry)
-            .arg(&relabelled)
-            .query_async(&mut conn)
-            .await
-            .unwrap();
+        common::set_raw(&mut conn, &entry, &relabelled).await;
         let err = s.load(&k).await.unwrap_err().to_string();
         assert!(err.contains("does not decrypt"), "{err}");
     }
@@ -235,12 +225,7 @@ async fn a_sealed_value_written_back_or_relabelled_is_refused() {
     let lock = s.lock(&k).await.unwrap();
     assert!(s.remove(&k, &lock).await.unwrap());
     drop(lock);
-    let () = redis::cmd("SET")
-        .arg(&entry)
-        .arg(&new)
-        .query_async(&mut conn)
-        .await
-        .unwrap();
+    common::set_raw(&mut conn, &entry, &new).await;
     let err = s.load(&k).await.unwrap_err().to_string();
     assert!(err.contains("older"), "{err}");
 }

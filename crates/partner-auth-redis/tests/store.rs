@@ -15,6 +15,16 @@ fn store(server: &RedisServer) -> RedisStore {
     store_with_lease(server, Duration::from_millis(600))
 }
 
+/// A store at `url` that gives up on Redis after 300 ms (a command or a connection).
+fn impatient(url: impl Into<String>) -> Arc<RedisStore> {
+    let store = RedisStore::builder(url)
+        .timeout(Duration::from_millis(300))
+        .connect_timeout(Duration::from_millis(300))
+        .build()
+        .unwrap();
+    Arc::new(store)
+}
+
 fn store_with_lease(server: &RedisServer, lease: Duration) -> RedisStore {
     RedisStore::builder(server.url())
         .lease(lease)
@@ -350,13 +360,7 @@ async fn with_redis_unreachable_only_a_repeatable_grant_is_fetched() {
     let mut server = RedisServer::start();
     let port = server.port();
     server.stop();
-    let down = Arc::new(
-        RedisStore::builder(format!("redis://127.0.0.1:{port}/0"))
-            .timeout(Duration::from_millis(300))
-            .connect_timeout(Duration::from_millis(300))
-            .build()
-            .unwrap(),
-    );
+    let down = impatient(format!("redis://127.0.0.1:{port}/0"));
     let safe = CachedTokenProvider::with_config(
         counting("cc", true),
         CacheConfig::new().store(down.clone()),
@@ -380,13 +384,7 @@ async fn with_redis_unreachable_only_a_repeatable_grant_is_fetched() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_redis_restart_never_fails_a_caller_holding_a_valid_token() {
     let mut server = RedisServer::start();
-    let s = Arc::new(
-        RedisStore::builder(server.url())
-            .timeout(Duration::from_millis(300))
-            .connect_timeout(Duration::from_millis(300))
-            .build()
-            .unwrap(),
-    );
+    let s = impatient(server.url());
     let cache = CachedTokenProvider::with_config(
         counting("restart", false),
         CacheConfig::new().store(s.clone()),

@@ -28,6 +28,20 @@ pub async fn raw(server: &RedisServer) -> redis::aio::MultiplexedConnection {
         .unwrap()
 }
 
+/// `SET key value` on `conn`, bytes as they are.
+pub async fn set_raw(
+    conn: &mut redis::aio::MultiplexedConnection,
+    key: impl redis::ToRedisArgs,
+    value: impl redis::ToRedisArgs,
+) {
+    let () = redis::cmd("SET")
+        .arg(key)
+        .arg(value)
+        .query_async(conn)
+        .await
+        .unwrap();
+}
+
 /// Every key on the server, sorted.
 pub fn all_keys(server: &RedisServer) -> Vec<String> {
     let mut keys: Vec<String> = server.cli(&["--scan"]).lines().map(str::to_owned).collect();
