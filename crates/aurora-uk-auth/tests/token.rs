@@ -249,14 +249,7 @@ async fn http_429_with_a_long_retry_after_ends_at_once() {
 async fn discovery_is_fetched_once_for_many_tokens() {
     let mut server = mockito::Server::new_async().await;
     let (discovery, jwks) = mock_discovery(&mut server, 1).await;
-    let token = mock_token_basic(
-        &mut server,
-        "/oauth/token",
-        200,
-        &token_body("at-short", 60),
-        5,
-    )
-    .await;
+    let token = token_issued_for(&mut server, "at-short", 60, 5).await;
 
     let clock = fixed_clock();
     let aurora = builder_with_clock(&server, &clock).build().unwrap();
@@ -280,14 +273,7 @@ async fn a_moved_token_endpoint_is_rediscovered_at_most_once_per_interval() {
     let first = mock_document(&mut server, "/oauth/token", 1).await;
     let second = mock_document(&mut server, "/v2/oauth/token", 1).await;
     let jwks = mock_jwks(&mut server, 2).await;
-    let old_ok = mock_token_basic(
-        &mut server,
-        "/oauth/token",
-        200,
-        &token_body("at-old", 60),
-        1,
-    )
-    .await;
+    let old_ok = token_issued_for(&mut server, "at-old", 60, 1).await;
     let old_gone = mock_token_basic(
         &mut server,
         "/oauth/token",
@@ -379,14 +365,7 @@ async fn a_token_endpoint_that_refuses_connections_triggers_rediscovery() {
     .await;
     let second = mock_document(&mut server, "/oauth/token", 1).await;
     let _jwks = mock_jwks(&mut server, 2).await;
-    let token = mock_token_basic(
-        &mut server,
-        "/oauth/token",
-        200,
-        &token_body("at-moved", 60),
-        1,
-    )
-    .await;
+    let token = token_issued_for(&mut server, "at-moved", 60, 1).await;
 
     let aurora = builder(&server)
         .rediscovery_interval(Duration::ZERO)

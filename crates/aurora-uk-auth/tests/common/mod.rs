@@ -167,7 +167,17 @@ pub async fn mock_token_basic(
 /// The token endpoint (`/oauth/token`, Basic client authentication) answering `times` times
 /// with `access_token`, good for a day.
 pub async fn token_issued(server: &mut ServerGuard, access_token: &str, times: usize) -> Mock {
-    let body = token_body(access_token, 86400);
+    token_issued_for(server, access_token, 86400, times).await
+}
+
+/// [`token_issued`], with a token good for `expires_in` seconds.
+pub async fn token_issued_for(
+    server: &mut ServerGuard,
+    access_token: &str,
+    expires_in: u64,
+    times: usize,
+) -> Mock {
+    let body = token_body(access_token, expires_in);
     mock_token_basic(server, "/oauth/token", 200, &body, times).await
 }
 
