@@ -257,6 +257,14 @@ fn runner(cases: u32) -> TestRunner {
 
 /// Runs `cases` HTTP cases: `setup` mocks the server for the generated (status, body), then a
 /// fresh provider from `make` asks for a token.
+/// `mock` answering `status` with the JSON `body`, created on its server.
+fn answer(mock: mockito::Mock, status: u16, body: impl AsRef<[u8]>) {
+    mock.with_status(status.into())
+        .with_header("content-type", "application/json")
+        .with_body(body)
+        .create();
+}
+
 fn over_http<P, S, M>(base: Value, cases: u32, allowed: &'static [&'static str], setup: S, make: M)
 where
     P: TokenProvider,
@@ -380,12 +388,7 @@ fn aerion_token_and_error_bodies() {
         HTTP_CASES,
         TOKEN_ERRORS,
         |server, status, body| {
-            server
-                .mock("POST", "/oauth2/token")
-                .with_status(status.into())
-                .with_header("content-type", "application/json")
-                .with_body(body)
-                .create();
+            answer(server.mock("POST", "/oauth2/token"), status, body);
         },
         |server, http| {
             Aerion::builder()
@@ -453,12 +456,7 @@ fn aurora_uk_token_and_auth0_error_bodies() {
         TOKEN_ERRORS,
         |server, status, body| {
             mock_discovery(server);
-            server
-                .mock("POST", "/oauth/token")
-                .with_status(status.into())
-                .with_header("content-type", "application/json")
-                .with_body(body)
-                .create();
+            answer(server.mock("POST", "/oauth/token"), status, body);
         },
         aurora_uk,
     );
@@ -481,12 +479,11 @@ fn aurora_uk_discovery_documents() {
         ],
         |server, status, body| {
             let body = String::from_utf8_lossy(&body).replace("http://127.0.0.1:1", &server.url());
-            server
-                .mock("GET", "/.well-known/openid-configuration")
-                .with_status(status.into())
-                .with_header("content-type", "application/json")
-                .with_body(body)
-                .create();
+            answer(
+                server.mock("GET", "/.well-known/openid-configuration"),
+                status,
+                body,
+            );
             server
                 .mock("GET", "/.well-known/jwks.json")
                 .with_header("content-type", "application/json")
@@ -515,15 +512,14 @@ fn aurora_solar_create_token_and_error_bodies() {
         HTTP_CASES,
         TOKEN_ERRORS,
         |server, status, body| {
-            server
-                .mock(
+            answer(
+                server.mock(
                     "POST",
                     format!("/partner_applications/app/tenants/{TENANT}/create_token").as_str(),
-                )
-                .with_status(status.into())
-                .with_header("content-type", "application/json")
-                .with_body(body)
-                .create();
+                ),
+                status,
+                body,
+            );
         },
         |server, http| {
             let app: PartnerApp = PartnerApp::builder()
@@ -575,12 +571,11 @@ fn aurora_solar_sdk_user_lists() {
         HTTP_CASES,
         TOKEN_ERRORS,
         |server, status, body| {
-            server
-                .mock("GET", format!("/tenants/{TENANT}/users").as_str())
-                .with_status(status.into())
-                .with_header("content-type", "application/json")
-                .with_body(body)
-                .create();
+            answer(
+                server.mock("GET", format!("/tenants/{TENANT}/users").as_str()),
+                status,
+                body,
+            );
             server
                 .mock("POST", format!("/tenants/{TENANT}/users/invite").as_str())
                 .with_header("content-type", "application/json")
@@ -617,15 +612,14 @@ fn aurora_solar_sdk_generate_token_bodies() {
                         .to_string(),
                 )
                 .create();
-            server
-                .mock(
+            answer(
+                server.mock(
                     "POST",
                     format!("/tenants/{TENANT}/users/u1/generate_token").as_str(),
-                )
-                .with_status(status.into())
-                .with_header("content-type", "application/json")
-                .with_body(body)
-                .create();
+                ),
+                status,
+                body,
+            );
         },
         sdk,
     );

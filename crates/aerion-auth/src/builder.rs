@@ -98,24 +98,15 @@ impl AerionBuilder {
         })
     }
 
-    /// The API base (default [`DEFAULT_BASE_URL`]; `http` only for loopback hosts, for tests).
-    /// The token endpoint is `{base}/oauth2/token` and the user endpoint `{base}/v1/users/me`.
-    pub fn base_url(mut self, url: impl Into<String>) -> Self {
-        self.base_url = Some(url.into());
-        self
-    }
-
-    /// The token endpoint, when it is not `{base}/oauth2/token` (some deployments answer at
-    /// `{base}/v1/oauth2/token`).
-    pub fn token_url(mut self, url: impl Into<String>) -> Self {
-        self.token_url = Some(url.into());
-        self
-    }
-
-    /// The tenant and the header that names it. Required.
-    pub fn tenant(mut self, tenant: Tenant) -> Self {
-        self.tenant = Some(tenant);
-        self
+    token_provider::builder_setters! {
+        /// The API base (default [`DEFAULT_BASE_URL`]; `http` only for loopback hosts, for tests).
+        /// The token endpoint is `{base}/oauth2/token` and the user endpoint `{base}/v1/users/me`.
+        base_url: impl Into<String>,
+        /// The token endpoint, when it is not `{base}/oauth2/token` (some deployments answer at
+        /// `{base}/v1/oauth2/token`).
+        token_url: impl Into<String>,
+        /// The tenant and the header that names it. Required.
+        tenant: Tenant,
     }
 
     /// Shorthand for `tenant(Tenant::CompanyUrl(..))`.
@@ -133,40 +124,23 @@ impl AerionBuilder {
         self.tenant(Tenant::Referrer(referrer.into()))
     }
 
-    /// The username (the user's email address) for the password grant. ASCII blanks around it
-    /// are dropped; otherwise it is sent, and keys the store, exactly as given (no case or
-    /// Unicode folding).
-    pub fn username(mut self, username: impl Into<String>) -> Self {
-        self.username = Some(username.into());
-        self
-    }
-
-    /// The password for the password grant: a value, or a file read again when it changes
-    /// ([`SecretSource`]).
-    pub fn password(mut self, password: impl Into<SecretSource>) -> Self {
-        self.password = Some(password.into());
-        self
-    }
-
-    /// A refresh token to start from, such as one an SSO login issued. Used alone it is enough
-    /// to get tokens; with a username and password, they are the fallback when it is refused.
-    /// From a file ([`SecretSource`]), a new token written there is a new start: it is tried
-    /// once, after the one held.
-    pub fn refresh_token(mut self, refresh_token: impl Into<SecretSource>) -> Self {
-        self.refresh_token = Some(refresh_token.into());
-        self
-    }
-
-    /// The `client_id` form field (default [`DEFAULT_CLIENT_ID`]).
-    pub fn client_id(mut self, client_id: impl Into<String>) -> Self {
-        self.client_id = Some(client_id.into());
-        self
-    }
-
-    /// The `client_secret` form field (default [`DEFAULT_CLIENT_SECRET`]).
-    pub fn client_secret(mut self, client_secret: impl Into<SecretSource>) -> Self {
-        self.client_secret = Some(client_secret.into());
-        self
+    token_provider::builder_setters! {
+        /// The username (the user's email address) for the password grant. ASCII blanks around it
+        /// are dropped; otherwise it is sent, and keys the store, exactly as given (no case or
+        /// Unicode folding).
+        username: impl Into<String>,
+        /// The password for the password grant: a value, or a file read again when it changes
+        /// ([`SecretSource`]).
+        password: impl Into<SecretSource>,
+        /// A refresh token to start from, such as one an SSO login issued. Used alone it is enough
+        /// to get tokens; with a username and password, they are the fallback when it is refused.
+        /// From a file ([`SecretSource`]), a new token written there is a new start: it is tried
+        /// once, after the one held.
+        refresh_token: impl Into<SecretSource>,
+        /// The `client_id` form field (default [`DEFAULT_CLIENT_ID`]).
+        client_id: impl Into<String>,
+        /// The `client_secret` form field (default [`DEFAULT_CLIENT_SECRET`]).
+        client_secret: impl Into<SecretSource>,
     }
 
     token_provider::provider_options_setters!(

@@ -22,9 +22,10 @@ fn shown_without(err: &Error, secrets: &[&str]) -> String {
 #[tokio::test]
 async fn an_echoed_password_and_client_secret_are_redacted() {
     let mut server = mockito::Server::new_async().await;
-    let mock = token_mock(&mut server, password_form(USERNAME, PASSWORD)).expect(1);
-    let mock = refuse(
-        mock,
+    let mock = refused(
+        &mut server,
+        password_form(USERNAME, PASSWORD),
+        1,
         401,
         json!({
             "error": "invalid_grant",
@@ -52,9 +53,10 @@ async fn an_echoed_refresh_token_is_redacted_in_the_summary_shape() {
     let mut server = mockito::Server::new_async().await;
     // A 403 is a refusal but not of the refresh token itself: no password fallback, the error
     // is returned as it is.
-    let mock = token_mock(&mut server, refresh_form("rt-ECHOED-123")).expect(1);
-    let mock = refuse(
-        mock,
+    let mock = refused(
+        &mut server,
+        refresh_form("rt-ECHOED-123"),
+        1,
         403,
         json!({
             "error": "access_denied rt-ECHOED-123",
@@ -83,8 +85,8 @@ async fn an_echoed_refresh_token_is_redacted_in_the_summary_shape() {
 async fn an_echo_in_an_error_that_oauth2_cannot_parse_is_redacted() {
     // A `{"message"}` body on a 4xx: read leniently by the core, still scrubbed.
     let mut server = mockito::Server::new_async().await;
-    let mock = json_reply(
-        token_mock(&mut server, password_form(USERNAME, PASSWORD)).expect(1),
+    let mock = password_answers(
+        &mut server,
         400,
         json!({"message": format!("bad password {PASSWORD}")}),
     )
@@ -102,8 +104,7 @@ async fn an_echo_in_an_error_that_oauth2_cannot_parse_is_redacted() {
 #[tokio::test]
 async fn an_echo_from_me_is_redacted() {
     let mut server = mockito::Server::new_async().await;
-    let token = token_mock(&mut server, password_form(USERNAME, PASSWORD)).expect(1);
-    let token = issue(token, "at-1", None).await;
+    let token = password_issues(&mut server, "at-1", None).await;
     let me = json_reply(
         bearer_mock(&mut server, "GET", "/v1/users/me", "at-1").expect(1),
         403,

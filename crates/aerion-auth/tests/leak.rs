@@ -17,18 +17,15 @@ async fn nothing_secret_is_logged_or_shown() {
     let mut server = mockito::Server::new_async().await;
 
     // Success: password grant, a rotating refresh, and `me` with a 401 retry.
-    let password = token_mock(&mut server, password_form(USERNAME, PASSWORD)).expect(1);
-    let password = issue(password, "at-LEAK-1", Some("rt-LEAK-1")).await;
-    let refresh = token_mock(&mut server, refresh_form("rt-LEAK-1")).expect(1);
-    let refresh = issue(refresh, "at-LEAK-2", Some("rt-LEAK-2")).await;
+    let password = password_issues(&mut server, "at-LEAK-1", Some("rt-LEAK-1")).await;
+    let refresh = refresh_issues(&mut server, "rt-LEAK-1", "at-LEAK-2", Some("rt-LEAK-2")).await;
     let me_401 = reply(
         bearer_mock(&mut server, "GET", "/v1/users/me", "at-LEAK-2").expect(1),
         401,
         "",
     )
     .await;
-    let refresh2 = token_mock(&mut server, refresh_form("rt-LEAK-2")).expect(1);
-    let refresh2 = issue(refresh2, "at-LEAK-3", Some("rt-LEAK-3")).await;
+    let refresh2 = refresh_issues(&mut server, "rt-LEAK-2", "at-LEAK-3", Some("rt-LEAK-3")).await;
     let me_ok = json_reply(
         bearer_mock(&mut server, "GET", "/v1/users/me", "at-LEAK-3").expect(1),
         200,

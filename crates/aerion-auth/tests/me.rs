@@ -9,8 +9,7 @@ use token_provider::testing::{assert_mocks, bearer_mock, json_reply, rejection, 
 #[tokio::test]
 async fn me_sends_the_bearer_and_returns_the_user() {
     let mut server = mockito::Server::new_async().await;
-    let token = token_mock(&mut server, password_form(USERNAME, PASSWORD)).expect(1);
-    let token = issue(token, "at-1", None).await;
+    let token = password_issues(&mut server, "at-1", None).await;
     let me = json_reply(
         bearer_mock(&mut server, "GET", "/v1/users/me", "at-1")
             .match_header("accept", "application/json")
@@ -31,11 +30,9 @@ async fn me_sends_the_bearer_and_returns_the_user() {
 #[tokio::test]
 async fn me_retries_once_with_a_new_token_after_a_401() {
     let mut server = mockito::Server::new_async().await;
-    let password = token_mock(&mut server, password_form(USERNAME, PASSWORD)).expect(1);
-    let password = issue(password, "at-1", Some("rt-1")).await;
+    let password = password_issues(&mut server, "at-1", Some("rt-1")).await;
     // The rejected token is dropped, so the next one comes from the refresh grant.
-    let refresh = token_mock(&mut server, refresh_form("rt-1")).expect(1);
-    let refresh = issue(refresh, "at-2", Some("rt-2")).await;
+    let refresh = refresh_issues(&mut server, "rt-1", "at-2", Some("rt-2")).await;
     let rejected = json_reply(
         bearer_mock(&mut server, "GET", "/v1/users/me", "at-1").expect(1),
         401,

@@ -32,8 +32,7 @@ async fn a_refused_token_type_keeps_the_rotated_refresh_token() {
                "refresh_token": "rt-2-ROTATED"}),
     )
     .await;
-    let second = token_mock(&mut server, refresh_form("rt-2-ROTATED")).expect(1);
-    let second = issue(second, "at-2", Some("rt-3")).await;
+    let second = refresh_issues(&mut server, "rt-2-ROTATED", "at-2", Some("rt-3")).await;
 
     let clock = fixed_clock();
     let aerion = builder(&server, &clock)
@@ -63,8 +62,7 @@ async fn an_unreadable_expiry_keeps_the_rotated_refresh_token() {
                "refresh_token": "rt-2-ROTATED"}),
     )
     .await;
-    let second = token_mock(&mut server, refresh_form("rt-2-ROTATED")).expect(1);
-    let second = issue(second, "at-2", None).await;
+    let second = refresh_issues(&mut server, "rt-2-ROTATED", "at-2", None).await;
 
     let clock = fixed_clock();
     let aerion = builder(&server, &clock)
@@ -92,8 +90,7 @@ async fn an_unreadable_expiry_keeps_the_rotated_refresh_token() {
 #[tokio::test]
 async fn a_rotated_refresh_token_of_a_refused_answer_reaches_the_store() {
     let mut server = mockito::Server::new_async().await;
-    let first = token_mock(&mut server, refresh_form("rt-1")).expect(1);
-    let first = issue(first, "at-1", Some("rt-2")).await;
+    let first = refresh_issues(&mut server, "rt-1", "at-1", Some("rt-2")).await;
     let second = token_mock(&mut server, refresh_form("rt-2")).expect(1);
     let second = answer(
         second,
@@ -101,8 +98,7 @@ async fn a_rotated_refresh_token_of_a_refused_answer_reaches_the_store() {
                "refresh_token": "rt-3-ROTATED"}),
     )
     .await;
-    let third = token_mock(&mut server, refresh_form("rt-3-ROTATED")).expect(1);
-    let third = issue(third, "at-3", Some("rt-4")).await;
+    let third = refresh_issues(&mut server, "rt-3-ROTATED", "at-3", Some("rt-4")).await;
 
     let clock = fixed_clock();
     let store = MemoryStore::new();
@@ -143,8 +139,7 @@ async fn a_refused_password_grant_answer_keeps_its_refresh_token() {
         json!({"access_token": "at-mac", "token_type": "mac", "refresh_token": "rt-1"}),
     )
     .await;
-    let refresh = token_mock(&mut server, refresh_form("rt-1")).expect(1);
-    let refresh = issue(refresh, "at-2", None).await;
+    let refresh = refresh_issues(&mut server, "rt-1", "at-2", None).await;
 
     let clock = fixed_clock();
     let aerion = builder(&server, &clock)

@@ -65,10 +65,22 @@ async fn a_password_file_is_read_again_after_a_refusal_and_when_swapped() {
     first.assert_async().await;
 
     password.rewrite_unseen("pw-file-two");
-    let refresh = token_mock(&mut server, refresh_form("rt-1")).expect(1);
-    let refresh = refuse(refresh, 400, json!({"error": "invalid_grant"})).await;
-    let stale = token_mock(&mut server, password_form(USERNAME, "pw-file-one")).expect(1);
-    let stale = refuse(stale, 400, json!({"error": "invalid_grant"})).await;
+    let refresh = refused(
+        &mut server,
+        refresh_form("rt-1"),
+        1,
+        400,
+        json!({"error": "invalid_grant"}),
+    )
+    .await;
+    let stale = refused(
+        &mut server,
+        password_form(USERNAME, "pw-file-one"),
+        1,
+        400,
+        json!({"error": "invalid_grant"}),
+    )
+    .await;
     let fresh = token_mock(&mut server, password_form(USERNAME, "pw-file-two")).expect(1);
     let fresh = issue(fresh, "at-2", None).await;
     clock.advance(HOUR);
@@ -103,18 +115,22 @@ async fn a_new_refresh_token_in_its_file_is_a_new_start() {
         .unwrap();
     let key = aerion.store_key();
 
-    let first = token_mock(&mut server, refresh_form("rt-sso-one")).expect(1);
-    let first = issue(first, "at-1", Some("rt-rotated")).await;
+    let first = refresh_issues(&mut server, "rt-sso-one", "at-1", Some("rt-rotated")).await;
     assert_eq!(aerion.get().await.unwrap().secret().expose_secret(), "at-1");
     first.assert_async().await;
 
     seed.rewrite_unseen("rt-sso-two");
-    let rotated = token_mock(&mut server, refresh_form("rt-rotated")).expect(1);
-    let rotated = refuse(rotated, 400, json!({"error": "invalid_grant"})).await;
+    let rotated = refused(
+        &mut server,
+        refresh_form("rt-rotated"),
+        1,
+        400,
+        json!({"error": "invalid_grant"}),
+    )
+    .await;
     let again = token_mock(&mut server, refresh_form("rt-sso-one")).expect(0);
     let again = issue(again, "at-never", None).await;
-    let new = token_mock(&mut server, refresh_form("rt-sso-two")).expect(1);
-    let new = issue(new, "at-2", Some("rt-rotated-2")).await;
+    let new = refresh_issues(&mut server, "rt-sso-two", "at-2", Some("rt-rotated-2")).await;
     clock.advance(HOUR);
     assert_eq!(aerion.get().await.unwrap().secret().expose_secret(), "at-2");
     rotated.assert_async().await;

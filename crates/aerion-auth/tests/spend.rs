@@ -9,18 +9,13 @@ use std::time::Duration;
 use aerion_auth::{AerionBuilder, Tenant};
 use common::*;
 use serde_json::json;
-use token_provider::testing::{assert_mocks, json_reply, reply};
+use token_provider::testing::{assert_mocks, json_reply};
 use token_provider::{Error, TokenProvider};
 
 #[tokio::test]
 async fn a_refresh_grant_is_not_repeated_after_a_gateway_error() {
     let mut server = mockito::Server::new_async().await;
-    let refresh = reply(
-        token_mock(&mut server, refresh_form("rt-1")).expect(1),
-        502,
-        "<html>bad gateway</html>",
-    )
-    .await;
+    let refresh = refresh_answers(&mut server, "rt-1", 502, "<html>bad gateway</html>").await;
     let aerion = refresh_aerion(&server, "rt-1");
     let err = aerion.token().await.unwrap_err();
     assert_eq!(err.status(), Some(502), "{err:?}");
@@ -30,14 +25,8 @@ async fn a_refresh_grant_is_not_repeated_after_a_gateway_error() {
 #[tokio::test]
 async fn the_configured_refresh_token_is_spent_once_sent_even_without_an_answer() {
     let mut server = mockito::Server::new_async().await;
-    let refresh = reply(
-        token_mock(&mut server, refresh_form("rt-1")).expect(1),
-        502,
-        "",
-    )
-    .await;
-    let password = token_mock(&mut server, password_form(USERNAME, PASSWORD)).expect(1);
-    let password = issue(password, "at-password", None).await;
+    let refresh = refresh_answers(&mut server, "rt-1", 502, "").await;
+    let password = password_issues(&mut server, "at-password", None).await;
     let clock = fixed_clock();
     let aerion = builder(&server, &clock)
         .refresh_token("rt-1")
@@ -75,8 +64,8 @@ async fn a_token_type_other_than_bearer_is_malformed_and_bearer_is_printed_as_be
 
     for spelling in ["bearer", "BEARER", "Bearer"] {
         let mut server = mockito::Server::new_async().await;
-        let ok = json_reply(
-            token_mock(&mut server, password_form(USERNAME, PASSWORD)).expect(1),
+        let ok = password_answers(
+            &mut server,
             200,
             json!({"access_token": "at-1", "token_type": spelling}),
         )

@@ -112,8 +112,7 @@ async fn refresh_grant_is_chosen_when_a_refresh_token_is_configured() {
     let mut server = mockito::Server::new_async().await;
     let password = token_mock(&mut server, password_form(USERNAME, PASSWORD)).expect(0);
     let password = issue(password, "at-password", None).await;
-    let refresh = token_mock(&mut server, refresh_form("rt-seed")).expect(1);
-    let refresh = issue(refresh, "at-refreshed", Some("rt-2")).await;
+    let refresh = refresh_issues(&mut server, "rt-seed", "at-refreshed", Some("rt-2")).await;
 
     let aerion = builder(&server, &fixed_clock())
         .username(USERNAME)
@@ -129,8 +128,7 @@ async fn refresh_grant_is_chosen_when_a_refresh_token_is_configured() {
 #[tokio::test]
 async fn sso_refresh_token_alone_is_enough_and_its_state_is_stored() {
     let mut server = mockito::Server::new_async().await;
-    let refresh = token_mock(&mut server, refresh_form("rt-sso")).expect(1);
-    let refresh = issue(refresh, "at-1", Some("rt-sso-2")).await;
+    let refresh = refresh_issues(&mut server, "rt-sso", "at-1", Some("rt-sso-2")).await;
     let store = MemoryStore::new();
     let aerion = builder(&server, &fixed_clock())
         .refresh_token("rt-sso")
@@ -167,10 +165,8 @@ async fn sso_refresh_token_alone_is_enough_and_its_state_is_stored() {
 #[tokio::test]
 async fn rotated_refresh_tokens_replace_the_old_one_and_are_persisted() {
     let mut server = mockito::Server::new_async().await;
-    let password = token_mock(&mut server, password_form(USERNAME, PASSWORD)).expect(1);
-    let password = issue(password, "at-1", Some("rt-1")).await;
-    let first = token_mock(&mut server, refresh_form("rt-1")).expect(1);
-    let first = issue(first, "at-2", Some("rt-2")).await;
+    let password = password_issues(&mut server, "at-1", Some("rt-1")).await;
+    let first = refresh_issues(&mut server, "rt-1", "at-2", Some("rt-2")).await;
     // Answers without a refresh token: rt-2 stays in force and is used again.
     let second = token_mock(&mut server, refresh_form("rt-2")).expect(2);
     let second = issue(second, "at-3", None).await;
@@ -222,8 +218,7 @@ async fn a_stored_refresh_token_wins_over_the_configured_one() {
     let mut server = mockito::Server::new_async().await;
     let seed = token_mock(&mut server, refresh_form("rt-seed")).expect(0);
     let seed = issue(seed, "at-seed", None).await;
-    let stored = token_mock(&mut server, refresh_form("rt-stored")).expect(1);
-    let stored = issue(stored, "at-1", Some("rt-next")).await;
+    let stored = refresh_issues(&mut server, "rt-stored", "at-1", Some("rt-next")).await;
 
     let clock = fixed_clock();
     let store = MemoryStore::new();
@@ -254,10 +249,15 @@ async fn a_newly_configured_sso_refresh_token_starts_its_own_entry() {
     // A person signed in again and configured the new refresh token; the entry of the old one
     // (whose refresh token died) is another principal's key now, and is not sent.
     let mut server = mockito::Server::new_async().await;
-    let stored = token_mock(&mut server, refresh_form("rt-dead")).expect(0);
-    let stored = refuse(stored, 400, json!({"error": "invalid_grant"})).await;
-    let seed = token_mock(&mut server, refresh_form("rt-new")).expect(1);
-    let seed = issue(seed, "at-1", Some("rt-new-2")).await;
+    let stored = refused(
+        &mut server,
+        refresh_form("rt-dead"),
+        0,
+        400,
+        json!({"error": "invalid_grant"}),
+    )
+    .await;
+    let seed = refresh_issues(&mut server, "rt-new", "at-1", Some("rt-new-2")).await;
 
     let store = MemoryStore::new();
     let old = builder(&server, &fixed_clock())
@@ -287,17 +287,16 @@ async fn a_newly_configured_sso_refresh_token_starts_its_own_entry() {
 #[tokio::test]
 async fn invalid_grant_falls_back_to_the_password_grant() {
     let mut server = mockito::Server::new_async().await;
-    let refresh = token_mock(&mut server, refresh_form("rt-seed")).expect(1);
-    let refresh = refuse(
-        refresh,
+    let refresh = refused(
+        &mut server,
+        refresh_form("rt-seed"),
+        1,
         400,
         json!({"error": "invalid_grant", "error_description": "Refresh token expired"}),
     )
     .await;
-    let password = token_mock(&mut server, password_form(USERNAME, PASSWORD)).expect(1);
-    let password = issue(password, "at-password", Some("rt-fresh")).await;
-    let next = token_mock(&mut server, refresh_form("rt-fresh")).expect(1);
-    let next = issue(next, "at-next", None).await;
+    let password = password_issues(&mut server, "at-password", Some("rt-fresh")).await;
+    let next = refresh_issues(&mut server, "rt-fresh", "at-next", None).await;
 
     let clock = fixed_clock();
     let aerion = builder(&server, &clock)
@@ -316,9 +315,10 @@ async fn invalid_grant_falls_back_to_the_password_grant() {
 #[tokio::test]
 async fn a_refused_refresh_with_no_password_asks_the_user_to_sign_in_again() {
     let mut server = mockito::Server::new_async().await;
-    let refresh = token_mock(&mut server, refresh_form("rt-sso")).expect(1);
-    let refresh = refuse(
-        refresh,
+    let refresh = refused(
+        &mut server,
+        refresh_form("rt-sso"),
+        1,
         400,
         json!({"error": "invalid_grant", "error_description": "Token revoked"}),
     )
@@ -349,9 +349,10 @@ async fn a_refused_refresh_with_no_password_asks_the_user_to_sign_in_again() {
 #[tokio::test]
 async fn oauth_error_shape_becomes_a_rejection_with_the_providers_words() {
     let mut server = mockito::Server::new_async().await;
-    let mock = token_mock(&mut server, password_form(USERNAME, "wrong")).expect(1);
-    let mock = refuse(
-        mock,
+    let mock = refused(
+        &mut server,
+        password_form(USERNAME, "wrong"),
+        1,
         401,
         json!({"error": "invalid_grant", "error_description": "Bad credentials"}),
     )
@@ -376,9 +377,10 @@ async fn oauth_error_shape_becomes_a_rejection_with_the_providers_words() {
 #[tokio::test]
 async fn summary_error_shape_becomes_a_rejection_and_raw_is_never_shown() {
     let mut server = mockito::Server::new_async().await;
-    let mock = token_mock(&mut server, password_form(USERNAME, "wrong")).expect(1);
-    let mock = refuse(
-        mock,
+    let mock = refused(
+        &mut server,
+        password_form(USERNAME, "wrong"),
+        1,
         400,
         json!({
             "error": "invalid_request",
@@ -437,8 +439,7 @@ async fn server_errors_are_retried_then_reported_as_transient() {
         "<html>down</html>",
     )
     .await;
-    let ok = token_mock(&mut server, password_form(USERNAME, PASSWORD)).expect(1);
-    let ok = issue(ok, "at-1", None).await;
+    let ok = password_issues(&mut server, "at-1", None).await;
     let aerion = password_aerion(&server);
     assert_eq!(token_text(&aerion).await, "at-1");
     assert_mocks(&[&failing, &ok]).await;

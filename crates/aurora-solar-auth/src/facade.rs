@@ -208,3 +208,37 @@ macro_rules! principal_handle {
 }
 
 pub(crate) use principal_handle;
+
+/// The methods a facade has whatever its principals (`builder`, `from_env`, `environment`,
+/// `base_url`), over its [`Keyed`] field; `$what` finishes "Starts …".
+macro_rules! facade_methods {
+    ($facade:ident over $field:ident, builder: $builder:ident, what: $what:literal) => {
+        impl $facade {
+            #[doc = concat!("Starts ", $what, ".")]
+            pub fn builder() -> $builder {
+                $builder::default()
+            }
+
+            #[doc = concat!(
+                                "A provider configured from the process environment (see [`",
+                                stringify!($builder),
+                                "::from_env_with`] for the variables)."
+                            )]
+            pub fn from_env() -> Result<Self, token_provider::Error> {
+                $builder::from_env()?.build()
+            }
+
+            /// The preset environment, or `None` when a custom base URL is in use.
+            pub fn environment(&self) -> Option<$crate::Environment> {
+                self.$field.environment()
+            }
+
+            /// The base URL requests go to.
+            pub fn base_url(&self) -> &url::Url {
+                self.$field.base_url()
+            }
+        }
+    };
+}
+
+pub(crate) use facade_methods;

@@ -15,10 +15,9 @@ use token_provider::{
     ProviderOptions, Secret, SecretSource, StoreKey, TokenState, async_trait,
 };
 use tracing::debug;
-use url::Url;
 
 use crate::environment::{BASE_URL_VAR, Environment, TENANT_ID_VAR, Target, env_from, required_id};
-use crate::facade::{Conn, Keyed, principal_handle};
+use crate::facade::{Conn, Keyed, facade_methods, principal_handle};
 use crate::wire::{parse_expires_at, status_error};
 
 const APPLICATION_ID_VAR: &str = "AURORA_SOLAR_APPLICATION_ID";
@@ -65,31 +64,12 @@ impl fmt::Debug for PartnerApp {
     }
 }
 
+facade_methods!(PartnerApp over tenants, builder: PartnerAppBuilder, what: "a partner app");
+
 impl PartnerApp {
-    /// Starts a partner app.
-    pub fn builder() -> PartnerAppBuilder {
-        PartnerAppBuilder::default()
-    }
-
-    /// A provider configured from the process environment (see
-    /// [`PartnerAppBuilder::from_env_with`] for the variables).
-    pub fn from_env() -> Result<Self, Error> {
-        PartnerAppBuilder::from_env()?.build()
-    }
-
     /// The application id.
     pub fn application_id(&self) -> &str {
         &self.tenants.fetcher().application_id
-    }
-
-    /// The preset environment, or `None` when a custom base URL is in use.
-    pub fn environment(&self) -> Option<Environment> {
-        self.tenants.environment()
-    }
-
-    /// The base URL requests go to.
-    pub fn base_url(&self) -> &Url {
-        self.tenants.base_url()
     }
 
     /// Where temporary keys may be sent: the origin of the base URL (the environment's host,
@@ -209,8 +189,8 @@ struct PartnerFetcher {
 principal_handle!(TenantKey for PartnerFetcher, token: "temporary key", principal: "tenant");
 
 /// One tenant of the map, or one embedded exchange. An enum rather than an id with an optional
-/// session token: the map holds thousands of tenants, and this way each costs the id alone (16
-/// B, the id's `Arc` shared with the map's key), the embedded flow's state boxed beside it.
+/// session token: the map holds thousands of tenants, and this way each costs its id alone
+/// (shared with the map's key), the embedded flow's state boxed beside it.
 enum Tenant {
     /// The backend flow.
     Backend(Arc<str>),
@@ -429,56 +409,34 @@ impl PartnerAppBuilder {
         })
     }
 
-    /// The environment (`AURORA_SOLAR_ENV`). Required unless a base URL is set.
-    pub fn environment(mut self, environment: Environment) -> Self {
-        self.environment = Some(environment);
-        self
-    }
-
-    /// A custom base URL (`AURORA_SOLAR_BASE_URL`), replacing the environment's host: a proxy,
-    /// an emulator, a test server. `https`, or `http` to a loopback host only.
-    pub fn base_url(mut self, base_url: impl Into<String>) -> Self {
-        self.base_url = Some(base_url.into());
-        self
-    }
-
-    /// The application id Aurora issued (`AURORA_SOLAR_APPLICATION_ID`). Required.
-    pub fn application_id(mut self, application_id: impl Into<String>) -> Self {
-        self.application_id = Some(application_id.into());
-        self
-    }
-
-    /// The application key (`AURORA_SOLAR_APPLICATION_KEY`): a value, or a file read again when
-    /// it changes ([`SecretSource`]). Required. A key that looks like the other environment's is
-    /// refused.
-    pub fn application_key(mut self, application_key: impl Into<SecretSource>) -> Self {
-        self.application_key = Some(application_key.into());
-        self
-    }
-
-    /// A default tenant (`AURORA_SOLAR_TENANT_ID`), which makes the [`PartnerApp`] itself a
-    /// [`TokenProvider`] for it.
-    pub fn tenant_id(mut self, tenant_id: impl Into<String>) -> Self {
-        self.tenant_id = Some(tenant_id.into());
-        self
-    }
-
-    /// A session token for the default tenant (`AURORA_SOLAR_SESSION_TOKEN`): the default
-    /// tenant then uses the embedded exchange (see [`PartnerApp::embedded`]). Needs
-    /// [`tenant_id`](Self::tenant_id). Single use: a file is read once, when the provider is
-    /// built.
-    pub fn session_token(mut self, session_token: impl Into<SecretSource>) -> Self {
-        self.session_token = Some(session_token.into());
-        self
+    token_provider::builder_setters! {
+        /// The environment (`AURORA_SOLAR_ENV`). Required unless a base URL is set.
+        environment: Environment,
+        /// A custom base URL (`AURORA_SOLAR_BASE_URL`), replacing the environment's host: a proxy,
+        /// an emulator, a test server. `https`, or `http` to a loopback host only.
+        base_url: impl Into<String>,
+        /// The application id Aurora issued (`AURORA_SOLAR_APPLICATION_ID`). Required.
+        application_id: impl Into<String>,
+        /// The application key (`AURORA_SOLAR_APPLICATION_KEY`): a value, or a file read again when
+        /// it changes ([`SecretSource`]). Required. A key that looks like the other environment's
+        /// is refused.
+        application_key: impl Into<SecretSource>,
+        /// A default tenant (`AURORA_SOLAR_TENANT_ID`), which makes the [`PartnerApp`] itself a
+        /// [`TokenProvider`] for it.
+        tenant_id: impl Into<String>,
+        /// A session token for the default tenant (`AURORA_SOLAR_SESSION_TOKEN`): the default
+        /// tenant then uses the embedded exchange (see [`PartnerApp::embedded`]). Needs
+        /// [`tenant_id`](Self::tenant_id). Single use: a file is read once, when the provider is
+        /// built.
+        session_token: impl Into<SecretSource>,
     }
 
     token_provider::provider_options_setters!(store_key: "`aurora-solar|<environment or host>|<tenant id>|<application id>`");
 
-    /// How many tenants' keys are kept, and for how long unused (default: 10,000 tenants, 13
-    /// hours).
-    pub fn keyed(mut self, keyed: KeyedConfig) -> Self {
-        self.keyed = Some(keyed);
-        self
+    token_provider::builder_setters! {
+        /// How many tenants' keys are kept, and for how long unused (default: 10,000 tenants, 13
+        /// hours).
+        keyed: KeyedConfig,
     }
 
     /// The partner app. Nothing is sent.

@@ -17,7 +17,7 @@ use tracing::debug;
 use url::Url;
 
 use crate::environment::{BASE_URL_VAR, Environment, TENANT_ID_VAR, Target, env_from, required_id};
-use crate::facade::{Conn, Keyed, principal_handle};
+use crate::facade::{Conn, Keyed, facade_methods, principal_handle};
 use crate::wire::{jwt_expiry, status_error};
 
 const API_KEY_VAR: &str = "AURORA_SOLAR_API_KEY";
@@ -146,31 +146,12 @@ impl fmt::Debug for ClientSdk {
     }
 }
 
+facade_methods!(ClientSdk over users, builder: ClientSdkBuilder, what: "a Client SDK token source");
+
 impl ClientSdk {
-    /// Starts a Client SDK token source.
-    pub fn builder() -> ClientSdkBuilder {
-        ClientSdkBuilder::default()
-    }
-
-    /// A provider configured from the process environment (see
-    /// [`ClientSdkBuilder::from_env_with`] for the variables).
-    pub fn from_env() -> Result<Self, Error> {
-        ClientSdkBuilder::from_env()?.build()
-    }
-
     /// The tenant.
     pub fn tenant_id(&self) -> &str {
         &self.users.fetcher().tenant_id
-    }
-
-    /// The preset environment, or `None` when a custom base URL is in use.
-    pub fn environment(&self) -> Option<Environment> {
-        self.users.environment()
-    }
-
-    /// The base URL requests go to.
-    pub fn base_url(&self) -> &Url {
-        self.users.base_url()
     }
 
     /// The cached JWT provider of `user`: one per email (ASCII letters compared without regard
@@ -568,36 +549,19 @@ impl ClientSdkBuilder {
         })
     }
 
-    /// The environment (`AURORA_SOLAR_ENV`). Required unless a base URL is set.
-    pub fn environment(mut self, environment: Environment) -> Self {
-        self.environment = Some(environment);
-        self
-    }
-
-    /// A custom base URL (`AURORA_SOLAR_BASE_URL`), replacing the environment's host.
-    /// `https`, or `http` to a loopback host only.
-    pub fn base_url(mut self, base_url: impl Into<String>) -> Self {
-        self.base_url = Some(base_url.into());
-        self
-    }
-
-    /// The REST API key (`AURORA_SOLAR_API_KEY`): a value, or a file read again when it changes
-    /// ([`SecretSource`]). Required. A key that looks like the other environment's is refused.
-    pub fn api_key(mut self, api_key: impl Into<SecretSource>) -> Self {
-        self.api_key = Some(api_key.into());
-        self
-    }
-
-    /// The tenant (`AURORA_SOLAR_TENANT_ID`). Required.
-    pub fn tenant_id(mut self, tenant_id: impl Into<String>) -> Self {
-        self.tenant_id = Some(tenant_id.into());
-        self
-    }
-
-    /// A default user, which makes the [`ClientSdk`] itself a [`TokenProvider`] for them.
-    pub fn user(mut self, user: SdkUser) -> Self {
-        self.user = Some(user);
-        self
+    token_provider::builder_setters! {
+        /// The environment (`AURORA_SOLAR_ENV`). Required unless a base URL is set.
+        environment: Environment,
+        /// A custom base URL (`AURORA_SOLAR_BASE_URL`), replacing the environment's host.
+        /// `https`, or `http` to a loopback host only.
+        base_url: impl Into<String>,
+        /// The REST API key (`AURORA_SOLAR_API_KEY`): a value, or a file read again when it changes
+        /// ([`SecretSource`]). Required. A key that looks like the other environment's is refused.
+        api_key: impl Into<SecretSource>,
+        /// The tenant (`AURORA_SOLAR_TENANT_ID`). Required.
+        tenant_id: impl Into<String>,
+        /// A default user, which makes the [`ClientSdk`] itself a [`TokenProvider`] for them.
+        user: SdkUser,
     }
 
     /// Whether a user's JWT is renewed in the background in the last minutes of its life
@@ -609,11 +573,10 @@ impl ClientSdkBuilder {
         self
     }
 
-    /// How many users' JWTs are kept, and for how long unused (default: 10,000 users, 12
-    /// hours).
-    pub fn keyed(mut self, keyed: KeyedConfig) -> Self {
-        self.keyed = Some(keyed);
-        self
+    token_provider::builder_setters! {
+        /// How many users' JWTs are kept, and for how long unused (default: 10,000 users, 12
+        /// hours).
+        keyed: KeyedConfig,
     }
 
     token_provider::provider_options_setters!(store_key: "`aurora-solar-sdk|<environment or host>|<tenant id>|<email, ASCII letters lowercased>`");

@@ -12,7 +12,9 @@ use common::{
     http_client, key_body, silent_server,
 };
 use mockito::{Matcher, Server, ServerGuard};
-use token_provider::testing::{assert_mocks, json_reply, lookup, reply, stored_keys, token_text};
+use token_provider::testing::{
+    assert_mocks, json_reply, lookup, reply, stored_keys, stored_state, token_text,
+};
 use token_provider::{MemoryStore, StoreKey, TokenStore};
 
 const SEED_AT: &str = "2023-07-29 04:30:46 UTC";
@@ -787,11 +789,7 @@ async fn the_store_keeps_one_key_per_application_and_tenant() {
     first.tenant("t1").unwrap().token().await.unwrap();
     let host = server.host_with_port();
     let key = StoreKey::new("aurora-solar", &host, "t1", "app-1");
-    let saved = store
-        .load(&key)
-        .await
-        .unwrap()
-        .unwrap_or_else(|| panic!("nothing saved under {key}"));
+    let saved = stored_state(&*store, &key).await;
     assert_eq!(saved.access_token.secret().expose_secret(), "tk-stored");
     // Another app sharing the store adopts the key without a request.
     let second = builder(&server, &clock)

@@ -78,35 +78,21 @@ async fn dot_ids_are_refused_before_anything_is_sent() {
             .http_client(http_client())
     };
     for id in [".", "..", " .. "] {
-        let err = base().application_id(id).build().unwrap_err();
-        assert!(
-            err.to_string().contains("AURORA_SOLAR_APPLICATION_ID"),
-            "{id:?}: {err}"
-        );
-        let err = base()
-            .application_id("app_42")
-            .tenant_id(id)
-            .build()
-            .unwrap_err();
-        assert!(
-            err.to_string().contains("AURORA_SOLAR_TENANT_ID"),
-            "{id:?}: {err}"
-        );
+        let built = base().application_id(id).build();
+        assert_refused_naming(built, "AURORA_SOLAR_APPLICATION_ID", id);
+        let built = base().application_id("app_42").tenant_id(id).build();
+        assert_refused_naming(built, "AURORA_SOLAR_TENANT_ID", id);
         let app = base().application_id("app_42").build().unwrap();
         let err = app.tenant(id).unwrap_err();
         assert!(matches!(err, Error::Config { .. }), "{id:?}: {err:?}");
         let err = app.embedded(id, "sess").unwrap_err();
         assert!(matches!(err, Error::Config { .. }), "{id:?}: {err:?}");
-        let err = ClientSdk::builder()
+        let built = ClientSdk::builder()
             .base_url(server.url())
             .api_key(API_KEY)
             .tenant_id(id)
-            .build()
-            .unwrap_err();
-        assert!(
-            err.to_string().contains("AURORA_SOLAR_TENANT_ID"),
-            "{id:?}: {err}"
-        );
+            .build();
+        assert_refused_naming(built, "AURORA_SOLAR_TENANT_ID", id);
     }
     stray.assert_async().await;
 }
@@ -145,4 +131,12 @@ async fn without_background_refresh_a_jwt_is_replaced_only_once_expired() {
     clock.set(std::time::UNIX_EPOCH + Duration::from_secs(exp + 1));
     assert_eq!(token_text(&user).await, jwt(1));
     second.assert_async().await;
+}
+
+/// Asserts that `built` (from the id `id`) was refused with a message naming `field`.
+fn assert_refused_naming<T>(built: Result<T, Error>, field: &str, id: &str) {
+    let Err(err) = built else {
+        panic!("{id:?}: accepted")
+    };
+    assert!(err.to_string().contains(field), "{id:?}: {err}");
 }

@@ -93,37 +93,20 @@ impl AuroraUkBuilder {
         })
     }
 
-    /// The environment: [`Environment::Dev`] or [`Environment::Live`] (required). It picks the
-    /// issuer, audience and API base unless they are overridden.
-    pub fn environment(mut self, environment: Environment) -> Self {
-        self.environment = Some(environment);
-        self
-    }
-
-    /// Overrides the environment's issuer (a proxy, a test server, a future tenant). Compared
-    /// exactly with the `issuer` of the discovery document, trailing `/` included.
-    pub fn issuer(mut self, issuer: impl Into<String>) -> Self {
-        self.issuer = Some(issuer.into());
-        self
-    }
-
-    /// Overrides the environment's audience. Sent byte for byte as the `audience` form field.
-    pub fn audience(mut self, audience: impl Into<String>) -> Self {
-        self.audience = Some(audience.into());
-        self
-    }
-
-    /// The Auth0 application's client id (required).
-    pub fn client_id(mut self, client_id: impl Into<String>) -> Self {
-        self.client_id = Some(client_id.into());
-        self
-    }
-
-    /// The Auth0 application's client secret (required): a value, or a file read again when it
-    /// changes ([`SecretSource`]).
-    pub fn client_secret(mut self, client_secret: impl Into<SecretSource>) -> Self {
-        self.client_secret = Some(client_secret.into());
-        self
+    token_provider::builder_setters! {
+        /// The environment: [`Environment::Dev`] or [`Environment::Live`] (required). It picks the
+        /// issuer, audience and API base unless they are overridden.
+        environment: Environment,
+        /// Overrides the environment's issuer (a proxy, a test server, a future tenant). Compared
+        /// exactly with the `issuer` of the discovery document, trailing `/` included.
+        issuer: impl Into<String>,
+        /// Overrides the environment's audience. Sent byte for byte as the `audience` form field.
+        audience: impl Into<String>,
+        /// The Auth0 application's client id (required).
+        client_id: impl Into<String>,
+        /// The Auth0 application's client secret (required): a value, or a file read again when it
+        /// changes ([`SecretSource`]).
+        client_secret: impl Into<SecretSource>,
     }
 
     /// How the client id and secret are sent (default [`ClientAuth::BasicHeader`]).
@@ -132,27 +115,18 @@ impl AuroraUkBuilder {
         self
     }
 
-    /// The header [`AuroraUk::send`] puts the token in (default `Authorization`). The value is
-    /// always `Bearer <token>`. The API's page names an `Authentication` header; set that here if
-    /// the API insists on it.
-    pub fn auth_header_name(mut self, name: impl Into<String>) -> Self {
-        self.auth_header_name = Some(name.into());
-        self
-    }
-
-    /// Overrides the API base URL (default: the environment's API host).
-    pub fn api_base(mut self, url: impl Into<String>) -> Self {
-        self.api_base = Some(url.into());
-        self
-    }
-
-    /// The shortest wait between two discovery fetches (default 5 minutes). Discovery is fetched
-    /// once and again only when the token endpoint fails as if it moved (404, a redirect, a
-    /// connection error), never more often than this, or when
-    /// [`AuroraUk::refresh_discovery`] asks for it.
-    pub fn rediscovery_interval(mut self, interval: Duration) -> Self {
-        self.rediscovery_interval = Some(interval);
-        self
+    token_provider::builder_setters! {
+        /// The header [`AuroraUk::send`] puts the token in (default `Authorization`). The value is
+        /// always `Bearer <token>`. The API's page names an `Authentication` header; set that here
+        /// if the API insists on it.
+        auth_header_name: impl Into<String>,
+        /// Overrides the API base URL (default: the environment's API host).
+        api_base: impl Into<String>,
+        /// The shortest wait between two discovery fetches (default 5 minutes). Discovery is
+        /// fetched once and again only when the token endpoint fails as if it moved (404, a
+        /// redirect, a connection error), never more often than this, or when
+        /// [`AuroraUk::refresh_discovery`] asks for it.
+        rediscovery_interval: Duration,
     }
 
     token_provider::provider_options_setters!(store_key: "`StoreKey::new(\"aurora-uk\", <issuer>, <audience>, <client_id>)`, so a dev token is never read back for live");
@@ -163,38 +137,24 @@ impl AuroraUkBuilder {
         let environment = self
             .environment
             .ok_or_else(|| Error::config("AURORA_UK_ENV", "is required (`dev` or `live`)"))?;
-        let other = environment.other();
 
-        let issuer_text = self
-            .issuer
-            .unwrap_or_else(|| environment.issuer().to_owned());
-        check_exact("AURORA_UK_ISSUER", &issuer_text)?;
+        let issuer_text = own_preset(
+            "AURORA_UK_ISSUER",
+            "issuer",
+            self.issuer,
+            environment,
+            Environment::issuer,
+        )?;
         parse_base_url("AURORA_UK_ISSUER", &issuer_text)?;
-        if issuer_text == other.issuer() {
-            return Err(Error::config(
-                "AURORA_UK_ISSUER",
-                format!(
-                    "is the {other} issuer but the environment is {environment}: dev and live \
-                     tokens are not interchangeable"
-                ),
-            ));
-        }
         let issuer = IssuerUrl::new(issuer_text)
             .map_err(|e| Error::config("AURORA_UK_ISSUER", format!("is not a URL: {e}")))?;
-
-        let audience = self
-            .audience
-            .unwrap_or_else(|| environment.audience().to_owned());
-        check_exact("AURORA_UK_AUDIENCE", &audience)?;
-        if audience == other.audience() {
-            return Err(Error::config(
-                "AURORA_UK_AUDIENCE",
-                format!(
-                    "is the {other} audience but the environment is {environment}: dev and live \
-                     tokens are not interchangeable"
-                ),
-            ));
-        }
+        let audience = own_preset(
+            "AURORA_UK_AUDIENCE",
+            "audience",
+            self.audience,
+            environment,
+            Environment::audience,
+        )?;
 
         let client_id = self
             .client_id
@@ -264,4 +224,28 @@ fn check_exact(field: &str, value: &str) -> Result<(), Error> {
         ));
     }
     Ok(())
+}
+
+/// `given`, or else `environment`'s preset (`preset` reads it), checked for `field`: refused when
+/// it is the other environment's, since dev and live tokens are not interchangeable.
+fn own_preset(
+    field: &str,
+    what: &str,
+    given: Option<String>,
+    environment: Environment,
+    preset: fn(Environment) -> &'static str,
+) -> Result<String, Error> {
+    let value = given.unwrap_or_else(|| preset(environment).to_owned());
+    check_exact(field, &value)?;
+    let other = environment.other();
+    if value == preset(other) {
+        return Err(Error::config(
+            field,
+            format!(
+                "is the {other} {what} but the environment is {environment}: dev and live tokens \
+                 are not interchangeable"
+            ),
+        ));
+    }
+    Ok(value)
 }

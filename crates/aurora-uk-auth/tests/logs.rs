@@ -16,22 +16,8 @@ async fn no_secret_or_token_is_ever_logged() {
     // Success, then an API 401 that forces a second token.
     let mut server = mockito::Server::new_async().await;
     let _ = mock_discovery(&mut server, 1).await;
-    let _t1 = mock_token_basic(
-        &mut server,
-        "/oauth/token",
-        200,
-        &token_body("at-log-secret-1", 86400),
-        1,
-    )
-    .await;
-    let _t2 = mock_token_basic(
-        &mut server,
-        "/oauth/token",
-        200,
-        &token_body("at-log-secret-2", 86400),
-        1,
-    )
-    .await;
+    let _t1 = token_issued(&mut server, "at-log-secret-1", 1).await;
+    let _t2 = token_issued(&mut server, "at-log-secret-2", 1).await;
     let _refused = reply(
         bearer_mock(&mut server, "GET", "/Accounts", "at-log-secret-1"),
         401,

@@ -9,7 +9,7 @@ use std::time::Duration;
 use aurora_uk_auth::AuroraUkBuilder;
 use common::*;
 use mockito::{Matcher, Mock};
-use token_provider::testing::{SecretFile, capture_logs};
+use token_provider::testing::{SecretFile, capture_logs, secret};
 use token_provider::{Error, TokenProvider};
 
 /// The token endpoint answering a request with `secret` in the form (`AURORA_UK_CLIENT_AUTH=
@@ -27,7 +27,7 @@ async fn token_for(
             r#"{"error":"access_denied","error_description":"Unauthorized"}"#.to_owned(),
         ),
     };
-    server
+    let mock = server
         .mock("POST", "/oauth/token")
         .match_header("authorization", Matcher::Missing)
         .match_header("content-type", "application/x-www-form-urlencoded")
@@ -36,13 +36,8 @@ async fn token_for(
             ("audience", AUDIENCE),
             ("client_id", CLIENT_ID),
             ("client_secret", secret),
-        ]))
-        .with_status(status)
-        .with_header("content-type", "application/json")
-        .with_body(body)
-        .expect(times)
-        .create_async()
-        .await
+        ]));
+    token_provider::testing::json_reply(mock.expect(times), status, body).await
 }
 
 fn from_file(server: &mockito::ServerGuard, file: &SecretFile) -> AuroraUkBuilder {
@@ -74,10 +69,7 @@ async fn a_client_secret_file_is_read_again_when_it_changes_and_after_a_refusal(
     assert!(!format!("{aurora:?}").contains("cs-file"), "{aurora:?}");
 
     let one = token_for(&mut server, "cs-file-one", Some("at-one"), 1).await;
-    assert_eq!(
-        aurora.get().await.unwrap().secret().expose_secret(),
-        "at-one"
-    );
+    assert_eq!(secret(&aurora.get().await.unwrap()), "at-one");
     one.assert_async().await;
 
     // Kubernetes swaps the mount: the next fetch reads the file again and sends the new secret
@@ -85,10 +77,7 @@ async fn a_client_secret_file_is_read_again_when_it_changes_and_after_a_refusal(
     file.swap("cs-file-two");
     let two = token_for(&mut server, "cs-file-two", Some("at-two"), 1).await;
     clock.advance(Duration::from_secs(3600));
-    assert_eq!(
-        aurora.get().await.unwrap().secret().expose_secret(),
-        "at-two"
-    );
+    assert_eq!(secret(&aurora.get().await.unwrap()), "at-two");
     two.assert_async().await;
 
     // Rewritten in place with nothing in the metadata to show it: the old secret goes out, is
@@ -97,10 +86,7 @@ async fn a_client_secret_file_is_read_again_when_it_changes_and_after_a_refusal(
     let refused = token_for(&mut server, "cs-file-two", None, 1).await;
     let three = token_for(&mut server, "cs-file-333", Some("at-three"), 1).await;
     clock.advance(Duration::from_secs(3600));
-    assert_eq!(
-        aurora.get().await.unwrap().secret().expose_secret(),
-        "at-three"
-    );
+    assert_eq!(secret(&aurora.get().await.unwrap()), "at-three");
     refused.assert_async().await;
     three.assert_async().await;
 

@@ -18,18 +18,17 @@ fn accounts(aurora: &AuroraUk) -> url::Url {
     aurora.api_base().join("Accounts").unwrap()
 }
 
+/// `GET {api base}/Accounts` through `send`.
+async fn get_accounts(aurora: &AuroraUk) -> reqwest::Response {
+    let url = accounts(aurora);
+    aurora.send(|c| c.get(url.clone())).await.unwrap()
+}
+
 #[tokio::test]
 async fn send_attaches_the_cached_token_as_a_bearer() {
     let mut server = mockito::Server::new_async().await;
     let (discovery, _jwks) = mock_discovery(&mut server, 1).await;
-    let token = mock_token_basic(
-        &mut server,
-        "/oauth/token",
-        200,
-        &token_body("at-api-1", 86400),
-        1,
-    )
-    .await;
+    let token = token_issued(&mut server, "at-api-1", 1).await;
     let api = reply(
         server
             .mock("GET", "/Accounts")
@@ -55,22 +54,8 @@ async fn send_attaches_the_cached_token_as_a_bearer() {
 async fn a_401_invalidates_that_token_and_retries_once_with_a_new_one() {
     let mut server = mockito::Server::new_async().await;
     let aurora = provider(&mut server).await;
-    let first = mock_token_basic(
-        &mut server,
-        "/oauth/token",
-        200,
-        &token_body("at-stale", 86400),
-        1,
-    )
-    .await;
-    let second = mock_token_basic(
-        &mut server,
-        "/oauth/token",
-        200,
-        &token_body("at-fresh", 86400),
-        1,
-    )
-    .await;
+    let first = token_issued(&mut server, "at-stale", 1).await;
+    let second = token_issued(&mut server, "at-fresh", 1).await;
     let refused = reply(
         bearer_mock(&mut server, "GET", "/Accounts", "at-stale").expect(1),
         401,
@@ -84,9 +69,7 @@ async fn a_401_invalidates_that_token_and_retries_once_with_a_new_one() {
     )
     .await;
 
-    let url = accounts(&aurora);
-    let response = aurora.send(|c| c.get(url.clone())).await.unwrap();
-    assert_eq!(response.status(), 200);
+    assert_eq!(get_accounts(&aurora).await.status(), 200);
     assert_mocks(&[&refused, &accepted, &first, &second]).await;
     // The new token is the cached one now.
     assert_eq!(aurora.stats().fetches, 2);
@@ -96,23 +79,14 @@ async fn a_401_invalidates_that_token_and_retries_once_with_a_new_one() {
 async fn a_second_401_is_returned_not_retried_again() {
     let mut server = mockito::Server::new_async().await;
     let aurora = provider(&mut server).await;
-    let token = mock_token_basic(
-        &mut server,
-        "/oauth/token",
-        200,
-        &token_body("at-never-ok", 86400),
-        2,
-    )
-    .await;
+    let token = token_issued(&mut server, "at-never-ok", 2).await;
     let refused = reply(
         bearer_mock(&mut server, "GET", "/Accounts", "at-never-ok").expect(2),
         401,
         "",
     )
     .await;
-    let url = accounts(&aurora);
-    let response = aurora.send(|c| c.get(url.clone())).await.unwrap();
-    assert_eq!(response.status(), 401);
+    assert_eq!(get_accounts(&aurora).await.status(), 401);
     assert_mocks(&[&refused, &token]).await;
 }
 
@@ -120,18 +94,9 @@ async fn a_second_401_is_returned_not_retried_again() {
 async fn other_failures_are_not_retried() {
     let mut server = mockito::Server::new_async().await;
     let aurora = provider(&mut server).await;
-    let token = mock_token_basic(
-        &mut server,
-        "/oauth/token",
-        200,
-        &token_body("at-403", 86400),
-        1,
-    )
-    .await;
+    let token = token_issued(&mut server, "at-403", 1).await;
     let forbidden = reply(server.mock("GET", "/Accounts").expect(1), 403, "").await;
-    let url = accounts(&aurora);
-    let response = aurora.send(|c| c.get(url.clone())).await.unwrap();
-    assert_eq!(response.status(), 403);
+    assert_eq!(get_accounts(&aurora).await.status(), 403);
     assert_mocks(&[&forbidden, &token]).await;
 }
 
@@ -139,14 +104,7 @@ async fn other_failures_are_not_retried() {
 async fn the_header_name_can_be_authentication() {
     let mut server = mockito::Server::new_async().await;
     let _ = mock_discovery(&mut server, 1).await;
-    let _token = mock_token_basic(
-        &mut server,
-        "/oauth/token",
-        200,
-        &token_body("at-hdr", 86400),
-        1,
-    )
-    .await;
+    let _token = token_issued(&mut server, "at-hdr", 1).await;
     let api = reply(
         server
             .mock("GET", "/Accounts")
@@ -162,9 +120,7 @@ async fn the_header_name_can_be_authentication() {
         .auth_header_name("Authentication")
         .build()
         .unwrap();
-    let url = accounts(&aurora);
-    let response = aurora.send(|c| c.get(url.clone())).await.unwrap();
-    assert_eq!(response.status(), 200);
+    assert_eq!(get_accounts(&aurora).await.status(), 200);
     api.assert_async().await;
 }
 
@@ -172,14 +128,7 @@ async fn the_header_name_can_be_authentication() {
 async fn a_plain_http_api_url_is_refused_before_sending() {
     let mut server = mockito::Server::new_async().await;
     let aurora = provider(&mut server).await;
-    let _token = mock_token_basic(
-        &mut server,
-        "/oauth/token",
-        200,
-        &token_body("at-http", 86400),
-        1,
-    )
-    .await;
+    let _token = token_issued(&mut server, "at-http", 1).await;
     let err = aurora
         .send(|c| c.get("http://api.example/Accounts"))
         .await
@@ -198,14 +147,7 @@ async fn the_middleware_sends_the_token_in_the_configured_header() {
 
     let mut server = mockito::Server::new_async().await;
     let _ = mock_discovery(&mut server, 1).await;
-    let token = mock_token_basic(
-        &mut server,
-        "/oauth/token",
-        200,
-        &token_body("at-own-client", 86400),
-        1,
-    )
-    .await;
+    let token = token_issued(&mut server, "at-own-client", 1).await;
     let api = server
         .mock("GET", "/Accounts")
         .match_header("authentication", "Bearer at-own-client")

@@ -93,14 +93,7 @@ async fn send_attaches_the_token_only_to_the_api_origin() {
     let mut server = mockito::Server::new_async().await;
     let mut storage = mockito::Server::new_async().await;
     let (_d, _j) = mock_discovery(&mut server, 1).await;
-    let _t = mock_token_basic(
-        &mut server,
-        "/oauth/token",
-        200,
-        &token_body("at-api", 3600),
-        1,
-    )
-    .await;
+    let _t = token_issued_for(&mut server, "at-api", 3600, 1).await;
     let api = reply(
         bearer_mock(&mut server, "GET", "/api/Accounts", "at-api").expect(1),
         200,

@@ -9,22 +9,15 @@ use aurora_uk_auth::{AuroraUk, ClientAuth, Environment, Refusal};
 use common::*;
 use mockito::Matcher;
 use token_provider::testing::{
-    assert_mocks, json_reply, lookup, rejection, reply, stored_keys, token_text,
+    assert_mocks, json_reply, lookup, rejection, reply, stored_keys, stored_state, token_text,
 };
-use token_provider::{Error, MemoryStore, StoreKey, TokenProvider, TokenStore};
+use token_provider::{Error, MemoryStore, StoreKey, TokenProvider};
 
 #[tokio::test]
 async fn basic_header_client_credentials_with_audience_and_no_scope() {
     let mut server = mockito::Server::new_async().await;
     let (discovery, jwks) = mock_discovery(&mut server, 1).await;
-    let token = mock_token_basic(
-        &mut server,
-        "/oauth/token",
-        200,
-        &token_body("at-basic-1", 86400),
-        1,
-    )
-    .await;
+    let token = token_issued(&mut server, "at-basic-1", 1).await;
 
     let clock = fixed_clock();
     let aurora = builder_with_clock(&server, &clock).build().unwrap();
@@ -192,14 +185,7 @@ async fn http_429_is_retried_honouring_retry_after() {
         r#"{"error":"too_many_requests","error_description":"Global limit has been reached"}"#,
     )
     .await;
-    let ok = mock_token_basic(
-        &mut server,
-        "/oauth/token",
-        200,
-        &token_body("at-after-429", 86400),
-        1,
-    )
-    .await;
+    let ok = token_issued(&mut server, "at-after-429", 1).await;
 
     let aurora = builder(&server).build().unwrap();
     let started = tokio::time::Instant::now();
@@ -263,14 +249,7 @@ async fn http_429_with_a_long_retry_after_ends_at_once() {
 async fn discovery_is_fetched_once_for_many_tokens() {
     let mut server = mockito::Server::new_async().await;
     let (discovery, jwks) = mock_discovery(&mut server, 1).await;
-    let token = mock_token_basic(
-        &mut server,
-        "/oauth/token",
-        200,
-        &token_body("at-short", 60),
-        5,
-    )
-    .await;
+    let token = token_issued_for(&mut server, "at-short", 60, 5).await;
 
     let clock = fixed_clock();
     let aurora = builder_with_clock(&server, &clock).build().unwrap();
@@ -294,14 +273,7 @@ async fn a_moved_token_endpoint_is_rediscovered_at_most_once_per_interval() {
     let first = mock_document(&mut server, "/oauth/token", 1).await;
     let second = mock_document(&mut server, "/v2/oauth/token", 1).await;
     let jwks = mock_jwks(&mut server, 2).await;
-    let old_ok = mock_token_basic(
-        &mut server,
-        "/oauth/token",
-        200,
-        &token_body("at-old", 60),
-        1,
-    )
-    .await;
+    let old_ok = token_issued_for(&mut server, "at-old", 60, 1).await;
     let old_gone = mock_token_basic(
         &mut server,
         "/oauth/token",
@@ -393,14 +365,7 @@ async fn a_token_endpoint_that_refuses_connections_triggers_rediscovery() {
     .await;
     let second = mock_document(&mut server, "/oauth/token", 1).await;
     let _jwks = mock_jwks(&mut server, 2).await;
-    let token = mock_token_basic(
-        &mut server,
-        "/oauth/token",
-        200,
-        &token_body("at-moved", 60),
-        1,
-    )
-    .await;
+    let token = token_issued_for(&mut server, "at-moved", 60, 1).await;
 
     let aurora = builder(&server)
         .rediscovery_interval(Duration::ZERO)
@@ -574,24 +539,13 @@ async fn dev_and_live_never_share_a_stored_token() {
     let store = Arc::new(MemoryStore::new());
     let mut dev_server = mockito::Server::new_async().await;
     let (_d, _j) = mock_discovery(&mut dev_server, 1).await;
-    let dev_token = mock_token_basic(
-        &mut dev_server,
-        "/oauth/token",
-        200,
-        &token_body("at-dev", 86400),
-        1,
-    )
-    .await;
+    let dev_token = token_issued(&mut dev_server, "at-dev", 1).await;
     let dev = builder(&dev_server).store(store.clone()).build().unwrap();
     assert_eq!(token_text(&dev).await, "at-dev");
     dev_token.assert_async().await;
 
     let dev_key = StoreKey::new("aurora-uk", &issuer(&dev_server), AUDIENCE, CLIENT_ID);
-    let stored = store
-        .load(&dev_key)
-        .await
-        .unwrap()
-        .expect("the dev token is stored");
+    let stored = stored_state(&*store, &dev_key).await;
     assert_eq!(stored.access_token.secret().expose_secret(), "at-dev");
 
     // A live provider sharing the store and the client id asks its own tenant.
@@ -791,14 +745,7 @@ fn from_env_reads_exactly_the_documented_variables() {
 async fn debug_output_never_shows_the_secret_or_the_token() {
     let mut server = mockito::Server::new_async().await;
     let (_d, _j) = mock_discovery(&mut server, 1).await;
-    let _t = mock_token_basic(
-        &mut server,
-        "/oauth/token",
-        200,
-        &token_body("at-debug-secret", 86400),
-        1,
-    )
-    .await;
+    let _t = token_issued(&mut server, "at-debug-secret", 1).await;
     let b = builder(&server);
     let text = format!("{b:?}");
     assert!(!text.contains(CLIENT_SECRET), "{text}");
@@ -846,14 +793,7 @@ async fn refresh_discovery_fetches_the_document_again_now() {
     let mut server = mockito::Server::new_async().await;
     // Once for the first token, once for the refresh: the rediscovery interval does not apply.
     let (discovery, jwks) = mock_discovery(&mut server, 2).await;
-    let token = mock_token_basic(
-        &mut server,
-        "/oauth/token",
-        200,
-        &token_body("at-1", 86400),
-        1,
-    )
-    .await;
+    let token = token_issued(&mut server, "at-1", 1).await;
     let clock = fixed_clock();
     let aurora = builder_with_clock(&server, &clock)
         .rediscovery_interval(Duration::from_secs(3600))

@@ -8,13 +8,14 @@ use std::fmt::Write as _;
 use partner_auth_benches::one_token::{
     Contender, Hits, MutexCache, RwLockCache, Upstream, mutex, ours, runtime, rwlock, system,
 };
-use partner_auth_benches::{median, target_dir, write_report};
+use partner_auth_benches::{hammer_tasks, median, target_dir, write_report};
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime};
 
-use criterion::{Criterion, Throughput};
+use criterion::measurement::WallTime;
+use criterion::{BenchmarkGroup, Criterion, Throughput};
 use token_provider::{CachedTokenProvider, ManualClock, TokenProvider};
 use tokio::runtime::Runtime;
 use tokio::time::Instant;
@@ -33,18 +34,7 @@ fn hit_latency(c: &mut Criterion, rt: &Runtime) {
             });
         )*};
     }
-    bench!(
-        SystemTimeNow,
-        CoarseClock,
-        Floor,
-        Get,
-        Fresh,
-        DynGet,
-        DynToken,
-        Mutex,
-        RwLock,
-        Moka
-    );
+    partner_auth_benches::for_each_contender!(bench);
     g.finish();
 }
 
@@ -91,25 +81,13 @@ impl Call for RwLockCache {
 
 /// `TASKS` tasks on a 2-worker runtime share `iters` calls; returns the wall time.
 fn hammer<C: Call>(rt: &Runtime, cache: &Arc<C>, iters: u64) -> Duration {
-    let per_task = iters.div_ceil(TASKS as u64);
-    rt.block_on(async move {
-        let start = Instant::now();
-        let tasks: Vec<_> = (0..TASKS)
-            .map(|_| {
-                let cache = Arc::clone(cache);
-                tokio::spawn(async move {
-                    for _ in 0..per_task {
-                        cache.call().await;
-                    }
-                })
-            })
-            .collect();
-        for t in tasks {
-            t.await.unwrap();
+    hammer_tasks(rt, TASKS, iters, |_, calls| {
+        let cache = Arc::clone(cache);
+        async move {
+            for _ in 0..calls {
+                cache.call().await;
+            }
         }
-        start
-            .elapsed()
-            .mul_f64(iters as f64 / (per_task * TASKS as u64) as f64)
     })
 }
 
@@ -158,24 +136,21 @@ fn herd(c: &mut Criterion, rt: &Runtime, counts: &HerdCounts) {
     g.measurement_time(Duration::from_secs(5));
     g.warm_up_time(Duration::from_millis(500));
 
-    fn run_herd<C, F, Fut>(
+    /// `HERD` tasks at once on a new cache from `make` (which hands back its upstream's fetch
+    /// count, kept in `max` when it is the highest yet); the wall time until all have a token.
+    fn run_herd<C: Call>(
         rt: &Runtime,
-        make: impl Fn() -> (Arc<C>, Arc<AtomicUsize>),
-        call: F,
+        make: impl Fn() -> (C, Arc<AtomicUsize>),
         max: &AtomicUsize,
-    ) -> Duration
-    where
-        C: Send + Sync + 'static,
-        F: Fn(Arc<C>) -> Fut + Send + Sync + Copy + 'static,
-        Fut: Future<Output = ()> + Send,
-    {
+    ) -> Duration {
         let (cache, fetches) = make();
+        let cache = Arc::new(cache);
         let elapsed = rt.block_on(async move {
             let start = Instant::now();
             let tasks: Vec<_> = (0..HERD)
                 .map(|_| {
                     let cache = Arc::clone(&cache);
-                    tokio::spawn(async move { call(cache).await })
+                    tokio::spawn(async move { cache.call().await })
                 })
                 .collect();
             for t in tasks {
@@ -187,66 +162,37 @@ fn herd(c: &mut Criterion, rt: &Runtime, counts: &HerdCounts) {
         elapsed
     }
 
-    g.bench_function("partner-auth", |b| {
-        b.iter_custom(|iters| {
-            (0..iters)
-                .map(|_| {
-                    run_herd(
-                        rt,
-                        || {
-                            let p = ours(system(), upstream);
-                            let f = Arc::clone(&p.fetcher().fetches);
-                            (Arc::new(p), f)
-                        },
-                        |p| async move {
-                            p.get().await.unwrap();
-                        },
-                        &counts.ours,
-                    )
-                })
-                .sum()
-        })
-    });
-    g.bench_function("mutex_baseline", |b| {
-        b.iter_custom(|iters| {
-            (0..iters)
-                .map(|_| {
-                    run_herd(
-                        rt,
-                        || {
-                            let m = mutex(system(), upstream);
-                            let f = Arc::clone(&m.upstream.fetches);
-                            (Arc::new(m), f)
-                        },
-                        |m| async move {
-                            m.get().await;
-                        },
-                        &counts.mutex,
-                    )
-                })
-                .sum()
-        })
-    });
-    g.bench_function("rwlock_baseline", |b| {
-        b.iter_custom(|iters| {
-            (0..iters)
-                .map(|_| {
-                    run_herd(
-                        rt,
-                        || {
-                            let r = rwlock(system(), upstream);
-                            let f = Arc::clone(&r.upstream.fetches);
-                            (Arc::new(r), f)
-                        },
-                        |r| async move {
-                            r.get().await;
-                        },
-                        &counts.rwlock,
-                    )
-                })
-                .sum()
-        })
-    });
+    /// The herd benchmark `name` on caches from `make`.
+    fn bench_herd<C: Call>(
+        g: &mut BenchmarkGroup<'_, WallTime>,
+        rt: &Runtime,
+        name: &str,
+        make: impl Fn() -> (C, Arc<AtomicUsize>),
+        max: &AtomicUsize,
+    ) {
+        g.bench_function(name, |b| {
+            b.iter_custom(|iters| (0..iters).map(|_| run_herd(rt, &make, max)).sum())
+        });
+    }
+
+    let make_ours = || {
+        let p = ours(system(), upstream);
+        let f = Arc::clone(&p.fetcher().fetches);
+        (p, f)
+    };
+    bench_herd(&mut g, rt, "partner-auth", make_ours, &counts.ours);
+    let make_mutex = || {
+        let m = mutex(system(), upstream);
+        let f = Arc::clone(&m.upstream.fetches);
+        (m, f)
+    };
+    bench_herd(&mut g, rt, "mutex_baseline", make_mutex, &counts.mutex);
+    let make_rwlock = || {
+        let r = rwlock(system(), upstream);
+        let f = Arc::clone(&r.upstream.fetches);
+        (r, f)
+    };
+    bench_herd(&mut g, rt, "rwlock_baseline", make_rwlock, &counts.rwlock);
     g.finish();
 }
 

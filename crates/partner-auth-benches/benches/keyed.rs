@@ -13,8 +13,8 @@ use std::fmt::Write as _;
 
 use aurora_solar_auth::PartnerApp;
 use partner_auth_benches::{
-    callgrind_instructions, emulated_partner_app, median, target_dir, valgrind_installed,
-    write_report,
+    callgrind_instructions, emulated_partner_app, hammer_tasks, median, target_dir,
+    valgrind_installed, write_report,
 };
 use partner_auth_emulator::RunningEmulator;
 use std::sync::Arc;
@@ -175,27 +175,15 @@ where
     F: Fn(usize) -> Fut + Send + Sync + Clone + 'static,
     Fut: Future<Output = ()> + Send,
 {
-    let per_task = iters.div_ceil(TASKS as u64);
-    rt.block_on(async move {
-        let start = Instant::now();
-        let tasks: Vec<_> = (0..TASKS)
-            .map(|task| {
-                let call = call.clone();
-                tokio::spawn(async move {
-                    let mut i = task * 7919;
-                    for _ in 0..per_task {
-                        i = (i + 7919) % PRINCIPALS;
-                        call(i).await;
-                    }
-                })
-            })
-            .collect();
-        for t in tasks {
-            t.await.unwrap();
+    hammer_tasks(rt, TASKS, iters, |task, calls| {
+        let call = call.clone();
+        async move {
+            let mut i = task * 7919;
+            for _ in 0..calls {
+                i = (i + 7919) % PRINCIPALS;
+                call(i).await;
+            }
         }
-        start
-            .elapsed()
-            .mul_f64(iters as f64 / (per_task * TASKS as u64) as f64)
     })
 }
 

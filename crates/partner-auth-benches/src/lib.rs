@@ -11,14 +11,18 @@
 
 pub mod one_token;
 
+use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::Duration;
 
 use aurora_solar_auth::{KeyedConfig, PartnerApp, RateLimit};
 use partner_auth_emulator::{
     DEFAULT_AURORA_SOLAR_APPLICATION_ID, DEFAULT_AURORA_SOLAR_APPLICATION_KEY, Emulator,
     RunningEmulator,
 };
+use tokio::runtime::Runtime;
+use tokio::time::Instant;
 
 /// The workspace's target directory, where criterion and the reports write.
 pub fn target_dir() -> PathBuf {
@@ -93,4 +97,27 @@ pub async fn emulated_partner_app(
         .build()
         .expect("a partner app on the emulator");
     (app, emulator)
+}
+
+/// `tasks` tasks spawned on `rt` share `iters` calls: task `t` makes its share `n` as
+/// `work(t, n)`. Returns the wall time from before the first spawn to the last task's end,
+/// scaled to `iters` calls (the shares are rounded up).
+pub fn hammer_tasks<F, Fut>(rt: &Runtime, tasks: usize, iters: u64, work: F) -> Duration
+where
+    F: Fn(usize, u64) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let per_task = iters.div_ceil(tasks as u64);
+    rt.block_on(async move {
+        let start = Instant::now();
+        let handles: Vec<_> = (0..tasks)
+            .map(|task| tokio::spawn(work(task, per_task)))
+            .collect();
+        for handle in handles {
+            handle.await.unwrap();
+        }
+        start
+            .elapsed()
+            .mul_f64(iters as f64 / (per_task * tasks as u64) as f64)
+    })
 }

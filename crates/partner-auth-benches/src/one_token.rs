@@ -163,6 +163,16 @@ pub fn runtime(workers: usize) -> Runtime {
         .unwrap()
 }
 
+/// Calls `$m!` with the names of every [`Contender`], in the report's order: for a benchmark
+/// that wants each one a constant.
+#[macro_export]
+#[rustfmt::skip]
+macro_rules! for_each_contender {
+    ($m:ident) => {
+        $m!(SystemTimeNow, CoarseClock, Floor, Get, Fresh, DynGet, DynToken, Mutex, RwLock, Moka)
+    };
+}
+
 /// The contenders of the hit benchmark.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Contender {
@@ -191,18 +201,14 @@ pub enum Contender {
 
 impl Contender {
     /// Every contender, in the report's order.
-    pub const ALL: [Self; 10] = [
-        Self::SystemTimeNow,
-        Self::CoarseClock,
-        Self::Floor,
-        Self::Get,
-        Self::Fresh,
-        Self::DynGet,
-        Self::DynToken,
-        Self::Mutex,
-        Self::RwLock,
-        Self::Moka,
-    ];
+    pub const ALL: [Self; 10] = {
+        macro_rules! all {
+            ($($contender:ident),*) => {
+                [$(Self::$contender),*]
+            };
+        }
+        for_each_contender!(all)
+    };
 
     /// Its benchmark id (criterion's and the instruction count's).
     pub fn id(self) -> &'static str {

@@ -6,7 +6,9 @@ mod common;
 use std::io::{BufRead, BufReader};
 use std::process::Stdio;
 
-use common::emu::{emulator, emulator_issued, partner_auth, token_endpoint, token_of, vars};
+use common::emu::{
+    emulator, emulator_and_folder, emulator_issued, partner_auth, token_endpoint, token_of, vars,
+};
 use common::{TempDir, command, run, run_async};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -32,8 +34,7 @@ async fn token_header_prints_an_authorization_line() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn partner_auth_store_is_the_default_store_and_the_flag_wins() {
-    let emu = emulator().await;
-    let dir = TempDir::new("store-var");
+    let (emu, dir) = emulator_and_folder("store-var").await;
     let from_var = dir.join("var.json");
     let from_flag = dir.join("flag.json");
     let mut env = vars(&emu, "aerion");
@@ -72,8 +73,7 @@ async fn partner_auth_store_is_the_default_store_and_the_flag_wins() {
 async fn a_fresh_stored_token_is_served_without_any_tls_set_up() {
     // With the CA roots pointed nowhere, setting up TLS fails: a run that sets it up exits 2
     // ("http client"). A run served from the store must not even try.
-    let emu = emulator().await;
-    let dir = TempDir::new("no-tls");
+    let (emu, dir) = emulator_and_folder("no-tls").await;
     let no_roots = [
         ("SSL_CERT_FILE", dir.join("no-such-ca.pem")),
         ("SSL_CERT_DIR", dir.join("no-such-ca-dir")),

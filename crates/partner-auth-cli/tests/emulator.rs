@@ -5,10 +5,9 @@ mod common;
 
 use std::time::Duration;
 
-use common::TempDir;
 use common::emu::{
-    PROVIDERS, assert_failed, emulator, emulator_issued, jwt_claims, partner_auth, secrets, set,
-    token_endpoint, token_of, unset, vars,
+    PROVIDERS, assert_failed, emulator, emulator_and_folder, emulator_issued, jwt_claims,
+    partner_auth, secrets, set, token_endpoint, token_of, unset, vars,
 };
 use partner_auth_emulator::{Emulator, Endpoint, Fault, RunningEmulator};
 
@@ -441,8 +440,7 @@ async fn a_hung_aurora_solar_sdk_is_cut_off_by_partner_auth_timeout() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_store_serves_a_fresh_token_with_no_request() {
-    let emu = emulator().await;
-    let dir = TempDir::new("store-reuse");
+    let (emu, dir) = emulator_and_folder("store-reuse").await;
     for provider in PROVIDERS {
         let store = dir.join(format!("{provider}.json"));
         let store_arg = store.to_str().unwrap();
@@ -515,8 +513,7 @@ fn unix_now(emu: &RunningEmulator) -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_expired_stored_aerion_token_is_renewed_with_the_stored_refresh_token() {
-    let emu = emulator().await;
-    let dir = TempDir::new("store-renew");
+    let (emu, dir) = emulator_and_folder("store-renew").await;
     let store = dir.join("aerion.json");
     let store_arg = store.to_str().unwrap();
     let username = emu.config().aerion_users[0].username.clone();
@@ -564,8 +561,7 @@ async fn an_expired_stored_aerion_token_is_renewed_with_the_stored_refresh_token
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_expired_stored_temporary_key_is_renewed_with_the_application_key() {
-    let emu = emulator().await;
-    let dir = TempDir::new("store-renew-solar");
+    let (emu, dir) = emulator_and_folder("store-renew-solar").await;
     let store = dir.join("solar.json");
     let store_arg = store.to_str().unwrap();
     let vars = vars(&emu, "aurora-solar");

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::emu::{emulator, partner_auth, secrets, vars};
+use common::emu::{emulator, emulator_and_folder, partner_auth, secrets, vars};
 use common::{Run, TempDir, command, mode, run_async};
 
 async fn cli(args: &[&str], vars: &[(&'static str, String)]) -> Run {
@@ -13,8 +13,7 @@ async fn cli(args: &[&str], vars: &[(&'static str, String)]) -> Run {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_missing_store_folder_is_created_private_and_named() {
-    let emu = emulator().await;
-    let home = TempDir::new("first-run");
+    let (emu, home) = emulator_and_folder("first-run").await;
     let cache = home.join(".cache");
     let folder = cache.join("partner-auth");
     let store = folder.join("tokens.json");
@@ -45,8 +44,7 @@ async fn a_missing_store_folder_is_created_private_and_named() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_missing_level_is_named_alone() {
-    let emu = emulator().await;
-    let home = TempDir::new("first-run-one");
+    let (emu, home) = emulator_and_folder("first-run-one").await;
     let folder = home.join("state");
     let store = folder.join("tokens.json");
     let out = partner_auth(

@@ -2,7 +2,9 @@
 
 mod common;
 
-use common::emu::{PROVIDERS, emulator, partner_auth, secrets, token_endpoint, token_of, vars};
+use common::emu::{
+    PROVIDERS, emulator_and_folder, partner_auth, secrets, token_endpoint, token_of, vars,
+};
 use common::{Run, TempDir, command, run_async};
 use partner_auth_emulator::Endpoint;
 
@@ -31,8 +33,7 @@ fn assert_no_secret(out: &Run, configured: &[String], issued: &[String]) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn status_lists_every_entry_and_no_secret() {
-    let emu = emulator().await;
-    let dir = TempDir::new("status");
+    let (emu, dir) = emulator_and_folder("status").await;
     let store = dir.join("tokens.json");
     let store_var = ("PARTNER_AUTH_STORE", store.to_str().unwrap().to_owned());
     let configured = secrets(&emu);
@@ -127,8 +128,7 @@ async fn uk_token(emu: &partner_auth_emulator::RunningEmulator, store_arg: &str)
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forget_then_token_fetches_again() {
-    let emu = emulator().await;
-    let dir = TempDir::new("forget");
+    let (emu, dir) = emulator_and_folder("forget").await;
     let store = dir.join("tokens.json");
     let store_arg = store.to_str().unwrap();
     let username = emu.config().aerion_users[0].username.clone();

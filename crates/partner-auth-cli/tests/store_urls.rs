@@ -21,6 +21,20 @@ async fn run_in(dir: &TempDir, args: &[&str], vars: &[(&'static str, String)]) -
     run_async(cmd).await
 }
 
+/// `status` in `dir` succeeds and says the entry is sealed by the key `fingerprint`.
+async fn assert_sealed_by(dir: &TempDir, vars: &[(&'static str, String)], fingerprint: &str) {
+    let status = run_in(dir, &["status"], vars).await;
+    status.assert_code(0);
+    assert!(
+        status
+            .stdout
+            .trim_end()
+            .ends_with(&format!(", sealed by key {fingerprint}")),
+        "{}",
+        status.stdout
+    );
+}
+
 fn with(
     mut env: Vec<(&'static str, String)>,
     extra: &[(&'static str, &str)],
@@ -42,8 +56,7 @@ fn listing(dir: &TempDir) -> Vec<String> {
 /// directory (even with PARTNER_AUTH_STORE_KEY set).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_word_and_a_colon_is_never_a_file_path() {
-    let emu = emulator().await;
-    let dir = TempDir::new("schemes");
+    let (emu, dir) = emulator_and_folder("schemes").await;
     for spec in [
         "redis:127.0.0.1:6379",
         "rediss:h:1",
@@ -88,8 +101,7 @@ async fn shared_through(
 /// Before: `REDIS://` was refused, `valkey://`, `unix://` and `redis+unix://` were file paths.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_documented_url_form_reaches_redis() {
-    let emu = emulator().await;
-    let dir = TempDir::new("forms");
+    let (emu, dir) = emulator_and_folder("forms").await;
     let socket = dir.join("redis.sock");
     let server = RedisServer::start_with(&[
         "--unixsocket",
@@ -117,8 +129,7 @@ async fn every_documented_url_form_reaches_redis() {
 /// Before: `?db=6` was ignored (the entry went to database 0).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn query_parameters_are_honoured_or_refused() {
-    let emu = emulator().await;
-    let dir = TempDir::new("query");
+    let (emu, dir) = emulator_and_folder("query").await;
     let server = RedisServer::start();
     let port = server.port();
     let env = with(
@@ -146,8 +157,7 @@ async fn query_parameters_are_honoured_or_refused() {
 /// Before: the key was ignored by the file store: tokens in clear in the file.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_a_key_the_file_store_seals_its_entries() {
-    let emu = emulator().await;
-    let dir = TempDir::new("sealed-file");
+    let (emu, dir) = emulator_and_folder("sealed-file").await;
     let file = dir.join("tokens.json");
     let env = with(
         vars(&emu, "aerion"),
@@ -186,8 +196,7 @@ async fn with_a_key_the_file_store_seals_its_entries() {
 /// Before: `--store redis://:PASSWORD@…` was the documented way, with the password in argv.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_password_in_store_is_refused_and_taken_from_its_variable() {
-    let emu = emulator().await;
-    let dir = TempDir::new("password");
+    let (emu, dir) = emulator_and_folder("password").await;
     let server = RedisServer::start_with(&["--requirepass", PASSWORD]);
     let port = server.port();
     let in_argv = format!("redis://:{PASSWORD}@127.0.0.1:{port}/0");
@@ -234,8 +243,7 @@ async fn a_password_in_store_is_refused_and_taken_from_its_variable() {
 /// was fetched without the store (exit 0, the token shared with nobody).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wrong_password_exits_2_naming_the_server_and_fetches_nothing() {
-    let emu = emulator().await;
-    let dir = TempDir::new("wrong-password");
+    let (emu, dir) = emulator_and_folder("wrong-password").await;
     let server = RedisServer::start_with(&["--requirepass", PASSWORD]);
     let url = format!("redis://127.0.0.1:{}/0", server.port());
     for password in [None, Some("not-the-password-81c")] {
@@ -255,8 +263,7 @@ async fn a_wrong_password_exits_2_naming_the_server_and_fetches_nothing() {
 /// was fetched without the store.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls_roots_come_from_ssl_cert_file() {
-    let emu = emulator().await;
-    let dir = TempDir::new("tls");
+    let (emu, dir) = emulator_and_folder("tls").await;
     let server = RedisServer::start_tls(&[]);
     let url = server.url();
     assert!(url.starts_with("rediss://"), "{url}");
@@ -279,8 +286,7 @@ async fn tls_roots_come_from_ssl_cert_file() {
 /// Before: the fallback was silent.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_token_fetched_around_an_unreachable_redis_says_it_was_not_shared() {
-    let emu = emulator().await;
-    let dir = TempDir::new("fallback");
+    let (emu, dir) = emulator_and_folder("fallback").await;
     let down = format!("redis://127.0.0.1:{}/0", common::closed_port());
     let env = with(vars(&emu, "aerion"), &[("PARTNER_AUTH_STORE", &down)]);
     let out = run_in(&dir, &["token", "aerion"], &env).await;
@@ -300,8 +306,7 @@ async fn a_token_fetched_around_an_unreachable_redis_says_it_was_not_shared() {
 /// Before: `accept_eviction_risk` could not be set from the environment.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_eviction_risk_is_accepted_by_a_variable() {
-    let emu = emulator().await;
-    let dir = TempDir::new("eviction");
+    let (emu, dir) = emulator_and_folder("eviction").await;
     let server = RedisServer::start_with(&["--maxmemory-policy", "allkeys-lru"]);
     let env = with(
         vars(&emu, "aerion"),
@@ -322,8 +327,7 @@ async fn the_eviction_risk_is_accepted_by_a_variable() {
 /// `status` and removed by `forget --all` wherever their slot lives.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cluster_is_shared_listed_and_forgotten() {
-    let emu = emulator().await;
-    let dir = TempDir::new("cluster");
+    let (emu, dir) = emulator_and_folder("cluster").await;
     let cluster = RedisCluster::start();
     let url = cluster.url();
     for provider in PROVIDERS {
@@ -389,16 +393,7 @@ async fn status_shows_which_key_sealed_each_entry_while_the_key_is_rotated() {
         }
     };
     token_of(&run_in(&dir, &["token", "aerion"], &env).await);
-    let status = run_in(&dir, &["status"], &env).await;
-    status.assert_code(0);
-    assert!(
-        status
-            .stdout
-            .trim_end()
-            .ends_with(&format!(", sealed by key {old_fp}")),
-        "{}",
-        status.stdout
-    );
+    assert_sealed_by(&dir, &env, &old_fp).await;
 
     // The new key first, the old one still accepted (a list, one per line here).
     std::fs::write(&key_file, format!("{NEW}\n{KEY}\n")).unwrap();
@@ -424,16 +419,7 @@ async fn status_shows_which_key_sealed_each_entry_while_the_key_is_rotated() {
     out.assert_code(0);
     no_key(&out);
     assert_eq!(emu.request_count(token_endpoint("aerion")), 1);
-    let status = run_in(&dir, &["status"], &env).await;
-    status.assert_code(0);
-    assert!(
-        status
-            .stdout
-            .trim_end()
-            .ends_with(&format!(", sealed by key {new_fp}")),
-        "{}",
-        status.stdout
-    );
+    assert_sealed_by(&dir, &env, &new_fp).await;
     // The old key alone opens it no more: the rotation can end with the new key alone.
     std::fs::write(&key_file, format!("{KEY}\n")).unwrap();
     let out = run_in(&dir, &["status"], &env).await;

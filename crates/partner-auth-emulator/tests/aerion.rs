@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{json, send, url};
+use common::{aerion_password_form, aerion_token_request, json, send, started, url};
 use http::HeaderName;
 use partner_auth_emulator::{
     AerionErrorShape, DEFAULT_AERION_PASSWORD, DEFAULT_AERION_TENANT, DEFAULT_AERION_USERNAME,
@@ -34,6 +34,17 @@ async fn password_grant(
     send(request).await.expect("answer")
 }
 
+/// The default user's password grant, with the right password and the `companyurl` header.
+async fn signed_in(emu: &RunningEmulator) -> Response {
+    password_grant(
+        emu,
+        "companyurl",
+        DEFAULT_AERION_TENANT,
+        DEFAULT_AERION_PASSWORD,
+    )
+    .await
+}
+
 async fn refresh_grant(emu: &RunningEmulator, refresh_token: &str) -> Response {
     let request = Request::post(url(&emu.aerion_token_url()), Repeat::Safe)
         .header(companyurl(), DEFAULT_AERION_TENANT)
@@ -57,13 +68,7 @@ async fn me(emu: &RunningEmulator, token: &str) -> Response {
 #[tokio::test]
 async fn password_grant_issues_a_working_token_and_records_the_request() {
     let emu = Emulator::start().await.unwrap();
-    let response = password_grant(
-        &emu,
-        "companyurl",
-        DEFAULT_AERION_TENANT,
-        DEFAULT_AERION_PASSWORD,
-    )
-    .await;
+    let response = signed_in(&emu).await;
     assert_eq!(response.status(), 200);
     let body = json(&response);
     assert_eq!(body["token_type"], "bearer");
@@ -111,19 +116,10 @@ async fn password_grant_issues_a_working_token_and_records_the_request() {
 #[tokio::test]
 async fn the_v1_token_path_answers_too() {
     let emu = Emulator::start().await.unwrap();
-    let request = Request::post(
-        url(&format!("{}/v1/oauth2/token", emu.aerion_base())),
-        Repeat::Safe,
-    )
-    .header(companyurl(), DEFAULT_AERION_TENANT)
-    .unwrap()
-    .form(&[
-        ("grant_type", "password"),
-        ("username", DEFAULT_AERION_USERNAME),
-        ("password", DEFAULT_AERION_PASSWORD),
-        ("client_id", "x"),
-        ("client_secret", "y"),
-    ]);
+    let request = aerion_token_request(
+        &format!("{}/v1/oauth2/token", emu.aerion_base()),
+        &aerion_password_form(DEFAULT_AERION_PASSWORD),
+    );
     let response = send(request).await.unwrap();
     assert_eq!(response.status(), 200);
     assert_eq!(
@@ -144,15 +140,7 @@ async fn wrong_password_is_invalid_grant() {
 #[tokio::test]
 async fn refresh_rotates_and_the_old_token_is_refused() {
     let emu = Emulator::start().await.unwrap();
-    let first = json(
-        &password_grant(
-            &emu,
-            "companyurl",
-            DEFAULT_AERION_TENANT,
-            DEFAULT_AERION_PASSWORD,
-        )
-        .await,
-    );
+    let first = json(&signed_in(&emu).await);
     let r1 = first["refresh_token"].as_str().unwrap().to_owned();
 
     let second = refresh_grant(&emu, &r1).await;
@@ -188,15 +176,7 @@ async fn refresh_rotates_and_the_old_token_is_refused() {
 #[tokio::test]
 async fn revoked_refresh_tokens_are_refused() {
     let emu = Emulator::start().await.unwrap();
-    let first = json(
-        &password_grant(
-            &emu,
-            "companyurl",
-            DEFAULT_AERION_TENANT,
-            DEFAULT_AERION_PASSWORD,
-        )
-        .await,
-    );
+    let first = json(&signed_in(&emu).await);
     emu.revoke_refresh_tokens();
     assert_eq!(emu.current_refresh_token(DEFAULT_AERION_USERNAME), None);
     let response = refresh_grant(&emu, first["refresh_token"].as_str().unwrap()).await;
@@ -211,20 +191,8 @@ async fn revoked_refresh_tokens_are_refused() {
 
 #[tokio::test]
 async fn without_rotation_the_refresh_answer_has_no_refresh_token() {
-    let emu = Emulator::builder()
-        .aerion_rotate_refresh_tokens(false)
-        .start()
-        .await
-        .unwrap();
-    let first = json(
-        &password_grant(
-            &emu,
-            "companyurl",
-            DEFAULT_AERION_TENANT,
-            DEFAULT_AERION_PASSWORD,
-        )
-        .await,
-    );
+    let emu = started(Emulator::builder().aerion_rotate_refresh_tokens(false)).await;
+    let first = json(&signed_in(&emu).await);
     let r1 = first["refresh_token"].as_str().unwrap();
     let second = json(&refresh_grant(&emu, r1).await);
     assert!(second.get("refresh_token").is_none());
@@ -236,13 +204,8 @@ async fn without_rotation_the_refresh_answer_has_no_refresh_token() {
 async fn the_tenant_header_is_required_and_must_name_a_known_tenant() {
     let emu = Emulator::start().await.unwrap();
     // No tenant header at all.
-    let request = Request::post(url(&emu.aerion_token_url()), Repeat::Safe).form(&[
-        ("grant_type", "password"),
-        ("username", DEFAULT_AERION_USERNAME),
-        ("password", DEFAULT_AERION_PASSWORD),
-        ("client_id", "x"),
-        ("client_secret", "y"),
-    ]);
+    let request = Request::post(url(&emu.aerion_token_url()), Repeat::Safe)
+        .form(&aerion_password_form(DEFAULT_AERION_PASSWORD));
     let response = send(request).await.unwrap();
     assert_eq!(response.status(), 400);
     let body = json(&response);
@@ -278,16 +241,10 @@ async fn the_tenant_header_is_required_and_must_name_a_known_tenant() {
 async fn client_id_and_client_secret_must_be_present() {
     let emu = Emulator::start().await.unwrap();
     for missing in ["client_id", "client_secret"] {
-        let fields: Vec<(&str, &str)> = [
-            ("grant_type", "password"),
-            ("username", DEFAULT_AERION_USERNAME),
-            ("password", DEFAULT_AERION_PASSWORD),
-            ("client_id", "x"),
-            ("client_secret", "y"),
-        ]
-        .into_iter()
-        .filter(|(k, _)| *k != missing)
-        .collect();
+        let fields: Vec<(&str, &str)> = aerion_password_form(DEFAULT_AERION_PASSWORD)
+            .into_iter()
+            .filter(|(k, _)| *k != missing)
+            .collect();
         let request = Request::post(url(&emu.aerion_token_url()), Repeat::Safe)
             .header(companyurl(), DEFAULT_AERION_TENANT)
             .unwrap()
@@ -326,15 +283,7 @@ async fn me_refuses_missing_unknown_and_revoked_tokens() {
     assert_eq!(no_token.status(), 401);
     assert_eq!(me(&emu, "not-a-token").await.status(), 401);
 
-    let body = json(
-        &password_grant(
-            &emu,
-            "companyurl",
-            DEFAULT_AERION_TENANT,
-            DEFAULT_AERION_PASSWORD,
-        )
-        .await,
-    );
+    let body = json(&signed_in(&emu).await);
     let access = body["access_token"].as_str().unwrap();
     assert_eq!(me(&emu, access).await.status(), 200);
     emu.revoke_access_tokens();
@@ -343,11 +292,7 @@ async fn me_refuses_missing_unknown_and_revoked_tokens() {
 
 #[tokio::test]
 async fn the_summary_error_shape() {
-    let emu = Emulator::builder()
-        .aerion_error_shape(AerionErrorShape::Summary)
-        .start()
-        .await
-        .unwrap();
+    let emu = started(Emulator::builder().aerion_error_shape(AerionErrorShape::Summary)).await;
     let response = password_grant(&emu, "companyurl", DEFAULT_AERION_TENANT, "wrong").await;
     assert_eq!(response.status(), 400);
     let body = json(&response);
@@ -360,20 +305,10 @@ async fn the_summary_error_shape() {
 
 #[tokio::test]
 async fn access_tokens_expire_on_the_emulator_clock() {
-    let emu = Emulator::builder()
-        .aerion_token_lifetime(std::time::Duration::from_secs(60))
-        .start()
-        .await
-        .unwrap();
-    let body = json(
-        &password_grant(
-            &emu,
-            "companyurl",
-            DEFAULT_AERION_TENANT,
-            DEFAULT_AERION_PASSWORD,
-        )
-        .await,
-    );
+    let emu =
+        started(Emulator::builder().aerion_token_lifetime(std::time::Duration::from_secs(60)))
+            .await;
+    let body = json(&signed_in(&emu).await);
     assert_eq!(body["expires_in"], 60);
     let access = body["access_token"].as_str().unwrap();
     assert_eq!(me(&emu, access).await.status(), 200);

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
 
 use base64::Engine;
-use common::{json, send, url};
+use common::{create_token_url, json, send, started, url};
 use partner_auth_emulator::{
     AuroraSolarUser, ClockOffset, DEFAULT_AURORA_SOLAR_API_KEY,
     DEFAULT_AURORA_SOLAR_APPLICATION_ID, DEFAULT_AURORA_SOLAR_APPLICATION_KEY, Emulator, Endpoint,
@@ -19,12 +19,7 @@ use token_provider::{ManualClock, Secret};
 const T0: u64 = 1_690_000_000; // 2023-07-22 04:26:40 UTC
 
 fn create_token_request(emu: &RunningEmulator, key: &str, tenant: &str) -> Request {
-    let url = url(&format!(
-        "{}/partner_applications/{}/tenants/{}/create_token",
-        emu.aurora_solar_base(),
-        DEFAULT_AURORA_SOLAR_APPLICATION_ID,
-        tenant
-    ));
+    let url = create_token_url(emu, DEFAULT_AURORA_SOLAR_APPLICATION_ID, tenant);
     Request::post(url, Repeat::Safe)
         .bearer(&Secret::new(key))
         .unwrap()
@@ -75,11 +70,7 @@ fn manual_emulator_clock() -> ManualClock {
 #[tokio::test]
 async fn backend_create_token_answers_a_temporary_key_for_13_hours() {
     let clock = manual_emulator_clock();
-    let emu = Emulator::builder()
-        .clock(Arc::new(clock))
-        .start()
-        .await
-        .unwrap();
+    let emu = started(Emulator::builder().clock(Arc::new(clock))).await;
     let response = create_token(&emu, None).await;
     assert_eq!(response.status(), 200);
     let body = json(&response);
@@ -128,12 +119,12 @@ async fn backend_create_token_answers_a_temporary_key_for_13_hours() {
 
 #[tokio::test]
 async fn the_clock_offset_shifts_expires_at_both_ways() {
-    let emu = Emulator::builder()
-        .clock(Arc::new(manual_emulator_clock()))
-        .clock_offset(Duration::from_secs(300))
-        .start()
-        .await
-        .unwrap();
+    let emu = started(
+        Emulator::builder()
+            .clock(Arc::new(manual_emulator_clock()))
+            .clock_offset(Duration::from_secs(300)),
+    )
+    .await;
     let ahead = json(&create_token(&emu, None).await);
     assert_eq!(ahead["token"]["expires_at"], "2023-07-22 17:31:40 UTC");
     emu.set_clock_offset(ClockOffset::Behind(Duration::from_secs(600)));
@@ -182,11 +173,7 @@ async fn a_session_token_is_single_use() {
 #[tokio::test]
 async fn a_session_token_expires_after_an_hour() {
     let clock = manual_emulator_clock();
-    let emu = Emulator::builder()
-        .clock(Arc::new(clock.clone()))
-        .start()
-        .await
-        .unwrap();
+    let emu = started(Emulator::builder().clock(Arc::new(clock.clone()))).await;
     let session = emu.issue_session_token(emu.aurora_solar_tenant());
     clock.advance(Duration::from_secs(3601));
     assert_eq!(create_token(&emu, Some(&session)).await.status(), 401);
@@ -204,11 +191,11 @@ async fn wrong_application_key_or_tenant_is_refused() {
     .unwrap();
     assert_eq!(wrong_key.status(), 401);
     let no_key = send(Request::post(
-        url(&format!(
-            "{}/partner_applications/{DEFAULT_AURORA_SOLAR_APPLICATION_ID}/tenants/{}/create_token",
-            emu.aurora_solar_base(),
-            emu.aurora_solar_tenant()
-        )),
+        create_token_url(
+            &emu,
+            DEFAULT_AURORA_SOLAR_APPLICATION_ID,
+            emu.aurora_solar_tenant(),
+        ),
         Repeat::Safe,
     ))
     .await
@@ -227,11 +214,7 @@ async fn wrong_application_key_or_tenant_is_refused() {
 #[tokio::test]
 async fn sdk_users_invite_and_generate_token() {
     let clock = manual_emulator_clock();
-    let emu = Emulator::builder()
-        .clock(Arc::new(clock))
-        .start()
-        .await
-        .unwrap();
+    let emu = started(Emulator::builder().clock(Arc::new(clock))).await;
     let listed = send(sdk(&emu, "GET", "users")).await.unwrap();
     assert_eq!(listed.status(), 200);
     let users = json(&listed)["users"].as_array().unwrap().clone();
@@ -294,11 +277,7 @@ async fn sdk_users_invite_and_generate_token() {
 
 #[tokio::test]
 async fn the_invite_answer_may_be_empty() {
-    let emu = Emulator::builder()
-        .aurora_solar_invite_answer(InviteAnswer::Empty)
-        .start()
-        .await
-        .unwrap();
+    let emu = started(Emulator::builder().aurora_solar_invite_answer(InviteAnswer::Empty)).await;
     let invite = sdk(&emu, "POST", "users/invite")
         .json(&serde_json::json!({"user": {
             "first_name": "Ada", "last_name": "Lovelace", "email": "ada@emulator.test", "user_level": "SDK User"
@@ -321,12 +300,12 @@ async fn the_invite_answer_may_be_empty() {
 async fn invitees_can_stay_invited_and_still_get_a_jwt() {
     let mut pending = AuroraSolarUser::new("p-1", "Pat", "Pending", "pat@emulator.test");
     pending.account_status = "pending".to_owned();
-    let emu = Emulator::builder()
-        .aurora_solar_invitee_status("invited")
-        .aurora_solar_users(vec![pending])
-        .start()
-        .await
-        .unwrap();
+    let emu = started(
+        Emulator::builder()
+            .aurora_solar_invitee_status("invited")
+            .aurora_solar_users(vec![pending]),
+    )
+    .await;
     let invite = sdk(&emu, "POST", "users/invite")
         .json(&serde_json::json!({"user": {
             "first_name": "Ada", "last_name": "Lovelace", "email": "ada@emulator.test", "user_level": "SDK User"
@@ -396,11 +375,9 @@ async fn sdk_calls_need_the_api_key() {
 
 #[tokio::test]
 async fn temporary_keys_expire_on_the_emulator_clock() {
-    let emu = Emulator::builder()
-        .aurora_solar_temporary_key_lifetime(Duration::from_secs(120))
-        .start()
-        .await
-        .unwrap();
+    let emu =
+        started(Emulator::builder().aurora_solar_temporary_key_lifetime(Duration::from_secs(120)))
+            .await;
     let key = json(&create_token(&emu, None).await)["token"]["bearer_token"]
         .as_str()
         .unwrap()
@@ -422,12 +399,12 @@ async fn temporary_keys_expire_on_the_emulator_clock() {
 
 #[tokio::test]
 async fn jwt_exp_follows_the_clock_offset_and_the_expires_in_fault() {
-    let emu = Emulator::builder()
-        .clock(Arc::new(manual_emulator_clock()))
-        .clock_offset(ClockOffset::Behind(Duration::from_secs(120)))
-        .start()
-        .await
-        .unwrap();
+    let emu = started(
+        Emulator::builder()
+            .clock(Arc::new(manual_emulator_clock()))
+            .clock_offset(ClockOffset::Behind(Duration::from_secs(120))),
+    )
+    .await;
     let user = emu.aurora_solar_users(emu.aurora_solar_tenant())[0]
         .id
         .clone();

@@ -5,7 +5,7 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{json, send, url};
+use common::{json, send, started, url};
 use http::HeaderName;
 use partner_auth_emulator::{
     DEFAULT_AURORA_UK_AUDIENCE, DEFAULT_AURORA_UK_CLIENT_ID, DEFAULT_AURORA_UK_CLIENT_SECRET,
@@ -31,6 +31,17 @@ async fn body_grant(
     send(Request::post(url(&emu.aurora_uk_token_url()), Repeat::Safe).form(&fields))
         .await
         .unwrap()
+}
+
+/// The client credentials grant with the default client and audience.
+async fn default_grant(emu: &RunningEmulator) -> Response {
+    body_grant(
+        emu,
+        DEFAULT_AURORA_UK_CLIENT_ID,
+        DEFAULT_AURORA_UK_CLIENT_SECRET,
+        Some(DEFAULT_AURORA_UK_AUDIENCE),
+    )
+    .await
 }
 
 async fn accounts(emu: &RunningEmulator, header: &str, token: &str) -> Response {
@@ -118,13 +129,7 @@ async fn discovery_is_an_auth0_like_document_with_the_exact_issuer() {
 #[tokio::test]
 async fn client_credentials_in_the_body() {
     let emu = Emulator::start().await.unwrap();
-    let response = body_grant(
-        &emu,
-        DEFAULT_AURORA_UK_CLIENT_ID,
-        DEFAULT_AURORA_UK_CLIENT_SECRET,
-        Some(DEFAULT_AURORA_UK_AUDIENCE),
-    )
-    .await;
+    let response = default_grant(&emu).await;
     assert_eq!(response.status(), 200);
     let body = json(&response);
     assert_eq!(body["token_type"], "Bearer");
@@ -148,11 +153,7 @@ async fn client_credentials_in_the_body() {
 #[tokio::test]
 async fn client_credentials_by_basic_auth_form_urlencoded_first() {
     let (id, secret) = ("client:id", "s3cret&+/: with space");
-    let emu = Emulator::builder()
-        .aurora_uk_client(id, secret)
-        .start()
-        .await
-        .unwrap();
+    let emu = started(Emulator::builder().aurora_uk_client(id, secret)).await;
     let request = Request::post(url(&emu.aurora_uk_token_url()), Repeat::Safe)
         .basic_auth(id, &Secret::new(secret))
         .unwrap()
@@ -246,15 +247,7 @@ async fn a_bad_client_is_401() {
 #[tokio::test]
 async fn the_api_checks_the_bearer_in_either_header() {
     let emu = Emulator::start().await.unwrap();
-    let body = json(
-        &body_grant(
-            &emu,
-            DEFAULT_AURORA_UK_CLIENT_ID,
-            DEFAULT_AURORA_UK_CLIENT_SECRET,
-            Some(DEFAULT_AURORA_UK_AUDIENCE),
-        )
-        .await,
-    );
+    let body = json(&default_grant(&emu).await);
     let token = body["access_token"].as_str().unwrap();
     let ok = accounts(&emu, "authentication", token).await;
     assert_eq!(ok.status(), 200);
@@ -277,21 +270,13 @@ async fn the_api_checks_the_bearer_in_either_header() {
 #[tokio::test]
 async fn tokens_expire_on_the_given_clock() {
     let clock = token_provider::testing::fixed_clock();
-    let emu = Emulator::builder()
-        .clock(Arc::new(clock.clone()))
-        .aurora_uk_token_lifetime(Duration::from_secs(600))
-        .start()
-        .await
-        .unwrap();
-    let body = json(
-        &body_grant(
-            &emu,
-            DEFAULT_AURORA_UK_CLIENT_ID,
-            DEFAULT_AURORA_UK_CLIENT_SECRET,
-            Some(DEFAULT_AURORA_UK_AUDIENCE),
-        )
-        .await,
-    );
+    let emu = started(
+        Emulator::builder()
+            .clock(Arc::new(clock.clone()))
+            .aurora_uk_token_lifetime(Duration::from_secs(600)),
+    )
+    .await;
+    let body = json(&default_grant(&emu).await);
     assert_eq!(body["expires_in"], 600);
     let token = body["access_token"].as_str().unwrap();
     clock.advance(Duration::from_secs(599));

@@ -4,39 +4,31 @@ mod common;
 
 use std::time::Duration;
 
-use common::{client, client_with, json, retrying_client, send, url};
-use http::HeaderName;
+use common::{
+    aerion_password_form, aerion_token_request, client, client_with, json, retrying_client, send,
+    solar_create, started, url,
+};
 use partner_auth_emulator::{
-    AerionErrorShape, DEFAULT_AERION_PASSWORD, DEFAULT_AERION_TENANT, DEFAULT_AERION_USERNAME,
-    DEFAULT_AURORA_SOLAR_APPLICATION_KEY, DEFAULT_AURORA_UK_AUDIENCE, DEFAULT_AURORA_UK_CLIENT_ID,
-    DEFAULT_AURORA_UK_CLIENT_SECRET, Emulator, Endpoint, Fault, RunningEmulator,
+    AerionErrorShape, DEFAULT_AERION_PASSWORD, DEFAULT_AERION_USERNAME, DEFAULT_AURORA_UK_AUDIENCE,
+    DEFAULT_AURORA_UK_CLIENT_ID, DEFAULT_AURORA_UK_CLIENT_SECRET, Emulator, Endpoint, Fault,
+    RunningEmulator,
 };
 use token_provider::http::{Repeat, Request};
 use token_provider::{Error, RetryPolicy, Secret};
 
 fn aerion_password(emu: &RunningEmulator) -> Request {
-    Request::post(url(&emu.aerion_token_url()), Repeat::Safe)
-        .header(HeaderName::from_static("companyurl"), DEFAULT_AERION_TENANT)
-        .unwrap()
-        .form(&[
-            ("grant_type", "password"),
-            ("username", DEFAULT_AERION_USERNAME),
-            ("password", DEFAULT_AERION_PASSWORD),
-            ("client_id", "x"),
-            ("client_secret", "y"),
-        ])
+    let form = aerion_password_form(DEFAULT_AERION_PASSWORD);
+    aerion_token_request(&emu.aerion_token_url(), &form)
 }
 
 fn aerion_refresh(emu: &RunningEmulator, refresh: &str) -> Request {
-    Request::post(url(&emu.aerion_token_url()), Repeat::Safe)
-        .header(HeaderName::from_static("companyurl"), DEFAULT_AERION_TENANT)
-        .unwrap()
-        .form(&[
-            ("grant_type", "refresh_token"),
-            ("refresh_token", refresh),
-            ("client_id", "x"),
-            ("client_secret", "y"),
-        ])
+    let form = [
+        ("grant_type", "refresh_token"),
+        ("refresh_token", refresh),
+        ("client_id", "x"),
+        ("client_secret", "y"),
+    ];
+    aerion_token_request(&emu.aerion_token_url(), &form)
 }
 
 fn uk_token(emu: &RunningEmulator) -> Request {
@@ -46,20 +38,6 @@ fn uk_token(emu: &RunningEmulator) -> Request {
         ("client_secret", DEFAULT_AURORA_UK_CLIENT_SECRET),
         ("audience", DEFAULT_AURORA_UK_AUDIENCE),
     ])
-}
-
-fn solar_create(emu: &RunningEmulator) -> Request {
-    Request::post(
-        url(&format!(
-            "{}/partner_applications/{}/tenants/{}/create_token",
-            emu.aurora_solar_base(),
-            emu.config().aurora_solar_application_id,
-            emu.aurora_solar_tenant()
-        )),
-        Repeat::Safe,
-    )
-    .bearer(&Secret::new(DEFAULT_AURORA_SOLAR_APPLICATION_KEY))
-    .unwrap()
 }
 
 #[tokio::test]
@@ -437,11 +415,7 @@ async fn unauthorized_for_a_valid_token() {
 
 #[tokio::test]
 async fn invalid_grant_leaves_the_refresh_token_alive() {
-    let emu = Emulator::builder()
-        .aerion_error_shape(AerionErrorShape::Summary)
-        .start()
-        .await
-        .unwrap();
+    let emu = started(Emulator::builder().aerion_error_shape(AerionErrorShape::Summary)).await;
     let refresh = json(&send(aerion_password(&emu)).await.unwrap())["refresh_token"]
         .as_str()
         .unwrap()

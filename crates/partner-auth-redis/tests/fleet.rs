@@ -5,8 +5,9 @@
 //! The replicas are this test binary run again with `FLEET_REPLICA` set (the `replica` test
 //! below does nothing otherwise).
 
+mod common;
+
 use std::collections::BTreeSet;
-use std::process::Stdio;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -17,7 +18,7 @@ use partner_auth_redis::RedisStore;
 use partner_auth_redis::testing::{RedisCluster, RedisServer};
 use token_provider::{Clock, SystemClock, TokenProvider, TokenStore};
 use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
+use tokio::process::Child;
 
 const USERNAME: &str = "fleet@acme.example";
 const PASSWORD: &str = "fleet-password-8d1e";
@@ -115,27 +116,13 @@ impl Replica {
         lease_ms: u64,
     ) -> Self {
         let until_ms = until.duration_since(UNIX_EPOCH).unwrap().as_millis();
-        let mut cmd = Command::new(std::env::current_exe().unwrap());
-        cmd.args(["--exact", "replica", "--nocapture", "--test-threads", "1"])
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("FLEET_REPLICA", redis_url)
-            .env("FLEET_TASKS", tasks.to_string())
-            .env("FLEET_UNTIL_UNIX_MS", until_ms.to_string())
-            .env("FLEET_LEASE_MS", lease_ms.to_string())
-            .env("AERION_BASE_URL", emulator.aerion_base())
-            .env("AERION_COMPANY_URL", emulator.aerion_tenant())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .kill_on_drop(true);
-        for (name, value) in emulator.env_vars() {
-            if name.starts_with("AERION_CLIENT_") {
-                cmd.env(name, value);
-            }
-        }
-        for (name, value) in env {
-            cmd.env(name, value);
-        }
+        let own = [
+            ("FLEET_REPLICA", redis_url.to_owned()),
+            ("FLEET_TASKS", tasks.to_string()),
+            ("FLEET_UNTIL_UNIX_MS", until_ms.to_string()),
+            ("FLEET_LEASE_MS", lease_ms.to_string()),
+        ];
+        let mut cmd = common::replica_command(emulator, &own, env);
         let mut child = cmd.spawn().unwrap();
         let stdout = child.stdout.take().unwrap();
         let (tx, lines) = tokio::sync::mpsc::unbounded_channel();

@@ -118,12 +118,7 @@ async fn bytes_that_are_not_text_are_that_entrys_error() {
     let s = quick_store(&server);
     let k = key("bytes");
     let mut conn = raw(&server).await;
-    let () = redis::cmd("SET")
-        .arg(s.entry_key(&k))
-        .arg(&b"1:\xff\xfe\x00{"[..])
-        .query_async(&mut conn)
-        .await
-        .unwrap();
+    common::set_raw(&mut conn, s.entry_key(&k), &b"1:\xff\xfe\x00{"[..]).await;
     refused_then_forgotten(&s, &k, "format").await;
 }
 

@@ -7,7 +7,15 @@ use std::time::Duration;
 
 use partner_auth_redis::testing::RedisServer;
 use partner_auth_redis::{RedisStore, SealKey, SealKeys};
-use token_provider::{AccessToken, StoreKey, StoreRecord, TokenState, TokenStore};
+use token_provider::{AccessToken, KeyFingerprint, StoreKey, StoreRecord, TokenState, TokenStore};
+
+/// The first entry `store` lists is sealed under the key `fingerprint` names, the current one
+/// or not.
+async fn assert_sealed_by(store: &RedisStore, fingerprint: KeyFingerprint, current: bool) {
+    let listed = store.listing().await.unwrap();
+    let by = listed[0].sealed_by.unwrap();
+    assert_eq!((by.fingerprint, by.current), (fingerprint, current));
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_fleet_rolls_a_new_key_with_no_decrypt_failure() {
@@ -55,9 +63,7 @@ async fn an_entry_under_an_older_key_is_resealed_at_its_next_save() {
         .await
         .unwrap();
     drop(lock);
-    let listed = after.listing().await.unwrap();
-    let by = listed[0].sealed_by.unwrap();
-    assert_eq!((by.fingerprint, by.current), (old.fingerprint(), false));
+    assert_sealed_by(&after, old.fingerprint(), false).await;
 
     let stored = after.load_record(&key).await.unwrap().unwrap();
     assert_eq!(stored.version, v1);
@@ -67,9 +73,7 @@ async fn an_entry_under_an_older_key_is_resealed_at_its_next_save() {
         .await
         .unwrap();
     drop(lock);
-    let listed = after.listing().await.unwrap();
-    let by = listed[0].sealed_by.unwrap();
-    assert_eq!((by.fingerprint, by.current), (new.fingerprint(), true));
+    assert_sealed_by(&after, new.fingerprint(), true).await;
     let raw = std::process::Command::new("redis-cli")
         .args(["-p", &server.port().to_string(), "--no-raw", "GET"])
         .arg(after.entry_key(&key))

@@ -17,6 +17,8 @@
 //! - the newest refresh token is in the store, unless the case killed the holder it went to;
 //! - every token printed by a replica that exited 0 is still accepted by the provider.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::io::Write as _;
 use std::process::Stdio;
@@ -32,7 +34,7 @@ use token_provider::{
     CacheConfig, Error, HttpClient, Secret, StoreKey, StoreRecord, TokenProvider, TokenStore,
 };
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tokio::process::{Child, ChildStdin, Command};
+use tokio::process::{Child, ChildStdin};
 use tokio::time::Instant;
 
 const USERNAME: &str = "nemesis@acme.example";
@@ -183,25 +185,9 @@ impl Replica {
         emulator: &RunningEmulator,
         env: &[(&str, String)],
     ) -> Self {
-        let mut cmd = Command::new(std::env::current_exe().unwrap());
-        cmd.args(["--exact", "replica", "--nocapture", "--test-threads", "1"])
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("NEMESIS_REPLICA", redis_url)
-            .env("AERION_BASE_URL", emulator.aerion_base())
-            .env("AERION_COMPANY_URL", emulator.aerion_tenant())
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .kill_on_drop(true);
-        for (name, value) in emulator.env_vars() {
-            if name.starts_with("AERION_CLIENT_") {
-                cmd.env(name, value);
-            }
-        }
-        for (name, value) in env {
-            cmd.env(name, value);
-        }
+        let own = [("NEMESIS_REPLICA", redis_url.to_owned())];
+        let mut cmd = common::replica_command(emulator, &own, env);
+        cmd.stdin(Stdio::piped());
         let mut child = cmd.spawn().unwrap();
         let stdin = child.stdin.take().unwrap();
         let stdout = child.stdout.take().unwrap();

@@ -11,6 +11,7 @@ use std::time::Duration;
 use common::*;
 use partner_auth_redis::testing::RedisServer;
 use partner_auth_redis::{RedisStore, SealKey};
+use token_provider::testing::stored_state;
 use token_provider::{CacheConfig, CachedTokenProvider, Error, TokenProvider, TokenStore};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -50,11 +51,7 @@ async fn a_flush_during_a_fetch_keeps_the_rotated_refresh_token() {
     );
     assert_eq!(secret(&cache.token().await.unwrap()), "at-1");
     assert!(cache.store_error().is_none(), "{:?}", cache.store_error());
-    let stored = store
-        .load(&k)
-        .await
-        .unwrap()
-        .expect("the new state is stored");
+    let stored = stored_state(&*store, &k).await;
     assert_eq!(
         stored.refresh_token.unwrap().expose_secret(),
         "rt-1",
@@ -209,12 +206,7 @@ async fn a_sealed_value_written_back_or_relabelled_is_refused() {
         "at-new"
     );
     // The older value written back.
-    let () = redis::cmd("SET")
-        .arg(&entry)
-        .arg(&old)
-        .query_async(&mut conn)
-        .await
-        .unwrap();
+    common::set_raw(&mut conn, &entry, &old).await;
     let err = s.load(&k).await.unwrap_err().to_string();
     assert!(err.contains("older"), "{err}");
     assert!(!err.contains("at-old"), "{err}");
@@ -225,12 +217,7 @@ async fn a_sealed_value_written_back_or_relabelled_is_refused() {
     for prefix in [&old[..colon(&old)], b"99999999999999"] {
         let mut relabelled = prefix.to_vec();
         relabelled.extend_from_slice(&new[colon(&new)..]);
-        let () = redis::cmd("SET")
-            .arg(&entry)
-            .arg(&relabelled)
-            .query_async(&mut conn)
-            .await
-            .unwrap();
+        common::set_raw(&mut conn, &entry, &relabelled).await;
         let err = s.load(&k).await.unwrap_err().to_string();
         assert!(err.contains("does not decrypt"), "{err}");
     }
@@ -238,12 +225,7 @@ async fn a_sealed_value_written_back_or_relabelled_is_refused() {
     let lock = s.lock(&k).await.unwrap();
     assert!(s.remove(&k, &lock).await.unwrap());
     drop(lock);
-    let () = redis::cmd("SET")
-        .arg(&entry)
-        .arg(&new)
-        .query_async(&mut conn)
-        .await
-        .unwrap();
+    common::set_raw(&mut conn, &entry, &new).await;
     let err = s.load(&k).await.unwrap_err().to_string();
     assert!(err.contains("older"), "{err}");
 }

@@ -130,12 +130,7 @@ async fn out_of_memory_is_a_configuration_error() {
     let server = RedisServer::start();
     let mut raw = raw(&server).await;
     let filler = vec![b'x'; 3 << 20];
-    let _: () = redis::cmd("SET")
-        .arg("filler")
-        .arg(filler)
-        .query_async(&mut raw)
-        .await
-        .unwrap();
+    common::set_raw(&mut raw, "filler", filler).await;
     // Below what is used: every write is refused (the policy stays noeviction).
     assert!(
         server

@@ -6,13 +6,23 @@ use std::time::Duration;
 
 use partner_auth_redis::testing::RedisServer;
 use partner_auth_redis::{RedisStore, SealKey};
-use token_provider::testing::{Scripted, key, state, stored_keys};
+use token_provider::testing::{Scripted, key, secret, state, stored_keys, stored_state};
 use token_provider::{
     CacheConfig, CachedTokenProvider, Error, StoreKey, StoreRecord, TokenProvider, TokenStore,
 };
 
 fn store(server: &RedisServer) -> RedisStore {
     store_with_lease(server, Duration::from_millis(600))
+}
+
+/// A store at `url` that gives up on Redis after 300 ms (a command or a connection).
+fn impatient(url: impl Into<String>) -> Arc<RedisStore> {
+    let store = RedisStore::builder(url)
+        .timeout(Duration::from_millis(300))
+        .connect_timeout(Duration::from_millis(300))
+        .build()
+        .unwrap();
+    Arc::new(store)
 }
 
 fn store_with_lease(server: &RedisServer, lease: Duration) -> RedisStore {
@@ -227,13 +237,7 @@ async fn sealed_entries_leak_nothing_and_open_only_where_they_were_sealed() {
     .unwrap();
     drop(lock);
     assert_eq!(
-        s.load(&alice)
-            .await
-            .unwrap()
-            .unwrap()
-            .access_token
-            .secret()
-            .expose_secret(),
+        secret(&stored_state(&s, &alice).await.access_token),
         secret_at
     );
     // Leak audit: no key or value in Redis holds either secret, nor a piece of one.
@@ -356,13 +360,7 @@ async fn with_redis_unreachable_only_a_repeatable_grant_is_fetched() {
     let mut server = RedisServer::start();
     let port = server.port();
     server.stop();
-    let down = Arc::new(
-        RedisStore::builder(format!("redis://127.0.0.1:{port}/0"))
-            .timeout(Duration::from_millis(300))
-            .connect_timeout(Duration::from_millis(300))
-            .build()
-            .unwrap(),
-    );
+    let down = impatient(format!("redis://127.0.0.1:{port}/0"));
     let safe = CachedTokenProvider::with_config(
         counting("cc", true),
         CacheConfig::new().store(down.clone()),
@@ -386,13 +384,7 @@ async fn with_redis_unreachable_only_a_repeatable_grant_is_fetched() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_redis_restart_never_fails_a_caller_holding_a_valid_token() {
     let mut server = RedisServer::start();
-    let s = Arc::new(
-        RedisStore::builder(server.url())
-            .timeout(Duration::from_millis(300))
-            .connect_timeout(Duration::from_millis(300))
-            .build()
-            .unwrap(),
-    );
+    let s = impatient(server.url());
     let cache = CachedTokenProvider::with_config(
         counting("restart", false),
         CacheConfig::new().store(s.clone()),
@@ -449,13 +441,7 @@ async fn a_fenced_save_ends_with_the_newer_stored_state_adopted() {
     let kept = cache.cached_state().unwrap();
     assert_eq!(kept.refresh_token.unwrap().expose_secret(), "their-rt");
     assert_eq!(
-        s.load(&k)
-            .await
-            .unwrap()
-            .unwrap()
-            .access_token
-            .secret()
-            .expose_secret(),
+        secret(&stored_state(&*s, &k).await.access_token),
         "their-token"
     );
 }

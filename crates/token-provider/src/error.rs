@@ -1,5 +1,6 @@
 //! [`Error`]: why a token could not be had.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::Secret;
@@ -7,6 +8,51 @@ use crate::scrub::clean_provider_text;
 
 /// A boxed error source.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// An error source shared by the copies of an [`Error`] (so `Error` is `Clone` though its
+/// sources are not). It reads (`Display`, `Debug`, `Deref`) as the error it holds.
+///
+/// Not itself a `std::error::Error`, on purpose: [`source()`](std::error::Error::source) then
+/// gives the error it holds, which downcasts to its own type.
+pub struct SharedSource<E: ?Sized = dyn std::error::Error + Send + Sync + 'static>(Arc<E>);
+
+impl<E: ?Sized> Clone for SharedSource<E> {
+    fn clone(&self) -> Self {
+        Self(Arc::clone(&self.0))
+    }
+}
+
+impl<E: ?Sized> std::ops::Deref for SharedSource<E> {
+    type Target = E;
+
+    fn deref(&self) -> &E {
+        &self.0
+    }
+}
+
+impl<E: std::fmt::Debug + ?Sized> std::fmt::Debug for SharedSource<E> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(&*self.0, f)
+    }
+}
+
+impl<E: std::fmt::Display + ?Sized> std::fmt::Display for SharedSource<E> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Display::fmt(&*self.0, f)
+    }
+}
+
+impl From<BoxError> for SharedSource {
+    fn from(source: BoxError) -> Self {
+        Self(Arc::from(source))
+    }
+}
+
+impl From<std::io::Error> for SharedSource<std::io::Error> {
+    fn from(source: std::io::Error) -> Self {
+        Self(Arc::new(source))
+    }
+}
 
 /// Why a token (or an authenticated call) could not be had.
 ///
@@ -45,7 +91,7 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 /// if let token_provider::Error::Status { status } = err {}
 /// ```
 #[non_exhaustive]
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, thiserror::Error)]
 pub enum Error {
     /// A setting is missing or wrong. Nothing was sent.
     #[error("invalid configuration: `{field}` {reason}")]
@@ -96,7 +142,7 @@ pub enum Error {
     Transport {
         /// The underlying error (URLs stripped, so no query-string secret survives).
         #[source]
-        source: BoxError,
+        source: SharedSource,
         /// The host and port the request went to (`api.aerion.app:443`), when known.
         address: Option<String>,
     },
@@ -169,7 +215,7 @@ pub enum Error {
         reason: String,
         /// The underlying I/O error, if any.
         #[source]
-        source: Option<std::io::Error>,
+        source: Option<SharedSource<std::io::Error>>,
     },
 
     /// Another holder kept the store's lock for this state longer than the lock timeout (another
@@ -214,7 +260,7 @@ pub enum Error {
 
 /// What [`Error::Rotated`] holds: the error that refused an answer, and the refresh token that
 /// answer rotated in. `Debug` shows the error and a redacted token.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct RotatedRefusal {
     error: Error,
     refresh_token: Secret,
@@ -320,7 +366,7 @@ impl Error {
     /// A transport error from any source.
     pub fn transport(source: impl Into<BoxError>) -> Self {
         Self::Transport {
-            source: source.into(),
+            source: SharedSource::from(source.into()),
             address: None,
         }
     }
@@ -361,7 +407,7 @@ impl Error {
     pub fn store(reason: impl Into<String>, source: impl Into<Option<std::io::Error>>) -> Self {
         Self::Store {
             reason: reason.into(),
-            source: source.into(),
+            source: source.into().map(SharedSource::from),
         }
     }
 
@@ -465,7 +511,7 @@ impl Error {
     pub(crate) fn into_not_sent(self) -> Self {
         match self {
             Self::Transport { source, address } if !source.is::<NotSent>() => Self::Transport {
-                source: Box::new(NotSent(source)),
+                source: SharedSource(Arc::new(NotSent(source))),
                 address,
             },
             other => other,
@@ -508,88 +554,6 @@ impl Error {
             _ => matches!(self, Self::UserAction { .. }),
         }
     }
-
-    /// A copy for handing the same failure to several waiting callers.
-    ///
-    /// `Error` is not `Clone` because its sources are not; the copy keeps the variant and every
-    /// field, and replaces a source with its message.
-    pub fn duplicate(&self) -> Self {
-        match self {
-            Self::Config { field, reason } => Self::Config {
-                field: field.clone(),
-                reason: reason.clone(),
-            },
-            Self::Rejected {
-                status,
-                code,
-                description,
-            } => Self::Rejected {
-                status: *status,
-                code: code.clone(),
-                description: description.clone(),
-            },
-            Self::UserAction { action } => Self::UserAction {
-                action: action.clone(),
-            },
-            Self::RateLimited { retry_after } => Self::RateLimited {
-                retry_after: *retry_after,
-            },
-            Self::Transport { source, address } => {
-                let copy = Self::Transport {
-                    source: Box::new(Duplicated(error_chain(source.as_ref()))),
-                    address: address.clone(),
-                };
-                if self.may_have_reached_server() {
-                    copy
-                } else {
-                    copy.into_not_sent()
-                }
-            }
-            Self::Timeout(d) => Self::Timeout(*d),
-            Self::TimedOut {
-                address,
-                attempts,
-                per_attempt,
-                elapsed,
-            } => Self::TimedOut {
-                address: address.clone(),
-                attempts: *attempts,
-                per_attempt: *per_attempt,
-                elapsed: *elapsed,
-            },
-            Self::Status { status } => Self::Status { status: *status },
-            Self::Unavailable {
-                status,
-                retry_after,
-            } => Self::Unavailable {
-                status: *status,
-                retry_after: *retry_after,
-            },
-            Self::Malformed { reason } => Self::Malformed {
-                reason: reason.clone(),
-            },
-            Self::TooLarge { limit } => Self::TooLarge { limit: *limit },
-            Self::Store { reason, source } => Self::Store {
-                reason: reason.clone(),
-                source: source
-                    .as_ref()
-                    .map(|e| std::io::Error::new(e.kind(), e.to_string())),
-            },
-            Self::StoreBusy { reason } => Self::StoreBusy {
-                reason: reason.clone(),
-            },
-            Self::StoreUnavailable { reason } => Self::StoreUnavailable {
-                reason: reason.clone(),
-            },
-            Self::StoreFenced { reason } => Self::StoreFenced {
-                reason: reason.clone(),
-            },
-            Self::Rotated(refusal) => Self::Rotated(Box::new(RotatedRefusal {
-                error: refusal.error.duplicate(),
-                refresh_token: refusal.refresh_token.clone(),
-            })),
-        }
-    }
 }
 
 /// The messages of an error and its sources, joined with `: `.
@@ -607,13 +571,10 @@ pub fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
     out
 }
 
-#[derive(Debug)]
-struct Duplicated(String);
-
 /// A transport error's source, marked as never sent ([`Error::may_have_reached_server`]); it
 /// reads as the source it wraps.
 #[derive(Debug)]
-struct NotSent(BoxError);
+struct NotSent(SharedSource);
 
 impl std::fmt::Display for NotSent {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -626,14 +587,6 @@ impl std::error::Error for NotSent {
         self.0.source()
     }
 }
-
-impl std::fmt::Display for Duplicated {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for Duplicated {}
 
 /// What a rejection with `status` refused, as its message opens.
 fn rejected_subject(status: Option<u16>) -> &'static str {
@@ -841,14 +794,14 @@ mod tests {
             Error::transport(io),
         ] {
             let err = inner
-                .duplicate()
+                .clone()
                 .with_rotated_refresh_token(refresh_token.clone());
             for shown in [
                 err.to_string(),
                 format!("{err:?}"),
                 format!("{err:#?}"),
                 error_chain(&err),
-                format!("{:?}", err.duplicate()),
+                format!("{:?}", err.clone()),
             ] {
                 assert!(!shown.contains("ROTATED"), "{shown}");
             }
@@ -860,9 +813,9 @@ mod tests {
             assert_eq!(err.is_rejected(), inner.is_rejected());
             assert_eq!(err.needs_user_action(), inner.needs_user_action());
 
-            let (taken, token) = err.duplicate().take_rotated_refresh_token();
+            let (taken, token) = err.clone().take_rotated_refresh_token();
             assert_eq!(token.as_ref(), Some(&refresh_token));
-            assert_eq!(format!("{taken:?}"), format!("{:?}", inner.duplicate()));
+            assert_eq!(format!("{taken:?}"), format!("{inner:?}"));
         }
         // Wrapping again keeps the newer token; an error without one gives none.
         let err = Error::malformed("x")
@@ -880,11 +833,23 @@ mod tests {
         let e = Error::transport(io);
         let src = std::error::Error::source(&e).expect("source");
         assert_eq!(src.to_string(), "refused");
-        let d = e.duplicate();
+        assert!(src.downcast_ref::<std::io::Error>().is_some(), "{src:?}");
+        let d = e.clone();
         assert!(matches!(d, Error::Transport { .. }));
+        let src = std::error::Error::source(&d).unwrap();
+        assert_eq!(src.to_string(), "refused");
         assert_eq!(
-            std::error::Error::source(&d).unwrap().to_string(),
-            "refused"
+            src.downcast_ref::<std::io::Error>()
+                .map(std::io::Error::kind),
+            Some(std::io::ErrorKind::ConnectionRefused)
         );
+        assert_eq!(format!("{d:?}"), format!("{e:?}"));
+        assert_eq!(error_chain(&d), error_chain(&e));
+
+        let store = Error::store("cannot read", std::io::Error::other("disk"));
+        let copy = store.clone();
+        let src = std::error::Error::source(&copy).expect("source");
+        assert!(src.downcast_ref::<std::io::Error>().is_some(), "{src:?}");
+        assert_eq!(format!("{copy:?}"), format!("{store:?}"));
     }
 }

@@ -23,19 +23,15 @@
 //! - An evicted entry's token and refresh token are zeroized as they are dropped (every secret
 //!   is, on drop). Its stored state, if a store is set, stays in the store.
 //!
-//! The map is [`quick_cache`]'s: measured against `moka` and a sharded `DashMap`, it has the
-//! smallest per-entry overhead of the bounded maps, a lookup within a few nanoseconds of the
-//! unbounded `DashMap`, and pinning (what keeps held entries), which the others lack. Keys are
-//! hashed with its default hasher (foldhash, seeded at random per process, as `hashbrown`'s
-//! default is): a third of SipHash's cost on a tenant id, and keys an attacker sends cannot be
-//! made to collide without knowing the seed; the bound caps what any one shard can hold anyway.
+//! The map is [`quick_cache`]'s: of the bounded maps measured it costs the least per entry, and
+//! it pins entries (what keeps held ones), which the others do not (`BENCHMARKS.md`, "Many
+//! principals"). Its hasher is seeded at random per process, so keys an attacker sends cannot be
+//! made to collide.
 //!
-//! Unlike a single-token cache, a principal's token is not copied per thread: a hit clones the
-//! shared token. Many principals each see few concurrent hits, and a thread's few copies would
-//! only churn between them. With thousands of principals, what a hit costs is mostly the cache
-//! lines it misses, so it touches as few allocations as it can: the map's entry, the key, the
-//! principal's slot (which keeps its current token's pointer right behind its reference counts)
-//! and the token (which carries the refresh point the cache gave it), nothing in between.
+//! A hit clones the principal's shared token rather than keeping a copy per thread, as a
+//! single-token cache does: many principals each see few concurrent hits, and per-thread copies
+//! would only churn. A hit touches the map's entry, the key, the principal's slot and its token,
+//! nothing in between.
 
 use std::fmt;
 use std::sync::atomic::Ordering;

@@ -82,7 +82,7 @@ pub use crate::clock::{
     Clock, ClockOffset, ManualClock, SharedClock, SystemClock, TokioClock, system_clock,
 };
 pub use crate::env::{EnvVars, ProcessEnv, env_value};
-pub use crate::error::{BoxError, Error, RotatedRefusal, error_chain};
+pub use crate::error::{BoxError, Error, RotatedRefusal, SharedSource, error_chain};
 pub use crate::http::{HttpClient, HttpClientBuilder, RetryPolicy};
 #[cfg(feature = "keyed")]
 #[cfg_attr(docsrs, doc(cfg(feature = "keyed")))]

@@ -1,5 +1,58 @@
 //! [`provider_options_setters!`](crate::provider_options_setters): the setters every provider
-//! builder shares, written once.
+//! builder shares, written once; [`builder_setters!`](crate::builder_setters): the shape of a
+//! builder's own plain setters, written once.
+
+/// Writes a builder's plain setters into its `impl` block: each `name: Type` (or
+/// `name: impl Into<Type>`) becomes `pub fn name(mut self, name: ..) -> Self` that stores
+/// `Some(name)` (converted) in the builder's `Option` field of the same name. The doc comments
+/// written above each one are its documentation.
+///
+/// ```
+/// use std::time::Duration;
+/// use token_provider::builder_setters;
+///
+/// /// A builder of a provider of one's own.
+/// #[derive(Default)]
+/// pub struct MyBuilder {
+///     base_url: Option<String>,
+///     timeout: Option<Duration>,
+/// }
+///
+/// impl MyBuilder {
+///     builder_setters! {
+///         /// The API base.
+///         base_url: impl Into<String>,
+///         /// How long a request may take.
+///         timeout: Duration,
+///     }
+/// }
+///
+/// let builder = MyBuilder::default().base_url("https://api.example").timeout(Duration::ZERO);
+/// assert_eq!(builder.base_url.as_deref(), Some("https://api.example"));
+/// assert_eq!(builder.timeout, Some(Duration::ZERO));
+/// ```
+#[macro_export]
+macro_rules! builder_setters {
+    () => {};
+    ($(#[$doc:meta])* $name:ident: impl Into<$ty:ty> $(, $($rest:tt)*)?) => {
+        $(#[$doc])*
+        pub fn $name(mut self, $name: impl ::core::convert::Into<$ty>) -> Self {
+            self.$name = ::core::option::Option::Some($name.into());
+            self
+        }
+
+        $($crate::builder_setters!($($rest)*);)?
+    };
+    ($(#[$doc:meta])* $name:ident: $ty:ty $(, $($rest:tt)*)?) => {
+        $(#[$doc])*
+        pub fn $name(mut self, $name: $ty) -> Self {
+            self.$name = ::core::option::Option::Some($name);
+            self
+        }
+
+        $($crate::builder_setters!($($rest)*);)?
+    };
+}
 
 /// Writes the setters every provider builder shares into the builder's `impl` block:
 /// `http_client`, `clock`, `cache_config`, `store`, `rate_limit` (with the feature `keyed`) and

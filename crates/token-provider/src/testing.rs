@@ -796,6 +796,19 @@ pub async fn stored_keys(store: &(impl crate::TokenStore + ?Sized)) -> Vec<crate
     entries.into_iter().map(|(key, _)| key).collect()
 }
 
+/// The state `store` holds under `key`.
+///
+/// # Panics
+///
+/// When the store cannot be read or holds nothing under `key`.
+pub async fn stored_state(
+    store: &(impl crate::TokenStore + ?Sized),
+    key: &crate::StoreKey,
+) -> crate::TokenState {
+    let loaded = store.load(key).await.expect("the store is readable");
+    loaded.unwrap_or_else(|| panic!("nothing saved under {key}"))
+}
+
 /// The store key tests use for `principal`: `test|env|tenant|<principal>`.
 pub fn key(principal: &str) -> crate::StoreKey {
     crate::StoreKey::new("test", "env", "tenant", principal)

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use token_provider::testing::{Scripted, epoch as t0, key, state_at, token_text};
 use token_provider::{
-    CacheConfig, CachedTokenProvider, Clock, Error, ManualClock, MemoryStore, Secret,
+    AccessToken, CacheConfig, CachedTokenProvider, Clock, Error, ManualClock, MemoryStore, Secret,
     TokenProvider, TokenStore,
 };
 
@@ -77,22 +77,48 @@ async fn settle(fetcher: &Scripted, n: usize) {
     tokio::time::sleep(Duration::from_millis(20)).await;
 }
 
-#[tokio::test]
-async fn a_rotated_refresh_token_survives_a_dead_access_token_in_the_soft_window() {
-    let (p, clock, upstream) = provider(1);
-    assert_eq!(token_text(&p).await, "at-0");
-    // Into the soft window: a background refresh, answered with a dead token and rt-1.
+/// `at-0` served, and served still in the soft window while a background refresh runs to its
+/// end; then 20 s on, past `at-0`'s expiry.
+async fn through_the_soft_window(
+    p: &CachedTokenProvider<Scripted>,
+    clock: &ManualClock,
+    upstream: &Scripted,
+) {
+    assert_eq!(token_text(p).await, "at-0");
     clock.advance(Duration::from_secs(3600 - 10));
-    assert_eq!(token_text(&p).await, "at-0");
-    settle(&upstream, 2).await;
-    // The next refresh must present rt-1, the only refresh token the provider still accepts.
+    assert_eq!(token_text(p).await, "at-0");
+    settle(upstream, 2).await;
     clock.advance(Duration::from_secs(20));
-    let t = p.token().await.unwrap();
-    assert_eq!(t.secret().expose_secret(), "at-2");
+}
+
+/// The error `answer` holds: the transient refusal the dead or refused answer ends in, not a
+/// token.
+fn refused_as_malformed(answer: Result<AccessToken, Error>) -> Error {
+    let err = answer.unwrap_err();
+    assert!(
+        matches!(err, Error::Malformed { .. }) && err.is_transient(),
+        "{err:?}"
+    );
+    err
+}
+
+/// The next token is `at-2`, got by presenting `rt-1`: after the first grant and `rt-0`, the
+/// refresh token the dead or refused answer rotated in.
+async fn assert_next_presents_rt1(p: &impl TokenProvider, upstream: &Scripted) {
+    assert_eq!(token_text(p).await, "at-2");
     assert_eq!(
         upstream.presented(),
         [None, Some("rt-0".to_owned()), Some("rt-1".to_owned())]
     );
+}
+
+#[tokio::test]
+async fn a_rotated_refresh_token_survives_a_dead_access_token_in_the_soft_window() {
+    let (p, clock, upstream) = provider(1);
+    // Into the soft window: a background refresh, answered with a dead token and rt-1.
+    through_the_soft_window(&p, &clock, &upstream).await;
+    // The next refresh must present rt-1, the only refresh token the provider still accepts.
+    assert_next_presents_rt1(&p, &upstream).await;
 }
 
 #[tokio::test]
@@ -102,36 +128,18 @@ async fn a_rotated_refresh_token_survives_a_dead_access_token_after_expiry() {
     clock.advance(Duration::from_secs(3601));
     // Hard-expired: the caller waits for the fetch, which brings a dead token and rt-1. The
     // caller gets a transient error, never the dead token.
-    let err = p.token().await.unwrap_err();
-    assert!(
-        matches!(err, Error::Malformed { .. }) && err.is_transient(),
-        "{err:?}"
-    );
+    refused_as_malformed(p.token().await);
     // Past the (1 ms) backoff, the next fetch presents rt-1.
     clock.advance(Duration::from_secs(1));
-    let t = p.token().await.unwrap();
-    assert_eq!(t.secret().expose_secret(), "at-2");
-    assert_eq!(
-        upstream.presented(),
-        [None, Some("rt-0".to_owned()), Some("rt-1".to_owned())]
-    );
+    assert_next_presents_rt1(&p, &upstream).await;
 }
 
 #[tokio::test]
 async fn a_rotated_refresh_token_survives_a_refused_answer_in_the_soft_window() {
     let (p, clock, upstream) = refusing(usize::MAX, 1);
-    assert_eq!(token_text(&p).await, "at-0");
-    clock.advance(Duration::from_secs(3600 - 10));
-    assert_eq!(token_text(&p).await, "at-0");
-    settle(&upstream, 2).await;
+    through_the_soft_window(&p, &clock, &upstream).await;
     // The refused answer's token was never served; its rt-1 is presented next.
-    clock.advance(Duration::from_secs(20));
-    let t = p.token().await.unwrap();
-    assert_eq!(t.secret().expose_secret(), "at-2");
-    assert_eq!(
-        upstream.presented(),
-        [None, Some("rt-0".to_owned()), Some("rt-1".to_owned())]
-    );
+    assert_next_presents_rt1(&p, &upstream).await;
 }
 
 #[tokio::test]
@@ -143,11 +151,7 @@ async fn a_rotated_refresh_token_survives_a_refused_answer_with_nothing_cached()
             clock.advance(Duration::from_secs(3601));
         }
         // The caller gets the refusal itself, without the refresh token.
-        let err = p.token().await.unwrap_err();
-        assert!(
-            matches!(err, Error::Malformed { .. }) && err.is_transient(),
-            "{err:?}"
-        );
+        let err = refused_as_malformed(p.token().await);
         assert!(err.take_rotated_refresh_token().1.is_none());
         clock.advance(Duration::from_secs(1));
         let t = p.token().await.unwrap();
@@ -183,9 +187,5 @@ async fn a_rotated_refresh_token_of_a_refused_answer_is_saved_for_every_holder()
         Some("rt-1")
     );
     // The other process refreshes with rt-1, the only refresh token the provider accepts.
-    assert_eq!(token_text(&b).await, "at-2");
-    assert_eq!(
-        upstream.presented(),
-        [None, Some("rt-0".to_owned()), Some("rt-1".to_owned())]
-    );
+    assert_next_presents_rt1(&b, &upstream).await;
 }

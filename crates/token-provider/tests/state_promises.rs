@@ -8,7 +8,9 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use token_provider::testing::{Scripted, TempDir, epoch as t0, key, state_at, token_text};
+use token_provider::testing::{
+    Scripted, TempDir, epoch as t0, key, state_at, stored_state, token_text,
+};
 use token_provider::{
     AccessToken, CacheConfig, CachedTokenProvider, Clock, Error, FileStore, MemoryStore, Secret,
     StoreKey, StoreLock, TokenProvider, TokenState, TokenStore, TokioClock, async_trait,
@@ -367,11 +369,7 @@ async fn a_symlinked_store_is_refused_for_reading_and_writing_alike() {
             .is_symlink(),
         "the link was not replaced by a plain file"
     );
-    let still = FileStore::new(&real)
-        .load(&key("me"))
-        .await
-        .unwrap()
-        .unwrap();
+    let still = stored_state(&FileStore::new(&real), &key("me")).await;
     assert_eq!(still.access_token.secret().expose_secret(), "at-real");
 }
 

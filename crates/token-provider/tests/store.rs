@@ -3,13 +3,13 @@
 
 use std::collections::HashMap;
 use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use token_provider::http::{Repeat, Request, parse_base_url};
-use token_provider::testing::TempDir;
+use token_provider::testing::{TempDir, secret, stored_state};
 use token_provider::{
     AccessToken, CacheConfig, CachedTokenProvider, Error, Fetch, FileStore, HttpClient, Secret,
     StoreKey, StoreLock, SystemClock, TokenProvider, TokenState, TokenStore, async_trait,
@@ -17,6 +17,17 @@ use token_provider::{
 
 fn temp_dir(name: &str) -> TempDir {
     TempDir::new(&format!("store-{name}"))
+}
+
+/// A file store in a new folder named after `name`, holding `state` under `p|e|t|u`: the folder
+/// (removed when dropped), the file, the store and the key.
+async fn file_holding(name: &str, state: &TokenState) -> (TempDir, PathBuf, FileStore, StoreKey) {
+    let dir = temp_dir(name);
+    let path = dir.join("tokens.json");
+    let store = FileStore::new(&path);
+    let key = StoreKey::new("p", "e", "t", "u");
+    store.save(&key, state, &StoreLock::none()).await.unwrap();
+    (dir, path, store, key)
 }
 
 fn state(token: &str, refresh: &str) -> TokenState {
@@ -78,14 +89,7 @@ async fn saves_and_loads_many_keys_in_one_private_file() {
 
 #[tokio::test]
 async fn an_interrupted_write_leaves_the_last_good_state() {
-    let dir = temp_dir("interrupted");
-    let path = dir.join("tokens.json");
-    let store = FileStore::new(&path);
-    let key = StoreKey::new("p", "e", "t", "u");
-    store
-        .save(&key, &state("good", "rt-good"), &StoreLock::none())
-        .await
-        .unwrap();
+    let (dir, _path, store, key) = file_holding("interrupted", &state("good", "rt-good")).await;
     // What a crash before the rename leaves behind: temp files, one truncated mid-JSON.
     std::fs::write(
         dir.join(".tokens.json.tmp.1.2"),
@@ -101,28 +105,14 @@ async fn an_interrupted_write_leaves_the_last_good_state() {
         .await
         .unwrap();
     assert_eq!(
-        store
-            .load(&key)
-            .await
-            .unwrap()
-            .unwrap()
-            .access_token
-            .secret()
-            .expose_secret(),
+        secret(&stored_state(&store, &key).await.access_token),
         "next"
     );
 }
 
 #[tokio::test]
 async fn a_file_others_can_read_is_refused() {
-    let dir = temp_dir("mode");
-    let path = dir.join("tokens.json");
-    let store = FileStore::new(&path);
-    let key = StoreKey::new("p", "e", "t", "u");
-    store
-        .save(&key, &state("at", "rt"), &StoreLock::none())
-        .await
-        .unwrap();
+    let (_dir, path, store, key) = file_holding("mode", &state("at", "rt")).await;
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
     let err = store.load(&key).await.unwrap_err();
     assert!(matches!(err, Error::Store { .. }), "{err:?}");

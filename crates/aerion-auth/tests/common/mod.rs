@@ -112,6 +112,64 @@ pub async fn issue(mock: Mock, access_token: &str, refresh_token: Option<&str>) 
         .await
 }
 
+/// The password grant of [`USERNAME`] and [`PASSWORD`], expected once and answered with
+/// `access_token` (and `refresh_token`).
+pub async fn password_issues(
+    server: &mut ServerGuard,
+    access_token: &str,
+    refresh_token: Option<&str>,
+) -> Mock {
+    let mock = token_mock(server, password_form(USERNAME, PASSWORD)).expect(1);
+    issue(mock, access_token, refresh_token).await
+}
+
+/// The refresh grant presenting `presented`, expected once and answered with `access_token`
+/// (and `refresh_token`).
+pub async fn refresh_issues(
+    server: &mut ServerGuard,
+    presented: &str,
+    access_token: &str,
+    refresh_token: Option<&str>,
+) -> Mock {
+    let mock = token_mock(server, refresh_form(presented)).expect(1);
+    issue(mock, access_token, refresh_token).await
+}
+
+/// The password grant of [`USERNAME`] and [`PASSWORD`], expected once and answered with
+/// `status` and the JSON `body`.
+pub async fn password_answers(
+    server: &mut ServerGuard,
+    status: usize,
+    body: serde_json::Value,
+) -> Mock {
+    let mock = token_mock(server, password_form(USERNAME, PASSWORD)).expect(1);
+    token_provider::testing::json_reply(mock, status, body).await
+}
+
+/// The refresh grant presenting `presented`, expected once and answered with `status` and
+/// `body` as they are.
+pub async fn refresh_answers(
+    server: &mut ServerGuard,
+    presented: &str,
+    status: usize,
+    body: &str,
+) -> Mock {
+    let mock = token_mock(server, refresh_form(presented)).expect(1);
+    token_provider::testing::reply(mock, status, body).await
+}
+
+/// The token request `form` matches, expected `times` times and refused with `status` and the
+/// JSON `body`.
+pub async fn refused(
+    server: &mut ServerGuard,
+    form: impl Fn(&mockito::Request) -> bool + Send + Sync + 'static,
+    times: usize,
+    status: usize,
+    body: serde_json::Value,
+) -> Mock {
+    refuse(token_mock(server, form).expect(times), status, body).await
+}
+
 /// An error answer to `mock`.
 pub async fn refuse(mock: Mock, status: usize, body: serde_json::Value) -> Mock {
     mock.with_status(status)

@@ -151,7 +151,7 @@ pub async fn mock_token_basic(
     body: &str,
     times: usize,
 ) -> Mock {
-    server
+    let mock = server
         .mock("POST", path)
         .match_header("authorization", BASIC)
         .match_header("content-type", "application/x-www-form-urlencoded")
@@ -160,13 +160,25 @@ pub async fn mock_token_basic(
             Matcher::UrlEncoded("grant_type".into(), "client_credentials".into()),
             Matcher::UrlEncoded("audience".into(), AUDIENCE.into()),
         ]))
-        .match_request(basic_form(AUDIENCE))
-        .with_status(status)
-        .with_header("content-type", "application/json")
-        .with_body(body)
-        .expect(times)
-        .create_async()
-        .await
+        .match_request(basic_form(AUDIENCE));
+    token_provider::testing::json_reply(mock.expect(times), status, body).await
+}
+
+/// The token endpoint (`/oauth/token`, Basic client authentication) answering `times` times
+/// with `access_token`, good for a day.
+pub async fn token_issued(server: &mut ServerGuard, access_token: &str, times: usize) -> Mock {
+    token_issued_for(server, access_token, 86400, times).await
+}
+
+/// [`token_issued`], with a token good for `expires_in` seconds.
+pub async fn token_issued_for(
+    server: &mut ServerGuard,
+    access_token: &str,
+    expires_in: u64,
+    times: usize,
+) -> Mock {
+    let body = token_body(access_token, expires_in);
+    mock_token_basic(server, "/oauth/token", 200, &body, times).await
 }
 
 /// A builder pointed at the mock server as the Dev environment's issuer.

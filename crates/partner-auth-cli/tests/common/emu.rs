@@ -126,6 +126,11 @@ pub fn jwt_claims(jwt: &str) -> serde_json::Value {
     serde_json::from_slice(&bytes).expect("JSON claims")
 }
 
+/// [`emulator`], and a new scratch folder named after `name`.
+pub async fn emulator_and_folder(name: &str) -> (RunningEmulator, super::TempDir) {
+    (emulator().await, super::TempDir::new(name))
+}
+
 pub async fn emulator() -> RunningEmulator {
     Emulator::builder()
         .start()

@@ -28,6 +28,20 @@ pub async fn raw(server: &RedisServer) -> redis::aio::MultiplexedConnection {
         .unwrap()
 }
 
+/// `SET key value` on `conn`, bytes as they are.
+pub async fn set_raw(
+    conn: &mut redis::aio::MultiplexedConnection,
+    key: impl redis::ToRedisArgs,
+    value: impl redis::ToRedisArgs,
+) {
+    let () = redis::cmd("SET")
+        .arg(key)
+        .arg(value)
+        .query_async(conn)
+        .await
+        .unwrap();
+}
+
 /// Every key on the server, sorted.
 pub fn all_keys(server: &RedisServer) -> Vec<String> {
     let mut keys: Vec<String> = server.cli(&["--scan"]).lines().map(str::to_owned).collect();
@@ -74,4 +88,35 @@ pub fn presented(provider: &Scripted) -> Vec<String> {
 
 pub fn secret(token: &AccessToken) -> &str {
     token.secret().expose_secret()
+}
+
+/// This test binary run again as its `replica` test, with `own` (the variables that make it a
+/// replica of the calling test), Aerion at `emulator` (base URL, tenant, client credentials) and
+/// `env` on top; stdout piped, stderr dropped, killed on drop.
+pub fn replica_command(
+    emulator: &partner_auth_emulator::RunningEmulator,
+    own: &[(&str, String)],
+    env: &[(&str, String)],
+) -> tokio::process::Command {
+    use std::process::Stdio;
+
+    let mut cmd = tokio::process::Command::new(std::env::current_exe().unwrap());
+    cmd.args(["--exact", "replica", "--nocapture", "--test-threads", "1"])
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .envs(own.iter().map(|(name, value)| (name, value)))
+        .env("AERION_BASE_URL", emulator.aerion_base())
+        .env("AERION_COMPANY_URL", emulator.aerion_tenant())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true);
+    for (name, value) in emulator.env_vars() {
+        if name.starts_with("AERION_CLIENT_") {
+            cmd.env(name, value);
+        }
+    }
+    for (name, value) in env {
+        cmd.env(name, value);
+    }
+    cmd
 }

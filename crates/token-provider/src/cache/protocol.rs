@@ -735,6 +735,6 @@ mod tests {
         assert_eq!(fate(&Error::malformed("garbled")), Fate::Lost);
         let refused = Error::transport("connection refused").into_not_sent();
         assert_eq!(fate(&refused), Fate::Unspent);
-        assert_eq!(fate(&refused.duplicate()), Fate::Unspent);
+        assert_eq!(fate(&refused.clone()), Fate::Unspent);
     }
 }

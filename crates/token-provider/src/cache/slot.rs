@@ -366,7 +366,7 @@ impl<F: KeyedFetch> PrincipalCache<F> {
     }
 
     pub(crate) fn store_error(&self) -> Option<Error> {
-        self.lock().unsaved().map(|e| e.duplicate())
+        self.lock().unsaved().map(|e| Error::clone(e))
     }
 
     /// Whether a fetch is in flight or anyone but the caller holds this slot (a handle given
@@ -565,7 +565,7 @@ impl<F: KeyedFetch> PrincipalCache<F> {
         match tokio::time::timeout(load_timeout, wait).await {
             Ok(Ok(outcome)) => match outcome.as_ref().expect("waited for Some") {
                 Ok(token) => Ok(token.clone()),
-                Err(e) => Err(e.duplicate()),
+                Err(e) => Err(Error::clone(e)),
             },
             // The sender is gone without an answer: the fetch task panicked or was cancelled.
             Ok(Err(_)) => Err(Error::transport(
@@ -684,7 +684,7 @@ impl<F: KeyedFetch> PrincipalCache<F> {
             }
             Decision::FailHeld => {
                 let (error, _) = control.failure().expect("a failure is held");
-                return Err(error.duplicate());
+                return Err(Error::clone(error));
             }
             Decision::Start | Decision::ServeAndRefresh => {}
         }
