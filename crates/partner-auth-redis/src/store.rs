@@ -436,6 +436,10 @@ impl TokenStore for RedisStore {
         true
     }
 
+    fn kind(&self) -> &'static str {
+        "redis"
+    }
+
     async fn load_record(&self, key: &StoreKey) -> Result<Option<StoreRecord>, Error> {
         let inner = &self.inner;
         let names = inner.names(key);

@@ -128,6 +128,12 @@ impl<F: KeyedFetch> Lifecycle<Arc<str>, Arc<PrincipalCache<F>>> for Held {
     fn is_pinned(&self, _: &Arc<str>, slot: &Arc<PrincipalCache<F>>) -> bool {
         slot.busy()
     }
+
+    /// An entry evicted to keep the bound (the sweep counts its own).
+    #[cfg(feature = "metrics")]
+    fn on_evict(&self, _: &mut (), _: Arc<str>, slot: Arc<PrincipalCache<F>>) {
+        crate::metrics::evicted(slot.common.config.name, 1);
+    }
 }
 
 impl<F: KeyedFetch> KeyedCache<F> {
@@ -137,7 +143,7 @@ impl<F: KeyedFetch> KeyedCache<F> {
         let max = keyed.max_entries;
         Self {
             inner: Arc::new(Inner {
-                common: Arc::new(CacheShared::new(fetcher, cache, false)),
+                common: CacheShared::new(fetcher, cache, false).shared(),
                 map: Cache::with(
                     max,
                     max as u64,
@@ -235,10 +241,21 @@ impl<F: KeyedFetch> KeyedCache<F> {
     /// Evicts every entry unused since the previous sweep and not held; returns how many.
     pub fn sweep(&self) -> usize {
         let before = self.len();
+        #[cfg(feature = "metrics")]
+        let evicted = std::sync::atomic::AtomicU64::new(0);
         self.inner.map.retain(|_, slot| {
             // Not used since the last sweep, and nobody holds it: evicted.
-            slot.busy() || slot.used.swap(false, Ordering::Relaxed)
+            let kept = slot.busy() || slot.used.swap(false, Ordering::Relaxed);
+            #[cfg(feature = "metrics")]
+            if !kept {
+                evicted.fetch_add(1, Ordering::Relaxed);
+            }
+            kept
         });
+        crate::observe::with_metrics! {
+            crate::metrics::evicted(self.config().name, evicted.into_inner());
+            self.inner.common.publish_hits();
+        }
         *self
             .inner
             .last_sweep

@@ -7,6 +7,9 @@
 //!   [`CacheConfig`]; [`ProviderOptions`] carries it with the [`HttpClient`], a [`Clock`] and a
 //!   [`TokenStore`] into every provider's builder.
 //! - [`auth`]: authenticated calls that retry once after a 401.
+//! - `metrics` (feature `metrics`): the metrics the caches, the HTTP policy and the stores
+//!   report through the `metrics` facade, in one table; and the `partner_auth.fetch` span every
+//!   fetch runs in (always).
 //!
 //! # Which requests each provider sends, and which may be repeated
 //!
@@ -58,6 +61,10 @@ mod error;
 pub mod http;
 #[cfg(feature = "keyed")]
 mod keyed;
+#[cfg(feature = "metrics")]
+#[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
+pub mod metrics;
+mod observe;
 mod options;
 mod pace;
 mod provider;

@@ -176,7 +176,7 @@ impl<F: Fetch> CachedTokenProvider<F> {
 
     /// Caches `fetcher` with `config`.
     pub fn with_config(fetcher: F, config: CacheConfig) -> Self {
-        let common = Arc::new(CacheShared::new(OnePrincipal(fetcher), config, true));
+        let common = CacheShared::new(OnePrincipal(fetcher), config, true).shared();
         Self {
             slot: Arc::new(PrincipalCache::new(common, ())),
         }

@@ -88,7 +88,7 @@ impl<F: KeyedFetch> PrincipalCache<F> {
             return Ok(Obtained::New(self.stamp(result?)));
         };
         let key = &key;
-        let lock = match store.lock(key).await {
+        let lock = match self.observed(store, "lock", store.lock(key).await) {
             Ok(lock) => lock,
             // The store cannot be reached: a grant that spends nothing is fetched here, once
             // per process, and not saved; any other waits for the store (a refresh token spent
@@ -113,7 +113,7 @@ impl<F: KeyedFetch> PrincipalCache<F> {
         }
         let mut rounds = 0;
         loop {
-            let record = store.load_record(key).await?;
+            let record = self.observed(store, "load", store.load_record(key).await)?;
             match self
                 .through_record(store, key, &lock, record, deadline)
                 .await?
@@ -141,7 +141,7 @@ impl<F: KeyedFetch> PrincipalCache<F> {
         lock: &StoreLock,
     ) -> Result<Forgot, Error> {
         if !store.versioned() {
-            let removed = store.remove(key, lock).await?;
+            let removed = self.observed(store, "remove", store.remove(key, lock).await)?;
             return Ok(Forgot {
                 removed,
                 at: None,
@@ -152,16 +152,25 @@ impl<F: KeyedFetch> PrincipalCache<F> {
         let forgotten = StoreRecord::forgotten_at(at);
         let mut last = None;
         for _ in 0..SAVE_ROUNDS {
-            let (read, stored, unreadable) = match store.load_record(key).await {
-                Ok(record) => (
-                    record.as_ref().map(|r| r.version),
-                    record.and_then(StoreRecord::into_state),
-                    false,
-                ),
-                Err(Error::Store { .. }) => (None, None, store.remove(key, lock).await?),
-                Err(e) => return Err(e),
-            };
-            match store.save_record(key, &forgotten, read, lock).await {
+            let (read, stored, unreadable) =
+                match self.observed(store, "load", store.load_record(key).await) {
+                    Ok(record) => (
+                        record.as_ref().map(|r| r.version),
+                        record.and_then(StoreRecord::into_state),
+                        false,
+                    ),
+                    Err(Error::Store { .. }) => (
+                        None,
+                        None,
+                        self.observed(store, "remove", store.remove(key, lock).await)?,
+                    ),
+                    Err(e) => return Err(e),
+                };
+            match self.observed(
+                store,
+                "save",
+                store.save_record(key, &forgotten, read, lock).await,
+            ) {
                 Ok(_) => {
                     return Ok(Forgot {
                         removed: stored.is_some() || unreadable,
@@ -377,7 +386,11 @@ impl<F: KeyedFetch> PrincipalCache<F> {
                 deadline,
                 attempt,
             ));
-            match store.save_record(key, &marker, read, lock).await {
+            match self.observed(
+                store,
+                "save",
+                store.save_record(key, &marker, read, lock).await,
+            ) {
                 Ok(version) => read = Some(version),
                 Err(Error::StoreFenced { .. }) => return Ok(Step::ReadAgain),
                 // Not recorded (a full disk, a lost reply): the lock still keeps this process's
@@ -467,14 +480,18 @@ impl<F: KeyedFetch> PrincipalCache<F> {
         let record = StoreRecord::new(state, 0);
         let mut refusal = None;
         for _ in 0..SAVE_ROUNDS {
-            match store.save_record(key, &record, read, lock).await {
+            match self.observed(
+                store,
+                "save",
+                store.save_record(key, &record, read, lock).await,
+            ) {
                 Ok(_) => {
                     self.lock()
                         .clear_incidents(|incidents| incidents.unsaved = None);
                     return Ok(Obtained::New(record.state));
                 }
                 Err(Error::StoreFenced { reason }) => {
-                    let stored = match store.load_record(key).await {
+                    let stored = match self.observed(store, "load", store.load_record(key).await) {
                         Ok(stored) => stored,
                         Err(e) => {
                             refusal = Some(e);
@@ -582,7 +599,7 @@ impl<F: KeyedFetch> PrincipalCache<F> {
         if fate(error) == Fate::Unspent && before == Before::Nothing {
             // The store held nothing of it (it lost its records): nothing again, so that the
             // next holder presents from its memory as this one did, as a second presentation.
-            if let Err(e) = store.remove(key, lock).await {
+            if let Err(e) = self.observed(store, "remove", store.remove(key, lock).await) {
                 warn!(
                     cache = self.config().name,
                     key = %key,
@@ -631,7 +648,11 @@ impl<F: KeyedFetch> PrincipalCache<F> {
         read: Option<u64>,
     ) {
         let mut read = read;
-        let mut outcome = store.save_record(key, record, read, lock).await;
+        let mut outcome = self.observed(
+            store,
+            "save",
+            store.save_record(key, record, read, lock).await,
+        );
         for _ in 0..SAVE_ROUNDS {
             // Refused for a version read too early (a marker whose reply was lost, say): written
             // again while the stored state is still the one the outcome is about, or one older
@@ -639,7 +660,7 @@ impl<F: KeyedFetch> PrincipalCache<F> {
             let Err(Error::StoreFenced { .. }) = outcome else {
                 break;
             };
-            match store.load_record(key).await {
+            match self.observed(store, "load", store.load_record(key).await) {
                 Ok(Some(stored))
                     if !is_newer(&stored.state, Some(&record.state))
                         || self.is_stale(&stored, Some(&record.state)) =>
@@ -649,7 +670,11 @@ impl<F: KeyedFetch> PrincipalCache<F> {
                 Ok(None) => read = None,
                 _ => break,
             }
-            outcome = store.save_record(key, record, read, lock).await;
+            outcome = self.observed(
+                store,
+                "save",
+                store.save_record(key, record, read, lock).await,
+            );
         }
         if let Err(e) = outcome {
             warn!(

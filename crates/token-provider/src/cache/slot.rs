@@ -15,7 +15,7 @@ use std::time::{Duration, SystemTime};
 use arc_swap::ArcSwapOption;
 use async_trait::async_trait;
 use tokio::sync::watch;
-use tracing::{debug, info, trace, warn};
+use tracing::{Instrument, debug, info, trace, warn};
 
 use super::config::{CacheConfig, CacheStats};
 use super::counter::StripedCounter;
@@ -24,6 +24,7 @@ use super::local::{count_keyed_hit, drop_dead_local_copies, local_copy, local_hi
 use super::policy;
 use super::protocol::Forgot;
 use crate::clock::nanos;
+use crate::observe::{Outcome as FetchOutcome, Panicked, with_metrics};
 use crate::pace::Background;
 use crate::store::{RefreshDigest, Refusal, StoreKey, TokenStore};
 use crate::token::{self, is_b64token};
@@ -41,6 +42,9 @@ pub(crate) struct CacheShared<F> {
     /// every thread hits; not for a keyed cache, whose many principals each see few concurrent
     /// hits and would only churn a thread's few copies.
     local_copies: bool,
+    /// How many of `hits` the metrics were told of ([`publish_hits`](Self::publish_hits)).
+    #[cfg(feature = "metrics")]
+    published_hits: AtomicU64,
 }
 
 impl<F> CacheShared<F> {
@@ -51,6 +55,33 @@ impl<F> CacheShared<F> {
             config,
             hits: StripedCounter::default(),
             local_copies,
+            #[cfg(feature = "metrics")]
+            published_hits: AtomicU64::new(0),
+        }
+    }
+
+    /// Shares `self`, registered (with the `metrics` feature) for [`publish`](crate::metrics::publish).
+    pub(crate) fn shared(self) -> Arc<Self>
+    where
+        F: KeyedFetch,
+    {
+        let shared = Arc::new(self);
+        with_metrics! {
+            let weak: std::sync::Weak<dyn crate::metrics::Publish> = Arc::downgrade(&shared) as _;
+            crate::metrics::register(weak);
+        }
+        shared
+    }
+
+    /// Tells the metrics of the hits counted since the last time (never on the hit path: a
+    /// fetch starting or ending, a sweep, a `stats()` call, [`publish`](crate::metrics::publish)).
+    #[cfg(feature = "metrics")]
+    pub(crate) fn publish_hits(&self) {
+        let total = self.hits.sum();
+        // Two publishers at once: the one with the larger total tells the difference.
+        let before = self.published_hits.fetch_max(total, Ordering::Relaxed);
+        if total > before {
+            crate::metrics::hits(self.config.name, total - before);
         }
     }
 
@@ -71,6 +102,24 @@ impl<F> CacheShared<F> {
             crate::SystemClock.now_nanos()
         } else {
             nanos(self.config.clock.now())
+        }
+    }
+}
+
+#[cfg(feature = "metrics")]
+impl<F: Send + Sync> crate::metrics::Publish for CacheShared<F> {
+    fn publish_hits(&self) {
+        CacheShared::publish_hits(self);
+    }
+}
+
+#[cfg(feature = "metrics")]
+impl<F> Drop for CacheShared<F> {
+    fn drop(&mut self) {
+        let total = self.hits.sum();
+        let before = *self.published_hits.get_mut();
+        if total > before {
+            crate::metrics::hits(self.config.name, total - before);
         }
     }
 }
@@ -107,6 +156,16 @@ impl<F: KeyedFetch> fmt::Debug for PrincipalCache<F> {
         f.debug_struct("PrincipalCache")
             .field("cache", &self.config().name)
             .finish_non_exhaustive()
+    }
+}
+
+/// A principal dropped with a token leaves the `principals cached` gauge.
+#[cfg(feature = "metrics")]
+impl<F: KeyedFetch> Drop for PrincipalCache<F> {
+    fn drop(&mut self) {
+        if self.current.load().is_some() {
+            crate::metrics::principal_cached(self.config().name, false);
+        }
     }
 }
 
@@ -392,7 +451,7 @@ impl<F: KeyedFetch> PrincipalCache<F> {
             // the store may still hold the state); under the store's lock, so that a fetch
             // queued behind the forget finds the new epoch.
             Some((store, key)) => {
-                let lock = match store.lock(&key).await {
+                let lock = match self.observed(store, "lock", store.lock(&key).await) {
                     Ok(lock) => lock,
                     Err(e) => {
                         self.forget_state();
@@ -423,6 +482,7 @@ impl<F: KeyedFetch> PrincipalCache<F> {
     }
 
     pub(crate) fn stats(&self) -> CacheStats {
+        with_metrics!(self.common.publish_hits());
         let s = &self.counters;
         let latency = s.last_latency_us.load(Ordering::Relaxed);
         CacheStats {
@@ -636,10 +696,38 @@ impl<F: KeyedFetch> PrincipalCache<F> {
         let token = entry
             .as_ref()
             .map(|e| Arc::clone(e.state.access_token.shared()));
+        #[cfg(feature = "metrics")]
+        let cached = entry.is_some();
         let replaced = self.current.swap(entry);
         self.token.store(token);
         self.generation.store(generation, Ordering::Release);
+        with_metrics! {
+            if cached != replaced.is_some() {
+                crate::metrics::principal_cached(self.config().name, cached);
+            }
+        }
         replaced
+    }
+
+    /// `result`, the answer of an `operation` on `store`, counted by the metrics when it is an
+    /// error (a save refused for a stale version is the protocol at work, not counted).
+    #[inline]
+    pub(super) fn observed<T>(
+        &self,
+        store: &dyn TokenStore,
+        operation: &'static str,
+        result: Result<T, Error>,
+    ) -> Result<T, Error> {
+        with_metrics! {
+            if let Err(error) = &result
+                && !matches!(error, Error::StoreFenced { .. })
+            {
+                crate::metrics::store_error(self.config().name, store.kind(), operation);
+            }
+        }
+        #[cfg(not(feature = "metrics"))]
+        let _ = (store, operation);
+        result
     }
 
     pub(super) fn lock(&self) -> MutexGuard<'_, Coordination> {
@@ -698,10 +786,40 @@ impl<F: KeyedFetch> PrincipalCache<F> {
         }
         self.fetching.store(true, Ordering::Release);
         let epoch = control.epoch;
+        let attempt = control
+            .incidents
+            .as_ref()
+            .map_or(0, |i| i.consecutive_failures)
+            .saturating_add(1);
         drop(control);
         self.counters.fetches.fetch_add(1, Ordering::Relaxed);
-        tokio::spawn(Self::run(Arc::clone(self), tx, rx.clone(), refresh, epoch));
+        with_metrics!(self.common.publish_hits());
+        let span = self.fetch_span(attempt);
+        tokio::spawn(Self::run(Arc::clone(self), tx, rx.clone(), refresh, epoch).instrument(span));
         Ok(rx)
+    }
+
+    /// The span a fetch runs in: `partner_auth.fetch`, with the fixed fields of the `metrics`
+    /// module docs (`outcome` recorded when it ends). The principal is named by a digest, never
+    /// as it is.
+    fn fetch_span(&self, attempt: u32) -> tracing::Span {
+        let span = tracing::info_span!(
+            "partner_auth.fetch",
+            provider = self.config().name,
+            principal = tracing::field::Empty,
+            attempt,
+            outcome = tracing::field::Empty,
+        );
+        if !span.is_disabled() {
+            let digest = match self.common.fetcher.store_key(&self.principal) {
+                Some(key) => crate::observe::principal_digest(&key),
+                None => {
+                    crate::observe::digest(&format!("{}|{:?}", self.config().name, self.principal))
+                }
+            };
+            span.record("principal", digest.as_str());
+        }
+        span
     }
 
     /// Ends this fetch: clears the in-flight marker and publishes `outcome` in one step under the
@@ -782,12 +900,15 @@ impl<F: KeyedFetch> PrincipalCache<F> {
                 }
             }
         };
+        #[cfg(feature = "metrics")]
+        let fetch = crate::metrics::scope(this.config().name, fetch);
         let result = match background {
             Some(refresh) => refresh.scope(fetch).await,
             None => fetch.await,
         };
         let elapsed = started.elapsed();
         let now = this.common.now();
+        let adopted = matches!(result, Ok(Obtained::Adopted(_)));
         let result = result.and_then(|fetched| {
             let entry = match fetched {
                 Obtained::New(state) => this.entry(state, now),
@@ -811,6 +932,16 @@ impl<F: KeyedFetch> PrincipalCache<F> {
             }
             Ok(entry)
         });
+        let outcome = match &result {
+            Ok(_) if adopted => FetchOutcome::Adopted,
+            Ok(_) => FetchOutcome::Ok,
+            Err(error) => FetchOutcome::of(error),
+        };
+        tracing::Span::current().record("outcome", outcome.as_str());
+        with_metrics! {
+            crate::metrics::fetch_ended(this.config().name, outcome, elapsed.as_secs_f64());
+            this.common.publish_hits();
+        }
         match result {
             Ok(entry) => {
                 let token = entry.state.access_token.clone();
@@ -1063,7 +1194,7 @@ impl<T, Fut: Future<Output = Result<T, Error>> + Unpin> Future for CatchPanic<Fu
         let fut = Pin::new(&mut self.0);
         match std::panic::catch_unwind(AssertUnwindSafe(|| fut.poll(cx))) {
             Ok(poll) => poll,
-            Err(_) => Poll::Ready(Err(Error::transport("the token fetch panicked"))),
+            Err(_) => Poll::Ready(Err(Error::transport(Panicked))),
         }
     }
 }

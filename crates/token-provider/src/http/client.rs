@@ -15,6 +15,7 @@ use super::urls::check_url;
 use super::{DEFAULT_MAX_BODY, USER_AGENT};
 #[cfg(feature = "keyed")]
 use crate::RateLimit;
+use crate::observe::with_metrics;
 use crate::{ClockOffset, Error, SharedClock, system_clock};
 
 /// The shared HTTP client: a `reqwest::Client` with the policy of [`crate::http`]. Cheap to
@@ -247,7 +248,8 @@ impl HttpClient {
             let last = attempt >= max_attempts;
             let elapsed_ms = started.elapsed().as_millis() as u64;
             let once = request.repeat == Repeat::Once;
-            let wait = match outcome {
+            // How long to wait, and what the attempt that is repeated got (the metrics' label).
+            let (wait, retried) = match outcome {
                 Ok(response) => {
                     reached = true;
                     let status = response.status;
@@ -268,12 +270,18 @@ impl HttpClient {
                                 retry_after: asked,
                             }));
                         }
-                        asked.unwrap_or_else(|| policy.backoff(attempt))
+                        (
+                            asked.unwrap_or_else(|| policy.backoff(attempt)),
+                            "rate_limited",
+                        )
                     } else if status.is_server_error() || status == StatusCode::REQUEST_TIMEOUT {
                         if last || too_long || once || !self.config.budget.withdraw() {
                             return Err(SendError::reached(unavailable(status, asked)));
                         }
-                        asked.unwrap_or_else(|| policy.backoff(attempt))
+                        (
+                            asked.unwrap_or_else(|| policy.backoff(attempt)),
+                            "unavailable",
+                        )
                     } else if status.is_redirection() || status.is_informational() {
                         return Err(SendError::reached(Error::Status {
                             status: status.as_u16(),
@@ -320,7 +328,11 @@ impl HttpClient {
                         };
                         return Err(wrap(error));
                     }
-                    policy.backoff(attempt)
+                    let retried = match failure.error {
+                        Error::Timeout(_) => "timeout",
+                        _ => "transport",
+                    };
+                    (policy.backoff(attempt), retried)
                 }
             };
             warn!(
@@ -331,6 +343,9 @@ impl HttpClient {
                 wait_ms = wait.as_millis() as u64,
                 "retrying http request"
             );
+            with_metrics!(crate::metrics::http_retry(retried););
+            #[cfg(not(feature = "metrics"))]
+            let _ = retried;
             tokio::time::sleep(wait).await;
         }
     }

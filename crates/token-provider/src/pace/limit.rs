@@ -105,6 +105,20 @@ impl RateLimit {
     /// Waits for this request's turn: after the requests that came before it (and, for a
     /// background refresh, after every waiting request of a caller with no token).
     pub(crate) async fn ready(&self) {
+        #[cfg(feature = "metrics")]
+        let asked = tokio::time::Instant::now();
+        self.take_turn().await;
+        crate::observe::with_metrics! {
+            let waited = asked.elapsed();
+            // A permit at once is no wait; a wait of a timer's tick or more is.
+            if waited >= std::time::Duration::from_millis(1) {
+                crate::metrics::paced(waited.as_secs_f64());
+            }
+        }
+    }
+
+    /// [`ready`](Self::ready)'s wait.
+    async fn take_turn(&self) {
         let pacer = &*self.inner;
         let background = BACKGROUND.try_with(Arc::clone).ok();
         let urgent = background.as_ref().is_none_or(|b| b.is_urgent());

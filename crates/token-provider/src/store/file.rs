@@ -262,6 +262,10 @@ impl TokenStore for FileStore {
         true
     }
 
+    fn kind(&self) -> &'static str {
+        "file"
+    }
+
     async fn load_record(&self, key: &StoreKey) -> Result<Option<StoreRecord>, Error> {
         let key = key.clone();
         self.blocking(move |store| {

@@ -65,6 +65,7 @@ macro_rules! forward_token_store {
             [remove async (key: &$crate::StoreKey, lock: &$crate::StoreLock)
                 -> ::core::result::Result<bool, $crate::Error>]
             [versioned () -> bool]
+            [kind () -> &'static str]
             [load_record async (key: &$crate::StoreKey)
                 -> ::core::result::Result<::core::option::Option<$crate::StoreRecord>, $crate::Error>]
             [save_record async (key: &$crate::StoreKey, record: &$crate::StoreRecord,
@@ -92,6 +93,7 @@ macro_rules! forward_token_store {
     (@written lock [lock $($left:ident)*] $($rest:tt)*) => { $crate::forward_token_store!(@skip $($rest)*); };
     (@written remove [remove $($left:ident)*] $($rest:tt)*) => { $crate::forward_token_store!(@skip $($rest)*); };
     (@written versioned [versioned $($left:ident)*] $($rest:tt)*) => { $crate::forward_token_store!(@skip $($rest)*); };
+    (@written kind [kind $($left:ident)*] $($rest:tt)*) => { $crate::forward_token_store!(@skip $($rest)*); };
     (@written load_record [load_record $($left:ident)*] $($rest:tt)*) => { $crate::forward_token_store!(@skip $($rest)*); };
     (@written save_record [save_record $($left:ident)*] $($rest:tt)*) => { $crate::forward_token_store!(@skip $($rest)*); };
     (@written entries [entries $($left:ident)*] $($rest:tt)*) => { $crate::forward_token_store!(@skip $($rest)*); };
@@ -121,6 +123,14 @@ macro_rules! forward_token_store {
             fn versioned(&self) -> bool {
                 let $this = self;
                 $crate::TokenStore::versioned($target)
+            }
+        ] $($more)*);
+    };
+    (@forward [kind () -> &'static str] ($self_ty:ty, $this:ident, $target:expr) $names:tt [$($methods:tt)*] $($more:tt)*) => {
+        $crate::forward_token_store!(@each ($self_ty, $this, $target) $names [$($methods)*
+            fn kind(&self) -> &'static str {
+                let $this = self;
+                $crate::TokenStore::kind($target)
             }
         ] $($more)*);
     };

@@ -53,6 +53,10 @@ impl TokenStore for MemoryStore {
         true
     }
 
+    fn kind(&self) -> &'static str {
+        "memory"
+    }
+
     async fn load_record(&self, key: &StoreKey) -> Result<Option<StoreRecord>, Error> {
         Ok(self.map().get(key).cloned())
     }

@@ -180,6 +180,12 @@ pub trait TokenStore: Send + Sync + fmt::Debug {
         false
     }
 
+    /// What kind of store this is, for the `store` label of the store-error metric: `file`,
+    /// `memory`, `redis`, or (the default) `custom`. A short fixed name, never a path or URL.
+    fn kind(&self) -> &'static str {
+        "custom"
+    }
+
     /// The record under `key`, if any. The default reads [`load`](TokenStore::load), at
     /// version 0 with nothing recorded.
     async fn load_record(&self, key: &StoreKey) -> Result<Option<StoreRecord>, Error> {
