@@ -34,6 +34,10 @@
 //!   [`from_env`] ([`open_store`]: every URL form, the password from
 //!   `PARTNER_AUTH_REDIS_PASSWORD`).
 //!
+//! - `metrics`: the caches, the HTTP policy and the stores report through the `metrics`
+//!   facade ([`metrics`]: the metric names, their labels, the `partner_auth.fetch` span;
+//!   `examples/prometheus.rs` exports them to Prometheus).
+//!
 //! Authenticated calls with a 401 retry: [`auth::send_authorized`] for bare reqwest,
 //! [`auth::AuthMiddleware`] for `reqwest-middleware` and [`auth::AuthLayer`] for a `tower`
 //! client built on `http` (hyper-util, tonic; `examples/tower_hyper.rs`).
@@ -69,6 +73,10 @@ pub use aurora_solar_auth as aurora_solar;
 #[cfg_attr(docsrs, doc(cfg(feature = "aurora-uk")))]
 #[doc(inline)]
 pub use aurora_uk_auth as aurora_uk;
+#[cfg(feature = "metrics")]
+#[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
+#[doc(inline)]
+pub use token_provider::metrics;
 
 pub use crate::config::{Config, ProviderConfig};
 pub use crate::store::{

@@ -426,7 +426,7 @@ const PROVIDERS: [&str; 3] = ["aerion-auth", "aurora-uk-auth", "aurora-solar-aut
 /// SPEC section 1: provider crates are independent, Aurora Solar has no OAuth crates, Aerion has
 /// no OpenID Connect, neither Aerion nor Aurora UK compiles the keyed cache or the pace, one
 /// reqwest in the tree, no OpenSSL, and a facade built with only `aerion` holds neither
-/// `openidconnect` nor another provider nor the keyed cache.
+/// `openidconnect` nor another provider nor the keyed cache nor the metrics facade.
 fn check_dependency_rules() -> Result {
     eprintln!("\n==> dependency rules (cargo tree)");
     let members = members()?;
@@ -485,6 +485,8 @@ fn check_dependency_rules() -> Result {
             "aurora-solar-auth",
             "quick_cache",
             "governor",
+            // The metrics facade comes with the `metrics` feature only.
+            "metrics",
         ] {
             if has(&pkgs, b) {
                 failures.push(format!("partner-auth with only `aerion` pulls in {b}"));

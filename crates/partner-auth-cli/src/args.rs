@@ -210,6 +210,11 @@ pub(crate) struct StatusArgs {
     #[arg(long)]
     pub(crate) json: bool,
 
+    /// Only the counts: entries (and per provider), expired, refresh tokens held, sealed by an
+    /// older key, unreadable (one JSON object with --json).
+    #[arg(long)]
+    pub(crate) counts: bool,
+
     #[command(flatten)]
     pub(crate) store: StoreArg,
 }

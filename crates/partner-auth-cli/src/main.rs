@@ -4,7 +4,7 @@
 //! ```text
 //! partner-auth token <PROVIDER> [--json | --header] [--store FILE|URL]
 //! partner-auth api <PROVIDER> <PATH|URL> [-X METHOD] [-H 'Name: value']... [-d BODY | --input FILE] [-i] [--store FILE|URL]
-//! partner-auth status [--json] [--store FILE|URL]
+//! partner-auth status [--json] [--counts] [--store FILE|URL]
 //! partner-auth forget <PROVIDER> | --all [--store FILE|URL]
 //! partner-auth emulator [--port N]
 //! partner-auth completions <bash|elvish|fish|powershell|zsh>
@@ -41,7 +41,9 @@
 //! - `status`: one line per entry of the store (provider, environment, tenant, principal, time
 //!   to expiry, whether a refresh token is held, when the token was obtained, and in a sealed
 //!   store the fingerprint of the key that sealed it, and whether that is an older key);
-//!   `--json` prints one array. Never a secret, not even a prefix. An entry whose state cannot
+//!   `--json` prints one array; `--counts` only the counts (entries per provider, expired,
+//!   refresh tokens held, sealed by an older key, unreadable; one object with `--json`). Never a
+//!   secret, not even a prefix. An entry whose state cannot
 //!   be read (sealed under another key, damaged) is listed by its key with the reason
 //!   (`unreadable`), the others as usual, and the run then exits with that reason's status (2
 //!   for a store error), naming the first such entry.

@@ -51,7 +51,16 @@ pub(crate) async fn run(
             format!("{what} ({}): {}", row.key(), reason.message()),
         )
     });
-    let stdout = if args.json {
+    let stdout = if args.counts {
+        let counts = Counts::of(&rows);
+        if args.json {
+            let mut line = serde_json::to_string(&counts).expect("counts always serialize");
+            line.push('\n');
+            line
+        } else {
+            counts.text()
+        }
+    } else if args.json {
         let mut line = serde_json::to_string(&rows).expect("strings always serialize");
         line.push('\n');
         line
@@ -59,6 +68,63 @@ pub(crate) async fn run(
         rows.iter().map(|row| format!("{}\n", row.text())).collect()
     };
     Ok(Listing { stdout, failure })
+}
+
+/// What `status --counts` prints: how many entries, of which provider, and in which state.
+#[derive(Debug, serde::Serialize)]
+struct Counts {
+    entries: usize,
+    /// Entries per provider (the key's first part), by name.
+    providers: std::collections::BTreeMap<String, usize>,
+    /// Entries whose access token has expired.
+    expired: usize,
+    /// Entries holding a refresh token.
+    refresh_tokens: usize,
+    /// Entries sealed by an older key (sealed by the current one at their next save).
+    sealed_by_older_key: usize,
+    /// Entries whose state could not be read.
+    unreadable: usize,
+}
+
+impl Counts {
+    fn of(rows: &[Row]) -> Self {
+        let count = |f: fn(&Row) -> bool| rows.iter().filter(|row| f(row)).count();
+        let mut providers = std::collections::BTreeMap::new();
+        for row in rows {
+            *providers.entry(row.provider.clone()).or_default() += 1;
+        }
+        Self {
+            entries: rows.len(),
+            providers,
+            expired: count(|row| row.expires_in_secs.is_some_and(|secs| secs < 0)),
+            refresh_tokens: count(|row| row.refresh_token == Some(true)),
+            sealed_by_older_key: count(|row| row.sealed_by_older_key == Some(true)),
+            unreadable: count(|row| row.unreadable.is_some()),
+        }
+    }
+
+    /// `entries: 3 (aerion 1, aurora-uk 2)` and one `name: count` line for each other count.
+    fn text(&self) -> String {
+        let providers: Vec<String> = self
+            .providers
+            .iter()
+            .map(|(provider, n)| format!("{} {n}", shown(provider)))
+            .collect();
+        let by_provider = if providers.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", providers.join(", "))
+        };
+        format!(
+            "entries: {}{by_provider}\nexpired: {}\nrefresh tokens held: {}\n\
+             sealed by an older key: {}\nunreadable: {}\n",
+            self.entries,
+            self.expired,
+            self.refresh_tokens,
+            self.sealed_by_older_key,
+            self.unreadable
+        )
+    }
 }
 
 /// One entry as shown: the key's parts and the state's times, no secret.

@@ -75,6 +75,33 @@ async fn status_lists_every_entry_and_no_secret() {
         "{aerion}"
     );
 
+    // Only the counts, as text and as one JSON object.
+    let out = cli(&["status", "--counts"], std::slice::from_ref(&store_var)).await;
+    out.assert_code(0);
+    assert_eq!(
+        out.stdout,
+        "entries: 4 (aerion 1, aurora-solar 1, aurora-solar-sdk 1, aurora-uk 1)\nexpired: 0\n\
+         refresh tokens held: 1\nsealed by an older key: 0\nunreadable: 0\n"
+    );
+    let out = cli(
+        &["status", "--counts", "--json"],
+        std::slice::from_ref(&store_var),
+    )
+    .await;
+    out.assert_code(0);
+    let counts: serde_json::Value = serde_json::from_str(&out.stdout).expect("JSON");
+    assert_eq!(
+        counts,
+        serde_json::json!({
+            "entries": 4,
+            "providers": {"aerion": 1, "aurora-solar": 1, "aurora-solar-sdk": 1, "aurora-uk": 1},
+            "expired": 0,
+            "refresh_tokens": 1,
+            "sealed_by_older_key": 0,
+            "unreadable": 0
+        })
+    );
+
     let out = cli(&["status", "--json"], &[store_var]).await;
     out.assert_code(0);
     assert_no_secret(&out, &configured, &issued);

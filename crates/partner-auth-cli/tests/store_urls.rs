@@ -411,6 +411,13 @@ async fn status_shows_which_key_sealed_each_entry_while_the_key_is_rotated() {
         "{}",
         status.stdout
     );
+    let counts = run_in(&dir, &["status", "--counts"], &env).await;
+    counts.assert_code(0);
+    assert!(
+        counts.stdout.contains("\nsealed by an older key: 1\n"),
+        "{}",
+        counts.stdout
+    );
 
     // The token expires; the next run refreshes it and seals the new state under the new key.
     tokio::time::sleep(std::time::Duration::from_millis(2100)).await;

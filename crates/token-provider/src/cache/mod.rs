@@ -85,6 +85,11 @@
 //! - A fetch's outcome is published, and its in-flight marker cleared, in one step under the
 //!   control lock: a caller that comes after the publish starts a new fetch and never receives
 //!   a finished one's result (which the clock or an `invalidate` may have overtaken).
+//! - Every fetch runs in one `tracing` span, `partner_auth.fetch`, whose fields are fixed
+//!   (provider, a digest of the principal, attempt, outcome). With the `metrics` feature the
+//!   fetch, its duration and outcome, store errors and the principals holding a token are
+//!   recorded through the `metrics` facade; hits are not (a hit stays what it is without the
+//!   feature): their count is published from the slow paths (the `metrics` module docs).
 //!
 //! A tokio runtime is required (fetches are spawned on it).
 //!
