@@ -75,6 +75,15 @@ async fn the_lock_is_exclusive_across_stores_and_a_save_releases_it() {
     let _other = b.lock(&key("someone-else")).await.unwrap();
 }
 
+/// The `store` label of the store-error metric.
+#[test]
+fn the_store_names_its_kind() {
+    let s = RedisStore::builder("redis://127.0.0.1:1/0")
+        .build()
+        .unwrap();
+    assert_eq!(s.kind(), "redis");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dropped_lock_is_released_without_waiting_for_its_lease() {
     let server = RedisServer::start();

@@ -494,3 +494,35 @@ async fn a_forwarding_store_lists_the_key_that_sealed_each_entry() {
     assert_eq!(sealed_by.fingerprint, key.fingerprint());
     assert!(sealed_by.current);
 }
+
+/// Each store names its kind (the `store` label of the store-error metric), a forwarding store
+/// its inner store's, and a store that does not say is `custom`.
+#[test]
+fn a_store_names_its_kind_and_a_forwarding_store_the_inner_ones() {
+    #[derive(Debug)]
+    struct Wrapped(FileStore);
+    token_provider::forward_token_store!(Wrapped => |this| &this.0);
+
+    #[derive(Debug)]
+    struct Own;
+    #[async_trait]
+    impl TokenStore for Own {
+        async fn load(&self, _: &StoreKey) -> Result<Option<TokenState>, Error> {
+            Ok(None)
+        }
+
+        async fn save(&self, _: &StoreKey, _: &TokenState, _: &StoreLock) -> Result<(), Error> {
+            Ok(())
+        }
+    }
+
+    let dir = temp_dir("kind");
+    let file = FileStore::new(dir.join("tokens.json"));
+    assert_eq!(file.kind(), "file");
+    assert_eq!(token_provider::MemoryStore::default().kind(), "memory");
+    assert_eq!(
+        Wrapped(FileStore::new(dir.join("other.json"))).kind(),
+        "file"
+    );
+    assert_eq!(Own.kind(), "custom");
+}
