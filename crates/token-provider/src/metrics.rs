@@ -17,9 +17,9 @@
 //! | `partner_auth_fetches_total` ([`FETCHES`]) | counter | `provider`, `outcome` | fetches ended, by how ([`Outcome`]) |
 //! | `partner_auth_fetch_duration_seconds` ([`FETCH_DURATION`]) | histogram | `provider`, `outcome` | how long each fetch took, store protocol included |
 //! | `partner_auth_hits_total` ([`HITS`]) | counter | `provider` | calls answered from the cache (published as described below) |
-//! | `partner_auth_principals_cached` ([`PRINCIPALS_CACHED`]) | gauge | `provider` | principals holding a token in memory now |
+//! | `partner_auth_principals_cached` ([`PRINCIPALS_CACHED`]) | gauge | `provider` | principals holding a token in memory now (valid or not: until it is replaced, invalidated, forgotten or evicted) |
 //! | `partner_auth_evictions_total` ([`EVICTIONS`]) | counter | `provider` | principals a keyed cache evicted (bound or idle expiry) |
-//! | `partner_auth_store_errors_total` ([`STORE_ERRORS`]) | counter | `provider`, `store`, `operation` | store calls of the cache that failed |
+//! | `partner_auth_store_errors_total` ([`STORE_ERRORS`]) | counter | `provider`, `store`, `operation` | store calls of the cache that failed (a save refused for a stale version is the protocol at work, not counted) |
 //! | `partner_auth_pacing_waits_total` ([`PACING_WAITS`]) | counter | `provider` | requests that waited (1 ms or more) for their turn under a [`RateLimit`](crate::RateLimit) |
 //! | `partner_auth_pacing_wait_seconds` ([`PACING_WAIT_DURATION`]) | histogram | `provider` | how long each of them waited |
 //! | `partner_auth_http_retries_total` ([`HTTP_RETRIES`]) | counter | `provider`, `outcome` | HTTP attempts repeated under the retry policy, by what the failed attempt got |
@@ -53,7 +53,9 @@
 //! principal's store key, or of the principal when there is no key: 8 hex digits, the same in
 //! every replica, never the tenant id, the user or a secret; [`principal_digest`]), `attempt`
 //! (1 for a fetch after a success, 2 after one failure, ...) and `outcome` (recorded when the
-//! fetch ends, as in the metrics).
+//! fetch ends, as in the metrics). The events a fetch logs (`token fetched`, `token fetch
+//! failed`, the HTTP client's) are inside it, so a subscriber that prints spans shows them with
+//! these fields.
 
 use std::sync::{Arc, Mutex, Weak};
 
