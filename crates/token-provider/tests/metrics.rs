@@ -348,7 +348,7 @@ fn fetches_report_fixed_labels_and_never_a_secret_or_a_principal() {
         let paced = KeyedCache::new(
             partner(
                 http_client()
-                    .with_rate_limit(Some(RateLimit::new(1, Duration::from_millis(200)).unwrap())),
+                    .with_rate_limit(Some(RateLimit::new(1, Duration::from_secs(1)).unwrap())),
             ),
             config(),
             KeyedConfig::new(),
@@ -412,7 +412,7 @@ fn fetches_report_fixed_labels_and_never_a_secret_or_a_principal() {
         );
         assert_eq!(counter(&all, PACING_WAITS, &[("provider", PROVIDER)]), 1);
         let waited = histogram(&all, PACING_WAIT_DURATION, &[("provider", PROVIDER)]);
-        assert!(waited.len() == 1 && waited[0] > 0.1, "{waited:?}");
+        assert!(waited.len() == 1 && waited[0] > 0.5, "{waited:?}");
 
         // Idle principals swept: each one evicted is counted, and leaves the gauge.
         drop((ok, rejected, retried, panics));
@@ -539,5 +539,54 @@ fn a_retried_fetch_counts_its_attempt() {
             ("1".to_owned(), "transient".to_owned()),
             ("2".to_owned(), "ok".to_owned())
         ]
+    );
+}
+
+/// Principals a keyed cache evicts to keep its bound are counted, and each leaves the gauge as
+/// its slot goes.
+#[test]
+fn principals_evicted_by_the_bound_are_counted_and_leave_the_gauge() {
+    let held_at_end = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let held_out = Arc::clone(&held_at_end);
+    let (snapshotter, _) = observed(|snapshotter| async move {
+        let fetcher = token_provider::testing::Scripted::new(|call| {
+            Ok(token_provider::testing::state(
+                &format!("token-{}", call.principal),
+                None,
+                Duration::from_secs(3600),
+            ))
+        });
+        let tenants = KeyedCache::new(
+            fetcher,
+            CacheConfig::new().name(PROVIDER),
+            KeyedConfig::new().max_entries(2),
+        );
+        for n in 0..10 {
+            let tenant = tenants.get_or_insert_with(&format!("tenant-{n}"), |k| k);
+            tenant.get().await.unwrap();
+        }
+        let held = tenants.len();
+        assert!(held <= 2, "{held} held");
+        held_out.store(held, std::sync::atomic::Ordering::SeqCst);
+        let all = series(&snapshotter);
+        let evicted = counter(&all, EVICTIONS, &[("provider", PROVIDER)]);
+        assert_eq!(
+            evicted,
+            (10 - held) as u64,
+            "every principal not held was evicted"
+        );
+        let cached = gauge(&all, PRINCIPALS_CACHED, &[("provider", PROVIDER)]);
+        assert_eq!(cached, held as f64, "each evicted slot left the gauge");
+        assert_eq!(
+            counter(&all, FETCHES, &[("provider", PROVIDER), ("outcome", "ok")]),
+            10
+        );
+    });
+    // The cache dropped: the principals it held leave the gauge too.
+    let all = series(&snapshotter);
+    let held = held_at_end.load(std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(
+        gauge(&all, PRINCIPALS_CACHED, &[("provider", PROVIDER)]),
+        -(held as f64)
     );
 }
