@@ -170,6 +170,17 @@ pub async fn refused(
     refuse(token_mock(server, form).expect(times), status, body).await
 }
 
+/// The token request `form` matches, expected `times` times and refused as Aerion refuses a
+/// dead grant: 400 `invalid_grant`.
+pub async fn invalid_grant(
+    server: &mut ServerGuard,
+    form: impl Fn(&mockito::Request) -> bool + Send + Sync + 'static,
+    times: usize,
+) -> Mock {
+    let body = serde_json::json!({"error": "invalid_grant"});
+    refused(server, form, times, 400, body).await
+}
+
 /// An error answer to `mock`.
 pub async fn refuse(mock: Mock, status: usize, body: serde_json::Value) -> Mock {
     mock.with_status(status)
