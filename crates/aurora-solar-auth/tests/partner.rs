@@ -9,7 +9,7 @@ use std::time::{Duration, UNIX_EPOCH};
 use aurora_solar_auth::{Environment, Error, PartnerApp, PartnerAppBuilder, TokenProvider};
 use common::{
     APP_KEY, PATH_T1, SEED_EXPIRES_AT, app_builder, backend_mock, clock, embedded_mock, fast_http,
-    http_client, key_body, silent_server,
+    http_client, key_body, silent_server, t1_key_issued,
 };
 use mockito::{Matcher, Server, ServerGuard};
 use token_provider::testing::{
@@ -80,12 +80,7 @@ async fn ids_are_path_encoded() {
 #[tokio::test]
 async fn a_cached_key_is_served_without_a_request() {
     let mut server = Server::new_async().await;
-    let mock = reply(
-        backend_mock(&mut server, PATH_T1).expect(1),
-        200,
-        key_body("tk-cached", SEED_AT),
-    )
-    .await;
+    let mock = t1_key_issued(&mut server, "tk-cached", SEED_AT).await;
     let clock = clock();
     let app = app(&server, &clock);
     let first = app.tenant("t1").unwrap().token().await.unwrap();
@@ -104,12 +99,7 @@ async fn a_cached_key_is_served_without_a_request() {
 #[tokio::test]
 async fn two_tenants_get_two_requests_and_two_caches() {
     let mut server = Server::new_async().await;
-    let m1 = reply(
-        backend_mock(&mut server, PATH_T1).expect(1),
-        200,
-        key_body("tk-one", SEED_AT),
-    )
-    .await;
+    let m1 = t1_key_issued(&mut server, "tk-one", SEED_AT).await;
     let m2 = reply(
         backend_mock(
             &mut server,
@@ -135,18 +125,8 @@ async fn two_tenants_get_two_requests_and_two_caches() {
 #[tokio::test]
 async fn the_key_is_renewed_before_it_expires() {
     let mut server = Server::new_async().await;
-    let first = reply(
-        backend_mock(&mut server, PATH_T1).expect(1),
-        200,
-        key_body("tk-first", SEED_AT),
-    )
-    .await;
-    let second = reply(
-        backend_mock(&mut server, PATH_T1).expect(1),
-        200,
-        key_body("tk-second", "2023-07-29 17:30:46 UTC"),
-    )
-    .await;
+    let first = t1_key_issued(&mut server, "tk-first", SEED_AT).await;
+    let second = t1_key_issued(&mut server, "tk-second", "2023-07-29 17:30:46 UTC").await;
     let clock = clock();
     let tenant = app(&server, &clock).tenant("t1").unwrap();
     assert_eq!(token_text(&tenant).await, "tk-first");
@@ -173,18 +153,8 @@ async fn the_key_is_renewed_before_it_expires() {
 #[tokio::test]
 async fn an_invalidated_key_is_fetched_again() {
     let mut server = Server::new_async().await;
-    let first = reply(
-        backend_mock(&mut server, PATH_T1).expect(1),
-        200,
-        key_body("tk-old", SEED_AT),
-    )
-    .await;
-    let second = reply(
-        backend_mock(&mut server, PATH_T1).expect(1),
-        200,
-        key_body("tk-new", SEED_AT),
-    )
-    .await;
+    let first = t1_key_issued(&mut server, "tk-old", SEED_AT).await;
+    let second = t1_key_issued(&mut server, "tk-new", SEED_AT).await;
     let clock = clock();
     let tenant = app(&server, &clock).tenant("t1").unwrap();
     let old = tenant.token().await.unwrap();
@@ -196,12 +166,7 @@ async fn an_invalidated_key_is_fetched_again() {
 #[tokio::test]
 async fn rfc3339_expires_at_is_accepted() {
     let mut server = Server::new_async().await;
-    let mock = reply(
-        backend_mock(&mut server, PATH_T1).expect(1),
-        200,
-        key_body("tk-rfc", "2023-07-29T06:30:46+02:00"),
-    )
-    .await;
+    let mock = t1_key_issued(&mut server, "tk-rfc", "2023-07-29T06:30:46+02:00").await;
     let clock = clock();
     let key = app(&server, &clock)
         .tenant("t1")
@@ -344,12 +309,7 @@ async fn a_404_or_a_web_page_names_the_url_and_the_settings() {
 async fn server_errors_are_retried() {
     let mut server = Server::new_async().await;
     let failing = reply(backend_mock(&mut server, PATH_T1).expect(2), 503, "").await;
-    let ok = reply(
-        backend_mock(&mut server, PATH_T1).expect(1),
-        200,
-        key_body("tk-after-503", SEED_AT),
-    )
-    .await;
+    let ok = t1_key_issued(&mut server, "tk-after-503", SEED_AT).await;
     let clock = clock();
     let key = app(&server, &clock)
         .tenant("t1")
@@ -372,12 +332,7 @@ async fn a_429_waits_for_retry_after() {
         "",
     )
     .await;
-    let ok = reply(
-        backend_mock(&mut server, PATH_T1).expect(1),
-        200,
-        key_body("tk-after-429", SEED_AT),
-    )
-    .await;
+    let ok = t1_key_issued(&mut server, "tk-after-429", SEED_AT).await;
     let clock = clock();
     let started = tokio::time::Instant::now();
     let key = app(&server, &clock)
@@ -673,12 +628,7 @@ fn build_errors_name_the_field() {
 async fn from_env_with_reads_the_documented_variables() {
     let mut server = Server::new_async().await;
     let url = server.url();
-    let backend = reply(
-        backend_mock(&mut server, PATH_T1).expect(1),
-        200,
-        key_body("tk-env", SEED_AT),
-    )
-    .await;
+    let backend = t1_key_issued(&mut server, "tk-env", SEED_AT).await;
     let vars = [
         ("AURORA_SOLAR_BASE_URL", url.as_str()),
         ("AURORA_SOLAR_APPLICATION_ID", "app-1"),
@@ -774,12 +724,7 @@ async fn without_a_default_tenant_the_app_is_not_a_provider() {
 #[tokio::test]
 async fn the_store_keeps_one_key_per_application_and_tenant() {
     let mut server = Server::new_async().await;
-    let mock = reply(
-        backend_mock(&mut server, PATH_T1).expect(1),
-        200,
-        key_body("tk-stored", SEED_AT),
-    )
-    .await;
+    let mock = t1_key_issued(&mut server, "tk-stored", SEED_AT).await;
     let store = Arc::new(MemoryStore::new());
     let clock = clock();
     let first = builder(&server, &clock)
@@ -804,12 +749,7 @@ async fn the_store_keeps_one_key_per_application_and_tenant() {
 #[tokio::test]
 async fn an_embedded_provider_exchanges_its_session_token_whatever_the_store_holds() {
     let mut server = Server::new_async().await;
-    let backend = reply(
-        backend_mock(&mut server, PATH_T1).expect(1),
-        200,
-        key_body("tk-stored", SEED_AT),
-    )
-    .await;
+    let backend = t1_key_issued(&mut server, "tk-stored", SEED_AT).await;
     // Aurora refuses the garbage session token.
     let refused = reply(
         embedded_mock(&mut server, "garbage-session").expect(2),
@@ -845,12 +785,7 @@ async fn an_embedded_provider_exchanges_its_session_token_whatever_the_store_hol
 #[tokio::test]
 async fn a_store_set_through_the_cache_config_keeps_every_tenant_apart() {
     let mut server = Server::new_async().await;
-    let t1 = reply(
-        backend_mock(&mut server, PATH_T1).expect(1),
-        200,
-        key_body("tk-t1", SEED_AT),
-    )
-    .await;
+    let t1 = t1_key_issued(&mut server, "tk-t1", SEED_AT).await;
     let t2 = reply(
         backend_mock(
             &mut server,
