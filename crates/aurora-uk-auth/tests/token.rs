@@ -588,55 +588,26 @@ fn build_names_the_wrong_field() {
         Error::Config { field, .. } => field,
         other => panic!("expected a config error, got {other:?}"),
     };
-    assert_eq!(
-        field(
-            AuroraUk::builder()
-                .client_id("id")
-                .client_secret("s")
-                .build()
+    // Each builder, and the field its `build` names.
+    let dev = || AuroraUk::builder().environment(Environment::Dev);
+    let cases = [
+        (
+            AuroraUk::builder().client_id("id").client_secret("s"),
+            "AURORA_UK_ENV",
         ),
-        "AURORA_UK_ENV"
-    );
-    assert_eq!(
-        field(
-            AuroraUk::builder()
-                .environment(Environment::Dev)
-                .client_secret("s")
-                .build()
-        ),
-        "AURORA_UK_CLIENT_ID"
-    );
-    assert_eq!(
-        field(
-            AuroraUk::builder()
-                .environment(Environment::Dev)
-                .client_id("id")
-                .build()
-        ),
-        "AURORA_UK_CLIENT_SECRET"
-    );
-    assert_eq!(
-        field(base().client_secret("").build()),
-        "AURORA_UK_CLIENT_SECRET"
-    );
-    assert_eq!(
-        field(base().issuer("http://aurora.example/").build()),
-        "AURORA_UK_ISSUER"
-    );
-    assert_eq!(
-        field(base().issuer("not a url").build()),
-        "AURORA_UK_ISSUER"
-    );
-    assert_eq!(field(base().audience("").build()), "AURORA_UK_AUDIENCE");
-    assert_eq!(
-        field(base().audience(" https://a ").build()),
-        "AURORA_UK_AUDIENCE"
-    );
-    assert_eq!(
-        field(base().auth_header_name("bad header").build()),
-        "auth_header_name"
-    );
-    assert_eq!(field(base().api_base("ftp://x").build()), "api_base");
+        (dev().client_secret("s"), "AURORA_UK_CLIENT_ID"),
+        (dev().client_id("id"), "AURORA_UK_CLIENT_SECRET"),
+        (base().client_secret(""), "AURORA_UK_CLIENT_SECRET"),
+        (base().issuer("http://aurora.example/"), "AURORA_UK_ISSUER"),
+        (base().issuer("not a url"), "AURORA_UK_ISSUER"),
+        (base().audience(""), "AURORA_UK_AUDIENCE"),
+        (base().audience(" https://a "), "AURORA_UK_AUDIENCE"),
+        (base().auth_header_name("bad header"), "auth_header_name"),
+        (base().api_base("ftp://x"), "api_base"),
+    ];
+    for (builder, want) in cases {
+        assert_eq!(field(builder.build()), want);
+    }
 }
 
 #[test]

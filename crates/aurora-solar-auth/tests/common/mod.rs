@@ -160,7 +160,19 @@ pub fn users_body(users: &[(&str, &str, &str)]) -> String {
 /// The backend exchange for tenant `t1`, expected once and answered with `key`, expiring at
 /// `expires_at`.
 pub async fn t1_key_issued(server: &mut ServerGuard, key: &str, expires_at: &str) -> Mock {
-    let mock = backend_mock(server, PATH_T1).expect(1);
+    key_issued_for(server, "t1", key, expires_at).await
+}
+
+/// The backend exchange of `app-1` for `tenant`, expected once and answered with `key`,
+/// expiring at `expires_at`.
+pub async fn key_issued_for(
+    server: &mut ServerGuard,
+    tenant: &str,
+    key: &str,
+    expires_at: &str,
+) -> Mock {
+    let path = format!("/partner_applications/app-1/tenants/{tenant}/create_token");
+    let mock = backend_mock(server, &path).expect(1);
     reply(mock, 200, key_body(key, expires_at)).await
 }
 
@@ -176,4 +188,23 @@ pub async fn users_listed(
     users: &[(&str, &str, &str)],
 ) -> Mock {
     reply(list_mock(server).expect(times), 200, users_body(users)).await
+}
+
+/// The backend exchange for tenant `t1`, expected once and answered 429 asking for a wait of
+/// `retry_after` seconds.
+pub async fn t1_rate_limited(server: &mut ServerGuard, retry_after: &str) -> Mock {
+    let mock = backend_mock(server, PATH_T1).with_header("retry-after", retry_after);
+    reply(mock.expect(1), 429, "").await
+}
+
+/// The embedded exchange of `session_token`, expected once and answered with `key`, expiring
+/// at `expires_at`.
+pub async fn embedded_key_issued(
+    server: &mut ServerGuard,
+    session_token: &str,
+    key: &str,
+    expires_at: &str,
+) -> Mock {
+    let mock = embedded_mock(server, session_token).expect(1);
+    reply(mock, 200, key_body(key, expires_at)).await
 }
