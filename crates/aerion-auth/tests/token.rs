@@ -120,8 +120,7 @@ async fn refresh_grant_is_chosen_when_a_refresh_token_is_configured() {
         .refresh_token("rt-seed")
         .build()
         .unwrap();
-    let token = aerion.token().await.unwrap();
-    assert_eq!(token.secret().expose_secret(), "at-refreshed");
+    assert_eq!(token_text(&aerion).await, "at-refreshed");
     assert_mocks(&[&refresh, &password]).await;
 }
 
