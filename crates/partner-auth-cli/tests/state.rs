@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{TempDir, run_async};
+use common::run_async;
 use partner_auth::ProviderKind;
 use partner_auth_emulator::{Emulator, Endpoint, RunningEmulator};
 
@@ -47,14 +47,6 @@ async fn token_with_store(
     run_async(common::command(&args, &plain)).await
 }
 
-/// The emulator, a scratch folder named after `name` (removed when dropped), and the path of
-/// a store file in it.
-async fn emulator_and_store(name: &str) -> (RunningEmulator, TempDir, std::path::PathBuf) {
-    let (emu, dir) = common::emu::emulator_and_folder(name).await;
-    let store = dir.join("tokens.json");
-    (emu, dir, store)
-}
-
 fn expire_store(path: &std::path::Path, expires_at: u64) {
     let mut file: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
@@ -66,7 +58,7 @@ fn expire_store(path: &std::path::Path, expires_at: u64) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rotated_state_that_could_not_be_saved_exits_5_after_printing_the_token() {
-    let (emu, _dir, store) = emulator_and_store("unsaved").await;
+    let (emu, _dir, store) = common::emu::emulator_and_store("unsaved", "tokens.json").await;
     let store_arg = store.to_str().unwrap();
     let vars = aerion_vars(&emu);
     let first = token_with_store(&vars, store_arg, &[]).await;
@@ -100,7 +92,7 @@ async fn a_rotated_state_that_could_not_be_saved_exits_5_after_printing_the_toke
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_absurd_stored_expiry_prints_as_the_last_rfc3339_instant() {
-    let (emu, _dir, store) = emulator_and_store("absurd-expiry").await;
+    let (emu, _dir, store) = common::emu::emulator_and_store("absurd-expiry", "tokens.json").await;
     let store_arg = store.to_str().unwrap();
     let vars = aerion_vars(&emu);
     token_with_store(&vars, store_arg, &[]).await.assert_code(0);
