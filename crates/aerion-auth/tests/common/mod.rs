@@ -189,3 +189,16 @@ pub async fn refuse(mock: Mock, status: usize, body: serde_json::Value) -> Mock 
         .create_async()
         .await
 }
+
+/// `GET /v1/users/me` with `token` as bearer, expected `times` times and answered `status`
+/// with the JSON `body`.
+pub async fn me_answers(
+    server: &mut ServerGuard,
+    token: &str,
+    times: usize,
+    status: usize,
+    body: serde_json::Value,
+) -> Mock {
+    let mock = token_provider::testing::bearer_mock(server, "GET", "/v1/users/me", token);
+    token_provider::testing::json_reply(mock.expect(times), status, body).await
+}
