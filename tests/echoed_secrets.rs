@@ -175,6 +175,12 @@ async fn every_provider_built_as_the_quickstart_builds_it_scrubs_what_it_sent() 
                 .map(|(_, v)| v.clone())
         }
     };
+    let aurora_uk: Vec<(&str, String)> = vec![
+        ("AURORA_UK_ENV", "dev".into()),
+        ("AURORA_UK_ISSUER", format!("{base}/")),
+        ("AURORA_UK_CLIENT_ID", "uk-client".into()),
+        ("AURORA_UK_CLIENT_SECRET", CLIENT_SECRET.into()),
+    ];
     let cases: Vec<(ProviderKind, Vec<(&str, String)>)> = vec![
         (
             ProviderKind::Aerion,
@@ -194,24 +200,11 @@ async fn every_provider_built_as_the_quickstart_builds_it_scrubs_what_it_sent() 
                 ("AERION_REFRESH_TOKEN", REFRESH_TOKEN.into()),
             ],
         ),
+        (ProviderKind::AuroraUk, aurora_uk.clone()),
+        // The same with the secret in the form instead of HTTP Basic.
         (
             ProviderKind::AuroraUk,
-            vec![
-                ("AURORA_UK_ENV", "dev".into()),
-                ("AURORA_UK_ISSUER", format!("{base}/")),
-                ("AURORA_UK_CLIENT_ID", "uk-client".into()),
-                ("AURORA_UK_CLIENT_SECRET", CLIENT_SECRET.into()),
-            ],
-        ),
-        (
-            ProviderKind::AuroraUk,
-            vec![
-                ("AURORA_UK_ENV", "dev".into()),
-                ("AURORA_UK_ISSUER", format!("{base}/")),
-                ("AURORA_UK_CLIENT_ID", "uk-client".into()),
-                ("AURORA_UK_CLIENT_SECRET", CLIENT_SECRET.into()),
-                ("AURORA_UK_CLIENT_AUTH", "post".into()),
-            ],
+            [aurora_uk, vec![("AURORA_UK_CLIENT_AUTH", "post".into())]].concat(),
         ),
         (
             ProviderKind::AuroraSolar,

@@ -296,6 +296,16 @@ where
         .unwrap();
 }
 
+/// [`over_http`] for a token endpoint: [`HTTP_CASES`] cases, [`TOKEN_ERRORS`] allowed.
+fn token_over_http<P, S, M>(base: Value, setup: S, make: M)
+where
+    P: TokenProvider,
+    S: Fn(&mut mockito::ServerGuard, u16, Vec<u8>) + Copy,
+    M: Fn(&mockito::ServerGuard, HttpClient) -> P + Copy,
+{
+    over_http(base, HTTP_CASES, TOKEN_ERRORS, setup, make);
+}
+
 const TOKEN_ERRORS: &[&str] = &[
     // A 404 (or an HTML page) from a token endpoint names the URL and its setting.
     "Config",
@@ -383,10 +393,8 @@ fn aerion_token_and_error_bodies() {
         "refresh_token": "rt", "scope": "read", "error": "invalid_grant",
         "error_description": "bad", "summary": "bad", "raw": "raw", "status": 400,
     });
-    over_http(
+    token_over_http(
         base,
-        HTTP_CASES,
-        TOKEN_ERRORS,
         |server, status, body| {
             answer(server.mock("POST", "/oauth2/token"), status, body);
         },
@@ -450,10 +458,8 @@ fn aurora_uk_token_and_auth0_error_bodies() {
         "access_token": "at", "token_type": "Bearer", "expires_in": 86400, "scope": "read",
         "error": "access_denied", "error_description": "no grant",
     });
-    over_http(
+    token_over_http(
         base,
-        HTTP_CASES,
-        TOKEN_ERRORS,
         |server, status, body| {
             mock_discovery(server);
             answer(server.mock("POST", "/oauth/token"), status, body);
@@ -507,10 +513,8 @@ fn aurora_solar_create_token_and_error_bodies() {
         "token": {"bearer_token": "tk", "expires_at": "2030-01-01 00:00:00 UTC"},
         "error": "unauthorized", "message": "bad key",
     });
-    over_http(
+    token_over_http(
         base,
-        HTTP_CASES,
-        TOKEN_ERRORS,
         |server, status, body| {
             answer(
                 server.mock(
@@ -566,10 +570,8 @@ fn aurora_solar_sdk_user_lists() {
         "users": [{"id": "u1", "email": "user@example.test", "account_status": "active"}],
         "error": "forbidden",
     });
-    over_http(
+    token_over_http(
         base,
-        HTTP_CASES,
-        TOKEN_ERRORS,
         |server, status, body| {
             answer(
                 server.mock("GET", format!("/tenants/{TENANT}/users").as_str()),
@@ -599,10 +601,8 @@ fn aurora_solar_sdk_user_lists() {
 #[test]
 fn aurora_solar_sdk_generate_token_bodies() {
     let base = json!({"token": {"jwt": jwt()}, "error": "forbidden"});
-    over_http(
+    token_over_http(
         base,
-        HTTP_CASES,
-        TOKEN_ERRORS,
         |server, status, body| {
             server
                 .mock("GET", format!("/tenants/{TENANT}/users").as_str())

@@ -42,56 +42,36 @@ struct Cycle {
     succeeds: bool,
 }
 
+impl Cycle {
+    fn new(soft: bool, fault: Option<(Fault, u32)>, extra: usize, succeeds: bool) -> Self {
+        Self {
+            soft,
+            fault,
+            extra,
+            succeeds,
+        }
+    }
+}
+
 fn cycles(n: usize) -> Vec<Cycle> {
+    let rate_limited = Fault::RateLimited {
+        retry_after: Some(1),
+    };
+    // (soft, fault and how many requests it meets, requests it adds, the fetch succeeds)
     let all = vec![
         // 503 twice: the third attempt succeeds.
-        Cycle {
-            soft: false,
-            fault: Some((Fault::Status(503), 2)),
-            extra: 2,
-            succeeds: true,
-        },
+        Cycle::new(false, Some((Fault::Status(503), 2)), 2, true),
         // A reset mid-body in the background refresh.
-        Cycle {
-            soft: true,
-            fault: Some((Fault::ResetConnection, 1)),
-            extra: 1,
-            succeeds: true,
-        },
+        Cycle::new(true, Some((Fault::ResetConnection, 1)), 1, true),
         // 429 with Retry-After: 1, then success.
-        Cycle {
-            soft: false,
-            fault: Some((
-                Fault::RateLimited {
-                    retry_after: Some(1),
-                },
-                1,
-            )),
-            extra: 1,
-            succeeds: true,
-        },
+        Cycle::new(false, Some((rate_limited, 1)), 1, true),
         // The background refresh fails outright (503 on every attempt): callers keep the
         // still-valid token; the next cycle's fetch makes up for it.
-        Cycle {
-            soft: true,
-            fault: Some((Fault::Status(503), 3)),
-            extra: 2,
-            succeeds: false,
-        },
+        Cycle::new(true, Some((Fault::Status(503), 3)), 2, false),
         // A hang past the timeout, then success.
-        Cycle {
-            soft: false,
-            fault: Some((Fault::Hang, 1)),
-            extra: 1,
-            succeeds: true,
-        },
+        Cycle::new(false, Some((Fault::Hang, 1)), 1, true),
         // No fault.
-        Cycle {
-            soft: false,
-            fault: None,
-            extra: 0,
-            succeeds: true,
-        },
+        Cycle::new(false, None, 0, true),
     ];
     all.into_iter().take(n).collect()
 }

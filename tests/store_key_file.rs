@@ -2,14 +2,36 @@
 //! two stores opened by `open_store` on one file store, the key file swapped `OLD`, then
 //! `NEW,OLD`, then `NEW`, with no restart and no entry that stops opening.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use partner_auth::{STORE_KEY_FILE_VAR, open_store};
-use token_provider::seal::SealKey;
+use token_provider::seal::{KeyFingerprint, SealKey};
 use token_provider::testing::{SecretFile, TempDir, capture_logs, key, state};
+use token_provider::{StoreKey, TokenStore};
 
 fn b64(key: &SealKey) -> String {
     key.to_base64().to_string()
+}
+
+/// Saves `token` for `k` through `writer` (an hour's token, under its lock), then finds the
+/// entry in `reader`'s listing: it opens, and this is the fingerprint of the key that sealed it.
+async fn saved_sealed_by(
+    writer: &Arc<dyn TokenStore>,
+    reader: &Arc<dyn TokenStore>,
+    k: &StoreKey,
+    token: &str,
+) -> KeyFingerprint {
+    let lifetime = Duration::from_secs(3600);
+    let lock = writer.lock(k).await.unwrap();
+    writer
+        .save(k, &state(token, None, lifetime), &lock)
+        .await
+        .unwrap();
+    let listing = reader.listing().await.unwrap();
+    let entry = listing.into_iter().find(|e| &e.key == k).unwrap();
+    assert!(entry.state.is_ok(), "{:?}", entry.state);
+    entry.sealed_by.unwrap().fingerprint
 }
 
 /// Before: the key file was read when the store was opened; after the swap to `NEW,OLD` each
@@ -27,49 +49,22 @@ async fn a_key_file_rolled_on_disk_is_taken_up_without_a_restart() {
     let a = open_store(lookup, spec, "store").unwrap();
     let b = open_store(lookup, spec, "store").unwrap();
     let (ka, kb) = (key("replica-a"), key("replica-b"));
-    let hour = Duration::from_secs(3600);
-    let sealed_by = |listing: Vec<token_provider::ListedEntry>, k: &token_provider::StoreKey| {
-        let entry = listing.into_iter().find(|e| &e.key == k).unwrap();
-        assert!(entry.state.is_ok(), "{:?}", entry.state);
-        entry.sealed_by.unwrap().fingerprint
-    };
 
-    a.save(
-        &ka,
-        &state("at-a1", None, hour),
-        &a.lock(&ka).await.unwrap(),
-    )
-    .await
-    .unwrap();
     assert_eq!(
-        sealed_by(b.listing().await.unwrap(), &ka),
+        saved_sealed_by(&a, &b, &ka, "at-a1").await,
         old.fingerprint()
     );
 
     // Step 2: the new key seals, the old one still opens.
     file.swap(&format!("{},{}", b64(&new), b64(&old)));
-    b.save(
-        &kb,
-        &state("at-b1", None, hour),
-        &b.lock(&kb).await.unwrap(),
-    )
-    .await
-    .unwrap();
     assert_eq!(
-        sealed_by(a.listing().await.unwrap(), &kb),
+        saved_sealed_by(&b, &a, &kb, "at-b1").await,
         new.fingerprint()
     );
     let read = a.load(&ka).await.unwrap().unwrap();
     assert_eq!(read.access_token.secret().expose_secret(), "at-a1");
-    a.save(
-        &ka,
-        &state("at-a2", None, hour),
-        &a.lock(&ka).await.unwrap(),
-    )
-    .await
-    .unwrap();
     assert_eq!(
-        sealed_by(b.listing().await.unwrap(), &ka),
+        saved_sealed_by(&a, &b, &ka, "at-a2").await,
         new.fingerprint()
     );
 

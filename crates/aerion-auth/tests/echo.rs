@@ -6,7 +6,7 @@ mod common;
 
 use common::*;
 use serde_json::json;
-use token_provider::testing::{assert_mocks, bearer_mock, json_reply, rejection};
+use token_provider::testing::{assert_mocks, rejection};
 use token_provider::{Error, TokenProvider};
 
 /// The error's `Display` and `Debug`, checked for every secret, and the description returned.
@@ -105,11 +105,12 @@ async fn an_echo_in_an_error_that_oauth2_cannot_parse_is_redacted() {
 async fn an_echo_from_me_is_redacted() {
     let mut server = mockito::Server::new_async().await;
     let token = password_issues(&mut server, "at-1", None).await;
-    let me = json_reply(
-        bearer_mock(&mut server, "GET", "/v1/users/me", "at-1").expect(1),
+    let me = me_answers(
+        &mut server,
+        "at-1",
+        1,
         403,
-        json!({"error": "forbidden", "error_description": format!("{PASSWORD} is not allowed")})
-            .to_string(),
+        json!({"error": "forbidden", "error_description": format!("{PASSWORD} is not allowed")}),
     )
     .await;
     let aerion = password_aerion(&server);

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use common::*;
 use serde_json::json;
-use token_provider::testing::{assert_mocks, bearer_mock, json_reply, reply};
+use token_provider::testing::{assert_mocks, bearer_mock, reply};
 use token_provider::{MemoryStore, TokenProvider};
 
 #[tokio::test]
@@ -26,8 +26,10 @@ async fn nothing_secret_is_logged_or_shown() {
     )
     .await;
     let refresh2 = refresh_issues(&mut server, "rt-LEAK-2", "at-LEAK-3", Some("rt-LEAK-3")).await;
-    let me_ok = json_reply(
-        bearer_mock(&mut server, "GET", "/v1/users/me", "at-LEAK-3").expect(1),
+    let me_ok = me_answers(
+        &mut server,
+        "at-LEAK-3",
+        1,
         200,
         json!({"id": 1, "email": USERNAME}),
     )

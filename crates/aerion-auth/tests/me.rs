@@ -33,14 +33,18 @@ async fn me_retries_once_with_a_new_token_after_a_401() {
     let password = password_issues(&mut server, "at-1", Some("rt-1")).await;
     // The rejected token is dropped, so the next one comes from the refresh grant.
     let refresh = refresh_issues(&mut server, "rt-1", "at-2", Some("rt-2")).await;
-    let rejected = json_reply(
-        bearer_mock(&mut server, "GET", "/v1/users/me", "at-1").expect(1),
+    let rejected = me_answers(
+        &mut server,
+        "at-1",
+        1,
         401,
         json!({"error": "invalid_token"}),
     )
     .await;
-    let accepted = json_reply(
-        bearer_mock(&mut server, "GET", "/v1/users/me", "at-2").expect(1),
+    let accepted = me_answers(
+        &mut server,
+        "at-2",
+        1,
         200,
         json!({"id": "u-1", "email": USERNAME}),
     )
@@ -59,8 +63,14 @@ async fn a_second_401_is_a_rejection_after_exactly_one_retry() {
     let mut server = mockito::Server::new_async().await;
     let tokens = token_mock(&mut server, password_form(USERNAME, PASSWORD)).expect(2);
     let tokens = issue(tokens, "at-1", None).await;
-    let me = json_reply(bearer_mock(&mut server, "GET", "/v1/users/me", "at-1").expect(2), 401, json!({"error": "unauthorized", "status": 401, "summary": "Token not valid", "raw": "RAW-X"})
-                .to_string(),).await;
+    let me = me_answers(
+        &mut server,
+        "at-1",
+        2,
+        401,
+        json!({"error": "unauthorized", "status": 401, "summary": "Token not valid", "raw": "RAW-X"}),
+    )
+    .await;
 
     let aerion = password_aerion(&server);
     let err = aerion.me().await.unwrap_err();

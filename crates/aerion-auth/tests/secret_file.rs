@@ -7,7 +7,6 @@ use std::time::Duration;
 
 use aerion_auth::AerionBuilder;
 use common::*;
-use serde_json::json;
 use token_provider::testing::{SecretFile, capture_logs};
 use token_provider::{MemoryStore, TokenProvider, TokenStore};
 
@@ -65,22 +64,8 @@ async fn a_password_file_is_read_again_after_a_refusal_and_when_swapped() {
     first.assert_async().await;
 
     password.rewrite_unseen("pw-file-two");
-    let refresh = refused(
-        &mut server,
-        refresh_form("rt-1"),
-        1,
-        400,
-        json!({"error": "invalid_grant"}),
-    )
-    .await;
-    let stale = refused(
-        &mut server,
-        password_form(USERNAME, "pw-file-one"),
-        1,
-        400,
-        json!({"error": "invalid_grant"}),
-    )
-    .await;
+    let refresh = invalid_grant(&mut server, refresh_form("rt-1"), 1).await;
+    let stale = invalid_grant(&mut server, password_form(USERNAME, "pw-file-one"), 1).await;
     let fresh = token_mock(&mut server, password_form(USERNAME, "pw-file-two")).expect(1);
     let fresh = issue(fresh, "at-2", None).await;
     clock.advance(HOUR);
@@ -120,14 +105,7 @@ async fn a_new_refresh_token_in_its_file_is_a_new_start() {
     first.assert_async().await;
 
     seed.rewrite_unseen("rt-sso-two");
-    let rotated = refused(
-        &mut server,
-        refresh_form("rt-rotated"),
-        1,
-        400,
-        json!({"error": "invalid_grant"}),
-    )
-    .await;
+    let rotated = invalid_grant(&mut server, refresh_form("rt-rotated"), 1).await;
     let again = token_mock(&mut server, refresh_form("rt-sso-one")).expect(0);
     let again = issue(again, "at-never", None).await;
     let new = refresh_issues(&mut server, "rt-sso-two", "at-2", Some("rt-rotated-2")).await;

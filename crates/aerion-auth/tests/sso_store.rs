@@ -11,36 +11,26 @@ use token_provider::{FileStore, TokenProvider, TokenStore};
 #[tokio::test]
 async fn two_sso_refresh_tokens_on_one_tenant_and_store_never_share_a_token() {
     let mut server = mockito::Server::new_async().await;
-    let alice = issue(
-        token_mock(&mut server, refresh_form("rt-alice")).expect(1),
-        "at-alice",
-        Some("rt-alice-2"),
-    )
-    .await;
-    let bob = issue(
-        token_mock(&mut server, refresh_form("rt-bob")).expect(1),
-        "at-bob",
-        Some("rt-bob-2"),
-    )
-    .await;
+    let alice = refresh_issues(&mut server, "rt-alice", "at-alice", Some("rt-alice-2")).await;
+    let bob = refresh_issues(&mut server, "rt-bob", "at-bob", Some("rt-bob-2")).await;
     let dir = token_provider::testing::TempDir::new("aerion-sso-store");
     let path = dir.join("tokens.json");
     let store: Arc<dyn TokenStore> = Arc::new(FileStore::new(&path));
 
     let clock = fixed_clock();
-    let as_alice = builder(&server, &clock)
-        .refresh_token("rt-alice")
-        .store(Arc::clone(&store))
-        .build()
-        .unwrap();
+    // One run of the tool: the tenant, this person's refresh token, the shared store.
+    let signed_in = |refresh_token: &str| {
+        builder(&server, &clock)
+            .refresh_token(refresh_token)
+            .store(Arc::clone(&store))
+            .build()
+            .unwrap()
+    };
+    let as_alice = signed_in("rt-alice");
     assert_eq!(token_text(&as_alice).await, "at-alice");
 
     // A second person, a second process: same tenant, same store file, another refresh token.
-    let as_bob = builder(&server, &clock)
-        .refresh_token("rt-bob")
-        .store(Arc::clone(&store))
-        .build()
-        .unwrap();
+    let as_bob = signed_in("rt-bob");
     let token = as_bob.token().await.unwrap();
     assert_eq!(
         token.secret().expose_secret(),
@@ -50,11 +40,7 @@ async fn two_sso_refresh_tokens_on_one_tenant_and_store_never_share_a_token() {
     assert_mocks(&[&alice, &bob]).await;
 
     // Alice's next run adopts her own rotated state, with no request.
-    let again = builder(&server, &clock)
-        .refresh_token("rt-alice")
-        .store(Arc::clone(&store))
-        .build()
-        .unwrap();
+    let again = signed_in("rt-alice");
     assert_eq!(token_text(&again).await, "at-alice");
     alice.assert_async().await;
     let stored = std::fs::read_to_string(&path).unwrap();

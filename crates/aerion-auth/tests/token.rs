@@ -120,8 +120,7 @@ async fn refresh_grant_is_chosen_when_a_refresh_token_is_configured() {
         .refresh_token("rt-seed")
         .build()
         .unwrap();
-    let token = aerion.token().await.unwrap();
-    assert_eq!(token.secret().expose_secret(), "at-refreshed");
+    assert_eq!(token_text(&aerion).await, "at-refreshed");
     assert_mocks(&[&refresh, &password]).await;
 }
 
@@ -249,14 +248,7 @@ async fn a_newly_configured_sso_refresh_token_starts_its_own_entry() {
     // A person signed in again and configured the new refresh token; the entry of the old one
     // (whose refresh token died) is another principal's key now, and is not sent.
     let mut server = mockito::Server::new_async().await;
-    let stored = refused(
-        &mut server,
-        refresh_form("rt-dead"),
-        0,
-        400,
-        json!({"error": "invalid_grant"}),
-    )
-    .await;
+    let stored = invalid_grant(&mut server, refresh_form("rt-dead"), 0).await;
     let seed = refresh_issues(&mut server, "rt-new", "at-1", Some("rt-new-2")).await;
 
     let store = MemoryStore::new();

@@ -8,8 +8,9 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use aurora_solar_auth::{Environment, Error, PartnerApp, PartnerAppBuilder, TokenProvider};
 use common::{
-    APP_KEY, PATH_T1, SEED_EXPIRES_AT, app_builder, backend_mock, clock, embedded_mock, fast_http,
-    http_client, key_body, silent_server,
+    APP_KEY, PATH_T1, SEED_EXPIRES_AT, app_builder, backend_mock, clock, embedded_key_issued,
+    embedded_mock, fast_http, http_client, key_body, key_issued_for, silent_server, t1_key_issued,
+    t1_rate_limited,
 };
 use mockito::{Matcher, Server, ServerGuard};
 use token_provider::testing::{
@@ -25,6 +26,23 @@ fn builder(server: &ServerGuard, clock: &token_provider::ManualClock) -> Partner
 
 fn app(server: &ServerGuard, clock: &token_provider::ManualClock) -> PartnerApp {
     builder(server, clock).build().unwrap()
+}
+
+/// `tenant`'s key from a new app on `server`.
+async fn token_for(
+    server: &ServerGuard,
+    clock: &token_provider::ManualClock,
+    tenant: &str,
+) -> Result<token_provider::AccessToken, Error> {
+    app(server, clock).tenant(tenant).unwrap().token().await
+}
+
+/// Tenant `t1`'s key from a new app on `server`.
+async fn t1_token(
+    server: &ServerGuard,
+    clock: &token_provider::ManualClock,
+) -> Result<token_provider::AccessToken, Error> {
+    token_for(server, clock, "t1").await
 }
 
 #[tokio::test]
@@ -67,12 +85,7 @@ async fn ids_are_path_encoded() {
     )
     .await;
     let clock = clock();
-    let key = app(&server, &clock)
-        .tenant("a/b?c")
-        .unwrap()
-        .token()
-        .await
-        .unwrap();
+    let key = token_for(&server, &clock, "a/b?c").await.unwrap();
     mock.assert_async().await;
     assert_eq!(key.secret().expose_secret(), "tk-enc");
 }
@@ -80,12 +93,7 @@ async fn ids_are_path_encoded() {
 #[tokio::test]
 async fn a_cached_key_is_served_without_a_request() {
     let mut server = Server::new_async().await;
-    let mock = reply(
-        backend_mock(&mut server, PATH_T1).expect(1),
-        200,
-        key_body("tk-cached", SEED_AT),
-    )
-    .await;
+    let mock = t1_key_issued(&mut server, "tk-cached", SEED_AT).await;
     let clock = clock();
     let app = app(&server, &clock);
     let first = app.tenant("t1").unwrap().token().await.unwrap();
@@ -104,22 +112,8 @@ async fn a_cached_key_is_served_without_a_request() {
 #[tokio::test]
 async fn two_tenants_get_two_requests_and_two_caches() {
     let mut server = Server::new_async().await;
-    let m1 = reply(
-        backend_mock(&mut server, PATH_T1).expect(1),
-        200,
-        key_body("tk-one", SEED_AT),
-    )
-    .await;
-    let m2 = reply(
-        backend_mock(
-            &mut server,
-            "/partner_applications/app-1/tenants/t2/create_token",
-        )
-        .expect(1),
-        200,
-        key_body("tk-two", SEED_AT),
-    )
-    .await;
+    let m1 = t1_key_issued(&mut server, "tk-one", SEED_AT).await;
+    let m2 = key_issued_for(&mut server, "t2", "tk-two", SEED_AT).await;
     let clock = clock();
     let app = app(&server, &clock);
     let (t1, t2) = (app.tenant("t1").unwrap(), app.tenant("t2").unwrap());
@@ -135,18 +129,8 @@ async fn two_tenants_get_two_requests_and_two_caches() {
 #[tokio::test]
 async fn the_key_is_renewed_before_it_expires() {
     let mut server = Server::new_async().await;
-    let first = reply(
-        backend_mock(&mut server, PATH_T1).expect(1),
-        200,
-        key_body("tk-first", SEED_AT),
-    )
-    .await;
-    let second = reply(
-        backend_mock(&mut server, PATH_T1).expect(1),
-        200,
-        key_body("tk-second", "2023-07-29 17:30:46 UTC"),
-    )
-    .await;
+    let first = t1_key_issued(&mut server, "tk-first", SEED_AT).await;
+    let second = t1_key_issued(&mut server, "tk-second", "2023-07-29 17:30:46 UTC").await;
     let clock = clock();
     let tenant = app(&server, &clock).tenant("t1").unwrap();
     assert_eq!(token_text(&tenant).await, "tk-first");
@@ -173,18 +157,8 @@ async fn the_key_is_renewed_before_it_expires() {
 #[tokio::test]
 async fn an_invalidated_key_is_fetched_again() {
     let mut server = Server::new_async().await;
-    let first = reply(
-        backend_mock(&mut server, PATH_T1).expect(1),
-        200,
-        key_body("tk-old", SEED_AT),
-    )
-    .await;
-    let second = reply(
-        backend_mock(&mut server, PATH_T1).expect(1),
-        200,
-        key_body("tk-new", SEED_AT),
-    )
-    .await;
+    let first = t1_key_issued(&mut server, "tk-old", SEED_AT).await;
+    let second = t1_key_issued(&mut server, "tk-new", SEED_AT).await;
     let clock = clock();
     let tenant = app(&server, &clock).tenant("t1").unwrap();
     let old = tenant.token().await.unwrap();
@@ -196,19 +170,9 @@ async fn an_invalidated_key_is_fetched_again() {
 #[tokio::test]
 async fn rfc3339_expires_at_is_accepted() {
     let mut server = Server::new_async().await;
-    let mock = reply(
-        backend_mock(&mut server, PATH_T1).expect(1),
-        200,
-        key_body("tk-rfc", "2023-07-29T06:30:46+02:00"),
-    )
-    .await;
+    let mock = t1_key_issued(&mut server, "tk-rfc", "2023-07-29T06:30:46+02:00").await;
     let clock = clock();
-    let key = app(&server, &clock)
-        .tenant("t1")
-        .unwrap()
-        .token()
-        .await
-        .unwrap();
+    let key = t1_token(&server, &clock).await.unwrap();
     mock.assert_async().await;
     assert_eq!(
         key.expires_at(),
@@ -231,12 +195,7 @@ async fn unreadable_answers_are_malformed_and_not_quoted() {
         let mut server = Server::new_async().await;
         let mock = reply(backend_mock(&mut server, PATH_T1).expect(1), 200, &body).await;
         let clock = clock();
-        let err = app(&server, &clock)
-            .tenant("t1")
-            .unwrap()
-            .token()
-            .await
-            .unwrap_err();
+        let err = t1_token(&server, &clock).await.unwrap_err();
         mock.assert_async().await;
         assert!(matches!(err, Error::Malformed { .. }), "{body}: {err:?}");
         let shown = format!("{err} {err:?}");
@@ -260,12 +219,7 @@ async fn refusals_are_rejections_and_not_retried() {
         let mut server = Server::new_async().await;
         let mock = reply(backend_mock(&mut server, PATH_T1).expect(1), status, body).await;
         let clock = clock();
-        let err = app(&server, &clock)
-            .tenant("t1")
-            .unwrap()
-            .token()
-            .await
-            .unwrap_err();
+        let err = t1_token(&server, &clock).await.unwrap_err();
         mock.assert_async().await;
         let Error::Rejected {
             status: got,
@@ -313,12 +267,8 @@ async fn a_404_or_a_web_page_names_the_url_and_the_settings() {
         )
         .await;
         let clock = clock();
-        let err = app(&server, &clock)
-            .tenant("t1")
-            .unwrap()
-            .get()
-            .await
-            .unwrap_err();
+        let tenant = app(&server, &clock).tenant("t1").unwrap();
+        let err = tenant.get().await.unwrap_err();
         mock.assert_async().await;
         assert!(
             matches!(&err, Error::Config { field, .. } if field == "AURORA_SOLAR_BASE_URL"),
@@ -344,19 +294,9 @@ async fn a_404_or_a_web_page_names_the_url_and_the_settings() {
 async fn server_errors_are_retried() {
     let mut server = Server::new_async().await;
     let failing = reply(backend_mock(&mut server, PATH_T1).expect(2), 503, "").await;
-    let ok = reply(
-        backend_mock(&mut server, PATH_T1).expect(1),
-        200,
-        key_body("tk-after-503", SEED_AT),
-    )
-    .await;
+    let ok = t1_key_issued(&mut server, "tk-after-503", SEED_AT).await;
     let clock = clock();
-    let key = app(&server, &clock)
-        .tenant("t1")
-        .unwrap()
-        .token()
-        .await
-        .unwrap();
+    let key = t1_token(&server, &clock).await.unwrap();
     assert_eq!(key.secret().expose_secret(), "tk-after-503");
     assert_mocks(&[&failing, &ok]).await;
 }
@@ -364,33 +304,13 @@ async fn server_errors_are_retried() {
 #[tokio::test]
 async fn a_429_waits_for_retry_after() {
     let mut server = Server::new_async().await;
-    let limited = reply(
-        backend_mock(&mut server, PATH_T1)
-            .with_header("retry-after", "1")
-            .expect(1),
-        429,
-        "",
-    )
-    .await;
-    let ok = reply(
-        backend_mock(&mut server, PATH_T1).expect(1),
-        200,
-        key_body("tk-after-429", SEED_AT),
-    )
-    .await;
+    let limited = t1_rate_limited(&mut server, "1").await;
+    let ok = t1_key_issued(&mut server, "tk-after-429", SEED_AT).await;
     let clock = clock();
     let started = tokio::time::Instant::now();
-    let key = app(&server, &clock)
-        .tenant("t1")
-        .unwrap()
-        .token()
-        .await
-        .unwrap();
-    assert!(
-        started.elapsed() >= Duration::from_millis(950),
-        "{:?}",
-        started.elapsed()
-    );
+    let key = t1_token(&server, &clock).await.unwrap();
+    let waited = started.elapsed();
+    assert!(waited >= Duration::from_millis(950), "{waited:?}");
     assert_eq!(key.secret().expose_secret(), "tk-after-429");
     assert_mocks(&[&limited, &ok]).await;
 }
@@ -398,21 +318,9 @@ async fn a_429_waits_for_retry_after() {
 #[tokio::test]
 async fn a_429_asking_too_long_a_wait_ends_as_rate_limited() {
     let mut server = Server::new_async().await;
-    let limited = reply(
-        backend_mock(&mut server, PATH_T1)
-            .with_header("retry-after", "60")
-            .expect(1),
-        429,
-        "",
-    )
-    .await;
+    let limited = t1_rate_limited(&mut server, "60").await;
     let clock = clock();
-    let err = app(&server, &clock)
-        .tenant("t1")
-        .unwrap()
-        .token()
-        .await
-        .unwrap_err();
+    let err = t1_token(&server, &clock).await.unwrap_err();
     limited.assert_async().await;
     assert!(matches!(err, Error::RateLimited { .. }), "{err:?}");
     assert_eq!(err.retry_after(), Some(Duration::from_secs(60)));
@@ -421,12 +329,7 @@ async fn a_429_asking_too_long_a_wait_ends_as_rate_limited() {
 #[tokio::test]
 async fn embedded_exchange_sends_the_session_token_in_the_query() {
     let mut server = Server::new_async().await;
-    let mock = reply(
-        embedded_mock(&mut server, "sess+one/=").expect(1),
-        200,
-        key_body("tk-embedded", SEED_AT),
-    )
-    .await;
+    let mock = embedded_key_issued(&mut server, "sess+one/=", "tk-embedded", SEED_AT).await;
     let clock = clock();
     let tenant = app(&server, &clock).embedded("t1", "sess+one/=").unwrap();
     assert!(tenant.is_embedded());
@@ -444,12 +347,7 @@ async fn embedded_exchange_sends_the_session_token_in_the_query() {
 #[tokio::test]
 async fn a_spent_session_token_is_refused_locally() {
     let mut server = Server::new_async().await;
-    let mock = reply(
-        embedded_mock(&mut server, "sess-once").expect(1),
-        200,
-        key_body("tk-embedded", SEED_AT),
-    )
-    .await;
+    let mock = embedded_key_issued(&mut server, "sess-once", "tk-embedded", SEED_AT).await;
     // Anything else reaching the server would be a second exchange.
     let stray = server
         .mock("POST", Matcher::Any)
@@ -496,12 +394,8 @@ async fn a_401_to_the_exchange_asks_for_a_new_session_token_in_the_same_words() 
 async fn a_timed_out_exchange_is_not_retried() {
     let (base, seen) = silent_server();
     let clock = clock();
-    let app = PartnerApp::builder()
-        .base_url(base)
-        .application_id("app-1")
-        .application_key(APP_KEY)
+    let app = app_builder(base, &clock)
         .http_client(fast_http(Duration::from_millis(300)))
-        .clock(Arc::new(clock.clone()))
         .build()
         .unwrap();
     let tenant = app.embedded("t1", "sess-slow").unwrap();
@@ -549,18 +443,8 @@ async fn a_5xx_to_the_exchange_is_not_retried() {
 #[tokio::test]
 async fn each_session_token_gets_its_own_provider() {
     let mut server = Server::new_async().await;
-    let m1 = reply(
-        embedded_mock(&mut server, "sess-a").expect(1),
-        200,
-        key_body("tk-a", SEED_AT),
-    )
-    .await;
-    let m2 = reply(
-        embedded_mock(&mut server, "sess-b").expect(1),
-        200,
-        key_body("tk-b", SEED_AT),
-    )
-    .await;
+    let m1 = embedded_key_issued(&mut server, "sess-a", "tk-a", SEED_AT).await;
+    let m2 = embedded_key_issued(&mut server, "sess-b", "tk-b", SEED_AT).await;
     let clock = clock();
     let app = app(&server, &clock);
     let a = app.embedded("t1", "sess-a").unwrap().token().await.unwrap();
@@ -627,39 +511,30 @@ fn build_errors_name_the_field() {
             .application_id("app-1")
             .application_key("key-1")
     };
-    assert_eq!(
-        field_of(
+    // Each builder, and the field its `build` names.
+    let cases = [
+        (
             PartnerApp::builder()
                 .application_id("a")
-                .application_key("k")
-                .build()
+                .application_key("k"),
+            "AURORA_SOLAR_ENV",
         ),
-        "AURORA_SOLAR_ENV"
-    );
-    assert_eq!(
-        field_of(full().base_url("http://example.com").build()),
-        "AURORA_SOLAR_BASE_URL"
-    );
-    assert_eq!(
-        field_of(full().application_id("  ").build()),
-        "AURORA_SOLAR_APPLICATION_ID"
-    );
-    assert_eq!(
-        field_of(full().application_key("").build()),
-        "AURORA_SOLAR_APPLICATION_KEY"
-    );
-    assert_eq!(
-        field_of(full().application_key("key with space").build()),
-        "AURORA_SOLAR_APPLICATION_KEY"
-    );
-    assert_eq!(
-        field_of(full().session_token("sess").build()),
-        "AURORA_SOLAR_TENANT_ID"
-    );
-    assert_eq!(
-        field_of(full().tenant_id(" ").build()),
-        "AURORA_SOLAR_TENANT_ID"
-    );
+        (
+            full().base_url("http://example.com"),
+            "AURORA_SOLAR_BASE_URL",
+        ),
+        (full().application_id("  "), "AURORA_SOLAR_APPLICATION_ID"),
+        (full().application_key(""), "AURORA_SOLAR_APPLICATION_KEY"),
+        (
+            full().application_key("key with space"),
+            "AURORA_SOLAR_APPLICATION_KEY",
+        ),
+        (full().session_token("sess"), "AURORA_SOLAR_TENANT_ID"),
+        (full().tenant_id(" "), "AURORA_SOLAR_TENANT_ID"),
+    ];
+    for (builder, want) in cases {
+        assert_eq!(field_of(builder.build()), want);
+    }
     let app = full().build().unwrap();
     assert!(
         matches!(app.tenant(""), Err(Error::Config { ref field, .. }) if field == "AURORA_SOLAR_TENANT_ID")
@@ -673,12 +548,7 @@ fn build_errors_name_the_field() {
 async fn from_env_with_reads_the_documented_variables() {
     let mut server = Server::new_async().await;
     let url = server.url();
-    let backend = reply(
-        backend_mock(&mut server, PATH_T1).expect(1),
-        200,
-        key_body("tk-env", SEED_AT),
-    )
-    .await;
+    let backend = t1_key_issued(&mut server, "tk-env", SEED_AT).await;
     let vars = [
         ("AURORA_SOLAR_BASE_URL", url.as_str()),
         ("AURORA_SOLAR_APPLICATION_ID", "app-1"),
@@ -700,12 +570,7 @@ async fn from_env_with_reads_the_documented_variables() {
     assert!(app.tenant("t1").unwrap().token().await.unwrap() == key);
     backend.assert_async().await;
 
-    let embedded = reply(
-        embedded_mock(&mut server, "sess-env").expect(1),
-        200,
-        key_body("tk-env-embedded", SEED_AT),
-    )
-    .await;
+    let embedded = embedded_key_issued(&mut server, "sess-env", "tk-env-embedded", SEED_AT).await;
     let mut with_session = vars.to_vec();
     with_session[4] = ("AURORA_SOLAR_SESSION_TOKEN", "sess-env");
     let app = PartnerAppBuilder::from_env_with(lookup(&with_session))
@@ -774,12 +639,7 @@ async fn without_a_default_tenant_the_app_is_not_a_provider() {
 #[tokio::test]
 async fn the_store_keeps_one_key_per_application_and_tenant() {
     let mut server = Server::new_async().await;
-    let mock = reply(
-        backend_mock(&mut server, PATH_T1).expect(1),
-        200,
-        key_body("tk-stored", SEED_AT),
-    )
-    .await;
+    let mock = t1_key_issued(&mut server, "tk-stored", SEED_AT).await;
     let store = Arc::new(MemoryStore::new());
     let clock = clock();
     let first = builder(&server, &clock)
@@ -804,12 +664,7 @@ async fn the_store_keeps_one_key_per_application_and_tenant() {
 #[tokio::test]
 async fn an_embedded_provider_exchanges_its_session_token_whatever_the_store_holds() {
     let mut server = Server::new_async().await;
-    let backend = reply(
-        backend_mock(&mut server, PATH_T1).expect(1),
-        200,
-        key_body("tk-stored", SEED_AT),
-    )
-    .await;
+    let backend = t1_key_issued(&mut server, "tk-stored", SEED_AT).await;
     // Aurora refuses the garbage session token.
     let refused = reply(
         embedded_mock(&mut server, "garbage-session").expect(2),
@@ -845,22 +700,8 @@ async fn an_embedded_provider_exchanges_its_session_token_whatever_the_store_hol
 #[tokio::test]
 async fn a_store_set_through_the_cache_config_keeps_every_tenant_apart() {
     let mut server = Server::new_async().await;
-    let t1 = reply(
-        backend_mock(&mut server, PATH_T1).expect(1),
-        200,
-        key_body("tk-t1", SEED_AT),
-    )
-    .await;
-    let t2 = reply(
-        backend_mock(
-            &mut server,
-            "/partner_applications/app-1/tenants/t2/create_token",
-        )
-        .expect(1),
-        200,
-        key_body("tk-t2", SEED_AT),
-    )
-    .await;
+    let t1 = t1_key_issued(&mut server, "tk-t1", SEED_AT).await;
+    let t2 = key_issued_for(&mut server, "t2", "tk-t2", SEED_AT).await;
     let store = Arc::new(MemoryStore::new());
     let clock = clock();
     // The cache configuration takes a store but no key: the provider derives one per tenant.

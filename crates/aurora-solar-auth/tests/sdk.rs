@@ -8,7 +8,8 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use aurora_solar_auth::{ClientSdk, ClientSdkBuilder, Environment, Error, SdkUser, TokenProvider};
 use common::{
-    API_KEY, clock, generate_mock, http_client, invite_mock, jwt, jwt_body, list_mock, sdk_builder,
+    API_KEY, clock, generate_mock, http_client, invite_mock, jwt, jwt_body, jwt_issued, list_mock,
+    sdk_builder, users_body, users_listed,
 };
 use mockito::{Matcher, Server, ServerGuard};
 use serde_json::json;
@@ -22,16 +23,6 @@ fn jwt_for(id: &str) -> String {
     jwt(json!({"id": id, "email": "x@example.com", "exp": EXP, "jti": "j-1"}))
 }
 
-fn users_body(users: &[(&str, &str, &str)]) -> String {
-    let users: Vec<_> = users
-        .iter()
-        .map(|(id, email, status)| {
-            json!({"id": id, "first_name": "F", "last_name": "L", "email": email, "account_status": status})
-        })
-        .collect();
-    json!({ "users": users }).to_string()
-}
-
 fn sdk(server: &ServerGuard, clock: &ManualClock) -> ClientSdk {
     sdk_builder(server.url(), clock).build().unwrap()
 }
@@ -39,23 +30,18 @@ fn sdk(server: &ServerGuard, clock: &ManualClock) -> ClientSdk {
 #[tokio::test]
 async fn an_active_user_is_found_by_email_ignoring_case() {
     let mut server = Server::new_async().await;
-    let list = reply(
-        list_mock(&mut server).expect(1),
-        200,
-        users_body(&[
+    let list = users_listed(
+        &mut server,
+        1,
+        &[
             ("u-robert", "robert.johnson@example.com", "active"),
             ("u-old", "jessica.smith@example.com", "inactive"),
             ("u-jessica", "Jessica.Smith@Example.com", "active"),
-        ]),
+        ],
     )
     .await;
     let token = jwt_for("u-jessica");
-    let generate = reply(
-        generate_mock(&mut server, "u-jessica").expect(1),
-        200,
-        jwt_body(&token),
-    )
-    .await;
+    let generate = jwt_issued(&mut server, "u-jessica", &token).await;
     let invite = invite_mock(&mut server).expect(0).create_async().await;
     let clock = clock();
     let user = sdk(&server, &clock)
@@ -73,10 +59,10 @@ async fn an_active_user_is_found_by_email_ignoring_case() {
 #[tokio::test]
 async fn a_missing_user_is_invited_as_an_sdk_user() {
     let mut server = Server::new_async().await;
-    let list = reply(
-        list_mock(&mut server).expect(1),
-        200,
-        users_body(&[("u-robert", "robert.johnson@example.com", "active")]),
+    let list = users_listed(
+        &mut server,
+        1,
+        &[("u-robert", "robert.johnson@example.com", "active")],
     )
     .await;
     let invite = invite_mock(&mut server)
@@ -95,12 +81,7 @@ async fn a_missing_user_is_invited_as_an_sdk_user() {
         .create_async()
         .await;
     let token = jwt_for("u-new");
-    let generate = reply(
-        generate_mock(&mut server, "u-new").expect(1),
-        200,
-        jwt_body(&token),
-    )
-    .await;
+    let generate = jwt_issued(&mut server, "u-new", &token).await;
     let clock = clock();
     let user = sdk(&server, &clock)
         .user(
@@ -147,12 +128,7 @@ async fn without_an_id_in_the_invite_answer_the_list_is_read_again() {
         .create_async()
         .await;
     let token = jwt_for("u-fresh");
-    let generate = reply(
-        generate_mock(&mut server, "u-fresh").expect(1),
-        200,
-        jwt_body(&token),
-    )
-    .await;
+    let generate = jwt_issued(&mut server, "u-fresh", &token).await;
     let clock = clock();
     let user = sdk(&server, &clock)
         .user(SdkUser::new("new.user@example.com").with_name("New", "User"))
@@ -174,10 +150,10 @@ async fn missing_names_stop_after_the_lookup_and_before_any_invite() {
         ),
     ] {
         let mut server = Server::new_async().await;
-        let list = reply(
-            list_mock(&mut server).expect(1),
-            200,
-            users_body(&[("u-1", "nobody@example.com", "deactivated")]),
+        let list = users_listed(
+            &mut server,
+            1,
+            &[("u-1", "nobody@example.com", "deactivated")],
         )
         .await;
         let invite = invite_mock(&mut server).expect(0).create_async().await;
@@ -199,28 +175,18 @@ async fn missing_names_stop_after_the_lookup_and_before_any_invite() {
 #[tokio::test]
 async fn one_jwt_per_user_cached() {
     let mut server = Server::new_async().await;
-    let list = reply(
-        list_mock(&mut server).expect(2),
-        200,
-        users_body(&[
+    let list = users_listed(
+        &mut server,
+        2,
+        &[
             ("u-a", "a@example.com", "active"),
             ("u-b", "b@example.com", "active"),
-        ]),
+        ],
     )
     .await;
     let (ta, tb) = (jwt_for("u-a"), jwt_for("u-b"));
-    let ga = reply(
-        generate_mock(&mut server, "u-a").expect(1),
-        200,
-        jwt_body(&ta),
-    )
-    .await;
-    let gb = reply(
-        generate_mock(&mut server, "u-b").expect(1),
-        200,
-        jwt_body(&tb),
-    )
-    .await;
+    let ga = jwt_issued(&mut server, "u-a", &ta).await;
+    let gb = jwt_issued(&mut server, "u-b", &tb).await;
     let clock = clock();
     let sdk = sdk(&server, &clock);
     let a = sdk.user(SdkUser::new("a@example.com")).unwrap();
@@ -245,18 +211,8 @@ async fn a_jwt_without_a_valid_exp_is_malformed() {
         "jwt-leak.%%%.sig".to_owned(),
     ] {
         let mut server = Server::new_async().await;
-        let list = reply(
-            list_mock(&mut server).expect(1),
-            200,
-            users_body(&[("u-1", "a@example.com", "active")]),
-        )
-        .await;
-        let generate = reply(
-            generate_mock(&mut server, "u-1").expect(1),
-            200,
-            jwt_body(&bad),
-        )
-        .await;
+        let list = users_listed(&mut server, 1, &[("u-1", "a@example.com", "active")]).await;
+        let generate = jwt_issued(&mut server, "u-1", &bad).await;
         let clock = clock();
         let err = sdk(&server, &clock)
             .user(SdkUser::new("a@example.com"))
@@ -351,19 +307,9 @@ async fn a_rate_limited_lookup_is_retried() {
         "",
     )
     .await;
-    let list = reply(
-        list_mock(&mut server).expect(1),
-        200,
-        users_body(&[("u-1", "a@example.com", "active")]),
-    )
-    .await;
+    let list = users_listed(&mut server, 1, &[("u-1", "a@example.com", "active")]).await;
     let token = jwt_for("u-1");
-    let generate = reply(
-        generate_mock(&mut server, "u-1").expect(1),
-        200,
-        jwt_body(&token),
-    )
-    .await;
+    let generate = jwt_issued(&mut server, "u-1", &token).await;
     let clock = clock();
     let user = sdk(&server, &clock)
         .user(SdkUser::new("a@example.com"))
@@ -417,12 +363,7 @@ async fn from_env_with_makes_the_sdk_a_provider_for_the_user() {
         .create_async()
         .await;
     let token = jwt_for("42");
-    let generate = reply(
-        generate_mock(&mut server, "42").expect(1),
-        200,
-        jwt_body(&token),
-    )
-    .await;
+    let generate = jwt_issued(&mut server, "42", &token).await;
     let vars = [
         ("AURORA_SOLAR_ENV", "sandbox"),
         ("AURORA_SOLAR_BASE_URL", url.as_str()),
@@ -504,19 +445,9 @@ async fn without_a_default_user_the_sdk_is_not_a_provider() {
 #[tokio::test]
 async fn the_store_key_names_tenant_and_lowercased_email() {
     let mut server = Server::new_async().await;
-    let list = reply(
-        list_mock(&mut server).expect(1),
-        200,
-        users_body(&[("u-1", "Mixed@Example.com", "active")]),
-    )
-    .await;
+    let list = users_listed(&mut server, 1, &[("u-1", "Mixed@Example.com", "active")]).await;
     let token = jwt_for("u-1");
-    let generate = reply(
-        generate_mock(&mut server, "u-1").expect(1),
-        200,
-        jwt_body(&token),
-    )
-    .await;
+    let generate = jwt_issued(&mut server, "u-1", &token).await;
     let store = Arc::new(MemoryStore::new());
     let clock = clock();
     let sdk = ClientSdk::builder()
@@ -550,29 +481,19 @@ async fn the_store_key_names_tenant_and_lowercased_email() {
 #[tokio::test]
 async fn two_users_sharing_a_store_each_get_their_own_jwt() {
     let mut server = Server::new_async().await;
-    let list = reply(
-        list_mock(&mut server).expect(2),
-        200,
-        users_body(&[
+    let list = users_listed(
+        &mut server,
+        2,
+        &[
             ("u-a", "a@example.com", "active"),
             ("u-b", "b@example.com", "active"),
-        ]),
+        ],
     )
     .await;
     let (ta, tb) = (jwt_for("u-a"), jwt_for("u-b"));
     assert_ne!(ta, tb);
-    let ga = reply(
-        generate_mock(&mut server, "u-a").expect(1),
-        200,
-        jwt_body(&ta),
-    )
-    .await;
-    let gb = reply(
-        generate_mock(&mut server, "u-b").expect(1),
-        200,
-        jwt_body(&tb),
-    )
-    .await;
+    let ga = jwt_issued(&mut server, "u-a", &ta).await;
+    let gb = jwt_issued(&mut server, "u-b", &tb).await;
     let store = Arc::new(MemoryStore::new());
     let clock = clock();
     let builder = || {
@@ -680,12 +601,7 @@ async fn an_invited_user_who_never_logged_in_is_not_locked_out() {
             .create_async()
             .await;
         let token = jwt_for("u-pending");
-        let generate = reply(
-            generate_mock(&mut server, "u-pending").expect(1),
-            200,
-            jwt_body(&token),
-        )
-        .await;
+        let generate = jwt_issued(&mut server, "u-pending", &token).await;
         let clock = clock();
         let user = sdk(&server, &clock)
             .user(SdkUser::new("pending.user@example.com").with_name("Pending", "User"))

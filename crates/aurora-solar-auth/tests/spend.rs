@@ -53,12 +53,8 @@ async fn generate_token_is_not_repeated_after_a_5xx() {
     let _list = users_mock(&mut server).await;
     let generate = reply(generate_mock(&mut server, "u-1").expect(1), 503, "").await;
     let sdk = sdk_builder(server.url(), &clock()).build().unwrap();
-    let err = sdk
-        .user(SdkUser::new("a@example.com"))
-        .unwrap()
-        .token()
-        .await
-        .unwrap_err();
+    let user = sdk.user(SdkUser::new("a@example.com")).unwrap();
+    let err = user.token().await.unwrap_err();
     assert_eq!(err.status(), Some(503), "{err:?}");
     generate.assert_async().await;
 }

@@ -18,6 +18,44 @@ fn accounts(aurora: &AuroraUk) -> url::Url {
     aurora.api_base().join("Accounts").unwrap()
 }
 
+/// `GET /Accounts` with `token` as bearer, expected `times` times and answered `status` with
+/// `body`.
+async fn accounts_answer(
+    server: &mut ServerGuard,
+    token: &str,
+    times: usize,
+    status: usize,
+    body: &str,
+) -> mockito::Mock {
+    let mock = bearer_mock(server, "GET", "/Accounts", token).expect(times);
+    reply(mock, status, body).await
+}
+
+/// A provider that sends its token in `Authentication` (API base on the mock server), the
+/// token endpoint issuing `token` once, and `GET /Accounts` expecting it there and no
+/// `Authorization` at all, once, answered 200 with `body`: the provider, the token mock and
+/// the API mock.
+async fn in_authentication(
+    server: &mut ServerGuard,
+    token: &str,
+    body: &str,
+) -> (AuroraUk, mockito::Mock, mockito::Mock) {
+    let _ = mock_discovery(server, 1).await;
+    let issued = token_issued(server, token, 1).await;
+    let bearer = format!("Bearer {token}");
+    let api = server.mock("GET", "/Accounts").expect(1);
+    let api = api.match_header("authentication", bearer.as_str());
+    let api = reply(
+        api.match_header("authorization", Matcher::Missing),
+        200,
+        body,
+    )
+    .await;
+    let builder = builder(server).api_base(server.url());
+    let aurora = builder.auth_header_name("Authentication").build().unwrap();
+    (aurora, issued, api)
+}
+
 /// `GET {api base}/Accounts` through `send`.
 async fn get_accounts(aurora: &AuroraUk) -> reqwest::Response {
     let url = accounts(aurora);
@@ -56,18 +94,8 @@ async fn a_401_invalidates_that_token_and_retries_once_with_a_new_one() {
     let aurora = provider(&mut server).await;
     let first = token_issued(&mut server, "at-stale", 1).await;
     let second = token_issued(&mut server, "at-fresh", 1).await;
-    let refused = reply(
-        bearer_mock(&mut server, "GET", "/Accounts", "at-stale").expect(1),
-        401,
-        "",
-    )
-    .await;
-    let accepted = reply(
-        bearer_mock(&mut server, "GET", "/Accounts", "at-fresh").expect(1),
-        200,
-        "[]",
-    )
-    .await;
+    let refused = accounts_answer(&mut server, "at-stale", 1, 401, "").await;
+    let accepted = accounts_answer(&mut server, "at-fresh", 1, 200, "[]").await;
 
     assert_eq!(get_accounts(&aurora).await.status(), 200);
     assert_mocks(&[&refused, &accepted, &first, &second]).await;
@@ -80,12 +108,7 @@ async fn a_second_401_is_returned_not_retried_again() {
     let mut server = mockito::Server::new_async().await;
     let aurora = provider(&mut server).await;
     let token = token_issued(&mut server, "at-never-ok", 2).await;
-    let refused = reply(
-        bearer_mock(&mut server, "GET", "/Accounts", "at-never-ok").expect(2),
-        401,
-        "",
-    )
-    .await;
+    let refused = accounts_answer(&mut server, "at-never-ok", 2, 401, "").await;
     assert_eq!(get_accounts(&aurora).await.status(), 401);
     assert_mocks(&[&refused, &token]).await;
 }
@@ -103,23 +126,7 @@ async fn other_failures_are_not_retried() {
 #[tokio::test]
 async fn the_header_name_can_be_authentication() {
     let mut server = mockito::Server::new_async().await;
-    let _ = mock_discovery(&mut server, 1).await;
-    let _token = token_issued(&mut server, "at-hdr", 1).await;
-    let api = reply(
-        server
-            .mock("GET", "/Accounts")
-            .match_header("authentication", "Bearer at-hdr")
-            .match_header("authorization", Matcher::Missing)
-            .expect(1),
-        200,
-        "",
-    )
-    .await;
-    let aurora = builder(&server)
-        .api_base(server.url())
-        .auth_header_name("Authentication")
-        .build()
-        .unwrap();
+    let (aurora, _token, api) = in_authentication(&mut server, "at-hdr", "").await;
     assert_eq!(get_accounts(&aurora).await.status(), 200);
     api.assert_async().await;
 }
@@ -146,22 +153,7 @@ async fn the_middleware_sends_the_token_in_the_configured_header() {
     use token_provider::auth::AuthMiddleware;
 
     let mut server = mockito::Server::new_async().await;
-    let _ = mock_discovery(&mut server, 1).await;
-    let token = token_issued(&mut server, "at-own-client", 1).await;
-    let api = server
-        .mock("GET", "/Accounts")
-        .match_header("authentication", "Bearer at-own-client")
-        .match_header("authorization", Matcher::Missing)
-        .with_status(200)
-        .with_body("[]")
-        .expect(1)
-        .create_async()
-        .await;
-    let aurora = builder(&server)
-        .api_base(server.url())
-        .auth_header_name("Authentication")
-        .build()
-        .unwrap();
+    let (aurora, token, api) = in_authentication(&mut server, "at-own-client", "[]").await;
     assert_eq!(aurora.auth_header().name().as_str(), "authentication");
     let middleware = AuthMiddleware::new(Arc::new(aurora.clone()), aurora.auth_scope())
         .header(aurora.auth_header().clone());

@@ -5,7 +5,7 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use aurora_uk_auth::{AuroraUk, ClientAuth, Environment, Refusal};
+use aurora_uk_auth::{AuroraUk, AuroraUkBuilder, ClientAuth, Environment, Refusal};
 use common::*;
 use mockito::Matcher;
 use token_provider::testing::{
@@ -175,10 +175,7 @@ async fn http_429_is_retried_honouring_retry_after() {
     let mut server = mockito::Server::new_async().await;
     let (_d, _j) = mock_discovery(&mut server, 1).await;
     let limited = json_reply(
-        server
-            .mock("POST", "/oauth/token")
-            .match_header("authorization", BASIC)
-            .match_request(basic_form(AUDIENCE))
+        basic_token_mock(&mut server, AUDIENCE)
             .with_header("retry-after", "1")
             .expect(1),
         429,
@@ -205,10 +202,7 @@ async fn http_429_past_the_retries_is_rate_limited() {
     let mut server = mockito::Server::new_async().await;
     let (_d, _j) = mock_discovery(&mut server, 1).await;
     let limited = reply(
-        server
-            .mock("POST", "/oauth/token")
-            .match_header("authorization", BASIC)
-            .match_request(basic_form(AUDIENCE))
+        basic_token_mock(&mut server, AUDIENCE)
             .with_header("retry-after", "0")
             .expect(3),
         429,
@@ -355,14 +349,7 @@ async fn a_token_endpoint_that_refuses_connections_triggers_rediscovery() {
         "id_token_signing_alg_values_supported": ["RS256"]
     })
     .to_string();
-    let first = json_reply(
-        server
-            .mock("GET", "/.well-known/openid-configuration")
-            .expect(1),
-        200,
-        stale,
-    )
-    .await;
+    let first = json_reply(discovery_mock(&mut server).expect(1), 200, stale).await;
     let second = mock_document(&mut server, "/oauth/token", 1).await;
     let _jwks = mock_jwks(&mut server, 2).await;
     let token = token_issued_for(&mut server, "at-moved", 60, 1).await;
@@ -380,14 +367,7 @@ async fn a_token_endpoint_that_refuses_connections_triggers_rediscovery() {
 async fn discovery_failures_are_clear_errors() {
     // No discovery document: malformed (a request was sent), naming the issuer and its variable.
     let mut server = mockito::Server::new_async().await;
-    let missing = reply(
-        server
-            .mock("GET", "/.well-known/openid-configuration")
-            .expect(1),
-        404,
-        "",
-    )
-    .await;
+    let missing = reply(discovery_mock(&mut server).expect(1), 404, "").await;
     let aurora = builder(&server).build().unwrap();
     let err = aurora.token().await.unwrap_err();
     assert!(matches!(&err, Error::Malformed { .. }), "{err:?}");
@@ -398,7 +378,7 @@ async fn discovery_failures_are_clear_errors() {
     // A garbled document: malformed, the body not quoted.
     let mut server = mockito::Server::new_async().await;
     let _garbled = json_reply(
-        server.mock("GET", "/.well-known/openid-configuration"),
+        discovery_mock(&mut server),
         200,
         r#"{"issuer": "secret-looking-value-123", "#,
     )
@@ -422,12 +402,7 @@ async fn discovery_failures_are_clear_errors() {
         "subject_types_supported": ["public"],
         "id_token_signing_alg_values_supported": ["RS256"]
     });
-    let _doc = json_reply(
-        server.mock("GET", "/.well-known/openid-configuration"),
-        200,
-        doc.to_string(),
-    )
-    .await;
+    let _doc = json_reply(discovery_mock(&mut server), 200, doc.to_string()).await;
     let _jwks = json_reply(server.mock("GET", "/.well-known/jwks.json"), 200, JWKS).await;
     let aurora = builder(&server).build().unwrap();
     let err = aurora.token().await.unwrap_err();
@@ -553,11 +528,7 @@ async fn dev_and_live_never_share_a_stored_token() {
     let (_d2, _j2) = mock_discovery(&mut live_server, 1).await;
     let live_audience = Environment::Live.audience();
     let live_token = json_reply(
-        live_server
-            .mock("POST", "/oauth/token")
-            .match_header("authorization", BASIC)
-            .match_request(basic_form(live_audience))
-            .expect(1),
+        basic_token_mock(&mut live_server, live_audience).expect(1),
         200,
         token_body("at-live", 86400),
     )
@@ -588,55 +559,26 @@ fn build_names_the_wrong_field() {
         Error::Config { field, .. } => field,
         other => panic!("expected a config error, got {other:?}"),
     };
-    assert_eq!(
-        field(
-            AuroraUk::builder()
-                .client_id("id")
-                .client_secret("s")
-                .build()
+    // Each builder, and the field its `build` names.
+    let dev = || AuroraUk::builder().environment(Environment::Dev);
+    let cases = [
+        (
+            AuroraUk::builder().client_id("id").client_secret("s"),
+            "AURORA_UK_ENV",
         ),
-        "AURORA_UK_ENV"
-    );
-    assert_eq!(
-        field(
-            AuroraUk::builder()
-                .environment(Environment::Dev)
-                .client_secret("s")
-                .build()
-        ),
-        "AURORA_UK_CLIENT_ID"
-    );
-    assert_eq!(
-        field(
-            AuroraUk::builder()
-                .environment(Environment::Dev)
-                .client_id("id")
-                .build()
-        ),
-        "AURORA_UK_CLIENT_SECRET"
-    );
-    assert_eq!(
-        field(base().client_secret("").build()),
-        "AURORA_UK_CLIENT_SECRET"
-    );
-    assert_eq!(
-        field(base().issuer("http://aurora.example/").build()),
-        "AURORA_UK_ISSUER"
-    );
-    assert_eq!(
-        field(base().issuer("not a url").build()),
-        "AURORA_UK_ISSUER"
-    );
-    assert_eq!(field(base().audience("").build()), "AURORA_UK_AUDIENCE");
-    assert_eq!(
-        field(base().audience(" https://a ").build()),
-        "AURORA_UK_AUDIENCE"
-    );
-    assert_eq!(
-        field(base().auth_header_name("bad header").build()),
-        "auth_header_name"
-    );
-    assert_eq!(field(base().api_base("ftp://x").build()), "api_base");
+        (dev().client_secret("s"), "AURORA_UK_CLIENT_ID"),
+        (dev().client_id("id"), "AURORA_UK_CLIENT_SECRET"),
+        (base().client_secret(""), "AURORA_UK_CLIENT_SECRET"),
+        (base().issuer("http://aurora.example/"), "AURORA_UK_ISSUER"),
+        (base().issuer("not a url"), "AURORA_UK_ISSUER"),
+        (base().audience(""), "AURORA_UK_AUDIENCE"),
+        (base().audience(" https://a "), "AURORA_UK_AUDIENCE"),
+        (base().auth_header_name("bad header"), "auth_header_name"),
+        (base().api_base("ftp://x"), "api_base"),
+    ];
+    for (builder, want) in cases {
+        assert_eq!(field(builder.build()), want);
+    }
 }
 
 #[test]
@@ -669,20 +611,37 @@ fn from_env_reads_exactly_the_documented_variables() {
 
     // By the convention every builder follows, a value that cannot be held fails in
     // `from_env_with` and a missing or wrong one in `build`: either way, the variable is named.
-    let err_field = |pairs: &'static [(&'static str, &'static str)]| {
-        match aurora_uk_auth::AuroraUkBuilder::from_env_with(lookup(pairs))
-            .and_then(aurora_uk_auth::AuroraUkBuilder::build)
-            .unwrap_err()
-        {
+    let err_field = |pairs: &[(&str, &str)]| {
+        let built = AuroraUkBuilder::from_env_with(lookup(pairs)).and_then(AuroraUkBuilder::build);
+        match built.unwrap_err() {
             Error::Config { field, reason, .. } => (field, reason),
             other => panic!("{other:?}"),
         }
     };
-    let (field, _) = err_field(&[
-        ("AURORA_UK_CLIENT_ID", "i"),
-        ("AURORA_UK_CLIENT_SECRET", "s"),
-    ]);
-    assert_eq!(field, "AURORA_UK_ENV");
+    let (env, id, secret) = (
+        "AURORA_UK_ENV",
+        "AURORA_UK_CLIENT_ID",
+        "AURORA_UK_CLIENT_SECRET",
+    );
+    // The variables set, the one the error names, and its reason where it matters. Blank
+    // counts as unset, as for every other provider: "is required", not "has whitespace".
+    type Case<'a> = (&'a [(&'a str, &'a str)], &'a str, Option<&'a str>);
+    #[rustfmt::skip]
+    let cases: [Case; 6] = [
+        (&[(id, "i"), (secret, "s")], env, None),
+        (&[(env, "dev"), (id, ""), (secret, "s")], id, None),
+        (&[(env, "dev"), (id, "i")], secret, None),
+        (&[(env, " \t"), (id, "i"), (secret, "s")], env, Some("is required (`dev` or `live`)")),
+        (&[(env, "dev"), (id, "   "), (secret, "s")], id, Some("is required")),
+        (&[(env, "dev"), (id, "i"), (secret, "\n")], secret, Some("is required")),
+    ];
+    for (pairs, want_field, want_reason) in cases {
+        let (field, reason) = err_field(pairs);
+        assert_eq!(field, want_field, "{pairs:?}");
+        if let Some(want_reason) = want_reason {
+            assert_eq!(reason, want_reason, "{pairs:?}");
+        }
+    }
     let (field, reason) = err_field(&[
         ("AURORA_UK_ENV", "staging"),
         ("AURORA_UK_CLIENT_ID", "i"),
@@ -690,42 +649,6 @@ fn from_env_reads_exactly_the_documented_variables() {
     ]);
     assert_eq!(field, "AURORA_UK_ENV");
     assert!(reason.contains("staging"), "{reason}");
-    let (field, _) = err_field(&[
-        ("AURORA_UK_ENV", "dev"),
-        ("AURORA_UK_CLIENT_ID", ""),
-        ("AURORA_UK_CLIENT_SECRET", "s"),
-    ]);
-    assert_eq!(field, "AURORA_UK_CLIENT_ID");
-    let (field, _) = err_field(&[("AURORA_UK_ENV", "dev"), ("AURORA_UK_CLIENT_ID", "i")]);
-    assert_eq!(field, "AURORA_UK_CLIENT_SECRET");
-    // Blank counts as unset, as for every other provider: "is required", not "has whitespace".
-    let (field, reason) = err_field(&[
-        ("AURORA_UK_ENV", " \t"),
-        ("AURORA_UK_CLIENT_ID", "i"),
-        ("AURORA_UK_CLIENT_SECRET", "s"),
-    ]);
-    assert_eq!(
-        (field.as_str(), reason.as_str()),
-        ("AURORA_UK_ENV", "is required (`dev` or `live`)")
-    );
-    let (field, reason) = err_field(&[
-        ("AURORA_UK_ENV", "dev"),
-        ("AURORA_UK_CLIENT_ID", "   "),
-        ("AURORA_UK_CLIENT_SECRET", "s"),
-    ]);
-    assert_eq!(
-        (field.as_str(), reason.as_str()),
-        ("AURORA_UK_CLIENT_ID", "is required")
-    );
-    let (field, reason) = err_field(&[
-        ("AURORA_UK_ENV", "dev"),
-        ("AURORA_UK_CLIENT_ID", "i"),
-        ("AURORA_UK_CLIENT_SECRET", "\n"),
-    ]);
-    assert_eq!(
-        (field.as_str(), reason.as_str()),
-        ("AURORA_UK_CLIENT_SECRET", "is required")
-    );
     // A blank optional override is no override.
     let aurora = aurora_uk_auth::AuroraUkBuilder::from_env_with(lookup(&[
         ("AURORA_UK_ENV", "dev"),
@@ -833,14 +756,7 @@ async fn refresh_discovery_picks_up_a_moved_token_endpoint_and_keeps_the_old_one
         format!("{}/v2/token", server.url())
     );
     second.remove_async().await;
-    let gone = reply(
-        server
-            .mock("GET", "/.well-known/openid-configuration")
-            .expect(1),
-        404,
-        "",
-    )
-    .await;
+    let gone = reply(discovery_mock(&mut server).expect(1), 404, "").await;
     let err = aurora.refresh_discovery().await.unwrap_err();
     assert!(matches!(err, Error::Malformed { .. }), "{err:?}");
     gone.assert_async().await;
@@ -883,11 +799,7 @@ async fn look_alike_client_ids_and_audiences_never_share_a_principal() {
     }
     for (i, audience) in audiences.iter().enumerate() {
         let mock = json_reply(
-            server
-                .mock("POST", "/oauth/token")
-                .match_header("authorization", BASIC)
-                .match_request(basic_form(audience))
-                .expect(1),
+            basic_token_mock(&mut server, audience).expect(1),
             200,
             token_body(&format!("at-audience-{i}"), 86400),
         )

@@ -152,41 +152,31 @@ fn main() -> ExitCode {
         Command::Token(args) => {
             let kind = args.provider.kind();
             match block_on(token::run(&args, &lookup)) {
-                Ok(printed) => {
-                    let status = print(format!("{}\n", printed.line).as_bytes(), Some(kind));
-                    warn(kind, printed.warning.as_deref());
-                    match printed.unsaved {
-                        Some(failure) if status == ExitCode::from(EXIT_OK) => failure.report(),
-                        _ => status,
-                    }
-                }
+                Ok(printed) => print_then(
+                    format!("{}\n", printed.line).as_bytes(),
+                    Some(kind),
+                    printed.warning.as_deref(),
+                    printed.unsaved,
+                ),
                 Err(failure) => failure.report(),
             }
         }
         Command::Api(args) => {
             let kind = args.provider.kind();
             match block_on(api::run(&args, &lookup)) {
-                Ok(answer) => {
-                    let printed = print(&answer.stdout, Some(kind));
-                    warn(kind, answer.warning.as_deref());
-                    match answer.failure {
-                        Some(failure) if printed == ExitCode::from(EXIT_OK) => failure.report(),
-                        _ => printed,
-                    }
-                }
+                Ok(answer) => print_then(
+                    &answer.stdout,
+                    Some(kind),
+                    answer.warning.as_deref(),
+                    answer.failure,
+                ),
                 Err(failure) => failure.report(),
             }
         }
         Command::Status(args) => {
             let now = partner_auth::token_provider::system_clock().now();
             match block_on(status::run(&args, &lookup, now)) {
-                Ok(listing) => {
-                    let printed = print(listing.stdout.as_bytes(), None);
-                    match listing.failure {
-                        Some(failure) if printed == ExitCode::from(EXIT_OK) => failure.report(),
-                        _ => printed,
-                    }
-                }
+                Ok(listing) => print_then(listing.stdout.as_bytes(), None, None, listing.failure),
                 Err(failure) => failure.report(),
             }
         }
@@ -204,6 +194,25 @@ fn main() -> ExitCode {
             clap_complete::generate(args.shell, &mut Cli::command(), "partner-auth", &mut script);
             print(&script, None)
         }
+    }
+}
+
+/// Prints `output` (for `kind`, if any), then `warning`: the exit code of the printing, or,
+/// once the output is out, the failure the command `deferred` (a state not saved, a request
+/// or a store that failed after the rest was shown).
+fn print_then(
+    output: &[u8],
+    kind: Option<partner_auth::ProviderKind>,
+    warning: Option<&str>,
+    deferred: Option<Failure>,
+) -> ExitCode {
+    let printed = print(output, kind);
+    if let Some(kind) = kind {
+        warn(kind, warning);
+    }
+    match deferred {
+        Some(failure) if printed == ExitCode::from(EXIT_OK) => failure.report(),
+        _ => printed,
     }
 }
 

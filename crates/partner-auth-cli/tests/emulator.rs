@@ -6,8 +6,8 @@ mod common;
 use std::time::Duration;
 
 use common::emu::{
-    PROVIDERS, assert_failed, emulator, emulator_and_folder, emulator_issued, jwt_claims,
-    partner_auth, secrets, set, token_endpoint, token_of, unset, vars,
+    PROVIDERS, assert_failed, emulator, emulator_and_folder, emulator_and_store, emulator_issued,
+    jwt_claims, partner_auth, secrets, set, token_endpoint, token_of, unset, vars,
 };
 use partner_auth_emulator::{Emulator, Endpoint, Fault, RunningEmulator};
 
@@ -513,8 +513,7 @@ fn unix_now(emu: &RunningEmulator) -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_expired_stored_aerion_token_is_renewed_with_the_stored_refresh_token() {
-    let (emu, dir) = emulator_and_folder("store-renew").await;
-    let store = dir.join("aerion.json");
+    let (emu, _dir, store) = emulator_and_store("store-renew", "aerion.json").await;
     let store_arg = store.to_str().unwrap();
     let username = emu.config().aerion_users[0].username.clone();
 
@@ -561,8 +560,7 @@ async fn an_expired_stored_aerion_token_is_renewed_with_the_stored_refresh_token
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_expired_stored_temporary_key_is_renewed_with_the_application_key() {
-    let (emu, dir) = emulator_and_folder("store-renew-solar").await;
-    let store = dir.join("solar.json");
+    let (emu, _dir, store) = emulator_and_store("store-renew-solar", "solar.json").await;
     let store_arg = store.to_str().unwrap();
     let vars = vars(&emu, "aurora-solar");
     let first = token_of(&partner_auth("aurora-solar", &vars, &["--store", store_arg]).await);

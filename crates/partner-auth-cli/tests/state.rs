@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{TempDir, run_async};
+use common::run_async;
 use partner_auth::ProviderKind;
 use partner_auth_emulator::{Emulator, Endpoint, RunningEmulator};
 
@@ -35,6 +35,18 @@ fn with_full_disk(vars: &[(&'static str, String)], args: &[&str]) -> std::proces
     cmd
 }
 
+/// `partner-auth token aerion --store <store> <extra>` with `vars` alone, run to its end.
+async fn token_with_store(
+    vars: &[(&'static str, String)],
+    store: &str,
+    extra: &[&str],
+) -> common::Run {
+    let plain: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let mut args = vec!["token", "aerion", "--store", store];
+    args.extend_from_slice(extra);
+    run_async(common::command(&args, &plain)).await
+}
+
 fn expire_store(path: &std::path::Path, expires_at: u64) {
     let mut file: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
@@ -46,17 +58,10 @@ fn expire_store(path: &std::path::Path, expires_at: u64) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rotated_state_that_could_not_be_saved_exits_5_after_printing_the_token() {
-    let emu = Emulator::builder().start().await.unwrap();
-    let dir = TempDir::new("unsaved");
-    let store = dir.join("tokens.json");
+    let (emu, _dir, store) = common::emu::emulator_and_store("unsaved", "tokens.json").await;
     let store_arg = store.to_str().unwrap();
     let vars = aerion_vars(&emu);
-    let plain: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let first = run_async(common::command(
-        &["token", "aerion", "--store", store_arg],
-        &plain,
-    ))
-    .await;
+    let first = token_with_store(&vars, store_arg, &[]).await;
     first.assert_code(0);
     let username = emu.config().aerion_users[0].username.clone();
     let spent = emu.current_refresh_token(&username).unwrap();
@@ -87,26 +92,14 @@ async fn a_rotated_state_that_could_not_be_saved_exits_5_after_printing_the_toke
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_absurd_stored_expiry_prints_as_the_last_rfc3339_instant() {
-    let emu = Emulator::builder().start().await.unwrap();
-    let dir = TempDir::new("absurd-expiry");
-    let store = dir.join("tokens.json");
+    let (emu, _dir, store) = common::emu::emulator_and_store("absurd-expiry", "tokens.json").await;
     let store_arg = store.to_str().unwrap();
     let vars = aerion_vars(&emu);
-    let plain: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    run_async(common::command(
-        &["token", "aerion", "--store", store_arg],
-        &plain,
-    ))
-    .await
-    .assert_code(0);
+    token_with_store(&vars, store_arg, &[]).await.assert_code(0);
     // What an `expires_in` of 9e12 seconds left in a store before expiries were capped.
     expire_store(&store, 9_000_000_000_000);
     for _ in 0..2 {
-        let out = run_async(common::command(
-            &["token", "aerion", "--store", store_arg, "--json"],
-            &plain,
-        ))
-        .await;
+        let out = token_with_store(&vars, store_arg, &["--json"]).await;
         out.assert_code(0);
         let v: serde_json::Value = serde_json::from_str(out.stdout.trim_end()).unwrap();
         assert_eq!(v["expires_at"], "9999-12-31T23:59:59Z");

@@ -3,7 +3,7 @@
 mod common;
 
 use common::emu::{
-    PROVIDERS, emulator_and_folder, partner_auth, secrets, token_endpoint, token_of, vars,
+    PROVIDERS, emulator_and_store, partner_auth, secrets, token_endpoint, token_of, vars,
 };
 use common::{Run, TempDir, command, run_async};
 use partner_auth_emulator::Endpoint;
@@ -33,8 +33,7 @@ fn assert_no_secret(out: &Run, configured: &[String], issued: &[String]) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn status_lists_every_entry_and_no_secret() {
-    let (emu, dir) = emulator_and_folder("status").await;
-    let store = dir.join("tokens.json");
+    let (emu, _dir, store) = emulator_and_store("status", "tokens.json").await;
     let store_var = ("PARTNER_AUTH_STORE", store.to_str().unwrap().to_owned());
     let configured = secrets(&emu);
     let mut issued = Vec::new();
@@ -155,8 +154,7 @@ async fn uk_token(emu: &partner_auth_emulator::RunningEmulator, store_arg: &str)
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forget_then_token_fetches_again() {
-    let (emu, dir) = emulator_and_folder("forget").await;
-    let store = dir.join("tokens.json");
+    let (emu, _dir, store) = emulator_and_store("forget", "tokens.json").await;
     let store_arg = store.to_str().unwrap();
     let username = emu.config().aerion_users[0].username.clone();
     let env = vars(&emu, "aerion");

@@ -148,9 +148,7 @@ fn token(shared: &Shared, state: &mut State, ctx: &Ctx, now: SystemTime) -> Resp
         }
     };
     let refreshing = form.get("grant_type").map(String::as_str) == Some("refresh_token");
-    let expires_in = ctx
-        .expires_in
-        .unwrap_or(config.aerion_token_lifetime.as_secs() as i64);
+    let expires_in = ctx.lifetime(config.aerion_token_lifetime);
     let access_token = state.issue(
         random_token(40),
         Grant::Aerion(user.username.clone()),

@@ -131,9 +131,7 @@ fn create_token(shared: &Shared, state: &mut State, ctx: &Ctx, now: SystemTime) 
             }
         }
     }
-    let lifetime = ctx
-        .expires_in
-        .unwrap_or(config.aurora_solar_temporary_key_lifetime.as_secs() as i64);
+    let lifetime = ctx.lifetime(config.aurora_solar_temporary_key_lifetime);
     let expires_at = shift(now, lifetime);
     let key = state.issue(
         format!("tk_test_{}", random_hex(24)),
@@ -245,9 +243,7 @@ fn invite(shared: &Shared, state: &mut State, ctx: &Ctx, _: SystemTime) -> Respo
 
 fn generate_token(shared: &Shared, state: &mut State, ctx: &Ctx, now: SystemTime) -> Response {
     let (tenant, user_id) = (ctx.param("tenant"), ctx.param("user"));
-    let lifetime = ctx
-        .expires_in
-        .unwrap_or(shared.config.aurora_solar_jwt_lifetime.as_secs() as i64);
+    let lifetime = ctx.lifetime(shared.config.aurora_solar_jwt_lifetime);
     let users = match sdk_auth(shared, state, ctx, tenant) {
         Ok(users) => users,
         Err(response) => return response,

@@ -198,9 +198,7 @@ fn token(shared: &Shared, state: &mut State, ctx: &Ctx, now: SystemTime) -> Resp
             &format!("Service not enabled within domain: {named}"),
         );
     }
-    let expires_in = ctx
-        .expires_in
-        .unwrap_or(config.aurora_uk_token_lifetime.as_secs() as i64);
+    let expires_in = ctx.lifetime(config.aurora_uk_token_lifetime);
     let access_token = state.issue(
         random_token(48),
         Grant::AuroraUk(config.aurora_uk_client_id.clone()),

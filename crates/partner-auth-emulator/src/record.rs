@@ -47,10 +47,7 @@ impl RecordedRequest {
 
     /// The first value of a query parameter.
     pub fn query_param(&self, name: &str) -> Option<String> {
-        self.query_pairs()
-            .into_iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v)
+        first_value(self.query_pairs(), name)
     }
 
     /// The body as form fields (`application/x-www-form-urlencoded`), decoded.
@@ -62,10 +59,7 @@ impl RecordedRequest {
 
     /// The first value of a form field.
     pub fn form_param(&self, name: &str) -> Option<String> {
-        self.form()
-            .into_iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v)
+        first_value(self.form(), name)
     }
 
     /// The body parsed as JSON, if it is JSON.
@@ -159,4 +153,9 @@ pub(crate) fn percent_decode(s: &str, plus_is_space: bool) -> String {
         i += 1;
     }
     String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The first value of `name` among decoded `pairs`.
+fn first_value(pairs: Vec<(String, String)>, name: &str) -> Option<String> {
+    pairs.into_iter().find(|(k, _)| k == name).map(|(_, v)| v)
 }

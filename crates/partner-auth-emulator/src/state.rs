@@ -131,6 +131,12 @@ impl Ctx {
             .map_or("", |(_, v)| v.as_str())
     }
 
+    /// The lifetime, in seconds, of the token to issue: the injected one
+    /// ([`Fault::ExpiresIn`]), else `configured`.
+    pub(crate) fn lifetime(&self, configured: Duration) -> i64 {
+        self.expires_in.unwrap_or(configured.as_secs() as i64)
+    }
+
     pub(crate) fn bearer(&self) -> Option<&str> {
         bearer_of(self.header("authorization")?)
     }

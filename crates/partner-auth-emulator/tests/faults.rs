@@ -31,6 +31,24 @@ fn aerion_refresh(emu: &RunningEmulator, refresh: &str) -> Request {
     aerion_token_request(&emu.aerion_token_url(), &form)
 }
 
+/// The request `endpoint` is meant for (the Aerion password grant, or the Aurora UK grant),
+/// sent after one `fault` is injected there: its answer, a 200 all the same.
+async fn faulted_200(
+    emu: &RunningEmulator,
+    endpoint: Endpoint,
+    fault: Fault,
+) -> token_provider::http::Response {
+    emu.inject(endpoint, fault, 1);
+    let request = match endpoint {
+        Endpoint::AerionToken => aerion_password(emu),
+        Endpoint::AuroraUkToken => uk_token(emu),
+        other => panic!("no request for {other:?}"),
+    };
+    let response = send(request).await.unwrap();
+    assert_eq!(response.status(), 200);
+    response
+}
+
 fn uk_token(emu: &RunningEmulator) -> Request {
     Request::post(url(&emu.aurora_uk_token_url()), Repeat::Safe).form(&[
         ("grant_type", "client_credentials"),
@@ -329,18 +347,14 @@ async fn hang_until_the_client_times_out_and_ends_at_shutdown() {
 #[tokio::test]
 async fn malformed_and_truncated_bodies() {
     let emu = Emulator::start().await.unwrap();
-    emu.inject(Endpoint::AerionToken, Fault::MalformedBody, 1);
-    let malformed = send(aerion_password(&emu)).await.unwrap();
-    assert_eq!(malformed.status(), 200);
+    let malformed = faulted_200(&emu, Endpoint::AerionToken, Fault::MalformedBody).await;
     assert!(serde_json::from_slice::<serde_json::Value>(malformed.body()).is_err());
     assert!(matches!(
         malformed.json::<serde_json::Value>("token"),
         Err(Error::Malformed { .. })
     ));
 
-    emu.inject(Endpoint::AerionToken, Fault::TruncatedJson, 1);
-    let truncated = send(aerion_password(&emu)).await.unwrap();
-    assert_eq!(truncated.status(), 200);
+    let truncated = faulted_200(&emu, Endpoint::AerionToken, Fault::TruncatedJson).await;
     assert!(truncated.body().starts_with(b"{\"access_token\""));
     match truncated.json::<serde_json::Value>("token") {
         Err(Error::Malformed { reason, .. }) => assert!(reason.contains("truncated"), "{reason}"),
@@ -354,38 +368,28 @@ async fn malformed_and_truncated_bodies() {
 async fn oversized_bodies_with_and_without_content_length() {
     let emu = Emulator::start().await.unwrap();
     let size = 2 * 1024 * 1024;
-    emu.inject(Endpoint::AuroraUkJwks, Fault::OversizedBody(size), 1);
     let jwks = url(&format!("{}.well-known/jwks.json", emu.aurora_uk_issuer()));
-    assert!(matches!(
-        send(Request::get(jwks.clone())).await,
-        Err(Error::TooLarge { .. })
-    ));
-
-    emu.inject(Endpoint::AuroraUkJwks, Fault::OversizedChunked(size), 1);
-    assert!(matches!(
-        send(Request::get(jwks.clone())).await,
-        Err(Error::TooLarge { .. })
-    ));
+    for fault in [Fault::OversizedBody(size), Fault::OversizedChunked(size)] {
+        emu.inject(Endpoint::AuroraUkJwks, fault, 1);
+        let sent = send(Request::get(jwks.clone())).await;
+        assert!(matches!(sent, Err(Error::TooLarge { .. })), "{sent:?}");
+    }
 
     // Under the client's cap the exact size arrives.
-    emu.inject(Endpoint::AuroraUkJwks, Fault::OversizedBody(1000), 1);
-    assert_eq!(
-        send(Request::get(jwks.clone())).await.unwrap().body().len(),
-        1000
-    );
-    emu.inject(Endpoint::AuroraUkJwks, Fault::OversizedChunked(200_000), 1);
-    assert_eq!(
-        send(Request::get(jwks)).await.unwrap().body().len(),
-        200_000
-    );
+    for (fault, len) in [
+        (Fault::OversizedBody(1000), 1000),
+        (Fault::OversizedChunked(200_000), 200_000),
+    ] {
+        emu.inject(Endpoint::AuroraUkJwks, fault, 1);
+        let body = send(Request::get(jwks.clone())).await.unwrap().body().len();
+        assert_eq!(body, len);
+    }
 }
 
 #[tokio::test]
 async fn an_error_body_in_a_200() {
     let emu = Emulator::start().await.unwrap();
-    emu.inject(Endpoint::AuroraUkToken, Fault::ErrorBody200, 1);
-    let response = send(uk_token(&emu)).await.unwrap();
-    assert_eq!(response.status(), 200);
+    let response = faulted_200(&emu, Endpoint::AuroraUkToken, Fault::ErrorBody200).await;
     let error = response.oauth_error().expect("an OAuth error body");
     assert_eq!(error.error, "server_error");
 }

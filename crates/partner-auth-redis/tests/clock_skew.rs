@@ -38,6 +38,19 @@ fn replica(
     (app, clock)
 }
 
+/// An emulator whose clock is `offset` from the real one and whose Aurora Solar keys live
+/// `lifetime`, and its Aurora Solar tenant.
+async fn aurora_at(offset: ClockOffset, lifetime: Duration) -> (RunningEmulator, String) {
+    let emulator = Emulator::builder()
+        .clock_offset(offset)
+        .aurora_solar_temporary_key_lifetime(lifetime)
+        .start()
+        .await
+        .unwrap();
+    let tenant = emulator.aurora_solar_tenant().to_owned();
+    (emulator, tenant)
+}
+
 /// How long `expires_at` is after `now`, in whole seconds (negative: before).
 fn left(expires_at: SystemTime, now: SystemTime) -> i64 {
     match expires_at.duration_since(now) {
@@ -54,13 +67,8 @@ fn left(expires_at: SystemTime, now: SystemTime) -> i64 {
 async fn replicas_with_clocks_apart_agree_with_the_provider_on_a_keys_expiry() {
     let redis = RedisServer::start();
     let lifetime = Duration::from_secs(13 * 3600);
-    let emulator = Emulator::builder()
-        .clock_offset(ClockOffset::Behind(Duration::from_secs(420)))
-        .aurora_solar_temporary_key_lifetime(lifetime)
-        .start()
-        .await
-        .unwrap();
-    let tenant = emulator.aurora_solar_tenant().to_owned();
+    let (emulator, tenant) =
+        aurora_at(ClockOffset::Behind(Duration::from_secs(420)), lifetime).await;
     let (fast, fast_clock) = replica(&emulator, &redis, ClockOffset::Ahead(TEN_MINUTES));
     let (slow, slow_clock) = replica(&emulator, &redis, ClockOffset::Behind(TEN_MINUTES));
 
@@ -100,13 +108,8 @@ async fn replicas_with_clocks_apart_agree_with_the_provider_on_a_keys_expiry() {
 async fn no_key_is_served_past_its_provider_side_expiry_by_either_replica() {
     let redis = RedisServer::start();
     let lifetime = Duration::from_secs(12);
-    let emulator = Emulator::builder()
-        .clock_offset(ClockOffset::Ahead(Duration::from_secs(300)))
-        .aurora_solar_temporary_key_lifetime(lifetime)
-        .start()
-        .await
-        .unwrap();
-    let tenant = emulator.aurora_solar_tenant().to_owned();
+    let (emulator, tenant) =
+        aurora_at(ClockOffset::Ahead(Duration::from_secs(300)), lifetime).await;
     let replicas = [
         replica(&emulator, &redis, ClockOffset::Ahead(TEN_MINUTES)).0,
         replica(&emulator, &redis, ClockOffset::Behind(TEN_MINUTES)).0,

@@ -187,19 +187,10 @@ async fn a_sealed_value_written_back_or_relabelled_is_refused() {
                 .unwrap()
         }
     };
-    seed(
-        &s,
-        &k,
-        &state("at-old", Some("rt-old"), Duration::from_secs(600)),
-    )
-    .await;
+    let lifetime = Duration::from_secs(600);
+    seed(&s, &k, &state("at-old", Some("rt-old"), lifetime)).await;
     let old = get(&mut conn).await;
-    seed(
-        &s,
-        &k,
-        &state("at-new", Some("rt-new"), Duration::from_secs(600)),
-    )
-    .await;
+    seed(&s, &k, &state("at-new", Some("rt-new"), lifetime)).await;
     let new = get(&mut conn).await;
     assert_eq!(
         secret(&s.load(&k).await.unwrap().unwrap().access_token),

@@ -171,6 +171,21 @@ impl Fault {
         }
     }
 
+    /// Whether the class is an event of the run of its own, drawn between calls (`FLUSHALL`, a
+    /// restart, an eviction, a pause, a kill, a revocation), rather than a failure inside a
+    /// fetch or a store call.
+    pub fn is_event(self) -> bool {
+        matches!(
+            self,
+            Fault::FlushAll
+                | Fault::Restart
+                | Fault::Evict
+                | Fault::Pause
+                | Fault::Kill
+                | Fault::Revoke
+        )
+    }
+
     /// The class named `name`.
     pub fn parse(name: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|f| f.name() == name)

@@ -312,17 +312,11 @@ impl Fleet {
             880..900 if !calm => Event::Forget { replica, principal },
             _ if calm => call,
             _ => {
-                let classes: Vec<Fault> = [
-                    Fault::FlushAll,
-                    Fault::Restart,
-                    Fault::Evict,
-                    Fault::Pause,
-                    Fault::Kill,
-                    Fault::Revoke,
-                ]
-                .into_iter()
-                .filter(|f| w.faults.has(*f))
-                .collect();
+                // In the order of `Fault::ALL`: a seed draws the same class as before.
+                let classes: Vec<Fault> = Fault::ALL
+                    .into_iter()
+                    .filter(|f| f.is_event() && w.faults.has(*f))
+                    .collect();
                 if classes.is_empty() || w.draw(|rng| rng.f64()) * 1.5 > w.cfg.intensity {
                     return call;
                 }

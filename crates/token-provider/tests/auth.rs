@@ -26,6 +26,25 @@ fn numbered() -> (
     (Arc::new(provider), count)
 }
 
+/// A `reqwest_middleware` client attaching `provider`'s token within `scope`.
+fn middleware(
+    provider: Arc<impl TokenProvider + 'static>,
+    scope: AuthScope,
+) -> reqwest_middleware::ClientWithMiddleware {
+    let dynamic: Arc<dyn TokenProvider> = provider;
+    reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
+        .with(AuthMiddleware::new(dynamic, scope))
+        .build()
+}
+
+/// A presigned download on another origin: `GET /bucket/file.pdf` with no `Authorization`
+/// at all, expected once and answered 200.
+async fn presigned_file(storage: &mut mockito::ServerGuard) -> mockito::Mock {
+    let mock = storage.mock("GET", "/bucket/file.pdf");
+    let mock = mock.match_header("authorization", mockito::Matcher::Missing);
+    reply(mock.expect(1), 200, "").await
+}
+
 #[tokio::test]
 async fn a_401_invalidates_that_token_and_retries_once() {
     let mut server = mockito::Server::new_async().await;
@@ -124,10 +143,7 @@ async fn the_middleware_retries_once_with_a_new_token() {
     )
     .await;
     let (provider, fetches) = numbered();
-    let dynamic: Arc<dyn TokenProvider> = provider;
-    let client = reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
-        .with(AuthMiddleware::new(dynamic, scope(&server)))
-        .build();
+    let client = middleware(provider, scope(&server));
     let resp = client
         .put(format!("{}/r", server.url()))
         .body("body")
@@ -195,10 +211,7 @@ async fn no_token_is_attached_to_plain_http_for_a_remote_host() {
         "{err:?}"
     );
 
-    let dynamic: Arc<dyn TokenProvider> = provider;
-    let client = reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
-        .with(AuthMiddleware::new(dynamic, https))
-        .build();
+    let client = middleware(provider, https);
     assert!(
         client
             .get("http://partner-auth.invalid/me")
@@ -225,20 +238,9 @@ async fn the_middleware_sends_no_token_to_another_origin() {
         "",
     )
     .await;
-    let presigned = reply(
-        storage
-            .mock("GET", "/bucket/file.pdf")
-            .match_header("authorization", mockito::Matcher::Missing)
-            .expect(1),
-        200,
-        "",
-    )
-    .await;
+    let presigned = presigned_file(&mut storage).await;
     let (provider, _) = numbered();
-    let dynamic: Arc<dyn TokenProvider> = provider;
-    let client = reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
-        .with(AuthMiddleware::new(dynamic, scope(&api)))
-        .build();
+    let client = middleware(provider, scope(&api));
     let resp = client
         .get(format!("{}/v1/design", api.url()))
         .send()
@@ -257,15 +259,7 @@ async fn the_middleware_sends_no_token_to_another_origin() {
 #[tokio::test]
 async fn send_authorized_sends_no_token_to_another_origin() {
     let mut storage = mockito::Server::new_async().await;
-    let presigned = reply(
-        storage
-            .mock("GET", "/bucket/file.pdf")
-            .match_header("authorization", mockito::Matcher::Missing)
-            .expect(1),
-        200,
-        "",
-    )
-    .await;
+    let presigned = presigned_file(&mut storage).await;
     let (provider, fetches) = numbered();
     let client = reqwest::Client::new();
     let url = format!("{}/bucket/file.pdf", storage.url());
@@ -291,10 +285,7 @@ async fn a_401_on_an_unreplayable_body_still_invalidates_the_token() {
     let mut server = mockito::Server::new_async().await;
     let refused = reply(server.mock("POST", "/upload").expect(1), 401, "").await;
     let (provider, fetches) = numbered();
-    let dynamic: Arc<dyn TokenProvider> = provider.clone();
-    let client = reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
-        .with(AuthMiddleware::new(dynamic, scope(&server)))
-        .build();
+    let client = middleware(provider.clone(), scope(&server));
     let stream = futures_stream_once(b"chunk".to_vec());
     let resp = client
         .post(format!("{}/upload", server.url()))

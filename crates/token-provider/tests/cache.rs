@@ -59,6 +59,23 @@ fn hourly(clock: TokioClock) -> impl Fn(usize, Option<&TokenState>) -> Result<To
     move |n, _| Ok(token_n(&clock, n, HOUR))
 }
 
+/// `n` callers asking `h`'s cache for a token at the same time (all spawned before any is
+/// awaited): their answers.
+async fn concurrent_tokens(h: &Harness, n: usize) -> Vec<Result<AccessToken, Error>> {
+    let provider = Arc::new(h.provider.clone());
+    let tasks: Vec<_> = (0..n)
+        .map(|_| {
+            let p = Arc::clone(&provider);
+            tokio::spawn(async move { p.token().await })
+        })
+        .collect();
+    let mut answers = Vec::with_capacity(n);
+    for t in tasks {
+        answers.push(t.await.unwrap());
+    }
+    answers
+}
+
 fn secret_of(t: &AccessToken) -> &str {
     t.secret().expose_secret()
 }
@@ -67,15 +84,8 @@ fn secret_of(t: &AccessToken) -> &str {
 async fn a_thousand_concurrent_callers_cause_one_fetch() {
     let clock = TokioClock::new(t0());
     let h = harness(Duration::from_millis(50), |c| c, hourly(clock));
-    let provider = Arc::new(h.provider.clone());
-    let tasks: Vec<_> = (0..1000)
-        .map(|_| {
-            let p = Arc::clone(&provider);
-            tokio::spawn(async move { p.token().await })
-        })
-        .collect();
-    for t in tasks {
-        assert_eq!(secret_of(&t.await.unwrap().unwrap()), "token-0");
+    for answer in concurrent_tokens(&h, 1000).await {
+        assert_eq!(secret_of(&answer.unwrap()), "token-0");
     }
     assert_eq!(h.calls(), 1);
     let stats = h.provider.stats();
@@ -194,15 +204,8 @@ async fn a_permanent_failure_is_held_not_retried_in_a_loop() {
             ))
         },
     );
-    let provider = Arc::new(h.provider.clone());
-    let tasks: Vec<_> = (0..1000)
-        .map(|_| {
-            let p = Arc::clone(&provider);
-            tokio::spawn(async move { p.token().await })
-        })
-        .collect();
-    for t in tasks {
-        let err = t.await.unwrap().unwrap_err();
+    for answer in concurrent_tokens(&h, 1000).await {
+        let err = answer.unwrap_err();
         assert!(err.is_rejected(), "{err:?}");
     }
     assert_eq!(

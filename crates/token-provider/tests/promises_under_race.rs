@@ -95,6 +95,30 @@ fn spawn_token(
     tokio::spawn(async move { p.token().await })
 }
 
+/// A provider (see [`provider`]) that served `a-1`; then, two hours on, a caller whose refresh
+/// is out and held at the gate.
+struct RefreshOut {
+    clock: ManualClock,
+    p: Arc<CachedTokenProvider<Scripted>>,
+    gated: Gated,
+    before: tokio::task::JoinHandle<Result<AccessToken, Error>>,
+}
+
+async fn refresh_out(second: Second) -> RefreshOut {
+    let clock = ManualClock::new(t0());
+    let (p, gated) = provider(&clock, second);
+    assert_eq!(secret(&p.token().await.unwrap()), "a-1");
+    clock.advance(2 * HOUR);
+    let before = spawn_token(&p);
+    gated.started.notified().await;
+    RefreshOut {
+        clock,
+        p,
+        gated,
+        before,
+    }
+}
+
 async fn settle() {
     for _ in 0..20 {
         tokio::task::yield_now().await;
@@ -107,14 +131,10 @@ async fn settle() {
 /// forgotten refresh token, and is handed its token.
 #[tokio::test(flavor = "current_thread")]
 async fn a_call_after_forget_is_not_handed_a_fetch_of_the_forgotten_state() {
-    let clock = ManualClock::new(t0());
-    let (p, gated) = provider(&clock, Second::Valid);
-    assert_eq!(secret(&p.token().await.unwrap()), "a-1");
-
     // Expired: the next call refreshes with `r-1`, and the request is out.
-    clock.advance(2 * HOUR);
-    let before = spawn_token(&p);
-    gated.started.notified().await;
+    let RefreshOut {
+        p, gated, before, ..
+    } = refresh_out(Second::Valid).await;
     assert_eq!(gated.seen(), [None, Some("r-1".to_owned())]);
 
     // The user logs out: forget returns.
@@ -143,13 +163,12 @@ async fn a_call_after_forget_is_not_handed_a_fetch_of_the_forgotten_state() {
 /// forgotten principal's rotated refresh token.
 #[tokio::test(flavor = "current_thread")]
 async fn keep_refresh_token_does_not_revive_a_forgotten_refresh_token() {
-    let clock = ManualClock::new(t0());
-    let (p, gated) = provider(&clock, Second::Expired);
-    assert_eq!(secret(&p.token().await.unwrap()), "a-1");
-
-    clock.advance(2 * HOUR);
-    let before = spawn_token(&p);
-    gated.started.notified().await;
+    let RefreshOut {
+        clock,
+        p,
+        gated,
+        before,
+    } = refresh_out(Second::Expired).await;
     assert!(!p.forget().await.unwrap());
     gated.gate.add_permits(1);
     assert!(
@@ -236,6 +255,13 @@ async fn a_providers_own_fresh_is_asked_at_the_first_poll_not_at_the_call() {
 }
 
 /// Fetch n (from 1) hands out `s-n`, an hour long on `clock`, at once.
+/// A cache on its own manual clock over [`instant`].
+fn instant_cache() -> Arc<CachedTokenProvider<Scripted>> {
+    let clock = ManualClock::new(t0());
+    let config = CacheConfig::new().clock(Arc::new(clock.clone()));
+    Arc::new(CachedTokenProvider::with_config(instant(&clock), config))
+}
+
 fn instant(clock: &ManualClock) -> Scripted {
     let clock = clock.clone();
     Scripted::new(move |call| {
@@ -251,11 +277,7 @@ fn instant(clock: &ManualClock) -> Scripted {
 /// answer it. (Fails at once if `set_current` leaves the generation alone on `None`.)
 #[test]
 fn stress_no_hit_answers_a_token_invalidated_before_the_call() {
-    let clock = ManualClock::new(t0());
-    let p = Arc::new(CachedTokenProvider::with_config(
-        instant(&clock),
-        CacheConfig::new().clock(Arc::new(clock)),
-    ));
+    let p = instant_cache();
     no_hit_answers_a_token_invalidated_before_the_call(Arc::clone(&p) as _);
     assert!(
         p.stats().fetches > 10,
@@ -338,11 +360,7 @@ fn no_hit_answers_a_token_invalidated_before_the_call(p: Arc<dyn TokenProvider>)
 /// there are stripes; every `fresh` hit is counted exactly once.
 #[test]
 fn stress_the_hit_counter_is_exact_across_thread_churn() {
-    let clock = ManualClock::new(t0());
-    let p = Arc::new(CachedTokenProvider::with_config(
-        instant(&clock),
-        CacheConfig::new().clock(Arc::new(clock)),
-    ));
+    let p = instant_cache();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -170,6 +170,17 @@ pub async fn refused(
     refuse(token_mock(server, form).expect(times), status, body).await
 }
 
+/// The token request `form` matches, expected `times` times and refused as Aerion refuses a
+/// dead grant: 400 `invalid_grant`.
+pub async fn invalid_grant(
+    server: &mut ServerGuard,
+    form: impl Fn(&mockito::Request) -> bool + Send + Sync + 'static,
+    times: usize,
+) -> Mock {
+    let body = serde_json::json!({"error": "invalid_grant"});
+    refused(server, form, times, 400, body).await
+}
+
 /// An error answer to `mock`.
 pub async fn refuse(mock: Mock, status: usize, body: serde_json::Value) -> Mock {
     mock.with_status(status)
@@ -177,4 +188,17 @@ pub async fn refuse(mock: Mock, status: usize, body: serde_json::Value) -> Mock 
         .with_body(body.to_string())
         .create_async()
         .await
+}
+
+/// `GET /v1/users/me` with `token` as bearer, expected `times` times and answered `status`
+/// with the JSON `body`.
+pub async fn me_answers(
+    server: &mut ServerGuard,
+    token: &str,
+    times: usize,
+    status: usize,
+    body: serde_json::Value,
+) -> Mock {
+    let mock = token_provider::testing::bearer_mock(server, "GET", "/v1/users/me", token);
+    token_provider::testing::json_reply(mock.expect(times), status, body).await
 }

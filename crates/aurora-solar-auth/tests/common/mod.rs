@@ -12,6 +12,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use mockito::{Matcher, Mock, ServerGuard};
 use serde_json::json;
 use token_provider::ManualClock;
+use token_provider::testing::reply;
 pub use token_provider::testing::{fast_http, http_client};
 
 /// The partner application's key (sandbox-shaped).
@@ -143,4 +144,67 @@ pub fn jwt(claims: serde_json::Value) -> String {
 /// A `generate_token` answer.
 pub fn jwt_body(jwt: &str) -> String {
     json!({"token": {"jwt": jwt}}).to_string()
+}
+
+/// A user list answer: one entry a user, as (id, email, account status).
+pub fn users_body(users: &[(&str, &str, &str)]) -> String {
+    let users: Vec<_> = users
+        .iter()
+        .map(|(id, email, status)| {
+            json!({"id": id, "first_name": "F", "last_name": "L", "email": email, "account_status": status})
+        })
+        .collect();
+    json!({ "users": users }).to_string()
+}
+
+/// The backend exchange for tenant `t1`, expected once and answered with `key`, expiring at
+/// `expires_at`.
+pub async fn t1_key_issued(server: &mut ServerGuard, key: &str, expires_at: &str) -> Mock {
+    key_issued_for(server, "t1", key, expires_at).await
+}
+
+/// The backend exchange of `app-1` for `tenant`, expected once and answered with `key`,
+/// expiring at `expires_at`.
+pub async fn key_issued_for(
+    server: &mut ServerGuard,
+    tenant: &str,
+    key: &str,
+    expires_at: &str,
+) -> Mock {
+    let path = format!("/partner_applications/app-1/tenants/{tenant}/create_token");
+    let mock = backend_mock(server, &path).expect(1);
+    reply(mock, 200, key_body(key, expires_at)).await
+}
+
+/// `generate_token` for `user_id`, expected once and answered with `jwt`.
+pub async fn jwt_issued(server: &mut ServerGuard, user_id: &str, jwt: &str) -> Mock {
+    reply(generate_mock(server, user_id).expect(1), 200, jwt_body(jwt)).await
+}
+
+/// The user list, expected `times` times and answered with `users` (see [`users_body`]).
+pub async fn users_listed(
+    server: &mut ServerGuard,
+    times: usize,
+    users: &[(&str, &str, &str)],
+) -> Mock {
+    reply(list_mock(server).expect(times), 200, users_body(users)).await
+}
+
+/// The backend exchange for tenant `t1`, expected once and answered 429 asking for a wait of
+/// `retry_after` seconds.
+pub async fn t1_rate_limited(server: &mut ServerGuard, retry_after: &str) -> Mock {
+    let mock = backend_mock(server, PATH_T1).with_header("retry-after", retry_after);
+    reply(mock.expect(1), 429, "").await
+}
+
+/// The embedded exchange of `session_token`, expected once and answered with `key`, expiring
+/// at `expires_at`.
+pub async fn embedded_key_issued(
+    server: &mut ServerGuard,
+    session_token: &str,
+    key: &str,
+    expires_at: &str,
+) -> Mock {
+    let mock = embedded_mock(server, session_token).expect(1);
+    reply(mock, 200, key_body(key, expires_at)).await
 }

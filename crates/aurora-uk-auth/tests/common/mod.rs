@@ -112,6 +112,19 @@ pub fn exact_form(expected: &[(&str, &str)]) -> impl Fn(&mockito::Request) -> bo
     move |request: &mockito::Request| request.body().is_ok_and(|body| exact(body))
 }
 
+/// The token endpoint (`POST /oauth/token`) matched only with Basic client authentication and
+/// exactly the client credentials form for `audience`.
+pub fn basic_token_mock(server: &mut ServerGuard, audience: &str) -> Mock {
+    let mock = server.mock("POST", "/oauth/token");
+    let mock = mock.match_header("authorization", BASIC);
+    mock.match_request(basic_form(audience))
+}
+
+/// The discovery document's endpoint (`GET /.well-known/openid-configuration`).
+pub fn discovery_mock(server: &mut ServerGuard) -> Mock {
+    server.mock("GET", "/.well-known/openid-configuration")
+}
+
 /// The client credentials form for `audience` with Basic client authentication: no
 /// credential in the body.
 pub fn basic_form(audience: &str) -> impl Fn(&mockito::Request) -> bool + use<> {

@@ -131,6 +131,16 @@ pub async fn emulator_and_folder(name: &str) -> (RunningEmulator, super::TempDir
     (emulator().await, super::TempDir::new(name))
 }
 
+/// [`emulator_and_folder`], and the path of the store file `file` in that folder.
+pub async fn emulator_and_store(
+    name: &str,
+    file: &str,
+) -> (RunningEmulator, super::TempDir, std::path::PathBuf) {
+    let (emu, dir) = emulator_and_folder(name).await;
+    let store = dir.join(file);
+    (emu, dir, store)
+}
+
 pub async fn emulator() -> RunningEmulator {
     Emulator::builder()
         .start()
