@@ -46,11 +46,10 @@ mod urls;
 pub use self::client::{HttpClient, HttpClientBuilder, SendError};
 pub use self::error_body::{
     OAuthError, ProviderWords, bearer_token_type, json_error_detail, parse_json, status_error,
-    wrong_endpoint,
 };
 #[cfg(feature = "oauth2")]
 pub use self::oauth::{OAuthAdapter, token_error};
-pub use self::request::{DATE_TOLERANCE, Repeat, Request, Response};
+pub use self::request::{DATE_TOLERANCE, Repeat, Request, Response, wrong_endpoint};
 pub use self::retry::{RetryBudget, RetryPolicy, retry_after};
 pub use self::urls::{check_url, join_path, parse_base_url};
 

@@ -1,5 +1,6 @@
 //! [`Request`] and [`Response`]: a request kept whole so it can be sent again, stating whether it
-//! may be; a response with its whole body.
+//! may be; a response with its whole body, its `Date` read as the provider's clock, and whether
+//! it says the URL leads to no token endpoint ([`wrong_endpoint`]).
 
 use std::fmt;
 use std::time::{Duration, SystemTime};
@@ -347,6 +348,73 @@ impl Response {
     }
 }
 
+/// The configuration error for a token endpoint at `url` whose answer says the URL leads to no
+/// such endpoint: a 404, or an HTML page with a success status (a web site's page where an API
+/// was meant). `None` for any other answer.
+///
+/// The error is [`Error::Config`] naming `setting` (the variable or builder field the URL comes
+/// from) and the URL without its query, which can carry a secret (a session token).
+/// `explanation` says what else a 404 there can mean (an id in the path that names nothing).
+///
+/// ```
+/// use token_provider::http::{Response, wrong_endpoint};
+///
+/// let url = url::Url::parse("https://api.example.com/wrong/oauth2/token?k=secret").unwrap();
+/// let response = Response::new(http::StatusCode::NOT_FOUND, http::HeaderMap::new(), "");
+/// let err = wrong_endpoint("EXAMPLE_BASE_URL", &url, &response, None).unwrap();
+/// assert_eq!(
+///     err.to_string(),
+///     "invalid configuration: `EXAMPLE_BASE_URL` leads to no token endpoint: \
+///      https://api.example.com/wrong/oauth2/token answered HTTP 404"
+/// );
+/// ```
+pub fn wrong_endpoint(
+    setting: &str,
+    url: &Url,
+    response: &Response,
+    explanation: Option<&str>,
+) -> Option<Error> {
+    let status = response.status();
+    let answered = if status == http::StatusCode::NOT_FOUND {
+        let why = explanation.map(|e| format!(" ({e})")).unwrap_or_default();
+        format!("HTTP 404{why}")
+    } else if status.is_success() && is_html(response) {
+        format!("with an HTML page (HTTP {})", status.as_u16())
+    } else {
+        return None;
+    };
+    let port = url.port().map(|p| format!(":{p}")).unwrap_or_default();
+    let shown = format!(
+        "{}://{}{port}{}",
+        url.scheme(),
+        url.host_str().unwrap_or(""),
+        url.path()
+    );
+    Some(Error::config(
+        setting,
+        format!("leads to no token endpoint: {shown} answered {answered}"),
+    ))
+}
+
+/// Whether a response is an HTML page: by its `Content-Type`, or without one by how its body
+/// starts. (HTML labelled as JSON is a garbled answer from the right place, not a web page.)
+fn is_html(response: &Response) -> bool {
+    let content_type = response
+        .headers()
+        .get(http::header::CONTENT_TYPE)
+        .map(|v| v.to_str().unwrap_or("").trim_start().to_ascii_lowercase());
+    if let Some(content_type) = content_type {
+        return content_type.starts_with("text/html");
+    }
+    let body = response.body();
+    let start = body
+        .iter()
+        .position(|b| !b.is_ascii_whitespace())
+        .map_or(&[][..], |at| &body[at..body.len().min(at + 14)]);
+    let start = start.to_ascii_lowercase();
+    start.starts_with(b"<!doctype html") || start.starts_with(b"<html")
+}
+
 fn form_urlencode(s: &str) -> String {
     url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }
@@ -354,6 +422,44 @@ fn form_urlencode(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_404_or_an_html_page_is_a_wrong_endpoint() {
+        let url =
+            Url::parse("http://127.0.0.1:8080/base/oauth2/token?session_token=SECRET").unwrap();
+        let answer = |status: u16, content_type: Option<&str>, body: &str| {
+            let mut headers = http::HeaderMap::new();
+            if let Some(t) = content_type {
+                headers.insert(http::header::CONTENT_TYPE, t.parse().unwrap());
+            }
+            let response = Response::new(
+                http::StatusCode::from_u16(status).unwrap(),
+                headers,
+                body.to_owned(),
+            );
+            wrong_endpoint("BASE", &url, &response, Some("no such tenant")).map(|e| e.to_string())
+        };
+        let at = "invalid configuration: `BASE` leads to no token endpoint: \
+                  http://127.0.0.1:8080/base/oauth2/token answered";
+        assert_eq!(
+            answer(404, Some("application/json"), r#"{"error":"not_found"}"#).as_deref(),
+            Some(format!("{at} HTTP 404 (no such tenant)").as_str())
+        );
+        assert_eq!(
+            answer(200, Some("Text/HTML; charset=utf-8"), "hi").as_deref(),
+            Some(format!("{at} with an HTML page (HTTP 200)").as_str())
+        );
+        assert_eq!(
+            answer(200, None, "\n  <!DOCTYPE html><p>").as_deref(),
+            Some(format!("{at} with an HTML page (HTTP 200)").as_str())
+        );
+        // An error page of a server that is there (a 5xx, a 401) is not a wrong URL, nor is
+        // JSON.
+        assert_eq!(answer(502, Some("text/html"), "<html>"), None);
+        assert_eq!(answer(401, Some("text/html"), "<html>"), None);
+        assert_eq!(answer(200, Some("application/json"), "{}"), None);
+        assert_eq!(answer(200, Some("application/json"), "<html>"), None);
+    }
 
     #[test]
     fn basic_auth_is_rfc4648_base64_with_padding() {
