@@ -185,7 +185,9 @@ impl RedisStoreBuilder {
     }
 
     /// The clock that entries' lifetimes and versions are measured on (default: the system
-    /// clock).
+    /// clock); give the cache's. Redis measures an entry's age in real time and a reader moves
+    /// the entry's times onto this clock (see the crate docs), so a clock that does not follow
+    /// real time (a test's manual clock) sees entries moved by however far it jumped.
     pub fn clock(mut self, clock: SharedClock) -> Self {
         self.clock = clock;
         self

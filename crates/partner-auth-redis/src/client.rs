@@ -270,8 +270,8 @@ impl Inner {
 
     /// Refuses a server that may evict keys (every key of this store has a lifetime, so the
     /// `volatile-*` policies evict them too): an evicted entry takes the principal's refresh
-    /// token with it. Checked once, when the connection is first made, on every master of a
-    /// cluster.
+    /// token with it. Checked whenever a connection is made (the first, and one made with a
+    /// changed password), on every master of a cluster.
     async fn check_eviction(&self, conn: Conn) -> Result<(), Error> {
         let fix = "set it to noeviction (`CONFIG SET maxmemory-policy noeviction`, and in the \
                    server's configuration), or accept the risk (accept_eviction_risk(true); \
@@ -339,7 +339,8 @@ impl Inner {
 
     /// One round trip, bounded by the timeout (plus `extra`). When Redis refuses the
     /// credentials and the password file holds another password now, the call is made once
-    /// more on a connection with it (a refused connection sent nothing).
+    /// more on a connection with it: Redis runs no command on a connection it has not
+    /// authenticated, so the refused one did nothing.
     pub(crate) async fn call<T, F, Fut>(self: &Arc<Self>, extra: Duration, f: F) -> Result<T, Error>
     where
         F: Fn(Conn, Arc<Inner>) -> Fut,
