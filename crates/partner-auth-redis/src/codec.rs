@@ -8,7 +8,7 @@
 //! both readings of the version must agree: a relabelled or altered value is refused.
 
 use redis::Value;
-use token_provider::seal::{self, SEALED_TAG, SealedBy, Sealer, split_version};
+use token_provider::seal::{SEALED_TAG, SealedBy, Sealer, split_version};
 use token_provider::{Error, StoreRecord, decode_record, encode_record};
 use zeroize::Zeroizing;
 
@@ -131,7 +131,7 @@ pub(crate) fn decode_by(
             ));
         }
     };
-    seal::record_at(name, version, decoded).map(|record| Some((record, None)))
+    token_provider::store::record_at(name, version, decoded).map(|record| Some((record, None)))
 }
 
 /// `record` (at its version) as stored at `name`, sealed when there is a sealer.

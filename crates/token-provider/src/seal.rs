@@ -2,15 +2,15 @@
 //! 32-byte [`SealKey`], each value bound to its version and to where it is stored.
 //!
 //! A sealed value is `<version>:xc2:<base64 of nonce and ciphertext>`: the record's version in
-//! decimal (no sign, no leading zero), the scheme's tag, and [`encode_record`]'s entry (which
+//! decimal (no sign, no leading zero), the scheme's tag, and [`encode_record`](crate::store::encode_record)'s entry (which
 //! repeats the version) sealed under a random 24-byte nonce with `<version>:<name>` as
 //! associated data, where `name` is where the value is stored (the file store's key, the Redis
 //! key). So a value copied to another entry, given another version, or altered does not open.
 //!
 //! The cipher is the `seal` feature's: without it keys can be read and fingerprinted, but
 //! nothing is sealed or opened (an error says to enable the feature), and `chacha20poly1305`
-//! and `getrandom` are not compiled. The format's helpers ([`split_version`], [`record_at`])
-//! are always here.
+//! and `getrandom` are not compiled. [`split_version`] is always here; records are sealed and
+//! opened beside the stores ([`Sealer::seal_record`], [`record_at`](crate::store::record_at)).
 //!
 //! # Rotating the key
 //!
@@ -36,7 +36,6 @@ use zeroize::Zeroizing;
 
 use tracing::{info, warn};
 
-use crate::store::{StoreRecord, decode_record, encode_record};
 use crate::{Error, Secret, SecretSource};
 
 /// What a sealed body starts with (after the version): the scheme and its revision. `xc1`,
@@ -379,52 +378,6 @@ impl Sealer {
         self.keys()[0].1
     }
 
-    /// `record` sealed for the entry `name`: `<version>:xc2:…`.
-    pub fn seal_record(
-        &self,
-        name: &str,
-        record: &StoreRecord,
-    ) -> Result<Zeroizing<Vec<u8>>, Error> {
-        let plain = Zeroizing::new(encode_record(record)?);
-        let mut out = Zeroizing::new(format!("{}:", record.version).into_bytes());
-        let aad = associated_data(record.version, name);
-        out.extend_from_slice(self.seal(aad.as_bytes(), &plain)?.as_bytes());
-        Ok(out)
-    }
-
-    /// The record in `value`, a value [`seal_record`](Self::seal_record) made for `name`; the
-    /// error names `name` and the likely cause, never what the value holds.
-    pub fn open_record(&self, name: &str, value: &[u8]) -> Result<StoreRecord, Error> {
-        self.open_record_by(name, value).map(|(record, _)| record)
-    }
-
-    /// [`open_record`](Self::open_record), and which key opened it.
-    pub fn open_record_by(
-        &self,
-        name: &str,
-        value: &[u8],
-    ) -> Result<(StoreRecord, SealedBy), Error> {
-        let forget = "`partner-auth forget` removes it";
-        let Some((version, body)) = split_version(value) else {
-            return Err(Error::store(
-                format!(
-                    "the entry {name} has no readable version (a sealed value starts \
-                     `<version>:`); {forget}"
-                ),
-                None,
-            ));
-        };
-        let Some(sealed) = body.strip_prefix(SEALED_TAG.as_bytes()) else {
-            return Err(Error::store(
-                format!("the entry {name} is not sealed in this store's format; {forget}"),
-                None,
-            ));
-        };
-        let aad = associated_data(version, name);
-        let (plain, by) = self.open_by(name, aad.as_bytes(), sealed)?;
-        record_at(name, version, decode_record(&plain)).map(|record| (record, by))
-    }
-
     /// `SEALED_TAG` + base64(nonce || ciphertext), bound to `aad` (associated data).
     #[cfg(not(feature = "seal"))]
     pub fn seal(&self, _aad: &[u8], _plain: &[u8]) -> Result<String, Error> {
@@ -454,7 +407,7 @@ impl Sealer {
     }
 
     #[cfg(not(feature = "seal"))]
-    fn open_by(
+    pub(crate) fn open_by(
         &self,
         _name: &str,
         _aad: &[u8],
@@ -466,7 +419,7 @@ impl Sealer {
     /// [`open`](Self::open), and which key opened it: each key is tried, the current one
     /// first (AEAD refuses a wrong key, so the one that opens is the one that sealed).
     #[cfg(feature = "seal")]
-    fn open_by(
+    pub(crate) fn open_by(
         &self,
         name: &str,
         aad: &[u8],
@@ -508,33 +461,6 @@ impl Sealer {
     }
 }
 
-/// What a sealed value is bound to besides the key: its version and where it is stored.
-/// The record decoded from the value stored at `name` under the readable `version`: refused
-/// when the record says another version (a prefix tampered with, or a value moved), the error
-/// naming `name` and never what the value holds.
-pub fn record_at(
-    name: &str,
-    version: u64,
-    decoded: Result<StoreRecord, Error>,
-) -> Result<StoreRecord, Error> {
-    let record = decoded.map_err(|e| Error::store(format!("the entry {name}: {e}"), None))?;
-    if record.version != version {
-        return Err(Error::store(
-            format!(
-                "the entry {name} says version {version} outside its record and {} inside: \
-                 refused; `partner-auth forget` removes it",
-                record.version
-            ),
-            None,
-        ));
-    }
-    Ok(record)
-}
-
-fn associated_data(version: u64, name: &str) -> String {
-    format!("{version}:{name}")
-}
-
 /// The version before a value's first `:` (at most 20 digits, no sign, no leading zero) and
 /// the rest; `None` when the value does not start so.
 pub fn split_version(value: &[u8]) -> Option<(u64, &[u8])> {
@@ -550,6 +476,7 @@ pub fn split_version(value: &[u8]) -> Option<(u64, &[u8])> {
 #[cfg(all(test, feature = "seal"))]
 mod tests {
     use super::*;
+    use crate::store::StoreRecord;
 
     #[test]
     fn a_value_opens_only_under_its_key_and_associated_data() {

@@ -57,11 +57,13 @@ mod format;
 mod forward;
 mod memory;
 mod record;
+mod sealed;
 
 pub use file::{FILE_FORMAT_VERSION, FileStore, MAX_FILE_SIZE};
 pub use format::{decode_entry, decode_record, encode_entry, encode_record};
 pub use memory::MemoryStore;
 pub use record::{Presenting, REBASE_TOLERANCE, RefreshDigest, Refusal, StoreRecord};
+pub use sealed::record_at;
 
 /// Names one principal's state in a store: provider, environment, tenant and principal.
 ///
