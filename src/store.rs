@@ -158,15 +158,7 @@ pub fn store_keys(lookup: impl Fn(&str) -> Option<String>) -> Result<Option<Seal
     let Some(source) = EnvVars::new(&lookup).secret(STORE_KEY_VAR)? else {
         return Ok(None);
     };
-    SealKeys::from_base64_list(source.current().expose_secret())
-        .map(Some)
-        .map_err(|e| match (e, source.path()) {
-            (Error::Config { reason, .. }, Some(path)) => Error::config(
-                STORE_KEY_FILE_VAR,
-                format!("(the file {}) {reason}", path.display()),
-            ),
-            (other, _) => other,
-        })
+    SealKeys::from_source(&source).map(Some)
 }
 
 /// A secret from `var`, or from the file `var_FILE` names (read now, line endings at its end
@@ -294,6 +286,27 @@ mod tests {
             shown.contains("sealer: Some") && !shown.contains(key),
             "{shown}"
         );
+    }
+
+    #[test]
+    fn a_key_file_that_holds_no_key_is_named_with_its_path() {
+        let dir = token_provider::testing::TempDir::new("facade-key-file");
+        let path = dir.join("key");
+        std::fs::write(&path, "not-a-key-7c1d\n").unwrap();
+        let path = path.to_str().unwrap().to_owned();
+        let lookup = |name: &str| (name == STORE_KEY_FILE_VAR).then(|| path.clone());
+        for err in [
+            store_keys(lookup).unwrap_err(),
+            store_sealer(lookup).unwrap_err(),
+        ] {
+            let text = err.to_string();
+            assert!(matches!(err, Error::Config { .. }), "{err:?}");
+            assert!(
+                text.contains(STORE_KEY_FILE_VAR) && text.contains(&path),
+                "{text}"
+            );
+            assert!(!text.contains("not-a-key-7c1d"), "{text}");
+        }
     }
 
     #[test]

@@ -192,6 +192,24 @@ impl SealKeys {
         keys.try_fold(Self::new(current), |keys, key| Ok(keys.with_older(key?)))
     }
 
+    /// The keys `source` holds, in [`from_base64_list`](Self::from_base64_list)'s form; an
+    /// error about a file names its setting and path, never a key.
+    pub fn from_source(source: &SecretSource) -> Result<Self, Error> {
+        Self::read(source, &source.current())
+    }
+
+    /// The keys in `text`, read from `source`.
+    fn read(source: &SecretSource, text: &Secret) -> Result<Self, Error> {
+        Self::from_base64_list(text.expose_secret()).map_err(|e| {
+            match (e, source.setting(), source.path()) {
+                (Error::Config { reason, .. }, Some(setting), Some(path)) => {
+                    Error::config(setting, format!("(the file {}) {reason}", path.display()))
+                }
+                (other, ..) => other,
+            }
+        })
+    }
+
     /// The key that seals.
     pub fn current(&self) -> &SealKey {
         &self.current
@@ -315,14 +333,7 @@ impl Sealer {
     /// must parse. Errors name the setting and the file.
     pub fn from_source(source: SecretSource) -> Result<Self, Error> {
         let text = source.current();
-        let keys = SealKeys::from_base64_list(text.expose_secret()).map_err(|e| {
-            match (e, source.setting(), source.path()) {
-                (Error::Config { reason, .. }, Some(setting), Some(path)) => {
-                    Error::config(setting, format!("(the file {}) {reason}", path.display()))
-                }
-                (other, ..) => other,
-            }
-        })?;
+        let keys = SealKeys::read(&source, &text)?;
         Ok(Self {
             keys: Arc::new(Mutex::new(Keys {
                 ciphers: ciphers(&keys),
