@@ -6,6 +6,10 @@
 #![cfg_attr(not(feature = "metrics"), allow(unreachable_pub, dead_code))]
 
 use std::fmt;
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 
 use crate::Error;
 use crate::store::StoreKey;
@@ -137,6 +141,24 @@ pub(crate) fn digest(text: &str) -> String {
         .chain_update(text.as_bytes())
         .finalize();
     digest[..4].iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A fetch whose panic is its result: a transient failure, held with backoff like any other,
+/// rather than a task that ends without an answer. (Over a boxed future, so it is polled
+/// without a pin projection.) Around the fetcher itself, so the store protocol
+/// records what became of the refresh token it presented; around the whole fetch too.
+pub(crate) struct CatchPanic<Fut>(pub(crate) Fut);
+
+impl<T, Fut: Future<Output = Result<T, Error>> + Unpin> Future for CatchPanic<Fut> {
+    type Output = Result<T, Error>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let fut = Pin::new(&mut self.0);
+        match std::panic::catch_unwind(AssertUnwindSafe(|| fut.poll(cx))) {
+            Ok(poll) => poll,
+            Err(_) => Poll::Ready(Err(Error::transport(Panicked))),
+        }
+    }
 }
 
 #[cfg(test)]

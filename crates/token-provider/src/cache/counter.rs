@@ -3,8 +3,6 @@
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use super::local::this_threads_stripe;
-
 /// A hit counter that costs no locked instruction on most threads.
 ///
 /// Up to `STRIPES` live threads each own a stripe (a cache line of its own) and are its only
@@ -43,12 +41,6 @@ pub(super) fn lease_stripe() -> usize {
 }
 
 impl StripedCounter {
-    #[inline]
-    pub(super) fn increment(&self) {
-        let stripe = this_threads_stripe();
-        self.increment_stripe(stripe);
-    }
-
     /// Counts one on `stripe`, which this thread owns (or `STRIPES`: the shared one).
     #[inline]
     pub(super) fn increment_stripe(&self, stripe: usize) {

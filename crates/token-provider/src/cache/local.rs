@@ -5,7 +5,7 @@ use std::cell::{Cell, RefCell};
 use std::sync::{Arc, Weak};
 
 use super::counter::{STRIPES, StripedCounter, lease_stripe, release_stripe};
-use super::slot::Entry;
+use super::entry::Entry;
 use crate::AccessToken;
 use crate::clock::nanos;
 
@@ -181,8 +181,8 @@ pub(super) fn local_copies() -> usize {
     LOCAL.with(|l| l.copies.borrow().len())
 }
 
-/// The hit-counter stripe this thread owns (`STRIPES`: the shared one).
+/// Counts a hit in `hits`, on the stripe this thread owns (or the shared one).
 #[inline]
-pub(super) fn this_threads_stripe() -> usize {
-    LOCAL.try_with(ThreadCopies::stripe).unwrap_or(STRIPES)
+pub(super) fn count_hit(hits: &StripedCounter) {
+    hits.increment_stripe(LOCAL.try_with(ThreadCopies::stripe).unwrap_or(STRIPES));
 }

@@ -100,6 +100,8 @@
 //! - `policy.rs`: when a token is refreshed and how long backoff lasts, as pure functions.
 //! - `protocol.rs`: one fetch through a store (versions, presentations, refusals).
 //! - `slot.rs`: one principal's cache, which reads its state, asks `decide`, and acts.
+//! - `entry.rs`: what a principal's cache publishes ([`Entry`](entry::Entry)) and what a
+//!   fetch hands it.
 //! - `local.rs`: each thread's copies of the current tokens, for the contention-free hit.
 //! - `counter.rs`: the striped hit counter.
 //! - `config.rs`: [`CacheConfig`] and [`CacheStats`].
@@ -107,6 +109,7 @@
 mod config;
 mod counter;
 mod decide;
+mod entry;
 mod local;
 mod policy;
 mod protocol;
@@ -268,14 +271,14 @@ crate::forward_token_provider!([F: Fetch] CachedTokenProvider<F> => |this| &this
 /// The size of a cache entry (for the keyed cache's size test).
 #[cfg(all(test, feature = "keyed"))]
 pub(crate) fn entry_size() -> usize {
-    std::mem::size_of::<slot::Entry>()
+    std::mem::size_of::<entry::Entry>()
 }
 
 #[cfg(test)]
 mod tests {
     use super::counter::{STRIPES, StripedCounter};
-    use super::local::{LOCAL, local_copies, local_copy, local_hit};
-    use super::slot::{Entry, next_generation};
+    use super::entry::{Entry, next_generation};
+    use super::local::{LOCAL, count_hit, local_copies, local_copy, local_hit};
     use super::*;
     use crate::TokenProvider;
     use crate::clock::nanos;
@@ -490,7 +493,7 @@ mod tests {
                 let c = Arc::clone(&counter);
                 std::thread::spawn(move || {
                     for _ in 0..10_000 {
-                        c.increment();
+                        count_hit(&c);
                     }
                 })
             })

@@ -9,7 +9,9 @@ use std::time::{Duration, SystemTime};
 
 use tracing::{debug, error, warn};
 
-use super::slot::{CatchPanic, Obtained, PrincipalCache, is_placeholder, rotated_only};
+use super::entry::{Obtained, is_placeholder, rotated_only};
+use super::slot::PrincipalCache;
+use crate::observe::CatchPanic;
 use crate::store::{
     Presenting, RefreshDigest, Refusal, StoreKey, StoreLock, StoreRecord, TokenStore,
 };
@@ -131,10 +133,41 @@ impl<F: KeyedFetch> PrincipalCache<F> {
         }
     }
 
+    /// Forgets this principal in `store` and in this process: what this process holds goes
+    /// whatever the store answers (the error then says the store may still hold the state),
+    /// under the store's lock, so that a fetch queued behind the forget finds the new epoch.
+    /// Whether the store held a state.
+    pub(super) async fn forget_in_store(
+        &self,
+        store: &dyn TokenStore,
+        key: &StoreKey,
+    ) -> Result<bool, Error> {
+        let lock = match self.observed(store, "lock", store.lock(key).await) {
+            Ok(lock) => lock,
+            Err(e) => {
+                self.forget_state();
+                return Err(e);
+            }
+        };
+        let held = self.previous_state().and_then(|s| s.refresh_token);
+        let recorded = self.record_forget(store, key, &lock).await;
+        self.forget_state();
+        if let Ok(Forgot {
+            at: Some(at),
+            stored_refresh_token,
+            ..
+        }) = &recorded
+        {
+            self.void_before_forget(*at, held.iter().chain(stored_refresh_token));
+        }
+        drop(lock);
+        Ok(recorded?.removed)
+    }
+
     /// Leaves the record of a `forget` in the store, over whatever it holds (with the key's
     /// lock held). A store that keeps no records has the state removed; an entry that cannot be
     /// read is removed first.
-    pub(super) async fn record_forget(
+    async fn record_forget(
         &self,
         store: &dyn TokenStore,
         key: &StoreKey,
@@ -688,13 +721,13 @@ impl<F: KeyedFetch> PrincipalCache<F> {
 }
 
 /// What a `forget` did in the store.
-pub(super) struct Forgot {
+struct Forgot {
     /// A state was there.
-    pub(super) removed: bool,
+    removed: bool,
     /// When the record of the forget was written (none in a store that keeps no records).
-    pub(super) at: Option<SystemTime>,
+    at: Option<SystemTime>,
     /// The refresh token the forgotten state held.
-    pub(super) stored_refresh_token: Option<Secret>,
+    stored_refresh_token: Option<Secret>,
 }
 
 /// What the store held of a presented refresh token before its presentation was recorded.

@@ -4,12 +4,8 @@
 //! [`protocol`](super::protocol)'s.
 
 use std::fmt;
-use std::future::Future;
-use std::panic::AssertUnwindSafe;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime};
 
 use arc_swap::ArcSwapOption;
@@ -19,12 +15,12 @@ use tracing::{Instrument, debug, info, trace, warn};
 
 use super::config::{CacheConfig, CacheStats};
 use super::counter::StripedCounter;
-use super::decide::{Decision, Hold, TokenTimes, View, after_failure, decide};
-use super::local::{count_keyed_hit, drop_dead_local_copies, local_copy, local_hit};
+use super::decide::{Decision, Hold, View, after_failure, decide};
+use super::entry::{Entry, Obtained, next_generation, rotated_only};
+use super::local::{count_hit, count_keyed_hit, drop_dead_local_copies, local_copy, local_hit};
 use super::policy;
-use super::protocol::Forgot;
 use crate::clock::nanos;
-use crate::observe::{Outcome as FetchOutcome, Panicked, with_metrics};
+use crate::observe::{CatchPanic, Outcome as FetchOutcome, with_metrics};
 use crate::pace::Background;
 use crate::store::{RefreshDigest, Refusal, StoreKey, TokenStore};
 use crate::token::{self, is_b64token};
@@ -169,66 +165,7 @@ impl<F: KeyedFetch> Drop for PrincipalCache<F> {
     }
 }
 
-pub(crate) struct Entry {
-    /// Its access token is published ([`AccessToken::published`]): it carries the refresh point.
-    pub(crate) state: TokenState,
-}
-
-impl Entry {
-    /// The entry for `state`, its token refreshed at `soft`.
-    pub(crate) fn new(mut state: TokenState, soft: SystemTime) -> Self {
-        state.access_token = state.access_token.published(soft);
-        Self { state }
-    }
-
-    /// When the token is refreshed: served as it is before, served while a refresh runs after.
-    pub(crate) fn soft(&self) -> SystemTime {
-        self.state.access_token.refresh_at()
-    }
-
-    /// When the token stops being valid (`None`: no expiry known).
-    pub(crate) fn hard(&self) -> Option<SystemTime> {
-        self.state.access_token.expires_at()
-    }
-
-    /// Its refresh point and expiry, as [`decide`] reads them.
-    fn times(&self) -> TokenTimes {
-        TokenTimes {
-            refresh_at: self.soft(),
-            expires_at: self.hard(),
-        }
-    }
-}
-
-/// Names each entry a slot publishes, unique across every cache of the process (never 0).
-pub(crate) fn next_generation() -> u64 {
-    static GENERATION: AtomicU64 = AtomicU64::new(1);
-    GENERATION.fetch_add(1, Ordering::Relaxed)
-}
-
 type Outcome = Option<Result<AccessToken, Arc<Error>>>;
-
-/// What one fetch produced.
-pub(super) enum Obtained {
-    /// A state from the provider.
-    New(TokenState),
-    /// An entry made from a fresh state another holder of the store saved.
-    Adopted(Entry),
-}
-
-/// A state holding only `refresh_token`, for keeping one no other state holds: its access token
-/// expired at the epoch, so it is never served or adopted, only refreshed with.
-pub(super) fn rotated_only(refresh_token: Secret) -> TokenState {
-    let placeholder = AccessToken::builder("expired")
-        .expires_at(SystemTime::UNIX_EPOCH)
-        .build();
-    TokenState::new(placeholder).with_refresh_token(refresh_token)
-}
-
-/// Whether `state` is one [`rotated_only`] made: a refresh token and no real access token.
-pub(super) fn is_placeholder(state: &TokenState) -> bool {
-    state.access_token.expires_at() == Some(SystemTime::UNIX_EPOCH)
-}
 
 /// A slot's coordination state. What a healthy principal never needs (a held failure, a
 /// retired or rejected token, a failed save) lives in `incidents`, allocated only while it holds
@@ -450,28 +387,7 @@ impl<F: KeyedFetch> PrincipalCache<F> {
             // What this process holds goes whatever the store answers (the error then says
             // the store may still hold the state); under the store's lock, so that a fetch
             // queued behind the forget finds the new epoch.
-            Some((store, key)) => {
-                let lock = match self.observed(store, "lock", store.lock(&key).await) {
-                    Ok(lock) => lock,
-                    Err(e) => {
-                        self.forget_state();
-                        return Err(e);
-                    }
-                };
-                let held = self.previous_state().and_then(|s| s.refresh_token);
-                let recorded = self.record_forget(store, &key, &lock).await;
-                self.forget_state();
-                if let Ok(Forgot {
-                    at: Some(at),
-                    stored_refresh_token,
-                    ..
-                }) = &recorded
-                {
-                    self.void_before_forget(*at, held.iter().chain(stored_refresh_token));
-                }
-                drop(lock);
-                recorded?.removed
-            }
+            Some((store, key)) => self.forget_in_store(store, &key).await?,
             None => {
                 self.forget_state();
                 false
@@ -550,7 +466,7 @@ impl<F: KeyedFetch> PrincipalCache<F> {
         let generation = self.generation.load(Ordering::Acquire);
         let entry = self.current.load();
         let entry = entry.as_ref().filter(|entry| now < entry.soft())?;
-        self.common.hits.increment();
+        count_hit(&self.common.hits);
         Some(self.token_of(generation, entry))
     }
 
@@ -601,7 +517,7 @@ impl<F: KeyedFetch> PrincipalCache<F> {
         };
         match decide(&view, now) {
             decision @ (Decision::Serve | Decision::ServeAndRefresh) => {
-                self.common.hits.increment();
+                count_hit(&self.common.hits);
                 if decision == Decision::ServeAndRefresh {
                     let _ = self.start(now, true);
                 }
@@ -666,7 +582,7 @@ impl<F: KeyedFetch> PrincipalCache<F> {
     /// A fetch in flight is detached: the callers that joined it still get its answer, but a call
     /// from now on starts a fetch from scratch rather than joining one that began with the
     /// forgotten state, and what the detached fetch gets is neither cached nor held.
-    fn forget_state(&self) {
+    pub(super) fn forget_state(&self) {
         let mut control = self.lock();
         control.epoch = control.epoch.wrapping_add(1);
         control.incidents = None;
@@ -1178,23 +1094,5 @@ impl<F: KeyedFetch> TokenProvider for Arc<PrincipalCache<F>> {
 
     async fn forget(&self) -> Result<bool, Error> {
         PrincipalCache::forget(self).await
-    }
-}
-
-/// A fetch whose panic is its result: a transient failure, held with backoff like any other,
-/// rather than a task that ends without an answer. (Over a boxed future, so it is polled
-/// without a pin projection.) Around the fetcher itself, so the store protocol
-/// records what became of the refresh token it presented; around the whole fetch too.
-pub(super) struct CatchPanic<Fut>(pub(super) Fut);
-
-impl<T, Fut: Future<Output = Result<T, Error>> + Unpin> Future for CatchPanic<Fut> {
-    type Output = Result<T, Error>;
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let fut = Pin::new(&mut self.0);
-        match std::panic::catch_unwind(AssertUnwindSafe(|| fut.poll(cx))) {
-            Ok(poll) => poll,
-            Err(_) => Poll::Ready(Err(Error::transport(Panicked))),
-        }
     }
 }
