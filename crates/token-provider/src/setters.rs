@@ -3,9 +3,9 @@
 //! builder's own plain setters, written once.
 
 /// Writes a builder's plain setters into its `impl` block: each `name: Type` (or
-/// `name: impl Into<Type>`) becomes `pub fn name(mut self, name: ..) -> Self` that stores
-/// `Some(name)` (converted) in the builder's `Option` field of the same name. The doc comments
-/// written above each one are its documentation.
+/// `name: impl Into<Type>`) becomes `pub fn name(mut self, name: ..) -> Self` that stores the
+/// value (converted) in the builder's field of the same name, in `Some` when the field is an
+/// `Option`. The doc comments written above each one are its documentation.
 ///
 /// ```
 /// use std::time::Duration;
@@ -16,6 +16,7 @@
 /// pub struct MyBuilder {
 ///     base_url: Option<String>,
 ///     timeout: Option<Duration>,
+///     attempts: u32,
 /// }
 ///
 /// impl MyBuilder {
@@ -24,12 +25,18 @@
 ///         base_url: impl Into<String>,
 ///         /// How long a request may take.
 ///         timeout: Duration,
+///         /// How often a request is sent at most.
+///         attempts: u32,
 ///     }
 /// }
 ///
-/// let builder = MyBuilder::default().base_url("https://api.example").timeout(Duration::ZERO);
+/// let builder = MyBuilder::default()
+///     .base_url("https://api.example")
+///     .timeout(Duration::ZERO)
+///     .attempts(3);
 /// assert_eq!(builder.base_url.as_deref(), Some("https://api.example"));
 /// assert_eq!(builder.timeout, Some(Duration::ZERO));
+/// assert_eq!(builder.attempts, 3);
 /// ```
 #[macro_export]
 macro_rules! builder_setters {
@@ -37,7 +44,8 @@ macro_rules! builder_setters {
     ($(#[$doc:meta])* $name:ident: impl Into<$ty:ty> $(, $($rest:tt)*)?) => {
         $(#[$doc])*
         pub fn $name(mut self, $name: impl ::core::convert::Into<$ty>) -> Self {
-            self.$name = ::core::option::Option::Some($name.into());
+            let $name: $ty = $name.into();
+            self.$name = ::core::convert::From::from($name);
             self
         }
 
@@ -46,7 +54,7 @@ macro_rules! builder_setters {
     ($(#[$doc:meta])* $name:ident: $ty:ty $(, $($rest:tt)*)?) => {
         $(#[$doc])*
         pub fn $name(mut self, $name: $ty) -> Self {
-            self.$name = ::core::option::Option::Some($name);
+            self.$name = ::core::convert::From::from($name);
             self
         }
 

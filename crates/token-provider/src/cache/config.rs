@@ -1,6 +1,5 @@
 //! [`CacheConfig`], how a cache behaves, and [`CacheStats`], what it counted.
 
-use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -9,7 +8,7 @@ use crate::{SharedClock, system_clock};
 
 /// How a [`CachedTokenProvider`](crate::CachedTokenProvider) behaves. The defaults suit tokens
 /// that live minutes to days.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 #[must_use]
 pub struct CacheConfig {
     pub(crate) margin: Option<Duration>,
@@ -24,24 +23,6 @@ pub struct CacheConfig {
     pub(crate) clock: SharedClock,
     pub(crate) store: Option<Arc<dyn TokenStore>>,
     pub(crate) name: &'static str,
-}
-
-impl fmt::Debug for CacheConfig {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("CacheConfig")
-            .field("name", &self.name)
-            .field("margin", &self.margin)
-            .field("max_margin", &self.max_margin)
-            .field("default_lifetime", &self.default_lifetime)
-            .field("max_lifetime", &self.max_lifetime)
-            .field("load_timeout", &self.load_timeout)
-            .field("fetch_timeout", &self.fetch_timeout)
-            .field("negative_ttl", &self.negative_ttl)
-            .field("backoff_initial", &self.backoff_initial)
-            .field("backoff_max", &self.backoff_max)
-            .field("store", &self.store)
-            .finish_non_exhaustive()
-    }
 }
 
 impl Default for CacheConfig {
@@ -69,53 +50,38 @@ impl CacheConfig {
         Self::default()
     }
 
-    /// A fixed refresh margin instead of `min(5 min, lifetime / 5)` (jitter still applies).
-    pub fn margin(mut self, margin: Duration) -> Self {
-        self.margin = Some(margin);
-        self
-    }
-
-    /// The largest default margin (default 5 minutes).
-    pub fn max_margin(mut self, max: Duration) -> Self {
-        self.max_margin = max;
-        self
-    }
-
-    /// How long a token with no expiry is used before it is refreshed (default 1 hour).
-    pub fn default_lifetime(mut self, lifetime: Duration) -> Self {
-        self.default_lifetime = lifetime;
-        self
-    }
-
-    /// The longest a token is used before it is refreshed, whatever its expiry says
-    /// (default 7 days).
-    pub fn max_lifetime(mut self, lifetime: Duration) -> Self {
-        self.max_lifetime = lifetime;
-        self
-    }
-
-    /// How long a caller waits for a fetch before giving up with [`Error::Timeout`](crate::Error::Timeout) (default
-    /// 60 s). The fetch itself carries on for the callers after it.
-    pub fn load_timeout(mut self, timeout: Duration) -> Self {
-        self.load_timeout = timeout;
-        self
-    }
-
-    /// The deadline of every fetch, store protocol included (default 2 minutes, longer than the
-    /// HTTP client's retries take). A fetch past it is abandoned: its waiters get
-    /// [`Error::Timeout`](crate::Error::Timeout), the store's lock is released, the failure is
-    /// held as a transient one, and a refresh token it presented counts as one whose answer was
-    /// lost (presented at most once more). It is also how long another replica waits for this
-    /// one's answer before counting it as lost.
-    pub fn fetch_timeout(mut self, timeout: Duration) -> Self {
-        self.fetch_timeout = timeout;
-        self
-    }
-
-    /// How long a permanent failure is returned without asking the provider again (default 5 s).
-    pub fn negative_ttl(mut self, ttl: Duration) -> Self {
-        self.negative_ttl = ttl;
-        self
+    crate::builder_setters! {
+        /// A fixed refresh margin instead of `min(5 min, lifetime / 5)` (jitter still applies).
+        margin: Duration,
+        /// The largest default margin (default 5 minutes).
+        max_margin: Duration,
+        /// How long a token with no expiry is used before it is refreshed (default 1 hour).
+        default_lifetime: Duration,
+        /// The longest a token is used before it is refreshed, whatever its expiry says
+        /// (default 7 days).
+        max_lifetime: Duration,
+        /// How long a caller waits for a fetch before giving up with
+        /// [`Error::Timeout`](crate::Error::Timeout) (default 60 s). The fetch itself carries
+        /// on for the callers after it.
+        load_timeout: Duration,
+        /// The deadline of every fetch, store protocol included (default 2 minutes, longer
+        /// than the HTTP client's retries take). A fetch past it is abandoned: its waiters get
+        /// [`Error::Timeout`](crate::Error::Timeout), the store's lock is released, the failure
+        /// is held as a transient one, and a refresh token it presented counts as one whose
+        /// answer was lost (presented at most once more). It is also how long another replica
+        /// waits for this one's answer before counting it as lost.
+        fetch_timeout: Duration,
+        /// How long a permanent failure is returned without asking the provider again
+        /// (default 5 s).
+        negative_ttl: Duration,
+        /// The clock (default: the system clock).
+        clock: SharedClock,
+        /// Persists the provider's state in `store`, under the key its fetcher names
+        /// ([`Fetch::store_key`](crate::Fetch::store_key)): one key per principal, derived by
+        /// the provider, so no configuration can make two tenants or users share one state.
+        store: Arc<dyn TokenStore>,
+        /// The name used in log events (default `token`).
+        name: &'static str,
     }
 
     /// The backoff after transient failures: `initial`, doubling to at most `max` (defaults
@@ -126,9 +92,9 @@ impl CacheConfig {
         self
     }
 
-    /// The clock (default: the system clock).
-    pub fn clock(mut self, clock: SharedClock) -> Self {
-        self.clock = clock;
+    /// No store: the state lives in memory only.
+    pub fn without_store(mut self) -> Self {
+        self.store = None;
         self
     }
 
@@ -137,29 +103,9 @@ impl CacheConfig {
         &self.clock
     }
 
-    /// Persists the provider's state in `store`, under the key its fetcher names
-    /// ([`Fetch::store_key`](crate::Fetch::store_key)): one key per principal, derived by the provider, so no
-    /// configuration can make two tenants or users share one state.
-    pub fn store(mut self, store: Arc<dyn TokenStore>) -> Self {
-        self.store = Some(store);
-        self
-    }
-
-    /// No store: the state lives in memory only.
-    pub fn without_store(mut self) -> Self {
-        self.store = None;
-        self
-    }
-
     /// The store, if one is set.
     pub fn store_ref(&self) -> Option<&Arc<dyn TokenStore>> {
         self.store.as_ref()
-    }
-
-    /// The name used in log events (default `token`).
-    pub fn name(mut self, name: &'static str) -> Self {
-        self.name = name;
-        self
     }
 }
 

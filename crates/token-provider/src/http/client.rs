@@ -551,7 +551,7 @@ pub struct HttpClientBuilder {
     connect_timeout: Duration,
     max_body: usize,
     retry: RetryPolicy,
-    budget: RetryBudget,
+    retry_budget: RetryBudget,
     clock: SharedClock,
     roots: Vec<reqwest::Certificate>,
     proxy: Option<reqwest::Proxy>,
@@ -567,7 +567,7 @@ impl Default for HttpClientBuilder {
             connect_timeout: Duration::from_secs(10),
             max_body: DEFAULT_MAX_BODY,
             retry: RetryPolicy::default(),
-            budget: RetryBudget::default(),
+            retry_budget: RetryBudget::default(),
             clock: system_clock(),
             roots: Vec::new(),
             proxy: None,
@@ -579,41 +579,32 @@ impl Default for HttpClientBuilder {
 }
 
 impl HttpClientBuilder {
-    /// The whole-request timeout, body included (default 30 s).
-    pub fn timeout(mut self, timeout: Duration) -> Self {
-        self.timeout = timeout;
-        self
-    }
-
-    /// The connect timeout (default 10 s; never longer than the request timeout).
-    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
-        self.connect_timeout = timeout;
-        self
-    }
-
-    /// The response-size cap in bytes (default 1 MiB).
-    pub fn max_body(mut self, bytes: usize) -> Self {
-        self.max_body = bytes;
-        self
-    }
-
-    /// The retry policy of each request.
-    pub fn retry(mut self, retry: RetryPolicy) -> Self {
-        self.retry = retry;
-        self
-    }
-
-    /// The retry budget shared by every request of the client (default
-    /// [`RetryBudget::default`]).
-    pub fn retry_budget(mut self, budget: RetryBudget) -> Self {
-        self.budget = budget;
-        self
-    }
-
-    /// The clock used to read `Retry-After` dates.
-    pub fn clock(mut self, clock: SharedClock) -> Self {
-        self.clock = clock;
-        self
+    crate::builder_setters! {
+        /// The whole-request timeout, body included (default 30 s).
+        timeout: Duration,
+        /// The connect timeout (default 10 s; never longer than the request timeout).
+        connect_timeout: Duration,
+        /// The response-size cap in bytes (default 1 MiB).
+        max_body: usize,
+        /// The retry policy of each request.
+        retry: RetryPolicy,
+        /// The retry budget shared by every request of the client (default
+        /// [`RetryBudget::default`]).
+        retry_budget: RetryBudget,
+        /// The clock used to read `Retry-After` dates.
+        clock: SharedClock,
+        /// Sends every request through `proxy` (`reqwest::Proxy::https("http://proxy:3128")`,
+        /// say), instead of the one the `HTTPS_PROXY`/`ALL_PROXY` variables name.
+        proxy: reqwest::Proxy,
+        /// The `User-Agent` of every request (default [`USER_AGENT`],
+        /// `partner-auth/<version>`): name the application (`acme-billing/2.1
+        /// (ops@acme.example)`) so a provider's operators can tell whose traffic it is.
+        user_agent: impl Into<String>,
+        /// Whether a provider's absolute expiries are judged by its clock, read from the
+        /// `Date` header of its answers ([`Response::local_time`]; default on). Off, they are
+        /// judged by this host's clock: for a provider behind something that dates answers by
+        /// another clock, or a test whose clock is not the test server's.
+        provider_clock: bool,
     }
 
     /// Trusts `certificate` as a root besides the system's (a private or corporate CA).
@@ -623,35 +614,11 @@ impl HttpClientBuilder {
         self
     }
 
-    /// Sends every request through `proxy` (`reqwest::Proxy::https("http://proxy:3128")`, say),
-    /// instead of the one the `HTTPS_PROXY`/`ALL_PROXY` variables name.
-    pub fn proxy(mut self, proxy: reqwest::Proxy) -> Self {
-        self.proxy = Some(proxy);
-        self
-    }
-
-    /// The `User-Agent` of every request (default [`USER_AGENT`], `partner-auth/<version>`):
-    /// name the application (`acme-billing/2.1 (ops@acme.example)`) so a provider's operators
-    /// can tell whose traffic it is.
-    pub fn user_agent(mut self, agent: impl Into<String>) -> Self {
-        self.user_agent = agent.into();
-        self
-    }
-
     /// Defers the TLS set-up (reading the system's CA roots) to the first request, so a
     /// process that ends up sending nothing (a token served from a store) does none of it. A
     /// set-up failure is then reported by that request instead of by [`build`](Self::build).
     pub fn lazy(mut self) -> Self {
         self.lazy = true;
-        self
-    }
-
-    /// Whether a provider's absolute expiries are judged by its clock, read from the `Date`
-    /// header of its answers ([`Response::local_time`]; default on). Off, they are judged by
-    /// this host's clock: for a provider behind something that dates answers by another clock,
-    /// or a test whose clock is not the test server's.
-    pub fn provider_clock(mut self, on: bool) -> Self {
-        self.provider_clock = on;
         self
     }
 
@@ -691,7 +658,7 @@ impl HttpClientBuilder {
                 setup,
                 max_body: self.max_body,
                 retry: self.retry,
-                budget: Budget::new(self.budget),
+                budget: Budget::new(self.retry_budget),
                 clock: self.clock,
                 provider_clock: self.provider_clock,
                 skew_warned: AtomicBool::new(false),

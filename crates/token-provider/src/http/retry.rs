@@ -67,29 +67,16 @@ impl RetryPolicy {
         Self::default()
     }
 
-    /// Attempts in all, the first included (sets [`max_attempts`](Self::max_attempts)).
-    pub fn max_attempts(mut self, attempts: u32) -> Self {
-        self.max_attempts = attempts;
-        self
-    }
-
-    /// The wait before the first retry (sets [`initial_backoff`](Self::initial_backoff)).
-    pub fn initial_backoff(mut self, backoff: Duration) -> Self {
-        self.initial_backoff = backoff;
-        self
-    }
-
-    /// The longest backoff (sets [`max_backoff`](Self::max_backoff)).
-    pub fn max_backoff(mut self, backoff: Duration) -> Self {
-        self.max_backoff = backoff;
-        self
-    }
-
-    /// The longest `Retry-After` honoured by waiting (sets
-    /// [`max_retry_after`](Self::max_retry_after)).
-    pub fn max_retry_after(mut self, limit: Duration) -> Self {
-        self.max_retry_after = limit;
-        self
+    crate::builder_setters! {
+        /// Attempts in all, the first included (sets [`max_attempts`](Self::max_attempts)).
+        max_attempts: u32,
+        /// The wait before the first retry (sets [`initial_backoff`](Self::initial_backoff)).
+        initial_backoff: Duration,
+        /// The longest backoff (sets [`max_backoff`](Self::max_backoff)).
+        max_backoff: Duration,
+        /// The longest `Retry-After` honoured by waiting (sets
+        /// [`max_retry_after`](Self::max_retry_after)).
+        max_retry_after: Duration,
     }
 
     /// No retries at all.
@@ -148,16 +135,11 @@ impl RetryBudget {
         Self::default()
     }
 
-    /// Retries allowed beyond those the traffic has earned (sets [`reserve`](Self::reserve)).
-    pub fn reserve(mut self, reserve: u32) -> Self {
-        self.reserve = reserve;
-        self
-    }
-
-    /// Retries earned per request sent (sets [`ratio`](Self::ratio)).
-    pub fn ratio(mut self, ratio: f64) -> Self {
-        self.ratio = ratio;
-        self
+    crate::builder_setters! {
+        /// Retries allowed beyond those the traffic has earned (sets [`reserve`](Self::reserve)).
+        reserve: u32,
+        /// Retries earned per request sent (sets [`ratio`](Self::ratio)).
+        ratio: f64,
     }
 
     /// No limit beyond each request's own [`RetryPolicy::max_attempts`].
