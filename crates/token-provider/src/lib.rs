@@ -98,6 +98,8 @@ pub use crate::options::ProviderOptions;
 #[cfg(feature = "keyed")]
 #[cfg_attr(docsrs, doc(cfg(feature = "keyed")))]
 pub use crate::pace::RateLimit;
+#[doc(hidden)]
+pub use crate::provider::OrMissing;
 pub use crate::provider::{
     AsDynTokenProvider, Fetch, FnFetch, KeyedFetch, TokenFuture, TokenProvider, provider_fn,
 };

@@ -273,43 +273,9 @@ macro_rules! forward_token_provider {
         }
     };
     ([$($generics:tt)*] $ty:ty => |$this:ident| $target:expr, or $missing:expr) => {
-        #[$crate::async_trait]
-        impl<$($generics)*> $crate::TokenProvider for $ty {
-            async fn token(
-                &self,
-            ) -> ::core::result::Result<$crate::AccessToken, $crate::Error> {
-                let $this = self;
-                match $target {
-                    ::core::option::Option::Some(p) => $crate::TokenProvider::get(p).await,
-                    ::core::option::Option::None => ::core::result::Result::Err($missing),
-                }
-            }
-
-            fn fresh(&self) -> ::core::option::Option<$crate::AccessToken> {
-                let $this = self;
-                $target.and_then(|p| $crate::TokenProvider::fresh(p))
-            }
-
-            fn invalidate(&self, rejected: &$crate::AccessToken) {
-                let $this = self;
-                if let ::core::option::Option::Some(p) = $target {
-                    $crate::TokenProvider::invalidate(p, rejected);
-                }
-            }
-
-            fn store_error(&self) -> ::core::option::Option<$crate::Error> {
-                let $this = self;
-                $target.and_then(|p| $crate::TokenProvider::store_error(p))
-            }
-
-            async fn forget(&self) -> ::core::result::Result<bool, $crate::Error> {
-                let $this = self;
-                match $target {
-                    ::core::option::Option::Some(p) => $crate::TokenProvider::forget(p).await,
-                    ::core::option::Option::None => ::core::result::Result::Ok(false),
-                }
-            }
-        }
+        $crate::forward_token_provider!(
+            [$($generics)*] $ty => |$this| &$crate::OrMissing($target, || $missing)
+        );
     };
     ($ty:ty => |$this:ident| $target:expr, or $missing:expr) => {
         $crate::forward_token_provider!([] $ty => |$this| $target, or $missing);
@@ -317,6 +283,56 @@ macro_rules! forward_token_provider {
     ($ty:ty => |$this:ident| $target:expr) => {
         $crate::forward_token_provider!([] $ty => |$this| $target);
     };
+}
+
+/// A provider that may be missing, and the error [`token`](TokenProvider::token) answers when
+/// it is: what the `, or` form of [`forward_token_provider!`](crate::forward_token_provider)
+/// forwards to. Missing, `fresh` and `store_error` are `None`, `invalidate` does nothing and
+/// `forget` is `Ok(false)`.
+#[doc(hidden)]
+pub struct OrMissing<'a, P: ?Sized, M>(pub Option<&'a P>, pub M);
+
+impl<P: fmt::Debug + ?Sized, M> fmt::Debug for OrMissing<'_, P, M> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("OrMissing")
+            .field(&self.0)
+            .finish_non_exhaustive()
+    }
+}
+
+#[async_trait]
+impl<P, M> TokenProvider for OrMissing<'_, P, M>
+where
+    P: TokenProvider + ?Sized,
+    M: Fn() -> Error + Send + Sync,
+{
+    async fn token(&self) -> Result<AccessToken, Error> {
+        match self.0 {
+            Some(provider) => provider.get().await,
+            None => Err((self.1)()),
+        }
+    }
+
+    fn fresh(&self) -> Option<AccessToken> {
+        self.0.and_then(TokenProvider::fresh)
+    }
+
+    fn invalidate(&self, rejected: &AccessToken) {
+        if let Some(provider) = self.0 {
+            provider.invalidate(rejected);
+        }
+    }
+
+    fn store_error(&self) -> Option<Error> {
+        self.0.and_then(TokenProvider::store_error)
+    }
+
+    async fn forget(&self) -> Result<bool, Error> {
+        match self.0 {
+            Some(provider) => provider.forget().await,
+            None => Ok(false),
+        }
+    }
 }
 
 forward_token_provider!([P: TokenProvider + ?Sized] Arc<P> => |this| &**this);
