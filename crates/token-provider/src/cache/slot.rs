@@ -198,11 +198,11 @@ pub(super) struct Incidents {
     /// The refresh tokens this process last spent (presented and answered), newest last: a
     /// record holding one of them is older than what this process holds (a store that lost
     /// writes, and a stale state written back since).
-    pub(super) spent: Vec<RefreshDigest>,
+    pub(super) spent: Remembered,
     /// The refresh tokens this process presented and had no answer for (lost, or abandoned at
     /// the deadline), newest last: once the store has lost its record of that presentation,
     /// this process cannot know whether another presented it since, so it never does again.
-    pub(super) unanswered: Vec<RefreshDigest>,
+    pub(super) unanswered: Remembered,
     /// The time of the last `forget` whose record this process acted on (made it, or dropped
     /// what it held from before it): a state held since is newer than that record.
     pub(super) forgotten_seen: Option<SystemTime>,
@@ -211,13 +211,32 @@ pub(super) struct Incidents {
 /// How many spent (and unanswered) refresh tokens a principal's cache remembers.
 const SPENT_REMEMBERED: usize = 8;
 
-/// Adds `digest` to a bounded list of refresh tokens, dropping the oldest.
-fn remember(list: &mut Vec<RefreshDigest>, digest: RefreshDigest) {
-    if !list.contains(&digest) {
-        if list.len() == SPENT_REMEMBERED {
-            list.remove(0);
+/// A bounded list of refresh tokens (their digests), newest last; the oldest goes first.
+#[derive(Default)]
+pub(super) struct Remembered(Vec<RefreshDigest>);
+
+impl Remembered {
+    fn holds(&self, refresh_token: &Secret) -> bool {
+        self.0.contains(&RefreshDigest::of(refresh_token))
+    }
+
+    fn add(&mut self, refresh_token: &Secret) {
+        let digest = RefreshDigest::of(refresh_token);
+        if !self.0.contains(&digest) {
+            if self.0.len() == SPENT_REMEMBERED {
+                self.0.remove(0);
+            }
+            self.0.push(digest);
         }
-        list.push(digest);
+    }
+
+    fn remove(&mut self, refresh_token: &Secret) {
+        let digest = RefreshDigest::of(refresh_token);
+        self.0.retain(|d| *d != digest);
+    }
+
+    fn is_empty(&self) -> bool {
+        self.0.is_empty()
     }
 }
 
@@ -254,32 +273,29 @@ impl Coordination {
     pub(super) fn spent(&self, refresh_token: &Secret) -> bool {
         self.incidents
             .as_ref()
-            .is_some_and(|i| i.spent.contains(&RefreshDigest::of(refresh_token)))
+            .is_some_and(|i| i.spent.holds(refresh_token))
     }
 
     /// Remembers that this process spent `refresh_token`.
     pub(super) fn remember_spent(&mut self, refresh_token: &Secret) {
-        let digest = RefreshDigest::of(refresh_token);
-        self.update(|incidents| remember(&mut incidents.spent, digest));
+        self.update(|incidents| incidents.spent.add(refresh_token));
     }
 
     /// Whether this process presented `refresh_token` and has had no answer for it.
     pub(super) fn unanswered(&self, refresh_token: &Secret) -> bool {
         self.incidents
             .as_ref()
-            .is_some_and(|i| i.unanswered.contains(&RefreshDigest::of(refresh_token)))
+            .is_some_and(|i| i.unanswered.holds(refresh_token))
     }
 
     /// Remembers that this process presents `refresh_token` (until [`answered`](Self::answered)).
     pub(super) fn remember_presenting(&mut self, refresh_token: &Secret) {
-        let digest = RefreshDigest::of(refresh_token);
-        self.update(|incidents| remember(&mut incidents.unanswered, digest));
+        self.update(|incidents| incidents.unanswered.add(refresh_token));
     }
 
     /// The provider's answer to `refresh_token` reached this process.
     pub(super) fn answered(&mut self, refresh_token: &Secret) {
-        let digest = RefreshDigest::of(refresh_token);
-        self.clear_incidents(|incidents| incidents.unanswered.retain(|d| *d != digest));
+        self.clear_incidents(|incidents| incidents.unanswered.remove(refresh_token));
     }
 
     /// Sets what `f` changes in the incidents part, and frees it once it holds nothing.
