@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use token_provider::{CacheConfig, TokenStore, TokioClock};
 
-use crate::checker::Promise;
+use crate::promise::Promise;
 
 /// The deadline the caches put on every fetch, once the cache has one.
 pub const FETCH_TIMEOUT: Duration = Duration::from_secs(30);
