@@ -474,33 +474,52 @@ mod tests {
         ))
     }
 
-    fn handles(w: &Arc<World>) -> (StoreHandle, StoreHandle) {
-        (
-            StoreHandle::new(Arc::clone(w), w.node(0)),
-            StoreHandle::new(Arc::clone(w), w.node(1)),
-        )
+    /// Two replicas' handles on one store, and the key of its one principal.
+    struct Fleet {
+        w: Arc<World>,
+        a: StoreHandle,
+        b: StoreHandle,
+        key: StoreKey,
     }
 
     fn state(at: &str) -> TokenState {
         TokenState::new(AccessToken::new(at))
     }
 
-    /// Runs `f` on a current-thread runtime in paused time.
-    fn paused<F: Future<Output = ()>>(f: impl FnOnce() -> F) {
+    /// Runs `test` on a fresh [`Fleet`], on a current-thread runtime in paused time.
+    fn paused<F: Future<Output = ()>>(test: impl FnOnce(Fleet) -> F) {
         tokio::runtime::Builder::new_current_thread()
             .enable_time()
             .start_paused(true)
             .build()
             .unwrap()
-            .block_on(f());
+            .block_on(async {
+                let w = world();
+                let fleet = Fleet {
+                    a: StoreHandle::new(Arc::clone(&w), w.node(0)),
+                    b: StoreHandle::new(Arc::clone(&w), w.node(1)),
+                    key: w.key(0).clone(),
+                    w,
+                };
+                test(fleet).await;
+            });
+    }
+
+    /// `h` saves a record of `at`, having read version `read`: the version written.
+    async fn saved(
+        h: &StoreHandle,
+        key: &StoreKey,
+        at: &str,
+        read: Option<u64>,
+        lock: &StoreLock,
+    ) -> u64 {
+        let record = StoreRecord::new(state(at), 0);
+        h.save_record(key, &record, read, lock).await.unwrap()
     }
 
     #[test]
     fn a_save_is_fenced_once_another_lock_was_taken_even_without_a_write() {
-        paused(|| async {
-            let w = world();
-            let (a, b) = handles(&w);
-            let key = w.key(0).clone();
+        paused(|Fleet { w, a, b, key }| async move {
             let held = a.lock(&key).await.unwrap();
             lock(&w.store).evict(&key, Evict::Lock);
             drop(b.lock(&key).await.unwrap());
@@ -511,10 +530,7 @@ mod tests {
 
     #[test]
     fn a_flushed_fence_reads_zero_and_fences_the_holder_out() {
-        paused(|| async {
-            let w = world();
-            let (a, _) = handles(&w);
-            let key = w.key(0).clone();
+        paused(|Fleet { w, a, key, .. }| async move {
             let held = a.lock(&key).await.unwrap();
             lock(&w.store).flush();
             let refused = a.save(&key, &state("a"), &held).await.unwrap_err();
@@ -524,10 +540,7 @@ mod tests {
 
     #[test]
     fn a_held_lock_is_extended_and_a_paused_holders_lapses() {
-        paused(|| async {
-            let w = world();
-            let (a, b) = handles(&w);
-            let key = w.key(0).clone();
+        paused(|Fleet { w, a, b, key }| async move {
             let _held = a.lock(&key).await.unwrap();
             tokio::time::sleep(LEASE * 3).await;
             let busy = b.lock(&key).await.unwrap_err();
@@ -542,45 +555,22 @@ mod tests {
 
     #[test]
     fn versioned_saves_follow_the_documented_rules() {
-        paused(|| async {
-            let w = world();
-            let (a, b) = handles(&w);
-            let key = w.key(0).clone();
-            let record = |at: &str| StoreRecord::new(state(at), 0);
+        paused(|Fleet { w, a, b, key }| async move {
             let held = a.lock(&key).await.unwrap();
-            assert_eq!(
-                a.save_record(&key, &record("a1"), None, &held)
-                    .await
-                    .unwrap(),
-                1
-            );
-            assert_eq!(
-                a.save_record(&key, &record("a2"), Some(1), &held)
-                    .await
-                    .unwrap(),
-                2
-            );
+            assert_eq!(saved(&a, &key, "a1", None, &held).await, 1);
+            assert_eq!(saved(&a, &key, "a2", Some(1), &held).await, 2);
             // Another writer that read version 1 is refused, whatever lock it holds.
             let other = b.lock(&key).await;
             assert!(other.is_err(), "a's lock is still held");
-            let stale = a.save_record(&key, &record("stale"), Some(1), &held).await;
+            let stale = StoreRecord::new(state("stale"), 0);
+            let stale = a.save_record(&key, &stale, Some(1), &held).await;
             assert!(matches!(stale, Err(Error::StoreFenced { .. })));
             // The fence does not matter to a versioned save.
             lock(&w.store).evict(&key, Evict::Fence);
-            assert_eq!(
-                a.save_record(&key, &record("a3"), Some(2), &held)
-                    .await
-                    .unwrap(),
-                3
-            );
+            assert_eq!(saved(&a, &key, "a3", Some(2), &held).await, 3);
             // A store holding nothing takes any save, above the version read.
             lock(&w.store).flush();
-            assert_eq!(
-                a.save_record(&key, &record("a4"), Some(3), &held)
-                    .await
-                    .unwrap(),
-                4
-            );
+            assert_eq!(saved(&a, &key, "a4", Some(3), &held).await, 4);
             let stored = a.load_record(&key).await.unwrap().unwrap();
             assert_eq!((stored.version, stored.state), (4, state("a4")));
         });
@@ -588,10 +578,7 @@ mod tests {
 
     #[test]
     fn a_restarted_store_is_empty_and_unavailable_for_a_while() {
-        paused(|| async {
-            let w = world();
-            let (a, _) = handles(&w);
-            let key = w.key(0).clone();
+        paused(|Fleet { w, a, key, .. }| async move {
             let held = a.lock(&key).await.unwrap();
             a.save(&key, &state("a"), &held).await.unwrap();
             lock(&w.store).restart(Instant::now() + Duration::from_secs(5));

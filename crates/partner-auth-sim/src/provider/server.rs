@@ -457,6 +457,18 @@ mod tests {
         p.refresh_grant(rt, by, &Knowledge::default(), |_, _| false, T, wall())
     }
 
+    /// The verdict on `by` presenting `rt`, knowing `knows`, with `stalled` the processes
+    /// killed or paused.
+    fn verdict(
+        p: &mut Provider,
+        rt: &str,
+        by: Node,
+        knows: &Knowledge,
+        stalled: impl Fn(Node, Duration) -> bool,
+    ) -> Option<String> {
+        p.refresh_grant(rt, by, knows, stalled, T, wall()).1
+    }
+
     /// A process whose last read of the store came after one wipe.
     fn after_a_wipe() -> Knowledge {
         Knowledge {
@@ -465,10 +477,26 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_refresh_rotates_and_reuse_revokes_the_family() {
+    /// A provider whose principal logged in with its password, and the refresh token issued.
+    fn logged_in() -> (Provider, String) {
         let mut p = provider();
         let (_, r1) = p.login(0, Origin::Password, wall());
+        (p, r1)
+    }
+
+    /// [`logged_in`], then its refresh token `r1` rotated by node 0 and the answer, `r2`,
+    /// delivered to it.
+    fn rotated() -> (Provider, String, String) {
+        let (mut p, r1) = logged_in();
+        let (rotated, _) = present(&mut p, &r1, node(0));
+        delivered(&mut p, &rotated, node(0));
+        let r2 = rotated.issued.clone().unwrap();
+        (p, r1, r2)
+    }
+
+    #[test]
+    fn a_refresh_rotates_and_reuse_revokes_the_family() {
+        let (mut p, r1) = logged_in();
         let (rotated, verdict) = present(&mut p, &r1, node(0));
         assert!(verdict.is_none());
         assert!(matches!(rotated.answer, Answer::Issued(_)));
@@ -486,18 +514,14 @@ mod tests {
 
     #[test]
     fn a_presentation_after_its_answer_reached_a_cache_is_a_violation() {
-        let mut p = provider();
-        let (_, r1) = p.login(0, Origin::Password, wall());
-        let (rotated, _) = present(&mut p, &r1, node(0));
-        delivered(&mut p, &rotated, node(0));
+        let (mut p, r1, _) = rotated();
         let (_, verdict) = present(&mut p, &r1, node(1));
         assert!(verdict.unwrap().contains("second time"));
     }
 
     #[test]
     fn a_refusal_that_reached_a_cache_counts_as_an_answer() {
-        let mut p = provider();
-        let (_, r1) = p.login(0, Origin::Password, wall());
+        let (mut p, r1) = logged_in();
         let family = p.refresh[&r1].family;
         p.revoke(family, T, Cause::Admin);
         let (refused, verdict) = present(&mut p, &r1, node(0));
@@ -509,58 +533,44 @@ mod tests {
 
     #[test]
     fn a_process_that_could_not_know_is_not_blamed() {
-        let mut p = provider();
-        let (_, r1) = p.login(0, Origin::Password, wall());
-        let (rotated, _) = present(&mut p, &r1, node(0));
-        delivered(&mut p, &rotated, node(0));
+        let (mut p, r1, _) = rotated();
         // The store was wiped since, and nothing of the rotation reached node 1.
-        let (_, verdict) = p.refresh_grant(&r1, node(1), &after_a_wipe(), |_, _| false, T, wall());
-        assert!(verdict.is_none(), "{verdict:?}");
+        let blame = verdict(&mut p, &r1, node(1), &after_a_wipe(), |_, _| false);
+        assert!(blame.is_none(), "{blame:?}");
         // Node 0 made the rotation: no excuse for it.
-        let (_, verdict) = p.refresh_grant(&r1, node(0), &after_a_wipe(), |_, _| false, T, wall());
-        assert!(verdict.unwrap().contains("it made the presentation"));
+        let blame = verdict(&mut p, &r1, node(0), &after_a_wipe(), |_, _| false);
+        assert!(blame.unwrap().contains("it made the presentation"));
     }
 
     #[test]
     fn a_process_that_read_a_later_token_or_an_unwiped_store_is_blamed() {
-        let mut p = provider();
-        let (_, r1) = p.login(0, Origin::Password, wall());
-        let (rotated, _) = present(&mut p, &r1, node(0));
-        delivered(&mut p, &rotated, node(0));
-        let r2 = rotated.issued.clone().unwrap();
+        let (mut p, r1, r2) = rotated();
         let mut read_r2 = after_a_wipe();
         read_r2.seen.insert(r2.clone());
-        let (_, verdict) = p.refresh_grant(&r1, node(1), &read_r2, |_, _| false, T, wall());
-        assert!(verdict.unwrap().contains(&format!("it had seen {r2}")));
+        let blame = verdict(&mut p, &r1, node(1), &read_r2, |_, _| false);
+        assert!(blame.unwrap().contains(&format!("it had seen {r2}")));
         let unwiped = Knowledge {
             read_epoch: Some(0),
             ..Knowledge::default()
         };
-        let (_, verdict) = p.refresh_grant(&r1, node(2), &unwiped, |_, _| false, T, wall());
-        assert!(verdict.unwrap().contains("not wiped"));
+        let blame = verdict(&mut p, &r1, node(2), &unwiped, |_, _| false);
+        assert!(blame.unwrap().contains("not wiped"));
     }
 
     #[test]
     fn an_answer_stranded_in_a_stalled_process_allows_a_second_presentation() {
-        let mut p = provider();
-        let (_, r1) = p.login(0, Origin::Password, wall());
-        let (rotated, _) = present(&mut p, &r1, node(0));
-        delivered(&mut p, &rotated, node(0));
+        let (mut p, r1, _) = rotated();
         let stalled = |n: Node, _| n == node(0);
-        let (_, verdict) = p.refresh_grant(&r1, node(1), &Knowledge::default(), stalled, T, wall());
-        assert!(verdict.is_none(), "{verdict:?}");
+        let blame = verdict(&mut p, &r1, node(1), &Knowledge::default(), stalled);
+        assert!(blame.is_none(), "{blame:?}");
     }
 
     #[test]
     fn a_stalled_process_is_no_excuse_once_the_store_held_its_answer() {
-        let mut p = provider();
-        let (_, r1) = p.login(0, Origin::Password, wall());
-        let (rotated, _) = present(&mut p, &r1, node(0));
-        delivered(&mut p, &rotated, node(0));
-        let r2 = rotated.issued.clone().unwrap();
+        let (mut p, r1, r2) = rotated();
         p.refresh.get_mut(&r2).unwrap().stored = true;
         let stalled = |n: Node, _| n == node(0);
-        let (_, verdict) = p.refresh_grant(&r1, node(1), &Knowledge::default(), stalled, T, wall());
-        assert!(verdict.is_some());
+        let blame = verdict(&mut p, &r1, node(1), &Knowledge::default(), stalled);
+        assert!(blame.is_some());
     }
 }
