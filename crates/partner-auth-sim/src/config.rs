@@ -1,5 +1,6 @@
 //! What one seed simulates: the fleet, the principals, the timings and the faults it may inject,
-//! all drawn from the seed; and the cache configuration every replica runs.
+//! all drawn from the seed; the cache configuration every replica runs; and what a run is
+//! given on the command line, the fault classes and the promises that end it, each a [`Set`].
 
 use std::fmt;
 use std::marker::PhantomData;

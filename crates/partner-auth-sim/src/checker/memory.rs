@@ -1,6 +1,7 @@
 //! What the checks remember between events: the violations so far, the forgets under way,
 //! the tokens callers reported refused, what each process has learned of the refresh tokens,
-//! and the last token served on each replica. Only the [`checker`](super)'s hooks change it.
+//! and the last token served on each replica. Only the [`checker`](super)'s hooks, and the
+//! world when it records a violation, change it.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
