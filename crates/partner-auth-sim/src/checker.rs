@@ -1,6 +1,7 @@
 //! The promises, checked as the run goes: at every presentation and every store write, at
-//! every token served, before every step (what the fleet holds), and once the faults stop
-//! (liveness).
+//! every token served, before every step (what the fleet's caches hold, as the driver reads
+//! them), and once the faults stop (liveness). The store handles and the fetches call its hooks
+//! as things happen; what it remembers between events is `checker::memory`'s.
 //!
 //! Each check says what the promise says and no more, so that a correct cache passes:
 //!
@@ -51,141 +52,18 @@
 //! [`SETTLE`]: crate::config::SETTLE
 //! [`PROBE`]: crate::config::PROBE
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::fmt;
-use std::time::Duration;
-
 use token_provider::{AccessToken, StoreKey, StoreRecord, TokenState};
 
 use crate::config::BACKOFF_INITIAL;
-use crate::provider::{Cause, Delivery, Origin, secs};
-use crate::sim::Cache;
-use crate::world::{Node, World, lock};
+use crate::node::Node;
+pub use crate::promise::{Promise, Violation};
+use crate::provider::server::{Cause, Knowledge, Origin};
+use crate::trace::secs;
+use crate::world::{World, lock};
 
-/// A promise of the cache.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Promise {
-    /// No refresh token presented more than allowed.
-    Presentation,
-    /// A rotated refresh token that reached a live replica is never lost.
-    RotatedKept,
-    /// No caller is served an expired token, or one revoked through an over-presentation.
-    Valid,
-    /// No caller is served another principal's token.
-    Principal,
-    /// A token a caller reported refused is not served again by that replica.
-    Reported,
-    /// Forget leaves nothing behind from fetches begun before it returned.
-    Forget,
-    /// Callers get tokens once the faults stop, whatever hung.
-    Liveness,
-    /// A panicking fetch is backed off.
-    Backoff,
-}
+pub(crate) mod memory;
 
-impl Promise {
-    /// Every promise.
-    pub const ALL: [Promise; 8] = [
-        Promise::Presentation,
-        Promise::RotatedKept,
-        Promise::Valid,
-        Promise::Principal,
-        Promise::Reported,
-        Promise::Forget,
-        Promise::Liveness,
-        Promise::Backoff,
-    ];
-
-    /// Its short name.
-    pub fn name(self) -> &'static str {
-        match self {
-            Promise::Presentation => "presented-once",
-            Promise::RotatedKept => "rotated-kept",
-            Promise::Valid => "valid-served",
-            Promise::Principal => "own-principal",
-            Promise::Reported => "reported-not-served",
-            Promise::Forget => "forget",
-            Promise::Liveness => "hang-liveness",
-            Promise::Backoff => "panic-backoff",
-        }
-    }
-}
-
-/// A broken promise.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Violation {
-    /// Which.
-    pub promise: Promise,
-    /// When (virtual time since the run began).
-    pub at: Duration,
-    /// What happened, naming tokens, replicas and times as the trace does.
-    pub text: String,
-}
-
-impl fmt::Display for Violation {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "[{}] at {}: {}",
-            self.promise.name(),
-            secs(self.at),
-            self.text
-        )
-    }
-}
-
-/// A `forget` under way or done.
-struct Forget {
-    node: Node,
-    principal: usize,
-    task: Option<tokio::task::Id>,
-    /// Its removal was applied.
-    removed: bool,
-    returned: Option<Returned>,
-    /// Writes by the same replica between the removal and the return.
-    early_writes: Vec<Duration>,
-}
-
-struct Returned {
-    seq: u64,
-    at: Duration,
-    /// Every task spawned before the forget returned has a smaller id.
-    marker: tokio::task::Id,
-    ok: bool,
-}
-
-/// What the checks remember between events.
-#[derive(Default)]
-pub(crate) struct Checker {
-    pub(crate) violation: Option<Violation>,
-    pub(crate) violations: Vec<Violation>,
-    forgets: Vec<Forget>,
-    /// The last token a caller of a replica reported refused, and when.
-    reported: BTreeMap<(Node, usize), (String, u64)>,
-    /// The state a replica keeps for its next fetch after its token was invalidated (the
-    /// cache does not show it; the sim mirrors it).
-    retired: BTreeMap<(Node, usize), TokenState>,
-    /// When a replica's fetch last panicked.
-    panics: BTreeMap<(Node, usize), Duration>,
-    /// What each life of a replica has learned of each principal's refresh tokens.
-    knowledge: BTreeMap<(Node, usize), Knowledge>,
-    /// The last token served to a caller of each replica and principal.
-    pub(crate) last_served: BTreeMap<(Node, usize), AccessToken>,
-}
-
-/// What a process has learned of a principal's refresh tokens: what could have told it that a
-/// token it presents was already answered.
-#[derive(Clone, Debug, Default)]
-pub(crate) struct Knowledge {
-    /// Every refresh token it received, held, or read in a store record.
-    pub(crate) seen: BTreeSet<String>,
-    /// The digests of the tokens a record it read marked as being presented or refused.
-    pub(crate) marked: BTreeSet<String>,
-    /// How many times the store had been wiped for the principal at its last read.
-    pub(crate) read_epoch: Option<u64>,
-    /// When it last read the store (virtual time since the run began).
-    pub(crate) read_at: Option<Duration>,
-}
+use self::memory::{Forget, Returned};
 
 /// `node` read `record` for `key`, when the store had been wiped `epoch` times for it.
 pub(crate) fn on_store_load(
@@ -372,6 +250,14 @@ pub(crate) fn on_served(
     revocation.is_some()
 }
 
+/// The last token served to a caller of `principal` on `node`.
+pub(crate) fn last_served(w: &World, node: Node, principal: usize) -> Option<AccessToken> {
+    lock(&w.checker)
+        .last_served
+        .get(&(node, principal))
+        .cloned()
+}
+
 /// A `forget` of `principal` on `node` begins, on task `task`.
 pub(crate) fn forget_started(
     w: &World,
@@ -495,25 +381,19 @@ pub(crate) fn on_store_write(
     }
 }
 
-/// Whether a `forget` of `principal` makes a token delivered by `delivery` not required: one
-/// under way, one that returned after the delivery, or one on the delivering replica that
-/// returned before the fetch it reached ended (that fetch is detached: its result is dropped).
-fn forgotten(checker: &Checker, principal: usize, delivery: &Delivery) -> bool {
-    checker.forgets.iter().any(|f| {
-        f.principal == principal
-            && match &f.returned {
-                None => true,
-                Some(r) => {
-                    r.seq >= delivery.seq
-                        || (delivery.node == Some(f.node)
-                            && delivery.task.is_some_and(|t| t < r.marker))
-                }
-            }
-    })
+/// What one replica's cache of one principal holds at a check.
+pub(crate) struct Holding {
+    pub(crate) node: Node,
+    pub(crate) principal: usize,
+    /// Its cached state.
+    pub(crate) state: Option<TokenState>,
+    /// Whether a fetch of its is in flight.
+    pub(crate) fetching: bool,
 }
 
-/// rotated-kept, for every principal (see the module docs).
-pub(crate) fn check_rotated_kept(w: &World, caches: &[Cache]) {
+/// rotated-kept, for every principal (see the module docs), against what the fleet's caches
+/// hold.
+pub(crate) fn check_rotated_kept(w: &World, caches: &[Holding]) {
     for principal in 0..w.cfg.principals.len() {
         // The principal's newest token that reached a replica, if the provider would still
         // rotate it: one superseded by a later answer (of its family or a newer one) is not
@@ -531,7 +411,7 @@ pub(crate) fn check_rotated_kept(w: &World, caches: &[Cache]) {
         let Some((rt, delivery, mut touched)) = candidate else {
             continue;
         };
-        if forgotten(&lock(&w.checker), principal, &delivery) {
+        if lock(&w.checker).forgotten(principal, &delivery) {
             continue;
         }
         let mut holders = Vec::new();
@@ -543,14 +423,13 @@ pub(crate) fn check_rotated_kept(w: &World, caches: &[Cache]) {
             .iter()
             .filter(|c| c.principal == principal && w.alive(c.node))
         {
-            let state = cache.provider.cached_state();
             let held = {
                 let mut checker = lock(&w.checker);
-                match state {
+                match &cache.state {
                     Some(state) => {
                         // A cache holding a token again has dropped what it kept aside.
                         checker.retired.remove(&(cache.node, principal));
-                        state.refresh_token
+                        state.refresh_token.clone()
                     }
                     None => checker
                         .retired
@@ -562,7 +441,7 @@ pub(crate) fn check_rotated_kept(w: &World, caches: &[Cache]) {
                 holders.push(cache.node);
             }
             usable_held |= held.is_some_and(|h| lock(&w.provider).usable(h.expose_secret()));
-            if cache.provider.stats().fetching {
+            if cache.fetching {
                 fetching.push(cache.node);
             }
         }

@@ -1,13 +1,15 @@
 //! What one seed simulates: the fleet, the principals, the timings and the faults it may inject,
-//! all drawn from the seed; and the cache configuration every replica runs.
+//! all drawn from the seed; the cache configuration every replica runs; and what a run is
+//! given on the command line, the fault classes and the promises that end it, each a [`Set`].
 
 use std::fmt;
+use std::marker::PhantomData;
 use std::sync::Arc;
 use std::time::Duration;
 
 use token_provider::{CacheConfig, TokenStore, TokioClock};
 
-use crate::checker::Promise;
+use crate::promise::Promise;
 
 /// The deadline the caches put on every fetch, once the cache has one.
 pub const FETCH_TIMEOUT: Duration = Duration::from_secs(30);
@@ -185,32 +187,125 @@ impl Fault {
                 | Fault::Revoke
         )
     }
+}
 
-    /// The class named `name`.
-    pub fn parse(name: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|f| f.name() == name)
+/// What a [`Set`] is a set of: the fault classes ([`Fault`]) or the promises ([`Promise`]),
+/// each with a name on the command line.
+pub trait Member: Copy + Eq + 'static {
+    /// What one is called where a name is not one (`no fault class x`).
+    const KIND: &'static str;
+
+    /// Every one, in the order the command line lists them.
+    const ALL: &'static [Self];
+
+    /// Its name on the command line.
+    fn name(self) -> &'static str;
+
+    /// The set named by `name` besides `all` and `none`, if it names one.
+    fn preset(name: &str) -> Option<Set<Self>> {
+        let _ = name;
+        None
     }
 
+    /// Its bit in a set: its place in [`Self::ALL`].
     fn bit(self) -> u32 {
-        1 << (self as u32)
+        let place = Self::ALL.iter().position(|m| *m == self);
+        1 << place.expect("every member is in ALL")
     }
 }
 
-/// The fault classes a run may inject.
+impl Member for Fault {
+    const KIND: &'static str = "fault class";
+    const ALL: &'static [Self] = &Fault::ALL;
+
+    fn name(self) -> &'static str {
+        Fault::name(self)
+    }
+
+    fn preset(name: &str) -> Option<Faults> {
+        (name == "kept").then(Faults::kept)
+    }
+}
+
+impl Member for Promise {
+    const KIND: &'static str = "promise";
+    const ALL: &'static [Self] = &Promise::ALL;
+
+    fn name(self) -> &'static str {
+        Promise::name(self)
+    }
+}
+
+/// A set of fault classes ([`Faults`]) or of promises ([`Promises`]), written on the command
+/// line as `all`, `none`, or a comma-separated list of names.
 #[derive(Clone, Copy, PartialEq, Eq)]
-pub struct Faults(u32);
+pub struct Set<T> {
+    bits: u32,
+    of: PhantomData<T>,
+}
+
+/// The fault classes a run may inject (default all).
+pub type Faults = Set<Fault>;
+
+/// The promises whose first violation ends a run (the others are traced and counted); default
+/// all, which CI runs. None lets every run go to its end (to time full runs, or to count every
+/// violation).
+pub type Promises = Set<Promise>;
+
+impl<T: Member> Set<T> {
+    /// Every one.
+    pub fn all() -> Self {
+        Self::only(T::ALL.iter().copied())
+    }
+
+    /// None at all.
+    pub fn none() -> Self {
+        Self::only([])
+    }
+
+    /// These only.
+    pub fn only(members: impl IntoIterator<Item = T>) -> Self {
+        Self {
+            bits: members.into_iter().fold(0, |bits, m| bits | m.bit()),
+            of: PhantomData,
+        }
+    }
+
+    /// Whether `member` is in the set.
+    pub fn has(self, member: T) -> bool {
+        self.bits & member.bit() != 0
+    }
+
+    /// `all`, `none`, a preset (`kept` for the fault classes), or a comma-separated list of
+    /// names.
+    pub fn parse(list: &str) -> Result<Self, String> {
+        match list {
+            "all" => return Ok(Self::all()),
+            "none" => return Ok(Self::none()),
+            _ => {}
+        }
+        if let Some(preset) = T::preset(list) {
+            return Ok(preset);
+        }
+        list.split(',')
+            .map(|name| {
+                T::ALL
+                    .iter()
+                    .copied()
+                    .find(|m| m.name() == name.trim())
+                    .ok_or_else(|| format!("no {} {name}", T::KIND))
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map(Self::only)
+    }
+
+    /// The ones in the set, in the order of [`Member::ALL`].
+    pub fn list(self) -> Vec<T> {
+        T::ALL.iter().copied().filter(|m| self.has(*m)).collect()
+    }
+}
 
 impl Faults {
-    /// Every class.
-    pub fn all() -> Self {
-        Self(Fault::ALL.iter().fold(0, |bits, f| bits | f.bit()))
-    }
-
-    /// No faults at all.
-    pub fn none() -> Self {
-        Self(0)
-    }
-
     /// The classes CI runs together (`kept`): lost store replies, FLUSHALL, evictions, killed
     /// replicas and revoked families. CI also runs every class alone; RELIABILITY.md counts
     /// what every class at once still breaks.
@@ -223,133 +318,26 @@ impl Faults {
             Fault::Revoke,
         ])
     }
-
-    /// These classes only.
-    pub fn only(faults: impl IntoIterator<Item = Fault>) -> Self {
-        Self(faults.into_iter().fold(0, |bits, f| bits | f.bit()))
-    }
-
-    /// Whether `fault` may be injected.
-    pub fn has(self, fault: Fault) -> bool {
-        self.0 & fault.bit() != 0
-    }
-
-    /// A comma-separated list of class names (`all`, `none` or `kept` too).
-    pub fn parse(list: &str) -> Result<Self, String> {
-        match list {
-            "all" => return Ok(Self::all()),
-            "none" => return Ok(Self::none()),
-            "kept" => return Ok(Self::kept()),
-            _ => {}
-        }
-        list.split(',')
-            .map(|name| Fault::parse(name.trim()).ok_or_else(|| format!("no fault class {name}")))
-            .collect::<Result<Vec<_>, _>>()
-            .map(Self::only)
-    }
-
-    /// The classes enabled.
-    pub fn list(self) -> Vec<Fault> {
-        Fault::ALL.into_iter().filter(|f| self.has(*f)).collect()
-    }
 }
 
-impl Default for Faults {
+impl<T: Member> Default for Set<T> {
     fn default() -> Self {
         Self::all()
     }
 }
 
-impl fmt::Debug for Faults {
+impl<T: Member> fmt::Debug for Set<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         fmt::Display::fmt(self, f)
     }
 }
 
-impl fmt::Display for Faults {
+impl<T: Member> fmt::Display for Set<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if *self == Self::all() {
             return f.write_str("all");
         }
-        let names: Vec<_> = self.list().into_iter().map(Fault::name).collect();
-        if names.is_empty() {
-            f.write_str("none")
-        } else {
-            f.write_str(&names.join(","))
-        }
-    }
-}
-
-/// The promises whose first violation ends a run (the others are traced and counted).
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub struct Promises(u32);
-
-impl Promises {
-    /// Every promise: the default, and what CI runs.
-    pub fn all() -> Self {
-        Self::only(Promise::ALL)
-    }
-
-    /// None: every run goes to its end (to time full runs, or to count every violation).
-    pub fn none() -> Self {
-        Self(0)
-    }
-
-    /// These only.
-    pub fn only(promises: impl IntoIterator<Item = Promise>) -> Self {
-        Self(
-            promises
-                .into_iter()
-                .fold(0, |bits, p| bits | 1 << (p as u32)),
-        )
-    }
-
-    /// Whether `promise` ends a run.
-    pub fn has(self, promise: Promise) -> bool {
-        self.0 & 1 << (promise as u32) != 0
-    }
-
-    /// `all`, `none`, or a comma-separated list of promise names.
-    pub fn parse(list: &str) -> Result<Self, String> {
-        match list {
-            "all" => return Ok(Self::all()),
-            "none" => return Ok(Self::none()),
-            _ => {}
-        }
-        list.split(',')
-            .map(|name| {
-                Promise::ALL
-                    .into_iter()
-                    .find(|p| p.name() == name.trim())
-                    .ok_or_else(|| format!("no promise {name}"))
-            })
-            .collect::<Result<Vec<_>, _>>()
-            .map(Self::only)
-    }
-}
-
-impl Default for Promises {
-    fn default() -> Self {
-        Self::all()
-    }
-}
-
-impl fmt::Debug for Promises {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Display::fmt(self, f)
-    }
-}
-
-impl fmt::Display for Promises {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if *self == Self::all() {
-            return f.write_str("all");
-        }
-        let names: Vec<_> = Promise::ALL
-            .into_iter()
-            .filter(|p| self.has(*p))
-            .map(Promise::name)
-            .collect();
+        let names: Vec<_> = self.list().into_iter().map(T::name).collect();
         if names.is_empty() {
             f.write_str("none")
         } else {

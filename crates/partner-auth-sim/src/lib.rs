@@ -25,17 +25,26 @@
 //!
 //! # Layout
 //!
+//! In layers, from the bottom; a module imports only modules of the layers below its own.
+//!
+//! - Plain data: [`trace`], every event stamped with its virtual time; `node`, which life of
+//!   which replica ([`Node`]); `promise`, the promises by name and a broken one ([`Promise`],
+//!   [`Violation`]).
 //! - [`config`]: what a seed draws (replicas, principals, lifetimes, fault intensity), the
 //!   fault classes and promises a run is given, and every replica's cache configuration, with
 //!   the one place that switches on the cache's fetch deadline.
-//! - [`store`]: the model store and its faults.
-//! - [`provider`]: the model provider, each replica's `Fetch`, and the fetch faults; it also
-//!   judges each presentation of a refresh token as it is made.
-//! - [`checker`]: the promises, stated precisely, and the checks of everything else.
-//! - `sim`: the workload, the nemesis's events, the settling and the probe.
-//! - `world`: the shared state, virtual time, replicas' lives and pauses, and the turns that
-//!   keep wake-ups in order.
-//! - [`trace`]: every event, stamped with its virtual time.
+//! - The models' state, each knowing nothing of the run: `store::server`, what the model
+//!   store holds (records, locks, fences) and its wipes; `provider::server`, the model
+//!   provider's rules and records, which also judge each presentation of a refresh token as it
+//!   is made; `checker::memory`, what the checks remember between events.
+//! - `world`: the shared state of one run, holding those three, with virtual time, the seed's
+//!   random numbers, replicas' lives and pauses, and the turns that keep wake-ups in order.
+//! - What acts in the world: [`store`], each replica's handle on the model store (round trips,
+//!   locks and leases, writes, lost replies); [`provider`], each replica's `Fetch` and the
+//!   fetch faults; [`checker`], the promises, stated precisely, checked by hooks the handles
+//!   and fetches call and by reading what the caches hold.
+//! - `sim`: the driver: the fleet, the workload, the nemesis's events, the settling and the
+//!   probe.
 //!
 //! # Determinism
 //!
@@ -64,14 +73,16 @@
 
 pub mod checker;
 pub mod config;
+mod node;
+mod promise;
 pub mod provider;
 mod sim;
 pub mod store;
 pub mod trace;
 mod world;
 
-pub use crate::checker::{Promise, Violation};
 pub use crate::config::{Fault, Faults, Options, Promises, SimConfig};
+pub use crate::node::Node;
+pub use crate::promise::{Promise, Violation};
 pub use crate::sim::{Outcome, run_seed};
 pub use crate::trace::Trace;
-pub use crate::world::Node;

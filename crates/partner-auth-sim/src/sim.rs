@@ -8,12 +8,16 @@ use std::time::Duration;
 use token_provider::{AccessToken, CachedTokenProvider, TokenProvider, TokenStore};
 use tokio::time::Instant;
 
-use crate::checker::{self, Promise, Violation};
+use crate::checker::{self, Holding};
 use crate::config::{Fault, LEASE, LOAD_TIMEOUT, Options, PROBE, SETTLE, SimConfig, cache_config};
-use crate::provider::{Cause, Delivery, PANIC_MARKER, SimFetch, secs};
-use crate::store::{Evict, StoreHandle};
-use crate::trace::Trace;
-use crate::world::{Node, World, lock, run_turns};
+use crate::node::Node;
+use crate::promise::{Promise, Violation};
+use crate::provider::server::{Cause, Delivery};
+use crate::provider::{PANIC_MARKER, SimFetch};
+use crate::store::StoreHandle;
+use crate::store::server::Evict;
+use crate::trace::{Trace, secs};
+use crate::world::{World, lock, run_turns};
 
 /// One replica's cache for one principal.
 #[derive(Clone)]
@@ -194,6 +198,19 @@ impl Fleet {
         }
     }
 
+    /// What every cache holds now, as the checker reads it.
+    fn holdings(&self) -> Vec<Holding> {
+        self.caches
+            .iter()
+            .map(|c| Holding {
+                node: c.node,
+                principal: c.principal,
+                state: c.provider.cached_state(),
+                fetching: c.provider.stats().fetching,
+            })
+            .collect()
+    }
+
     fn cache(&self, replica: usize, principal: usize) -> Cache {
         self.caches
             .iter()
@@ -242,7 +259,7 @@ impl Fleet {
         }
         self.probe().await;
         if w.violation().is_none() {
-            checker::check_rotated_kept(&w, &self.caches);
+            checker::check_rotated_kept(&w, &self.holdings());
         }
     }
 
@@ -282,7 +299,7 @@ impl Fleet {
             _ => w.between(Duration::from_secs(30), Duration::from_secs(120)),
         };
         tokio::time::sleep(gap).await;
-        checker::check_rotated_kept(&w, &self.caches);
+        checker::check_rotated_kept(&w, &self.holdings());
         if w.violation().is_some() {
             return false;
         }
@@ -370,11 +387,7 @@ impl Fleet {
             }
             Event::Invalidate { replica, principal } => {
                 let cache = self.cache(replica, principal);
-                let last = lock(&w.checker)
-                    .last_served
-                    .get(&(cache.node, principal))
-                    .cloned();
-                if let Some(token) = last
+                if let Some(token) = checker::last_served(&w, cache.node, principal)
                     && !w.paused(replica)
                 {
                     w.log(
@@ -406,9 +419,7 @@ impl Fleet {
                         secs(down)
                     ),
                 );
-                let mut store = lock(&w.store);
-                store.flush();
-                store.unavailable_until = Some(Instant::now() + down);
+                lock(&w.store).restart(Instant::now() + down);
             }
             Event::Evict { principal, what } => {
                 let key = w.key(principal).clone();

@@ -1,5 +1,6 @@
-//! The model store: one server shared by the fleet, with the semantics of the Redis store
-//! (`partner-auth-redis`), and each replica's handle on it ([`StoreHandle`], a [`TokenStore`]).
+//! Each replica's handle on the model store ([`StoreHandle`], a [`TokenStore`]): the protocol
+//! of the Redis store (`partner-auth-redis`) run on one server the fleet shares (what that
+//! server holds, and what the nemesis does to it, is `store::server`'s).
 //!
 //! - **Lock**: a per-process queue per key first (the Redis store's in-process mutex), then a
 //!   lease on the server (`SET NX PX`) that lapses after [`LEASE`] unless extended. A taken
@@ -34,90 +35,12 @@ use token_provider::{Error, StoreEntry, StoreKey, StoreLock, StoreRecord, TokenS
 use tokio::time::Instant;
 
 use crate::config::{Fault, LEASE, LOCK_TIMEOUT};
-use crate::world::{Node, World, lock};
+use crate::node::Node;
+use crate::world::{World, lock};
 
-/// What the server holds for one key.
-#[derive(Default)]
-pub(crate) struct KeyState {
-    pub(crate) record: Option<StoreRecord>,
-    held: Option<Held>,
-    fence: Option<u64>,
-}
+pub(crate) mod server;
 
-/// A lock on the server: its holder's random token (here a counter) and its lease.
-struct Held {
-    token: u64,
-    holder: Node,
-    expires: Instant,
-}
-
-/// The shared server.
-#[derive(Default)]
-pub(crate) struct Server {
-    pub(crate) keys: BTreeMap<StoreKey, KeyState>,
-    pub(crate) unavailable_until: Option<Instant>,
-    tokens: u64,
-    /// How many times everything was wiped (FLUSHALL, a restart).
-    flushes: u64,
-    /// How many times each key's record was evicted or removed.
-    removals: BTreeMap<StoreKey, u64>,
-}
-
-/// What the nemesis evicts from one key.
-#[derive(Clone, Copy, Debug)]
-pub(crate) enum Evict {
-    Lock,
-    Fence,
-    Record,
-}
-
-impl Server {
-    /// FLUSHALL: every record, lock and fence gone.
-    pub(crate) fn flush(&mut self) {
-        self.keys.clear();
-        self.flushes += 1;
-    }
-
-    /// [`epoch`](Self::epoch) as an answer arriving at `now` is judged: one that arrives while
-    /// the store is down for a restart counts as arriving before that restart's wipe (nothing
-    /// can be saved until the store is back, empty).
-    pub(crate) fn delivery_epoch(&self, key: &StoreKey, now: Instant) -> u64 {
-        let down = self.unavailable_until.is_some_and(|until| until > now);
-        self.epoch(key) - u64::from(down)
-    }
-
-    /// How many times `key`'s record was wiped (flushed, evicted, removed): what a process read
-    /// may not descend from what was there before.
-    pub(crate) fn epoch(&self, key: &StoreKey) -> u64 {
-        self.flushes + self.removals.get(key).copied().unwrap_or(0)
-    }
-
-    /// Drops one part of `key`'s state.
-    pub(crate) fn evict(&mut self, key: &StoreKey, what: Evict) {
-        if let Some(k) = self.keys.get_mut(key) {
-            match what {
-                Evict::Lock => k.held = None,
-                Evict::Fence => k.fence = None,
-                Evict::Record => {
-                    k.record = None;
-                    *self.removals.entry(key.clone()).or_default() += 1;
-                }
-            }
-        }
-    }
-
-    /// The refresh token stored for `key`.
-    pub(crate) fn stored_refresh(&self, key: &StoreKey) -> Option<String> {
-        let record = self.keys.get(key)?.record.as_ref()?;
-        let rt = record.state.refresh_token.as_ref()?;
-        Some(rt.expose_secret().to_owned())
-    }
-
-    /// Writes `state` as a person's login would (the SSO principals' first state).
-    pub(crate) fn seed(&mut self, key: &StoreKey, state: TokenState) {
-        self.keys.entry(key.clone()).or_default().record = Some(StoreRecord::new(state, 1));
-    }
-}
+use self::server::{Held, Server};
 
 /// Names a stored state in the trace: its access and refresh tokens and its version.
 fn describe(record: Option<&StoreRecord>) -> String {
@@ -215,7 +138,7 @@ impl StoreHandle {
         let now = Instant::now();
         let applied = {
             let mut server = lock(&w.store);
-            if server.unavailable_until.is_some_and(|until| until > now) {
+            if server.down(now) {
                 None
             } else {
                 Some(apply(&mut server, now))
@@ -253,7 +176,7 @@ impl StoreHandle {
                 world.gate(node).await;
                 let now = Instant::now();
                 let mut server = lock(&world.store);
-                if server.unavailable_until.is_some_and(|until| until > now) {
+                if server.down(now) {
                     continue;
                 }
                 match server.keys.get_mut(&key).and_then(|k| k.held.as_mut()) {
@@ -296,15 +219,12 @@ impl StoreHandle {
                 if k.held.as_ref().is_some_and(|h| h.token == lease.token) {
                     k.held = None;
                 }
-                if state.is_none() {
-                    *server.removals.entry(key.clone()).or_default() += 1;
-                }
                 lease.released.store(true, Ordering::Relaxed);
-                let written = describe(k.record.as_ref());
                 match state {
-                    Some(_) => {
+                    Some(state) => {
+                        let written = describe(k.record.as_ref());
                         w.log(self.node, format_args!("store: saved {key}: {written}"));
-                        let rt = state.and_then(|s| s.refresh_token.as_ref());
+                        let rt = state.refresh_token.as_ref();
                         crate::checker::on_store_write(
                             w,
                             self.node,
@@ -314,6 +234,7 @@ impl StoreHandle {
                         );
                     }
                     None => {
+                        server.wiped(key);
                         w.log(self.node, format_args!("store: removed {key}"));
                         crate::checker::on_store_remove(w, self.node, key, task);
                     }
@@ -529,6 +450,7 @@ impl TokenStore for StoreHandle {
 mod tests {
     use std::future::Future;
 
+    use super::server::Evict;
     use super::*;
     use crate::config::{Faults, PrincipalSpec, Promises, SimConfig};
     use token_provider::AccessToken;
@@ -552,33 +474,52 @@ mod tests {
         ))
     }
 
-    fn handles(w: &Arc<World>) -> (StoreHandle, StoreHandle) {
-        (
-            StoreHandle::new(Arc::clone(w), w.node(0)),
-            StoreHandle::new(Arc::clone(w), w.node(1)),
-        )
+    /// Two replicas' handles on one store, and the key of its one principal.
+    struct Fleet {
+        w: Arc<World>,
+        a: StoreHandle,
+        b: StoreHandle,
+        key: StoreKey,
     }
 
     fn state(at: &str) -> TokenState {
         TokenState::new(AccessToken::new(at))
     }
 
-    /// Runs `f` on a current-thread runtime in paused time.
-    fn paused<F: Future<Output = ()>>(f: impl FnOnce() -> F) {
+    /// Runs `test` on a fresh [`Fleet`], on a current-thread runtime in paused time.
+    fn paused<F: Future<Output = ()>>(test: impl FnOnce(Fleet) -> F) {
         tokio::runtime::Builder::new_current_thread()
             .enable_time()
             .start_paused(true)
             .build()
             .unwrap()
-            .block_on(f());
+            .block_on(async {
+                let w = world();
+                let fleet = Fleet {
+                    a: StoreHandle::new(Arc::clone(&w), w.node(0)),
+                    b: StoreHandle::new(Arc::clone(&w), w.node(1)),
+                    key: w.key(0).clone(),
+                    w,
+                };
+                test(fleet).await;
+            });
+    }
+
+    /// `h` saves a record of `at`, having read version `read`: the version written.
+    async fn saved(
+        h: &StoreHandle,
+        key: &StoreKey,
+        at: &str,
+        read: Option<u64>,
+        lock: &StoreLock,
+    ) -> u64 {
+        let record = StoreRecord::new(state(at), 0);
+        h.save_record(key, &record, read, lock).await.unwrap()
     }
 
     #[test]
     fn a_save_is_fenced_once_another_lock_was_taken_even_without_a_write() {
-        paused(|| async {
-            let w = world();
-            let (a, b) = handles(&w);
-            let key = w.key(0).clone();
+        paused(|Fleet { w, a, b, key }| async move {
             let held = a.lock(&key).await.unwrap();
             lock(&w.store).evict(&key, Evict::Lock);
             drop(b.lock(&key).await.unwrap());
@@ -589,10 +530,7 @@ mod tests {
 
     #[test]
     fn a_flushed_fence_reads_zero_and_fences_the_holder_out() {
-        paused(|| async {
-            let w = world();
-            let (a, _) = handles(&w);
-            let key = w.key(0).clone();
+        paused(|Fleet { w, a, key, .. }| async move {
             let held = a.lock(&key).await.unwrap();
             lock(&w.store).flush();
             let refused = a.save(&key, &state("a"), &held).await.unwrap_err();
@@ -602,10 +540,7 @@ mod tests {
 
     #[test]
     fn a_held_lock_is_extended_and_a_paused_holders_lapses() {
-        paused(|| async {
-            let w = world();
-            let (a, b) = handles(&w);
-            let key = w.key(0).clone();
+        paused(|Fleet { w, a, b, key }| async move {
             let _held = a.lock(&key).await.unwrap();
             tokio::time::sleep(LEASE * 3).await;
             let busy = b.lock(&key).await.unwrap_err();
@@ -620,45 +555,22 @@ mod tests {
 
     #[test]
     fn versioned_saves_follow_the_documented_rules() {
-        paused(|| async {
-            let w = world();
-            let (a, b) = handles(&w);
-            let key = w.key(0).clone();
-            let record = |at: &str| StoreRecord::new(state(at), 0);
+        paused(|Fleet { w, a, b, key }| async move {
             let held = a.lock(&key).await.unwrap();
-            assert_eq!(
-                a.save_record(&key, &record("a1"), None, &held)
-                    .await
-                    .unwrap(),
-                1
-            );
-            assert_eq!(
-                a.save_record(&key, &record("a2"), Some(1), &held)
-                    .await
-                    .unwrap(),
-                2
-            );
+            assert_eq!(saved(&a, &key, "a1", None, &held).await, 1);
+            assert_eq!(saved(&a, &key, "a2", Some(1), &held).await, 2);
             // Another writer that read version 1 is refused, whatever lock it holds.
             let other = b.lock(&key).await;
             assert!(other.is_err(), "a's lock is still held");
-            let stale = a.save_record(&key, &record("stale"), Some(1), &held).await;
+            let stale = StoreRecord::new(state("stale"), 0);
+            let stale = a.save_record(&key, &stale, Some(1), &held).await;
             assert!(matches!(stale, Err(Error::StoreFenced { .. })));
             // The fence does not matter to a versioned save.
             lock(&w.store).evict(&key, Evict::Fence);
-            assert_eq!(
-                a.save_record(&key, &record("a3"), Some(2), &held)
-                    .await
-                    .unwrap(),
-                3
-            );
+            assert_eq!(saved(&a, &key, "a3", Some(2), &held).await, 3);
             // A store holding nothing takes any save, above the version read.
             lock(&w.store).flush();
-            assert_eq!(
-                a.save_record(&key, &record("a4"), Some(3), &held)
-                    .await
-                    .unwrap(),
-                4
-            );
+            assert_eq!(saved(&a, &key, "a4", Some(3), &held).await, 4);
             let stored = a.load_record(&key).await.unwrap().unwrap();
             assert_eq!((stored.version, stored.state), (4, state("a4")));
         });
@@ -666,17 +578,10 @@ mod tests {
 
     #[test]
     fn a_restarted_store_is_empty_and_unavailable_for_a_while() {
-        paused(|| async {
-            let w = world();
-            let (a, _) = handles(&w);
-            let key = w.key(0).clone();
+        paused(|Fleet { w, a, key, .. }| async move {
             let held = a.lock(&key).await.unwrap();
             a.save(&key, &state("a"), &held).await.unwrap();
-            {
-                let mut server = lock(&w.store);
-                server.flush();
-                server.unavailable_until = Some(Instant::now() + Duration::from_secs(5));
-            }
+            lock(&w.store).restart(Instant::now() + Duration::from_secs(5));
             let down = a.load(&key).await.unwrap_err();
             assert!(matches!(down, Error::StoreUnavailable { .. }), "{down}");
             tokio::time::sleep(Duration::from_secs(5)).await;

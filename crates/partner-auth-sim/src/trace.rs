@@ -1,5 +1,5 @@
 //! The trace: every event of a run, stamped with its virtual time and who did it, so a failing
-//! seed can be read from start to violation.
+//! seed can be read from start to violation; and `secs`, how a virtual time is written in it.
 
 use std::fmt;
 use std::time::Duration;
@@ -77,4 +77,9 @@ impl fmt::Display for Trace {
         }
         Ok(())
     }
+}
+
+/// `d` as seconds with milliseconds, as the trace and the violations write a virtual time.
+pub(crate) fn secs(d: Duration) -> String {
+    format!("{}.{:03}s", d.as_secs(), d.subsec_millis())
 }

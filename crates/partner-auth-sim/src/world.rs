@@ -1,5 +1,7 @@
 //! What every part of one run shares: the seed's random numbers, virtual time, the trace, the
-//! model provider and store, which life of each replica is running, and the checker.
+//! model provider's and store's state, which life of each replica is running, and what the
+//! checks remember. It only holds them: the store handles, the fetches, the checker and the
+//! driver, which act on them, sit above it.
 //!
 //! Everything runs on one thread (a current-thread runtime in paused time), so the order in
 //! which tasks draw random numbers and touch this state is the same on every replay; the locks
@@ -23,30 +25,13 @@ use token_provider::{Clock, StoreKey, TokioClock};
 use tokio::sync::{Notify, oneshot};
 use tokio::time::Instant;
 
-use crate::checker::{Checker, Promise, Violation};
+use crate::checker::memory::Checker;
 use crate::config::{Fault, Faults, Promises, SimConfig};
-use crate::provider::Provider;
-use crate::store::Server;
+use crate::node::Node;
+use crate::promise::{Promise, Violation};
+use crate::provider::server::Provider;
+use crate::store::server::Server;
 use crate::trace::Trace;
-
-/// One life of one replica: a process. A replica killed and started again is a new life, with
-/// an empty cache; the old life's tasks stop at their next step and never run again.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Node {
-    /// Which replica.
-    pub replica: usize,
-    /// Which life of it (0 for the first).
-    pub life: u32,
-}
-
-impl fmt::Display for Node {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.life {
-            0 => write!(f, "r{}", self.replica),
-            life => write!(f, "r{}.{life}", self.replica),
-        }
-    }
-}
 
 /// A replica's process: its current life, and until when it is paused.
 #[derive(Clone, Debug, Default)]
@@ -84,6 +69,12 @@ pub(crate) struct World {
     /// Orders events that happen at one virtual instant.
     seq: AtomicU64,
     turns: Turns,
+}
+
+impl fmt::Debug for World {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("World")
+    }
 }
 
 /// Callers woken together, waiting to go on in order.
