@@ -5,6 +5,10 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use partner_auth::ProviderKind;
 
+/// The variable that bounds each request, in whole seconds: the CLI's own, while the store's
+/// variables are the library's.
+pub(crate) const TIMEOUT_VAR: &str = "PARTNER_AUTH_TIMEOUT";
+
 /// What `partner-auth token --help` says after the options: every variable, per provider.
 pub(crate) const TOKEN_HELP: &str = "\
 Configuration comes from environment variables only; secrets are never accepted as flags.
@@ -296,8 +300,8 @@ mod tests {
             );
         }
         assert!(TOKEN_HELP.contains("NAME_FILE"));
-        assert!(TOKEN_HELP.contains(crate::setup::TIMEOUT_VAR));
-        assert!(TOKEN_HELP.contains(crate::setup::STORE_VAR));
+        assert!(TOKEN_HELP.contains(TIMEOUT_VAR));
+        assert!(TOKEN_HELP.contains(partner_auth::STORE_VAR));
     }
 
     #[test]

@@ -58,7 +58,7 @@ impl Failure {
         let mut message = error_chain(err);
         if matches!(err, Error::TimedOut { .. }) {
             // The variable that sets each attempt's limit.
-            message.push_str(&format!(" ({})", crate::setup::TIMEOUT_VAR));
+            message.push_str(&format!(" ({})", crate::args::TIMEOUT_VAR));
         }
         Self::new(exit_code(err), provider, message)
     }

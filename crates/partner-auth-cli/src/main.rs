@@ -229,8 +229,8 @@ fn warn(kind: partner_auth::ProviderKind, warning: Option<&str>) {
 fn check_utf8(provider: Option<partner_auth::ProviderKind>) -> Result<(), Failure> {
     let env = partner_auth::token_provider::ProcessEnv::new();
     for name in [
-        setup::TIMEOUT_VAR,
-        setup::STORE_VAR,
+        args::TIMEOUT_VAR,
+        partner_auth::STORE_VAR,
         partner_auth::STORE_KEY_VAR,
         partner_auth::STORE_KEY_FILE_VAR,
         partner_auth::REDIS_PASSWORD_VAR,

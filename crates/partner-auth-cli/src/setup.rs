@@ -5,17 +5,14 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::args::TIMEOUT_VAR;
 use crate::exit::{EXIT_CONFIG, Failure};
 use partner_auth::token_provider::StoreLock;
 use partner_auth::{
-    CacheConfig, Error, FileStore, HttpClient, ProviderKind, ProviderOptions, StoreKey,
+    CacheConfig, Error, FileStore, HttpClient, ProviderKind, ProviderOptions, STORE_VAR, StoreKey,
     TokenProvider, TokenStore,
 };
 
-/// The variable that bounds each request, in whole seconds.
-pub(crate) const TIMEOUT_VAR: &str = "PARTNER_AUTH_TIMEOUT";
-/// The variable naming the store when `--store` is not given.
-pub(crate) const STORE_VAR: &str = "PARTNER_AUTH_STORE";
 /// Each request's limit when `PARTNER_AUTH_TIMEOUT` is not set: the one the help documents.
 pub(crate) const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// The largest `PARTNER_AUTH_TIMEOUT` accepted: one day.
