@@ -263,28 +263,44 @@ pub struct EmulatorBuilder {
     pub(crate) config: EmulatorConfig,
 }
 
+/// Writes setters that each replace one field of the configuration: `name: Type` (or
+/// `name: impl Into<Type>`) becomes `pub fn name(mut self, name: ..) -> Self` that sets
+/// `self.config.name`. The doc comments written above each one are its documentation.
+macro_rules! config_setters {
+    () => {};
+    ($(#[$doc:meta])* $name:ident: impl Into<$ty:ty> $(, $($rest:tt)*)?) => {
+        $(#[$doc])*
+        pub fn $name(mut self, $name: impl Into<$ty>) -> Self {
+            self.config.$name = $name.into();
+            self
+        }
+
+        $(config_setters!($($rest)*);)?
+    };
+    ($(#[$doc:meta])* $name:ident: $ty:ty $(, $($rest:tt)*)?) => {
+        $(#[$doc])*
+        pub fn $name(mut self, $name: $ty) -> Self {
+            self.config.$name = $name;
+            self
+        }
+
+        $(config_setters!($($rest)*);)?
+    };
+}
+
 impl EmulatorBuilder {
     /// A builder from a whole configuration.
     pub fn from_config(config: EmulatorConfig) -> Self {
         Self { config }
     }
 
-    /// The loopback port (default 0: a free one).
-    pub fn port(mut self, port: u16) -> Self {
-        self.config.port = port;
-        self
-    }
-
-    /// The wall clock the emulator reads (default the system clock).
-    pub fn clock(mut self, clock: SharedClock) -> Self {
-        self.config.clock = clock;
-        self
-    }
-
-    /// The emulator clock's offset (a plain `Duration` is ahead).
-    pub fn clock_offset(mut self, offset: impl Into<ClockOffset>) -> Self {
-        self.config.clock_offset = offset.into();
-        self
+    config_setters! {
+        /// The loopback port (default 0: a free one).
+        port: u16,
+        /// The wall clock the emulator reads (default the system clock).
+        clock: SharedClock,
+        /// The emulator clock's offset (a plain `Duration` is ahead).
+        clock_offset: impl Into<ClockOffset>,
     }
 
     /// Replaces the Aerion accounts and tenants with one user in one tenant.
@@ -314,22 +330,13 @@ impl EmulatorBuilder {
         self
     }
 
-    /// `expires_in` of Aerion access tokens.
-    pub fn aerion_token_lifetime(mut self, lifetime: Duration) -> Self {
-        self.config.aerion_token_lifetime = lifetime;
-        self
-    }
-
-    /// Whether refresh grants rotate the refresh token (default true).
-    pub fn aerion_rotate_refresh_tokens(mut self, rotate: bool) -> Self {
-        self.config.aerion_rotate_refresh_tokens = rotate;
-        self
-    }
-
-    /// The error shape Aerion's endpoints answer with.
-    pub fn aerion_error_shape(mut self, shape: AerionErrorShape) -> Self {
-        self.config.aerion_error_shape = shape;
-        self
+    config_setters! {
+        /// `expires_in` of Aerion access tokens.
+        aerion_token_lifetime: Duration,
+        /// Whether refresh grants rotate the refresh token (default true).
+        aerion_rotate_refresh_tokens: bool,
+        /// The error shape Aerion's endpoints answer with.
+        aerion_error_shape: AerionErrorShape,
     }
 
     /// The Aurora UK client credentials.
@@ -343,16 +350,11 @@ impl EmulatorBuilder {
         self
     }
 
-    /// The Aurora UK audience.
-    pub fn aurora_uk_audience(mut self, audience: impl Into<String>) -> Self {
-        self.config.aurora_uk_audience = audience.into();
-        self
-    }
-
-    /// `expires_in` of Aurora UK access tokens.
-    pub fn aurora_uk_token_lifetime(mut self, lifetime: Duration) -> Self {
-        self.config.aurora_uk_token_lifetime = lifetime;
-        self
+    config_setters! {
+        /// The Aurora UK audience.
+        aurora_uk_audience: impl Into<String>,
+        /// `expires_in` of Aurora UK access tokens.
+        aurora_uk_token_lifetime: Duration,
     }
 
     /// The Aurora Solar partner application id and key.
@@ -366,12 +368,6 @@ impl EmulatorBuilder {
         self
     }
 
-    /// The Aurora Solar REST API key.
-    pub fn aurora_solar_api_key(mut self, key: impl Into<String>) -> Self {
-        self.config.aurora_solar_api_key = key.into();
-        self
-    }
-
     /// The Aurora Solar tenants that have authorized the application.
     pub fn aurora_solar_tenants<I, S>(mut self, tenants: I) -> Self
     where
@@ -382,10 +378,11 @@ impl EmulatorBuilder {
         self
     }
 
-    /// The users every Aurora Solar tenant starts with.
-    pub fn aurora_solar_users(mut self, users: Vec<AuroraSolarUser>) -> Self {
-        self.config.aurora_solar_users = users;
-        self
+    config_setters! {
+        /// The Aurora Solar REST API key.
+        aurora_solar_api_key: impl Into<String>,
+        /// The users every Aurora Solar tenant starts with.
+        aurora_solar_users: Vec<AuroraSolarUser>,
     }
 
     /// Limits each Aurora Solar key (application key or API key) to `requests` in any window
@@ -396,36 +393,19 @@ impl EmulatorBuilder {
         self
     }
 
-    /// Lifetime of Aurora Solar temporary keys (default 13 h).
-    pub fn aurora_solar_temporary_key_lifetime(mut self, lifetime: Duration) -> Self {
-        self.config.aurora_solar_temporary_key_lifetime = lifetime;
-        self
-    }
-
-    /// Lifetime of Client SDK JWTs (default 12 h).
-    pub fn aurora_solar_jwt_lifetime(mut self, lifetime: Duration) -> Self {
-        self.config.aurora_solar_jwt_lifetime = lifetime;
-        self
-    }
-
-    /// Lifetime of session tokens (default 1 h).
-    pub fn aurora_solar_session_token_lifetime(mut self, lifetime: Duration) -> Self {
-        self.config.aurora_solar_session_token_lifetime = lifetime;
-        self
-    }
-
-    /// What the invite endpoint answers.
-    pub fn aurora_solar_invite_answer(mut self, answer: InviteAnswer) -> Self {
-        self.config.aurora_solar_invite_answer = answer;
-        self
-    }
-
-    /// The `account_status` invited users get (default `active`): `invited` or `pending` makes
-    /// them SDK Users who never logged in, listed in that state from then on (they still get a
-    /// JWT, as "SDK User" accounts need not accept the invitation).
-    pub fn aurora_solar_invitee_status(mut self, status: impl Into<String>) -> Self {
-        self.config.aurora_solar_invitee_status = status.into();
-        self
+    config_setters! {
+        /// Lifetime of Aurora Solar temporary keys (default 13 h).
+        aurora_solar_temporary_key_lifetime: Duration,
+        /// Lifetime of Client SDK JWTs (default 12 h).
+        aurora_solar_jwt_lifetime: Duration,
+        /// Lifetime of session tokens (default 1 h).
+        aurora_solar_session_token_lifetime: Duration,
+        /// What the invite endpoint answers.
+        aurora_solar_invite_answer: InviteAnswer,
+        /// The `account_status` invited users get (default `active`): `invited` or `pending` makes
+        /// them SDK Users who never logged in, listed in that state from then on (they still get a
+        /// JWT, as "SDK User" accounts need not accept the invitation).
+        aurora_solar_invitee_status: impl Into<String>,
     }
 
     /// The configuration so far.
