@@ -52,46 +52,55 @@ fn error(status: StatusCode, code: &str, description: &str) -> Response {
 
 fn discovery(shared: &Shared, _: &mut State, _: &Ctx, _: SystemTime) -> Response {
     let issuer = shared.issuer();
+    let base = issuer.trim_end_matches('/');
     json_response(
         StatusCode::OK,
-        &serde_json::json!({
-            "issuer": issuer,
-            "authorization_endpoint": format!("{issuer}authorize"),
-            "token_endpoint": format!("{issuer}oauth/token"),
-            "device_authorization_endpoint": format!("{issuer}oauth/device/code"),
-            "userinfo_endpoint": format!("{issuer}userinfo"),
-            "mfa_challenge_endpoint": format!("{issuer}mfa/challenge"),
-            "jwks_uri": format!("{issuer}.well-known/jwks.json"),
-            "registration_endpoint": format!("{issuer}oidc/register"),
-            "revocation_endpoint": format!("{issuer}oauth/revoke"),
-            "end_session_endpoint": format!("{issuer}oidc/logout"),
-            "scopes_supported": [
-                "openid", "profile", "offline_access", "name", "given_name", "family_name",
-                "nickname", "email", "email_verified", "picture", "created_at", "identities",
-                "phone", "address"
-            ],
-            "response_types_supported": [
-                "code", "token", "id_token", "code token", "code id_token", "token id_token",
-                "code token id_token"
-            ],
-            "code_challenge_methods_supported": ["S256", "plain"],
-            "response_modes_supported": ["query", "fragment", "form_post"],
-            "subject_types_supported": ["public"],
-            "id_token_signing_alg_values_supported": ["RS256"],
-            "grant_types_supported": [
-                "authorization_code", "client_credentials", "refresh_token",
-                "urn:ietf:params:oauth:grant-type:device_code"
-            ],
-            "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
-            "claims_supported": [
-                "aud", "auth_time", "created_at", "email", "email_verified", "exp",
-                "family_name", "given_name", "iat", "identities", "iss", "name", "nickname",
-                "phone_number", "picture", "sub"
-            ],
-            "request_uri_parameter_supported": false,
-            "request_parameter_supported": false,
-        }),
+        &aurora_uk_discovery(&issuer, base, "/oauth/token"),
     )
+}
+
+/// The discovery document of an Auth0 tenant such as Aurora UK's: `issuer` as given, every
+/// endpoint under `base` (the issuer without its final `/`), the token endpoint at
+/// `token_path`. The emulator serves it for its own issuer and `/oauth/token`; a test that
+/// mocks the tenant on another server (another issuer, a moved token endpoint) serves the same.
+pub fn aurora_uk_discovery(issuer: &str, base: &str, token_path: &str) -> serde_json::Value {
+    serde_json::json!({
+        "issuer": issuer,
+        "authorization_endpoint": format!("{base}/authorize"),
+        "token_endpoint": format!("{base}{token_path}"),
+        "device_authorization_endpoint": format!("{base}/oauth/device/code"),
+        "userinfo_endpoint": format!("{base}/userinfo"),
+        "mfa_challenge_endpoint": format!("{base}/mfa/challenge"),
+        "jwks_uri": format!("{base}/.well-known/jwks.json"),
+        "registration_endpoint": format!("{base}/oidc/register"),
+        "revocation_endpoint": format!("{base}/oauth/revoke"),
+        "end_session_endpoint": format!("{base}/oidc/logout"),
+        "scopes_supported": [
+            "openid", "profile", "offline_access", "name", "given_name", "family_name",
+            "nickname", "email", "email_verified", "picture", "created_at", "identities",
+            "phone", "address"
+        ],
+        "response_types_supported": [
+            "code", "token", "id_token", "code token", "code id_token", "token id_token",
+            "code token id_token"
+        ],
+        "code_challenge_methods_supported": ["S256", "plain"],
+        "response_modes_supported": ["query", "fragment", "form_post"],
+        "subject_types_supported": ["public"],
+        "id_token_signing_alg_values_supported": ["RS256"],
+        "grant_types_supported": [
+            "authorization_code", "client_credentials", "refresh_token",
+            "urn:ietf:params:oauth:grant-type:device_code"
+        ],
+        "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+        "claims_supported": [
+            "aud", "auth_time", "created_at", "email", "email_verified", "exp",
+            "family_name", "given_name", "iat", "identities", "iss", "name", "nickname",
+            "phone_number", "picture", "sub"
+        ],
+        "request_uri_parameter_supported": false,
+        "request_parameter_supported": false,
+    })
 }
 
 /// A syntactically valid RSA key set. The modulus is derived from a fixed seed (it is not a

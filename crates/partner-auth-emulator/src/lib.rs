@@ -59,6 +59,7 @@ mod route;
 mod server;
 mod state;
 
+pub use crate::aurora_uk::aurora_uk_discovery;
 pub use crate::config::{
     AerionErrorShape, AerionUser, AuroraSolarUser, ClockOffset, DEFAULT_AERION_CLIENT_ID,
     DEFAULT_AERION_CLIENT_SECRET, DEFAULT_AERION_PASSWORD, DEFAULT_AERION_TENANT,

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use aurora_uk_auth::{AuroraUk, AuroraUkBuilder, Environment};
 use mockito::{Matcher, Mock, ServerGuard};
+use partner_auth_emulator::aurora_uk_discovery;
 use token_provider::testing::reply;
 pub use token_provider::testing::{epoch, fixed_clock, http_client};
 use token_provider::{CacheConfig, ManualClock};
@@ -23,38 +24,6 @@ pub fn issuer(server: &ServerGuard) -> String {
     format!("{}/", server.url())
 }
 
-/// An Auth0-shaped discovery document naming `issuer` and endpoints under `base`.
-pub fn discovery_document(issuer: &str, base: &str, token_path: &str) -> String {
-    serde_json::json!({
-        "issuer": issuer,
-        "authorization_endpoint": format!("{base}/authorize"),
-        "token_endpoint": format!("{base}{token_path}"),
-        "device_authorization_endpoint": format!("{base}/oauth/device/code"),
-        "userinfo_endpoint": format!("{base}/userinfo"),
-        "mfa_challenge_endpoint": format!("{base}/mfa/challenge"),
-        "jwks_uri": format!("{base}/.well-known/jwks.json"),
-        "registration_endpoint": format!("{base}/oidc/register"),
-        "revocation_endpoint": format!("{base}/oauth/revoke"),
-        "scopes_supported": ["openid", "profile", "offline_access", "name", "email"],
-        "response_types_supported": [
-            "code", "token", "id_token", "code token", "code id_token", "token id_token",
-            "code token id_token"
-        ],
-        "code_challenge_methods_supported": ["S256", "plain"],
-        "response_modes_supported": ["query", "fragment", "form_post"],
-        "subject_types_supported": ["public"],
-        "id_token_signing_alg_values_supported": ["HS256", "RS256", "PS256"],
-        "token_endpoint_auth_methods_supported": [
-            "client_secret_basic", "client_secret_post", "private_key_jwt"
-        ],
-        "claims_supported": ["aud", "auth_time", "created_at", "email", "exp", "iat", "iss", "sub"],
-        "request_uri_parameter_supported": false,
-        "request_parameter_supported": false,
-        "end_session_endpoint": format!("{base}/oidc/logout")
-    })
-    .to_string()
-}
-
 pub const JWKS: &str = r#"{"keys":[{"kty":"RSA","use":"sig","alg":"RS256","kid":"test-key-1","n":"wJyz0-6MhPl6cKWHLDh7rcDRDI2k9HNWl5cLQDjHtAHt3NrH5AsImBR0DgJsNAN0XJ2iZGGNzzqlnSUrwGaTB2wxEpSuJ3ZQAZvIRq0dPu2EVGT1cfR_6fuJu2DbMG1s7nPvPnvZsYW8JORn6M5Jc0EDHLH9D-9tnBfpYx19yNQP2QawK6xvaVmUZIHtFw0CIOAPB84PmMgE56vVm8F8-BZtq6C3Hv2bo8nA1uRW-j4D2wnRxWVrDt5QKXy-VPB8CVWGyRa64RXLF9fHaILTEkT5xvPwcv6i-dXvCShsVc2Fc-Yc6HbH5r4WfJXomqsJPuzugeLazvm9FDAZd4KUNw","e":"AQAB"}]}"#;
 
 /// Mocks discovery and the JWKS, each expected `times` times.
@@ -68,7 +37,7 @@ pub async fn mock_discovery_with(
     doc_issuer: &str,
     token_path: &str,
 ) -> (Mock, Mock) {
-    let doc = discovery_document(doc_issuer, &server.url(), token_path);
+    let doc = aurora_uk_discovery(doc_issuer, &server.url(), token_path).to_string();
     let discovery = reply(
         server
             .mock("GET", "/.well-known/openid-configuration")
@@ -144,7 +113,7 @@ pub fn post_form(client_id: &str, audience: &str) -> impl Fn(&mockito::Request) 
 /// The discovery document alone, naming the token endpoint at `token_path`, expected `times`
 /// times.
 pub async fn mock_document(server: &mut ServerGuard, token_path: &str, times: usize) -> Mock {
-    let doc = discovery_document(&issuer(server), &server.url(), token_path);
+    let doc = aurora_uk_discovery(&issuer(server), &server.url(), token_path);
     let mock = server.mock("GET", "/.well-known/openid-configuration");
     token_provider::testing::json_reply(mock.expect(times), 200, doc).await
 }
