@@ -163,12 +163,36 @@ impl<F: Flow> Keyed<F> {
     }
 }
 
-/// A handle type's part in a keyed facade: the [`Flow`] impl of its fetcher (which must have a
-/// `conn` field), the methods every handle has (`get`, `cached`, `stats`) and its
-/// `TokenProvider` impl. The handle is a struct with a `cache: CachedPrincipal<$fetch>` field;
-/// `$token` names what it caches, `$principal` whose it is.
+/// A handle type of a keyed facade, written whole: the struct (documented by the attributes
+/// given first) holding its `cache: CachedPrincipal<$fetch>`, the [`Flow`] impl of its fetcher
+/// (which must have a `conn` field), the methods every handle has (`get`, `cached`, `stats`),
+/// its `Debug` (the fields `shows` lists, each with the handle's method that reads it, then
+/// `cached` and `stats`) and its `TokenProvider` impl. `$token` names what it caches,
+/// `$principal` whose it is.
 macro_rules! principal_handle {
-    ($handle:ident for $fetch:ty, token: $token:literal, principal: $principal:literal) => {
+    (
+        $(#[$attr:meta])*
+        $handle:ident for $fetch:ty,
+        token: $token:literal,
+        principal: $principal:literal,
+        shows: [$($field:literal => $method:ident),+ $(,)?] $(,)?
+    ) => {
+        $(#[$attr])*
+        #[derive(Clone)]
+        pub struct $handle {
+            cache: token_provider::CachedPrincipal<$fetch>,
+        }
+
+        impl ::std::fmt::Debug for $handle {
+            fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+                f.debug_struct(stringify!($handle))
+                    $(.field($field, &self.$method()))+
+                    .field("cached", &self.cache.cached())
+                    .field("stats", &self.cache.stats())
+                    .finish()
+            }
+        }
+
         impl $crate::facade::Flow for $fetch {
             type Handle = $handle;
 
@@ -242,3 +266,19 @@ macro_rules! facade_methods {
 }
 
 pub(crate) use facade_methods;
+
+/// The `environment` and `base_url` setters of both builders, over their fields of those names
+/// (which [`Target::resolve`] turns into where requests go).
+macro_rules! target_setters {
+    () => {
+        token_provider::builder_setters! {
+            /// The environment (`AURORA_SOLAR_ENV`). Required unless a base URL is set.
+            environment: $crate::Environment,
+            /// A custom base URL (`AURORA_SOLAR_BASE_URL`), replacing the environment's host: a
+            /// proxy, an emulator, a test server. `https`, or `http` to a loopback host only.
+            base_url: impl Into<String>,
+        }
+    };
+}
+
+pub(crate) use target_setters;

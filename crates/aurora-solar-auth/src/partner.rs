@@ -11,13 +11,13 @@ use token_provider::TokenProvider;
 use token_provider::auth::AuthScope;
 use token_provider::http::{Repeat, Request, join_path, wrong_endpoint};
 use token_provider::{
-    AccessToken, CachedPrincipal, EnvVars, Error, KeyedCache, KeyedConfig, KeyedFetch,
-    ProviderOptions, Secret, SecretSource, StoreKey, TokenState, async_trait,
+    AccessToken, EnvVars, Error, KeyedCache, KeyedConfig, KeyedFetch, ProviderOptions, Secret,
+    SecretSource, StoreKey, TokenState, async_trait,
 };
 use tracing::debug;
 
 use crate::environment::{BASE_URL_VAR, Environment, TENANT_ID_VAR, Target, env_from, required_id};
-use crate::facade::{Conn, Keyed, facade_methods, principal_handle};
+use crate::facade::{Conn, Keyed, facade_methods, principal_handle, target_setters};
 use crate::wire::{parse_expires_at, status_error};
 
 const APPLICATION_ID_VAR: &str = "AURORA_SOLAR_APPLICATION_ID";
@@ -148,23 +148,14 @@ token_provider::forward_token_provider!(PartnerApp => |this| this.tenants.defaul
     "is required to use the partner app as a token provider (or call `tenant(..)`)",
 ));
 
-/// The cached temporary key of one tenant: a [`TokenProvider`]. Cheap to clone; clones share the
-/// cache.
-#[derive(Clone)]
-pub struct TenantKey {
-    cache: CachedPrincipal<PartnerFetcher>,
-}
-
-impl fmt::Debug for TenantKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("TenantKey")
-            .field("tenant_id", &self.tenant_id())
-            .field("embedded", &self.is_embedded())
-            .field("cached", &self.cache.cached())
-            .field("stats", &self.cache.stats())
-            .finish()
-    }
-}
+principal_handle!(
+    /// The cached temporary key of one tenant: a [`TokenProvider`]. Cheap to clone; clones share
+    /// the cache.
+    TenantKey for PartnerFetcher,
+    token: "temporary key",
+    principal: "tenant",
+    shows: ["tenant_id" => tenant_id, "embedded" => is_embedded],
+);
 
 impl TenantKey {
     /// The tenant.
@@ -185,8 +176,6 @@ struct PartnerFetcher {
     conn: Arc<Conn>,
     application_id: String,
 }
-
-principal_handle!(TenantKey for PartnerFetcher, token: "temporary key", principal: "tenant");
 
 /// One tenant of the map, or one embedded exchange. An enum rather than an id with an optional
 /// session token: the map holds thousands of tenants, and this way each costs its id alone
@@ -409,12 +398,9 @@ impl PartnerAppBuilder {
         })
     }
 
+    target_setters!();
+
     token_provider::builder_setters! {
-        /// The environment (`AURORA_SOLAR_ENV`). Required unless a base URL is set.
-        environment: Environment,
-        /// A custom base URL (`AURORA_SOLAR_BASE_URL`), replacing the environment's host: a proxy,
-        /// an emulator, a test server. `https`, or `http` to a loopback host only.
-        base_url: impl Into<String>,
         /// The application id Aurora issued (`AURORA_SOLAR_APPLICATION_ID`). Required.
         application_id: impl Into<String>,
         /// The application key (`AURORA_SOLAR_APPLICATION_KEY`): a value, or a file read again when

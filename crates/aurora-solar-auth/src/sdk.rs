@@ -10,14 +10,14 @@ use serde_json::Value;
 use token_provider::TokenProvider;
 use token_provider::http::{Repeat, Request, Response, join_path, wrong_endpoint};
 use token_provider::{
-    AccessToken, CachedPrincipal, EnvVars, Error, KeyedCache, KeyedConfig, KeyedFetch,
-    ProviderOptions, Secret, SecretSource, StoreKey, TokenState, async_trait,
+    AccessToken, EnvVars, Error, KeyedCache, KeyedConfig, KeyedFetch, ProviderOptions, Secret,
+    SecretSource, StoreKey, TokenState, async_trait,
 };
 use tracing::debug;
 use url::Url;
 
 use crate::environment::{BASE_URL_VAR, Environment, TENANT_ID_VAR, Target, env_from, required_id};
-use crate::facade::{Conn, Keyed, facade_methods, principal_handle};
+use crate::facade::{Conn, Keyed, facade_methods, principal_handle, target_setters};
 use crate::wire::{jwt_expiry, status_error};
 
 const API_KEY_VAR: &str = "AURORA_SOLAR_API_KEY";
@@ -196,22 +196,14 @@ token_provider::forward_token_provider!(ClientSdk => |this| this.users.default()
     "is required to use the client sdk as a token provider (or call `user(..)`)",
 ));
 
-/// The cached Client SDK JWT of one user: a [`TokenProvider`]. Cheap to clone; clones share the
-/// cache.
-#[derive(Clone)]
-pub struct UserJwt {
-    cache: CachedPrincipal<SdkFetcher>,
-}
-
-impl fmt::Debug for UserJwt {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("UserJwt")
-            .field("email", &self.email())
-            .field("cached", &self.cache.cached())
-            .field("stats", &self.cache.stats())
-            .finish()
-    }
-}
+principal_handle!(
+    /// The cached Client SDK JWT of one user: a [`TokenProvider`]. Cheap to clone; clones share
+    /// the cache.
+    UserJwt for SdkFetcher,
+    token: "JWT",
+    principal: "user",
+    shows: ["email" => email],
+);
 
 impl UserJwt {
     /// The user's email, as first given.
@@ -226,8 +218,6 @@ struct SdkFetcher {
     conn: Conn,
     tenant_id: String,
 }
-
-principal_handle!(UserJwt for SdkFetcher, token: "JWT", principal: "user");
 
 /// One user of the map.
 #[derive(Debug)]
@@ -549,12 +539,9 @@ impl ClientSdkBuilder {
         })
     }
 
+    target_setters!();
+
     token_provider::builder_setters! {
-        /// The environment (`AURORA_SOLAR_ENV`). Required unless a base URL is set.
-        environment: Environment,
-        /// A custom base URL (`AURORA_SOLAR_BASE_URL`), replacing the environment's host.
-        /// `https`, or `http` to a loopback host only.
-        base_url: impl Into<String>,
         /// The REST API key (`AURORA_SOLAR_API_KEY`): a value, or a file read again when it changes
         /// ([`SecretSource`]). Required. A key that looks like the other environment's is refused.
         api_key: impl Into<SecretSource>,
