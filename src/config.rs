@@ -232,6 +232,15 @@ tenant_id = "t-1"
 user_email = "jessica@example.com"
 "#;
 
+    /// What building the providers of the TOML `text` fails with, as it reads.
+    fn build_error(text: &str) -> String {
+        Config::from_toml_str(text)
+            .unwrap()
+            .build()
+            .unwrap_err()
+            .to_string()
+    }
+
     #[test]
     fn a_full_toml_config_builds_every_provider() {
         let config = Config::from_toml_str(TOML).unwrap();
@@ -263,31 +272,23 @@ user_email = "jessica@example.com"
 
     #[test]
     fn a_misspelt_setting_is_refused_by_name() {
-        let config = Config::from_toml_str(
+        let err = build_error(
             "[providers.b]\nprovider = \"aerion\"\ncompany_url = \"a\"\npasword = \"x\"\n",
-        )
-        .unwrap();
-        let err = config.build().unwrap_err();
-        assert!(err.to_string().contains("providers.b.pasword"), "{err}");
-        assert!(err.to_string().contains("password"), "{err}");
+        );
+        assert!(err.contains("providers.b.pasword"), "{err}");
+        assert!(err.contains("password"), "{err}");
     }
 
     #[test]
     fn a_missing_setting_is_named_as_the_user_wrote_it() {
-        let config = Config::from_toml_str(
+        let err = build_error(
             "[providers.b]\nprovider = \"aerion\"\nusername = \"u\"\npassword = \"p\"\n",
-        )
-        .unwrap();
-        let err = config.build().unwrap_err();
-        assert!(err.to_string().contains("providers.b.company_url"), "{err}");
-        assert!(!err.to_string().contains("AERION_"), "{err}");
+        );
+        assert!(err.contains("providers.b.company_url"), "{err}");
+        assert!(!err.contains("AERION_"), "{err}");
 
-        let config = Config::from_toml_str(
-            "[providers.x]\nprovider = \"aurora-uk\"\nenvironment = \"qa\"\n",
-        )
-        .unwrap();
-        let err = config.build().unwrap_err();
-        assert!(err.to_string().contains("providers.x.environment"), "{err}");
+        let err = build_error("[providers.x]\nprovider = \"aurora-uk\"\nenvironment = \"qa\"\n");
+        assert!(err.contains("providers.x.environment"), "{err}");
     }
 
     #[test]
@@ -307,11 +308,7 @@ user_email = "jessica@example.com"
             .build()
             .unwrap();
         assert!(!format!("{built:?}").contains("pw-FILE-SECRET"));
-        let err = Config::from_toml_str(&section("password = \"pw-2\"\n"))
-            .unwrap()
-            .build()
-            .unwrap_err()
-            .to_string();
+        let err = build_error(&section("password = \"pw-2\"\n"));
         assert!(
             err.contains("providers.b.password and providers.b.password_file"),
             "{err}"
@@ -321,10 +318,9 @@ user_email = "jessica@example.com"
 
     #[test]
     fn an_unknown_provider_is_refused() {
-        let config = Config::from_toml_str("[providers.x]\nprovider = \"auth0\"\n").unwrap();
-        let err = config.build().unwrap_err();
-        assert!(err.to_string().contains("providers.x.provider"), "{err}");
-        assert!(err.to_string().contains("aerion"), "{err}");
+        let err = build_error("[providers.x]\nprovider = \"auth0\"\n");
+        assert!(err.contains("providers.x.provider"), "{err}");
+        assert!(err.contains("aerion"), "{err}");
     }
 
     #[test]
@@ -340,10 +336,7 @@ user_email = "jessica@example.com"
         assert!(!err.to_string().contains("pw-SECRET"), "{err}");
         let err = Config::from_json_str(r#"{"timeout_secs":"ab\"pw-SECRET"}"#).unwrap_err();
         assert!(!err.to_string().contains("pw-SECRET"), "{err}");
-        let err = Config::from_toml_str("timeout_secs = 0\n")
-            .unwrap()
-            .build()
-            .unwrap_err();
-        assert!(err.to_string().contains("timeout_secs"), "{err}");
+        let err = build_error("timeout_secs = 0\n");
+        assert!(err.contains("timeout_secs"), "{err}");
     }
 }

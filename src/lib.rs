@@ -249,31 +249,25 @@ pub fn from_lookup(
         }
         _ => options,
     };
+    // Every builder is made the same way; they share no trait, so a macro says it once.
+    macro_rules! build {
+        ($builder:ty) => {
+            Arc::new(
+                <$builder>::from_env_with(lookup)?
+                    .options(options.clone())
+                    .build()?,
+            )
+        };
+    }
     let provider: Arc<dyn TokenProvider> = match kind {
         #[cfg(feature = "aerion")]
-        ProviderKind::Aerion => Arc::new(
-            aerion::AerionBuilder::from_env_with(lookup)?
-                .options(options.clone())
-                .build()?,
-        ),
+        ProviderKind::Aerion => build!(aerion::AerionBuilder),
         #[cfg(feature = "aurora-uk")]
-        ProviderKind::AuroraUk => Arc::new(
-            aurora_uk::AuroraUkBuilder::from_env_with(lookup)?
-                .options(options.clone())
-                .build()?,
-        ),
+        ProviderKind::AuroraUk => build!(aurora_uk::AuroraUkBuilder),
         #[cfg(feature = "aurora-solar")]
-        ProviderKind::AuroraSolar => Arc::new(
-            aurora_solar::PartnerAppBuilder::from_env_with(lookup)?
-                .options(options.clone())
-                .build()?,
-        ),
+        ProviderKind::AuroraSolar => build!(aurora_solar::PartnerAppBuilder),
         #[cfg(feature = "aurora-solar")]
-        ProviderKind::AuroraSolarSdk => Arc::new(
-            aurora_solar::ClientSdkBuilder::from_env_with(lookup)?
-                .options(options.clone())
-                .build()?,
-        ),
+        ProviderKind::AuroraSolarSdk => build!(aurora_solar::ClientSdkBuilder),
     };
     Ok(provider)
 }
