@@ -1,6 +1,5 @@
 //! [`AuroraUkBuilder`]: every setting of an [`AuroraUk`], checked in one place.
 
-use std::fmt;
 use std::time::Duration;
 
 use openidconnect::IssuerUrl;
@@ -22,7 +21,7 @@ pub const DEFAULT_REDISCOVERY_INTERVAL: Duration = Duration::from_secs(300);
 /// its environment variable (`AURORA_UK_ENV`, `AURORA_UK_ISSUER`, `AURORA_UK_AUDIENCE`,
 /// `AURORA_UK_CLIENT_ID`, `AURORA_UK_CLIENT_SECRET`) or by the method name for the others.
 #[must_use]
-#[derive(Default)]
+#[derive(Debug, Default)]
 pub struct AuroraUkBuilder {
     environment: Option<Environment>,
     issuer: Option<String>,
@@ -34,23 +33,6 @@ pub struct AuroraUkBuilder {
     api_base: Option<String>,
     rediscovery_interval: Option<Duration>,
     options: ProviderOptions,
-}
-
-impl fmt::Debug for AuroraUkBuilder {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("AuroraUkBuilder")
-            .field("environment", &self.environment)
-            .field("issuer", &self.issuer)
-            .field("audience", &self.audience)
-            .field("client_id", &self.client_id)
-            .field("client_secret", &self.client_secret)
-            .field("client_auth", &self.client_auth)
-            .field("auth_header_name", &self.auth_header_name)
-            .field("api_base", &self.api_base)
-            .field("rediscovery_interval", &self.rediscovery_interval)
-            .field("options", &self.options)
-            .finish_non_exhaustive()
-    }
 }
 
 impl AuroraUkBuilder {
@@ -107,15 +89,8 @@ impl AuroraUkBuilder {
         /// The Auth0 application's client secret (required): a value, or a file read again when it
         /// changes ([`SecretSource`]).
         client_secret: impl Into<SecretSource>,
-    }
-
-    /// How the client id and secret are sent (default [`ClientAuth::BasicHeader`]).
-    pub fn client_auth(mut self, client_auth: ClientAuth) -> Self {
-        self.client_auth = client_auth;
-        self
-    }
-
-    token_provider::builder_setters! {
+        /// How the client id and secret are sent (default [`ClientAuth::BasicHeader`]).
+        client_auth: ClientAuth,
         /// The header [`AuroraUk::send`] puts the token in (default `Authorization`). The value is
         /// always `Bearer <token>`. The API's page names an `Authentication` header; set that here
         /// if the API insists on it.
