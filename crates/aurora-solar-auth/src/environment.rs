@@ -54,14 +54,8 @@ impl FromStr for Environment {
     /// `sandbox` or `production` (any case, surrounding blanks ignored); the error names
     /// `AURORA_SOLAR_ENV`.
     fn from_str(s: &str) -> Result<Self, Error> {
-        let s = s.trim();
-        if s.eq_ignore_ascii_case("sandbox") {
-            Ok(Self::Sandbox)
-        } else if s.eq_ignore_ascii_case("production") {
-            Ok(Self::Production)
-        } else {
-            Err(Error::config(ENV_VAR, "must be `sandbox` or `production`"))
-        }
+        token_provider::env_choice(s, &[Self::Sandbox, Self::Production], Self::as_str)
+            .ok_or_else(|| Error::config(ENV_VAR, "must be `sandbox` or `production`"))
     }
 }
 

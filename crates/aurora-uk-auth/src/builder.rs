@@ -52,13 +52,11 @@ impl AuroraUkBuilder {
     fn from_vars(vars: &EnvVars<'_>) -> Result<Self, Error> {
         let client_auth = match vars.get("AURORA_UK_CLIENT_AUTH") {
             None => ClientAuth::default(),
-            Some(auth) if auth.trim().eq_ignore_ascii_case("basic") => ClientAuth::BasicHeader,
-            Some(auth) if auth.trim().eq_ignore_ascii_case("post") => ClientAuth::RequestBody,
-            Some(_) => {
-                return Err(Error::config(
-                    "AURORA_UK_CLIENT_AUTH",
-                    "must be `basic` or `post`",
-                ));
+            Some(auth) => {
+                let all = [ClientAuth::BasicHeader, ClientAuth::RequestBody];
+                token_provider::env_choice(&auth, &all, ClientAuth::as_str).ok_or_else(|| {
+                    Error::config("AURORA_UK_CLIENT_AUTH", "must be `basic` or `post`")
+                })?
             }
         };
         Ok(Self {

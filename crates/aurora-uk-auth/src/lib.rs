@@ -162,20 +162,13 @@ impl FromStr for Environment {
     /// `dev` or `live` (any case, surrounding spaces ignored); anything else is an error naming
     /// `AURORA_UK_ENV`.
     fn from_str(s: &str) -> Result<Self, Error> {
-        match s.trim().to_ascii_lowercase().as_str() {
-            "dev" => Ok(Self::Dev),
-            "live" => Ok(Self::Live),
-            _ => Err(Error::config(
+        token_provider::env_choice(s, &[Self::Dev, Self::Live], Self::as_str).ok_or_else(|| {
+            let shown: String = s.chars().filter(|c| !c.is_control()).take(40).collect();
+            Error::config(
                 "AURORA_UK_ENV",
-                format!(
-                    "must be `dev` or `live`, not `{}`",
-                    s.chars()
-                        .filter(|c| !c.is_control())
-                        .take(40)
-                        .collect::<String>()
-                ),
-            )),
-        }
+                format!("must be `dev` or `live`, not `{shown}`"),
+            )
+        })
     }
 }
 
@@ -188,6 +181,16 @@ pub enum ClientAuth {
     /// `client_id` and `client_secret` form fields (`client_secret_post`), as the page's manual
     /// example does.
     RequestBody,
+}
+
+impl ClientAuth {
+    /// `basic` or `post`, as `AURORA_UK_CLIENT_AUTH` spells it.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::BasicHeader => "basic",
+            Self::RequestBody => "post",
+        }
+    }
 }
 
 /// Why Auth0 refused a token: the two refusals a caller handles differently.

@@ -29,6 +29,26 @@ where
     lookup(name).filter(|value| !value.trim().is_empty())
 }
 
+/// The one of `choices` that `text` names, by the rule every setting spelt as a word follows
+/// (`AURORA_SOLAR_ENV=Production`, `AURORA_UK_CLIENT_AUTH= post`): blanks around it and ASCII
+/// case ignored. `None` when it names none; the caller's error names the variable and the words.
+///
+/// ```
+/// #[derive(Clone, Copy, Debug, PartialEq)]
+/// enum Env { Dev, Live }
+/// let name = |e: Env| match e { Env::Dev => "dev", Env::Live => "live" };
+/// let all = [Env::Dev, Env::Live];
+/// assert_eq!(token_provider::env_choice(" LIVE\n", &all, name), Some(Env::Live));
+/// assert_eq!(token_provider::env_choice("staging", &all, name), None);
+/// ```
+pub fn env_choice<T: Copy>(text: &str, choices: &[T], name: fn(T) -> &'static str) -> Option<T> {
+    let text = text.trim();
+    choices
+        .iter()
+        .copied()
+        .find(|&choice| name(choice).eq_ignore_ascii_case(text))
+}
+
 /// The variables one `from_env_with` reads, by the convention every builder follows: an empty
 /// or blank value counts as unset ([`env_value`]), and a secret `NAME` may come from the file
 /// `NAME_FILE` names instead ([`secret`](Self::secret)).

@@ -88,7 +88,7 @@ pub use crate::cache::{CacheConfig, CacheStats, CachedTokenProvider};
 pub use crate::clock::{
     Clock, ClockOffset, ManualClock, SharedClock, SystemClock, TokioClock, system_clock,
 };
-pub use crate::env::{EnvVars, ProcessEnv, env_value};
+pub use crate::env::{EnvVars, ProcessEnv, env_choice, env_value};
 pub use crate::error::{BoxError, Error, RotatedRefusal, SharedSource, error_chain};
 pub use crate::http::{HttpClient, HttpClientBuilder, RetryPolicy};
 #[cfg(feature = "keyed")]
