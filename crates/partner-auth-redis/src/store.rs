@@ -11,7 +11,7 @@ use async_trait::async_trait;
 use redis::Value;
 use token_provider::seal::SealedBy;
 use token_provider::{
-    Error, ListedEntry, StoreEntry, StoreKey, StoreLock, StoreRecord, TokenState, TokenStore,
+    Error, ListedEntry, StoreKey, StoreLock, StoreRecord, TokenState, TokenStore,
 };
 use tracing::warn;
 
@@ -463,15 +463,6 @@ impl TokenStore for RedisStore {
         lock: &StoreLock,
     ) -> Result<u64, Error> {
         self.inner.save_record(key, record, read, lock).await
-    }
-
-    async fn entries(&self) -> Result<Vec<StoreEntry>, Error> {
-        Ok(self
-            .listing()
-            .await?
-            .into_iter()
-            .map(|entry| (entry.key, entry.state))
-            .collect())
     }
 
     /// Every principal with a key under the prefix: its state and the key that sealed it, or

@@ -12,9 +12,7 @@ use async_trait::async_trait;
 use super::format::{
     StoreFile, StoredEntry, entry_forgotten, entry_of, entry_state, entry_version,
 };
-use super::{
-    KeyLocks, ListedEntry, StoreEntry, StoreKey, StoreLock, StoreRecord, TokenStore, next_version,
-};
+use super::{KeyLocks, ListedEntry, StoreKey, StoreLock, StoreRecord, TokenStore, next_version};
 use crate::seal::{SealKey, SealKeys, SealedBy, Sealer, split_version};
 use crate::{Error, TokenState};
 
@@ -330,15 +328,6 @@ impl TokenStore for FileStore {
             store.rewrite(|file| file.entries.remove(key.as_str()).is_some())
         })
         .await
-    }
-
-    async fn entries(&self) -> Result<Vec<StoreEntry>, Error> {
-        Ok(self
-            .listing()
-            .await?
-            .into_iter()
-            .map(|entry| (entry.key, entry.state))
-            .collect())
     }
 
     async fn listing(&self) -> Result<Vec<ListedEntry>, Error> {

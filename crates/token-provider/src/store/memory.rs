@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 
-use super::{KeyLocks, StoreEntry, StoreKey, StoreLock, StoreRecord, TokenStore, next_version};
+use super::{KeyLocks, ListedEntry, StoreKey, StoreLock, StoreRecord, TokenStore, next_version};
 use crate::{Error, TokenState};
 
 /// A store in memory: shares state among providers of one process (and survives a provider
@@ -87,13 +87,13 @@ impl TokenStore for MemoryStore {
             .is_some_and(|r| r.forgotten.is_none()))
     }
 
-    async fn entries(&self) -> Result<Vec<StoreEntry>, Error> {
+    async fn listing(&self) -> Result<Vec<ListedEntry>, Error> {
         let mut all: Vec<_> = self
             .map()
             .iter()
-            .filter_map(|(k, v)| Some((k.clone(), Ok(v.clone().into_state()?))))
+            .filter_map(|(k, v)| Some(ListedEntry::new(k.clone(), Ok(v.clone().into_state()?))))
             .collect();
-        all.sort_by(|a, b| a.0.cmp(&b.0));
+        all.sort_by(|a, b| a.key.cmp(&b.key));
         Ok(all)
     }
 }

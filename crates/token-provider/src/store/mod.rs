@@ -216,27 +216,26 @@ pub trait TokenStore: Send + Sync + fmt::Debug {
 
     /// Every stored entry, for listing (`partner-auth status`) and clearing (`forget --all`):
     /// its key with its state, or why that one state cannot be read (sealed under another key,
-    /// damaged). One unreadable entry does not hide the others, and its key can still be
-    /// removed; `Err` means the store itself could not be listed.
-    async fn entries(&self) -> Result<Vec<StoreEntry>, Error> {
+    /// damaged), and the key that sealed it when the store seals. One unreadable entry does not
+    /// hide the others, and its key can still be removed; `Err` means the store itself could not
+    /// be listed. The one listing method a store writes (the default cannot list).
+    async fn listing(&self) -> Result<Vec<ListedEntry>, Error> {
         Err(Error::store("this store cannot list its entries", None))
     }
 
-    /// [`entries`](TokenStore::entries), each with the key that sealed it, for a store that
-    /// seals (`partner-auth status` shows it by its fingerprint while a key is rotated). The
-    /// default lists `entries` with none.
-    async fn listing(&self) -> Result<Vec<ListedEntry>, Error> {
+    /// [`listing`](TokenStore::listing) without the sealing keys: each entry's key and state.
+    async fn entries(&self) -> Result<Vec<StoreEntry>, Error> {
         Ok(self
-            .entries()
+            .listing()
             .await?
             .into_iter()
-            .map(|(key, state)| ListedEntry::new(key, state))
+            .map(|entry| (entry.key, entry.state))
             .collect())
     }
 }
 
-/// One entry of a store's listing ([`TokenStore::entries`]): its key, and its state or why the
-/// state cannot be read.
+/// One entry of [`TokenStore::entries`]: its key, and its state or why the state cannot be
+/// read.
 pub type StoreEntry = (StoreKey, Result<TokenState, Error>);
 
 /// One entry of [`TokenStore::listing`]: a [`StoreEntry`] and the key that sealed it.
