@@ -200,6 +200,46 @@ impl FileStore {
             .map_err(|e| Error::store(format!("store task failed: {e}"), None))?
     }
 
+    /// What `read` makes of `key`'s entry, if the file holds one; its error names the file and
+    /// the entry.
+    async fn read_entry<T: Send + 'static>(
+        &self,
+        key: &StoreKey,
+        read: fn(&Self, &str, &serde_json::Value) -> Result<T, Error>,
+    ) -> Result<Option<T>, Error> {
+        let key = key.clone();
+        self.blocking(move |store| {
+            let file = read_file(&store.path)?;
+            file.entries
+                .get(key.as_str())
+                .map(|value| read(store, key.as_str(), value))
+                .transpose()
+                .map_err(|e| in_entry(&store.path, &key, e))
+        })
+        .await
+    }
+
+    /// Writes `record` as `key`'s entry at the version `version` gives from the one stored
+    /// (`None`: no entry), replacing the entry; that version.
+    async fn write_entry(
+        &self,
+        key: &StoreKey,
+        mut record: StoreRecord,
+        version: impl FnOnce(&StoreKey, Option<u64>) -> Result<u64, Error> + Send + 'static,
+    ) -> Result<u64, Error> {
+        let key = key.clone();
+        self.blocking(move |store| {
+            store.rewrite(|file| {
+                let stored = file.entries.get(key.as_str()).map(stored_version);
+                record.version = version(&key, stored)?;
+                let value = store.value_of(key.as_str(), &record)?;
+                file.entries.insert(key.0, value);
+                Ok(record.version)
+            })?
+        })
+        .await
+    }
+
     /// Rewrites the file under its write lock: `edit` changes the parsed file.
     /// Called with a key's lock held (so with `<file>.lock` held shared).
     fn rewrite<T>(&self, edit: impl FnOnce(&mut StoreFile) -> T) -> Result<T, Error> {
@@ -221,17 +261,7 @@ impl FileStore {
 #[async_trait]
 impl TokenStore for FileStore {
     async fn load(&self, key: &StoreKey) -> Result<Option<TokenState>, Error> {
-        let key = key.clone();
-        self.blocking(move |store| {
-            let file = read_file(&store.path)?;
-            file.entries
-                .get(key.as_str())
-                .map(|value| store.state_of(key.as_str(), value))
-                .transpose()
-                .map(Option::flatten)
-                .map_err(|e| in_entry(&store.path, &key, e))
-        })
-        .await
+        Ok(self.read_entry(key, Self::state_of).await?.flatten())
     }
 
     async fn save(
@@ -240,20 +270,13 @@ impl TokenStore for FileStore {
         state: &TokenState,
         _lock: &StoreLock,
     ) -> Result<(), Error> {
-        let key = key.clone();
-        let state = state.clone();
-        self.blocking(move |store| {
-            // Fields a later release wrote about the replaced token do not describe this one:
-            // they go with it. Those of other entries and of the file are kept.
-            store.rewrite(|file| {
-                let version = file.entries.get(key.as_str()).map_or(0, stored_version) + 1;
-                let record = StoreRecord::new(state, version);
-                let value = store.value_of(key.as_str(), &record)?;
-                file.entries.insert(key.0, value);
-                Ok(())
-            })?
+        // Fields a later release wrote about the replaced token do not describe this one: they
+        // go with it. Those of other entries and of the file are kept.
+        self.write_entry(key, StoreRecord::new(state.clone(), 0), |_, stored| {
+            Ok(stored.unwrap_or(0) + 1)
         })
         .await
+        .map(drop)
     }
 
     fn versioned(&self) -> bool {
@@ -265,16 +288,7 @@ impl TokenStore for FileStore {
     }
 
     async fn load_record(&self, key: &StoreKey) -> Result<Option<StoreRecord>, Error> {
-        let key = key.clone();
-        self.blocking(move |store| {
-            let file = read_file(&store.path)?;
-            file.entries
-                .get(key.as_str())
-                .map(|value| store.record_of(key.as_str(), value))
-                .transpose()
-                .map_err(|e| in_entry(&store.path, &key, e))
-        })
-        .await
+        self.read_entry(key, Self::record_of).await
     }
 
     async fn save_record(
@@ -284,16 +298,9 @@ impl TokenStore for FileStore {
         read: Option<u64>,
         _lock: &StoreLock,
     ) -> Result<u64, Error> {
-        let key = key.clone();
-        let mut record = record.clone();
-        self.blocking(move |store| {
-            store.rewrite(|file| {
-                let stored = file.entries.get(key.as_str()).map(stored_version);
-                record.version = next_version(&key, stored, read)?;
-                let value = store.value_of(key.as_str(), &record)?;
-                file.entries.insert(key.0, value);
-                Ok(record.version)
-            })?
+        let record = record.clone();
+        self.write_entry(key, record, move |key, stored| {
+            next_version(key, stored, read)
         })
         .await
     }
