@@ -12,7 +12,7 @@ use std::time::Duration;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::cluster_async::ClusterConnection;
 use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
-use redis::{Cmd, RedisFuture, Value};
+use redis::{Cmd, FromRedisValue, RedisFuture, ScriptInvocation, Value};
 use token_provider::seal::Sealer;
 use token_provider::{Error, KeyLocks, Secret, SecretSource, SharedClock, StoreKey};
 use tracing::warn;
@@ -369,6 +369,18 @@ impl Inner {
                 self.unavailable(format_args!("no answer within {limit:?}")),
             )),
         }
+    }
+
+    /// One of this store's scripts with its keys and arguments (`invocation`, built from
+    /// [`Inner::scripts`]): one round trip, the script loaded first if the server lacks it.
+    pub(crate) async fn run_script<T: FromRedisValue>(
+        self: &Arc<Self>,
+        invocation: &ScriptInvocation<'_>,
+    ) -> Result<T, Error> {
+        self.call(Duration::ZERO, |mut conn, _| async move {
+            invocation.invoke_async(&mut conn).await
+        })
+        .await
     }
 
     /// The nodes a listing visits: the server, or every master of a cluster.

@@ -97,25 +97,21 @@ pub(crate) async fn take(inner: &Arc<Inner>, key: &StoreKey) -> Result<StoreLock
     let mut pause = POLL_FIRST;
     loop {
         let seen = inner.version_seen(key);
-        let token = in_flight.token.clone();
-        let (lock, entry, token) = (&names.lock, &names.entry, &token);
         // Armed once the script may reach Redis: from then on, a call that fails or is dropped
         // may have taken the lock.
         inner.connect().await?;
         in_flight.armed = true;
         let answer: Vec<Value> = inner
-            .call(Duration::ZERO, |mut conn, inner| async move {
+            .run_script(
                 inner
                     .scripts
                     .acquire
-                    .key(lock)
-                    .key(entry)
-                    .arg(token)
+                    .key(&names.lock)
+                    .key(&names.entry)
+                    .arg(&in_flight.token)
                     .arg(lease_ms)
-                    .arg(MAX_VALUE_SIZE)
-                    .invoke_async(&mut conn)
-                    .await
-            })
+                    .arg(MAX_VALUE_SIZE),
+            )
             .await?;
         let odd = || {
             Error::store(
@@ -191,18 +187,8 @@ fn extend_lease(inner: &Arc<Inner>, lock: String, token: String) -> tokio::task:
     tokio::spawn(async move {
         loop {
             tokio::time::sleep(every).await;
-            let (lock, token) = (&lock, &token);
             let result = inner
-                .call(Duration::ZERO, |mut conn, inner| async move {
-                    inner
-                        .scripts
-                        .extend
-                        .key(lock)
-                        .arg(token)
-                        .arg(lease_ms)
-                        .invoke_async::<i64>(&mut conn)
-                        .await
-                })
+                .run_script::<i64>(inner.scripts.extend.key(&lock).arg(&token).arg(lease_ms))
                 .await;
             match result {
                 Ok(1) => {}
@@ -226,17 +212,8 @@ fn release(inner: &Arc<Inner>, lock: &str, token: String) {
     let pending = Pending::start();
     runtime.spawn(async move {
         let _pending = pending;
-        let (lock, token) = (&lock, &token);
         let result = inner
-            .call(Duration::ZERO, |mut conn, inner| async move {
-                inner
-                    .scripts
-                    .release
-                    .key(lock)
-                    .arg(token)
-                    .invoke_async::<i64>(&mut conn)
-                    .await
-            })
+            .run_script::<i64>(inner.scripts.release.key(&lock).arg(&token))
             .await;
         if let Err(e) = result {
             debug!(error = %e, "releasing a Redis lock failed: its lease runs out instead");

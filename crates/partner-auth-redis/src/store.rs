@@ -83,15 +83,11 @@ impl Inner {
 
     /// What is stored at each of `names`, with its remaining lifetime in ms.
     async fn read(self: &Arc<Self>, names: &[String]) -> Result<Vec<(Stored, i64)>, Error> {
-        let answer: Vec<Value> = self
-            .call(Duration::ZERO, |mut conn, inner| async move {
-                let mut invocation = inner.scripts.read.prepare_invoke();
-                for name in names {
-                    invocation.key(name);
-                }
-                invocation.arg(MAX_VALUE_SIZE).invoke_async(&mut conn).await
-            })
-            .await?;
+        let mut invocation = self.scripts.read.prepare_invoke();
+        for name in names {
+            invocation.key(name);
+        }
+        let answer: Vec<Value> = self.run_script(invocation.arg(MAX_VALUE_SIZE)).await?;
         let mut answer = answer.into_iter();
         let mut out = Vec::with_capacity(names.len());
         for _ in names {
@@ -217,19 +213,16 @@ impl Inner {
         let (entry, lock, ttl_ms) = (&names.entry, &names.lock, millis(ttl));
         let Some((replicas, wait)) = self.settings.replicas else {
             let answer = self
-                .call(Duration::ZERO, |mut conn, inner| async move {
-                    inner
-                        .scripts
+                .run_script(
+                    self.scripts
                         .save
                         .key(entry)
                         .key(lock)
                         .arg(read)
                         .arg(value)
                         .arg(ttl_ms)
-                        .arg(release)
-                        .invoke_async(&mut conn)
-                        .await
-                })
+                        .arg(release),
+                )
                 .await?;
             return Ok((answer, None));
         };
