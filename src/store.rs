@@ -226,37 +226,40 @@ mod tests {
 
     #[test]
     fn schemes_are_redis_or_refused_and_the_rest_are_files() {
-        for spec in [
-            "redis://h:6379/0",
-            "REDISS://h/1",
-            "Valkey://h",
-            "unix:///run/redis.sock",
-            "redis+unix:///run/redis.sock?db=2",
-            "redis+cluster://a:1,b:2",
-        ] {
-            assert_eq!(store_spec(spec, "store").unwrap(), StoreSpec::Redis(spec));
+        /// What a setting names.
+        enum Names {
+            Redis,
+            File,
+            Refused,
         }
-        for spec in [
-            "tokens.json",
-            "/var/lib/redis://x",
-            "./a:b",
-            "C:\\tokens.json",
-            "",
+        use Names::{File, Redis, Refused};
+        for (spec, names) in [
+            ("redis://h:6379/0", Redis),
+            ("REDISS://h/1", Redis),
+            ("Valkey://h", Redis),
+            ("unix:///run/redis.sock", Redis),
+            ("redis+unix:///run/redis.sock?db=2", Redis),
+            ("redis+cluster://a:1,b:2", Redis),
+            ("tokens.json", File),
+            ("/var/lib/redis://x", File),
+            ("./a:b", File),
+            ("C:\\tokens.json", File),
+            ("", File),
+            ("redis:h:6379", Refused),
+            ("rediss:h", Refused),
+            ("ftp:x", Refused),
+            ("memcached://h:1", Refused),
+            ("s3://b/k", Refused),
         ] {
-            assert_eq!(store_spec(spec, "store").unwrap(), StoreSpec::File(spec));
-        }
-        for spec in [
-            "redis:h:6379",
-            "rediss:h",
-            "ftp:x",
-            "memcached://h:1",
-            "s3://b/k",
-        ] {
-            let err = store_spec(spec, "STORE").unwrap_err();
-            assert!(
-                matches!(&err, Error::Config { field, .. } if field == "STORE"),
-                "{err}"
-            );
+            let found = store_spec(spec, "STORE");
+            match names {
+                Redis => assert_eq!(found.unwrap(), StoreSpec::Redis(spec)),
+                File => assert_eq!(found.unwrap(), StoreSpec::File(spec)),
+                Refused => assert!(
+                    matches!(&found, Err(Error::Config { field, .. }) if field == "STORE"),
+                    "{spec}: {found:?}"
+                ),
+            }
         }
         assert!(is_redis_url("redis://h/0") && !is_redis_url("redis:h"));
         let file = open_store(|_| None, "/tmp/x.json", "store").unwrap();
@@ -353,25 +356,24 @@ mod tests {
             !shown.contains("pw-91ab") && !shown.contains(key),
             "{shown}"
         );
-        let err = open_store(
-            |name| (name == STORE_KEY_VAR).then(|| "short".to_owned()),
-            "redis://h/0",
-            "store",
-        )
-        .unwrap_err()
-        .to_string();
+        // The error of opening `url` as `field` with `var` set to `value`.
+        let refused = |var: &str, value: &str, url: &str, field: &str| {
+            open_store(|name| (name == var).then(|| value.to_owned()), url, field)
+                .unwrap_err()
+                .to_string()
+        };
+        let err = refused(STORE_KEY_VAR, "short", "redis://h/0", "store");
         assert!(
             err.contains(STORE_KEY_VAR) && !err.contains("short"),
             "{err}"
         );
         // A password in the URL and one apart: which one is meant?
-        let err = open_store(
-            |name| (name == REDIS_PASSWORD_VAR).then(|| "pw-2".to_owned()),
+        let err = refused(
+            REDIS_PASSWORD_VAR,
+            "pw-2",
             "redis://:pw-1@h/0",
             "PARTNER_AUTH_STORE",
-        )
-        .unwrap_err()
-        .to_string();
+        );
         assert!(
             err.contains("PARTNER_AUTH_STORE") && !err.contains("pw-"),
             "{err}"

@@ -586,36 +586,12 @@ async fn a_presentation_under_way_is_waited_for_not_repeated() {
     #[derive(Debug)]
     struct NoLock(MemoryStore);
 
-    #[async_trait]
-    impl TokenStore for NoLock {
-        async fn load(&self, key: &StoreKey) -> Result<Option<TokenState>, Error> {
-            self.0.load(key).await
-        }
-        async fn save(
-            &self,
-            key: &StoreKey,
-            state: &TokenState,
-            lock: &StoreLock,
-        ) -> Result<(), Error> {
-            self.0.save(key, state, lock).await
-        }
+    token_provider::forward_token_store!(NoLock => |this| &this.0, {
         // Every lock is granted at once, as a lapsed lease would be.
-        fn versioned(&self) -> bool {
-            true
+        async fn lock(&self, _key: &StoreKey) -> Result<StoreLock, Error> {
+            Ok(StoreLock::none())
         }
-        async fn load_record(&self, key: &StoreKey) -> Result<Option<StoreRecord>, Error> {
-            self.0.load_record(key).await
-        }
-        async fn save_record(
-            &self,
-            key: &StoreKey,
-            record: &StoreRecord,
-            read: Option<u64>,
-            lock: &StoreLock,
-        ) -> Result<u64, Error> {
-            self.0.save_record(key, record, read, lock).await
-        }
-    }
+    });
 
     #[derive(Debug)]
     struct Slow(Replica);
