@@ -25,7 +25,7 @@ pub struct RedisStoreBuilder {
     lease: Duration,
     lock_timeout: Duration,
     expiry_slack: Duration,
-    refresh_ttl: Duration,
+    refresh_token_ttl: Duration,
     sealer: Option<Sealer>,
     clock: SharedClock,
     accept_eviction_risk: bool,
@@ -58,7 +58,7 @@ impl RedisStore {
             lease: Duration::from_secs(15),
             lock_timeout: Duration::from_secs(30),
             expiry_slack: Duration::from_secs(60),
-            refresh_ttl: Duration::from_secs(30 * 24 * 3600),
+            refresh_token_ttl: Duration::from_secs(30 * 24 * 3600),
             sealer: None,
             clock: system_clock(),
             accept_eviction_risk: false,
@@ -100,49 +100,24 @@ impl RedisStoreBuilder {
         self
     }
 
-    /// The key prefix (default [`DEFAULT_PREFIX`]): applications sharing one Redis keep apart
-    /// by it. It may not hold `{` or `}` (they would change the keys' hash tag).
-    pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
-        self.prefix = prefix.into();
-        self
-    }
-
-    /// How long one Redis call may take (default 2 s).
-    pub fn timeout(mut self, timeout: Duration) -> Self {
-        self.timeout = timeout;
-        self
-    }
-
-    /// How long one connection attempt may take (default 2 s).
-    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
-        self.connect_timeout = timeout;
-        self
-    }
-
-    /// The lock's lease (default 15 s): how long a holder that died keeps the others waiting.
-    /// A live holder's lease is extended every third of it.
-    pub fn lease(mut self, lease: Duration) -> Self {
-        self.lease = lease;
-        self
-    }
-
-    /// How long [`lock`](token_provider::TokenStore::lock) waits for another holder before
-    /// [`Error::StoreBusy`] (default 30 s; keep it above the lease).
-    pub fn lock_timeout(mut self, timeout: Duration) -> Self {
-        self.lock_timeout = timeout;
-        self
-    }
-
-    /// How long an entry outlives its access token's expiry (default 60 s).
-    pub fn expiry_slack(mut self, slack: Duration) -> Self {
-        self.expiry_slack = slack;
-        self
-    }
-
-    /// The least time an entry with a refresh token is kept (default 30 days).
-    pub fn refresh_token_ttl(mut self, ttl: Duration) -> Self {
-        self.refresh_ttl = ttl;
-        self
+    token_provider::builder_setters! {
+        /// The key prefix (default [`DEFAULT_PREFIX`]): applications sharing one Redis keep apart
+        /// by it. It may not hold `{` or `}` (they would change the keys' hash tag).
+        prefix: impl Into<String>,
+        /// How long one Redis call may take (default 2 s).
+        timeout: Duration,
+        /// How long one connection attempt may take (default 2 s).
+        connect_timeout: Duration,
+        /// The lock's lease (default 15 s): how long a holder that died keeps the others waiting.
+        /// A live holder's lease is extended every third of it.
+        lease: Duration,
+        /// How long [`lock`](token_provider::TokenStore::lock) waits for another holder before
+        /// [`Error::StoreBusy`] (default 30 s; keep it above the lease).
+        lock_timeout: Duration,
+        /// How long an entry outlives its access token's expiry (default 60 s).
+        expiry_slack: Duration,
+        /// The least time an entry with a refresh token is kept (default 30 days).
+        refresh_token_ttl: Duration,
     }
 
     /// Seals every entry under `key` (see the crate docs).
@@ -171,11 +146,10 @@ impl RedisStoreBuilder {
         self
     }
 
-    /// Seals with `sealer` (one made from a key file reads the file again when it changes:
-    /// [`Sealer::from_source`]).
-    pub fn sealer(mut self, sealer: Sealer) -> Self {
-        self.sealer = Some(sealer);
-        self
+    token_provider::builder_setters! {
+        /// Seals with `sealer` (one made from a key file reads the file again when it changes:
+        /// [`Sealer::from_source`]).
+        sealer: Sealer,
     }
 
     /// [`sealer`](Self::sealer) when there is one.
@@ -184,22 +158,17 @@ impl RedisStoreBuilder {
         self
     }
 
-    /// The clock that entries' lifetimes and versions are measured on (default: the system
-    /// clock); give the cache's. Redis measures an entry's age in real time and a reader moves
-    /// the entry's times onto this clock (see the crate docs), so a clock that does not follow
-    /// real time (a test's manual clock) sees entries moved by however far it jumped.
-    pub fn clock(mut self, clock: SharedClock) -> Self {
-        self.clock = clock;
-        self
-    }
-
-    /// Uses a server that may evict keys (a `maxmemory-policy` of `allkeys-*` or `volatile-*`),
-    /// or whose policy cannot be read (`CONFIG` disabled, as on some managed services), logging
-    /// one warning instead of refusing it (default `false`). An evicted entry takes its refresh
-    /// token with it: that principal signs in again.
-    pub fn accept_eviction_risk(mut self, accept: bool) -> Self {
-        self.accept_eviction_risk = accept;
-        self
+    token_provider::builder_setters! {
+        /// The clock that entries' lifetimes and versions are measured on (default: the system
+        /// clock); give the cache's. Redis measures an entry's age in real time and a reader moves
+        /// the entry's times onto this clock (see the crate docs), so a clock that does not follow
+        /// real time (a test's manual clock) sees entries moved by however far it jumped.
+        clock: SharedClock,
+        /// Uses a server that may evict keys (a `maxmemory-policy` of `allkeys-*` or `volatile-*`),
+        /// or whose policy cannot be read (`CONFIG` disabled, as on some managed services), logging
+        /// one warning instead of refusing it (default `false`). An evicted entry takes its refresh
+        /// token with it: that principal signs in again.
+        accept_eviction_risk: bool,
     }
 
     /// Waits after each save until `replicas` replicas hold it (`WAIT`), for at most `timeout`;
@@ -239,7 +208,7 @@ impl RedisStoreBuilder {
             lease: self.lease,
             lock_timeout: self.lock_timeout,
             expiry_slack: self.expiry_slack,
-            refresh_ttl: self.refresh_ttl,
+            refresh_ttl: self.refresh_token_ttl,
             accept_eviction_risk: self.accept_eviction_risk,
             replicas: self.replicas,
         };
