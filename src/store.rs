@@ -180,7 +180,8 @@ fn flag_var(lookup: &dyn Fn(&str) -> Option<String>, var: &str) -> Result<bool, 
     }
 }
 
-#[cfg(feature = "redis")]
+/// The Redis store at `url`, with the password and eviction setting `lookup` gives. They are
+/// read without the `redis` feature too, so a mistake in them is not hidden by its absence.
 fn open_redis(
     url: &str,
     field: &str,
@@ -190,34 +191,29 @@ fn open_redis(
     // A file is read again when it changes, and after Redis refuses what it held.
     let password = secret_var(lookup, REDIS_PASSWORD_VAR)?;
     let accept_eviction = flag_var(lookup, REDIS_ACCEPT_EVICTION_VAR)?;
-    let store = partner_auth_redis::RedisStore::builder(url)
-        .password_source_opt(password)
-        .accept_eviction_risk(accept_eviction)
-        .sealer_opt(sealer)
-        .build()
-        .map_err(|e| match e {
-            Error::Config {
-                field: f, reason, ..
-            } if f == "store" => Error::config(field, reason),
-            other => other,
-        })?;
-    Ok(Arc::new(store))
-}
-
-#[cfg(not(feature = "redis"))]
-fn open_redis(
-    _url: &str,
-    field: &str,
-    lookup: &dyn Fn(&str) -> Option<String>,
-    _sealer: Option<Sealer>,
-) -> Result<Arc<dyn TokenStore>, Error> {
-    // Read all the same, so a mistake in them is not hidden by this one.
-    secret_var(lookup, REDIS_PASSWORD_VAR)?;
-    flag_var(lookup, REDIS_ACCEPT_EVICTION_VAR)?;
-    Err(Error::config(
-        field,
-        "names a Redis store: build partner-auth with the `redis` feature, or give a file path",
-    ))
+    #[cfg(feature = "redis")]
+    {
+        let store = partner_auth_redis::RedisStore::builder(url)
+            .password_source_opt(password)
+            .accept_eviction_risk(accept_eviction)
+            .sealer_opt(sealer)
+            .build()
+            .map_err(|e| match e {
+                Error::Config {
+                    field: f, reason, ..
+                } if f == "store" => Error::config(field, reason),
+                other => other,
+            })?;
+        Ok(Arc::new(store))
+    }
+    #[cfg(not(feature = "redis"))]
+    {
+        let _ = (url, password, accept_eviction, sealer);
+        Err(Error::config(
+            field,
+            "names a Redis store: build partner-auth with the `redis` feature, or give a file path",
+        ))
+    }
 }
 
 #[cfg(test)]
