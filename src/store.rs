@@ -218,6 +218,8 @@ fn open_redis(
 
 #[cfg(test)]
 mod tests {
+    use token_provider::testing::TempDir;
+
     use super::*;
 
     #[test]
@@ -287,12 +289,19 @@ mod tests {
         );
     }
 
+    /// The file `name` holding `text` in a new temporary folder, and its path (the folder is
+    /// removed with the `TempDir`).
+    fn file_holding(folder: &str, name: &str, text: &str) -> (TempDir, String) {
+        let dir = TempDir::new(folder);
+        let path = dir.join(name);
+        std::fs::write(&path, text).unwrap();
+        let path = path.to_str().unwrap().to_owned();
+        (dir, path)
+    }
+
     #[test]
     fn a_key_file_that_holds_no_key_is_named_with_its_path() {
-        let dir = token_provider::testing::TempDir::new("facade-key-file");
-        let path = dir.join("key");
-        std::fs::write(&path, "not-a-key-7c1d\n").unwrap();
-        let path = path.to_str().unwrap().to_owned();
+        let (_dir, path) = file_holding("facade-key-file", "key", "not-a-key-7c1d\n");
         let lookup = |name: &str| (name == STORE_KEY_FILE_VAR).then(|| path.clone());
         for err in [
             store_keys(lookup).unwrap_err(),
@@ -310,10 +319,7 @@ mod tests {
 
     #[test]
     fn secrets_come_from_a_variable_or_a_file_not_both() {
-        let dir = token_provider::testing::TempDir::new("facade-secret");
-        let path = dir.join("pw");
-        std::fs::write(&path, "s3cret\r\n").unwrap();
-        let path = path.to_str().unwrap().to_owned();
+        let (_dir, path) = file_holding("facade-secret", "pw", "s3cret\r\n");
         let from_file = secret_var(
             &|name: &str| (name == "PW_FILE").then(|| path.clone()),
             "PW",
