@@ -31,7 +31,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use token_provider::store::next_version;
-use token_provider::{Error, StoreEntry, StoreKey, StoreLock, StoreRecord, TokenState, TokenStore};
+use token_provider::{
+    Error, ListedEntry, StoreKey, StoreLock, StoreRecord, TokenState, TokenStore,
+};
 use tokio::time::Instant;
 
 use crate::config::{Fault, LEASE, LOCK_TIMEOUT};
@@ -431,14 +433,14 @@ impl TokenStore for StoreHandle {
         result
     }
 
-    async fn entries(&self) -> Result<Vec<StoreEntry>, Error> {
+    async fn listing(&self) -> Result<Vec<ListedEntry>, Error> {
         self.round_trip(false, |server, _| {
             Ok(server
                 .keys
                 .iter()
                 .filter_map(|(key, k)| {
                     let state = k.record.clone()?.into_state()?;
-                    Some((key.clone(), Ok(state)))
+                    Some(ListedEntry::new(key.clone(), Ok(state)))
                 })
                 .collect())
         })
