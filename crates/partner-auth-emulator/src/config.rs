@@ -263,38 +263,14 @@ pub struct EmulatorBuilder {
     pub(crate) config: EmulatorConfig,
 }
 
-/// Writes setters that each replace one field of the configuration: `name: Type` (or
-/// `name: impl Into<Type>`) becomes `pub fn name(mut self, name: ..) -> Self` that sets
-/// `self.config.name`. The doc comments written above each one are its documentation.
-macro_rules! config_setters {
-    () => {};
-    ($(#[$doc:meta])* $name:ident: impl Into<$ty:ty> $(, $($rest:tt)*)?) => {
-        $(#[$doc])*
-        pub fn $name(mut self, $name: impl Into<$ty>) -> Self {
-            self.config.$name = $name.into();
-            self
-        }
-
-        $(config_setters!($($rest)*);)?
-    };
-    ($(#[$doc:meta])* $name:ident: $ty:ty $(, $($rest:tt)*)?) => {
-        $(#[$doc])*
-        pub fn $name(mut self, $name: $ty) -> Self {
-            self.config.$name = $name;
-            self
-        }
-
-        $(config_setters!($($rest)*);)?
-    };
-}
-
 impl EmulatorBuilder {
     /// A builder from a whole configuration.
     pub fn from_config(config: EmulatorConfig) -> Self {
         Self { config }
     }
 
-    config_setters! {
+    token_provider::builder_setters! {
+        in config:
         /// The loopback port (default 0: a free one).
         port: u16,
         /// The wall clock the emulator reads (default the system clock).
@@ -330,7 +306,8 @@ impl EmulatorBuilder {
         self
     }
 
-    config_setters! {
+    token_provider::builder_setters! {
+        in config:
         /// `expires_in` of Aerion access tokens.
         aerion_token_lifetime: Duration,
         /// Whether refresh grants rotate the refresh token (default true).
@@ -350,7 +327,8 @@ impl EmulatorBuilder {
         self
     }
 
-    config_setters! {
+    token_provider::builder_setters! {
+        in config:
         /// The Aurora UK audience.
         aurora_uk_audience: impl Into<String>,
         /// `expires_in` of Aurora UK access tokens.
@@ -378,7 +356,8 @@ impl EmulatorBuilder {
         self
     }
 
-    config_setters! {
+    token_provider::builder_setters! {
+        in config:
         /// The Aurora Solar REST API key.
         aurora_solar_api_key: impl Into<String>,
         /// The users every Aurora Solar tenant starts with.
@@ -393,7 +372,8 @@ impl EmulatorBuilder {
         self
     }
 
-    config_setters! {
+    token_provider::builder_setters! {
+        in config:
         /// Lifetime of Aurora Solar temporary keys (default 13 h).
         aurora_solar_temporary_key_lifetime: Duration,
         /// Lifetime of Client SDK JWTs (default 12 h).

@@ -5,7 +5,9 @@
 /// Writes a builder's plain setters into its `impl` block: each `name: Type` (or
 /// `name: impl Into<Type>`) becomes `pub fn name(mut self, name: ..) -> Self` that stores the
 /// value (converted) in the builder's field of the same name, in `Some` when the field is an
-/// `Option`. The doc comments written above each one are its documentation.
+/// `Option`. The doc comments written above each one are its documentation. Begun with
+/// `in field:`, the setters store into the fields of the builder's `field` instead (a builder
+/// over a whole configuration struct).
 ///
 /// ```
 /// use std::time::Duration;
@@ -37,28 +39,61 @@
 /// assert_eq!(builder.base_url.as_deref(), Some("https://api.example"));
 /// assert_eq!(builder.timeout, Some(Duration::ZERO));
 /// assert_eq!(builder.attempts, 3);
+///
+/// /// A builder over a whole configuration.
+/// #[derive(Default)]
+/// pub struct ServerBuilder {
+///     config: ServerConfig,
+/// }
+///
+/// #[derive(Default)]
+/// pub struct ServerConfig {
+///     port: u16,
+/// }
+///
+/// impl ServerBuilder {
+///     builder_setters! {
+///         in config:
+///         /// The port to listen on.
+///         port: u16,
+///     }
+/// }
+///
+/// assert_eq!(ServerBuilder::default().port(8080).config.port, 8080);
 /// ```
 #[macro_export]
 macro_rules! builder_setters {
-    () => {};
-    ($(#[$doc:meta])* $name:ident: impl Into<$ty:ty> $(, $($rest:tt)*)?) => {
+    (@on $on:tt) => {};
+    (@on $on:tt $(#[$doc:meta])* $name:ident: impl Into<$ty:ty> $(, $($rest:tt)*)?) => {
         $(#[$doc])*
         pub fn $name(mut self, $name: impl ::core::convert::Into<$ty>) -> Self {
             let $name: $ty = $name.into();
-            self.$name = ::core::convert::From::from($name);
+            $crate::builder_setters!(@store self $on $name);
             self
         }
 
-        $($crate::builder_setters!($($rest)*);)?
+        $($crate::builder_setters!(@on $on $($rest)*);)?
     };
-    ($(#[$doc:meta])* $name:ident: $ty:ty $(, $($rest:tt)*)?) => {
+    (@on $on:tt $(#[$doc:meta])* $name:ident: $ty:ty $(, $($rest:tt)*)?) => {
         $(#[$doc])*
         pub fn $name(mut self, $name: $ty) -> Self {
-            self.$name = ::core::convert::From::from($name);
+            $crate::builder_setters!(@store self $on $name);
             self
         }
 
-        $($crate::builder_setters!($($rest)*);)?
+        $($crate::builder_setters!(@on $on $($rest)*);)?
+    };
+    (@on $on:tt $($other:tt)*) => {
+        ::core::compile_error!("builder_setters!: expected `name: Type` or `name: impl Into<Type>`");
+    };
+    (@store $this:ident [$($on:ident)?] $name:ident) => {
+        $this$(.$on)?.$name = ::core::convert::From::from($name);
+    };
+    (in $on:ident: $($rest:tt)*) => {
+        $crate::builder_setters!(@on [$on] $($rest)*);
+    };
+    ($($rest:tt)*) => {
+        $crate::builder_setters!(@on [] $($rest)*);
     };
 }
 
