@@ -2,6 +2,8 @@
 //! criterion benchmarks and writes BENCHMARKS.md; `cargo xtask sim` runs seeds of the fleet
 //! simulation.
 
+mod modules;
+
 use std::env;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -11,6 +13,7 @@ fn main() -> ExitCode {
     let result = match args.first().map(String::as_str) {
         Some("ci") => ci(),
         Some("deps") => check_dependency_rules(),
+        Some("modules") => check_module_rule(),
         Some("package") => package(),
         Some("downstream") => downstream(),
         Some("bench") => bench(&args[1..]),
@@ -19,8 +22,9 @@ fn main() -> ExitCode {
             eprintln!(
                 "usage: cargo xtask <command>\n\n\
                  commands:\n  \
-                 ci      fmt check, clippy -D warnings, redis-server (installed if missing), tests, 1,000 simulation seeds (kept classes, then each class alone), docs -D warnings, examples, the downstream crate, packaging, dependency rules\n  \
+                 ci      fmt check, the module rule, clippy -D warnings, redis-server (installed if missing), tests, 1,000 simulation seeds (kept classes, then each class alone), docs -D warnings, examples, the downstream crate, packaging, dependency rules\n  \
                  deps    only the dependency rules (cargo tree)\n  \
+                 modules only the module rule: within a crate, no module imports one that imports it\n  \
                  package only `cargo package --workspace` (packs and builds every published crate)\n  \
                  downstream  builds and runs tests/downstream-aerion (Aerion only, by path) against the emulator\n  \
                  bench   criterion benchmarks (the cache, the Redis store); results in BENCHMARKS.md\n  \
@@ -84,6 +88,8 @@ fn ci() -> Result {
     let mut fmt = cargo();
     fmt.args(["fmt", "--all", "--", "--check"]);
     run("cargo fmt --check", fmt)?;
+
+    check_module_rule()?;
 
     let mut clippy = cargo();
     clippy.args([
@@ -422,6 +428,46 @@ fn has(pkgs: &[String], name: &str) -> bool {
 }
 
 const PROVIDERS: [&str; 3] = ["aerion-auth", "aurora-uk-auth", "aurora-solar-auth"];
+
+/// The module rule ([`modules`]) over every crate of the workspace.
+fn check_module_rule() -> Result {
+    let mut sources = vec![root().join("src"), root().join("xtask").join("src")];
+    let crates = root().join("crates");
+    let listed =
+        std::fs::read_dir(&crates).map_err(|e| format!("cannot list {}: {e}", crates.display()))?;
+    for entry in listed {
+        let src = entry
+            .map_err(|e| format!("cannot list crates: {e}"))?
+            .path()
+            .join("src");
+        if src.is_dir() {
+            sources.push(src);
+        }
+    }
+    sources.sort();
+    let mut broken = Vec::new();
+    for src in &sources {
+        for cycle in modules::cycles(src)? {
+            let crate_dir = src
+                .parent()
+                .unwrap_or(src)
+                .strip_prefix(root())
+                .unwrap_or(src);
+            broken.push(format!("{}: {}", crate_dir.display(), cycle.join(", ")));
+        }
+    }
+    if broken.is_empty() {
+        eprintln!(
+            "xtask: module rule: no import cycle in {} crates",
+            sources.len()
+        );
+        return Ok(());
+    }
+    Err(format!(
+        "modules that import each other (directly or through the others listed):\n  {}",
+        broken.join("\n  ")
+    ))
+}
 
 /// SPEC section 1: provider crates are independent, Aurora Solar has no OAuth crates, Aerion has
 /// no OpenID Connect, neither Aerion nor Aurora UK compiles the keyed cache or the pace, one
