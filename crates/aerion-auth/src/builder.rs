@@ -61,6 +61,19 @@ fn display_url(s: &str) -> String {
     }
 }
 
+impl Aerion {
+    /// Starts a builder.
+    pub fn builder() -> AerionBuilder {
+        AerionBuilder::new()
+    }
+
+    /// A provider configured from the process environment (see
+    /// [`AerionBuilder::from_env_with`] for the variables).
+    pub fn from_env() -> Result<Self, Error> {
+        AerionBuilder::from_env()?.build()
+    }
+}
+
 impl AerionBuilder {
     /// An empty builder (the same as [`Aerion::builder`]).
     pub fn new() -> Self {

@@ -8,7 +8,7 @@ use token_provider::{CacheStats, CachedTokenProvider, Error, Secret, StoreKey};
 use url::Url;
 
 use crate::fetch::AerionFetcher;
-use crate::{AerionBuilder, Tenant};
+use crate::settings::Tenant;
 
 /// Aerion bearer tokens, cached: call [`token`](crate::TokenProvider::token) before every request.
 ///
@@ -19,17 +19,6 @@ pub struct Aerion {
 }
 
 impl Aerion {
-    /// Starts a builder.
-    pub fn builder() -> AerionBuilder {
-        AerionBuilder::new()
-    }
-
-    /// A provider configured from the process environment (see
-    /// [`AerionBuilder::from_env_with`] for the variables).
-    pub fn from_env() -> Result<Self, Error> {
-        AerionBuilder::from_env()?.build()
-    }
-
     /// The key this principal's state is kept under in a store (see
     /// [`AerionBuilder::store`](crate::AerionBuilder::store)).
     pub fn store_key(&self) -> StoreKey {
