@@ -25,7 +25,8 @@
 //!
 //! # Layout
 //!
-//! In layers, from the bottom; a module imports only modules of the layers below its own.
+//! In layers, from the bottom: a module imports modules of its own layer or below, never one
+//! above it, and no module imports one that imports it (`cargo xtask modules` checks).
 //!
 //! - Plain data: [`trace`], every event stamped with its virtual time; `node`, which life of
 //!   which replica ([`Node`]); `promise`, the promises by name and a broken one ([`Promise`],

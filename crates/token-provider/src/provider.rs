@@ -306,9 +306,11 @@ where
     P: TokenProvider + ?Sized,
     M: Fn() -> Error + Send + Sync,
 {
+    // Asked after `fresh` found nothing (the forwarding `get` asks it first): straight to the
+    // provider's `token`, so a miss asks its `fresh` once.
     async fn token(&self) -> Result<AccessToken, Error> {
         match self.0 {
-            Some(provider) => provider.get().await,
+            Some(provider) => provider.token().await,
             None => Err((self.1)()),
         }
     }
