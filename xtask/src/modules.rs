@@ -202,8 +202,11 @@ fn blank_comments_and_literals(text: &str) -> String {
                 }
             }
             j
-        } else if rest[0] == 'r' && !before.is_some_and(ident) && raw_string(rest).is_some() {
-            raw_string(rest).unwrap_or(1)
+        } else if let Some(end) = (rest[0] == 'r' && !before.is_some_and(ident))
+            .then(|| raw_string(rest))
+            .flatten()
+        {
+            end
         } else if rest[0] == '"' {
             let mut j = 1;
             while j < rest.len() && rest[j] != '"' {
